@@ -1,0 +1,80 @@
+"""``sednaya-monitor``: the stable command line (DESIGN.md "The command line").
+
+The group builds the ``Settings`` once (defaults < ``--config`` TOML < ``SEDNAYA_MONITOR_*`` env <
+flags) and hands them to each command through the click context. Domain errors map to exit codes here
+and only here: usage errors exit 2 (click), domain errors exit 1 with the message naming the input.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.logs import configure_logging
+from stream.errors import SednayaError
+from stream.settings import load_settings
+
+
+@click.group()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="SEDNAYA_MONITOR_DATA_DIR",
+    default=None,
+    help="Where everything is written [env SEDNAYA_MONITOR_DATA_DIR; default ./sednaya-data].",
+)
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), default=None, help="TOML settings file."
+)
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR.")
+@click.option("-L", "logger_levels", multiple=True, help="Per-logger level, e.g. -L stream.bus:DEBUG.")
+@click.option("--json-logs/--text-logs", default=None, help="JSON lines (default in distributed mode).")
+@click.version_option(package_name="sednaya-monitor")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    data_dir: Path | None,
+    config_file: Path | None,
+    log_level: str | None,
+    logger_levels: tuple[str, ...],
+    json_logs: bool | None,
+) -> None:
+    """Sednaya Monitor: crawl the coverage, cluster it into stories, search it, alert on new stories."""
+    overrides: dict[str, Any] = {"data_dir": data_dir, "log_level": log_level}
+    try:
+        settings = load_settings(config_file, overrides=overrides)
+    except SednayaError as exc:
+        raise click.UsageError(str(exc)) from exc
+    json_mode = json_logs if json_logs is not None else settings.distributed_bus
+    configure_logging(settings.log_level, logger_levels, json_lines=json_mode)
+    ctx.obj = AppContext(settings)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _register() -> None:
+    # Each command group lives in its own module; importing registers it on ``cli``.
+    from sednaya_monitor.cli import commands_core  # noqa: F401
+
+
+def main() -> None:
+    """Console-script entry point: maps domain errors to exit code 1 with their message."""
+    _register()
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except SednayaError as exc:
+        logging.getLogger("sednaya_monitor").debug("command failed", exc_info=True)
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,30 @@
+"""The one module that picks adapters from settings (``embedded`` or a URL)."""
+
+from __future__ import annotations
+
+from stream.bus import Bus
+from stream.settings import Settings
+
+from indexer.store import SearchStore
+
+
+def make_bus(settings: Settings) -> Bus:
+    """The embedded SQLite log, or Kafka for ``bus = "kafka://host:port"``."""
+    if settings.distributed_bus:
+        from stream.bus_kafka import KafkaBus
+
+        return KafkaBus(settings)
+    from stream.bus_embedded import EmbeddedBus
+
+    return EmbeddedBus(settings.data_dir / "bus.sqlite3")
+
+
+def make_store(settings: Settings) -> SearchStore:
+    """The embedded SQLite FTS5 store, or Elasticsearch 8 for ``store = "http://host:9200"``."""
+    if settings.distributed_store:
+        from indexer.store_elastic import ElasticStore
+
+        return ElasticStore(settings)
+    from indexer.store_embedded import EmbeddedStore
+
+    return EmbeddedStore(settings.data_dir / "store.sqlite3")

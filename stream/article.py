@@ -1,0 +1,265 @@
+"""The article contract, version 1 (see ``stream/schema/article.v1.json``).
+
+An :class:`Article` is what every stage passes on: crawlers build it, the embedding stage adds
+``duplicate_of``/``story_id``/``story_role`` (and the vector), the indexer stores it. On the wire it is
+JSON with a ``schema`` field; never pickle. Adding an optional field with a default keeps old readers
+working; renaming or removing a field is a new version (a new schema file and a new golden JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from stream.errors import ContractError, UnsupportedSchemaError
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMAS = frozenset({1})
+
+Channel = Literal["feed", "sitemap", "search", "import"]
+DateSource = Literal["jsonld", "meta", "feed", "sitemap", "url", "none"]
+StoryRole = Literal["first", "duplicate", "follow_up"]
+
+CHANNELS: frozenset[str] = frozenset({"feed", "sitemap", "search", "import"})
+DATE_SOURCES: frozenset[str] = frozenset({"jsonld", "meta", "feed", "sitemap", "url", "none"})
+STORY_ROLES: frozenset[str] = frozenset({"first", "duplicate", "follow_up"})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Relevance:
+    """Topic-filter verdict: ``score`` in [0, 1] and the topic terms that matched."""
+
+    score: float
+    terms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Article:
+    """One news article. Required fields have no default; ``None`` means unknown, never ``""``."""
+
+    id: str  # stream.canonical_url.article_id(canonical_url): bus key and store _id
+    url: str  # as found
+    canonical_url: str
+    source: str  # source-registry id, or the host for unregistered sources
+    channel: Channel
+    backfill: bool  # historical load: never fires instant alerts
+    lang: str  # ISO 639-1 detected from the text ("und" when undetermined)
+    title: str
+    text: str
+    authors: tuple[str, ...]
+    published: datetime | None  # UTC; None = unknown
+    date_source: DateSource
+    discovered_at: datetime  # UTC
+    fetched_at: datetime  # UTC
+    content_sha256: str  # hash of the normalised text (stream.text.content_hash)
+    relevance: Relevance | None
+    # Set downstream by the embedding stage.
+    embedding: tuple[float, ...] | None = None
+    duplicate_of: str | None = None
+    story_id: str | None = None
+    story_role: StoryRole | None = None
+    schema: int = SCHEMA_VERSION
+    extra: dict[str, str] = field(default_factory=dict)  # free-form tags (e.g. stance); str -> str
+
+    def replace(self, **changes: Any) -> Article:
+        """A copy with ``changes`` applied (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self, *, with_embedding: bool = False) -> dict[str, Any]:
+        """JSON-ready dict. The embedding is left out unless ``with_embedding``."""
+        out: dict[str, Any] = {
+            "schema": self.schema,
+            "id": self.id,
+            "url": self.url,
+            "canonical_url": self.canonical_url,
+            "source": self.source,
+            "channel": self.channel,
+            "backfill": self.backfill,
+            "lang": self.lang,
+            "title": self.title,
+            "text": self.text,
+            "authors": list(self.authors),
+            "published": _iso(self.published),
+            "date_source": self.date_source,
+            "discovered_at": _iso(self.discovered_at),
+            "fetched_at": _iso(self.fetched_at),
+            "content_sha256": self.content_sha256,
+            "relevance": None
+            if self.relevance is None
+            else {"score": self.relevance.score, "terms": list(self.relevance.terms)},
+            "duplicate_of": self.duplicate_of,
+            "story_id": self.story_id,
+            "story_role": self.story_role,
+        }
+        if self.extra:
+            out["extra"] = dict(self.extra)
+        if with_embedding and self.embedding is not None:
+            out["embedding"] = list(self.embedding)
+        return out
+
+    def to_json(self, *, with_embedding: bool = False) -> str:
+        return json.dumps(self.to_dict(with_embedding=with_embedding), ensure_ascii=False)
+
+    def to_bytes(self, *, with_embedding: bool = False) -> bytes:
+        return self.to_json(with_embedding=with_embedding).encode("utf-8")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Article:
+        """Decode a v1 dict.
+
+        Raises:
+            UnsupportedSchemaError: ``schema`` is missing or not a supported version.
+            ContractError: a field is missing or of the wrong type (the message names the field).
+        """
+        if not isinstance(data, dict):
+            raise ContractError(f"article must be a JSON object, got {type(data).__name__}")
+        schema = data.get("schema")
+        if schema not in SUPPORTED_SCHEMAS or isinstance(schema, bool):
+            raise UnsupportedSchemaError(
+                f"article {data.get('id', '?')!s}: schema {schema!r} is not supported "
+                f"(supported: {sorted(SUPPORTED_SCHEMAS)})"
+            )
+        ident = _req_str(data, "id")
+        where = f"article {ident}"
+        relevance_raw = data.get("relevance")
+        relevance: Relevance | None = None
+        if relevance_raw is not None:
+            if not isinstance(relevance_raw, dict):
+                raise ContractError(f"{where}: field 'relevance' must be an object or null")
+            score = relevance_raw.get("score")
+            if not isinstance(score, (int, float)) or isinstance(score, bool):
+                raise ContractError(f"{where}: field 'relevance.score' must be a number")
+            terms = relevance_raw.get("terms", [])
+            relevance = Relevance(score=float(score), terms=tuple(_str_list(terms, where, "relevance.terms")))
+        embedding_raw = data.get("embedding")
+        embedding: tuple[float, ...] | None = None
+        if embedding_raw is not None:
+            if not isinstance(embedding_raw, list) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in embedding_raw
+            ):
+                raise ContractError(f"{where}: field 'embedding' must be a list of numbers")
+            embedding = tuple(float(x) for x in embedding_raw)
+        channel = _req_str(data, "channel", where)
+        if channel not in CHANNELS:
+            raise ContractError(f"{where}: field 'channel' is {channel!r}, expected one of {sorted(CHANNELS)}")
+        date_source = _req_str(data, "date_source", where)
+        if date_source not in DATE_SOURCES:
+            raise ContractError(
+                f"{where}: field 'date_source' is {date_source!r}, expected one of {sorted(DATE_SOURCES)}"
+            )
+        role = data.get("story_role")
+        if role is not None and role not in STORY_ROLES:
+            raise ContractError(f"{where}: field 'story_role' is {role!r}, expected one of {sorted(STORY_ROLES)}")
+        backfill = data.get("backfill")
+        if not isinstance(backfill, bool):
+            raise ContractError(f"{where}: field 'backfill' must be true or false")
+        extra = data.get("extra") or {}
+        if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+            raise ContractError(f"{where}: field 'extra' must be an object of strings")
+        published = _opt_time(data, "published", where)
+        discovered_at = _opt_time(data, "discovered_at", where)
+        fetched_at = _opt_time(data, "fetched_at", where)
+        if discovered_at is None or fetched_at is None:
+            missing = "discovered_at" if discovered_at is None else "fetched_at"
+            raise ContractError(f"{where}: field {missing!r} is required")
+        return cls(
+            id=ident,
+            url=_req_str(data, "url", where),
+            canonical_url=_req_str(data, "canonical_url", where),
+            source=_req_str(data, "source", where),
+            channel=channel,  # type: ignore[arg-type]  # checked against CHANNELS above
+            backfill=backfill,
+            lang=_req_str(data, "lang", where),
+            title=_req_str(data, "title", where, allow_empty=True),
+            text=_req_str(data, "text", where, allow_empty=True),
+            authors=tuple(_str_list(data.get("authors", []), where, "authors")),
+            published=published,
+            date_source=date_source,  # type: ignore[arg-type]  # checked against DATE_SOURCES above
+            discovered_at=discovered_at,
+            fetched_at=fetched_at,
+            content_sha256=_req_str(data, "content_sha256", where),
+            relevance=relevance,
+            embedding=embedding,
+            duplicate_of=_opt_str(data, "duplicate_of", where),
+            story_id=_opt_str(data, "story_id", where),
+            story_role=role,
+            schema=schema,
+            extra=dict(extra),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Article:
+        """Decode JSON text; raises :class:`ContractError` for invalid JSON."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ContractError(f"article is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (naive values are taken as UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def parse_time(value: str) -> datetime:
+    """Parse ISO 8601 (``Z`` allowed) into aware UTC; raises ``ValueError`` naming the value."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an ISO 8601 date/time") from exc
+    return utc(parsed)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return utc(value).isoformat().replace("+00:00", "Z")
+
+
+def _req_str(data: dict[str, Any], key: str, where: str = "article", *, allow_empty: bool = False) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise ContractError(f"{where}: field {key!r} is required and must be a string")
+    if not allow_empty and not value:
+        raise ContractError(f"{where}: field {key!r} must not be empty")
+    return value
+
+
+def _opt_str(data: dict[str, Any], key: str, where: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ContractError(f"{where}: field {key!r} must be a non-empty string or null")
+    return value
+
+
+def _opt_time(data: dict[str, Any], key: str, where: str) -> datetime | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ContractError(f"{where}: field {key!r} must be an ISO 8601 string or null")
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise ContractError(f"{where}: field {key!r}: {exc}") from exc
+
+
+def _str_list(value: Any, where: str, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ContractError(f"{where}: field {key!r} must be a list of strings")
+    return list(value)

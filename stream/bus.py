@@ -1,0 +1,101 @@
+"""The ``Bus`` port: topics of keyed records with consumer groups and dead-letter twins.
+
+Two adapters implement it: ``stream.bus_embedded.EmbeddedBus`` (SQLite WAL log in the data directory)
+and ``stream.bus_kafka.KafkaBus`` (kafka-python). Stages only see this module.
+
+Delivery is at-least-once: a consumer that dies before ``commit`` gets its records again, so every
+stage's effects must be idempotent (the store writes by ``_id``; clustering remembers decisions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+# Header names, the same on both buses.
+H_SCHEMA = "schema"  # contract version of the value
+H_ENTERED_AT = "entered_at"  # ISO 8601 UTC time the article first entered the bus (alert latency)
+H_STAGE = "dlq.stage"
+H_ERROR_CLASS = "dlq.error_class"
+H_ERROR_MESSAGE = "dlq.error_message"
+H_ORIGINAL_TOPIC = "dlq.original_topic"
+H_ORIGINAL_PARTITION = "dlq.original_partition"
+H_ORIGINAL_OFFSET = "dlq.original_offset"
+H_ATTEMPTS = "dlq.attempts"
+H_DEAD_LETTERED_AT = "dlq.at"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Record:
+    """One record read from a topic. ``offset`` is unique within (topic, partition)."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    partition: int = 0
+    offset: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeadLetter:
+    """A record that could not be processed, with who/when/what/where."""
+
+    id: str  # adapter-specific handle, used by replay
+    topic: str  # the original topic
+    key: str
+    value: bytes
+    headers: Mapping[str, str]
+    stage: str
+    error_class: str
+    reason: str
+    attempts: int
+    partition: int
+    offset: int
+    at: datetime
+
+
+class Consumer(Protocol):
+    """A member of a consumer group on one topic."""
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to ``max_records`` records not yet committed by the group (empty when none arrive in time)."""
+
+    def commit(self) -> None:
+        """Commit everything returned by ``poll`` so far (call after the effects are durable)."""
+
+    def lag(self) -> dict[int, int]:
+        """Records not yet committed by this group, per partition this member holds."""
+
+    def close(self) -> None:
+        """Leave the group (uncommitted records go to the next member)."""
+
+
+class Bus(Protocol):
+    def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create ``topics`` and their dead-letter twins when missing."""
+
+    def publish(self, topic: str, key: str, value: bytes, headers: Mapping[str, str] | None = None) -> None:
+        """Queue a record; records with one key keep their order. Failures surface in ``flush``."""
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Block until every published record is acknowledged; raises ``BusError`` naming failures."""
+
+    def consumer(self, topic: str, group: str) -> Consumer:
+        """Join ``group`` on ``topic``."""
+
+    def dead_letter(
+        self, record: Record, *, stage: str, error_class: str, reason: str, attempts: int
+    ) -> None:
+        """Send ``record`` to its topic's dead-letter twin with the stage, error and attempt count."""
+
+    def dead_letters(self, topic: str, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters of ``topic`` not yet replayed, oldest first."""
+
+    def replay(self, topic: str, ids: Sequence[str] | None = None) -> int:
+        """Re-publish dead letters of ``topic`` (all, or ``ids``) to ``topic``; returns how many."""
+
+    def close(self) -> None:
+        """Flush and release connections."""

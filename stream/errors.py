@@ -1,0 +1,31 @@
+"""Exceptions of the ``stream`` package. Each message names the input that caused it."""
+
+from __future__ import annotations
+
+
+class SednayaError(Exception):
+    """Base class of every domain error the CLI maps to an exit code."""
+
+
+class ContractError(SednayaError, ValueError):
+    """A record does not follow the article contract (the message names the field)."""
+
+
+class UnsupportedSchemaError(ContractError):
+    """A record carries a contract version this build cannot read (dead-lettered, not crashed on)."""
+
+
+class SettingsError(SednayaError, ValueError):
+    """A setting has an invalid value (the message names the variable or key and the value)."""
+
+
+class TopicError(SednayaError, ValueError):
+    """The topic file is missing or malformed (the message names the file and the key)."""
+
+
+class BusError(SednayaError):
+    """The bus could not deliver or store a record."""
+
+
+class EmbeddingError(SednayaError):
+    """The embedding model could not be loaded or failed on a batch."""

@@ -1,0 +1,221 @@
+"""One typed, frozen ``Settings`` object: the only place that reads ``os.environ``.
+
+Precedence (lowest first): code defaults < TOML config file < ``SEDNAYA_MONITOR_<KEY>`` environment
+variables < CLI flags (passed as ``overrides``). Every knob is documented next to its default.
+Bad values fail at start-up naming the variable and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from stream.errors import SettingsError
+
+ENV_PREFIX = "SEDNAYA_MONITOR_"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    # --- where things live -------------------------------------------------------------------------
+    data_dir: Path = Path("./sednaya-data")  # everything a run writes; delete it to reset
+    bus: str = "embedded"  # "embedded" (SQLite log in data_dir) or "kafka://host:9092[,host2:9092]"
+    store: str = "embedded"  # "embedded" (SQLite FTS5 in data_dir) or "http://host:9200"
+    topic_file: Path = PACKAGE_ROOT / "stream" / "topics" / "sednaya.toml"  # the monitored subject
+    sources_file: Path = PACKAGE_ROOT / "crawlers" / "sources.toml"  # the source registry
+    discovery: bool = True  # search-API sources (GDELT, Google News RSS) on/off
+
+    # --- bus topics (one place; versioned names; each has a "<name>.dlq" twin) ----------------------
+    topic_raw: str = "articles.raw.v1"
+    topic_clustered: str = "articles.clustered.v1"
+    topic_story_events: str = "stories.events.v1"
+    dlq_suffix: str = ".dlq"
+    max_attempts: int = 3  # processing attempts before a record is dead-lettered
+    batch_size: int = 64  # records a stage takes from the bus at once
+
+    # --- Kafka (distributed bus) --------------------------------------------------------------------
+    kafka_partitions: int = 6  # partitions created for missing topics (max useful replicas per stage)
+    kafka_replication: int = 1  # replication factor for created topics (3 on a real cluster)
+    kafka_client_id: str = "sednaya-monitor"
+    kafka_max_poll_interval_ms: int = 300_000  # lower in tests so a dead consumer leaves the group fast
+    kafka_session_timeout_ms: int = 10_000
+
+    # --- Elasticsearch (distributed store) ----------------------------------------------------------
+    es_prefix: str = "sednaya"  # index/alias/template name prefix
+    es_timeout_s: float = 30.0
+
+    # --- embedding and clustering -------------------------------------------------------------------
+    model_name: str = "all-MiniLM-L6-v2"  # any sentence-transformers name or path
+    embed_batch_size: int = 32  # texts per model.encode call
+    cluster_window_days: int = 7  # look-back window of publication time for candidate stories
+    cluster_threshold: float = 0.55  # cosine to the story centroid to join it (calibrated: docs/clustering.md)
+    duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
+
+    # --- crawling -----------------------------------------------------------------------------------
+    user_agent: str = "SednayaMonitor/0.1 (+https://github.com/sednaya-monitor/sednaya-monitor)"
+    contact_url: str = "https://github.com/sednaya-monitor/sednaya-monitor"
+    follow_interval_s: int = 900  # default poll interval of a source in `run --follow`
+    crawl_http_cache: bool = False  # Scrapy HTTP cache (development only)
+
+    # --- serving, metrics, alerts -------------------------------------------------------------------
+    serve_host: str = "127.0.0.1"  # bind address of `serve` (loopback unless asked otherwise)
+    serve_port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"  # base of links in alerts
+    api_token: str = ""  # required for write endpoints; empty = writes refused
+    metrics_port: int = 0  # /metrics port of stage processes and `run`; 0 = not served
+    pushgateway: str = ""  # host:port of a Pushgateway for `run` once-off; empty = off
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "sednaya-monitor@localhost"
+    smtp_starttls: bool = True  # use STARTTLS when the server offers it
+    webhook_attempts: int = 4  # tries per webhook delivery (exponential backoff)
+    webhook_backoff_s: float = 0.5  # first retry delay, doubled each time
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _check_url("bus", self.bus, {"kafka"})
+        _check_url("store", self.store, {"http", "https"})
+        for name in ("max_attempts", "batch_size", "kafka_partitions", "kafka_replication", "embed_batch_size"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be at least 1")
+        for name in ("cluster_threshold", "duplicate_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise SettingsError(f"setting {name!r}={value!r}: must be between 0 and 1")
+
+    @property
+    def distributed_bus(self) -> bool:
+        return self.bus != "embedded"
+
+    @property
+    def distributed_store(self) -> bool:
+        return self.store != "embedded"
+
+    def dlq(self, topic: str) -> str:
+        """The dead-letter twin of ``topic``."""
+        return topic + self.dlq_suffix
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self.topic_raw, self.topic_clustered, self.topic_story_events)
+
+    def kafka_bootstrap(self) -> list[str]:
+        """``host:port`` list from ``bus = "kafka://h1:9092,h2:9092"``."""
+        return [h for h in self.bus.removeprefix("kafka://").split(",") if h]
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _check_url(name: str, value: str, schemes: set[str]) -> None:
+    if value == "embedded":
+        return
+    env = ENV_PREFIX + name.upper()
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise SettingsError(
+            f"{env}={value!r}: expected 'embedded' or a URL with scheme {' or '.join(sorted(schemes))}"
+        )
+    for hostport in parts.netloc.split(","):
+        host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit():
+            raise SettingsError(f"{env}={value!r}: {hostport!r} must be host:port with an integer port")
+
+
+_FIELD_TYPES: dict[str, Any] = {}
+
+
+def _field_type(name: str) -> Any:
+    if not _FIELD_TYPES:
+        _FIELD_TYPES.update(typing.get_type_hints(Settings))
+    return _FIELD_TYPES[name]
+
+
+def _coerce(name: str, raw: Any, origin: str) -> Any:
+    """Convert ``raw`` (str from env, or a TOML value) to the field's type; errors name ``origin``."""
+    kind = _field_type(name)
+    if isinstance(kind, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            lowered = str(raw).strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true/false")
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        if kind is Path:
+            return Path(str(raw)).expanduser()
+        if kind is str:
+            if not isinstance(raw, (str, int, float)):
+                raise ValueError("expected a string")
+            return str(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{origin}={raw!r}: {exc}") from exc
+    raise SettingsError(f"{origin}: unsupported setting type {kind!r}")  # pragma: no cover
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings: defaults < ``config_file`` (TOML) < ``SEDNAYA_MONITOR_*`` env < ``overrides``.
+
+    Raises:
+        SettingsError: unknown key, unreadable file, or a value of the wrong type (naming the key).
+    """
+    env = os.environ if environ is None else environ
+    known = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(env[ENV_PREFIX + "CONFIG"])
+    if config_file is not None:
+        try:
+            data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file {str(config_file)!r} does not exist") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"config file {str(config_file)!r} is not valid TOML: {exc}") from exc
+        for key, raw in data.items():
+            if key not in known:
+                raise SettingsError(
+                    f"config file {str(config_file)!r}: unknown key {key!r} (known: {', '.join(sorted(known))})"
+                )
+            values[key] = _coerce(key, raw, f"{config_file}:{key}")
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+            continue
+        key = var[len(ENV_PREFIX) :].lower()
+        if key not in known:
+            raise SettingsError(f"{var}={raw!r}: unknown setting (known: {', '.join(sorted(known))})")
+        values[key] = _coerce(key, raw, var)
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if key not in known:
+            raise SettingsError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, raw, f"--{key.replace('_', '-')}")
+    return Settings(**values)
