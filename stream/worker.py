@@ -1,0 +1,158 @@
+"""Runs one stage over a bus topic: poll → handle → retry → dead-letter → commit.
+
+A stage does not know where it sits in the pipeline or how records travel: it implements
+:class:`Handler` and gets its collaborators in its constructor. The worker gives at-least-once
+processing: it commits only after ``handle`` returned (the handler's effects, its store writes and
+its publishes, are durable by then: handlers flush what they publish), retries failed records up to
+``settings.max_attempts`` times, and dead-letters what still fails, so the stage goes on and nothing
+is lost. Permanent errors (a record that breaks the contract) are dead-lettered at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from stream.bus import Bus, Consumer, Record
+from stream.errors import ContractError
+from stream.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+RETRY_BACKOFF_S = 0.05  # first in-process retry delay, doubled per attempt (transient store errors)
+
+
+class PermanentError(Exception):
+    """Raise (or return) for a record that no retry can fix: it is dead-lettered at once."""
+
+
+class Handler(Protocol):
+    """A stage. ``handle`` returns one entry per record, in order: ``None`` for success or the error."""
+
+    name: str
+
+    def handle(self, records: Sequence[Record]) -> Sequence[BaseException | None]: ...
+
+
+def is_permanent(error: BaseException) -> bool:
+    return isinstance(error, (PermanentError, ContractError))
+
+
+class StageWorker:
+    def __init__(
+        self,
+        bus: Bus,
+        topic: str,
+        group: str,
+        handler: Handler,
+        *,
+        metrics: Metrics,
+        max_attempts: int = 3,
+        batch_size: int = 64,
+    ) -> None:
+        self.bus = bus
+        self.topic = topic
+        self.group = group
+        self.handler = handler
+        self.metrics = metrics
+        self.max_attempts = max_attempts
+        self.batch_size = batch_size
+        self._consumer: Consumer | None = None
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = self.bus.consumer(self.topic, self.group)
+        return self._consumer
+
+    def run_once(self, timeout_s: float = 0.0) -> int:
+        """Process one batch; returns how many records were taken (0 when the topic is drained)."""
+        records = self.consumer.poll(self.batch_size, timeout_s)
+        if not records:
+            self._report_lag()
+            return 0
+        self.metrics.bus_records.labels(topic=self.topic, op="consumed").inc(len(records))
+        started = time.perf_counter()
+        errors = self._handle(records)
+        attempts = 1
+        while attempts < self.max_attempts:
+            retry = [i for i, e in enumerate(errors) if e is not None and not is_permanent(e)]
+            if not retry:
+                break
+            time.sleep(RETRY_BACKOFF_S * 2 ** (attempts - 1))
+            attempts += 1
+            again = self._handle([records[i] for i in retry])
+            for i, err in zip(retry, again, strict=True):
+                errors[i] = err
+        for record, error in zip(records, errors, strict=True):
+            if error is None:
+                continue
+            tries = 1 if is_permanent(error) else attempts
+            logger.warning(
+                "record dead-lettered",
+                extra={
+                    "stage": self.handler.name,
+                    "topic": self.topic,
+                    "key": record.key,
+                    "offset": record.offset,
+                    "error": f"{type(error).__name__}: {error}",
+                    "attempts": tries,
+                },
+            )
+            self.bus.dead_letter(
+                record, stage=self.handler.name, error_class=type(error).__name__, reason=str(error), attempts=tries
+            )
+            self.metrics.bus_records.labels(topic=self.topic, op="dead_lettered").inc()
+            self.metrics.dead_letters.labels(stage=self.handler.name, reason=type(error).__name__).inc()
+            self.metrics.articles.labels(stage=self.handler.name, status="dead_lettered").inc()
+        self.bus.flush()
+        self.consumer.commit()
+        elapsed = time.perf_counter() - started
+        self.metrics.stage_seconds.labels(stage=self.handler.name).observe(elapsed / len(records))
+        self._report_lag()
+        return len(records)
+
+    def _handle(self, records: Sequence[Record]) -> list[BaseException | None]:
+        """Whole batch first; if the batch as a whole raises, one record at a time to isolate it."""
+        try:
+            out = list(self.handler.handle(records))
+        except Exception as exc:  # noqa: BLE001  # a batch failure is retried record by record
+            if len(records) == 1:
+                return [exc]
+            logger.info("batch failed, isolating records", extra={"stage": self.handler.name, "error": repr(exc)})
+            out = []
+            for record in records:
+                try:
+                    out.extend(self.handler.handle([record]))
+                except Exception as one:  # noqa: BLE001  # recorded per record, dead-lettered after retries
+                    out.append(one)
+        if len(out) != len(records):
+            raise RuntimeError(
+                f"stage {self.handler.name!r} returned {len(out)} outcomes for {len(records)} records"
+            )
+        return out
+
+    def _report_lag(self) -> None:
+        try:
+            lag = self.consumer.lag()
+        except Exception:  # noqa: BLE001  # lag is best-effort telemetry
+            logger.debug("lag unavailable", exc_info=True)
+            return
+        for partition, value in lag.items():
+            self.metrics.bus_lag.labels(topic=self.topic, group=self.group, partition=str(partition)).set(value)
+
+    def run_forever(self, stop: threading.Event, poll_timeout_s: float = 1.0) -> None:
+        """Process until ``stop`` is set; finishes the batch in hand, commits and leaves the group."""
+        try:
+            while not stop.is_set():
+                self.run_once(poll_timeout_s)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None

@@ -1,0 +1,46 @@
+"""Shared fixtures. Area fixtures live in their own modules, listed in ``pytest_plugins``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream.settings import ENV_PREFIX, Settings, load_settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+pytest_plugins: list[str] = [
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SEDNAYA_MONITOR_* variable from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    """Embedded-mode settings writing under the test's temporary directory."""
+    return load_settings(environ={}, overrides={"data_dir": data_dir})
+
+
+@pytest.fixture
+def settings_factory(data_dir: Path) -> Iterator[object]:
+    def make(**overrides: object) -> Settings:
+        return load_settings(environ={}, overrides={"data_dir": data_dir, **overrides})
+
+    yield make
