@@ -94,9 +94,9 @@ class SearchStore(Protocol):
     def story_articles(self, story_id: str) -> list[Article]:
         """Articles of a story, oldest first."""
 
-    def similar_stories(self, vector: Sequence[float], *, k: int = 10, since: datetime | None = None) -> list[
-        tuple[str, float]
-    ]:
+    def similar_stories(
+        self, vector: Sequence[float], *, k: int = 10, since: datetime | None = None
+    ) -> list[tuple[str, float]]:
         """kNN over story centroids: ``(story_id, cosine)`` best first, at most ``k``."""
 
     def iter_articles(self) -> Iterator[Article]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from indexer.store import SearchStore
 from stream.bus import Bus
 from stream.settings import Settings
-
-from indexer.store import SearchStore
 
 
 def make_bus(settings: Settings) -> Bus:

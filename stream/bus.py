@@ -86,9 +86,7 @@ class Bus(Protocol):
     def consumer(self, topic: str, group: str) -> Consumer:
         """Join ``group`` on ``topic``."""
 
-    def dead_letter(
-        self, record: Record, *, stage: str, error_class: str, reason: str, attempts: int
-    ) -> None:
+    def dead_letter(self, record: Record, *, stage: str, error_class: str, reason: str, attempts: int) -> None:
         """Send ``record`` to its topic's dead-letter twin with the stage, error and attempt count."""
 
     def dead_letters(self, topic: str, limit: int = 100) -> list[DeadLetter]:

@@ -19,14 +19,65 @@ ID_HEX_CHARS = 32  # DESIGN.md: first 32 hex chars of SHA-256 (128 bits: collisi
 
 TRACKING_PARAMS = frozenset(
     {
-        "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "igshid",
-        "mc_cid", "mc_eid", "_ga", "_gl", "ocid", "cmpid", "cmp", "at_medium", "at_campaign",
-        "at_custom1", "at_custom2", "at_custom3", "at_custom4", "ito", "xtor", "ns_mchannel",
-        "ns_source", "ns_campaign", "ns_linkname", "ns_fee", "ref", "ref_src", "ref_url", "src",
-        "smid", "sh", "soc_src", "soc_trk", "rss", "feed", "from", "share", "s_cid", "ftag",
-        "amp", "outputtype", "__twitter_impression", "guccounter", "guce_referrer",
-        "guce_referrer_sig", "spm", "vero_id", "oly_enc_id", "oly_anon_id", "rb_clickid",
-        "wt.mc_id", "wt_mc", "cid", "mbid", "taid",
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "twclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "_ga",
+        "_gl",
+        "ocid",
+        "cmpid",
+        "cmp",
+        "at_medium",
+        "at_campaign",
+        "at_custom1",
+        "at_custom2",
+        "at_custom3",
+        "at_custom4",
+        "ito",
+        "xtor",
+        "ns_mchannel",
+        "ns_source",
+        "ns_campaign",
+        "ns_linkname",
+        "ns_fee",
+        "ref",
+        "ref_src",
+        "ref_url",
+        "src",
+        "smid",
+        "sh",
+        "soc_src",
+        "soc_trk",
+        "rss",
+        "feed",
+        "from",
+        "share",
+        "s_cid",
+        "ftag",
+        "amp",
+        "outputtype",
+        "__twitter_impression",
+        "guccounter",
+        "guce_referrer",
+        "guce_referrer_sig",
+        "spm",
+        "vero_id",
+        "oly_enc_id",
+        "oly_anon_id",
+        "rb_clickid",
+        "wt.mc_id",
+        "wt_mc",
+        "cid",
+        "mbid",
+        "taid",
     }
 )
 TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "__hs", "itm_")
@@ -61,8 +112,7 @@ def canonical_url(url: str) -> str:
     if scheme not in DEFAULT_PORTS or not parts.hostname:
         raise ContractError(f"{url!r} is not an absolute http(s) URL")
     host = parts.hostname.lower().rstrip(".")
-    if host.startswith("www."):
-        host = host[4:]
+    host = host.removeprefix("www.")
     if host.startswith("amp.") and host.count(".") >= 2:
         host = host[4:]
     if not host:
@@ -76,9 +126,7 @@ def canonical_url(url: str) -> str:
     if path.lower().endswith(".amp"):
         path = path[:-4]
     path = path.rstrip("/") or "/"
-    params = [
-        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k and not _is_tracking(k)
-    ]
+    params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k and not _is_tracking(k)]
     params.sort()
     query = urlencode(params, quote_via=quote, safe=_SAFE_QUERY)
     return urlunsplit((scheme, netloc, path, query, ""))

@@ -124,9 +124,7 @@ def _check_url(name: str, value: str, schemes: set[str]) -> None:
     env = ENV_PREFIX + name.upper()
     parts = urlsplit(value)
     if parts.scheme not in schemes:
-        raise SettingsError(
-            f"{env}={value!r}: expected 'embedded' or a URL with scheme {' or '.join(sorted(schemes))}"
-        )
+        raise SettingsError(f"{env}={value!r}: expected 'embedded' or a URL with scheme {' or '.join(sorted(schemes))}")
     for hostport in parts.netloc.split(","):
         host, _, port = hostport.rpartition(":")
         if not host or not port.isdigit():

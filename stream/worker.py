@@ -130,15 +130,13 @@ class StageWorker:
                 except Exception as one:  # noqa: BLE001  # recorded per record, dead-lettered after retries
                     out.append(one)
         if len(out) != len(records):
-            raise RuntimeError(
-                f"stage {self.handler.name!r} returned {len(out)} outcomes for {len(records)} records"
-            )
+            raise RuntimeError(f"stage {self.handler.name!r} returned {len(out)} outcomes for {len(records)} records")
         return out
 
     def _report_lag(self) -> None:
         try:
             lag = self.consumer.lag()
-        except Exception:  # noqa: BLE001  # lag is best-effort telemetry
+        except Exception:  # lag is best-effort telemetry
             logger.debug("lag unavailable", exc_info=True)
             return
         for partition, value in lag.items():

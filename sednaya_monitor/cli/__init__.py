@@ -28,9 +28,7 @@ from stream.settings import load_settings
     default=None,
     help="Where everything is written [env SEDNAYA_MONITOR_DATA_DIR; default ./sednaya-data].",
 )
-@click.option(
-    "--config", "config_file", type=click.Path(path_type=Path), default=None, help="TOML settings file."
-)
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="TOML settings file.")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR.")
 @click.option("-L", "logger_levels", multiple=True, help="Per-logger level, e.g. -L stream.bus:DEBUG.")
 @click.option("--json-logs/--text-logs", default=None, help="JSON lines (default in distributed mode).")

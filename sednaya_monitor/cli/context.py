@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from indexer.store import SearchStore
+from sednaya_monitor import wiring
 from stream.bus import Bus
 from stream.metrics import Metrics
 from stream.settings import Settings
-
-from indexer.store import SearchStore
-from sednaya_monitor import wiring
 
 
 class AppContext:
