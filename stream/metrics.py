@@ -93,3 +93,32 @@ class Metrics:
             registry=reg,
         )
         self.info = Info("sednaya", "Build and model information.", registry=reg)
+        self.store_write_seconds = Histogram(
+            "sednaya_store_write_duration_seconds",
+            "Wall time of one search-store write call (a bulk request counts once), by document kind.",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.source_poll_interval = Gauge(
+            "sednaya_source_poll_interval_seconds",
+            "Configured poll interval of a source; the staleness alert fires after 3 intervals without success.",
+            ["source"],
+            registry=reg,
+        )
+        self.source_articles = Counter(
+            "sednaya_source_articles_total",
+            "Relevant articles published to the bus per source (the per-source volume baseline).",
+            ["source"],
+            registry=reg,
+        )
+        self.healthy = Gauge(
+            "sednaya_healthy",
+            "1 while the process reports green on /healthz, 0 while red.",
+            registry=reg,
+        )
+
+
+def set_build_info(metrics: Metrics, *, version: str, model: str) -> None:
+    """Fill ``sednaya_info{version, model}`` (value 1); call once at start-up of every process."""
+    metrics.info.info({"version": version, "model": model})

@@ -72,6 +72,7 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"  # base of links in alerts
     api_token: str = ""  # required for write endpoints; empty = writes refused
     metrics_port: int = 0  # /metrics port of stage processes and `run`; 0 = not served
+    metrics_host: str = "127.0.0.1"  # bind address of /metrics and /healthz ("0.0.0.0" in containers)
     pushgateway: str = ""  # host:port of a Pushgateway for `run` once-off; empty = off
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
