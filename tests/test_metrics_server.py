@@ -1,0 +1,177 @@
+"""The /metrics + /healthz server, the Pushgateway push, and the exposition checked by promtool."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sednaya_monitor.metrics_server import PUSH_JOB, Health, MetricsServer, push_final, serve_metrics
+from stream.metrics import Metrics, set_build_info
+from stream.settings import Settings
+
+PROMTOOL = shutil.which("promtool")
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _filled_metrics() -> Metrics:
+    """Every metric with at least one sample, as a running pipeline would leave them."""
+    m = Metrics()
+    set_build_info(m, version="0.1.0", model="all-MiniLM-L6-v2")
+    m.articles.labels(stage="embed", status="embedded").inc(3)
+    m.stage_seconds.labels(stage="embed").observe(0.02)
+    m.bus_records.labels(topic="articles.raw.v1", op="consumed").inc(3)
+    m.bus_lag.labels(topic="articles.raw.v1", group="embed", partition="0").set(2)
+    m.dead_letters.labels(stage="index", reason="ContractError").inc()
+    m.store_writes.labels(kind="article", result="ok").inc(2)
+    m.store_write_seconds.labels(kind="article").observe(0.004)
+    m.stories.labels(kind="created").inc()
+    m.source_fetches.labels(source="example-news", outcome="ok").inc()
+    m.source_last_success.labels(source="example-news").set(1_700_000_000)
+    m.source_poll_interval.labels(source="example-news").set(900)
+    m.source_articles.labels(source="example-news").inc(2)
+    m.extraction.labels(reason="ok").inc(2)
+    m.alerts.labels(channel="webhook", result="sent").inc()
+    m.alert_latency.labels(channel="webhook").observe(1.5)
+    return m
+
+
+@pytest.fixture
+def server() -> Iterator[MetricsServer]:
+    with MetricsServer(_filled_metrics()) as srv:
+        yield srv
+
+
+@pytest.mark.timeout(30)
+def test_metrics_endpoint_serves_the_registry(server: MetricsServer) -> None:
+    status, body = _get(server.url + "/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert families["sednaya_articles"].samples[0].value == 3.0
+    info = families["sednaya_info"].samples[0]
+    assert info.name == "sednaya_info"
+    assert info.labels == {"version": "0.1.0", "model": "all-MiniLM-L6-v2"}
+    assert families["sednaya_healthy"].samples[0].value == 1.0
+    for name in (
+        "sednaya_store_write_duration_seconds",
+        "sednaya_source_poll_interval_seconds",
+        "sednaya_source_articles",
+    ):
+        assert name in families, name
+
+
+@pytest.mark.timeout(30)
+def test_healthz_follows_the_health_state(server: MetricsServer) -> None:
+    status, body = _get(server.url + "/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "green"})
+    server.health.set_red("store http://127.0.0.1:9/: connection refused")
+    status, body = _get(server.url + "/healthz")
+    assert status == 503
+    assert json.loads(body) == {"status": "red", "reason": "store http://127.0.0.1:9/: connection refused"}
+    assert server.metrics.healthy._value.get() == 0.0
+    server.health.set_green()
+    assert _get(server.url + "/healthz")[0] == 200
+    assert server.metrics.healthy._value.get() == 1.0
+
+
+def test_red_needs_a_reason() -> None:
+    with pytest.raises(ValueError, match="needs a reason"):
+        Health().set_red("")
+
+
+@pytest.mark.timeout(30)
+def test_bind_error_names_the_address(server: MetricsServer) -> None:
+    with pytest.raises(OSError, match=rf"cannot bind 127\.0\.0\.1:{server.port}"):
+        MetricsServer(Metrics(), port=server.port).start()
+
+
+def test_serve_metrics_is_off_on_port_zero() -> None:
+    assert serve_metrics(Settings(metrics_port=0), Metrics()) is None
+
+
+@pytest.mark.timeout(30)
+def test_serve_metrics_binds_the_configured_port() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    srv = serve_metrics(Settings(metrics_port=port, metrics_host="127.0.0.1"), Metrics())
+    assert srv is not None
+    try:
+        assert srv.port == port
+        assert _get(f"http://127.0.0.1:{port}/metrics")[0] == 200
+    finally:
+        srv.stop()
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is installed by scripts/setup.sh")
+@pytest.mark.timeout(60)
+def test_promtool_check_metrics_accepts_the_exposition(server: MetricsServer) -> None:
+    _, body = _get(server.url + "/metrics")
+    assert PROMTOOL is not None
+    done = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    # promtool lints too (naming, help text); a lint problem is printed even with exit code 0
+    assert done.stdout.decode().strip() == "" and done.stderr.decode().strip() == "", done.stderr.decode()
+
+
+class _Gateway(BaseHTTPRequestHandler):
+    """Records each request the way a Pushgateway receives it (method, path, body)."""
+
+    received: list[tuple[str, str, bytes]]
+
+    def do_PUT(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.received.append(("PUT", self.path, self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.timeout(30)
+def test_push_final_puts_the_registry_to_the_pushgateway() -> None:
+    received: list[tuple[str, str, bytes]] = []
+    handler = type("Gateway", (_Gateway,), {"received": received})
+    gateway = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = Settings(pushgateway=f"127.0.0.1:{gateway.server_address[1]}")
+        assert push_final(settings, _filled_metrics()) is True
+    finally:
+        gateway.shutdown()
+        gateway.server_close()
+    assert len(received) == 1
+    method, path, body = received[0]
+    assert (method, path) == ("PUT", f"/metrics/job/{PUSH_JOB}")
+    assert b'sednaya_articles_total{stage="embed",status="embedded"} 3.0' in body
+
+
+def test_push_final_is_off_without_a_pushgateway() -> None:
+    assert push_final(Settings(), _filled_metrics()) is False
+
+
+@pytest.mark.timeout(30)
+def test_push_final_unreachable_gateway_warns_and_returns_false(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert push_final(Settings(pushgateway=f"127.0.0.1:{port}"), _filled_metrics()) is False
+    assert any(r.getMessage() == "pushgateway push failed" for r in caplog.records)
