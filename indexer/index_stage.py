@@ -1,0 +1,109 @@
+"""The index stage: clustered articles and story events into the search store.
+
+Two handlers, each on its own topic and consumer group:
+
+- :class:`IndexStage` (``articles.clustered`` → store articles): a batch is written in one bulk call;
+  a document the store refuses for good (a mapping rejection) is dead-lettered with the store's
+  reason, a transient failure is retried by the worker. Writes are upserts by ``id``, so a redelivered
+  record never makes a second document.
+- :class:`StoryIndexStage` (``stories.events`` → store stories): upserts the event's story; a
+  ``merged`` event also marks the folded stories with ``merged_into``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+
+from indexer.store import SearchStore
+from stream.article import Article
+from stream.bus import Record
+from stream.metrics import Metrics
+from stream.story import Story, StoryEvent
+from stream.worker import PermanentError
+
+logger = logging.getLogger(__name__)
+
+
+class StoreWriteError(Exception):
+    """The store did not take a document now; the worker retries it."""
+
+
+class IndexStage:
+    name = "index"
+
+    def __init__(self, store: SearchStore, metrics: Metrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = [None] * len(records)
+        articles: dict[str, Article] = {}
+        positions: dict[str, list[int]] = {}
+        for i, record in enumerate(records):
+            try:
+                article = Article.from_json(record.value)
+            except Exception as exc:  # noqa: BLE001  # any decode failure is this record's, not the batch's
+                outcomes[i] = PermanentError(f"record {record.topic}@{record.offset} key {record.key}: {exc}")
+                continue
+            articles[article.id] = article  # the last version of an id in a batch wins
+            positions.setdefault(article.id, []).append(i)
+        failures = self.store.write_articles(list(articles.values())) if articles else []
+        failed = {f.article_id: f for f in failures}
+        for article_id, indexes in positions.items():
+            failure = failed.get(article_id)
+            if failure is None:
+                continue
+            article = articles[article_id]
+            error: BaseException = (
+                StoreWriteError(f"{article.url}: store write failed: {failure.reason}")
+                if failure.transient
+                else PermanentError(f"{article.url}: store rejected the article: {failure.reason}")
+            )
+            for i in indexes:
+                outcomes[i] = error
+        written = len(articles) - len(failed)
+        self.metrics.store_writes.labels(kind="article", result="ok").inc(written)
+        if failed:
+            self.metrics.store_writes.labels(kind="article", result="error").inc(len(failed))
+        for i, outcome in enumerate(outcomes):
+            if outcome is None:
+                self.metrics.articles.labels(stage=self.name, status="indexed").inc()
+                logger.debug("article indexed", extra={"key": records[i].key, "stage": self.name})
+        return outcomes
+
+
+class StoryIndexStage:
+    name = "index_stories"
+
+    def __init__(self, store: SearchStore, metrics: Metrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = [None] * len(records)
+        latest: dict[str, Story] = {}
+        folded: dict[str, str] = {}  # merged-away story id -> the story it was folded into
+        for i, record in enumerate(records):
+            try:
+                event = StoryEvent.from_bytes(record.value)
+            except Exception as exc:  # noqa: BLE001  # any decode failure is this record's, not the batch's
+                outcomes[i] = PermanentError(f"record {record.topic}@{record.offset} key {record.key}: {exc}")
+                continue
+            latest[event.story.id] = event.story
+            if event.kind == "merged":
+                folded.update(dict.fromkeys(event.merged_ids, event.story.id))
+        extra: list[Story] = []
+        for story_id, survivor in folded.items():
+            if story_id in latest:
+                latest[story_id] = replace(latest[story_id], merged_into=survivor)
+                continue
+            old = self.store.get_story(story_id)
+            if old is not None and old.merged_into != survivor:
+                extra.append(replace(old, merged_into=survivor))
+        stories = list(latest.values()) + extra
+        if stories:
+            self.store.write_stories(stories)
+            self.metrics.store_writes.labels(kind="story", result="ok").inc(len(stories))
+        return outcomes

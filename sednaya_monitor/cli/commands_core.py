@@ -1,0 +1,274 @@
+"""The analyst's core commands: ``run``, ``ingest``, ``export``, ``stories``, ``search``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import IO, Any
+
+import click
+
+from indexer.store import SearchRequest, SearchResult
+from sednaya_monitor.cli import cli
+from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.pipeline import Pipeline, RunSummary
+from stream.article import Article, parse_time
+from stream.bus import Record
+from stream.ingest import IngestError, read_jsonl
+
+EXPORT_FIELDS = ("id", "url", "source", "lang", "published", "story_id", "duplicate_of", "story_role")
+PUBLISH_CHUNK = 500  # articles published per flush during ingest (progress granularity)
+STAGE_IDLE_S = 0.5  # while crawling, how long the stage thread waits after draining the bus
+
+
+def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value if "T" in value else value + "T00:00:00Z")
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO 8601)") from exc
+
+
+def _app(ctx: click.Context) -> AppContext:
+    app = ctx.find_object(AppContext)
+    assert app is not None, "the cli group sets the AppContext"
+    return app
+
+
+def _print_summary(summary: RunSummary, title: str) -> None:
+    click.echo(title)
+    for line in summary.lines():
+        click.echo("  " + line)
+
+
+@cli.command()
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.option("--relevance", is_flag=True, help="Apply the topic filter; off-topic articles are rejected.")
+@click.option("--backfill", is_flag=True, help="Historical load: never fires instant alerts.")
+@click.pass_context
+def ingest(ctx: click.Context, source: IO[str], relevance: bool, backfill: bool) -> None:
+    """Push articles from JSON lines (FILE or -) through embedding, clustering, indexing and alerting.
+
+    Each line: at least url, title, text; optional lang, published, source, authors. A malformed line
+    is reported with its line number and field, dead-lettered, and the rest goes through.
+    """
+    app = _app(ctx)
+    settings = app.settings
+    pipeline = Pipeline(settings, app.metrics, bus=app.bus, store=app.store)
+    relevance_filter = _relevance_filter(settings) if relevance else None
+    bad = 0
+    rejected = 0
+    chunk: list[Article] = []
+
+    def flush_chunk() -> None:
+        pipeline.publish(chunk)
+        chunk.clear()
+
+    for item in read_jsonl(source, backfill=backfill):
+        if isinstance(item, IngestError):
+            bad += 1
+            click.echo(f"{getattr(source, 'name', '-')}: {item}", err=True)
+            _dead_letter_line(app, item)
+            continue
+        article = item
+        if relevance_filter is not None:
+            verdict = relevance_filter(item)
+            if verdict is None:
+                rejected += 1
+                app.metrics.articles.labels(stage="ingest", status="rejected").inc()
+                continue
+            article = verdict
+        app.metrics.articles.labels(stage="ingest", status="accepted").inc()
+        chunk.append(article)
+        if len(chunk) >= PUBLISH_CHUNK:
+            flush_chunk()
+    flush_chunk()
+    with click.progressbar(length=pipeline.published, label="processing", file=sys.stderr) as bar:
+        summary = pipeline.drain(on_progress=bar.update)
+    _print_summary(summary, "ingest finished")
+    if relevance:
+        click.echo(f"  off-topic:     {rejected}")
+    if bad:
+        click.echo(f"  bad lines:     {bad} (dead-lettered; see `sednaya-monitor dlq list`)")
+
+
+def _dead_letter_line(app: AppContext, error: IngestError) -> None:
+    settings = app.settings
+    record = Record(topic=settings.topic_raw, key=f"line-{error.line}", value=error.raw.encode("utf-8"), offset=-1)
+    app.bus.dead_letter(record, stage="ingest", error_class="IngestError", reason=str(error), attempts=1)
+    app.metrics.dead_letters.labels(stage="ingest", reason="IngestError").inc()
+    app.metrics.articles.labels(stage="ingest", status="dead_lettered").inc()
+
+
+def _relevance_filter(settings: Any) -> Any:
+    """The crawlers' topic filter as a function: article -> article with relevance, or None."""
+    from crawlers.relevance import article_relevance_filter
+
+    return article_relevance_filter(settings)
+
+
+@cli.command()
+@click.option("--follow", is_flag=True, help="Keep polling each source on its own interval.")
+@click.pass_context
+def run(ctx: click.Context, follow: bool) -> None:
+    """The main job: crawl the configured sources once (or keep polling) and run every stage."""
+    from crawlers.run import crawl
+
+    app = _app(ctx)
+    pipeline = Pipeline(app.settings, app.metrics, bus=app.bus, store=app.store)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def stages() -> None:
+        try:
+            while not stop.is_set():
+                pipeline.drain()
+                stop.wait(STAGE_IDLE_S)
+        except BaseException as exc:  # noqa: BLE001  # re-raised after the crawl: the thread must not die silently
+            errors.append(exc)
+            stop.set()
+
+    worker = threading.Thread(target=stages, name="stages", daemon=True)
+    worker.start()
+    try:
+        crawl_summary = crawl(app.settings, app.bus, app.metrics, follow=follow)
+    finally:
+        stop.set()
+        worker.join()
+    if errors:
+        raise errors[0]
+    summary = pipeline.drain()
+    click.echo(str(crawl_summary))
+    _print_summary(summary, "run finished")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="File (default stdout).")
+@click.option("--full", is_flag=True, help="Every article field (jsonl only), not only the export columns.")
+@click.pass_context
+def export(ctx: click.Context, fmt: str, output: IO[str], full: bool) -> None:
+    """Every stored article with id, url, source, lang, published, story_id, duplicate_of, story_role."""
+    app = _app(ctx)
+    rows = (_export_row(a, full=full and fmt == "jsonl") for a in app.store.iter_articles())
+    if fmt == "csv":
+        writer = csv.DictWriter(output, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row[k] is None else row[k] for k in EXPORT_FIELDS})
+    else:
+        for row in rows:
+            output.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _export_row(article: Article, *, full: bool) -> dict[str, Any]:
+    data = article.to_dict()
+    return data if full else {k: data[k] for k in EXPORT_FIELDS}
+
+
+@cli.command()
+@click.option("--since", callback=_date, help="Only stories seen since DATE.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def stories(ctx: click.Context, since: datetime | None, limit: int, as_json: bool) -> None:
+    """Stories, newest first, with counts, languages and representative title."""
+    app = _app(ctx)
+    found = app.store.list_stories(since=since, limit=limit)
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in found], ensure_ascii=False, indent=2))
+        return
+    for story in found:
+        click.echo(
+            f"{story.id}  {story.last_seen:%Y-%m-%d}  {story.article_count:>4} art  {story.source_count:>3} src  "
+            f"[{','.join(story.languages)}]  {story.title}"
+        )
+
+
+@cli.command()
+@click.argument("query", default="")
+@click.option("--lang")
+@click.option("--source")
+@click.option("--since", callback=_date)
+@click.option("--until", callback=_date)
+@click.option("--story")
+@click.option("--by-story", is_flag=True, help="One line per story with its best article.")
+@click.option("--sort", type=click.Choice(["relevance", "date"]), default="relevance", show_default=True)
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def search(
+    ctx: click.Context,
+    query: str,
+    lang: str | None,
+    source: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    story: str | None,
+    by_story: bool,
+    sort: str,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Full-text search with the query language: words, "phrases", AND/OR/NOT, (), field:value."""
+    from indexer.errors import QuerySyntaxError
+
+    app = _app(ctx)
+    request = SearchRequest(
+        query=query,
+        lang=lang,
+        source=source,
+        since=since,
+        until=until,
+        story=story,
+        by_story=by_story,
+        sort=sort,  # type: ignore[arg-type]  # click.Choice restricts it to the SortOrder values
+        size=limit,
+    )
+    try:
+        result = app.store.search(request)
+    except QuerySyntaxError as exc:
+        raise click.BadParameter(str(exc), param_hint="'QUERY'") from exc
+    if as_json:
+        click.echo(json.dumps(_result_json(result), ensure_ascii=False, indent=2))
+        return
+    for line in _result_lines(result, by_story=by_story):
+        click.echo(line)
+
+
+def _result_json(result: SearchResult) -> dict[str, Any]:
+    return {
+        "total": result.total,
+        "hits": [{"score": h.score, **h.article.to_dict()} for h in result.hits],
+        "groups": [
+            {
+                "story_id": g.story_id,
+                "article_count": g.article_count,
+                "languages": list(g.languages),
+                "best": g.best.article.to_dict(),
+            }
+            for g in result.groups
+        ],
+        "next_after": list(result.next_after) if result.next_after else None,
+    }
+
+
+def _result_lines(result: SearchResult, *, by_story: bool) -> Iterator[str]:
+    yield f"{result.total} matching articles"
+    if by_story:
+        for group in result.groups:
+            best = group.best.article
+            yield (
+                f"{group.story_id}  {group.article_count:>4} art  [{','.join(group.languages)}]  "
+                f"{best.title}  ({best.source}, {best.url})"
+            )
+        return
+    for hit in result.hits:
+        a = hit.article
+        day = a.published.strftime("%Y-%m-%d") if a.published else "----------"
+        yield f"{a.id}  {day}  {a.lang}  {a.source}  {a.title}  {a.url}"

@@ -1,0 +1,159 @@
+"""Every stage in one process over one bus and one store: the embedded default (and `ingest`).
+
+    articles.raw ──embed──▶ articles.clustered ──index──▶ store (articles)
+                       └──▶ stories.events ──index_stories──▶ store (stories)
+                                           └──alert──▶ watchlists → webhook / e-mail / Atom
+
+The same stage classes run one per process in the distributed mode (``sednaya-monitor embed`` ...);
+here a loop runs each worker until every topic is drained. The summary is read from the metrics, the
+one place that counts every article.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from indexer.index_stage import IndexStage, StoryIndexStage
+from indexer.store import SearchStore
+from sednaya_monitor import wiring
+from stream.article import Article, now_utc
+from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus
+from stream.metrics import Metrics
+from stream.settings import Settings
+from stream.worker import StageWorker
+
+if TYPE_CHECKING:
+    from stream.embedding import Embedder
+
+logger = logging.getLogger(__name__)
+
+# Consumer-group names: one per stage; the distributed stage commands use the same names.
+GROUP_EMBED = "embed"
+GROUP_INDEX = "index"
+GROUP_INDEX_STORIES = "index-stories"
+GROUP_ALERT = "alert"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    articles_in: int  # records published to the raw topic by this process
+    indexed: int
+    duplicates: int
+    follow_ups: int
+    new_stories: int
+    dead_letters: int
+
+    def lines(self) -> list[str]:
+        return [
+            f"articles in:   {self.articles_in}",
+            f"indexed:       {self.indexed}",
+            f"duplicates:    {self.duplicates}",
+            f"follow-ups:    {self.follow_ups}",
+            f"new stories:   {self.new_stories}",
+            f"dead letters:  {self.dead_letters}",
+        ]
+
+
+def publish_article(bus: Bus, settings: Settings, article: Article) -> None:
+    """Put an article on the raw topic, keyed by its id, stamped with its bus-entry time."""
+    bus.publish(
+        settings.topic_raw,
+        article.id,
+        article.to_bytes(),
+        {H_SCHEMA: str(article.schema), H_ENTERED_AT: now_utc().isoformat().replace("+00:00", "Z")},
+    )
+
+
+class Pipeline:
+    """Owns the bus, the store and one worker per stage."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        bus: Bus | None = None,
+        store: SearchStore | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        from indexer.alert_stage import AlertStage
+        from stream.embed_stage import EmbedStage
+
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.bus = bus if bus is not None else wiring.make_bus(settings)
+        self.store = store if store is not None else wiring.make_store(settings)
+        self.store.ensure_ready()
+        self.bus.ensure_topics(settings.topics)
+        self.published = 0
+        embed = EmbedStage(settings, self.metrics, embedder=embedder, bus=self.bus)
+        self.workers = [
+            self._worker(settings.topic_raw, GROUP_EMBED, embed),
+            self._worker(settings.topic_clustered, GROUP_INDEX, IndexStage(self.store, self.metrics)),
+            self._worker(settings.topic_story_events, GROUP_INDEX_STORIES, StoryIndexStage(self.store, self.metrics)),
+            self._worker(settings.topic_story_events, GROUP_ALERT, AlertStage(settings, self.store, self.metrics)),
+        ]
+
+    def _worker(self, topic: str, group: str, handler: object) -> StageWorker:
+        return StageWorker(
+            self.bus,
+            topic,
+            group,
+            handler,  # type: ignore[arg-type]  # each stage class implements stream.worker.Handler
+            metrics=self.metrics,
+            max_attempts=self.settings.max_attempts,
+            batch_size=self.settings.batch_size,
+        )
+
+    def publish(self, articles: Iterable[Article]) -> int:
+        """Publish ``articles`` to the raw topic and flush; returns how many."""
+        count = 0
+        for article in articles:
+            publish_article(self.bus, self.settings, article)
+            count += 1
+        self.bus.flush()
+        self.published += count
+        return count
+
+    def drain(self, on_progress: Callable[[int], None] | None = None) -> RunSummary:
+        """Run every stage until no topic has anything left; ``on_progress(records)`` after each batch."""
+        while True:
+            moved = 0
+            for worker in self.workers:
+                taken = worker.run_once()
+                moved += taken
+                if taken and on_progress is not None and worker.group == GROUP_INDEX:
+                    on_progress(taken)
+            if moved == 0:
+                break
+        return self.summary()
+
+    def summary(self) -> RunSummary:
+        def value(name: str, **labels: str) -> int:
+            return int(self.metrics.registry.get_sample_value(name, labels) or 0)
+
+        dead = sum(
+            int(s.value)
+            for metric in self.metrics.registry.collect()
+            if metric.name == "sednaya_dead_letters"
+            for s in metric.samples
+            if s.name == "sednaya_dead_letters_total"
+        )
+        return RunSummary(
+            articles_in=self.published,
+            indexed=value("sednaya_articles_total", stage="index", status="indexed"),
+            duplicates=value("sednaya_articles_total", stage="embed", status="duplicate"),
+            follow_ups=value("sednaya_articles_total", stage="embed", status="follow_up"),
+            new_stories=value("sednaya_story_events_total", kind="created"),
+            dead_letters=dead,
+        )
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+        self.bus.close()
+        self.store.close()
