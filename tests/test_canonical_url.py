@@ -1,0 +1,61 @@
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from hypothesis import given
+
+from stream.canonical_url import TRACKING_PARAMS, article_id, canonical_url, id_for_url
+from stream.errors import ContractError
+from tests.strategies import urls
+
+
+@given(urls())
+def test_canonical_url_is_idempotent(url: str) -> None:
+    once = canonical_url(url)
+    assert canonical_url(once) == once, f"{url!r} -> {once!r}"
+
+
+@given(urls())
+def test_tracking_parameters_are_dropped(url: str) -> None:
+    names = {k.lower() for k, _ in parse_qsl(urlsplit(canonical_url(url)).query, keep_blank_values=True)}
+    assert not names & TRACKING_PARAMS, url
+    assert not any(n.startswith("utm_") for n in names), url
+
+
+@given(urls())
+def test_scheme_and_host_lower_case_no_fragment_no_trailing_slash(url: str) -> None:
+    parts = urlsplit(canonical_url(url))
+    assert parts.scheme == parts.scheme.lower()
+    assert parts.netloc == parts.netloc.lower()
+    assert not parts.netloc.startswith("www.")
+    assert parts.fragment == ""
+    assert parts.path == "/" or not parts.path.endswith("/")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("https://www.Example.com/news/story/?utm_source=rss&utm_medium=feed", "https://example.com/news/story"),
+        ("https://example.com/news/story#comments", "https://example.com/news/story"),
+        ("https://example.com:443/news/story?b=2&a=1", "https://example.com/news/story?a=1&b=2"),
+        ("https://example.com/news/story/amp", "https://example.com/news/story"),
+        ("https://amp.example.com/news/story?amp=1", "https://example.com/news/story"),
+        ("https://example.com/news/story?fbclid=abc&id=7", "https://example.com/news/story?id=7"),
+    ],
+)
+def test_same_article_same_id(a: str, b: str) -> None:
+    assert canonical_url(a) == canonical_url(b)
+    assert id_for_url(a)[0] == id_for_url(b)[0] == article_id(canonical_url(b))
+
+
+def test_distinct_query_keeps_distinct_ids() -> None:
+    assert id_for_url("https://example.com/article?id=1")[0] != id_for_url("https://example.com/article?id=2")[0]
+
+
+@pytest.mark.parametrize("bad", ["ftp://example.com/x", "/relative/path", "https://", "mailto:a@b.c", "http://[::1"])
+def test_bad_urls_name_the_input(bad: str) -> None:
+    with pytest.raises(ContractError, match="is not"):
+        canonical_url(bad)
+    try:
+        canonical_url(bad)
+    except ContractError as exc:
+        assert repr(bad) in str(exc)

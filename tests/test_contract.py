@@ -1,0 +1,91 @@
+"""The article contract v1: JSON Schema, round trip, golden record, errors naming the field."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+
+from stream.article import Article
+from stream.errors import ContractError, UnsupportedSchemaError
+from stream.story import Story, StoryEvent
+from tests.strategies import articles
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "stream" / "schema" / "article.v1.json").read_text())
+GOLDEN = Path(__file__).parent / "golden" / "contract" / "article.v1.json"
+
+
+def test_schema_is_a_valid_json_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+@settings(max_examples=60)
+@given(articles())
+def test_round_trip_and_schema(article: Article) -> None:
+    data = article.to_dict()
+    jsonschema.validate(data, SCHEMA)
+    assert Article.from_json(article.to_json()) == article
+
+
+def test_golden_v1_record_still_decodes() -> None:
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    jsonschema.validate(data, SCHEMA)
+    article = Article.from_dict(data)
+    assert article.schema == 1
+    assert article.lang == "en"
+    assert article.relevance is not None and "Sednaya" in article.relevance.terms
+    assert article.to_dict() == data
+
+
+def test_embedding_only_when_asked() -> None:
+    article = Article.from_dict(json.loads(GOLDEN.read_text(encoding="utf-8"))).replace(embedding=(0.5, -0.5))
+    assert "embedding" not in article.to_dict()
+    assert Article.from_json(article.to_json(with_embedding=True)).embedding == (0.5, -0.5)
+
+
+def test_future_schema_is_refused_clearly() -> None:
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    data["schema"] = 2
+    with pytest.raises(UnsupportedSchemaError, match=r"schema 2 is not supported \(supported: \[1\]\)"):
+        Article.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("url", None, "field 'url' is required"),
+        ("channel", "email", "field 'channel' is 'email', expected one of"),
+        ("published", "yesterday", "field 'published': 'yesterday' is not an ISO 8601"),
+        ("backfill", "no", "field 'backfill' must be true or false"),
+        ("story_role", "leader", "field 'story_role' is 'leader'"),
+    ],
+)
+def test_errors_name_the_field(field: str, value: object, message: str) -> None:
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    data[field] = value
+    with pytest.raises(ContractError, match=message) as info:
+        Article.from_dict(data)
+    assert data["id"] in str(info.value)
+
+
+def test_invalid_json_is_a_contract_error() -> None:
+    with pytest.raises(ContractError, match="not valid JSON"):
+        Article.from_json(b"{not json")
+
+
+def test_story_event_round_trip() -> None:
+    story = Story.from_dict(
+        {
+            "id": "s1",
+            "title": "t",
+            "first_seen": "2017-05-15T16:05:00Z",
+            "last_seen": "2017-05-16T10:00:00Z",
+            "article_count": 3,
+            "source_count": 2,
+            "languages": ["en", "ar"],
+        }
+    )
+    event = StoryEvent(kind="created", story=story, article_id="a" * 32, at=story.first_seen, backfill=True)
+    assert StoryEvent.from_bytes(event.to_bytes()) == event
