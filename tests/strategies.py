@@ -31,7 +31,7 @@ def urls(draw: st.DrawFn) -> str:
         path += "/"
     params = draw(st.lists(st.tuples(_param, _value), max_size=3))
     tracking = draw(
-        st.lists(st.tuples(st.sampled_from(sorted(TRACKING_PARAMS) + ["utm_source", "utm_medium"]), _value), max_size=2)
+        st.lists(st.tuples(st.sampled_from([*sorted(TRACKING_PARAMS), "utm_source", "utm_medium"]), _value), max_size=2)
     )
     query = "&".join(f"{k}={v}" for k, v in params + tracking)
     fragment = draw(st.sampled_from(["", "#top", "#section-2"]))

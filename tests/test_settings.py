@@ -4,8 +4,8 @@ import pytest
 
 from stream.errors import SettingsError, TopicError
 from stream.settings import Settings, load_settings
-from stream.topic import load_topic
 from stream.text import fold, normalize_arabic
+from stream.topic import load_topic
 
 
 def test_defaults_are_embedded() -> None:
@@ -38,7 +38,7 @@ def test_missing_and_bad_config_file_named(tmp_path: Path) -> None:
         load_settings(tmp_path / "absent.toml", environ={})
     bad = tmp_path / "bad.toml"
     bad.write_text("threshold = [")
-    with pytest.raises(SettingsError, match="bad.toml.*not valid TOML"):
+    with pytest.raises(SettingsError, match=r"bad\.toml.*not valid TOML"):
         load_settings(bad, environ={})
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("colour = 'red'\n")
@@ -55,8 +55,8 @@ def test_topic_file_has_every_script() -> None:
     topic = load_topic(Settings().topic_file)
     assert {"latin", "arabic", "cyrillic", "hebrew"} <= set(topic.names_by_script)
     assert "Saydnaya" in topic.names and "صيدنايا" in topic.names
-    assert any("monastery" == c for c in topic.negative)
-    assert any("17,723" == n for n in topic.anchor_numbers)
+    assert any(c == "monastery" for c in topic.negative)
+    assert any(n == "17,723" for n in topic.anchor_numbers)
 
 
 def test_topic_errors_name_file_and_key(tmp_path: Path) -> None:
