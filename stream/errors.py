@@ -29,3 +29,11 @@ class BusError(SednayaError):
 
 class EmbeddingError(SednayaError):
     """The embedding model could not be loaded or failed on a batch."""
+
+
+class UnavailableError(SednayaError):
+    """A dependency (broker, store, mail server) cannot be reached now.
+
+    Stages never dead-letter a record for this: the worker keeps the batch uncommitted, turns the
+    process health red with this message and retries with backoff until the dependency is back.
+    """

@@ -13,16 +13,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from stream.bus import Bus, Consumer, Record
-from stream.errors import ContractError
+from stream.errors import ContractError, UnavailableError
 from stream.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 RETRY_BACKOFF_S = 0.05  # first in-process retry delay, doubled per attempt (transient store errors)
+UNAVAILABLE_BACKOFF_S = 0.5  # first wait while a dependency is down, doubled up to the cap below
+UNAVAILABLE_BACKOFF_MAX_S = 15.0  # longest wait between two tries of an unreachable dependency
+
+HealthCallback = Callable[[bool, str], None]  # (green, reason) -> None
+
+
+class StageStopped(Exception):
+    """The worker was asked to stop while waiting for a dependency; the batch stays uncommitted."""
 
 
 class PermanentError(Exception):
@@ -52,6 +60,8 @@ class StageWorker:
         metrics: Metrics,
         max_attempts: int = 3,
         batch_size: int = 64,
+        on_health: HealthCallback | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.bus = bus
         self.topic = topic
@@ -60,6 +70,8 @@ class StageWorker:
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.batch_size = batch_size
+        self.on_health = on_health
+        self.stop = stop if stop is not None else threading.Event()
         self._consumer: Consumer | None = None
 
     @property
@@ -76,7 +88,7 @@ class StageWorker:
             return 0
         self.metrics.bus_records.labels(topic=self.topic, op="consumed").inc(len(records))
         started = time.perf_counter()
-        errors = self._handle(records)
+        errors = self._handle_available(records)
         attempts = 1
         while attempts < self.max_attempts:
             retry = [i for i, e in enumerate(errors) if e is not None and not is_permanent(e)]
@@ -84,7 +96,7 @@ class StageWorker:
                 break
             time.sleep(RETRY_BACKOFF_S * 2 ** (attempts - 1))
             attempts += 1
-            again = self._handle([records[i] for i in retry])
+            again = self._handle_available([records[i] for i in retry])
             for i, err in zip(retry, again, strict=True):
                 errors[i] = err
         for record, error in zip(records, errors, strict=True):
@@ -115,13 +127,37 @@ class StageWorker:
         self._report_lag()
         return len(records)
 
+    def _handle_available(self, records: Sequence[Record]) -> list[BaseException | None]:
+        """``_handle``, repeated with backoff while a dependency is unavailable (never dead-lettered).
+
+        Raises:
+            StageStopped: ``stop`` was set while waiting; nothing of the batch is committed.
+        """
+        delay = UNAVAILABLE_BACKOFF_S
+        while True:
+            errors = self._handle(records)
+            down = next((e for e in errors if isinstance(e, UnavailableError)), None)
+            if down is None:
+                if self.on_health is not None:
+                    self.on_health(True, "")
+                return errors
+            logger.warning(
+                "dependency unavailable, batch kept uncommitted",
+                extra={"stage": self.handler.name, "topic": self.topic, "error": str(down), "retry_in_s": delay},
+            )
+            if self.on_health is not None:
+                self.on_health(False, f"{self.handler.name}: {down}")
+            if self.stop.wait(delay):
+                raise StageStopped(f"stage {self.handler.name!r} stopped while waiting: {down}")
+            delay = min(delay * 2, UNAVAILABLE_BACKOFF_MAX_S)
+
     def _handle(self, records: Sequence[Record]) -> list[BaseException | None]:
         """Whole batch first; if the batch as a whole raises, one record at a time to isolate it."""
         try:
             out = list(self.handler.handle(records))
         except Exception as exc:  # noqa: BLE001  # a batch failure is retried record by record
-            if len(records) == 1:
-                return [exc]
+            if len(records) == 1 or isinstance(exc, UnavailableError):
+                return [exc] * len(records)
             logger.info("batch failed, isolating records", extra={"stage": self.handler.name, "error": repr(exc)})
             out = []
             for record in records:
@@ -142,11 +178,17 @@ class StageWorker:
         for partition, value in lag.items():
             self.metrics.bus_lag.labels(topic=self.topic, group=self.group, partition=str(partition)).set(value)
 
-    def run_forever(self, stop: threading.Event, poll_timeout_s: float = 1.0) -> None:
-        """Process until ``stop`` is set; finishes the batch in hand, commits and leaves the group."""
+    def run_forever(self, poll_timeout_s: float = 1.0) -> None:
+        """Process until ``self.stop`` is set (SIGTERM): finishes the batch in hand, commits, leaves the group.
+
+        While a dependency is down the batch in hand stays uncommitted; stopping then leaves it to the
+        next member of the group.
+        """
         try:
-            while not stop.is_set():
+            while not self.stop.is_set():
                 self.run_once(poll_timeout_s)
+        except StageStopped:
+            logger.info("stage stopped while its dependency was down", extra={"stage": self.handler.name})
         finally:
             self.close()
 
