@@ -74,7 +74,7 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
     metrics = app.metrics
     metrics.info.info({"stage": name, "model": settings.model_name, "bus": settings.bus.split("://")[0]})
     health = Health(metrics)
-    server = MetricsServer(metrics, health, host=settings.serve_host, port=settings.metrics_port).start()
+    server = MetricsServer(metrics, health, host=settings.metrics_host, port=settings.metrics_port).start()
     click.echo(f"{name}: /metrics and /healthz on {server.url}", err=True)
     stop = threading.Event()
     install_signal_handlers(stop)
