@@ -1,0 +1,297 @@
+"""Page -> article fields: body text, title, authors, publication date with its source, language.
+
+Pure functions over the page text (no network, no Scrapy): the spiders call :func:`extract` with what
+they downloaded and what the feed or sitemap said about the link.
+
+- Body, title and authors: trafilatura (maintained, the best-scoring open extractor in its own and
+  third-party evaluations; see docs of adbar/trafilatura). ``favor_precision`` keeps navigation out.
+- ``published``/``date_source``: the first of JSON-LD (``datePublished`` of an Article), meta tags
+  (``article:published_time``...), the feed entry, the sitemap entry, a date in the URL; else ``none``.
+- ``lang``: detected from the body with lingua (offline); the page's ``<html lang>`` is kept only as a
+  hint and used when the detector is not confident.
+- Rejections raise :class:`ExtractionError` with a counted ``reason``: ``not_html``, ``bad_encoding``,
+  ``listing_page``, ``too_short``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import lxml.html
+import trafilatura
+from lingua import Language, LanguageDetector, LanguageDetectorBuilder
+
+from crawlers.errors import ExtractionError
+from stream.article import DateSource, parse_time
+from stream.text import content_hash, normalize_whitespace
+
+MIN_TEXT_CHARS = 300  # shorter bodies are briefs, captions or teasers: too little to cluster or read
+MAX_REPLACEMENT_RATIO = 0.005  # U+FFFD per character above which the page was decoded with a wrong charset
+LISTING_MIN_LINKS = 15  # a page with at least this many links ...
+LISTING_LINK_TEXT_RATIO = 0.5  # ... whose link text is at least half its text is a listing, not an article
+LISTING_MIN_TEASERS = 3  # <article> elements on one page: a section front
+LANG_MIN_CONFIDENCE = 0.5  # below this, lingua's answer is replaced by the page's hint (or "und")
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+ARTICLE_TYPES = frozenset(
+    {"article", "newsarticle", "reportagenewsarticle", "analysisnewsarticle", "blogposting", "report",
+     "opinionnewsarticle", "backgroundnewsarticle", "liveblogposting"}
+)
+LISTING_TYPES = frozenset({"collectionpage", "website", "itemlist", "searchresultspage", "webpage"})
+META_DATE_KEYS = (
+    "article:published_time", "og:article:published_time", "og:published_time", "datepublished",
+    "pubdate", "publishdate", "publish-date", "date", "dc.date.issued", "dc.date", "dcterms.created",
+    "dcterms.issued", "parsely-pub-date", "sailthru.date", "article.published", "cxenseparse:recs:publishtime",
+)
+_URL_DATE = re.compile(r"/((?:19|20)\d{2})[/-](0?[1-9]|1[0-2])[/-](0?[1-9]|[12]\d|3[01])(?:/|-|$)")
+_URL_DATE_COMPACT = re.compile(r"/((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])/")
+
+# Languages lingua chooses among: the coverage languages of TOPIC.md plus neighbours it must not
+# confuse them with. A closed list keeps detection fast and memory small (models load lazily).
+DETECTOR_LANGUAGES = (
+    Language.ARABIC, Language.ENGLISH, Language.FRENCH, Language.GERMAN, Language.TURKISH,
+    Language.RUSSIAN, Language.UKRAINIAN, Language.HEBREW, Language.PERSIAN, Language.SPANISH,
+    Language.ITALIAN, Language.PORTUGUESE, Language.DUTCH, Language.POLISH, Language.SWEDISH,
+    Language.DANISH, Language.GREEK, Language.URDU,
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Extracted:
+    """What one article page yields. ``canonical`` is the page's ``rel=canonical`` URL (absolute) or None."""
+
+    title: str
+    text: str
+    authors: tuple[str, ...]
+    published: datetime | None
+    date_source: DateSource
+    lang: str  # ISO 639-1, or "und"
+    lang_hint: str | None  # the page's own <html lang>, as a hint
+    canonical: str | None
+    content_sha256: str
+
+
+@lru_cache(maxsize=1)
+def _detector() -> LanguageDetector:
+    return LanguageDetectorBuilder.from_languages(*DETECTOR_LANGUAGES).build()
+
+
+def detect_language(text: str, hint: str | None = None) -> str:
+    """ISO 639-1 code of ``text`` (lingua); ``hint`` (e.g. ``<html lang>``) when lingua is unsure; else ``und``."""
+    sample = text[:4000]  # the first paragraphs decide; longer input only costs time
+    values = _detector().compute_language_confidence_values(sample) if sample.strip() else []
+    if values and values[0].value >= LANG_MIN_CONFIDENCE:
+        return values[0].language.iso_code_639_1.name.lower()
+    if hint:
+        return hint
+    return "und"
+
+
+def _hint(lang: str | None) -> str | None:
+    if not lang:
+        return None
+    code = lang.strip().split("-")[0].split("_")[0].lower()
+    return code if len(code) == 2 and code.isalpha() else None
+
+
+def parse_date(value: str) -> datetime | None:
+    """ISO 8601 (date or date-time) or RFC 822 date as aware UTC; None when unparsable."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        pass
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(\.\d+)?[+-]\d{4}", text):
+        try:
+            return parse_time(text[:-2] + ":" + text[-2:])
+        except ValueError:
+            return None
+    try:
+        parsed = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def date_from_url(url: str) -> datetime | None:
+    """A ``/YYYY/MM/DD/``, ``/YYYY-MM-DD`` or ``/YYYYMMDD/`` date in the URL path, at 00:00 UTC."""
+    path = urlsplit(url).path
+    match = _URL_DATE.search(path) or _URL_DATE_COMPACT.search(path + "/")
+    if not match:
+        return None
+    try:
+        return datetime(int(match[1]), int(match[2]), int(match[3]), tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def _jsonld_objects(tree: lxml.html.HtmlElement) -> Iterator[dict[str, Any]]:
+    for script in tree.xpath('//script[@type="application/ld+json"]'):
+        try:
+            data = json.loads(script.text_content() or "")
+        except ValueError:
+            continue
+        stack: list[Any] = [data]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                yield item
+                if "@graph" in item:
+                    stack.append(item["@graph"])
+
+
+def _types(obj: dict[str, Any]) -> set[str]:
+    kind = obj.get("@type", [])
+    kinds = kind if isinstance(kind, list) else [kind]
+    return {str(k).lower() for k in kinds}
+
+
+def _meta(tree: lxml.html.HtmlElement) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for el in tree.xpath("//meta[@content]"):
+        key = (el.get("property") or el.get("name") or el.get("itemprop") or "").strip().lower()
+        if key and key not in out:
+            out[key] = el.get("content", "")
+    for el in tree.xpath('//time[@itemprop="datePublished"][@datetime]'):
+        out.setdefault("datepublished", el.get("datetime", ""))
+    return out
+
+
+def _published(
+    tree: lxml.html.HtmlElement, url: str, hinted: datetime | None, hinted_source: DateSource | None
+) -> tuple[datetime | None, DateSource]:
+    for obj in _jsonld_objects(tree):
+        if _types(obj) & ARTICLE_TYPES and isinstance(obj.get("datePublished"), str):
+            when = parse_date(obj["datePublished"])
+            if when is not None:
+                return when, "jsonld"
+    meta = _meta(tree)
+    for key in META_DATE_KEYS:
+        if key in meta:
+            when = parse_date(meta[key])
+            if when is not None:
+                return when, "meta"
+    if hinted is not None and hinted_source is not None:
+        return hinted, hinted_source
+    when = date_from_url(url)
+    if when is not None:
+        return when, "url"
+    return None, "none"
+
+
+def _is_listing(tree: lxml.html.HtmlElement, url: str) -> str | None:
+    """Why the page is a listing/home page, or None when it looks like one article."""
+    kinds: set[str] = set()
+    for obj in _jsonld_objects(tree):
+        kinds |= _types(obj)
+    if kinds & LISTING_TYPES and not kinds & ARTICLE_TYPES and urlsplit(url).path in ("", "/"):
+        return "home page"
+    if kinds & {"collectionpage", "itemlist", "searchresultspage"} and not kinds & ARTICLE_TYPES:
+        return "JSON-LD " + "/".join(sorted(kinds & LISTING_TYPES))
+    body = tree.find("body")
+    if body is None:
+        return None
+    teasers = len(body.xpath(".//article"))
+    if teasers >= LISTING_MIN_TEASERS:
+        return f"{teasers} <article> teasers"
+    links = body.xpath(".//a[@href]")
+    if len(links) >= LISTING_MIN_LINKS:
+        link_chars = sum(len(normalize_whitespace(a.text_content())) for a in links)
+        all_chars = len(normalize_whitespace(body.text_content())) or 1
+        if link_chars / all_chars >= LISTING_LINK_TEXT_RATIO:
+            return f"{len(links)} links, {link_chars * 100 // all_chars}% of the text"
+    return None
+
+
+def is_html(content_type: str | None, body_start: bytes) -> bool:
+    """True for an HTML content type, or (no type given) a body that starts like HTML."""
+    if content_type:
+        return content_type.split(";")[0].strip().lower() in HTML_TYPES
+    head = body_start[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def extract(
+    html: str,
+    *,
+    url: str,
+    content_type: str | None = "text/html",
+    hinted_published: datetime | None = None,
+    hinted_date_source: DateSource | None = None,
+    hinted_title: str | None = None,
+) -> Extracted:
+    """Extract one article from the decoded page ``html`` served at ``url``.
+
+    ``hinted_published``/``hinted_date_source`` (``feed`` or ``sitemap``) and ``hinted_title`` come from
+    the entry that led to the page and are used when the page itself says nothing.
+
+    Raises:
+        ExtractionError: ``reason`` is ``not_html``, ``bad_encoding``, ``listing_page`` or ``too_short``.
+    """
+    if not is_html(content_type, html[:512].encode("utf-8", "replace")):
+        raise ExtractionError(url, "not_html", f"content type {content_type!r}")
+    if not html.strip():
+        raise ExtractionError(url, "too_short", "empty page")
+    bad = html.count("\ufffd")
+    if bad and bad / len(html) > MAX_REPLACEMENT_RATIO:
+        raise ExtractionError(url, "bad_encoding", f"{bad} undecodable characters")
+    try:
+        tree = lxml.html.document_fromstring(html)
+    except (lxml.etree.ParserError, ValueError) as exc:
+        raise ExtractionError(url, "too_short", f"unparsable HTML: {exc}") from exc
+    why = _is_listing(tree, url)
+    if why:
+        raise ExtractionError(url, "listing_page", why)
+    doc = trafilatura.bare_extraction(
+        tree, url=url, with_metadata=True, include_comments=False, include_tables=False, favor_precision=True
+    )
+    text = "" if doc is None else (doc.text or "")
+    title = normalize_whitespace((doc.title if doc is not None else None) or hinted_title or "")
+    text = _strip_title(text, title)
+    if len(normalize_whitespace(text)) < MIN_TEXT_CHARS:
+        raise ExtractionError(url, "too_short", f"{len(normalize_whitespace(text))} characters of text")
+    authors: tuple[str, ...] = ()
+    if doc is not None and doc.author:
+        authors = tuple(a.strip() for a in re.split(r";|\|", doc.author) if a.strip())
+    published, date_source = _published(tree, url, hinted_published, hinted_date_source)
+    canonical = None
+    for link in tree.xpath('//link[@href][contains(concat(" ", normalize-space(@rel), " "), " canonical ")]'):
+        href = (link.get("href") or "").strip()
+        if href:
+            absolute = urljoin(url, href)
+            if urlsplit(absolute).scheme in {"http", "https"}:
+                canonical = absolute
+                break
+    hint = _hint(tree.get("lang") or tree.get("xml:lang"))
+    return Extracted(
+        title=title,
+        text=text,
+        authors=authors,
+        published=published,
+        date_source=date_source,
+        lang=detect_language(text, hint),
+        lang_hint=hint,
+        canonical=canonical,
+        content_sha256=content_hash(text),
+    )
+
+
+def _strip_title(text: str, title: str) -> str:
+    """Drop a first line that repeats the title (trafilatura keeps the ``<h1>``)."""
+    first, _, rest = text.strip().partition("\n")
+    if title and normalize_whitespace(first) == title:
+        return rest.strip()
+    return text.strip()

@@ -1,0 +1,188 @@
+"""The source registry: one TOML table per outlet (DESIGN.md "The source registry").
+
+```toml
+[[source]]
+id = "bbc-arabic"            # stable: metrics label and the article's ``source``
+name = "BBC Arabic"
+home = "https://www.bbc.com/arabic"
+lang = "ar"
+country = "GB"
+type = "public-broadcaster"  # see SOURCE_TYPES
+feeds = ["https://feeds.bbci.co.uk/arabic/rss.xml"]
+sitemaps = []
+verified = false             # true only when the URLs were checked to answer
+# optional:
+interval_s = 900             # poll interval in ``--follow`` (default: settings.follow_interval_s)
+prefilter = true             # fetch only entries whose feed/sitemap title, summary or URL names the topic
+```
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from crawlers.errors import RegistryError
+
+SOURCE_TYPES = frozenset(
+    {
+        "wire",
+        "public-broadcaster",
+        "pan-arab",
+        "syrian-independent",
+        "syrian-state",
+        "counter-narrative",
+        "ngo",
+        "primary",
+        "fact-checker",
+        "other",
+    }
+)
+DEFAULT_REGISTRY = Path(__file__).resolve().parent / "sources.toml"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Source:
+    """One outlet of the registry."""
+
+    id: str
+    name: str
+    home: str
+    lang: str  # ISO 639-1 main language
+    country: str  # ISO 3166-1 alpha-2
+    type: str  # one of SOURCE_TYPES
+    feeds: tuple[str, ...] = ()
+    sitemaps: tuple[str, ...] = ()
+    verified: bool = False
+    interval_s: int | None = None  # None: settings.follow_interval_s
+    prefilter: bool = True
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """Hosts of the home page, feeds and sitemaps (lower-case, ``www.`` dropped)."""
+        return frozenset(_host(u) for u in (self.home, *self.feeds, *self.sitemaps))
+
+
+def _host(url: str) -> str:
+    host = (urlsplit(url).hostname or "").lower()
+    return host.removeprefix("www.")
+
+
+def _url(value: Any, where: str) -> str:
+    if not isinstance(value, str) or urlsplit(value).scheme not in {"http", "https"} or not urlsplit(value).hostname:
+        raise RegistryError(f"{where}: {value!r} is not an absolute http(s) URL")
+    return value
+
+
+def _urls(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise RegistryError(f"{where}: expected a list of URLs, got {value!r}")
+    return tuple(_url(v, where) for v in value)
+
+
+def _str(table: dict[str, Any], key: str, where: str) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise RegistryError(f"{where}: key {key!r} is required and must be a non-empty string")
+    return value
+
+
+def parse_registry(text: str, origin: str = "<registry>") -> list[Source]:
+    """Parse registry TOML text.
+
+    Raises:
+        RegistryError: not TOML, no ``[[source]]``, a missing/invalid key, an unknown type or a duplicate id
+            (the message names ``origin``, the source id and the key).
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"source registry {origin!r} is not valid TOML: {exc}") from exc
+    tables = data.get("source")
+    if not isinstance(tables, list) or not tables:
+        raise RegistryError(f"source registry {origin!r}: no [[source]] table")
+    out: list[Source] = []
+    seen: set[str] = set()
+    for i, table in enumerate(tables):
+        where = f"source registry {origin!r}, source #{i + 1}"
+        ident = _str(table, "id", where)
+        where = f"source registry {origin!r}, source {ident!r}"
+        if ident in seen:
+            raise RegistryError(f"{where}: duplicate id")
+        seen.add(ident)
+        kind = _str(table, "type", where)
+        if kind not in SOURCE_TYPES:
+            raise RegistryError(f"{where}: type {kind!r} is not one of {sorted(SOURCE_TYPES)}")
+        lang = _str(table, "lang", where)
+        if len(lang) != 2 or not lang.isalpha():
+            raise RegistryError(f"{where}: lang {lang!r} must be an ISO 639-1 code such as 'ar'")
+        interval = table.get("interval_s")
+        if interval is not None and (not isinstance(interval, int) or isinstance(interval, bool) or interval < 1):
+            raise RegistryError(f"{where}: interval_s {interval!r} must be a positive integer (seconds)")
+        for flag in ("verified", "prefilter"):
+            if flag in table and not isinstance(table[flag], bool):
+                raise RegistryError(f"{where}: {flag} {table[flag]!r} must be true or false")
+        known = {"id", "name", "home", "lang", "country", "type", "feeds", "sitemaps", "verified", "interval_s",
+                 "prefilter", "notes"}
+        unknown = set(table) - known
+        if unknown:
+            raise RegistryError(f"{where}: unknown key(s) {sorted(unknown)} (known: {sorted(known)})")
+        out.append(
+            Source(
+                id=ident,
+                name=_str(table, "name", where),
+                home=_url(table.get("home"), f"{where}, key 'home'"),
+                lang=lang.lower(),
+                country=_str(table, "country", where).upper(),
+                type=kind,
+                feeds=_urls(table.get("feeds", []), f"{where}, key 'feeds'"),
+                sitemaps=_urls(table.get("sitemaps", []), f"{where}, key 'sitemaps'"),
+                verified=bool(table.get("verified", False)),
+                interval_s=interval,
+                prefilter=bool(table.get("prefilter", True)),
+            )
+        )
+    return out
+
+
+def load_registry(path: Path) -> list[Source]:
+    """Read the registry file at ``path``.
+
+    Raises:
+        RegistryError: the file does not exist or is invalid (see :func:`parse_registry`).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise RegistryError(f"source registry {str(path)!r} does not exist") from exc
+    return parse_registry(text, str(path))
+
+
+def select(sources: Sequence[Source], ids: Iterable[str] | None) -> list[Source]:
+    """The sources whose id is in ``ids`` (all when ``ids`` is None).
+
+    Raises:
+        RegistryError: an id is not in the registry (the message lists the known ids).
+    """
+    if ids is None:
+        return list(sources)
+    wanted = list(ids)
+    by_id = {s.id: s for s in sources}
+    missing = [i for i in wanted if i not in by_id]
+    if missing:
+        raise RegistryError(f"unknown source id(s) {missing} (known: {sorted(by_id)})")
+    return [by_id[i] for i in wanted]
+
+
+def source_for_url(sources: Sequence[Source], url: str) -> str:
+    """The id of the registered source whose host serves ``url``, else the host itself (DESIGN.md)."""
+    host = _host(url)
+    for source in sources:
+        for known in source.hosts:
+            if host == known or host.endswith("." + known):
+                return source.id
+    return host or "unknown"

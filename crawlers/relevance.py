@@ -1,0 +1,118 @@
+"""Topic relevance: is this text about the monitored subject? (pure domain code, no I/O)
+
+Matching runs on :func:`stream.text.fold` forms, so case, Latin diacritics and Arabic spelling variants
+(alef forms, ta marbuta, Persian yeh...) do not matter. Terms in Latin, Cyrillic or Hebrew script match
+at the start of a word and may carry a suffix (``Sednaya'daki``, ``prisons``, ``cezaevinde``); Arabic
+terms match at the start of a word after an optional attached prefix (``و``, ``ف``, ``ب``, ``ل``, ``ك``,
+``ال``, ``لل``), so ``والسجن`` matches ``سجن`` but ``مدير`` (director) does not match ``دير`` (monastery).
+
+Score (the formula documented in the topic file): a name variant counts ``NAME_WEIGHT`` (once), a strong
+name ``STRONG_WEIGHT``, each distinct co-term ``COTERM_WEIGHT`` (at most ``MAX_COTERMS``), each distinct
+negative cue subtracts ``NEGATIVE_WEIGHT``; the sum is divided by ``FULL_SCORE`` and clamped to [0, 1].
+Without a name or strong name the score is 0: a text about prisons in general is not about Sednaya.
+A name with one co-term reaches 0.5 (the default ``min_score``); a name alone, or a name with co-terms
+outweighed by monastery/pilgrimage/tourism cues, does not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+from stream.article import Relevance
+from stream.text import fold
+from stream.topic import Topic
+
+NAME_WEIGHT = 1.0
+STRONG_WEIGHT = 2.0  # a strong name ("human slaughterhouse", ADMSP) is a name and a co-term at once
+COTERM_WEIGHT = 0.5
+MAX_COTERMS = 4  # more co-terms add nothing: long articles should not win on length alone
+NEGATIVE_WEIGHT = 0.75
+FULL_SCORE = 3.0  # name + 4 co-terms = 1.0
+_ARABIC = re.compile("[\u0600-\u06ff]")
+_ARABIC_PREFIX = "(?:[وف]?(?:[بلك]?ال|لل|[بلك])?)"  # conjunctions, prepositions and the article
+
+
+def _pattern(term: str) -> re.Pattern[str]:
+    folded = fold(term)
+    body = re.escape(folded).replace(r"\ ", r"\s+").replace(r"\-", r"[\s\-]?")
+    if _ARABIC.search(folded):
+        return re.compile(r"(?<![^\W_])" + _ARABIC_PREFIX + body)
+    return re.compile(r"(?<![^\W_])" + body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Term:
+    written: str
+    pattern: re.Pattern[str]
+
+
+class RelevanceFilter:
+    """Scores texts against one :class:`Topic`. Build once, call :meth:`score` per article."""
+
+    def __init__(self, topic: Topic) -> None:
+        self.topic = topic
+
+    @cached_property
+    def _names(self) -> tuple[_Term, ...]:
+        return _terms(self.topic.names)
+
+    @cached_property
+    def _strong(self) -> tuple[_Term, ...]:
+        return _terms(self.topic.strong)
+
+    @cached_property
+    def _coterms(self) -> tuple[_Term, ...]:
+        return _terms(self.topic.all_coterms)
+
+    @cached_property
+    def _negative(self) -> tuple[_Term, ...]:
+        return _terms(self.topic.negative)
+
+    def mentions_name(self, text: str) -> bool:
+        """True when ``text`` contains a name variant or strong name (the cheap pre-filter for feed entries)."""
+        folded = fold(text)
+        return any(t.pattern.search(folded) for t in (*self._names, *self._strong))
+
+    def score(self, title: str, text: str) -> Relevance:
+        """Score ``title`` + ``text``; ``terms`` lists matched names, co-terms and negative cues (the latter
+        prefixed with ``-``), as written in the topic file."""
+        folded = fold(f"{title}\n{text}")
+        names = [t.written for t in self._names if t.pattern.search(folded)]
+        strong = [t.written for t in self._strong if t.pattern.search(folded)]
+        if not names and not strong:
+            return Relevance(score=0.0, terms=())
+        coterms = _dedupe_folded(t.written for t in self._coterms if t.pattern.search(folded))
+        negative = _dedupe_folded(t.written for t in self._negative if t.pattern.search(folded))
+        raw = (STRONG_WEIGHT if strong else NAME_WEIGHT) + COTERM_WEIGHT * min(len(coterms), MAX_COTERMS)
+        raw -= NEGATIVE_WEIGHT * len(negative)
+        value = max(0.0, min(1.0, raw / FULL_SCORE))
+        terms = (*names, *strong, *coterms, *(f"-{n}" for n in negative))
+        return Relevance(score=round(value, 3), terms=tuple(dict.fromkeys(terms)))
+
+    def is_relevant(self, relevance: Relevance) -> bool:
+        """``relevance.score`` reaches the topic's ``min_score``."""
+        return relevance.score >= self.topic.min_score
+
+
+def _terms(written: tuple[str, ...]) -> tuple[_Term, ...]:
+    seen: dict[str, _Term] = {}
+    for term in written:
+        key = fold(term)
+        if key not in seen:
+            seen[key] = _Term(term, _pattern(term))
+    return tuple(seen.values())
+
+
+def _dedupe_folded(terms: object) -> list[str]:
+    """Distinct terms; a term contained in a longer matched term is not counted twice
+    ("دير" inside "دير صيدنايا", "salt room" inside "salt rooms")."""
+    items = list(dict.fromkeys(terms))  # type: ignore[call-overload]
+    folded = [fold(t) for t in items]
+    out = []
+    for i, term in enumerate(items):
+        if any(j != i and folded[i] != folded[j] and folded[i] in folded[j] for j in range(len(items))):
+            continue
+        out.append(term)
+    return out
