@@ -59,12 +59,31 @@ class Settings:
     cluster_window_days: int = 7  # look-back window of publication time for candidate stories
     cluster_threshold: float = 0.55  # cosine to the story centroid to join it (calibrated: docs/clustering.md)
     duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
+    duplicate_window_days: int = 30  # originals kept in the near-duplicate index (0 = all, memory grows)
+    anchor_weight: float = 0.1  # score bonus for shared anchors, same language (stream/clustering.py)
+    cross_lingual_anchor_weight: float = 0.45  # same bonus across languages, where the model is blind
+    cross_lingual_min_anchors: float = 2.0  # weighted shared anchors needed to link across languages
+    follow_up_min_anchors: float = 1.0  # shared dates/figures/entities needed to join a dormant story
+    novelty_override: float = 0.85  # cosine above which a new kind of development still joins the story
+    merge_threshold: float = 0.8  # centroid cosine at which two active stories are merged
+    merge_every: int = 50  # articles clustered between two merge passes over the active stories
 
     # --- crawling -----------------------------------------------------------------------------------
     user_agent: str = "SednayaMonitor/0.1 (+https://github.com/sednaya-monitor/sednaya-monitor)"
     contact_url: str = "https://github.com/sednaya-monitor/sednaya-monitor"
     follow_interval_s: int = 900  # default poll interval of a source in `run --follow`
     crawl_http_cache: bool = False  # Scrapy HTTP cache (development only)
+    crawl_download_delay_s: float = 1.0  # least delay between two requests to one host (AutoThrottle floor)
+    crawl_concurrency_per_domain: int = 2  # parallel requests to one host at most
+    crawl_download_timeout_s: float = 30.0  # a slower answer counts as outcome "timeout"
+    crawl_max_page_bytes: int = 5_000_000  # larger responses are cancelled (outcome "too_large")
+    crawl_retry_times: int = 2  # retries of 429/5xx/timeouts before the outcome is counted
+    crawl_max_crawl_delay_s: float = 30.0  # cap on a robots.txt Crawl-delay (longer ones would stall a run)
+    crawl_sitemap_max_entries: int = 500  # newest entries considered per sitemap
+    gdelt_api_url: str = "https://api.gdeltproject.org/api/v2/doc/doc"  # GDELT DOC 2.0 API
+    gdelt_lookback_hours: int = 24  # window of a live (non-backfill) GDELT query
+    gdelt_min_interval_s: float = 5.0  # GDELT asks for at most one request per 5 seconds
+    google_news_url: str = "https://news.google.com/rss/search"  # Google News RSS search endpoint
 
     # --- serving, metrics, alerts -------------------------------------------------------------------
     serve_host: str = "127.0.0.1"  # bind address of `serve` (loopback unless asked otherwise)
