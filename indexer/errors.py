@@ -33,11 +33,17 @@ class WatchlistError(SednayaError, ValueError):
 class DeliveryError(SednayaError):
     """An alert could not be delivered to one target (the message names the target and the cause).
 
-    ``transient`` is true for failures worth retrying (connection refused, timeouts, HTTP 5xx/429).
+    ``transient`` is true for failures worth retrying (connection refused, timeouts, HTTP 5xx/429);
+    ``attempts`` is how many tries were made in all.
     """
 
-    def __init__(self, target: str, problem: str, *, transient: bool = True) -> None:
+    def __init__(self, target: str, problem: str, *, transient: bool = True, attempts: int = 1) -> None:
         self.target = target
         self.problem = problem
         self.transient = transient
+        self.attempts = attempts
         super().__init__(f"{target}: {problem}")
+
+
+class ArticleNotIndexedError(SednayaError):
+    """A story event names an article the store does not hold yet (retried, then dead-lettered)."""

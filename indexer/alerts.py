@@ -1,0 +1,357 @@
+"""Alert decisions and payloads: pure code, no I/O.
+
+"Is this story event worth telling this watchlist about, and how?":
+
+* ``created`` (the first article of a new story) that is not a backfill: an **instant** alert for an
+  ``instant`` watchlist, a **digest** entry for a ``digest`` one, when the watchlist's query matches
+  the story's first article.
+* ``updated`` (a duplicate or follow-up joined a story): never instant; a **digest** entry when the
+  watchlist already alerted on that story or the new article matches the query.
+* ``merged`` events and everything caused by a backfill (historical loads): nothing. A backfill of
+  years of coverage would otherwise flood digests with old stories; those are found by search.
+
+The payloads (webhook JSON, Slack message, digest groups) are built here too, from an :class:`Alert`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from indexer.watchlists import Watchlist
+from stream.article import Article, parse_time, utc
+from stream.story import StoryEvent
+
+Action = Literal["instant", "digest", "skip"]
+PAYLOAD_TYPE = "sednaya.alert"  # "type" of the webhook body: receivers can tell alerts from digests
+DIGEST_TYPE = "sednaya.digest"
+SLACK_TEXT_LIMIT = 3000  # Slack rejects section blocks with more than 3000 characters of text
+_MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.IGNORECASE | re.DOTALL)
+_QUERY_WORD_RE = re.compile(r'"([^"]+)"|([^\s()"]+)')
+_OPERATORS = frozenset({"AND", "OR", "NOT"})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Verdict:
+    action: Action
+    reason: str  # bounded vocabulary: new_story, digest_mode, follow_up, merged, backfill, no_match
+
+
+def query_article_id(event: StoryEvent) -> str:
+    """The article a watchlist's query is run against: the story's first article for ``created``,
+    the article that joined for ``updated``."""
+    if event.kind == "created":
+        return event.story.first_article_id or event.article_id
+    return event.article_id
+
+
+def screen(event: StoryEvent) -> Verdict | None:
+    """A ``skip`` verdict for events no watchlist hears about (before any query runs), else None."""
+    if event.kind == "merged":
+        return Verdict(action="skip", reason="merged")
+    if event.backfill:
+        return Verdict(action="skip", reason="backfill")
+    return None
+
+
+def decide(event: StoryEvent, watchlist: Watchlist, *, matched: bool, already_alerted: bool) -> Verdict:
+    """What to do with ``event`` for ``watchlist``.
+
+    Args:
+        matched: the watchlist's query (with its filters) matched ``query_article_id(event)``.
+        already_alerted: the ledger already holds an alert of this watchlist for this story.
+    """
+    skipped = screen(event)
+    if skipped is not None:
+        return skipped
+    if event.kind == "created":
+        if already_alerted:  # a redelivered event: the ledger makes it fire once
+            return Verdict(action="skip", reason="already_alerted")
+        if not matched:
+            return Verdict(action="skip", reason="no_match")
+        if watchlist.mode == "instant":
+            return Verdict(action="instant", reason="new_story")
+        return Verdict(action="digest", reason="digest_mode")
+    # updated: duplicates and follow-ups only ever go to the digest.
+    if already_alerted or matched:
+        return Verdict(action="digest", reason="follow_up")
+    return Verdict(action="skip", reason="no_match")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Alert:
+    """What a watchlist is told about one story event (instant alert or digest entry)."""
+
+    watchlist: str
+    story_id: str
+    story_title: str
+    event_kind: str  # "created" or "updated"
+    article_id: str
+    title: str
+    source: str
+    lang: str
+    url: str
+    published: datetime | None
+    matched_terms: tuple[str, ...]
+    link: str  # the story on the search page
+    at: datetime  # when the event happened (UTC)
+    entered_at: datetime | None = None  # when the causing article entered the bus (latency)
+    article_count: int = 1
+    source_count: int = 1
+    languages: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "watchlist": self.watchlist,
+            "story_id": self.story_id,
+            "story_title": self.story_title,
+            "event_kind": self.event_kind,
+            "article_id": self.article_id,
+            "title": self.title,
+            "source": self.source,
+            "lang": self.lang,
+            "url": self.url,
+            "published": _iso(self.published),
+            "matched_terms": list(self.matched_terms),
+            "link": self.link,
+            "at": _iso(self.at),
+            "entered_at": _iso(self.entered_at),
+            "article_count": self.article_count,
+            "source_count": self.source_count,
+            "languages": list(self.languages),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
+        """Inverse of ``to_dict`` (ledger rows). Raises KeyError/ValueError on a malformed dict."""
+        return cls(
+            watchlist=str(data["watchlist"]),
+            story_id=str(data["story_id"]),
+            story_title=str(data["story_title"]),
+            event_kind=str(data["event_kind"]),
+            article_id=str(data["article_id"]),
+            title=str(data["title"]),
+            source=str(data["source"]),
+            lang=str(data["lang"]),
+            url=str(data["url"]),
+            published=parse_time(data["published"]) if data.get("published") else None,
+            matched_terms=tuple(str(t) for t in data.get("matched_terms", [])),
+            link=str(data["link"]),
+            at=parse_time(data["at"]),
+            entered_at=parse_time(data["entered_at"]) if data.get("entered_at") else None,
+            article_count=int(data.get("article_count", 1)),
+            source_count=int(data.get("source_count", 1)),
+            languages=tuple(str(x) for x in data.get("languages", [])),
+        )
+
+
+def story_link(public_url: str, story_id: str) -> str:
+    """``{public_url}/stories/{story_id}``: the story on the search page."""
+    return f"{public_url.rstrip('/')}/stories/{story_id}"
+
+
+def build_alert(
+    event: StoryEvent,
+    watchlist: Watchlist,
+    article: Article,
+    *,
+    matched_terms: Sequence[str],
+    public_url: str,
+) -> Alert:
+    """The alert for ``event`` on ``watchlist``; ``article`` is ``query_article_id(event)``'s article."""
+    story = event.story
+    return Alert(
+        watchlist=watchlist.name,
+        story_id=story.id,
+        story_title=story.title or article.title,
+        event_kind=event.kind,
+        article_id=article.id,
+        title=article.title,
+        source=article.source,
+        lang=article.lang,
+        url=article.url,
+        published=article.published,
+        matched_terms=tuple(matched_terms),
+        link=story_link(public_url, story.id),
+        at=event.at,
+        entered_at=event.entered_at,
+        article_count=story.article_count,
+        source_count=story.source_count,
+        languages=tuple(story.languages),
+    )
+
+
+def matched_terms(hit_terms: Sequence[str], highlights: dict[str, list[str]], query: str) -> tuple[str, ...]:
+    """Why it matched: the store's matched terms, else the ``<mark>``ed words of the highlights, else the
+    query's own words and phrases (operators and ``field:`` prefixes dropped). Order kept, duplicates
+    (case-insensitive) removed."""
+    found: list[str] = list(hit_terms)
+    if not found:
+        for fragments in highlights.values():
+            for fragment in fragments:
+                found.extend(m.strip() for m in _MARK_RE.findall(fragment))
+    if not found:
+        for phrase, word in _QUERY_WORD_RE.findall(query):
+            if phrase:
+                found.append(phrase)
+            elif word not in _OPERATORS:
+                found.append(word.split(":", 1)[1] if ":" in word else word)
+    return _unique(t for t in found if t)
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    seen: set[str] = set()
+    out: list[str] = []
+    for item in items:
+        key = item.casefold()
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return tuple(out)
+
+
+def webhook_body(alert: Alert, *, alert_id: str) -> dict[str, Any]:
+    """The JSON body POSTed to a webhook for an instant alert.
+
+    Shape: ``{"type": "sednaya.alert", "id", "watchlist", "story": {id, title, link, article_count,
+    source_count, languages}, "article": {id, title, source, lang, url, published}, "matched_terms",
+    "at", "entered_at"}``. ``id`` is stable across resends: receivers can de-duplicate on it.
+    """
+    return {
+        "type": PAYLOAD_TYPE,
+        "id": alert_id,
+        "watchlist": alert.watchlist,
+        "story": {
+            "id": alert.story_id,
+            "title": alert.story_title,
+            "link": alert.link,
+            "article_count": alert.article_count,
+            "source_count": alert.source_count,
+            "languages": list(alert.languages),
+        },
+        "article": {
+            "id": alert.article_id,
+            "title": alert.title,
+            "source": alert.source,
+            "lang": alert.lang,
+            "url": alert.url,
+            "published": _iso(alert.published),
+        },
+        "matched_terms": list(alert.matched_terms),
+        "at": _iso(alert.at),
+        "entered_at": _iso(alert.entered_at),
+    }
+
+
+def slack_escape(text: str) -> str:
+    """Escape ``&``, ``<``, ``>`` as Slack's mrkdwn requires."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_body(alert: Alert) -> dict[str, Any]:
+    """A Slack incoming-webhook message: ``{"text": fallback, "blocks": [section, context]}``."""
+    published = alert.published.date().isoformat() if alert.published else "date unknown"
+    terms = ", ".join(alert.matched_terms) or "-"
+    headline = f"New story for *{slack_escape(alert.watchlist)}*: <{alert.link}|{slack_escape(alert.story_title)}>"
+    detail = (
+        f"<{alert.url}|{slack_escape(alert.title)}> ({slack_escape(alert.source)}, {alert.lang}, {published})\n"
+        f"Matched: {slack_escape(terms)}"
+    )
+    return {
+        "text": f"New story for {alert.watchlist}: {alert.story_title} {alert.link}"[:SLACK_TEXT_LIMIT],
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": headline[:SLACK_TEXT_LIMIT]}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": detail[:SLACK_TEXT_LIMIT]}]},
+        ],
+    }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DigestStory:
+    """One story of a digest: its entries (oldest first) and how many came from each source."""
+
+    story_id: str
+    title: str
+    link: str
+    new: bool  # the story itself is new in this digest (a ``created`` entry), not only updated
+    entries: tuple[Alert, ...]
+    source_counts: tuple[tuple[str, int], ...]  # (source, articles), most first, then by name
+    languages: tuple[str, ...]
+
+
+def group_digest(entries: Sequence[Alert]) -> list[DigestStory]:
+    """Group digest entries by story: new stories first, then by most entries, then oldest first."""
+    by_story: dict[str, list[Alert]] = {}
+    for entry in entries:
+        by_story.setdefault(entry.story_id, []).append(entry)
+    groups: list[DigestStory] = []
+    for story_id, items in by_story.items():
+        items.sort(key=lambda a: (utc(a.at), a.article_id))
+        counts = Counter(a.source for a in items)
+        titled = next((a for a in items if a.event_kind == "created"), items[0])
+        groups.append(
+            DigestStory(
+                story_id=story_id,
+                title=titled.story_title,
+                link=items[0].link,
+                new=any(a.event_kind == "created" for a in items),
+                entries=tuple(items),
+                source_counts=tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+                languages=tuple(sorted({a.lang for a in items})),
+            )
+        )
+    groups.sort(key=lambda g: (not g.new, -len(g.entries), utc(g.entries[0].at), g.story_id))
+    return groups
+
+
+def digest_body(watchlist: str, groups: Sequence[DigestStory], *, digest_id: str, period: str) -> dict[str, Any]:
+    """The JSON body POSTed to a webhook for a digest: ``{"type": "sednaya.digest", "id", "watchlist",
+    "period", "stories": [{id, title, link, new, sources: {source: n}, languages, articles: [...]}]}``."""
+    return {
+        "type": DIGEST_TYPE,
+        "id": digest_id,
+        "watchlist": watchlist,
+        "period": period,
+        "stories": [
+            {
+                "id": g.story_id,
+                "title": g.title,
+                "link": g.link,
+                "new": g.new,
+                "sources": dict(g.source_counts),
+                "languages": list(g.languages),
+                "articles": [
+                    {
+                        "id": a.article_id,
+                        "title": a.title,
+                        "source": a.source,
+                        "lang": a.lang,
+                        "url": a.url,
+                        "published": _iso(a.published),
+                        "kind": a.event_kind,
+                    }
+                    for a in g.entries
+                ],
+            }
+            for g in groups
+        ],
+    }
+
+
+def slack_digest_body(watchlist: str, groups: Sequence[DigestStory], *, period: str) -> dict[str, Any]:
+    """A Slack message listing the digest's stories, one line each with the source counts."""
+    lines = [f"Digest for *{slack_escape(watchlist)}* ({period}): {len(groups)} stories"]
+    for g in groups:
+        sources = ", ".join(f"{slack_escape(s)} {n}" for s, n in g.source_counts)
+        marker = "new" if g.new else "updated"
+        lines.append(f"• <{g.link}|{slack_escape(g.title)}> ({marker}; {sources})")
+    text = "\n".join(lines)[:SLACK_TEXT_LIMIT]
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else utc(value).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,352 @@
+"""The alert ledger: what was decided and delivered, in ``<data_dir>/alerts.sqlite3``.
+
+The (watchlist, story) pair of an alert is written **before** anything is delivered, together with one
+``pending`` delivery row per target, in one transaction. Delivery then marks each row ``sent`` or
+``failed``. So:
+
+* a redelivered story event (bus retry, restart before commit) finds the pair and fires nothing;
+* a process that dies between the ledger write and the delivery finds the ``pending`` rows on start
+  (:meth:`AlertLedger.pending`) and delivers them: each target gets the alert once. Only a crash in the
+  instant between a target's acknowledgement and the ``sent`` mark can repeat a delivery; the payload
+  ``id`` lets receivers drop that repeat.
+
+Digest entries (follow-ups, and new stories of ``digest`` watchlists) wait in ``digest_items`` until
+:meth:`AlertLedger.open_digest` assigns them to a digest, again with ``pending`` delivery rows written
+before sending.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from indexer.alerts import Alert
+from stream.article import now_utc, parse_time, utc
+
+DeliveryKind = Literal["alert", "digest"]
+Status = Literal["pending", "sent", "failed"]
+STATUSES = ("pending", "sent", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    watchlist TEXT NOT NULL,
+    story_id TEXT NOT NULL,
+    mode TEXT NOT NULL,            -- instant | digest
+    payload TEXT NOT NULL,         -- Alert.to_dict() as JSON
+    created_at TEXT NOT NULL,
+    UNIQUE (watchlist, story_id)
+);
+CREATE INDEX IF NOT EXISTS alerts_by_watchlist ON alerts (watchlist, id);
+CREATE TABLE IF NOT EXISTS digest_items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    watchlist TEXT NOT NULL,
+    story_id TEXT NOT NULL,
+    article_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    at TEXT NOT NULL,
+    digest_id INTEGER,             -- NULL until assigned to a digest
+    UNIQUE (watchlist, article_id)
+);
+CREATE INDEX IF NOT EXISTS digest_items_open ON digest_items (watchlist, digest_id);
+CREATE TABLE IF NOT EXISTS digests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    watchlist TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    period_end TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    kind TEXT NOT NULL,            -- alert | digest
+    ref_id INTEGER NOT NULL,       -- alerts.id or digests.id
+    target TEXT NOT NULL,          -- webhook:<url> | email:<addr>
+    status TEXT NOT NULL,          -- pending | sent | failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (kind, ref_id, target)
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (status);
+"""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LedgerAlert:
+    """An alert row with the state of its deliveries (``target -> status``)."""
+
+    id: int
+    alert: Alert
+    mode: str
+    created_at: datetime
+    deliveries: dict[str, str]
+
+    @property
+    def alert_id(self) -> str:
+        """Stable public id of the alert (payload ``id``): ``<watchlist>/<story_id>``."""
+        return f"{self.alert.watchlist}/{self.alert.story_id}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PendingDelivery:
+    """A delivery row still ``pending`` (to resume on start)."""
+
+    kind: DeliveryKind
+    ref_id: int
+    target: str
+    watchlist: str
+    attempts: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Digest:
+    id: int
+    watchlist: str
+    period_start: datetime
+    period_end: datetime
+    entries: tuple[Alert, ...]
+
+    @property
+    def digest_id(self) -> str:
+        return f"{self.watchlist}/digest/{self.id}"
+
+
+class AlertLedger:
+    """The ledger in one SQLite file; one connection guarded by a lock (delivery threads share it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> AlertLedger:
+        return cls(Path(data_dir) / "alerts.sqlite3")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- alerts -----------------------------------------------------------------------------------
+
+    def has_alert(self, watchlist: str, story_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM alerts WHERE watchlist = ? AND story_id = ?", (watchlist, story_id)
+            ).fetchone()
+        return row is not None
+
+    def record_alert(self, alert: Alert, *, mode: str, targets: Sequence[str]) -> int | None:
+        """Write the (watchlist, story) pair and a ``pending`` row per target, atomically.
+
+        Returns the alert's row id, or None when the pair was already recorded (nothing to deliver).
+        For ``mode="digest"`` pass no targets: the alert waits for the digest (see ``add_digest_item``).
+        """
+        now = _iso(now_utc())
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO alerts(watchlist, story_id, mode, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+                (alert.watchlist, alert.story_id, mode, json.dumps(alert.to_dict(), ensure_ascii=False), now),
+            )
+            if cur.rowcount == 0:
+                return None
+            alert_id = int(cur.lastrowid or 0)
+            db.executemany(
+                "INSERT INTO deliveries(kind, ref_id, target, status, updated_at) VALUES ('alert', ?, ?, 'pending', ?)",
+                [(alert_id, target, now) for target in targets],
+            )
+        return alert_id
+
+    def get_alert(self, alert_row: int) -> LedgerAlert | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, payload, mode, created_at FROM alerts WHERE id = ?", (alert_row,)
+            ).fetchone()
+            if row is None:
+                return None
+            return self._ledger_alert(row)
+
+    def recent_alerts(self, watchlist: str, *, limit: int = 50) -> list[LedgerAlert]:
+        """The watchlist's alerts (instant and digest-mode new stories), newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, payload, mode, created_at FROM alerts WHERE watchlist = ? ORDER BY id DESC LIMIT ?",
+                (watchlist, limit),
+            ).fetchall()
+            return [self._ledger_alert(r) for r in rows]
+
+    def _ledger_alert(self, row: tuple[int, str, str, str]) -> LedgerAlert:
+        deliveries = dict(
+            self._db.execute(
+                "SELECT target, status FROM deliveries WHERE kind = 'alert' AND ref_id = ? ORDER BY target", (row[0],)
+            ).fetchall()
+        )
+        return LedgerAlert(
+            id=row[0],
+            alert=Alert.from_dict(json.loads(row[1])),
+            mode=row[2],
+            created_at=parse_time(row[3]),
+            deliveries=deliveries,
+        )
+
+    def count_alerts(self, watchlist: str | None = None) -> int:
+        with self._lock:
+            if watchlist is None:
+                row = self._db.execute("SELECT COUNT(*) FROM alerts").fetchone()
+            else:
+                row = self._db.execute("SELECT COUNT(*) FROM alerts WHERE watchlist = ?", (watchlist,)).fetchone()
+        return int(row[0])
+
+    # --- deliveries ---------------------------------------------------------------------------------
+
+    def pending(self) -> list[PendingDelivery]:
+        """Every delivery still ``pending`` (oldest first): what a restart resumes."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT d.kind, d.ref_id, d.target, d.attempts, "
+                "COALESCE(a.watchlist, g.watchlist) "
+                "FROM deliveries d "
+                "LEFT JOIN alerts a ON d.kind = 'alert' AND a.id = d.ref_id "
+                "LEFT JOIN digests g ON d.kind = 'digest' AND g.id = d.ref_id "
+                "WHERE d.status = 'pending' ORDER BY d.updated_at, d.ref_id, d.target"
+            ).fetchall()
+        return [
+            PendingDelivery(kind=r[0], ref_id=int(r[1]), target=r[2], attempts=int(r[3]), watchlist=str(r[4]))
+            for r in rows
+        ]
+
+    def mark(
+        self, kind: DeliveryKind, ref_id: int, target: str, status: Status, *, attempts: int, error: str = ""
+    ) -> None:
+        """Set a delivery's final (or pending) state with the attempts it took and the last error."""
+        if status not in STATUSES:
+            raise ValueError(f"delivery status {status!r}: expected one of {STATUSES}")
+        with self._lock:
+            self._db.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = ?, updated_at = ? "
+                "WHERE kind = ? AND ref_id = ? AND target = ?",
+                (status, attempts, error[:2000], _iso(now_utc()), kind, ref_id, target),
+            )
+
+    def delivery_counts(self, watchlist: str | None = None) -> dict[str, int]:
+        """``status -> deliveries`` over alerts and digests (of one watchlist, or all)."""
+        query = (
+            "SELECT d.status, COUNT(*) FROM deliveries d "
+            "LEFT JOIN alerts a ON d.kind = 'alert' AND a.id = d.ref_id "
+            "LEFT JOIN digests g ON d.kind = 'digest' AND g.id = d.ref_id "
+        )
+        args: tuple[str, ...] = ()
+        if watchlist is not None:
+            query += "WHERE COALESCE(a.watchlist, g.watchlist) = ? "
+            args = (watchlist,)
+        with self._lock:
+            rows = self._db.execute(query + "GROUP BY d.status", args).fetchall()
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update({str(s): int(n) for s, n in rows})
+        return counts
+
+    # --- digests ------------------------------------------------------------------------------------
+
+    def add_digest_item(self, alert: Alert) -> bool:
+        """Queue ``alert`` for the watchlist's next digest; False if that article is already queued."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO digest_items(watchlist, story_id, article_id, payload, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    alert.watchlist,
+                    alert.story_id,
+                    alert.article_id,
+                    json.dumps(alert.to_dict(), ensure_ascii=False),
+                    _iso(alert.at),
+                ),
+            )
+        return cur.rowcount > 0
+
+    def open_items(self, watchlist: str) -> int:
+        """Digest entries of ``watchlist`` not yet assigned to a digest."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM digest_items WHERE watchlist = ? AND digest_id IS NULL", (watchlist,)
+            ).fetchone()
+        return int(row[0])
+
+    def last_digest_end(self, watchlist: str) -> datetime | None:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(period_end) FROM digests WHERE watchlist = ?", (watchlist,)).fetchone()
+        return None if row is None or row[0] is None else parse_time(row[0])
+
+    def open_digest(
+        self, watchlist: str, *, period_start: datetime, period_end: datetime, targets: Sequence[str]
+    ) -> Digest | None:
+        """Assign every open entry of ``watchlist`` to a new digest with ``pending`` deliveries, atomically.
+
+        Returns None (and writes nothing) when there is no open entry.
+        """
+        now = _iso(now_utc())
+        with self._tx() as db:
+            n = db.execute(
+                "SELECT COUNT(*) FROM digest_items WHERE watchlist = ? AND digest_id IS NULL", (watchlist,)
+            ).fetchone()[0]
+            if not n:
+                return None
+            cur = db.execute(
+                "INSERT INTO digests(watchlist, period_start, period_end, created_at) VALUES (?, ?, ?, ?)",
+                (watchlist, _iso(period_start), _iso(period_end), now),
+            )
+            digest_row = int(cur.lastrowid or 0)
+            db.execute(
+                "UPDATE digest_items SET digest_id = ? WHERE watchlist = ? AND digest_id IS NULL",
+                (digest_row, watchlist),
+            )
+            db.executemany(
+                "INSERT INTO deliveries(kind, ref_id, target, status, updated_at) "
+                "VALUES ('digest', ?, ?, 'pending', ?)",
+                [(digest_row, target, now) for target in targets],
+            )
+        digest = self.get_digest(digest_row)
+        assert digest is not None  # written in the transaction above
+        return digest
+
+    def get_digest(self, digest_row: int) -> Digest | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, watchlist, period_start, period_end FROM digests WHERE id = ?", (digest_row,)
+            ).fetchone()
+            if row is None:
+                return None
+            items = self._db.execute(
+                "SELECT payload FROM digest_items WHERE digest_id = ? ORDER BY at, id", (digest_row,)
+            ).fetchall()
+        return Digest(
+            id=int(row[0]),
+            watchlist=str(row[1]),
+            period_start=parse_time(row[2]),
+            period_end=parse_time(row[3]),
+            entries=tuple(Alert.from_dict(json.loads(p[0])) for p in items),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _iso(value: datetime) -> str:
+    return utc(value).isoformat().replace("+00:00", "Z")
