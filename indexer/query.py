@@ -280,17 +280,17 @@ def parse(query: str) -> Node:
     return _Parser(query).parse()
 
 
-def positive_terms(node: Node) -> tuple[str, ...]:
-    """Words and phrases (as written) that can make a document match: not under an odd number of NOTs.
+def positive_leaves(node: Node) -> tuple[Term | Phrase, ...]:
+    """Words and phrases that can make a document match: not under an odd number of NOTs.
 
     Order of first appearance, without repeats. Filters (``lang:``...) are not terms.
     """
-    out: list[str] = []
+    out: list[Term | Phrase] = []
 
     def walk(n: Node, negated: bool) -> None:
         if isinstance(n, Term | Phrase):
-            if not negated and n.text not in out:
-                out.append(n.text)
+            if not negated and n not in out:
+                out.append(n)
         elif isinstance(n, And | Or):
             for item in n.items:
                 walk(item, negated)
@@ -299,6 +299,11 @@ def positive_terms(node: Node) -> tuple[str, ...]:
 
     walk(node, False)
     return tuple(out)
+
+
+def positive_terms(node: Node) -> tuple[str, ...]:
+    """The text of :func:`positive_leaves` (as written, without repeats): "why it matched"."""
+    return tuple(dict.fromkeys(leaf.text for leaf in positive_leaves(node)))
 
 
 def to_query(node: Node) -> str:

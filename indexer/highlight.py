@@ -1,0 +1,117 @@
+"""Highlights and "why it matched", computed from the original text and the query's positive terms.
+
+Matching is on folded tokens (``indexer.query.tokens``): case, Latin diacritics and Arabic variants
+do not matter, exactly as in the stores. Fragments are HTML: the original text escaped, matched
+tokens wrapped in ``<mark>``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+from indexer.query import Phrase, Term, tokens
+from stream.article import Article
+
+FRAGMENT_CHARS = 160  # characters of context per text fragment (about two lines on the page)
+MAX_FRAGMENTS = 3  # fragments of the text per hit
+_MARKS = "\u0300-\u036f\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"  # diacritics fold() removes
+_ORIGINAL_TOKEN = re.compile(rf"(?:[^\W_]|[{_MARKS}])+")
+
+
+def query_tokens(terms: Sequence[str]) -> frozenset[str]:
+    """Folded tokens of the positive terms."""
+    return frozenset(t for term in terms for t in tokens(term))
+
+
+def _spans(text: str, wanted: frozenset[str]) -> list[tuple[int, int]]:
+    out = []
+    for match in _ORIGINAL_TOKEN.finditer(text):
+        if any(t in wanted for t in tokens(match.group(0))):
+            out.append(match.span())
+    return out
+
+
+def _marked(text: str, spans: Sequence[tuple[int, int]], start: int, end: int) -> str:
+    parts: list[str] = []
+    pos = start
+    for s, e in spans:
+        if e <= start or s >= end:
+            continue
+        parts.append(html.escape(text[pos:s]))
+        parts.append(f"<mark>{html.escape(text[s:e])}</mark>")
+        pos = e
+    parts.append(html.escape(text[pos:end]))
+    return "".join(parts)
+
+
+def highlight_field(text: str, terms: Sequence[str], *, whole: bool = False) -> list[str]:
+    """HTML fragments of ``text`` with the terms marked; ``[]`` when no term occurs.
+
+    ``whole`` returns the entire text as one fragment (titles); otherwise up to ``MAX_FRAGMENTS``
+    windows of about ``FRAGMENT_CHARS`` characters around the first matches, ``…`` where cut.
+    """
+    spans = _spans(text, query_tokens(terms))
+    if not spans:
+        return []
+    if whole:
+        return [_marked(text, spans, 0, len(text))]
+    fragments: list[str] = []
+    covered_until = -1
+    for s, _e in spans:
+        if s < covered_until:
+            continue
+        start = max(0, s - FRAGMENT_CHARS // 3)
+        space = text.rfind(" ", 0, start + 1)
+        start = space + 1 if start > 0 and space >= 0 and start - space < 20 else start
+        end = min(len(text), start + FRAGMENT_CHARS)
+        space = text.find(" ", end)
+        end = space if 0 <= space < end + 20 else end
+        fragment = _marked(text, spans, start, end)
+        fragments.append(("…" if start > 0 else "") + fragment + ("…" if end < len(text) else ""))
+        covered_until = end
+        if len(fragments) == MAX_FRAGMENTS:
+            break
+    return fragments
+
+
+def highlights(article: Article, terms: Sequence[str]) -> dict[str, list[str]]:
+    """``{"title": [...], "text": [...]}`` for the fields where a term occurs."""
+    out: dict[str, list[str]] = {}
+    if not terms:
+        return out
+    title = highlight_field(article.title, terms, whole=True)
+    if title:
+        out["title"] = title
+    text = highlight_field(article.text, terms)
+    if text:
+        out["text"] = text
+    return out
+
+
+def matched_terms(article: Article, leaves: Sequence[Term | Phrase]) -> tuple[str, ...]:
+    """Texts of the positive leaves that occur in the article, without repeats.
+
+    A word needs all its tokens in the field(s) it names; a phrase its tokens adjacent, in order,
+    within one field.
+    """
+    title = tokens(article.title)
+    fields = [title, tokens(article.text)]
+    found: list[str] = []
+    for leaf in leaves:
+        toks = tokens(leaf.text)
+        scope = fields[:1] if leaf.field == "title" else fields
+        if isinstance(leaf, Phrase):
+            hit = any(_contains_seq(f, toks) for f in scope)
+        else:
+            present = {t for f in scope for t in f}
+            hit = bool(toks) and all(t in present for t in toks)
+        if hit and leaf.text not in found:
+            found.append(leaf.text)
+    return tuple(found)
+
+
+def _contains_seq(doc: Sequence[str], seq: Sequence[str]) -> bool:
+    n = len(seq)
+    return n > 0 and any(doc[i : i + n] == list(seq) for i in range(len(doc) - n + 1))

@@ -1,0 +1,526 @@
+"""The embedded search store: one SQLite file (WAL) with FTS5 for text and stored vectors.
+
+Tables:
+
+- ``articles``: one row per article id (upserts keep the rowid): the article JSON (without the
+  embedding), keyword columns for filters/facets (lang, source, source_type, story_id, day), the
+  sort time in epoch microseconds, and the embedding as a float32 blob.
+- ``articles_fts``: FTS5 over the *folded* title and text (``stream.text.fold``: case, Latin
+  diacritics and Arabic variants folded) keyed by the articles rowid. Queries are folded the same way,
+  so ``صيدنايا`` finds ``صيدنايا`` and ``SAYDNAYA`` finds ``Saydnaya``. No stemming (unicode61).
+- ``stories``: story JSON, first/last seen, ``merged_into`` and the centroid (float32 blob).
+- ``meta``: the embedding dimension fixed by the first vector written.
+
+The query AST (``indexer.query``) becomes a boolean SQL expression whose text leaves are
+``rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)`` (so NOT, OR and field
+filters mix freely); relevance is BM25 over the OR of the positive terms (title weighted
+``TITLE_WEIGHT``), ties broken by id. One writer process and any number of readers may share the file
+(WAL, ``busy_timeout``); one ``EmbeddedStore`` may be shared by threads (a lock serialises calls).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.documents import (
+    DAY_FACET_SIZE,
+    FACET_SIZE,
+    day_of,
+    epoch_micros,
+    sort_time,
+    source_type_of,
+)
+from indexer.errors import StoreError
+from indexer.highlight import highlights, matched_terms
+from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
+from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
+from stream.article import Article
+from stream.story import Story
+from stream.text import fold
+
+logger = logging.getLogger(__name__)
+
+TITLE_WEIGHT = 3.0  # BM25 weight of the title column against 1.0 for the text: a title hit is the topic
+BUSY_TIMEOUT_MS = 30_000  # wait this long for the writer's lock before failing
+ITER_CHUNK = 500  # rows per page when iterating every article (keeps the lock short)
+MAX_SIZE = 1000  # largest page a search may ask for
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS articles (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    lang TEXT NOT NULL,
+    source TEXT NOT NULL,
+    source_type TEXT NOT NULL,
+    story_id TEXT,
+    duplicate_of TEXT,
+    sort_ts INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    embedding BLOB
+);
+CREATE INDEX IF NOT EXISTS articles_story ON articles(story_id, sort_ts);
+CREATE INDEX IF NOT EXISTS articles_sort ON articles(sort_ts);
+CREATE VIRTUAL TABLE IF NOT EXISTS articles_fts USING fts5(title, body, tokenize = 'unicode61 remove_diacritics 0');
+CREATE TABLE IF NOT EXISTS stories (
+    id TEXT PRIMARY KEY,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    merged_into TEXT,
+    doc TEXT NOT NULL,
+    centroid BLOB
+);
+CREATE INDEX IF NOT EXISTS stories_last_seen ON stories(last_seen);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_FILTER_COLUMNS = {"lang": "a.lang", "source": "a.source", "story": "a.story_id"}
+_FACET_COLUMNS = {"lang": "a.lang", "source": "a.source", "source_type": "a.source_type", "story": "a.story_id"}
+
+
+def _fts_phrase(toks: Sequence[str]) -> str:
+    return '"' + " ".join(toks) + '"'  # tokens are letters/digits only: no quote to escape
+
+
+def fts_expression(leaf: Term | Phrase) -> str:
+    """The FTS5 MATCH expression of one word or phrase (folded tokens, column filter by field)."""
+    toks = tokens(leaf.text)
+    columns = "title" if leaf.field == "title" else "{title body}"
+    if isinstance(leaf, Phrase):
+        return f"{columns} : {_fts_phrase(toks)}"
+    return f"{columns} : (" + " AND ".join(_fts_phrase([t]) for t in toks) + ")"
+
+
+def _compile(node: Node, params: list[Any]) -> str:
+    """Boolean SQL over the ``articles a`` row for ``node``; appends bound values to ``params``."""
+    if isinstance(node, MatchAll):
+        return "1"
+    if isinstance(node, Term | Phrase):
+        params.append(fts_expression(node))
+        return "a.rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)"
+    if isinstance(node, FieldFilter):
+        params.append(node.value.lower() if node.field == "lang" else node.value)
+        return f"{_FILTER_COLUMNS[node.field]} = ?"
+    if isinstance(node, Not):
+        return f"NOT ({_compile(node.item, params)})"
+    joiner = " AND " if isinstance(node, And) else " OR "
+    return "(" + joiner.join(_compile(item, params) for item in node.items) + ")"
+
+
+def _blob(vector: Sequence[float]) -> bytes:
+    return np.asarray(vector, dtype=np.float32).tobytes()
+
+
+def _vector(blob: bytes | None) -> tuple[float, ...] | None:
+    if blob is None:
+        return None
+    return tuple(float(x) for x in np.frombuffer(blob, dtype=np.float32))
+
+
+class EmbeddedStore:
+    """SQLite FTS5 + vectors at ``path`` (created with its parent directory on first use)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._dims: int | None = None
+
+    # --- connection ------------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                conn.executescript(_SCHEMA)
+            except sqlite3.Error as exc:
+                raise StoreError(f"embedded store {self.path}: cannot open: {exc}") from exc
+            self._conn = conn
+            row = conn.execute("SELECT value FROM meta WHERE key = 'embedding_dims'").fetchone()
+            self._dims = int(row[0]) if row else None
+        return self._conn
+
+    def ensure_ready(self) -> None:
+        """Create the file and tables (idempotent)."""
+        with self._lock:
+            _ = self.conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    def _check(self, article: Article) -> str | None:
+        """Why the store refuses ``article`` (the embedded analogue of a mapping rejection), or None."""
+        if article.embedding is None:
+            return None
+        if not all(math.isfinite(x) for x in article.embedding):
+            return "embedding contains NaN or infinite values"
+        if self._dims is not None and len(article.embedding) != self._dims:
+            return f"embedding has {len(article.embedding)} dimensions, the store holds {self._dims}-dimension vectors"
+        return None
+
+    def write_articles(self, articles: Sequence[Article]) -> list[WriteFailure]:
+        """Upsert by id in one transaction: writing an article again replaces it (one row per id).
+
+        Returns a ``WriteFailure`` (permanent) for each article refused: an embedding with a
+        dimension other than the store's, or with NaN/inf values.
+        """
+        failures: list[WriteFailure] = []
+        with self._lock:
+            conn = self.conn
+            try:
+                with conn:
+                    for article in articles:
+                        reason = self._check(article)
+                        if reason is not None:
+                            failures.append(WriteFailure(article_id=article.id, reason=reason))
+                            logger.warning(
+                                "article refused by the store",
+                                extra={"url": article.url, "stage": "index", "reason": reason},
+                            )
+                            continue
+                        if article.embedding is not None and self._dims is None:
+                            self._dims = len(article.embedding)
+                            conn.execute(
+                                "INSERT OR REPLACE INTO meta(key, value) VALUES ('embedding_dims', ?)",
+                                (str(self._dims),),
+                            )
+                        self._write_one(conn, article)
+            except sqlite3.Error as exc:
+                self._dims = None  # re-read on next use: the transaction was rolled back
+                self._conn = None
+                conn.close()
+                logger.warning("store write failed", extra={"stage": "index", "reason": str(exc)})
+                refused = {f.article_id for f in failures}
+                return failures + [
+                    WriteFailure(article_id=a.id, reason=f"sqlite: {exc}", transient=True)
+                    for a in articles
+                    if a.id not in refused
+                ]
+        return failures
+
+    def _write_one(self, conn: sqlite3.Connection, article: Article) -> None:
+        row = conn.execute(
+            """
+            INSERT INTO articles (id, lang, source, source_type, story_id, duplicate_of, sort_ts, day, doc, embedding)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET
+                lang = excluded.lang, source = excluded.source, source_type = excluded.source_type,
+                story_id = excluded.story_id, duplicate_of = excluded.duplicate_of, sort_ts = excluded.sort_ts,
+                day = excluded.day, doc = excluded.doc, embedding = excluded.embedding
+            RETURNING rowid
+            """,
+            (
+                article.id,
+                article.lang.lower(),
+                article.source,
+                source_type_of(article),
+                article.story_id,
+                article.duplicate_of,
+                epoch_micros(sort_time(article)),
+                day_of(article),
+                article.to_json(),
+                None if article.embedding is None else _blob(article.embedding),
+            ),
+        ).fetchone()
+        rowid = row[0]
+        conn.execute("DELETE FROM articles_fts WHERE rowid = ?", (rowid,))
+        conn.execute(
+            "INSERT INTO articles_fts (rowid, title, body) VALUES (?, ?, ?)",
+            (rowid, fold(article.title), fold(article.text)),
+        )
+
+    def write_stories(self, stories: Sequence[Story]) -> None:
+        """Upsert story documents (with their centroids) by id."""
+        with self._lock:
+            conn = self.conn
+            with conn:
+                conn.executemany(
+                    """
+                    INSERT INTO stories (id, first_seen, last_seen, merged_into, doc, centroid)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET first_seen = excluded.first_seen,
+                        last_seen = excluded.last_seen, merged_into = excluded.merged_into,
+                        doc = excluded.doc, centroid = excluded.centroid
+                    """,
+                    [
+                        (
+                            s.id,
+                            epoch_micros(s.first_seen),
+                            epoch_micros(s.last_seen),
+                            s.merged_into,
+                            json.dumps(s.to_dict(), ensure_ascii=False),
+                            None if s.centroid is None else _blob(s.centroid),
+                        )
+                        for s in stories
+                    ],
+                )
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _article(doc: str, embedding: bytes | None = None) -> Article:
+        article = Article.from_json(doc)
+        return article if embedding is None else article.replace(embedding=_vector(embedding))
+
+    @staticmethod
+    def _story(doc: str, centroid: bytes | None) -> Story:
+        data = json.loads(doc)
+        data["centroid"] = None if centroid is None else list(np.frombuffer(centroid, dtype=np.float32))
+        return Story.from_dict(data)
+
+    def get_article(self, article_id: str) -> Article | None:
+        """The stored article with its embedding (float32 precision), or None."""
+        with self._lock:
+            row = self.conn.execute("SELECT doc, embedding FROM articles WHERE id = ?", (article_id,)).fetchone()
+        return None if row is None else self._article(row[0], row[1])
+
+    def get_story(self, story_id: str) -> Story | None:
+        with self._lock:
+            row = self.conn.execute("SELECT doc, centroid FROM stories WHERE id = ?", (story_id,)).fetchone()
+        return None if row is None else self._story(row[0], row[1])
+
+    def list_stories(self, *, since: datetime | None = None, limit: int = 50) -> list[Story]:
+        """Stories not merged away, newest ``last_seen`` first (then id), ``last_seen >= since``."""
+        sql = "SELECT doc, centroid FROM stories WHERE merged_into IS NULL"
+        params: list[Any] = []
+        if since is not None:
+            sql += " AND last_seen >= ?"
+            params.append(epoch_micros(since))
+        sql += " ORDER BY last_seen DESC, id ASC LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            rows = self.conn.execute(sql, params).fetchall()
+        return [self._story(doc, centroid) for doc, centroid in rows]
+
+    def story_articles(self, story_id: str) -> list[Article]:
+        """Articles of the story, oldest first (publication or fetch time, then id)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT doc FROM articles WHERE story_id = ? ORDER BY sort_ts ASC, id ASC", (story_id,)
+            ).fetchall()
+        return [self._article(doc) for (doc,) in rows]
+
+    def similar_stories(
+        self, vector: Sequence[float], *, k: int = 10, since: datetime | None = None
+    ) -> list[tuple[str, float]]:
+        """Cosine of ``vector`` to the centroids of stories (not merged away, ``last_seen >= since``).
+
+        Returns at most ``k`` ``(story_id, cosine)`` pairs, best first (ties by id).
+        """
+        sql = "SELECT id, centroid FROM stories WHERE merged_into IS NULL AND centroid IS NOT NULL"
+        params: list[Any] = []
+        if since is not None:
+            sql += " AND last_seen >= ?"
+            params.append(epoch_micros(since))
+        with self._lock:
+            rows = self.conn.execute(sql, params).fetchall()
+        query = np.asarray(vector, dtype=np.float32)
+        norm = float(np.linalg.norm(query))
+        rows = [r for r in rows if len(r[1]) == query.nbytes]  # centroids of another model cannot compare
+        if not rows or norm == 0.0 or k <= 0:
+            return []
+        ids = [r[0] for r in rows]
+        matrix = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        norms = np.linalg.norm(matrix, axis=1)
+        norms[norms == 0] = 1.0
+        scores = matrix @ query / (norms * norm)
+        ranked = sorted(zip(ids, (float(s) for s in scores), strict=True), key=lambda p: (-p[1], p[0]))
+        return ranked[:k]
+
+    def iter_articles(self) -> Iterator[Article]:
+        """Every stored article in id order (pages of ``ITER_CHUNK``; the lock is not held between pages)."""
+        last = ""
+        while True:
+            with self._lock:
+                rows = self.conn.execute(
+                    "SELECT id, doc, embedding FROM articles WHERE id > ? ORDER BY id LIMIT ?", (last, ITER_CHUNK)
+                ).fetchall()
+            if not rows:
+                return
+            for _id, doc, embedding in rows:
+                yield self._article(doc, embedding)
+            last = rows[-1][0]
+
+    def count_articles(self) -> int:
+        with self._lock:
+            return int(self.conn.execute("SELECT COUNT(*) FROM articles").fetchone()[0])
+
+    # --- search ----------------------------------------------------------------------------------
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        """Run ``request`` (see ``indexer.store.SearchRequest``).
+
+        Raises:
+            QuerySyntaxError: ``request.query`` is malformed (names the position and token).
+        """
+        node = parse(request.query)
+        leaves = positive_leaves(node)
+        size = max(0, min(request.size, MAX_SIZE))
+        params: list[Any] = []
+        score_join = ""
+        if leaves:
+            score_join = (
+                "LEFT JOIN (SELECT rowid AS rid, -bm25(articles_fts, ?, 1.0) AS score FROM articles_fts "
+                "WHERE articles_fts MATCH ?) s ON s.rid = a.rowid"
+            )
+            params += [TITLE_WEIGHT, " OR ".join(f"({fts_expression(leaf)})" for leaf in leaves)]
+        score = "COALESCE(s.score, 0.0)" if leaves else "0.0"
+        where = [_compile(node, params)]
+        where += self._filters(request, params)
+        base = f"FROM articles a {score_join} WHERE " + " AND ".join(where)
+        if request.sort == "date":
+            order = "a.sort_ts DESC, a.id ASC"
+            key_expr = "a.sort_ts"
+        else:
+            order = "score DESC, a.id ASC"
+            key_expr = score
+        with self._lock:
+            conn = self.conn
+            total = int(conn.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0])
+            facets = self._facets(conn, base, params) if request.facets else {}
+            if request.by_story:
+                rows, groups_meta = self._story_rows(conn, base, params, order, key_expr, score, request, size)
+            else:
+                cursor_sql, cursor_params = self._after(request, key_expr)
+                rows = conn.execute(
+                    f"SELECT a.id, a.doc, {score} AS score, a.sort_ts {base}{cursor_sql} ORDER BY {order} LIMIT ?",
+                    [*params, *cursor_params, size],
+                ).fetchall()
+                groups_meta = []
+        hits = [self._hit(doc, float(sc), request, leaves) for _id, doc, sc, _ts in rows]
+        next_after: tuple[str, ...] | None = None
+        if rows and len(rows) == size:
+            last = rows[-1]
+            key = str(last[3]) if request.sort == "date" else repr(float(last[2]))
+            next_after = (key, last[0])
+        groups: list[StoryGroup] = []
+        if request.by_story:
+            stories = {sid: self.get_story(sid) for sid, _c, _l in groups_meta}
+            groups = [
+                StoryGroup(story_id=sid, best=hit, article_count=count, languages=langs, story=stories[sid])
+                for (sid, count, langs), hit in zip(groups_meta, hits, strict=True)
+            ]
+        return SearchResult(total=total, hits=hits, facets=facets, next_after=next_after, groups=groups)
+
+    @staticmethod
+    def _filters(request: SearchRequest, params: list[Any]) -> list[str]:
+        where: list[str] = []
+        for column, value in (
+            ("a.lang", request.lang.lower() if request.lang else None),
+            ("a.source", request.source),
+            ("a.source_type", request.source_type),
+            ("a.story_id", request.story),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if request.since is not None:
+            where.append("a.sort_ts >= ?")
+            params.append(epoch_micros(request.since))
+        if request.until is not None:
+            where.append("a.sort_ts <= ?")
+            params.append(epoch_micros(request.until))
+        if request.ids is not None:
+            where.append("a.id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(request.ids)))
+        return where
+
+    @staticmethod
+    def _after(request: SearchRequest, key_expr: str) -> tuple[str, list[Any]]:
+        """SQL restricting rows to those after the ``search_after`` cursor (same order as the sort)."""
+        if request.search_after is None:
+            return "", []
+        try:
+            raw_key, last_id = request.search_after
+            key: float | int = int(raw_key) if request.sort == "date" else float(raw_key)
+        except ValueError as exc:
+            raise ValueError(f"search_after {request.search_after!r} is not a cursor of a {request.sort} sort") from exc
+        return f" AND ({key_expr} < ? OR ({key_expr} = ? AND a.id > ?))", [key, key, last_id]
+
+    @staticmethod
+    def _facets(conn: sqlite3.Connection, base: str, params: list[Any]) -> dict[str, list[tuple[str, int]]]:
+        out: dict[str, list[tuple[str, int]]] = {}
+        for name in FACETS:
+            if name == "day":
+                rows = conn.execute(
+                    f"SELECT a.day, COUNT(*) {base} GROUP BY a.day ORDER BY a.day DESC LIMIT ?",
+                    [*params, DAY_FACET_SIZE],
+                ).fetchall()
+                out[name] = [(str(k), int(c)) for k, c in reversed(rows)]
+                continue
+            column = _FACET_COLUMNS[name]
+            rows = conn.execute(
+                f"SELECT {column} AS k, COUNT(*) AS c {base} AND {column} IS NOT NULL "
+                f"GROUP BY k ORDER BY c DESC, k ASC LIMIT ?",
+                [*params, FACET_SIZE],
+            ).fetchall()
+            out[name] = [(str(k), int(c)) for k, c in rows]
+        return out
+
+    def _story_rows(
+        self,
+        conn: sqlite3.Connection,
+        base: str,
+        params: list[Any],
+        order: str,
+        key_expr: str,
+        score: str,
+        request: SearchRequest,
+        size: int,
+    ) -> tuple[list[Any], list[tuple[str, int, tuple[str, ...]]]]:
+        """The best hit of each matching story (groups in the sort order of their best hits)."""
+        inner_order = order.replace("a.", "")
+        cursor_sql, cursor_params = self._after(request, "key")
+        cursor_sql = cursor_sql.replace("a.id", "id")
+        sql = (
+            f"WITH m AS (SELECT a.id AS id, a.doc AS doc, {score} AS score, a.sort_ts AS sort_ts, "
+            f"{key_expr} AS key, a.story_id AS story_id, a.lang AS lang {base} AND a.story_id IS NOT NULL), "
+            f"r AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY story_id ORDER BY {inner_order}) AS rn, "
+            f"COUNT(*) OVER (PARTITION BY story_id) AS cnt FROM m) "
+            f"SELECT id, doc, score, sort_ts, story_id, cnt FROM r WHERE rn = 1{cursor_sql} "
+            f"ORDER BY {inner_order} LIMIT ?"
+        )
+        rows = conn.execute(sql, [*params, *cursor_params, size]).fetchall()
+        story_ids = [r[4] for r in rows]
+        langs: dict[str, tuple[str, ...]] = {}
+        if story_ids:
+            lang_rows = conn.execute(
+                f"SELECT a.story_id, a.lang {base} AND a.story_id IN (SELECT value FROM json_each(?)) "
+                "GROUP BY a.story_id, a.lang",
+                [*params, json.dumps(story_ids)],
+            ).fetchall()
+            for sid, lang in lang_rows:
+                langs[sid] = (*langs.get(sid, ()), lang)
+        meta = [(r[4], int(r[5]), tuple(sorted(langs.get(r[4], ())))) for r in rows]
+        return [r[:4] for r in rows], meta
+
+    @staticmethod
+    def _hit(doc: str, score: float, request: SearchRequest, leaves: Sequence[Term | Phrase]) -> Hit:
+        article = Article.from_json(doc)
+        terms = [leaf.text for leaf in leaves]
+        return Hit(
+            article=article,
+            score=score,
+            highlights=highlights(article, terms) if request.highlight else {},
+            matched_terms=matched_terms(article, leaves),
+        )
