@@ -1,0 +1,128 @@
+"""The "stories over time" chart: articles per day stacked by language, as inline SVG (no JavaScript).
+
+Rendered on the server so it shows without scripts and in screenshots. Input is
+``{day: {lang: count}}``; days without coverage between the first and last day are drawn as gaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, timedelta
+
+from sednaya_monitor.web.html import esc
+
+WIDTH = 760  # viewBox units; the SVG scales to its container
+HEIGHT = 240
+MARGIN_LEFT = 40
+MARGIN_BOTTOM = 40
+MARGIN_TOP = 28
+MAX_BARS = 120  # longer spans are binned by week, then month, so bars stay wider than a pixel
+# Fixed colours for the languages we see most; others cycle through the tail of the palette.
+LANG_COLOURS = {"ar": "#1f77b4", "en": "#d62728", "fr": "#2ca02c", "de": "#9467bd", "tr": "#ff7f0e"}
+EXTRA_COLOURS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def colour(lang: str, order: list[str]) -> str:
+    if lang in LANG_COLOURS:
+        return LANG_COLOURS[lang]
+    extras = [x for x in order if x not in LANG_COLOURS]
+    return EXTRA_COLOURS[extras.index(lang) % len(EXTRA_COLOURS)] if lang in extras else EXTRA_COLOURS[0]
+
+
+def bins(first: date, last: date) -> tuple[str, list[date]]:
+    """Bar width for the span ``first..last``: ``("day"|"week"|"month", bin start dates)``, at most MAX_BARS bars."""
+    span = (last - first).days + 1
+    if span <= MAX_BARS:
+        return "day", [first + timedelta(days=i) for i in range(span)]
+    if span <= MAX_BARS * 7:
+        start = first - timedelta(days=first.weekday())
+        return "week", [start + timedelta(weeks=i) for i in range((last - start).days // 7 + 1)]
+    months: list[date] = []
+    cur = first.replace(day=1)
+    while cur <= last:
+        months.append(cur)
+        cur = (cur + timedelta(days=32)).replace(day=1)
+    return "month", months
+
+
+def bin_of(day: date, unit: str) -> date:
+    if unit == "week":
+        return day - timedelta(days=day.weekday())
+    if unit == "month":
+        return day.replace(day=1)
+    return day
+
+
+def volume_svg(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articles per day by language") -> str:
+    """An ``<svg>`` stacked bar chart of ``volume``; a short note instead when there is nothing to draw.
+
+    Bars are days; a span longer than MAX_BARS days is drawn by week, longer still by month (the
+    title says which). Each bar segment carries ``data-day``/``data-lang``/``data-count`` and a tooltip.
+    """
+    raw = {d: {k: v for k, v in langs.items() if v > 0} for d, langs in volume.items()}
+    raw = {d: langs for d, langs in raw.items() if langs}
+    if not raw:
+        return '<p class="muted">No dated articles to chart.</p>'
+    unit, days = bins(min(raw), max(raw))
+    counts: dict[date, dict[str, int]] = {}
+    for d, langs in raw.items():
+        slot = counts.setdefault(bin_of(d, unit), {})
+        for lang, n in langs.items():
+            slot[lang] = slot.get(lang, 0) + n
+    if unit != "day":
+        title = title.replace("per day", f"per {unit}")
+    label_format = "%Y-%m" if unit == "month" else ("%Y-%m-%d" if len(days) <= 16 else "%m-%d")
+    totals = {lang: 0 for d in days for lang in counts.get(d, {})}
+    for d in days:
+        for lang, n in counts.get(d, {}).items():
+            totals[lang] += n
+    langs = sorted(totals, key=lambda x: (-totals[x], x))
+    peak = max(sum(counts.get(d, {}).values()) for d in days)
+    plot_w = WIDTH - MARGIN_LEFT - 10
+    plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+    step = plot_w / len(days)
+    bar_w = max(1.0, step * 0.8)
+    parts: list[str] = [
+        (
+            f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
+            f'xmlns="http://www.w3.org/2000/svg" aria-label="{esc(title)}">'
+        ),
+        f"<title>{esc(title)}</title>",
+        f'<text x="{MARGIN_LEFT}" y="16" font-size="13" font-weight="600">{esc(title)}</text>',
+        (
+            f'<line x1="{MARGIN_LEFT}" y1="{MARGIN_TOP + plot_h}" x2="{WIDTH - 10}" y2="{MARGIN_TOP + plot_h}" '
+            'stroke="#888"/>'
+        ),
+        f'<text x="{MARGIN_LEFT - 6}" y="{MARGIN_TOP + 4}" font-size="10" text-anchor="end">{peak}</text>',
+        f'<text x="{MARGIN_LEFT - 6}" y="{MARGIN_TOP + plot_h}" font-size="10" text-anchor="end">0</text>',
+    ]
+    for i, d in enumerate(days):
+        x = MARGIN_LEFT + i * step + (step - bar_w) / 2
+        y = float(MARGIN_TOP + plot_h)
+        for lang in langs:
+            n = counts.get(d, {}).get(lang, 0)
+            if not n:
+                continue
+            h = plot_h * n / peak
+            y -= h
+            parts.append(
+                f'<rect class="bar" data-day="{d.isoformat()}" data-lang="{esc(lang)}" data-count="{n}" '
+                f'x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{colour(lang, langs)}">'
+                f"<title>{d.isoformat()} {esc(lang)}: {n}</title></rect>"
+            )
+    label_every = max(1, len(days) // 8)
+    for i in range(0, len(days), label_every):
+        x = MARGIN_LEFT + i * step + step / 2
+        parts.append(
+            f'<text x="{x:.1f}" y="{MARGIN_TOP + plot_h + 14}" font-size="10" text-anchor="middle">'
+            f"{days[i].strftime(label_format)}</text>"
+        )
+    lx = MARGIN_LEFT
+    for lang in langs:
+        parts.append(
+            f'<rect x="{lx}" y="{HEIGHT - 14}" width="10" height="10" fill="{colour(lang, langs)}"/>'
+            f'<text x="{lx + 14}" y="{HEIGHT - 5}" font-size="11">{esc(lang)} ({totals[lang]})</text>'
+        )
+        lx += 24 + 8 * len(f"{lang} ({totals[lang]})")
+    parts.append("</svg>")
+    return "".join(parts)
