@@ -14,7 +14,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 pytest_plugins: list[str] = [
+    "tests.broker_fixtures",
+    "tests.alert_fixtures",
     "tests.store_fixtures",
+    "tests.web_fixtures",
+    "tests.model_fixtures",
 ]
 
 

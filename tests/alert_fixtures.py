@@ -1,0 +1,258 @@
+"""Alerting fixtures: a real webhook receiver and a real SMTP server, both on loopback.
+
+- ``webhook``: an HTTP server on ``127.0.0.1:0`` (in a thread) that records every POST; tell it to
+  answer the next N requests with a status (``fail_next(2, 500)``) to exercise retries. A delivery is a
+  request it answered with 2xx.
+- ``smtp_server``: an ``aiosmtpd`` SMTP server on a free loopback port collecting parsed messages.
+- ``smtp_tls_server``: the same with STARTTLS offered, its self-signed certificate (for 127.0.0.1)
+  trusted through ``SSL_CERT_FILE`` for the test.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import ipaddress
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+WAIT_S = 15.0  # how long helpers wait for an expected delivery before failing the test
+
+
+@dataclass
+class WebhookRequest:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int  # what the receiver answered
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class WebhookReceiver:
+    """Records POSTs; ``fail_next(n, status)`` makes the next ``n`` requests answer ``status``."""
+
+    url: str = ""
+    requests: list[WebhookRequest] = field(default_factory=list)
+    _failures: list[int] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, n: int, status: int = 500) -> None:
+        with self._lock:
+            self._failures.extend([status] * n)
+
+    def answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        with self._lock:
+            status = self._failures.pop(0) if self._failures else 200
+            self.requests.append(WebhookRequest(path=path, headers=headers, body=body, status=status))
+        return status
+
+    @property
+    def delivered(self) -> list[WebhookRequest]:
+        with self._lock:
+            return [r for r in self.requests if 200 <= r.status < 300]
+
+    def wait_for(self, n: int, timeout_s: float = WAIT_S) -> list[WebhookRequest]:
+        """Wait until ``n`` deliveries arrived (fails the test otherwise); returns them."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.delivered) < n:
+            if time.monotonic() > deadline:
+                pytest.fail(f"expected {n} webhook deliveries, got {len(self.delivered)}: {self.requests!r}")
+            time.sleep(0.02)
+        return self.delivered
+
+
+def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
+            status = receiver.answer(self.path, {k: v for k, v in self.headers.items()}, body)
+            payload = b'{"ok": true}' if status < 300 else b'{"error": "told to fail"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # BaseHTTPRequestHandler's name
+            return
+
+    return Handler
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(receiver))
+    server.daemon_threads = True
+    host, port = server.server_address[:2]
+    receiver.url = f"http://{host!s}:{port}/hook"
+    thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+    tls: bool  # arrived over a STARTTLS-protected session
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    messages: list[ReceivedMail] = field(default_factory=list)
+
+    def wait_for(self, n: int, timeout_s: float = WAIT_S) -> list[ReceivedMail]:
+        deadline = time.monotonic() + timeout_s
+        while len(self.messages) < n:
+            if time.monotonic() > deadline:
+                pytest.fail(f"expected {n} e-mails, got {len(self.messages)}")
+            time.sleep(0.02)
+        return list(self.messages)
+
+
+class _Collect:
+    def __init__(self, server: SmtpServer) -> None:
+        self.server = server
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802  # aiosmtpd hook name
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.server.messages.append(
+            ReceivedMail(
+                mail_from=envelope.mail_from,
+                rcpt_tos=list(envelope.rcpt_tos),
+                message=message,
+                tls=session.ssl is not None,
+            )
+        )
+        return "250 Message accepted for delivery"
+
+
+def _start(server: SmtpServer, **kwargs: Any) -> Controller:
+    controller = Controller(_Collect(server), hostname=server.host, port=server.port, **kwargs)
+    controller.start()
+    return controller
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer(host="127.0.0.1", port=free_port())
+    controller = _start(server)
+    try:
+        yield server
+    finally:
+        controller.stop()
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (IP SAN) and its key, written as PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = directory / "smtp-cert.pem"
+    key_path = directory / "smtp-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def smtp_tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
+    """An SMTP server offering STARTTLS; its certificate is the trusted CA for this test."""
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    server = SmtpServer(host="127.0.0.1", port=free_port())
+    controller = _start(server, tls_context=context, require_starttls=True)
+    try:
+        yield server
+    finally:
+        controller.stop()
+
+
+def make_event(
+    kind: str,
+    article: Any,
+    *,
+    story_id: str,
+    first_article_id: str | None = None,
+    title: str | None = None,
+    backfill: bool = False,
+    article_count: int = 1,
+    entered_at: dt.datetime | None = None,
+) -> Any:
+    """A ``StoryEvent`` of ``kind`` caused by ``article`` (an ``Article``) on story ``story_id``."""
+    from stream.story import Story, StoryEvent
+
+    at = dt.datetime.now(dt.UTC)
+    story = Story(
+        id=story_id,
+        title=title if title is not None else article.title,
+        first_seen=article.published or at,
+        last_seen=article.published or at,
+        article_count=article_count,
+        source_count=1,
+        languages=(article.lang,),
+        sources=(article.source,),
+        first_article_id=first_article_id or article.id,
+    )
+    return StoryEvent(
+        kind=kind,  # type: ignore[arg-type]  # tests pass the literal
+        story=story,
+        article_id=article.id,
+        at=at,
+        backfill=backfill,
+        entered_at=entered_at or at,
+    )

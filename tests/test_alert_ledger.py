@@ -1,0 +1,118 @@
+"""The alert ledger (pair recorded once, pending -> sent/failed, digests) and the Atom feed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import feedparser
+
+from indexer.alerts import Alert, build_alert
+from indexer.atom import feed_path, render_atom
+from indexer.ledger import AlertLedger
+from indexer.watchlists import Watchlist
+from tests.alert_fixtures import make_event
+from tests.store_fixtures import make_article
+
+WL = Watchlist(name="sednaya-watch", query="Sednaya OR صيدنايا", webhooks=("http://127.0.0.1:9/hook",))
+
+
+def _alert(story_id: str, kind: str = "created", **kw: object) -> Alert:
+    article = make_article(**kw)
+    return build_alert(
+        make_event(kind, article, story_id=story_id), WL, article, matched_terms=("Sednaya",), public_url="http://h"
+    )
+
+
+def test_pair_is_recorded_once_with_pending_deliveries(data_dir: Path) -> None:
+    ledger = AlertLedger.in_data_dir(data_dir)
+    alert = _alert("s1")
+    row = ledger.record_alert(alert, mode="instant", targets=WL.targets)
+    assert row is not None
+    assert ledger.record_alert(alert, mode="instant", targets=WL.targets) is None
+    assert ledger.has_alert(WL.name, "s1") and not ledger.has_alert(WL.name, "s2")
+    (pending,) = ledger.pending()
+    assert (pending.kind, pending.ref_id, pending.target, pending.watchlist) == (
+        "alert",
+        row,
+        "webhook:http://127.0.0.1:9/hook",
+        WL.name,
+    )
+    ledger.mark("alert", row, pending.target, "sent", attempts=3)
+    assert ledger.pending() == []
+    assert ledger.delivery_counts(WL.name) == {"pending": 0, "sent": 1, "failed": 0}
+    found = ledger.get_alert(row)
+    assert found is not None and found.alert == alert and found.deliveries == {pending.target: "sent"}
+    assert found.alert_id == "sednaya-watch/s1"
+    ledger.close()
+
+
+def test_ledger_survives_reopening(data_dir: Path) -> None:
+    ledger = AlertLedger.in_data_dir(data_dir)
+    ledger.record_alert(_alert("s1"), mode="instant", targets=WL.targets)
+    ledger.close()
+    again = AlertLedger.in_data_dir(data_dir)
+    assert len(again.pending()) == 1
+    assert again.record_alert(_alert("s1"), mode="instant", targets=WL.targets) is None
+    again.close()
+
+
+def test_digest_takes_open_items_once(data_dir: Path) -> None:
+    ledger = AlertLedger.in_data_dir(data_dir)
+    first, copy = _alert("s1"), _alert("s1", kind="updated")
+    assert ledger.add_digest_item(first) and ledger.add_digest_item(copy)
+    assert not ledger.add_digest_item(copy)
+    assert ledger.open_items(WL.name) == 2
+    start, end = datetime(2024, 12, 9, tzinfo=UTC), datetime(2024, 12, 10, tzinfo=UTC)
+    digest = ledger.open_digest(WL.name, period_start=start, period_end=end, targets=WL.targets)
+    assert digest is not None
+    assert [e.article_id for e in digest.entries] == [first.article_id, copy.article_id]
+    assert ledger.open_items(WL.name) == 0
+    assert ledger.open_digest(WL.name, period_start=end, period_end=end, targets=WL.targets) is None
+    assert ledger.last_digest_end(WL.name) == end
+    assert [(p.kind, p.ref_id) for p in ledger.pending()] == [("digest", digest.id)]
+    ledger.close()
+
+
+def test_atom_feed_parses_as_atom_with_the_alerts(data_dir: Path) -> None:
+    ledger = AlertLedger.in_data_dir(data_dir)
+    published = datetime(2024, 12, 9, 10, 0, tzinfo=UTC)
+    en = _alert("story-en", title="Families search Sednaya & its cells", published=published)
+    ar = _alert("story-ar", title="عائلات تبحث في سجن صيدنايا", lang="ar", published=published + timedelta(hours=1))
+    for alert in (en, ar):
+        ledger.record_alert(alert, mode="instant", targets=())
+    body = render_atom(WL, ledger.recent_alerts(WL.name), "https://mon.example")
+    assert body.startswith(b"<?xml version='1.0' encoding='utf-8'?>")
+    feed = feedparser.parse(body)
+    assert feed.bozo == 0, feed.get("bozo_exception")
+    assert feed.version == "atom10"
+    assert feed.feed.title == "Sednaya Monitor: sednaya-watch"
+    assert feed.feed.id.startswith("tag:mon.example,")
+    self_link = next(link.href for link in feed.feed.links if link.rel == "self")
+    assert (
+        self_link
+        == "https://mon.example" + feed_path(WL.name)
+        == "https://mon.example/watchlists/sednaya-watch/atom.xml"
+    )
+    assert [e.title for e in feed.entries] == [ar.story_title, en.story_title]  # newest first
+    entry = feed.entries[1]
+    assert entry.link == "http://h/stories/story-en"
+    assert next(link.href for link in entry.links if link.rel == "related") == en.url
+    assert "Matched: Sednaya" in entry.summary
+    assert entry.published_parsed[:4] == (2024, 12, 9, 10)
+    assert len({e.id for e in feed.entries}) == 2
+    ledger.close()
+
+
+def test_atom_feed_of_a_watchlist_without_alerts_is_valid() -> None:
+    feed = feedparser.parse(render_atom(WL, [], "http://127.0.0.1:8080"))
+    assert feed.bozo == 0 and feed.version == "atom10" and feed.entries == []
+
+
+def test_atom_drops_characters_xml_forbids(data_dir: Path) -> None:
+    ledger = AlertLedger.in_data_dir(data_dir)
+    ledger.record_alert(_alert("s1", title="bad\x00 control\x1b chars"), mode="instant", targets=())
+    feed = feedparser.parse(render_atom(WL, ledger.recent_alerts(WL.name), "http://h"))
+    assert feed.bozo == 0
+    assert feed.entries[0].title == "bad control chars"
+    ledger.close()

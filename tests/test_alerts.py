@@ -1,0 +1,176 @@
+"""Pure alert decisions and payloads (indexer/alerts.py) and the watchlist model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from indexer.alerts import (
+    Alert,
+    build_alert,
+    decide,
+    group_digest,
+    matched_terms,
+    query_article_id,
+    slack_body,
+    story_link,
+    webhook_body,
+)
+from indexer.errors import WatchlistError
+from indexer.watchlists import SqliteWatchlistRepository, Watchlist, require
+from tests.alert_fixtures import make_event
+from tests.store_fixtures import make_article
+
+WL = Watchlist(name="sednaya", query="Sednaya OR صيدنايا")
+DIGEST_WL = Watchlist(name="weekly", query="Sednaya", mode="digest", every="hourly")
+
+
+@pytest.mark.parametrize(
+    ("kind", "backfill", "matched", "already", "watchlist", "expected"),
+    [
+        ("created", False, True, False, WL, ("instant", "new_story")),
+        ("created", False, False, False, WL, ("skip", "no_match")),
+        ("created", False, True, True, WL, ("skip", "already_alerted")),
+        ("created", True, True, False, WL, ("skip", "backfill")),
+        ("created", False, True, False, DIGEST_WL, ("digest", "digest_mode")),
+        ("created", True, True, False, DIGEST_WL, ("skip", "backfill")),
+        ("updated", False, True, False, WL, ("digest", "follow_up")),
+        ("updated", False, False, True, WL, ("digest", "follow_up")),
+        ("updated", False, False, False, WL, ("skip", "no_match")),
+        ("updated", True, True, True, WL, ("skip", "backfill")),
+        ("merged", False, True, True, WL, ("skip", "merged")),
+    ],
+)
+def test_decide(
+    kind: str, backfill: bool, matched: bool, already: bool, watchlist: Watchlist, expected: tuple[str, str]
+) -> None:
+    event = make_event(kind, make_article(), story_id="s1", backfill=backfill)
+    verdict = decide(event, watchlist, matched=matched, already_alerted=already)
+    assert (verdict.action, verdict.reason) == expected
+
+
+def test_updated_events_never_fire_instant_alerts() -> None:
+    for matched in (True, False):
+        for already in (True, False):
+            event = make_event("updated", make_article(), story_id="s1")
+            assert decide(event, WL, matched=matched, already_alerted=already).action != "instant"
+
+
+def test_query_runs_on_first_article_for_created_and_joining_article_for_updated() -> None:
+    first, copy = make_article(), make_article()
+    assert query_article_id(make_event("created", first, story_id="s")) == first.id
+    assert query_article_id(make_event("updated", copy, story_id="s", first_article_id=first.id)) == copy.id
+
+
+def test_alert_carries_story_article_terms_and_link() -> None:
+    article = make_article(title="Families gather at Sednaya", source="wire", lang="en")
+    event = make_event("created", article, story_id="story-42", title="Families gather at Sednaya")
+    alert = build_alert(event, WL, article, matched_terms=("Sednaya",), public_url="https://mon.example/")
+    assert alert.link == "https://mon.example/stories/story-42" == story_link("https://mon.example", "story-42")
+    assert (alert.title, alert.source, alert.lang, alert.url) == (article.title, "wire", "en", article.url)
+    assert alert.published == article.published
+    assert Alert.from_dict(alert.to_dict()) == alert
+    body = webhook_body(alert, alert_id="sednaya/story-42")
+    assert body["type"] == "sednaya.alert"
+    assert body["id"] == "sednaya/story-42"
+    assert body["story"]["link"] == alert.link
+    assert body["article"] == {
+        "id": article.id,
+        "title": article.title,
+        "source": "wire",
+        "lang": "en",
+        "url": article.url,
+        "published": "2017-05-15T12:00:00Z",
+    }
+    assert body["matched_terms"] == ["Sednaya"]
+
+
+def test_slack_body_escapes_and_links() -> None:
+    article = make_article(title="A <b>bold</b> & odd title")
+    alert = build_alert(
+        make_event("created", article, story_id="s9"), WL, article, matched_terms=("x",), public_url="http://h"
+    )
+    body = slack_body(alert)
+    assert set(body) == {"text", "blocks"}
+    detail = body["blocks"][1]["elements"][0]["text"]
+    assert "A &lt;b&gt;bold&lt;/b&gt; &amp; odd title" in detail
+    assert "<http://h/stories/s9|" in body["blocks"][0]["text"]["text"]
+
+
+def test_matched_terms_prefers_store_terms_then_highlights_then_query_words() -> None:
+    assert matched_terms(("Sednaya", "sednaya", "prison"), {}, "x") == ("Sednaya", "prison")
+    assert matched_terms((), {"title": ["the <mark>Saydnaya</mark> file", "<mark>prison</mark>"]}, "x") == (
+        "Saydnaya",
+        "prison",
+    )
+    assert matched_terms((), {}, '"military prison" AND (Sednaya OR title:Saidnaya) NOT monastery') == (
+        "military prison",
+        "Sednaya",
+        "Saidnaya",
+        "monastery",
+    )
+
+
+def test_group_digest_groups_by_story_with_source_counts() -> None:
+    def entry(story: str, source: str, kind: str, minute: int) -> Alert:
+        article = make_article(source=source)
+        at = datetime(2024, 12, 9, 10, minute, tzinfo=UTC)
+        return Alert(
+            watchlist="w", story_id=story, story_title=f"title {story}", event_kind=kind, article_id=article.id,
+            title=article.title, source=source, lang="en", url=article.url, published=None, matched_terms=(),
+            link=f"http://h/stories/{story}", at=at,
+        )  # fmt: skip
+
+    groups = group_digest(
+        [
+            entry("old", "a", "updated", 1),
+            entry("new", "a", "created", 2),
+            entry("new", "b", "updated", 3),
+            entry("new", "b", "updated", 4),
+            entry("old", "c", "updated", 5),
+        ]
+    )
+    assert [g.story_id for g in groups] == ["new", "old"]
+    assert groups[0].new and not groups[1].new
+    assert groups[0].source_counts == (("b", 2), ("a", 1))
+    assert groups[1].source_counts == (("a", 1), ("c", 1))
+    assert [e.source for e in groups[0].entries] == ["a", "b", "b"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"name": "no spaces"}, "watchlist name 'no spaces'"),
+        ({"query": "  "}, "watchlist 'w': the query is empty"),
+        ({"webhooks": ("ftp://x",)}, "webhook 'ftp://x' is not an http(s) URL"),
+        ({"emails": ("nobody",)}, "e-mail address 'nobody'"),
+        ({"mode": "sometimes"}, "mode 'sometimes'"),
+        ({"every": "weekly"}, "every 'weekly'"),
+        ({"slack": True}, "--slack needs a webhook URL"),
+    ],
+)
+def test_watchlist_validation_names_the_field(changes: dict[str, object], message: str) -> None:
+    fields: dict[str, object] = {"name": "w", "query": "Sednaya", **changes}
+    with pytest.raises(WatchlistError, match=None) as info:
+        Watchlist(**fields)  # type: ignore[arg-type]
+    assert message in str(info.value)
+
+
+def test_repository_round_trip_and_duplicates(data_dir: object) -> None:
+    from pathlib import Path
+
+    repo = SqliteWatchlistRepository.in_data_dir(Path(str(data_dir)))
+    wl = Watchlist(
+        name="ar-news", query="صيدنايا", lang="ar", webhooks=("http://127.0.0.1:9/x",), secret="s3", emails=("a@b.c",)
+    )
+    repo.add(wl)
+    with pytest.raises(WatchlistError, match="'ar-news' already exists"):
+        repo.add(wl)
+    assert repo.get("ar-news") == wl
+    assert [w.name for w in repo.all()] == ["ar-news"]
+    assert wl.to_dict()["secret_set"] is True and "secret" not in wl.to_dict()
+    assert repo.remove("ar-news") and not repo.remove("ar-news")
+    with pytest.raises(WatchlistError, match="no watchlist named 'ar-news' \\(known: none\\)"):
+        require(repo, "ar-news")
+    repo.close()
