@@ -82,7 +82,7 @@ def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
-            status = receiver.answer(self.path, {k: v for k, v in self.headers.items()}, body)
+            status = receiver.answer(self.path, dict(self.headers.items()), body)
             payload = b'{"ok": true}' if status < 300 else b'{"error": "told to fail"}'
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -90,7 +90,7 @@ def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # BaseHTTPRequestHandler's name
+        def log_message(self, format: str, *args: Any) -> None:  # BaseHTTPRequestHandler's name
             return
 
     return Handler
@@ -146,7 +146,7 @@ class _Collect:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802  # aiosmtpd hook name
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd hook name
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         self.server.messages.append(
