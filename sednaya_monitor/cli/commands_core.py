@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
@@ -19,6 +19,7 @@ from sednaya_monitor.pipeline import Pipeline, RunSummary
 from stream.article import Article, parse_time
 from stream.bus import Record
 from stream.ingest import IngestError, read_jsonl
+from stream.settings import Settings
 
 EXPORT_FIELDS = ("id", "url", "source", "lang", "published", "story_id", "duplicate_of", "story_role")
 PUBLISH_CHUNK = 500  # articles published per flush during ingest (progress granularity)
@@ -105,11 +106,18 @@ def _dead_letter_line(app: AppContext, error: IngestError) -> None:
     app.metrics.articles.labels(stage="ingest", status="dead_lettered").inc()
 
 
-def _relevance_filter(settings: Any) -> Any:
-    """The crawlers' topic filter as a function: article -> article with relevance, or None."""
-    from crawlers.relevance import article_relevance_filter
+def _relevance_filter(settings: Settings) -> Callable[[Article], Article | None]:
+    """The crawlers' topic filter as a function: the article with its relevance, or None if off-topic."""
+    from crawlers.relevance import RelevanceFilter
+    from stream.topic import load_topic
 
-    return article_relevance_filter(settings)
+    topic_filter = RelevanceFilter(load_topic(settings.topic_file))
+
+    def apply(article: Article) -> Article | None:
+        relevance = topic_filter.score(article.title, article.text)
+        return article.replace(relevance=relevance) if topic_filter.is_relevant(relevance) else None
+
+    return apply
 
 
 @cli.command()
