@@ -133,3 +133,29 @@ def test_ten_thousand_lines_ingest_and_export(tmp_path: Path) -> None:
     csv_out = cli(data_dir, "export", "--format", "csv").stdout.splitlines()
     assert csv_out[0] == "id,url,source,lang,published,story_id,duplicate_of,story_role"
     assert len(csv_out) == 10_001
+
+
+@pytest.mark.slow
+def test_ingest_relevance_rejects_the_monastery_town(tmp_path: Path) -> None:
+    src = tmp_path / "rel.jsonl"
+    lines = [
+        {
+            "url": "https://travel.example/saidnaya-monastery",
+            "lang": "en",
+            "title": "A weekend among the pilgrims of Saidnaya",
+            "text": "Pilgrims and tourists climb the stairs to the old monastery in the hill town of Saidnaya, "
+            "where the convent keeps an icon of the Virgin. Small hotels fill up for the September feast.",
+        },
+        {
+            "url": "https://ngo.example/saydnaya-hangings",
+            "lang": "en",
+            "title": "Report describes mass hangings at Saydnaya prison",
+            "text": "A human rights report says thousands of detainees were hanged at Saydnaya military prison "
+            "between 2011 and 2015 after summary proceedings.",
+        },
+    ]
+    src.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = cli(tmp_path / "data", "ingest", "--relevance", str(src)).stdout
+    assert "indexed:       1" in out and "off-topic:     1" in out
+    (row,) = export_rows(tmp_path / "data")
+    assert row["url"] == "https://ngo.example/saydnaya-hangings"
