@@ -52,6 +52,8 @@ class Settings:
     # --- Elasticsearch (distributed store) ----------------------------------------------------------
     es_prefix: str = "sednaya"  # index/alias/template name prefix
     es_timeout_s: float = 30.0
+    es_vector_dims: int = 384  # dense_vector dims of the mappings: the embedding model's (all-MiniLM-L6-v2: 384)
+    es_snapshot_repository: str = ""  # registered snapshot repository for the SLM policy; empty = SLM not installed
 
     # --- embedding and clustering -------------------------------------------------------------------
     model_name: str = "all-MiniLM-L6-v2"  # any sentence-transformers name or path
