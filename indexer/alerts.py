@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from indexer.query import parse, positive_terms
 from indexer.watchlists import Watchlist
 from stream.article import Article, parse_time, utc
 from stream.story import StoryEvent
@@ -31,8 +32,6 @@ PAYLOAD_TYPE = "sednaya.alert"  # "type" of the webhook body: receivers can tell
 DIGEST_TYPE = "sednaya.digest"
 SLACK_TEXT_LIMIT = 3000  # Slack rejects section blocks with more than 3000 characters of text
 _MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.IGNORECASE | re.DOTALL)
-_QUERY_WORD_RE = re.compile(r'"([^"]+)"|([^\s()"]+)')
-_OPERATORS = frozenset({"AND", "OR", "NOT"})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -187,19 +186,15 @@ def build_alert(
 
 def matched_terms(hit_terms: Sequence[str], highlights: dict[str, list[str]], query: str) -> tuple[str, ...]:
     """Why it matched: the store's matched terms, else the ``<mark>``ed words of the highlights, else the
-    query's own words and phrases (operators and ``field:`` prefixes dropped). Order kept, duplicates
-    (case-insensitive) removed."""
+    query's positive words and phrases (``indexer.query.positive_terms``: not negated, no filters).
+    Order kept, duplicates (case-insensitive) removed."""
     found: list[str] = list(hit_terms)
     if not found:
         for fragments in highlights.values():
             for fragment in fragments:
                 found.extend(m.strip() for m in _MARK_RE.findall(fragment))
     if not found:
-        for phrase, word in _QUERY_WORD_RE.findall(query):
-            if phrase:
-                found.append(phrase)
-            elif word not in _OPERATORS:
-                found.append(word.split(":", 1)[1] if ":" in word else word)
+        found.extend(positive_terms(parse(query)))
     return _unique(t for t in found if t)
 
 

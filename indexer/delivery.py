@@ -103,7 +103,7 @@ class Deliverer:
                 else digest_body(watchlist.name, groups, digest_id=digest_id, period=period)
             )
             return self.post_json(address, payload, secret=watchlist.secret, delivery_id=digest_id)
-        subject, plain, rich = render_digest_email(watchlist.name, groups, period=period)
+        subject, plain, rich = render_digest_email(watchlist.name, groups, period=period, every=watchlist.every)
         return self.send_email(address, subject, plain, rich, message_key=digest_id)
 
     # --- webhook ------------------------------------------------------------------------------------
@@ -239,10 +239,15 @@ def render_alert_email(alert: Alert) -> tuple[str, str, str]:
     return subject, plain, rich
 
 
-def render_digest_email(watchlist: str, groups: Sequence[DigestStory], *, period: str) -> tuple[str, str, str]:
-    """``(subject, plain text, HTML)`` of a digest: one section per story with its source counts."""
+def render_digest_email(
+    watchlist: str, groups: Sequence[DigestStory], *, period: str, every: str = "daily"
+) -> tuple[str, str, str]:
+    """``(subject, plain text, HTML)`` of a digest: one section per story with its source counts.
+
+    ``period`` is shown in the body ("2024-12-09 10:00 UTC to ..."), ``every`` (hourly/daily) in the subject.
+    """
     new = sum(1 for g in groups if g.new)
-    subject = f"[{watchlist}] {period} digest: {new} new, {len(groups) - new} updated stories"
+    subject = f"[{watchlist}] {every} digest: {new} new, {len(groups) - new} updated stories"
     lines = [f"Digest for watchlist {watchlist} ({period})", ""]
     e = html.escape
     parts = [f"<!DOCTYPE html><html><body><h1>Digest for watchlist {e(watchlist)} ({e(period)})</h1>"]

@@ -13,6 +13,7 @@ and for now also the distributed one (each alert process reads the same data dir
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import sqlite3
@@ -24,8 +25,11 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from indexer.errors import WatchlistError
+from indexer.errors import QuerySyntaxError, WatchlistError
+from indexer.query import parse
 from stream.article import now_utc, parse_time, utc
+
+logger = logging.getLogger(__name__)
 
 Mode = Literal["instant", "digest"]
 Every = Literal["hourly", "daily"]
@@ -72,6 +76,10 @@ class Watchlist:
             raise WatchlistError(f"{where}: the query is empty")
         if len(self.query) > MAX_QUERY_CHARS:
             raise WatchlistError(f"{where}: the query has {len(self.query)} characters (at most {MAX_QUERY_CHARS})")
+        try:
+            parse(self.query)
+        except QuerySyntaxError as exc:
+            raise WatchlistError(f"{where}: {exc}") from exc
         if self.mode not in MODES:
             raise WatchlistError(f"{where}: mode {self.mode!r}, expected one of {sorted(MODES)}")
         if self.every not in EVERIES:
@@ -207,8 +215,14 @@ class SqliteWatchlistRepository:
 
     def all(self) -> list[Watchlist]:
         with self._lock:
-            rows = self._db.execute("SELECT body FROM watchlists ORDER BY name").fetchall()
-        return [Watchlist.from_dict(json.loads(r[0])) for r in rows]
+            rows = self._db.execute("SELECT name, body FROM watchlists ORDER BY name").fetchall()
+        out: list[Watchlist] = []
+        for name, body in rows:
+            try:
+                out.append(Watchlist.from_dict(json.loads(body)))
+            except WatchlistError as exc:  # stored by an older version with other rules: skip, say so
+                logger.warning("stored watchlist invalid, skipped", extra={"watchlist": name, "error": str(exc)})
+        return out
 
     def remove(self, name: str) -> bool:
         with self._lock:

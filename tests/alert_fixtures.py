@@ -50,17 +50,43 @@ class WebhookReceiver:
     url: str = ""
     requests: list[WebhookRequest] = field(default_factory=list)
     _failures: list[int] = field(default_factory=list)
+    _holds: int = 0
+    _released: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail_next(self, n: int, status: int = 500) -> None:
         with self._lock:
             self._failures.extend([status] * n)
 
-    def answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
+    def hold_next(self, n: int) -> None:
+        """The next ``n`` requests are read, then left unanswered until ``release()`` (status 0)."""
         with self._lock:
-            status = self._failures.pop(0) if self._failures else 200
+            self._holds += n
+            self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        """The status to answer with (0 = hold the request unanswered until released)."""
+        with self._lock:
+            if self._holds:
+                self._holds -= 1
+                status = 0
+            else:
+                status = self._failures.pop(0) if self._failures else 200
             self.requests.append(WebhookRequest(path=path, headers=headers, body=body, status=status))
+        if status == 0:
+            self._released.wait(WAIT_S)
         return status
+
+    def wait_for_requests(self, n: int, timeout_s: float = WAIT_S) -> None:
+        """Wait until ``n`` requests arrived, answered or not."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.requests) < n:
+            if time.monotonic() > deadline:
+                pytest.fail(f"expected {n} webhook requests, got {len(self.requests)}")
+            time.sleep(0.02)
 
     @property
     def delivered(self) -> list[WebhookRequest]:
@@ -83,6 +109,9 @@ def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             status = receiver.answer(self.path, dict(self.headers.items()), body)
+            if status == 0:  # held: the client gave up or died; answer nothing
+                self.close_connection = True
+                return
             payload = b'{"ok": true}' if status < 300 else b'{"error": "told to fail"}'
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -108,6 +137,7 @@ def webhook() -> Iterator[WebhookReceiver]:
     try:
         yield receiver
     finally:
+        receiver.release()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
