@@ -7,8 +7,8 @@ they downloaded and what the feed or sitemap said about the link.
   third-party evaluations; see docs of adbar/trafilatura). ``favor_precision`` keeps navigation out.
 - ``published``/``date_source``: the first of JSON-LD (``datePublished`` of an Article), meta tags
   (``article:published_time``...), the feed entry, the sitemap entry, a date in the URL; else ``none``.
-- ``lang``: detected from the body with lingua (offline); the page's ``<html lang>`` is kept only as a
-  hint and used when the detector is not confident.
+- ``lang``: detected from the body (``stream.language``, lingua, offline); the page's ``<html lang>`` is
+  only a hint, used when the detector is not confident.
 - Rejections raise :class:`ExtractionError` with a counted ``reason``: ``not_html``, ``bad_encoding``,
   ``listing_page``, ``too_short``.
 """
@@ -19,18 +19,17 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import lxml.html
 import trafilatura
-from lingua import Language, LanguageDetector, LanguageDetectorBuilder
 
 from crawlers.errors import ExtractionError
 from stream.article import DateSource, parse_time
+from stream.language import detect_language
 from stream.text import content_hash, normalize_whitespace
 
 MIN_TEXT_CHARS = 300  # shorter bodies are briefs, captions or teasers: too little to cluster or read
@@ -38,29 +37,41 @@ MAX_REPLACEMENT_RATIO = 0.005  # U+FFFD per character above which the page was d
 LISTING_MIN_LINKS = 15  # a page with at least this many links ...
 LISTING_LINK_TEXT_RATIO = 0.5  # ... whose link text is at least half its text is a listing, not an article
 LISTING_MIN_TEASERS = 3  # <article> elements on one page: a section front
-LANG_MIN_CONFIDENCE = 0.5  # below this, lingua's answer is replaced by the page's hint (or "und")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 ARTICLE_TYPES = frozenset(
-    {"article", "newsarticle", "reportagenewsarticle", "analysisnewsarticle", "blogposting", "report",
-     "opinionnewsarticle", "backgroundnewsarticle", "liveblogposting"}
+    {
+        "article",
+        "newsarticle",
+        "reportagenewsarticle",
+        "analysisnewsarticle",
+        "blogposting",
+        "report",
+        "opinionnewsarticle",
+        "backgroundnewsarticle",
+        "liveblogposting",
+    }
 )
 LISTING_TYPES = frozenset({"collectionpage", "website", "itemlist", "searchresultspage", "webpage"})
 META_DATE_KEYS = (
-    "article:published_time", "og:article:published_time", "og:published_time", "datepublished",
-    "pubdate", "publishdate", "publish-date", "date", "dc.date.issued", "dc.date", "dcterms.created",
-    "dcterms.issued", "parsely-pub-date", "sailthru.date", "article.published", "cxenseparse:recs:publishtime",
+    "article:published_time",
+    "og:article:published_time",
+    "og:published_time",
+    "datepublished",
+    "pubdate",
+    "publishdate",
+    "publish-date",
+    "date",
+    "dc.date.issued",
+    "dc.date",
+    "dcterms.created",
+    "dcterms.issued",
+    "parsely-pub-date",
+    "sailthru.date",
+    "article.published",
+    "cxenseparse:recs:publishtime",
 )
 _URL_DATE = re.compile(r"/((?:19|20)\d{2})[/-](0?[1-9]|1[0-2])[/-](0?[1-9]|[12]\d|3[01])(?:/|-|$)")
 _URL_DATE_COMPACT = re.compile(r"/((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])/")
-
-# Languages lingua chooses among: the coverage languages of TOPIC.md plus neighbours it must not
-# confuse them with. A closed list keeps detection fast and memory small (models load lazily).
-DETECTOR_LANGUAGES = (
-    Language.ARABIC, Language.ENGLISH, Language.FRENCH, Language.GERMAN, Language.TURKISH,
-    Language.RUSSIAN, Language.UKRAINIAN, Language.HEBREW, Language.PERSIAN, Language.SPANISH,
-    Language.ITALIAN, Language.PORTUGUESE, Language.DUTCH, Language.POLISH, Language.SWEDISH,
-    Language.DANISH, Language.GREEK, Language.URDU,
-)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -76,22 +87,6 @@ class Extracted:
     lang_hint: str | None  # the page's own <html lang>, as a hint
     canonical: str | None
     content_sha256: str
-
-
-@lru_cache(maxsize=1)
-def _detector() -> LanguageDetector:
-    return LanguageDetectorBuilder.from_languages(*DETECTOR_LANGUAGES).build()
-
-
-def detect_language(text: str, hint: str | None = None) -> str:
-    """ISO 639-1 code of ``text`` (lingua); ``hint`` (e.g. ``<html lang>``) when lingua is unsure; else ``und``."""
-    sample = text[:4000]  # the first paragraphs decide; longer input only costs time
-    values = _detector().compute_language_confidence_values(sample) if sample.strip() else []
-    if values and values[0].value >= LANG_MIN_CONFIDENCE:
-        return values[0].language.iso_code_639_1.name.lower()
-    if hint:
-        return hint
-    return "und"
 
 
 def _hint(lang: str | None) -> str | None:
@@ -120,8 +115,8 @@ def parse_date(value: str) -> datetime | None:
     except (TypeError, ValueError, IndexError):
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def date_from_url(url: str) -> datetime | None:
@@ -131,7 +126,7 @@ def date_from_url(url: str) -> datetime | None:
     if not match:
         return None
     try:
-        return datetime(int(match[1]), int(match[2]), int(match[3]), tzinfo=timezone.utc)
+        return datetime(int(match[1]), int(match[2]), int(match[3]), tzinfo=UTC)
     except ValueError:
         return None
 
@@ -255,9 +250,10 @@ def extract(
     why = _is_listing(tree, url)
     if why:
         raise ExtractionError(url, "listing_page", why)
-    doc = trafilatura.bare_extraction(
+    result = trafilatura.bare_extraction(
         tree, url=url, with_metadata=True, include_comments=False, include_tables=False, favor_precision=True
     )
+    doc = None if isinstance(result, dict) else result  # as_dict=False: a Document or None
     text = "" if doc is None else (doc.text or "")
     title = normalize_whitespace((doc.title if doc is not None else None) or hinted_title or "")
     text = _strip_title(text, title)

@@ -126,8 +126,20 @@ def parse_registry(text: str, origin: str = "<registry>") -> list[Source]:
         for flag in ("verified", "prefilter"):
             if flag in table and not isinstance(table[flag], bool):
                 raise RegistryError(f"{where}: {flag} {table[flag]!r} must be true or false")
-        known = {"id", "name", "home", "lang", "country", "type", "feeds", "sitemaps", "verified", "interval_s",
-                 "prefilter", "notes"}
+        known = {
+            "id",
+            "name",
+            "home",
+            "lang",
+            "country",
+            "type",
+            "feeds",
+            "sitemaps",
+            "verified",
+            "interval_s",
+            "prefilter",
+            "notes",
+        }
         unknown = set(table) - known
         if unknown:
             raise RegistryError(f"{where}: unknown key(s) {sorted(unknown)} (known: {sorted(known)})")

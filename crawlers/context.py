@@ -1,0 +1,188 @@
+"""What every spider of one crawl shares: settings, bus, metrics, registry, crawl state and the summary.
+
+One :class:`CrawlContext` per crawl (``crawlers.process.run_crawl`` builds it and hands it to every
+spider as the ``context`` argument). ``scrapy crawl NAME`` from the repository builds its own with
+:meth:`CrawlContext.standalone` (settings from the environment, bus from the wiring module).
+All methods run on the reactor thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from crawlers.dead_letter import DeadLetterFile
+from crawlers.raw_store import RawStore
+from crawlers.registry import load_registry, select, source_for_url
+from crawlers.relevance import RelevanceFilter
+from crawlers.seen import SeenStore
+from stream.article import now_utc
+from stream.bus import Bus
+from stream.metrics import Metrics
+from stream.settings import Settings
+from stream.topic import load_topic
+
+logger = logging.getLogger(__name__)
+
+SUCCESS_OUTCOMES = frozenset({"ok", "not_modified"})  # fetches that count as "the source answered"
+CRAWL_STAGE = "crawl"  # the ``stage`` label of sednaya_articles_total for this package
+
+
+@dataclass
+class CrawlSummary:
+    """What one crawl did. ``fetches``: source -> outcome -> count; ``extraction``: reason -> count
+    (``ok`` for articles extracted and on topic, else the rejection reason); ``articles``: status ->
+    count (published, rejected, duplicate, failed, dead_lettered); ``degraded``: source -> reason for
+    search sources whose answer could not be trusted (rate limits, errors: never "zero results")."""
+
+    started_at: datetime = field(default_factory=now_utc)
+    finished_at: datetime | None = None
+    fetches: dict[str, Counter[str]] = field(default_factory=dict)
+    extraction: Counter[str] = field(default_factory=Counter)
+    articles: Counter[str] = field(default_factory=Counter)
+    degraded: dict[str, str] = field(default_factory=dict)
+    skipped_seen: int = 0  # links already handled by an earlier run (or earlier in this one)
+    prefiltered: int = 0  # feed/sitemap entries not fetched: the entry does not name the topic
+
+    @property
+    def published(self) -> int:
+        return self.articles["published"]
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.articles["dead_lettered"]
+
+    def fetch_count(self, source: str, outcome: str) -> int:
+        return self.fetches.get(source, Counter())[outcome]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at.isoformat(),
+            "finished_at": None if self.finished_at is None else self.finished_at.isoformat(),
+            "published": self.published,
+            "dead_lettered": self.dead_lettered,
+            "skipped_seen": self.skipped_seen,
+            "prefiltered": self.prefiltered,
+            "articles": dict(sorted(self.articles.items())),
+            "extraction": dict(sorted(self.extraction.items())),
+            "fetches": {s: dict(sorted(c.items())) for s, c in sorted(self.fetches.items())},
+            "degraded": dict(sorted(self.degraded.items())),
+        }
+
+    def lines(self) -> list[str]:
+        """Human summary, one fact per line (CLI output)."""
+        fetched = sum(sum(c.values()) for c in self.fetches.values())
+        out = [
+            (
+                f"crawl: {self.published} article(s) published, {self.dead_lettered} dead-lettered, "
+                f"{fetched} fetch(es) from {len(self.fetches)} source(s), {self.skipped_seen} already seen, "
+                f"{self.prefiltered} feed entries off topic by title"
+            ),
+        ]
+        if self.extraction:
+            out.append("  extraction: " + ", ".join(f"{k}={v}" for k, v in sorted(self.extraction.items())))
+        for source, outcomes in sorted(self.fetches.items()):
+            out.append(f"  {source}: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
+        for source, reason in sorted(self.degraded.items()):
+            out.append(f"  DEGRADED {source}: {reason}")
+        return out
+
+
+class CrawlContext:
+    """Shared state of one crawl. ``sources`` are the registry entries to poll; ``registry`` all of them
+    (used to attribute discovered links to an outlet)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        metrics: Metrics,
+        *,
+        source_ids: Sequence[str] | None = None,
+        backfill_since: datetime | None = None,
+        owns_bus: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.metrics = metrics
+        self.registry = load_registry(settings.sources_file)
+        self.sources = select(self.registry, source_ids)
+        self.topic = load_topic(settings.topic_file)
+        self.relevance = RelevanceFilter(self.topic)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.seen = SeenStore(settings.data_dir)
+        self.raw = RawStore(settings.data_dir)
+        self.dead_letters = DeadLetterFile(settings.data_dir)
+        self.backfill_since = backfill_since
+        self.summary = CrawlSummary()
+        self._claimed: set[str] = set()
+        self.published_ids: set[str] = set()
+        self._owns_bus = owns_bus
+        self._closed = False
+        bus.ensure_topics([settings.topic_raw])
+
+    @classmethod
+    def standalone(cls, source_ids: Sequence[str] | None = None) -> CrawlContext:
+        """For ``scrapy crawl NAME``: settings from the environment, the bus they name, fresh metrics."""
+        from sednaya_monitor.wiring import make_bus  # composition root, imported only on this entry path
+        from stream.settings import load_settings
+
+        settings = load_settings()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(settings, make_bus(settings), Metrics(), source_ids=source_ids, owns_bus=True)
+
+    @property
+    def backfill(self) -> bool:
+        return self.backfill_since is not None
+
+    def attribute(self, url: str) -> str:
+        """Registry id of the outlet serving ``url``, else its host."""
+        return source_for_url(self.registry, url)
+
+    def claim(self, canonical: str) -> bool:
+        """True the first time ``canonical`` is claimed in this crawl and it was not handled by an earlier
+        run; counts the skip otherwise."""
+        if canonical in self._claimed or self.seen.is_seen(canonical):
+            self.summary.skipped_seen += 1
+            return False
+        self._claimed.add(canonical)
+        return True
+
+    def fetch(self, source: str, outcome: str, url: str) -> None:
+        """Count one fetch of ``source`` ending with ``outcome`` (``ok``, ``not_modified``, ``http_403``...)."""
+        self.metrics.source_fetches.labels(source=source, outcome=outcome).inc()
+        self.summary.fetches.setdefault(source, Counter())[outcome] += 1
+        success = outcome in SUCCESS_OUTCOMES
+        if success:
+            self.metrics.source_last_success.labels(source=source).set(time.time())
+        else:
+            logger.warning("fetch failed", extra={"url": url, "source": source, "outcome": outcome, "stage": "crawl"})
+        self.seen.record_fetch(source, outcome, success=success)
+
+    def degraded(self, source: str, reason: str) -> None:
+        """Mark a search source's answer as untrustworthy for this crawl (never read as zero results)."""
+        self.summary.degraded[source] = reason
+        logger.warning("search source degraded", extra={"source": source, "reason": reason, "stage": "crawl"})
+
+    def extraction(self, reason: str) -> None:
+        self.metrics.extraction.labels(reason=reason).inc()
+        self.summary.extraction[reason] += 1
+
+    def article(self, status: str) -> None:
+        self.metrics.articles.labels(stage=CRAWL_STAGE, status=status).inc()
+        self.summary.articles[status] += 1
+
+    def close(self) -> CrawlSummary:
+        """Release the crawl state (and the bus when this context built it); returns the summary."""
+        if not self._closed:
+            self._closed = True
+            self.summary.finished_at = now_utc()
+            self.seen.close()
+            if self._owns_bus:
+                self.bus.close()
+        return self.summary

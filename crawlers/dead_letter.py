@@ -1,0 +1,54 @@
+"""The crawl's dead-letter file: ``<data_dir>/crawl/dead-letters.jsonl``.
+
+What lands here: relevant articles the bus refused (``kind = "article"``, the full v1 JSON in
+``payload``, so ``sednaya-monitor ingest`` can replay it) and search-API responses that could not be
+parsed even after repair (``kind = "search_response"``, the first ``MAX_PAYLOAD_CHARS`` of the body).
+A file, not the bus's own dead-letter topic, because the usual reason to dead-letter here is that the
+bus itself failed. One JSON object per line with who/when/what/where.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from stream.article import now_utc
+
+DEAD_LETTER_FILE = Path("crawl") / "dead-letters.jsonl"
+MAX_PAYLOAD_CHARS = 200_000  # keeps one line readable; an API body larger than this is cut
+
+
+class DeadLetterFile:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / DEAD_LETTER_FILE
+        self._lock = threading.Lock()
+
+    def write(self, *, kind: str, url: str, source: str, reason: str, error_class: str, payload: Any) -> None:
+        """Append one dead letter (flushed before returning)."""
+        if isinstance(payload, str) and len(payload) > MAX_PAYLOAD_CHARS:
+            payload = payload[:MAX_PAYLOAD_CHARS]
+        line = json.dumps(
+            {
+                "at": now_utc().isoformat(),
+                "stage": "crawl",
+                "kind": kind,
+                "url": url,
+                "source": source,
+                "reason": reason,
+                "error_class": error_class,
+                "payload": payload,
+            },
+            ensure_ascii=False,
+        )
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every dead letter, oldest first (empty when the file does not exist)."""
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]

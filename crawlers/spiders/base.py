@@ -1,0 +1,264 @@
+"""What every spider shares: the crawl context, per-source polling (once or ``--follow``), conditional
+GET, fetch-outcome counting and the article callback (extraction -> relevance -> ``ArticleItem``)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import scrapy
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DontCloseSpider
+from scrapy.http import Response, TextResponse
+from twisted.python.failure import Failure
+
+from crawlers.context import CrawlContext
+from crawlers.errors import ExtractionError
+from crawlers.extraction import extract
+from crawlers.fetch_outcome import outcome_for_failure, outcome_for_status
+from crawlers.items import ArticleItem
+from stream.article import Article, Channel, DateSource, now_utc
+from stream.canonical_url import id_for_url
+from stream.errors import ContractError
+
+logger = logging.getLogger(__name__)
+
+ALL_ERROR_STATUSES = [304, *range(400, 600)]  # handled by our callbacks so each one is a counted outcome
+PERMANENT_REJECTIONS = frozenset(
+    {"not_html", "listing_page", "too_short", "off_topic", "bad_encoding", "duplicate", "unresolved_redirect"}
+)
+
+
+class BaseSpider(scrapy.Spider):
+    """Base of the project's spiders. Spider arguments (``scrapy crawl NAME -a ...``): ``sources``
+    (comma-separated registry ids), ``follow`` (``1`` to keep polling each source on its interval)."""
+
+    channel: Channel = "feed"
+    handle_httpstatus_list = ALL_ERROR_STATUSES
+
+    def __init__(
+        self,
+        *args: Any,
+        context: CrawlContext | None = None,
+        follow: bool | str = False,
+        sources: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        ids = [s for s in sources.split(",") if s] if isinstance(sources, str) and sources else None
+        self._owns_context = context is None
+        self.context = context if context is not None else CrawlContext.standalone(ids)
+        self.follow = follow is True or str(follow).lower() in {"1", "true", "yes"}
+        self._next_due: dict[str, float] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> BaseSpider:
+        spider: BaseSpider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider._on_idle, signal=signals.spider_idle)
+        crawler.signals.connect(spider._on_closed, signal=signals.spider_closed)
+        return spider
+
+    # --- polling ------------------------------------------------------------------------------------
+    def poll_targets(self) -> Iterable[tuple[str, int]]:
+        """``(target id, interval in seconds)`` of what this spider polls (registry sources by default)."""
+        default = self.context.settings.follow_interval_s
+        return [(s.id, s.interval_s or default) for s in self.context.sources]
+
+    def requests_for(self, target: str) -> Iterable[scrapy.Request]:
+        """The requests of one poll of ``target``."""
+        raise NotImplementedError
+
+    def _due_requests(self) -> Iterator[scrapy.Request]:
+        now = time.monotonic()
+        for target, interval in self.poll_targets():
+            if self._next_due.get(target, 0.0) <= now:
+                self._next_due[target] = now + interval
+                yield from self.requests_for(target)
+
+    async def start(self) -> AsyncIterator[Any]:
+        for request in self._due_requests():
+            yield request
+
+    def _on_idle(self, spider: scrapy.Spider) -> None:
+        if spider is not self or not self.follow:
+            return
+        for request in self._due_requests():
+            self.crawler.engine.crawl(request)
+        raise DontCloseSpider
+
+    def _on_closed(self, spider: scrapy.Spider, reason: str) -> None:
+        if spider is self and self._owns_context:
+            summary = self.context.close()
+            for line in summary.lines():
+                logger.info(line)
+
+    # --- helpers for listing requests (feeds, sitemaps, search) ---------------------------------------
+    def conditional_request(self, url: str, *, source: str, callback: Any, **meta: Any) -> scrapy.Request:
+        """GET ``url`` with the stored ``ETag``/``Last-Modified`` validators (304 = nothing new)."""
+        etag, modified = self.context.seen.validators(url)
+        headers = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if modified:
+            headers["If-Modified-Since"] = modified
+        return scrapy.Request(
+            url,
+            callback=callback,
+            errback=self.on_error,
+            headers=headers,
+            dont_filter=True,
+            meta={"source": source, "kind": "listing", **meta},
+        )
+
+    def listing_ok(self, response: Response) -> bool:
+        """Count the listing fetch's HTTP outcome unless it is 2xx (then the caller counts after parsing);
+        store validators. True when the body should be parsed."""
+        source = response.meta["source"]
+        outcome = outcome_for_status(response.status)
+        if outcome != "ok":
+            self.context.fetch(source, outcome, response.url)
+            self.on_listing_failed(source, outcome)
+            return False
+        self.context.seen.save_validators(
+            response.request.url if response.request is not None else response.url,
+            _header(response, b"ETag"),
+            _header(response, b"Last-Modified"),
+        )
+        return True
+
+    def on_listing_failed(self, source: str, outcome: str) -> None:
+        """Hook: search spiders mark themselves degraded."""
+
+    def on_error(self, failure: Failure) -> None:
+        request = failure.request  # type: ignore[attr-defined]  # set by Scrapy on errback failures
+        source = request.meta.get("source", "unknown")
+        outcome = outcome_for_failure(failure)
+        self.context.fetch(source, outcome, request.url)
+        if request.meta.get("kind") == "article":
+            self.context.article("failed")
+        else:
+            self.on_listing_failed(source, outcome)
+
+    # --- articles -----------------------------------------------------------------------------------
+    def article_request(
+        self,
+        url: str,
+        *,
+        source: str,
+        title: str | None = None,
+        published: datetime | None = None,
+        date_source: DateSource | None = None,
+        priority: int = 0,
+    ) -> scrapy.Request | None:
+        """A request for the article at ``url``, or None when it was already handled (or is not http)."""
+        try:
+            _, canonical = id_for_url(url)
+        except ContractError:
+            logger.info("link skipped: not an http(s) URL", extra={"url": url, "source": source})
+            return None
+        if not self.context.claim(canonical):
+            return None
+        return scrapy.Request(
+            url,
+            callback=self.parse_article,
+            errback=self.on_error,
+            priority=priority,
+            meta={
+                "source": source,
+                "kind": "article",
+                "link_canonical": canonical,
+                "hint_title": title,
+                "hint_published": published,
+                "hint_date_source": date_source,
+                "discovered_at": now_utc(),
+            },
+        )
+
+    def source_of_article(self, response: Response) -> str:
+        """The source an article is attributed to (search spiders attribute by the final URL)."""
+        return str(response.meta["source"])
+
+    def _reject(self, canonical: str, reason: str, url: str, source: str, detail: str = "") -> None:
+        self.context.extraction(reason)
+        self.context.article("duplicate" if reason == "duplicate" else "rejected")
+        if reason in PERMANENT_REJECTIONS:
+            self.context.seen.mark(canonical, id_for_url(canonical)[0], f"rejected:{reason}")
+        logger.info(
+            "article rejected",
+            extra={"url": url, "source": source, "reason": reason, "detail": detail, "stage": "crawl"},
+        )
+
+    def parse_article(self, response: Response) -> Iterator[ArticleItem]:
+        meta = response.meta
+        link_canonical: str = meta["link_canonical"]
+        source = self.source_of_article(response)
+        outcome = outcome_for_status(response.status)
+        self.context.fetch(source, outcome, response.url)
+        if outcome != "ok":
+            self.context.article("failed")
+            return
+        if urlsplit(response.url).hostname == "news.google.com":
+            self._reject(link_canonical, "unresolved_redirect", response.url, source)
+            return
+        content_type = _header(response, b"Content-Type")
+        if not isinstance(response, TextResponse):
+            self._reject(link_canonical, "not_html", response.url, source, f"content type {content_type!r}")
+            return
+        try:
+            page = extract(
+                response.text,
+                url=response.url,
+                content_type=content_type,
+                hinted_published=meta.get("hint_published"),
+                hinted_date_source=meta.get("hint_date_source"),
+                hinted_title=meta.get("hint_title"),
+            )
+        except ExtractionError as exc:
+            self._reject(link_canonical, exc.reason, response.url, source, exc.detail)
+            return
+        try:
+            ident, canonical = id_for_url(page.canonical or response.url)
+        except ContractError:
+            ident, canonical = id_for_url(link_canonical)
+        aliases = tuple({link_canonical, id_for_url(response.url)[1]} - {canonical})
+        if canonical != link_canonical and not self.context.claim(canonical):
+            self._reject(link_canonical, "duplicate", response.url, source, f"same article as {canonical}")
+            return
+        relevance = self.context.relevance.score(page.title, page.text)
+        if not self.context.relevance.is_relevant(relevance):
+            self.context.seen.mark(canonical, ident, "rejected:off_topic")
+            self._reject(link_canonical, "off_topic", response.url, source, f"score {relevance.score}")
+            return
+        self.context.raw.put(page.content_sha256, response.body)
+        self.context.extraction("ok")
+        extra = {"lang_hint": page.lang_hint} if page.lang_hint else {}
+        article = Article(
+            id=ident,
+            url=response.url,
+            canonical_url=canonical,
+            source=source,
+            channel=self.channel,
+            backfill=self.context.backfill,
+            lang=page.lang,
+            title=page.title,
+            text=page.text,
+            authors=page.authors,
+            published=page.published,
+            date_source=page.date_source,
+            discovered_at=meta["discovered_at"],
+            fetched_at=now_utc(),
+            content_sha256=page.content_sha256,
+            relevance=relevance,
+            extra=extra,
+        )
+        yield ArticleItem(article=article, aliases=aliases)
+
+
+def _header(response: Response, name: bytes) -> str | None:
+    value = response.headers.get(name)
+    return None if value is None else value.decode("latin-1")

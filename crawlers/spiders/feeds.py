@@ -1,0 +1,81 @@
+"""``feeds``: RSS 2.0, Atom and RDF feeds of the registry's sources (feedparser), newest entries first."""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+import scrapy
+from scrapy.http import Response
+
+from crawlers.spiders.base import BaseSpider
+
+MAX_ENTRIES_PER_FEED = 200  # a feed longer than this is an archive dump; the newest are what matter
+
+
+def entry_time(entry: Any) -> datetime | None:
+    """The entry's published (else updated) time as aware UTC, or None."""
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = entry.get(key)
+        if value:
+            return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    return None
+
+
+def is_xml_error(exc: object) -> bool:
+    """feedparser's ``bozo_exception`` says the XML itself is broken (not merely a charset override)."""
+    return exc is not None and type(exc).__name__ in {"SAXParseException", "NonXMLContentType", "SAXException"}
+
+
+class FeedSpider(BaseSpider):
+    name = "feeds"
+    channel = "feed"
+
+    def poll_targets(self) -> Iterable[tuple[str, int]]:
+        default = self.context.settings.follow_interval_s
+        return [(s.id, s.interval_s or default) for s in self.context.sources if s.feeds]
+
+    def requests_for(self, target: str) -> Iterable[scrapy.Request]:
+        source = next(s for s in self.context.sources if s.id == target)
+        for url in source.feeds:
+            yield self.conditional_request(url, source=source.id, callback=self.parse_feed)
+
+    def parse_feed(self, response: Response) -> Iterator[scrapy.Request]:
+        if not self.listing_ok(response):
+            return
+        source_id: str = response.meta["source"]
+        source = next(s for s in self.context.registry if s.id == source_id)
+        parsed = feedparser.parse(response.body, response_headers={"content-location": response.url})
+        broken = bool(parsed.get("bozo")) and is_xml_error(parsed.get("bozo_exception"))
+        if broken and not parsed.entries:
+            self.context.fetch(source_id, "malformed_xml", response.url)
+            return
+        # Salvaged entries of a broken feed are still crawled; the fetch is counted as malformed.
+        self.context.fetch(source_id, "malformed_xml" if broken else "ok", response.url)
+        entries = sorted(
+            parsed.entries[: MAX_ENTRIES_PER_FEED * 2],
+            key=lambda e: entry_time(e) or datetime.min.replace(tzinfo=UTC),
+            reverse=True,
+        )[:MAX_ENTRIES_PER_FEED]
+        for rank, entry in enumerate(entries):
+            link = entry.get("link") or ""
+            if not link:
+                continue
+            title = str(entry.get("title") or "")
+            summary = str(entry.get("summary") or "")
+            if source.prefilter and not self.context.relevance.mentions_name(f"{title}\n{summary}\n{link}"):
+                self.context.summary.prefiltered += 1
+                continue
+            request = self.article_request(
+                response.urljoin(link),
+                source=source_id,
+                title=title or None,
+                published=entry_time(entry),
+                date_source="feed",
+                priority=-rank,
+            )
+            if request is not None:
+                yield request

@@ -1,0 +1,69 @@
+"""``googlenews``: Google News RSS search, one query per name variant and language."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from urllib.parse import urlsplit
+
+import feedparser
+import scrapy
+from scrapy.http import Response
+
+from crawlers import google_news
+from crawlers.spiders.base import BaseSpider
+from crawlers.spiders.feeds import entry_time, is_xml_error
+
+SOURCE_ID = "google-news"  # metrics label of the search endpoint; articles are attributed to their outlet
+
+
+class GoogleNewsSpider(BaseSpider):
+    name = "googlenews"
+    channel = "search"
+
+    def poll_targets(self) -> Iterable[tuple[str, int]]:
+        return [(SOURCE_ID, self.context.settings.follow_interval_s)]
+
+    def requests_for(self, target: str) -> Iterable[scrapy.Request]:
+        for query in google_news.queries(self.context.settings.google_news_url, self.context.topic.names_by_script):
+            yield scrapy.Request(
+                query.url,
+                callback=self.parse_results,
+                errback=self.on_error,
+                dont_filter=True,
+                meta={"source": SOURCE_ID, "kind": "listing", "variant": query.variant, "lang": query.lang},
+            )
+
+    def on_listing_failed(self, source: str, outcome: str) -> None:
+        self.context.degraded(source, outcome)
+
+    def source_of_article(self, response: Response) -> str:
+        host = urlsplit(response.url).hostname or ""
+        if host == "news.google.com" and response.meta.get("outlet"):
+            return str(response.meta["outlet"])
+        return self.context.attribute(response.url)
+
+    def parse_results(self, response: Response) -> Iterator[scrapy.Request]:
+        if not self.listing_ok(response):
+            return
+        parsed = feedparser.parse(response.body)
+        if parsed.get("bozo") and is_xml_error(parsed.get("bozo_exception")) and not parsed.entries:
+            self.context.fetch(SOURCE_ID, "malformed_xml", response.url)
+            self.context.degraded(SOURCE_ID, f"malformed RSS for {response.meta['variant']!r}")
+            return
+        self.context.fetch(SOURCE_ID, "ok", response.url)
+        for rank, entry in enumerate(parsed.entries):
+            link = entry.get("link") or ""
+            if not link:
+                continue
+            outlet_url = (entry.get("source") or {}).get("href") or link
+            request = self.article_request(
+                response.urljoin(link),
+                source=self.context.attribute(outlet_url),
+                title=str(entry.get("title") or "") or None,
+                published=entry_time(entry),
+                date_source="feed",
+                priority=-rank,
+            )
+            if request is not None:
+                request.meta["outlet"] = self.context.attribute(outlet_url)
+                yield request

@@ -1,0 +1,134 @@
+"""``sitemaps``: Google-News sitemaps (``news:publication_date``, ``news:title``, ``news:keywords``) and
+sitemap indexes, gzip-compressed or not, newest first."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import scrapy
+from lxml import etree
+from scrapy.http import Response
+
+from crawlers.errors import FeedError
+from crawlers.extraction import parse_date
+from crawlers.spiders.base import BaseSpider
+
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_CHILD_SITEMAPS = 20  # newest children of an index followed per poll (older ones hold older news)
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SitemapEntry:
+    loc: str
+    published: datetime | None
+    title: str
+    keywords: str
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Decompress a gzip body to at most ``limit`` bytes.
+
+    Raises:
+        FeedError: ``too_large`` beyond ``limit``, ``malformed_xml`` when the gzip stream is corrupt.
+    """
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise FeedError("<gzip>", "malformed_xml", f"corrupt gzip: {exc}") from exc
+    if len(out) > limit:
+        raise FeedError("<gzip>", "too_large", f"more than {limit} bytes uncompressed")
+    return out
+
+
+def _local(tag: object) -> str:
+    return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+def parse_sitemap(body: bytes) -> tuple[str, list[SitemapEntry], bool]:
+    """``(kind, entries, repaired)``: kind ``sitemapindex`` or ``urlset``; entries newest first;
+    ``repaired`` when the XML was broken and parsed in recovery mode.
+
+    Raises:
+        FeedError: ``malformed_xml`` when nothing usable can be read.
+    """
+    repaired = False
+    safe = {"resolve_entities": False, "no_network": True, "huge_tree": False}
+    try:
+        root = etree.fromstring(body, parser=etree.XMLParser(**safe))
+    except etree.XMLSyntaxError:
+        repaired = True
+        root = etree.fromstring(body, parser=etree.XMLParser(recover=True, **safe))
+    if root is None or _local(root.tag) not in {"sitemapindex", "urlset"}:
+        raise FeedError("<sitemap>", "malformed_xml", "no <urlset> or <sitemapindex> root")
+    kind = _local(root.tag)
+    entries: list[SitemapEntry] = []
+    for node in root:
+        fields: dict[str, str] = {}
+        for child in node.iter():
+            name = _local(child.tag)
+            if name in {"loc", "lastmod", "publication_date", "title", "keywords"} and child.text:
+                fields.setdefault(name, child.text.strip())
+        if not fields.get("loc"):
+            continue
+        when = parse_date(fields.get("publication_date", "")) or parse_date(fields.get("lastmod", ""))
+        entries.append(SitemapEntry(fields["loc"], when, fields.get("title", ""), fields.get("keywords", "")))
+    if not entries and repaired:
+        raise FeedError("<sitemap>", "malformed_xml", "no entry could be recovered")
+    entries.sort(key=lambda e: e.published or _EPOCH, reverse=True)
+    return kind, entries, repaired
+
+
+class SitemapSpider(BaseSpider):
+    name = "sitemaps"
+    channel = "sitemap"
+
+    def poll_targets(self) -> Iterable[tuple[str, int]]:
+        default = self.context.settings.follow_interval_s
+        return [(s.id, s.interval_s or default) for s in self.context.sources if s.sitemaps]
+
+    def requests_for(self, target: str) -> Iterable[scrapy.Request]:
+        source = next(s for s in self.context.sources if s.id == target)
+        for url in source.sitemaps:
+            yield self.conditional_request(url, source=source.id, callback=self.parse_sitemap)
+
+    def parse_sitemap(self, response: Response) -> Iterator[scrapy.Request]:
+        if not self.listing_ok(response):
+            return
+        source_id: str = response.meta["source"]
+        source = next(s for s in self.context.registry if s.id == source_id)
+        body = response.body
+        try:
+            if body[:2] == GZIP_MAGIC:
+                body = gunzip(body, self.context.settings.crawl_max_page_bytes)
+            kind, entries, repaired = parse_sitemap(body)
+        except FeedError as exc:
+            self.context.fetch(source_id, exc.outcome, response.url)
+            return
+        self.context.fetch(source_id, "malformed_xml" if repaired else "ok", response.url)
+        if kind == "sitemapindex":
+            for child in entries[:MAX_CHILD_SITEMAPS]:
+                yield self.conditional_request(
+                    response.urljoin(child.loc), source=source_id, callback=self.parse_sitemap
+                )
+            return
+        for rank, entry in enumerate(entries[: self.context.settings.crawl_sitemap_max_entries]):
+            if source.prefilter and not self.context.relevance.mentions_name(
+                f"{entry.title}\n{entry.keywords}\n{entry.loc}"
+            ):
+                self.context.summary.prefiltered += 1
+                continue
+            request = self.article_request(
+                response.urljoin(entry.loc),
+                source=source_id,
+                title=entry.title or None,
+                published=entry.published,
+                date_source="sitemap" if entry.published else None,
+                priority=-rank,
+            )
+            if request is not None:
+                yield request
