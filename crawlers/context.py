@@ -1,6 +1,6 @@
 """What every spider of one crawl shares: settings, bus, metrics, registry, crawl state and the summary.
 
-One :class:`CrawlContext` per crawl (``crawlers.process.run_crawl`` builds it and hands it to every
+One :class:`CrawlContext` per crawl (``crawlers.run.crawl`` builds it and hands it to every
 spider as the ``context`` argument). ``scrapy crawl NAME`` from the repository builds its own with
 :meth:`CrawlContext.standalone` (settings from the environment, bus from the wiring module).
 All methods run on the reactor thread.
@@ -73,6 +73,9 @@ class CrawlSummary:
             "fetches": {s: dict(sorted(c.items())) for s, c in sorted(self.fetches.items())},
             "degraded": dict(sorted(self.degraded.items())),
         }
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
 
     def lines(self) -> list[str]:
         """Human summary, one fact per line (CLI output)."""

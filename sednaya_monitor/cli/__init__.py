@@ -57,6 +57,7 @@ def cli(
 def _register() -> None:
     # Each command group lives in its own module; importing registers it on ``cli``.
     from sednaya_monitor.cli import commands_core  # noqa: F401
+    from sednaya_monitor.cli import commands_crawl  # noqa: F401
     from sednaya_monitor.cli import commands_watch  # noqa: F401
     from sednaya_monitor.cli import commands_stages  # noqa: F401
     from sednaya_monitor.cli import commands_serve  # noqa: F401

@@ -1,6 +1,6 @@
 """Run the spiders of one crawl in this process with Scrapy's ``CrawlerProcess``.
 
-Twisted's reactor starts once per process and cannot be restarted, so :func:`run_crawl` can be called
+Twisted's reactor starts once per process and cannot be restarted, so :func:`crawl` can be called
 once per process: a second call raises :class:`CrawlError` instead of hanging. The CLI (``crawl``,
 ``run``, ``demo``) calls it once per command; the tests run each crawl in a fresh subprocess
 (``sednaya-monitor crawl --json``) and read the bus and the summary afterwards. ``follow=True`` keeps the
@@ -34,7 +34,7 @@ def spider_names(settings: Settings, *, backfill: bool) -> tuple[str, ...]:
     return LIST_SPIDERS + (SEARCH_SPIDERS if settings.discovery else ())
 
 
-def run_crawl(
+def crawl(
     settings: Settings,
     bus: Bus,
     metrics: Metrics,
@@ -56,7 +56,7 @@ def run_crawl(
     global _started  # noqa: PLW0603  # one reactor per process: remember it was used
     if _started:
         raise CrawlError(
-            "run_crawl: a crawl already ran in this process and Twisted's reactor cannot restart; "
+            "crawl: a crawl already ran in this process and Twisted's reactor cannot restart; "
             "run each crawl in a new process (as the CLI does)"
         )
     from scrapy.crawler import CrawlerProcess

@@ -1,0 +1,245 @@
+"""Crawling commands: ``sources list|check``, ``crawl`` (the distributed crawl stage) and ``demo``.
+
+``crawl`` runs the Scrapy spiders of ``crawlers/`` once (or ``--follow``) and publishes to whatever bus
+the settings name (``--bus kafka://host:9092`` for the distributed mode). The function the ``run``
+command calls is :func:`crawlers.run.crawl` (re-exported here as :func:`crawl`); it can run once per
+process because Twisted's reactor cannot restart.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from crawlers.registry import Source, load_registry, select
+from crawlers.run import crawl
+from crawlers.seen import SeenStore
+from crawlers.settings import user_agent
+from sednaya_monitor.cli import cli
+from sednaya_monitor.cli.context import AppContext
+from stream.article import parse_time
+from stream.settings import Settings
+
+__all__ = ["crawl"]
+
+CHECK_WORKERS = 8  # parallel checks (each to a different host: one request per URL)
+DEMO_DIR = Path(__file__).resolve().parent.parent.parent / "crawlers" / "demo_site"
+
+
+def _app(ctx: click.Context) -> AppContext:
+    app = ctx.find_object(AppContext)
+    assert app is not None, "the cli group sets the AppContext"
+    return app
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value if "T" in value else value + "T00:00:00Z")
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO 8601)") from exc
+
+
+@cli.group()
+def sources() -> None:
+    """The source registry and each source's health."""
+
+
+@sources.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per source.")
+@click.pass_context
+def sources_list(ctx: click.Context, as_json: bool) -> None:
+    """Every registered source with its feeds, sitemaps and the health seen by the last crawls."""
+    settings = _app(ctx).settings
+    registry = load_registry(settings.sources_file)
+    health = {}
+    if (settings.data_dir / "crawl" / "state.sqlite3").exists():
+        with SeenStore(settings.data_dir) as seen:
+            health = seen.health()
+    for source in registry:
+        state = health.get(source.id)
+        row = {
+            "id": source.id,
+            "name": source.name,
+            "lang": source.lang,
+            "country": source.country,
+            "type": source.type,
+            "feeds": list(source.feeds),
+            "sitemaps": list(source.sitemaps),
+            "verified": source.verified,
+            "last_outcome": state.last_outcome if state else None,
+            "last_success": state.last_success.isoformat() if state and state.last_success else None,
+        }
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            health_text = f"{row['last_outcome']} (last ok {row['last_success'] or 'never'})" if state else "never"
+            click.echo(
+                f"{source.id:24} {source.lang} {source.country} {source.type:19} "
+                f"feeds={len(source.feeds)} sitemaps={len(source.sitemaps)} "
+                f"verified={'yes' if source.verified else 'no'} health={health_text}"
+            )
+    if not as_json:
+        click.echo(f"{len(registry)} sources in {settings.sources_file}")
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    source: str
+    url: str
+    outcome: str  # same labels as the crawl's fetch outcomes
+    detail: str
+    seconds: float
+
+
+def check_url(settings: Settings, source: str, url: str) -> Check:
+    """One GET of a feed or sitemap URL with the crawler's User-Agent; never raises."""
+    started = time.monotonic()
+    request = urllib.request.Request(url, headers={"User-Agent": user_agent(settings)})  # noqa: S310  # http(s) only: the registry validates schemes
+    try:
+        with urllib.request.urlopen(request, timeout=settings.crawl_download_timeout_s) as resp:  # noqa: S310
+            body = resp.read(settings.crawl_max_page_bytes + 1)
+            kind = resp.headers.get("Content-Type", "?")
+            outcome, detail = "ok", f"HTTP {resp.status}, {kind}, {len(body)} bytes"
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+        outcome = f"http_{code}" if code in (403, 404, 429) else ("http_5xx" if code >= 500 else "http_4xx")
+        detail = f"HTTP {code}"
+    except urllib.error.URLError as exc:
+        reason = str(exc.reason)
+        outcome = "dns" if "name" in reason.lower() or "resolution" in reason.lower() else "connection"
+        detail = reason
+    except TimeoutError:
+        outcome, detail = "timeout", f"no answer in {settings.crawl_download_timeout_s}s"
+    except OSError as exc:
+        outcome, detail = "connection", str(exc)
+    return Check(source, url, outcome, detail, time.monotonic() - started)
+
+
+@sources.command("check")
+@click.option("--source", "source_ids", multiple=True, help="Only this source id (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def sources_check(ctx: click.Context, source_ids: tuple[str, ...], as_json: bool) -> None:
+    """Fetch every feed and sitemap once and report whether it answers (exit 1 if none does)."""
+    app = _app(ctx)
+    settings = app.settings
+    chosen: list[Source] = select(load_registry(settings.sources_file), source_ids or None)
+    jobs = [(s.id, url) for s in chosen for url in (*s.feeds, *s.sitemaps)]
+    with ThreadPoolExecutor(CHECK_WORKERS) as pool:
+        results = list(pool.map(lambda job: check_url(settings, *job), jobs))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with SeenStore(settings.data_dir) as seen:
+        for result in results:
+            app.metrics.source_fetches.labels(source=result.source, outcome=result.outcome).inc()
+            seen.record_fetch(result.source, result.outcome, success=result.outcome == "ok")
+    for result in results:
+        if as_json:
+            click.echo(json.dumps(asdict(result), ensure_ascii=False))
+        else:
+            click.echo(f"{result.outcome:10} {result.source:24} {result.url}  ({result.detail})")
+    ok = sum(r.outcome == "ok" for r in results)
+    if not as_json:
+        click.echo(f"{ok}/{len(results)} URLs answered")
+    if results and not ok:
+        ctx.exit(1)
+
+
+@cli.command("crawl")
+@click.option("--follow", is_flag=True, help="Keep polling each source on its own interval (Ctrl-C stops).")
+@click.option("--source", "source_ids", multiple=True, help="Only this registry source id (repeatable).")
+@click.option("--spider", "spiders", multiple=True, help="Only this spider (feeds, sitemaps, gdelt, googlenews).")
+@click.option("--backfill-since", callback=_since, help="GDELT backfill from DATE; articles marked backfill.")
+@click.option("--bus", "bus_url", default=None, help="Bus to publish to: embedded or kafka://HOST:PORT.")
+@click.option("--json", "as_json", is_flag=True, help="Print the crawl summary as JSON.")
+@click.pass_context
+def crawl_command(
+    ctx: click.Context,
+    follow: bool,
+    source_ids: tuple[str, ...],
+    spiders: tuple[str, ...],
+    backfill_since: datetime | None,
+    bus_url: str | None,
+    as_json: bool,
+) -> None:
+    """The crawl stage: fetch the sources, extract, filter by topic, publish to the raw topic."""
+    app = _app(ctx)
+    if bus_url:
+        app.settings = app.settings.replace(bus=bus_url)
+    summary = crawl(
+        app.settings,
+        app.bus,
+        app.metrics,
+        follow=follow,
+        sources=source_ids or None,
+        backfill_since=backfill_since,
+        spiders=spiders or None,
+    )
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+    else:
+        click.echo(str(summary))
+
+
+def demo_registry(template: Path, urls: dict[str, str]) -> str:
+    """The demo registry text with ``{{site:NAME}}`` replaced by the served sites' base URLs."""
+    text = template.read_text(encoding="utf-8")
+    for site, url in urls.items():
+        text = text.replace("{{site:" + site + "}}", url.rstrip("/"))
+    return text
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Search page port [settings serve_port].")
+@click.option("--no-serve", is_flag=True, help="Stop after the crawl and the pipeline; do not start the page.")
+@click.pass_context
+def demo(ctx: click.Context, port: int | None, no_serve: bool) -> None:
+    """Serve the bundled offline news web on loopback, run the main job against it, then the search page."""
+    from crawlers.site_server import SiteServer
+    from sednaya_monitor.pipeline import Pipeline
+
+    app = _app(ctx)
+    with SiteServer(DEMO_DIR / "sites") as web, tempfile.TemporaryDirectory(prefix="sednaya-demo-") as tmp:
+        registry = Path(tmp) / "sources.toml"
+        registry.write_text(
+            demo_registry(DEMO_DIR / "sources.toml.tmpl", {s: web.url(s) for s in web.sites}), encoding="utf-8"
+        )
+        click.echo(f"demo web: {', '.join(f'{s}={web.url(s)}' for s in web.sites)}")
+        app.settings = app.settings.replace(
+            sources_file=registry, discovery=False, crawl_download_delay_s=0.0, crawl_retry_times=0
+        )
+        summary = crawl(app.settings, app.bus, app.metrics)
+    click.echo(str(summary))
+    pipeline = Pipeline(app.settings, app.metrics, bus=app.bus, store=app.store)
+    run_summary = pipeline.drain()
+    click.echo("pipeline:")
+    for line in run_summary.lines():
+        click.echo("  " + line)
+    data = app.settings.data_dir
+    click.echo("try:")
+    for command in ("search Sednaya", "search 'صيدنايا'", "search --by-story prison", "stories"):
+        click.echo(f"  sednaya-monitor --data-dir {data} {command}")
+    try:
+        from sednaya_monitor.web import make_server
+    except ImportError:
+        return
+    if no_serve:
+        return
+    server = make_server(app.settings, app.store, app.metrics, port=port)
+    click.echo(f"search page: {server.url}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopping")
+    finally:
+        server.server_close()
