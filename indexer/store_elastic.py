@@ -1,0 +1,710 @@
+"""The Elasticsearch 8 search store (client ``elasticsearch>=8.15,<9``): the only module importing it.
+
+Layout (names use ``settings.es_prefix``, default ``sednaya``):
+
+- component templates ``<p>-analysis`` (analyzers), ``<p>-articles-mappings``, ``<p>-stories-mappings``
+  and index templates ``<p>-articles`` (pattern ``<p>-articles-*``) and ``<p>-stories``; an ILM policy
+  for the article indices and, when ``es_snapshot_repository`` is set, an SLM snapshot policy. All are
+  the JSON files of ``deploy/elasticsearch/`` (the same files an operator can PUT by hand), installed at
+  start-up when missing or older than the file's ``version``. The default prefix in those files is
+  replaced by the configured one, and the vector dims by ``settings.es_vector_dims``.
+- ``<p>-articles-000001`` behind the write alias ``<p>-articles`` (ILM rolls it over); reads and
+  writes go through the alias. ``<p>-stories``: one document per story.
+
+Text: ``title``/``text`` are analysed unstemmed and folded (``sednaya_folded``) with per-language
+sub-fields (``ar`` = the built-in Arabic analyzer rebuilt with a Persian yeh/keheh/tatweel mapping,
+``en``, ``fr``, ``de``, ``tr``, ``std``). ``title_folded``/``text_folded`` hold the application-folded
+tokens (``indexer.query.tokens``: the embedded store's exact tokens) under a whitespace analyzer, so an
+exact term or phrase means the same on both stores; the language sub-fields add stemmed recall. The
+query AST becomes bool/match/match_phrase/term DSL (never ``query_string``).
+
+Writes: ``helpers.streaming_bulk`` with ``_id`` = article id (idempotent), each item's result inspected;
+429/5xx and connection failures are retried ``BULK_ATTEMPTS`` times with backoff, other item errors are
+returned as permanent ``WriteFailure`` with the server's reason (the caller dead-letters them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
+
+from indexer.documents import DAY_FACET_SIZE, FACET_SIZE, sort_time, source_type_of
+from indexer.errors import StoreError
+from indexer.highlight import matched_terms
+from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
+from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
+from stream.article import Article, utc
+from stream.settings import PACKAGE_ROOT, Settings
+from stream.story import Story
+
+logger = logging.getLogger(__name__)
+
+DEPLOY_DIR = PACKAGE_ROOT / "deploy" / "elasticsearch"
+FILE_PREFIX = "sednaya"  # the prefix written in the deploy files, replaced by settings.es_prefix
+LANG_SUBFIELDS = ("ar", "en", "fr", "de", "tr", "std")
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})  # overload/unavailable: worth another try
+BULK_ATTEMPTS = 3  # bulk rounds for transiently failing items before returning them as transient
+BULK_BACKOFF_S = 0.5  # first wait between rounds, doubled each round
+BULK_CHUNK = 500  # documents per bulk request
+PAGE = 1000  # documents per page when iterating (search_after)
+MAX_SIZE = 1000  # largest page a search may ask for
+BY_STORY_MAX_STORIES = 1000  # stories considered for --by-story (the terms aggregation's size)
+KNN_CANDIDATES = 100  # num_candidates of the kNN search (per shard), at least k
+TITLE_BOOST = 3.0  # a title hit weighs like this many text hits (the embedded store's BM25 weight)
+FRAGMENT_CHARS = 160  # highlight fragment size, as the embedded store's
+MAX_FRAGMENTS = 3
+HIGHLIGHT_TAGS = ("<mark>", "</mark>")
+
+_FILTER_FIELDS = {"lang": "lang", "source": "source", "story": "story_id"}
+_FACET_FIELDS = {"lang": "lang", "source": "source", "source_type": "source_type", "story": "story_id"}
+_CONTRACT_FIELDS = (
+    "schema", "id", "url", "canonical_url", "source", "channel", "backfill", "lang", "title", "text", "authors",
+    "published", "date_source", "discovered_at", "fetched_at", "content_sha256", "relevance", "embedding",
+    "duplicate_of", "story_id", "story_role", "extra",
+)  # fmt: skip
+
+
+def _iso(value: datetime) -> str:
+    return utc(value).isoformat().replace("+00:00", "Z")
+
+
+def article_document(article: Article) -> dict[str, Any]:
+    """The ``_source`` of an article: the contract fields plus derived search fields."""
+    doc = article.to_dict(with_embedding=True)
+    doc.setdefault("extra", {})
+    doc.update(
+        source_type=source_type_of(article),
+        lang=article.lang.lower(),
+        sort_date=_iso(sort_time(article)),
+        title_folded=" ".join(tokens(article.title)),
+        text_folded=" ".join(tokens(article.text)),
+    )
+    return doc
+
+
+def story_document(story: Story) -> dict[str, Any]:
+    return story.to_dict(with_centroid=True)
+
+
+def item_failure(item: Mapping[str, Any]) -> WriteFailure:
+    """A bulk response item (``{"index": {"_id", "status", "error"}}``) as a ``WriteFailure``.
+
+    ``transient`` for 429/502/503/504 and for connection failures (status ``N/A``); the reason names
+    the error type and the server's reason (with its cause), e.g.
+    ``mapper_parsing_exception: failed to parse field [published] ...``.
+    """
+    op = next(iter(item.values()))
+    status = op.get("status")
+    error = op.get("error")
+    if isinstance(error, dict):
+        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, dict) and cause.get("reason"):
+            reason += f" (caused by {cause.get('type', 'error')}: {cause['reason']})"
+    else:
+        reason = str(error or f"status {status}")
+    transient = not isinstance(status, int) or status in TRANSIENT_STATUSES
+    return WriteFailure(article_id=str(op.get("_id", "")), reason=f"status {status}: {reason}", transient=transient)
+
+
+# --- query translation -----------------------------------------------------------------------------
+
+
+def _leaf_query(leaf: Term | Phrase) -> dict[str, Any]:
+    """One word or phrase: the exact folded-token fields, or any language sub-field."""
+    toks = tokens(leaf.text)
+    bases = ("title",) if leaf.field == "title" else ("title", "text")
+    boosts = {"title": TITLE_BOOST, "text": 1.0}
+    should: list[dict[str, Any]] = []
+    if isinstance(leaf, Phrase):
+        folded = " ".join(toks)
+        should += [{"match_phrase": {f"{b}_folded": {"query": folded, "boost": boosts[b]}}} for b in bases]
+        should += [
+            {"match_phrase": {f"{b}.{sub}": {"query": leaf.text, "boost": boosts[b]}}}
+            for b in bases
+            for sub in LANG_SUBFIELDS
+        ]
+    else:
+        # each token in some field (the embedded store's {title body}: ("a" AND "b"))
+        exact = [
+            {
+                "bool": {
+                    "should": [{"match": {f"{b}_folded": {"query": tok, "boost": boosts[b]}}} for b in bases],
+                    "minimum_should_match": 1,
+                }
+            }
+            for tok in toks
+        ]
+        should.append(exact[0] if len(exact) == 1 else {"bool": {"must": exact}})
+        should += [
+            {"match": {f"{b}.{sub}": {"query": leaf.text, "operator": "and", "boost": boosts[b]}}}
+            for b in bases
+            for sub in LANG_SUBFIELDS
+        ]
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+def to_dsl(node: Node) -> dict[str, Any]:
+    """Elasticsearch query DSL of a parsed query (bool/match/match_phrase/term; filters score 0)."""
+    if isinstance(node, MatchAll):
+        return {"match_all": {}}
+    if isinstance(node, Term | Phrase):
+        return _leaf_query(node)
+    if isinstance(node, FieldFilter):
+        value = node.value.lower() if node.field == "lang" else node.value
+        return {"constant_score": {"filter": {"term": {_FILTER_FIELDS[node.field]: value}}, "boost": 0.0}}
+    if isinstance(node, Not):
+        return {"bool": {"must_not": [to_dsl(node.item)]}}
+    if isinstance(node, And):
+        return {"bool": {"must": [to_dsl(item) for item in node.items]}}
+    return {"bool": {"should": [to_dsl(item) for item in node.items], "minimum_should_match": 1}}
+
+
+def _request_filters(request: SearchRequest) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for field, value in (
+        ("lang", request.lang.lower() if request.lang else None),
+        ("source", request.source),
+        ("source_type", request.source_type),
+        ("story_id", request.story),
+    ):
+        if value is not None:
+            out.append({"term": {field: value}})
+    if request.since is not None or request.until is not None:
+        bounds: dict[str, str] = {}
+        if request.since is not None:
+            bounds["gte"] = _iso(request.since)
+        if request.until is not None:
+            bounds["lte"] = _iso(request.until)
+        out.append({"range": {"sort_date": bounds}})
+    if request.ids is not None:
+        out.append({"terms": {"id": list(request.ids)}})
+    return out
+
+
+def _load(path: Path, prefix: str, dims: int) -> dict[str, Any]:
+    """A deploy file with the configured prefix and vector dims."""
+    text = path.read_text(encoding="utf-8")
+    if prefix != FILE_PREFIX:
+        text = text.replace(f'"{FILE_PREFIX}-', f'"{prefix}-').replace(f"<{FILE_PREFIX}-", f"<{prefix}-")
+    body: dict[str, Any] = json.loads(text)
+
+    def patch(obj: Any) -> None:
+        if isinstance(obj, dict):
+            if obj.get("type") == "dense_vector":
+                obj["dims"] = dims
+            for value in obj.values():
+                patch(value)
+        elif isinstance(obj, list):
+            for value in obj:
+                patch(value)
+
+    patch(body)
+    return body
+
+
+def _file_version(body: Mapping[str, Any]) -> int:
+    meta = body.get("_meta") or body.get("policy", {}).get("_meta") or {}
+    return int(body.get("version") or meta.get("version") or 0)
+
+
+class ElasticStore:
+    """The search store on Elasticsearch 8 at ``settings.store`` (``http://host:9200``).
+
+    ``refresh=True`` makes every write visible to the next search (tests); production relies on the
+    index refresh interval (1 s).
+    """
+
+    def __init__(self, settings: Settings, *, refresh: bool = False, client: Elasticsearch | None = None) -> None:
+        self.settings = settings
+        self.prefix = settings.es_prefix
+        self.articles_alias = f"{self.prefix}-articles"
+        self.first_index = f"{self.prefix}-articles-000001"
+        self.stories_index = f"{self.prefix}-stories"
+        self.refresh = refresh
+        self.client = client or Elasticsearch(
+            settings.store, request_timeout=settings.es_timeout_s, retry_on_timeout=True, max_retries=2
+        )
+
+    # --- set-up ----------------------------------------------------------------------------------
+
+    def _body(self, kind: str, name: str) -> dict[str, Any]:
+        return _load(DEPLOY_DIR / kind / f"{name}.json", self.prefix, self.settings.es_vector_dims)
+
+    def _installed_version(self, getter: Any, key: str, name: str) -> int:
+        try:
+            found = getter(name=name).body
+        except NotFoundError:
+            return -1
+        for item in found.get(key, []):
+            if item.get("name") == name:
+                return int(item.get(key[:-1], {}).get("version") or 0)
+        return -1
+
+    def install_templates(self) -> None:
+        """Component and index templates (when missing or older than the files), ILM and SLM policies."""
+        es = self.client
+        for name in ("analysis", "articles-mappings", "stories-mappings"):
+            body = self._body("component_templates", f"{FILE_PREFIX}-{name}")
+            full = f"{self.prefix}-{name}"
+            if self._installed_version(es.cluster.get_component_template, "component_templates", full) < _file_version(
+                body
+            ):
+                es.cluster.put_component_template(name=full, **body)
+                logger.info("component template installed", extra={"template": full, "version": body["version"]})
+        for name in ("articles", "stories"):
+            body = self._body("index_templates", f"{FILE_PREFIX}-{name}")
+            full = f"{self.prefix}-{name}"
+            if self._installed_version(es.indices.get_index_template, "index_templates", full) < _file_version(body):
+                es.indices.put_index_template(name=full, **body)
+                logger.info("index template installed", extra={"template": full, "version": body["version"]})
+        self._install_policy(
+            "ILM policy",
+            lambda: es.ilm.put_lifecycle(name=self.articles_alias, **self._body("ilm", f"{FILE_PREFIX}-articles")),
+        )
+        if self.settings.es_snapshot_repository:
+            body = self._body("slm", f"{FILE_PREFIX}-nightly")
+            body["repository"] = self.settings.es_snapshot_repository
+            self._install_policy("SLM policy", lambda: es.slm.put_lifecycle(policy_id=f"{self.prefix}-nightly", **body))
+
+    @staticmethod
+    def _install_policy(what: str, put: Any) -> None:
+        try:
+            put()
+        except ApiError as exc:
+            if exc.status_code in (400, 404) and "no handler found" in str(exc):
+                # a server without the lifecycle APIs (the test stand-in): the indices still work
+                logger.warning("%s not installed: the server has no such API", what, extra={"reason": str(exc)})
+                return
+            raise
+
+    def _mappings_and_settings(self, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        analysis = self._body("component_templates", f"{FILE_PREFIX}-analysis")["template"]["settings"]
+        mappings = self._body("component_templates", f"{FILE_PREFIX}-{kind}-mappings")["template"]["mappings"]
+        return mappings, copy.deepcopy(analysis)
+
+    def ensure_ready(self) -> None:
+        """Install templates and policies, create the first article index behind its write alias and
+        the story index (idempotent).
+
+        The create calls carry the mappings and analysis explicitly as well: identical to what the
+        templates give on Elasticsearch, and what makes a server that does not apply templates (the test
+        stand-in) index with the right field types.
+
+        Raises:
+            StoreError: the server cannot be reached or refuses the set-up.
+        """
+        try:
+            self.install_templates()
+            if not self.client.indices.exists_alias(name=self.articles_alias):
+                mappings, index_settings = self._mappings_and_settings("articles")
+                self.client.indices.create(
+                    index=self.first_index,
+                    mappings=mappings,
+                    settings=index_settings,
+                    aliases={self.articles_alias: {"is_write_index": True}},
+                )
+            if not self.client.indices.exists(index=self.stories_index):
+                mappings, index_settings = self._mappings_and_settings("stories")
+                self.client.indices.create(index=self.stories_index, mappings=mappings, settings=index_settings)
+        except (ApiError, TransportError) as exc:
+            raise StoreError(f"elasticsearch {self.settings.store}: set-up failed: {exc}") from exc
+
+    def wipe(self) -> None:
+        """Delete this prefix's indices and templates (tests)."""
+        es = self.client
+        rows: list[dict[str, Any]] = json.loads(json.dumps(es.cat.indices(format="json").body))
+        names = [str(row["index"]) for row in rows]
+        for name in names:
+            if name.startswith(f"{self.prefix}-"):
+                es.indices.delete(index=name, ignore_unavailable=True)
+        for name in ("articles", "stories"):
+            with contextlib.suppress(NotFoundError):
+                es.indices.delete_index_template(name=f"{self.prefix}-{name}")
+        for name in ("analysis", "articles-mappings", "stories-mappings"):
+            with contextlib.suppress(NotFoundError):
+                es.cluster.delete_component_template(name=f"{self.prefix}-{name}")
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    def _bulk(self, actions: list[dict[str, Any]], index: str) -> list[WriteFailure]:
+        """Run ``actions`` (each with ``_id``), retrying transient item failures; returns the rest."""
+        by_id = {a["_id"]: a for a in actions}
+        pending = actions
+        permanent: list[WriteFailure] = []
+        for attempt in range(1, BULK_ATTEMPTS + 1):
+            failures = self._bulk_round(pending, index)
+            permanent += [f for f in failures if not f.transient]
+            transient = [f for f in failures if f.transient]
+            if not transient or attempt == BULK_ATTEMPTS:
+                return permanent + transient
+            logger.warning(
+                "bulk items failed transiently, retrying",
+                extra={"stage": "index", "count": len(transient), "attempt": attempt, "reason": transient[0].reason},
+            )
+            time.sleep(BULK_BACKOFF_S * 2 ** (attempt - 1))
+            pending = [by_id[f.article_id] for f in transient if f.article_id in by_id]
+        return permanent  # pragma: no cover - the loop returns on its last attempt
+
+    def _bulk_round(self, actions: list[dict[str, Any]], index: str) -> list[WriteFailure]:
+        try:
+            return [
+                item_failure(item)
+                for ok, item in helpers.streaming_bulk(
+                    self.client,
+                    actions,
+                    index=index,
+                    chunk_size=BULK_CHUNK,
+                    raise_on_error=False,
+                    raise_on_exception=False,
+                    refresh=self.refresh,
+                )
+                if not ok
+            ]
+        except TransportError as exc:
+            return [WriteFailure(article_id=a["_id"], reason=f"transport: {exc}", transient=True) for a in actions]
+
+    def write_articles(self, articles: Sequence[Article]) -> list[WriteFailure]:
+        """Bulk-index by ``_id`` = article id into the write alias (an upsert: one document per id).
+
+        Returns the articles the server refused for good (``transient=False``, with its reason) or that
+        still failed transiently after ``BULK_ATTEMPTS`` rounds (``transient=True``).
+        """
+        refused: list[WriteFailure] = []
+        actions: list[dict[str, Any]] = []
+        for article in articles:
+            if article.embedding is not None and not all(math.isfinite(x) for x in article.embedding):
+                refused.append(WriteFailure(article_id=article.id, reason="embedding contains NaN or infinite values"))
+                continue
+            actions.append({"_op_type": "index", "_id": article.id, "_source": article_document(article)})
+        failures = refused + (self._bulk(actions, self.articles_alias) if actions else [])
+        for failure in failures:
+            logger.warning(
+                "article not written",
+                extra={"stage": "index", "article_id": failure.article_id, "reason": failure.reason},
+            )
+        return failures
+
+    def write_stories(self, stories: Sequence[Story]) -> None:
+        """Upsert story documents by id (``update`` with ``doc_as_upsert``).
+
+        Raises:
+            StoreError: a story could not be written (the message names it and the reason).
+        """
+        actions = [
+            {"_op_type": "update", "_id": s.id, "doc": story_document(s), "doc_as_upsert": True} for s in stories
+        ]
+        failures = self._bulk(actions, self.stories_index) if actions else []
+        if failures:
+            first = failures[0]
+            raise StoreError(f"story {first.article_id}: not written ({len(failures)} failed): {first.reason}")
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _article(source: Mapping[str, Any]) -> Article:
+        return Article.from_dict({k: source[k] for k in _CONTRACT_FIELDS if k in source})
+
+    def _search(self, index: str, **body: Any) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = self.client.search(index=index, **body).body
+        except NotFoundError as exc:
+            raise StoreError(f"elasticsearch {self.settings.store}: index {index} missing: {exc}") from exc
+        return result
+
+    def get_article(self, article_id: str) -> Article | None:
+        found = self._search(self.articles_alias, query={"term": {"id": article_id}}, size=1)["hits"]["hits"]
+        return self._article(found[0]["_source"]) if found else None
+
+    def get_story(self, story_id: str) -> Story | None:
+        try:
+            found = self.client.get(index=self.stories_index, id=story_id).body
+        except NotFoundError:
+            return None
+        return Story.from_dict(found["_source"])
+
+    def list_stories(self, *, since: datetime | None = None, limit: int = 50) -> list[Story]:
+        """Stories not merged away, newest ``last_seen`` first (then id), ``last_seen >= since``."""
+        filters: list[dict[str, Any]] = []
+        if since is not None:
+            filters.append({"range": {"last_seen": {"gte": _iso(since)}}})
+        hits = self._search(
+            self.stories_index,
+            query={"bool": {"filter": filters, "must_not": [{"exists": {"field": "merged_into"}}]}},
+            sort=[{"last_seen": "desc"}, {"id": "asc"}],
+            size=limit,
+        )["hits"]["hits"]
+        return [Story.from_dict(h["_source"]) for h in hits]
+
+    def _scan(self, index: str, query: dict[str, Any], sort: list[dict[str, str]], **extra: Any) -> Iterator[Any]:
+        """Every hit of ``query`` in ``sort`` order, pages of ``PAGE`` with search_after."""
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {"query": query, "sort": sort, "size": PAGE, **extra}
+            if after is not None:
+                body["search_after"] = after
+            hits = self._search(index, **body)["hits"]["hits"]
+            yield from hits
+            if len(hits) < PAGE:
+                return
+            after = hits[-1]["sort"]
+
+    def story_articles(self, story_id: str) -> list[Article]:
+        """Articles of the story, oldest first (publication or fetch time, then id)."""
+        return [
+            self._article(h["_source"])
+            for h in self._scan(
+                self.articles_alias,
+                {"term": {"story_id": story_id}},
+                [{"sort_date": "asc"}, {"id": "asc"}],
+                source={"excludes": ["embedding", "title_folded", "text_folded"]},
+            )
+        ]
+
+    def similar_stories(
+        self, vector: Sequence[float], *, k: int = 10, since: datetime | None = None
+    ) -> list[tuple[str, float]]:
+        """kNN over story centroids (``knn`` search option), re-ranked by exact cosine.
+
+        Returns at most ``k`` ``(story_id, cosine)`` pairs, best first (ties by id), among stories not
+        merged away with ``last_seen >= since``.
+        """
+        if k <= 0:
+            return []
+        query = [float(x) for x in vector]
+        norm = math.sqrt(sum(x * x for x in query))
+        if norm == 0.0:
+            return []
+        filters: list[dict[str, Any]] = [{"bool": {"must_not": [{"exists": {"field": "merged_into"}}]}}]
+        if since is not None:
+            filters.append({"range": {"last_seen": {"gte": _iso(since)}}})
+        candidates = max(KNN_CANDIDATES, k)
+        hits = self._search(
+            self.stories_index,
+            knn={"field": "centroid", "query_vector": query, "k": k, "num_candidates": candidates, "filter": filters},
+            size=candidates,
+            source=["id", "centroid", "merged_into", "last_seen"],
+        )["hits"]["hits"]
+        cutoff = None if since is None else utc(since)
+        scored: list[tuple[str, float]] = []
+        for hit in hits:
+            src = hit["_source"]
+            centroid = src.get("centroid")
+            if not centroid or len(centroid) != len(query) or src.get("merged_into"):
+                continue
+            if cutoff is not None and datetime.fromisoformat(src["last_seen"]) < cutoff:
+                continue
+            dot = sum(a * b for a, b in zip(query, centroid, strict=True))
+            cnorm = math.sqrt(sum(b * b for b in centroid)) or 1.0
+            scored.append((str(src["id"]), dot / (norm * cnorm)))
+        scored.sort(key=lambda p: (-p[1], p[0]))
+        return scored[:k]
+
+    def iter_articles(self) -> Iterator[Article]:
+        """Every stored article in id order (search_after pages of ``PAGE``)."""
+        for hit in self._scan(
+            self.articles_alias,
+            {"match_all": {}},
+            [{"id": "asc"}],
+            source={"excludes": ["title_folded", "text_folded"]},
+        ):
+            yield self._article(hit["_source"])
+
+    def count_articles(self) -> int:
+        return int(self.client.count(index=self.articles_alias).body["count"])
+
+    # --- search ----------------------------------------------------------------------------------
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        """Run ``request`` (see ``indexer.store.SearchRequest``).
+
+        Raises:
+            QuerySyntaxError: ``request.query`` is malformed (names the position and token).
+            StoreError: the server refused the search.
+        """
+        node = parse(request.query)
+        leaves = positive_leaves(node)
+        size = max(0, min(request.size, MAX_SIZE))
+        query = {"bool": {"must": [to_dsl(node)], "filter": _request_filters(request)}}
+        sort: list[Any] = (
+            [{"sort_date": "desc"}, {"id": "asc"}] if request.sort == "date" else [{"_score": "desc"}, {"id": "asc"}]
+        )
+        body: dict[str, Any] = {
+            "query": query,
+            "sort": sort,
+            "size": size,
+            "track_total_hits": True,
+            "track_scores": True,
+            "source": {"excludes": ["embedding", "title_folded", "text_folded"]},
+        }
+        if request.search_after is not None and not request.by_story:
+            body["search_after"] = self._after(request)
+        if request.facets:
+            body["aggs"] = self._facet_aggs()
+        if request.highlight and leaves:
+            body["highlight"] = self._highlight(leaves)
+        if request.by_story:
+            body["size"] = 0
+            body["aggs"] = {**body.get("aggs", {}), **self._story_aggs(sort, request)}
+        try:
+            raw = self._search(self.articles_alias, **body)
+        except ApiError as exc:
+            raise StoreError(f"search {request.query!r} refused: {exc}") from exc
+        total = int(raw["hits"]["total"]["value"])
+        facets = self._facets(raw.get("aggregations", {})) if request.facets else {}
+        if request.by_story:
+            return self._groups(raw, request, leaves, size, total, facets)
+        hits = [self._hit(h, leaves) for h in raw["hits"]["hits"]]
+        next_after = None
+        if raw["hits"]["hits"] and len(raw["hits"]["hits"]) == size:
+            next_after = tuple(str(v) for v in raw["hits"]["hits"][-1]["sort"])
+        return SearchResult(total=total, hits=hits, facets=facets, next_after=next_after)
+
+    @staticmethod
+    def _after(request: SearchRequest) -> list[Any]:
+        assert request.search_after is not None
+        try:
+            raw_key, last_id = request.search_after
+            key: float | int = int(raw_key) if request.sort == "date" else float(raw_key)
+        except ValueError as exc:
+            raise ValueError(f"search_after {request.search_after!r} is not a cursor of a {request.sort} sort") from exc
+        return [key, last_id]
+
+    @staticmethod
+    def _facet_aggs() -> dict[str, Any]:
+        aggs: dict[str, Any] = {
+            f"facet_{name}": {
+                "terms": {"field": field, "size": FACET_SIZE, "order": [{"_count": "desc"}, {"_key": "asc"}]}
+            }
+            for name, field in _FACET_FIELDS.items()
+        }
+        aggs["facet_day"] = {
+            "date_histogram": {
+                "field": "sort_date",
+                "calendar_interval": "day",
+                "min_doc_count": 1,
+                "format": "yyyy-MM-dd",
+            }
+        }
+        return aggs
+
+    @staticmethod
+    def _facets(aggs: Mapping[str, Any]) -> dict[str, list[tuple[str, int]]]:
+        out: dict[str, list[tuple[str, int]]] = {}
+        for name in FACETS:
+            buckets = aggs.get(f"facet_{name}", {}).get("buckets", [])
+            if name == "day":
+                pairs = [(str(b["key_as_string"]), int(b["doc_count"])) for b in buckets if b["doc_count"] > 0]
+                out[name] = sorted(pairs)[-DAY_FACET_SIZE:]
+            else:
+                out[name] = [(str(b["key"]), int(b["doc_count"])) for b in buckets]
+        return out
+
+    @staticmethod
+    def _highlight(leaves: Sequence[Term | Phrase]) -> dict[str, Any]:
+        should: list[dict[str, Any]] = []
+        for leaf in leaves:
+            kind = "match_phrase" if isinstance(leaf, Phrase) else "match"
+            fields = ("title",) if leaf.field == "title" else ("title", "text")
+            should += [{kind: {f: leaf.text}} for f in fields]
+        return {
+            "pre_tags": [HIGHLIGHT_TAGS[0]],
+            "post_tags": [HIGHLIGHT_TAGS[1]],
+            "encoder": "html",
+            "require_field_match": False,
+            "highlight_query": {"bool": {"should": should}},
+            "fields": {
+                "title": {"number_of_fragments": 0},
+                "text": {"fragment_size": FRAGMENT_CHARS, "number_of_fragments": MAX_FRAGMENTS},
+            },
+        }
+
+    @staticmethod
+    def _story_aggs(sort: list[Any], request: SearchRequest) -> dict[str, Any]:
+        return {
+            "by_story": {
+                "terms": {"field": "story_id", "size": BY_STORY_MAX_STORIES},
+                "aggs": {
+                    "best": {
+                        "top_hits": {
+                            "size": 1,
+                            "sort": sort,
+                            "track_scores": True,
+                            "_source": {"excludes": ["embedding", "title_folded", "text_folded"]},
+                        }
+                    },
+                    "langs": {"terms": {"field": "lang", "size": 50}},
+                },
+            }
+        }
+
+    def _groups(
+        self,
+        raw: Mapping[str, Any],
+        request: SearchRequest,
+        leaves: Sequence[Term | Phrase],
+        size: int,
+        total: int,
+        facets: dict[str, list[tuple[str, int]]],
+    ) -> SearchResult:
+        """Story groups ordered like their best hits, from the ``by_story`` aggregation."""
+        rows: list[tuple[tuple[Any, ...], str, Hit, int, tuple[str, ...]]] = []
+        for bucket in raw.get("aggregations", {}).get("by_story", {}).get("buckets", []):
+            best = bucket["best"]["hits"]["hits"][0]
+            hit = self._hit(best, leaves)
+            if request.sort == "date":
+                key: tuple[Any, ...] = (-int(best["sort"][0]), best["_source"]["id"])
+                cursor = (str(best["sort"][0]), best["_source"]["id"])
+            else:
+                score = float(best.get("_score") or 0.0)
+                key = (-score, best["_source"]["id"])
+                cursor = (repr(score), best["_source"]["id"])
+            langs = tuple(sorted(str(b["key"]) for b in bucket["langs"]["buckets"]))
+            rows.append((key, cursor[0], hit, int(bucket["doc_count"]), langs))
+        rows.sort(key=lambda r: r[0])
+        if request.search_after is not None:
+            after = self._after(request)
+            mark = (-after[0], after[1])
+            rows = [r for r in rows if r[0] > mark]
+        page = rows[:size]
+        stories = {r[2].article.story_id: self.get_story(r[2].article.story_id or "") for r in page}
+        groups = [
+            StoryGroup(
+                story_id=str(hit.article.story_id),
+                best=hit,
+                article_count=count,
+                languages=langs,
+                story=stories[hit.article.story_id],
+            )
+            for _key, _c, hit, count, langs in page
+        ]
+        next_after = None
+        if page and len(page) == size:
+            last = page[-1]
+            next_after = (last[1], last[2].article.id)
+        return SearchResult(
+            total=total, hits=[g.best for g in groups], facets=facets, next_after=next_after, groups=groups
+        )
+
+    def _hit(self, raw: Mapping[str, Any], leaves: Sequence[Term | Phrase]) -> Hit:
+        article = self._article(raw["_source"])
+        marks = {k: list(v) for k, v in (raw.get("highlight") or {}).items() if k in ("title", "text")}
+        return Hit(
+            article=article,
+            score=float(raw.get("_score") or 0.0),
+            highlights=marks,
+            matched_terms=matched_terms(article, leaves),
+        )
