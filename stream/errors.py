@@ -37,3 +37,7 @@ class UnavailableError(SednayaError):
     Stages never dead-letter a record for this: the worker keeps the batch uncommitted, turns the
     process health red with this message and retries with backoff until the dependency is back.
     """
+
+
+class StoryStateError(SednayaError):
+    """The clustering stage's story state (SQLite in the data directory) cannot be read or written."""

@@ -63,10 +63,10 @@ class Settings:
     duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
     duplicate_window_days: int = 30  # originals kept in the near-duplicate index (0 = all, memory grows)
     anchor_weight: float = 0.1  # score bonus for shared anchors, same language (stream/clustering.py)
-    cross_lingual_anchor_weight: float = 0.45  # same bonus across languages, where the model is blind
-    cross_lingual_min_anchors: float = 2.0  # weighted shared anchors needed to link across languages
+    cross_lingual_min_anchors: float = 2.0  # weighted shared anchors that link where the model is blind
+    model_languages: str = "en"  # languages the model reads, comma-separated; "*" = multilingual model
     follow_up_min_anchors: float = 1.0  # shared dates/figures/entities needed to join a dormant story
-    novelty_override: float = 0.85  # cosine above which a new kind of development still joins the story
+    novelty_override: float = 0.95  # cosine above which a new kind of development still joins the story
     merge_threshold: float = 0.8  # centroid cosine at which two active stories are merged
     merge_every: int = 50  # articles clustered between two merge passes over the active stories
 

@@ -1,0 +1,292 @@
+"""Language-independent anchors for cross-lingual story linking, and event kinds for novelty.
+
+An English-only embedding model puts an Arabic and an English report of the same event far apart
+(cosine ~0.1). What the two share is what does not translate: figures (13,000 / ١٣٬٠٠٠ / "13 ألف"),
+dates (15 May 2017 / 15 أيار 2017 / 2017-05-15), and the people and bodies of the topic file in
+their Latin and Arabic spellings. :class:`AnchorExtractor` turns a text into a set of such keys:
+
+- ``num:<int>``   figures of at least ``MIN_FIGURE`` (not years) and the topic's anchor numbers;
+- ``date:<yyyy-mm-dd>`` and ``month:<yyyy-mm>``  dates in en/fr/de/tr/ar month names or ISO form;
+- ``ent:<key>``   an entity group of the topic file, whichever spelling matched;
+- ``name:<word>`` capitalised Latin-script words (proper names shared by Latin-script languages).
+
+:func:`event_kinds` finds what kind of development a headline reports (a denial, an arrest, a
+trial, a release, ...): the novelty cue that keeps a new development out of the old story it
+repeats the names and figures of. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from stream.text import fold
+from stream.topic import Topic
+
+MIN_FIGURE = 100  # smaller numbers (ages, counts of days) recur in unrelated stories
+YEAR_RANGE = range(1900, 2101)  # a bare year is a weak cue: it is kept only inside a date
+MAX_NAME_ANCHORS = 12  # capitalised words kept per text (the first ones: headline and lead)
+MIN_NAME_LEN = 4  # shorter capitalised words are mostly sentence starts and acronyms
+
+# Weight of each anchor kind in the overlap score (clustering.anchor_overlap): a shared exact
+# date or figure is strong evidence of one event; a shared month, entity or name much less.
+ANCHOR_WEIGHTS: Mapping[str, float] = {
+    "date": 1.0,
+    "num": 1.0,
+    "ent": 0.5,
+    "month": 0.3,
+    "name": 0.3,
+}
+# Kinds specific enough to retrieve a dormant story by (story_state's anchor index).
+SPECIFIC_KINDS = frozenset({"date", "num", "ent"})
+
+_MONTHS: dict[str, int] = {}
+for _num, _month_names in enumerate(
+    [
+        ("january", "jan", "janvier", "januar", "ocak", "يناير", "كانون الثاني"),
+        ("february", "feb", "fevrier", "februar", "subat", "فبراير", "شباط"),
+        ("march", "mar", "mars", "marz", "mart", "مارس", "اذار"),
+        ("april", "apr", "avril", "nisan", "ابريل", "نيسان"),
+        ("may", "mai", "mayis", "مايو", "ايار"),
+        ("june", "jun", "juin", "juni", "haziran", "يونيو", "حزيران"),
+        ("july", "jul", "juillet", "juli", "temmuz", "يوليو", "تموز"),
+        ("august", "aug", "aout", "agustos", "اغسطس", "اب"),
+        ("september", "sep", "sept", "septembre", "eylul", "سبتمبر", "ايلول"),
+        ("october", "oct", "octobre", "oktober", "ekim", "اكتوبر", "تشرين الاول"),
+        ("november", "nov", "novembre", "kasim", "نوفمبر", "تشرين الثاني"),
+        ("december", "dec", "decembre", "dezember", "aralik", "ديسمبر", "كانون الاول"),
+    ],
+    start=1,
+):
+    for _name in _month_names:
+        _MONTHS[fold(_name)] = _num
+
+# Arabic dates often give both month names: "15 أيار/مايو 2017".
+_MONTH_ALT = "|".join(sorted((re.escape(m) for m in _MONTHS), key=len, reverse=True))
+_MONTH = rf"(?P<month>{_MONTH_ALT})(?:\s*/\s*(?:{_MONTH_ALT}))?"
+_DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th|er|\.)?"
+_YEAR = r"(?P<year>\d{4})"
+_DATE_PATTERNS = (
+    re.compile(rf"(?<!\w){_DAY}\s+(?:de\s+)?{_MONTH}\.?,?\s+{_YEAR}(?!\w)"),
+    re.compile(rf"(?<!\w){_MONTH}\.?\s+{_DAY},?\s+{_YEAR}(?!\w)"),
+    re.compile(r"(?<!\w)(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?!\w)"),
+)
+_MONTH_YEAR = re.compile(rf"(?<!\w){_MONTH}\.?,?\s+{_YEAR}(?!\w)")
+# 13,000 / 13.000 / 13 000 / ١٣٬٠٠٠ / 17723, optionally "13 thousand" / "13 ألف".
+_NUMBER = re.compile(
+    r"(?<![\w.,])(\d{1,3}(?:[,.\u066c\u202f\u00a0 ]\d{3})+|\d+)(?:\s+(thousand|الف|الاف|million|مليون))?"
+)
+_MULTIPLIERS = {"thousand": 1000, "الف": 1000, "الاف": 1000, "million": 1_000_000, "مليون": 1_000_000}
+_CAPITALISED = re.compile(r"(?<![\w'’-])([A-ZÀ-ÖØ-ÞĞİŞ][\w'’-]+)")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\n\"“”«»]\s*)$")
+_ARABIC_PREFIXES = "(?:و|ف|ب|ل|ك)?"  # clitic conjunctions and prepositions written onto the noun
+
+# Event kinds of a headline (folded terms; matched as word prefixes in the title and first sentence).
+EVENT_TERMS: Mapping[str, tuple[str, ...]] = {
+    "denial": (
+        "deny",
+        "denies",
+        "denied",
+        "denial",
+        "rejects",
+        "rejected",
+        "dismisses",
+        "dismissed",
+        "refutes",
+        "dement",
+        "dementiert",
+        "bestreitet",
+        "yalanladi",
+        "reddetti",
+        "نفت",
+        "تنفي",
+        "ينفي",
+        "نفى",
+        "نفي",
+        "ترفض",
+        "رفضت",
+    ),
+    "arrest": (
+        "arrest",
+        "arrested",
+        "arrests",
+        "apprehended",
+        "taken into custody",
+        "extradited",
+        "arrete",
+        "arrestation",
+        "festgenommen",
+        "festnahme",
+        "verhaftet",
+        "gozaltina",
+        "tutuklandi",
+        "اعتقال",
+        "اعتقلت",
+        "القبض",
+        "توقيف",
+        "اوقفت",
+    ),
+    "trial": (
+        "trial",
+        "verdict",
+        "sentenced",
+        "convicted",
+        "indicted",
+        "charged with",
+        "condamne",
+        "prozess",
+        "verurteilt",
+        "angeklagt",
+        "dava",
+        "mahkum edildi",
+        "محاكمة",
+        "حكم على",
+        "ادانة",
+        "لائحة اتهام",
+    ),
+    "release": (
+        "released from",
+        "freed",
+        "liberated",
+        "libere",
+        "freigelassen",
+        "serbest birakildi",
+        "الافراج",
+        "افرج",
+        "اطلاق سراح",
+    ),
+    "exhumation": (
+        "mass grave",
+        "exhum",
+        "unearthed",
+        "fosse commune",
+        "massengrab",
+        "toplu mezar",
+        "مقبرة جماعية",
+        "رفات",
+    ),
+    "sanctions": ("sanction", "sanktion", "yaptirim", "عقوبات"),
+}
+_EVENT_PATTERNS = {
+    kind: re.compile("|".join(rf"(?<!\w){re.escape(fold(t).strip())}" for t in terms))
+    for kind, terms in EVENT_TERMS.items()
+}
+LEAD_CHARS = 300  # event kinds are read from the title and the start of the text only
+
+
+def anchor_kind(anchor: str) -> str:
+    """``"num"`` for ``"num:13000"``."""
+    return anchor.split(":", 1)[0]
+
+
+def anchor_weight(anchor: str) -> float:
+    return ANCHOR_WEIGHTS.get(anchor_kind(anchor), 0.0)
+
+
+def parse_figure(digits: str) -> int | None:
+    """``"13,000"``/``"١٣٬٠٠٠"``/``"13 000"`` -> 13000; ``None`` when it is not a plain figure."""
+    cleaned = re.sub(r"[,.\u066c\u202f\u00a0 ]", "", digits)
+    try:
+        return int(cleaned)  # int() reads Arabic-Indic and other Unicode digits
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _EntityPattern:
+    key: str
+    pattern: re.Pattern[str]
+
+
+class AnchorExtractor:
+    """Extracts anchors (see the module docstring) using the topic's anchor numbers and entity groups."""
+
+    def __init__(self, topic: Topic | None = None) -> None:
+        numbers: set[int] = set()
+        entities: list[_EntityPattern] = []
+        if topic is not None:
+            for raw in topic.anchor_numbers:
+                value = parse_figure(raw)
+                if value is not None:
+                    numbers.add(value)
+            for group in topic.anchor_groups:
+                key = re.sub(r"\W+", "-", fold(group[0])).strip("-")
+                variants = sorted({fold(v) for v in group}, key=len, reverse=True)
+                alts = "|".join(
+                    (_ARABIC_PREFIXES + re.escape(v)) if re.search("[\u0600-\u06ff]", v) else re.escape(v)
+                    for v in variants
+                )
+                entities.append(_EntityPattern(key=key, pattern=re.compile(rf"(?<!\w)(?:{alts})(?!\w)")))
+        self.topic_numbers = frozenset(numbers)
+        self.entities = tuple(entities)
+
+    def extract(self, text: str) -> frozenset[str]:
+        """Anchors of ``text`` (title and body together) as ``kind:value`` strings."""
+        folded = fold(text)
+        out: set[str] = set()
+        date_spans: list[tuple[int, int]] = []
+        for pattern in _DATE_PATTERNS:
+            for m in pattern.finditer(folded):
+                date = _date_key(m.group("year"), m.group("month"), m.group("day"))
+                if date is not None:
+                    out.add(date)
+                    out.add("month:" + date[5:12])
+                    date_spans.append(m.span())
+        for m in _MONTH_YEAR.finditer(folded):
+            month = _MONTHS.get(m.group("month"))
+            year = parse_figure(m.group("year"))
+            if month is not None and year in YEAR_RANGE:
+                out.add(f"month:{year:04d}-{month:02d}")
+        for m in _NUMBER.finditer(folded):
+            if any(start <= m.start() < end for start, end in date_spans):
+                continue
+            value = parse_figure(m.group(1))
+            if value is None:
+                continue
+            if m.group(2):
+                value *= _MULTIPLIERS[m.group(2)]
+            if value in self.topic_numbers or (value >= MIN_FIGURE and value not in YEAR_RANGE):
+                out.add(f"num:{value}")
+        for entity in self.entities:
+            if entity.pattern.search(folded):
+                out.add(f"ent:{entity.key}")
+        out.update(_names(text))
+        return frozenset(out)
+
+
+def _date_key(year: str, month: str, day: str) -> str | None:
+    y = parse_figure(year)
+    m = parse_figure(month) if month.isdigit() else _MONTHS.get(month)
+    d = parse_figure(day)
+    if y is None or m is None or d is None or y not in YEAR_RANGE or not 1 <= m <= 12 or not 1 <= d <= 31:
+        return None
+    return f"date:{y:04d}-{m:02d}-{d:02d}"
+
+
+def _names(text: str) -> list[str]:
+    """Capitalised Latin-script words not at a sentence start, folded, first ``MAX_NAME_ANCHORS``."""
+    out: list[str] = []
+    for m in _CAPITALISED.finditer(text):
+        word = re.sub(r"['’]s$", "", m.group(1)).rstrip("'’-")
+        before = text[max(0, m.start() - 3) : m.start()]
+        if len(word) < MIN_NAME_LEN or word.isupper() or _SENTENCE_START.search(before):
+            continue
+        key = "name:" + fold(word)
+        if key not in out:
+            out.append(key)
+        if len(out) >= MAX_NAME_ANCHORS:
+            break
+    return out
+
+
+def event_kinds(title: str, text: str) -> frozenset[str]:
+    """Kinds of development (``denial``, ``arrest``, ``trial``, ``release``, ``exhumation``, ``sanctions``)
+    named in ``title`` and the first ``LEAD_CHARS`` of ``text``."""
+    head = fold(f"{title}\n{text[:LEAD_CHARS]}")
+    return frozenset(kind for kind, pattern in _EVENT_PATTERNS.items() if pattern.search(head))
+
+
+def weighted_overlap(a: Iterable[str], b: frozenset[str] | set[str]) -> float:
+    """Sum of the weights of the anchors of ``a`` also in ``b``."""
+    return sum(anchor_weight(x) for x in a if x in b)

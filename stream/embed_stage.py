@@ -1,0 +1,390 @@
+"""The ``embed`` stage: raw articles -> embedding -> near-duplicates -> stories -> clustered articles + story events.
+
+Reads ``settings.topic_raw`` (through ``stream.worker.StageWorker``), and for each article:
+
+1. a repeated article id (at-least-once re-delivery, or the same canonical URL again) gets its first
+   decision back and publishes nothing new;
+2. an exact (``content_sha256``) or MinHash near-duplicate of an original joins the original's story
+   with ``story_role="duplicate"`` and ``duplicate_of`` = the original's id;
+3. anything else is clustered (``stream.clustering.assign``) against the windowed candidate stories:
+   a new story (``first``, event ``created``), an active story (``follow_up``, status ``clustered``,
+   event ``updated``) or a dormant story it re-tells (``follow_up``, status ``follow_up``, ``updated``).
+
+Every ``settings.merge_every`` clustered articles, active stories that converged are merged (event
+``merged``). The enriched article (with its embedding) goes to ``settings.topic_clustered`` keyed
+by article id, events to ``settings.topic_story_events`` keyed by story id. Decisions, stories and
+the records to publish are committed together (``stream.story_state``), then published and flushed:
+a crash anywhere loses nothing and changes no decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream.anchors import AnchorExtractor, event_kinds
+from stream.article import Article, now_utc, parse_time
+from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record
+from stream.clustering import ArticleFeatures, ClusterParams, assign, should_merge
+from stream.embed_text import embed_text
+from stream.embedding import Embedder, SentenceTransformerEmbedder
+from stream.errors import ContractError
+from stream.metrics import Metrics
+from stream.near_duplicate import duplicate_text, signature
+from stream.settings import Settings
+from stream.story import StoryEvent
+from stream.story_state import STATE_FILE, StoredDecision, StoryRecord, StoryState
+from stream.topic import load_topic
+
+logger = logging.getLogger(__name__)
+
+STAGE = "embed"
+
+
+def article_time(article: Article) -> datetime:
+    """The time clustering uses: publication time, else fetch time."""
+    return article.published if article.published is not None else article.fetched_at
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    article: Article
+    entered_at: datetime | None
+    headers: Mapping[str, str]
+
+
+class EmbedStage:
+    """``stream.worker.Handler`` named ``embed``; also usable directly through :meth:`process`.
+
+    Args:
+        settings: topics, model, thresholds, data directory.
+        metrics: counts ``articles{stage="embed", status}`` and ``stories{kind}``.
+        embedder: defaults to ``SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)``.
+        state: defaults to ``StoryState(settings.data_dir / "stories.sqlite3", ...)``.
+        bus: where :meth:`handle` publishes (required for ``handle``, not for ``process``).
+    """
+
+    name = STAGE
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        embedder: Embedder | None = None,
+        state: StoryState | None = None,
+        bus: Bus | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.embedder: Embedder = (
+            embedder
+            if embedder is not None
+            else SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
+        )
+        self.state = (
+            state
+            if state is not None
+            else StoryState(
+                settings.data_dir / STATE_FILE,
+                window_days=settings.cluster_window_days,
+                duplicate_threshold=settings.duplicate_threshold,
+                duplicate_window_days=settings.duplicate_window_days,
+            )
+        )
+        self.bus = bus
+        self.anchors = AnchorExtractor(load_topic(settings.topic_file))
+        self.params = ClusterParams(
+            threshold=settings.cluster_threshold,
+            anchor_weight=settings.anchor_weight,
+            cross_lingual_min_anchors=settings.cross_lingual_min_anchors,
+            follow_up_min_anchors=settings.follow_up_min_anchors,
+            novelty_override=settings.novelty_override,
+            merge_threshold=settings.merge_threshold,
+            model_languages=frozenset(x.strip() for x in settings.model_languages.split(",") if x.strip()),
+        )
+        self._since_merge = 0
+
+    # --- Handler -----------------------------------------------------------------------------------
+
+    def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
+        """Decode, process and publish ``records``; one outcome per record (``ContractError`` = permanent)."""
+        if self.bus is None:
+            raise RuntimeError("EmbedStage.handle needs a bus (pass bus= to the constructor)")
+        self.publish_outbox()
+        outcomes: list[BaseException | None] = []
+        pending: list[_Pending] = []
+        for record in records:
+            try:
+                article = Article.from_json(record.value)
+            except ContractError as exc:
+                outcomes.append(ContractError(f"{self.settings.topic_raw} offset {record.offset}: {exc}"))
+                continue
+            if article.id != record.key:
+                outcomes.append(ContractError(f"article {article.id}: record key {record.key!r} is not the article id"))
+                continue
+            outcomes.append(None)
+            pending.append(_Pending(article=article, entered_at=_entered(record.headers), headers=record.headers))
+        if pending:
+            self._run(pending, publish=True)
+        self.publish_outbox()
+        return outcomes
+
+    def publish_outbox(self) -> int:
+        """Publish what committed batches left to publish, flush, then forget it; returns how many."""
+        assert self.bus is not None
+        records = self.state.outbox()
+        if not records:
+            return 0
+        for rec in records:
+            self.bus.publish(rec.topic, rec.key, rec.value, rec.headers)
+        self.bus.flush()
+        self.state.outbox_done(records[-1].seq)
+        return len(records)
+
+    # --- plain API (benchmarks, tools) -------------------------------------------------------------
+
+    def process(self, articles: Sequence[Article]) -> tuple[list[Article], list[StoryEvent]]:
+        """Cluster ``articles`` in order without a bus; returns the enriched articles and the new events."""
+        pending = [_Pending(article=a, entered_at=None, headers={}) for a in articles]
+        return self._run(pending, publish=False)
+
+    def close(self) -> None:
+        self.state.close()
+
+    # --- core --------------------------------------------------------------------------------------
+
+    def _run(self, pending: Sequence[_Pending], *, publish: bool) -> tuple[list[Article], list[StoryEvent]]:
+        try:
+            out, events, statuses = self._decide(pending, publish=publish)
+            self.state.commit()
+        except BaseException:
+            self.state.rollback()
+            raise
+        # Counted once the decisions are durable (a rolled-back batch is counted when it is redone).
+        for status in statuses:
+            self.metrics.articles.labels(stage=STAGE, status=status).inc()
+        for event in events:
+            self.metrics.stories.labels(kind=event.kind).inc()
+        return out, events
+
+    def _decide(
+        self, pending: Sequence[_Pending], *, publish: bool
+    ) -> tuple[list[Article], list[StoryEvent], list[str]]:
+        vectors = self._embed([p.article for p in pending])
+        out: list[Article] = []
+        events: list[StoryEvent] = []
+        statuses: list[str] = []
+        for item, vector in zip(pending, vectors, strict=True):
+            article = item.article
+            emb = tuple(float(x) for x in vector)
+            previous = self.state.decision(article.id)
+            if previous is not None:
+                # Re-delivered: same decision; what it published is already out (or in the outbox).
+                out.append(self._enrich(article, emb, previous))
+                statuses.append("replayed")
+                continue
+            decision, new_events = self._decide_one(article, vector, item.entered_at)
+            enriched = self._enrich(article, emb, decision)
+            out.append(enriched)
+            events.extend(new_events)
+            statuses.append(decision.status)
+            if publish:
+                self._queue_article(enriched, item.headers)
+                for event in new_events:
+                    self._queue_event(event)
+            if decision.role != "duplicate":
+                self._since_merge += 1
+                if self._since_merge >= self.settings.merge_every:
+                    self._since_merge = 0
+                    merged = self._merge_pass(article, item.entered_at)
+                    events.extend(merged)
+                    if publish:
+                        for event in merged:
+                            self._queue_event(event)
+        return out, events, statuses
+
+    def _embed(self, articles: Sequence[Article]) -> NDArray[np.float32]:
+        """One L2-normalised row per article: the vector it arrived with (distributed mode: the
+        ``VectorStage`` of ``stream.vector_stage`` embedded it), else the model's."""
+        missing = [i for i, a in enumerate(articles) if a.embedding is None]
+        rows: list[NDArray[np.float32]] = [np.asarray(a.embedding or (), dtype=np.float32) for a in articles]
+        if missing:  # no model call (nor model load) when every article brings its vector
+            computed = self.embedder.embed([embed_text(articles[i].title, articles[i].text) for i in missing])
+            if computed.shape[0] != len(missing):
+                raise RuntimeError(f"embedder returned {computed.shape[0]} vectors for {len(missing)} articles")
+            if len(missing) == len(articles):
+                return computed
+            for row, i in enumerate(missing):
+                rows[i] = computed[row]
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        if len({r.shape for r in rows}) != 1:
+            raise ContractError(f"articles {[a.id for a in articles]}: embeddings of different lengths in one batch")
+        return np.stack(rows).astype(np.float32, copy=False)
+
+    def _decide_one(
+        self, article: Article, vector: NDArray[np.float32], entered_at: datetime | None
+    ) -> tuple[StoredDecision, list[StoryEvent]]:
+        at = article_time(article)
+        mh = signature(duplicate_text(article.title, article.text))
+        match = self.state.duplicates.find(article.content_sha256, mh)
+        if match is not None:
+            root = self.state.decision(match.original_id)
+            record = self.state.get(self.state.resolve(root.story_id)) if root is not None else None
+            if record is not None:
+                self.state.add_article(record, at=at, source=article.source, lang=article.lang, vector=None)
+                decision = StoredDecision(
+                    article_id=article.id,
+                    story_id=record.id,
+                    role="duplicate",
+                    status="duplicate",
+                    duplicate_of=match.original_id,
+                )
+                self.state.record_decision(decision, at)
+                logger.debug(
+                    "near-duplicate",
+                    extra={"stage": STAGE, "url": article.url, "story_id": record.id, "kind": match.kind},
+                )
+                return decision, [self._event("updated", record, article, entered_at)]
+        anchors = self.anchors.extract(f"{article.title}\n{article.text}")
+        kinds = event_kinds(article.title, article.text)
+        features = ArticleFeatures(id=article.id, vector=vector, anchors=anchors, kinds=kinds, lang=article.lang, at=at)
+        verdict = assign(features, self.state.candidates(at, anchors), self.params)
+        self.state.add_original(article.id, article.content_sha256, mh, at)
+        if verdict.action == "new" or verdict.story_id is None:
+            record = self.state.create(
+                first_article_id=article.id,
+                title=article.title,
+                at=at,
+                source=article.source,
+                lang=article.lang,
+                vector=vector,
+                anchors=anchors,
+                kinds=kinds,
+            )
+            decision = StoredDecision(
+                article_id=article.id, story_id=record.id, role="first", status="first", duplicate_of=None
+            )
+            kind = "created"
+        else:
+            found = self.state.get(verdict.story_id)
+            assert found is not None  # candidates come from the state
+            record = found
+            self.state.add_article(
+                record, at=at, source=article.source, lang=article.lang, vector=vector, anchors=anchors
+            )
+            status = "follow_up" if verdict.action == "follow_up" else "clustered"
+            decision = StoredDecision(
+                article_id=article.id, story_id=record.id, role="follow_up", status=status, duplicate_of=None
+            )
+            kind = "updated"
+        self.state.record_decision(decision, at)
+        logger.debug(
+            "clustered",
+            extra={
+                "stage": STAGE,
+                "url": article.url,
+                "story_id": record.id,
+                "action": verdict.action,
+                "score": round(verdict.score, 3),
+                "reason": verdict.reason,
+            },
+        )
+        return decision, [self._event(kind, record, article, entered_at)]
+
+    def _merge_pass(self, trigger: Article, entered_at: datetime | None) -> list[StoryEvent]:
+        """Merge converged active stories around ``trigger``'s time: the younger folds into the older."""
+        live = sorted(self.state.live_stories(article_time(trigger)), key=lambda r: (r.first_seen, r.id))
+        events: list[StoryEvent] = []
+        absorbed: set[str] = set()
+        for i, older in enumerate(live):
+            if older.id in absorbed:
+                continue
+            folded: list[str] = []
+            for younger in live[i + 1 :]:
+                if younger.id in absorbed:
+                    continue
+                if should_merge(older.to_candidate(dormant=False), younger.to_candidate(dormant=False), self.params):
+                    self.state.merge(older, younger)
+                    absorbed.add(younger.id)
+                    folded.append(younger.id)
+            if folded:
+                logger.info("stories merged", extra={"stage": STAGE, "story_id": older.id, "merged": folded})
+                events.append(
+                    StoryEvent(
+                        kind="merged",
+                        story=older.to_story(),
+                        article_id=trigger.id,
+                        at=now_utc(),
+                        backfill=trigger.backfill,
+                        entered_at=entered_at,
+                        merged_ids=tuple(folded),
+                    )
+                )
+        return events
+
+    def merge_now(self, trigger: Article) -> list[StoryEvent]:
+        """Run a merge pass at once (tools, tests); commits; returns the ``merged`` events."""
+        try:
+            events = self._merge_pass(trigger, None)
+            if self.bus is not None:
+                for event in events:
+                    self._queue_event(event)
+            self.state.commit()
+        except BaseException:
+            self.state.rollback()
+            raise
+        for event in events:
+            self.metrics.stories.labels(kind=event.kind).inc()
+        return events
+
+    # --- output ------------------------------------------------------------------------------------
+
+    def _event(self, kind: str, record: StoryRecord, article: Article, entered_at: datetime | None) -> StoryEvent:
+        return StoryEvent(
+            kind=kind,  # type: ignore[arg-type]  # one of created/updated/merged, set by the caller
+            story=record.to_story(),
+            article_id=article.id,
+            at=now_utc(),
+            backfill=article.backfill,
+            entered_at=entered_at,
+        )
+
+    @staticmethod
+    def _enrich(article: Article, embedding: tuple[float, ...], decision: StoredDecision) -> Article:
+        return article.replace(
+            embedding=embedding,
+            story_id=decision.story_id,
+            story_role=decision.role,
+            duplicate_of=decision.duplicate_of,
+        )
+
+    def _queue_article(self, article: Article, headers: Mapping[str, str]) -> None:
+        out_headers = {k: headers[k] for k in (H_SCHEMA, H_ENTERED_AT) if k in headers}
+        out_headers.setdefault(H_SCHEMA, str(article.schema))
+        self.state.outbox_add(
+            self.settings.topic_clustered, article.id, article.to_bytes(with_embedding=True), out_headers
+        )
+
+    def _queue_event(self, event: StoryEvent) -> None:
+        headers = {H_SCHEMA: str(event.schema)}
+        if event.entered_at is not None:
+            headers[H_ENTERED_AT] = event.entered_at.isoformat().replace("+00:00", "Z")
+        self.state.outbox_add(self.settings.topic_story_events, event.story.id, event.to_bytes(), headers)
+
+
+def _entered(headers: Mapping[str, str]) -> datetime | None:
+    raw = headers.get(H_ENTERED_AT)
+    if not raw:
+        return None
+    try:
+        return parse_time(raw)
+    except ValueError:
+        logger.warning("bad entered_at header", extra={"stage": STAGE, "value": raw})
+        return None

@@ -1,0 +1,393 @@
+"""Story clustering: the pure decision, anchors, and the embed stage on the real model and a real bus.
+
+The corpus (tests/story_corpus.py, our own words): the 15 May 2017 crematorium briefing and five
+syndicated copies, the Syrian denial the next day, an anniversary piece a year later, a 2025 arrest,
+a UN visit reported in English and Arabic, and unrelated news.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from stream.anchors import AnchorExtractor, event_kinds, parse_figure
+from stream.article import Article
+from stream.bus import H_ENTERED_AT, H_SCHEMA
+from stream.bus_embedded import EmbeddedBus
+from stream.clustering import ArticleFeatures, Candidate, ClusterParams, assign, should_merge
+from stream.embed_stage import EmbedStage
+from stream.embedding import SentenceTransformerEmbedder
+from stream.metrics import Metrics
+from stream.settings import Settings
+from stream.story import StoryEvent
+from stream.story_state import STATE_FILE, StoryState
+from stream.topic import load_topic
+from stream.worker import StageWorker
+from tests import story_corpus as corpus
+
+T0 = datetime(2017, 5, 15, tzinfo=UTC)
+
+
+def _unit(*xs: float) -> np.ndarray:  # type: ignore[type-arg]
+    v = np.array(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _article(
+    vector: np.ndarray,
+    *,
+    anchors: frozenset[str] = frozenset(),
+    kinds: frozenset[str] = frozenset(),  # type: ignore[type-arg]
+    lang: str = "en",
+) -> ArticleFeatures:
+    return ArticleFeatures(id="a", vector=vector, anchors=anchors, kinds=kinds, lang=lang, at=T0)
+
+
+def _story(
+    story_id: str,
+    centroid: np.ndarray,
+    *,
+    anchors: frozenset[str] = frozenset(),  # type: ignore[type-arg]
+    kinds: frozenset[str] = frozenset(),
+    langs: frozenset[str] = frozenset({"en"}),
+    dormant: bool = False,
+) -> Candidate:
+    return Candidate(
+        story_id=story_id,
+        centroid=centroid,
+        anchors=anchors,
+        kinds=kinds,
+        languages=langs,
+        first_seen=T0,
+        last_seen=T0,
+        dormant=dormant,
+    )
+
+
+# --- the pure decision ---------------------------------------------------------------------------
+
+PARAMS = ClusterParams(threshold=0.55)
+
+
+def test_no_candidate_opens_a_story() -> None:
+    assert assign(_article(_unit(1, 0)), [], PARAMS).action == "new"
+
+
+def test_the_most_similar_story_above_the_threshold_wins() -> None:
+    cands = [_story("far", _unit(0, 1)), _story("near", _unit(1, 0.2)), _story("mid", _unit(1, 0.8))]
+    decision = assign(_article(_unit(1, 0)), cands, PARAMS)
+    assert (decision.action, decision.story_id) == ("join", "near")
+    assert decision.similarity == pytest.approx(float(_unit(1, 0) @ _unit(1, 0.2)))
+
+
+def test_below_the_threshold_opens_a_story() -> None:
+    assert assign(_article(_unit(1, 0)), [_story("s", _unit(1, 2))], PARAMS).action == "new"  # cos 0.45
+
+
+def test_a_new_kind_of_development_opens_a_story_despite_high_similarity() -> None:
+    story = _story("briefing", _unit(1, 0.5))  # cos 0.89: the same names and figures
+    denial = _article(_unit(1, 0), kinds=frozenset({"denial"}))
+    decision = assign(denial, [story], PARAMS)
+    assert decision.action == "new"
+    same_kind = _story("denials", _unit(1, 0.6), kinds=frozenset({"denial"}))
+    assert assign(denial, [story, same_kind], PARAMS).story_id == "denials"
+
+
+def test_a_dormant_story_needs_shared_specific_anchors() -> None:
+    old = _story("old", _unit(1, 0.1), anchors=frozenset({"date:2017-05-15", "name:jones"}), dormant=True)
+    assert assign(_article(_unit(1, 0)), [old], PARAMS).action == "new"
+    retelling = _article(_unit(1, 0), anchors=frozenset({"date:2017-05-15"}))
+    decision = assign(retelling, [old], PARAMS)
+    assert (decision.action, decision.story_id) == ("follow_up", "old")
+
+
+def test_other_languages_link_through_anchors_only() -> None:
+    story = _story("en", _unit(1, 0), anchors=frozenset({"date:2025-01-15", "num:112000", "ent:volker-turk"}))
+    few = _article(_unit(1, 0), anchors=frozenset({"num:112000"}), lang="ar")
+    assert assign(few, [story], PARAMS).action == "new"  # cosine alone never links Arabic to English
+    many = _article(_unit(0, 1), anchors=frozenset({"num:112000", "date:2025-01-15"}), lang="ar")
+    decision = assign(many, [story], PARAMS)
+    assert (decision.action, decision.cross_lingual) == ("join", True)
+    multilingual = ClusterParams(threshold=0.55, model_languages=frozenset({"*"}))
+    assert assign(_article(_unit(1, 0), lang="ar"), [story], multilingual).action == "join"
+
+
+def test_converged_stories_merge_unless_their_developments_differ() -> None:
+    a, b = _story("a", _unit(1, 0.1)), _story("b", _unit(1, 0.12))
+    assert should_merge(a, b, PARAMS)
+    assert not should_merge(a, _story("c", _unit(1, 0.12), kinds=frozenset({"arrest"})), PARAMS)
+    assert not should_merge(a, _story("d", _unit(1, 1)), PARAMS)
+
+
+# --- anchors ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def extractor() -> AnchorExtractor:
+    return AnchorExtractor(load_topic(Settings().topic_file))
+
+
+def test_figures_read_the_same_in_any_script(extractor: AnchorExtractor) -> None:
+    for text in ("13,000 people", "١٣٬٠٠٠ شخص", "13 ألف معتقل", "13 000 people", "13 thousand"):
+        assert "num:13000" in extractor.extract(text), text
+    assert parse_figure("17,723") == 17723
+    assert "num:2017" not in extractor.extract("in 2017")  # a bare year is not a figure
+
+
+def test_dates_read_the_same_in_english_arabic_and_iso(extractor: AnchorExtractor) -> None:
+    for text in ("on 15 May 2017", "on May 15, 2017", "في 15 أيار/مايو 2017", "2017-05-15", "le 15 mai 2017"):
+        assert "date:2017-05-15" in extractor.extract(text), text
+
+
+def test_entities_match_their_latin_and_arabic_spellings(extractor: AnchorExtractor) -> None:
+    assert "ent:stuart-jones" in extractor.extract("Stuart Jones said")
+    assert "ent:stuart-jones" in extractor.extract("وقال ستيوارت جونز")
+    assert "ent:amnesty-international" in extractor.extract("وبحسب العفو الدولية")
+    assert "ent:amnesty-international" in extractor.extract("وقالت والعفو الدولية")  # clitic و
+
+
+def test_event_kinds_come_from_the_headline() -> None:
+    assert event_kinds("Syria denies US claim", "") == {"denial"}
+    assert event_kinds("سوريا تنفي اتهامات واشنطن", "") == {"denial"}
+    assert event_kinds("Former commander arrested in Damascus", "") == {"arrest"}
+    assert event_kinds("US says Syria built a crematorium", "") == frozenset()
+
+
+# --- the stage on the real model ------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_stage(settings: Settings, embedder: SentenceTransformerEmbedder) -> Iterator[Callable[..., EmbedStage]]:
+    made: list[EmbedStage] = []
+
+    def make(**kwargs: object) -> EmbedStage:
+        stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder, **kwargs)  # type: ignore[arg-type]
+        made.append(stage)
+        return stage
+
+    yield make
+    for stage in made:
+        stage.close()
+
+
+def _by_url(articles: list[Article]) -> dict[str, Article]:
+    return {a.url: a for a in articles}
+
+
+def test_copies_are_one_story_and_unrelated_news_another(make_stage: Callable[..., EmbedStage]) -> None:
+    stage = make_stage()
+    original, copies, regatta = corpus.crematorium_original(), corpus.crematorium_copies(), corpus.unrelated_regatta()
+    out, events = stage.process([original, *copies, regatta])
+    first, *dups, other = out
+    assert first.story_role == "first" and first.duplicate_of is None and first.story_id
+    assert all(d.story_role == "duplicate" and d.duplicate_of == original.id for d in dups)
+    assert {d.story_id for d in dups} == {first.story_id}
+    assert other.story_id != first.story_id and other.story_role == "first"
+    assert [e.kind for e in events].count("created") == 2
+    assert all(len(a.embedding or ()) == 384 for a in out)
+    assert stage.state.get(first.story_id).article_count == 6  # type: ignore[union-attr]
+
+
+def test_novelty_anniversary_joins_the_old_story_new_developments_open_new_ones(
+    make_stage: Callable[..., EmbedStage],
+) -> None:
+    stage = make_stage()
+    original = corpus.crematorium_original()
+    out, _ = stage.process([original, *corpus.crematorium_copies(), corpus.syrian_denial()])
+    story = out[0].story_id
+    denial = out[-1]
+    assert denial.story_role == "first" and denial.story_id != story  # repeats names and 13,000, still new
+    out, events = stage.process([corpus.anniversary_piece()])
+    assert out[0].story_id == story and out[0].story_role == "follow_up"
+    assert [e.kind for e in events] == ["updated"]  # no `created`: no alert for a re-telling
+    assert (
+        stage.metrics.registry.get_sample_value("sednaya_articles_total", {"stage": "embed", "status": "follow_up"})
+        == 1
+    )
+    out, events = stage.process([corpus.commander_arrest()])
+    assert out[0].story_role == "first" and out[0].story_id not in {story, denial.story_id}
+    assert [e.kind for e in events] == ["created"]
+
+
+def test_arabic_and_english_reports_of_one_event_link_through_anchors(
+    make_stage: Callable[..., EmbedStage],
+    settings_factory: Callable[..., Settings],
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    batch = [corpus.turk_visit_en(), corpus.turk_visit_ar(), corpus.unrelated_arabic()]
+    en, ar, bakery = make_stage().process(batch)[0]
+    assert ar.story_id == en.story_id and ar.story_role == "follow_up"
+    assert bakery.story_id != en.story_id and bakery.story_role == "first"
+    # Without anchors (an impossible minimum) the two languages stay apart: the anchors made the link.
+    blind = EmbedStage(
+        settings_factory(cross_lingual_min_anchors=1000.0, data_dir=Path(str(ar.id))),
+        Metrics(CollectorRegistry()),
+        embedder=embedder,
+    )
+    try:
+        en2, ar2, _ = blind.process(batch)[0]
+        assert ar2.story_id != en2.story_id
+    finally:
+        blind.close()
+
+
+def test_a_restart_continues_the_same_stories(settings: Settings, embedder: SentenceTransformerEmbedder) -> None:
+    first_run = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    (original,), _ = first_run.process([corpus.crematorium_original()])
+    first_run.close()
+    second_run = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    try:
+        copies, events = second_run.process([*corpus.crematorium_copies()[:2], corpus.anniversary_piece()])
+        assert all(c.story_id == original.story_id for c in copies)
+        assert [c.story_role for c in copies] == ["duplicate", "duplicate", "follow_up"]
+        assert copies[0].duplicate_of == original.id
+        assert "created" not in [e.kind for e in events]
+    finally:
+        second_run.close()
+
+
+def test_a_reprocessed_article_gets_the_same_decision_and_no_new_event(make_stage: Callable[..., EmbedStage]) -> None:
+    stage = make_stage()
+    batch = [corpus.crematorium_original(), corpus.crematorium_copies()[0], corpus.unrelated_regatta()]
+    before, _ = stage.process(batch)
+    count = stage.state.get(before[0].story_id).article_count  # type: ignore[union-attr]
+    again, events = stage.process(list(reversed(batch)))
+    assert [(a.story_id, a.story_role, a.duplicate_of) for a in reversed(again)] == [
+        (a.story_id, a.story_role, a.duplicate_of) for a in before
+    ]
+    assert events == []
+    assert stage.state.get(before[0].story_id).article_count == count  # type: ignore[union-attr]
+
+
+def test_a_failed_batch_is_rolled_back_and_redone_the_same(
+    settings: Settings, embedder: SentenceTransformerEmbedder
+) -> None:
+    class FailingOnce:
+        """The real model, failing the second call (a transient error in the middle of a run)."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        @property
+        def dim(self) -> int:
+            return embedder.dim
+
+        def embed(self, texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("model worker crashed")
+            return embedder.embed(texts)
+
+    stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=FailingOnce())
+    try:
+        stage.process([corpus.crematorium_original()])
+        with pytest.raises(RuntimeError, match="crashed"):
+            stage.process([corpus.crematorium_copies()[0]])
+        (copy,), _ = stage.process([corpus.crematorium_copies()[0]])
+        assert copy.story_role == "duplicate"
+    finally:
+        stage.close()
+
+
+def test_converging_stories_are_merged_with_a_merged_event(
+    settings_factory: Callable[..., Settings],
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    # A high join threshold keeps two reports of one event apart; the merge pass then folds them.
+    settings = settings_factory(cluster_threshold=0.99, anchor_weight=0.0, merge_threshold=0.6, merge_every=1000)
+    stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    try:
+        out, _ = stage.process(
+            [
+                corpus.crematorium_original(),
+                corpus.anniversary_piece().replace(
+                    published=corpus.crematorium_original().published + timedelta(hours=3)
+                ),
+            ]
+        )
+        assert out[0].story_id != out[1].story_id
+        events = stage.merge_now(corpus.crematorium_original())
+        assert [(e.kind, e.story.id, e.merged_ids) for e in events] == [("merged", out[0].story_id, (out[1].story_id,))]
+        assert stage.state.resolve(out[1].story_id) == out[0].story_id
+        assert stage.state.get(out[0].story_id).article_count == 2  # type: ignore[union-attr]
+    finally:
+        stage.close()
+
+
+@pytest.mark.timeout(120)
+def test_the_stage_on_the_bus_publishes_articles_and_events_and_dead_letters_bad_records(
+    settings: Settings,
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    bus = EmbeddedBus(settings.data_dir / "bus.sqlite3")
+    bus.ensure_topics(settings.topics)
+    metrics = Metrics(CollectorRegistry())
+    stage = EmbedStage(settings, metrics, embedder=embedder, bus=bus)
+    try:
+        entered = "2026-01-01T00:00:00Z"
+        articles = [corpus.crematorium_original(), corpus.crematorium_copies()[0], corpus.unrelated_regatta()]
+        for a in articles:
+            bus.publish(settings.topic_raw, a.id, a.to_bytes(), {H_SCHEMA: "1", H_ENTERED_AT: entered})
+        bus.publish(settings.topic_raw, "broken", b'{"schema": 1, "id": "broken"}', {H_SCHEMA: "1"})
+        bus.flush()
+        worker = StageWorker(bus, settings.topic_raw, "embed", stage, metrics=metrics)
+        assert worker.run_once() == 4
+        clustered = bus.consumer(settings.topic_clustered, "t").poll(10, 1.0)
+        assert [r.key for r in clustered] == [a.id for a in articles]
+        assert all(r.headers[H_ENTERED_AT] == entered and r.headers[H_SCHEMA] == "1" for r in clustered)
+        decoded = [Article.from_json(r.value) for r in clustered]
+        assert decoded[1].duplicate_of == articles[0].id and decoded[0].embedding is not None
+        events = [StoryEvent.from_bytes(r.value) for r in bus.consumer(settings.topic_story_events, "t").poll(10, 1.0)]
+        assert [e.kind for e in events] == ["created", "updated", "created"]
+        assert all(e.entered_at is not None for e in events)
+        dead = bus.dead_letters(settings.topic_raw)
+        assert [d.key for d in dead] == ["broken"] and dead[0].error_class == "ContractError"
+        assert "offset" in dead[0].reason
+        value = metrics.registry.get_sample_value
+        assert value("sednaya_articles_total", {"stage": "embed", "status": "first"}) == 2
+        assert value("sednaya_articles_total", {"stage": "embed", "status": "duplicate"}) == 1
+        assert value("sednaya_story_events_total", {"kind": "created"}) == 2
+        assert stage.state.outbox() == []
+    finally:
+        stage.close()
+        bus.close()
+
+
+def test_state_lives_in_the_data_dir_and_finds_dormant_stories_by_anchor(tmp_path: Path) -> None:
+    state = StoryState(tmp_path / STATE_FILE, window_days=7)
+    try:
+        vec = _unit(1, 0, 0)
+        state.create(
+            first_article_id="x",
+            title="t",
+            at=T0,
+            source="s",
+            lang="en",
+            vector=vec,
+            anchors=frozenset({"date:2017-05-15", "name:jones"}),
+            kinds=frozenset(),
+        )
+        state.commit()
+        a_year_later = T0 + timedelta(days=365)
+        assert state.active_ids(a_year_later) == []
+        assert [c.dormant for c in state.candidates(a_year_later, frozenset({"date:2017-05-15"}))] == [True]
+        assert state.candidates(a_year_later, frozenset({"name:jones"})) == []  # names are not specific
+        assert [c.dormant for c in state.candidates(T0 + timedelta(days=3), frozenset())] == [False]
+    finally:
+        state.close()
+
+
+def test_an_article_that_arrives_embedded_keeps_its_vector(make_stage: Callable[..., EmbedStage]) -> None:
+    stage = make_stage()
+    plain = corpus.unrelated_regatta()
+    given = corpus.crematorium_original()
+    vector = tuple(float(x) for x in stage.embedder.embed(["something else entirely"])[0])
+    out, _ = stage.process([given.replace(embedding=vector), plain])
+    assert np.allclose(out[0].embedding, vector, atol=1e-6)  # type: ignore[arg-type]
+    assert out[1].embedding is not None and len(out[1].embedding) == 384
+    assert not np.allclose(out[1].embedding, vector, atol=1e-3)
