@@ -218,6 +218,7 @@ def test_arabic_and_english_reports_of_one_event_link_through_anchors(
     make_stage: Callable[..., EmbedStage],
     settings_factory: Callable[..., Settings],
     embedder: SentenceTransformerEmbedder,
+    tmp_path: Path,
 ) -> None:
     batch = [corpus.turk_visit_en(), corpus.turk_visit_ar(), corpus.unrelated_arabic()]
     en, ar, bakery = make_stage().process(batch)[0]
@@ -225,7 +226,7 @@ def test_arabic_and_english_reports_of_one_event_link_through_anchors(
     assert bakery.story_id != en.story_id and bakery.story_role == "first"
     # Without anchors (an impossible minimum) the two languages stay apart: the anchors made the link.
     blind = EmbedStage(
-        settings_factory(cross_lingual_min_anchors=1000.0, data_dir=Path(str(ar.id))),
+        settings_factory(cross_lingual_min_anchors=1000.0, data_dir=tmp_path / "blind"),
         Metrics(CollectorRegistry()),
         embedder=embedder,
     )
