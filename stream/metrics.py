@@ -119,6 +119,9 @@ class Metrics:
         )
 
 
-def set_build_info(metrics: Metrics, *, version: str, model: str) -> None:
-    """Fill ``sednaya_info{version, model}`` (value 1); call once at start-up of every process."""
-    metrics.info.info({"version": version, "model": model})
+def set_build_info(metrics: Metrics, *, version: str, model: str, **extra: str) -> None:
+    """Fill ``sednaya_info{version, model, ...}`` (value 1); call once at start-up of every process.
+
+    ``extra`` adds bounded labels such as ``stage="embed"`` or ``bus="kafka"``; never an id or a URL.
+    """
+    metrics.info.info({"version": version, "model": model, **extra})
