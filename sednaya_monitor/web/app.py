@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from indexer.errors import QuerySyntaxError, WatchlistError
+from indexer.query import parse as parse_query
 from indexer.store import Hit, SearchRequest, SearchResult, SearchStore, StoryGroup
 from indexer.watchlists import Watchlist, WatchlistRepository, new_secret
 from sednaya_monitor.web import openapi, pages, params
@@ -167,6 +168,13 @@ class App:
             allowed = True
         return ("method_not_allowed" if allowed else "not_found"), None, {}
 
+    def allowed_methods(self, path: str) -> str:
+        """``Allow`` header value for ``path``: its routes' methods (GET implies HEAD)."""
+        methods = {method for method, pattern, _n, _h in self.routes if pattern.match(path)}
+        if "GET" in methods:
+            methods.add("HEAD")
+        return ", ".join(sorted(methods))
+
     def handle(self, request: Request) -> tuple[str, Response]:
         """Answer ``request``: ``(route name for metrics, response)``. Never raises."""
         name, handler, args = self.route(request)
@@ -174,7 +182,12 @@ class App:
         try:
             if handler is None:
                 if name == "method_not_allowed":
-                    raise HttpError(405, f"method {request.method} is not allowed on {request.path}")
+                    allowed = self.allowed_methods(request.path)
+                    raise HttpError(
+                        405,
+                        f"method {request.method} is not allowed on {request.path} (allowed: {allowed})",
+                        headers={"Allow": allowed},
+                    )
                 raise NotFound(f"no page at {request.path!r}")
             return name, handler(request, args)
         except HttpError as exc:
@@ -433,6 +446,7 @@ class App:
         if data.get("webhooks") and not data.get("secret"):
             data = {**data, "secret": new_secret()}
         watchlist = Watchlist.from_dict(data)
+        parse_query(watchlist.query)  # QuerySyntaxError -> 400 naming the position, before anything is stored
         if repo.get(watchlist.name) is not None:
             raise HttpError(409, f"watchlist {watchlist.name!r} already exists (DELETE it first)")
         repo.add(watchlist)

@@ -65,9 +65,9 @@ def volume_svg(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articl
         return '<p class="muted">No dated articles to chart.</p>'
     unit, days = bins(min(raw), max(raw))
     counts: dict[date, dict[str, int]] = {}
-    for d, langs in raw.items():
+    for d, per_lang in raw.items():
         slot = counts.setdefault(bin_of(d, unit), {})
-        for lang, n in langs.items():
+        for lang, n in per_lang.items():
             slot[lang] = slot.get(lang, 0) + n
     if unit != "day":
         title = title.replace("per day", f"per {unit}")

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import ClassVar, Protocol, Self
@@ -117,11 +117,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve("DELETE")
 
-    def do_PUT(self) -> None:
-        self._serve("PUT")
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        """Any other method (PUT, TRACE, QUERY, ...) goes to the app, which answers 405 with ``Allow``.
 
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
+        The stdlib answers unknown methods with 501, a server error; a client's odd method is not one.
+        """
+        if name.startswith("do_") and name[3:].isalpha():
+            method = name[3:]
+            return lambda: self._serve(method)
+        raise AttributeError(name)
 
     def _serve(self, method: str) -> None:
         started = time.perf_counter()
