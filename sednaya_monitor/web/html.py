@@ -172,6 +172,7 @@ body { font-family: system-ui, "Noto Sans", "Noto Naskh Arabic", sans-serif; col
   background: var(--bg); margin: 0; line-height: 1.45; }
 header.top { background: #20252b; color: #fff; padding: .6rem 1rem; display: flex; gap: 1.2rem;
   align-items: baseline; flex-wrap: wrap; }
+header.top nav { display: flex; gap: 1rem; }
 header.top a { color: #fff; text-decoration: none; } header.top .brand { font-weight: 700; }
 main { max-width: 72rem; margin: 0 auto; padding: 1rem; }
 form.search { display: grid; grid-template-columns: repeat(auto-fit, minmax(10rem, 1fr)); gap: .5rem;
