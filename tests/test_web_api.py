@@ -19,7 +19,11 @@ from openapi_spec_validator import validate
 from indexer.alerts import Alert
 from indexer.ledger import AlertLedger
 from indexer.store_embedded import EmbeddedStore
+from sednaya_monitor.pipeline import Pipeline
 from sednaya_monitor.web import RunningServer, make_server, serve_in_thread
+from stream.article import Article
+from stream.embedding import SentenceTransformerEmbedder
+from stream.ingest import read_jsonl
 from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from tests.web_fixtures import API_TOKEN, HOSTILE_SOURCE, HOSTILE_TEXT, HOSTILE_TITLE, RAW_HTML, NewsWeb
@@ -462,3 +466,41 @@ def test_serve_command_answers_on_loopback(web_settings: Settings, web_store: Em
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+# --- through the real pipeline ------------------------------------------------------------------------------
+
+FIXTURE_ARTICLES = Path(__file__).parent / "fixtures" / "articles"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_pages_over_a_store_filled_by_the_pipeline(settings: Settings, embedder: SentenceTransformerEmbedder) -> None:
+    """Fixture articles go through embed -> cluster -> index (real model); the page shows the result."""
+    articles: list[Article] = []
+    for name in ("crematorium.jsonl", "arabic.jsonl"):
+        lines = (FIXTURE_ARTICLES / name).read_text(encoding="utf-8").splitlines()
+        for item in read_jsonl(lines):
+            assert isinstance(item, Article), item
+            articles.append(item)
+    pipeline = Pipeline(settings, embedder=embedder)
+    try:
+        pipeline.publish(articles)
+        summary = pipeline.drain()
+        assert summary.indexed == len(articles)
+        with serve_in_thread(settings, pipeline.store, pipeline.metrics, port=0) as server:
+            page = get(server, "/", params={"q": "crematorium"}).text
+            assert page.count('<article class="result story-group">') == 1
+            assert '<span class="count">6 articles</span>' in page
+            story_id = get(server, "/api/search", params={"q": "crematorium", "view": "stories"}).json()["groups"][0][
+                "story_id"
+            ]
+            story = get(server, f"/stories/{quote(story_id, safe='')}").text
+            assert story.count('<li class="timeline-item"') == 1  # the wire original; its copies are folded
+            assert "5 duplicates" in story
+            arabic = get(server, "/", params={"q": "صيدنايا", "view": "flat"}).text
+            assert '<article class="result hit" lang="ar" dir="rtl">' in arabic
+            metrics = get(server, "/metrics").text
+            assert f'sednaya_articles_total{{stage="index",status="indexed"}} {float(len(articles))}' in metrics
+    finally:
+        pipeline.close()
