@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
 from sednaya_monitor.web import RunningServer
 from tests.web_fixtures import HOSTILE_TITLE, NewsWeb
@@ -136,7 +136,12 @@ def test_hostile_article_shows_as_text_and_runs_nothing(
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     page = context.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     try:
         _search(page, web_server, "markup")
         assert page.locator("h2.story-title").inner_text() == HOSTILE_TITLE
