@@ -246,15 +246,32 @@ class ElasticStore:
     def _body(self, kind: str, name: str) -> dict[str, Any]:
         return _load(DEPLOY_DIR / kind / f"{name}.json", self.prefix, self.settings.es_vector_dims)
 
-    def _installed_version(self, getter: Any, key: str, name: str) -> int:
+    def installed_template(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The installed ``component`` or ``index`` template body named ``name``, or None.
+
+        Reads Elasticsearch 8's ``{"index_templates": [{"name", "index_template"}]}`` answer, and the
+        ``{name: body}`` answer of servers that give that shape (the test stand-in).
+        """
+        getter = (
+            self.client.cluster.get_component_template
+            if kind == "component"
+            else self.client.indices.get_index_template
+        )
         try:
-            found = getter(name=name).body
+            found: dict[str, Any] = dict(getter(name=name).body)
         except NotFoundError:
-            return -1
+            return None
+        key = f"{kind}_templates"
         for item in found.get(key, []):
             if item.get("name") == name:
-                return int(item.get(key[:-1], {}).get("version") or 0)
-        return -1
+                body: dict[str, Any] = item[f"{kind}_template"]
+                return body
+        direct = found.get(name)
+        return direct if isinstance(direct, dict) else None
+
+    def _installed_version(self, kind: str, name: str) -> int:
+        body = self.installed_template(kind, name)
+        return -1 if body is None else int(body.get("version") or 0)
 
     def install_templates(self) -> None:
         """Component and index templates (when missing or older than the files), ILM and SLM policies."""
@@ -262,15 +279,13 @@ class ElasticStore:
         for name in ("analysis", "articles-mappings", "stories-mappings"):
             body = self._body("component_templates", f"{FILE_PREFIX}-{name}")
             full = f"{self.prefix}-{name}"
-            if self._installed_version(es.cluster.get_component_template, "component_templates", full) < _file_version(
-                body
-            ):
+            if self._installed_version("component", full) < _file_version(body):
                 es.cluster.put_component_template(name=full, **body)
                 logger.info("component template installed", extra={"template": full, "version": body["version"]})
         for name in ("articles", "stories"):
             body = self._body("index_templates", f"{FILE_PREFIX}-{name}")
             full = f"{self.prefix}-{name}"
-            if self._installed_version(es.indices.get_index_template, "index_templates", full) < _file_version(body):
+            if self._installed_version("index", full) < _file_version(body):
                 es.indices.put_index_template(name=full, **body)
                 logger.info("index template installed", extra={"template": full, "version": body["version"]})
         self._install_policy(
@@ -380,7 +395,10 @@ class ElasticStore:
                 if not ok
             ]
         except TransportError as exc:
-            return [WriteFailure(article_id=a["_id"], reason=f"transport: {exc}", transient=True) for a in actions]
+            return [
+                WriteFailure(article_id=a["_id"], reason=f"transport: {getattr(exc, 'message', exc)}", transient=True)
+                for a in actions
+            ]
 
     def write_articles(self, articles: Sequence[Article]) -> list[WriteFailure]:
         """Bulk-index by ``_id`` = article id into the write alias (an upsert: one document per id).

@@ -8,8 +8,11 @@ Elasticsearch behaviour the test skips on the stand-in only, saying which.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ from indexer.store import SearchRequest, SearchResult, SearchStore
 from indexer.store_embedded import EmbeddedStore
 from stream.article import Article
 from stream.story import Story
-from tests.store_fixtures import make_article
+from tests.store_fixtures import NoidaServer, elastic_settings, make_article
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -442,7 +445,10 @@ def test_embeddings_are_stored(contract_store: SearchStore) -> None:
 
 def test_a_refused_article_is_returned_with_the_reason(contract_store: SearchStore) -> None:
     if on_stand_in(contract_store):
-        pytest.skip("the stand-in does not enforce strict mappings or dense_vector dims (see test_elastic_adapter)")
+        pytest.skip(
+            "the stand-in does not enforce strict mappings or dense_vector dims "
+            "(the adapter's mapping of item errors is tested below)"
+        )
     good = make_article(embedding=tuple([0.1] * 384))
     bad = make_article(embedding=(0.1, 0.2, 0.3))
     failures = contract_store.write_articles([good, bad])
@@ -550,3 +556,147 @@ def test_similar_stories_by_centroid(contract_store: SearchStore) -> None:
     recent = contract_store.similar_stories(list(c), k=5, since=_at("2024-01-01"))
     assert {sid for sid, _ in recent} == {"A", "B"}
     assert contract_store.similar_stories(list(c), k=5)[0][0] == "C"
+
+
+# --- Elasticsearch adapter specifics (not parametrised) ----------------------------------------------
+
+
+def test_bulk_item_errors_become_write_failures_with_the_reason() -> None:
+    from indexer.store_elastic import item_failure
+
+    # the shape Elasticsearch 8 gives a strict-mapping rejection in a bulk response item
+    rejected = {
+        "index": {
+            "_index": "sednaya-articles-000001",
+            "_id": "a" * 32,
+            "status": 400,
+            "error": {
+                "type": "document_parsing_exception",
+                "reason": "[1:812] object mapping for [extra] tried to parse field [x] as object, but found a "
+                "concrete value",
+                "caused_by": {"type": "illegal_argument_exception", "reason": "failed to parse field [extra.x]"},
+            },
+        }
+    }
+    failure = item_failure(rejected)
+    assert (failure.article_id, failure.transient) == ("a" * 32, False)
+    assert failure.reason.startswith("status 400: document_parsing_exception: [1:812] object mapping for [extra]")
+    assert "caused by illegal_argument_exception: failed to parse field [extra.x]" in failure.reason
+    busy = {"index": {"_id": "b" * 32, "status": 429, "error": {"type": "es_rejected_execution_exception"}}}
+    assert item_failure(busy).transient
+    unreachable = {"index": {"_id": "c" * 32, "status": "N/A", "error": "ConnectionError(connection reset)"}}
+    assert item_failure(unreachable).transient
+
+
+def _failing_client(url: str, failures: int) -> Any:
+    """The real client whose first ``failures`` bulk calls fail at the transport level."""
+    from elastic_transport import ConnectionError as TransportConnectionError
+    from elasticsearch import Elasticsearch
+
+    class FailingBulkClient(Elasticsearch):
+        remaining: ClassVar[list[int]] = [failures]  # shared by the copies client.options() makes
+
+        def bulk(self, *args: Any, **kwargs: Any) -> Any:
+            if self.remaining[0] > 0:
+                self.remaining[0] -= 1
+                raise TransportConnectionError("connection reset by the test")
+            return super().bulk(*args, **kwargs)
+
+    return FailingBulkClient(url)
+
+
+@pytest.mark.parametrize(("failures", "written"), [(1, True), (10, False)])
+def test_transient_bulk_failures_are_retried(
+    noida_server: NoidaServer, tmp_path: Path, failures: int, written: bool
+) -> None:
+    from indexer.store_elastic import BULK_ATTEMPTS, ElasticStore
+
+    store = ElasticStore(
+        elastic_settings(noida_server.url, tmp_path), refresh=True, client=_failing_client(noida_server.url, failures)
+    )
+    store.ensure_ready()
+    try:
+        articles = [CORPUS["en1"], CORPUS["ar1"]]
+        result = store.write_articles(articles)
+        if written:
+            assert result == []
+            assert store.count_articles() == 2
+        else:
+            assert sorted((f.article_id, f.transient) for f in result) == sorted((a.id, True) for a in articles)
+            assert "connection reset by the test" in result[0].reason
+            assert store.count_articles() == 0
+            assert failures > BULK_ATTEMPTS
+    finally:
+        store.wipe()
+        store.close()
+
+
+def test_templates_and_alias_come_from_the_deploy_files(noida_server: NoidaServer, tmp_path: Path) -> None:
+    from indexer.store_elastic import DEPLOY_DIR, ElasticStore
+
+    settings = elastic_settings(noida_server.url, tmp_path)
+    store = ElasticStore(settings, refresh=True)
+    store.ensure_ready()
+    store.ensure_ready()  # idempotent
+    try:
+        es, p = store.client, settings.es_prefix
+        file_body = json.loads((DEPLOY_DIR / "component_templates" / "sednaya-articles-mappings.json").read_text())
+        installed = store.installed_template("component", f"{p}-articles-mappings")
+        assert installed is not None
+        mappings = installed["template"]["mappings"]
+        assert mappings == file_body["template"]["mappings"]
+        assert mappings["dynamic"] == "strict"
+        assert mappings["properties"]["embedding"] == {
+            "type": "dense_vector",
+            "dims": 384,
+            "index": True,
+            "similarity": "cosine",
+        }
+        template = store.installed_template("index", f"{p}-articles")
+        assert template is not None
+        assert template["index_patterns"] == [f"{p}-articles-*"]
+        assert template["composed_of"] == [f"{p}-analysis", f"{p}-articles-mappings"]
+        assert template["version"] == 1
+        aliases = es.indices.get_alias(name=f"{p}-articles").body
+        assert aliases == {f"{p}-articles-000001": {"aliases": {f"{p}-articles": {"is_write_index": True}}}}
+        analysis = json.loads((DEPLOY_DIR / "component_templates" / "sednaya-analysis.json").read_text())
+        arabic = analysis["template"]["settings"]["analysis"]["analyzer"]["sednaya_arabic"]
+        assert arabic["char_filter"] == ["sednaya_persian_arabic"]
+        assert "arabic_normalization" in arabic["filter"]
+    finally:
+        store.wipe()
+        store.close()
+
+
+def test_an_older_template_is_upgraded_and_a_newer_one_kept(noida_server: NoidaServer, tmp_path: Path) -> None:
+    from indexer.store_elastic import ElasticStore
+
+    settings = elastic_settings(noida_server.url, tmp_path)
+    store = ElasticStore(settings)
+    es, p = store.client, settings.es_prefix
+    try:
+        es.indices.put_index_template(name=f"{p}-articles", index_patterns=[f"{p}-articles-*"], version=0)
+        es.indices.put_index_template(name=f"{p}-stories", index_patterns=[f"{p}-stories*"], version=99)
+        store.ensure_ready()
+        articles = store.installed_template("index", f"{p}-articles")
+        stories = store.installed_template("index", f"{p}-stories")
+        assert articles is not None
+        assert stories is not None
+        assert articles["version"] == 1
+        assert articles["composed_of"] == [f"{p}-analysis", f"{p}-articles-mappings"]
+        assert stories["version"] == 99
+    finally:
+        store.wipe()
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "query", ['crematorium AND (Sednaya OR "military prison") NOT lang:ar', "title:x source:y story:z", ""]
+)
+def test_elastic_dsl_is_built_without_query_string(query: str) -> None:
+    from indexer.query import parse
+    from indexer.store_elastic import to_dsl
+
+    dsl = json.dumps(to_dsl(parse(query)))
+    assert "query_string" not in dsl
+    assert "simple_query_string" not in dsl
