@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -180,6 +181,36 @@ def test_api_stories_story_and_article(web_server: RunningServer, web_news: News
     missing = get(web_server, "/api/stories/no-such-story")
     assert missing.status_code == 404
     assert missing.json()["error"] == "no story 'no-such-story'"
+
+
+def test_api_articles_lists_everything_newest_first_by_pages(web_server: RunningServer, web_news: NewsWeb) -> None:
+    first = get(web_server, "/api/articles", params={"size": "5"}).json()
+    assert first["total"] == len(web_news.articles)
+    assert first["articles"][0]["id"] == web_news.articles["families_en"].id  # 2024-12-09 13:40, the newest
+    rest = get(web_server, "/api/articles", params={"size": "5", "after": first["next"]}).json()
+    ids = [a["id"] for a in first["articles"] + rest["articles"]]
+    assert sorted(ids) == sorted(a.id for a in web_news.articles.values())
+    only_ar = get(web_server, "/api/articles", params={"lang": "ar"}).json()["articles"]
+    assert {a["lang"] for a in only_ar} == {"ar"}
+    refused = get(web_server, "/api/articles", params={"q": "x"})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "parameter 'q' is not accepted here: use /api/search"
+
+
+def test_chunked_bodies_are_refused_and_the_connection_closed(web_server: RunningServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "x", '
+        yield b'"query": "y"}'
+
+    r = requests.post(web_server.url + "/api/watchlists", data=chunks(), headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == 411
+    assert r.headers["Connection"] == "close"
+
+
+def test_oversized_body_is_413(web_server: RunningServer) -> None:
+    r = requests.post(web_server.url + "/api/watchlists", data=b"x" * 70_000, headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == 413
+    assert "over the limit of 65536" in r.json()["error"]
 
 
 def test_unknown_route_and_method(web_server: RunningServer) -> None:
@@ -373,6 +404,7 @@ def test_openapi_document_validates(web_server: RunningServer) -> None:
         "/api/search",
         "/api/stories",
         "/api/stories/{story_id}",
+        "/api/articles",
         "/api/articles/{article_id}",
         "/api/watchlists",
         "/api/watchlists/{name}",
@@ -422,7 +454,7 @@ def test_schemathesis_finds_no_server_error(web_server: RunningServer, tmp_path:
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     summary = json.loads(report.read_text(encoding="utf-8"))
-    assert summary["operations"]["tested"] == 9  # every operation of the document was exercised
+    assert summary["operations"]["tested"] == 10  # every operation of the document was exercised
     assert summary["test_cases"]["generated"] >= 100
     assert summary["failures"] == [], summary["failures"]
 

@@ -145,6 +145,7 @@ class App:
             ("GET", r"/api/search", "api_search", self.api_search),
             ("GET", r"/api/stories", "api_stories", self.api_stories),
             ("GET", r"/api/stories/(?P<story_id>[^/]+)", "api_story", self.api_story),
+            ("GET", r"/api/articles", "api_articles", self.api_articles),
             ("GET", r"/api/articles/(?P<article_id>[^/]+)", "api_article", self.api_article),
             ("GET", r"/api/watchlists", "api_watchlists", self.api_watchlists),
             ("POST", r"/api/watchlists", "api_watchlist_add", self.api_watchlist_add),
@@ -410,6 +411,22 @@ class App:
                 raise NotFound(f"no story {story_id!r}")
             articles = self.store.story_articles(story_id)
         return json_response({"story": story.to_dict(), "articles": [a.to_dict() for a in articles]})
+
+    def api_articles(self, request: Request, _args: dict[str, str]) -> Response:
+        """Every stored article matching the filters, newest first, a page at a time (``next`` cursor)."""
+        for name in ("q", "view", "sort", "facets"):
+            if name in request.query:
+                raise BadRequest(f"parameter {name!r} is not accepted here: use /api/search")
+        sp = params.search_params(request.query, default_view="flat")
+        listing = dataclasses.replace(sp.request, sort="date", highlight=False, by_story=False)
+        result = self.search(listing)
+        return json_response(
+            {
+                "total": result.total,
+                "articles": [h.article.to_dict() for h in result.hits],
+                "next": params.encode_cursor(result.next_after),
+            }
+        )
 
     def api_article(self, _request: Request, args: dict[str, str]) -> Response:
         article_id = args["article_id"]

@@ -279,6 +279,28 @@ def document(settings: Settings) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/articles": {
+                "get": {
+                    "operationId": "listArticles",
+                    "summary": "Stored articles, newest first (filters as in search, no query)",
+                    "parameters": [p for p in SEARCH_PARAMETERS if p["name"] not in ("q", "view", "sort", "facets")],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["total", "articles", "next"],
+                                "properties": {
+                                    "total": {"type": "integer"},
+                                    "articles": {"type": "array", "items": _ref("Article")},
+                                    "next": {"type": "string", "nullable": True},
+                                },
+                            },
+                            "Articles",
+                        ),
+                        "400": _ERR,
+                    },
+                }
+            },
             "/api/articles/{article_id}": {
                 "get": {
                     "operationId": "getArticle",

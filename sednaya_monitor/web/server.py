@@ -136,7 +136,12 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(length_header)
         except ValueError:
             length = -1
-        if length < 0:
+        if self.headers.get("Transfer-Encoding"):
+            response = json_response(
+                {"error": "chunked request bodies are not accepted: send Content-Length", "status": 411}, 411
+            )
+            self.close_connection = True  # the unread body must not be taken for the next request
+        elif length < 0:
             response = json_response({"error": f"Content-Length {length_header!r} is not a size", "status": 400}, 400)
             self.close_connection = True
         elif length > MAX_BODY_BYTES:
@@ -162,6 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         for name, value in response.headers.items():
             self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if not head and response.body:
             self.wfile.write(response.body)
