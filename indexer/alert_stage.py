@@ -40,7 +40,7 @@ from indexer.delivery import Deliverer, split_target
 from indexer.errors import ArticleNotIndexedError, DeliveryError, QuerySyntaxError
 from indexer.ledger import AlertLedger, DeliveryKind, PendingDelivery
 from indexer.store import SearchRequest, SearchStore
-from indexer.watchlists import EVERY_SECONDS, SqliteWatchlistRepository, Watchlist, WatchlistRepository
+from indexer.watchlists import EVERY_SECONDS, Watchlist, WatchlistRepository, open_watchlists
 from stream.article import Article, now_utc, utc
 from stream.bus import Record
 from stream.errors import ContractError
@@ -65,7 +65,8 @@ class AlertStage:
         settings: ``data_dir`` (watchlists and ledger), ``public_url`` (links), delivery settings.
         store: the search store the index stage writes to (queries and first articles).
         metrics: counts alerts and latency.
-        repository, ledger, deliverer: collaborators; by default the SQLite ones in ``data_dir`` and a
+        repository, ledger, deliverer: collaborators; by default ``open_watchlists(settings)`` (SQLite in
+            ``data_dir``, or the Elasticsearch store), the ledger in ``data_dir`` and a
             ``Deliverer(settings)``. The stage closes only what it created.
         article_wait_s: how long to wait for the event's article to appear in the store before the
             record fails (and is retried by the worker). 0 in the one-process pipeline, where the index
@@ -90,9 +91,7 @@ class AlertStage:
         self.metrics = metrics
         self._own_repository = repository is None
         self._own_ledger = ledger is None
-        self.repository: WatchlistRepository = (
-            repository if repository is not None else SqliteWatchlistRepository.in_data_dir(settings.data_dir)
-        )
+        self.repository: WatchlistRepository = repository if repository is not None else open_watchlists(settings)
         self.ledger = ledger if ledger is not None else AlertLedger.in_data_dir(settings.data_dir)
         self.deliverer = deliverer if deliverer is not None else Deliverer(settings, on_retry=self._count_retry)
         self.article_wait_s = article_wait_s

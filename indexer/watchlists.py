@@ -6,8 +6,9 @@ Slack's payload format, and e-mail addresses) and a mode: ``instant`` (one alert
 appears) or ``digest`` (new stories collected and sent ``hourly`` or ``daily``). Every watchlist also
 gets a digest of updates (duplicates and follow-ups of the stories it alerted on) at its ``every``.
 
-:class:`SqliteWatchlistRepository` keeps them in ``<data_dir>/watchlists.sqlite3``: the embedded mode,
-and for now also the distributed one (each alert process reads the same data directory).
+Where they are kept (:func:`open_watchlists`): :class:`SqliteWatchlistRepository` in
+``<data_dir>/watchlists.sqlite3`` in the embedded mode; ``indexer.watchlists_elastic`` in the search
+store when it is Elasticsearch (distributed mode).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from urllib.parse import urlsplit
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse
 from stream.article import now_utc, parse_time, utc
+from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +234,17 @@ class SqliteWatchlistRepository:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def open_watchlists(settings: Settings) -> WatchlistRepository:
+    """The watchlists of this deployment: in the search store when it is Elasticsearch (distributed
+    mode: every host sees the same ones), else ``<data_dir>/watchlists.sqlite3``."""
+    if settings.distributed_store:
+        from indexer.watchlists_elastic import ElasticWatchlistRepository
+
+        return ElasticWatchlistRepository(settings)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    return SqliteWatchlistRepository.in_data_dir(settings.data_dir)
 
 
 def require(repository: WatchlistRepository, name: str) -> Watchlist:

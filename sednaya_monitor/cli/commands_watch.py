@@ -1,8 +1,8 @@
 """``sednaya-monitor watch add|list|remove|test|alerts|digest``: saved searches that alert on new stories.
 
-Watchlists live in ``<data_dir>/watchlists.sqlite3`` and the alert ledger in ``<data_dir>/alerts.sqlite3``
-(``indexer.watchlists``, ``indexer.ledger``); the alert stage reads them on every batch, so a watchlist
-added here applies to the next story event without a restart.
+Watchlists live in ``<data_dir>/watchlists.sqlite3``, or in the search store when it is Elasticsearch
+(``indexer.watchlists.open_watchlists``); the alert ledger in ``<data_dir>/alerts.sqlite3``. The alert
+stage reads the watchlists on every batch, so one added here applies to the next story event.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import click
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.ledger import AlertLedger
 from indexer.store import SearchRequest
-from indexer.watchlists import SqliteWatchlistRepository, Watchlist, new_secret, require
+from indexer.watchlists import Watchlist, WatchlistRepository, new_secret, open_watchlists, require
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
 
@@ -31,9 +31,8 @@ def _app(ctx: click.Context) -> AppContext:
 
 
 @contextmanager
-def _repository(app: AppContext) -> Iterator[SqliteWatchlistRepository]:
-    app.settings.data_dir.mkdir(parents=True, exist_ok=True)
-    repo = SqliteWatchlistRepository.in_data_dir(app.settings.data_dir)
+def _repository(app: AppContext) -> Iterator[WatchlistRepository]:
+    repo = open_watchlists(app.settings)
     try:
         yield repo
     finally:
