@@ -26,6 +26,7 @@ from indexer.query import parse, positive_terms
 from indexer.watchlists import Watchlist
 from stream.article import Article, parse_time, utc
 from stream.story import StoryEvent
+from stream.text import fold
 
 Action = Literal["instant", "digest", "skip"]
 PAYLOAD_TYPE = "sednaya.alert"  # "type" of the webhook body: receivers can tell alerts from digests
@@ -187,7 +188,7 @@ def build_alert(
 def matched_terms(hit_terms: Sequence[str], highlights: dict[str, list[str]], query: str) -> tuple[str, ...]:
     """Why it matched: the store's matched terms, else the ``<mark>``ed words of the highlights, else the
     query's positive words and phrases (``indexer.query.positive_terms``: not negated, no filters).
-    Order kept, duplicates (case-insensitive) removed."""
+    Order kept; duplicates after folding (case, diacritics, Arabic letter variants) removed."""
     found: list[str] = list(hit_terms)
     if not found:
         for fragments in highlights.values():
@@ -202,7 +203,7 @@ def _unique(items: Iterable[str]) -> tuple[str, ...]:
     seen: set[str] = set()
     out: list[str] = []
     for item in items:
-        key = item.casefold()
+        key = fold(item)
         if key not in seen:
             seen.add(key)
             out.append(item)

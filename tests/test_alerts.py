@@ -100,6 +100,7 @@ def test_slack_body_escapes_and_links() -> None:
 
 def test_matched_terms_prefers_store_terms_then_highlights_then_query_words() -> None:
     assert matched_terms(("Sednaya", "sednaya", "prison"), {}, "x") == ("Sednaya", "prison")
+    assert matched_terms(("صيدنايا", "صیدنایا"), {}, "x") == ("صيدنايا",)  # Arabic and Persian yeh: one term
     assert matched_terms((), {"title": ["the <mark>Saydnaya</mark> file", "<mark>prison</mark>"]}, "x") == (
         "Saydnaya",
         "prison",
