@@ -14,6 +14,7 @@ from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError,
 
 from indexer.errors import StoreError, WatchlistError
 from indexer.watchlists import Watchlist
+from stream.errors import UnavailableError
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ _MAPPINGS: dict[str, Any] = {
 
 class ElasticWatchlistRepository:
     """``WatchlistRepository`` on Elasticsearch 8. Writes refresh the index, so a listing right after an
-    ``add`` shows it. Raises ``StoreError`` naming the server when it cannot be reached."""
+    ``add`` shows it. Raises ``UnavailableError`` naming the server when it cannot be reached (the stage
+    worker then keeps its batch and waits), ``StoreError`` when it refuses a request."""
 
     def __init__(self, settings: Settings, *, client: Elasticsearch | None = None) -> None:
         self.url = settings.store
@@ -48,7 +50,7 @@ class ElasticWatchlistRepository:
             if "resource_already_exists" not in str(exc):  # another process created it first
                 raise StoreError(f"elasticsearch {self.url}: cannot create index {self.index!r}: {exc}") from exc
         except TransportError as exc:
-            raise StoreError(f"elasticsearch {self.url}: {exc}") from exc
+            raise UnavailableError(f"elasticsearch {self.url}: {exc}") from exc
         self._ready = True
 
     def add(self, watchlist: Watchlist, *, replace: bool = False) -> None:
@@ -63,8 +65,12 @@ class ElasticWatchlistRepository:
             raise WatchlistError(
                 f"watchlist {watchlist.name!r} already exists (remove it first, or replace it)"
             ) from exc
-        except (ApiError, TransportError) as exc:
+        except ApiError as exc:
             raise StoreError(f"elasticsearch {self.url}: cannot save watchlist {watchlist.name!r}: {exc}") from exc
+        except TransportError as exc:
+            raise UnavailableError(
+                f"elasticsearch {self.url}: cannot save watchlist {watchlist.name!r}: {exc}"
+            ) from exc
 
     def get(self, name: str) -> Watchlist | None:
         self._ensure_index()
@@ -72,16 +78,20 @@ class ElasticWatchlistRepository:
             found = self.client.get(index=self.index, id=name)
         except NotFoundError:
             return None
-        except (ApiError, TransportError) as exc:
+        except ApiError as exc:
             raise StoreError(f"elasticsearch {self.url}: cannot read watchlist {name!r}: {exc}") from exc
+        except TransportError as exc:
+            raise UnavailableError(f"elasticsearch {self.url}: cannot read watchlist {name!r}: {exc}") from exc
         return Watchlist.from_dict(found["_source"]["body"])
 
     def all(self) -> list[Watchlist]:
         self._ensure_index()
         try:
             result = self.client.search(index=self.index, size=MAX_WATCHLISTS, query={"match_all": {}})
-        except (ApiError, TransportError) as exc:
+        except ApiError as exc:
             raise StoreError(f"elasticsearch {self.url}: cannot list watchlists: {exc}") from exc
+        except TransportError as exc:
+            raise UnavailableError(f"elasticsearch {self.url}: cannot list watchlists: {exc}") from exc
         out: list[Watchlist] = []
         for hit in result["hits"]["hits"]:
             try:
@@ -96,8 +106,10 @@ class ElasticWatchlistRepository:
             self.client.delete(index=self.index, id=name, refresh=True)
         except NotFoundError:
             return False
-        except (ApiError, TransportError) as exc:
+        except ApiError as exc:
             raise StoreError(f"elasticsearch {self.url}: cannot remove watchlist {name!r}: {exc}") from exc
+        except TransportError as exc:
+            raise UnavailableError(f"elasticsearch {self.url}: cannot remove watchlist {name!r}: {exc}") from exc
         return True
 
     def close(self) -> None:

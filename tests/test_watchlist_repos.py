@@ -59,3 +59,14 @@ def test_repository_contract(repo: WatchlistRepository) -> None:
     assert repo.remove("sednaya") is False
     with pytest.raises(WatchlistError, match="no watchlist named 'sednaya' \\(known: arabic\\)"):
         require(repo, "sednaya")
+
+
+def test_unreachable_elasticsearch_is_unavailable_naming_the_server(tmp_path: Path) -> None:
+    from stream.errors import UnavailableError
+    from tests.alert_fixtures import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    repository = open_watchlists(elastic_settings(url, tmp_path))
+    with pytest.raises(UnavailableError, match=f"elasticsearch {url}"):
+        repository.all()
+    repository.close()
