@@ -700,3 +700,39 @@ def test_elastic_dsl_is_built_without_query_string(query: str) -> None:
     dsl = json.dumps(to_dsl(parse(query)))
     assert "query_string" not in dsl
     assert "simple_query_string" not in dsl
+
+
+# --- embedded store specifics ------------------------------------------------------------------------
+
+_WRITER = """
+import sys
+from pathlib import Path
+from indexer.store_embedded import EmbeddedStore
+from tests.store_fixtures import make_article
+store = EmbeddedStore(Path(sys.argv[1]))
+for batch in range(20):
+    articles = [make_article(url=f"https://w.example/{batch}/{i}", text=f"writer batch {batch}") for i in range(25)]
+    failures = store.write_articles(articles)
+    assert failures == [], failures
+store.close()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_embedded_store_one_writer_process_and_readers(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "store.sqlite3"
+    reader = EmbeddedStore(path)
+    reader.ensure_ready()
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], cwd=Path(__file__).resolve().parent.parent)
+    seen: list[int] = []
+    while writer.poll() is None:
+        seen.append(reader.count_articles())  # a reader never fails (nor blocks) while the writer writes
+        assert q(reader, "writer").total >= seen[-1]
+    assert writer.returncode == 0
+    assert reader.count_articles() == 500
+    assert q(reader, '"writer batch 19"').total == 25
+    assert seen == sorted(seen)
+    reader.close()

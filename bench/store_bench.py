@@ -1,0 +1,374 @@
+"""Search-store benchmark: bulk indexing rate and query latency, embedded store vs the Elasticsearch adapter.
+
+Generates N articles (default 50,000) in English, French, German, Turkish and Arabic from a fixed seed,
+grouped in stories, and for each store (the embedded SQLite FTS5 store in a temporary directory; the
+Elasticsearch adapter against a noida-db stand-in started on a free loopback port):
+
+- writes them with ``write_articles`` in batches of ``BATCH`` (what the index stage does) and reports
+  documents per second (the Elasticsearch side without per-batch refresh, then one refresh);
+- runs a fixed mix of queries (words, phrases, booleans, filters, Arabic variants, date sort, facets,
+  by-story) ``--rounds`` times and reports p50/p95 latency per kind and overall.
+
+Prints the figures and rewrites the ``## store_bench`` section of docs/benchmarks.md.
+Run: ``python -m bench.store_bench [--articles N] [--rounds R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from indexer.store import SearchRequest, SearchStore
+from indexer.store_elastic import ElasticStore
+from indexer.store_embedded import EmbeddedStore
+from stream.article import Article
+from stream.canonical_url import id_for_url
+from stream.settings import load_settings
+from stream.text import content_hash
+
+SECTION = "store_bench"
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+BATCH = 500  # articles per write_articles call (a large index-stage batch)
+SEED = 7
+WORDS = {
+    "en": [
+        "prison",
+        "detainees",
+        "families",
+        "report",
+        "amnesty",
+        "officials",
+        "briefing",
+        "crematorium",
+        "military",
+        "executions",
+        "missing",
+        "relatives",
+        "court",
+        "survivors",
+        "torture",
+        "released",
+        "cells",
+        "satellite",
+        "images",
+        "investigation",
+        "war",
+    ],
+    "fr": [
+        "prison",
+        "détenus",
+        "familles",
+        "rapport",
+        "amnistie",
+        "responsables",
+        "exécutions",
+        "disparus",
+        "tribunal",
+        "survivants",
+        "torture",
+        "libérés",
+        "cellules",
+        "images",
+        "enquête",
+        "guerre",
+    ],
+    "de": [
+        "Gefängnis",
+        "Häftlinge",
+        "Familien",
+        "Bericht",
+        "Amnestie",
+        "Behörden",
+        "Hinrichtungen",
+        "Vermisste",
+        "Gericht",
+        "Überlebende",
+        "Folter",
+        "freigelassen",
+        "Zellen",
+        "Bilder",
+        "Untersuchung",
+        "Krieg",
+    ],
+    "tr": [
+        "hapishane",
+        "tutuklular",
+        "aileler",
+        "rapor",
+        "af",
+        "yetkililer",
+        "infazlar",
+        "kayıplar",
+        "mahkeme",
+        "hayatta",
+        "kalanlar",
+        "işkence",
+        "serbest",
+        "hücreler",
+        "görüntüler",
+        "soruşturma",
+        "savaş",
+    ],
+    "ar": [
+        "سجن",
+        "معتقلين",
+        "عائلات",
+        "تقرير",
+        "العفو",
+        "المسؤولين",
+        "الإعدامات",
+        "المفقودين",
+        "محكمة",
+        "الناجين",
+        "التعذيب",
+        "الإفراج",
+        "زنازين",
+        "صور",
+        "تحقيق",
+        "الحرب",
+    ],
+}
+NAMES = {"en": "Sednaya", "fr": "Saydnaya", "de": "Saidnaya", "tr": "Sednaya", "ar": "صيدنايا"}
+SOURCES = [f"source-{i:02d}" for i in range(40)]
+SOURCE_TYPES = ["wire", "public-broadcaster", "pan-arab", "syrian-independent", "ngo", "other"]
+QUERIES: list[tuple[str, dict[str, object]]] = [
+    ("word", {"query": "Sednaya"}),
+    ("rare word", {"query": "satellite"}),
+    ("phrase", {"query": '"missing relatives"'}),
+    ("boolean", {"query": "(amnesty OR report) AND prison NOT torture"}),
+    ("arabic variant", {"query": "صیدنایا"}),
+    ("field filter", {"query": "lang:fr détenus"}),
+    ("filters + date sort", {"query": "", "lang": "ar", "sort": "date"}),
+    ("facets", {"query": "Sednaya", "facets": True}),
+    ("by story", {"query": "executions", "by_story": True}),
+    ("highlight", {"query": "crematorium", "highlight": True}),
+]
+
+
+def generate(n: int) -> list[Article]:
+    rng = random.Random(SEED)
+    start = datetime(2017, 1, 1, tzinfo=UTC)
+    langs = list(WORDS)
+    out = []
+    for i in range(n):
+        lang = langs[i % len(langs)] if rng.random() < 0.8 else "en"
+        words = WORDS[lang]
+        text = " ".join(rng.choice(words) if rng.random() > 0.05 else NAMES[lang] for _ in range(80)) + "."
+        title = " ".join(rng.choice(words) for _ in range(6)) + (f" {NAMES[lang]}" if rng.random() < 0.5 else "")
+        url = f"https://{rng.choice(SOURCES)}.example/{i}"
+        ident, canonical = id_for_url(url)
+        published = start + timedelta(minutes=37 * i)
+        out.append(
+            Article(
+                id=ident,
+                url=url,
+                canonical_url=canonical,
+                source=url.split("/")[2].split(".", maxsplit=1)[0],
+                channel="feed",
+                backfill=True,
+                lang=lang,
+                title=title,
+                text=text,
+                authors=(),
+                published=published,
+                date_source="feed",
+                discovered_at=published,
+                fetched_at=published,
+                content_sha256=content_hash(text),
+                relevance=None,
+                story_id=f"story-{i // 10:05d}",
+                story_role="first" if i % 10 == 0 else "follow_up",
+                extra={"source_type": rng.choice(SOURCE_TYPES)},
+            )
+        )
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(
+    store: SearchStore, articles: list[Article], rounds: int, after_write: Callable[[], object]
+) -> dict[str, object]:
+    started = time.perf_counter()
+    failures = 0
+    for i in range(0, len(articles), BATCH):
+        failures += len(store.write_articles(articles[i : i + BATCH]))
+    after_write()
+    write_s = time.perf_counter() - started
+    count = store.count_articles()
+    latencies: dict[str, list[float]] = {name: [] for name, _ in QUERIES}
+    totals: dict[str, int] = {}
+    for _ in range(rounds):
+        for name, params in QUERIES:
+            request = SearchRequest(**params)  # type: ignore[arg-type]
+            t0 = time.perf_counter()
+            result = store.search(request)
+            latencies[name].append((time.perf_counter() - t0) * 1000)
+            totals[name] = result.total
+    return {
+        "docs_per_s": len(articles) / write_s,
+        "write_s": write_s,
+        "count": count,
+        "failures": failures,
+        "latencies": latencies,
+        "totals": totals,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"noida-db exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/", timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    raise RuntimeError(f"noida-db did not answer on {url} within {timeout_s} s")
+
+
+def run_embedded(articles: list[Article], rounds: int, work: Path) -> dict[str, object]:
+    store = EmbeddedStore(work / "store.sqlite3")
+    store.ensure_ready()
+    try:
+        return measure(store, articles, rounds, lambda: None)
+    finally:
+        store.close()
+
+
+def run_stand_in(articles: list[Article], rounds: int, work: Path) -> dict[str, object]:
+    binary = shutil.which("noida-db")
+    if binary is None:
+        raise RuntimeError("noida-db is not installed (pip install -e '.[dev]')")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (work / "noida.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "start",
+                "--only",
+                "elasticsearch",
+                "--elasticsearch-port",
+                str(port),
+                "--data-dir",
+                str(work / "es"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait(url, proc)
+        settings = load_settings(environ={}, overrides={"data_dir": work, "store": url, "es_prefix": "bench"})
+        store = ElasticStore(settings)
+        store.ensure_ready()
+        try:
+            return measure(store, articles, rounds, lambda: store.client.indices.refresh(index=store.articles_alias))
+        finally:
+            store.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _write_section(lines: list[str]) -> None:
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
+    section = "\n".join([f"## {SECTION}", "", *lines, ""])
+    start = text.find(f"\n## {SECTION}\n")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[: start + 1] + section + ("" if end == -1 else "\n" + text[end + 1 :])
+    DOC.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--articles", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=20, help="times the query mix is run on the embedded store")
+    parser.add_argument(
+        "--stand-in-rounds", type=int, default=3, help="times on the stand-in (seconds per query at 50k articles)"
+    )
+    parser.add_argument("--no-doc", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    articles = generate(args.articles)
+    print(f"generated {len(articles)} articles in {time.perf_counter() - t0:.1f} s", flush=True)
+    results: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:
+        for name, runner in (("embedded", run_embedded), ("stand-in", run_stand_in)):
+            work = Path(tmp) / name
+            work.mkdir()
+            print(f"== {name}", flush=True)
+            rounds = args.rounds if name == "embedded" else args.stand_in_rounds
+            results[name] = runner(articles, rounds, work)
+            r = results[name]
+            print(
+                f"{name}: {r['docs_per_s']:.0f} docs/s ({r['write_s']:.1f} s, {r['count']} stored, "
+                f"{r['failures']} failed)",
+                flush=True,
+            )
+    lines = [
+        (
+            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m bench.store_bench --articles "
+            f"{args.articles} --rounds {args.rounds} --stand-in-rounds {args.stand_in_rounds}`: {args.articles} "
+            "generated articles (80-word texts in "
+            f"en/fr/de/tr/ar, stories of 10, no embeddings) written with `write_articles` in batches of {BATCH}, "
+            f"then the query mix below run one query at a time, {args.rounds} times on the embedded store (SQLite "
+            f"FTS5, temporary file) and {args.stand_in_rounds} times on the Elasticsearch adapter against the "
+            "noida-db 0.2.2 stand-in on loopback "
+            "(no refresh during the load, one refresh after it). The stand-in is not Elasticsearch: its figures say "
+            "what the adapter costs against an in-process server, not how a cluster performs."
+        ),
+        "",
+        "| store | docs/s bulk-indexed | load s | all queries p50 ms | all queries p95 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        every = [v for vals in r["latencies"].values() for v in vals]  # type: ignore[attr-defined]
+        lines.append(
+            f"| {name} | {r['docs_per_s']:.0f} | {r['write_s']:.1f} | {statistics.median(every):.1f} | "
+            f"{percentile(every, 0.95):.1f} |"
+        )
+    lines += ["", "| query | hits | embedded p50 / p95 ms | stand-in p50 / p95 ms |", "|---|---|---|---|"]
+    for name, params in QUERIES:
+        cells = []
+        for store_name in results:
+            vals = results[store_name]["latencies"][name]  # type: ignore[index]
+            cells.append(f"{statistics.median(vals):.1f} / {percentile(vals, 0.95):.1f}")
+        hits = " / ".join(str(results[s]["totals"][name]) for s in results)  # type: ignore[index]
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        lines.append(f"| {name} (`{shown}`) | {hits} | {cells[0]} | {cells[1]} |")
+    print("\n".join(lines))
+    if not args.no_doc:
+        _write_section(lines)
+
+
+if __name__ == "__main__":
+    main()
