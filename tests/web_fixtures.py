@@ -4,7 +4,7 @@ The articles are written in our own words. Four stories:
 
 - ``crematorium`` (May 2017, en/ar/fr): a wire original, a syndicated English copy folded under it
   (``duplicate_of``), Arabic and French follow-ups. The original has a raw stored copy under
-  ``data_dir/raw/<content_sha256>.html`` (with a script in it, to check the sandbox).
+  ``data_dir/raw/`` (``crawlers.raw_store``; with a script in it, to check the sandbox).
 - ``families`` (Dec 2024, ar/en): Arabic original spelled with Persian yeh (صیدنایا) and an English follow-up.
 - ``report`` (Feb 2017, en/de).
 - ``hostile`` (en): title, text and source full of HTML and script, and a ``javascript:`` URL;
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from crawlers.raw_store import RawStore
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.web import RunningServer, serve_in_thread
 from stream.article import Article
@@ -213,20 +214,19 @@ def web_news() -> NewsWeb:
 
 @pytest.fixture
 def web_settings(data_dir: Path) -> Settings:
-    """Embedded settings with a write token; the raw copy of the wire original under data_dir/raw/."""
+    """Embedded settings with a write token."""
     return load_settings(environ={}, overrides={"data_dir": data_dir, "api_token": API_TOKEN})
 
 
 @pytest.fixture
 def web_store(web_settings: Settings, web_news: NewsWeb) -> Iterator[EmbeddedStore]:
+    """The news web in an embedded store, and the wire original's page kept by the raw store."""
     store = EmbeddedStore(web_settings.data_dir / "store.sqlite3")
     store.ensure_ready()
     failures = store.write_articles(list(web_news.articles.values()))
     assert not failures, failures
     store.write_stories(list(web_news.stories.values()))
-    raw = web_settings.data_dir / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    (raw / f"{web_news.articles['wire'].content_sha256}.html").write_bytes(RAW_HTML)
+    RawStore(web_settings.data_dir).put(web_news.articles["wire"].content_sha256, RAW_HTML)
     yield store
     store.close()
 

@@ -9,7 +9,6 @@ statuses in one place: :class:`HttpError` (4xx with its message), ``QuerySyntaxE
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hmac
 import json
 import logging
@@ -19,12 +18,12 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from crawlers.raw_store import RawStore
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse as parse_query
 from indexer.store import Hit, SearchRequest, SearchResult, SearchStore, StoryGroup
@@ -51,7 +50,6 @@ HTML_CSP = (
 # A stored raw copy is someone else's page: shown sandboxed (no scripts, no same-origin, no fetches).
 RAW_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_RAW_SUFFIXES = (".html", ".html.gz", ".gz")  # how crawlers may name the raw copy of a content hash
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -129,6 +127,7 @@ class App:
         self.metrics = metrics
         self.watchlists = watchlists
         self.alerts = alerts
+        self.raw_store = RawStore(settings.data_dir)
         self._store_lock = threading.RLock()
         self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
         for method, pattern, name, handler in (
@@ -262,17 +261,9 @@ class App:
                 out[day][lang] = out[day].get(lang, 0) + count
         return dict(out)
 
-    def raw_path(self, sha: str) -> Path | None:
-        """The stored raw HTML of content hash ``sha`` under ``data_dir/raw/`` (flat or fanned out), if any."""
-        if not _SHA256.match(sha):
-            return None
-        root = self.settings.data_dir / "raw"
-        for folder in (root, root / sha[:2], root / sha[:2] / sha[2:4]):
-            for suffix in ("", *_RAW_SUFFIXES):
-                candidate = folder / f"{sha}{suffix}"
-                if candidate.is_file():
-                    return candidate
-        return None
+    def has_raw(self, sha: str) -> bool:
+        """Whether the crawlers kept the page of content hash ``sha`` (``crawlers.raw_store`` layout)."""
+        return bool(_SHA256.match(sha)) and self.raw_store.path_for(sha).is_file()
 
     def require_token(self, request: Request) -> None:
         """Write endpoints: ``Authorization: Bearer <settings.api_token>``; refused outright when no token is set."""
@@ -319,7 +310,7 @@ class App:
             if story is None:
                 raise NotFound(f"no story {story_id!r}")
             articles = self.store.story_articles(story_id)
-        raw = {a.id: self.raw_path(a.content_sha256) is not None for a in articles}
+        raw = {a.id: self.has_raw(a.content_sha256) for a in articles}
         return html_response(pages.render_story(story, articles, raw))
 
     def page_timeline(self, request: Request, _args: dict[str, str]) -> Response:
@@ -353,15 +344,12 @@ class App:
         return Response(status=200, body=body, content_type="application/atom+xml; charset=utf-8")
 
     def raw_copy(self, _request: Request, args: dict[str, str]) -> Response:
-        path = self.raw_path(args["sha"])
-        if path is None:
-            raise NotFound(f"no stored copy for content hash {args['sha']!r}")
-        body = path.read_bytes()
-        if path.name.endswith(".gz"):
-            body = gzip.decompress(body)
-        return Response(
-            status=200, body=body, content_type="text/html; charset=utf-8", headers={"Content-Security-Policy": RAW_CSP}
-        )
+        sha = args["sha"]
+        body = self.raw_store.get(sha) if _SHA256.match(sha) else None
+        if body is None:
+            raise NotFound(f"no stored copy for content hash {sha!r}")
+        # bytes as downloaded: no charset here, the page's own <meta charset> decides
+        return Response(status=200, body=body, content_type="text/html", headers={"Content-Security-Policy": RAW_CSP})
 
     def healthz(self, _request: Request, _args: dict[str, str]) -> Response:
         try:
