@@ -297,6 +297,13 @@ def test_stories_and_timeline_pages(web_server: RunningServer) -> None:
     assert "Articles per month by language" in timeline  # 2017..2024 is binned by month
     assert 'data-day="2017-05-01" data-lang="ar" data-count="1"' in timeline
     assert "New stories per month" in timeline
+    english = get(web_server, "/timeline", params={"q": "Sednaya", "lang": "en"}).text
+    assert 'data-lang="ar"' not in english
+    assert 'data-day="2017-05-01" data-lang="en" data-count="2"' in english  # wire + its copy
+    bad = get(web_server, "/timeline", params={"q": "NOT"})
+    assert bad.status_code == 400
+    assert "at position 3" in bad.text
+    assert 'action="/timeline"' in bad.text
 
 
 def test_missing_story_page_is_404(web_server: RunningServer) -> None:

@@ -315,8 +315,13 @@ class App:
 
     def page_timeline(self, request: Request, _args: dict[str, str]) -> Response:
         options = self.filter_options()
-        sp = params.search_params(request.query)
-        volume = self.volume(sp.request, options.langs)
+        try:
+            sp = params.search_params(request.query)
+            volume = self.volume(sp.request, options.langs)
+        except (BadRequest, QuerySyntaxError) as exc:
+            message = exc.message if isinstance(exc, BadRequest) else str(exc)
+            page = pages.render_timeline(_lenient(request.query), options, {}, {}, error=message)
+            return html_response(page, 400)
         with self._store_lock:
             stories = self.store.list_stories(since=sp.request.since, limit=CHART_STORIES)
         new: dict[date, dict[str, int]] = defaultdict(dict)

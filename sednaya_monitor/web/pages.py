@@ -337,17 +337,21 @@ def render_story(story: Story, articles: Sequence[Article], raw_available: Mappi
 
 
 def render_timeline(
-    sp: SearchParams,
+    sp: SearchParams | None,
     options: FilterOptions,
     volume: Mapping[date, Mapping[str, int]],
     new_stories: Mapping[date, Mapping[str, int]],
+    *,
+    error: str | None = None,
 ) -> bytes:
-    body = (
-        "<h1>Stories over time</h1>"
-        + search_form(sp, options, action="/timeline")
-        + f'<section class="chart-box">{volume_svg(volume)}</section>'
-        + f'<section class="chart-box">{volume_svg(new_stories, title="New stories per day")}</section>'
-    )
+    """Matching articles per day and language, and new stories per day (all stories since ``since``)."""
+    parts = ["<h1>Stories over time</h1>", search_form(sp, options, action="/timeline")]
+    if error is not None:
+        parts.append(f'<p class="error" role="alert">{esc(error)}</p>')
+    else:
+        parts.append(f'<section class="chart-box">{volume_svg(volume)}</section>')
+        parts.append(f'<section class="chart-box">{volume_svg(new_stories, title="New stories per day")}</section>')
+    body = "".join(parts)
     return layout("Over time", body, nav_active="Over time")
 
 
