@@ -51,7 +51,7 @@ from stream.story import StoryEvent
 logger = logging.getLogger(__name__)
 
 STAGE = "alert"
-DELIVERY_WORKERS = 4  # concurrent deliveries; each may sleep through retries, so more than one
+DELIVERY_WORKERS = 8  # concurrent deliveries: a few hung targets (attempts x timeout each) leave room for others
 ARTICLE_WAIT_S = 5.0  # distributed mode: the index stage may store the article just after the event arrives
 ARTICLE_POLL_S = 0.1
 DIGEST_CHECK_S = 60.0  # how often handle() looks for due digests while events flow

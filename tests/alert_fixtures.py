@@ -3,6 +3,7 @@
 - ``webhook``: an HTTP server on ``127.0.0.1:0`` (in a thread) that records every POST; tell it to
   answer the next N requests with a status (``fail_next(2, 500)``) to exercise retries. A delivery is a
   request it answered with 2xx.
+- ``slow_webhook``: a second receiver that leaves every request unanswered until ``release()``.
 - ``smtp_server``: an ``aiosmtpd`` SMTP server on a free loopback port collecting parsed messages.
 - ``smtp_tls_server``: the same with STARTTLS offered, its self-signed certificate (for 127.0.0.1)
   trusted through ``SSL_CERT_FILE`` for the test.
@@ -20,6 +21,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,8 +127,9 @@ def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
+@contextmanager
+def serve_webhook() -> Iterator[WebhookReceiver]:
+    """A receiver on ``127.0.0.1:0`` in a thread, stopped on exit."""
     receiver = WebhookReceiver()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(receiver))
     server.daemon_threads = True
@@ -141,6 +144,20 @@ def webhook() -> Iterator[WebhookReceiver]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    with serve_webhook() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def slow_webhook() -> Iterator[WebhookReceiver]:
+    """A second receiver that holds every request unanswered until released (a hung target)."""
+    with serve_webhook() as receiver:
+        receiver.hold_next(1000)
+        yield receiver
 
 
 def free_port() -> int:

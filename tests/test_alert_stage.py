@@ -214,27 +214,41 @@ def test_backfill_never_fires_instant(
     stage.close()
 
 
-@pytest.mark.timeout(60)
-def test_webhook_failing_twice_gets_one_delivery_and_does_not_block_other_targets(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+@pytest.mark.timeout(90)
+def test_webhook_failing_twice_gets_one_delivery_and_a_hung_target_blocks_nothing(
+    settings_factory: SettingsFactory,
+    store: EmbeddedStore,
+    metrics: Metrics,
+    webhook: WebhookReceiver,
+    slow_webhook: WebhookReceiver,
 ) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens: fails every attempt
+    refused = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens: fails every attempt
     settings = settings_factory(webhook_backoff_s=0.05, webhook_attempts=4)
-    article = _sednaya_article(0)
-    _stored(store, article)
+    first, second = _sednaya_article(0, story_id="s1"), _sednaya_article(1, story_id="s2")
+    _stored(store, first, second)
     stage = _stage(settings, store, metrics)
-    stage.repository.add(Watchlist(name="w", query="Sednaya", webhooks=(dead, webhook.url)))
+    stage.repository.add(Watchlist(name="w", query="Sednaya", webhooks=(slow_webhook.url, refused, webhook.url)))
     webhook.fail_next(2, 500)
     started = time.monotonic()
-    assert stage.handle(_records([make_event("created", article, story_id="story-open")])) == [None]
-    assert time.monotonic() - started < 1.0  # delivery runs off the pipeline's thread
-    assert stage.wait_idle(30)
-    assert [r.status for r in webhook.requests] == [500, 500, 200]
-    (found,) = stage.ledger.recent_alerts("w")
-    assert found.deliveries == {f"webhook:{dead}": "failed", f"webhook:{webhook.url}": "sent"}
-    assert _count(metrics, "webhook", "sent") == 1
-    assert _count(metrics, "webhook", "failed") == 1
-    assert _count(metrics, "webhook", "retried") == 2 + 3
+    assert stage.handle(_records([make_event("created", first, story_id="s1")])) == [None]
+    assert stage.handle(_records([make_event("created", second, story_id="s2")])) == [None]
+    assert time.monotonic() - started < 5.0  # delivery runs off the pipeline's thread
+    # the healthy target gets both alerts while the hung one still has its first request open
+    delivered = webhook.wait_for(2)
+    assert sorted(d.json()["story"]["id"] for d in delivered) == ["s1", "s2"]
+    assert [r.status for r in webhook.requests] == [500, 500, 200, 200]
+    assert slow_webhook.delivered == [] and len(slow_webhook.requests) >= 1
+    slow_webhook.release()  # the hung target now drops every connection: it fails after its retries
+    assert stage.wait_idle(60)
+    for found in stage.ledger.recent_alerts("w"):
+        assert found.deliveries == {
+            f"webhook:{slow_webhook.url}": "failed",
+            f"webhook:{refused}": "failed",
+            f"webhook:{webhook.url}": "sent",
+        }
+    assert _count(metrics, "webhook", "sent") == 2
+    assert _count(metrics, "webhook", "failed") == 4
+    assert _count(metrics, "webhook", "retried") == 2 + 3 * 4
     stage.close()
 
 
@@ -277,7 +291,7 @@ def test_restart_between_ledger_write_and_delivery_sends_once(
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
     try:
-        webhook.wait_for_requests(1)
+        webhook.wait_for_requests(1, timeout_s=60)  # the child starts Python and its imports first
         os.kill(child.pid, signal.SIGKILL)  # the ledger holds the alert as pending; nothing was delivered
     finally:
         child.wait(timeout=30)
