@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -19,6 +19,7 @@ from openapi_spec_validator import validate
 
 from indexer.alerts import Alert
 from indexer.ledger import AlertLedger
+from indexer.store import SearchStore
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.pipeline import Pipeline
 from sednaya_monitor.web import RunningServer, make_server, serve_in_thread
@@ -543,3 +544,31 @@ def test_pages_over_a_store_filled_by_the_pipeline(settings: Settings, embedder:
             assert f'sednaya_articles_total{{stage="index",status="indexed"}} {float(len(articles))}' in metrics
     finally:
         pipeline.close()
+
+
+# --- on the Elasticsearch adapter -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_pages_over_the_elasticsearch_adapter(
+    settings_factory: Callable[..., Settings], elastic_store: SearchStore, web_news: NewsWeb
+) -> None:
+    """The same pages over the Elasticsearch 8 adapter (noida-db stand-in: no highlights, so the page makes its own)."""
+    assert not elastic_store.write_articles(list(web_news.articles.values()))
+    elastic_store.write_stories(list(web_news.stories.values()))
+    settings = settings_factory(api_token=API_TOKEN)
+    with serve_in_thread(settings, elastic_store, Metrics(), port=0) as server:
+        page = get(server, "/", params={"q": "crematorium"}).text
+        assert '<a href="/stories/story-crematorium">' in page
+        assert "<mark>" in page  # the fallback snippet marks the query term
+        arabic = get(server, "/", params={"q": "صيدنايا", "view": "flat"}).text
+        assert arabic.count('<article class="result hit" lang="ar" dir="rtl">') == 2
+        story = get(server, "/stories/story-crematorium").text
+        assert story.count('<li class="timeline-item"') == 3
+        hostile = get(server, "/", params={"q": "markup"}).text
+        assert "<script" not in hostile
+        assert "&lt;script&gt;alert(&#x27;title&#x27;)&lt;/script&gt;" in hostile
+        bad = get(server, "/api/search", params={"q": "a OR"})
+        assert bad.status_code == 400
+        assert bad.json()["position"] == 4
