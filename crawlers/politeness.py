@@ -44,10 +44,12 @@ class CrawlDelayFloor:
         downloader = self.crawler.engine.downloader
         key = downloader.get_slot_key(request)
         self.floors[key] = delay
-        downloader.per_slot_settings.setdefault(key, {})["delay"] = delay
+        # No jitter on such hosts: Scrapy's ±50% would send some requests sooner than the Crawl-delay.
+        downloader.per_slot_settings.setdefault(key, {}).update({"delay": delay, "jitter": 0.0})
         slot = downloader.slots.get(key)
         if slot is not None:
             slot.delay = max(slot.delay, delay)
+            slot.jitter = 0.0
         logger.info("robots.txt Crawl-delay applied", extra={"slot": key, "delay_s": delay})
 
     def _response_downloaded(self, response: Response, request: Request, spider: Any) -> None:

@@ -63,13 +63,21 @@ class Source:
 
     @property
     def hosts(self) -> frozenset[str]:
-        """Hosts of the home page, feeds and sitemaps (lower-case, ``www.`` dropped)."""
+        """Hosts (``host[:port]``) of the home page, feeds and sitemaps (lower-case, ``www.`` dropped)."""
         return frozenset(_host(u) for u in (self.home, *self.feeds, *self.sitemaps))
 
 
 def _host(url: str) -> str:
-    host = (urlsplit(url).hostname or "").lower()
-    return host.removeprefix("www.")
+    """``host[:port]`` of ``url``, lower-case, ``www.`` dropped (the port only when not the default)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().removeprefix("www.")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and port != {"http": 80, "https": 443}.get(parts.scheme):
+        return f"{host}:{port}"
+    return host
 
 
 def _url(value: Any, where: str) -> str:

@@ -22,16 +22,7 @@ from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-LIST_SPIDERS = ("feeds", "sitemaps")  # registry sources
-SEARCH_SPIDERS = ("gdelt", "googlenews")  # discovery: off with settings.discovery = false
 _started = False
-
-
-def spider_names(settings: Settings, *, backfill: bool) -> tuple[str, ...]:
-    """Spiders of a crawl: list spiders always (not in backfill), search spiders when discovery is on."""
-    if backfill:
-        return ("gdelt",) if settings.discovery else ()
-    return LIST_SPIDERS + (SEARCH_SPIDERS if settings.discovery else ())
 
 
 def crawl(
@@ -47,7 +38,8 @@ def crawl(
     """Crawl the registry (``sources``: ids to restrict to) and publish on-topic articles to ``bus``.
 
     ``backfill_since`` runs the GDELT backfill from that time instead (articles marked ``backfill``).
-    ``spiders`` overrides the spider selection (names from ``scrapy list``).
+    ``spiders`` overrides the spider selection (``feeds``, ``sitemaps``, ``gdelt``, ``googlenews``); all
+    run as children of one ``monitor`` spider so that one downloader paces every host.
 
     Raises:
         CrawlError: called twice in one process (the reactor cannot restart), or an unknown spider name.
@@ -60,21 +52,23 @@ def crawl(
             "run each crawl in a new process (as the CLI does)"
         )
     from scrapy.crawler import CrawlerProcess
-    from scrapy.settings import Settings as ScrapySettings
-    from scrapy.spiderloader import SpiderLoader
 
-    names = tuple(spiders) if spiders is not None else spider_names(settings, backfill=backfill_since is not None)
-    scrapy_conf = ScrapySettings(scrapy_settings(settings))
-    loader = SpiderLoader.from_settings(scrapy_conf)
-    unknown = [n for n in names if n not in loader.list()]
+    from crawlers.spiders.monitor import CHILDREN, MonitorSpider, default_children
+
+    names = (
+        tuple(spiders)
+        if spiders is not None
+        else default_children(settings.discovery, backfill=backfill_since is not None)
+    )
+    unknown = [n for n in names if n not in CHILDREN]
     if unknown:
-        raise CrawlError(f"unknown spider(s) {unknown} (known: {sorted(loader.list())})")
+        raise CrawlError(f"unknown spider(s) {unknown} (known: {sorted(CHILDREN)})")
     context = CrawlContext(settings, bus, metrics, source_ids=sources, backfill_since=backfill_since)
     _started = True
     try:
-        process = CrawlerProcess(scrapy_conf, install_root_handler=False)
-        for name in names:
-            process.crawl(loader.load(name), context=context, follow=follow)
+        # One crawler (one downloader) for every spider: per-host pacing and robots.txt are shared.
+        process = CrawlerProcess(scrapy_settings(settings), install_root_handler=False)
+        process.crawl(MonitorSpider, context=context, follow=follow, spiders=names)
         process.start()
     finally:
         summary = context.close()

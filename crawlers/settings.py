@@ -55,6 +55,7 @@ def scrapy_settings(settings: Settings) -> dict[str, Any]:
         "CRAWL_DELAY_MAX": settings.crawl_max_crawl_delay_s,
         "DOWNLOAD_SLOTS": search_slots,
         "DOWNLOAD_TIMEOUT": settings.crawl_download_timeout_s,
+        "DNS_TIMEOUT": settings.crawl_download_timeout_s,
         "DOWNLOAD_MAXSIZE": settings.crawl_max_page_bytes,
         "DOWNLOAD_WARNSIZE": 0,
         "RETRY_ENABLED": settings.crawl_retry_times > 0,

@@ -17,6 +17,7 @@ import contextlib
 import gzip
 import hashlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -55,11 +56,23 @@ class Hit:
     site: str
     path: str  # path and query
     status: int
-    at: float  # time.monotonic()
+    at: float  # time.monotonic() when the request arrived
     headers: Mapping[str, str]
 
 
 Dynamic = Callable[[str, Mapping[str, list[str]], Mapping[str, str]], Answer]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients hanging up mid-answer (timeouts, size limits) are expected here; anything else is a bug.
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionResetError, BrokenPipeError)):
+            logger.debug("fixture client went away", extra={"client": str(client_address)})
+        else:
+            logger.error("fixture server failed", extra={"client": str(client_address)}, exc_info=True)
 
 
 class SiteServer:
@@ -79,7 +92,7 @@ class SiteServer:
         self.huge_bytes = huge_bytes
         self.hits: list[Hit] = []
         self._lock = threading.Lock()
-        self._servers: dict[str, ThreadingHTTPServer] = {}
+        self._servers: dict[str, _QuietServer] = {}
         self._threads: list[threading.Thread] = []
         names = {p.name for p in self.root.iterdir() if p.is_dir()} | set(self.dynamic)
         self.sites = sorted(names)
@@ -91,8 +104,7 @@ class SiteServer:
 
     def start(self) -> Self:
         for site in self.sites:
-            server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(site))
-            server.daemon_threads = True
+            server = _QuietServer(("127.0.0.1", 0), self._handler(site))
             self._servers[site] = server
             thread = threading.Thread(target=server.serve_forever, name=f"site-{site}", daemon=True)
             thread.start()
@@ -178,6 +190,7 @@ class SiteServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # http.server's naming
+                arrived = time.monotonic()
                 headers = dict(self.headers.items())
                 try:
                     answer = server.answer(site, self.path, headers)
@@ -185,7 +198,7 @@ class SiteServer:
                     logger.exception("fixture server failed", extra={"site": site, "path": self.path})
                     answer = Answer(500, b"fixture server error")
                 with server._lock:
-                    server.hits.append(Hit(site, self.path, answer.status, time.monotonic(), headers))
+                    server.hits.append(Hit(site, self.path, answer.status, arrived, headers))
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)

@@ -19,6 +19,7 @@ pytest_plugins: list[str] = [
     "tests.store_fixtures",
     "tests.web_fixtures",
     "tests.model_fixtures",
+    "tests.crawl_fixtures",
 ]
 
 

@@ -112,7 +112,7 @@ class BaseSpider(scrapy.Spider):
             errback=self.on_error,
             headers=headers,
             dont_filter=True,
-            meta={"source": source, "kind": "listing", **meta},
+            meta={"source": source, "kind": "listing", "download_slot": download_slot(url), **meta},
         )
 
     def listing_ok(self, response: Response) -> bool:
@@ -168,9 +168,11 @@ class BaseSpider(scrapy.Spider):
             callback=self.parse_article,
             errback=self.on_error,
             priority=priority,
+            dont_filter=True,  # de-duplicated by canonical URL above; Scrapy's filter would also swallow redirect loops
             meta={
                 "source": source,
                 "kind": "article",
+                "download_slot": download_slot(url),
                 "link_canonical": canonical,
                 "hint_title": title,
                 "hint_published": published,
@@ -257,6 +259,14 @@ class BaseSpider(scrapy.Spider):
             extra=extra,
         )
         yield ArticleItem(article=article, aliases=aliases)
+
+
+def download_slot(url: str) -> str:
+    """Download-slot key of ``url``: ``host[:port]``. Scrapy keys slots by host alone; with the port,
+    sites sharing an address (the loopback fixture web) are paced separately, as distinct hosts are."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def _header(response: Response, name: bytes) -> str | None:

@@ -27,7 +27,7 @@ def entry_time(entry: Any) -> datetime | None:
 
 def is_xml_error(exc: object) -> bool:
     """feedparser's ``bozo_exception`` says the XML itself is broken (not merely a charset override)."""
-    return exc is not None and type(exc).__name__ in {"SAXParseException", "NonXMLContentType", "SAXException"}
+    return exc is not None and type(exc).__name__ in {"SAXParseException", "SAXException"}
 
 
 class FeedSpider(BaseSpider):
@@ -48,7 +48,7 @@ class FeedSpider(BaseSpider):
             return
         source_id: str = response.meta["source"]
         source = next(s for s in self.context.registry if s.id == source_id)
-        parsed = feedparser.parse(response.body, response_headers={"content-location": response.url})
+        parsed = feedparser.parse(response.body)
         broken = bool(parsed.get("bozo")) and is_xml_error(parsed.get("bozo_exception"))
         if broken and not parsed.entries:
             self.context.fetch(source_id, "malformed_xml", response.url)

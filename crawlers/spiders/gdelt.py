@@ -14,7 +14,7 @@ from scrapy.http import Response
 
 from crawlers import gdelt
 from crawlers.errors import FeedError
-from crawlers.spiders.base import BaseSpider
+from crawlers.spiders.base import BaseSpider, download_slot
 from stream.article import now_utc
 
 SOURCE_ID = "gdelt"  # metrics label of the API itself; articles are attributed to their outlet
@@ -41,7 +41,7 @@ class GdeltSpider(BaseSpider):
             callback=self.parse_artlist,
             errback=self.on_error,
             dont_filter=True,
-            meta={"source": SOURCE_ID, "kind": "listing", "slice": (start, end)},
+            meta={"source": SOURCE_ID, "kind": "listing", "slice": (start, end), "download_slot": download_slot(url)},
         )
 
     def on_listing_failed(self, source: str, outcome: str) -> None:

@@ -10,7 +10,7 @@ import scrapy
 from scrapy.http import Response
 
 from crawlers import google_news
-from crawlers.spiders.base import BaseSpider
+from crawlers.spiders.base import BaseSpider, download_slot
 from crawlers.spiders.feeds import entry_time, is_xml_error
 
 SOURCE_ID = "google-news"  # metrics label of the search endpoint; articles are attributed to their outlet
@@ -30,7 +30,13 @@ class GoogleNewsSpider(BaseSpider):
                 callback=self.parse_results,
                 errback=self.on_error,
                 dont_filter=True,
-                meta={"source": SOURCE_ID, "kind": "listing", "variant": query.variant, "lang": query.lang},
+                meta={
+                    "source": SOURCE_ID,
+                    "kind": "listing",
+                    "variant": query.variant,
+                    "lang": query.lang,
+                    "download_slot": download_slot(query.url),
+                },
             )
 
     def on_listing_failed(self, source: str, outcome: str) -> None:

@@ -1,0 +1,230 @@
+"""The spiders against the fixture news web (tests/sites) on loopback, through ``sednaya-monitor crawl``.
+
+Run 1 crawls everything (feeds, sitemaps, GDELT and Google News stand-ins); the assertions read the
+embedded bus, the crawl summary and the server's request log. Run 2 (same data directory, one new
+article on the web) must publish only the new article and fetch no handled article again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawlers.seen import SeenStore
+from stream.article import Article, parse_time
+from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
+from stream.bus_embedded import EmbeddedBus
+from stream.canonical_url import id_for_url
+from stream.settings import Settings
+from tests.crawl_fixtures import FixtureWeb, crawl_json
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+# (site, path, lang, source, channel(s), date_source) of every on-topic article of run 1
+EXPECTED = [
+    ("en", "/2024/12/09/sednaya-survivors.html", "en", "levant-ledger", "feed|sitemap", "jsonld"),  # in both
+    ("en", "/2024/12/10/white-helmets-search.html", "en", "levant-ledger", "feed", "meta"),
+    ("en", "/2017/05/15/crematorium-claim.html", "en", "levant-ledger", "sitemap", "sitemap"),
+    ("en", "/2024/12/11/families-search.html", "en", "levant-ledger", "search", "jsonld"),
+    ("ar", "/news/2024/12/08/liberation.html", "ar", "sawt-al-sham", "feed", "meta"),
+    ("ar", "/news/salt-rooms.html", "ar", "sawt-al-sham", "feed", "feed"),
+    ("ar", "/news/2024/02/07/anniversary.html", "ar", "sawt-al-sham", "feed", "url"),
+    ("fr", "/articles/abattoir-humain.html", "fr", "courrier-levant", "feed|search", "meta"),  # feed and GDELT
+    ("fr", "/articles/visite-onu.html", "fr", "courrier-levant", "feed", "jsonld"),
+    ("de", "/politik/sednaja-prozess.html", "de", "nahost-rundschau", "feed", "jsonld"),
+    ("tr", "/dunya/sednaya-cezaevi-tuz-odalari.html", "tr", "dogu-haber", "feed", "meta"),
+    ("tr", "/dunya/sednaya-idam-arsivi.html", "tr", "dogu-haber", "search", "meta"),
+]
+REJECTED = {  # (site, path) -> reason
+    ("en", "/travel/saidnaya-monastery-weekend.html"): "off_topic",
+    ("en", "/sport/derby-report.html"): "off_topic",
+    ("en", "/world/"): "listing_page",
+    ("en", "/briefs/sednaya-brief.html"): "too_short",
+    ("en", "/docs/report.pdf"): "not_html",
+    ("ar", "/news/bad-encoding.html"): "bad_encoding",
+}
+NEW_ARTICLE = ("tr", "/dunya/yeni-tanik.html")
+
+
+@dataclass
+class Run:
+    summary: dict[str, Any]
+    records: list[Record]
+    started: float
+    ended: float
+
+
+def read_raw(data_dir: Path) -> list[Record]:
+    bus = EmbeddedBus(data_dir / "bus.sqlite3")
+    try:
+        consumer = bus.consumer(Settings().topic_raw, f"test-{time.monotonic_ns()}")
+        records: list[Record] = []
+        while batch := consumer.poll(500, 0.2):
+            records.extend(batch)
+        return records
+    finally:
+        bus.close()
+
+
+@pytest.fixture(scope="module")
+def data_dir_crawl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("crawl-data")
+
+
+@pytest.fixture(scope="module")
+def run1(fixture_web: FixtureWeb, data_dir_crawl: Path) -> Run:
+    started = time.monotonic()
+    summary = crawl_json(fixture_web.env(data_dir_crawl))
+    return Run(summary, read_raw(data_dir_crawl), started, time.monotonic())
+
+
+@pytest.fixture(scope="module")
+def run2(run1: Run, fixture_web: FixtureWeb, data_dir_crawl: Path) -> Run:
+    fixture_web.next_run()
+    started = time.monotonic()
+    summary = crawl_json(fixture_web.env(data_dir_crawl))
+    return Run(summary, read_raw(data_dir_crawl), started, time.monotonic())
+
+
+def test_each_relevant_article_is_published_exactly_once(run1: Run, fixture_web: FixtureWeb) -> None:
+    keys = Counter(r.key for r in run1.records)
+    assert all(n == 1 for n in keys.values()), f"published more than once: {keys.most_common(3)}"
+    by_id = {r.key: r for r in run1.records}
+    for site, path, lang, source, channel, date_source in EXPECTED:
+        ident, canonical = id_for_url(fixture_web.url(site, path))
+        assert ident in by_id, f"{site}{path} not published"
+        record = by_id[ident]
+        article = Article.from_json(record.value)
+        assert record.headers[H_SCHEMA] == "1"
+        parse_time(record.headers[H_ENTERED_AT])
+        assert (article.canonical_url, article.lang, article.source, article.date_source) == (
+            canonical, lang, source, date_source,
+        ), f"{site}{path}"
+        assert article.channel in channel.split("|"), f"{site}{path}: channel {article.channel}"
+        assert article.relevance is not None and article.relevance.score >= 0.5
+        assert article.backfill is False
+    assert len(keys) == len(EXPECTED)
+    assert run1.summary["published"] == len(EXPECTED)
+
+
+def test_tracking_params_amp_and_canonical_collapse_to_one_article(run1: Run, fixture_web: FixtureWeb) -> None:
+    survivors = id_for_url(fixture_web.url("en", "/2024/12/09/sednaya-survivors.html"))[0]
+    amp = id_for_url(fixture_web.url("en", "/2024/12/10/white-helmets-search.html"))[0]
+    by_id = {r.key: Article.from_json(r.value) for r in run1.records}
+    assert "/amp/" in by_id[amp].url  # fetched through the feed's AMP link ...
+    assert "/amp/" not in by_id[amp].canonical_url  # ... stored under the article's canonical URL
+    hits = fixture_web.server.hits_for("en", "/2024/12/09/sednaya-survivors.html")
+    assert len([h for h in hits if h.at <= run1.ended]) == 1, "feed duplicates and the sitemap entry fetched once"
+    assert by_id[survivors].published == parse_time("2024-12-09T07:30:00Z")
+
+
+def test_broken_cases_are_counted_outcomes_per_source(run1: Run) -> None:
+    fetches = run1.summary["fetches"]
+    ledger = fetches["levant-ledger"]
+    for outcome in ("http_403", "http_429", "http_5xx", "timeout", "redirect_loop", "too_large", "robots_disallowed"):
+        assert ledger.get(outcome) == 1, f"levant-ledger {outcome}: {ledger}"
+    assert fetches["blocked-outlet"] == {"http_403": 1}
+    assert fetches["vanished-outlet"] == {"dns": 1}
+    assert fetches["dogu-haber"]["malformed_xml"] == 1  # feed-broken.xml
+    assert fetches["gdelt"]["malformed_json"] == 1
+    assert fetches["google-news"]["http_429"] == 1
+    assert set(run1.summary["degraded"]) == {"gdelt", "google-news"}
+    assert run1.summary["articles"]["failed"] == 7
+
+
+def test_rejections_are_counted_with_reason_and_remembered(run1: Run, fixture_web: FixtureWeb,
+                                                           data_dir_crawl: Path) -> None:
+    expected = Counter(REJECTED.values())
+    extraction = run1.summary["extraction"]
+    assert {k: extraction.get(k) for k in expected} == dict(expected)
+    assert extraction["ok"] == len(EXPECTED)
+    with SeenStore(data_dir_crawl) as seen:
+        for (site, path), reason in REJECTED.items():
+            canonical = id_for_url(fixture_web.url(site, path))[1]
+            assert seen.status(canonical) == f"rejected:{reason}", f"{site}{path}"
+
+
+def test_gdelt_windows_are_split_until_under_the_cap(run1: Run, fixture_web: FixtureWeb) -> None:
+    calls = [h for h in fixture_web.server.hits_for("gdelt", "/api/") if h.at <= run1.ended]
+    assert len(calls) == 7  # 24 h -> 2 x 12 h -> 4 x 6 h
+    assert not fixture_web.server.hits_for("gdelt", "/never/"), "articles of a capped answer must not be fetched"
+
+
+def test_unrepairable_search_answer_is_dead_lettered(run1: Run, data_dir_crawl: Path) -> None:
+    lines = (data_dir_crawl / "crawl" / "dead-letters.jsonl").read_text(encoding="utf-8").splitlines()
+    letters = [json.loads(line) for line in lines]
+    assert [(d["kind"], d["source"]) for d in letters] == [("search_response", "gdelt")]
+    assert "cut off" in letters[0]["payload"]
+
+
+def test_robots_crawl_delay_is_honoured(run1: Run, fixture_web: FixtureWeb) -> None:
+    hits = [h for h in fixture_web.server.hits_for("en") if h.at <= run1.ended]
+    assert len([h for h in hits if h.path == "/robots.txt"]) == 1, "one robots.txt fetch per host and crawl"
+    times = sorted(h.at for h in hits if h.path != "/robots.txt")
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(gaps) > 10
+    # Scrapy spaces dispatches by the delay; arrival times jitter by a few tens of milliseconds.
+    assert sum(gaps) / len(gaps) >= 0.25 * 0.95, f"mean gap {sum(gaps) / len(gaps):.3f}s"
+    assert min(gaps) >= 0.1, f"two requests to the Crawl-delay site {min(gaps):.3f}s apart"
+
+
+def test_raw_html_is_kept_by_content_hash(run1: Run, data_dir_crawl: Path) -> None:
+    for record in run1.records:
+        article = Article.from_json(record.value)
+        path = data_dir_crawl / "raw" / article.content_sha256[:2] / f"{article.content_sha256}.html.gz"
+        assert path.exists(), article.url
+
+
+def test_second_run_fetches_only_what_is_new(run2: Run, run1: Run, fixture_web: FixtureWeb) -> None:
+    assert run2.summary["published"] == 1
+    keys = Counter(r.key for r in run2.records)
+    assert len(keys) == len(EXPECTED) + 1 and set(keys.values()) == {1}
+    new_id = id_for_url(fixture_web.url(*NEW_ARTICLE))[0]
+    assert new_id in keys
+    handled = {path for _, path, *_ in EXPECTED} | {path for _, path in REJECTED}
+    refetched = [
+        (h.site, h.path) for site in ("en", "ar", "fr", "de", "tr")
+        for h in fixture_web.server.hits_for(site) if h.at >= run2.started and h.path.split("?")[0] in handled
+    ]
+    assert refetched == [], f"handled articles fetched again: {refetched}"
+    assert run2.summary["fetches"]["levant-ledger"].get("not_modified", 0) >= 1  # conditional GET of the feed
+    feed_hits = [h for h in fixture_web.server.hits_for("en", "/feed.rss") if h.at >= run2.started]
+    assert feed_hits and "If-None-Match" in feed_hits[0].headers
+
+
+@pytest.mark.timeout(60)
+def test_follow_polls_each_source_again_until_interrupted(fixture_web: FixtureWeb, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from sednaya_monitor.cli import main; main()",
+         "crawl", "--follow", "--json", "--spider", "feeds", "--source", "nahost-rundschau"],
+        env=fixture_web.env(tmp_path / "data"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    started = time.monotonic()
+    try:
+        deadline = started + 40
+        while time.monotonic() < deadline:
+            if len([h for h in fixture_web.server.hits_for("de", "/feed.rdf") if h.at >= started]) >= 2:
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        else:
+            pytest.fail("the feed was not polled twice in --follow mode")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["published"] == 1
+    assert summary["fetches"]["nahost-rundschau"].get("not_modified", 0) >= 1
