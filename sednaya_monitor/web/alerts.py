@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from indexer.atom import render_atom
 from indexer.ledger import AlertLedger, LedgerAlert
-from indexer.watchlists import SqliteWatchlistRepository, Watchlist, WatchlistRepository
+from indexer.watchlists import Watchlist, WatchlistRepository
 from sednaya_monitor.web.pages import AlertView
-from stream.settings import Settings
 
 
 def alert_view(item: LedgerAlert) -> AlertView:
@@ -31,15 +30,6 @@ class LedgerAlertLog:
         self.ledger = ledger
         self.watchlists = watchlists
         self.public_url = public_url
-
-    @classmethod
-    def in_data_dir(cls, settings: Settings) -> LedgerAlertLog:
-        """The ledger and watchlists of ``settings.data_dir`` (created empty when missing)."""
-        return cls(
-            AlertLedger.in_data_dir(settings.data_dir),
-            SqliteWatchlistRepository.in_data_dir(settings.data_dir),
-            settings.public_url,
-        )
 
     def recent(self, watchlist: str | None, limit: int) -> list[AlertView]:
         """Newest first; across every watchlist when ``watchlist`` is None. Unknown names give ``[]``."""

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from indexer.ledger import AlertLedger
 from indexer.store import SearchStore
-from indexer.watchlists import SqliteWatchlistRepository, WatchlistRepository
+from indexer.watchlists import WatchlistRepository, open_watchlists
 from sednaya_monitor.web.alerts import LedgerAlertLog
 from sednaya_monitor.web.app import MAX_BODY_BYTES, AlertLog, App, Response, json_response, parse_request
 from stream.metrics import LATENCY_BUCKETS, Metrics
@@ -191,13 +191,14 @@ def make_server(
 
     ``host``/``port`` default to ``settings.serve_host``/``settings.serve_port`` (127.0.0.1:8080);
     port 0 takes a free port (read it back from ``server.url``). ``watchlists`` defaults to the
-    SQLite repository in ``settings.data_dir``; ``alerts`` defaults to the alert ledger there (both
+    deployment's repository (``indexer.watchlists.open_watchlists``: SQLite in ``settings.data_dir``,
+    or the Elasticsearch store); ``alerts`` defaults to the alert ledger there (both
     closed with the server).
     Raises ``OSError`` when the address is taken.
     """
     owned: list[Closable] = []
     if watchlists is None:
-        repo = SqliteWatchlistRepository.in_data_dir(settings.data_dir)
+        repo = open_watchlists(settings)
         owned.append(repo)
         watchlists = repo
     if alerts is None:
