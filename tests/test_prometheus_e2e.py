@@ -1,13 +1,14 @@
-"""A real Prometheus scrapes the metrics of a real pipeline run; counts and dashboard queries are read back.
+"""A real Prometheus scrapes a real crawl and a real pipeline run; counts and dashboard queries are read back.
 
 Debian's ``prometheus`` binary runs on a loopback port with a 1-second scrape interval and the project's
-recording and alert rules loaded. It scrapes two targets served by :mod:`sednaya_monitor.metrics_server`:
+recording and alert rules loaded. It scrapes two processes, each serving its registry through
+:mod:`sednaya_monitor.metrics_server`, as the distributed stages do:
 
+- job ``crawl``: a separate Python process crawling the fixture news web (``tests/sites``, served by
+  ``tests/crawl_fixtures.py``) with :func:`crawlers.run.crawl` into the embedded bus of a data directory;
 - job ``run``: the one-process :class:`~sednaya_monitor.pipeline.Pipeline` (embed, index, alert with the
-  real model and the embedded bus and store) ingesting the fixture articles plus one undecodable record
-  that must be dead-lettered, with a watchlist delivering to a loopback webhook;
-- job ``crawl``: the crawl stage's own figures (fetch outcomes, freshness, extraction), counted on a
-  second registry here because the crawler needs the fixture web of the crawling tests, not this one.
+  real model and the embedded store) draining that bus, plus one undecodable record that must be
+  dead-lettered, with a watchlist delivering to a loopback webhook.
 
 The test reads the series back through Prometheus' HTTP API and wants every count to match exactly,
 then evaluates every query of the Grafana operator dashboard against this Prometheus and wants data.
@@ -19,6 +20,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -35,14 +37,12 @@ from prometheus_client import Metric
 from indexer.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor import __version__
 from sednaya_monitor.metrics_server import MetricsServer
-from stream.article import Article
-from stream.ingest import read_jsonl
 from stream.metrics import Metrics, set_build_info
 from stream.settings import Settings, load_settings
 from tests.alert_fixtures import WebhookReceiver, _handler_for
+from tests.crawl_fixtures import FixtureWeb
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures" / "articles"
 RULES = ROOT / "deploy" / "prometheus" / "rules"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "operator.json"
 PROMETHEUS = shutil.which("prometheus")
@@ -134,20 +134,40 @@ def _start_prometheus(tmp: Path, targets: dict[str, int]) -> tuple[subprocess.Po
         time.sleep(0.2)
 
 
-def _crawl_figures(metrics: Metrics) -> None:
-    """What a crawl process reports after polling two sources (counted as crawlers/ counts them)."""
-    set_build_info(metrics, version=__version__, model="none")
-    now = time.time()
-    for source, interval in (("wire-example", 900), ("arabic-news", 1800)):
-        metrics.source_fetches.labels(source=source, outcome="ok").inc(3)
-        metrics.source_last_success.labels(source=source).set(now)
-        metrics.source_poll_interval.labels(source=source).set(interval)
-        metrics.source_articles.labels(source=source).inc(2)
-    metrics.source_fetches.labels(source="arabic-news", outcome="http_429").inc()
-    metrics.extraction.labels(reason="ok").inc(4)
-    metrics.extraction.labels(reason="too_short").inc()
-    metrics.articles.labels(stage="crawl", status="crawled").inc(4)
-    metrics.articles.labels(stage="crawl", status="rejected").inc(1)
+# The crawl stage as its own process: serves its registry on a free port (printed first), crawls the
+# fixture web once into the embedded bus, prints the summary as JSON, then keeps serving until stdin closes.
+CRAWL_SCRIPT = """
+import json, sys
+from crawlers.run import crawl
+from sednaya_monitor import __version__, wiring
+from sednaya_monitor.metrics_server import MetricsServer
+from stream.metrics import Metrics, set_build_info
+from stream.settings import load_settings
+
+settings = load_settings()
+metrics = Metrics()
+set_build_info(metrics, version=__version__, model=settings.model_name, stage="crawl")
+server = MetricsServer(metrics).start()
+print(server.port, flush=True)
+bus = wiring.make_bus(settings)
+bus.ensure_topics(settings.topics)
+summary = crawl(settings, bus, metrics)
+bus.flush()
+bus.close()
+print(json.dumps(summary.to_dict()), flush=True)
+sys.stdin.read()
+server.stop()
+"""
+CRAWL_TIMEOUT_S = 120  # one crawl of the fixture web takes ~10 s alone; the machine is shared
+
+
+def _read_line(proc: subprocess.Popen[str], what: str, log: Path) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(timeout=10)
+        pytest.fail(f"crawl process exited {proc.returncode} before printing {what}:\n{log.read_text()[-4000:]}")
+    return line.strip()
 
 
 def _samples(metrics: Metrics) -> Iterator[tuple[str, dict[str, str], float]]:
@@ -170,13 +190,13 @@ def _selector(name: str, labels: dict[str, str], job: str) -> str:
 class Scraped:
     prometheus: PrometheusServer
     run_metrics: Metrics
-    articles: list[Article]
+    crawl_summary: dict[str, Any]  # crawlers.context.CrawlSummary.to_dict() of the crawl process
     stories_in_store: int
     webhook_sent: int
 
 
 @pytest.fixture(scope="module")
-def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
+def scraped(tmp_path_factory: pytest.TempPathFactory, fixture_web: FixtureWeb) -> Iterator[Scraped]:
     from sednaya_monitor.pipeline import Pipeline  # imports the model stack: only when the test runs
 
     tmp = tmp_path_factory.mktemp("prometheus-e2e")
@@ -190,44 +210,68 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     receiver.url = f"http://127.0.0.1:{hook_server.server_address[1]}/hook"
     threading.Thread(target=hook_server.serve_forever, daemon=True).start()
 
-    run_metrics, crawl_metrics = Metrics(), Metrics()
+    data_dir.mkdir(parents=True)
+    crawl_log = tmp / "crawl.log"
+    with crawl_log.open("w") as log:
+        crawler = subprocess.Popen(
+            [sys.executable, "-c", CRAWL_SCRIPT],
+            env=fixture_web.env(data_dir),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    run_metrics = Metrics()
     set_build_info(run_metrics, version=__version__, model=settings.model_name)
-    _crawl_figures(crawl_metrics)
     run_server = MetricsServer(run_metrics).start()
-    crawl_server = MetricsServer(crawl_metrics).start()
-    proc, prometheus = _start_prometheus(tmp, {"run": run_server.port, "crawl": crawl_server.port})
     pipeline = None
+    proc = None
     try:
-        data_dir.mkdir(parents=True)
+        crawl_port = int(_read_line(crawler, "its metrics port", crawl_log))
+        proc, prometheus = _start_prometheus(tmp, {"run": run_server.port, "crawl": crawl_port})
+        crawl_summary: dict[str, Any] = json.loads(_read_line(crawler, "its summary", crawl_log))
         repo = SqliteWatchlistRepository.in_data_dir(data_dir)
         repo.add(Watchlist(name="sednaya", query="Sednaya", webhooks=(receiver.url,)))
         repo.close()
-        articles: list[Article] = []
-        for path in sorted(FIXTURES.glob("*.jsonl")):
-            for item in read_jsonl(path.read_text(encoding="utf-8").splitlines()):
-                assert isinstance(item, Article), f"{path.name}: {item}"
-                articles.append(item)
         pipeline = Pipeline(settings, run_metrics)
-        pipeline.publish(articles)
         # one record no stage can read: the embed stage must dead-letter it
         pipeline.bus.publish(settings.topic_raw, "not-an-article", b"{this is not json", {})
         pipeline.bus.flush()
         pipeline.drain()
-        sent = len(receiver.wait_for(1))
         stories = len(pipeline.store.list_stories(limit=1000))
-        # wait until the alert deliveries are counted, then until Prometheus scraped the final figures
+
+        def webhook(result: str) -> float:
+            labels = {"channel": "webhook", "result": result}
+            return run_metrics.registry.get_sample_value("sednaya_alerts_total", labels) or 0.0
+
+        # deliveries run on the alert stage's threads: wait until every matched alert was delivered,
+        # then until Prometheus scraped the final figures
         deadline = time.monotonic() + SCRAPED_S
-        while run_metrics.registry.get_sample_value(
-            "sednaya_alerts_total", {"channel": "webhook", "result": "sent"}
-        ) != float(sent):
-            assert time.monotonic() < deadline, "webhook deliveries not counted"
+        while webhook("matched") == 0 or webhook("sent") + webhook("failed") < webhook("matched"):
+            if time.monotonic() > deadline:
+                outcomes = {
+                    status: run_metrics.registry.get_sample_value(
+                        "sednaya_articles_total", {"stage": "alert", "status": status}
+                    )
+                    for status in ("alerted", "queued", "no_match", "skipped", "dead_lettered")
+                }
+                pytest.fail(
+                    f"webhook alerts: matched {webhook('matched')}, sent {webhook('sent')}, failed "
+                    f"{webhook('failed')} after {SCRAPED_S}s; alert stage outcomes {outcomes}"
+                )
             time.sleep(0.1)
-        expected = list(_samples(run_metrics))
+        sent = int(webhook("sent"))
+        assert sent == len(receiver.delivered) >= 1
+        expected = [(*sample, "run") for sample in _samples(run_metrics)]
+        expected += [
+            ("sednaya_articles_total", {"stage": "crawl", "status": status}, float(count), "crawl")
+            for status, count in crawl_summary["articles"].items()
+        ]
         while True:
             missing = [
                 (name, labels, value)
-                for name, labels, value in expected
-                if prometheus.value(_selector(name, labels, "run")) != value
+                for name, labels, value, job in expected
+                if prometheus.value(_selector(name, labels, job)) != value
             ]
             if not missing:
                 break
@@ -235,40 +279,57 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
                 pytest.fail(f"Prometheus does not hold the final figures after {SCRAPED_S}s: {missing[:5]}")
             time.sleep(0.5)
         time.sleep(3)  # a few more scrapes and rule evaluations for the rate() windows of the dashboard
-        yield Scraped(prometheus, run_metrics, articles, stories, sent)
+        yield Scraped(prometheus, run_metrics, crawl_summary, stories, sent)
     finally:
         if pipeline is not None:
             pipeline.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for child in (crawler, proc):
+            if child is None:
+                continue
+            if child is crawler and crawler.stdin is not None:
+                crawler.stdin.close()  # the crawl process stops serving and exits
+            else:
+                child.terminate()
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(timeout=5)
         run_server.stop()
-        crawl_server.stop()
         hook_server.shutdown()
         hook_server.server_close()
 
 
 @pytest.mark.timeout(600)
 def test_counts_read_back_from_prometheus_match_the_run_exactly(scraped: Scraped) -> None:
-    prom, n = scraped.prometheus, len(scraped.articles)
-    assert n == 8  # tests/fixtures/articles: six crematorium copies, the regatta, the Arabic families story
-    assert prom.value('up{job="run"}') == 1.0
-    # every article once per stage with its outcome, the undecodable record included
+    prom, crawled = scraped.prometheus, scraped.crawl_summary
+    n = crawled["published"]
+    assert n >= 5, crawled  # the fixture web holds on-topic articles in five languages
+    assert prom.value('up{job="crawl"}') == prom.value('up{job="run"}') == 1.0
+    # the crawl process: every article once with its outcome, every fetch and extraction outcome
+    assert prom.value('sednaya_articles_total{job="crawl",stage="crawl",status="published"}') == n
+    for status, count in crawled["articles"].items():
+        assert prom.value(f'sednaya_articles_total{{job="crawl",stage="crawl",status="{status}"}}') == count
+    for reason, count in crawled["extraction"].items():
+        assert prom.value(f'sednaya_extraction_total{{job="crawl",reason="{reason}"}}') == count
+    for source, outcomes in crawled["fetches"].items():
+        for outcome, count in outcomes.items():
+            expr = f'sednaya_source_fetches_total{{job="crawl",source="{source}",outcome="{outcome}"}}'
+            assert prom.value(expr) == count, expr
+    # the pipeline: each crawled article once per stage, the undecodable record included
     assert prom.value('sum(sednaya_articles_total{job="run",stage="embed"})') == n + 1
     assert prom.value('sednaya_articles_total{job="run",stage="embed",status="dead_lettered"}') == 1.0
     assert prom.value('sednaya_articles_total{job="run",stage="index",status="indexed"}') == n
     assert prom.value('sum(sednaya_dead_letters_total{job="run"})') == 1.0
     assert prom.value('sednaya_dead_letters_total{job="run",stage="embed"}') == 1.0
     assert prom.value('sednaya_bus_records_total{job="run",topic="articles.raw.v1",op="consumed"}') == n + 1
-    assert prom.value('sednaya_story_events_total{job="run",kind="created"}') == scraped.stories_in_store == 3
-    assert prom.value('sednaya_alerts_total{job="run",channel="webhook",result="sent"}') == scraped.webhook_sent
     assert prom.value('sednaya_store_writes_total{job="run",kind="article",result="ok"}') == n
+    created = prom.value('sednaya_story_events_total{job="run",kind="created"}')
+    assert created == scraped.stories_in_store and created is not None and created >= 1
+    assert prom.value('sednaya_alerts_total{job="run",channel="webhook",result="sent"}') == scraped.webhook_sent
     info = prom.query('sednaya_info{job="run"}')
-    assert [r["metric"]["version"] for r in info] == [__version__]
-    assert [r["metric"]["model"] for r in info] == ["all-MiniLM-L6-v2"]
-    # and every other sample of the registry, exactly
+    assert [(r["metric"]["version"], r["metric"]["model"]) for r in info] == [(__version__, "all-MiniLM-L6-v2")]
+    # and every other sample of the pipeline's registry, exactly
     for name, labels, value in _samples(scraped.run_metrics):
         assert prom.value(_selector(name, labels, "run")) == value, (name, labels)
 
