@@ -54,6 +54,12 @@ def test_metrics_expose_the_registry_and_count_requests(web_server: RunningServe
     assert 'sednaya_http_requests_total{method="GET",route="page_search",status="200"} 1.0' in text
     assert 'sednaya_http_requests_total{method="GET",route="page_story",status="404"} 1.0' in text
     assert "sednaya_articles_total" in text  # the process registry of stream.metrics.Metrics
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool comes with Debian's prometheus package"
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def test_binds_loopback_by_default(web_settings: Settings, web_store: EmbeddedStore) -> None:
