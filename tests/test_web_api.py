@@ -406,6 +406,12 @@ def test_watchlists_page_alerts_and_atom_feed(
     assert feed.version == "atom10"
     assert [e.title for e in feed.entries] == ["<b>US says</b> Syria built a crematorium"]
     assert get(web_server, "/watchlists/nope/atom.xml").status_code == 404
+    alternate = next(link.href for link in feed.feed.links if link.rel == "alternate")
+    assert alternate.endswith("/watchlists/crematorium")
+    one = get(web_server, "/watchlists/crematorium")
+    assert one.status_code == 200
+    assert one.text.count('<li class="story-item watchlist"') == 1
+    assert get(web_server, "/watchlists/nope").status_code == 404
 
 
 # --- OpenAPI and fuzzing ------------------------------------------------------------------------------------

@@ -136,6 +136,7 @@ class App:
             ("GET", r"/stories/(?P<story_id>[^/]+)", "page_story", self.page_story),
             ("GET", r"/timeline", "page_timeline", self.page_timeline),
             ("GET", r"/watchlists", "page_watchlists", self.page_watchlists),
+            ("GET", r"/watchlists/(?P<name>[^/]+)", "page_watchlist", self.page_watchlists),
             ("GET", r"/watchlists/(?P<name>[^/]+)/atom\.xml", "atom", self.atom),
             ("GET", r"/raw/(?P<sha>[^/]+)", "raw", self.raw_copy),
             ("GET", r"/healthz", "healthz", self.healthz),
@@ -330,8 +331,15 @@ class App:
             new[day]["stories"] = new[day].get("stories", 0) + 1
         return html_response(pages.render_timeline(sp, options, volume, dict(new)))
 
-    def page_watchlists(self, _request: Request, _args: dict[str, str]) -> Response:
-        watchlists = self.watchlists.all() if self.watchlists is not None else []
+    def page_watchlists(self, _request: Request, args: dict[str, str]) -> Response:
+        """Every watchlist with its recent alerts, or one (``/watchlists/<name>``, the feed's alternate link)."""
+        if "name" in args:
+            found = self.repo().get(args["name"])
+            if found is None:
+                raise NotFound(f"no watchlist named {args['name']!r}")
+            watchlists = [found]
+        else:
+            watchlists = self.watchlists.all() if self.watchlists is not None else []
         recent: dict[str, Sequence[pages.AlertView]] = {}
         if self.alerts is not None:
             for w in watchlists:
