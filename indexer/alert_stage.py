@@ -15,8 +15,9 @@ For each record of ``settings.topic_story_events`` (a :class:`~stream.story.Stor
    ``sednaya_alert_latency_seconds{channel}`` (from the article's entry on the bus to delivery).
 
 On construction the stage resumes deliveries left ``pending`` by a previous process. Digests are sent
-by :meth:`AlertStage.send_digests` (called by the stage itself at most every ``DIGEST_CHECK_S`` while
-events flow, and by ``sednaya-monitor watch digest``).
+by :meth:`AlertStage.send_digests`: a daemon thread of the stage calls it every ``DIGEST_CHECK_S``
+(the digest entries live in this process's ledger, so the process that queues them sends them), and
+``sednaya-monitor watch digest`` does it by hand or from cron in the embedded mode.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ STAGE = "alert"
 DELIVERY_WORKERS = 8  # concurrent deliveries: a few hung targets (attempts x timeout each) leave room for others
 ARTICLE_WAIT_S = 5.0  # distributed mode: the index stage may store the article just after the event arrives
 ARTICLE_POLL_S = 0.1
-DIGEST_CHECK_S = 60.0  # how often handle() looks for due digests while events flow
+DIGEST_CHECK_S = 60.0  # how often the stage looks for due digests (hourly is the finest period)
 CLOSE_TIMEOUT_S = 60.0  # close() waits this long for deliveries in flight (the rest resume on next start)
 
 
@@ -71,6 +72,7 @@ class AlertStage:
         article_wait_s: how long to wait for the event's article to appear in the store before the
             record fails (and is retried by the worker). 0 in the one-process pipeline, where the index
             stage has always run first.
+        digest_interval_s: period of the digest thread; None = no thread (``send_digests`` by hand).
     """
 
     name = STAGE
@@ -85,6 +87,7 @@ class AlertStage:
         ledger: AlertLedger | None = None,
         deliverer: Deliverer | None = None,
         article_wait_s: float = ARTICLE_WAIT_S,
+        digest_interval_s: float | None = DIGEST_CHECK_S,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -98,9 +101,15 @@ class AlertStage:
         self._executor = ThreadPoolExecutor(max_workers=DELIVERY_WORKERS, thread_name_prefix="alert-delivery")
         self._futures: set[Future[None]] = set()
         self._futures_lock = threading.Lock()
-        self._last_digest_check = time.monotonic()
         self._closed = False
+        self._stop = threading.Event()
+        self._digest_thread: threading.Thread | None = None
         self.resume()
+        if digest_interval_s is not None:
+            self._digest_thread = threading.Thread(
+                target=self._digest_loop, args=(digest_interval_s,), name="alert-digests", daemon=True
+            )
+            self._digest_thread.start()
 
     # --- Handler ----------------------------------------------------------------------------------
 
@@ -124,8 +133,6 @@ class AlertStage:
                 continue
             self.metrics.articles.labels(stage=STAGE, status=status).inc()
             out.append(None)
-        if time.monotonic() - self._last_digest_check >= DIGEST_CHECK_S:
-            self.send_digests()
         return out
 
     def process(self, event: StoryEvent, watchlists: Sequence[Watchlist] | None = None) -> str:
@@ -223,7 +230,6 @@ class AlertStage:
         its last digest (or its creation) and that has queued entries; ``force`` ignores the period.
         Returns how many digests were opened."""
         now = utc(now) if now is not None else now_utc()
-        self._last_digest_check = time.monotonic()
         opened = 0
         for wl in self.repository.all():
             last = self.ledger.last_digest_end(wl.name) or wl.created_at
@@ -239,6 +245,13 @@ class AlertStage:
                     PendingDelivery(kind="digest", ref_id=digest.id, target=target, watchlist=wl.name, attempts=0)
                 )
         return opened
+
+    def _digest_loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.send_digests()
+            except Exception as exc:  # noqa: BLE001  # a store or ledger hiccup: try again next period
+                logger.warning("digest check failed", extra={"stage": STAGE, "error": f"{type(exc).__name__}: {exc}"})
 
     # --- delivery ---------------------------------------------------------------------------------
 
@@ -316,6 +329,9 @@ class AlertStage:
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
+        if self._digest_thread is not None:
+            self._digest_thread.join(timeout_s)
         if not self.wait_idle(timeout_s):
             logger.warning("deliveries still in flight at close; they resume on next start", extra={"stage": STAGE})
         self._executor.shutdown(wait=False, cancel_futures=True)

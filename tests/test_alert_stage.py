@@ -376,3 +376,24 @@ def test_event_for_an_article_not_in_the_store_fails_naming_it(
     (bad,) = stage.handle([Record(topic="t", key="k", value=b"not json")])
     assert bad is not None and "not valid JSON" in str(bad)
     stage.close()
+
+
+@pytest.mark.timeout(60)
+def test_the_stage_sends_due_digests_on_its_own(
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+) -> None:
+    article = _sednaya_article(0, story_id="s1")
+    _stored(store, article)
+    stage = AlertStage(settings_factory(), store, metrics, article_wait_s=0.0, digest_interval_s=0.1)
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    stage.repository.add(
+        Watchlist(
+            name="h", query="Sednaya", webhooks=(webhook.url,), mode="digest", every="hourly", created_at=two_hours_ago
+        )
+    )
+    stage.handle(_records([make_event("created", article, story_id="s1")]))
+    (digest,) = webhook.wait_for(1)  # no send_digests call: the stage's own thread found it due
+    body = digest.json()
+    assert body["type"] == "sednaya.digest" and [s["id"] for s in body["stories"]] == ["s1"]
+    assert body["stories"][0]["sources"] == {"wire": 1}
+    stage.close()
