@@ -72,7 +72,7 @@ class _QuietServer(ThreadingHTTPServer):
         if isinstance(error, (ConnectionResetError, BrokenPipeError)):
             logger.debug("fixture client went away", extra={"client": str(client_address)})
         else:
-            logger.error("fixture server failed", extra={"client": str(client_address)}, exc_info=True)
+            logger.error("fixture server failed", extra={"client": str(client_address)}, exc_info=error)
 
 
 class SiteServer:

@@ -138,8 +138,9 @@ def fixture_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FixtureWeb
     root = tmp_path_factory.mktemp("web") / "sites"
     shutil.copytree(SITES, root)
     holder: dict[str, SiteServer] = {}
-    server = SiteServer(root, dynamic={"gdelt": _gdelt(holder), "gnews": _gnews(holder)}, slow_s=3.0,
-                        huge_bytes=2_000_000)
+    server = SiteServer(
+        root, dynamic={"gdelt": _gdelt(holder), "gnews": _gnews(holder)}, slow_s=3.0, huge_bytes=2_000_000
+    )
     holder["server"] = server
     with server:
         registry = render_registry(root / "sources.toml", server, root.parent / "sources.toml")

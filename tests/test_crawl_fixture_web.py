@@ -108,7 +108,10 @@ def test_each_relevant_article_is_published_exactly_once(run1: Run, fixture_web:
         assert record.headers[H_SCHEMA] == "1"
         parse_time(record.headers[H_ENTERED_AT])
         assert (article.canonical_url, article.lang, article.source, article.date_source) == (
-            canonical, lang, source, date_source,
+            canonical,
+            lang,
+            source,
+            date_source,
         ), f"{site}{path}"
         assert article.channel in channel.split("|"), f"{site}{path}: channel {article.channel}"
         assert article.relevance is not None and article.relevance.score >= 0.5
@@ -142,8 +145,9 @@ def test_broken_cases_are_counted_outcomes_per_source(run1: Run) -> None:
     assert run1.summary["articles"]["failed"] == 7
 
 
-def test_rejections_are_counted_with_reason_and_remembered(run1: Run, fixture_web: FixtureWeb,
-                                                           data_dir_crawl: Path) -> None:
+def test_rejections_are_counted_with_reason_and_remembered(
+    run1: Run, fixture_web: FixtureWeb, data_dir_crawl: Path
+) -> None:
     expected = Counter(REJECTED.values())
     extraction = run1.summary["extraction"]
     assert {k: extraction.get(k) for k in expected} == dict(expected)
@@ -193,8 +197,10 @@ def test_second_run_fetches_only_what_is_new(run2: Run, run1: Run, fixture_web: 
     assert new_id in keys
     handled = {path for _, path, *_ in EXPECTED} | {path for _, path in REJECTED}
     refetched = [
-        (h.site, h.path) for site in ("en", "ar", "fr", "de", "tr")
-        for h in fixture_web.server.hits_for(site) if h.at >= run2.started and h.path.split("?")[0] in handled
+        (h.site, h.path)
+        for site in ("en", "ar", "fr", "de", "tr")
+        for h in fixture_web.server.hits_for(site)
+        if h.at >= run2.started and h.path.split("?")[0] in handled
     ]
     assert refetched == [], f"handled articles fetched again: {refetched}"
     assert run2.summary["fetches"]["levant-ledger"].get("not_modified", 0) >= 1  # conditional GET of the feed
@@ -205,9 +211,22 @@ def test_second_run_fetches_only_what_is_new(run2: Run, run1: Run, fixture_web: 
 @pytest.mark.timeout(60)
 def test_follow_polls_each_source_again_until_interrupted(fixture_web: FixtureWeb, tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from sednaya_monitor.cli import main; main()",
-         "crawl", "--follow", "--json", "--spider", "feeds", "--source", "nahost-rundschau"],
-        env=fixture_web.env(tmp_path / "data"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from sednaya_monitor.cli import main; main()",
+            "crawl",
+            "--follow",
+            "--json",
+            "--spider",
+            "feeds",
+            "--source",
+            "nahost-rundschau",
+        ],
+        env=fixture_web.env(tmp_path / "data"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     started = time.monotonic()
     try:

@@ -1,0 +1,280 @@
+"""Crawl building blocks without the network: registry, GDELT slicing/repair, Google News queries,
+seen store, raw store, fetch outcomes, and the bus pipeline (published once; dead-lettered on failure)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from scrapy.exceptions import IgnoreRequest
+from twisted.python.failure import Failure
+
+from crawlers import gdelt, google_news
+from crawlers.context import CrawlContext
+from crawlers.errors import FeedError, RegistryError
+from crawlers.fetch_outcome import outcome_for_failure, outcome_for_status
+from crawlers.items import ArticleItem
+from crawlers.pipelines import BusPublishPipeline
+from crawlers.raw_store import RawStore
+from crawlers.registry import DEFAULT_REGISTRY, SOURCE_TYPES, load_registry, parse_registry, source_for_url
+from crawlers.seen import SeenStore
+from crawlers.spiders.feeds import FeedSpider
+from crawlers.spiders.sitemaps import gunzip, parse_sitemap
+from stream.article import Article, Relevance, now_utc
+from stream.bus import H_ENTERED_AT, H_SCHEMA
+from stream.bus_embedded import EmbeddedBus
+from stream.canonical_url import id_for_url
+from stream.errors import BusError
+from stream.metrics import Metrics
+from stream.settings import Settings
+from stream.topic import load_topic
+
+# --- registry --------------------------------------------------------------------------------------
+
+
+def test_default_registry_has_40_outlets_in_five_languages_marked_unverified() -> None:
+    sources = load_registry(DEFAULT_REGISTRY)
+    assert len(sources) >= 40
+    assert {s.lang for s in sources} >= {"ar", "en", "fr", "de", "tr"}
+    assert {s.type for s in sources} >= SOURCE_TYPES - {"fact-checker", "other"}
+    assert not any(s.verified for s in sources), "nothing could be checked from this machine"
+    assert sum(1 for s in sources if s.feeds or s.sitemaps) >= 40
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x = 1", "no [[source]] table"),
+        ('[[source]]\nid = "a"', "key 'type' is required"),
+        ('[[source]]\nid = "a"\ntype = "blog"', "type 'blog' is not one of"),
+        ('[[source]]\nid = "a"\ntype = "wire"\nlang = "english"', "lang 'english' must be an ISO 639-1 code"),
+        (
+            '[[source]]\nid = "a"\nname = "A"\nhome = "ftp://a"\nlang = "en"\ncountry = "GB"\ntype = "wire"',
+            "'ftp://a' is not an absolute http(s) URL",
+        ),
+    ],
+)
+def test_registry_errors_name_the_source_and_key(text: str, message: str) -> None:
+    with pytest.raises(RegistryError) as info:
+        parse_registry(text, "reg.toml")
+    assert message in str(info.value) and "reg.toml" in str(info.value)
+
+
+def test_attribution_by_host_and_port() -> None:
+    sources = parse_registry(
+        '[[source]]\nid = "a"\nname = "A"\nhome = "http://127.0.0.1:8001/"\nlang = "en"\ncountry = "GB"\n'
+        'type = "wire"\n[[source]]\nid = "bbc"\nname = "BBC"\nhome = "https://www.bbc.co.uk/news"\nlang = "en"\n'
+        'country = "GB"\ntype = "public-broadcaster"\n'
+    )
+    assert source_for_url(sources, "http://127.0.0.1:8001/x") == "a"
+    assert source_for_url(sources, "http://127.0.0.1:8002/x") == "127.0.0.1:8002"
+    assert source_for_url(sources, "https://feeds.bbc.co.uk/a") == "bbc"
+
+
+# --- GDELT and Google News ----------------------------------------------------------------------------
+
+
+def test_gdelt_query_and_url() -> None:
+    assert gdelt.build_query(["Sednaya", "Saydnaya", "Sednaya"]) == '("Sednaya" OR "Saydnaya")'
+    start = datetime(2024, 12, 8, tzinfo=UTC)
+    url = gdelt.build_url("https://api.test/doc", '"Sednaya"', start, start + timedelta(hours=1))
+    assert "mode=ArtList" in url and "maxrecords=250" in url
+    assert "startdatetime=20241208000000" in url and "enddatetime=20241208010000" in url
+
+
+def test_gdelt_split_stops_at_fifteen_minutes() -> None:
+    start = datetime(2024, 12, 8, tzinfo=UTC)
+    halves = gdelt.split(start, start + timedelta(hours=1))
+    assert halves == [
+        (start, start + timedelta(minutes=30)),
+        (start + timedelta(minutes=30), start + timedelta(hours=1)),
+    ]
+    assert gdelt.split(start, start + gdelt.MIN_SLICE) is None
+
+
+def test_gdelt_repairs_what_it_can_and_says_degraded_never_zero() -> None:
+    repaired, was = gdelt.parse_artlist(
+        "u", 200, b'{"articles": [{"url": "http://a.test/1", "title": "it\\\'s\tok", "seendate": "20241208T100000Z"},]}'
+    )
+    assert was and repaired[0].url == "http://a.test/1" and repaired[0].seen == datetime(2024, 12, 8, 10, tzinfo=UTC)
+    assert gdelt.parse_artlist("u", 200, b"{}") == ([], False)  # GDELT's real "no match"
+    for status, body, outcome in [
+        (429, b"", "degraded"),
+        (200, b"Please limit requests to one every 5 seconds", "degraded"),
+        (503, b"<html>down</html>", "degraded"),
+        (200, b'{"articles": [{"url": "http://a', "malformed_json"),
+    ]:
+        with pytest.raises(FeedError) as info:
+            gdelt.parse_artlist("https://api.test/doc?q", status, body)
+        assert info.value.outcome == outcome and "https://api.test/doc?q" in str(info.value)
+
+
+def test_google_news_queries_cover_each_variant_and_language() -> None:
+    topic = load_topic(Settings().topic_file)
+    queries = google_news.queries("https://news.test/rss/search", topic.names_by_script)
+    assert len(queries) == 4 * len(topic.names_by_script["latin"]) + len(topic.names_by_script["arabic"])
+    ar = [q for q in queries if q.lang == "ar"]
+    assert {q.variant for q in ar} == set(topic.names_by_script["arabic"])
+    assert any(q.url.endswith("hl=de&gl=DE&ceid=DE:de") and q.variant == "Sednaya" for q in queries)
+
+
+# --- sitemaps ----------------------------------------------------------------------------------------
+
+
+def test_sitemap_entries_newest_first_and_broken_xml_recovered() -> None:
+    body = (
+        b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+        b'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">'
+        b"<url><loc>http://a.test/old</loc><lastmod>2017-01-01</lastmod></url>"
+        b"<url><loc>http://a.test/new</loc><news:news><news:publication_date>2024-12-08T10:00:00Z"
+        b"</news:publication_date><news:title>Sednaya</news:title></news:news></url></urlset>"
+    )
+    kind, entries, repaired = parse_sitemap(body)
+    assert (kind, [e.loc for e in entries], repaired) == ("urlset", ["http://a.test/new", "http://a.test/old"], False)
+    assert entries[0].title == "Sednaya"
+    kind, entries, repaired = parse_sitemap(body.replace(b"</urlset>", b""))
+    assert repaired and len(entries) == 2
+    with pytest.raises(FeedError) as info:
+        parse_sitemap(b"<html><body>not a sitemap</body></html>")
+    assert info.value.outcome == "malformed_xml"
+
+
+def test_gunzip_is_bounded() -> None:
+    import gzip
+
+    assert gunzip(gzip.compress(b"x" * 100), 1000) == b"x" * 100
+    with pytest.raises(FeedError) as info:
+        gunzip(gzip.compress(b"x" * 5000), 1000)
+    assert info.value.outcome == "too_large"
+    with pytest.raises(FeedError):
+        gunzip(b"\x1f\x8bnot gzip", 1000)
+
+
+# --- outcomes ----------------------------------------------------------------------------------------
+
+
+def test_outcome_labels() -> None:
+    assert [outcome_for_status(s) for s in (200, 304, 403, 404, 429, 410, 503)] == [
+        "ok",
+        "not_modified",
+        "http_403",
+        "http_404",
+        "http_429",
+        "http_4xx",
+        "http_5xx",
+    ]
+    assert outcome_for_failure(Failure(IgnoreRequest("Forbidden by robots.txt"))) == "robots_disallowed"
+    assert outcome_for_failure(Failure(IgnoreRequest("max redirections reached"))) == "redirect_loop"
+
+
+# --- state -------------------------------------------------------------------------------------------
+
+
+def test_seen_store_persists_across_instances(tmp_path: Path) -> None:
+    with SeenStore(tmp_path) as seen:
+        seen.mark("https://a.test/1", "id1", "published")
+        seen.mark("https://a.test/1", "id1", "rejected:too_short")  # first mark wins
+        seen.save_validators("https://a.test/feed", '"e1"', "Mon, 09 Dec 2024 08:00:00 GMT")
+        seen.record_fetch("a", "ok", success=True)
+        seen.record_fetch("a", "http_403", success=False)
+    with SeenStore(tmp_path) as seen:
+        assert seen.is_seen("https://a.test/1") and seen.status("https://a.test/1") == "published"
+        assert not seen.is_seen("https://a.test/2")
+        assert seen.validators("https://a.test/feed") == ('"e1"', "Mon, 09 Dec 2024 08:00:00 GMT")
+        health = seen.health()["a"]
+        assert health.last_outcome == "http_403" and health.last_success is not None
+
+
+def test_raw_store_round_trip(tmp_path: Path) -> None:
+    raw = RawStore(tmp_path)
+    path = raw.put("ab" + "0" * 62, b"<html>x</html>")
+    assert path.parent.name == "ab" and raw.get("ab" + "0" * 62) == b"<html>x</html>"
+    assert raw.get("cd" + "0" * 62) is None
+
+
+# --- pipeline ----------------------------------------------------------------------------------------
+
+
+def make_article(url: str) -> Article:
+    ident, canonical = id_for_url(url)
+    now = now_utc()
+    return Article(
+        id=ident,
+        url=url,
+        canonical_url=canonical,
+        source="test",
+        channel="feed",
+        backfill=False,
+        lang="en",
+        title="Sednaya",
+        text="Sednaya prison " * 40,
+        authors=(),
+        published=None,
+        date_source="none",
+        discovered_at=now,
+        fetched_at=now,
+        content_sha256="0" * 64,
+        relevance=Relevance(score=1.0, terms=("Sednaya",)),
+    )
+
+
+class RefusingBus(EmbeddedBus):
+    """The real embedded bus whose flush fails (a broker that refuses writes)."""
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        raise BusError("broker refused the write (test)")
+
+
+def _spider(settings: Settings, bus: EmbeddedBus, registry: Path) -> FeedSpider:
+    registry.write_text(
+        '[[source]]\nid = "test"\nname = "T"\nhome = "http://a.test/"\nlang = "en"\ncountry = "GB"\ntype = "other"\n',
+        encoding="utf-8",
+    )
+    context = CrawlContext(settings.replace(sources_file=registry), bus, Metrics())
+    return FeedSpider(context=context)
+
+
+def test_pipeline_publishes_once_with_headers_and_marks_seen(settings: Settings, tmp_path: Path) -> None:
+    bus = EmbeddedBus(settings.data_dir / "bus.sqlite3")
+    spider = _spider(settings, bus, tmp_path / "reg.toml")
+    article = make_article("https://a.test/news/1?utm_source=x")
+    pipeline = BusPublishPipeline()
+    pipeline.process_item(ArticleItem(article=article, aliases=("https://a.test/amp/news/1",)), spider)
+    pipeline.process_item(ArticleItem(article=article), spider)
+    records = bus.consumer(settings.topic_raw, "t").poll(10, 0.5)
+    assert [r.key for r in records] == [article.id]
+    assert records[0].headers[H_SCHEMA] == "1" and H_ENTERED_AT in records[0].headers
+    assert Article.from_json(records[0].value) == article
+    assert spider.context.summary.articles == {"published": 1, "duplicate": 1}
+    assert spider.context.seen.is_seen(article.canonical_url) and spider.context.seen.is_seen(
+        "https://a.test/amp/news/1"
+    )
+    spider.context.close()
+    bus.close()
+
+
+def test_pipeline_dead_letters_what_the_bus_refuses(settings: Settings, tmp_path: Path) -> None:
+    bus = RefusingBus(settings.data_dir / "bus.sqlite3")
+    spider = _spider(settings, bus, tmp_path / "reg.toml")
+    article = make_article("https://a.test/news/2")
+    BusPublishPipeline().process_item(ArticleItem(article=article), spider)
+    letters = spider.context.dead_letters.read()
+    assert len(letters) == 1
+    letter: Mapping[str, object] = letters[0]
+    assert (letter["kind"], letter["url"], letter["error_class"]) == ("article", article.url, "BusError")
+    assert "refused" in str(letter["reason"])
+    assert Article.from_dict(letter["payload"]) == article  # replayable with `ingest`
+    assert spider.context.summary.articles == {"dead_lettered": 1}
+    assert not spider.context.seen.is_seen(article.canonical_url), "a dead-lettered article is retried next run"
+    value = spider.context.metrics.registry.get_sample_value(
+        "sednaya_articles_total", {"stage": "crawl", "status": "dead_lettered"}
+    )
+    assert value == 1.0
+    assert (
+        json.loads((settings.data_dir / "crawl" / "dead-letters.jsonl").read_text(encoding="utf-8"))["stage"] == "crawl"
+    )
+    spider.context.close()
+    bus.close()

@@ -1,0 +1,88 @@
+"""Golden files for extraction: every fixture page's title, date, date source, language, authors,
+canonical URL and first words (or its rejection reason) as recorded in tests/golden/extraction.
+
+Regenerate with ``python scripts/regenerate_extraction_golden.py`` and read the diff.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from crawlers.errors import ExtractionError
+from crawlers.extraction import date_from_url, extract, parse_date
+from scripts.regenerate_extraction_golden import GOLDEN_VERSION, SITES, golden_path, observe, pages
+
+PAGES = pages()
+
+
+def test_every_fixture_page_has_a_golden_file() -> None:
+    assert len(PAGES) >= 15
+    missing = [str(p) for p in PAGES if not golden_path(p).exists()]
+    assert not missing, f"no golden file for {missing}: run scripts/regenerate_extraction_golden.py"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(SITES)) for p in PAGES])
+def test_extraction_matches_golden(page: Path) -> None:
+    golden = json.loads(golden_path(page).read_text(encoding="utf-8"))
+    assert golden["version"] == GOLDEN_VERSION, f"{golden_path(page)}: golden version {golden['version']}"
+    expected, actual = golden["expected"], observe(page)
+    for field in sorted(set(expected) | set(actual)):
+        assert actual.get(field) == expected.get(field), (
+            f"{golden['url']} (golden v{GOLDEN_VERSION}): field {field!r} is {actual.get(field)!r}, "
+            f"golden says {expected.get(field)!r}"
+        )
+
+
+def test_golden_covers_every_date_source_and_language() -> None:
+    observed = [json.loads(golden_path(p).read_text(encoding="utf-8"))["expected"] for p in PAGES]
+    assert {o["date_source"] for o in observed if "date_source" in o} >= {"jsonld", "meta", "url", "none"}
+    assert {o["lang"] for o in observed if "lang" in o} >= {"ar", "en", "fr", "de", "tr"}
+    assert {o["rejected"] for o in observed if "rejected" in o} >= {"listing_page", "too_short", "bad_encoding"}
+
+
+def test_page_lang_is_only_a_hint() -> None:
+    page = next(p for p in PAGES if p.name == "salt-rooms.html")
+    assert '<html lang="en"' in page.read_text(encoding="utf-8")
+    assert observe(page)["lang"] == "ar"
+
+
+def test_feed_date_is_used_when_the_page_has_none() -> None:
+    page = next(p for p in PAGES if p.name == "salt-rooms.html")
+    when = datetime(2024, 12, 13, 11, tzinfo=UTC)
+    html = page.read_text(encoding="utf-8")
+    result = extract(
+        html, url="https://ar.fixture.test/news/salt-rooms.html", hinted_published=when, hinted_date_source="feed"
+    )
+    assert (result.published, result.date_source) == (when, "feed")
+
+
+def test_non_html_is_rejected_with_reason() -> None:
+    with pytest.raises(ExtractionError) as info:
+        extract("%PDF-1.4 ...", url="https://x.test/report.pdf", content_type="application/pdf")
+    assert info.value.reason == "not_html"
+    assert "https://x.test/report.pdf" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://x.test/2024/12/08/a.html", datetime(2024, 12, 8, tzinfo=UTC)),
+        ("https://x.test/news/2017-02-07-report", datetime(2017, 2, 7, tzinfo=UTC)),
+        ("https://x.test/20250116/visit/", datetime(2025, 1, 16, tzinfo=UTC)),
+        ("https://x.test/2024/13/40/a.html", None),
+        ("https://x.test/about", None),
+    ],
+)
+def test_date_from_url(url: str, expected: datetime | None) -> None:
+    assert date_from_url(url) == expected
+
+
+def test_parse_date_accepts_iso_rfc822_and_compact_offsets() -> None:
+    assert parse_date("2024-12-08T12:00:00+03:00") == datetime(2024, 12, 8, 9, tzinfo=UTC)
+    assert parse_date("Sun, 08 Dec 2024 09:00:00 GMT") == datetime(2024, 12, 8, 9, tzinfo=UTC)
+    assert parse_date("2024-12-08T12:00:00+0300") == datetime(2024, 12, 8, 9, tzinfo=UTC)
+    assert parse_date("yesterday") is None
