@@ -129,7 +129,9 @@ class Deliverer:
         msg["From"] = self.settings.smtp_from
         msg["To"] = to
         msg["Date"] = formatdate(localtime=False)
-        msg["Message-ID"] = make_msgid(idstring=hashlib.sha256(message_key.encode()).hexdigest()[:16])
+        # domain from the sender: make_msgid would otherwise ask DNS for this host's FQDN on every message
+        domain = self.settings.smtp_from.rpartition("@")[2] or "localhost"
+        msg["Message-ID"] = make_msgid(idstring=hashlib.sha256(message_key.encode()).hexdigest()[:16], domain=domain)
         msg["X-Sednaya-Delivery"] = message_key
         msg.set_content(plain)
         msg.add_alternative(rich, subtype="html")
