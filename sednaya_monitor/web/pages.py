@@ -73,6 +73,11 @@ class AlertView:
         }
 
 
+def plural(n: int, word: str) -> str:
+    """``1 article``, ``2 articles`` (English regular plurals only)."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _raw(values: Mapping[str, str | None]) -> dict[str, str | None]:
     return dict(values)
 
@@ -173,8 +178,8 @@ def _group_html(group: StoryGroup, terms: Sequence[str]) -> str:
         '<article class="result story-group">'
         f'<h2 class="story-title" dir="auto"><a href="{href}">{esc(title)}</a></h2>'
         f'<div class="meta">first seen {time_tag(first_seen)} · '
-        f'<span class="count">{total} article{"s" if total != 1 else ""}</span> · '
-        f'<span class="sources">{sources} source{"s" if sources != 1 else ""}</span> · '
+        f'<span class="count">{plural(total, "article")}</span> · '
+        f'<span class="sources">{plural(sources, "source")}</span> · '
         f'{group.article_count} matching · <span class="langs">{badges(langs)}</span></div>'
         f'<div class="best" {dir_attrs(best.lang)}><strong>{link(best.url, best.title or best.url)}</strong> '
         f'<span dir="ltr">{_article_line(best)}</span>'
@@ -240,7 +245,8 @@ def render_stories(stories: Sequence[Story]) -> bytes:
             '<li class="story-item">'
             f'<a class="story-title" dir="auto" href="/stories/{esc(quote(s.id, safe=""))}">{esc(s.title)}</a>'
             f'<div class="meta">first seen {time_tag(s.first_seen)} · last seen {time_tag(s.last_seen)} · '
-            f"{s.article_count} articles · {s.source_count} sources · {badges(s.languages)}</div></li>"
+            f"{plural(s.article_count, 'article')} · {plural(s.source_count, 'source')} · "
+            f"{badges(s.languages)}</div></li>"
         )
     body = "<h1>Stories, newest first</h1>" + (
         f'<ol class="stories" style="list-style:none;padding:0">{"".join(items)}</ol>'
@@ -282,7 +288,8 @@ def render_story(story: Story, articles: Sequence[Article], raw_available: Mappi
         f'<h1 class="story-title" dir="auto">{esc(story.title)}</h1>',
         (
             f'<p class="meta">first seen {time_tag(story.first_seen)} · last seen {time_tag(story.last_seen)} · '
-            f'<span class="count">{story.article_count} articles</span> · {story.source_count} sources · '
+            f'<span class="count">{plural(story.article_count, "article")}</span> · '
+            f"{plural(story.source_count, 'source')} · "
             f"{badges(story.languages)}</p>"
         ),
     ]
