@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from indexer.alerts import (
     Alert,
@@ -175,3 +177,24 @@ def test_repository_round_trip_and_duplicates(data_dir: object) -> None:
     with pytest.raises(WatchlistError, match="no watchlist named 'ar-news' \\(known: none\\)"):
         require(repo, "ar-news")
     repo.close()
+
+
+@given(
+    kind=st.sampled_from(["created", "updated", "merged"]),
+    backfill=st.booleans(),
+    matched=st.booleans(),
+    already=st.booleans(),
+    mode=st.sampled_from(["instant", "digest"]),
+)
+def test_instant_alert_only_for_a_matching_new_live_story_not_yet_alerted(
+    kind: str, backfill: bool, matched: bool, already: bool, mode: str
+) -> None:
+    event = make_event(kind, make_article(), story_id="s", backfill=backfill)
+    wl = Watchlist(name="w", query="Sednaya", mode=mode)  # type: ignore[arg-type]
+    verdict = decide(event, wl, matched=matched, already_alerted=already)
+    fires = kind == "created" and not backfill and matched and not already
+    assert (verdict.action == "instant") == (fires and mode == "instant")
+    if backfill or kind == "merged":
+        assert verdict.action == "skip"
+    if kind == "updated" and not backfill:
+        assert verdict.action == ("digest" if matched or already else "skip")
