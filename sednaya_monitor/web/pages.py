@@ -29,11 +29,9 @@ from sednaya_monitor.web.html import (
     time_tag,
     url_for,
 )
-from sednaya_monitor.web.params import SearchParams, encode_cursor
+from sednaya_monitor.web.params import DEFAULT_PAGE_SIZE, SearchParams, encode_cursor
 from stream.article import Article
 from stream.story import Story
-
-SEARCH_KEYS = ("q", "lang", "source", "source_type", "since", "until", "sort", "size")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -78,10 +76,6 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _raw(values: Mapping[str, str | None]) -> dict[str, str | None]:
-    return dict(values)
-
-
 def _select(name: str, label: str, options: Sequence[tuple[str, int]], current: str | None) -> str:
     values = [v for v, _ in options]
     if current and current not in values:
@@ -122,18 +116,16 @@ def search_form(sp: SearchParams | None, options: FilterOptions, *, action: str 
 
 def _current(sp: SearchParams) -> dict[str, str | None]:
     req = sp.request
-    return _raw(
-        {
-            "q": req.query,
-            "lang": req.lang,
-            "source": req.source,
-            "source_type": req.source_type,
-            "since": req.since.date().isoformat() if req.since else None,
-            "until": req.until.date().isoformat() if req.until else None,
-            "sort": req.sort if req.sort != "relevance" else None,
-            "size": str(req.size) if req.size != 20 else None,
-        }
-    )
+    return {
+        "q": req.query,
+        "lang": req.lang,
+        "source": req.source,
+        "source_type": req.source_type,
+        "since": req.since.date().isoformat() if req.since else None,
+        "until": req.until.date().isoformat() if req.until else None,
+        "sort": req.sort if req.sort != "relevance" else None,
+        "size": str(req.size) if req.size != DEFAULT_PAGE_SIZE else None,
+    }
 
 
 def snippet(hit: Hit, terms: Sequence[str]) -> str:

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from indexer.store import SearchRequest
 from sednaya_monitor.web.errors import BadRequest
@@ -162,10 +162,3 @@ def search_params(params: Params, *, default_view: str = "stories", facets: bool
         by_story=view == "stories",
     )
     return SearchParams(request=request, view=view, after=after)
-
-
-def iso(value: datetime | None) -> str | None:
-    """UTC ISO 8601 with ``Z`` (``None`` stays ``None``)."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
