@@ -339,6 +339,11 @@ def test_watchlist_writes_need_the_token(web_server: RunningServer) -> None:
     bad = requests.post(url, json={"name": "x y", "query": "a"}, headers=AUTH, timeout=TIMEOUT)
     assert bad.status_code == 400
     assert "watchlist name 'x y'" in bad.json()["error"]
+    wrong_type = requests.post(
+        url, json={"name": "t", "query": "a", "webhooks": "http://x"}, headers=AUTH, timeout=TIMEOUT
+    )
+    assert wrong_type.status_code == 400
+    assert wrong_type.json()["error"] == "request body: field 'webhooks' must be a list of strings, got \"http://x\""
     bad_query = requests.post(url, json={"name": "broken", "query": "a AND"}, headers=AUTH, timeout=TIMEOUT)
     assert bad_query.status_code == 400
     assert "position" in bad_query.json()["error"]

@@ -455,12 +455,7 @@ class App:
             raise BadRequest(f"request body is not JSON: {exc}") from None
         if not isinstance(data, dict):
             raise BadRequest(f"request body must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - openapi.WATCHLIST_INPUT_FIELDS)
-        if unknown:
-            raise BadRequest(f"request body: unknown field(s) {', '.join(map(repr, unknown))}")
-        for key in ("name", "query"):
-            if not isinstance(data.get(key), str):
-                raise BadRequest(f"request body: field {key!r} is required and must be a string")
+        check_watchlist_body(data)
         if data.get("webhooks") and not data.get("secret"):
             data = {**data, "secret": new_secret()}
         watchlist = Watchlist.from_dict(data)
@@ -488,6 +483,34 @@ class App:
         if self.alerts is None:
             raise HttpError(503, "the alert ledger is not available on this server")
         return json_response({"alerts": [a.to_dict() for a in self.alerts.recent(name, limit)]})
+
+
+_BODY_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "name": ("a string", lambda v: isinstance(v, str)),
+    "query": ("a string", lambda v: isinstance(v, str)),
+    "lang": ("a string or null", lambda v: v is None or isinstance(v, str)),
+    "source": ("a string or null", lambda v: v is None or isinstance(v, str)),
+    "secret": ("a string", lambda v: isinstance(v, str)),
+    "webhooks": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "emails": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "slack": ("true or false", lambda v: isinstance(v, bool)),
+    "mode": ("a string", lambda v: isinstance(v, str)),
+    "every": ("a string", lambda v: isinstance(v, str)),
+}
+
+
+def check_watchlist_body(data: dict[str, Any]) -> None:
+    """Field names and JSON types of a POSTed watchlist (values are checked by ``Watchlist.validate``)."""
+    unknown = sorted(set(data) - openapi.WATCHLIST_INPUT_FIELDS)
+    if unknown:
+        raise BadRequest(f"request body: unknown field(s) {', '.join(map(repr, unknown))}")
+    for key in ("name", "query"):
+        if key not in data:
+            raise BadRequest(f"request body: field {key!r} is required")
+    for key, value in data.items():
+        expected, ok = _BODY_TYPES[key]
+        if not ok(value):
+            raise BadRequest(f"request body: field {key!r} must be {expected}, got {json.dumps(value)[:80]}")
 
 
 def _lenient(query: Params) -> SearchParams | None:

@@ -11,7 +11,7 @@ from typing import Any
 from sednaya_monitor.web.params import MAX_CURSOR_CHARS, MAX_FILTER_CHARS, MAX_PAGE_SIZE, MAX_QUERY_CHARS
 from stream.settings import Settings
 
-WATCHLIST_INPUT_FIELDS = frozenset(
+WATCHLIST_INPUT_FIELDS = frozenset(  # keep in step with app._BODY_TYPES and SCHEMAS["WatchlistInput"]
     {"name", "query", "lang", "source", "webhooks", "secret", "slack", "emails", "mode", "every"}
 )
 
