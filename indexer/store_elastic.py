@@ -126,41 +126,34 @@ def item_failure(item: Mapping[str, Any]) -> WriteFailure:
 
 
 def _leaf_query(leaf: Term | Phrase) -> dict[str, Any]:
-    """One word or phrase: the exact folded-token fields, or any language sub-field."""
+    """One word or phrase: on the exact folded-token fields, or on any language sub-field.
+
+    A word needs each of its tokens in the title or the text (the embedded store's
+    ``{title body} : ("a" AND "b")``); on a language sub-field, all of them in that field.
+    """
     toks = tokens(leaf.text)
     bases = ("title",) if leaf.field == "title" else ("title", "text")
-    boosts = {"title": TITLE_BOOST, "text": 1.0}
-    should: list[dict[str, Any]] = []
+    folded_fields = [f"{b}_folded^{TITLE_BOOST:g}" if b == "title" else f"{b}_folded" for b in bases]
+    lang_fields = [
+        f"{b}.{sub}^{TITLE_BOOST:g}" if b == "title" else f"{b}.{sub}" for b in bases for sub in LANG_SUBFIELDS
+    ]
     if isinstance(leaf, Phrase):
-        folded = " ".join(toks)
-        should += [{"match_phrase": {f"{b}_folded": {"query": folded, "boost": boosts[b]}}} for b in bases]
-        should += [
-            {"match_phrase": {f"{b}.{sub}": {"query": leaf.text, "boost": boosts[b]}}}
-            for b in bases
-            for sub in LANG_SUBFIELDS
-        ]
-    else:
-        # each token in some field (the embedded store's {title body}: ("a" AND "b"))
-        exact = [
-            {
-                "bool": {
-                    "should": [{"match": {f"{b}_folded": {"query": tok, "boost": boosts[b]}}} for b in bases],
-                    "minimum_should_match": 1,
-                }
-            }
-            for tok in toks
-        ]
-        should.append(exact[0] if len(exact) == 1 else {"bool": {"must": exact}})
-        should += [
-            {"match": {f"{b}.{sub}": {"query": leaf.text, "operator": "and", "boost": boosts[b]}}}
-            for b in bases
-            for sub in LANG_SUBFIELDS
-        ]
-    return {"bool": {"should": should, "minimum_should_match": 1}}
+        # per-field match_phrase rather than multi_match type phrase: the same query, and the test
+        # stand-in runs multi_match phrases as plain matches
+        phrases = [(f, " ".join(toks)) for f in folded_fields] + [(f, leaf.text) for f in lang_fields]
+        clauses = []
+        for spec, text in phrases:
+            field, _, boost = spec.partition("^")
+            clauses.append({"match_phrase": {field: {"query": text, "boost": float(boost or 1)}}})
+        return {"bool": {"should": clauses, "minimum_should_match": 1}}
+    per_token = [{"multi_match": {"query": tok, "fields": folded_fields}} for tok in toks]
+    exact = per_token[0] if len(per_token) == 1 else {"bool": {"must": per_token}}
+    stemmed = {"multi_match": {"query": leaf.text, "operator": "and", "fields": lang_fields}}
+    return {"bool": {"should": [exact, stemmed], "minimum_should_match": 1}}
 
 
 def to_dsl(node: Node) -> dict[str, Any]:
-    """Elasticsearch query DSL of a parsed query (bool/match/match_phrase/term; filters score 0)."""
+    """Elasticsearch query DSL of a parsed query (bool/multi_match/term; filters score 0)."""
     if isinstance(node, MatchAll):
         return {"match_all": {}}
     if isinstance(node, Term | Phrase):

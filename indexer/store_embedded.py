@@ -2,9 +2,11 @@
 
 Tables:
 
-- ``articles``: one row per article id (upserts keep the rowid): the article JSON (without the
-  embedding), keyword columns for filters/facets (lang, source, source_type, story_id, day), the
-  sort time in epoch microseconds, and the embedding as a float32 blob.
+- ``articles``: one small row per article id (upserts keep the rowid): keyword columns for filters and
+  facets (lang, source, source_type, story_id, day) and the sort time in epoch microseconds, so a scan
+  of the filters never reads the documents.
+- ``article_docs``: by the same rowid, the article JSON (without the embedding) and the embedding as
+  a float32 blob.
 - ``articles_fts``: FTS5 over the *folded* title and text (``stream.text.fold``: case, Latin
   diacritics and Arabic variants folded) keyed by the articles rowid. Queries are folded the same way,
   so ``صيدنايا`` finds ``صيدنايا`` and ``SAYDNAYA`` finds ``Saydnaya``. No stemming (unicode61).
@@ -14,12 +16,16 @@ Tables:
 The query AST (``indexer.query``) becomes a boolean SQL expression whose text leaves are
 ``rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)`` (so NOT, OR and field
 filters mix freely); relevance is BM25 over the OR of the positive terms (title weighted
-``TITLE_WEIGHT``), ties broken by id. One writer process and any number of readers may share the file
-(WAL, ``busy_timeout``); one ``EmbeddedStore`` may be shared by threads (a lock serialises calls).
+``TITLE_WEIGHT``), ties broken by id. A search evaluates the match once into a temporary table, and
+counts, facets, groups and the page are read from it, in one read transaction (one snapshot).
+One writer process and any number of readers may share the file (WAL, ``busy_timeout``, writes in
+``BEGIN IMMEDIATE`` transactions); one ``EmbeddedStore`` may be shared by threads (a lock serialises
+calls).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -54,6 +60,7 @@ TITLE_WEIGHT = 3.0  # BM25 weight of the title column against 1.0 for the text: 
 BUSY_TIMEOUT_MS = 30_000  # wait this long for the writer's lock before failing
 ITER_CHUNK = 500  # rows per page when iterating every article (keeps the lock short)
 MAX_SIZE = 1000  # largest page a search may ask for
+LAYOUT = 2  # table layout version kept in ``meta``; a file with another layout is refused
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS articles (
@@ -65,7 +72,10 @@ CREATE TABLE IF NOT EXISTS articles (
     story_id TEXT,
     duplicate_of TEXT,
     sort_ts INTEGER NOT NULL,
-    day TEXT NOT NULL,
+    day TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS article_docs (
+    rowid INTEGER PRIMARY KEY,
     doc TEXT NOT NULL,
     embedding BLOB
 );
@@ -83,9 +93,15 @@ CREATE TABLE IF NOT EXISTS stories (
 CREATE INDEX IF NOT EXISTS stories_last_seen ON stories(last_seen);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_HITS = """
+CREATE TEMP TABLE IF NOT EXISTS hits (
+    rid INTEGER PRIMARY KEY, score REAL NOT NULL, sort_ts INTEGER NOT NULL, id TEXT NOT NULL,
+    story_id TEXT, lang TEXT NOT NULL, source TEXT NOT NULL, source_type TEXT NOT NULL, day TEXT NOT NULL
+)
+"""
 
 _FILTER_COLUMNS = {"lang": "a.lang", "source": "a.source", "story": "a.story_id"}
-_FACET_COLUMNS = {"lang": "a.lang", "source": "a.source", "source_type": "a.source_type", "story": "a.story_id"}
+_FACET_COLUMNS = {"lang": "lang", "source": "source", "source_type": "source_type", "story": "story_id"}
 
 
 def _fts_phrase(toks: Sequence[str]) -> str:
@@ -143,17 +159,35 @@ class EmbeddedStore:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+                conn = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+                )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 conn.executescript(_SCHEMA)
+                conn.execute(_HITS)
             except sqlite3.Error as exc:
                 raise StoreError(f"embedded store {self.path}: cannot open: {exc}") from exc
+            self._check_layout(conn)
             self._conn = conn
             row = conn.execute("SELECT value FROM meta WHERE key = 'embedding_dims'").fetchone()
             self._dims = int(row[0]) if row else None
         return self._conn
+
+    def _check_layout(self, conn: sqlite3.Connection) -> None:
+        """Refuse a file written with another table layout (rather than fail later on a missing column)."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(articles)")}
+        if (row is not None and row[0] != str(LAYOUT)) or "doc" in columns:
+            found = row[0] if row else "1"
+            conn.close()
+            raise StoreError(
+                f"embedded store {self.path}: table layout {found}, this version reads layout {LAYOUT}; "
+                "delete the file (or the data directory) and ingest again"
+            )
+        if row is None:
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('layout', ?)", (str(LAYOUT),))
 
     def ensure_ready(self) -> None:
         """Create the file and tables (idempotent)."""
@@ -182,13 +216,16 @@ class EmbeddedStore:
         """Upsert by id in one transaction: writing an article again replaces it (one row per id).
 
         Returns a ``WriteFailure`` (permanent) for each article refused: an embedding with a
-        dimension other than the store's, or with NaN/inf values.
+        dimension other than the store's, or with NaN/inf values; and a transient one for every
+        article of the batch when SQLite fails (busy beyond ``BUSY_TIMEOUT_MS``, disk full).
         """
         failures: list[WriteFailure] = []
         with self._lock:
             conn = self.conn
             try:
-                with conn:
+                with _transaction(conn, "IMMEDIATE"):
+                    row = conn.execute("SELECT value FROM meta WHERE key = 'embedding_dims'").fetchone()
+                    self._dims = int(row[0]) if row else None
                     for article in articles:
                         reason = self._check(article)
                         if reason is not None:
@@ -207,8 +244,6 @@ class EmbeddedStore:
                         self._write_one(conn, article)
             except sqlite3.Error as exc:
                 self._dims = None  # re-read on next use: the transaction was rolled back
-                self._conn = None
-                conn.close()
                 logger.warning("store write failed", extra={"stage": "index", "reason": str(exc)})
                 refused = {f.article_id for f in failures}
                 return failures + [
@@ -218,15 +253,16 @@ class EmbeddedStore:
                 ]
         return failures
 
-    def _write_one(self, conn: sqlite3.Connection, article: Article) -> None:
+    @staticmethod
+    def _write_one(conn: sqlite3.Connection, article: Article) -> None:
         row = conn.execute(
             """
-            INSERT INTO articles (id, lang, source, source_type, story_id, duplicate_of, sort_ts, day, doc, embedding)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO articles (id, lang, source, source_type, story_id, duplicate_of, sort_ts, day)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET
                 lang = excluded.lang, source = excluded.source, source_type = excluded.source_type,
                 story_id = excluded.story_id, duplicate_of = excluded.duplicate_of, sort_ts = excluded.sort_ts,
-                day = excluded.day, doc = excluded.doc, embedding = excluded.embedding
+                day = excluded.day
             RETURNING rowid
             """,
             (
@@ -238,11 +274,13 @@ class EmbeddedStore:
                 article.duplicate_of,
                 epoch_micros(sort_time(article)),
                 day_of(article),
-                article.to_json(),
-                None if article.embedding is None else _blob(article.embedding),
             ),
         ).fetchone()
         rowid = row[0]
+        conn.execute(
+            "INSERT OR REPLACE INTO article_docs (rowid, doc, embedding) VALUES (?, ?, ?)",
+            (rowid, article.to_json(), None if article.embedding is None else _blob(article.embedding)),
+        )
         conn.execute("DELETE FROM articles_fts WHERE rowid = ?", (rowid,))
         conn.execute(
             "INSERT INTO articles_fts (rowid, title, body) VALUES (?, ?, ?)",
@@ -250,30 +288,37 @@ class EmbeddedStore:
         )
 
     def write_stories(self, stories: Sequence[Story]) -> None:
-        """Upsert story documents (with their centroids) by id."""
+        """Upsert story documents (with their centroids) by id.
+
+        Raises:
+            StoreError: SQLite failed (busy beyond ``BUSY_TIMEOUT_MS``, disk full); nothing was written.
+        """
         with self._lock:
             conn = self.conn
-            with conn:
-                conn.executemany(
-                    """
-                    INSERT INTO stories (id, first_seen, last_seen, merged_into, doc, centroid)
-                    VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT(id) DO UPDATE SET first_seen = excluded.first_seen,
-                        last_seen = excluded.last_seen, merged_into = excluded.merged_into,
-                        doc = excluded.doc, centroid = excluded.centroid
-                    """,
-                    [
-                        (
-                            s.id,
-                            epoch_micros(s.first_seen),
-                            epoch_micros(s.last_seen),
-                            s.merged_into,
-                            json.dumps(s.to_dict(), ensure_ascii=False),
-                            None if s.centroid is None else _blob(s.centroid),
-                        )
-                        for s in stories
-                    ],
-                )
+            try:
+                with _transaction(conn, "IMMEDIATE"):
+                    conn.executemany(
+                        """
+                        INSERT INTO stories (id, first_seen, last_seen, merged_into, doc, centroid)
+                        VALUES (?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(id) DO UPDATE SET first_seen = excluded.first_seen,
+                            last_seen = excluded.last_seen, merged_into = excluded.merged_into,
+                            doc = excluded.doc, centroid = excluded.centroid
+                        """,
+                        [
+                            (
+                                s.id,
+                                epoch_micros(s.first_seen),
+                                epoch_micros(s.last_seen),
+                                s.merged_into,
+                                json.dumps(s.to_dict(), ensure_ascii=False),
+                                None if s.centroid is None else _blob(s.centroid),
+                            )
+                            for s in stories
+                        ],
+                    )
+            except sqlite3.Error as exc:
+                raise StoreError(f"embedded store {self.path}: writing {len(stories)} stories failed: {exc}") from exc
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -291,7 +336,10 @@ class EmbeddedStore:
     def get_article(self, article_id: str) -> Article | None:
         """The stored article with its embedding (float32 precision), or None."""
         with self._lock:
-            row = self.conn.execute("SELECT doc, embedding FROM articles WHERE id = ?", (article_id,)).fetchone()
+            row = self.conn.execute(
+                "SELECT d.doc, d.embedding FROM articles a JOIN article_docs d ON d.rowid = a.rowid WHERE a.id = ?",
+                (article_id,),
+            ).fetchone()
         return None if row is None else self._article(row[0], row[1])
 
     def get_story(self, story_id: str) -> Story | None:
@@ -316,7 +364,9 @@ class EmbeddedStore:
         """Articles of the story, oldest first (publication or fetch time, then id)."""
         with self._lock:
             rows = self.conn.execute(
-                "SELECT doc FROM articles WHERE story_id = ? ORDER BY sort_ts ASC, id ASC", (story_id,)
+                "SELECT d.doc FROM articles a JOIN article_docs d ON d.rowid = a.rowid "
+                "WHERE a.story_id = ? ORDER BY a.sort_ts ASC, a.id ASC",
+                (story_id,),
             ).fetchall()
         return [self._article(doc) for (doc,) in rows]
 
@@ -353,7 +403,9 @@ class EmbeddedStore:
         while True:
             with self._lock:
                 rows = self.conn.execute(
-                    "SELECT id, doc, embedding FROM articles WHERE id > ? ORDER BY id LIMIT ?", (last, ITER_CHUNK)
+                    "SELECT a.id, d.doc, d.embedding FROM articles a JOIN article_docs d ON d.rowid = a.rowid "
+                    "WHERE a.id > ? ORDER BY a.id LIMIT ?",
+                    (last, ITER_CHUNK),
                 ).fetchall()
             if not rows:
                 return
@@ -372,6 +424,7 @@ class EmbeddedStore:
 
         Raises:
             QuerySyntaxError: ``request.query`` is malformed (names the position and token).
+            ValueError: ``request.search_after`` is not a cursor of this sort.
         """
         node = parse(request.query)
         leaves = positive_leaves(node)
@@ -385,28 +438,35 @@ class EmbeddedStore:
             )
             params += [TITLE_WEIGHT, " OR ".join(f"({fts_expression(leaf)})" for leaf in leaves)]
         score = "COALESCE(s.score, 0.0)" if leaves else "0.0"
-        where = [_compile(node, params)]
-        where += self._filters(request, params)
-        base = f"FROM articles a {score_join} WHERE " + " AND ".join(where)
+        where = [_compile(node, params), *self._filters(request, params)]
+        fill = (
+            "INSERT INTO temp.hits (rid, score, sort_ts, id, story_id, lang, source, source_type, day) "
+            f"SELECT a.rowid, {score}, a.sort_ts, a.id, a.story_id, a.lang, a.source, a.source_type, a.day "
+            f"FROM articles a {score_join} WHERE " + " AND ".join(where)
+        )
         if request.sort == "date":
-            order = "a.sort_ts DESC, a.id ASC"
-            key_expr = "a.sort_ts"
+            order, key_column = "sort_ts DESC, id ASC", "sort_ts"
         else:
-            order = "score DESC, a.id ASC"
-            key_expr = score
+            order, key_column = "score DESC, id ASC", "score"
         with self._lock:
             conn = self.conn
-            total = int(conn.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0])
-            facets = self._facets(conn, base, params) if request.facets else {}
-            if request.by_story:
-                rows, groups_meta = self._story_rows(conn, base, params, order, key_expr, score, request, size)
-            else:
-                cursor_sql, cursor_params = self._after(request, key_expr)
-                rows = conn.execute(
-                    f"SELECT a.id, a.doc, {score} AS score, a.sort_ts {base}{cursor_sql} ORDER BY {order} LIMIT ?",
-                    [*params, *cursor_params, size],
-                ).fetchall()
-                groups_meta = []
+            with _transaction(conn, "DEFERRED"):  # one snapshot for count, facets and page
+                conn.execute("DELETE FROM temp.hits")
+                conn.execute(fill, params)
+                total = int(conn.execute("SELECT COUNT(*) FROM temp.hits").fetchone()[0])
+                facets = self._facets(conn) if request.facets else {}
+                if request.by_story:
+                    rows, groups_meta = self._story_rows(conn, order, key_column, request, size)
+                else:
+                    cursor_sql, cursor_params = self._after(request, key_column)
+                    rows = conn.execute(
+                        "SELECT h.id, d.doc, h.score, h.sort_ts FROM temp.hits h "
+                        "JOIN article_docs d ON d.rowid = h.rid "
+                        f"WHERE 1{cursor_sql} ORDER BY {order.replace('id ASC', 'h.id ASC')} LIMIT ?",
+                        [*cursor_params, size],
+                    ).fetchall()
+                    groups_meta = []
+                conn.execute("DELETE FROM temp.hits")
         hits = [self._hit(doc, float(sc), request, leaves) for _id, doc, sc, _ts in rows]
         next_after: tuple[str, ...] | None = None
         if rows and len(rows) == size:
@@ -446,8 +506,8 @@ class EmbeddedStore:
         return where
 
     @staticmethod
-    def _after(request: SearchRequest, key_expr: str) -> tuple[str, list[Any]]:
-        """SQL restricting rows to those after the ``search_after`` cursor (same order as the sort)."""
+    def _after(request: SearchRequest, key_column: str) -> tuple[str, list[Any]]:
+        """SQL restricting ``temp.hits`` rows to those after the ``search_after`` cursor (sort order)."""
         if request.search_after is None:
             return "", []
         try:
@@ -455,63 +515,50 @@ class EmbeddedStore:
             key: float | int = int(raw_key) if request.sort == "date" else float(raw_key)
         except ValueError as exc:
             raise ValueError(f"search_after {request.search_after!r} is not a cursor of a {request.sort} sort") from exc
-        return f" AND ({key_expr} < ? OR ({key_expr} = ? AND a.id > ?))", [key, key, last_id]
+        return f" AND ({key_column} < ? OR ({key_column} = ? AND id > ?))", [key, key, last_id]
 
     @staticmethod
-    def _facets(conn: sqlite3.Connection, base: str, params: list[Any]) -> dict[str, list[tuple[str, int]]]:
+    def _facets(conn: sqlite3.Connection) -> dict[str, list[tuple[str, int]]]:
         out: dict[str, list[tuple[str, int]]] = {}
         for name in FACETS:
             if name == "day":
                 rows = conn.execute(
-                    f"SELECT a.day, COUNT(*) {base} GROUP BY a.day ORDER BY a.day DESC LIMIT ?",
-                    [*params, DAY_FACET_SIZE],
+                    "SELECT day, COUNT(*) FROM temp.hits GROUP BY day ORDER BY day DESC LIMIT ?", (DAY_FACET_SIZE,)
                 ).fetchall()
                 out[name] = [(str(k), int(c)) for k, c in reversed(rows)]
                 continue
             column = _FACET_COLUMNS[name]
             rows = conn.execute(
-                f"SELECT {column} AS k, COUNT(*) AS c {base} AND {column} IS NOT NULL "
-                f"GROUP BY k ORDER BY c DESC, k ASC LIMIT ?",
-                [*params, FACET_SIZE],
+                f"SELECT {column} AS k, COUNT(*) AS c FROM temp.hits WHERE {column} IS NOT NULL "
+                "GROUP BY k ORDER BY c DESC, k ASC LIMIT ?",
+                (FACET_SIZE,),
             ).fetchall()
             out[name] = [(str(k), int(c)) for k, c in rows]
         return out
 
     def _story_rows(
-        self,
-        conn: sqlite3.Connection,
-        base: str,
-        params: list[Any],
-        order: str,
-        key_expr: str,
-        score: str,
-        request: SearchRequest,
-        size: int,
+        self, conn: sqlite3.Connection, order: str, key_column: str, request: SearchRequest, size: int
     ) -> tuple[list[Any], list[tuple[str, int, tuple[str, ...]]]]:
         """The best hit of each matching story (groups in the sort order of their best hits)."""
-        inner_order = order.replace("a.", "")
-        cursor_sql, cursor_params = self._after(request, "key")
-        cursor_sql = cursor_sql.replace("a.id", "id")
-        sql = (
-            f"WITH m AS (SELECT a.id AS id, a.doc AS doc, {score} AS score, a.sort_ts AS sort_ts, "
-            f"{key_expr} AS key, a.story_id AS story_id, a.lang AS lang {base} AND a.story_id IS NOT NULL), "
-            f"r AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY story_id ORDER BY {inner_order}) AS rn, "
-            f"COUNT(*) OVER (PARTITION BY story_id) AS cnt FROM m) "
-            f"SELECT id, doc, score, sort_ts, story_id, cnt FROM r WHERE rn = 1{cursor_sql} "
-            f"ORDER BY {inner_order} LIMIT ?"
-        )
-        rows = conn.execute(sql, [*params, *cursor_params, size]).fetchall()
+        cursor_sql, cursor_params = self._after(request, key_column)
+        rows = conn.execute(
+            "WITH r AS (SELECT rid, id, score, sort_ts, story_id, "
+            f"ROW_NUMBER() OVER (PARTITION BY story_id ORDER BY {order}) AS rn, "
+            "COUNT(*) OVER (PARTITION BY story_id) AS cnt FROM temp.hits WHERE story_id IS NOT NULL) "
+            "SELECT r.id, d.doc, r.score, r.sort_ts, r.story_id, r.cnt FROM r JOIN article_docs d ON d.rowid = r.rid "
+            f"WHERE r.rn = 1{cursor_sql.replace(key_column, 'r.' + key_column).replace(' id >', ' r.id >')} "
+            f"ORDER BY {order.replace(key_column, 'r.' + key_column).replace('id ASC', 'r.id ASC')} LIMIT ?",
+            [*cursor_params, size],
+        ).fetchall()
         story_ids = [r[4] for r in rows]
-        langs: dict[str, tuple[str, ...]] = {}
+        langs: dict[str, list[str]] = {}
         if story_ids:
-            lang_rows = conn.execute(
-                f"SELECT a.story_id, a.lang {base} AND a.story_id IN (SELECT value FROM json_each(?)) "
-                "GROUP BY a.story_id, a.lang",
-                [*params, json.dumps(story_ids)],
-            ).fetchall()
-            for sid, lang in lang_rows:
-                langs[sid] = (*langs.get(sid, ()), lang)
-        meta = [(r[4], int(r[5]), tuple(sorted(langs.get(r[4], ())))) for r in rows]
+            for sid, lang in conn.execute(
+                "SELECT DISTINCT story_id, lang FROM temp.hits WHERE story_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(story_ids),),
+            ):
+                langs.setdefault(sid, []).append(lang)
+        meta = [(r[4], int(r[5]), tuple(sorted(langs.get(r[4], [])))) for r in rows]
         return [r[:4] for r in rows], meta
 
     @staticmethod
@@ -524,3 +571,15 @@ class EmbeddedStore:
             highlights=highlights(article, terms) if request.highlight else {},
             matched_terms=matched_terms(article, leaves),
         )
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection, mode: str) -> Iterator[None]:
+    """``BEGIN <mode>`` ... ``COMMIT`` (``ROLLBACK`` when the block raises) on an autocommit connection."""
+    conn.execute(f"BEGIN {mode}")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -187,6 +187,7 @@ def q(store: SearchStore, query: str = "", **kw: object) -> SearchResult:
         ("executions", {"fr1"}),  # "exécutions": Latin diacritics folded
         ("Gefangnis", {"de1"}),  # "Gefängnis"
         ("cezaevinin", {"tr1"}),
+        ("Sednaya-prison", {"en1", "en2", "en3"}),  # a hyphenated word: both tokens, anywhere
     ],
 )
 def test_boolean_queries(loaded: SearchStore, query: str, expected: set[str]) -> None:
