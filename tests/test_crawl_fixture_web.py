@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
 from stream.canonical_url import id_for_url
 from stream.settings import Settings
-from tests.crawl_fixtures import FixtureWeb, crawl_json
+from tests.crawl_fixtures import FixtureWeb, crawl_json, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -247,3 +248,43 @@ def test_follow_polls_each_source_again_until_interrupted(fixture_web: FixtureWe
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["published"] == 1
     assert summary["fetches"]["nahost-rundschau"].get("not_modified", 0) >= 1
+
+
+def test_backfill_runs_gdelt_only_and_marks_articles(fixture_web: FixtureWeb, tmp_path: Path) -> None:
+    since = (datetime.now(UTC) - timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    summary = crawl_json(fixture_web.env(tmp_path / "data"), "--backfill-since", since)
+    assert set(summary["fetches"]) <= {"gdelt", "dogu-haber", "courrier-levant"}, "no feed or sitemap in a backfill"
+    articles = [Article.from_json(r.value) for r in read_raw(tmp_path / "data")]
+    assert sorted(a.source for a in articles) == ["courrier-levant", "dogu-haber"]
+    assert all(a.backfill and a.channel == "search" for a in articles)
+
+
+def test_scrapy_list_and_crawl_work_from_the_repository(fixture_web: FixtureWeb, tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    env = fixture_web.env(tmp_path / "data")
+    listed = subprocess.run(["scrapy", "list"], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert listed.stdout.split() == ["feeds", "gdelt", "googlenews", "monitor", "sitemaps"], listed.stderr[-2000:]
+    done = subprocess.run(
+        ["scrapy", "crawl", "feeds", "-a", "sources=nahost-rundschau"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    articles = [Article.from_json(r.value) for r in read_raw(tmp_path / "data")]
+    assert [(a.source, a.lang, a.date_source) for a in articles] == [("nahost-rundschau", "de", "jsonld")]
+
+
+def test_sources_check_and_list_report_health(fixture_web: FixtureWeb, tmp_path: Path) -> None:
+    env = fixture_web.env(tmp_path / "data")
+    done = run_cli(env, "sources", "check", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    outcomes = {(c["source"], c["outcome"]) for c in map(json.loads, done.stdout.splitlines())}
+    assert {("levant-ledger", "ok"), ("blocked-outlet", "http_403"), ("vanished-outlet", "dns")} <= outcomes
+    listed = run_cli(env, "sources", "list", "--json")
+    rows = {r["id"]: r for r in map(json.loads, listed.stdout.splitlines())}
+    assert rows["blocked-outlet"]["last_outcome"] == "http_403" and rows["blocked-outlet"]["last_success"] is None
+    assert rows["levant-ledger"]["last_success"] is not None
+    assert len(rows) == 7

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scrapy.exceptions import IgnoreRequest
@@ -277,4 +278,40 @@ def test_pipeline_dead_letters_what_the_bus_refuses(settings: Settings, tmp_path
         json.loads((settings.data_dir / "crawl" / "dead-letters.jsonl").read_text(encoding="utf-8"))["stage"] == "crawl"
     )
     spider.context.close()
+    bus.close()
+
+
+# --- politeness settings and metrics ----------------------------------------------------------------
+
+
+def test_scrapy_settings_carry_politeness_and_the_cache_toggle(settings_factory: Any) -> None:
+    from crawlers.settings import scrapy_settings
+
+    settings = settings_factory(user_agent="SednayaMonitor/9", contact_url="https://example.org/contact")
+    conf = scrapy_settings(settings)
+    assert conf["USER_AGENT"] == "SednayaMonitor/9 (+https://example.org/contact)"
+    assert conf["ROBOTSTXT_OBEY"] is True and conf["AUTOTHROTTLE_ENABLED"] is True
+    assert conf["CONCURRENT_REQUESTS_PER_DOMAIN"] == settings.crawl_concurrency_per_domain
+    assert conf["HTTPCACHE_ENABLED"] is False
+    assert conf["DOWNLOAD_SLOTS"]["api.gdeltproject.org"] == {"concurrency": 1, "delay": 5.0}
+    cached = scrapy_settings(settings_factory(crawl_http_cache=True))
+    assert cached["HTTPCACHE_ENABLED"] is True
+    assert cached["HTTPCACHE_DIR"].startswith(str(settings.data_dir.resolve()))
+
+
+def test_fetch_outcomes_and_extraction_reasons_are_counted(settings: Settings, tmp_path: Path) -> None:
+    bus = EmbeddedBus(settings.data_dir / "bus.sqlite3")
+    spider = _spider(settings, bus, tmp_path / "reg.toml")
+    context = spider.context
+    context.fetch("test", "ok", "https://a.test/feed")
+    context.fetch("test", "http_403", "https://a.test/x")
+    context.extraction("too_short")
+    registry = context.metrics.registry
+    assert registry.get_sample_value("sednaya_source_fetches_total", {"source": "test", "outcome": "ok"}) == 1.0
+    assert registry.get_sample_value("sednaya_source_fetches_total", {"source": "test", "outcome": "http_403"}) == 1.0
+    assert registry.get_sample_value("sednaya_extraction_total", {"reason": "too_short"}) == 1.0
+    last = registry.get_sample_value("sednaya_source_last_success_timestamp_seconds", {"source": "test"})
+    assert last is not None and last > 0
+    assert context.seen.health()["test"].last_outcome == "http_403"
+    context.close()
     bus.close()
