@@ -227,7 +227,7 @@ def watch_digest(ctx: click.Context, force: bool) -> None:
     from indexer.alert_stage import AlertStage
 
     app = _app(ctx)
-    stage = AlertStage(app.settings, app.store, app.metrics)
+    stage = AlertStage(app.settings, app.store, app.metrics, digest_interval_s=None)
     try:
         opened = stage.send_digests(force=force)
         if not stage.wait_idle(DIGEST_WAIT_S):
