@@ -36,9 +36,12 @@ STAGES = ("crawl", "embed", "index", "alert", "serve")
 SEVERITIES = {"critical", "warning", "info"}
 TOOL_TIMEOUT_S = 120
 
+ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 PROMTOOL = shutil.which("promtool")
+AMTOOL = shutil.which("amtool")
 DOCKER_COMPOSE = shutil.which("docker-compose")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus): scripts/setup.sh")
+needs_amtool = pytest.mark.skipif(AMTOOL is None, reason="amtool (Debian package prometheus-alertmanager)")
 needs_compose = pytest.mark.skipif(DOCKER_COMPOSE is None, reason="docker-compose (Debian): scripts/setup.sh")
 
 
@@ -135,6 +138,46 @@ def test_every_alert_rule_is_unit_tested_firing_and_not_firing() -> None:
     names = {r["alert"] for r in _alert_rules()}
     assert names - firing == set(), f"never tested firing: {names - firing}"
     assert names - silent == set(), f"never tested silent: {names - silent}"
+
+
+# --- Alertmanager -------------------------------------------------------------------------------------
+
+
+@needs_amtool
+@pytest.mark.timeout(TOOL_TIMEOUT_S)
+def test_amtool_check_config() -> None:
+    assert AMTOOL is not None
+    done = _run(AMTOOL, "check-config", str(ALERTMANAGER_CONFIG))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_amtool
+@pytest.mark.timeout(TOOL_TIMEOUT_S)
+@pytest.mark.parametrize("severity", sorted(SEVERITIES))
+def test_alerts_route_by_severity(severity: str) -> None:
+    """Critical alerts page the on-call receiver; warnings and info go to the team."""
+    assert AMTOOL is not None
+    expected = "oncall" if severity == "critical" else "team"
+    labels = [f"severity={severity}", "alertname=SednayaTest", "job=index"]
+    done = _run(
+        AMTOOL,
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_CONFIG}",
+        f"--verify.receivers={expected}",
+        *labels,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == expected
+
+
+def test_every_alert_severity_has_a_route() -> None:
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    receivers = {r["name"] for r in config["receivers"]}
+    routed = {config["route"]["receiver"]} | {r["receiver"] for r in config["route"].get("routes", [])}
+    assert routed <= receivers
+    assert {r["labels"]["severity"] for r in _alert_rules()} <= SEVERITIES
 
 
 # --- Grafana ------------------------------------------------------------------------------------------
