@@ -7,10 +7,12 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,6 +22,8 @@ from stream.metrics import Metrics, set_build_info
 from stream.settings import Settings
 
 PROMTOOL = shutil.which("promtool")
+PUSHGATEWAY = shutil.which("prometheus-pushgateway")
+READY_S = 20.0
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -175,3 +179,45 @@ def test_push_final_unreachable_gateway_warns_and_returns_false(caplog: pytest.L
         port = probe.getsockname()[1]
     assert push_final(Settings(pushgateway=f"127.0.0.1:{port}"), _filled_metrics()) is False
     assert any(r.getMessage() == "pushgateway push failed" for r in caplog.records)
+
+
+@pytest.mark.skipif(
+    PUSHGATEWAY is None, reason="prometheus-pushgateway (Debian package) is installed by scripts/setup.sh"
+)
+@pytest.mark.timeout(60)
+def test_push_final_reaches_a_real_pushgateway(tmp_path: Path) -> None:
+    assert PUSHGATEWAY is not None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "pushgateway.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}", f"--persistence.file={tmp_path / 'push.data'}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + READY_S
+        while _ready(f"http://127.0.0.1:{port}/-/ready") is False:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"pushgateway not ready:\n{log.read_text()}"
+            time.sleep(0.1)
+        assert push_final(Settings(pushgateway=f"127.0.0.1:{port}"), _filled_metrics()) is True
+        status, body = _get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+        pushed = [s for s in families["sednaya_articles"].samples if s.name == "sednaya_articles_total"]
+        assert [(s.labels, s.value) for s in pushed] == [
+            ({"job": PUSH_JOB, "instance": "", "stage": "embed", "status": "embedded"}, 3.0)
+        ]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return _get(url)[0] == 200
+    except OSError:
+        return False
