@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from indexer.index_stage import IndexStage, StoryIndexStage
 from indexer.store import SearchStore
@@ -32,9 +32,14 @@ logger = logging.getLogger(__name__)
 
 # Consumer-group names: one per stage; the distributed stage commands use the same names.
 GROUP_EMBED = "embed"
+GROUP_CLUSTER = "cluster"  # distributed mode: the one member that assigns stories (articles.embedded)
 GROUP_INDEX = "index"
 GROUP_INDEX_STORIES = "index-stories"
 GROUP_ALERT = "alert"
+
+
+class _Closeable(Protocol):
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +90,22 @@ class Pipeline:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._owns_bus = bus is None  # close only what this pipeline opened
+        self._owns_store = store is None
         self.bus = bus if bus is not None else wiring.make_bus(settings)
         self.store = store if store is not None else wiring.make_store(settings)
         self.store.ensure_ready()
         self.bus.ensure_topics(settings.topics)
         self.published = 0
         embed = EmbedStage(settings, self.metrics, embedder=embedder, bus=self.bus)
+        # In one process the index stage has run before the alert stage sees an event: no wait needed.
+        alert = AlertStage(settings, self.store, self.metrics, article_wait_s=0.0)
+        self._closeables: list[_Closeable] = [embed, alert]
         self.workers = [
             self._worker(settings.topic_raw, GROUP_EMBED, embed),
             self._worker(settings.topic_clustered, GROUP_INDEX, IndexStage(self.store, self.metrics)),
             self._worker(settings.topic_story_events, GROUP_INDEX_STORIES, StoryIndexStage(self.store, self.metrics)),
-            self._worker(settings.topic_story_events, GROUP_ALERT, AlertStage(settings, self.store, self.metrics)),
+            self._worker(settings.topic_story_events, GROUP_ALERT, alert),
         ]
 
     def _worker(self, topic: str, group: str, handler: object) -> StageWorker:
@@ -153,7 +163,13 @@ class Pipeline:
         )
 
     def close(self) -> None:
+        """Stop the workers, let alert deliveries in flight finish (pending ones resume next start),
+        then close the stage state, and the bus and the store if this pipeline opened them."""
         for worker in self.workers:
             worker.close()
-        self.bus.close()
-        self.store.close()
+        for stage in self._closeables:
+            stage.close()
+        if self._owns_bus:
+            self.bus.close()
+        if self._owns_store:
+            self.store.close()

@@ -89,8 +89,11 @@ def ingest(ctx: click.Context, source: IO[str], relevance: bool, backfill: bool)
         if len(chunk) >= PUBLISH_CHUNK:
             flush_chunk()
     flush_chunk()
-    with click.progressbar(length=pipeline.published, label="processing", file=sys.stderr) as bar:
-        summary = pipeline.drain(on_progress=bar.update)
+    try:
+        with click.progressbar(length=pipeline.published, label="processing", file=sys.stderr) as bar:
+            summary = pipeline.drain(on_progress=bar.update)
+    finally:
+        pipeline.close()  # alert deliveries in flight finish (or stay pending for the next start)
     _print_summary(summary, "ingest finished")
     if relevance:
         click.echo(f"  off-topic:     {rejected}")
@@ -148,9 +151,12 @@ def run(ctx: click.Context, follow: bool) -> None:
     finally:
         stop.set()
         worker.join()
-    if errors:
-        raise errors[0]
-    summary = pipeline.drain()
+    try:
+        if errors:
+            raise errors[0]
+        summary = pipeline.drain()
+    finally:
+        pipeline.close()
     click.echo(str(crawl_summary))
     _print_summary(summary, "run finished")
 
