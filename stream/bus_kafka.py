@@ -1,0 +1,601 @@
+"""The distributed bus: ``stream.bus.Bus`` over Kafka with kafka-python.
+
+- Topics come from the settings (``topic_raw``, ``topic_clustered``, ``topic_story_events``), each with
+  a ``<topic>.dlq`` twin, created with ``kafka_partitions`` partitions when missing. Records are keyed
+  by article id, so the default partitioner keeps every record of one article in one partition, in order.
+- Producer: ``acks=all``, idempotent, retries with backoff, bounded in-flight requests, gzip (pure
+  Python, no native codec needed). ``flush`` waits for every acknowledgement and raises ``BusError``
+  naming each record the brokers refused; failures are never dropped silently and are counted.
+- Consumers: one Kafka consumer group per stage, ``enable_auto_commit=False``; ``commit`` commits the
+  offsets after the records ``poll`` returned (the worker calls it once the effects are durable).
+  A rebalance listener forgets the uncommitted positions of revoked partitions, so a commit after a
+  rebalance never claims records the new owner will process; those records are redelivered
+  (at-least-once), and a committed record is never handed out again. ``close`` leaves the group.
+- Dead letters: ``dead_letter`` produces the record to ``<topic>.dlq`` with the ``stream.bus.H_*``
+  headers. ``dead_letters`` reads the dlq topic from the replay group's committed offset; ``replay``
+  republishes letters, then writes a marker record (header ``dlq.replayed_of``) into the letter's dlq
+  partition and commits the replay group past every resolved prefix, so a replayed letter is not
+  listed again (a crash between republish and marker replays it twice: at-least-once again).
+
+Stand-in brokers used by the tests differ from Kafka in known ways handled here: tansu 0.6 answers
+ListOffsets(latest) with the base offset of the last batch + 1, so end offsets are the maximum of
+ListOffsets and the high watermark of fetch responses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from stream.bus import (
+    H_ATTEMPTS,
+    H_DEAD_LETTERED_AT,
+    H_ERROR_CLASS,
+    H_ERROR_MESSAGE,
+    H_ORIGINAL_OFFSET,
+    H_ORIGINAL_PARTITION,
+    H_ORIGINAL_TOPIC,
+    H_STAGE,
+    DeadLetter,
+    Record,
+)
+from stream.errors import BusError
+from stream.metrics import Metrics
+from stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+H_REPLAYED_OF = "dlq.replayed_of"  # marker record in a dlq topic: the id of the letter it resolves
+DLQ_HEADER_PREFIX = "dlq."  # headers the bus adds on dead-lettering; stripped on replay
+COMPRESSION = "gzip"  # in kafka-python's standard library codecs; snappy/lz4/zstd need native packages
+PRODUCER_RETRY_BACKOFF_MS = 200  # first retry delay of a failed produce request (kafka-python backs off)
+PRODUCER_MAX_IN_FLIGHT = 5  # the idempotent producer keeps per-partition order with at most 5 in flight
+PRODUCER_LINGER_MS = 5  # wait this long to fill a batch: fewer requests at a few ms of latency
+PRODUCER_DELIVERY_TIMEOUT_MS = 120_000  # give up on a record (and report it) after retrying this long
+PRODUCER_MAX_BLOCK_MS = 30_000  # send() waits this long for metadata of an unknown topic
+ADMIN_TIMEOUT_MS = 30_000  # create/list topics
+SCAN_TIMEOUT_S = 30.0  # a dead-letter scan that cannot reach the end of the dlq topic in this time fails
+SCAN_POLL_MS = 200  # poll slice while scanning a dlq topic
+FUTURES_PRUNE_AT = 10_000  # drop acknowledged futures when this many accumulate between flushes
+REPLAY_GROUP_SUFFIX = "-dlq-replay"  # consumer group whose committed dlq offsets record replay progress
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    topic: str
+    key: str
+    future: Any  # kafka.producer.future.FutureRecordMetadata (untyped library)
+
+
+class KafkaBus:
+    """``stream.bus.Bus`` on Kafka. Thread-safe for publishing; one consumer per thread.
+
+    Args:
+        settings: ``bus`` must be ``kafka://host:port[,host:port]``; topics, partitions, replication,
+            client id, ``kafka_max_poll_interval_ms`` and ``kafka_session_timeout_ms`` are read from it.
+        metrics: when given, counts ``sednaya_bus_records_total{topic, op="produced"|"delivery_failed"}``.
+
+    Raises:
+        BusError: from any method when the brokers cannot be reached or refuse a request (the message
+            names the bootstrap servers and the topic).
+    """
+
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+        if not settings.distributed_bus:
+            raise BusError(f"KafkaBus needs bus='kafka://host:port', got bus={settings.bus!r}")
+        self.settings = settings
+        self.metrics = metrics
+        self.bootstrap = settings.kafka_bootstrap()
+        self.delivery_failures = 0  # records the brokers never acknowledged, since start
+        self._lock = threading.RLock()
+        self._producer: KafkaProducer | None = None
+        self._admin: KafkaAdminClient | None = None
+        self._known_topics: set[str] = set()
+        self._pending: list[_Pending] = []
+        self._send_errors: list[tuple[str, str, BaseException]] = []
+
+    # --- topics -------------------------------------------------------------------------------------
+    def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create ``topics`` and their dlq twins with ``kafka_partitions`` partitions when missing."""
+        wanted: list[str] = []
+        for topic in topics:
+            for name in (topic, self.settings.dlq(topic)):
+                if name not in wanted and name not in self._known_topics:
+                    wanted.append(name)
+        if not wanted:
+            return
+        with self._lock:
+            admin = self._admin_client()
+            try:
+                existing = set(admin.list_topics())
+                missing = [t for t in wanted if t not in existing]
+                if missing:
+                    new = [
+                        NewTopic(t, self.settings.kafka_partitions, self.settings.kafka_replication) for t in missing
+                    ]
+                    try:
+                        admin.create_topics(new, timeout_ms=ADMIN_TIMEOUT_MS)
+                    except TopicAlreadyExistsError:
+                        logger.debug("topic created concurrently", extra={"topics": missing})
+                    still = [t for t in missing if t not in set(admin.list_topics())]
+                    if still:
+                        raise BusError(f"kafka {self.bootstrap}: topics {still} missing after create_topics")
+                    logger.info(
+                        "topics created",
+                        extra={"topics": missing, "partitions": self.settings.kafka_partitions},
+                    )
+            except KafkaError as exc:
+                raise BusError(f"kafka {self.bootstrap}: cannot create topics {wanted}: {exc!r}") from exc
+            self._known_topics.update(wanted)
+
+    def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has (0 when it does not exist)."""
+        consumer = self._plain_consumer(group=None)
+        try:
+            found = consumer.partitions_for_topic(topic)
+        finally:
+            consumer.close()
+        return len(found or ())
+
+    # --- producing ----------------------------------------------------------------------------------
+    def publish(self, topic: str, key: str, value: bytes, headers: Mapping[str, str] | None = None) -> None:
+        self._send(topic, key, value, headers or {}, partition=None)
+
+    def _send(self, topic: str, key: str, value: bytes, headers: Mapping[str, str], *, partition: int | None) -> None:
+        if topic not in self._known_topics:
+            self.ensure_topics([topic.removesuffix(self.settings.dlq_suffix)])
+        wire_headers = [(name, str(text).encode("utf-8")) for name, text in headers.items()]
+        producer = self._producer_client()
+        try:
+            future = producer.send(
+                topic, key=key.encode("utf-8"), value=bytes(value), headers=wire_headers, partition=partition
+            )
+        except KafkaError as exc:
+            with self._lock:
+                self._send_errors.append((topic, key, exc))
+            return
+        with self._lock:
+            self._pending.append(_Pending(topic, key, future))
+            if len(self._pending) >= FUTURES_PRUNE_AT:
+                self._pending = [p for p in self._pending if not (p.future.is_done and p.future.succeeded())]
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait for every acknowledgement (``timeout_s`` None = up to the delivery timeout).
+
+        Raises:
+            BusError: naming the topic, key and broker error of each record not acknowledged, or the
+                count still in flight when ``timeout_s`` ran out.
+        """
+        if self._producer is None:
+            return
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            with self._lock:
+                waiting = sum(1 for p in self._pending if not p.future.is_done)
+            raise BusError(
+                f"kafka {self.bootstrap}: {waiting} records not acknowledged within {timeout_s}s: {exc!r}"
+            ) from exc
+        with self._lock:
+            pending, self._pending = self._pending, []
+            failures = list(self._send_errors)
+            self._send_errors.clear()
+        produced: dict[str, int] = {}
+        for item in pending:
+            if item.future.failed():
+                failures.append((item.topic, item.key, item.future.exception))
+            else:
+                produced[item.topic] = produced.get(item.topic, 0) + 1
+        if self.metrics is not None:
+            for topic, count in produced.items():
+                self.metrics.bus_records.labels(topic=topic, op="produced").inc(count)
+        if failures:
+            self.delivery_failures += len(failures)
+            if self.metrics is not None:
+                for topic, _key, _error in failures:
+                    self.metrics.bus_records.labels(topic=topic, op="delivery_failed").inc()
+            shown = "; ".join(f"topic {t!r} key {k!r}: {e!r}" for t, k, e in failures[:5])
+            more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+            logger.error("records not delivered", extra={"count": len(failures), "first": shown})
+            raise BusError(f"kafka {self.bootstrap}: {len(failures)} records not delivered: {shown}{more}")
+
+    # --- consuming ----------------------------------------------------------------------------------
+    def consumer(self, topic: str, group: str) -> KafkaGroupConsumer:
+        self.ensure_topics([topic.removesuffix(self.settings.dlq_suffix)])
+        return KafkaGroupConsumer(self.settings, topic, group)
+
+    # --- dead letters -------------------------------------------------------------------------------
+    def dead_letter(self, record: Record, *, stage: str, error_class: str, reason: str, attempts: int) -> None:
+        """Produce ``record`` to ``<record.topic>.dlq`` with the ``H_*`` headers (sent on the next flush)."""
+        headers = dict(record.headers)
+        headers.update(
+            {
+                H_STAGE: stage,
+                H_ERROR_CLASS: error_class,
+                H_ERROR_MESSAGE: reason,
+                H_ORIGINAL_TOPIC: record.topic,
+                H_ORIGINAL_PARTITION: str(record.partition),
+                H_ORIGINAL_OFFSET: str(record.offset),
+                H_ATTEMPTS: str(attempts),
+                H_DEAD_LETTERED_AT: datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            }
+        )
+        self._send(self.settings.dlq(record.topic), record.key, record.value, headers, partition=None)
+
+    def dead_letters(self, topic: str, limit: int = 100) -> list[DeadLetter]:
+        """Letters of ``topic`` not yet replayed, oldest first per dlq partition (id ``"<partition>:<offset>"``)."""
+        scan = self._scan(topic)
+        try:
+            return scan.unresolved()[:limit]
+        finally:
+            scan.close()
+
+    def replay(self, topic: str, ids: Sequence[str] | None = None) -> int:
+        """Republish letters of ``topic`` (all, or ``ids``) to ``topic``; they are not listed again.
+
+        Raises:
+            BusError: an id is unknown or already replayed (nothing is replayed then), or delivery failed.
+        """
+        scan = self._scan(topic)
+        try:
+            letters = scan.unresolved()
+            if ids is not None:
+                wanted = set(ids)
+                unknown = wanted - {d.id for d in letters}
+                if unknown:
+                    raise BusError(f"dead letters {sorted(unknown)} of topic {topic!r} not found (or already replayed)")
+                letters = [d for d in letters if d.id in wanted]
+            if not letters:
+                return 0
+            for letter in letters:
+                headers = {k: v for k, v in letter.headers.items() if not k.startswith(DLQ_HEADER_PREFIX)}
+                self.publish(topic, letter.key, letter.value, headers)
+            self.flush()
+            dlq = self.settings.dlq(topic)
+            for letter in letters:
+                dlq_partition = int(letter.id.split(":", 1)[0])
+                self._send(dlq, letter.key, b"", {H_REPLAYED_OF: letter.id}, partition=dlq_partition)
+            self.flush()
+            scan.commit_resolved({d.id for d in letters})
+            logger.info("dead letters replayed", extra={"topic": topic, "count": len(letters)})
+            return len(letters)
+        finally:
+            scan.close()
+
+    def _scan(self, topic: str) -> _DlqScan:
+        dlq = self.settings.dlq(topic)
+        consumer = self._plain_consumer(group=self.settings.kafka_client_id + REPLAY_GROUP_SUFFIX)
+        try:
+            scan = _DlqScan(topic, dlq, consumer)
+            scan.read()
+        except KafkaError as exc:
+            consumer.close()
+            raise BusError(f"kafka {self.bootstrap}: cannot read dead letters of {dlq!r}: {exc!r}") from exc
+        except BaseException:
+            consumer.close()
+            raise
+        return scan
+
+    # --- clients ------------------------------------------------------------------------------------
+    def _producer_client(self) -> KafkaProducer:
+        with self._lock:
+            if self._producer is None:
+                try:
+                    self._producer = KafkaProducer(
+                        bootstrap_servers=self.bootstrap,
+                        client_id=self.settings.kafka_client_id,
+                        acks="all",
+                        enable_idempotence=True,
+                        retry_backoff_ms=PRODUCER_RETRY_BACKOFF_MS,
+                        max_in_flight_requests_per_connection=PRODUCER_MAX_IN_FLIGHT,
+                        compression_type=COMPRESSION,
+                        linger_ms=PRODUCER_LINGER_MS,
+                        delivery_timeout_ms=PRODUCER_DELIVERY_TIMEOUT_MS,
+                        max_block_ms=PRODUCER_MAX_BLOCK_MS,
+                        allow_auto_create_topics=False,
+                    )
+                except KafkaError as exc:
+                    raise BusError(f"kafka {self.bootstrap}: cannot start the producer: {exc!r}") from exc
+            return self._producer
+
+    def _admin_client(self) -> KafkaAdminClient:
+        if self._admin is None:
+            try:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap,
+                    client_id=self.settings.kafka_client_id + "-admin",
+                    request_timeout_ms=ADMIN_TIMEOUT_MS,
+                )
+            except KafkaError as exc:
+                raise BusError(f"kafka {self.bootstrap}: cannot connect the admin client: {exc!r}") from exc
+        return self._admin
+
+    def _plain_consumer(self, *, group: str | None) -> KafkaConsumer:
+        """A consumer that is assigned partitions by hand (never joins a group; may commit for ``group``)."""
+        try:
+            return KafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                client_id=f"{self.settings.kafka_client_id}-scan-{uuid.uuid4().hex[:8]}",
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                allow_auto_create_topics=False,
+            )
+        except KafkaError as exc:
+            raise BusError(f"kafka {self.bootstrap}: cannot connect a consumer: {exc!r}") from exc
+
+    def close(self) -> None:
+        """Flush (raising ``BusError`` on undelivered records), then close every client."""
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                if self._producer is not None:
+                    self._producer.close()
+                    self._producer = None
+                if self._admin is not None:
+                    self._admin.close()
+                    self._admin = None
+
+
+class _DlqScan:
+    """One read of a dlq topic from the replay group's committed offsets to the end."""
+
+    def __init__(self, topic: str, dlq: str, consumer: KafkaConsumer) -> None:
+        self.topic = topic
+        self.dlq = dlq
+        self.consumer = consumer
+        self.letters: list[tuple[TopicPartition, int, DeadLetter]] = []
+        self.markers: dict[TopicPartition, set[int]] = {}
+        self.resolved: set[str] = set()  # letter ids with a marker
+        self.start: dict[TopicPartition, int] = {}
+
+    def read(self) -> None:
+        found = self.consumer.partitions_for_topic(self.dlq)
+        if not found:
+            return
+        tps = [TopicPartition(self.dlq, p) for p in sorted(found)]
+        self.consumer.assign(tps)
+        beginning = self.consumer.beginning_offsets(tps)
+        for tp in tps:
+            committed = self.consumer.committed(tp)
+            self.start[tp] = committed if committed is not None else beginning[tp]
+            self.consumer.seek(tp, self.start[tp])
+        listed_end = self.consumer.end_offsets(tps)
+        deadline = time.monotonic() + SCAN_TIMEOUT_S
+        while True:
+            for tp, messages in self.consumer.poll(timeout_ms=SCAN_POLL_MS).items():
+                for message in messages:
+                    self._take(tp, message)
+            # tansu reports too-low ListOffsets; the fetch high watermark is exact, so wait for both
+            done = True
+            for tp in tps:
+                high = self.consumer.highwater(tp)
+                end = max(listed_end[tp], high or 0)
+                if (high is None and end > self.start[tp]) or self.consumer.position(tp) < end:
+                    done = False
+            if done:
+                return
+            if time.monotonic() > deadline:
+                raise BusError(f"dead-letter topic {self.dlq!r}: could not read to the end in {SCAN_TIMEOUT_S}s")
+
+    def _take(self, tp: TopicPartition, message: Any) -> None:
+        headers = {name: (raw or b"").decode("utf-8", "replace") for name, raw in message.headers or []}
+        if H_REPLAYED_OF in headers:
+            self.resolved.add(headers[H_REPLAYED_OF])
+            self.markers.setdefault(tp, set()).add(message.offset)
+            return
+        key = (message.key or b"").decode("utf-8", "replace")
+        at_text = headers.get(H_DEAD_LETTERED_AT, "")
+        try:
+            at = datetime.fromisoformat(at_text)
+        except ValueError:
+            at = datetime.fromtimestamp(message.timestamp / 1000, UTC)
+        letter = DeadLetter(
+            id=f"{tp.partition}:{message.offset}",
+            topic=headers.get(H_ORIGINAL_TOPIC, self.topic),
+            key=key,
+            value=bytes(message.value or b""),
+            headers=headers,
+            stage=headers.get(H_STAGE, ""),
+            error_class=headers.get(H_ERROR_CLASS, ""),
+            reason=headers.get(H_ERROR_MESSAGE, ""),
+            attempts=_int(headers.get(H_ATTEMPTS)),
+            partition=_int(headers.get(H_ORIGINAL_PARTITION)),
+            offset=_int(headers.get(H_ORIGINAL_OFFSET)),
+            at=at,
+        )
+        self.letters.append((tp, message.offset, letter))
+
+    def unresolved(self) -> list[DeadLetter]:
+        return [d for _tp, _off, d in self.letters if d.id not in self.resolved]
+
+    def commit_resolved(self, replayed: set[str]) -> None:
+        """Commit the replay group past each partition's prefix of replayed letters and markers."""
+        done = self.resolved | replayed
+        by_tp: dict[TopicPartition, dict[int, bool]] = {}
+        for tp, offset, letter in self.letters:
+            by_tp.setdefault(tp, {})[offset] = letter.id in done
+        for tp, offsets in self.markers.items():
+            for offset in offsets:
+                by_tp.setdefault(tp, {})[offset] = True
+        commits: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, resolved_at in by_tp.items():
+            position = self.start.get(tp, 0)
+            while resolved_at.get(position, False):
+                position += 1
+            if position > self.start.get(tp, 0):
+                commits[tp] = OffsetAndMetadata(position, "", -1)
+        if commits:
+            try:
+                self.consumer.commit(commits)
+            except KafkaError as exc:
+                # The markers already keep replayed letters out of the listing; only the scan start is stale.
+                logger.warning("replay progress not committed", extra={"dlq": self.dlq, "error": repr(exc)})
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
+class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped library base class
+    def __init__(self, owner: KafkaGroupConsumer) -> None:
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self.owner._forget(revoked, why="revoked")
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        logger.info(
+            "partitions assigned",
+            extra={
+                "group": self.owner.group,
+                "topic": self.owner.topic,
+                "partitions": sorted(tp.partition for tp in assigned),
+            },
+        )
+
+    def on_partitions_lost(self, lost: Sequence[TopicPartition]) -> None:
+        self.owner._forget(lost, why="lost")
+
+
+class KafkaGroupConsumer:
+    """A member of consumer group ``group`` on ``topic`` (``stream.bus.Consumer``).
+
+    Not thread-safe: one worker thread polls and commits. ``poll`` starts from the group's committed
+    offsets (the earliest offset for a new group).
+    """
+
+    def __init__(self, settings: Settings, topic: str, group: str) -> None:
+        self.topic = topic
+        self.group = group
+        self.bootstrap = settings.kafka_bootstrap()
+        self._lock = threading.Lock()  # the rebalance listener runs on kafka-python's IO loop
+        self._uncommitted: dict[TopicPartition, int] = {}  # next offset to commit per partition
+        session_ms = settings.kafka_session_timeout_ms
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                client_id=f"{settings.kafka_client_id}-{group}",
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                allow_auto_create_topics=False,
+                max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+                session_timeout_ms=session_ms,
+                heartbeat_interval_ms=max(100, session_ms // 3),  # Kafka's advice: a third of the session
+            )
+            self._consumer.subscribe([topic], listener=_ForgetRevoked(self))
+        except KafkaError as exc:
+            raise BusError(f"kafka {self.bootstrap}: cannot join group {group!r} on {topic!r}: {exc!r}") from exc
+        self._closed = False
+        self.refused_commits = 0  # commits the group refused because it had rebalanced meanwhile
+
+    def _forget(self, partitions: Sequence[TopicPartition], *, why: str) -> None:
+        with self._lock:
+            dropped = {tp.partition: self._uncommitted.pop(tp) for tp in partitions if tp in self._uncommitted}
+        if dropped:
+            logger.info(
+                "uncommitted records of revoked partitions will be redelivered to the new owner",
+                extra={"group": self.group, "topic": self.topic, "why": why, "next_offsets": dropped},
+            )
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        if self._closed:
+            raise BusError(f"consumer of group {self.group!r} on {self.topic!r} is closed")
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as exc:
+            raise BusError(f"kafka {self.bootstrap}: poll of {self.topic!r} (group {self.group!r}): {exc!r}") from exc
+        records: list[Record] = []
+        with self._lock:
+            for tp, messages in batches.items():
+                for message in messages:
+                    records.append(
+                        Record(
+                            topic=tp.topic,
+                            key=(message.key or b"").decode("utf-8", "replace"),
+                            value=bytes(message.value or b""),
+                            headers={n: (v or b"").decode("utf-8", "replace") for n, v in message.headers or []},
+                            partition=tp.partition,
+                            offset=message.offset,
+                        )
+                    )
+                    self._uncommitted[tp] = message.offset + 1
+        return records
+
+    def commit(self) -> None:
+        """Commit the offsets after every record returned so far by ``poll`` on partitions still held.
+
+        A commit the group refuses because it rebalanced meanwhile is logged, not raised: those records
+        go to the partition's new owner (at-least-once).
+
+        Raises:
+            BusError: the coordinator could not be reached.
+        """
+        with self._lock:
+            offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._uncommitted.items()}
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            self.refused_commits += 1
+            logger.warning(
+                "commit refused after a rebalance; the records will be redelivered",
+                extra={"group": self.group, "topic": self.topic, "error": str(exc)},
+            )
+        except KafkaError as exc:
+            raise BusError(
+                f"kafka {self.bootstrap}: commit of group {self.group!r} on {self.topic!r} failed: {exc!r}"
+            ) from exc
+        with self._lock:
+            for tp, committed in offsets.items():
+                if self._uncommitted.get(tp) == committed.offset:
+                    del self._uncommitted[tp]
+
+    def lag(self) -> dict[int, int]:
+        """Records after the group's committed offset, per partition this member holds (end - committed)."""
+        assigned = sorted(self._consumer.assignment(), key=lambda tp: tp.partition)
+        if not assigned:
+            return {}
+        try:
+            listed_end = self._consumer.end_offsets(assigned)
+            beginning = self._consumer.beginning_offsets(assigned)
+            out: dict[int, int] = {}
+            for tp in assigned:
+                end = max(listed_end.get(tp) or 0, self._consumer.highwater(tp) or 0)
+                committed = self._consumer.committed(tp)
+                start = committed if committed is not None else beginning.get(tp, 0)
+                out[tp.partition] = max(0, end - start)
+        except KafkaError as exc:
+            raise BusError(f"kafka {self.bootstrap}: lag of group {self.group!r} on {self.topic!r}: {exc!r}") from exc
+        return out
+
+    def assignment(self) -> list[int]:
+        """Partitions of ``topic`` this member holds now."""
+        return sorted(tp.partition for tp in self._consumer.assignment())
+
+    def close(self) -> None:
+        """Leave the group without committing (uncommitted records go to the next member)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._consumer.close(autocommit=False)
