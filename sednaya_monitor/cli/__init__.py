@@ -59,6 +59,7 @@ def _register() -> None:
     from sednaya_monitor.cli import commands_core  # noqa: F401
     from sednaya_monitor.cli import commands_crawl  # noqa: F401
     from sednaya_monitor.cli import commands_watch  # noqa: F401
+    from sednaya_monitor.cli import commands_dlq  # noqa: F401
     from sednaya_monitor.cli import commands_stages  # noqa: F401
     from sednaya_monitor.cli import commands_serve  # noqa: F401
 
