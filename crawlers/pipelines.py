@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from scrapy import Spider
+from scrapy.crawler import Crawler
 
 from crawlers.items import ArticleItem
 from crawlers.spiders.base import BaseSpider
@@ -23,7 +24,20 @@ logger = logging.getLogger(__name__)
 
 
 class BusPublishPipeline:
-    def process_item(self, item: Any, spider: Spider) -> Any:
+    """Built by Scrapy with :meth:`from_crawler`; the crawl context is the running spider's."""
+
+    def __init__(self, crawler: Crawler | None = None) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> BusPublishPipeline:
+        return cls(crawler)
+
+    def process_item(self, item: Any, spider: Spider | None = None) -> Any:
+        """Publish ``item`` (an :class:`ArticleItem`; other items pass through). ``spider`` defaults to the
+        crawler's spider (Scrapy no longer passes it)."""
+        if spider is None and self.crawler is not None:
+            spider = self.crawler.spider
         if not isinstance(item, ArticleItem) or not isinstance(spider, BaseSpider):
             return item
         context = spider.context

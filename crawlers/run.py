@@ -23,6 +23,16 @@ from stream.settings import Settings
 logger = logging.getLogger(__name__)
 
 _started = False
+# Scrapy's logging set-up forces these loggers to its own levels; the CLI's choice is restored after it.
+SCRAPY_LOGGERS = ("scrapy", "twisted", "filelock", "hpack")
+SCRAPY_DEFAULT_LEVEL = logging.WARNING  # Scrapy's INFO lines (stats dumps, settings) are noise in our logs
+
+
+def _restore_log_levels(levels: dict[str, int]) -> None:
+    for name, before in levels.items():
+        unset_scrapy = before == logging.NOTSET and name == "scrapy"
+        level = max(logging.getLogger().getEffectiveLevel(), SCRAPY_DEFAULT_LEVEL) if unset_scrapy else before
+        logging.getLogger(name).setLevel(level)
 
 
 def crawl(
@@ -67,7 +77,9 @@ def crawl(
     _started = True
     try:
         # One crawler (one downloader) for every spider: per-host pacing and robots.txt are shared.
-        process = CrawlerProcess(scrapy_settings(settings), install_root_handler=False)
+        levels = {name: logging.getLogger(name).level for name in SCRAPY_LOGGERS}
+        process = CrawlerProcess(scrapy_settings(settings))
+        _restore_log_levels(levels)
         process.crawl(MonitorSpider, context=context, follow=follow, spiders=names)
         process.start()
     finally:

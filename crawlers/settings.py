@@ -67,6 +67,7 @@ def scrapy_settings(settings: Settings) -> dict[str, Any]:
         "ITEM_PIPELINES": {"crawlers.pipelines.BusPublishPipeline": 300},
         "EXTENSIONS": {"crawlers.politeness.CrawlDelayFloor": 100},  # after AutoThrottle (order 0)
         "LOG_LEVEL": settings.log_level.upper(),
+        "LOG_INSTALL_ROOT_HANDLER": False,  # the CLI configures logging (sednaya_monitor/cli/logs.py)
         "FEED_EXPORT_ENCODING": "utf-8",
     }
 
