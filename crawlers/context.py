@@ -147,6 +147,13 @@ class CrawlContext:
         """Registry id of the outlet serving ``url``, else its host."""
         return source_for_url(self.registry, url)
 
+    def source_type(self, source: str) -> str | None:
+        """The registry ``type`` of ``source`` (``wire``, ``ngo``...), None for unregistered hosts."""
+        for entry in self.registry:
+            if entry.id == source:
+                return entry.type
+        return None
+
     def claim(self, canonical: str) -> bool:
         """True the first time ``canonical`` is claimed in this crawl and it was not handled by an earlier
         run; counts the skip otherwise."""

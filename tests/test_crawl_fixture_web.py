@@ -117,6 +117,7 @@ def test_each_relevant_article_is_published_exactly_once(run1: Run, fixture_web:
         assert article.channel in channel.split("|"), f"{site}{path}: channel {article.channel}"
         assert article.relevance is not None and article.relevance.score >= 0.5
         assert article.backfill is False
+        assert article.extra["source_type"] in {"other", "syrian-independent", "public-broadcaster"}
     assert len(keys) == len(EXPECTED)
     assert run1.summary["published"] == len(EXPECTED)
 

@@ -28,6 +28,8 @@ from stream.errors import ContractError
 
 logger = logging.getLogger(__name__)
 
+EXTRA_LANG_HINT = "lang_hint"  # Article.extra keys set here
+EXTRA_SOURCE_TYPE = "source_type"  # = indexer.documents.SOURCE_TYPE_KEY (crawlers must not import indexer)
 ALL_ERROR_STATUSES = [304, *range(400, 600)]  # handled by our callbacks so each one is a counted outcome
 PERMANENT_REJECTIONS = frozenset(
     {"not_html", "listing_page", "too_short", "off_topic", "bad_encoding", "duplicate", "unresolved_redirect"}
@@ -238,7 +240,12 @@ class BaseSpider(scrapy.Spider):
             return
         self.context.raw.put(page.content_sha256, response.body)
         self.context.extraction("ok")
-        extra = {"lang_hint": page.lang_hint} if page.lang_hint else {}
+        extra: dict[str, str] = {}
+        if page.lang_hint:
+            extra[EXTRA_LANG_HINT] = page.lang_hint  # the page's own <html lang>: a hint, not the truth
+        source_type = self.context.source_type(source)
+        if source_type:
+            extra[EXTRA_SOURCE_TYPE] = source_type  # read by indexer/documents.py (facet)
         article = Article(
             id=ident,
             url=response.url,
