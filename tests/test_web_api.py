@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -69,6 +70,25 @@ def test_binds_loopback_by_default(web_settings: Settings, web_store: EmbeddedSt
         assert web_settings.serve_host == "127.0.0.1"
     finally:
         server.server_close()
+
+
+def test_concurrent_requests_and_head(web_server: RunningServer) -> None:
+    paths = ["/", "/?q=Sednaya", "/stories", "/stories/story-crematorium", "/api/search?q=prison", "/timeline"] * 4
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda p: get(web_server, p).status_code, paths))
+    assert statuses == [200] * len(paths)
+    head = requests.head(web_server.url + "/stories/story-crematorium", timeout=TIMEOUT)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert int(head.headers["Content-Length"]) > 1000
+
+
+def test_binding_beyond_loopback_warns(
+    web_settings: Settings, web_store: EmbeddedStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make_server(web_settings, web_store, Metrics(), host="0.0.0.0", port=0)
+    server.server_close()
+    assert "serving beyond loopback" in caplog.text
 
 
 def test_two_servers_share_one_registry(web_settings: Settings, web_store: EmbeddedStore) -> None:

@@ -9,6 +9,7 @@ Requests are counted in ``sednaya_http_requests_total{route,method,status}`` and
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -215,7 +216,19 @@ def make_server(
             item.close()
         raise
     logger.info("web server bound", extra={"stage": "serve", "url": server.url})
+    if not _is_loopback(bind_host):
+        logger.warning(
+            "serving beyond loopback: the search page has no login; put it behind an authenticating proxy",
+            extra={"stage": "serve", "url": server.url},
+        )
     return server
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class RunningServer:
