@@ -199,10 +199,24 @@ def select(sources: Sequence[Source], ids: Iterable[str] | None) -> list[Source]
 
 
 def source_for_url(sources: Sequence[Source], url: str) -> str:
-    """The id of the registered source whose host serves ``url``, else the host itself (DESIGN.md)."""
+    """The id of the registered source serving ``url``, else its host (DESIGN.md).
+
+    A source matches when ``url``'s host is (a subdomain of) one of its hosts; among several (France 24
+    Arabic and French share a host), the one whose home path is the longest prefix of ``url``'s path wins.
+    """
     host = _host(url)
+    path = urlsplit(url).path
+    best: tuple[int, str] | None = None
     for source in sources:
-        for known in source.hosts:
-            if host == known or host.endswith("." + known):
-                return source.id
+        if not any(host == known or host.endswith("." + known) for known in source.hosts):
+            continue
+        home_path = urlsplit(source.home).path.rstrip("/")
+        if home_path and _host(source.home) == host and not (path == home_path or path.startswith(home_path + "/")):
+            score = 0  # same host, another section of it
+        else:
+            score = len(home_path) + 1
+        if best is None or score > best[0]:
+            best = (score, source.id)
+    if best is not None:
+        return best[1]
     return host or "unknown"

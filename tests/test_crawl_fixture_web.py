@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
 from stream.canonical_url import id_for_url
 from stream.settings import Settings
-from tests.crawl_fixtures import FixtureWeb, crawl_json, run_cli
+from tests.crawl_fixtures import TEST_SETTINGS, FixtureWeb, crawl_json, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -289,3 +290,23 @@ def test_sources_check_and_list_report_health(fixture_web: FixtureWeb, tmp_path:
     assert rows["blocked-outlet"]["last_outcome"] == "http_403" and rows["blocked-outlet"]["last_success"] is None
     assert rows["levant-ledger"]["last_success"] is not None
     assert len(rows) == 7
+
+
+def test_the_shipped_demo_web_crawls(tmp_path: Path) -> None:
+    from crawlers.site_server import SiteServer
+    from sednaya_monitor.cli.commands_crawl import DEMO_DIR, demo_registry
+
+    with SiteServer(DEMO_DIR / "sites") as web:
+        registry = tmp_path / "sources.toml"
+        registry.write_text(
+            demo_registry(DEMO_DIR / "sources.toml.tmpl", {s: web.url(s) for s in web.sites}), encoding="utf-8"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEDNAYA_MONITOR_")}
+        settings = {**TEST_SETTINGS, "DATA_DIR": str(tmp_path / "data"), "SOURCES_FILE": str(registry)}
+        env.update({f"SEDNAYA_MONITOR_{k}": v for k, v in settings.items()})
+        env["SEDNAYA_MONITOR_DISCOVERY"] = "false"
+        summary = crawl_json(env)
+    assert summary["published"] == 11
+    assert summary["extraction"] == {"ok": 11, "off_topic": 2, "listing_page": 1}
+    langs = Counter(Article.from_json(r.value).lang for r in read_raw(tmp_path / "data"))
+    assert set(langs) == {"ar", "en", "fr", "de", "tr"}

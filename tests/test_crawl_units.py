@@ -315,3 +315,11 @@ def test_fetch_outcomes_and_extraction_reasons_are_counted(settings: Settings, t
     assert context.seen.health()["test"].last_outcome == "http_403"
     context.close()
     bus.close()
+
+
+def test_attribution_prefers_the_source_whose_home_path_matches() -> None:
+    sources = load_registry(DEFAULT_REGISTRY)
+    assert source_for_url(sources, "https://www.france24.com/ar/20241208-x") == "france24-ar"
+    assert source_for_url(sources, "https://www.france24.com/fr/moyen-orient/x") == "france24-fr"
+    assert source_for_url(sources, "https://www.dw.com/de/syrien/a-1") == "dw-de"
+    assert source_for_url(sources, "https://www.amnesty.org/en/latest/news/2017/02/x") == "amnesty"
