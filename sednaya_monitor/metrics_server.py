@@ -7,7 +7,7 @@ answers ``200 {"status": "green"}`` or ``503 {"status": "red", "reason": "..."}`
 HEALTHCHECK and Kubernetes probes read it. The health state is mirrored in the ``sednaya_healthy`` gauge.
 
 ``run`` once-off exits before Prometheus could scrape it, so when ``settings.pushgateway`` is set it
-pushes its final figures there (:func:`push_final`).
+pushes its final figures there (:func:`push_final`; :func:`serving_run` does both for a command).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Self
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -173,6 +174,21 @@ def serve_metrics(settings: Settings, metrics: Metrics, health: Health | None = 
     if settings.metrics_port == 0:
         return None
     return MetricsServer(metrics, health, host=settings.metrics_host, port=settings.metrics_port).start()
+
+
+@contextmanager
+def serving_run(settings: Settings, metrics: Metrics, *, push: bool = True) -> Iterator[MetricsServer | None]:
+    """For ``run``/``ingest``: serve ``/metrics`` while the block runs (``settings.metrics_port``; 0 = not
+    served, yields None), then push the final figures to ``settings.pushgateway`` when ``push`` and one
+    is configured, also when the block raised (the figures of a failed run matter most)."""
+    server = serve_metrics(settings, metrics)
+    try:
+        yield server
+    finally:
+        if push:
+            push_final(settings, metrics)
+        if server is not None:
+            server.stop()
 
 
 def push_final(settings: Settings, metrics: Metrics, *, job: str = PUSH_JOB) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sednaya_monitor.metrics_server import PUSH_JOB, Health, MetricsServer, push_final, serve_metrics
+from sednaya_monitor.metrics_server import PUSH_JOB, Health, MetricsServer, push_final, serve_metrics, serving_run
 from stream.metrics import Metrics, set_build_info
 from stream.settings import Settings
 
@@ -181,15 +181,18 @@ def test_push_final_unreachable_gateway_warns_and_returns_false(caplog: pytest.L
     assert any(r.getMessage() == "pushgateway push failed" for r in caplog.records)
 
 
-@pytest.mark.skipif(
-    PUSHGATEWAY is None, reason="prometheus-pushgateway (Debian package) is installed by scripts/setup.sh"
-)
-@pytest.mark.timeout(60)
-def test_push_final_reaches_a_real_pushgateway(tmp_path: Path) -> None:
-    assert PUSHGATEWAY is not None
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def pushgateway(tmp_path: Path) -> Iterator[str]:
+    """Debian's Pushgateway on a free loopback port; yields ``host:port``."""
+    if PUSHGATEWAY is None:
+        pytest.skip("prometheus-pushgateway (Debian package) is installed by scripts/setup.sh")
+    port = _free_port()
     log = tmp_path / "pushgateway.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -203,17 +206,54 @@ def test_push_final_reaches_a_real_pushgateway(tmp_path: Path) -> None:
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"pushgateway not ready:\n{log.read_text()}"
             time.sleep(0.1)
-        assert push_final(Settings(pushgateway=f"127.0.0.1:{port}"), _filled_metrics()) is True
-        status, body = _get(f"http://127.0.0.1:{port}/metrics")
-        assert status == 200
-        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
-        pushed = [s for s in families["sednaya_articles"].samples if s.name == "sednaya_articles_total"]
-        assert [(s.labels, s.value) for s in pushed] == [
-            ({"job": PUSH_JOB, "instance": "", "stage": "embed", "status": "embedded"}, 3.0)
-        ]
+        yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _pushed(gateway: str, name: str) -> list[tuple[dict[str, str], float]]:
+    status, body = _get(f"http://{gateway}/metrics")
+    assert status == 200
+    return [
+        (dict(s.labels), s.value)
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+        if s.name == name
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_push_final_reaches_a_real_pushgateway(pushgateway: str) -> None:
+    assert push_final(Settings(pushgateway=pushgateway), _filled_metrics()) is True
+    assert _pushed(pushgateway, "sednaya_articles_total") == [
+        ({"job": PUSH_JOB, "instance": "", "stage": "embed", "status": "embedded"}, 3.0)
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_serving_run_serves_while_running_and_pushes_at_the_end_even_on_failure(pushgateway: str) -> None:
+    port = _free_port()
+    settings = Settings(metrics_port=port, pushgateway=pushgateway)
+    metrics = Metrics()
+    with pytest.raises(RuntimeError, match="store went away"), serving_run(settings, metrics) as server:
+        assert server is not None and server.port == port
+        metrics.articles.labels(stage="index", status="indexed").inc(2)
+        status, body = _get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and b'sednaya_articles_total{stage="index",status="indexed"} 2.0' in body
+        metrics.articles.labels(stage="index", status="dead_lettered").inc()
+        raise RuntimeError("store went away")
+    assert sorted(_pushed(pushgateway, "sednaya_articles_total"), key=lambda s: s[0]["status"]) == [
+        ({"job": PUSH_JOB, "instance": "", "stage": "index", "status": "dead_lettered"}, 1.0),
+        ({"job": PUSH_JOB, "instance": "", "stage": "index", "status": "indexed"}, 2.0),
+    ]
+    with pytest.raises(OSError):  # stopped with the block
+        _get(f"http://127.0.0.1:{port}/metrics")
+
+
+def test_serving_run_with_metrics_off_yields_none() -> None:
+    with serving_run(Settings(), Metrics()) as server:
+        assert server is None
 
 
 def _ready(url: str) -> bool:
