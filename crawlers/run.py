@@ -84,6 +84,5 @@ def crawl(
         process.start()
     finally:
         summary = context.close()
-    for line in summary.lines():
-        logger.info(line)
+    logger.info("crawl finished", extra={"stage": "crawl", "summary": summary.to_dict()})
     return summary
