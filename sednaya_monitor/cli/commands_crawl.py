@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from crawlers.errors import CrawlError
 from crawlers.registry import Source, load_registry, select
 from crawlers.run import crawl
 from crawlers.seen import SeenStore
@@ -152,7 +153,7 @@ def sources_check(ctx: click.Context, source_ids: tuple[str, ...], as_json: bool
     if not as_json:
         click.echo(f"{ok}/{len(results)} URLs answered")
     if results and not ok:
-        ctx.exit(1)
+        raise CrawlError(f"none of the {len(results)} feed/sitemap URLs answered (see the outcomes above)")
 
 
 @cli.command("crawl")
