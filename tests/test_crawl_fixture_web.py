@@ -310,3 +310,10 @@ def test_the_shipped_demo_web_crawls(tmp_path: Path) -> None:
     assert summary["extraction"] == {"ok": 11, "off_topic": 2, "listing_page": 1}
     langs = Counter(Article.from_json(r.value).lang for r in read_raw(tmp_path / "data"))
     assert set(langs) == {"ar", "en", "fr", "de", "tr"}
+
+
+def test_sources_check_fails_when_nothing_answers(fixture_web: FixtureWeb, tmp_path: Path) -> None:
+    done = run_cli(fixture_web.env(tmp_path / "data"), "sources", "check", "--source", "vanished-outlet")
+    assert done.returncode == 1
+    assert "none of the 1 feed/sitemap URLs answered" in done.stderr
+    assert "vanished-outlet" in done.stdout and "dns" in done.stdout
