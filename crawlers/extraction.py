@@ -268,7 +268,8 @@ def extract(
         href = (link.get("href") or "").strip()
         if href:
             absolute = urljoin(url, href)
-            if urlsplit(absolute).scheme in {"http", "https"}:
+            # A canonical naming the site root is a template bug (every page would be one article).
+            if urlsplit(absolute).scheme in {"http", "https"} and urlsplit(absolute).path not in ("", "/"):
                 canonical = absolute
                 break
     hint = _hint(tree.get("lang") or tree.get("xml:lang"))

@@ -86,3 +86,9 @@ def test_parse_date_accepts_iso_rfc822_and_compact_offsets() -> None:
     assert parse_date("Sun, 08 Dec 2024 09:00:00 GMT") == datetime(2024, 12, 8, 9, tzinfo=UTC)
     assert parse_date("2024-12-08T12:00:00+0300") == datetime(2024, 12, 8, 9, tzinfo=UTC)
     assert parse_date("yesterday") is None
+
+
+def test_a_canonical_naming_the_site_root_is_ignored() -> None:
+    page = next(p for p in PAGES if p.name == "sednaya-survivors.html")
+    html = page.read_text(encoding="utf-8").replace("{{base}}/2024/12/09/sednaya-survivors.html", "/")
+    assert extract(html, url="https://en.fixture.test/2024/12/09/sednaya-survivors.html").canonical is None
