@@ -196,6 +196,9 @@ def _is_listing(tree: lxml.html.HtmlElement, url: str) -> str | None:
         return "home page"
     if kinds & {"collectionpage", "itemlist", "searchresultspage"} and not kinds & ARTICLE_TYPES:
         return "JSON-LD " + "/".join(sorted(kinds & LISTING_TYPES))
+    meta = _meta(tree)
+    if kinds & ARTICLE_TYPES or meta.get("og:type") == "article" or "article:published_time" in meta:
+        return None  # the page says it is one article: related-story boxes and menus do not make it a listing
     body = tree.find("body")
     if body is None:
         return None

@@ -92,3 +92,14 @@ def test_a_canonical_naming_the_site_root_is_ignored() -> None:
     page = next(p for p in PAGES if p.name == "sednaya-survivors.html")
     html = page.read_text(encoding="utf-8").replace("{{base}}/2024/12/09/sednaya-survivors.html", "/")
     assert extract(html, url="https://en.fixture.test/2024/12/09/sednaya-survivors.html").canonical is None
+
+
+def test_an_article_with_related_story_teasers_is_not_a_listing() -> None:
+    page = next(p for p in PAGES if p.name == "sednaya-survivors.html")
+    related = "".join(f'<article><a href="/r{i}">Related story {i}</a></article>' for i in range(5))
+    html = page.read_text(encoding="utf-8").replace("</main>", f"</main><aside>{related}</aside>")
+    assert extract(html, url="https://en.fixture.test/2024/12/09/sednaya-survivors.html").title
+    bare = html.replace('"@type": "NewsArticle"', '"@type": "Thing"')
+    with pytest.raises(ExtractionError) as info:
+        extract(bare, url="https://en.fixture.test/2024/12/09/sednaya-survivors.html")
+    assert info.value.reason == "listing_page"
