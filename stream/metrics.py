@@ -117,6 +117,7 @@ class Metrics:
             "1 while the process reports green on /healthz, 0 while red.",
             registry=reg,
         )
+        self.healthy.set(1)  # green until a Health says otherwise (a process without one is not "down")
 
 
 def set_build_info(metrics: Metrics, *, version: str, model: str, **extra: str) -> None:

@@ -85,6 +85,12 @@ class PrometheusServer:
         assert len(result) == 1, (expr, result)
         return float(result[0]["value"][1])
 
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active alerts (pending and firing) with ``labels``, ``state`` and ``value``."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/alerts", timeout=10) as resp:
+            alerts: list[dict[str, Any]] = json.loads(resp.read())["data"]["alerts"]
+        return alerts
+
     def rules(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.url}/api/v1/rules", timeout=10) as resp:
             groups: list[dict[str, Any]] = json.loads(resp.read())["data"]["groups"]
@@ -201,7 +207,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, fixture_web: FixtureWeb) -
 
     tmp = tmp_path_factory.mktemp("prometheus-e2e")
     data_dir = tmp / "data"
-    settings: Settings = load_settings(environ={}, overrides={"data_dir": data_dir})
+    settings: Settings = load_settings(environ={}, overrides={"data_dir": data_dir, "webhook_backoff_s": 0.05})
 
     # the webhook receiver of tests/alert_fixtures.py, started by hand for this module-scoped fixture
     receiver = WebhookReceiver()
@@ -232,6 +238,8 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, fixture_web: FixtureWeb) -
         crawl_summary: dict[str, Any] = json.loads(_read_line(crawler, "its summary", crawl_log))
         repo = SqliteWatchlistRepository.in_data_dir(data_dir)
         repo.add(Watchlist(name="sednaya", query="Sednaya", webhooks=(receiver.url,)))
+        # a second watchlist whose receiver is gone: every delivery fails after its retries
+        repo.add(Watchlist(name="sednaya-gone", query="Sednaya", webhooks=(f"http://127.0.0.1:{_free_port()}/gone",)))
         repo.close()
         pipeline = Pipeline(settings, run_metrics)
         # one record no stage can read: the embed stage must dead-letter it
@@ -261,7 +269,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, fixture_web: FixtureWeb) -
                 )
             time.sleep(0.1)
         sent = int(webhook("sent"))
-        assert sent == len(receiver.delivered) >= 1
+        assert sent == len(receiver.delivered) == webhook("failed") >= 1
         expected = [(*sample, "run") for sample in _samples(run_metrics)]
         expected += [
             ("sednaya_articles_total", {"stage": "crawl", "status": status}, float(count), "crawl")
@@ -343,6 +351,24 @@ def test_recording_and_alert_rules_load_in_a_real_prometheus(scraped: Scraped) -
             assert rule["health"] == "ok", rule
     # a recording rule computed from the scraped figures
     assert scraped.prometheus.query("stage_status:sednaya_articles:rate5m"), "recording rule has no data"
+
+
+@pytest.mark.timeout(120)
+def test_alert_rules_evaluate_on_the_scraped_figures(scraped: Scraped) -> None:
+    """The failed deliveries make SednayaAlertDeliveryFailing pending (its `for` is 5 minutes); the run
+    indexed articles and is healthy, so the ingest, health and target alerts stay quiet."""
+    deadline = time.monotonic() + SCRAPED_S
+    while True:
+        active = scraped.prometheus.alerts()
+        failing = [a for a in active if a["labels"]["alertname"] == "SednayaAlertDeliveryFailing"]
+        if failing or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [(a["labels"]["channel"], a["labels"]["severity"], a["state"]) for a in failing] == [
+        ("webhook", "critical", "pending")
+    ], active
+    quiet = {"SednayaNoArticlesIngested", "SednayaProcessUnhealthy", "SednayaTargetDown", "SednayaStoreWriteErrors"}
+    assert not [a for a in active if a["labels"]["alertname"] in quiet], active
 
 
 def _panel_queries() -> list[tuple[str, str]]:
