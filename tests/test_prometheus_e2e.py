@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "rules"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "operator.json"
 PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
 READY_S = 30.0  # Prometheus start-up on a loaded 2-core machine
 SCRAPED_S = 30.0  # time for a few 1-second scrapes to see the final figures
 # Grafana's interval variables, set to windows that hold several 1-second scrapes of this short run
@@ -199,6 +200,7 @@ class Scraped:
     crawl_summary: dict[str, Any]  # crawlers.context.CrawlSummary.to_dict() of the crawl process
     stories_in_store: int
     webhook_sent: int
+    exposition: bytes  # /metrics of the pipeline process after the run
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +289,9 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, fixture_web: FixtureWeb) -
                 pytest.fail(f"Prometheus does not hold the final figures after {SCRAPED_S}s: {missing[:5]}")
             time.sleep(0.5)
         time.sleep(3)  # a few more scrapes and rule evaluations for the rate() windows of the dashboard
-        yield Scraped(prometheus, run_metrics, crawl_summary, stories, sent)
+        with urllib.request.urlopen(run_server.url + "/metrics", timeout=10) as resp:
+            exposition = resp.read()
+        yield Scraped(prometheus, run_metrics, crawl_summary, stories, sent, exposition)
     finally:
         if pipeline is not None:
             pipeline.close()
@@ -369,6 +373,17 @@ def test_alert_rules_evaluate_on_the_scraped_figures(scraped: Scraped) -> None:
     ], active
     quiet = {"SednayaNoArticlesIngested", "SednayaProcessUnhealthy", "SednayaTargetDown", "SednayaStoreWriteErrors"}
     assert not [a for a in active if a["labels"]["alertname"] in quiet], active
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is installed by scripts/setup.sh")
+@pytest.mark.timeout(60)
+def test_promtool_check_metrics_accepts_the_pipeline_exposition(scraped: Scraped) -> None:
+    assert PROMTOOL is not None
+    done = subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=scraped.exposition, capture_output=True, timeout=30, check=False
+    )
+    lint = (done.stdout + done.stderr).decode().strip()
+    assert done.returncode == 0 and lint == "", lint
 
 
 def _panel_queries() -> list[tuple[str, str]]:
