@@ -8,10 +8,11 @@ recording and alert rules loaded. It scrapes two processes, each serving its reg
   ``tests/crawl_fixtures.py``) with :func:`crawlers.run.crawl` into the embedded bus of a data directory;
 - job ``run``: the one-process :class:`~sednaya_monitor.pipeline.Pipeline` (embed, index, alert with the
   real model and the embedded store) draining that bus, plus one undecodable record that must be
-  dead-lettered, with a watchlist delivering to a loopback webhook.
+  dead-lettered, with two watchlists: one delivering to a loopback webhook, one to a receiver that is gone.
 
 The test reads the series back through Prometheus' HTTP API and wants every count to match exactly,
-then evaluates every query of the Grafana operator dashboard against this Prometheus and wants data.
+checks which alert rules turned active on these figures, then evaluates every query of the Grafana
+operator dashboard against this Prometheus and wants data.
 """
 
 from __future__ import annotations
