@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+import crawlers
 from crawlers.errors import CrawlError
 from crawlers.registry import Source, load_registry, select
 from crawlers.run import crawl
@@ -33,7 +34,7 @@ from stream.settings import Settings
 __all__ = ["crawl"]
 
 CHECK_WORKERS = 8  # parallel checks (each to a different host: one request per URL)
-DEMO_DIR = Path(__file__).resolve().parent.parent.parent / "crawlers" / "demo_site"
+DEMO_DIR = Path(crawlers.__file__).resolve().parent / "demo_site"  # ships inside the crawlers package
 
 
 def _app(ctx: click.Context) -> AppContext:
