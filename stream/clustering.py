@@ -125,12 +125,7 @@ def reads_language(lang: str, params: ClusterParams) -> bool:
 
 def score_candidate(article: ArticleFeatures, cand: Candidate, params: ClusterParams) -> Scored:
     """Score and eligibility of ``cand`` for ``article`` (see the module docstring)."""
-    same_lang = (
-        article.lang == UNDETERMINED_LANG
-        or not cand.languages
-        or article.lang in cand.languages
-        or cand.languages == {UNDETERMINED_LANG}
-    )
+    same_lang = _same_language(article.lang, cand.languages)
     centroid = cand.lang_centroids.get(article.lang, cand.centroid)
     cos = float(np.dot(article.vector, centroid))
     shared = shared_anchor_weight(article.anchors, cand.anchors)
@@ -165,9 +160,22 @@ def score_candidate(article: ArticleFeatures, cand: Candidate, params: ClusterPa
 
 
 def assign(article: ArticleFeatures, candidates: Sequence[Candidate], params: ClusterParams) -> Decision:
-    """The story ``article`` belongs to among ``candidates``, or ``new``."""
+    """The story ``article`` belongs to among ``candidates``, or ``new``.
+
+    Cosines are computed in one matrix product; candidates the model reads whose cosine cannot reach
+    the threshold even with the full anchor bonus are skipped without further scoring.
+    """
+    if not candidates:
+        return Decision(action="new", story_id=None, score=0.0, similarity=0.0, reason="no candidate story")
+    cents = np.stack([c.lang_centroids.get(article.lang, c.centroid) for c in candidates])
+    cosines = cents @ article.vector
+    floor = params.threshold - params.anchor_weight
+    reads = reads_language(article.lang, params)
+    multilingual = MULTILINGUAL in params.model_languages
     best: tuple[Scored, Candidate] | None = None
-    for cand in candidates:
+    for cand, cos in zip(candidates, cosines, strict=True):
+        if cos < floor and reads and (multilingual or _same_language(article.lang, cand.languages)):
+            continue  # trusted cosine, too low: cannot reach the threshold
         scored = score_candidate(article, cand, params)
         if not scored.eligible or scored.score < params.threshold:
             continue
@@ -186,10 +194,32 @@ def assign(article: ArticleFeatures, candidates: Sequence[Candidate], params: Cl
     )
 
 
+def _same_language(lang: str, languages: frozenset[str]) -> bool:
+    return lang == UNDETERMINED_LANG or not languages or lang in languages or languages == {UNDETERMINED_LANG}
+
+
 def _better(a: Scored, ca: Candidate, b: Scored, cb: Candidate) -> bool:
     if a.score != b.score:
         return a.score > b.score
     return (ca.first_seen, ca.story_id) < (cb.first_seen, cb.story_id)
+
+
+def merge_pairs(stories: Sequence[Candidate], params: ClusterParams) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of ``stories`` that :func:`should_merge`, most similar first.
+
+    One matrix product over the centroids, so a pass over a few hundred active stories stays cheap.
+    """
+    if len(stories) < 2:
+        return []
+    cents = np.stack([s.centroid for s in stories])
+    sims = np.triu(cents @ cents.T, k=1)
+    rows, cols = np.nonzero(sims >= params.merge_threshold)
+    order = np.argsort(-sims[rows, cols], kind="stable")
+    return [
+        (int(rows[k]), int(cols[k]))
+        for k in order
+        if should_merge(stories[int(rows[k])], stories[int(cols[k])], params)
+    ]
 
 
 def should_merge(a: Candidate, b: Candidate, params: ClusterParams) -> bool:

@@ -30,12 +30,12 @@ from numpy.typing import NDArray
 from stream.anchors import AnchorExtractor, event_kinds
 from stream.article import Article, now_utc, parse_time
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record
-from stream.clustering import ArticleFeatures, ClusterParams, assign, should_merge
+from stream.clustering import ArticleFeatures, ClusterParams, assign, merge_pairs
 from stream.embed_text import embed_text
 from stream.embedding import Embedder, SentenceTransformerEmbedder
 from stream.errors import ContractError
 from stream.metrics import Metrics
-from stream.near_duplicate import duplicate_text, signature
+from stream.near_duplicate import duplicate_text, hashable, signature
 from stream.settings import Settings
 from stream.story import StoryEvent
 from stream.story_state import STATE_FILE, StoredDecision, StoryRecord, StoryState
@@ -233,7 +233,8 @@ class EmbedStage:
     ) -> tuple[StoredDecision, list[StoryEvent]]:
         at = article_time(article)
         mh = signature(duplicate_text(article.title, article.text))
-        match = self.state.duplicates.find(article.content_sha256, mh)
+        sha = article.content_sha256 if hashable(article.text) else None
+        match = self.state.duplicates.find(sha, mh)
         if match is not None:
             root = self.state.decision(match.original_id)
             record = self.state.get(self.state.resolve(root.story_id)) if root is not None else None
@@ -256,7 +257,7 @@ class EmbedStage:
         kinds = event_kinds(article.title, article.text)
         features = ArticleFeatures(id=article.id, vector=vector, anchors=anchors, kinds=kinds, lang=article.lang, at=at)
         verdict = assign(features, self.state.candidates(at, anchors), self.params)
-        self.state.add_original(article.id, article.content_sha256, mh, at)
+        self.state.add_original(article.id, sha, mh, at)
         if verdict.action == "new" or verdict.story_id is None:
             record = self.state.create(
                 first_article_id=article.id,
@@ -301,32 +302,32 @@ class EmbedStage:
     def _merge_pass(self, trigger: Article, entered_at: datetime | None) -> list[StoryEvent]:
         """Merge converged active stories around ``trigger``'s time: the younger folds into the older."""
         live = sorted(self.state.live_stories(article_time(trigger)), key=lambda r: (r.first_seen, r.id))
-        events: list[StoryEvent] = []
+        pairs = merge_pairs([r.to_candidate(dormant=False) for r in live], self.params)
+        folded: dict[str, list[str]] = {}
         absorbed: set[str] = set()
-        for i, older in enumerate(live):
-            if older.id in absorbed:
+        for i, j in pairs:  # i < j: live[i] is the older story
+            older, younger = live[i], live[j]
+            if older.id in absorbed or younger.id in absorbed:
                 continue
-            folded: list[str] = []
-            for younger in live[i + 1 :]:
-                if younger.id in absorbed:
-                    continue
-                if should_merge(older.to_candidate(dormant=False), younger.to_candidate(dormant=False), self.params):
-                    self.state.merge(older, younger)
-                    absorbed.add(younger.id)
-                    folded.append(younger.id)
-            if folded:
-                logger.info("stories merged", extra={"stage": STAGE, "story_id": older.id, "merged": folded})
-                events.append(
-                    StoryEvent(
-                        kind="merged",
-                        story=older.to_story(),
-                        article_id=trigger.id,
-                        at=now_utc(),
-                        backfill=trigger.backfill,
-                        entered_at=entered_at,
-                        merged_ids=tuple(folded),
-                    )
+            self.state.merge(older, younger)
+            absorbed.add(younger.id)
+            folded.setdefault(older.id, []).append(younger.id)
+        events: list[StoryEvent] = []
+        by_id = {r.id: r for r in live}
+        for survivor_id, merged in folded.items():
+            survivor = by_id[survivor_id]
+            logger.info("stories merged", extra={"stage": STAGE, "story_id": survivor.id, "merged": merged})
+            events.append(
+                StoryEvent(
+                    kind="merged",
+                    story=survivor.to_story(),
+                    article_id=trigger.id,
+                    at=now_utc(),
+                    backfill=trigger.backfill,
+                    entered_at=entered_at,
+                    merged_ids=tuple(merged),
                 )
+            )
         return events
 
     def merge_now(self, trigger: Article) -> list[StoryEvent]:

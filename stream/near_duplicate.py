@@ -79,6 +79,12 @@ def signature_from_bytes(raw: bytes) -> MinHash:
     return MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, hashvalues=values.astype(np.uint64), scheme=MINHASH_SCHEME)
 
 
+def hashable(text: str) -> bool:
+    """Whether ``text`` is long enough (``MIN_TOKENS`` words) for equal hashes to mean a copy:
+    empty or one-line bodies ("Photo gallery", "") collide across unrelated articles."""
+    return len(_TOKEN.findall(text)) >= MIN_TOKENS
+
+
 def duplicate_text(title: str, text: str) -> str:
     """What is shingled and hashed for duplicates: title and text together."""
     return f"{title}\n{text}"
@@ -110,9 +116,12 @@ class NearDuplicateIndex:
     def __len__(self) -> int:
         return len(self._hash_of)
 
-    def find(self, content_sha256: str, mh: MinHash | None) -> DuplicateMatch | None:
-        """The root this text copies, or ``None``. Among several MinHash matches the most similar wins."""
-        root = self._by_hash.get(content_sha256)
+    def find(self, content_sha256: str | None, mh: MinHash | None) -> DuplicateMatch | None:
+        """The root this text copies, or ``None``. Among several MinHash matches the most similar wins.
+
+        ``content_sha256=None``: the text is too short for its hash to mean a copy (see :func:`hashable`).
+        """
+        root = None if content_sha256 is None else self._by_hash.get(content_sha256)
         if root is not None:
             return DuplicateMatch(original_id=root, kind="hash", similarity=1.0)
         if mh is None:
@@ -127,12 +136,13 @@ class NearDuplicateIndex:
             return None
         return DuplicateMatch(original_id=best[1], kind="minhash", similarity=best[0])
 
-    def add(self, article_id: str, content_sha256: str, mh: MinHash | None, at: datetime) -> None:
+    def add(self, article_id: str, content_sha256: str | None, mh: MinHash | None, at: datetime) -> None:
         """Record ``article_id`` as a root (an original) seen at ``at``; prunes roots out of the window."""
         if article_id in self._hash_of:
             return
-        self._by_hash.setdefault(content_sha256, article_id)
-        self._hash_of[article_id] = content_sha256
+        if content_sha256 is not None:
+            self._by_hash.setdefault(content_sha256, article_id)
+        self._hash_of[article_id] = content_sha256 or ""
         if mh is not None:
             self._signatures[article_id] = mh
             self._lsh.insert(article_id, mh, check_duplication=False)

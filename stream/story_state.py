@@ -255,10 +255,10 @@ class StoryState:
         for article_id, sha, sig, at in self._db.execute(
             "SELECT article_id, sha, sig, at FROM signatures WHERE at >= ? ORDER BY at", (horizon,)
         ):
-            index.add(article_id, sha, None if sig is None else signature_from_bytes(sig), _dt(at))
+            index.add(article_id, sha or None, None if sig is None else signature_from_bytes(sig), _dt(at))
         return index
 
-    def add_original(self, article_id: str, sha: str, signature: object, at: datetime) -> None:
+    def add_original(self, article_id: str, sha: str | None, signature: object, at: datetime) -> None:
         """Record an original (first copy) for near-duplicate matching; ``signature`` is a MinHash or None."""
         from datasketch import MinHash
 
@@ -266,7 +266,7 @@ class StoryState:
         self.duplicates.add(article_id, sha, mh, at)
         self._db.execute(
             "INSERT OR IGNORE INTO signatures (article_id, sha, sig, at) VALUES (?, ?, ?, ?)",
-            (article_id, sha, None if mh is None else signature_bytes(mh), _ts(at)),
+            (article_id, sha or "", None if mh is None else signature_bytes(mh), _ts(at)),  # "": not hashable
         )
 
     # --- decisions ---------------------------------------------------------------------------------

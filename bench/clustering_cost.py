@@ -1,0 +1,292 @@
+"""Cost of the embed stage: articles/s of the whole stage next to ``model.encode`` alone on the same
+texts (one run), and how the time per article changes from 1k to 20k articles streamed.
+
+The scaling curve streams articles with their vectors supplied (as the distributed mode's
+``stream.vector_stage`` does), so it measures what could grow with the corpus (duplicates, anchors,
+candidates, scoring, state); the model's cost per article is constant and measured in the first part.
+Vectors beyond ``--base`` real ones are mixtures of two real vectors plus noise (distinct, with a
+realistic similarity spread); the base vectors come from the embedding cache (bench/embedding_cache.py)
+when the quality benchmark filled it.
+
+READS THE SHARED DATA FOLDER ../shared/datasets/news-clustering/ (override with ``--data DIR``) for
+real news texts (NeuS, 2021 roundups, BASIL, SemEval); they are used in place, not copied. To reach
+20k distinct articles the stream recombines titles and texts of different records after the ~12.7k
+originals. Articles get synthetic publication times, ``--per-day`` a day in stream order, so the
+7-day look-back window holds ~7 x per-day articles whatever the stream length.
+
+Rewrites the ``## clustering_cost`` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from prometheus_client import CollectorRegistry
+
+from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
+from stream.article import Article
+from stream.bus import H_ENTERED_AT, H_SCHEMA
+from stream.bus_embedded import EmbeddedBus
+from stream.embed_stage import EmbedStage
+from stream.embed_text import embed_text
+from stream.embedding import SentenceTransformerEmbedder
+from stream.metrics import Metrics
+from stream.settings import load_settings
+from stream.text import content_hash
+from stream.worker import StageWorker
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "datasets" / "news-clustering"
+DOC = ROOT / "docs" / "benchmarks.md"
+SECTION = "clustering_cost"
+SEED = 5
+START = datetime(2021, 1, 1, tzinfo=UTC)
+BATCH = 64  # records per stage batch (settings.batch_size default)
+NOISE = 0.02  # per-dimension noise of mixed vectors (unit vectors have ~0.05 per dimension)
+
+
+class TimedEmbedder:
+    """The real embedder, timing its calls (to split model time from the rest of the stage)."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+        self.texts = 0
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        start = time.perf_counter()
+        out = self.inner.embed(texts)
+        self.seconds += time.perf_counter() - start
+        self.texts += len(texts)
+        return out
+
+
+def texts(data: Path) -> list[tuple[str, str]]:
+    """(title, text) of every record: roundups, BASIL and SemEval first (shuffled; the quality benchmark
+    cached their vectors), then NeuS (shuffled). SemEval texts are bodies without a title."""
+    first: list[tuple[str, str]] = []
+    for name in ("allsides_roundups_2021.jsonl.gz", "basil_triplets.jsonl.gz"):
+        with gzip.open(data / name, "rt", encoding="utf-8") as fh:
+            first += [(r.get("title") or "", r.get("text") or "") for r in map(json.loads, fh)]
+    with gzip.open(data / "semeval2022_task8_pairs_hfl_sample.jsonl.gz", "rt", encoding="utf-8") as fh:
+        seen: set[str] = set()
+        for r in map(json.loads, fh):
+            for key in ("text1", "text2"):
+                if r[key] not in seen:
+                    seen.add(r[key])
+                    first.append(("", r[key]))
+    with gzip.open(data / "allsides_neus_undated.jsonl.gz", "rt", encoding="utf-8") as fh:
+        neus = [(r.get("title") or "", r.get("text") or "") for r in map(json.loads, fh)]
+    rng = random.Random(SEED)
+    rng.shuffle(first)
+    rng.shuffle(neus)
+    return first + neus
+
+
+def articles(pairs: list[tuple[str, str]], n: int, per_day: int) -> list[Article]:
+    rng = random.Random(SEED)
+    base = pairs[:]
+    while len(base) < n:  # recombine: a title of one record with the text of another
+        a, b = rng.choice(pairs), rng.choice(pairs)
+        base.append((a[0], b[1]))
+    out = []
+    for i, (title, text) in enumerate(base[:n]):
+        when = START + timedelta(days=i // per_day, seconds=i % per_day)
+        ident = content_hash(f"cost-{i}")[:32]
+        out.append(
+            Article(
+                id=ident,
+                url=f"https://bench.example/{ident}",
+                canonical_url=f"https://bench.example/{ident}",
+                source=f"src-{i % 40}",
+                channel="import",
+                backfill=True,
+                lang="en",
+                title=title,
+                text=text,
+                authors=(),
+                published=when,
+                date_source="meta",
+                discovered_at=when,
+                fetched_at=when,
+                content_sha256=content_hash(text + str(i)),
+                relevance=None,
+            )
+        )
+    return out
+
+
+def run(data: Path, sample: int, total: int, per_day: int, base: int, cache: Path) -> dict[str, Any]:
+    settings = load_settings(environ={})
+    model = SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
+    _ = model.dim  # load once, outside every timing
+    pool = articles(texts(data), total, per_day)
+    result: dict[str, Any] = {"sample": sample, "total": total, "per_day": per_day, "base": base}
+
+    # 1. model.encode alone, then the whole stage (process) and the stage on the bus, same texts.
+    head = pool[:sample]
+    start = time.perf_counter()
+    model.embed([embed_text(a.title, a.text) for a in head])
+    result["encode_s"] = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = EmbedStage(settings.replace(data_dir=Path(tmp)), Metrics(CollectorRegistry()), embedder=model)
+        start = time.perf_counter()
+        for i in range(0, sample, BATCH):
+            stage.process(head[i : i + BATCH])
+        result["process_s"] = time.perf_counter() - start
+        stage.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        s = settings.replace(data_dir=Path(tmp))
+        bus = EmbeddedBus(Path(tmp) / "bus.sqlite3")
+        bus.ensure_topics(s.topics)
+        for a in head:
+            bus.publish(s.topic_raw, a.id, a.to_bytes(), {H_SCHEMA: "1", H_ENTERED_AT: "2021-01-01T00:00:00Z"})
+        bus.flush()
+        metrics = Metrics(CollectorRegistry())
+        stage = EmbedStage(s, metrics, embedder=model, bus=bus)
+        worker = StageWorker(bus, s.topic_raw, "embed", stage, metrics=metrics, batch_size=BATCH)
+        start = time.perf_counter()
+        while worker.run_once():
+            pass
+        result["bus_s"] = time.perf_counter() - start
+        worker.close()
+        stage.close()
+        bus.close()
+
+    # 2. streaming 1k..total with vectors supplied: time per article per 1k block.
+    cached = CachedEmbedder(model, settings.model_name, cache)
+    real = cached.embed([embed_text(a.title, a.text) for a in pool[:base]])
+    rng = np.random.default_rng(SEED)
+    supplied: list[Article] = []
+    for i, article in enumerate(pool):
+        if i < base:
+            vec = real[i]
+        else:
+            a, b = rng.integers(0, base, size=2)
+            mixed = real[a] + real[b] + rng.normal(0.0, NOISE, size=real.shape[1]).astype(np.float32)
+            vec = mixed / np.linalg.norm(mixed)
+        supplied.append(article.replace(embedding=tuple(float(x) for x in vec)))
+    timed = TimedEmbedder(model)
+    blocks: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = EmbedStage(settings.replace(data_dir=Path(tmp)), Metrics(CollectorRegistry()), embedder=timed)
+        for block_start in range(0, total, 1000):
+            block = supplied[block_start : block_start + 1000]
+            model_before = timed.seconds
+            start = time.perf_counter()
+            for i in range(0, len(block), BATCH):
+                stage.process(block[i : i + BATCH])
+            elapsed = time.perf_counter() - start
+            model_s = timed.seconds - model_before
+            active = len(stage.state.active_ids(block[-1].published or START))
+            blocks.append(
+                {
+                    "upto": block_start + len(block),
+                    "ms_per_article": 1000 * elapsed / len(block),
+                    "model_ms": 1000 * model_s / len(block),
+                    "rest_ms": 1000 * (elapsed - model_s) / len(block),
+                    "active": active,
+                    "stories": stage.state.story_count(),
+                }
+            )
+            print(f"  {blocks[-1]}", flush=True)
+        stage.close()
+    result["blocks"] = blocks
+    return result
+
+
+def report(r: dict[str, Any]) -> list[str]:
+    n = r["sample"]
+    lines = [
+        (
+            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m bench.clustering_cost`, reading real "
+            "news texts from the shared folder `../shared/datasets/news-clustering/` in place (NeuS, 2021 roundups, "
+            "BASIL, SemEval; recombined title/text pairs past the originals). all-MiniLM-L6-v2 on CPU (2 cores, "
+            f"shared), batches of {BATCH}, synthetic publication times {r['per_day']} articles a day (the 7-day "
+            "window holds ~7x that)."
+        ),
+        "",
+        f"Same {n} texts, one run:",
+        "",
+        "| what | seconds | articles/s |",
+        "|---|---|---|",
+        f"| `model.encode` alone (title + lead window) | {r['encode_s']:.1f} | {n / r['encode_s']:.0f} |",
+        (
+            f"| whole stage, `EmbedStage.process` (embed, duplicates, clustering, state) | {r['process_s']:.1f} | "
+            f"{n / r['process_s']:.0f} |"
+        ),
+        (
+            f"| whole stage on the embedded bus (`StageWorker`: poll, decode, publish, flush, commit) | "
+            f"{r['bus_s']:.1f} | {n / r['bus_s']:.0f} |"
+        ),
+        "",
+        (
+            f"Streaming {r['total']:,} articles through one stage (state growing), vectors supplied ({r['base']:,} "
+            "real, the rest mixtures of two real ones plus noise): time per article in each block of 1,000 "
+            "(duplicates, anchors, candidates, scoring, merges, SQLite state)."
+        ),
+        "",
+        "| articles streamed | ms/article | active stories in window | stories so far |",
+        "|---|---|---|---|",
+    ]
+    for b in r["blocks"]:
+        lines.append(f"| {b['upto']:,} | {b['ms_per_article']:.2f} | {b['active']} | {b['stories']:,} |")
+    first, last = r["blocks"][0], r["blocks"][-1]
+    lines += [
+        "",
+        (
+            f"Time per article: {first['rest_ms']:.2f} ms in the first 1k, {last['rest_ms']:.2f} ms in the "
+            f"last (x{last['rest_ms'] / max(first['rest_ms'], 1e-9):.2f}) while the corpus grew "
+            f"{last['upto'] / first['upto']:.0f}-fold: the candidate set is the window, not the corpus."
+        ),
+        "",
+    ]
+    return lines
+
+
+def write_section(lines: list[str]) -> None:
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
+    section = "\n".join([f"## {SECTION}", "", *lines, ""])
+    start = text.find(f"\n## {SECTION}\n")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[: start + 1] + section + ("" if end == -1 else "\n" + text[end + 1 :])
+    DOC.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="the shared news-clustering folder")
+    parser.add_argument("--sample", type=int, default=500, help="texts for the encode-vs-stage comparison")
+    parser.add_argument("--total", type=int, default=20000, help="articles streamed for the scaling curve")
+    parser.add_argument("--per-day", type=int, default=100, help="synthetic articles per day")
+    parser.add_argument("--base", type=int, default=3000, help="real vectors behind the scaling curve")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache (outside the repo)")
+    parser.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    print(f"reading news texts from the shared benchmark data in {args.data} (used in place, not copied)")
+    lines = report(run(args.data, args.sample, args.total, args.per_day, args.base, args.cache))
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section(lines)
+
+
+if __name__ == "__main__":
+    main()
