@@ -49,7 +49,10 @@ class IndexStage:
                 continue
             articles[article.id] = article  # the last version of an id in a batch wins
             positions.setdefault(article.id, []).append(i)
-        failures = self.store.write_articles(list(articles.values())) if articles else []
+        failures = []
+        if articles:
+            with self.metrics.store_write_seconds.labels(kind="article").time():
+                failures = self.store.write_articles(list(articles.values()))
         failed = {f.article_id: f for f in failures}
         for article_id, indexes in positions.items():
             failure = failed.get(article_id)
@@ -104,6 +107,7 @@ class StoryIndexStage:
                 extra.append(replace(old, merged_into=survivor))
         stories = list(latest.values()) + extra
         if stories:
-            self.store.write_stories(stories)
+            with self.metrics.store_write_seconds.labels(kind="story").time():
+                self.store.write_stories(stories)
             self.metrics.store_writes.labels(kind="story", result="ok").inc(len(stories))
         return outcomes

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the service and its tests need on a fresh Debian 12 machine with Python 3.11:
-# Debian packages (Prometheus + promtool, Chromium for browser tests, docker-compose for the compose
-# check), then the CPU torch wheel FIRST (any other torch request pulls gigabytes of CUDA packages),
+# Debian packages (Prometheus + promtool, Alertmanager's amtool, the Pushgateway, Chromium for browser
+# tests, docker-compose for the compose check), then the CPU torch wheel FIRST (any other torch request pulls gigabytes of CUDA packages),
 # then this project with its dev extras. Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
+command -v prometheus-pushgateway >/dev/null || need_apt+=(prometheus-pushgateway)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

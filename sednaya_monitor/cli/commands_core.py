@@ -13,12 +13,15 @@ from typing import IO, Any
 import click
 
 from indexer.store import SearchRequest, SearchResult
+from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.metrics_server import serving_run
 from sednaya_monitor.pipeline import Pipeline, RunSummary
 from stream.article import Article, parse_time
 from stream.bus import Record
 from stream.ingest import IngestError, read_jsonl
+from stream.metrics import set_build_info
 from stream.settings import Settings
 
 EXPORT_FIELDS = ("id", "url", "source", "lang", "published", "story_id", "duplicate_of", "story_role")
@@ -59,7 +62,13 @@ def ingest(ctx: click.Context, source: IO[str], relevance: bool, backfill: bool)
     is reported with its line number and field, dead-lettered, and the rest goes through.
     """
     app = _app(ctx)
+    with serving_run(app.settings, app.metrics):
+        _ingest(app, source, relevance=relevance, backfill=backfill)
+
+
+def _ingest(app: AppContext, source: IO[str], *, relevance: bool, backfill: bool) -> None:
     settings = app.settings
+    set_build_info(app.metrics, version=__version__, model=settings.model_name, stage="all", bus="embedded")
     pipeline = Pipeline(settings, app.metrics, bus=app.bus, store=app.store)
     relevance_filter = _relevance_filter(settings) if relevance else None
     bad = 0
@@ -128,9 +137,15 @@ def _relevance_filter(settings: Settings) -> Callable[[Article], Article | None]
 @click.pass_context
 def run(ctx: click.Context, follow: bool) -> None:
     """The main job: crawl the configured sources once (or keep polling) and run every stage."""
+    app = _app(ctx)
+    with serving_run(app.settings, app.metrics, push=not follow):
+        _run(app, follow=follow)
+
+
+def _run(app: AppContext, *, follow: bool) -> None:
     from crawlers.run import crawl
 
-    app = _app(ctx)
+    set_build_info(app.metrics, version=__version__, model=app.settings.model_name, stage="all", bus="embedded")
     pipeline = Pipeline(app.settings, app.metrics, bus=app.bus, store=app.store)
     stop = threading.Event()
     errors: list[BaseException] = []
