@@ -62,7 +62,10 @@ def parse_sitemap(body: bytes) -> tuple[str, list[SitemapEntry], bool]:
         root = etree.fromstring(body, parser=etree.XMLParser(**safe))
     except etree.XMLSyntaxError:
         repaired = True
-        root = etree.fromstring(body, parser=etree.XMLParser(recover=True, **safe))
+        try:
+            root = etree.fromstring(body, parser=etree.XMLParser(recover=True, **safe))
+        except etree.XMLSyntaxError as exc:  # even recovery finds nothing (empty or binary body)
+            raise FeedError("<sitemap>", "malformed_xml", str(exc)) from exc
     if root is None or _local(root.tag) not in {"sitemapindex", "urlset"}:
         raise FeedError("<sitemap>", "malformed_xml", "no <urlset> or <sitemapindex> root")
     kind = _local(root.tag)
