@@ -225,6 +225,10 @@ class BaseSpider(scrapy.Spider):
         except ExtractionError as exc:
             self._reject(link_canonical, exc.reason, response.url, source, exc.detail)
             return
+        except Exception as exc:  # a parser bug on one page must not stop the crawl; counted, logged, retried
+            logger.exception("extraction failed", extra={"url": response.url, "source": source, "stage": "crawl"})
+            self._reject(link_canonical, "extraction_failed", response.url, source, f"{type(exc).__name__}: {exc}")
+            return
         try:
             ident, canonical = id_for_url(page.canonical or response.url)
         except ContractError:
