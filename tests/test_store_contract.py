@@ -365,6 +365,19 @@ def test_by_story_groups_one_line_per_story(loaded: SearchStore) -> None:
     assert [g.story_id for g in rest.groups] == ["S1", "S2"]
 
 
+def test_by_story_by_relevance_follows_the_flat_ranking(loaded: SearchStore) -> None:
+    if on_stand_in(loaded):
+        pytest.skip("the stand-in's top_hits aggregation returns no scores, so it cannot rank story groups")
+    query = "Sednaya OR Saydnaya OR صيدنايا OR damascus"
+    flat = q(loaded, query).hits
+    first_per_story: dict[str, str] = {}
+    for hit in flat:
+        first_per_story.setdefault(str(hit.article.story_id), hit.article.id)
+    groups = q(loaded, query, by_story=True).groups
+    assert [(g.story_id, g.best.article.id) for g in groups] == list(first_per_story.items())
+    assert [g.best.score for g in groups] == sorted((g.best.score for g in groups), reverse=True)
+
+
 def test_by_story_attaches_the_story_document(loaded: SearchStore) -> None:
     loaded.write_stories([_story("S2", last_seen=_at("2017-02-08", 7), languages=("ar", "de", "fr"))])
     result = q(loaded, "amnesty", by_story=True)
