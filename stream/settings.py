@@ -38,6 +38,7 @@ class Settings:
     topic_raw: str = "articles.raw.v1"
     topic_clustered: str = "articles.clustered.v1"
     topic_story_events: str = "stories.events.v1"
+    topic_embedded: str = "articles.embedded.v1"  # distributed embed: vectors -> the one clustering member
     dlq_suffix: str = ".dlq"
     max_attempts: int = 3  # processing attempts before a record is dead-lettered
     batch_size: int = 64  # records a stage takes from the bus at once
@@ -130,7 +131,7 @@ class Settings:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        return (self.topic_raw, self.topic_clustered, self.topic_story_events)
+        return (self.topic_raw, self.topic_clustered, self.topic_story_events, self.topic_embedded)
 
     def kafka_bootstrap(self) -> list[str]:
         """``host:port`` list from ``bus = "kafka://h1:9092,h2:9092"``."""

@@ -20,6 +20,7 @@ pytest_plugins: list[str] = [
     "tests.web_fixtures",
     "tests.model_fixtures",
     "tests.crawl_fixtures",
+    "tests.distributed_fixtures",
 ]
 
 

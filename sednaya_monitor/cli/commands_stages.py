@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
@@ -23,7 +22,8 @@ from sednaya_monitor import wiring
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
 from sednaya_monitor.metrics_server import Health, MetricsServer
-from sednaya_monitor.pipeline import GROUP_ALERT, GROUP_EMBED, GROUP_INDEX, GROUP_INDEX_STORIES
+from sednaya_monitor.pipeline import GROUP_ALERT, GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX, GROUP_INDEX_STORIES
+from sednaya_monitor.store_guard import StoreGuard
 from stream.bus import Bus
 from stream.metrics import Metrics
 from stream.settings import Settings
@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 CONNECT_BACKOFF_S = 0.5  # first wait before retrying an unreachable broker or store, doubled each time
 CONNECT_BACKOFF_MAX_S = 10.0  # longest wait between two connection attempts
-POLL_TIMEOUT_S = 0.5  # how long a worker waits for records before the loop checks the other workers
+POLL_TIMEOUT_S = 0.5  # how long a worker waits for records before it checks the stop event
+JOIN_SLICE_S = 0.5  # the main thread wakes this often while the workers run
 
 T = TypeVar("T")
 
@@ -119,21 +120,34 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
 
 
 def _loop(workers: list[StageWorker], stop: threading.Event) -> None:
-    from stream.worker import StageStopped
+    """Run each worker in its own thread until ``stop`` is set; a worker that fails stops them all.
 
-    try:
-        while not stop.is_set():
-            idle = True
-            for worker in workers:
-                if worker.run_once(POLL_TIMEOUT_S / len(workers)):
-                    idle = False
-            if idle:
-                time.sleep(0)
-    except StageStopped:
-        logger.info("stopped while a dependency was down; the batch in hand stays uncommitted")
-    finally:
-        for worker in workers:
-            worker.close()
+    One thread per worker (not one loop over them): a Kafka consumer must keep polling while it joins
+    its group, and a long batch of one worker (an embedding batch) must not starve another's consumer.
+
+    Raises:
+        the first exception a worker raised (the process then exits non-zero and is restarted).
+    """
+    failures: list[BaseException] = []
+
+    def run(worker: StageWorker) -> None:
+        try:
+            worker.run_forever(POLL_TIMEOUT_S)
+        except BaseException as exc:
+            logger.exception("worker failed; stopping the stage", extra={"stage": worker.handler.name})
+            failures.append(exc)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=run, args=(worker,), name=f"worker-{worker.group}", daemon=True) for worker in workers
+    ]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        for thread in threads:
+            thread.join(JOIN_SLICE_S)  # short joins: the main thread keeps handling SIGTERM
+    if failures:
+        raise failures[0]
 
 
 def _stage_options(func: Callable[..., None]) -> Callable[..., None]:
@@ -157,15 +171,45 @@ def _with_overrides(ctx: click.Context, bus: str | None, store: str | None, metr
 
 @cli.command()
 @_stage_options
+@click.option(
+    "--cluster/--no-cluster",
+    default=True,
+    help="Also stand by for story assignment (group 'cluster'); --no-cluster embeds only, for replicas "
+    "on hosts that do not share the data directory's story state.",
+)
 @click.pass_context
-def embed(ctx: click.Context, bus: str | None, store: str | None, metrics_port: int | None) -> None:
-    """Stage: articles.raw → embedding, near-duplicates, story clustering → articles.clustered + stories.events."""
-    from stream.embed_stage import EmbedStage
+def embed(ctx: click.Context, bus: str | None, store: str | None, metrics_port: int | None, cluster: bool) -> None:
+    """Stage: articles.raw → embedding → articles.embedded → near-duplicates, stories → articles.clustered + events.
 
-    def factory(settings: Settings, metrics: Metrics, bus_: Bus, store_: SearchStore | None) -> list[
-        tuple[str, str, Handler]
-    ]:
-        return [(settings.topic_raw, GROUP_EMBED, EmbedStage(settings, metrics, bus=bus_))]
+    Two workers in one process: the vectors (group 'embed' on articles.raw: every replica takes a share
+    of the partitions) and story assignment (group 'cluster' on articles.embedded: one partition, so one
+    replica assigns while the others stand by; they share the story state in --data-dir).
+    """
+
+    def factory(
+        settings: Settings, metrics: Metrics, bus_: Bus, store_: SearchStore | None
+    ) -> list[tuple[str, str, Handler]]:
+        from stream.cluster_stage import SharedStateClusterStage
+        from stream.embed_stage import EmbedStage
+        from stream.embedding import SentenceTransformerEmbedder
+        from stream.story_state import STATE_FILE
+        from stream.vector_stage import VectorStage
+
+        embedder = SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
+        # Load the model before joining a group: a first batch that loads it could outlast the poll interval.
+        logger.info(
+            "loading the embedding model", extra={"stage": "embed", "model": settings.model_name, "dim": embedder.dim}
+        )
+        workers: list[tuple[str, str, Handler]] = [
+            (settings.topic_raw, GROUP_EMBED, VectorStage(settings, metrics, bus=bus_, embedder=embedder))
+        ]
+        if cluster:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            stage = SharedStateClusterStage(
+                lambda: EmbedStage(settings, metrics, embedder=embedder, bus=bus_), settings.data_dir / STATE_FILE
+            )
+            workers.append((settings.topic_embedded, GROUP_CLUSTER, stage))
+        return workers
 
     run_stage(_with_overrides(ctx, bus, store, metrics_port), "embed", factory, needs_store=False)
 
@@ -176,13 +220,18 @@ def embed(ctx: click.Context, bus: str | None, store: str | None, metrics_port: 
 def index(ctx: click.Context, bus: str | None, store: str | None, metrics_port: int | None) -> None:
     """Stage: articles.clustered and stories.events → the search store."""
 
-    def factory(settings: Settings, metrics: Metrics, bus_: Bus, store_: SearchStore | None) -> list[
-        tuple[str, str, Handler]
-    ]:
+    def factory(
+        settings: Settings, metrics: Metrics, bus_: Bus, store_: SearchStore | None
+    ) -> list[tuple[str, str, Handler]]:
         assert store_ is not None
+        # A store that is down keeps the batch uncommitted (health red) instead of dead-lettering it.
         return [
-            (settings.topic_clustered, GROUP_INDEX, IndexStage(store_, metrics)),
-            (settings.topic_story_events, GROUP_INDEX_STORIES, StoryIndexStage(store_, metrics)),
+            (settings.topic_clustered, GROUP_INDEX, StoreGuard(IndexStage(store_, metrics), store_, settings.store)),
+            (
+                settings.topic_story_events,
+                GROUP_INDEX_STORIES,
+                StoreGuard(StoryIndexStage(store_, metrics), store_, settings.store),
+            ),
         ]
 
     run_stage(_with_overrides(ctx, bus, store, metrics_port), "index", factory, needs_store=True)
@@ -195,10 +244,11 @@ def alert(ctx: click.Context, bus: str | None, store: str | None, metrics_port: 
     """Stage: stories.events → watchlist matching → webhook, e-mail, Atom."""
     from indexer.alert_stage import AlertStage
 
-    def factory(settings: Settings, metrics: Metrics, bus_: Bus, store_: SearchStore | None) -> list[
-        tuple[str, str, Handler]
-    ]:
+    def factory(
+        settings: Settings, metrics: Metrics, bus_: Bus, store_: SearchStore | None
+    ) -> list[tuple[str, str, Handler]]:
         assert store_ is not None
-        return [(settings.topic_story_events, GROUP_ALERT, AlertStage(settings, store_, metrics))]
+        stage = StoreGuard(AlertStage(settings, store_, metrics), store_, settings.store)
+        return [(settings.topic_story_events, GROUP_ALERT, stage)]
 
     run_stage(_with_overrides(ctx, bus, store, metrics_port), "alert", factory, needs_store=True)
