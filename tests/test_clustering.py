@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from stream.anchors import AnchorExtractor, event_kinds, parse_figure
 from stream.article import Article
-from stream.bus import H_ENTERED_AT, H_SCHEMA
+from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
 from stream.clustering import ArticleFeatures, Candidate, ClusterParams, assign, should_merge
 from stream.embed_stage import EmbedStage
@@ -392,3 +392,41 @@ def test_an_article_that_arrives_embedded_keeps_its_vector(make_stage: Callable[
     assert np.allclose(out[0].embedding, vector, atol=1e-6)  # type: ignore[arg-type]
     assert out[1].embedding is not None and len(out[1].embedding) == 384
     assert not np.allclose(out[1].embedding, vector, atol=1e-3)
+
+
+class FlakyBus(EmbeddedBus):
+    """The real embedded bus whose next ``flush`` fails once (a broker outage after the state commit)."""
+
+    fail_next_flush = False
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        if self.fail_next_flush:
+            self.fail_next_flush = False
+            raise ConnectionError("broker went away")
+        super().flush(timeout_s)
+
+
+@pytest.mark.timeout(120)
+def test_records_committed_but_not_flushed_are_published_by_the_next_batch(
+    settings: Settings, embedder: SentenceTransformerEmbedder
+) -> None:
+    bus = FlakyBus(settings.data_dir / "bus.sqlite3")
+    bus.ensure_topics(settings.topics)
+    stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder, bus=bus)
+    try:
+        original = corpus.crematorium_original()
+        record = Record(topic=settings.topic_raw, key=original.id, value=original.to_bytes(), offset=0)
+        bus.fail_next_flush = True
+        with pytest.raises(ConnectionError):
+            stage.handle([record])
+        assert len(stage.state.outbox()) == 2  # the clustered article and its `created` event wait
+        assert stage.handle([record]) == [None]  # re-delivered: same decision, the outbox goes out
+        assert stage.state.outbox() == []
+        events = [StoryEvent.from_bytes(r.value) for r in bus.consumer(settings.topic_story_events, "t").poll(10, 1.0)]
+        # At least once: the bus may also still hold what the failed flush had queued.
+        assert {e.kind for e in events} == {"created"} and len({e.story.id for e in events}) == 1
+        clustered = bus.consumer(settings.topic_clustered, "t").poll(10, 1.0)
+        assert {r.key for r in clustered} == {original.id}
+    finally:
+        stage.close()
+        bus.close()
