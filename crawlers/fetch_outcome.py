@@ -1,4 +1,6 @@
-"""Fetch outcome labels (bounded values of ``sednaya_source_fetches_total{outcome}``)."""
+"""Fetch outcome labels (bounded values of ``sednaya_source_fetches_total{outcome}``; the full list is in
+docs/crawling.md). Spiders add ``malformed_xml``, ``malformed_json``, ``degraded`` and ``bad_encoding``
+after parsing."""
 
 from __future__ import annotations
 
@@ -13,26 +15,6 @@ from scrapy.exceptions import (
 )
 from twisted.internet import error as twisted_error
 from twisted.python.failure import Failure
-
-OUTCOMES = (
-    "ok",
-    "not_modified",
-    "http_403",
-    "http_404",
-    "http_429",
-    "http_4xx",
-    "http_5xx",
-    "timeout",
-    "dns",
-    "connection",
-    "redirect_loop",
-    "too_large",
-    "robots_disallowed",
-    "malformed_xml",
-    "malformed_json",
-    "degraded",
-    "error",
-)
 
 
 def outcome_for_status(status: int) -> str:

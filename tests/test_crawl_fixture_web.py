@@ -142,6 +142,7 @@ def test_broken_cases_are_counted_outcomes_per_source(run1: Run) -> None:
     assert fetches["blocked-outlet"] == {"http_403": 1}
     assert fetches["vanished-outlet"] == {"dns": 1}
     assert fetches["dogu-haber"]["malformed_xml"] == 1  # feed-broken.xml
+    assert fetches["sawt-al-sham"]["bad_encoding"] == 1  # the cp1256 page served as UTF-8
     assert fetches["gdelt"]["malformed_json"] == 1
     assert fetches["google-news"]["http_429"] == 1
     assert set(run1.summary["degraded"]) == {"gdelt", "google-news"}

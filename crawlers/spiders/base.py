@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -202,17 +202,26 @@ class BaseSpider(scrapy.Spider):
         link_canonical: str = meta["link_canonical"]
         source = self.source_of_article(response)
         outcome = outcome_for_status(response.status)
-        self.context.fetch(source, outcome, response.url)
         if outcome != "ok":
+            self.context.fetch(source, outcome, response.url)
             self.context.article("failed")
             return
+        rejected = yield from self._article(response, source, link_canonical)
+        # A page that cannot be decoded is a fetch outcome of its source too (the answer was unusable).
+        self.context.fetch(source, "bad_encoding" if rejected == "bad_encoding" else "ok", response.url)
+
+    def _article(
+        self, response: Response, source: str, link_canonical: str
+    ) -> Generator[ArticleItem, None, str | None]:
+        """Extraction -> relevance -> item; returns the rejection reason (None when an item was yielded)."""
+        meta = response.meta
         if urlsplit(response.url).hostname == "news.google.com":
             self._reject(link_canonical, "unresolved_redirect", response.url, source)
-            return
+            return None
         content_type = _header(response, b"Content-Type")
         if not isinstance(response, TextResponse):
             self._reject(link_canonical, "not_html", response.url, source, f"content type {content_type!r}")
-            return
+            return None
         try:
             page = extract(
                 response.text,
@@ -224,11 +233,11 @@ class BaseSpider(scrapy.Spider):
             )
         except ExtractionError as exc:
             self._reject(link_canonical, exc.reason, response.url, source, exc.detail)
-            return
+            return exc.reason
         except Exception as exc:  # a parser bug on one page must not stop the crawl; counted, logged, retried
             logger.exception("extraction failed", extra={"url": response.url, "source": source, "stage": "crawl"})
             self._reject(link_canonical, "extraction_failed", response.url, source, f"{type(exc).__name__}: {exc}")
-            return
+            return None
         try:
             ident, canonical = id_for_url(page.canonical or response.url)
         except ContractError:
@@ -236,12 +245,12 @@ class BaseSpider(scrapy.Spider):
         aliases = tuple({link_canonical, id_for_url(response.url)[1]} - {canonical})
         if canonical != link_canonical and not self.context.claim(canonical):
             self._reject(link_canonical, "duplicate", response.url, source, f"same article as {canonical}")
-            return
+            return None
         relevance = self.context.relevance.score(page.title, page.text)
         if not self.context.relevance.is_relevant(relevance):
             self.context.seen.mark(canonical, ident, "rejected:off_topic")
             self._reject(link_canonical, "off_topic", response.url, source, f"score {relevance.score}")
-            return
+            return None
         self.context.raw.put(page.content_sha256, response.body)
         self.context.extraction("ok")
         extra: dict[str, str] = {}
@@ -270,6 +279,7 @@ class BaseSpider(scrapy.Spider):
             extra=extra,
         )
         yield ArticleItem(article=article, aliases=aliases)
+        return None
 
 
 def download_slot(url: str) -> str:
