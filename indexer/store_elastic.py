@@ -321,7 +321,7 @@ class ElasticStore:
             self.install_templates()
             if not self.client.indices.exists_alias(name=self.articles_alias):
                 mappings, index_settings = self._mappings_and_settings("articles")
-                self.client.indices.create(
+                self._create(
                     index=self.first_index,
                     mappings=mappings,
                     settings=index_settings,
@@ -329,9 +329,18 @@ class ElasticStore:
                 )
             if not self.client.indices.exists(index=self.stories_index):
                 mappings, index_settings = self._mappings_and_settings("stories")
-                self.client.indices.create(index=self.stories_index, mappings=mappings, settings=index_settings)
+                self._create(index=self.stories_index, mappings=mappings, settings=index_settings)
         except (ApiError, TransportError) as exc:
             raise StoreError(f"elasticsearch {self.settings.store}: set-up failed: {exc}") from exc
+
+    def _create(self, **body: Any) -> None:
+        """Create an index; another process creating it first (stages start together) is not an error."""
+        try:
+            self.client.indices.create(**body)
+        except ApiError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise
+            logger.info("index created by another process", extra={"index": body["index"]})
 
     def wipe(self) -> None:
         """Delete this prefix's indices and templates (tests)."""

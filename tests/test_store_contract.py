@@ -750,3 +750,34 @@ def test_embedded_store_one_writer_process_and_readers(tmp_path: Path) -> None:
     assert q(reader, '"writer batch 19"').total == 25
     assert seen == sorted(seen)
     reader.close()
+
+
+def test_stages_starting_together_all_get_a_ready_store(noida_server: NoidaServer, tmp_path: Path) -> None:
+    import threading
+
+    from indexer.store_elastic import ElasticStore
+
+    settings = elastic_settings(noida_server.url, tmp_path)
+    stores = [ElasticStore(settings) for _ in range(6)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(stores))
+
+    def start(store: ElasticStore) -> None:
+        barrier.wait()
+        try:
+            store.ensure_ready()
+        except BaseException as exc:  # noqa: BLE001  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == []
+        assert stores[0].write_articles([CORPUS["en1"]]) == []
+    finally:
+        stores[0].wipe()
+        for s in stores:
+            s.close()
