@@ -16,8 +16,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from indexer.errors import QuerySyntaxError
+from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, to_query, tokens
 from indexer.store import SearchRequest, SearchResult, SearchStore
 from indexer.store_embedded import EmbeddedStore
 from stream.article import Article
@@ -261,6 +264,67 @@ def test_request_filters(loaded: SearchStore) -> None:
 )
 def test_arabic_normalisation(loaded: SearchStore, query: str, expected: set[str]) -> None:
     assert keys(q(loaded, query)) == expected
+
+
+# --- any query: both stores agree with a reference evaluation ---------------------------------------
+
+_VOCAB = ["sednaya", "prison", "crematorium", "amnesty", "damascus", "military", "weather", "international"]
+_VOCAB += ["Saydnaya", "صيدنايا", "صیدنایا", "سجن", "officials", "doors"]
+
+
+def _reference(node: Node, article: Article) -> bool:
+    """What a query means, evaluated directly on the article's folded tokens."""
+    if isinstance(node, MatchAll):
+        return True
+    if isinstance(node, Term | Phrase):
+        fields = [tokens(article.title)] if node.field == "title" else [tokens(article.title), tokens(article.text)]
+        toks = tokens(node.text)
+        if isinstance(node, Phrase):
+            n = len(toks)
+            return any(f[i : i + n] == toks for f in fields for i in range(len(f) - n + 1))
+        present = {t for f in fields for t in f}
+        return all(t in present for t in toks)
+    if isinstance(node, FieldFilter):
+        value = {"lang": article.lang, "source": article.source, "story": article.story_id}[node.field]
+        return value == (node.value.lower() if node.field == "lang" else node.value)
+    if isinstance(node, Not):
+        return not _reference(node.item, article)
+    if isinstance(node, And):
+        return all(_reference(item, article) for item in node.items)
+    assert isinstance(node, Or)
+    return any(_reference(item, article) for item in node.items)
+
+
+def _queries() -> st.SearchStrategy[Node]:
+    leaves: st.SearchStrategy[Node] = st.one_of(
+        st.builds(Term, st.sampled_from(_VOCAB), st.sampled_from(["any", "any", "title"])),
+        st.builds(
+            Phrase,
+            st.lists(st.sampled_from(_VOCAB), min_size=2, max_size=2).map(" ".join)
+            | st.sampled_from(["sednaya prison", "military prison", "سجن صيدنايا", "amnesty international"]),
+            st.sampled_from(["any", "title"]),
+        ),
+        st.builds(FieldFilter, st.just("lang"), st.sampled_from(["en", "ar", "fr", "fa"])),
+        st.builds(FieldFilter, st.just("source"), st.sampled_from(["wire-a", "paper-b", "enab"])),
+        st.builds(FieldFilter, st.just("story"), st.sampled_from(["S1", "S2", "S3", "S4"])),
+    )
+    return st.recursive(
+        leaves,
+        lambda kids: st.one_of(
+            st.builds(Not, kids),
+            st.lists(kids, min_size=2, max_size=3).map(lambda xs: And(tuple(xs))),
+            st.lists(kids, min_size=2, max_size=3).map(lambda xs: Or(tuple(xs))),
+        ),
+        max_leaves=6,
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(node=_queries())
+def test_any_query_gives_the_reference_answer(loaded: SearchStore, node: Node) -> None:
+    query = to_query(node)
+    expected = {k for k, a in CORPUS.items() if _reference(parse(query), a)}
+    assert keys(q(loaded, query)) == expected, query
 
 
 # --- sort and pagination ----------------------------------------------------------------------------
