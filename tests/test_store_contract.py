@@ -845,3 +845,32 @@ def test_stages_starting_together_all_get_a_ready_store(noida_server: NoidaServe
         stores[0].wipe()
         for s in stores:
             s.close()
+
+
+def test_a_refused_article_is_dead_lettered_with_the_reason(tmp_path: Path) -> None:
+    """The index stage over the real embedded bus: the store's refusal ends in the dead-letter table."""
+    from indexer.index_stage import IndexStage
+    from stream.bus_embedded import EmbeddedBus
+    from stream.metrics import Metrics
+    from stream.worker import StageWorker
+
+    bus = EmbeddedBus(tmp_path / "bus.sqlite3")
+    store = EmbeddedStore(tmp_path / "store.sqlite3")
+    bus.ensure_topics(["clustered"])
+    good = make_article(embedding=tuple([0.5] * 384))
+    bad = make_article(embedding=(0.5, 0.5))
+    for article in (good, bad):
+        bus.publish("clustered", article.id, article.to_bytes(with_embedding=True))
+    bus.flush()
+    worker = StageWorker(bus, "clustered", "index", IndexStage(store, Metrics()), metrics=Metrics())
+    while worker.run_once(0.1):
+        pass
+    assert store.get_article(good.id) is not None
+    assert store.get_article(bad.id) is None
+    (dead,) = bus.dead_letters("clustered")
+    assert dead.key == bad.id
+    assert dead.stage == "index"
+    assert "embedding has 2 dimensions, the store holds 384-dimension vectors" in dead.reason
+    assert bad.url in dead.reason
+    store.close()
+    bus.close()
