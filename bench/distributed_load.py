@@ -1,0 +1,304 @@
+"""Distributed mode under load: articles/s end to end with 1 and 2 embed replicas, consumer lag over time,
+and where the model or the store becomes the limit.
+
+Each run is a fresh deployment (its own tansu broker, index prefix and data directories) on one
+noida-db Elasticsearch-API server, with ``sednaya-monitor index`` and N ``sednaya-monitor embed``
+replicas as separate processes (the replicas share one data directory: the story state). A burst of
+generated articles is published to the raw topic at once; the clock stops when the store holds every
+one. Every second the lag gauges of each process's ``/metrics`` are sampled. Per-record stage costs come
+from ``sednaya_stage_duration_seconds`` (the worker observes batch time / batch size).
+
+A third run feeds the index stage alone (pre-clustered articles straight onto ``articles.clustered``)
+to find the store's own ceiling. Usage: ``python -m bench.distributed_load [--articles 300]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sednaya_monitor.pipeline import GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX
+from stream.article import Article
+from stream.bus import H_SCHEMA
+from tests.broker_fixtures import free_port
+from tests.distributed_fixtures import Deployment, ElasticServer, StageProcess, generated_articles, new_deployment
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+SECTION = "distributed_load"
+SAMPLE_EVERY_S = 1.0  # lag sampling period
+RUN_TIMEOUT_S = 900.0  # a run that has not indexed everything by then is reported as failed
+SETTLE_TIMEOUT_S = 120.0  # replicas joining their groups
+VECTOR_DIMS = 384  # all-MiniLM-L6-v2, for the index-only run's synthetic vectors
+
+
+def _gauge(process: StageProcess, topic: str, group: str) -> float:
+    return sum(
+        v
+        for (name, labels), v in process.metrics().items()
+        if name == "sednaya_bus_consumer_lag_records" and ("topic", topic) in labels and ("group", group) in labels
+    )
+
+
+def _stage_cost(processes: list[StageProcess]) -> dict[str, float]:
+    """Mean seconds per record of each stage label (mean of the per-batch means), over all processes."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for process in processes:
+        for (name, labels), v in process.metrics().items():
+            stage = dict(labels).get("stage", "")
+            if name == "sednaya_stage_duration_seconds_sum":
+                sums[stage] = sums.get(stage, 0.0) + v
+            elif name == "sednaya_stage_duration_seconds_count":
+                counts[stage] = counts.get(stage, 0.0) + v
+    return {stage: sums[stage] / counts[stage] for stage in sums if counts.get(stage)}
+
+
+def _holds(process: StageProcess, topic: str) -> bool:
+    return any(
+        name == "sednaya_bus_consumer_lag_records" and ("topic", topic) in labels
+        for (name, labels) in process.metrics()
+    )
+
+
+def _count(deployment: Deployment) -> int:
+    try:
+        return deployment.store.count_articles()
+    except Exception:  # noqa: BLE001  # the index may not exist yet
+        return 0
+
+
+def run_pipeline(es: ElasticServer, root: Path, replicas: int, n: int) -> dict[str, Any]:
+    deployment = new_deployment(es, root / f"replicas-{replicas}")
+    try:
+        index = deployment.stage("index")
+        embeds = [deployment.stage("embed", data_dir="embed-shared") for _ in range(replicas)]
+        for process in (index, *embeds):
+            process.wait_serving()
+        raw, embedded, clustered = (
+            deployment.settings.topic_raw,
+            deployment.settings.topic_embedded,
+            deployment.settings.topic_clustered,
+        )
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while not all(_holds(p, raw) for p in embeds) or not _holds(index, clustered):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{replicas} replicas did not all get raw partitions:\n{deployment.logs()}")
+            time.sleep(0.5)
+        articles = generated_articles(n, seed=101)
+        start = time.monotonic()
+        deployment.publish(articles)
+        published_s = time.monotonic() - start
+        series: list[tuple[float, float, float, float, int]] = []
+        done_at = None
+        while time.monotonic() - start < RUN_TIMEOUT_S:
+            indexed = _count(deployment)
+            at = time.monotonic() - start
+            lag_raw = sum(_gauge(p, raw, GROUP_EMBED) for p in embeds)
+            lag_cluster = sum(_gauge(p, embedded, GROUP_CLUSTER) for p in embeds)
+            lag_index = _gauge(index, clustered, GROUP_INDEX)
+            series.append((at, lag_raw, lag_cluster, lag_index, indexed))
+            print(
+                f"  {replicas} replica(s) t={at:5.1f}s lag raw={lag_raw:4.0f} embedded={lag_cluster:4.0f} "
+                f"clustered={lag_index:4.0f} indexed={indexed}",
+                flush=True,
+            )
+            if indexed >= n:
+                done_at = at
+                break
+            time.sleep(SAMPLE_EVERY_S)
+        if done_at is None:
+            raise RuntimeError(f"{replicas} replicas: not every article indexed in {RUN_TIMEOUT_S}s")
+        embedded_by = [p.sample("sednaya_articles_total", stage="embed", status="embedded") for p in embeds]
+        return {
+            "replicas": replicas,
+            "articles": n,
+            "seconds": done_at,
+            "per_s": n / done_at,
+            "publish_s": published_s,
+            "series": series,
+            "embedded_by": embedded_by,
+            "cost": _stage_cost([index, *embeds]),
+        }
+    finally:
+        deployment.close()
+
+
+def run_index_only(es: ElasticServer, root: Path, n: int) -> dict[str, Any]:
+    """The store's ceiling: clustered articles published straight to articles.clustered, index stage only."""
+    deployment = new_deployment(es, root / "index-only")
+    rng = random.Random(5)
+    try:
+        index = deployment.stage("index")
+        index.wait_serving()
+        clustered = deployment.settings.topic_clustered
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while not _holds(index, clustered):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"index got no partitions:\n{deployment.logs()}")
+            time.sleep(0.5)
+        records: list[Article] = []
+        for article in generated_articles(n, seed=202):
+            vector = [rng.gauss(0.0, 1.0) for _ in range(VECTOR_DIMS)]
+            norm = sum(x * x for x in vector) ** 0.5
+            records.append(
+                article.replace(
+                    embedding=tuple(x / norm for x in vector),
+                    story_id=article.id,
+                    story_role="first",
+                    duplicate_of=None,
+                )
+            )
+        start = time.monotonic()
+        for article in records:
+            deployment.bus.publish(
+                clustered, article.id, article.to_bytes(with_embedding=True), {H_SCHEMA: str(article.schema)}
+            )
+        deployment.bus.flush()
+        done_at = None
+        while time.monotonic() - start < RUN_TIMEOUT_S:
+            if _count(deployment) >= n:
+                done_at = time.monotonic() - start
+                break
+            time.sleep(0.5)
+        if done_at is None:
+            raise RuntimeError(f"index-only: not every article indexed in {RUN_TIMEOUT_S}s")
+        return {"articles": n, "seconds": done_at, "per_s": n / done_at, "cost": _stage_cost([index])}
+    finally:
+        deployment.close()
+
+
+def _lag_lines(result: dict[str, Any]) -> list[str]:
+    """The lag series thinned to about a dozen rows."""
+    series = result["series"]
+    step = max(1, len(series) // 12)
+    rows = series[::step]
+    if rows[-1] is not series[-1]:
+        rows.append(series[-1])
+    lines = [
+        (
+            "| t s | lag articles.raw (embed) | lag articles.embedded (cluster) "
+            "| lag articles.clustered (index) | indexed |"
+        )
+    ]
+    lines.append("|---|---|---|---|---|")
+    for at, raw, cluster, index, indexed in rows:
+        lines.append(f"| {at:.0f} | {raw:.0f} | {cluster:.0f} | {index:.0f} | {indexed} |")
+    return lines
+
+
+def write_section(runs: list[dict[str, Any]], index_only: dict[str, Any], n: int) -> list[str]:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        (
+            f"Measured {when} by `python -m bench.distributed_load --articles {n}`: a fresh tansu broker (memory "
+            "engine, 3 partitions per topic) per run, one noida-db 0.2.2 Elasticsearch-API server, `sednaya-monitor "
+            "index` and N `sednaya-monitor embed` replicas as separate processes on this 2-core machine "
+            "(all-MiniLM-L6-v2 on CPU, batch 16). A burst of generated articles is published at once; "
+            "end to end = publish until the store holds every article. Stage cost = mean seconds per record of "
+            "each worker (`sednaya_stage_duration_seconds`): `embed` is the vector worker (the model), `cluster` "
+            "story assignment, `index` the bulk write to the store."
+        ),
+        "",
+        (
+            "| run | articles | end to end s | articles/s | embedded per replica "
+            "| embed ms/rec | cluster ms/rec | index ms/rec |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        cost = r["cost"]
+        lines.append(
+            f"| {r['replicas']} embed replica(s) | {r['articles']} | {r['seconds']:.1f} | {r['per_s']:.1f} | "
+            f"{' / '.join(str(int(x)) for x in r['embedded_by'])} | {1000 * cost.get('embed', 0):.1f} | "
+            f"{1000 * cost.get('cluster', 0):.1f} | {1000 * cost.get('index', 0):.1f} |"
+        )
+    ic = index_only["cost"]
+    lines.append(
+        f"| index stage alone (pre-clustered) | {index_only['articles']} | {index_only['seconds']:.1f} | "
+        f"{index_only['per_s']:.1f} | - | - | - | {1000 * ic.get('index', 0):.1f} |"
+    )
+    for r in runs:
+        lines += [
+            "",
+            f"Consumer lag over time, {r['replicas']} embed replica(s) (records, from the `/metrics` gauges):",
+            "",
+        ]
+        lines += _lag_lines(r)
+    one = next((r for r in runs if r["replicas"] == 1), None)
+    two = next((r for r in runs if r["replicas"] == 2), None)
+    lines += ["", "Reading:", ""]
+    if one is not None and two is not None:
+        lines.append(
+            f"- 2 replicas vs 1: {two['per_s'] / one['per_s']:.2f}x the end-to-end rate. On 2 cores the model already "
+            "uses both cores in one process (torch intra-op threads), so a second replica mostly splits the same CPU; "
+            "replicas pay off when they run on more cores or hosts."
+        )
+    if one is not None:
+        embed_ms = 1000 * one["cost"].get("embed", 0)
+        index_ms = 1000 * ic.get("index", 0)
+        limit = "the model (embed)" if embed_ms > index_ms else "the store (index)"
+        lines.append(
+            f"- The limit here is {limit}: the vector worker costs {embed_ms:.1f} ms per article, the index stage "
+            f"{index_ms:.1f} ms per article when fed alone ({index_only['per_s']:.0f} articles/s ceiling of this "
+            "store stand-in), story assignment "
+            f"{1000 * one['cost'].get('cluster', 0):.1f} ms. The raw-topic lag carries the backlog; the lags after "
+            "the embed stage stay near zero while the model is the bottleneck."
+        )
+    lines += [
+        (
+            "- What would scale it on a real cluster: more partitions of `articles.raw` and embed replicas on "
+            "separate hosts (or a GPU, or a smaller/quantised model) for the vector work, which is stateless; "
+            "`--no-cluster` replicas can run on any host. Story assignment stays one partition by design (it is "
+            "sequential and cheap: milliseconds per article); past that it would be partitioned by a key that keeps "
+            "a story's candidates together (e.g. language or region) with the state moved out of SQLite. The index "
+            "stage scales with partitions of `articles.clustered` and Elasticsearch data nodes/shards; bulk size and "
+            "refresh interval are the first knobs."
+        ),
+    ]
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
+    section = "\n".join([f"## {SECTION}", "", *lines, ""])
+    start = text.find(f"\n## {SECTION}\n")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[: start + 1] + section + ("" if end == -1 else "\n" + text[end + 1 :])
+    DOC.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--articles", type=int, default=300, help="articles per pipeline run")
+    parser.add_argument("--index-articles", type=int, default=2000, help="articles of the index-only run")
+    parser.add_argument("--replicas", default="1,2", help="comma-separated replica counts")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory(prefix="dist-load-") as tmp:
+        root = Path(tmp)
+        es = ElasticServer(port=free_port(), data_dir=root / "es", log_path=root / "noida.log")
+        es.start()
+        try:
+            runs = []
+            for replicas in (int(x) for x in args.replicas.split(",")):
+                print(f"== {replicas} embed replica(s), {args.articles} articles", flush=True)
+                result = run_pipeline(es, root, replicas, args.articles)
+                print(f"   {result['per_s']:.1f} articles/s end to end ({result['seconds']:.1f} s)", flush=True)
+                runs.append(result)
+            print(f"== index stage alone, {args.index_articles} articles", flush=True)
+            index_only = run_index_only(es, root, args.index_articles)
+            print(f"   {index_only['per_s']:.1f} articles/s", flush=True)
+        finally:
+            es.stop()
+    for line in write_section(runs, index_only, args.articles):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
