@@ -115,6 +115,9 @@ class CrawlContext:
         self.metrics = metrics
         self.registry = load_registry(settings.sources_file)
         self.sources = select(self.registry, source_ids)
+        for source in self.sources:  # the staleness alert compares freshness with each source's interval
+            interval = source.interval_s or settings.follow_interval_s
+            metrics.source_poll_interval.labels(source=source.id).set(interval)
         self.topic = load_topic(settings.topic_file)
         self.relevance = RelevanceFilter(self.topic)
         settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,7 @@ class BusPublishPipeline:
         for alias in item.aliases:
             context.seen.mark(alias, article.id, "published")
         context.article("published")
+        context.metrics.source_articles.labels(source=article.source).inc()  # per-source volume baseline
         logger.info(
             "article published",
             extra={"url": article.url, "source": article.source, "lang": article.lang, "stage": "crawl"},

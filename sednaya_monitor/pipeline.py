@@ -44,7 +44,7 @@ class _Closeable(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    articles_in: int  # records published to the raw topic by this process
+    articles_in: int  # records published to the raw topic by this process (ingest and crawl)
     indexed: int
     duplicates: int
     follow_ups: int
@@ -153,8 +153,9 @@ class Pipeline:
             for s in metric.samples
             if s.name == "sednaya_dead_letters_total"
         )
+        crawled = value("sednaya_articles_total", stage="crawl", status="published")
         return RunSummary(
-            articles_in=self.published,
+            articles_in=self.published + crawled,
             indexed=value("sednaya_articles_total", stage="index", status="indexed"),
             duplicates=value("sednaya_articles_total", stage="embed", status="duplicate"),
             follow_ups=value("sednaya_articles_total", stage="embed", status="follow_up"),

@@ -56,19 +56,21 @@ def cli(
 
 def _register() -> None:
     # Each command group lives in its own module; importing registers it on ``cli``.
-    from sednaya_monitor.cli import commands_core  # noqa: F401
-    from sednaya_monitor.cli import commands_crawl  # noqa: F401
-    from sednaya_monitor.cli import commands_watch  # noqa: F401
-    from sednaya_monitor.cli import commands_dlq  # noqa: F401
-    from sednaya_monitor.cli import commands_stages  # noqa: F401
-    from sednaya_monitor.cli import commands_serve  # noqa: F401
+    from sednaya_monitor.cli import (
+        commands_core,  # noqa: F401
+        commands_crawl,  # noqa: F401
+        commands_dlq,  # noqa: F401
+        commands_serve,  # noqa: F401
+        commands_stages,  # noqa: F401
+        commands_watch,  # noqa: F401
+    )
 
 
 def main() -> None:
     """Console-script entry point: maps domain errors to exit code 1 with their message."""
     _register()
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)  # returns ctx.exit(N)'s code when a command sets one
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -81,3 +83,5 @@ def main() -> None:
         sys.exit(1)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)

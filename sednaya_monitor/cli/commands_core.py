@@ -134,15 +134,16 @@ def _relevance_filter(settings: Settings) -> Callable[[Article], Article | None]
 
 @cli.command()
 @click.option("--follow", is_flag=True, help="Keep polling each source on its own interval.")
+@click.option("--backfill-since", callback=_date, help="GDELT backfill from DATE; articles marked backfill.")
 @click.pass_context
-def run(ctx: click.Context, follow: bool) -> None:
+def run(ctx: click.Context, follow: bool, backfill_since: datetime | None) -> None:
     """The main job: crawl the configured sources once (or keep polling) and run every stage."""
     app = _app(ctx)
     with serving_run(app.settings, app.metrics, push=not follow):
-        _run(app, follow=follow)
+        _run(app, follow=follow, backfill_since=backfill_since)
 
 
-def _run(app: AppContext, *, follow: bool) -> None:
+def _run(app: AppContext, *, follow: bool, backfill_since: datetime | None) -> None:
     from crawlers.run import crawl
 
     set_build_info(app.metrics, version=__version__, model=app.settings.model_name, stage="all", bus="embedded")
@@ -162,7 +163,7 @@ def _run(app: AppContext, *, follow: bool) -> None:
     worker = threading.Thread(target=stages, name="stages", daemon=True)
     worker.start()
     try:
-        crawl_summary = crawl(app.settings, app.bus, app.metrics, follow=follow)
+        crawl_summary = crawl(app.settings, app.bus, app.metrics, follow=follow, backfill_since=backfill_since)
     finally:
         stop.set()
         worker.join()

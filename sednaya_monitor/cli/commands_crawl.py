@@ -26,9 +26,12 @@ from crawlers.registry import Source, load_registry, select
 from crawlers.run import crawl
 from crawlers.seen import SeenStore
 from crawlers.settings import user_agent
+from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.metrics_server import serving_run
 from stream.article import parse_time
+from stream.metrics import set_build_info
 from stream.settings import Settings
 
 __all__ = ["crawl"]
@@ -163,6 +166,7 @@ def sources_check(ctx: click.Context, source_ids: tuple[str, ...], as_json: bool
 @click.option("--spider", "spiders", multiple=True, help="Only this spider (feeds, sitemaps, gdelt, googlenews).")
 @click.option("--backfill-since", callback=_since, help="GDELT backfill from DATE; articles marked backfill.")
 @click.option("--bus", "bus_url", default=None, help="Bus to publish to: embedded or kafka://HOST:PORT.")
+@click.option("--metrics-port", type=int, default=None, help="Serve /metrics and /healthz on this port (0 = off).")
 @click.option("--json", "as_json", is_flag=True, help="Print the crawl summary as JSON.")
 @click.pass_context
 def crawl_command(
@@ -172,21 +176,36 @@ def crawl_command(
     spiders: tuple[str, ...],
     backfill_since: datetime | None,
     bus_url: str | None,
+    metrics_port: int | None,
     as_json: bool,
 ) -> None:
-    """The crawl stage: fetch the sources, extract, filter by topic, publish to the raw topic."""
+    """The crawl stage: fetch the sources, extract, filter by topic, publish to the raw topic.
+
+    Serves /metrics and /healthz while it runs when a metrics port is set (``--metrics-port`` or
+    ``SEDNAYA_MONITOR_METRICS_PORT``); a one-off crawl pushes its final figures to the Pushgateway.
+    """
     app = _app(ctx)
     if bus_url:
         app.settings = app.settings.replace(bus=bus_url)
-    summary = crawl(
-        app.settings,
-        app.bus,
+    if metrics_port is not None:
+        app.settings = app.settings.replace(metrics_port=metrics_port)
+    set_build_info(
         app.metrics,
-        follow=follow,
-        sources=source_ids or None,
-        backfill_since=backfill_since,
-        spiders=spiders or None,
+        version=__version__,
+        model=app.settings.model_name,
+        stage="crawl",
+        bus=app.settings.bus.split("://")[0],
     )
+    with serving_run(app.settings, app.metrics, push=not follow):
+        summary = crawl(
+            app.settings,
+            app.bus,
+            app.metrics,
+            follow=follow,
+            sources=source_ids or None,
+            backfill_since=backfill_since,
+            spiders=spiders or None,
+        )
     if as_json:
         click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
     else:
