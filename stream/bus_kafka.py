@@ -188,7 +188,9 @@ class KafkaBus:
                 f"kafka {self.bootstrap}: {waiting} records not acknowledged within {timeout_s}s: {exc!r}"
             ) from exc
         with self._lock:
-            pending, self._pending = self._pending, []
+            # records published by another thread meanwhile stay pending until their own flush
+            pending = [p for p in self._pending if p.future.is_done]
+            self._pending = [p for p in self._pending if not p.future.is_done]
             failures = list(self._send_errors)
             self._send_errors.clear()
         produced: dict[str, int] = {}

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RECORDS = 80
 KILL_AFTER = 25  # deliveries seen before SIGKILL: inside the third batch of 10
 WAIT_S = 120.0  # Kafka group joins plus the dead member's session timeout, on a busy machine
-NOIDA_STUCK_S = 40.0  # several session timeouts: enough to tell noida's stuck group from a slow one
+NOIDA_STUCK_S = 30.0  # several session timeouts: enough to tell noida's stuck group from a slow one
 
 
 def write_config(settings: Settings, path: Path) -> Path:
