@@ -16,8 +16,10 @@ Run: ``python -m bench.store_bench [--articles N] [--rounds R]``.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -250,6 +252,26 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> N
     raise RuntimeError(f"noida-db did not answer on {url} within {timeout_s} s")
 
 
+def stop_process_group(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM the process group of ``proc`` (the console script and the server binary it runs), then
+    SIGKILL what is left after ``timeout_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            proc.poll()
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                proc.wait()
+                return
+            time.sleep(0.05)
+    proc.wait()
+
+
 def run_embedded(articles: list[Article], rounds: int, work: Path) -> dict[str, object]:
     store = EmbeddedStore(work / "store.sqlite3")
     store.ensure_ready()
@@ -279,6 +301,7 @@ def run_stand_in(articles: list[Article], rounds: int, work: Path) -> dict[str, 
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # the console script runs the binary as a child: stop the whole group
         )
     try:
         _wait(url, proc)
@@ -293,11 +316,7 @@ def run_stand_in(articles: list[Article], rounds: int, work: Path) -> dict[str, 
         finally:
             store.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process_group(proc)
 
 
 def _write_section(lines: list[str]) -> None:

@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -71,6 +73,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process_group(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM the process group of ``proc`` (the console script and the server binary it runs), then
+    SIGKILL what is left after ``timeout_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            proc.poll()
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                proc.wait()
+                return
+            time.sleep(0.05)
+    proc.wait()
+
+
 @dataclass(frozen=True)
 class NoidaServer:
     url: str
@@ -109,23 +131,19 @@ def noida_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NoidaServ
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # the console script runs the binary as a child: stop the whole group
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + NOIDA_START_TIMEOUT_S
     while not _ready(url):
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
+            stop_process_group(proc)
             pytest.fail(f"noida-db did not start on {url}:\n{log.read_text(errors='replace')}")
         time.sleep(0.1)
     try:
         yield NoidaServer(url=url, data_dir=root / "data", log=log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process_group(proc)
 
 
 @pytest.fixture
