@@ -273,22 +273,24 @@ class ElasticStore:
             body = self._body("component_templates", f"{FILE_PREFIX}-{name}")
             full = f"{self.prefix}-{name}"
             if self._installed_version("component", full) < _file_version(body):
-                es.cluster.put_component_template(name=full, **body)
+                es.cluster.put_component_template(name=full, body=body)
                 logger.info("component template installed", extra={"template": full, "version": body["version"]})
         for name in ("articles", "stories"):
             body = self._body("index_templates", f"{FILE_PREFIX}-{name}")
             full = f"{self.prefix}-{name}"
             if self._installed_version("index", full) < _file_version(body):
-                es.indices.put_index_template(name=full, **body)
+                es.indices.put_index_template(name=full, body=body)
                 logger.info("index template installed", extra={"template": full, "version": body["version"]})
         self._install_policy(
             "ILM policy",
-            lambda: es.ilm.put_lifecycle(name=self.articles_alias, **self._body("ilm", f"{FILE_PREFIX}-articles")),
+            lambda: es.ilm.put_lifecycle(name=self.articles_alias, body=self._body("ilm", f"{FILE_PREFIX}-articles")),
         )
         if self.settings.es_snapshot_repository:
             body = self._body("slm", f"{FILE_PREFIX}-nightly")
             body["repository"] = self.settings.es_snapshot_repository
-            self._install_policy("SLM policy", lambda: es.slm.put_lifecycle(policy_id=f"{self.prefix}-nightly", **body))
+            self._install_policy(
+                "SLM policy", lambda: es.slm.put_lifecycle(policy_id=f"{self.prefix}-nightly", body=body)
+            )
 
     @staticmethod
     def _install_policy(what: str, put: Any) -> None:

@@ -712,9 +712,9 @@ def test_transient_bulk_failures_are_retried(
 def test_templates_and_alias_come_from_the_deploy_files(noida_server: NoidaServer, tmp_path: Path) -> None:
     from indexer.store_elastic import DEPLOY_DIR, ElasticStore
 
-    settings = elastic_settings(noida_server.url, tmp_path)
+    settings = elastic_settings(noida_server.url, tmp_path).replace(es_snapshot_repository="backups")
     store = ElasticStore(settings, refresh=True)
-    store.ensure_ready()
+    store.ensure_ready()  # the stand-in has no ILM/SLM API: logged, the indices still work
     store.ensure_ready()  # idempotent
     try:
         es, p = store.client, settings.es_prefix
@@ -874,3 +874,32 @@ def test_a_refused_article_is_dead_lettered_with_the_reason(tmp_path: Path) -> N
     assert bad.url in dead.reason
     store.close()
     bus.close()
+
+
+@pytest.mark.parametrize(
+    ("folder", "api"),
+    [
+        ("component_templates", "cluster.put_component_template"),
+        ("index_templates", "indices.put_index_template"),
+        ("ilm", "ilm.put_lifecycle"),
+        ("slm", "slm.put_lifecycle"),
+    ],
+)
+def test_deploy_files_use_only_fields_of_the_elasticsearch_8_apis(folder: str, api: str) -> None:
+    """The official client's signatures list each API's body fields (``_meta`` is ``meta`` there)."""
+    import inspect
+
+    from elasticsearch import Elasticsearch
+
+    from indexer.store_elastic import DEPLOY_DIR
+
+    namespace, method = api.split(".")
+    client = Elasticsearch("http://127.0.0.1:9")  # never contacted
+    accepted = set(inspect.signature(getattr(getattr(client, namespace), method)).parameters)
+    files = sorted((DEPLOY_DIR / folder).glob("*.json"))
+    assert files
+    for path in files:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        fields = {"meta" if k == "_meta" else k for k in body}
+        assert fields <= accepted, f"{path.name}: {sorted(fields - accepted)} not accepted by {api}"
+    client.close()
