@@ -16,7 +16,7 @@ sub-fields (``ar`` = the built-in Arabic analyzer rebuilt with a Persian yeh/keh
 ``en``, ``fr``, ``de``, ``tr``, ``std``). ``title_folded``/``text_folded`` hold the application-folded
 tokens (``indexer.query.tokens``: the embedded store's exact tokens) under a whitespace analyzer, so an
 exact term or phrase means the same on both stores; the language sub-fields add stemmed recall. The
-query AST becomes bool/match/match_phrase/term DSL (never ``query_string``).
+query AST becomes bool/multi_match/match_phrase/term DSL (never ``query_string``).
 
 Writes: ``helpers.streaming_bulk`` with ``_id`` = article id (idempotent), each item's result inspected;
 429/5xx and connection failures are retried ``BULK_ATTEMPTS`` times with backoff, other item errors are
