@@ -48,8 +48,8 @@ Action = Literal["new", "join", "follow_up"]
 class ClusterParams:
     """Thresholds (defaults from ``Settings``; calibrated in docs/clustering.md)."""
 
-    threshold: float = 0.55
-    anchor_weight: float = 0.1
+    threshold: float = 0.7
+    anchor_weight: float = 0.0
     cross_lingual_min_anchors: float = 2.0
     follow_up_min_anchors: float = 1.0
     novelty_override: float = 0.95
