@@ -60,10 +60,10 @@ class Settings:
     model_name: str = "all-MiniLM-L6-v2"  # any sentence-transformers name or path
     embed_batch_size: int = 32  # texts per model.encode call
     cluster_window_days: int = 7  # look-back window of publication time for candidate stories
-    cluster_threshold: float = 0.55  # cosine to the story centroid to join it (calibrated: docs/clustering.md)
+    cluster_threshold: float = 0.7  # cosine to the story centroid to join it (NeuS-calibrated: docs/clustering.md)
     duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
     duplicate_window_days: int = 30  # originals kept in the near-duplicate index (0 = all, memory grows)
-    anchor_weight: float = 0.1  # score bonus for shared anchors, same language (stream/clustering.py)
+    anchor_weight: float = 0.0  # score bonus for shared anchors, same language (no gain measured on NeuS)
     cross_lingual_min_anchors: float = 2.0  # weighted shared anchors that link where the model is blind
     model_languages: str = "en"  # languages the model reads, comma-separated; "*" = multilingual model
     follow_up_min_anchors: float = 1.0  # shared dates/figures/entities needed to join a dormant story
