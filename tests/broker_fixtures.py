@@ -12,6 +12,7 @@ Known stand-in limits (each test that meets one skips with the observed reason):
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -117,14 +118,41 @@ class Broker:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        # The noida-db console script runs the server as its child: signal the whole process group
+        # (its own session, see ``start``), or the server outlives the stop and keeps the port.
+        pgid = self.proc.pid
+        for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT_S)
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            if self._wait_group_gone(pgid):
+                break
+        if self.proc.poll() is None:
+            self.proc.wait(STOP_TIMEOUT_S)
         self.proc = None
+        self._wait_port_free()
+
+    def _wait_group_gone(self, pgid: int) -> bool:
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc is not None:
+                self.proc.poll()  # reap the leader so killpg stops finding it
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _wait_port_free(self) -> None:
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: port {self.port} still accepts connections after stop")
 
     def restart(self) -> None:
         self.stop()

@@ -173,7 +173,10 @@ def test_broker_restart_during_production_loses_no_acknowledged_record(bus_env: 
     deadline = time.monotonic() + 30
     while len(acked) < 50 and time.monotonic() < deadline:
         time.sleep(0.01)
-    broker.restart()
+    assert broker.proc is not None
+    before = broker.proc.pid
+    broker.restart()  # SIGTERM to the broker's process group, then a new process on the same port and data
+    assert broker.proc is not None and broker.proc.pid != before
     restarted.set()
     producer.join(180)
     assert not producer.is_alive()
