@@ -57,6 +57,34 @@ def connect_with_backoff(what: str, connect: Callable[[], T], health: Health, st
     return None
 
 
+class HealthBoard:
+    """The process health from its workers' reports: red while any worker is red (with its reason).
+
+    Each worker reports only for itself; without the board a worker that succeeds would turn the
+    process green while another still waits for its store.
+    """
+
+    def __init__(self, health: Health) -> None:
+        self.health = health
+        self._lock = threading.Lock()
+        self._red: dict[str, str] = {}  # worker name -> reason
+
+    def reporter(self, worker: str) -> Callable[[bool, str], None]:
+        def report(green: bool, reason: str) -> None:
+            with self._lock:
+                if green:
+                    self._red.pop(worker, None)
+                else:
+                    self._red[worker] = reason
+                reasons = [f"{name}: {why}" for name, why in sorted(self._red.items())]
+            if reasons:
+                self.health.set_red("; ".join(reasons))
+            else:
+                self.health.set_green()
+
+        return report
+
+
 def install_signal_handlers(stop: threading.Event) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         logger.info("stopping", extra={"signal": signal.Signals(signum).name})
@@ -95,6 +123,7 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
     try:
         if bus is None or (needs_store and store is None):
             return
+        board = HealthBoard(health)
         workers = [
             StageWorker(
                 bus,
@@ -104,7 +133,7 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
                 metrics=metrics,
                 max_attempts=settings.max_attempts,
                 batch_size=settings.batch_size,
-                on_health=lambda green, reason: health.set_green() if green else health.set_red(reason),
+                on_health=board.reporter(group),
                 stop=stop,
             )
             for topic, group, handler in factory(settings, metrics, bus, store)

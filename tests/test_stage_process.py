@@ -1,0 +1,69 @@
+"""Pieces of the stage processes: the health board over several workers, and the store guard that turns
+"the store is down" into an uncommitted batch instead of dead letters (real EmbeddedStore)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from indexer.index_stage import IndexStage
+from indexer.store_embedded import EmbeddedStore
+from sednaya_monitor.cli.commands_stages import HealthBoard
+from sednaya_monitor.metrics_server import Health
+from sednaya_monitor.store_guard import StoreGuard
+from stream.bus import Record
+from stream.errors import UnavailableError
+from stream.metrics import Metrics
+from stream.settings import load_settings
+from stream.worker import PermanentError
+from tests.store_fixtures import free_port, make_article
+
+
+def test_the_process_stays_red_while_any_worker_is_red() -> None:
+    metrics = Metrics()
+    health = Health(metrics)
+    board = HealthBoard(health)
+    index, stories = board.reporter("index"), board.reporter("index-stories")
+    index(False, "store http://es:9200 unreachable")
+    stories(True, "")
+    assert not health.state.green and "store http://es:9200 unreachable" in health.state.reason
+    stories(False, "store down too")
+    index(True, "")
+    assert not health.state.green and health.state.reason == "index-stories: store down too"
+    stories(True, "")
+    assert health.state.green
+    assert metrics.registry.get_sample_value("sednaya_healthy") == 1
+
+
+def clustered(n: int) -> list[Record]:
+    out = []
+    for i in range(n):
+        article = make_article().replace(story_id=f"story{i}", story_role="first")
+        out.append(Record(topic="articles.clustered.v1", key=article.id, value=article.to_bytes(), offset=i))
+    return out
+
+
+def test_the_guard_passes_results_through_while_the_store_answers(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "store.sqlite3")
+    store.ensure_ready()
+    guard = StoreGuard(IndexStage(store, Metrics()), store, "embedded")
+    assert guard.name == "index"
+    poison = Record(topic="articles.clustered.v1", key="x", value=b"not an article", offset=9)
+    outcomes = guard.handle([*clustered(2), poison])
+    assert outcomes[:2] == [None, None]
+    assert isinstance(outcomes[2], PermanentError)  # a broken record is the record's problem
+    assert store.count_articles() == 2
+    store.close()
+
+
+@pytest.mark.timeout(60)
+def test_the_guard_turns_a_store_that_is_not_there_into_unavailable(tmp_path: Path) -> None:
+    from indexer.store_elastic import ElasticStore
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the store is down
+    store = ElasticStore(load_settings(environ={}, overrides={"data_dir": tmp_path, "store": url}))
+    guard = StoreGuard(IndexStage(store, Metrics()), store, url)
+    with pytest.raises(UnavailableError, match=rf"store {url} unreachable"):
+        guard.handle(clustered(1))
+    store.close()
