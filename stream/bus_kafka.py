@@ -491,6 +491,7 @@ class KafkaGroupConsumer:
         self.bootstrap = settings.kafka_bootstrap()
         self._lock = threading.Lock()  # the rebalance listener runs on kafka-python's IO loop
         self._uncommitted: dict[TopicPartition, int] = {}  # next offset to commit per partition
+        self._committed: dict[TopicPartition, int] = {}  # the group's committed offsets we know (for lag)
         session_ms = settings.kafka_session_timeout_ms
         try:
             self._consumer = KafkaConsumer(
@@ -513,6 +514,8 @@ class KafkaGroupConsumer:
     def _forget(self, partitions: Sequence[TopicPartition], *, why: str) -> None:
         with self._lock:
             dropped = {tp.partition: self._uncommitted.pop(tp) for tp in partitions if tp in self._uncommitted}
+            for tp in partitions:
+                self._committed.pop(tp, None)
         if dropped:
             logger.info(
                 "uncommitted records of revoked partitions will be redelivered to the new owner",
@@ -564,6 +567,7 @@ class KafkaGroupConsumer:
                 "commit refused after a rebalance; the records will be redelivered",
                 extra={"group": self.group, "topic": self.topic, "error": str(exc)},
             )
+            return
         except KafkaError as exc:
             raise BusError(
                 f"kafka {self.bootstrap}: commit of group {self.group!r} on {self.topic!r} failed: {exc!r}"
@@ -572,24 +576,41 @@ class KafkaGroupConsumer:
             for tp, committed in offsets.items():
                 if self._uncommitted.get(tp) == committed.offset:
                     del self._uncommitted[tp]
+                self._committed[tp] = committed.offset
 
     def lag(self) -> dict[int, int]:
-        """Records after the group's committed offset, per partition this member holds (end - committed)."""
+        """Records after the group's committed offset, per partition this member holds (end - committed).
+
+        Steady state costs no request: the end is the high watermark of the last fetch response and the
+        committed offset is the one this member last committed. Partitions not fetched or committed yet
+        since their assignment are asked for (ListOffsets, OffsetFetch).
+        """
         assigned = sorted(self._consumer.assignment(), key=lambda tp: tp.partition)
         if not assigned:
             return {}
         try:
-            listed_end = self._consumer.end_offsets(assigned)
-            beginning = self._consumer.beginning_offsets(assigned)
-            out: dict[int, int] = {}
+            ends: dict[TopicPartition, int] = {}
             for tp in assigned:
-                end = max(listed_end.get(tp) or 0, self._consumer.highwater(tp) or 0)
-                committed = self._consumer.committed(tp)
-                start = committed if committed is not None else beginning.get(tp, 0)
-                out[tp.partition] = max(0, end - start)
+                high = self._consumer.highwater(tp)
+                if high is not None:
+                    ends[tp] = high
+            unknown = [tp for tp in assigned if tp not in ends]
+            if unknown:
+                # tansu 0.6 under-reports ListOffsets (last batch base offset + 1); exact on Kafka
+                ends.update(self._consumer.end_offsets(unknown))
+            with self._lock:
+                starts = {tp: self._committed[tp] for tp in assigned if tp in self._committed}
+            for tp in assigned:
+                if tp not in starts:
+                    committed = self._consumer.committed(tp)
+                    if committed is None:
+                        committed = self._consumer.beginning_offsets([tp]).get(tp, 0)
+                    starts[tp] = committed
+                    with self._lock:
+                        self._committed.setdefault(tp, committed)
         except KafkaError as exc:
             raise BusError(f"kafka {self.bootstrap}: lag of group {self.group!r} on {self.topic!r}: {exc!r}") from exc
-        return out
+        return {tp.partition: max(0, (ends.get(tp) or 0) - starts[tp]) for tp in assigned}
 
     def assignment(self) -> list[int]:
         """Partitions of ``topic`` this member holds now."""
