@@ -8,7 +8,7 @@ commands as separate OS processes.
 - :class:`Deployment`: one isolated installation on those two servers (its own topic names, index
   prefix and data directories), which starts ``sednaya-monitor embed|index|alert|crawl`` processes
   (:class:`StageProcess`), publishes articles, reads the store and scrapes each process's ``/metrics``
-  and ``/healthz``. ``make_deployment`` builds them; everything is stopped at the end of the test.
+  and ``/healthz``. ``new_deployment`` builds one; ``Deployment.close`` stops its processes and its broker.
 """
 
 from __future__ import annotations
@@ -399,21 +399,9 @@ def new_deployment(elastic: ElasticServer, root: Path, **extra: str) -> Deployme
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
     overrides: dict[str, Any] = dict(values)
     overrides.update(data_dir=root / "test-client", bus=broker.url, store=elastic.url)
-    settings = load_settings(environ={}, overrides=overrides)
+    try:
+        settings = load_settings(environ={}, overrides=overrides)
+    except BaseException:
+        broker.stop()
+        raise
     return Deployment(broker=broker, elastic=elastic, root=root, settings=settings, env=env)
-
-
-@pytest.fixture
-def make_deployment(
-    dist_elastic: ElasticServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., Deployment]]:
-    made: list[Deployment] = []
-
-    def make(**extra: str) -> Deployment:
-        deployment = new_deployment(dist_elastic, tmp_path_factory.mktemp("deploy"), **extra)
-        made.append(deployment)
-        return deployment
-
-    yield make
-    for deployment in made:
-        deployment.close()
