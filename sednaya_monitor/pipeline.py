@@ -37,6 +37,9 @@ GROUP_INDEX = "index"
 GROUP_INDEX_STORIES = "index-stories"
 GROUP_ALERT = "alert"
 
+KAFKA_POLL_TIMEOUT_S = 1.0  # per worker poll when draining over Kafka
+KAFKA_IDLE_ROUNDS = 5  # empty rounds in a row that mean "drained" over Kafka (covers a group join)
+
 
 class _Closeable(Protocol):
     def close(self) -> None: ...
@@ -92,7 +95,7 @@ class Pipeline:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._owns_bus = bus is None  # close only what this pipeline opened
         self._owns_store = store is None
-        self.bus = bus if bus is not None else wiring.make_bus(settings)
+        self.bus = bus if bus is not None else wiring.make_bus(settings, self.metrics)
         self.store = store if store is not None else wiring.make_store(settings)
         self.store.ensure_ready()
         self.bus.ensure_topics(settings.topics)
@@ -130,16 +133,23 @@ class Pipeline:
         return count
 
     def drain(self, on_progress: Callable[[int], None] | None = None) -> RunSummary:
-        """Run every stage until no topic has anything left; ``on_progress(records)`` after each batch."""
-        while True:
+        """Run every stage until no topic has anything left; ``on_progress(records)`` after each batch.
+
+        On the embedded bus one empty round means drained. On Kafka a poll can be empty while a group
+        joins or a fetch is in flight, so it polls with a timeout and wants ``KAFKA_IDLE_ROUNDS`` empty
+        rounds in a row.
+        """
+        timeout_s = KAFKA_POLL_TIMEOUT_S if self.settings.distributed_bus else 0.0
+        idle_needed = KAFKA_IDLE_ROUNDS if self.settings.distributed_bus else 1
+        idle = 0
+        while idle < idle_needed:
             moved = 0
             for worker in self.workers:
-                taken = worker.run_once()
+                taken = worker.run_once(timeout_s)
                 moved += taken
                 if taken and on_progress is not None and worker.group == GROUP_INDEX:
                     on_progress(taken)
-            if moved == 0:
-                break
+            idle = idle + 1 if moved == 0 else 0
         return self.summary()
 
     def summary(self) -> RunSummary:

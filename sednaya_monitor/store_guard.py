@@ -56,6 +56,12 @@ class StoreGuard:
             self._probe(retryable)
         return outcomes
 
+    def close(self) -> None:
+        """Close the wrapped stage if it holds resources (the alert stage's delivery threads)."""
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()
+
     def _probe(self, cause: BaseException) -> None:
         try:
             self.store.count_articles()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from indexer.store import SearchStore
 from stream.bus import Bus
+from stream.metrics import Metrics
 from stream.settings import Settings
 
 
-def make_bus(settings: Settings) -> Bus:
-    """The embedded SQLite log, or Kafka for ``bus = "kafka://host:port"``."""
+def make_bus(settings: Settings, metrics: Metrics | None = None) -> Bus:
+    """The embedded SQLite log, or Kafka for ``bus = "kafka://host:port"`` (which counts produced and
+    failed deliveries in ``metrics`` when given; the worker counts consumption on both)."""
     if settings.distributed_bus:
         from stream.bus_kafka import KafkaBus
 
-        return KafkaBus(settings)
+        return KafkaBus(settings, metrics=metrics)
     from stream.bus_embedded import EmbeddedBus
 
     return EmbeddedBus(settings.data_dir / "bus.sqlite3")

@@ -252,6 +252,7 @@ def kafka_test_overrides(broker: Broker) -> dict[str, Any]:
         "topic_raw": f"{base}.raw.v1",
         "topic_clustered": f"{base}.clustered.v1",
         "topic_story_events": f"{base}.events.v1",
+        "topic_embedded": f"{base}.embedded.v1",
         "kafka_partitions": 3,
         "kafka_client_id": unique_name("c"),
         # A killed member is dropped after the session timeout and a rebalance waits at most
@@ -271,12 +272,6 @@ def describe_group(broker: Broker, group: str) -> str:
     finally:
         admin.close()
     return f"state={info.get('group_state')!r} members={len(info.get('members') or [])}"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # kafka-python 3.0.12 loads its protocol schemas with importlib.resources.open_text/read_text, which
-    # Python 3.11 deprecates; the warning is attributed to importlib, so "ignore:...:kafka.*" misses it.
-    config.addinivalue_line("filterwarnings", r"ignore:(open_text|read_text) is deprecated:DeprecationWarning")
 
 
 @pytest.hookimpl(hookwrapper=True)

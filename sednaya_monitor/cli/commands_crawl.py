@@ -166,6 +166,7 @@ def sources_check(ctx: click.Context, source_ids: tuple[str, ...], as_json: bool
 @click.option("--spider", "spiders", multiple=True, help="Only this spider (feeds, sitemaps, gdelt, googlenews).")
 @click.option("--backfill-since", callback=_since, help="GDELT backfill from DATE; articles marked backfill.")
 @click.option("--bus", "bus_url", default=None, help="Bus to publish to: embedded or kafka://HOST:PORT.")
+@click.option("--store", "store_url", default=None, help="Accepted like every stage's; the crawl writes to no store.")
 @click.option("--metrics-port", type=int, default=None, help="Serve /metrics and /healthz on this port (0 = off).")
 @click.option("--json", "as_json", is_flag=True, help="Print the crawl summary as JSON.")
 @click.pass_context
@@ -176,6 +177,7 @@ def crawl_command(
     spiders: tuple[str, ...],
     backfill_since: datetime | None,
     bus_url: str | None,
+    store_url: str | None,
     metrics_port: int | None,
     as_json: bool,
 ) -> None:

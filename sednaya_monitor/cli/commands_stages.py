@@ -18,14 +18,14 @@ import click
 
 from indexer.index_stage import IndexStage, StoryIndexStage
 from indexer.store import SearchStore
-from sednaya_monitor import wiring
+from sednaya_monitor import __version__, wiring
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
 from sednaya_monitor.metrics_server import Health, MetricsServer
 from sednaya_monitor.pipeline import GROUP_ALERT, GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX, GROUP_INDEX_STORIES
 from sednaya_monitor.store_guard import StoreGuard
 from stream.bus import Bus
-from stream.metrics import Metrics
+from stream.metrics import Metrics, set_build_info
 from stream.settings import Settings
 from stream.worker import Handler, StageWorker
 
@@ -101,7 +101,9 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
     """Connect, build the stage's workers with ``factory`` and run them until SIGTERM."""
     settings = app.settings
     metrics = app.metrics
-    metrics.info.info({"stage": name, "model": settings.model_name, "bus": settings.bus.split("://")[0]})
+    set_build_info(
+        metrics, version=__version__, model=settings.model_name, stage=name, bus=settings.bus.split("://")[0]
+    )
     health = Health(metrics)
     server = MetricsServer(metrics, health, host=settings.metrics_host, port=settings.metrics_port).start()
     click.echo(f"{name}: /metrics and /healthz on {server.url}", err=True)
@@ -109,7 +111,7 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
     install_signal_handlers(stop)
 
     def open_bus() -> Bus:
-        bus = wiring.make_bus(settings)
+        bus = wiring.make_bus(settings, metrics)
         bus.ensure_topics(settings.topics)
         return bus
 
@@ -120,10 +122,13 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
 
     bus = connect_with_backoff(f"bus {settings.bus}", open_bus, health, stop)
     store = connect_with_backoff(f"store {settings.store}", open_store, health, stop) if needs_store else None
+    handlers: list[Handler] = []
     try:
         if bus is None or (needs_store and store is None):
             return
         board = HealthBoard(health)
+        stages = factory(settings, metrics, bus, store)
+        handlers = [handler for _, _, handler in stages]
         workers = [
             StageWorker(
                 bus,
@@ -136,11 +141,15 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
                 on_health=board.reporter(group),
                 stop=stop,
             )
-            for topic, group, handler in factory(settings, metrics, bus, store)
+            for topic, group, handler in stages
         ]
         logger.info("stage running", extra={"stage": name, "groups": [w.group for w in workers]})
         _loop(workers, stop)
     finally:
+        for handler in handlers:  # e.g. the alert stage lets deliveries in flight finish
+            close = getattr(handler, "close", None)
+            if callable(close):
+                close()
         if bus is not None:
             bus.close()
         if store is not None:

@@ -20,7 +20,7 @@ class AppContext:
     def bus(self) -> Bus:
         if self._bus is None:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            self._bus = wiring.make_bus(self.settings)
+            self._bus = wiring.make_bus(self.settings, self.metrics)
         return self._bus
 
     @property
