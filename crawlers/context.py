@@ -157,6 +157,13 @@ class CrawlContext:
                 return entry.type
         return None
 
+    def source_country(self, source: str) -> str | None:
+        """The registry ``country`` (ISO 3166-1 alpha-2) of ``source``, None for unregistered hosts."""
+        for entry in self.registry:
+            if entry.id == source:
+                return entry.country or None
+        return None
+
     def claim(self, canonical: str) -> bool:
         """True the first time ``canonical`` is claimed in this crawl and it was not handled by an earlier
         run; counts the skip otherwise."""

@@ -38,7 +38,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
 
-from indexer.documents import DAY_FACET_SIZE, FACET_SIZE, epoch_micros, sort_time, source_type_of
+from indexer.documents import DAY_FACET_SIZE, FACET_SIZE, epoch_micros, sort_time, source_country_of, source_type_of
 from indexer.errors import StoreError
 from indexer.highlight import matched_terms
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
@@ -89,6 +89,7 @@ def article_document(article: Article) -> dict[str, Any]:
     doc.setdefault("extra", {})
     doc.update(
         source_type=source_type_of(article),
+        source_country=source_country_of(article),
         lang=article.lang.lower(),
         sort_date=_iso(sort_time(article)),
         title_folded=" ".join(tokens(article.title)),

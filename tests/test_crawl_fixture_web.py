@@ -119,6 +119,7 @@ def test_each_relevant_article_is_published_exactly_once(run1: Run, fixture_web:
         assert article.relevance is not None and article.relevance.score >= 0.5
         assert article.backfill is False
         assert article.extra["source_type"] in {"other", "syrian-independent", "public-broadcaster"}
+        assert article.extra["source_country"] in {"GB", "SY", "FR", "DE", "TR"}, f"{site}{path}"
     assert len(keys) == len(EXPECTED)
     assert run1.summary["published"] == len(EXPECTED)
 

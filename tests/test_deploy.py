@@ -298,10 +298,6 @@ def test_kibana_searches_and_lens_use_mapped_fields() -> None:
     assert langs >= {"ar", "en", "fr", "de", "tr"}, langs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the articles mapping has no source_country field yet (source registry country; asked of the lead)",
-)
 def test_kibana_map_joins_on_a_mapped_field() -> None:
     articles = _mapped_fields("articles")
     for obj in _saved_objects():

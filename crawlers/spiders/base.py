@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 EXTRA_LANG_HINT = "lang_hint"  # Article.extra keys set here
 EXTRA_SOURCE_TYPE = "source_type"  # = indexer.documents.SOURCE_TYPE_KEY (crawlers must not import indexer)
+EXTRA_SOURCE_COUNTRY = "source_country"  # = indexer.documents.SOURCE_COUNTRY_KEY
 ALL_ERROR_STATUSES = [304, *range(400, 600)]  # handled by our callbacks so each one is a counted outcome
 PERMANENT_REJECTIONS = frozenset(
     {"not_html", "listing_page", "too_short", "off_topic", "bad_encoding", "duplicate", "unresolved_redirect"}
@@ -259,6 +260,9 @@ class BaseSpider(scrapy.Spider):
         source_type = self.context.source_type(source)
         if source_type:
             extra[EXTRA_SOURCE_TYPE] = source_type  # read by indexer/documents.py (facet)
+        country = self.context.source_country(source)
+        if country:
+            extra[EXTRA_SOURCE_COUNTRY] = country  # read by indexer/documents.py (Kibana's map joins on it)
         article = Article(
             id=ident,
             url=response.url,
