@@ -430,3 +430,19 @@ def test_records_committed_but_not_flushed_are_published_by_the_next_batch(
     finally:
         stage.close()
         bus.close()
+
+
+def test_thresholds_and_model_languages_come_from_the_settings(
+    settings_factory: Callable[..., Settings], embedder: SentenceTransformerEmbedder
+) -> None:
+    stage = EmbedStage(
+        settings_factory(model_languages="en, de", cluster_threshold=0.66, cross_lingual_min_anchors=3.0),
+        Metrics(CollectorRegistry()),
+        embedder=embedder,
+    )
+    try:
+        assert stage.params.model_languages == {"en", "de"}
+        assert (stage.params.threshold, stage.params.cross_lingual_min_anchors) == (0.66, 3.0)
+        assert (stage.state.path.name, stage.state.path.parent) == (STATE_FILE, stage.settings.data_dir)
+    finally:
+        stage.close()
