@@ -61,3 +61,17 @@ class CachedEmbedder:
         if not keys:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32)
+
+
+def main() -> None:
+    """Not a benchmark: report what the cache holds (``bench.all`` runs every module of bench/)."""
+    if not DEFAULT_CACHE.exists():
+        print(f"embedding cache {DEFAULT_CACHE}: empty (the clustering benchmarks fill it)")
+        return
+    with sqlite3.connect(DEFAULT_CACHE) as db:
+        count = db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+    print(f"embedding cache {DEFAULT_CACHE}: {count} vectors")
+
+
+if __name__ == "__main__":
+    main()
