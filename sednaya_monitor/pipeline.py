@@ -50,7 +50,8 @@ class RunSummary:
     articles_in: int  # records published to the raw topic by this process (ingest and crawl)
     indexed: int
     duplicates: int
-    follow_ups: int
+    joined: int  # joined a current story (same event, not a copy)
+    follow_ups: int  # re-told a dormant story (anniversary, explainer)
     new_stories: int
     dead_letters: int
 
@@ -59,6 +60,7 @@ class RunSummary:
             f"articles in:   {self.articles_in}",
             f"indexed:       {self.indexed}",
             f"duplicates:    {self.duplicates}",
+            f"joined story:  {self.joined}",
             f"follow-ups:    {self.follow_ups}",
             f"new stories:   {self.new_stories}",
             f"dead letters:  {self.dead_letters}",
@@ -168,6 +170,7 @@ class Pipeline:
             articles_in=self.published + crawled,
             indexed=value("sednaya_articles_total", stage="index", status="indexed"),
             duplicates=value("sednaya_articles_total", stage="embed", status="duplicate"),
+            joined=value("sednaya_articles_total", stage="embed", status="clustered"),
             follow_ups=value("sednaya_articles_total", stage="embed", status="follow_up"),
             new_stories=value("sednaya_story_events_total", kind="created"),
             dead_letters=dead,

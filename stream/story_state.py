@@ -248,12 +248,10 @@ class StoryState:
 
     def _load_duplicates(self) -> NearDuplicateIndex:
         index = NearDuplicateIndex(self.duplicate_threshold, window_days=self.duplicate_window_days)
-        newest = self._db.execute("SELECT MAX(at) FROM signatures").fetchone()[0]
-        if newest is None:
-            return index
-        horizon = newest - self.duplicate_window_days * 86400 if self.duplicate_window_days else float("-inf")
+        # Replayed in arrival order (rowid), through the same add/prune as the live index, so a restarted
+        # stage holds exactly the roots the live one held (an out-of-order old root included).
         for article_id, sha, sig, at in self._db.execute(
-            "SELECT article_id, sha, sig, at FROM signatures WHERE at >= ? ORDER BY at", (horizon,)
+            "SELECT article_id, sha, sig, at FROM signatures ORDER BY rowid"
         ):
             index.add(article_id, sha or None, None if sig is None else signature_from_bytes(sig), _dt(at))
         return index

@@ -269,6 +269,8 @@ def describe_group(broker: Broker, group: str) -> str:
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=5000)
     try:
         info = admin.describe_groups([group]).get(group, {})
+    except ValueError as exc:  # kafka-python cannot parse tansu's authorized_operations (e.g. 15)
+        return f"group not described: {exc}"
     finally:
         admin.close()
     return f"state={info.get('group_state')!r} members={len(info.get('members') or [])}"
