@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_section as write_doc_section
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -214,15 +216,7 @@ def run(trickle: int, burst: int) -> dict[str, Any]:
 
 
 def _write_section(lines: list[str]) -> None:
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    section = "\n".join([f"## {SECTION}", "", *lines, ""])
-    start = text.find(f"\n## {SECTION}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + ("" if end == -1 else "\n" + text[end + 1 :])
-    DOC.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    write_doc_section(SECTION, lines, DOC)
 
 
 def main() -> None:

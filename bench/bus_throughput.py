@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_section as write_doc_section
 from sednaya_monitor import wiring
 from stream.article import Article
 from stream.bus import H_SCHEMA, Bus
@@ -200,15 +201,7 @@ def write_section(results: dict[str, dict[str, float]]) -> None:
         lines.append(
             f"| {kind} | {r['produced_per_s']:.0f} | {r['consumed_per_s']:.0f} | {mb:.1f} | {r['first_record_s']:.2f} |"
         )
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    section = "\n".join([f"## {SECTION}", "", *lines, ""])
-    start = text.find(f"\n## {SECTION}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + ("" if end == -1 else "\n" + text[end + 1 :])
-    DOC.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    write_doc_section(SECTION, lines, DOC)
 
 
 def main() -> None:

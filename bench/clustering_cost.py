@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
+from bench.report import write_section as write_doc_section
 from stream.article import Article
 from stream.bus import H_ENTERED_AT, H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
@@ -260,15 +261,7 @@ def report(r: dict[str, Any]) -> list[str]:
 
 
 def write_section(lines: list[str]) -> None:
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    section = "\n".join([f"## {SECTION}", "", *lines, ""])
-    start = text.find(f"\n## {SECTION}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + ("" if end == -1 else "\n" + text[end + 1 :])
-    DOC.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    write_doc_section(SECTION, lines, DOC)
 
 
 def main() -> None:

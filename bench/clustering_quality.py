@@ -43,6 +43,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import adjusted_rand_score
 
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
+from bench.report import write_section as write_doc_section
 from stream.anchors import AnchorExtractor
 from stream.article import Article
 from stream.clustering import ANCHOR_SATURATION, shared_anchor_weight
@@ -481,15 +482,7 @@ def semeval(data: Path, embedder: Embedder, settings: Settings, out: list[str]) 
 
 
 def write_section(lines: list[str]) -> None:
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    section = "\n".join([f"## {SECTION}", "", *lines, ""])
-    start = text.find(f"\n## {SECTION}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + ("" if end == -1 else "\n" + text[end + 1 :])
-    DOC.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    write_doc_section(SECTION, lines, DOC)
 
 
 PARTS = ("neus", "roundups", "basil", "semeval")

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.report import write_section as write_doc_section
 from crawlers.site_server import SiteServer
 from scripts.regenerate_extraction_golden import golden_path, observe, pages
 from tests.crawl_fixtures import SITES, FixtureWeb, _gdelt, _gnews, crawl_json, render_registry
@@ -84,15 +85,7 @@ def crawl_figures() -> list[str]:
 
 
 def write_section(lines: list[str]) -> None:
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    section = "\n".join([f"## {SECTION}", "", *lines, ""])
-    start = text.find(f"\n## {SECTION}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + ("" if end == -1 else "\n" + text[end + 1 :])
-    DOC.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    write_doc_section(SECTION, lines, DOC)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_section as write_doc_section
 from sednaya_monitor.pipeline import GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX
 from stream.article import Article
 from stream.bus import H_SCHEMA
@@ -261,15 +262,7 @@ def write_section(runs: list[dict[str, Any]], index_only: dict[str, Any], n: int
             "refresh interval are the first knobs."
         ),
     ]
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    section = "\n".join([f"## {SECTION}", "", *lines, ""])
-    start = text.find(f"\n## {SECTION}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + ("" if end == -1 else "\n" + text[end + 1 :])
-    DOC.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    write_doc_section(SECTION, lines, DOC)
     return lines
 
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.report import write_section as write_doc_section
 from indexer.store import SearchRequest, SearchStore
 from indexer.store_elastic import ElasticStore
 from indexer.store_embedded import EmbeddedStore
@@ -320,15 +321,7 @@ def run_stand_in(articles: list[Article], rounds: int, work: Path) -> dict[str, 
 
 
 def _write_section(lines: list[str]) -> None:
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    section = "\n".join([f"## {SECTION}", "", *lines, ""])
-    start = text.find(f"\n## {SECTION}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + ("" if end == -1 else "\n" + text[end + 1 :])
-    DOC.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    write_doc_section(SECTION, lines, DOC)
 
 
 def main() -> None:
