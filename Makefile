@@ -17,7 +17,10 @@ lint:
 	mypy
 
 test: install lint
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -m "not isolated"
+	# each tansu two-member group test in a fresh process (pyproject.toml, marker "isolated")
+	$(PYTHON) -m pytest -q -m isolated tests/test_bus_contract.py
+	$(PYTHON) -m pytest -q -m isolated tests/test_bus_kafka.py
 
 bench: install
 	$(PYTHON) -m bench.all

@@ -196,6 +196,7 @@ def test_lag_counts_uncommitted_records(bus_env: BusEnv) -> None:
 # --- consumer groups ------------------------------------------------------------------------------
 
 
+@pytest.mark.isolated
 @pytest.mark.fresh_broker
 def test_two_members_of_a_group_split_the_partitions(bus_env: BusEnv) -> None:
     if bus_env.kind == "embedded":

@@ -137,6 +137,7 @@ def test_worker_exports_consumer_lag_per_partition(broker: Broker, settings_fact
         bus.close()
 
 
+@pytest.mark.isolated
 def test_rebalance_never_hands_a_committed_record_to_the_new_owner(broker: Broker, settings_factory: object) -> None:
     """A holds uncommitted records when B joins: A's next commit covers only partitions A kept."""
     bus = make_bus(broker, settings_factory)
