@@ -7,7 +7,8 @@ Layout (names use ``settings.es_prefix``, default ``sednaya``):
   for the article indices and, when ``es_snapshot_repository`` is set, an SLM snapshot policy. All are
   the JSON files of ``deploy/elasticsearch/`` (the same files an operator can PUT by hand), installed at
   start-up when missing or older than the file's ``version``. The default prefix in those files is
-  replaced by the configured one, and the vector dims by ``settings.es_vector_dims``.
+  replaced by the configured one, and the vector dims by the embedding model's
+  (``vector_dims``, from ``sednaya_monitor.wiring``).
 - ``<p>-articles-000001`` behind the write alias ``<p>-articles`` (ILM rolls it over); reads and
   writes go through the alias. ``<p>-stories``: one document per story.
 
@@ -50,6 +51,7 @@ from stream.story import Story
 logger = logging.getLogger(__name__)
 
 DEPLOY_DIR = PACKAGE_ROOT / "deploy" / "elasticsearch"
+DEFAULT_VECTOR_DIMS = 512  # the default model's (use-multilingual-v3); wiring passes the configured model's
 FILE_PREFIX = "sednaya"  # the prefix written in the deploy files, replaced by settings.es_prefix
 LANG_SUBFIELDS = ("ar", "en", "fr", "de", "tr", "std")
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})  # overload/unavailable: worth another try
@@ -224,7 +226,15 @@ class ElasticStore:
     index refresh interval (1 s).
     """
 
-    def __init__(self, settings: Settings, *, refresh: bool = False, client: Elasticsearch | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        refresh: bool = False,
+        client: Elasticsearch | None = None,
+        vector_dims: int = DEFAULT_VECTOR_DIMS,
+    ) -> None:
+        self.vector_dims = vector_dims
         self.settings = settings
         self.prefix = settings.es_prefix
         self.articles_alias = f"{self.prefix}-articles"
@@ -238,7 +248,7 @@ class ElasticStore:
     # --- set-up ----------------------------------------------------------------------------------
 
     def _body(self, kind: str, name: str) -> dict[str, Any]:
-        return _load(DEPLOY_DIR / kind / f"{name}.json", self.prefix, self.settings.es_vector_dims)
+        return _load(DEPLOY_DIR / kind / f"{name}.json", self.prefix, self.vector_dims)
 
     def installed_template(self, kind: str, name: str) -> dict[str, Any] | None:
         """The installed ``component`` or ``index`` template body named ``name``, or None.

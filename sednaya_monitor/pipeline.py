@@ -102,7 +102,13 @@ class Pipeline:
         self.store.ensure_ready()
         self.bus.ensure_topics(settings.topics)
         self.published = 0
-        embed = EmbedStage(settings, self.metrics, embedder=embedder, bus=self.bus)
+        embed = EmbedStage(
+            settings,
+            self.metrics,
+            embedder=embedder if embedder is not None else wiring.make_embedder(settings),
+            state=wiring.make_story_state(settings),
+            bus=self.bus,
+        )
         # In one process the index stage has run before the alert stage sees an event: no wait needed.
         alert = AlertStage(settings, self.store, self.metrics, article_wait_s=0.0)
         self._closeables: list[_Closeable] = [embed, alert]

@@ -1,11 +1,77 @@
-"""The one module that picks adapters from settings (``embedded`` or a URL)."""
+"""The composition root: the one module that turns settings into adapters.
+
+Registries keyed by URL scheme (bus, store) or by model name (embedder): a new backend is one module
+plus one registration line here. Stages receive ready collaborators.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from indexer.store import SearchStore
 from stream.bus import Bus
+from stream.embedding import Embedder
 from stream.metrics import Metrics
 from stream.settings import Settings
+from stream.story_state import STATE_FILE, StoryState
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderKind:
+    """A registered embedder: how to build it, and its dimension without loading it."""
+
+    build: Callable[[Settings], Embedder]
+    dim: int
+
+
+def _use(settings: Settings) -> Embedder:
+    from stream.embedding_use import UniversalSentenceEncoder
+
+    return UniversalSentenceEncoder(threads=settings.model_threads, batch_size=settings.embed_batch_size)
+
+
+def _e5(settings: Settings) -> Embedder:
+    from stream.embedding_e5 import E5SmallEmbedder
+
+    return E5SmallEmbedder(threads=settings.model_threads)
+
+
+def _sentence_transformers(settings: Settings) -> Embedder:
+    from stream.embedding import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
+
+
+# model_name -> embedder; any other name or path is a sentence-transformers model.
+EMBEDDERS: dict[str, EmbedderKind] = {
+    "use-multilingual-v3": EmbedderKind(build=_use, dim=512),
+    "multilingual-e5-small": EmbedderKind(build=_e5, dim=384),
+    "all-MiniLM-L6-v2": EmbedderKind(build=_sentence_transformers, dim=384),
+    "sentence-transformers/all-MiniLM-L6-v2": EmbedderKind(build=_sentence_transformers, dim=384),
+}
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """The embedder ``settings.model_name`` names (built, loaded on first use)."""
+    kind = EMBEDDERS.get(settings.model_name)
+    return kind.build(settings) if kind is not None else _sentence_transformers(settings)
+
+
+def embedder_dim(settings: Settings) -> int:
+    """The model's vector dimension: from the registry, else by loading the model."""
+    kind = EMBEDDERS.get(settings.model_name)
+    return kind.dim if kind is not None else make_embedder(settings).dim
+
+
+def make_story_state(settings: Settings) -> StoryState:
+    """The clustering stage's story state in the data directory."""
+    return StoryState(
+        settings.data_dir / STATE_FILE,
+        window_days=settings.cluster_window_days,
+        duplicate_threshold=settings.duplicate_threshold,
+        duplicate_window_days=settings.duplicate_window_days,
+    )
 
 
 def make_bus(settings: Settings, metrics: Metrics | None = None) -> Bus:
@@ -21,11 +87,12 @@ def make_bus(settings: Settings, metrics: Metrics | None = None) -> Bus:
 
 
 def make_store(settings: Settings) -> SearchStore:
-    """The embedded SQLite FTS5 store, or Elasticsearch 8 for ``store = "http://host:9200"``."""
+    """The embedded SQLite FTS5 store, or Elasticsearch 8 for ``store = "http://host:9200"`` (its
+    ``dense_vector`` fields sized for the configured model)."""
     if settings.distributed_store:
         from indexer.store_elastic import ElasticStore
 
-        return ElasticStore(settings)
+        return ElasticStore(settings, vector_dims=embedder_dim(settings))
     from indexer.store_embedded import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir / "store.sqlite3")

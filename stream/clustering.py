@@ -6,8 +6,16 @@ look-back window, plus dormant ones sharing specific anchors), this module decid
 Scoring a candidate story for an article:
 
 - ``cos``: cosine of the article vector with the story's centroid in the article's language when the
-  story has one, else with the overall centroid;
-- ``shared``: the weighted anchors both have (``stream.anchors.ANCHOR_WEIGHTS``);
+  story has one, else with the overall centroid. With a multilingual model both are first *centred*:
+  the mean vector of the recent articles (``center``, kept by ``stream.story_state``) is subtracted
+  from the article vector and from the story's mean vector. Every article of a monitored topic shares
+  that direction ("Syria", "prison", "Assad"); taking it away leaves what tells one event from another,
+  the embedding-space twin of an IDF (docs/clustering.md: area under the same-story ROC 0.87 -> 0.92);
+- ``shared``: the anchors both have, each weighted by its kind (``stream.anchors.ANCHOR_WEIGHTS``)
+  times its rarity among recent articles (``rarity``: 1 for an anchor no other recent article has,
+  about 0 for one most articles share, such as the topic's own names, "Assad" or "13,000");
+- the date gate: an article with a publication date is not eligible for a story whose dated articles
+  were all published more than ``date_gate_days`` away (undated articles pass: their time is unknown);
 - same language, read by the model (``model_languages``; ``*`` for a multilingual model, which also
   makes every language pair comparable): ``score = cos + anchor_weight * min(1, shared / ANCHOR_SATURATION)``;
 - otherwise (another language, or a language an English-only model does not read, where cosine
@@ -26,9 +34,9 @@ The best eligible score at or above ``threshold`` wins (ties: the older story); 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -46,20 +54,30 @@ Action = Literal["new", "join", "follow_up"]
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ClusterParams:
-    """Thresholds (defaults from ``Settings``; calibrated in docs/clustering.md)."""
+    """Thresholds (defaults from ``Settings``; calibrated in docs/clustering.md).
+
+    ``threshold`` applies to centred cosines (a ``center`` is known), ``warmup_threshold`` to raw
+    cosines while too few articles were seen to know the topic's common direction.
+    """
 
     threshold: float = 0.7
+    warmup_threshold: float = 0.7
     anchor_weight: float = 0.0
     cross_lingual_min_anchors: float = 2.0
     follow_up_min_anchors: float = 1.0
     novelty_override: float = 0.95
     merge_threshold: float = 0.8
+    warmup_merge_threshold: float = 0.8
+    date_gate_days: float = 7.0
     model_languages: frozenset[str] = frozenset({"en"})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ArticleFeatures:
-    """What clustering knows of an article: ``vector`` shape ``(dim,)``, L2-normalised."""
+    """What clustering knows of an article: ``vector`` shape ``(dim,)``, L2-normalised.
+
+    ``dated``: ``at`` is a publication date (False: the discovery time of an undated article).
+    """
 
     id: str
     vector: NDArray[np.float32]
@@ -67,20 +85,26 @@ class ArticleFeatures:
     kinds: frozenset[str]
     lang: str
     at: datetime
+    dated: bool = True
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Candidate:
-    """A story as clustering sees it. Centroids are L2-normalised, shape ``(dim,)``."""
+    """A story as clustering sees it. Centroids are L2-normalised, shape ``(dim,)``; ``mean`` is the
+    plain mean of its article vectors (centred by :func:`assign`); ``dated_first``/``dated_last`` the
+    range of its articles' publication dates (None: no dated article)."""
 
     story_id: str
     centroid: NDArray[np.float32]
+    mean: NDArray[np.float32] | None = None
     lang_centroids: Mapping[str, NDArray[np.float32]] = field(default_factory=dict)
     anchors: frozenset[str] = frozenset()
     kinds: frozenset[str] = frozenset()
     languages: frozenset[str] = frozenset()
     first_seen: datetime
     last_seen: datetime
+    dated_first: datetime | None = None
+    dated_last: datetime | None = None
     article_count: int = 1
     dormant: bool = False  # last seen before the look-back window (found by its anchors)
 
@@ -108,13 +132,24 @@ class Decision:
     cross_lingual: bool = False
 
 
-def shared_anchor_weight(a: frozenset[str], b: frozenset[str], *, specific_only: bool = False) -> float:
-    """Weighted size of ``a & b`` (``specific_only``: dates, figures and entities only)."""
+Rarity = Callable[[str], float]  # anchor -> 0..1, how rare it is among recent articles
+
+
+def _no_rarity(anchor: str) -> float:
+    return 1.0
+
+
+def shared_anchor_weight(
+    a: frozenset[str], b: frozenset[str], *, specific_only: bool = False, rarity: Rarity | None = None
+) -> float:
+    """Weighted size of ``a & b`` (``specific_only``: dates, figures and entities only); each anchor
+    weighs its kind's weight times its ``rarity`` (1 when no rarity is given)."""
+    rare = rarity or _no_rarity
     total = 0.0
     for anchor in a & b:
         if specific_only and anchor_kind(anchor) not in {"date", "num", "ent"}:
             continue
-        total += anchor_weight(anchor)
+        total += anchor_weight(anchor) * rare(anchor)
     return total
 
 
@@ -123,27 +158,82 @@ def reads_language(lang: str, params: ClusterParams) -> bool:
     return MULTILINGUAL in params.model_languages or lang == UNDETERMINED_LANG or lang in params.model_languages
 
 
-def score_candidate(article: ArticleFeatures, cand: Candidate, params: ClusterParams) -> Scored:
+def _unit_rows(matrix: NDArray[np.float32]) -> NDArray[np.float32]:
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    out: NDArray[np.float32] = (matrix / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    return out
+
+
+def _story_vector(cand: Candidate, lang: str, params: ClusterParams, centred: bool) -> NDArray[np.float32]:
+    if MULTILINGUAL in params.model_languages:
+        # One space for every language: the story's overall mean (centred) or centroid.
+        if centred and cand.mean is not None:
+            return cand.mean
+        return cand.centroid
+    return cand.lang_centroids.get(lang, cand.centroid)
+
+
+def cosines(
+    article: ArticleFeatures,
+    candidates: Sequence[Candidate],
+    params: ClusterParams,
+    center: NDArray[np.float32] | None = None,
+) -> NDArray[np.float32]:
+    """Cosine of ``article`` with each candidate, centred on ``center`` when given (multilingual model)."""
+    centred = center is not None and MULTILINGUAL in params.model_languages
+    stories = np.stack([_story_vector(c, article.lang, params, centred) for c in candidates])
+    if not centred:
+        out: NDArray[np.float32] = stories @ article.vector
+        return out
+    assert center is not None
+    vec = _unit_rows((article.vector - center)[None, :])[0]
+    centred_cos: NDArray[np.float32] = _unit_rows(stories - center) @ vec
+    return centred_cos
+
+
+def date_gate(article: ArticleFeatures, cand: Candidate, params: ClusterParams) -> str | None:
+    """Why ``cand`` is out of reach of ``article``'s publication date, or None."""
+    if not article.dated or cand.dated_first is None or cand.dated_last is None:
+        return None
+    gate = timedelta(days=params.date_gate_days)
+    if cand.dated_first - gate <= article.at <= cand.dated_last + gate:
+        return None
+    return f"published more than {params.date_gate_days:g} days from the story's dated articles"
+
+
+def score_candidate(
+    article: ArticleFeatures,
+    cand: Candidate,
+    params: ClusterParams,
+    *,
+    center: NDArray[np.float32] | None = None,
+    rarity: Rarity | None = None,
+    cos: float | None = None,
+) -> Scored:
     """Score and eligibility of ``cand`` for ``article`` (see the module docstring)."""
     same_lang = _same_language(article.lang, cand.languages)
-    centroid = cand.lang_centroids.get(article.lang, cand.centroid)
-    cos = float(np.dot(article.vector, centroid))
-    shared = shared_anchor_weight(article.anchors, cand.anchors)
+    if cos is None:
+        cos = float(cosines(article, [cand], params, center)[0])
+    shared = shared_anchor_weight(article.anchors, cand.anchors, rarity=rarity)
     trusted = reads_language(article.lang, params) and (same_lang or MULTILINGUAL in params.model_languages)
+    threshold = _threshold(params, center)
     if trusted:
         score = cos + params.anchor_weight * min(1.0, shared / ANCHOR_SATURATION)
         eligible, reason = True, "similar"
     else:
         # Another language, or one the model does not read: only the anchors link, and the score
         # reaches the threshold exactly at ``cross_lingual_min_anchors`` of shared anchors.
-        score = params.threshold * min(MAX_ANCHOR_SCORE_RATIO, shared / params.cross_lingual_min_anchors)
+        score = threshold * min(MAX_ANCHOR_SCORE_RATIO, shared / params.cross_lingual_min_anchors)
         eligible = shared >= params.cross_lingual_min_anchors
         reason = "shared anchors" if eligible else "not read by the model, too few shared anchors"
+    gated = date_gate(article, cand, params)
+    if eligible and gated is not None:
+        eligible, reason = False, gated
     new_kinds = article.kinds - cand.kinds
     if eligible and new_kinds and cos < params.novelty_override:
         eligible, reason = False, "new development: " + ",".join(sorted(new_kinds))
     if eligible and cand.dormant:
-        specific = shared_anchor_weight(article.anchors, cand.anchors, specific_only=True)
+        specific = shared_anchor_weight(article.anchors, cand.anchors, specific_only=True, rarity=rarity)
         if specific < params.follow_up_min_anchors:
             eligible, reason = False, "dormant story, too few shared anchors"
         else:
@@ -153,13 +243,26 @@ def score_candidate(article: ArticleFeatures, cand: Candidate, params: ClusterPa
         score=score,
         similarity=cos,
         shared=shared,
-        cross_lingual=not trusted,
+        cross_lingual=not trusted or (MULTILINGUAL in params.model_languages and not same_lang),
         eligible=eligible,
         reason=reason,
     )
 
 
-def assign(article: ArticleFeatures, candidates: Sequence[Candidate], params: ClusterParams) -> Decision:
+def _threshold(params: ClusterParams, center: NDArray[np.float32] | None) -> float:
+    if MULTILINGUAL in params.model_languages and center is None:
+        return params.warmup_threshold
+    return params.threshold
+
+
+def assign(
+    article: ArticleFeatures,
+    candidates: Sequence[Candidate],
+    params: ClusterParams,
+    *,
+    center: NDArray[np.float32] | None = None,
+    rarity: Rarity | None = None,
+) -> Decision:
     """The story ``article`` belongs to among ``candidates``, or ``new``.
 
     Cosines are computed in one matrix product; candidates the model reads whose cosine cannot reach
@@ -167,17 +270,17 @@ def assign(article: ArticleFeatures, candidates: Sequence[Candidate], params: Cl
     """
     if not candidates:
         return Decision(action="new", story_id=None, score=0.0, similarity=0.0, reason="no candidate story")
-    cents = np.stack([c.lang_centroids.get(article.lang, c.centroid) for c in candidates])
-    cosines = cents @ article.vector
-    floor = params.threshold - params.anchor_weight
+    all_cos = cosines(article, candidates, params, center)
+    threshold = _threshold(params, center)
+    floor = threshold - params.anchor_weight
     reads = reads_language(article.lang, params)
     multilingual = MULTILINGUAL in params.model_languages
     best: tuple[Scored, Candidate] | None = None
-    for cand, cos in zip(candidates, cosines, strict=True):
+    for cand, cos in zip(candidates, all_cos, strict=True):
         if cos < floor and reads and (multilingual or _same_language(article.lang, cand.languages)):
             continue  # trusted cosine, too low: cannot reach the threshold
-        scored = score_candidate(article, cand, params)
-        if not scored.eligible or scored.score < params.threshold:
+        scored = score_candidate(article, cand, params, center=center, rarity=rarity, cos=float(cos))
+        if not scored.eligible or scored.score < threshold:
             continue
         if best is None or _better(scored, cand, best[0], best[1]):
             best = (scored, cand)
@@ -204,26 +307,49 @@ def _better(a: Scored, ca: Candidate, b: Scored, cb: Candidate) -> bool:
     return (ca.first_seen, ca.story_id) < (cb.first_seen, cb.story_id)
 
 
-def merge_pairs(stories: Sequence[Candidate], params: ClusterParams) -> list[tuple[int, int]]:
-    """Index pairs ``(i, j)``, ``i < j``, of ``stories`` that :func:`should_merge`, most similar first.
+def _merge_vectors(
+    stories: Sequence[Candidate], params: ClusterParams, center: NDArray[np.float32] | None
+) -> tuple[NDArray[np.float32], float]:
+    if center is not None and MULTILINGUAL in params.model_languages and all(s.mean is not None for s in stories):
+        means = np.stack([s.mean for s in stories if s.mean is not None])
+        return _unit_rows(means - center), params.merge_threshold
+    limit = params.warmup_merge_threshold if MULTILINGUAL in params.model_languages else params.merge_threshold
+    return np.stack([s.centroid for s in stories]), limit
+
+
+def merge_pairs(
+    stories: Sequence[Candidate], params: ClusterParams, *, center: NDArray[np.float32] | None = None
+) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of ``stories`` that should merge, most similar first: their
+    (centred) centroids at least the merge threshold apart, the same kinds of development, and
+    publication dates within the date gate of each other.
 
     One matrix product over the centroids, so a pass over a few hundred active stories stays cheap.
     """
     if len(stories) < 2:
         return []
-    cents = np.stack([s.centroid for s in stories])
+    cents, limit = _merge_vectors(stories, params, center)
     sims = np.triu(cents @ cents.T, k=1)
-    rows, cols = np.nonzero(sims >= params.merge_threshold)
+    rows, cols = np.nonzero(sims >= limit)
     order = np.argsort(-sims[rows, cols], kind="stable")
     return [
         (int(rows[k]), int(cols[k]))
         for k in order
-        if should_merge(stories[int(rows[k])], stories[int(cols[k])], params)
+        if _compatible(stories[int(rows[k])], stories[int(cols[k])], params)
     ]
 
 
-def should_merge(a: Candidate, b: Candidate, params: ClusterParams) -> bool:
-    """Two stories converged: centroids at least ``merge_threshold`` apart and the same kinds of development."""
+def _compatible(a: Candidate, b: Candidate, params: ClusterParams) -> bool:
     if a.story_id == b.story_id or a.kinds != b.kinds:
         return False
-    return float(np.dot(a.centroid, b.centroid)) >= params.merge_threshold
+    if a.dated_first is None or b.dated_first is None or a.dated_last is None or b.dated_last is None:
+        return True
+    gate = timedelta(days=params.date_gate_days)
+    return a.dated_first - gate <= b.dated_last and b.dated_first - gate <= a.dated_last
+
+
+def should_merge(
+    a: Candidate, b: Candidate, params: ClusterParams, *, center: NDArray[np.float32] | None = None
+) -> bool:
+    """Two stories converged (see :func:`merge_pairs`)."""
+    return bool(merge_pairs([a, b], params, center=center))

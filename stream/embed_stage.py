@@ -32,13 +32,14 @@ from stream.article import Article, now_utc, parse_time
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record
 from stream.clustering import ArticleFeatures, ClusterParams, assign, merge_pairs
 from stream.embed_text import embed_text
-from stream.embedding import Embedder, SentenceTransformerEmbedder
+from stream.embedding import Embedder
 from stream.errors import ContractError
 from stream.metrics import Metrics
 from stream.near_duplicate import duplicate_text, hashable, signature
 from stream.settings import Settings
 from stream.story import StoryEvent
 from stream.story_state import STATE_FILE, StoredDecision, StoryRecord, StoryState
+from stream.text import fold
 from stream.topic import load_topic
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,33 @@ STAGE = "embed"
 
 
 def article_time(article: Article) -> datetime:
-    """The time clustering uses: publication time, else fetch time."""
-    return article.published if article.published is not None else article.fetched_at
+    """The time clustering uses: publication time, else discovery time (docs/clustering.md, "Undated
+    articles")."""
+    return article.published if article.published is not None else article.discovered_at
+
+
+def model_languages(settings: Settings, embedder: Embedder) -> frozenset[str]:
+    """``settings.model_languages``; ``auto``: ``*`` for a multilingual embedder, else English."""
+    raw = settings.model_languages.strip()
+    if raw == "auto":
+        return frozenset({"*"}) if getattr(embedder, "multilingual", False) else frozenset({"en"})
+    return frozenset(x.strip() for x in raw.split(",") if x.strip())
+
+
+def cluster_params(settings: Settings, embedder: Embedder) -> ClusterParams:
+    """Clustering thresholds from the settings, for ``embedder``'s languages."""
+    return ClusterParams(
+        threshold=settings.cluster_threshold,
+        warmup_threshold=settings.cluster_warmup_threshold,
+        anchor_weight=settings.anchor_weight,
+        cross_lingual_min_anchors=settings.cross_lingual_min_anchors,
+        follow_up_min_anchors=settings.follow_up_min_anchors,
+        novelty_override=settings.novelty_override,
+        merge_threshold=settings.merge_threshold,
+        warmup_merge_threshold=settings.merge_warmup_threshold,
+        date_gate_days=settings.date_gate_days,
+        model_languages=model_languages(settings, embedder),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +90,7 @@ class EmbedStage:
     Args:
         settings: topics, model, thresholds, data directory.
         metrics: counts ``articles{stage="embed", status}`` and ``stories{kind}``.
-        embedder: defaults to ``SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)``.
+        embedder: the model (``sednaya_monitor.wiring.make_embedder`` builds the configured one).
         state: defaults to ``StoryState(settings.data_dir / "stories.sqlite3", ...)``.
         bus: where :meth:`handle` publishes (required for ``handle``, not for ``process``).
     """
@@ -76,17 +102,13 @@ class EmbedStage:
         settings: Settings,
         metrics: Metrics,
         *,
-        embedder: Embedder | None = None,
+        embedder: Embedder,
         state: StoryState | None = None,
         bus: Bus | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.embedder: Embedder = (
-            embedder
-            if embedder is not None
-            else SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
-        )
+        self.embedder = embedder
         self.state = (
             state
             if state is not None
@@ -98,17 +120,12 @@ class EmbedStage:
             )
         )
         self.bus = bus
-        self.anchors = AnchorExtractor(load_topic(settings.topic_file))
-        self.params = ClusterParams(
-            threshold=settings.cluster_threshold,
-            anchor_weight=settings.anchor_weight,
-            cross_lingual_min_anchors=settings.cross_lingual_min_anchors,
-            follow_up_min_anchors=settings.follow_up_min_anchors,
-            novelty_override=settings.novelty_override,
-            merge_threshold=settings.merge_threshold,
-            model_languages=frozenset(x.strip() for x in settings.model_languages.split(",") if x.strip()),
-        )
-        self._since_merge = 0
+        topic = load_topic(settings.topic_file)
+        self.anchors = AnchorExtractor(topic)
+        # The topic's own names are in every article: never evidence that two are about one event.
+        self.topic_names = frozenset("name:" + fold(word) for name in topic.names for word in name.split())
+        self.params = cluster_params(settings, embedder)
+        self._model_checked = False
 
     # --- Handler -----------------------------------------------------------------------------------
 
@@ -177,6 +194,9 @@ class EmbedStage:
         self, pending: Sequence[_Pending], *, publish: bool
     ) -> tuple[list[Article], list[StoryEvent], list[str]]:
         vectors = self._embed([p.article for p in pending])
+        if not self._model_checked and vectors.shape[0]:
+            self.state.check_model(self.settings.model_name, int(vectors.shape[1]))
+            self._model_checked = True
         out: list[Article] = []
         events: list[StoryEvent] = []
         statuses: list[str] = []
@@ -199,9 +219,9 @@ class EmbedStage:
                 for event in new_events:
                     self._queue_event(event)
             if decision.role != "duplicate":
-                self._since_merge += 1
-                if self._since_merge >= self.settings.merge_every:
-                    self._since_merge = 0
+                self.state.since_merge += 1
+                if self.state.since_merge >= self.settings.merge_every:
+                    self.state.since_merge = 0
                     merged = self._merge_pass(article, item.entered_at)
                     events.extend(merged)
                     if publish:
@@ -239,7 +259,10 @@ class EmbedStage:
             root = self.state.decision(match.original_id)
             record = self.state.get(self.state.resolve(root.story_id)) if root is not None else None
             if record is not None:
-                self.state.add_article(record, at=at, source=article.source, lang=article.lang, vector=None)
+                dated = article.published is not None
+                self.state.add_article(
+                    record, at=at, source=article.source, lang=article.lang, vector=None, dated=dated
+                )
                 decision = StoredDecision(
                     article_id=article.id,
                     story_id=record.id,
@@ -253,11 +276,21 @@ class EmbedStage:
                     extra={"stage": STAGE, "url": article.url, "story_id": record.id, "kind": match.kind},
                 )
                 return decision, [self._event("updated", record, article, entered_at)]
-        anchors = self.anchors.extract(f"{article.title}\n{article.text}")
+        anchors = self.anchors.extract(f"{article.title}\n{article.text}") - self.topic_names
         kinds = event_kinds(article.title, article.text)
-        features = ArticleFeatures(id=article.id, vector=vector, anchors=anchors, kinds=kinds, lang=article.lang, at=at)
-        verdict = assign(features, self.state.candidates(at, anchors), self.params)
+        dated = article.published is not None
+        features = ArticleFeatures(
+            id=article.id, vector=vector, anchors=anchors, kinds=kinds, lang=article.lang, at=at, dated=dated
+        )
+        verdict = assign(
+            features,
+            self.state.candidates(at, anchors, vector=vector),
+            self.params,
+            center=self.state.center(),
+            rarity=self.state.rarity,
+        )
         self.state.add_original(article.id, sha, mh, at)
+        self.state.observe(vector, anchors)
         if verdict.action == "new" or verdict.story_id is None:
             record = self.state.create(
                 first_article_id=article.id,
@@ -268,6 +301,7 @@ class EmbedStage:
                 vector=vector,
                 anchors=anchors,
                 kinds=kinds,
+                dated=dated,
             )
             decision = StoredDecision(
                 article_id=article.id, story_id=record.id, role="first", status="first", duplicate_of=None
@@ -278,7 +312,7 @@ class EmbedStage:
             assert found is not None  # candidates come from the state
             record = found
             self.state.add_article(
-                record, at=at, source=article.source, lang=article.lang, vector=vector, anchors=anchors
+                record, at=at, source=article.source, lang=article.lang, vector=vector, anchors=anchors, dated=dated
             )
             status = "follow_up" if verdict.action == "follow_up" else "clustered"
             decision = StoredDecision(
@@ -302,7 +336,7 @@ class EmbedStage:
     def _merge_pass(self, trigger: Article, entered_at: datetime | None) -> list[StoryEvent]:
         """Merge converged active stories around ``trigger``'s time: the younger folds into the older."""
         live = sorted(self.state.live_stories(article_time(trigger)), key=lambda r: (r.first_seen, r.id))
-        pairs = merge_pairs([r.to_candidate(dormant=False) for r in live], self.params)
+        pairs = merge_pairs([r.to_candidate(dormant=False) for r in live], self.params, center=self.state.center())
         folded: dict[str, list[str]] = {}
         absorbed: set[str] = set()
         for i, j in pairs:  # i < j: live[i] is the older story

