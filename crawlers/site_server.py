@@ -6,6 +6,11 @@ byte-level substitutions: ``{{base}}`` becomes the site's base URL and ``{{site:
 site's. ``X.gz.src`` is served at ``X.gz``, gzip-compressed after substitution. Static answers carry an
 ``ETag`` and ``Last-Modified`` and honour ``If-None-Match`` (304).
 
+Pages with a query string (WordPress ``/?p=42``, legacy ``/news.php?id=7``) live in files named
+``<name>__<query>.html`` (``__p=42.html``, ``news.php__id=7.htm``; :func:`served_path` maps back).
+``.html`` is served as ``text/html; charset=utf-8``; ``.htm`` as bare ``text/html``, like a legacy server
+that leaves the charset to the page's ``<meta http-equiv>``.
+
 Broken cases live under ``/_broken/`` on every site: ``status/<code>``, ``slow`` (answers after
 ``slow_s`` seconds), ``loop/<n>`` (a redirect loop), ``huge`` (``huge_bytes`` of HTML),
 ``redirect?to=<url>`` (301). ``dynamic`` handlers (site name -> callable) answer whole sites in code.
@@ -32,6 +37,7 @@ logger = logging.getLogger(__name__)
 LAST_MODIFIED = "Mon, 09 Dec 2024 08:00:00 GMT"  # fixed: fixture files do not change between requests
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
+    ".htm": "text/html",  # no charset: the page's <meta http-equiv="Content-Type"> decides
     ".xml": "application/xml",
     ".rss": "application/rss+xml",
     ".atom": "application/atom+xml",
@@ -40,6 +46,21 @@ CONTENT_TYPES = {
     ".pdf": "application/pdf",
     ".gz": "application/x-gzip",
 }
+
+
+QUERY_SEPARATOR = "__"  # file name = <path name>__<query> + .html/.htm for pages served with a query
+PAGE_SUFFIXES = (".html", ".htm")
+
+
+def served_path(relative: str) -> str:
+    """The URL path (and query) at which the file ``relative`` (``a/b.html``, ``news.php__id=7.htm``)
+    is served."""
+    directory, _, name = relative.rpartition("/")
+    prefix = f"/{directory}/" if directory else "/"
+    if QUERY_SEPARATOR in name and name.endswith(PAGE_SUFFIXES):
+        stem, _, query = name.rpartition(".")[0].partition(QUERY_SEPARATOR)
+        return f"{prefix}{stem}?{query}"
+    return prefix + name
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +169,13 @@ class SiteServer:
         if relative.endswith("/"):
             relative += "index.html"
         target = (base / relative).resolve()
+        if parts.query:
+            name = "" if path.endswith("/") else target.name
+            for suffix in PAGE_SUFFIXES:
+                candidate = (target.parent / f"{name}{QUERY_SEPARATOR}{parts.query}{suffix}").resolve()
+                if candidate.is_file():
+                    target = candidate
+                    break
         gz_source = target.with_name(target.name + ".src")
         if not target.is_relative_to(base):
             return Answer(404, b"not found")
