@@ -48,6 +48,7 @@ class CrawlSummary:
     degraded: dict[str, str] = field(default_factory=dict)
     skipped_seen: int = 0  # links already handled by an earlier run (or earlier in this one)
     prefiltered: int = 0  # feed/sitemap entries not fetched: the prefilter found nothing on topic
+    google_news_links: Counter[str] = field(default_factory=Counter)  # article ids decoded | opaque
     prefilter_kept: Counter[str] = field(default_factory=Counter)  # why entries were fetched (name, context...)
 
     @property
@@ -70,6 +71,7 @@ class CrawlSummary:
             "skipped_seen": self.skipped_seen,
             "prefiltered": self.prefiltered,
             "prefilter_kept": dict(sorted(self.prefilter_kept.items())),
+            "google_news_links": dict(sorted(self.google_news_links.items())),
             "articles": dict(sorted(self.articles.items())),
             "extraction": dict(sorted(self.extraction.items())),
             "fetches": {s: dict(sorted(c.items())) for s, c in sorted(self.fetches.items())},

@@ -305,9 +305,7 @@ def extract(
             doc, text, title = recall_doc, recall_text, recall_title
             floor = min_text_chars(text)
     if len(normalize_whitespace(text)) < floor:
-        raise ExtractionError(
-            url, "too_short", f"{len(normalize_whitespace(text))} characters of text (floor {floor})"
-        )
+        raise ExtractionError(url, "too_short", f"{len(normalize_whitespace(text))} characters of text (floor {floor})")
     authors: tuple[str, ...] = ()
     if doc is not None and doc.author:
         authors = tuple(a.strip() for a in re.split(r";|\|", doc.author) if a.strip())
@@ -343,9 +341,7 @@ def _parse(html: str, url: str) -> lxml.html.HtmlElement:
         raise ExtractionError(url, "too_short", f"unparsable HTML: {exc}") from exc
 
 
-def _body(
-    tree: lxml.html.HtmlElement, url: str, hinted_title: str | None, *, favor: str
-) -> tuple[Any, str, str]:
+def _body(tree: lxml.html.HtmlElement, url: str, hinted_title: str | None, *, favor: str) -> tuple[Any, str, str]:
     """``(document, body text, title)`` of one trafilatura pass (``favor``: ``precision`` or ``recall``)."""
     result = trafilatura.bare_extraction(
         tree,
@@ -360,11 +356,12 @@ def _body(
     text = "" if doc is None else (doc.text or "")
     title = normalize_whitespace((doc.title if doc is not None else None) or hinted_title or "")
     html_title = normalize_whitespace(" ".join(tree.xpath("//title//text()")))
-    title = _best_title(title, html_title, hinted_title)
+    title = _best_title(title, html_title, hinted_title, text)
     return doc, _strip_title(text, title), title
 
 
 SENTENCE_MIN_WORDS = 6  # a line this long, or ending like a sentence, is text rather than a menu item
+_TITLE_SEPARATORS = re.compile(r"\s+[-|\u2013\u2014:\u00bb]+\s+")  # "Site - Headline", "Headline | Site"
 BOILERPLATE_RUN = 3  # this many non-sentence lines in a row end the article (link bars, footers)
 _SENTENCE_END = re.compile(r"[.!?\u061f\u06d4\"\u201d\u00bb:;]\s*$")
 
@@ -392,11 +389,18 @@ def trim_boilerplate_lines(text: str) -> str:
     return "\n".join(lines[start : end + 1])
 
 
-def _best_title(page_title: str, html_title: str, hinted: str | None) -> str:
-    """trafilatura's title, unless it kept only the site name of a ``<title>`` that also holds the
-    feed entry's longer title (``Site - Headline`` templates): then the entry's title."""
+def _best_title(page_title: str, html_title: str, hinted: str | None, text: str) -> str:
+    """trafilatura's title, unless it kept only the site name of a ``Site - Headline`` ``<title>``: then
+    the feed entry's title when the ``<title>`` holds it, else the longer ``<title>`` part that the
+    page repeats as a line of its text (the headline)."""
     if hinted and len(hinted) > len(page_title) and fold(hinted) in fold(html_title):
         return normalize_whitespace(hinted)
+    parts = [normalize_whitespace(p) for p in _TITLE_SEPARATORS.split(html_title)]
+    if page_title in parts:
+        lines = {normalize_whitespace(line) for line in text.splitlines()}
+        longer = [p for p in parts if len(p) > len(page_title) and p in lines]
+        if longer:
+            return max(longer, key=len)
     return page_title
 
 

@@ -171,7 +171,7 @@ def parse_registry(text: str, origin: str = "<registry>") -> list[Source]:
             raise RegistryError(f"{where}: search_only is set but the source lists feeds or sitemaps")
         if search_only is None and not feeds and not sitemaps:
             raise RegistryError(
-                f"{where}: no feeds and no sitemaps; list one, or set search_only = \"<why>\" for a source "
+                f'{where}: no feeds and no sitemaps; list one, or set search_only = "<why>" for a source '
                 "reached only through discovery (GDELT, Google News)"
             )
         for flag in ("verified", "prefilter"):

@@ -1,9 +1,11 @@
 """A small multi-site news web on loopback, for ``sednaya-monitor demo`` and the crawl tests.
 
 Each sub-directory of ``root`` is one site served on its own ``127.0.0.1`` port (so robots.txt,
-politeness and attribution are per site, as on the real web). Files are served as they are, after two
+politeness and attribution are per site, as on the real web). Files are served as they are, after
 byte-level substitutions: ``{{base}}`` becomes the site's base URL and ``{{site:NAME}}`` another
-site's. ``X.gz.src`` is served at ``X.gz``, gzip-compressed after substitution. Static answers carry an
+site's; ``{{today:rfc822}}`` and ``{{today:iso}}`` become today's date at 00:00 UTC (feeds whose newest
+entry must look recent; the date changes once a day, so conditional GET still sees an unchanged file).
+``X.gz.src`` is served at ``X.gz``, gzip-compressed after substitution. Static answers carry an
 ``ETag`` and ``Last-Modified`` and honour ``If-None-Match`` (304).
 
 Pages with a query string (WordPress ``/?p=42``, legacy ``/news.php?id=7``) live in files named
@@ -27,6 +29,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
@@ -151,6 +155,9 @@ class SiteServer:
 
     def _substitute(self, site: str, body: bytes) -> bytes:
         body = body.replace(b"{{base}}", self.url(site).rstrip("/").encode())
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        body = body.replace(b"{{today:rfc822}}", format_datetime(today, usegmt=True).encode())
+        body = body.replace(b"{{today:iso}}", today.strftime("%Y-%m-%dT%H:%M:%SZ").encode())
         for other in self._servers:
             body = body.replace(b"{{site:" + other.encode() + b"}}", self.url(other).rstrip("/").encode())
         return body
