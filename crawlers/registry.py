@@ -164,16 +164,6 @@ def parse_registry(text: str, origin: str = "<registry>") -> list[Source]:
             raise RegistryError(f"{where}: interval_s {interval!r} must be a positive integer (seconds)")
         feeds = _urls(table.get("feeds", []), f"{where}, key 'feeds'")
         sitemaps = _urls(table.get("sitemaps", []), f"{where}, key 'sitemaps'")
-        search_only = table.get("search_only")
-        if search_only is not None and (not isinstance(search_only, str) or not search_only.strip()):
-            raise RegistryError(f"{where}: search_only {search_only!r} must be the reason, a non-empty string")
-        if search_only is not None and (feeds or sitemaps):
-            raise RegistryError(f"{where}: search_only is set but the source lists feeds or sitemaps")
-        if search_only is None and not feeds and not sitemaps:
-            raise RegistryError(
-                f'{where}: no feeds and no sitemaps; list one, or set search_only = "<why>" for a source '
-                "reached only through discovery (GDELT, Google News)"
-            )
         for flag in ("verified", "prefilter"):
             if flag in table and not isinstance(table[flag], bool):
                 raise RegistryError(f"{where}: {flag} {table[flag]!r} must be true or false")
@@ -197,11 +187,23 @@ def parse_registry(text: str, origin: str = "<registry>") -> list[Source]:
         unknown = set(table) - known
         if unknown:
             raise RegistryError(f"{where}: unknown key(s) {sorted(unknown)} (known: {sorted(known)})")
+        name = _str(table, "name", where)
+        home = _url(table.get("home"), f"{where}, key 'home'")
+        search_only = table.get("search_only")
+        if search_only is not None and (not isinstance(search_only, str) or not search_only.strip()):
+            raise RegistryError(f"{where}: search_only {search_only!r} must be the reason, a non-empty string")
+        if search_only is not None and (feeds or sitemaps):
+            raise RegistryError(f"{where}: search_only is set but the source lists feeds or sitemaps")
+        if search_only is None and not feeds and not sitemaps:
+            raise RegistryError(
+                f'{where}: no feeds and no sitemaps; list one, or set search_only = "<why>" for a source '
+                "reached only through discovery (GDELT, Google News)"
+            )
         out.append(
             Source(
                 id=ident,
-                name=_str(table, "name", where),
-                home=_url(table.get("home"), f"{where}, key 'home'"),
+                name=name,
+                home=home,
                 lang=langs[0],
                 langs=langs,
                 country=_str(table, "country", where).upper(),
