@@ -174,6 +174,9 @@ def _meta(tree: lxml.html.HtmlElement) -> dict[str, str]:
             out[key] = el.get("content", "")
     for el in tree.xpath('//time[@itemprop="datePublished"][@datetime]'):
         out.setdefault("datepublished", el.get("datetime", ""))
+    # hAtom's "published" class (WordPress themes: <time class="entry-date published" datetime=...>)
+    for el in tree.xpath('//time[contains(concat(" ", normalize-space(@class), " "), " published ")][@datetime]'):
+        out.setdefault("datepublished", el.get("datetime", ""))
     return out
 
 

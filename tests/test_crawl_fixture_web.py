@@ -56,9 +56,9 @@ EXPECTED = [
     # the wire story syndicated: three more copies (folded later by the embed stage's near-duplicates)
     ("en", "/2024/12/12/sednaya-cells-mapped.html", "en", "levant-ledger", "feed", "meta"),
     ("gazette", "/2024/12/12/cells-beneath-sednaya.html", "en", "harbour-gazette", "sitemap", "meta"),
-    ("wp", "/?p=4830", "en", "qalam-notes", "feed", "feed"),
+    ("wp", "/?p=4830", "en", "qalam-notes", "feed", "meta"),
     # short articles on a WordPress ?p= template and a legacy news.php?id= page in windows-1256
-    ("wp", "/?p=4821", "en", "qalam-notes", "feed", "feed"),
+    ("wp", "/?p=4821", "en", "qalam-notes", "feed", "meta"),  # hAtom <time class="published">
     ("legacy", "/news.php?id=1187", "ar", "al-manara", "feed", "feed"),
     # prefilter on, headline without the name: region word + co-term or event word
     ("de", "/politik/krematorium-vorwurf.html", "de", "nahost-rundschau", "feed", "meta"),
