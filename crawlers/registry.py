@@ -19,11 +19,13 @@ topic_sections = ["https://www.bbc.com/arabic/topics/syria"]  # URL prefixes of 
 search_only = "no feed or sitemap; reached through GDELT and Google News"  # instead of feeds/sitemaps
 ```
 
-A source lists at least one feed or sitemap, or says why it has none with ``search_only``.
+A source lists at least one feed or sitemap, or says why it has none with ``search_only``; a source
+with neither is logged as a warning and treated as search-only (``UNDECLARED_SEARCH_ONLY``).
 """
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,8 @@ SOURCE_TYPES = frozenset(
     }
 )
 DEFAULT_REGISTRY = Path(__file__).resolve().parent / "sources.toml"
+UNDECLARED_SEARCH_ONLY = "undeclared: the registry lists no feed or sitemap"  # search_only when none was given
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -195,10 +199,13 @@ def parse_registry(text: str, origin: str = "<registry>") -> list[Source]:
         if search_only is not None and (feeds or sitemaps):
             raise RegistryError(f"{where}: search_only is set but the source lists feeds or sitemaps")
         if search_only is None and not feeds and not sitemaps:
-            raise RegistryError(
-                f'{where}: no feeds and no sitemaps; list one, or set search_only = "<why>" for a source '
-                "reached only through discovery (GDELT, Google News)"
+            # Not fatal: one undeclared source must not stop the crawl of all the others.
+            logger.warning(
+                "source has no feeds and no sitemaps: reached only through discovery; "
+                'set search_only = "<why>" to say so',
+                extra={"source": ident, "registry": origin},
             )
+            search_only = UNDECLARED_SEARCH_ONLY
         out.append(
             Source(
                 id=ident,

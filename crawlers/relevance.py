@@ -47,7 +47,8 @@ NEGATIVE_WEIGHT = 0.75
 FULL_SCORE = 3.0  # name + 4 co-terms = 1.0
 _ARABIC = re.compile("[\u0600-\u06ff]")
 _ARABIC_PREFIX = "(?:[وف]?(?:[بلك]?ال|لل|[بلك])?)"  # conjunctions, prepositions and the article
-PASSING_OTHER_MIN = 2  # mentions of other prisons that make a single mention of the name a passing one
+PASSING_OTHER_MIN = 3  # mentions of other prisons that make a single mention of the name a passing one
+# (3, not 2: a Sednaya excerpt may name the prison a detainee came from twice)
 _WORD_END = r"(?![^\W_])"
 _WILDCARD = "*"
 

@@ -20,7 +20,14 @@ from crawlers.fetch_outcome import outcome_for_failure, outcome_for_status
 from crawlers.items import ArticleItem
 from crawlers.pipelines import BusPublishPipeline
 from crawlers.raw_store import RawStore
-from crawlers.registry import DEFAULT_REGISTRY, SOURCE_TYPES, load_registry, parse_registry, source_for_url
+from crawlers.registry import (
+    DEFAULT_REGISTRY,
+    SOURCE_TYPES,
+    UNDECLARED_SEARCH_ONLY,
+    load_registry,
+    parse_registry,
+    source_for_url,
+)
 from crawlers.seen import SeenStore
 from crawlers.spiders.feeds import FeedSpider
 from crawlers.spiders.sitemaps import gunzip, parse_sitemap
@@ -73,6 +80,14 @@ def test_registry_topic_sections_and_search_only() -> None:
     assert ngo.search_only == "no feed; GDELT finds its reports" and not ngo.feeds
 
 
+def test_a_source_without_feeds_or_mark_is_search_only_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="crawlers.registry"):
+        (bare,) = parse_registry(_BASE + 'lang = "en"\n', "reg.toml")
+    assert bare.search_only == UNDECLARED_SEARCH_ONLY  # one undeclared source does not stop the others
+    record = next(r for r in caplog.records if r.name == "crawlers.registry")
+    assert record.source == "a" and record.registry == "reg.toml"  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -83,10 +98,6 @@ def test_registry_topic_sections_and_search_only() -> None:
         ('[[source]]\nid = "a"\ntype = "wire"\nlangs = "en"', "langs 'en' must be a non-empty list"),
         ('[[source]]\nid = "a"\ntype = "wire"\nlangs = ["en", "xyz"]', "lang 'xyz' must be an ISO 639-1 code"),
         ('[[source]]\nid = "a"\ntype = "wire"\nlang = "fr"\nlangs = ["en", "fr"]', "is not the first of langs"),
-        (
-            '[[source]]\nid = "a"\nname = "A"\nhome = "https://a.test/"\nlang = "en"\ncountry = "GB"\ntype = "ngo"',
-            "source 'a': no feeds and no sitemaps; list one, or set search_only",
-        ),
         (
             (
                 '[[source]]\nid = "a"\nname = "A"\nhome = "https://a.test/"\nlang = "en"\ncountry = "GB"\n'

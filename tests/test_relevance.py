@@ -107,7 +107,7 @@ def test_score_is_bounded_and_rounded(relevance: RelevanceFilter) -> None:
             "Adra wird geprüft."
         ),
         (
-            "Adra Cezaevi'nde mahkumlar kalabalıktan yakındı. Adra'da işkence iddiası var; bazıları Sednaya'ya "
+            "Adra Cezaevi'nde mahkumlar kalabalıktan yakındı. Adra'da işkence var; bazıları Adra'dan Sednaya'ya "
             "nakledildi."
         ),
         "سجن عدرا مكتظ. وقال معتقلون في عدرا إن التعذيب كان يوميا، ونقل بعضهم إلى صيدنايا. وستراجع ملفات عدرا.",
@@ -131,6 +131,8 @@ def test_town_convent_pilgrimage_and_other_prisons_are_rejected(relevance: Relev
         "The UN Convention against Torture applies to the Sednaya prison detainees, lawyers said.",
         # a Sednaya article that also names another prison is still about Sednaya
         "Sednaya prison survivors said some cellmates came from Adra prison. Sednaya's guards fled.",
+        # named once, beside another prison named twice: still about Sednaya
+        "Detainees were moved from Mezzeh to Sednaya prison; Mezzeh's records list their names.",
     ],
 )
 def test_deir_ez_zor_conventions_and_shared_mentions_stay_relevant(relevance: RelevanceFilter, text: str) -> None:
@@ -145,7 +147,7 @@ def test_arabic_monastery_cue_still_fires_on_its_own(relevance: RelevanceFilter)
 
 
 def test_passing_mention_is_reported(relevance: RelevanceFilter) -> None:
-    result = relevance.score("", "Adra prison, Adra detainees, and once Sednaya.")
+    result = relevance.score("", "Adra prison, Adra detainees, Adra guards, and once Sednaya.")
     assert "~passing" in result.terms
 
 
