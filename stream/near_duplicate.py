@@ -110,7 +110,16 @@ _TAIL_LINE = re.compile(
 
 def syndication_text(text: str) -> str:
     """``text`` without what outlets vary when they carry one wire story: the opening dateline and
-    credit, agency credits, byline and credit lines, "read more"/share/copyright lines. Idempotent."""
+    credit, agency credits, byline and credit lines, "read more"/share/copyright lines. Idempotent:
+    passes repeat until nothing changes (each pass only removes characters, so this ends)."""
+    while True:
+        stripped = _strip_syndication_once(text)
+        if stripped == text:
+            return stripped
+        text = stripped
+
+
+def _strip_syndication_once(text: str) -> str:
     lines = [line.strip() for line in text.splitlines()]
     kept = [line for line in lines if line and not _CREDIT_LINE.match(line) and not _TAIL_LINE.match(line)]
     if kept:

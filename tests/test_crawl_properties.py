@@ -71,3 +71,42 @@ def test_relevance_score_is_in_unit_interval(title: str, text: str) -> None:
     result = RELEVANCE.score(title, text)
     assert 0.0 <= result.score <= 1.0
     assert (result.score == 0.0) or result.terms
+
+
+wire_like = st.lists(
+    st.one_of(
+        st.text(max_size=80),
+        st.sampled_from(["DAMASCUS (Reuters) - ", "(AFP) ", "By Jane Doe", "Read more: x", "— AFP", "اقرأ أيضا"]),
+    ),
+    max_size=8,
+).map("\n".join)
+
+
+@given(wire_like)
+def test_syndication_text_is_idempotent(text: str) -> None:
+    from stream.near_duplicate import syndication_text
+
+    once = syndication_text(text)
+    assert syndication_text(once) == once, f"{text!r} -> {once!r}"
+
+
+@given(st.text(max_size=300))
+def test_prefilter_and_listing_reader_never_raise_other_errors(text: str) -> None:
+    from crawlers.source_check import read_listing
+
+    assert RELEVANCE.prefilter(text) in {None, "name", "context"}
+    try:
+        read_listing(text.encode("utf-8"), max_bytes=10_000)
+    except FeedError as exc:
+        assert exc.outcome in {"malformed_xml", "too_large"}
+
+
+@given(st.binary(max_size=200))
+def test_google_news_decoding_never_raises(raw: bytes) -> None:
+    import base64
+
+    from crawlers import google_news
+
+    ident = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    url = google_news.publisher_url(f"https://news.google.com/rss/articles/{ident}")
+    assert url is None or url.startswith(("http://", "https://"))
