@@ -32,6 +32,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import charset_normalizer
 import lxml.html
 import trafilatura
 from w3lib.encoding import html_body_declared_encoding, html_to_unicode, http_content_type_encoding, resolve_encoding
@@ -242,12 +243,24 @@ def min_text_chars(text: str) -> int:
     return MIN_TEXT_CHARS
 
 
+def _detect_charset(body: bytes) -> str | None:
+    """Charset of a page that declares none (no BOM, HTTP charset or ``<meta>``): UTF-8 when it decodes
+    as such, else charset-normalizer's guess (legacy Arabic pages in windows-1256 without a declaration)."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        best = charset_normalizer.from_bytes(body).best()
+        return None if best is None else best.encoding
+    return "utf-8"
+
+
 def decode_html(body: bytes, content_type: str | None) -> tuple[str, str]:
     """``(encoding, text)`` of an HTML page: BOM, the HTTP charset, the page's ``<meta charset>`` /
-    ``<meta http-equiv="Content-Type">``, else UTF-8 (w3lib's order, as Scrapy's). When the HTTP charset
-    leaves undecodable bytes and the page declares another charset that decodes them, the page wins.
+    ``<meta http-equiv="Content-Type">``, else UTF-8 or a detected charset (w3lib's order, as Scrapy's).
+    When the HTTP charset garbles the page (U+FFFD, or a Western single-byte server default) and the page
+    declares another charset that decodes it, the page wins.
     Never raises: undecodable bytes become U+FFFD (``extract`` rejects such pages as ``bad_encoding``)."""
-    encoding, text = html_to_unicode(content_type, body)
+    encoding, text = html_to_unicode(content_type, body, auto_detect_fun=_detect_charset)
     header = http_content_type_encoding(content_type) if content_type else None
     declared = html_body_declared_encoding(body)
     if header and declared:

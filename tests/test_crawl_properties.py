@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crawlers import gdelt
+from crawlers import gdelt, google_news
 from crawlers.errors import ExtractionError, FeedError
 from crawlers.extraction import date_from_url, extract, parse_date
 from crawlers.relevance import RelevanceFilter
+from crawlers.source_check import read_listing
 from crawlers.spiders.sitemaps import parse_sitemap
+from stream.near_duplicate import syndication_text
 from stream.settings import Settings
 from stream.topic import load_topic
 
@@ -84,16 +88,12 @@ wire_like = st.lists(
 
 @given(wire_like)
 def test_syndication_text_is_idempotent(text: str) -> None:
-    from stream.near_duplicate import syndication_text
-
     once = syndication_text(text)
     assert syndication_text(once) == once, f"{text!r} -> {once!r}"
 
 
 @given(st.text(max_size=300))
 def test_prefilter_and_listing_reader_never_raise_other_errors(text: str) -> None:
-    from crawlers.source_check import read_listing
-
     assert RELEVANCE.prefilter(text) in {None, "name", "context"}
     try:
         read_listing(text.encode("utf-8"), max_bytes=10_000)
@@ -103,10 +103,6 @@ def test_prefilter_and_listing_reader_never_raise_other_errors(text: str) -> Non
 
 @given(st.binary(max_size=200))
 def test_google_news_decoding_never_raises(raw: bytes) -> None:
-    import base64
-
-    from crawlers import google_news
-
     ident = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     url = google_news.publisher_url(f"https://news.google.com/rss/articles/{ident}")
     assert url is None or url.startswith(("http://", "https://"))

@@ -187,3 +187,12 @@ def test_boilerplate_trim_keeps_inner_lines_and_cuts_link_bars() -> None:
     story = "The first sentence of the story is here.\nA subhead\nThe second sentence, too."
     text = f"Home\n|\nWorld\n{story}\nPrint\n|\nSend\nFooter line that is long enough to be a sentence"
     assert trim_boilerplate_lines(text) == story
+
+
+def test_a_legacy_page_declaring_no_charset_is_detected() -> None:
+    raw = _page(LEGACY).read_bytes()
+    bare = raw.replace(b'<META HTTP-EQUIV="Content-Type" CONTENT="text/html; charset=windows-1256">', b"")
+    assert b"charset" not in bare.lower()
+    encoding, text = decode_html(bare, "text/html")
+    assert encoding == "cp1256" and "سجن صيدنايا" in text
+    assert decode_html("<p>سجن</p>".encode(), "text/html") == ("utf-8", "<p>سجن</p>")
