@@ -356,6 +356,16 @@ def test_sources_check_and_list_report_health(fixture_web: FixtureWeb, tmp_path:
     assert rows["levant-wire"]["langs"] == ["en", "fr", "ar"] and rows["levant-wire"]["lang"] == "en"
     assert rows["detainee-watch"]["search_only"].startswith("publishes reports")
     assert len(rows) == 12
+    # sources_check_max_age_days decides what "recent" is: a century makes the 2024 feed verified
+    lenient = fixture_web.env(tmp_path / "data", SOURCES_CHECK_MAX_AGE_DAYS="36500")
+    again = run_cli(lenient, "sources", "check", "--json", "--source", "levant-ledger")
+    assert by_url_of(again.stdout)[fixture_web.url("en", "/feed.rss")]["outcome"] == "ok"
+    rows = {r["id"]: r for r in map(json.loads, run_cli(env, "sources", "list", "--json").stdout.splitlines())}
+    assert rows["levant-ledger"]["last_verified"] is not None
+
+
+def by_url_of(stdout: str) -> dict[str, Any]:
+    return {c["url"]: c for c in map(json.loads, stdout.splitlines())}
 
 
 def test_the_shipped_demo_web_crawls(tmp_path: Path) -> None:
