@@ -91,6 +91,12 @@ class CrawlSummary:
                 f"{self.prefiltered} feed entries skipped by the prefilter"
             ),
         ]
+        if self.prefilter_kept:
+            out.append("  prefilter kept: " + ", ".join(f"{k}={v}" for k, v in sorted(self.prefilter_kept.items())))
+        if self.google_news_links:
+            out.append(
+                "  google news links: " + ", ".join(f"{k}={v}" for k, v in sorted(self.google_news_links.items()))
+            )
         if self.extraction:
             out.append("  extraction: " + ", ".join(f"{k}={v}" for k, v in sorted(self.extraction.items())))
         for source, outcomes in sorted(self.fetches.items()):

@@ -102,7 +102,8 @@ _TAIL_LINE = re.compile(
     r"^\s*(?:read more|read also|also read|related|see also|more on this|share this|share on|follow us|"
     r"copyright|\u00a9|all rights reserved|this (?:story|article) (?:was|is) (?:written|published|republished)|"
     r"reproduced|republished|lire aussi|à lire aussi|a lire aussi|voir aussi|mehr zum thema|lesen sie auch|"
-    r"auch interessant|ayrıca|ilgili haber|ilgili haberler|devamı|اقرا ايضا|اقرأ أيضا|اقرأ أيضاً|إقرأ أيضا|اقرأ ايضا|اقرأ المزيد|"
+    r"auch interessant|ayrıca|ilgili haber|ilgili haberler|devamı|"
+    r"اقرا ايضا|اقرأ أيضا|اقرأ أيضاً|إقرأ أيضا|اقرأ ايضا|اقرأ المزيد|"
     r"شاهد أيضا|شاهد ايضا|مواضيع ذات صلة|جميع الحقوق محفوظة)",
     re.IGNORECASE,
 )
