@@ -44,6 +44,8 @@ from stream.text import content_hash, fold, normalize_whitespace
 
 MIN_TEXT_CHARS = 200  # Latin/Cyrillic/other scripts: a two-sentence wire brief is news; less is a caption
 MIN_TEXT_CHARS_ARABIC = 150  # Arabic omits short vowels and joins particles: ~25 % fewer characters per fact
+RECALL_RETRY_CHARS = 700  # precise bodies shorter than this get a recall pass too (short pages lose paragraphs)
+RECALL_ANCHOR_CHARS = 80  # the precise body's opening that the recall body must contain to replace it
 WESTERN_DEFAULT_CHARSETS = frozenset({"cp1252", "latin1", "iso8859-1", "iso8859-15", "ascii"})  # server defaults
 ARABIC_MAJORITY = 0.5  # share of letters in Arabic script above which the Arabic floor applies
 MAX_REPLACEMENT_RATIO = 0.005  # U+FFFD per character above which the page was decoded with a wrong charset
@@ -313,11 +315,16 @@ def extract(
         raise ExtractionError(url, "listing_page", why)
     doc, text, title = _body(tree, url, hinted_title, favor="precision")
     floor = min_text_chars(text or title)
-    if len(normalize_whitespace(text)) < floor:
-        # The precise pass drops short paragraphs on some templates; a short real article survives recall.
+    precise = normalize_whitespace(text)
+    if len(precise) < max(floor, RECALL_RETRY_CHARS):
+        # The precise pass drops short paragraphs on some templates (a short article can lose the very
+        # paragraph that names the topic); the recall pass keeps them.
         recall_doc, recall_text, recall_title = _body(_parse(html, url), url, hinted_title, favor="recall")
         recall_text = _strip_title(trim_boilerplate_lines(recall_text), recall_title)
-        if len(normalize_whitespace(recall_text)) > len(normalize_whitespace(text)):
+        recalled = normalize_whitespace(recall_text)
+        # Under the floor any longer body wins; above it, only a body that holds the precise one (the
+        # same article with the dropped paragraphs back, not a page of widgets).
+        if len(recalled) > len(precise) and (len(precise) < floor or precise[:RECALL_ANCHOR_CHARS] in recalled):
             doc, text, title = recall_doc, recall_text, recall_title
             floor = min_text_chars(text)
     if len(normalize_whitespace(text)) < floor:
