@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from crawlers.relevance import RelevanceFilter
+from stream.errors import TopicError
 from stream.settings import Settings
 from stream.topic import load_topic
 
@@ -173,3 +176,21 @@ def test_prefilter_needs_a_name_or_a_region_word_with_an_event_word(
     relevance: RelevanceFilter, entry: str, expected: str | None
 ) -> None:
     assert relevance.prefilter(entry) == expected
+
+
+def test_topic_file_prefilter_and_negative_tables(tmp_path: Path) -> None:
+    topic = load_topic(Settings().topic_file)
+    assert "دير الزور" in topic.negative_places and "Adra" in topic.other_places
+    assert "Damascus" in topic.prefilter_context and "mass grave" in topic.prefilter_events
+    bad = tmp_path / "t.toml"
+    base = 'id = "x"\ntitle = "x"\nnames = {latin = ["Sednaya"]}\ncoterms = {en = ["prison"]}\n'
+    bad.write_text(base + '[prefilter]\ncontext = "Syria"\n', encoding="utf-8")
+    with pytest.raises(TopicError, match=r"t.toml.*'prefilter.context' must be a list"):
+        load_topic(bad)
+    bad.write_text(base + 'prefilter = "yes"\n', encoding="utf-8")
+    with pytest.raises(TopicError, match=r"t.toml.*'prefilter' must be a table"):
+        load_topic(bad)
+    bare = tmp_path / "bare.toml"
+    bare.write_text(base, encoding="utf-8")
+    plain = RelevanceFilter(load_topic(bare))  # a topic without the new tables: names decide, as before
+    assert plain.prefilter("Damascus crematorium") is None and plain.prefilter("Sednaya") == "name"
