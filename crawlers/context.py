@@ -18,7 +18,7 @@ from typing import Any
 
 from crawlers.dead_letter import DeadLetterFile
 from crawlers.raw_store import RawStore
-from crawlers.registry import load_registry, select, source_for_url
+from crawlers.registry import Source, load_registry, select, source_for_url
 from crawlers.relevance import RelevanceFilter
 from crawlers.seen import SeenStore
 from stream.article import now_utc
@@ -47,7 +47,9 @@ class CrawlSummary:
     articles: Counter[str] = field(default_factory=Counter)
     degraded: dict[str, str] = field(default_factory=dict)
     skipped_seen: int = 0  # links already handled by an earlier run (or earlier in this one)
-    prefiltered: int = 0  # feed/sitemap entries not fetched: the entry does not name the topic
+    prefiltered: int = 0  # feed/sitemap entries not fetched: the prefilter found nothing on topic
+    google_news_links: Counter[str] = field(default_factory=Counter)  # article ids decoded | opaque
+    prefilter_kept: Counter[str] = field(default_factory=Counter)  # why entries were fetched (name, context...)
 
     @property
     def published(self) -> int:
@@ -68,6 +70,8 @@ class CrawlSummary:
             "dead_lettered": self.dead_lettered,
             "skipped_seen": self.skipped_seen,
             "prefiltered": self.prefiltered,
+            "prefilter_kept": dict(sorted(self.prefilter_kept.items())),
+            "google_news_links": dict(sorted(self.google_news_links.items())),
             "articles": dict(sorted(self.articles.items())),
             "extraction": dict(sorted(self.extraction.items())),
             "fetches": {s: dict(sorted(c.items())) for s, c in sorted(self.fetches.items())},
@@ -84,9 +88,15 @@ class CrawlSummary:
             (
                 f"crawl: {self.published} article(s) published, {self.dead_lettered} dead-lettered, "
                 f"{fetched} fetch(es) from {len(self.fetches)} source(s), {self.skipped_seen} already seen, "
-                f"{self.prefiltered} feed entries off topic by title"
+                f"{self.prefiltered} feed entries skipped by the prefilter"
             ),
         ]
+        if self.prefilter_kept:
+            out.append("  prefilter kept: " + ", ".join(f"{k}={v}" for k, v in sorted(self.prefilter_kept.items())))
+        if self.google_news_links:
+            out.append(
+                "  google news links: " + ", ".join(f"{k}={v}" for k, v in sorted(self.google_news_links.items()))
+            )
         if self.extraction:
             out.append("  extraction: " + ", ".join(f"{k}={v}" for k, v in sorted(self.extraction.items())))
         for source, outcomes in sorted(self.fetches.items()):
@@ -163,6 +173,23 @@ class CrawlContext:
             if entry.id == source:
                 return entry.country or None
         return None
+
+    def worth_fetching(self, source: Source, text: str, link: str, listing_url: str) -> bool:
+        """Whether a feed/sitemap entry of ``source`` (``text``: its title, summary, keywords and URL) is
+        fetched: always for sources with ``prefilter = false`` (``whole_source``) and entries of a declared
+        topic section (``section``); else when the topic prefilter keeps it (``name``, ``context``).
+        Counts the decision in the summary."""
+        if not source.prefilter:
+            reason: str | None = "whole_source"
+        elif source.in_topic_section(link, listing_url):
+            reason = "section"
+        else:
+            reason = self.relevance.prefilter(text)
+        if reason is None:
+            self.summary.prefiltered += 1
+            return False
+        self.summary.prefilter_kept[reason] += 1
+        return True
 
     def claim(self, canonical: str) -> bool:
         """True the first time ``canonical`` is claimed in this crawl and it was not handled by an earlier

@@ -3,8 +3,16 @@
 Pure functions over the page text (no network, no Scrapy): the spiders call :func:`extract` with what
 they downloaded and what the feed or sitemap said about the link.
 
+- Decoding (:func:`decode_html`): w3lib's order (BOM, HTTP charset, ``<meta charset>`` or
+  ``<meta http-equiv="Content-Type">``, UTF-8), except that a page whose HTTP charset garbles it but
+  whose own ``<meta>`` charset decodes it cleanly is read in the ``<meta>`` charset (legacy servers
+  that send a default charset).
 - Body, title and authors: trafilatura (maintained, the best-scoring open extractor in its own and
-  third-party evaluations; see docs of adbar/trafilatura). ``favor_precision`` keeps navigation out.
+  third-party evaluations; see docs of adbar/trafilatura). A precise pass (``favor_precision``, keeps
+  navigation out) first; when it yields less than the floor, a recall pass (``favor_recall``: keeps the
+  short paragraphs a precise pass drops on WordPress-style and table templates) and the longer of the
+  two wins. trafilatura's own fallbacks (its readability port and jusText) run inside both passes.
+- The floor is by script (:func:`min_text_chars`): Arabic writes the same news in fewer characters.
 - ``published``/``date_source``: the first of JSON-LD (``datePublished`` of an Article), meta tags
   (``article:published_time``...), the feed entry, the sitemap entry, a date in the URL; else ``none``.
 - ``lang``: detected from the body (``stream.language``, lingua, offline); the page's ``<html lang>`` is
@@ -24,15 +32,22 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import charset_normalizer
 import lxml.html
 import trafilatura
+from w3lib.encoding import html_body_declared_encoding, html_to_unicode, http_content_type_encoding, resolve_encoding
 
 from crawlers.errors import ExtractionError
 from stream.article import DateSource, parse_time
 from stream.language import detect_language
-from stream.text import content_hash, normalize_whitespace
+from stream.text import content_hash, fold, normalize_whitespace
 
-MIN_TEXT_CHARS = 300  # shorter bodies are briefs, captions or teasers: too little to cluster or read
+MIN_TEXT_CHARS = 200  # Latin/Cyrillic/other scripts: a two-sentence wire brief is news; less is a caption
+MIN_TEXT_CHARS_ARABIC = 150  # Arabic omits short vowels and joins particles: ~25 % fewer characters per fact
+RECALL_RETRY_CHARS = 700  # precise bodies shorter than this get a recall pass too (short pages lose paragraphs)
+RECALL_ANCHOR_CHARS = 80  # the precise body's opening that the recall body must contain to replace it
+WESTERN_DEFAULT_CHARSETS = frozenset({"cp1252", "latin1", "iso8859-1", "iso8859-15", "ascii"})  # server defaults
+ARABIC_MAJORITY = 0.5  # share of letters in Arabic script above which the Arabic floor applies
 MAX_REPLACEMENT_RATIO = 0.005  # U+FFFD per character above which the page was decoded with a wrong charset
 LISTING_MIN_LINKS = 15  # a page with at least this many links ...
 LISTING_LINK_TEXT_RATIO = 0.5  # ... whose link text is at least half its text is a listing, not an article
@@ -162,6 +177,9 @@ def _meta(tree: lxml.html.HtmlElement) -> dict[str, str]:
             out[key] = el.get("content", "")
     for el in tree.xpath('//time[@itemprop="datePublished"][@datetime]'):
         out.setdefault("datepublished", el.get("datetime", ""))
+    # hAtom's "published" class (WordPress themes: <time class="entry-date published" datetime=...>)
+    for el in tree.xpath('//time[contains(concat(" ", normalize-space(@class), " "), " published ")][@datetime]'):
+        out.setdefault("datepublished", el.get("datetime", ""))
     return out
 
 
@@ -214,6 +232,51 @@ def _is_listing(tree: lxml.html.HtmlElement, url: str) -> str | None:
     return None
 
 
+_ARABIC_LETTER = re.compile("[\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff]")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def min_text_chars(text: str) -> int:
+    """The body-length floor for ``text``: ``MIN_TEXT_CHARS_ARABIC`` when most letters are Arabic script,
+    else ``MIN_TEXT_CHARS``."""
+    letters = len(_LETTER.findall(text))
+    if letters and len(_ARABIC_LETTER.findall(text)) / letters > ARABIC_MAJORITY:
+        return MIN_TEXT_CHARS_ARABIC
+    return MIN_TEXT_CHARS
+
+
+def _detect_charset(body: bytes) -> str | None:
+    """Charset of a page that declares none (no BOM, HTTP charset or ``<meta>``): UTF-8 when it decodes
+    as such, else charset-normalizer's guess (legacy Arabic pages in windows-1256 without a declaration)."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        best = charset_normalizer.from_bytes(body).best()
+        return None if best is None else best.encoding
+    return "utf-8"
+
+
+def decode_html(body: bytes, content_type: str | None) -> tuple[str, str]:
+    """``(encoding, text)`` of an HTML page: BOM, the HTTP charset, the page's ``<meta charset>`` /
+    ``<meta http-equiv="Content-Type">``, else UTF-8 or a detected charset (w3lib's order, as Scrapy's).
+    When the HTTP charset garbles the page (U+FFFD, or a Western single-byte server default) and the page
+    declares another charset that decodes it, the page wins.
+    Never raises: undecodable bytes become U+FFFD (``extract`` rejects such pages as ``bad_encoding``)."""
+    encoding, text = html_to_unicode(content_type, body, auto_detect_fun=_detect_charset)
+    header = http_content_type_encoding(content_type) if content_type else None
+    declared = html_body_declared_encoding(body)
+    if header and declared:
+        meta, http = resolve_encoding(declared), resolve_encoding(header)
+        # A Western single-byte charset decodes any bytes without error, so garbling shows no U+FFFD:
+        # a server default (Apache's ISO-8859-1) in front of a page that declares its own charset.
+        if meta and meta != http and ("\ufffd" in text or http in WESTERN_DEFAULT_CHARSETS):
+            try:
+                return meta, body.decode(meta)
+            except (UnicodeDecodeError, LookupError):
+                pass
+    return encoding, text
+
+
 def is_html(content_type: str | None, body_start: bytes) -> bool:
     """True for an HTML content type, or (no type given) a body that starts like HTML."""
     if content_type:
@@ -246,22 +309,26 @@ def extract(
     bad = html.count("\ufffd")
     if bad and bad / len(html) > MAX_REPLACEMENT_RATIO:
         raise ExtractionError(url, "bad_encoding", f"{bad} undecodable characters")
-    try:
-        tree = lxml.html.document_fromstring(html)
-    except (lxml.etree.ParserError, ValueError) as exc:
-        raise ExtractionError(url, "too_short", f"unparsable HTML: {exc}") from exc
+    tree = _parse(html, url)
     why = _is_listing(tree, url)
     if why:
         raise ExtractionError(url, "listing_page", why)
-    result = trafilatura.bare_extraction(
-        tree, url=url, with_metadata=True, include_comments=False, include_tables=False, favor_precision=True
-    )
-    doc = None if isinstance(result, dict) else result  # as_dict=False: a Document or None
-    text = "" if doc is None else (doc.text or "")
-    title = normalize_whitespace((doc.title if doc is not None else None) or hinted_title or "")
-    text = _strip_title(text, title)
-    if len(normalize_whitespace(text)) < MIN_TEXT_CHARS:
-        raise ExtractionError(url, "too_short", f"{len(normalize_whitespace(text))} characters of text")
+    doc, text, title = _body(tree, url, hinted_title, favor="precision")
+    floor = min_text_chars(text or title)
+    precise = normalize_whitespace(text)
+    if len(precise) < max(floor, RECALL_RETRY_CHARS):
+        # The precise pass drops short paragraphs on some templates (a short article can lose the very
+        # paragraph that names the topic); the recall pass keeps them.
+        recall_doc, recall_text, recall_title = _body(_parse(html, url), url, hinted_title, favor="recall")
+        recall_text = _strip_title(trim_boilerplate_lines(recall_text), recall_title)
+        recalled = normalize_whitespace(recall_text)
+        # Under the floor any longer body wins; above it, only a body that holds the precise one (the
+        # same article with the dropped paragraphs back, not a page of widgets).
+        if len(recalled) > len(precise) and (len(precise) < floor or precise[:RECALL_ANCHOR_CHARS] in recalled):
+            doc, text, title = recall_doc, recall_text, recall_title
+            floor = min_text_chars(text)
+    if len(normalize_whitespace(text)) < floor:
+        raise ExtractionError(url, "too_short", f"{len(normalize_whitespace(text))} characters of text (floor {floor})")
     authors: tuple[str, ...] = ()
     if doc is not None and doc.author:
         authors = tuple(a.strip() for a in re.split(r";|\|", doc.author) if a.strip())
@@ -287,6 +354,77 @@ def extract(
         canonical=canonical,
         content_sha256=content_hash(text),
     )
+
+
+def _parse(html: str, url: str) -> lxml.html.HtmlElement:
+    """A fresh tree of ``html`` (trafilatura prunes the tree it is given, so each pass gets its own)."""
+    try:
+        return lxml.html.document_fromstring(html)
+    except (lxml.etree.ParserError, ValueError) as exc:
+        raise ExtractionError(url, "too_short", f"unparsable HTML: {exc}") from exc
+
+
+def _body(tree: lxml.html.HtmlElement, url: str, hinted_title: str | None, *, favor: str) -> tuple[Any, str, str]:
+    """``(document, body text, title)`` of one trafilatura pass (``favor``: ``precision`` or ``recall``)."""
+    result = trafilatura.bare_extraction(
+        tree,
+        url=url,
+        with_metadata=True,
+        include_comments=False,
+        include_tables=False,
+        favor_precision=favor == "precision",
+        favor_recall=favor == "recall",
+    )
+    doc = None if isinstance(result, dict) else result  # as_dict=False: a Document or None
+    text = "" if doc is None else (doc.text or "")
+    title = normalize_whitespace((doc.title if doc is not None else None) or hinted_title or "")
+    html_title = normalize_whitespace(" ".join(tree.xpath("//title//text()")))
+    title = _best_title(title, html_title, hinted_title, text)
+    return doc, _strip_title(text, title), title
+
+
+SENTENCE_MIN_WORDS = 6  # a line this long, or ending like a sentence, is text rather than a menu item
+_TITLE_SEPARATORS = re.compile(r"\s+[-|\u2013\u2014:\u00bb]+\s+")  # "Site - Headline", "Headline | Site"
+BOILERPLATE_RUN = 3  # this many non-sentence lines in a row end the article (link bars, footers)
+_SENTENCE_END = re.compile(r"[.!?\u061f\u06d4\"\u201d\u00bb:;]\s*$")
+
+
+def _is_sentence(line: str) -> bool:
+    return len(line.split()) >= SENTENCE_MIN_WORDS or bool(_SENTENCE_END.search(line))
+
+
+def trim_boilerplate_lines(text: str) -> str:
+    """``text`` without its leading and trailing lines that are not sentences (menus, "most read" links,
+    dates, "print | send" bars that a recall pass keeps on table templates). Inner lines are kept."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    sentences = [_is_sentence(line) for line in lines]
+    if not any(sentences):
+        return text.strip()
+    start = sentences.index(True)
+    end, run = start, 0
+    for i in range(start, len(lines)):
+        if sentences[i]:
+            end, run = i, 0
+            continue
+        run += 1
+        if run >= BOILERPLATE_RUN:  # "print | send to a friend" bars: the article has ended
+            break
+    return "\n".join(lines[start : end + 1])
+
+
+def _best_title(page_title: str, html_title: str, hinted: str | None, text: str) -> str:
+    """trafilatura's title, unless it kept only the site name of a ``Site - Headline`` ``<title>``: then
+    the feed entry's title when the ``<title>`` holds it, else the longer ``<title>`` part that the
+    page repeats as a line of its text (the headline)."""
+    if hinted and len(hinted) > len(page_title) and fold(hinted) in fold(html_title):
+        return normalize_whitespace(hinted)
+    parts = [normalize_whitespace(p) for p in _TITLE_SEPARATORS.split(html_title)]
+    if page_title in parts:
+        lines = {normalize_whitespace(line) for line in text.splitlines()}
+        longer = [p for p in parts if len(p) > len(page_title) and p in lines]
+        if longer:
+            return max(longer, key=len)
+    return page_title
 
 
 def _strip_title(text: str, title: str) -> str:

@@ -5,7 +5,7 @@
 id = "bbc-arabic"            # stable: metrics label and the article's ``source``
 name = "BBC Arabic"
 home = "https://www.bbc.com/arabic"
-lang = "ar"
+lang = "ar"                  # main language; or langs = ["en", "fr", "ar"] (main first) for multilingual outlets
 country = "GB"
 type = "public-broadcaster"  # see SOURCE_TYPES
 feeds = ["https://feeds.bbci.co.uk/arabic/rss.xml"]
@@ -13,12 +13,19 @@ sitemaps = []
 verified = false             # true only when the URLs were checked to answer
 # optional:
 interval_s = 900             # poll interval in ``--follow`` (default: settings.follow_interval_s)
-prefilter = true             # fetch only entries whose feed/sitemap title, summary or URL names the topic
+prefilter = true             # fetch only entries the topic prefilter keeps (crawlers/relevance.py `prefilter`)
+topic_sections = ["https://www.bbc.com/arabic/topics/syria"]  # URL prefixes of sections (or feeds/sitemaps)
+                             # that cover the region: their entries are fetched whole, prefilter or not
+search_only = "no feed or sitemap; reached through GDELT and Google News"  # instead of feeds/sitemaps
 ```
+
+A source lists at least one feed or sitemap, or says why it has none with ``search_only``; a source
+with neither is logged as a warning and treated as search-only (``UNDECLARED_SEARCH_ONLY``).
 """
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,6 +50,8 @@ SOURCE_TYPES = frozenset(
     }
 )
 DEFAULT_REGISTRY = Path(__file__).resolve().parent / "sources.toml"
+UNDECLARED_SEARCH_ONLY = "undeclared: the registry lists no feed or sitemap"  # search_only when none was given
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -52,7 +61,7 @@ class Source:
     id: str
     name: str
     home: str
-    lang: str  # ISO 639-1 main language
+    lang: str  # ISO 639-1 main language (= langs[0])
     country: str  # ISO 3166-1 alpha-2
     type: str  # one of SOURCE_TYPES
     feeds: tuple[str, ...] = ()
@@ -60,6 +69,14 @@ class Source:
     verified: bool = False
     interval_s: int | None = None  # None: settings.follow_interval_s
     prefilter: bool = True
+    langs: tuple[str, ...] = ()  # every language the outlet publishes in, main first ((lang,) when one)
+    topic_sections: tuple[str, ...] = ()  # URL prefixes whose entries skip the prefilter
+    search_only: str | None = None  # why the source has no feed or sitemap (reached by discovery only)
+
+    def in_topic_section(self, *urls: str) -> bool:
+        """True when one of ``urls`` (the entry's link, the feed or sitemap it came from) lies under a
+        declared topic section."""
+        return any(u.startswith(prefix) for u in urls for prefix in self.topic_sections)
 
     @property
     def hosts(self) -> frozenset[str]:
@@ -99,6 +116,26 @@ def _str(table: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _lang(value: Any, where: str) -> str:
+    if not isinstance(value, str) or len(value) != 2 or not value.isalpha():
+        raise RegistryError(f"{where}: lang {value!r} must be an ISO 639-1 code such as 'ar'")
+    return value.lower()
+
+
+def _langs(table: dict[str, Any], where: str) -> tuple[str, ...]:
+    """``langs`` (main language first) or ``lang``; both may be given when ``lang`` is ``langs[0]``."""
+    if "langs" not in table:
+        _str(table, "lang", where)
+        return (_lang(table["lang"], where),)
+    raw = table["langs"]
+    if not isinstance(raw, list) or not raw:
+        raise RegistryError(f"{where}: langs {raw!r} must be a non-empty list of ISO 639-1 codes, main first")
+    langs = tuple(dict.fromkeys(_lang(v, where) for v in raw))
+    if "lang" in table and _lang(table["lang"], where) != langs[0]:
+        raise RegistryError(f"{where}: lang {table['lang']!r} is not the first of langs {list(langs)} (main first)")
+    return langs
+
+
 def parse_registry(text: str, origin: str = "<registry>") -> list[Source]:
     """Parse registry TOML text.
 
@@ -125,12 +162,12 @@ def parse_registry(text: str, origin: str = "<registry>") -> list[Source]:
         kind = _str(table, "type", where)
         if kind not in SOURCE_TYPES:
             raise RegistryError(f"{where}: type {kind!r} is not one of {sorted(SOURCE_TYPES)}")
-        lang = _str(table, "lang", where)
-        if len(lang) != 2 or not lang.isalpha():
-            raise RegistryError(f"{where}: lang {lang!r} must be an ISO 639-1 code such as 'ar'")
+        langs = _langs(table, where)
         interval = table.get("interval_s")
         if interval is not None and (not isinstance(interval, int) or isinstance(interval, bool) or interval < 1):
             raise RegistryError(f"{where}: interval_s {interval!r} must be a positive integer (seconds)")
+        feeds = _urls(table.get("feeds", []), f"{where}, key 'feeds'")
+        sitemaps = _urls(table.get("sitemaps", []), f"{where}, key 'sitemaps'")
         for flag in ("verified", "prefilter"):
             if flag in table and not isinstance(table[flag], bool):
                 raise RegistryError(f"{where}: {flag} {table[flag]!r} must be true or false")
@@ -139,6 +176,7 @@ def parse_registry(text: str, origin: str = "<registry>") -> list[Source]:
             "name",
             "home",
             "lang",
+            "langs",
             "country",
             "type",
             "feeds",
@@ -146,24 +184,44 @@ def parse_registry(text: str, origin: str = "<registry>") -> list[Source]:
             "verified",
             "interval_s",
             "prefilter",
+            "topic_sections",
+            "search_only",
             "notes",
         }
         unknown = set(table) - known
         if unknown:
             raise RegistryError(f"{where}: unknown key(s) {sorted(unknown)} (known: {sorted(known)})")
+        name = _str(table, "name", where)
+        home = _url(table.get("home"), f"{where}, key 'home'")
+        search_only = table.get("search_only")
+        if search_only is not None and (not isinstance(search_only, str) or not search_only.strip()):
+            raise RegistryError(f"{where}: search_only {search_only!r} must be the reason, a non-empty string")
+        if search_only is not None and (feeds or sitemaps):
+            raise RegistryError(f"{where}: search_only is set but the source lists feeds or sitemaps")
+        if search_only is None and not feeds and not sitemaps:
+            # Not fatal: one undeclared source must not stop the crawl of all the others.
+            logger.warning(
+                "source has no feeds and no sitemaps: reached only through discovery; "
+                'set search_only = "<why>" to say so',
+                extra={"source": ident, "registry": origin},
+            )
+            search_only = UNDECLARED_SEARCH_ONLY
         out.append(
             Source(
                 id=ident,
-                name=_str(table, "name", where),
-                home=_url(table.get("home"), f"{where}, key 'home'"),
-                lang=lang.lower(),
+                name=name,
+                home=home,
+                lang=langs[0],
+                langs=langs,
                 country=_str(table, "country", where).upper(),
                 type=kind,
-                feeds=_urls(table.get("feeds", []), f"{where}, key 'feeds'"),
-                sitemaps=_urls(table.get("sitemaps", []), f"{where}, key 'sitemaps'"),
+                feeds=feeds,
+                sitemaps=sitemaps,
                 verified=bool(table.get("verified", False)),
                 interval_s=interval,
                 prefilter=bool(table.get("prefilter", True)),
+                topic_sections=_urls(table.get("topic_sections", []), f"{where}, key 'topic_sections'"),
+                search_only=search_only,
             )
         )
     return out

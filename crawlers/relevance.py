@@ -12,6 +12,21 @@ negative cue subtracts ``NEGATIVE_WEIGHT``; the sum is divided by ``FULL_SCORE``
 Without a name or strong name the score is 0: a text about prisons in general is not about Sednaya.
 A name with one co-term reaches 0.5 (the default ``min_score``); a name alone, or a name with co-terms
 outweighed by monastery/pilgrimage/tourism cues, does not.
+
+Negative cues need context to count:
+
+- a cue matches a whole word (``convent`` is not ``convention``) unless written with a trailing ``*``
+  (``manastır*`` takes Turkish case endings); Arabic cues still take the attached prefixes;
+- place names of the region that contain a cue word (``[negative] places``: ``دير الزور``, Deir ez-Zor,
+  ``دير عطية``) are masked before the cues are matched, so ``دير`` (monastery) does not fire on them;
+- a passing mention: when the topic's name occurs once and other places of the kind
+  (``[negative] other_places``: other Syrian prisons) occur at least ``PASSING_OTHER_MIN`` times, the
+  co-terms describe those and do not count (``terms`` then holds ``~passing``).
+
+The feed prefilter (:meth:`RelevanceFilter.prefilter`) decides which feed or sitemap entries are worth a
+fetch from their title, summary, keywords and URL: a name or strong name, or a region word
+(``[prefilter] context``) together with a co-term or an event word (``[prefilter] events``) in any
+language ("Washington accuses Damascus of using a crematorium").
 """
 
 from __future__ import annotations
@@ -32,14 +47,22 @@ NEGATIVE_WEIGHT = 0.75
 FULL_SCORE = 3.0  # name + 4 co-terms = 1.0
 _ARABIC = re.compile("[\u0600-\u06ff]")
 _ARABIC_PREFIX = "(?:[وف]?(?:[بلك]?ال|لل|[بلك])?)"  # conjunctions, prepositions and the article
+PASSING_OTHER_MIN = 3  # mentions of other prisons that make a single mention of the name a passing one
+# (3, not 2: a Sednaya excerpt may name the prison a detainee came from twice)
+_WORD_END = r"(?![^\W_])"
+_WILDCARD = "*"
 
 
-def _pattern(term: str) -> re.Pattern[str]:
-    folded = fold(term)
+def _pattern(term: str, *, whole_word: bool = False) -> re.Pattern[str]:
+    """Pattern of ``term`` on folded text: starts at a word start (Arabic: after an attached prefix);
+    ``whole_word`` also requires a word end, unless the term ends with ``*`` (then a suffix may follow)."""
+    wildcard = term.endswith(_WILDCARD)
+    folded = fold(term.removesuffix(_WILDCARD))
     body = re.escape(folded).replace(r"\ ", r"\s+").replace(r"\-", r"[\s\-]?")
+    end = _WORD_END if whole_word and not wildcard else ""
     if _ARABIC.search(folded):
-        return re.compile(r"(?<![^\W_])" + _ARABIC_PREFIX + body)
-    return re.compile(r"(?<![^\W_])" + body)
+        return re.compile(r"(?<![^\W_])" + _ARABIC_PREFIX + body + end)
+    return re.compile(r"(?<![^\W_])" + body + end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +91,41 @@ class RelevanceFilter:
 
     @cached_property
     def _negative(self) -> tuple[_Term, ...]:
-        return _terms(self.topic.negative)
+        return _terms(self.topic.negative, whole_word=True)
+
+    @cached_property
+    def _negative_places(self) -> tuple[_Term, ...]:
+        return _terms(self.topic.negative_places, whole_word=True)
+
+    @cached_property
+    def _other_places(self) -> tuple[_Term, ...]:
+        return _terms(self.topic.other_places, whole_word=True)
+
+    @cached_property
+    def _context(self) -> tuple[_Term, ...]:
+        return _terms(self.topic.prefilter_context)
+
+    @cached_property
+    def _events(self) -> tuple[_Term, ...]:
+        return _terms((*self.topic.all_coterms, *self.topic.prefilter_events))
 
     def mentions_name(self, text: str) -> bool:
-        """True when ``text`` contains a name variant or strong name (the cheap pre-filter for feed entries)."""
+        """True when ``text`` contains a name variant or strong name."""
         folded = fold(text)
         return any(t.pattern.search(folded) for t in (*self._names, *self._strong))
+
+    def prefilter(self, text: str) -> str | None:
+        """Why a feed/sitemap entry (its title, summary, keywords and URL in ``text``) is worth fetching:
+        ``"name"`` (a name or strong name), ``"context"`` (a region word and a distinct co-term or event
+        word, any language), or None (not fetched)."""
+        folded = fold(text)
+        if any(t.pattern.search(folded) for t in (*self._names, *self._strong)):
+            return "name"
+        context = {fold(t.written) for t in self._context if t.pattern.search(folded)}
+        if not context:
+            return None
+        events = {fold(t.written) for t in self._events if t.pattern.search(folded)}
+        return "context" if events - context else None
 
     def score(self, title: str, text: str) -> Relevance:
         """Score ``title`` + ``text``; ``terms`` lists matched names, co-terms and negative cues (the latter
@@ -84,24 +136,38 @@ class RelevanceFilter:
         if not names and not strong:
             return Relevance(score=0.0, terms=())
         coterms = _dedupe_folded(t.written for t in self._coterms if t.pattern.search(folded))
-        negative = _dedupe_folded(t.written for t in self._negative if t.pattern.search(folded))
-        raw = (STRONG_WEIGHT if strong else NAME_WEIGHT) + COTERM_WEIGHT * min(len(coterms), MAX_COTERMS)
+        masked = folded
+        for place in self._negative_places:
+            masked = place.pattern.sub(lambda m: " " * len(m.group(0)), masked)
+        negative = _dedupe_folded(t.written for t in self._negative if t.pattern.search(masked))
+        passing = not strong and self._passing_mention(folded)
+        counted = 0 if passing else min(len(coterms), MAX_COTERMS)
+        raw = (STRONG_WEIGHT if strong else NAME_WEIGHT) + COTERM_WEIGHT * counted
         raw -= NEGATIVE_WEIGHT * len(negative)
         value = max(0.0, min(1.0, raw / FULL_SCORE))
-        terms = (*names, *strong, *coterms, *(f"-{n}" for n in negative))
+        terms = (*names, *strong, *coterms, *(f"-{n}" for n in negative), *(("~passing",) if passing else ()))
         return Relevance(score=round(value, 3), terms=tuple(dict.fromkeys(terms)))
+
+    def _passing_mention(self, folded: str) -> bool:
+        """The name occurs once while other places of the kind (other prisons) occur at least
+        ``PASSING_OTHER_MIN`` times: the text is about those."""
+        mentions = sum(len(t.pattern.findall(folded)) for t in self._names)
+        if mentions != 1:
+            return False
+        others = sum(len(t.pattern.findall(folded)) for t in self._other_places)
+        return others >= PASSING_OTHER_MIN
 
     def is_relevant(self, relevance: Relevance) -> bool:
         """``relevance.score`` reaches the topic's ``min_score``."""
         return relevance.score >= self.topic.min_score
 
 
-def _terms(written: tuple[str, ...]) -> tuple[_Term, ...]:
+def _terms(written: tuple[str, ...], *, whole_word: bool = False) -> tuple[_Term, ...]:
     seen: dict[str, _Term] = {}
     for term in written:
         key = fold(term)
         if key not in seen:
-            seen[key] = _Term(term, _pattern(term))
+            seen[key] = _Term(term.removesuffix(_WILDCARD), _pattern(term, whole_word=whole_word))
     return tuple(seen.values())
 
 

@@ -5,6 +5,8 @@
   tried again next run.
 - ``validators``: ``ETag``/``Last-Modified`` of feeds and sitemaps for conditional GET (304 = nothing new).
 - ``source_health``: last outcome and last success per source, shown by ``sources list|check``.
+- ``source_checks``: per feed/sitemap URL, the last ``sources check`` outcome and the date it last
+  answered with a parseable document holding recent entries (``verified_at``).
 
 SQLite in WAL mode, autocommit: every mark is durable when the call returns.
 """
@@ -34,6 +36,15 @@ CREATE TABLE IF NOT EXISTS validators (
     last_modified TEXT,
     updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS source_checks (
+    url TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    checked_at TEXT NOT NULL,
+    entries INTEGER,
+    newest TEXT,
+    verified_at TEXT
+);
 CREATE TABLE IF NOT EXISTS source_health (
     source TEXT PRIMARY KEY,
     last_outcome TEXT NOT NULL,
@@ -49,6 +60,19 @@ class SourceHealth:
     last_outcome: str
     last_fetch: datetime
     last_success: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UrlCheck:
+    """The last ``sources check`` of one feed/sitemap URL."""
+
+    source: str
+    url: str
+    outcome: str
+    checked_at: datetime
+    entries: int | None
+    newest: datetime | None
+    verified_at: datetime | None  # last time it answered with recent entries (None: never)
 
 
 class SeenStore:
@@ -113,6 +137,47 @@ class SeenStore:
             "last_fetch = excluded.last_fetch, last_success = COALESCE(excluded.last_success, last_success)",
             (source, outcome, now, now if success else None),
         )
+
+    def record_check(
+        self, source: str, url: str, outcome: str, *, entries: int | None, newest: datetime | None, verified: bool
+    ) -> None:
+        """Remember a ``sources check`` of ``url``; ``verified`` (a parseable document with recent entries)
+        sets ``verified_at`` to now, otherwise the previous ``verified_at`` is kept."""
+        now = now_utc().isoformat()
+        self._db.execute(
+            "INSERT INTO source_checks (url, source, outcome, checked_at, entries, newest, verified_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(url) DO UPDATE SET source = excluded.source, "
+            "outcome = excluded.outcome, checked_at = excluded.checked_at, entries = excluded.entries, "
+            "newest = excluded.newest, verified_at = COALESCE(excluded.verified_at, verified_at)",
+            (
+                url,
+                source,
+                outcome,
+                now,
+                entries,
+                None if newest is None else newest.isoformat(),
+                now if verified else None,
+            ),
+        )
+
+    def checks(self) -> list[UrlCheck]:
+        """Every recorded URL check, by source then URL."""
+        rows = self._db.execute(
+            "SELECT source, url, outcome, checked_at, entries, newest, verified_at FROM source_checks "
+            "ORDER BY source, url"
+        )
+        return [
+            UrlCheck(
+                source=source,
+                url=url,
+                outcome=outcome,
+                checked_at=parse_time(checked),
+                entries=entries,
+                newest=None if newest is None else parse_time(newest),
+                verified_at=None if verified is None else parse_time(verified),
+            )
+            for source, url, outcome, checked, entries, newest, verified in rows
+        ]
 
     def health(self) -> dict[str, SourceHealth]:
         out: dict[str, SourceHealth] = {}

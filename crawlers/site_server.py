@@ -1,10 +1,17 @@
 """A small multi-site news web on loopback, for ``sednaya-monitor demo`` and the crawl tests.
 
 Each sub-directory of ``root`` is one site served on its own ``127.0.0.1`` port (so robots.txt,
-politeness and attribution are per site, as on the real web). Files are served as they are, after two
+politeness and attribution are per site, as on the real web). Files are served as they are, after
 byte-level substitutions: ``{{base}}`` becomes the site's base URL and ``{{site:NAME}}`` another
-site's. ``X.gz.src`` is served at ``X.gz``, gzip-compressed after substitution. Static answers carry an
+site's; ``{{today:rfc822}}`` and ``{{today:iso}}`` become today's date at 00:00 UTC (feeds whose newest
+entry must look recent; the date changes once a day, so conditional GET still sees an unchanged file).
+``X.gz.src`` is served at ``X.gz``, gzip-compressed after substitution. Static answers carry an
 ``ETag`` and ``Last-Modified`` and honour ``If-None-Match`` (304).
+
+Pages with a query string (WordPress ``/?p=42``, legacy ``/news.php?id=7``) live in files named
+``<name>__<query>.html`` (``__p=42.html``, ``news.php__id=7.htm``; :func:`served_path` maps back).
+``.html`` is served as ``text/html; charset=utf-8``; ``.htm`` as bare ``text/html``, like a legacy server
+that leaves the charset to the page's ``<meta http-equiv>``.
 
 Broken cases live under ``/_broken/`` on every site: ``status/<code>``, ``slow`` (answers after
 ``slow_s`` seconds), ``loop/<n>`` (a redirect loop), ``huge`` (``huge_bytes`` of HTML),
@@ -22,6 +29,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
@@ -32,6 +41,7 @@ logger = logging.getLogger(__name__)
 LAST_MODIFIED = "Mon, 09 Dec 2024 08:00:00 GMT"  # fixed: fixture files do not change between requests
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
+    ".htm": "text/html",  # no charset: the page's <meta http-equiv="Content-Type"> decides
     ".xml": "application/xml",
     ".rss": "application/rss+xml",
     ".atom": "application/atom+xml",
@@ -40,6 +50,21 @@ CONTENT_TYPES = {
     ".pdf": "application/pdf",
     ".gz": "application/x-gzip",
 }
+
+
+QUERY_SEPARATOR = "__"  # file name = <path name>__<query> + .html/.htm for pages served with a query
+PAGE_SUFFIXES = (".html", ".htm")
+
+
+def served_path(relative: str) -> str:
+    """The URL path (and query) at which the file ``relative`` (``a/b.html``, ``news.php__id=7.htm``)
+    is served."""
+    directory, _, name = relative.rpartition("/")
+    prefix = f"/{directory}/" if directory else "/"
+    if QUERY_SEPARATOR in name and name.endswith(PAGE_SUFFIXES):
+        stem, _, query = name.rpartition(".")[0].partition(QUERY_SEPARATOR)
+        return f"{prefix}{stem}?{query}"
+    return prefix + name
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +155,9 @@ class SiteServer:
 
     def _substitute(self, site: str, body: bytes) -> bytes:
         body = body.replace(b"{{base}}", self.url(site).rstrip("/").encode())
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        body = body.replace(b"{{today:rfc822}}", format_datetime(today, usegmt=True).encode())
+        body = body.replace(b"{{today:iso}}", today.strftime("%Y-%m-%dT%H:%M:%SZ").encode())
         for other in self._servers:
             body = body.replace(b"{{site:" + other.encode() + b"}}", self.url(other).rstrip("/").encode())
         return body
@@ -148,6 +176,13 @@ class SiteServer:
         if relative.endswith("/"):
             relative += "index.html"
         target = (base / relative).resolve()
+        if parts.query:
+            name = "" if path.endswith("/") else target.name
+            for suffix in PAGE_SUFFIXES:
+                candidate = (target.parent / f"{name}{QUERY_SEPARATOR}{parts.query}{suffix}").resolve()
+                if candidate.is_file():
+                    target = candidate
+                    break
         gz_source = target.with_name(target.name + ".src")
         if not target.is_relative_to(base):
             return Answer(404, b"not found")

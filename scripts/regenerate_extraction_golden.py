@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from crawlers.errors import ExtractionError  # noqa: E402  # after the path set-up above
-from crawlers.extraction import extract  # noqa: E402
+from crawlers.extraction import decode_html, extract  # noqa: E402
+from crawlers.site_server import CONTENT_TYPES, PAGE_SUFFIXES, served_path  # noqa: E402
 
 SITES = ROOT / "tests" / "sites"
 GOLDEN = ROOT / "tests" / "golden" / "extraction"
@@ -26,21 +27,27 @@ FIRST_WORDS = 8  # body words kept in the golden file: enough to see the body st
 
 
 def page_url(page: Path) -> str:
+    """Where the fixture server serves ``page`` (``wp/__p=4821.html`` -> ``https://wp.fixture.test/?p=4821``)."""
     site, *rest = page.relative_to(SITES).parts
-    return f"https://{site}.fixture.test/" + "/".join(rest)
+    return f"https://{site}.fixture.test" + served_path("/".join(rest))
+
+
+def content_type(page: Path) -> str:
+    """The Content-Type the fixture server sends for ``page`` (``.htm``: no charset)."""
+    return CONTENT_TYPES[page.suffix]
 
 
 def render(page: Path) -> str:
-    """The page as the crawler would decode it (``{{base}}`` substituted, UTF-8 with replacement)."""
+    """The page as the crawler decodes it (``{{base}}`` substituted; HTTP charset, else the page's own)."""
     site = page.relative_to(SITES).parts[0]
     raw = page.read_bytes().replace(b"{{base}}", f"https://{site}.fixture.test".encode())
-    return raw.decode("utf-8", "replace")
+    return decode_html(raw, content_type(page))[1]
 
 
 def observe(page: Path) -> dict[str, Any]:
     """What extraction makes of ``page`` today."""
     try:
-        result = extract(render(page), url=page_url(page), content_type="text/html; charset=utf-8")
+        result = extract(render(page), url=page_url(page), content_type=content_type(page))
     except ExtractionError as exc:
         return {"rejected": exc.reason}
     return {
@@ -59,7 +66,7 @@ def golden_path(page: Path) -> Path:
 
 
 def pages() -> list[Path]:
-    return sorted(p for p in SITES.rglob("*.html") if "_broken" not in p.parts)
+    return sorted(p for p in SITES.rglob("*") if p.suffix in PAGE_SUFFIXES and "_broken" not in p.parts)
 
 
 def main() -> None:

@@ -10,6 +10,15 @@ Three levels, cheapest first:
    from ``NUM_PERM`` permutations, a copy when the estimate reaches ``threshold``
    (``settings.duplicate_threshold``).
 
+Before shingling, :func:`syndication_text` strips what outlets change when they carry one wire text:
+the dateline and agency credit that open it (``DAMASCUS (Reuters) -``, ``PARIS, 12 déc (AFP) -``,
+``دمشق (رويترز) -``), agency credits inside it (``(AFP)``, a closing ``— Reuters``), bylines and
+credit lines (``By ...``, ``Reporting by ...``, ``بقلم ...``) and "read more" / share / copyright lines
+(``Read more:``, ``Lire aussi``, ``Mehr zum Thema``, ``Ayrıca``, ``اقرأ أيضا``). So four outlets with
+different datelines, credits and tails fold onto the first copy. Signatures persisted before this
+normalisation was added were computed on the raw text; copies arriving after it compare to them with
+a slightly lower Jaccard until those roots leave the window.
+
 A duplicate points at the FIRST copy (the root), never at another duplicate. No I/O here: the
 stage persists signatures (``signature_bytes``) and rebuilds the index on start.
 """
@@ -37,6 +46,92 @@ MINHASH_SCHEME = "affine32"  # datasketch 2.x hashing scheme, pinned for the sam
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 MatchKind = Literal["hash", "minhash"]
+
+# Wire agencies whose credit lines outlets add, drop or reword (Latin and Arabic spellings).
+AGENCIES = (
+    "AFP",
+    "Agence France-Presse",
+    "Reuters",
+    "AP",
+    "Associated Press",
+    "dpa",
+    "DPA",
+    "Anadolu",
+    "AA",
+    "ANSA",
+    "EFE",
+    "Xinhua",
+    "SANA",
+    "KUNA",
+    "WAFA",
+    "UPI",
+    "APA",
+    "DHA",
+    "İHA",
+    "IHA",
+    "رويترز",
+    "فرانس برس",
+    "أ ف ب",
+    "أ.ف.ب",
+    "الأناضول",
+    "سانا",
+    "د ب أ",
+    "أسوشيتد برس",
+)
+_AGENCY = "|".join(re.escape(a) for a in sorted(AGENCIES, key=len, reverse=True))
+DATELINE_MAX_CHARS = 60  # a dateline ("SAIDNAYA, Syria, Dec 12 (Levant Wire) -") is short; longer is prose
+_DATELINE = re.compile(
+    r"^\s*(?:[^\s(][^()\n]{0,"
+    + str(DATELINE_MAX_CHARS)
+    + r"}?\s*\([^()\n]{1,40}\)\s*[-\u2013\u2014:|]\s*|\([^()\n]{1,40}\)\s*[-\u2013\u2014:|]?\s*)"
+)
+_CAPS_DATELINE = re.compile(
+    r"^\s*[A-Z\u00c0-\u00de][A-Z\u00c0-\u00de .'\-]{2,30}(?:,[^\n\-\u2013\u2014]{1,25})?\s+[-\u2013\u2014]\s+"
+)
+_INLINE_CREDIT = re.compile(r"\s*\((?:" + _AGENCY + r")(?:\s*/\s*[^()]{1,30})?\)")
+_CLOSING_CREDIT = re.compile(r"\s*[-\u2013\u2014]\s*(?:" + _AGENCY + r"|[A-Z][\w ]{1,30}(?:Wire|News|Press))\s*\.?\s*$")
+BYLINE_MAX_CHARS = 60  # "By Jane Doe and John Roe in Beirut": short, no sentence punctuation
+_CREDIT_LINE = re.compile(
+    r"^\s*(?:by|par|von|door|por|reporting by|additional reporting by|writing by|editing by|compiled by|"
+    r"with agencies|staff and agencies|haber|muhabir|بقلم|كتب|كتبت|إعداد|تحرير|المصدر|مراسل)\b[^.!?\u061f\n]{0,"
+    + str(BYLINE_MAX_CHARS)
+    + "}$",
+    re.IGNORECASE,
+)
+_TAIL_LINE = re.compile(
+    r"^\s*(?:read more|read also|also read|related|see also|more on this|share this|share on|follow us|"
+    r"copyright|\u00a9|all rights reserved|this (?:story|article) (?:was|is) (?:written|published|republished)|"
+    r"reproduced|republished|lire aussi|à lire aussi|a lire aussi|voir aussi|mehr zum thema|lesen sie auch|"
+    r"auch interessant|ayrıca|ilgili haber|ilgili haberler|devamı|"
+    r"اقرا ايضا|اقرأ أيضا|اقرأ أيضاً|إقرأ أيضا|اقرأ ايضا|اقرأ المزيد|"
+    r"شاهد أيضا|شاهد ايضا|مواضيع ذات صلة|جميع الحقوق محفوظة)",
+    re.IGNORECASE,
+)
+
+
+def syndication_text(text: str) -> str:
+    """``text`` without what outlets vary when they carry one wire story: the opening dateline and
+    credit, agency credits, byline and credit lines, "read more"/share/copyright lines. Idempotent:
+    passes repeat until nothing changes (each pass only removes characters, so this ends)."""
+    while True:
+        stripped = _strip_syndication_once(text)
+        if stripped == text:
+            return stripped
+        text = stripped
+
+
+def _strip_syndication_once(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines()]
+    kept = [line for line in lines if line and not _CREDIT_LINE.match(line) and not _TAIL_LINE.match(line)]
+    if kept:
+        first = _DATELINE.sub("", kept[0], count=1)
+        kept[0] = _CAPS_DATELINE.sub("", first, count=1)
+    out = []
+    for line in kept:
+        cleaned = _CLOSING_CREDIT.sub("", _INLINE_CREDIT.sub("", line)).strip()
+        if cleaned:
+            out.append(cleaned)
+    return "\n".join(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +181,8 @@ def hashable(text: str) -> bool:
 
 
 def duplicate_text(title: str, text: str) -> str:
-    """What is shingled and hashed for duplicates: title and text together."""
-    return f"{title}\n{text}"
+    """What is shingled for duplicates: the title and the text, both after :func:`syndication_text`."""
+    return f"{syndication_text(title)}\n{syndication_text(text)}"
 
 
 class NearDuplicateIndex:

@@ -96,6 +96,9 @@ class Settings:
     gdelt_min_interval_s: float = 5.0  # GDELT asks for at most one request per 5 seconds
     google_news_url: str = "https://news.google.com/rss/search"  # Google News RSS search endpoint
 
+    # --- source verification (`sources check`) ------------------------------------------------------
+    sources_check_max_age_days: int = 14  # a feed/sitemap whose newest entry is older is "stale", not verified
+
     # --- serving, metrics, alerts -------------------------------------------------------------------
     serve_host: str = "127.0.0.1"  # bind address of `serve` (loopback unless asked otherwise)
     serve_port: int = 8080

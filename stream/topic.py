@@ -25,7 +25,11 @@ class Topic:
     names_by_script: dict[str, tuple[str, ...]]
     strong: tuple[str, ...]
     coterms: dict[str, tuple[str, ...]]  # language -> terms
-    negative: tuple[str, ...]
+    negative: tuple[str, ...]  # a trailing ``*`` lets a cue take a suffix; otherwise it matches a whole word
+    negative_places: tuple[str, ...] = ()  # place names holding a cue word (Deir ez-Zor): masked first
+    other_places: tuple[str, ...] = ()  # other prisons/places: the name beside them is only a passing mention
+    prefilter_context: tuple[str, ...] = ()  # words placing a feed entry in the region (Syria, Damascus)
+    prefilter_events: tuple[str, ...] = ()  # event vocabulary fetched with a context word (mass grave, freed)
     anchor_numbers: tuple[str, ...]
     anchor_groups: tuple[tuple[str, ...], ...]  # each group: one entity in its spellings
 
@@ -80,6 +84,10 @@ def load_topic(path: Path) -> Topic:
     for key in ("people", "organisations", "places"):
         for i, group in enumerate(anchors.get(key, [])):
             groups.append(_strs(group, path, f"anchors.{key}[{i}]"))
+    negative, prefilter = data.get("negative", {}), data.get("prefilter", {})
+    for key, table in (("negative", negative), ("prefilter", prefilter)):
+        if not isinstance(table, dict):
+            raise TopicError(f"topic file {str(path)!r}: {key!r} must be a table")
     min_score = data.get("min_score", 0.5)
     if not isinstance(min_score, (int, float)) or not 0 <= float(min_score) <= 1:
         raise TopicError(f"topic file {str(path)!r}: 'min_score'={min_score!r} must be a number in [0, 1]")
@@ -91,7 +99,11 @@ def load_topic(path: Path) -> Topic:
         names_by_script=by_script,
         strong=strong,
         coterms=coterms,
-        negative=_strs(data.get("negative", {}).get("cues", []), path, "negative.cues"),
+        negative=_strs(negative.get("cues", []), path, "negative.cues"),
+        negative_places=_strs(negative.get("places", []), path, "negative.places"),
+        other_places=_strs(negative.get("other_places", []), path, "negative.other_places"),
+        prefilter_context=_strs(prefilter.get("context", []), path, "prefilter.context"),
+        prefilter_events=_strs(prefilter.get("events", []), path, "prefilter.events"),
         anchor_numbers=_strs(anchors.get("numbers", []), path, "anchors.numbers"),
         anchor_groups=tuple(groups),
     )

@@ -7,6 +7,7 @@ Each crawl runs in its own subprocess because Twisted's reactor cannot restart w
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -64,6 +65,27 @@ class FixtureWeb:
         shutil.copytree(SITES_NEXT, self.root, dirs_exist_ok=True)
 
 
+def google_news_link(url: str) -> str:
+    """A Google News article link in the older form: the id is URL-safe base64 of a protobuf message
+    (field 1 = 19, field 4 = the publisher URL, an empty field 26), as Google News RSS served them."""
+    raw = url.encode("utf-8")
+    size = bytearray()
+    n = len(raw)
+    while True:
+        size.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            break
+    message = b"\x08\x13\x22" + bytes(size) + raw + b"\xd2\x01\x00"
+    return "https://news.google.com/rss/articles/" + base64.urlsafe_b64encode(message).decode().rstrip("=")
+
+
+# A newer-form link: the id carries an opaque token, not the URL (resolved only by Google's JavaScript).
+OPAQUE_GOOGLE_NEWS_LINK = "https://news.google.com/rss/articles/" + base64.urlsafe_b64encode(
+    b"\x08\x13\x22\x19AU_yqLNfixtureOpaqueToken"
+).decode().rstrip("=")
+
+
 def _gdelt(web: dict[str, SiteServer]) -> Any:
     """GDELT stand-in: >6 h windows are full (250 records: the spider must split), the newest 6 h slice holds
     repairable JSON, the slice 12-18 h ago unrepairable JSON, the others ``{}`` (no match)."""
@@ -113,10 +135,17 @@ def _gnews(web: dict[str, SiteServer]) -> Any:
         if q == '"Sednaya"' and hl == "en-US":
             target = server.url("en", "/2024/12/11/families-search.html")
             link = server.url("en", "/_broken/redirect") + "?to=" + target
+            archive = server.url("gazette", "/2024/12/15/archive-digitised.html")
             items = (
                 "<item><title>Families search Sednaya records for the missing - Levant Ledger</title>"
                 f"<link>{link.replace('&', '&amp;')}</link><pubDate>Wed, 11 Dec 2024 09:15:00 GMT</pubDate>"
                 f'<source url="{server.url("en")}">Levant Ledger</source></item>'
+                "<item><title>Volunteers digitise the Sednaya prison archive - Harbour Gazette</title>"
+                f"<link>{google_news_link(archive)}?oc=5</link><pubDate>Sun, 15 Dec 2024 08:00:00 GMT</pubDate>"
+                f'<source url="{server.url("gazette")}">Harbour Gazette</source></item>'
+                "<item><title>Sednaya: a story behind an opaque link - Harbour Gazette</title>"
+                f"<link>{OPAQUE_GOOGLE_NEWS_LINK}?oc=5</link><pubDate>Sun, 15 Dec 2024 09:00:00 GMT</pubDate>"
+                f'<source url="{server.url("gazette")}">Harbour Gazette</source></item>'
             )
         rss = f'<?xml version="1.0"?><rss version="2.0"><channel><title>{q}</title>{items}</channel></rss>'
         return Answer(200, rss.encode(), {"Content-Type": "application/rss+xml"})

@@ -46,6 +46,26 @@ EXPECTED = [
     ("de", "/politik/sednaja-prozess.html", "de", "nahost-rundschau", "feed", "jsonld"),
     ("tr", "/dunya/sednaya-cezaevi-tuz-odalari.html", "tr", "dogu-haber", "feed", "meta"),
     ("tr", "/dunya/sednaya-idam-arsivi.html", "tr", "dogu-haber", "search", "meta"),
+    # a multilingual wire: the Syria desk fetched whole, a short brief, a headline without the name
+    # (region + event words), an Arabic piece naming Deir ez-Zor (دير is also "monastery")
+    ("wire", "/en/syria/2024/12/12/vigil-at-the-gates.html", "en", "levant-wire", "feed", "meta"),
+    ("wire", "/en/world/2024/12/12/sednaya-cells-mapped.html", "en", "levant-wire", "feed", "meta"),
+    ("wire", "/en/briefs/2024/12/13/guards-detained.html", "en", "levant-wire", "feed", "meta"),
+    ("wire", "/fr/monde/2024/12/13/charniers-damas.html", "fr", "levant-wire", "feed", "meta"),
+    ("wire", "/ar/akhbar/2024/12/12/naql-dayr-alzour.html", "ar", "levant-wire", "feed", "meta"),
+    # the wire story syndicated: three more copies (folded later by the embed stage's near-duplicates)
+    ("en", "/2024/12/12/sednaya-cells-mapped.html", "en", "levant-ledger", "feed", "meta"),
+    ("gazette", "/2024/12/12/cells-beneath-sednaya.html", "en", "harbour-gazette", "sitemap", "meta"),
+    ("wp", "/?p=4830", "en", "qalam-notes", "feed", "meta"),
+    # short articles on a WordPress ?p= template and a legacy news.php?id= page in windows-1256
+    ("wp", "/?p=4821", "en", "qalam-notes", "feed", "meta"),  # hAtom <time class="published">
+    ("wp", "/?p=4840", "en", "qalam-notes", "feed", "meta"),  # the name only in a block the precise pass drops
+    ("legacy", "/news.php?id=1187", "ar", "al-manara", "feed", "feed"),
+    # prefilter on, headline without the name: region word + co-term or event word
+    ("de", "/politik/krematorium-vorwurf.html", "de", "nahost-rundschau", "feed", "meta"),
+    ("tr", "/dunya/sam-toplu-mezar.html", "tr", "dogu-haber", "feed", "meta"),
+    # reached only through a Google News link whose id carries the publisher URL
+    ("gazette", "/2024/12/15/archive-digitised.html", "en", "harbour-gazette", "search", "meta"),
 ]
 REJECTED = {  # (site, path) -> reason
     ("en", "/travel/saidnaya-monastery-weekend.html"): "off_topic",
@@ -54,7 +74,16 @@ REJECTED = {  # (site, path) -> reason
     ("en", "/briefs/sednaya-brief.html"): "too_short",
     ("en", "/docs/report.pdf"): "not_html",
     ("ar", "/news/bad-encoding.html"): "bad_encoding",
+    ("gazette", "/travel/saidnaya-feast-pilgrims.html"): "off_topic",  # the town's feast, the prison in passing
+    ("fr", "/articles/pelerinage-saidnaya.html"): "off_topic",  # pilgrimage to the convent
+    ("tr", "/dunya/adra-cezaevi.html"): "off_topic",  # another prison; Sednaya named once
+    ("wire", "/en/world/2024/12/14/aleppo-prisoners-freed.html"): "off_topic",  # kept by the prefilter, not on topic
 }
+PREFILTERED = [  # feed/sitemap entries the prefilter does not fetch
+    ("wire", "/en/world/2024/12/14/syria-league-restart.html"),  # a region word alone
+    ("fr", "/articles/football-reprise.html"),
+    ("gazette", "/2024/12/11/long-road-home.html"),  # on topic, but its entry says nothing: the known cost
+]
 NEW_ARTICLE = ("tr", "/dunya/yeni-tanik.html")
 
 
@@ -118,8 +147,8 @@ def test_each_relevant_article_is_published_exactly_once(run1: Run, fixture_web:
         assert article.channel in channel.split("|"), f"{site}{path}: channel {article.channel}"
         assert article.relevance is not None and article.relevance.score >= 0.5
         assert article.backfill is False
-        assert article.extra["source_type"] in {"other", "syrian-independent", "public-broadcaster"}
-        assert article.extra["source_country"] in {"GB", "SY", "FR", "DE", "TR"}, f"{site}{path}"
+        assert article.extra["source_type"] in {"other", "syrian-independent", "public-broadcaster", "wire"}
+        assert article.extra["source_country"] in {"GB", "SY", "FR", "DE", "TR", "LB", "CY", "JO"}, f"{site}{path}"
     assert len(keys) == len(EXPECTED)
     assert run1.summary["published"] == len(EXPECTED)
 
@@ -163,6 +192,28 @@ def test_rejections_are_counted_with_reason_and_remembered(
             assert seen.status(canonical) == f"rejected:{reason}", f"{site}{path}"
 
 
+def test_prefilter_fetches_by_name_region_and_section_and_skips_the_rest(run1: Run, fixture_web: FixtureWeb) -> None:
+    for site, path in PREFILTERED:
+        assert not [h for h in fixture_web.server.hits_for(site, path) if h.at <= run1.ended], f"{site}{path} fetched"
+    assert run1.summary["prefiltered"] == len(PREFILTERED)
+    kept = run1.summary["prefilter_kept"]
+    # region + co-term/event: charniers, Krematorium, toplu mezar, the WordPress registers note (Damascus +
+    # detainees in its summary), Adra (off topic), Aleppo (off topic)
+    assert kept["context"] == 6, kept
+    assert kept["section"] == 1, kept  # the wire's Syria desk: a headline naming nothing
+    assert kept["name"] >= 10 and kept["whole_source"] >= 10, kept
+
+
+def test_google_news_links_are_decoded_or_rejected_without_a_fetch(run1: Run, data_dir_crawl: Path) -> None:
+    from tests.crawl_fixtures import OPAQUE_GOOGLE_NEWS_LINK
+
+    assert run1.summary["google_news_links"] == {"decoded": 1, "opaque": 1}
+    assert run1.summary["extraction"]["unresolved_redirect"] == 1
+    with SeenStore(data_dir_crawl) as seen:
+        canonical = id_for_url(OPAQUE_GOOGLE_NEWS_LINK + "?oc=5")[1]
+        assert seen.status(canonical) == "rejected:unresolved_redirect"
+
+
 def test_gdelt_windows_are_split_until_under_the_cap(run1: Run, fixture_web: FixtureWeb) -> None:
     calls = [h for h in fixture_web.server.hits_for("gdelt", "/api/") if h.at <= run1.ended]
     assert len(calls) == 7  # 24 h -> 2 x 12 h -> 4 x 6 h
@@ -200,12 +251,12 @@ def test_second_run_fetches_only_what_is_new(run2: Run, run1: Run, fixture_web: 
     assert len(keys) == len(EXPECTED) + 1 and set(keys.values()) == {1}
     new_id = id_for_url(fixture_web.url(*NEW_ARTICLE))[0]
     assert new_id in keys
-    handled = {path for _, path, *_ in EXPECTED} | {path for _, path in REJECTED}
+    handled = {(site, path) for site, path, *_ in EXPECTED} | set(REJECTED)
     refetched = [
         (h.site, h.path)
-        for site in ("en", "ar", "fr", "de", "tr")
+        for site in {site for site, *_ in EXPECTED}
         for h in fixture_web.server.hits_for(site)
-        if h.at >= run2.started and h.path.split("?")[0] in handled
+        if h.at >= run2.started and ((site, h.path) in handled or (site, h.path.split("?")[0]) in handled)
     ]
     assert refetched == [], f"handled articles fetched again: {refetched}"
     assert run2.summary["fetches"]["levant-ledger"].get("not_modified", 0) >= 1  # conditional GET of the feed
@@ -250,7 +301,7 @@ def test_follow_polls_each_source_again_until_interrupted(fixture_web: FixtureWe
             proc.kill()
     assert proc.returncode == 0, err[-3000:]
     summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["published"] == 1
+    assert summary["published"] == 2  # sednaja-prozess.html and krematorium-vorwurf.html
     assert summary["fetches"]["nahost-rundschau"].get("not_modified", 0) >= 1
 
 
@@ -278,20 +329,45 @@ def test_scrapy_list_and_crawl_work_from_the_repository(fixture_web: FixtureWeb,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     articles = [Article.from_json(r.value) for r in read_raw(tmp_path / "data")]
-    assert [(a.source, a.lang, a.date_source) for a in articles] == [("nahost-rundschau", "de", "jsonld")]
+    assert sorted((a.source, a.lang, a.date_source) for a in articles) == [
+        ("nahost-rundschau", "de", "jsonld"),
+        ("nahost-rundschau", "de", "meta"),
+    ]
 
 
 def test_sources_check_and_list_report_health(fixture_web: FixtureWeb, tmp_path: Path) -> None:
     env = fixture_web.env(tmp_path / "data")
     done = run_cli(env, "sources", "check", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
-    outcomes = {(c["source"], c["outcome"]) for c in map(json.loads, done.stdout.splitlines())}
-    assert {("levant-ledger", "ok"), ("blocked-outlet", "http_403"), ("vanished-outlet", "dns")} <= outcomes
+    checks = [json.loads(line) for line in done.stdout.splitlines()]
+    by_url = {c["url"]: c for c in checks}
+    wire = [fixture_web.url("wire", f"/{lang}/feed.rss") for lang in ("en", "fr", "ar")]
+    assert all(by_url[u]["outcome"] == "ok" and by_url[u]["verified"] for u in wire), [by_url[u] for u in wire]
+    assert by_url[fixture_web.url("en", "/feed.rss")]["outcome"] == "stale"  # answers, newest entry from 2024
+    assert by_url[fixture_web.url("tr", "/feed-broken.xml")]["outcome"] == "malformed_xml"
+    assert by_url[fixture_web.url("gazette", "/news-sitemap.xml")]["outcome"] == "ok"
+    assert by_url[fixture_web.url("gazette", "/news-sitemap.xml")]["entries"] == 3
+    outcomes = {(c["source"], c["outcome"]) for c in checks}
+    assert {("blocked-outlet", "http_403"), ("vanished-outlet", "dns"), ("detainee-watch", "search_only")} <= outcomes
     listed = run_cli(env, "sources", "list", "--json")
     rows = {r["id"]: r for r in map(json.loads, listed.stdout.splitlines())}
     assert rows["blocked-outlet"]["last_outcome"] == "http_403" and rows["blocked-outlet"]["last_success"] is None
-    assert rows["levant-ledger"]["last_success"] is not None
-    assert len(rows) == 7
+    assert rows["levant-ledger"]["last_success"] is not None  # it answered ...
+    assert rows["levant-ledger"]["last_verified"] is None  # ... but never with recent entries
+    assert rows["levant-wire"]["last_verified"] is not None
+    assert rows["levant-wire"]["langs"] == ["en", "fr", "ar"] and rows["levant-wire"]["lang"] == "en"
+    assert rows["detainee-watch"]["search_only"].startswith("publishes reports")
+    assert len(rows) == 12
+    # sources_check_max_age_days decides what "recent" is: a century makes the 2024 feed verified
+    lenient = fixture_web.env(tmp_path / "data", SOURCES_CHECK_MAX_AGE_DAYS="36500")
+    again = run_cli(lenient, "sources", "check", "--json", "--source", "levant-ledger")
+    assert by_url_of(again.stdout)[fixture_web.url("en", "/feed.rss")]["outcome"] == "ok"
+    rows = {r["id"]: r for r in map(json.loads, run_cli(env, "sources", "list", "--json").stdout.splitlines())}
+    assert rows["levant-ledger"]["last_verified"] is not None
+
+
+def by_url_of(stdout: str) -> dict[str, Any]:
+    return {c["url"]: c for c in map(json.loads, stdout.splitlines())}
 
 
 def test_the_shipped_demo_web_crawls(tmp_path: Path) -> None:

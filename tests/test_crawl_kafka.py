@@ -24,14 +24,14 @@ def test_crawl_publishes_to_kafka(fixture_web: FixtureWeb, tansu_broker: Broker,
     bus_url = overrides.pop("bus")
     env = fixture_web.env(tmp_path / "data", **{k.upper(): str(v) for k, v in overrides.items()}, DISCOVERY="false")
     summary = crawl_json(env, "--bus", bus_url, "--source", "nahost-rundschau", "--source", "courrier-levant")
-    assert summary["published"] == 3
+    assert summary["published"] == 4
     settings = load_settings(environ={}, overrides={**overrides, "bus": bus_url, "data_dir": tmp_path / "data"})
     bus = wiring.make_bus(settings)
     try:
         consumer = bus.consumer(settings.topic_raw, unique_name("g"))
         records: list[Record] = []
         deadline = time.monotonic() + 30
-        while len(records) < 3 and time.monotonic() < deadline:
+        while len(records) < 4 and time.monotonic() < deadline:
             records.extend(consumer.poll(10, 1.0))
         consumer.close()
     finally:
@@ -40,6 +40,7 @@ def test_crawl_publishes_to_kafka(fixture_web: FixtureWeb, tansu_broker: Broker,
         id_for_url(fixture_web.url(site, path))[0]
         for site, path in [
             ("de", "/politik/sednaja-prozess.html"),
+            ("de", "/politik/krematorium-vorwurf.html"),  # prefilter: region word + event word
             ("fr", "/articles/abattoir-humain.html"),
             ("fr", "/articles/visite-onu.html"),
         ]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crawlers import gdelt
+from crawlers import gdelt, google_news
 from crawlers.errors import ExtractionError, FeedError
 from crawlers.extraction import date_from_url, extract, parse_date
 from crawlers.relevance import RelevanceFilter
+from crawlers.source_check import read_listing
 from crawlers.spiders.sitemaps import parse_sitemap
+from stream.near_duplicate import syndication_text
 from stream.settings import Settings
 from stream.topic import load_topic
 
@@ -71,3 +75,34 @@ def test_relevance_score_is_in_unit_interval(title: str, text: str) -> None:
     result = RELEVANCE.score(title, text)
     assert 0.0 <= result.score <= 1.0
     assert (result.score == 0.0) or result.terms
+
+
+wire_like = st.lists(
+    st.one_of(
+        st.text(max_size=80),
+        st.sampled_from(["DAMASCUS (Reuters) - ", "(AFP) ", "By Jane Doe", "Read more: x", "— AFP", "اقرأ أيضا"]),
+    ),
+    max_size=8,
+).map("\n".join)
+
+
+@given(wire_like)
+def test_syndication_text_is_idempotent(text: str) -> None:
+    once = syndication_text(text)
+    assert syndication_text(once) == once, f"{text!r} -> {once!r}"
+
+
+@given(st.text(max_size=300))
+def test_prefilter_and_listing_reader_never_raise_other_errors(text: str) -> None:
+    assert RELEVANCE.prefilter(text) in {None, "name", "context"}
+    try:
+        read_listing(text.encode("utf-8"), max_bytes=10_000)
+    except FeedError as exc:
+        assert exc.outcome in {"malformed_xml", "too_large"}
+
+
+@given(st.binary(max_size=200))
+def test_google_news_decoding_never_raises(raw: bytes) -> None:
+    ident = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    url = google_news.publisher_url(f"https://news.google.com/rss/articles/{ident}")
+    assert url is None or url.startswith(("http://", "https://"))

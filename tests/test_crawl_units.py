@@ -20,7 +20,14 @@ from crawlers.fetch_outcome import outcome_for_failure, outcome_for_status
 from crawlers.items import ArticleItem
 from crawlers.pipelines import BusPublishPipeline
 from crawlers.raw_store import RawStore
-from crawlers.registry import DEFAULT_REGISTRY, SOURCE_TYPES, load_registry, parse_registry, source_for_url
+from crawlers.registry import (
+    DEFAULT_REGISTRY,
+    SOURCE_TYPES,
+    UNDECLARED_SEARCH_ONLY,
+    load_registry,
+    parse_registry,
+    source_for_url,
+)
 from crawlers.seen import SeenStore
 from crawlers.spiders.feeds import FeedSpider
 from crawlers.spiders.sitemaps import gunzip, parse_sitemap
@@ -43,6 +50,42 @@ def test_default_registry_has_40_outlets_in_five_languages_marked_unverified() -
     assert {s.type for s in sources} >= SOURCE_TYPES - {"fact-checker", "other"}
     assert not any(s.verified for s in sources), "nothing could be checked from this machine"
     assert sum(1 for s in sources if s.feeds or s.sitemaps) >= 40
+    no_listing = [s for s in sources if not s.feeds and not s.sitemaps]
+    assert no_listing and all(s.search_only for s in no_listing), "a source without feeds says why"
+    assert {s.id for s in no_listing} >= {"amnesty", "hrw", "snhr", "white-helmets", "ohchr", "state-dept"}
+    assert all(s.lang == s.langs[0] for s in sources)
+
+
+_BASE = '[[source]]\nid = "a"\nname = "A"\nhome = "https://a.test/"\ncountry = "GB"\ntype = "wire"\n'
+
+
+def test_registry_langs_main_language_first_and_lang_still_accepted() -> None:
+    feeds = 'feeds = ["https://a.test/en.rss", "https://a.test/fr.rss", "https://a.test/ar.rss"]\n'
+    (wire,) = parse_registry(_BASE + 'langs = ["en", "FR", "ar"]\n' + feeds)
+    assert (wire.lang, wire.langs) == ("en", ("en", "fr", "ar"))
+    (both,) = parse_registry(_BASE + 'lang = "en"\nlangs = ["en", "ar"]\n' + feeds)
+    assert both.langs == ("en", "ar")
+    (single,) = parse_registry(_BASE + 'lang = "ar"\n' + feeds)
+    assert (single.lang, single.langs) == ("ar", ("ar",))
+
+
+def test_registry_topic_sections_and_search_only() -> None:
+    (source,) = parse_registry(
+        _BASE + 'lang = "en"\nfeeds = ["https://a.test/all.rss"]\ntopic_sections = ["https://a.test/syria/"]\n'
+    )
+    assert source.in_topic_section("https://a.test/syria/2024/x.html")
+    assert source.in_topic_section("https://a.test/other/x.html", "https://a.test/syria/feed.rss")
+    assert not source.in_topic_section("https://a.test/sport/x.html", "https://a.test/all.rss")
+    (ngo,) = parse_registry(_BASE + 'lang = "en"\nsearch_only = "no feed; GDELT finds its reports"\n')
+    assert ngo.search_only == "no feed; GDELT finds its reports" and not ngo.feeds
+
+
+def test_a_source_without_feeds_or_mark_is_search_only_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="crawlers.registry"):
+        (bare,) = parse_registry(_BASE + 'lang = "en"\n', "reg.toml")
+    assert bare.search_only == UNDECLARED_SEARCH_ONLY  # one undeclared source does not stop the others
+    record = next(r for r in caplog.records if r.name == "crawlers.registry")
+    assert record.source == "a" and record.registry == "reg.toml"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -52,6 +95,23 @@ def test_default_registry_has_40_outlets_in_five_languages_marked_unverified() -
         ('[[source]]\nid = "a"', "key 'type' is required"),
         ('[[source]]\nid = "a"\ntype = "blog"', "type 'blog' is not one of"),
         ('[[source]]\nid = "a"\ntype = "wire"\nlang = "english"', "lang 'english' must be an ISO 639-1 code"),
+        ('[[source]]\nid = "a"\ntype = "wire"\nlangs = "en"', "langs 'en' must be a non-empty list"),
+        ('[[source]]\nid = "a"\ntype = "wire"\nlangs = ["en", "xyz"]', "lang 'xyz' must be an ISO 639-1 code"),
+        ('[[source]]\nid = "a"\ntype = "wire"\nlang = "fr"\nlangs = ["en", "fr"]', "is not the first of langs"),
+        (
+            (
+                '[[source]]\nid = "a"\nname = "A"\nhome = "https://a.test/"\nlang = "en"\ncountry = "GB"\n'
+                'type = "ngo"\nsearch_only = "x"\nfeeds = ["https://a.test/f"]'
+            ),
+            "search_only is set but the source lists feeds",
+        ),
+        (
+            (
+                '[[source]]\nid = "a"\nname = "A"\nhome = "https://a.test/"\nlang = "en"\ncountry = "GB"\n'
+                'type = "ngo"\nsearch_only = true'
+            ),
+            "search_only True must be the reason",
+        ),
         (
             '[[source]]\nid = "a"\nname = "A"\nhome = "ftp://a"\nlang = "en"\ncountry = "GB"\ntype = "wire"',
             "'ftp://a' is not an absolute http(s) URL",
@@ -67,8 +127,8 @@ def test_registry_errors_name_the_source_and_key(text: str, message: str) -> Non
 def test_attribution_by_host_and_port() -> None:
     sources = parse_registry(
         '[[source]]\nid = "a"\nname = "A"\nhome = "http://127.0.0.1:8001/"\nlang = "en"\ncountry = "GB"\n'
-        'type = "wire"\n[[source]]\nid = "bbc"\nname = "BBC"\nhome = "https://www.bbc.co.uk/news"\nlang = "en"\n'
-        'country = "GB"\ntype = "public-broadcaster"\n'
+        'type = "wire"\nsearch_only = "test"\n[[source]]\nid = "bbc"\nname = "BBC"\nhome = "https://www.bbc.co.uk/news"\n'
+        'lang = "en"\ncountry = "GB"\ntype = "public-broadcaster"\nfeeds = ["https://feeds.bbci.co.uk/news/rss.xml"]\n'
     )
     assert source_for_url(sources, "http://127.0.0.1:8001/x") == "a"
     assert source_for_url(sources, "http://127.0.0.1:8002/x") == "127.0.0.1:8002"
@@ -231,7 +291,8 @@ class RefusingBus(EmbeddedBus):
 
 def _spider(settings: Settings, bus: EmbeddedBus, registry: Path) -> FeedSpider:
     registry.write_text(
-        '[[source]]\nid = "test"\nname = "T"\nhome = "http://a.test/"\nlang = "en"\ncountry = "GB"\ntype = "other"\n',
+        '[[source]]\nid = "test"\nname = "T"\nhome = "http://a.test/"\nlang = "en"\ncountry = "GB"\ntype = "other"\n'
+        'feeds = ["http://a.test/feed.rss"]\n',
         encoding="utf-8",
     )
     context = CrawlContext(settings.replace(sources_file=registry), bus, Metrics())
@@ -323,3 +384,58 @@ def test_attribution_prefers_the_source_whose_home_path_matches() -> None:
     assert source_for_url(sources, "https://www.france24.com/fr/moyen-orient/x") == "france24-fr"
     assert source_for_url(sources, "https://www.dw.com/de/syrien/a-1") == "dw-de"
     assert source_for_url(sources, "https://www.amnesty.org/en/latest/news/2017/02/x") == "amnesty"
+
+
+# --- Google News article links --------------------------------------------------------------------------
+
+
+def test_google_news_old_ids_carry_the_publisher_url() -> None:
+    from tests.crawl_fixtures import OPAQUE_GOOGLE_NEWS_LINK, google_news_link
+
+    url = "https://www.example.org/world/2024/12/12/" + "long-slug-" * 20 + ".html"  # > 127 bytes: 2-byte length
+    link = google_news_link(url) + "?oc=5"
+    assert google_news.article_id(link) is not None and google_news.article_id(link).startswith("CBMi")  # type: ignore[union-attr]
+    assert google_news.publisher_url(link) == url
+    assert google_news.publisher_url(link.replace("/rss/articles/", "/articles/")) == url
+    assert google_news.publisher_url(OPAQUE_GOOGLE_NEWS_LINK) is None  # newer ids: JavaScript only
+    assert google_news.article_id(OPAQUE_GOOGLE_NEWS_LINK) is not None
+    assert google_news.publisher_url("https://news.google.com/rss/articles/!!notbase64!!") is None
+    assert google_news.article_id("https://www.example.org/rss/articles/CBMi") is None  # not Google News
+    assert google_news.publisher_url("https://news.google.com/search?q=x") is None
+
+
+# --- sources check verdicts ---------------------------------------------------------------------------
+
+
+def test_source_check_reads_feeds_and_sitemaps_and_judges_recency() -> None:
+    import gzip
+    from datetime import UTC, datetime, timedelta
+
+    from crawlers.source_check import read_listing, verdict
+
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    week = timedelta(days=14)
+    rss = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        b"<item><title>a</title><link>http://a.test/1</link><pubDate>Fri, 04 Dec 2026 10:00:00 GMT</pubDate></item>"
+        b"<item><title>b</title><link>http://a.test/2</link><pubDate>Mon, 09 Dec 2024 10:00:00 GMT</pubDate></item>"
+        b"</channel></rss>"
+    )
+    listing = read_listing(rss, max_bytes=10_000)
+    assert (listing.kind, listing.entries, listing.newest) == ("feed", 2, datetime(2026, 12, 4, 10, tzinfo=UTC))
+    assert verdict(listing, now=now, max_age=week) == "ok"
+    assert verdict(listing, now=now + timedelta(days=30), max_age=week) == "stale"
+    sitemap = (
+        b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>http://a.test/x</loc>'
+        b"<lastmod>2026-12-05</lastmod></url></urlset>"
+    )
+    listing = read_listing(gzip.compress(sitemap), max_bytes=10_000)
+    assert (listing.kind, listing.entries) == ("urlset", 1) and verdict(listing, now=now, max_age=week) == "ok"
+    empty = read_listing(b'<rss version="2.0"><channel><title>t</title></channel></rss>', max_bytes=10_000)
+    assert verdict(empty, now=now, max_age=week) == "empty"
+    undated = read_listing(rss.replace(b"<pubDate>", b"<x>").replace(b"</pubDate>", b"</x>"), max_bytes=10_000)
+    assert verdict(undated, now=now, max_age=week) == "undated"
+    for body in (b"<html><body>Service unavailable</body></html>", rss[:-30]):
+        with pytest.raises(FeedError) as info:
+            read_listing(body, max_bytes=10_000)
+        assert info.value.outcome == "malformed_xml"

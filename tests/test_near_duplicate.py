@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,6 +14,7 @@ from stream.near_duplicate import (
     signature,
     signature_bytes,
     signature_from_bytes,
+    syndication_text,
 )
 from tests.story_corpus import crematorium_copies, crematorium_original, syrian_denial, unrelated_regatta
 
@@ -78,3 +79,72 @@ def test_originals_leave_the_index_after_the_window() -> None:
 def test_the_threshold_must_be_a_jaccard() -> None:
     with pytest.raises(ValueError, match=r"1\.5"):
         NearDuplicateIndex(1.5)
+
+
+# The wire story of the fixture web (tests/sites) as four outlets carry it: the wire itself, a paper that
+# adds a byline, a dateline with the date and a copyright line, a site that opens with the bare credit
+# and closes with "— Levant Wire", and a WordPress blog with a republication note and share links; each
+# with small wording edits and its own headline.
+SYNDICATED = [
+    "wire/en/world/2024/12/12/sednaya-cells-mapped.html",
+    "en/2024/12/12/sednaya-cells-mapped.html",
+    "gazette/2024/12/12/cells-beneath-sednaya.html",
+    "wp/__p=4830.html",
+]
+
+
+def test_one_wire_text_on_four_outlets_is_one_original_and_three_duplicates() -> None:
+    from crawlers.extraction import extract
+    from scripts.regenerate_extraction_golden import SITES, page_url, render
+
+    index = NearDuplicateIndex(0.8)
+    decisions = []
+    for i, relative in enumerate(SYNDICATED):
+        page = SITES / relative
+        article = extract(render(page), url=page_url(page))
+        mh = signature(duplicate_text(article.title, article.text))
+        match = index.find(article.content_sha256, mh)
+        decisions.append(None if match is None else match.original_id)
+        if match is None:
+            index.add(relative, article.content_sha256, mh, datetime(2024, 12, 12, 6 + i, tzinfo=UTC))
+    assert decisions == [None, SYNDICATED[0], SYNDICATED[0], SYNDICATED[0]]
+
+
+def test_without_normalisation_the_copies_fall_under_the_threshold() -> None:
+    """The copies differ in dateline, credit, byline and tail enough that raw shingles miss one: the
+    normalisation is what folds them (guards against a test that passes whatever the code does)."""
+    from crawlers.extraction import extract
+    from scripts.regenerate_extraction_golden import SITES, page_url, render
+
+    texts = [extract(render(SITES / r), url=page_url(SITES / r)) for r in SYNDICATED]
+    raw = [signature(f"{t.title}\n{t.text}") for t in texts]
+    assert all(mh is not None for mh in raw)
+    assert min(raw[0].jaccard(mh) for mh in raw[1:]) < 0.8  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("DAMASCUS (Reuters) - Syria said it would open the files.", "Syria said it would open the files."),
+        ("DAMASCUS, Dec 12 (Levant Wire) — The team said.", "The team said."),
+        ("PARIS, 12 déc (AFP) - La Syrie a annoncé l'ouverture.", "La Syrie a annoncé l'ouverture."),
+        ("BERLIN (dpa) - Die Regierung kündigte an.", "Die Regierung kündigte an."),
+        ("ŞAM (AA) - Suriye yönetimi açıkladı.", "Suriye yönetimi açıkladı."),
+        ("دمشق (رويترز) - قالت الحكومة السورية إنها ستفتح الملفات.", "قالت الحكومة السورية إنها ستفتح الملفات."),
+        ("BEIRUT — Officials said on Monday.", "Officials said on Monday."),
+        ("By Jane Doe in Beirut\nThe families waited.", "The families waited."),
+        ("بقلم سامر الأحمد\nانتظرت العائلات.", "انتظرت العائلات."),
+        ("The families waited (AFP).\nRead more: Syria live", "The families waited."),
+        ("Les familles attendaient.\nLire aussi : notre dossier", "Les familles attendaient."),
+        ("Die Familien warteten.\nMehr zum Thema: Syrien", "Die Familien warteten."),
+        ("Aileler bekledi.\nAyrıca okuyun: Suriye", "Aileler bekledi."),
+        ("انتظرت العائلات.\nاقرأ أيضا: ملف سوريا", "انتظرت العائلات."),
+        ("They waited. — Reuters", "They waited."),
+        # prose that merely looks like a credit is kept
+        ("By Thursday, 40 detainees had been freed.", "By Thursday, 40 detainees had been freed."),
+        ("Amnesty (AI) said today it had evidence.", "Amnesty (AI) said today it had evidence."),
+    ],
+)
+def test_syndication_text_strips_datelines_credits_bylines_and_tails(text: str, expected: str) -> None:
+    assert syndication_text(text) == expected
+    assert syndication_text(expected) == expected  # idempotent

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from crawlers.relevance import RelevanceFilter
+from stream.errors import TopicError
 from stream.settings import Settings
 from stream.topic import load_topic
 
@@ -78,3 +81,116 @@ def test_score_is_bounded_and_rounded(relevance: RelevanceFilter) -> None:
     result = relevance.score("Sednaya", long_text)
     assert result.score == 1.0
     assert relevance.score("", "nothing here").score == 0.0
+
+
+# --- negative cues with context, in five languages (pieces written for the fixtures) ---------------------
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the town, its convent and pilgrimages: the prison named in passing does not rescue it
+        (
+            "Pilgrims climb to the convent of Our Lady above Saidnaya; the nuns open the chapel. The town is known "
+            "abroad for the prison outside it."
+        ),
+        "Des pèlerins montent au couvent de Saidnaya; les religieuses ouvrent la chapelle, loin de la prison.",
+        "Pilger ziehen zum Nonnenkloster von Saidnaja; das Gefängnis liegt außerhalb der Stadt.",
+        "Hacılar Saydnaya'daki manastıra çıktı; rahibeler kiliseyi açtı. Cezaevi şehrin dışında.",
+        "صعد الحجاج إلى دير سيدة صيدنايا وفتحت الراهبات الكنيسة، بعيدا عن السجن.",
+        # other Syrian prisons: Sednaya named once, the other prison repeatedly
+        (
+            "Adra prison holds thousands. Detainees in Adra said guards beat them; some were moved to Sednaya. "
+            "Adra's files will be reviewed."
+        ),
+        (
+            "La prison d'Adra déborde. Les détenus d'Adra décrivent la torture; certains sont partis à Saydnaya. "
+            "Adra sera inspectée."
+        ),
+        (
+            "Das Gefängnis Adra ist überfüllt. Häftlinge in Adra berichten von Folter; einige kamen nach Sednaja. "
+            "Adra wird geprüft."
+        ),
+        (
+            "Adra Cezaevi'nde mahkumlar kalabalıktan yakındı. Adra'da işkence var; bazıları Adra'dan Sednaya'ya "
+            "nakledildi."
+        ),
+        "سجن عدرا مكتظ. وقال معتقلون في عدرا إن التعذيب كان يوميا، ونقل بعضهم إلى صيدنايا. وستراجع ملفات عدرا.",
+    ],
+)
+def test_town_convent_pilgrimage_and_other_prisons_are_rejected(relevance: RelevanceFilter, text: str) -> None:
+    result = relevance.score("", text)
+    assert not relevance.is_relevant(result), f"{text!r}: {result}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Deir ez-Zor holds the word for monastery (دير) in Arabic and must not count as a negative cue
+        "نقل معتقلون من سجن صيدنايا إلى سجون في دير الزور، ولم يعرف مصيرهم.",
+        "Detainees were moved from Sednaya prison to Deir ez-Zor, the documents show.",
+        "Des détenus de la prison de Saydnaya ont été transférés à Deir ez-Zor.",
+        "Häftlinge aus dem Gefängnis Sednaja wurden nach Deir ez-Zor verlegt.",
+        "Sednaya cezaevindeki tutuklular Deir ez-Zor'a nakledildi.",
+        # a cue must be a whole word: "convention" is not "convent", "hotelier" not "hotel"
+        "The UN Convention against Torture applies to the Sednaya prison detainees, lawyers said.",
+        # a Sednaya article that also names another prison is still about Sednaya
+        "Sednaya prison survivors said some cellmates came from Adra prison. Sednaya's guards fled.",
+        # named once, beside another prison named twice: still about Sednaya
+        "Detainees were moved from Mezzeh to Sednaya prison; Mezzeh's records list their names.",
+    ],
+)
+def test_deir_ez_zor_conventions_and_shared_mentions_stay_relevant(relevance: RelevanceFilter, text: str) -> None:
+    result = relevance.score("", text)
+    assert relevance.is_relevant(result), f"{text!r}: {result}"
+    assert not any(t.startswith("-") for t in result.terms), result
+
+
+def test_arabic_monastery_cue_still_fires_on_its_own(relevance: RelevanceFilter) -> None:
+    result = relevance.score("", "زار الحجاج الدير في صيدنايا ثم مروا قرب السجن")
+    assert "-دير" in result.terms, result
+
+
+def test_passing_mention_is_reported(relevance: RelevanceFilter) -> None:
+    result = relevance.score("", "Adra prison, Adra detainees, Adra guards, and once Sednaya.")
+    assert "~passing" in result.terms
+
+
+# --- the feed prefilter ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("Freed Sednaya detainees speak", "name"),
+        ("https://x.test/2024/12/saydnaya-report.html", "name"),
+        ("Washington accuses Damascus of using a crematorium", "context"),
+        ("Syrie : des charniers découverts au nord de Damas", "context"),
+        ("Washington wirft Damaskus Krematorium vor", "context"),
+        ("Şam yakınlarında toplu mezar bulundu", "context"),
+        ("واشنطن تتهم دمشق بإقامة محرقة للجثث", "context"),
+        ("Syria: prisoners freed from Aleppo central jail", "context"),
+        ("Syria's football league to restart in January", None),  # region word alone
+        ("Assad visits Moscow", None),  # "Assad" is a region word and a co-term: one word is not two
+        ("Prison reform bill passes in parliament", None),  # a co-term alone
+        ("Late goal settles the capital derby", None),
+    ],
+)
+def test_prefilter_needs_a_name_or_a_region_word_with_an_event_word(
+    relevance: RelevanceFilter, entry: str, expected: str | None
+) -> None:
+    assert relevance.prefilter(entry) == expected
+
+
+def test_topic_file_prefilter_and_negative_tables(tmp_path: Path) -> None:
+    topic = load_topic(Settings().topic_file)
+    assert "دير الزور" in topic.negative_places and "Adra" in topic.other_places
+    assert "Damascus" in topic.prefilter_context and "mass grave" in topic.prefilter_events
+    bad = tmp_path / "t.toml"
+    base = 'id = "x"\ntitle = "x"\nnames = {latin = ["Sednaya"]}\ncoterms = {en = ["prison"]}\n'
+    bad.write_text(base + '[prefilter]\ncontext = "Syria"\n', encoding="utf-8")
+    with pytest.raises(TopicError, match=r"t.toml.*'prefilter.context' must be a list"):
+        load_topic(bad)
+    bad.write_text(base + 'prefilter = "yes"\n', encoding="utf-8")
+    with pytest.raises(TopicError, match=r"t.toml.*'prefilter' must be a table"):
+        load_topic(bad)
+    bare = tmp_path / "bare.toml"
+    bare.write_text(base, encoding="utf-8")
+    plain = RelevanceFilter(load_topic(bare))  # a topic without the new tables: names decide, as before
+    assert plain.prefilter("Damascus crematorium") is None and plain.prefilter("Sednaya") == "name"

@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 
 from crawlers.context import CrawlContext
 from crawlers.errors import ExtractionError
-from crawlers.extraction import extract
+from crawlers.extraction import decode_html, extract
 from crawlers.fetch_outcome import outcome_for_failure, outcome_for_status
 from crawlers.items import ArticleItem
 from stream.article import Article, Channel, DateSource, now_utc
@@ -225,7 +225,7 @@ class BaseSpider(scrapy.Spider):
             return None
         try:
             page = extract(
-                response.text,
+                decode_html(response.body, content_type)[1],
                 url=response.url,
                 content_type=content_type,
                 hinted_published=meta.get("hint_published"),

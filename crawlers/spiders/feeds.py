@@ -66,8 +66,9 @@ class FeedSpider(BaseSpider):
                 continue
             title = str(entry.get("title") or "")
             summary = str(entry.get("summary") or "")
-            if source.prefilter and not self.context.relevance.mentions_name(f"{title}\n{summary}\n{link}"):
-                self.context.summary.prefiltered += 1
+            if not self.context.worth_fetching(
+                source, f"{title}\n{summary}\n{link}", response.urljoin(link), response.url
+            ):
                 continue
             request = self.article_request(
                 response.urljoin(link),

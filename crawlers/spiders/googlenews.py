@@ -12,6 +12,8 @@ from scrapy.http import Response
 from crawlers import google_news
 from crawlers.spiders.base import BaseSpider, download_slot
 from crawlers.spiders.feeds import entry_time, is_xml_error
+from stream.canonical_url import id_for_url
+from stream.errors import ContractError
 
 SOURCE_ID = "google-news"  # metrics label of the search endpoint; articles are attributed to their outlet
 
@@ -48,6 +50,16 @@ class GoogleNewsSpider(BaseSpider):
             return str(response.meta["outlet"])
         return self.context.attribute(response.url)
 
+    def _reject_opaque(self, link: str, outlet: str) -> None:
+        """A Google News link whose id does not carry the publisher URL: it resolves only in JavaScript,
+        so it is rejected without a fetch (and remembered, so the next poll skips it)."""
+        try:
+            _, canonical = id_for_url(link)
+        except ContractError:
+            return
+        if self.context.claim(canonical):
+            self._reject(canonical, "unresolved_redirect", link, outlet, "opaque Google News article id")
+
     def parse_results(self, response: Response) -> Iterator[scrapy.Request]:
         if not self.listing_ok(response):
             return
@@ -62,8 +74,16 @@ class GoogleNewsSpider(BaseSpider):
             if not link:
                 continue
             outlet_url = (entry.get("source") or {}).get("href") or link
+            link = response.urljoin(link)
+            if google_news.article_id(link) is not None:
+                decoded = google_news.publisher_url(link)
+                self.context.summary.google_news_links["decoded" if decoded else "opaque"] += 1
+                if decoded is None:
+                    self._reject_opaque(link, self.context.attribute(outlet_url))
+                    continue
+                link = decoded
             request = self.article_request(
-                response.urljoin(link),
+                link,
                 source=self.context.attribute(outlet_url),
                 title=str(entry.get("title") or "") or None,
                 published=entry_time(entry),

@@ -120,10 +120,8 @@ class SitemapSpider(BaseSpider):
                 )
             return
         for rank, entry in enumerate(entries[: self.context.settings.crawl_sitemap_max_entries]):
-            if source.prefilter and not self.context.relevance.mentions_name(
-                f"{entry.title}\n{entry.keywords}\n{entry.loc}"
-            ):
-                self.context.summary.prefiltered += 1
+            text = f"{entry.title}\n{entry.keywords}\n{entry.loc}"
+            if not self.context.worth_fetching(source, text, response.urljoin(entry.loc), response.url):
                 continue
             request = self.article_request(
                 response.urljoin(entry.loc),

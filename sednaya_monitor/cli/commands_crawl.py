@@ -15,17 +15,18 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
 
 import crawlers
-from crawlers.errors import CrawlError
+from crawlers.errors import CrawlError, FeedError
 from crawlers.registry import Source, load_registry, select
 from crawlers.run import crawl
 from crawlers.seen import SeenStore
 from crawlers.settings import user_agent
+from crawlers.source_check import VERIFIED, read_listing, verdict
 from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
@@ -68,9 +69,14 @@ def sources_list(ctx: click.Context, as_json: bool) -> None:
     settings = _app(ctx).settings
     registry = load_registry(settings.sources_file)
     health = {}
+    last_verified: dict[str, str] = {}  # source -> newest verified_at over its feeds and sitemaps
     if (settings.data_dir / "crawl" / "state.sqlite3").exists():
         with SeenStore(settings.data_dir) as seen:
             health = seen.health()
+            for check in seen.checks():
+                if check.verified_at is not None:
+                    stamp = check.verified_at.isoformat()
+                    last_verified[check.source] = max(stamp, last_verified.get(check.source, stamp))
     for source in registry:
         state = health.get(source.id)
         row = {
@@ -81,7 +87,10 @@ def sources_list(ctx: click.Context, as_json: bool) -> None:
             "type": source.type,
             "feeds": list(source.feeds),
             "sitemaps": list(source.sitemaps),
+            "langs": list(source.langs),
+            "search_only": source.search_only,
             "verified": source.verified,
+            "last_verified": last_verified.get(source.id),
             "last_outcome": state.last_outcome if state else None,
             "last_success": state.last_success.isoformat() if state and state.last_success else None,
         }
@@ -90,9 +99,11 @@ def sources_list(ctx: click.Context, as_json: bool) -> None:
         else:
             health_text = f"{row['last_outcome']} (last ok {row['last_success'] or 'never'})" if state else "never"
             click.echo(
-                f"{source.id:24} {source.lang} {source.country} {source.type:19} "
+                f"{source.id:24} {','.join(source.langs)} {source.country} {source.type:19} "
                 f"feeds={len(source.feeds)} sitemaps={len(source.sitemaps)} "
-                f"verified={'yes' if source.verified else 'no'} health={health_text}"
+                f"verified={'yes' if source.verified else 'no'} "
+                f"last_verified={row['last_verified'] or 'never'} health={health_text}"
+                + (f" search_only={source.search_only!r}" if source.search_only else "")
             )
     if not as_json:
         click.echo(f"{len(registry)} sources in {settings.sources_file}")
@@ -102,33 +113,55 @@ def sources_list(ctx: click.Context, as_json: bool) -> None:
 class Check:
     source: str
     url: str
-    outcome: str  # same labels as the crawl's fetch outcomes
+    outcome: str  # the crawl's fetch outcomes, or ok/stale/empty/undated/malformed_xml (crawlers/source_check.py)
     detail: str
     seconds: float
+    entries: int | None = None
+    newest: str | None = None  # ISO 8601 time of the newest entry
+
+    @property
+    def answered(self) -> bool:
+        """The URL answered with a feed or sitemap (verified or not)."""
+        return self.entries is not None
+
+    @property
+    def verified(self) -> bool:
+        return self.outcome == VERIFIED
 
 
 def check_url(settings: Settings, source: str, url: str) -> Check:
-    """One GET of a feed or sitemap URL with the crawler's User-Agent; never raises."""
+    """One GET of a feed or sitemap URL with the crawler's User-Agent, then its verdict; never raises."""
     started = time.monotonic()
     request = urllib.request.Request(url, headers={"User-Agent": user_agent(settings)})  # noqa: S310  # http(s) only: the registry validates schemes
     try:
         with urllib.request.urlopen(request, timeout=settings.crawl_download_timeout_s) as resp:  # noqa: S310
             body = resp.read(settings.crawl_max_page_bytes + 1)
             kind = resp.headers.get("Content-Type", "?")
-            outcome, detail = "ok", f"HTTP {resp.status}, {kind}, {len(body)} bytes"
     except urllib.error.HTTPError as exc:
         code = exc.code
         outcome = f"http_{code}" if code in (403, 404, 429) else ("http_5xx" if code >= 500 else "http_4xx")
-        detail = f"HTTP {code}"
+        return Check(source, url, outcome, f"HTTP {code}", time.monotonic() - started)
     except urllib.error.URLError as exc:
         reason = str(exc.reason)
         outcome = "dns" if "name" in reason.lower() or "resolution" in reason.lower() else "connection"
-        detail = reason
+        return Check(source, url, outcome, reason, time.monotonic() - started)
     except TimeoutError:
-        outcome, detail = "timeout", f"no answer in {settings.crawl_download_timeout_s}s"
+        detail = f"no answer in {settings.crawl_download_timeout_s}s"
+        return Check(source, url, "timeout", detail, time.monotonic() - started)
     except OSError as exc:
-        outcome, detail = "connection", str(exc)
-    return Check(source, url, outcome, detail, time.monotonic() - started)
+        return Check(source, url, "connection", str(exc), time.monotonic() - started)
+    if len(body) > settings.crawl_max_page_bytes:
+        return Check(
+            source, url, "too_large", f"over {settings.crawl_max_page_bytes} bytes", time.monotonic() - started
+        )
+    try:
+        listing = read_listing(body, max_bytes=settings.crawl_max_page_bytes)
+    except FeedError as exc:
+        return Check(source, url, exc.outcome, f"{kind}, {len(body)} bytes: {exc.detail}", time.monotonic() - started)
+    outcome = verdict(listing, max_age=timedelta(days=settings.sources_check_max_age_days))
+    newest = None if listing.newest is None else listing.newest.isoformat()
+    detail = f"{listing.kind}, {listing.entries} entries, newest {newest or 'undated'}"
+    return Check(source, url, outcome, detail, time.monotonic() - started, listing.entries, newest)
 
 
 @sources.command("check")
@@ -136,7 +169,8 @@ def check_url(settings: Settings, source: str, url: str) -> Check:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def sources_check(ctx: click.Context, source_ids: tuple[str, ...], as_json: bool) -> None:
-    """Fetch every feed and sitemap once and report whether it answers (exit 1 if none does)."""
+    """Fetch every feed and sitemap once: does it answer with a parseable feed or sitemap holding entries
+    newer than `sources_check_max_age_days`? Records the date each last did; exit 1 if none answers."""
     app = _app(ctx)
     settings = app.settings
     chosen: list[Source] = select(load_registry(settings.sources_file), source_ids or None)
@@ -146,17 +180,34 @@ def sources_check(ctx: click.Context, source_ids: tuple[str, ...], as_json: bool
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with SeenStore(settings.data_dir) as seen:
         for result in results:
-            app.metrics.source_fetches.labels(source=result.source, outcome=result.outcome).inc()
-            seen.record_fetch(result.source, result.outcome, success=result.outcome == "ok")
+            fetch_outcome = "ok" if result.answered else result.outcome  # the fetch itself succeeded
+            app.metrics.source_fetches.labels(source=result.source, outcome=fetch_outcome).inc()
+            seen.record_fetch(result.source, fetch_outcome, success=result.answered)
+            seen.record_check(
+                result.source,
+                result.url,
+                result.outcome,
+                entries=result.entries,
+                newest=None if result.newest is None else parse_time(result.newest),
+                verified=result.verified,
+            )
     for result in results:
         if as_json:
-            click.echo(json.dumps(asdict(result), ensure_ascii=False))
+            click.echo(json.dumps({**asdict(result), "verified": result.verified}, ensure_ascii=False))
         else:
-            click.echo(f"{result.outcome:10} {result.source:24} {result.url}  ({result.detail})")
-    ok = sum(r.outcome == "ok" for r in results)
+            click.echo(f"{result.outcome:13} {result.source:24} {result.url}  ({result.detail})")
+    for source in chosen:
+        if source.search_only:
+            row = {"source": source.id, "url": None, "outcome": "search_only", "detail": source.search_only}
+            click.echo(
+                json.dumps(row, ensure_ascii=False)
+                if as_json
+                else f"{'search_only':13} {source.id:24} ({source.search_only})"
+            )
+    answered = sum(r.answered for r in results)
     if not as_json:
-        click.echo(f"{ok}/{len(results)} URLs answered")
-    if results and not ok:
+        click.echo(f"{sum(r.verified for r in results)}/{len(results)} URLs verified, {answered} answered")
+    if results and not answered:
         raise CrawlError(f"none of the {len(results)} feed/sitemap URLs answered (see the outcomes above)")
 
 
