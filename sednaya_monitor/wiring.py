@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from indexer.store import SearchStore
 from stream.bus import Bus
+from stream.embedding import Embedder
 from stream.metrics import Metrics
 from stream.settings import Settings
 
@@ -29,3 +30,10 @@ def make_store(settings: Settings) -> SearchStore:
     from indexer.store_embedded import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir / "store.sqlite3")
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """The sentence-transformers model named by ``settings.model_name`` (loaded lazily, on first use)."""
+    from stream.embedding import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)

@@ -58,7 +58,11 @@ def test_future_schema_is_refused_clearly() -> None:
         ("url", None, "field 'url' is required"),
         ("channel", "email", "field 'channel' is 'email', expected one of"),
         ("published", "yesterday", "field 'published': 'yesterday' is not an ISO 8601"),
-        ("backfill", "no", "field 'backfill' must be true or false"),
+        ("backfill", "no", "field 'backfill': wrong type: expected boolean, got string"),
+        ("url", 123, "field 'url': wrong type: expected string, got number"),
+        ("title", ["a"], "field 'title': wrong type: expected string, got array"),
+        ("authors", ["a", 1], r"field 'authors\[1\]': wrong type: expected string, got number"),
+        ("published", 2017, "field 'published': wrong type: expected ISO 8601 string or null, got number"),
         ("story_role", "leader", "field 'story_role' is 'leader'"),
     ],
 )
