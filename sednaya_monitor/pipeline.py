@@ -67,8 +67,10 @@ class RunSummary:
             f"indexed:       {self.indexed}",
             f"already seen:  {self.already_seen}",
             f"duplicates:    {self.duplicates}",
-            f"follow-ups:    {self.follow_ups} (joined a current story {self.joined}, "
-            f"re-told a dormant one {self.retold})",
+            (
+                f"follow-ups:    {self.follow_ups} (joined a current story {self.joined}, "
+                f"re-told a dormant one {self.retold})"
+            ),
             f"new stories:   {self.new_stories}",
             f"dead letters:  {self.dead_letters}",
         ]
