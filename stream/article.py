@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from stream.errors import ContractError, UnsupportedSchemaError
 from stream.text import LONE_SURROGATE
@@ -118,7 +118,7 @@ class Article:
         if not isinstance(data, dict):
             raise ContractError(f"article must be a JSON object, got {type(data).__name__}")
         schema = data.get("schema")
-        if schema not in SUPPORTED_SCHEMAS or isinstance(schema, bool):
+        if not is_supported_schema(schema):
             raise UnsupportedSchemaError(
                 f"article {data.get('id', '?')!r}: schema {schema!r} is not supported "
                 f"(supported: {sorted(SUPPORTED_SCHEMAS)})"
@@ -235,6 +235,11 @@ def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return utc(value).isoformat().replace("+00:00", "Z")
+
+
+def is_supported_schema(value: Any) -> TypeGuard[int]:
+    """Whether ``value`` (any decoded JSON) is a contract version this build reads."""
+    return isinstance(value, int) and not isinstance(value, bool) and value in SUPPORTED_SCHEMAS
 
 
 def json_type(value: Any) -> str:

@@ -23,6 +23,7 @@ from stream.article import (
     SUPPORTED_SCHEMAS,
     Article,
     invalid_code_point,
+    is_supported_schema,
     json_type,
     now_utc,
     parse_time,
@@ -110,7 +111,18 @@ def iter_lines(stream: BinaryIO, *, max_line_bytes: int = MAX_LINE_BYTES) -> Ite
 def parse_line(
     line: Line, *, backfill: bool = False, max_line_bytes: int = MAX_LINE_BYTES, now: datetime | None = None
 ) -> Article | IngestError | None:
-    """The article of one line, the error that keeps it out, or None for a blank line. Never raises."""
+    """The article of one line, the error that keeps it out, or None for a blank line. Never raises:
+    an error no check foresaw becomes an ``unexpected`` IngestError naming its class (and is logged)."""
+    try:
+        return _parse_line(line, backfill=backfill, max_line_bytes=max_line_bytes, now=now)
+    except Exception as exc:  # one line must never end the file: dead-lettered with its class
+        logger.exception("unexpected error on an import line", extra={"line": line.number})
+        return IngestError(line.number, None, f"unexpected {type(exc).__name__}: {exc}", line.raw, "unexpected")
+
+
+def _parse_line(
+    line: Line, *, backfill: bool, max_line_bytes: int, now: datetime | None
+) -> Article | IngestError | None:
     raw = line.raw
     if line.number == 1 and raw.startswith(UTF8_BOM):
         raw = raw[len(UTF8_BOM) :]
@@ -142,7 +154,7 @@ def parse_line(
         )
     if "schema" in data:
         schema = data["schema"]
-        if isinstance(schema, bool) or schema not in SUPPORTED_SCHEMAS:
+        if not is_supported_schema(schema):
             return IngestError(
                 line.number,
                 "schema",
@@ -155,9 +167,6 @@ def parse_line(
     except ContractError as exc:
         field = exc.args[1] if len(exc.args) > 1 else None
         return IngestError(line.number, field, str(exc.args[0]), raw, "contract")
-    except Exception as exc:  # one line must never end the file: dead-lettered with its class
-        logger.exception("unexpected error on an import line", extra={"line": line.number})
-        return IngestError(line.number, None, f"unexpected {type(exc).__name__}: {exc}", raw, "unexpected")
 
 
 def article_from_record(data: Any, *, backfill: bool = False, now: datetime | None = None) -> Article:

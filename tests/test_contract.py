@@ -1,6 +1,7 @@
 """The article contract v1: JSON Schema, round trip, golden record, errors naming the field."""
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -50,6 +51,29 @@ def test_future_schema_is_refused_clearly() -> None:
     data["schema"] = 2
     with pytest.raises(UnsupportedSchemaError, match=r"schema 2 is not supported \(supported: \[1\]\)"):
         Article.from_dict(data)
+
+
+@pytest.mark.parametrize("schema", [[], {}, "1", 1.5, True, None])
+def test_a_schema_of_any_json_type_but_one_is_refused(schema: object) -> None:
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    data["schema"] = schema
+    with pytest.raises(UnsupportedSchemaError, match=f"schema {re.escape(repr(schema))} is not supported"):
+        Article.from_dict(data)
+
+
+def test_a_lone_surrogate_is_a_contract_error_naming_the_field() -> None:
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    data["authors"] = ["ok", "bad \udc80"]
+    with pytest.raises(ContractError, match=r"field 'authors\[1\]': invalid code point U\+DC80 \(lone surrogate\)"):
+        Article.from_dict(data)
+    raw = json.dumps(data).encode()  # the bus carries the escape: decoding makes the surrogate
+    with pytest.raises(ContractError, match="invalid code point"):
+        Article.from_json(raw)
+
+
+def test_deep_json_is_a_contract_error() -> None:
+    with pytest.raises(ContractError, match="nested too deep"):
+        Article.from_json(b"[" * 100_000 + b"]" * 100_000)
 
 
 @pytest.mark.parametrize(
