@@ -30,7 +30,7 @@ from stream.article import (
     type_mismatch,
 )
 from stream.canonical_url import id_for_url
-from stream.errors import ContractError
+from stream.errors import ContractError, UnsupportedSchemaError
 from stream.language import detect_language
 from stream.text import content_hash, normalize_whitespace
 
@@ -152,18 +152,10 @@ def _parse_line(
         return IngestError(
             line.number, bad[0], f"invalid code point {bad[1]} (lone surrogate)", raw, "invalid_code_point"
         )
-    if "schema" in data:
-        schema = data["schema"]
-        if not is_supported_schema(schema):
-            return IngestError(
-                line.number,
-                "schema",
-                f"schema {schema!r} is not supported (supported: {sorted(SUPPORTED_SCHEMAS)})",
-                raw,
-                "unsupported_schema",
-            )
     try:
         return article_from_record(data, backfill=backfill, now=now)
+    except UnsupportedSchemaError as exc:
+        return IngestError(line.number, "schema", str(exc.args[0]), raw, "unsupported_schema")
     except ContractError as exc:
         field = exc.args[1] if len(exc.args) > 1 else None
         return IngestError(line.number, field, str(exc.args[0]), raw, "contract")
@@ -173,11 +165,16 @@ def article_from_record(data: Any, *, backfill: bool = False, now: datetime | No
     """Build an import-channel article from a JSON object.
 
     Raises:
+        UnsupportedSchemaError: ``schema`` is given and is not a supported version (``1``).
         ContractError: a required field is missing or a field has the wrong type ("wrong type:
             expected string, got number"); ``args[1]`` names the field.
     """
     if not isinstance(data, dict):
         raise ContractError(f"expected a JSON object, got {json_type(data)}", None)
+    if "schema" in data and not is_supported_schema(data["schema"]):
+        raise UnsupportedSchemaError(
+            f"schema {data['schema']!r} is not supported (supported: {sorted(SUPPORTED_SCHEMAS)})", "schema"
+        )
     for key in REQUIRED:
         value = data.get(key)
         if value is not None and not isinstance(value, str):

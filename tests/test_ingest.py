@@ -4,7 +4,8 @@ import json
 import pytest
 
 from stream.article import Article
-from stream.ingest import IngestError, iter_lines, parse_line, read_jsonl
+from stream.errors import UnsupportedSchemaError
+from stream.ingest import IngestError, article_from_record, iter_lines, parse_line, read_jsonl
 from stream.language import detect_language
 from stream.text import content_hash, without_lone_surrogates
 
@@ -155,3 +156,9 @@ def test_lone_surrogates_never_crash_language_detection_or_hashing() -> None:
     assert content_hash(text) != content_hash(text.replace("\ud800", "\ud801"))
     assert content_hash("plain text") == content_hash("plain  text")
     assert without_lone_surrogates("a\ud800b") == "a\ufffdb"
+
+
+def test_article_from_record_refuses_an_unsupported_schema_itself() -> None:
+    with pytest.raises(UnsupportedSchemaError, match=r"schema 2 is not supported \(supported: \[1\]\)"):
+        article_from_record({**VALID, "schema": 2})
+    assert article_from_record({**VALID, "schema": 1}).schema == 1
