@@ -23,6 +23,7 @@ from typing import BinaryIO
 from sednaya_monitor.pipeline import Pipeline
 from stream.article import Article
 from stream.bus import Record
+from stream.errors import InputError
 from stream.ingest import IngestError, iter_lines, parse_line
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,11 @@ class IngestRun:
         return len(self._published)
 
     def read(self, source: BinaryIO) -> IngestReport:
-        """Read ``source`` line by line; whatever was read is published before this returns or raises."""
+        """Read ``source`` line by line; whatever was read is published before this returns or raises.
+
+        Raises:
+            InputError: reading ``source`` failed (the message names it and the last line read).
+        """
         pipeline = self.pipeline
         settings = pipeline.settings
         metrics = pipeline.metrics
@@ -148,8 +153,10 @@ class IngestRun:
                 self._published.extend(a.id for a in chunk)
                 chunk.clear()
 
+        last_line = 0
         try:
             for line in iter_lines(source, max_line_bytes=settings.ingest_max_line_bytes):
+                last_line = line.number
                 item = parse_line(line, backfill=self.backfill, max_line_bytes=settings.ingest_max_line_bytes)
                 if item is None:
                     report.blank += 1
@@ -183,6 +190,8 @@ class IngestRun:
                 chunk.append(article)
                 if len(chunk) >= PUBLISH_CHUNK:
                     flush()
+        except OSError as exc:
+            raise InputError(f"{shown}: read failed after line {last_line}: {exc}") from exc
         finally:
             flush()  # what was read is on the bus whatever happens next
         return report

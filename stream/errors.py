@@ -46,3 +46,7 @@ class StoryStateError(SednayaError):
 class DataDirLockedError(SednayaError):
     """Another process holds the data directory for a stage that needs it alone (the message names the
     directory, the holder's pid and command, and how long this one waited)."""
+
+
+class InputError(SednayaError):
+    """An input file cannot be read (the message names the file and how far it was read)."""

@@ -7,6 +7,7 @@ summary saying so: ``in = indexed + already seen + dead letters``.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import tempfile
@@ -20,8 +21,11 @@ from hypothesis import strategies as st
 
 from sednaya_monitor import wiring
 from sednaya_monitor.cli import _register, cli
+from sednaya_monitor.ingest_run import IngestRun
+from sednaya_monitor.pipeline import Pipeline
 from stream.bus_embedded import EmbeddedBus
 from stream.embedding import SentenceTransformerEmbedder
+from stream.errors import InputError
 from stream.settings import Settings
 from tests import story_corpus
 
@@ -223,3 +227,37 @@ def test_property_every_line_indexed_already_seen_or_dead_lettered_once(lines: l
         assert again.exit_code == 0, again.output
         assert summary(again)["indexed"] == 0
         assert len(ingest_letters(data_dir)) == len(letters)
+
+
+class FailingFile(io.BytesIO):
+    """A real in-memory file whose ``readline`` fails with EIO after ``good_reads`` calls."""
+
+    name = "/mnt/feeds/today.jsonl"
+
+    def __init__(self, data: bytes, good_reads: int) -> None:
+        super().__init__(data)
+        self.good_reads = good_reads
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self.good_reads == 0:
+            raise OSError(5, "Input/output error")
+        self.good_reads -= 1
+        return super().readline(size)
+
+
+def test_a_read_failure_names_the_file_and_keeps_what_was_read(
+    settings: Settings, embedder: SentenceTransformerEmbedder
+) -> None:
+    lines = corpus_lines()
+    source = FailingFile(("\n".join(lines) + "\n").encode(), good_reads=3)
+    pipeline = Pipeline(settings, embedder=embedder)
+    try:
+        run = IngestRun(pipeline)
+        expected = r"^/mnt/feeds/today.jsonl: read failed after line 3: .*Input/output error"
+        with pytest.raises(InputError, match=expected):
+            run.read(source)
+        assert run.published == 3  # the lines read before the failure are on the bus
+        report = run.finish()
+        assert report.indexed == 3 and report.lines_in == 3
+    finally:
+        pipeline.close()
