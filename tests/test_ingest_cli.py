@@ -26,6 +26,7 @@ from sednaya_monitor.pipeline import Pipeline
 from stream.bus_embedded import EmbeddedBus
 from stream.embedding import SentenceTransformerEmbedder
 from stream.errors import InputError
+from stream.ingest import IngestError, read_jsonl
 from stream.settings import Settings
 from tests import story_corpus
 
@@ -261,3 +262,21 @@ def test_a_read_failure_names_the_file_and_keeps_what_was_read(
         assert report.indexed == 3 and report.lines_in == 3
     finally:
         pipeline.close()
+
+
+def test_run_summary_follow_ups_match_the_roles_stored(
+    settings: Settings, embedder: SentenceTransformerEmbedder
+) -> None:
+    articles = [a for a in read_jsonl(corpus_lines()) if not isinstance(a, IngestError)]
+    pipeline = Pipeline(settings, embedder=embedder)
+    try:
+        pipeline.publish([*articles, articles[0]])  # the first again: already seen
+        result = pipeline.drain()
+        roles = Counter(a.story_role for a in pipeline.store.iter_articles())
+    finally:
+        pipeline.close()
+    assert roles["follow_up"] >= 1
+    assert result.follow_ups == roles["follow_up"] == result.joined + result.retold
+    assert result.duplicates == roles["duplicate"] and result.new_stories == roles["first"]
+    assert result.already_seen == 1 and result.indexed == len(articles)
+    assert f"follow-ups:    {roles['follow_up']} (joined a current story {result.joined}, " in "\n".join(result.lines())
