@@ -50,18 +50,27 @@ class RunSummary:
     articles_in: int  # records published to the raw topic by this process (ingest and crawl)
     indexed: int
     duplicates: int
-    joined: int  # joined a current story (same event, not a copy)
-    follow_ups: int  # re-told a dormant story (anniversary, explainer)
+    joined: int  # joined a current story (same event, not a copy): story_role follow_up
+    retold: int  # re-told a dormant story (anniversary, explainer): story_role follow_up too
     new_stories: int
     dead_letters: int
+    already_seen: int = 0  # same article id again (same canonical URL, or a redelivery): decision reused
+
+    @property
+    def follow_ups(self) -> int:
+        """Articles given ``story_role="follow_up"``: the count the stored roles show."""
+        return self.joined + self.retold
 
     def lines(self) -> list[str]:
         return [
             f"articles in:   {self.articles_in}",
             f"indexed:       {self.indexed}",
+            f"already seen:  {self.already_seen}",
             f"duplicates:    {self.duplicates}",
-            f"joined story:  {self.joined}",
-            f"follow-ups:    {self.follow_ups}",
+            (
+                f"follow-ups:    {self.follow_ups} (joined a current story {self.joined}, "
+                f"re-told a dormant one {self.retold})"
+            ),
             f"new stories:   {self.new_stories}",
             f"dead letters:  {self.dead_letters}",
         ]
@@ -177,9 +186,10 @@ class Pipeline:
             indexed=value("sednaya_articles_total", stage="index", status="indexed"),
             duplicates=value("sednaya_articles_total", stage="embed", status="duplicate"),
             joined=value("sednaya_articles_total", stage="embed", status="clustered"),
-            follow_ups=value("sednaya_articles_total", stage="embed", status="follow_up"),
+            retold=value("sednaya_articles_total", stage="embed", status="follow_up"),
             new_stories=value("sednaya_story_events_total", kind="created"),
             dead_letters=dead,
+            already_seen=value("sednaya_articles_total", stage="embed", status="replayed"),
         )
 
     def close(self) -> None:

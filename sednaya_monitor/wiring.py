@@ -96,3 +96,10 @@ def make_store(settings: Settings) -> SearchStore:
     from indexer.store_embedded import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir / "store.sqlite3")
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """The sentence-transformers model named by ``settings.model_name`` (loaded lazily, on first use)."""
+    from stream.embedding import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)

@@ -12,9 +12,10 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from stream.errors import ContractError, UnsupportedSchemaError
+from stream.text import LONE_SURROGATE
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = frozenset({1})
@@ -117,10 +118,15 @@ class Article:
         if not isinstance(data, dict):
             raise ContractError(f"article must be a JSON object, got {type(data).__name__}")
         schema = data.get("schema")
-        if schema not in SUPPORTED_SCHEMAS or isinstance(schema, bool):
+        if not is_supported_schema(schema):
             raise UnsupportedSchemaError(
-                f"article {data.get('id', '?')!s}: schema {schema!r} is not supported "
+                f"article {data.get('id', '?')!r}: schema {schema!r} is not supported "
                 f"(supported: {sorted(SUPPORTED_SCHEMAS)})"
+            )
+        bad_text = invalid_code_point(data)
+        if bad_text is not None:
+            raise ContractError(
+                f"article {data.get('id')!r}: field {bad_text[0]!r}: invalid code point {bad_text[1]} (lone surrogate)"
             )
         ident = _req_str(data, "id")
         where = f"article {ident}"
@@ -128,10 +134,10 @@ class Article:
         relevance: Relevance | None = None
         if relevance_raw is not None:
             if not isinstance(relevance_raw, dict):
-                raise ContractError(f"{where}: field 'relevance' must be an object or null")
+                raise ContractError(f"{where}: {wrong_type('relevance', 'object or null', relevance_raw)}")
             score = relevance_raw.get("score")
             if not isinstance(score, (int, float)) or isinstance(score, bool):
-                raise ContractError(f"{where}: field 'relevance.score' must be a number")
+                raise ContractError(f"{where}: {wrong_type('relevance.score', 'number', score)}")
             terms = relevance_raw.get("terms", [])
             relevance = Relevance(score=float(score), terms=tuple(_str_list(terms, where, "relevance.terms")))
         embedding_raw = data.get("embedding")
@@ -155,7 +161,7 @@ class Article:
             raise ContractError(f"{where}: field 'story_role' is {role!r}, expected one of {sorted(STORY_ROLES)}")
         backfill = data.get("backfill")
         if not isinstance(backfill, bool):
-            raise ContractError(f"{where}: field 'backfill' must be true or false")
+            raise ContractError(f"{where}: {wrong_type('backfill', 'boolean', backfill)}")
         extra = data.get("extra") or {}
         if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
             raise ContractError(f"{where}: field 'extra' must be an object of strings")
@@ -197,6 +203,8 @@ class Article:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ContractError(f"article is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ContractError("article is not valid JSON: nested too deep") from exc
         return cls.from_dict(data)
 
 
@@ -229,10 +237,65 @@ def _iso(value: datetime | None) -> str | None:
     return utc(value).isoformat().replace("+00:00", "Z")
 
 
+def is_supported_schema(value: Any) -> TypeGuard[int]:
+    """Whether ``value`` (any decoded JSON) is a contract version this build reads."""
+    return isinstance(value, int) and not isinstance(value, bool) and value in SUPPORTED_SCHEMAS
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of ``value``'s type (``null``, ``boolean``, ``number``, ``string``, ``array``, ``object``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def type_mismatch(expected: str, value: Any) -> str:
+    """``"wrong type: expected string, got number"`` (JSON type names)."""
+    return f"wrong type: expected {expected}, got {json_type(value)}"
+
+
+def wrong_type(key: str, expected: str, value: Any) -> str:
+    """``"field 'url': wrong type: expected string, got number"``."""
+    return f"field {key!r}: {type_mismatch(expected, value)}"
+
+
+def invalid_code_point(value: Any, path: str = "") -> tuple[str, str] | None:
+    """A string in ``value`` (walked iteratively, keys included) holding a lone surrogate, as (field path,
+    ``"U+D800"``); None when every string is valid Unicode text. JSON's ``\\ud800`` escapes decode
+    to such code points, which no UTF-8 encoder, language detector or hash over UTF-8 accepts."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            match = LONE_SURROGATE.search(item)
+            if match is not None:
+                return where or "(value)", f"U+{ord(match.group()):04X}"
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                child = f"{where}.{k}" if where else str(k)
+                stack.append((child, v))
+                stack.append((child, str(k)))  # a key is text too
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
+    return None
+
+
 def _req_str(data: dict[str, Any], key: str, where: str = "article", *, allow_empty: bool = False) -> str:
     value = data.get(key)
+    if value is None:
+        raise ContractError(f"{where}: field {key!r} is required (missing or null)")
     if not isinstance(value, str):
-        raise ContractError(f"{where}: field {key!r} is required and must be a string")
+        raise ContractError(f"{where}: {wrong_type(key, 'string', value)}")
     if not allow_empty and not value:
         raise ContractError(f"{where}: field {key!r} must not be empty")
     return value
@@ -242,7 +305,9 @@ def _opt_str(data: dict[str, Any], key: str, where: str) -> str | None:
     value = data.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
+        raise ContractError(f"{where}: {wrong_type(key, 'string or null', value)}")
+    if not value:
         raise ContractError(f"{where}: field {key!r} must be a non-empty string or null")
     return value
 
@@ -252,7 +317,7 @@ def _opt_time(data: dict[str, Any], key: str, where: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ContractError(f"{where}: field {key!r} must be an ISO 8601 string or null")
+        raise ContractError(f"{where}: {wrong_type(key, 'ISO 8601 string or null', value)}")
     try:
         return parse_time(value)
     except ValueError as exc:
@@ -260,6 +325,9 @@ def _opt_time(data: dict[str, Any], key: str, where: str) -> datetime | None:
 
 
 def _str_list(value: Any, where: str, key: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        raise ContractError(f"{where}: field {key!r} must be a list of strings")
+    if not isinstance(value, list):
+        raise ContractError(f"{where}: {wrong_type(key, 'array of strings', value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ContractError(f"{where}: {wrong_type(f'{key}[{i}]', 'string', item)}")
     return list(value)

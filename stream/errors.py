@@ -41,3 +41,12 @@ class UnavailableError(SednayaError):
 
 class StoryStateError(SednayaError):
     """The clustering stage's story state (SQLite in the data directory) cannot be read or written."""
+
+
+class DataDirLockedError(SednayaError):
+    """Another process holds the data directory for a stage that needs it alone (the message names the
+    directory, the holder's pid and command, and how long this one waited)."""
+
+
+class InputError(SednayaError):
+    """An input file cannot be read (the message names the file and how far it was read)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from stream.text import without_lone_surrogates
+
 if TYPE_CHECKING:
     from lingua import LanguageDetector
 
@@ -37,7 +39,7 @@ def detect_language(text: str, hint: str | None = None) -> str:
     """ISO 639-1 code of ``text``; ``hint`` (e.g. the page's ``lang``) when the text is too short or
     detection is unsure; ``"und"`` when neither helps."""
     hint_code = (hint or "").split("-")[0].strip().lower() or None
-    sample = text.strip()[:2000]
+    sample = without_lone_surrogates(text.strip()[:2000])  # lingua (Rust) needs valid Unicode
     if len(sample) < MIN_CHARS:
         return hint_code or "und"
     detector = _get_detector()

@@ -79,6 +79,10 @@ class Settings:
     merge_warmup_threshold: float = 0.8  # raw centroid cosine for merges while the topic's mean is unknown
     merge_every: int = 50  # articles clustered between two merge passes over the active stories
 
+    # --- ingest and the data-directory lock (issue 18) ---------------------------------------------
+    ingest_max_line_bytes: int = 8 * 1024 * 1024  # longer `ingest` lines are dead-lettered cut (8 MB: no article)
+    lock_wait_s: float = 0.0  # how long `ingest`/`run`/`demo` wait for another holder of the data dir (0 = fail now)
+
     # --- crawling -----------------------------------------------------------------------------------
     user_agent: str = "SednayaMonitor/0.1 (+https://github.com/sednaya-monitor/sednaya-monitor)"
     contact_url: str = "https://github.com/sednaya-monitor/sednaya-monitor"
@@ -120,11 +124,20 @@ class Settings:
     def __post_init__(self) -> None:
         _check_url("bus", self.bus, {"kafka"})
         _check_url("store", self.store, {"http", "https"})
-        for name in ("max_attempts", "batch_size", "kafka_partitions", "kafka_replication", "embed_batch_size"):
+        for name in (
+            "max_attempts",
+            "batch_size",
+            "kafka_partitions",
+            "kafka_replication",
+            "embed_batch_size",
+            "ingest_max_line_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be at least 1")
         if self.model_threads < 0:
             raise SettingsError(f"setting 'model_threads'={self.model_threads!r}: must be 0 (the cores) or more")
+        if self.lock_wait_s < 0:
+            raise SettingsError(f"setting 'lock_wait_s'={self.lock_wait_s!r}: must be 0 or more")
         for name in ("cluster_threshold", "cluster_warmup_threshold", "duplicate_threshold"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

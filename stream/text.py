@@ -37,6 +37,7 @@ _ARABIC_MAP = str.maketrans(
 )
 _ARABIC_DIACRITICS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed]")
 _SPACES = re.compile(r"\s+")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str only lone surrogates match
 
 
 def normalize_arabic(text: str) -> str:
@@ -58,5 +59,14 @@ def normalize_whitespace(text: str) -> str:
 
 
 def content_hash(text: str) -> str:
-    """Hex SHA-256 of the folded, whitespace-normalised text (same story text → same hash)."""
-    return hashlib.sha256(normalize_whitespace(fold(text)).encode("utf-8")).hexdigest()
+    """Hex SHA-256 of the folded, whitespace-normalised text (same story text → same hash).
+
+    A lone surrogate (from a JSON ``\\ud800`` escape) is hashed as its code point (``surrogatepass``):
+    never an error, and two texts differing only there still hash apart.
+    """
+    return hashlib.sha256(normalize_whitespace(fold(text)).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def without_lone_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (for libraries that need valid Unicode)."""
+    return LONE_SURROGATE.sub("\ufffd", text)

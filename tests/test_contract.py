@@ -1,6 +1,7 @@
 """The article contract v1: JSON Schema, round trip, golden record, errors naming the field."""
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -52,13 +53,40 @@ def test_future_schema_is_refused_clearly() -> None:
         Article.from_dict(data)
 
 
+@pytest.mark.parametrize("schema", [[], {}, "1", 1.5, True, None])
+def test_a_schema_of_any_json_type_but_one_is_refused(schema: object) -> None:
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    data["schema"] = schema
+    with pytest.raises(UnsupportedSchemaError, match=f"schema {re.escape(repr(schema))} is not supported"):
+        Article.from_dict(data)
+
+
+def test_a_lone_surrogate_is_a_contract_error_naming_the_field() -> None:
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    data["authors"] = ["ok", "bad \udc80"]
+    with pytest.raises(ContractError, match=r"field 'authors\[1\]': invalid code point U\+DC80 \(lone surrogate\)"):
+        Article.from_dict(data)
+    raw = json.dumps(data).encode()  # the bus carries the escape: decoding makes the surrogate
+    with pytest.raises(ContractError, match="invalid code point"):
+        Article.from_json(raw)
+
+
+def test_deep_json_is_a_contract_error() -> None:
+    with pytest.raises(ContractError, match="nested too deep"):
+        Article.from_json(b"[" * 100_000 + b"]" * 100_000)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
         ("url", None, "field 'url' is required"),
         ("channel", "email", "field 'channel' is 'email', expected one of"),
         ("published", "yesterday", "field 'published': 'yesterday' is not an ISO 8601"),
-        ("backfill", "no", "field 'backfill' must be true or false"),
+        ("backfill", "no", "field 'backfill': wrong type: expected boolean, got string"),
+        ("url", 123, "field 'url': wrong type: expected string, got number"),
+        ("title", ["a"], "field 'title': wrong type: expected string, got array"),
+        ("authors", ["a", 1], r"field 'authors\[1\]': wrong type: expected string, got number"),
+        ("published", 2017, "field 'published': wrong type: expected ISO 8601 string or null, got number"),
         ("story_role", "leader", "field 'story_role' is 'leader'"),
     ],
 )

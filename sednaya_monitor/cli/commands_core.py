@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import click
 
@@ -16,16 +16,16 @@ from indexer.store import SearchRequest, SearchResult
 from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.locking import data_dir_locked, wait_option
+from sednaya_monitor.ingest_run import IngestRun
 from sednaya_monitor.metrics_server import serving_run
 from sednaya_monitor.pipeline import Pipeline, RunSummary
 from stream.article import Article, parse_time
-from stream.bus import Record
-from stream.ingest import IngestError, read_jsonl
+from stream.ingest import IngestError
 from stream.metrics import set_build_info
 from stream.settings import Settings
 
 EXPORT_FIELDS = ("id", "url", "source", "lang", "published", "story_id", "duplicate_of", "story_role")
-PUBLISH_CHUNK = 500  # articles published per flush during ingest (progress granularity)
 STAGE_IDLE_S = 0.5  # while crawling, how long the stage thread waits after draining the bus
 
 
@@ -51,71 +51,46 @@ def _print_summary(summary: RunSummary, title: str) -> None:
 
 
 @cli.command()
-@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.argument("source", type=click.File("rb"))
 @click.option("--relevance", is_flag=True, help="Apply the topic filter; off-topic articles are rejected.")
 @click.option("--backfill", is_flag=True, help="Historical load: never fires instant alerts.")
+@wait_option
 @click.pass_context
-def ingest(ctx: click.Context, source: IO[str], relevance: bool, backfill: bool) -> None:
+def ingest(ctx: click.Context, source: BinaryIO, relevance: bool, backfill: bool, wait_s: float | None) -> None:
     """Push articles from JSON lines (FILE or -) through embedding, clustering, indexing and alerting.
 
-    Each line: at least url, title, text; optional lang, published, source, authors. A malformed line
-    is reported with its line number and field, dead-lettered, and the rest goes through.
+    Each line: at least url, title, text; optional lang, published, source, authors, schema (1). A line
+    that is not UTF-8, not a JSON object, too long, too deep, or breaks the contract is reported with
+    its file, line number and field, dead-lettered once (a rerun does not add it again), and the rest
+    goes through; the exit code stays 0. The summary accounts for every line:
+    in = indexed + already seen + dead letters (+ off-topic with --relevance).
     """
     app = _app(ctx)
-    with serving_run(app.settings, app.metrics):
+    with data_dir_locked(app, wait_s), serving_run(app.settings, app.metrics):
         _ingest(app, source, relevance=relevance, backfill=backfill)
 
 
-def _ingest(app: AppContext, source: IO[str], *, relevance: bool, backfill: bool) -> None:
+def _ingest(app: AppContext, source: BinaryIO, *, relevance: bool, backfill: bool) -> None:
     settings = app.settings
     set_build_info(app.metrics, version=__version__, model=settings.model_name, stage="all", bus="embedded")
-    pipeline = Pipeline(settings, app.metrics, bus=app.bus, store=app.store)
+    pipeline = Pipeline(settings, app.metrics, bus=app.bus, store=app.store, embedder=app.embedder)
     relevance_filter = _relevance_filter(settings) if relevance else None
-    bad = 0
-    rejected = 0
-    chunk: list[Article] = []
 
-    def flush_chunk() -> None:
-        pipeline.publish(chunk)
-        chunk.clear()
+    def show(origin: str, error: IngestError) -> None:
+        click.echo(f"{origin}: {error}", err=True)
 
-    for item in read_jsonl(source, backfill=backfill):
-        if isinstance(item, IngestError):
-            bad += 1
-            click.echo(f"{getattr(source, 'name', '-')}: {item}", err=True)
-            _dead_letter_line(app, item)
-            continue
-        article = item
-        if relevance_filter is not None:
-            verdict = relevance_filter(item)
-            if verdict is None:
-                rejected += 1
-                app.metrics.articles.labels(stage="ingest", status="rejected").inc()
-                continue
-            article = verdict
-        app.metrics.articles.labels(stage="ingest", status="accepted").inc()
-        chunk.append(article)
-        if len(chunk) >= PUBLISH_CHUNK:
-            flush_chunk()
-    flush_chunk()
+    run = IngestRun(pipeline, backfill=backfill, relevance=relevance_filter, on_error=show)
     try:
-        with click.progressbar(length=pipeline.published, label="processing", file=sys.stderr) as bar:
-            summary = pipeline.drain(on_progress=bar.update)
+        run.read(source)
+        with click.progressbar(length=run.published, label="processing", file=sys.stderr) as bar:
+            report = run.finish(on_progress=bar.update)
     finally:
         pipeline.close()  # alert deliveries in flight finish (or stay pending for the next start)
-    _print_summary(summary, "ingest finished")
-    if relevance:
-        click.echo(f"  off-topic:     {rejected}")
-    if bad:
-        click.echo(f"  bad lines:     {bad} (dead-lettered; see `sednaya-monitor dlq list`)")
-
-
-def _dead_letter_line(app: AppContext, error: IngestError) -> None:
-    settings = app.settings
-    record = Record(topic=settings.topic_raw, key=f"line-{error.line}", value=error.raw.encode("utf-8"), offset=-1)
-    app.bus.dead_letter(record, stage="ingest", error_class="IngestError", reason=str(error), attempts=1)
-    app.metrics.dead_letters.labels(stage="ingest", reason="IngestError").inc()
-    app.metrics.articles.labels(stage="ingest", status="dead_lettered").inc()
+    click.echo(f"ingest finished: {report.origin}")
+    for line in report.lines(relevance=relevance):
+        click.echo("  " + line)
+    if report.dead_letters:
+        click.echo(f"  {report.dead_letters} lines dead-lettered; see `sednaya-monitor dlq list`")
 
 
 def _relevance_filter(settings: Settings) -> Callable[[Article], Article | None]:
@@ -135,11 +110,12 @@ def _relevance_filter(settings: Settings) -> Callable[[Article], Article | None]
 @cli.command()
 @click.option("--follow", is_flag=True, help="Keep polling each source on its own interval.")
 @click.option("--backfill-since", callback=_date, help="GDELT backfill from DATE; articles marked backfill.")
+@wait_option
 @click.pass_context
-def run(ctx: click.Context, follow: bool, backfill_since: datetime | None) -> None:
+def run(ctx: click.Context, follow: bool, backfill_since: datetime | None, wait_s: float | None) -> None:
     """The main job: crawl the configured sources once (or keep polling) and run every stage."""
     app = _app(ctx)
-    with serving_run(app.settings, app.metrics, push=not follow):
+    with data_dir_locked(app, wait_s), serving_run(app.settings, app.metrics, push=not follow):
         _run(app, follow=follow, backfill_since=backfill_since)
 
 
@@ -147,7 +123,7 @@ def _run(app: AppContext, *, follow: bool, backfill_since: datetime | None) -> N
     from crawlers.run import crawl
 
     set_build_info(app.metrics, version=__version__, model=app.settings.model_name, stage="all", bus="embedded")
-    pipeline = Pipeline(app.settings, app.metrics, bus=app.bus, store=app.store)
+    pipeline = Pipeline(app.settings, app.metrics, bus=app.bus, store=app.store, embedder=app.embedder)
     stop = threading.Event()
     errors: list[BaseException] = []
 

@@ -30,6 +30,7 @@ from crawlers.source_check import VERIFIED, read_listing, verdict
 from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.locking import data_dir_locked, wait_option
 from sednaya_monitor.metrics_server import serving_run
 from stream.article import parse_time
 from stream.metrics import set_build_info
@@ -276,26 +277,32 @@ def demo_registry(template: Path, urls: dict[str, str]) -> str:
 @cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Search page port [settings serve_port].")
 @click.option("--no-serve", is_flag=True, help="Stop after the crawl and the pipeline; do not start the page.")
+@wait_option
 @click.pass_context
-def demo(ctx: click.Context, port: int | None, no_serve: bool) -> None:
+def demo(ctx: click.Context, port: int | None, no_serve: bool, wait_s: float | None) -> None:
     """Serve the bundled offline news web on loopback, run the main job against it, then the search page."""
     from crawlers.site_server import SiteServer
     from sednaya_monitor.pipeline import Pipeline
 
     app = _app(ctx)
-    with SiteServer(DEMO_DIR / "sites") as web, tempfile.TemporaryDirectory(prefix="sednaya-demo-") as tmp:
-        registry = Path(tmp) / "sources.toml"
-        registry.write_text(
-            demo_registry(DEMO_DIR / "sources.toml.tmpl", {s: web.url(s) for s in web.sites}), encoding="utf-8"
-        )
-        click.echo(f"demo web: {', '.join(f'{s}={web.url(s)}' for s in web.sites)}")
-        app.settings = app.settings.replace(
-            sources_file=registry, discovery=False, crawl_download_delay_s=0.0, crawl_retry_times=0
-        )
-        summary = crawl(app.settings, app.bus, app.metrics)
-    click.echo(str(summary))
-    pipeline = Pipeline(app.settings, app.metrics, bus=app.bus, store=app.store)
-    run_summary = pipeline.drain()
+    # The crawl and the pipeline write the data directory: held alone; the search page after is read-only.
+    with data_dir_locked(app, wait_s):
+        with SiteServer(DEMO_DIR / "sites") as web, tempfile.TemporaryDirectory(prefix="sednaya-demo-") as tmp:
+            registry = Path(tmp) / "sources.toml"
+            registry.write_text(
+                demo_registry(DEMO_DIR / "sources.toml.tmpl", {s: web.url(s) for s in web.sites}), encoding="utf-8"
+            )
+            click.echo(f"demo web: {', '.join(f'{s}={web.url(s)}' for s in web.sites)}")
+            app.settings = app.settings.replace(
+                sources_file=registry, discovery=False, crawl_download_delay_s=0.0, crawl_retry_times=0
+            )
+            summary = crawl(app.settings, app.bus, app.metrics)
+        click.echo(str(summary))
+        pipeline = Pipeline(app.settings, app.metrics, bus=app.bus, store=app.store, embedder=app.embedder)
+        try:
+            run_summary = pipeline.drain()
+        finally:
+            pipeline.close()
     click.echo("pipeline:")
     for line in run_summary.lines():
         click.echo("  " + line)

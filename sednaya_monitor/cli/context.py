@@ -5,6 +5,7 @@ from __future__ import annotations
 from indexer.store import SearchStore
 from sednaya_monitor import wiring
 from stream.bus import Bus
+from stream.embedding import Embedder
 from stream.metrics import Metrics
 from stream.settings import Settings
 
@@ -15,6 +16,7 @@ class AppContext:
         self.metrics = Metrics()
         self._bus: Bus | None = None
         self._store: SearchStore | None = None
+        self._embedder: Embedder | None = None
 
     @property
     def bus(self) -> Bus:
@@ -30,6 +32,13 @@ class AppContext:
             self._store = wiring.make_store(self.settings)
             self._store.ensure_ready()
         return self._store
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model of the settings (loaded on its first use, not here)."""
+        if self._embedder is None:
+            self._embedder = wiring.make_embedder(self.settings)
+        return self._embedder
 
     def close(self) -> None:
         if self._bus is not None:
