@@ -279,19 +279,23 @@ def make_event(
     backfill: bool = False,
     article_count: int = 1,
     entered_at: dt.datetime | None = None,
+    first_seen: dt.datetime | None = None,
+    merged_ids: tuple[str, ...] = (),
+    languages: tuple[str, ...] | None = None,
 ) -> Any:
-    """A ``StoryEvent`` of ``kind`` caused by ``article`` (an ``Article``) on story ``story_id``."""
+    """A ``StoryEvent`` of ``kind`` caused by ``article`` (an ``Article``) on story ``story_id``; the story
+    began at ``first_seen`` (default: the article's publication)."""
     from stream.story import Story, StoryEvent
 
     at = dt.datetime.now(dt.UTC)
     story = Story(
         id=story_id,
         title=title if title is not None else article.title,
-        first_seen=article.published or at,
+        first_seen=first_seen or article.published or at,
         last_seen=article.published or at,
         article_count=article_count,
         source_count=1,
-        languages=(article.lang,),
+        languages=languages or (article.lang,),
         sources=(article.source,),
         first_article_id=first_article_id or article.id,
     )
@@ -302,4 +306,15 @@ def make_event(
         at=at,
         backfill=backfill,
         entered_at=entered_at or at,
+        merged_ids=merged_ids,
     )
+
+
+def allow_loopback(settings_factory: Any) -> Any:
+    """``settings_factory`` with ``alert_allow_private_targets=True``: the receivers here listen on
+    127.0.0.1, which the service refuses by default (tests/test_alert_delivery.py proves the refusal)."""
+
+    def make(**overrides: Any) -> Any:
+        return settings_factory(**{"alert_allow_private_targets": True, **overrides})
+
+    return make

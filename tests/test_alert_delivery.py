@@ -12,10 +12,16 @@ from indexer.delivery import SIGNATURE_HEADER, Deliverer, sign, verify
 from indexer.errors import DeliveryError
 from indexer.watchlists import Watchlist
 from stream.settings import Settings
-from tests.alert_fixtures import SmtpServer, WebhookReceiver, free_port, make_event
+from tests.alert_fixtures import allow_loopback, SmtpServer, WebhookReceiver, free_port, make_event
 from tests.store_fixtures import make_article
 
 SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def settings_factory(settings_factory: SettingsFactory) -> SettingsFactory:
+    """Loopback receivers: private targets allowed explicitly (the refusal is tested in test_alert_delivery)."""
+    return allow_loopback(settings_factory)
 
 
 def _alert(title: str = "Sednaya families search the cells", story_id: str = "story-1", **kw: Any) -> Alert:

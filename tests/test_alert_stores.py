@@ -45,7 +45,7 @@ def test_same_alerts_on_both_stores(
     )
     store = contract_store
     assert store.write_articles([en, ar, monastery]) == []
-    stage = AlertStage(settings_factory(), store, Metrics(CollectorRegistry()), article_wait_s=5.0)
+    stage = AlertStage(settings_factory(), store, Metrics(CollectorRegistry()))
     for wl in (
         Watchlist(name="prison", query='"military prison" OR سجن', webhooks=(webhook.url,)),
         Watchlist(name="not-monastery", query="Sednaya NOT monastery", webhooks=(webhook.url,)),
