@@ -132,7 +132,12 @@ class Alert:
     article_count: int = 1
     source_count: int = 1
     languages: tuple[str, ...] = ()
-    role: Role = "new"  # new (the alert, or a new story of a digest), follow_up, older (older coverage)
+    role: Role | None = None  # new (the alert, or a new story of a digest), follow_up, older (older
+    # coverage); None = from the event: new for created, follow_up for updated
+
+    def __post_init__(self) -> None:
+        if self.role is None:
+            object.__setattr__(self, "role", "new" if self.event_kind == "created" else "follow_up")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,16 +182,15 @@ class Alert:
             article_count=int(data.get("article_count", 1)),
             source_count=int(data.get("source_count", 1)),
             languages=tuple(str(x) for x in data.get("languages", [])),
-            role=_role(data),
+            role=_role(data.get("role")),
         )
 
 
-def _role(data: dict[str, Any]) -> Role:
-    """``role`` of a stored alert; rows written before roles existed: new for created, else follow-up."""
-    role = data.get("role")
-    if role in ("new", "follow_up", "older"):
-        return role  # type: ignore[no-any-return]  # checked against the Literal's values above
-    return "new" if data.get("event_kind") == "created" else "follow_up"
+def _role(value: Any) -> Role | None:
+    """``role`` of a stored alert; None (from the event kind) for rows written before roles existed."""
+    if value == "new" or value == "follow_up" or value == "older":
+        return value  # type: ignore[no-any-return]  # one of the Literal's values
+    return None
 
 
 def story_link(public_url: str, story_id: str) -> str:
@@ -201,7 +205,7 @@ def build_alert(
     *,
     matched_terms: Sequence[str],
     public_url: str,
-    role: Role = "new",
+    role: Role | None = None,
 ) -> Alert:
     """The alert for ``event`` on ``watchlist``; ``article`` is ``query_article_id(event)``'s article
     (the matching article the alert names)."""

@@ -33,7 +33,7 @@ from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.story import StoryEvent
 from stream.worker import StageWorker
-from tests.alert_fixtures import allow_loopback, SmtpServer, WebhookReceiver, free_port, make_event
+from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, free_port, make_event
 from tests.store_fixtures import make_article
 
 SettingsFactory = Callable[..., Settings]
