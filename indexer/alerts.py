@@ -188,9 +188,8 @@ class Alert:
 
 def _role(value: Any) -> Role | None:
     """``role`` of a stored alert; None (from the event kind) for rows written before roles existed."""
-    if value == "new" or value == "follow_up" or value == "older":
-        return value  # type: ignore[no-any-return]  # one of the Literal's values
-    return None
+    roles: dict[str, Role] = {"new": "new", "follow_up": "follow_up", "older": "older"}
+    return roles.get(value) if isinstance(value, str) else None
 
 
 def story_link(public_url: str, story_id: str) -> str:
