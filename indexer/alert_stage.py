@@ -289,23 +289,25 @@ class AlertStage:
         and in per-story order; process those whose article is there. Returns how many went through."""
         done = 0
         with self._process_lock:
-            waiting = self.ledger.waiting()
+            now = time.time()
+            waiting = self.ledger.waiting(due_at=None if force else now)
             if not waiting:
-                self._report_waiting()
                 return 0
             watchlists = self.repository.all()
             blocked: set[str] = set()
-            now = time.time()
             for item in waiting:
                 if item.story_id in blocked:
-                    continue
-                if not force and done == 0 and item.next_try > now:
-                    blocked.add(item.story_id)
                     continue
                 if self._try_waiting(item, watchlists, now):
                     done += 1
                 else:
                     blocked.add(item.story_id)
+            if done and not force:  # the index stage moved: look at the rest now, not at their next try
+                for item in self.ledger.waiting():
+                    if item.story_id not in blocked and self._try_waiting(item, watchlists, now):
+                        done += 1
+                    else:
+                        blocked.add(item.story_id)
         self._report_waiting()
         return done
 
@@ -348,14 +350,13 @@ class AlertStage:
         logger.warning("story event dead-lettered", extra={"stage": STAGE, "story_id": item.story_id, "error": reason})
 
     def _report_waiting(self) -> None:
-        waiting = self.ledger.waiting()
-        self.metrics.alert_waiting.set(len(waiting))
+        count, oldest = self.ledger.waiting_summary()
+        self.metrics.alert_waiting.set(count)
         reason = ""
-        if waiting:
-            oldest = waiting[0]
+        if oldest is not None:
             since = utc(oldest.since).isoformat(timespec="seconds").replace("+00:00", "Z")
             reason = (
-                f"{len(waiting)} story event(s) wait for their article to be indexed (index stage behind?); "
+                f"{count} story event(s) wait for their article to be indexed (index stage behind?); "
                 f"oldest: article {oldest.article_id} of story {oldest.story_id}, waiting since {since}"
             )
         if self._on_health is None or reason == self._health_reason:

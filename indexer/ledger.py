@@ -438,11 +438,33 @@ class AlertLedger:
             row = self._db.execute("SELECT 1 FROM waiting WHERE story_id = ? LIMIT 1", (story_id,)).fetchone()
         return row is not None
 
-    def waiting(self) -> list[Waiting]:
-        """Every waiting event, oldest first."""
+    def waiting(self, *, due_at: float | None = None) -> list[Waiting]:
+        """Waiting events, oldest first: all, or (``due_at``, unix time) those due by then that no
+        earlier, not yet due event of the same story holds back."""
+        if due_at is None:
+            return self._waiting("", ())
+        return self._waiting(
+            " WHERE next_try <= ? AND NOT EXISTS (SELECT 1 FROM waiting e WHERE e.story_id = w.story_id "
+            "AND e.id < w.id AND e.next_try > ?)",
+            (due_at, due_at),
+        )
+
+    def waiting_summary(self) -> tuple[int, Waiting | None]:
+        """How many events wait, and the oldest (None when none)."""
+        with self._lock:
+            count = int(self._db.execute("SELECT COUNT(*) FROM waiting").fetchone()[0])
+        if not count:
+            return 0, None
+        oldest = self._waiting(" WHERE id = (SELECT MIN(id) FROM waiting)", ())
+        return count, (oldest[0] if oldest else None)
+
+    def _waiting(self, where: str, args: tuple[float, ...]) -> list[Waiting]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, story_id, article_id, record, since, next_try, tries FROM waiting ORDER BY id"
+                "SELECT id, story_id, article_id, record, since, next_try, tries FROM waiting w"
+                + where
+                + " ORDER BY id",
+                args,
             ).fetchall()
         out: list[Waiting] = []
         for r in rows:
