@@ -18,6 +18,7 @@ from indexer.alerts import Alert, build_alert, group_digest
 from indexer.delivery import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, Deliverer, check_targets, sign, verify
 from indexer.errors import DeliveryError, WatchlistError
 from indexer.watchlists import Watchlist
+from stream.errors import SettingsError
 from stream.settings import Settings, load_settings
 from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, free_port, make_event
 from tests.store_fixtures import make_article
@@ -236,6 +237,11 @@ def test_the_documented_receiver_snippet_verifies_a_delivery(
 
 
 # --- SMTP transport security --------------------------------------------------------------------------------
+
+
+def test_smtp_security_must_be_known(data_dir: Path) -> None:
+    with pytest.raises(SettingsError, match="setting 'smtp_security'='ssl': expected one of starttls, tls, none"):
+        load_settings(environ={"SEDNAYA_MONITOR_SMTP_SECURITY": "ssl"}, overrides={"data_dir": data_dir})
 
 
 @pytest.mark.timeout(60)
