@@ -3,8 +3,9 @@
 A :class:`Watchlist` is a name, a query in the query language of DESIGN.md, optional language and
 source filters, delivery targets (webhook URLs signed with the watchlist's HMAC secret, optionally in
 Slack's payload format, and e-mail addresses) and a mode: ``instant`` (one alert per story, on its first
-fresh matching article: ``indexer.alerts``) or ``digest`` (new stories collected and sent ``hourly`` or ``daily``). Every watchlist also
-gets a digest of updates (duplicates and follow-ups of the stories it alerted on) at its ``every``.
+fresh matching article: ``indexer.alerts``) or ``digest`` (new stories collected and sent ``hourly`` or
+``daily``). Every watchlist also gets a digest of updates (duplicates and follow-ups of the stories it
+alerted on, older coverage) at its ``every``.
 
 Where they are kept (:func:`open_watchlists`): :class:`SqliteWatchlistRepository` in
 ``<data_dir>/watchlists.sqlite3`` in the embedded mode; ``indexer.watchlists_elastic`` in the search

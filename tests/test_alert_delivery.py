@@ -8,6 +8,7 @@ import ipaddress
 import re
 import socket
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -354,3 +355,46 @@ def test_a_host_name_is_resolved_at_delivery(webhook: WebhookReceiver, data_dir:
     with pytest.raises(DeliveryError, match=f"{re.escape(host)} resolves to"):
         Deliverer(strict).send_alert(wl, _alert(), alert_id="w/s", target=f"webhook:{url}")
     assert webhook.requests == []
+
+
+def test_the_connection_goes_to_the_checked_address_not_a_second_resolution(
+    webhook: WebhookReceiver, data_dir: Path
+) -> None:
+    """DNS rebinding: the delivery connects to the address ``check_url`` checked. Here the URL's host name
+    does not resolve at all (``.invalid``), and the request still reaches the pinned loopback address,
+    with the URL's host in the ``Host`` header."""
+    from indexer.channels.webhook import _opener
+
+    port = webhook.url.rsplit(":", 1)[1].split("/", 1)[0]
+    url = f"http://rebind.sednaya.invalid:{port}/hook"
+    with _opener(url, "127.0.0.1").open(urllib.request.Request(url, data=b"{}", method="POST"), timeout=10) as r:
+        assert r.status == 200
+    (request,) = webhook.delivered
+    assert request.headers["Host"] == f"rebind.sednaya.invalid:{port}"
+
+
+def test_a_resolved_and_allowlisted_name_is_delivered_pinned(webhook: WebhookReceiver, data_dir: Path) -> None:
+    host = socket.gethostname()
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, 80, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        pytest.skip(f"this machine's host name {host!r} does not resolve")
+    if addresses != {"127.0.0.1"}:
+        pytest.skip(f"{host!r} resolves to {sorted(addresses)} here, not to the receiver's 127.0.0.1")
+    port = webhook.url.rsplit(":", 1)[1].split("/", 1)[0]
+    url = f"http://{host}:{port}/hook"
+    settings = load_settings(environ={}, overrides={"data_dir": data_dir, "alert_target_allowlist": "127.0.0.0/8"})
+    wl = Watchlist(name="w", query="Sednaya", webhooks=(url,))
+    check_targets(wl, settings)
+    Deliverer(settings).send_alert(wl, _alert(), alert_id="w/s", target=f"webhook:{url}")
+    (request,) = webhook.delivered
+    assert request.headers["Host"] == f"{host}:{port}"
+
+
+def test_a_redirect_is_not_followed(webhook: WebhookReceiver, settings_factory: SettingsFactory) -> None:
+    """A 3xx could send the POST (or a GET) to an internal address the check never saw."""
+    wl = Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,))
+    webhook.fail_next(1, 302)
+    with pytest.raises(DeliveryError, match=r"HTTP 302 .*not followed") as info:
+        Deliverer(_fast(settings_factory)).send_alert(wl, _alert(), alert_id="w/s", target=f"webhook:{webhook.url}")
+    assert not info.value.transient and len(webhook.requests) == 1

@@ -7,7 +7,9 @@ IPv4-mapped IPv6 unwrapped), or ``settings.alert_allow_private_targets`` is set,
 its addresses) is in ``settings.alert_target_allowlist`` (comma-separated host names, IPs or CIDRs).
 
 Checked at save (literal IPs and names known to be local; :func:`check_url` with ``resolve=False``) and
-again before every delivery attempt with the host resolved (a name can be re-pointed after it was saved).
+again before every delivery attempt with the host resolved (a name can be re-pointed after it was saved);
+the delivery then connects to the address that was checked (``indexer.channels.webhook``), and follows
+no redirect (a ``3xx`` fails the delivery: a redirect could point inside).
 """
 
 from __future__ import annotations
@@ -28,38 +30,43 @@ class TargetRefused(ValueError):
     """The URL points at a non-public address; the message names the URL, the address and the setting."""
 
 
-def check_url(url: str, settings: Settings, *, resolve: bool) -> None:
+def check_url(url: str, settings: Settings, *, resolve: bool) -> str | None:
     """Raise :class:`TargetRefused` unless ``url`` may be posted to (see the module docstring).
 
-    ``resolve`` also resolves the host (delivery time). Resolution failures are not refusals: the
-    delivery then fails as a connection error and is retried.
+    ``resolve`` also resolves the host (delivery time) and returns the checked address to connect to
+    (the caller pins the connection to it, so a second resolution cannot point elsewhere: DNS
+    rebinding); None when nothing was resolved (an IP literal, an allowed host, or resolution failed:
+    not a refusal, the delivery then fails as a connection error and is retried).
     """
     if settings.alert_allow_private_targets:
-        return
+        return None
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
     names, networks = _allowlist(settings)
     if host in names:
-        return
+        return None
     literal = _ip(host)
     if literal is not None:
         _check_address(url, literal, networks)
-        return
+        return None
     if host in LOCAL_NAMES or host.endswith((".localhost", ".internal", ".local")):
         raise TargetRefused(
             f"webhook {url!r}: host {host!r} is a local or metadata name; set alert_allow_private_targets "
             "or list it in alert_target_allowlist to allow it"
         )
     if not resolve:
-        return
+        return None
     port = urlsplit(url).port or (443 if url.lower().startswith("https") else 80)
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except OSError:
-        return
+        return None
+    checked: list[str] = []
     for info in infos:
         address = _ip(str(info[4][0]))
         if address is not None:
             _check_address(url, address, networks, via=host)
+            checked.append(str(address))
+    return checked[0] if checked else None
 
 
 def _check_address(url: str, address: IpAddress, networks: list[IpNetwork], *, via: str = "") -> None:

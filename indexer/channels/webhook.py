@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
+import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -99,7 +102,7 @@ class WebhookChannel:
         """One signed POST of ``payload`` as JSON. Raises ``DeliveryError`` (refused targets: not transient)."""
         where = f"webhook {url}"
         try:
-            check_url(url, self.settings, resolve=True)
+            pinned = check_url(url, self.settings, resolve=True)
         except TargetRefused as exc:
             raise DeliveryError(where, str(exc), transient=False) from exc
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -112,12 +115,66 @@ class WebhookChannel:
             headers[SIGNATURE_HEADER] = sign(body, secret, timestamp=int(time.time()))
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310  # http(s) only: checked by check()
         try:
-            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:  # noqa: S310  # same
+            with _opener(url, pinned).open(request, timeout=WEBHOOK_TIMEOUT_S) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:MAX_ERROR_BODY].decode("utf-8", "replace")
             transient = exc.code in RETRYABLE_HTTP or exc.code >= 500
+            if 300 <= exc.code < 400:
+                detail = f"redirect to {exc.headers.get('Location', '?')!r} not followed"
             raise DeliveryError(where, f"HTTP {exc.code} {detail!r}", transient=transient) from exc
         except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DeliveryError(where, f"{type(exc).__name__}: {reason}") from exc
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A ``3xx`` answer is an error: following it would skip the address check."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _opener(url: str, pinned: str | None) -> urllib.request.OpenerDirector:
+    """urllib opener that follows no redirect and, given ``pinned``, connects to that address (the one
+    ``check_url`` checked) whatever the host name resolves to now; TLS still verifies the host name.
+    Not pinned when a proxy carries the request (the proxy connects)."""
+    handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+    host = urlsplit(url).hostname or ""
+    scheme = urlsplit(url).scheme
+    proxied = scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host)
+    if pinned is not None and not proxied:
+        handlers += [_PinnedHTTPHandler(pinned), _PinnedHTTPSHandler(pinned)]
+    return urllib.request.build_opener(*handlers)
+
+
+def _pin(connection_class: type[http.client.HTTPConnection], address: str) -> Any:
+    def make(host: str, **kwargs: Any) -> http.client.HTTPConnection:
+        connection = connection_class(host, **kwargs)
+
+        def create_connection(target: tuple[str, int], *args: Any, **kw: Any) -> socket.socket:
+            return socket.create_connection((address, target[1]), *args, **kw)
+
+        connection._create_connection = create_connection  # type: ignore[attr-defined]  # http.client's hook
+        return connection
+
+    return make
+
+
+class _PinnedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_pin(http.client.HTTPConnection, self.address), req)
+
+
+class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, address: str) -> None:
+        self.tls = ssl.create_default_context()  # certificate and host name checked as urllib does
+        super().__init__(context=self.tls)
+        self.address = address
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_pin(http.client.HTTPSConnection, self.address), req, context=self.tls)
