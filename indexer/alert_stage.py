@@ -36,9 +36,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from datetime import datetime
 
 from indexer.alerts import (
+    Alert,
     build_alert,
     decide,
     group_digest,
@@ -46,6 +48,7 @@ from indexer.alerts import (
     matched_terms,
     query_article_id,
     screen,
+    story_link,
 )
 from indexer.delivery import Deliverer, target_channel
 from indexer.errors import ArticleNotIndexedError, DeliveryError, QuerySyntaxError
@@ -445,7 +448,11 @@ class AlertStage:
                     raise DeliveryError(item.target, f"digest {item.ref_id} is not in the ledger", transient=False)
                 period = f"{_day(digest.period_start)} to {_day(digest.period_end)}"
                 attempts = self.deliverer.send_digest(
-                    wl, group_digest(digest.entries), digest_id=digest.digest_id, period=period, target=item.target
+                    wl,
+                    group_digest(self._merged_entries(digest.entries)),
+                    digest_id=digest.digest_id,
+                    period=period,
+                    target=item.target,
                 )
         except Exception as exc:  # noqa: BLE001  # a failing target is recorded and counted, never raised
             attempts = exc.attempts if isinstance(exc, DeliveryError) else 1
@@ -461,6 +468,15 @@ class AlertStage:
         if entered_at is not None:
             latency = (now_utc() - utc(entered_at)).total_seconds()
             self.metrics.alert_latency.labels(channel=channel).observe(max(0.0, latency))
+
+    def _merged_entries(self, entries: Sequence[Alert]) -> list[Alert]:
+        """Digest entries with the story of each replaced by its merge survivor: one event, one digest story."""
+        out: list[Alert] = []
+        for entry in entries:
+            survivor = self.ledger.survivor(entry.story_id)
+            link = story_link(self.settings.public_url, survivor)
+            out.append(entry if survivor == entry.story_id else replace(entry, story_id=survivor, link=link))
+        return out
 
     def wait_idle(self, timeout_s: float | None = None) -> bool:
         """Wait until no delivery is in flight; True if idle before ``timeout_s``."""

@@ -209,6 +209,17 @@ class AlertLedger:
                     added += 1
         return added
 
+    def survivor(self, story_id: str) -> str:
+        """The story ``story_id`` was merged into, following merges of merges (itself when never merged)."""
+        current, seen = story_id, {story_id}
+        with self._lock:
+            while True:
+                row = self._db.execute("SELECT survivor FROM merges WHERE absorbed = ?", (current,)).fetchone()
+                if row is None or row[0] in seen:
+                    return current
+                current = str(row[0])
+                seen.add(current)
+
     def has_alert(self, watchlist: str, story_id: str) -> bool:
         """The watchlist has an alert (instant, or a digest-mode new story) on ``story_id``'s merge group."""
         return self.alerted_article(watchlist, story_id) is not None

@@ -629,6 +629,17 @@ def test_after_a_merge_the_survivor_counts_as_alerted_across_restarts(
     assert stage.ledger.open_items("en") == 1  # the survivor's English article is a follow-up
     assert stage.ledger.story_group("other-absorbed") == {"survivor", "absorbed", "other-absorbed"}
     assert metrics.registry.get_sample_value("sednaya_articles_total", {"stage": "alert", "status": "merged"}) == 2
+    # a late event of the absorbed story (another partition) is a follow-up too, and the digest lists the
+    # merge group as one story, the survivor's
+    late = _sednaya_article(4, story_id="absorbed", source="late-paper")
+    _stored(store, late)
+    assert stage.handle(_records([make_event("updated", late, story_id="absorbed", first_article_id=a1.id)])) == [None]
+    assert stage.ledger.open_items("en") == 2
+    assert stage.send_digests(force=True) == 1
+    (digest,) = [d.json() for d in webhook.wait_for(2) if d.json()["type"] == "sednaya.digest"]
+    assert [s["id"] for s in digest["stories"]] == ["survivor"]
+    assert digest["stories"][0]["link"].endswith("/stories/survivor")
+    assert {a["id"] for a in digest["stories"][0]["articles"]} == {later_en.id, late.id}
     stage.close()
 
 
