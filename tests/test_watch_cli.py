@@ -115,3 +115,16 @@ def test_watch_digest_force_sends_queued_entries(
     assert "digests opened: 1; sent by e-mail: 1, by webhook: 0" in forced.output
     (mail,) = smtp_server.wait_for(1)
     assert mail.message["Subject"] == "[d] daily digest: 1 new, 0 updated stories"
+
+
+def test_watch_list_says_when_story_events_wait_for_their_article(data_dir: Path) -> None:
+    from stream.bus import Record
+
+    assert _run(data_dir, "watch", "add", "w", "Sednaya").exit_code == 0
+    ledger = AlertLedger.in_data_dir(data_dir)
+    ledger.park(Record(topic="t", key="k", value=b"{}"), story_id="s1", article_id="a1", next_try=0.0)
+    ledger.close()
+    result = _run(data_dir, "watch", "list")
+    assert result.exit_code == 0, result.output
+    assert "1 story event(s) wait for their article to be indexed (oldest: article a1 of story s1" in result.stderr
+    assert "1 story event(s)" not in result.stdout

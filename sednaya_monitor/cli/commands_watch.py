@@ -112,8 +112,15 @@ def watch_list(ctx: click.Context, as_json: bool) -> None:
     ledger = AlertLedger.in_data_dir(app.settings.data_dir)
     try:
         rows = [(w, ledger.count_alerts(w.name), ledger.delivery_counts(w.name)) for w in watchlists]
+        waiting, oldest = ledger.waiting_summary()
     finally:
         ledger.close()
+    if waiting and oldest is not None and not as_json:  # said on stderr: the listing stays parseable
+        click.echo(
+            f"{waiting} story event(s) wait for their article to be indexed (oldest: article {oldest.article_id} "
+            f"of story {oldest.story_id}, since {oldest.since:%Y-%m-%d %H:%M} UTC)",
+            err=True,
+        )
     if as_json:
         out = [{**w.to_dict(), "alerts": n, "deliveries": counts} for w, n, counts in rows]
         click.echo(json.dumps(out, ensure_ascii=False, indent=2))
