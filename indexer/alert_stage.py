@@ -2,22 +2,31 @@
 
 For each record of ``settings.topic_story_events`` (a :class:`~stream.story.StoryEvent`):
 
-1. ``indexer.alerts.screen`` drops merged events and backfill events.
-2. For every watchlist, its query runs through the **same search translation as everything else**,
-   restricted to one article: ``store.search(SearchRequest(query=wl.query, ids=(article_id,),
-   lang=wl.lang, source=wl.source))``: the story's first article for ``created``, the joining article for
-   ``updated`` (no percolator, so it works on both stores).
-3. ``indexer.alerts.decide`` says instant / digest / skip. Instant alerts are written to the ledger with
-   one ``pending`` delivery per target **before** anything is sent; digest entries are queued.
-4. Deliveries run on a small thread pool, off the pipeline's thread: a slow or failing target delays
-   nothing else. Each outcome is marked in the ledger and counted:
-   ``sednaya_alerts_total{channel=webhook|email|atom, result=matched|sent|failed|retried}`` and
-   ``sednaya_alert_latency_seconds{channel}`` (from the article's entry on the bus to delivery).
+1. ``merged`` events are recorded in the ledger (``absorbed -> survivor``): from then on the merge
+   group counts as one story for "has this watchlist alerted on it?". Backfill events stop here.
+2. The event's article (the story's first article for ``created``, the joining article for
+   ``updated``) is read from the store. **Not indexed yet** (the index stage lags or restarts): the
+   event is parked in the ledger's ``waiting`` table and the record committed; a thread of the stage
+   looks again with backoff (``WAIT_FIRST_S`` doubling to ``WAIT_MAX_S``, at once when another event
+   went through), processes it when the article is there, in per-story order (later events of a story
+   wait behind an earlier one). Meanwhile ``sednaya_alert_events_waiting`` counts them and the health
+   (``attach_health``) is red, naming the oldest. Nothing is dead-lettered for lag: only an event that
+   waited ``settings.alert_wait_max_s`` (default 7 days) is, and ``dlq replay`` puts it back to wait again.
+3. For every watchlist, its query runs through the **same search translation as everything else**,
+   restricted to that article: ``store.search(SearchRequest(query=wl.query, ids=(article_id,),
+   lang=wl.lang, source=wl.source))`` (no percolator, so it works on both stores), and
+   ``indexer.alerts.decide`` says instant / digest / skip: a watchlist fires once per story (merge
+   group), on the first fresh matching article; see ``indexer.alerts``.
+4. Instant alerts are written to the ledger with one ``pending`` delivery per target **before**
+   anything is sent; digest entries are queued. Deliveries run on a small thread pool, off the
+   pipeline's thread: a slow or failing target delays nothing else. Each outcome is marked in the ledger
+   and counted: ``sednaya_alerts_total{channel=webhook|email|atom, result=matched|sent|failed|retried}``
+   and ``sednaya_alert_latency_seconds{channel}`` (from the article's entry on the bus to delivery).
 
-On construction the stage resumes deliveries left ``pending`` by a previous process. Digests are sent
-by :meth:`AlertStage.send_digests`: a daemon thread of the stage calls it every ``DIGEST_CHECK_S``
-(the digest entries live in this process's ledger, so the process that queues them sends them), and
-``sednaya-monitor watch digest`` does it by hand or from cron in the embedded mode.
+On construction the stage resumes deliveries left ``pending`` by a previous process (and the waiting
+events). Digests are sent by :meth:`AlertStage.send_digests`: a daemon thread of the stage calls it
+every ``DIGEST_CHECK_S`` (the digest entries live in this process's ledger, so the process that queues
+them sends them), and ``sednaya-monitor watch digest`` does it by hand or from cron in the embedded mode.
 """
 
 from __future__ import annotations
@@ -25,25 +34,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from datetime import datetime
 
 from indexer.alerts import (
+    Alert,
     build_alert,
     decide,
     group_digest,
+    is_fresh,
     matched_terms,
     query_article_id,
     screen,
+    story_link,
 )
-from indexer.delivery import Deliverer, split_target
+from indexer.delivery import Deliverer, target_channel
 from indexer.errors import ArticleNotIndexedError, DeliveryError, QuerySyntaxError
-from indexer.ledger import AlertLedger, DeliveryKind, PendingDelivery
+from indexer.ledger import AlertLedger, DeliveryKind, PendingDelivery, Waiting
 from indexer.store import SearchRequest, SearchStore
 from indexer.watchlists import EVERY_SECONDS, Watchlist, WatchlistRepository, open_watchlists
-from stream.article import Article, now_utc, utc
-from stream.bus import Record
+from stream.article import now_utc, utc
+from stream.bus import Bus, Record
 from stream.errors import ContractError
 from stream.metrics import Metrics
 from stream.settings import Settings
@@ -53,26 +66,30 @@ logger = logging.getLogger(__name__)
 
 STAGE = "alert"
 DELIVERY_WORKERS = 8  # concurrent deliveries: a few hung targets (attempts x timeout each) leave room for others
-ARTICLE_WAIT_S = 5.0  # distributed mode: the index stage may store the article just after the event arrives
-ARTICLE_POLL_S = 0.1
+WAIT_FIRST_S = 0.2  # first look again for a waiting event's article (the index stage is usually just behind)
+WAIT_MAX_S = 10.0  # longest pause between two look-ups of one waiting event (an index stage down for hours)
+WAIT_TICK_S = 0.1  # how often the waiting thread checks for due look-ups
 DIGEST_CHECK_S = 60.0  # how often the stage looks for due digests (hourly is the finest period)
 CLOSE_TIMEOUT_S = 60.0  # close() waits this long for deliveries in flight (the rest resume on next start)
+
+HealthCallback = Callable[[bool, str], None]  # (green, reason): stream.worker's health callback
 
 
 class AlertStage:
     """``stream.worker.Handler`` of the alert stage. See the module docstring.
 
     Args:
-        settings: ``data_dir`` (watchlists and ledger), ``public_url`` (links), delivery settings.
-        store: the search store the index stage writes to (queries and first articles).
-        metrics: counts alerts and latency.
+        settings: ``data_dir`` (watchlists and ledger), ``public_url`` (links), ``alert_max_age_s``,
+            ``alert_wait_max_s``, delivery settings.
+        store: the search store the index stage writes to (articles and queries).
+        metrics: counts alerts, latency and waiting events.
         repository, ledger, deliverer: collaborators; by default ``open_watchlists(settings)`` (SQLite in
             ``data_dir``, or the Elasticsearch store), the ledger in ``data_dir`` and a
             ``Deliverer(settings)``. The stage closes only what it created.
-        article_wait_s: how long to wait for the event's article to appear in the store before the
-            record fails (and is retried by the worker). 0 in the one-process pipeline, where the index
-            stage has always run first.
+        bus: where an event that waited ``alert_wait_max_s`` for its article is dead-lettered; None =
+            it keeps waiting.
         digest_interval_s: period of the digest thread; None = no thread (``send_digests`` by hand).
+        wait_interval_s: period of the waiting thread; None = no thread (``retry_waiting`` by hand).
     """
 
     name = STAGE
@@ -86,30 +103,46 @@ class AlertStage:
         repository: WatchlistRepository | None = None,
         ledger: AlertLedger | None = None,
         deliverer: Deliverer | None = None,
-        article_wait_s: float = ARTICLE_WAIT_S,
+        bus: Bus | None = None,
         digest_interval_s: float | None = DIGEST_CHECK_S,
+        wait_interval_s: float | None = WAIT_TICK_S,
     ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
+        self.bus = bus
         self._own_repository = repository is None
         self._own_ledger = ledger is None
         self.repository: WatchlistRepository = repository if repository is not None else open_watchlists(settings)
         self.ledger = ledger if ledger is not None else AlertLedger.in_data_dir(settings.data_dir)
         self.deliverer = deliverer if deliverer is not None else Deliverer(settings, on_retry=self._count_retry)
-        self.article_wait_s = article_wait_s
         self._executor = ThreadPoolExecutor(max_workers=DELIVERY_WORKERS, thread_name_prefix="alert-delivery")
         self._futures: set[Future[None]] = set()
         self._futures_lock = threading.Lock()
+        self._process_lock = threading.RLock()  # the pipeline thread and the waiting thread decide in turn
+        self._on_health: HealthCallback | None = None
+        self._health_reason: str | None = None  # last reported ("" = green)
+        self._wake = threading.Event()
         self._closed = False
         self._stop = threading.Event()
-        self._digest_thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.resume()
+        self._report_waiting()
         if digest_interval_s is not None:
-            self._digest_thread = threading.Thread(
-                target=self._digest_loop, args=(digest_interval_s,), name="alert-digests", daemon=True
-            )
-            self._digest_thread.start()
+            self._start(self._digest_loop, digest_interval_s, "alert-digests")
+        if wait_interval_s is not None:
+            self._start(self._wait_loop, wait_interval_s, "alert-waiting")
+
+    def _start(self, loop: Callable[[float], None], interval_s: float, name: str) -> None:
+        thread = threading.Thread(target=loop, args=(interval_s,), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def attach_health(self, callback: HealthCallback) -> None:
+        """Report the waiting events on ``callback`` (red naming the oldest while any wait, else green)."""
+        self._on_health = callback
+        self._health_reason = None
+        self._report_waiting()
 
     # --- Handler ----------------------------------------------------------------------------------
 
@@ -123,7 +156,14 @@ class AlertStage:
                 out.append(exc)
                 continue
             try:
-                status = self.process(event, watchlists)
+                with self._process_lock:
+                    if event.kind != "merged" and self.ledger.is_waiting(event.story.id):
+                        status = self._park(record, event, query_article_id(event), behind=True)
+                    else:
+                        try:
+                            status = self.process(event, watchlists)
+                        except ArticleNotIndexedError:
+                            status = self._park(record, event, query_article_id(event), behind=False)
             except Exception as exc:  # noqa: BLE001  # one outcome per record: the worker retries/dead-letters it
                 logger.warning(
                     "story event failed",
@@ -131,46 +171,61 @@ class AlertStage:
                 )
                 out.append(exc)
                 continue
-            self.metrics.articles.labels(stage=STAGE, status=status).inc()
+            if status != "waiting":
+                self.metrics.articles.labels(stage=STAGE, status=status).inc()
+                self._wake.set()  # the index stage moved: waiting events may be ready too
             out.append(None)
+        self._report_waiting()
         return out
 
     def process(self, event: StoryEvent, watchlists: Sequence[Watchlist] | None = None) -> str:
         """Decide and record ``event`` for every watchlist, then start its deliveries.
 
-        Returns the stage status of the event: ``skipped`` (merged/backfill), ``alerted`` (at least one
-        instant alert), ``queued`` (only digest entries) or ``no_match``.
+        Returns the stage status of the event: ``merged`` (merge recorded), ``skipped`` (backfill),
+        ``alerted`` (at least one instant alert), ``queued`` (only digest entries) or ``no_match``.
 
         Raises:
-            ArticleNotIndexedError: the event's article is not in the store (after ``article_wait_s``).
+            ArticleNotIndexedError: the event's article is not in the store (yet).
         """
+        if event.kind == "merged":
+            added = self.ledger.record_merge(event.story.id, event.merged_ids)
+            logger.info(
+                "stories merged",
+                extra={"stage": STAGE, "story_id": event.story.id, "merged": list(event.merged_ids), "new": added},
+            )
+            return "merged"
         if watchlists is None:
             watchlists = self.repository.all()
-        skipped = screen(event)
-        if skipped is not None or not watchlists:
-            return "skipped" if skipped is not None else "no_match"
+        if screen(event) is not None:
+            return "skipped"
+        if not watchlists:
+            return "no_match"
         article_id = query_article_id(event)
-        article = self._article(article_id, event)
+        article = self.store.get_article(article_id)
+        if article is None:
+            raise ArticleNotIndexedError(
+                f"story {event.story.id} ({event.kind}): article {article_id} is not in the store"
+            )
+        fresh = is_fresh(article, event.story, now=now_utc(), max_age_s=self.settings.alert_max_age_s)
         status = "no_match"
         for wl in watchlists:
-            already = self.ledger.has_alert(wl.name, event.story.id)
-            if event.kind == "created" and already:
-                continue  # redelivered event: fired once already
+            alerted = self.ledger.alerted_article(wl.name, event.story.id)
+            if alerted == article.id:
+                continue  # a redelivery of the event that fired: once
             terms: tuple[str, ...] = ()
-            if event.kind == "updated" and already:
-                matched = True
-            else:
-                try:
-                    matched, terms = self._match(wl, article_id)
-                except QuerySyntaxError as exc:
-                    logger.warning(
-                        "watchlist query invalid", extra={"stage": STAGE, "watchlist": wl.name, "error": str(exc)}
-                    )
-                    continue
-            verdict = decide(event, wl, matched=matched, already_alerted=already)
+            try:
+                matched, terms = self._match(wl, article_id)
+            except QuerySyntaxError as exc:
+                logger.warning(
+                    "watchlist query invalid", extra={"stage": STAGE, "watchlist": wl.name, "error": str(exc)}
+                )
+                continue
+            verdict = decide(event, wl, matched=matched, already_alerted=alerted is not None, fresh=fresh)
             if verdict.action == "skip":
                 continue
-            alert = build_alert(event, wl, article, matched_terms=terms, public_url=self.settings.public_url)
+            alert = build_alert(
+                event, wl, article, matched_terms=terms, public_url=self.settings.public_url, role=verdict.role
+            )
             if verdict.action == "instant":
                 row = self.ledger.record_alert(alert, mode="instant", targets=wl.targets)
                 if row is None:
@@ -179,31 +234,26 @@ class AlertStage:
                 self._count_matched(wl)
                 logger.info(
                     "alert",
-                    extra={"stage": STAGE, "watchlist": wl.name, "story_id": event.story.id, "url": article.url},
+                    extra={
+                        "stage": STAGE,
+                        "watchlist": wl.name,
+                        "story_id": event.story.id,
+                        "url": article.url,
+                        "lang": article.lang,
+                        "source": article.source,
+                    },
                 )
                 for target in wl.targets:
                     self._submit(
                         PendingDelivery(kind="alert", ref_id=row, target=target, watchlist=wl.name, attempts=0)
                     )
-            else:
-                if event.kind == "created" and self.ledger.record_alert(alert, mode="digest", targets=()) is not None:
-                    self._count_matched(wl)
-                self.ledger.add_digest_item(alert)
-                if status == "no_match":
-                    status = "queued"
+                continue
+            if verdict.role == "new" and self.ledger.record_alert(alert, mode="digest", targets=()) is not None:
+                self._count_matched(wl)
+            self.ledger.add_digest_item(alert)
+            if status == "no_match":
+                status = "queued"
         return status
-
-    def _article(self, article_id: str, event: StoryEvent) -> Article:
-        deadline = time.monotonic() + self.article_wait_s
-        while True:
-            article = self.store.get_article(article_id)
-            if article is not None:
-                return article
-            if time.monotonic() >= deadline:
-                raise ArticleNotIndexedError(
-                    f"story {event.story.id} ({event.kind}): article {article_id} is not in the store"
-                )
-            time.sleep(ARTICLE_POLL_S)
 
     def _match(self, wl: Watchlist, article_id: str) -> tuple[bool, tuple[str, ...]]:
         result = self.store.search(
@@ -217,11 +267,116 @@ class AlertStage:
     def _count_matched(self, wl: Watchlist) -> None:
         self.metrics.alerts.labels(channel="atom", result="matched").inc()
         for target in wl.targets:
-            channel, _ = split_target(target)
-            self.metrics.alerts.labels(channel=channel, result="matched").inc()
+            self.metrics.alerts.labels(channel=target_channel(target), result="matched").inc()
 
     def _count_retry(self, channel: str, attempt: int, error: DeliveryError) -> None:
         self.metrics.alerts.labels(channel=channel, result="retried").inc()
+
+    # --- events waiting for their article ----------------------------------------------------------
+
+    def _park(self, record: Record, event: StoryEvent, article_id: str, *, behind: bool) -> str:
+        self.ledger.park(record, story_id=event.story.id, article_id=article_id, next_try=time.time() + WAIT_FIRST_S)
+        logger.info(
+            "story event waits for its article",
+            extra={
+                "stage": STAGE,
+                "story_id": event.story.id,
+                "article_id": article_id,
+                "reason": "an earlier event of the story waits" if behind else "article not indexed yet",
+            },
+        )
+        return "waiting"
+
+    def retry_waiting(self, *, force: bool = False) -> int:
+        """Look again for the articles of waiting events that are due (all when ``force``), oldest first
+        and in per-story order; process those whose article is there. Returns how many went through."""
+        done = 0
+        with self._process_lock:
+            now = time.time()
+            waiting = self.ledger.waiting(due_at=None if force else now)
+            if not waiting:
+                return 0
+            watchlists = self.repository.all()
+            blocked: set[str] = set()
+            for item in waiting:
+                if item.story_id in blocked:
+                    continue
+                if self._try_waiting(item, watchlists, now):
+                    done += 1
+                else:
+                    blocked.add(item.story_id)
+            if done and not force:  # the index stage moved: look at the rest now, not at their next try
+                for item in self.ledger.waiting():
+                    if item.story_id not in blocked and self._try_waiting(item, watchlists, now):
+                        done += 1
+                    else:
+                        blocked.add(item.story_id)
+        self._report_waiting()
+        return done
+
+    def _try_waiting(self, item: Waiting, watchlists: Sequence[Watchlist], now: float) -> bool:
+        """Process one waiting event if its article is there; else back off (or give up after the limit)."""
+        try:
+            event = StoryEvent.from_bytes(item.record.value)
+            status = self.process(event, watchlists)
+        except ArticleNotIndexedError as exc:
+            waited = (now_utc() - utc(item.since)).total_seconds()
+            if waited >= self.settings.alert_wait_max_s and self.bus is not None:
+                self._give_up(item, f"{exc} after waiting {waited:.0f} s (alert_wait_max_s)")
+                return True
+            self.ledger.reschedule(item.id, next_try=now + min(WAIT_FIRST_S * 2 ** (item.tries + 1), WAIT_MAX_S))
+            return False
+        except Exception as exc:  # noqa: BLE001  # the store hiccuped: look again later, say so
+            logger.warning(
+                "waiting story event failed, retried later",
+                extra={"stage": STAGE, "story_id": item.story_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            self.ledger.reschedule(item.id, next_try=now + WAIT_MAX_S)
+            return False
+        self.ledger.unpark(item.id)
+        self.metrics.articles.labels(stage=STAGE, status=status).inc()
+        logger.info(
+            "waiting story event processed",
+            extra={"stage": STAGE, "story_id": item.story_id, "article_id": item.article_id, "status": status},
+        )
+        return True
+
+    def _give_up(self, item: Waiting, reason: str) -> None:
+        assert self.bus is not None
+        self.bus.dead_letter(
+            item.record, stage=STAGE, error_class="ArticleNotIndexedError", reason=reason, attempts=item.tries + 1
+        )
+        self.bus.flush()
+        self.ledger.unpark(item.id)
+        self.metrics.dead_letters.labels(stage=STAGE, reason="ArticleNotIndexedError").inc()
+        self.metrics.articles.labels(stage=STAGE, status="dead_lettered").inc()
+        logger.warning("story event dead-lettered", extra={"stage": STAGE, "story_id": item.story_id, "error": reason})
+
+    def _report_waiting(self) -> None:
+        count, oldest = self.ledger.waiting_summary()
+        self.metrics.alert_waiting.set(count)
+        reason = ""
+        if oldest is not None:
+            since = utc(oldest.since).isoformat(timespec="seconds").replace("+00:00", "Z")
+            reason = (
+                f"{count} story event(s) wait for their article to be indexed (index stage behind?); "
+                f"oldest: article {oldest.article_id} of story {oldest.story_id}, waiting since {since}"
+            )
+        if self._on_health is None or reason == self._health_reason:
+            return
+        self._health_reason = reason
+        self._on_health(not reason, reason)
+
+    def _wait_loop(self, interval_s: float) -> None:
+        while not self._stop.is_set():
+            woken = self._wake.wait(interval_s)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            try:
+                self.retry_waiting(force=woken)
+            except Exception as exc:  # noqa: BLE001  # a ledger or store hiccup: try again next tick
+                logger.warning("waiting check failed", extra={"stage": STAGE, "error": f"{type(exc).__name__}: {exc}"})
 
     # --- digests ----------------------------------------------------------------------------------
 
@@ -274,7 +429,7 @@ class AlertStage:
             self._futures.discard(future)
 
     def _deliver(self, item: PendingDelivery) -> None:
-        channel = item.target.partition(":")[0]
+        channel = target_channel(item.target)
         kind: DeliveryKind = item.kind
         try:
             wl = self.repository.get(item.watchlist)
@@ -293,7 +448,11 @@ class AlertStage:
                     raise DeliveryError(item.target, f"digest {item.ref_id} is not in the ledger", transient=False)
                 period = f"{_day(digest.period_start)} to {_day(digest.period_end)}"
                 attempts = self.deliverer.send_digest(
-                    wl, group_digest(digest.entries), digest_id=digest.digest_id, period=period, target=item.target
+                    wl,
+                    group_digest(self._merged_entries(digest.entries)),
+                    digest_id=digest.digest_id,
+                    period=period,
+                    target=item.target,
                 )
         except Exception as exc:  # noqa: BLE001  # a failing target is recorded and counted, never raised
             attempts = exc.attempts if isinstance(exc, DeliveryError) else 1
@@ -309,6 +468,15 @@ class AlertStage:
         if entered_at is not None:
             latency = (now_utc() - utc(entered_at)).total_seconds()
             self.metrics.alert_latency.labels(channel=channel).observe(max(0.0, latency))
+
+    def _merged_entries(self, entries: Sequence[Alert]) -> list[Alert]:
+        """Digest entries with the story of each replaced by its merge survivor: one event, one digest story."""
+        out: list[Alert] = []
+        for entry in entries:
+            survivor = self.ledger.survivor(entry.story_id)
+            link = story_link(self.settings.public_url, survivor)
+            out.append(entry if survivor == entry.story_id else replace(entry, story_id=survivor, link=link))
+        return out
 
     def wait_idle(self, timeout_s: float | None = None) -> bool:
         """Wait until no delivery is in flight; True if idle before ``timeout_s``."""
@@ -330,8 +498,9 @@ class AlertStage:
             return
         self._closed = True
         self._stop.set()
-        if self._digest_thread is not None:
-            self._digest_thread.join(timeout_s)
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
         if not self.wait_idle(timeout_s):
             logger.warning("deliveries still in flight at close; they resume on next start", extra={"stage": STAGE})
         self._executor.shutdown(wait=False, cancel_futures=True)

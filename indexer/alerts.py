@@ -1,14 +1,21 @@
 """Alert decisions and payloads: pure code, no I/O.
 
-"Is this story event worth telling this watchlist about, and how?":
+"Is this story event worth telling this watchlist about, and how?" A watchlist is matched against the
+**whole story**: every ``created`` or ``updated`` event runs the watchlist's query (with its language
+and source filters) on the article that caused it. A watchlist fires **once per story**, the first
+time a story it has not alerted on (nor on a story merged with it) gets a matching **fresh** article:
 
-* ``created`` (the first article of a new story) that is not a backfill: an **instant** alert for an
-  ``instant`` watchlist, a **digest** entry for a ``digest`` one, when the watchlist's query matches
-  the story's first article.
-* ``updated`` (a duplicate or follow-up joined a story): never instant; a **digest** entry when the
-  watchlist already alerted on that story or the new article matches the query.
-* ``merged`` events and everything caused by a backfill (historical loads): nothing. A backfill of
-  years of coverage would otherwise flood digests with old stories; those are found by search.
+* fresh = the article was published (else discovered) at most ``alert_max_age_s`` ago, and the story
+  itself began within that window (an anniversary piece re-telling an old event is not news);
+* the alert is **instant** for an ``instant`` watchlist, a **digest** entry marked new for a ``digest``
+  one; it names the matching article (language, source), which need not be the story's first: a story
+  that starts in Arabic fires a ``lang:en`` watchlist when English coverage joins;
+* a matching article that is not fresh goes to the digest as **older coverage** and does not count
+  as the alert (a later fresh article of the story can still fire);
+* once the watchlist alerted on the story, later articles (matching or not) are **follow-ups** in
+  the digest;
+* ``merged`` events fire nothing (the stage records the merge in the ledger so the merge group
+  counts as one story), and nothing caused by a backfill (historical loads) reaches a watchlist.
 
 The payloads (webhook JSON, Slack message, digest groups) are built here too, from an :class:`Alert`.
 """
@@ -25,10 +32,11 @@ from typing import Any, Literal
 from indexer.query import parse, positive_terms
 from indexer.watchlists import Watchlist
 from stream.article import Article, parse_time, utc
-from stream.story import StoryEvent
+from stream.story import Story, StoryEvent
 from stream.text import fold
 
 Action = Literal["instant", "digest", "skip"]
+Role = Literal["new", "follow_up", "older"]  # what an alert or digest entry is to its watchlist
 PAYLOAD_TYPE = "sednaya.alert"  # "type" of the webhook body: receivers can tell alerts from digests
 DIGEST_TYPE = "sednaya.digest"
 SLACK_TEXT_LIMIT = 3000  # Slack rejects section blocks with more than 3000 characters of text
@@ -38,12 +46,22 @@ _MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.IGNORECASE | re.DOTALL)
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Verdict:
     action: Action
-    reason: str  # bounded vocabulary: new_story, digest_mode, follow_up, merged, backfill, no_match
+    reason: str  # bounded: new_story, digest_mode, follow_up, older_coverage, merged, backfill, no_match,
+    # already_alerted
+
+    @property
+    def role(self) -> Role:
+        """The role of the entry this verdict creates."""
+        if self.reason == "follow_up":
+            return "follow_up"
+        if self.reason == "older_coverage":
+            return "older"
+        return "new"
 
 
 def query_article_id(event: StoryEvent) -> str:
     """The article a watchlist's query is run against: the story's first article for ``created``,
-    the article that joined for ``updated``."""
+    the article that joined for ``updated`` (the matching runs on every article of the story)."""
     if event.kind == "created":
         return event.story.first_article_id or event.article_id
     return event.article_id
@@ -58,28 +76,39 @@ def screen(event: StoryEvent) -> Verdict | None:
     return None
 
 
-def decide(event: StoryEvent, watchlist: Watchlist, *, matched: bool, already_alerted: bool) -> Verdict:
-    """What to do with ``event`` for ``watchlist``.
+def is_fresh(article: Article, story: Story, *, now: datetime, max_age_s: float) -> bool:
+    """The article was published (else discovered) at most ``max_age_s`` before ``now``, and the story
+    began (``first_seen``) within that window too. An article dated in the future counts as fresh."""
+    born = article.published if article.published is not None else article.discovered_at
+    ages = ((utc(now) - utc(born)).total_seconds(), (utc(now) - utc(story.first_seen)).total_seconds())
+    return all(age <= max_age_s for age in ages)
+
+
+def decide(
+    event: StoryEvent, watchlist: Watchlist, *, matched: bool, already_alerted: bool, fresh: bool = True
+) -> Verdict:
+    """What to do with ``event`` for ``watchlist`` (see the module docstring).
 
     Args:
         matched: the watchlist's query (with its filters) matched ``query_article_id(event)``.
-        already_alerted: the ledger already holds an alert of this watchlist for this story.
+        already_alerted: the ledger holds an alert of this watchlist on this story or a story merged
+            with it (redeliveries of the event that fired are screened out by the stage before).
+        fresh: ``is_fresh`` of the event's article and story.
     """
     skipped = screen(event)
     if skipped is not None:
         return skipped
-    if event.kind == "created":
-        if already_alerted:  # a redelivered event: the ledger makes it fire once
+    if already_alerted:
+        if event.kind == "created":  # the story's first article can only repeat what already fired
             return Verdict(action="skip", reason="already_alerted")
-        if not matched:
-            return Verdict(action="skip", reason="no_match")
-        if watchlist.mode == "instant":
-            return Verdict(action="instant", reason="new_story")
-        return Verdict(action="digest", reason="digest_mode")
-    # updated: duplicates and follow-ups only ever go to the digest.
-    if already_alerted or matched:
         return Verdict(action="digest", reason="follow_up")
-    return Verdict(action="skip", reason="no_match")
+    if not matched:
+        return Verdict(action="skip", reason="no_match")
+    if not fresh:
+        return Verdict(action="digest", reason="older_coverage")
+    if watchlist.mode == "instant":
+        return Verdict(action="instant", reason="new_story")
+    return Verdict(action="digest", reason="digest_mode")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -103,6 +132,12 @@ class Alert:
     article_count: int = 1
     source_count: int = 1
     languages: tuple[str, ...] = ()
+    role: Role | None = None  # new (the alert, or a new story of a digest), follow_up, older (older
+    # coverage); None = from the event: new for created, follow_up for updated
+
+    def __post_init__(self) -> None:
+        if self.role is None:
+            object.__setattr__(self, "role", "new" if self.event_kind == "created" else "follow_up")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +158,7 @@ class Alert:
             "article_count": self.article_count,
             "source_count": self.source_count,
             "languages": list(self.languages),
+            "role": self.role,
         }
 
     @classmethod
@@ -146,7 +182,14 @@ class Alert:
             article_count=int(data.get("article_count", 1)),
             source_count=int(data.get("source_count", 1)),
             languages=tuple(str(x) for x in data.get("languages", [])),
+            role=_role(data.get("role")),
         )
+
+
+def _role(value: Any) -> Role | None:
+    """``role`` of a stored alert; None (from the event kind) for rows written before roles existed."""
+    roles: dict[str, Role] = {"new": "new", "follow_up": "follow_up", "older": "older"}
+    return roles.get(value) if isinstance(value, str) else None
 
 
 def story_link(public_url: str, story_id: str) -> str:
@@ -161,8 +204,10 @@ def build_alert(
     *,
     matched_terms: Sequence[str],
     public_url: str,
+    role: Role | None = None,
 ) -> Alert:
-    """The alert for ``event`` on ``watchlist``; ``article`` is ``query_article_id(event)``'s article."""
+    """The alert for ``event`` on ``watchlist``; ``article`` is ``query_article_id(event)``'s article
+    (the matching article the alert names)."""
     story = event.story
     return Alert(
         watchlist=watchlist.name,
@@ -182,6 +227,7 @@ def build_alert(
         article_count=story.article_count,
         source_count=story.source_count,
         languages=tuple(story.languages),
+        role=role,
     )
 
 
@@ -273,14 +319,16 @@ class DigestStory:
     story_id: str
     title: str
     link: str
-    new: bool  # the story itself is new in this digest (a ``created`` entry), not only updated
+    new: bool  # the story is new to the watchlist in this digest (an entry with role "new")
+    older: bool  # every entry is older coverage (articles past ``alert_max_age_s``)
     entries: tuple[Alert, ...]
     source_counts: tuple[tuple[str, int], ...]  # (source, articles), most first, then by name
     languages: tuple[str, ...]
 
 
 def group_digest(entries: Sequence[Alert]) -> list[DigestStory]:
-    """Group digest entries by story: new stories first, then by most entries, then oldest first."""
+    """Group digest entries by story: new stories first, then updated ones, then older coverage; within
+    each, by most entries, then oldest first."""
     by_story: dict[str, list[Alert]] = {}
     for entry in entries:
         by_story.setdefault(entry.story_id, []).append(entry)
@@ -289,24 +337,28 @@ def group_digest(entries: Sequence[Alert]) -> list[DigestStory]:
         items.sort(key=lambda a: (utc(a.at), a.article_id))
         counts = Counter(a.source for a in items)
         titled = next((a for a in items if a.event_kind == "created"), items[0])
+        new = any(a.role == "new" for a in items)
+        older = all(a.role == "older" for a in items)
         groups.append(
             DigestStory(
                 story_id=story_id,
                 title=titled.story_title,
                 link=items[0].link,
-                new=any(a.event_kind == "created" for a in items),
+                new=new,
+                older=older,
                 entries=tuple(items),
                 source_counts=tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
                 languages=tuple(sorted({a.lang for a in items})),
             )
         )
-    groups.sort(key=lambda g: (not g.new, -len(g.entries), utc(g.entries[0].at), g.story_id))
+    groups.sort(key=lambda g: (not g.new, g.older, -len(g.entries), utc(g.entries[0].at), g.story_id))
     return groups
 
 
 def digest_body(watchlist: str, groups: Sequence[DigestStory], *, digest_id: str, period: str) -> dict[str, Any]:
     """The JSON body POSTed to a webhook for a digest: ``{"type": "sednaya.digest", "id", "watchlist",
-    "period", "stories": [{id, title, link, new, sources: {source: n}, languages, articles: [...]}]}``."""
+    "period", "stories": [{id, title, link, new, older, sources: {source: n}, languages, articles: [...]}]}``;
+    ``older`` marks a story listed only for older coverage, each article has its ``role``."""
     return {
         "type": DIGEST_TYPE,
         "id": digest_id,
@@ -318,6 +370,7 @@ def digest_body(watchlist: str, groups: Sequence[DigestStory], *, digest_id: str
                 "title": g.title,
                 "link": g.link,
                 "new": g.new,
+                "older": g.older,
                 "sources": dict(g.source_counts),
                 "languages": list(g.languages),
                 "articles": [
@@ -329,6 +382,7 @@ def digest_body(watchlist: str, groups: Sequence[DigestStory], *, digest_id: str
                         "url": a.url,
                         "published": _iso(a.published),
                         "kind": a.event_kind,
+                        "role": a.role,
                     }
                     for a in g.entries
                 ],
@@ -343,10 +397,17 @@ def slack_digest_body(watchlist: str, groups: Sequence[DigestStory], *, period: 
     lines = [f"Digest for *{slack_escape(watchlist)}* ({period}): {len(groups)} stories"]
     for g in groups:
         sources = ", ".join(f"{slack_escape(s)} {n}" for s, n in g.source_counts)
-        marker = "new" if g.new else "updated"
+        marker = digest_marker(g).lower()
         lines.append(f"• <{g.link}|{slack_escape(g.title)}> ({marker}; {sources})")
     text = "\n".join(lines)[:SLACK_TEXT_LIMIT]
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+def digest_marker(group: DigestStory) -> str:
+    """``NEW``, ``UPDATED`` or ``OLDER COVERAGE``: how a digest lists a story."""
+    if group.new:
+        return "NEW"
+    return "OLDER COVERAGE" if group.older else "UPDATED"
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -46,4 +46,5 @@ class DeliveryError(SednayaError):
 
 
 class ArticleNotIndexedError(SednayaError):
-    """A story event names an article the store does not hold yet (retried, then dead-lettered)."""
+    """A story event names an article the store does not hold yet: the alert stage parks the event and
+    looks again with backoff (dead-lettered only after ``settings.alert_wait_max_s``)."""

@@ -13,10 +13,19 @@ The (watchlist, story) pair of an alert is written **before** anything is delive
 Digest entries (follow-ups, and new stories of ``digest`` watchlists) wait in ``digest_items`` until
 :meth:`AlertLedger.open_digest` assigns them to a digest, again with ``pending`` delivery rows written
 before sending.
+
+Two more tables make the stage's decisions survive restarts:
+
+* ``merges``: ``absorbed -> survivor`` from ``merged`` story events. "Has this watchlist alerted on
+  this story?" is asked of the story's whole merge group, so a story that absorbed (or was absorbed
+  into) an alerted story never alerts a second time.
+* ``waiting``: story events whose article the index stage has not stored yet; the stage looks again
+  with backoff and processes them when the article is there (``AlertStage`` module docstring).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import threading
@@ -29,6 +38,7 @@ from typing import Literal
 
 from indexer.alerts import Alert
 from stream.article import now_utc, parse_time, utc
+from stream.bus import Record
 
 DeliveryKind = Literal["alert", "digest"]
 Status = Literal["pending", "sent", "failed"]
@@ -74,6 +84,22 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (kind, ref_id, target)
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (status);
+CREATE TABLE IF NOT EXISTS merges (
+    absorbed TEXT PRIMARY KEY,     -- a story folded into another (a ``merged`` story event)
+    survivor TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS merges_by_survivor ON merges (survivor);
+CREATE TABLE IF NOT EXISTS waiting (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    story_id TEXT NOT NULL,
+    article_id TEXT NOT NULL,      -- the article the event waits for (not indexed yet)
+    record TEXT NOT NULL,          -- the bus record (topic, key, value, headers, partition, offset) as JSON
+    since TEXT NOT NULL,           -- when it started waiting
+    next_try REAL NOT NULL,        -- unix time of the next look-up
+    tries INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS waiting_by_story ON waiting (story_id, id);
 """
 
 
@@ -102,6 +128,19 @@ class PendingDelivery:
     target: str
     watchlist: str
     attempts: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Waiting:
+    """A story event parked until its article is indexed."""
+
+    id: int
+    story_id: str
+    article_id: str
+    record: Record
+    since: datetime
+    next_try: float  # unix time
+    tries: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,21 +185,61 @@ class AlertLedger:
 
     # --- alerts -----------------------------------------------------------------------------------
 
-    def has_alert(self, watchlist: str, story_id: str) -> bool:
+    def story_group(self, story_id: str) -> set[str]:
+        """``story_id`` and every story merged with it, directly or through others (``merges``)."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM alerts WHERE watchlist = ? AND story_id = ?", (watchlist, story_id)
-            ).fetchone()
-        return row is not None
+            return _group(self._db, story_id)
+
+    def record_merge(self, survivor: str, absorbed: Sequence[str]) -> int:
+        """Remember that ``absorbed`` stories were folded into ``survivor``; returns how many were new."""
+        now = _iso(now_utc())
+        added = 0
+        with self._tx() as db:
+            for story_id in absorbed:
+                if story_id == survivor:
+                    continue
+                known = db.execute(
+                    "SELECT 1 FROM merges WHERE absorbed = ? AND survivor = ?", (story_id, survivor)
+                ).fetchone()
+                if known is None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO merges(absorbed, survivor, at) VALUES (?, ?, ?)",
+                        (story_id, survivor, now),
+                    )
+                    added += 1
+        return added
+
+    def survivor(self, story_id: str) -> str:
+        """The story ``story_id`` was merged into, following merges of merges (itself when never merged)."""
+        current, seen = story_id, {story_id}
+        with self._lock:
+            while True:
+                row = self._db.execute("SELECT survivor FROM merges WHERE absorbed = ?", (current,)).fetchone()
+                if row is None or row[0] in seen:
+                    return current
+                current = str(row[0])
+                seen.add(current)
+
+    def has_alert(self, watchlist: str, story_id: str) -> bool:
+        """The watchlist has an alert (instant, or a digest-mode new story) on ``story_id``'s merge group."""
+        return self.alerted_article(watchlist, story_id) is not None
+
+    def alerted_article(self, watchlist: str, story_id: str) -> str | None:
+        """The article named by the watchlist's alert on ``story_id``'s merge group, or None."""
+        with self._lock:
+            return _alert_in_group(self._db, watchlist, _group(self._db, story_id))
 
     def record_alert(self, alert: Alert, *, mode: str, targets: Sequence[str]) -> int | None:
         """Write the (watchlist, story) pair and a ``pending`` row per target, atomically.
 
-        Returns the alert's row id, or None when the pair was already recorded (nothing to deliver).
+        Returns the alert's row id, or None when the watchlist already has an alert on the story or on
+        a story merged with it (nothing to deliver).
         For ``mode="digest"`` pass no targets: the alert waits for the digest (see ``add_digest_item``).
         """
         now = _iso(now_utc())
         with self._tx() as db:
+            if _alert_in_group(db, alert.watchlist, _group(db, alert.story_id)) is not None:
+                return None
             cur = db.execute(
                 "INSERT OR IGNORE INTO alerts(watchlist, story_id, mode, payload, created_at) VALUES (?, ?, ?, ?, ?)",
                 (alert.watchlist, alert.story_id, mode, json.dumps(alert.to_dict(), ensure_ascii=False), now),
@@ -343,9 +422,124 @@ class AlertLedger:
             entries=tuple(Alert.from_dict(json.loads(p[0])) for p in items),
         )
 
+    # --- story events waiting for their article -----------------------------------------------------
+
+    def park(self, record: Record, *, story_id: str, article_id: str, next_try: float) -> int:
+        """Keep ``record`` (a story event) until its article is indexed; returns its waiting id."""
+        body = json.dumps(
+            {
+                "topic": record.topic,
+                "key": record.key,
+                "value": base64.b64encode(bytes(record.value)).decode("ascii"),
+                "headers": dict(record.headers),
+                "partition": record.partition,
+                "offset": record.offset,
+            }
+        )
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO waiting(story_id, article_id, record, since, next_try) VALUES (?, ?, ?, ?, ?)",
+                (story_id, article_id, body, _iso(now_utc()), next_try),
+            )
+        return int(cur.lastrowid or 0)
+
+    def is_waiting(self, story_id: str) -> bool:
+        """An earlier event of ``story_id`` still waits (later ones wait behind it: per-story order)."""
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM waiting WHERE story_id = ? LIMIT 1", (story_id,)).fetchone()
+        return row is not None
+
+    def waiting(self, *, due_at: float | None = None) -> list[Waiting]:
+        """Waiting events, oldest first: all, or (``due_at``, unix time) those due by then that no
+        earlier, not yet due event of the same story holds back."""
+        if due_at is None:
+            return self._waiting("", ())
+        return self._waiting(
+            " WHERE next_try <= ? AND NOT EXISTS (SELECT 1 FROM waiting e WHERE e.story_id = w.story_id "
+            "AND e.id < w.id AND e.next_try > ?)",
+            (due_at, due_at),
+        )
+
+    def waiting_summary(self) -> tuple[int, Waiting | None]:
+        """How many events wait, and the oldest (None when none)."""
+        with self._lock:
+            count = int(self._db.execute("SELECT COUNT(*) FROM waiting").fetchone()[0])
+        if not count:
+            return 0, None
+        oldest = self._waiting(" WHERE id = (SELECT MIN(id) FROM waiting)", ())
+        return count, (oldest[0] if oldest else None)
+
+    def _waiting(self, where: str, args: tuple[float, ...]) -> list[Waiting]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, story_id, article_id, record, since, next_try, tries FROM waiting w"
+                + where
+                + " ORDER BY id",
+                args,
+            ).fetchall()
+        out: list[Waiting] = []
+        for r in rows:
+            data = json.loads(r[3])
+            record = Record(
+                topic=str(data["topic"]),
+                key=str(data["key"]),
+                value=base64.b64decode(data["value"]),
+                headers={str(k): str(v) for k, v in data["headers"].items()},
+                partition=int(data["partition"]),
+                offset=int(data["offset"]),
+            )
+            out.append(
+                Waiting(
+                    id=int(r[0]),
+                    story_id=str(r[1]),
+                    article_id=str(r[2]),
+                    record=record,
+                    since=parse_time(r[4]),
+                    next_try=float(r[5]),
+                    tries=int(r[6]),
+                )
+            )
+        return out
+
+    def reschedule(self, waiting_id: int, *, next_try: float) -> None:
+        with self._lock:
+            self._db.execute("UPDATE waiting SET next_try = ?, tries = tries + 1 WHERE id = ?", (next_try, waiting_id))
+
+    def unpark(self, waiting_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM waiting WHERE id = ?", (waiting_id,))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _group(db: sqlite3.Connection, story_id: str) -> set[str]:
+    """The merge group of ``story_id``: every story reachable through ``merges`` in either direction."""
+    seen = {story_id}
+    frontier = [story_id]
+    while frontier:
+        current = frontier.pop()
+        rows = db.execute(
+            "SELECT survivor FROM merges WHERE absorbed = ? UNION SELECT absorbed FROM merges WHERE survivor = ?",
+            (current, current),
+        ).fetchall()
+        for (other,) in rows:
+            if other not in seen:
+                seen.add(other)
+                frontier.append(other)
+    return seen
+
+
+def _alert_in_group(db: sqlite3.Connection, watchlist: str, group: set[str]) -> str | None:
+    """The article id of the watchlist's alert on any story of ``group``, or None."""
+    marks = ",".join("?" * len(group))
+    row = db.execute(
+        f"SELECT json_extract(payload, '$.article_id') FROM alerts WHERE watchlist = ? AND story_id IN ({marks}) "
+        "ORDER BY id LIMIT 1",
+        (watchlist, *sorted(group)),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _iso(value: datetime) -> str:

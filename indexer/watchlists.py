@@ -2,9 +2,10 @@
 
 A :class:`Watchlist` is a name, a query in the query language of DESIGN.md, optional language and
 source filters, delivery targets (webhook URLs signed with the watchlist's HMAC secret, optionally in
-Slack's payload format, and e-mail addresses) and a mode: ``instant`` (one alert per new story, as it
-appears) or ``digest`` (new stories collected and sent ``hourly`` or ``daily``). Every watchlist also
-gets a digest of updates (duplicates and follow-ups of the stories it alerted on) at its ``every``.
+Slack's payload format, and e-mail addresses) and a mode: ``instant`` (one alert per story, on its first
+fresh matching article: ``indexer.alerts``) or ``digest`` (new stories collected and sent ``hourly`` or
+``daily``). Every watchlist also gets a digest of updates (duplicates and follow-ups of the stories it
+alerted on, older coverage) at its ``every``.
 
 Where they are kept (:func:`open_watchlists`): :class:`SqliteWatchlistRepository` in
 ``<data_dir>/watchlists.sqlite3`` in the embedded mode; ``indexer.watchlists_elastic`` in the search
@@ -98,8 +99,19 @@ class Watchlist:
 
     @property
     def targets(self) -> tuple[str, ...]:
-        """Target ids, the ledger's delivery keys: ``webhook:<url>`` and ``email:<addr>``."""
-        return tuple(f"webhook:{u}" for u in self.webhooks) + tuple(f"email:{a}" for a in self.emails)
+        """Target ids, the ledger's delivery keys and the channel registry's keys (``indexer.channels``):
+        ``webhook:<url>`` (``slack:<url>`` when ``slack``) and ``email:<addr>``."""
+        kind = "slack" if self.slack else "webhook"
+        return tuple(f"{kind}:{u}" for u in self.webhooks) + tuple(f"email:{a}" for a in self.emails)
+
+    def masked(self) -> dict[str, Any]:
+        """``to_dict()`` for readers without the API token: webhook URLs (which often hold a secret,
+        e.g. Slack's) and e-mail addresses reduced to scheme and host / domain."""
+        out = self.to_dict()
+        out["webhooks"] = [mask_url(u) for u in self.webhooks]
+        out["emails"] = [mask_email(a) for a in self.emails]
+        out["masked"] = True
+        return out
 
     def to_dict(self, *, with_secret: bool = False) -> dict[str, Any]:
         """JSON-ready dict; the secret is left out (``secret_set`` says whether there is one) unless asked."""
@@ -145,6 +157,17 @@ class Watchlist:
             if isinstance(exc, WatchlistError):
                 raise
             raise WatchlistError(f"watchlist {name!r}: invalid field: {exc}") from exc
+
+
+def mask_url(url: str) -> str:
+    """``https://hooks.slack.com/services/T0/B0/xyz`` -> ``https://hooks.slack.com/…``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}/…"
+
+
+def mask_email(address: str) -> str:
+    """``desk@example.org`` -> ``…@example.org``."""
+    return "…@" + address.rpartition("@")[2]
 
 
 def new_secret() -> str:

@@ -118,8 +118,7 @@ class Pipeline:
             state=wiring.make_story_state(settings),
             bus=self.bus,
         )
-        # In one process the index stage has run before the alert stage sees an event: no wait needed.
-        alert = AlertStage(settings, self.store, self.metrics, article_wait_s=0.0)
+        alert = AlertStage(settings, self.store, self.metrics, bus=self.bus)
         self._closeables: list[_Closeable] = [embed, alert]
         self.workers = [
             self._worker(settings.topic_raw, GROUP_EMBED, embed),

@@ -92,6 +92,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
+        self.alert_waiting = Gauge(
+            "sednaya_alert_events_waiting",
+            "Story events the alert stage holds until their article is indexed (the index stage lags).",
+            registry=reg,
+        )
         self.info = Info("sednaya", "Build and model information.", registry=reg)
         self.store_write_seconds = Histogram(
             "sednaya_store_write_duration_seconds",

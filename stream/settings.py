@@ -22,6 +22,7 @@ from stream.errors import SettingsError
 
 ENV_PREFIX = "SEDNAYA_MONITOR_"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+SMTP_SECURITY = ("starttls", "tls", "none")  # values of Settings.smtp_security
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,9 +117,20 @@ class Settings:
     smtp_user: str = ""
     smtp_password: str = ""
     smtp_from: str = "sednaya-monitor@localhost"
-    smtp_starttls: bool = True  # use STARTTLS when the server offers it
     webhook_attempts: int = 4  # tries per webhook delivery (exponential backoff)
     webhook_backoff_s: float = 0.5  # first retry delay, doubled each time
+
+    # --- alerts: freshness, waiting for the index, transport security (issue 17, docs/alerts.md) ------
+    alert_max_age_s: float = 259_200.0  # 3 days: older articles (published, else discovered) never fire
+    # instant alerts, they go to the digest as "older coverage"; also the age of a story past which
+    # joining articles are follow-ups, not news
+    alert_wait_max_s: float = 604_800.0  # 7 days: a story event waits this long for its article to be
+    # indexed (backoff, health red meanwhile) before it is dead-lettered; `dlq replay` brings it back
+    smtp_security: str = "starttls"  # "starttls": STARTTLS when offered, never log in without it;
+    # "tls": implicit TLS (SMTPS, port 465); "none": plain SMTP, login allowed in clear (a local relay)
+    alert_allow_private_targets: bool = False  # allow webhooks to loopback, private, link-local,
+    # metadata addresses (checked at save and at delivery, after DNS resolution)
+    alert_target_allowlist: str = ""  # comma-separated hosts, IPs or CIDRs allowed even when private
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -138,6 +150,13 @@ class Settings:
             raise SettingsError(f"setting 'model_threads'={self.model_threads!r}: must be 0 (the cores) or more")
         if self.lock_wait_s < 0:
             raise SettingsError(f"setting 'lock_wait_s'={self.lock_wait_s!r}: must be 0 or more")
+        if self.smtp_security not in SMTP_SECURITY:
+            raise SettingsError(
+                f"setting 'smtp_security'={self.smtp_security!r}: expected one of {', '.join(SMTP_SECURITY)}"
+            )
+        for name in ("alert_max_age_s", "alert_wait_max_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be positive (seconds)")
         for name in ("cluster_threshold", "cluster_warmup_threshold", "duplicate_threshold"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -179,6 +179,17 @@ class SmtpServer:
     host: str
     port: int
     messages: list[ReceivedMail] = field(default_factory=list)
+    logins: list[tuple[str, str, bool]] = field(default_factory=list)  # (user, password, over TLS)
+    implicit_tls: bool = False  # SMTPS: every session is TLS (aiosmtpd sets session.ssl for STARTTLS only)
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+        """aiosmtpd ``authenticator``: records every login attempt, accepts user ``u`` / password ``p``."""
+        from aiosmtpd.smtp import AuthResult
+
+        user = auth_data.login.decode()
+        password = auth_data.password.decode()
+        self.logins.append((user, password, session.ssl is not None or self.implicit_tls))
+        return AuthResult(success=(user, password) == ("u", "p"))
 
     def wait_for(self, n: int, timeout_s: float = WAIT_S) -> list[ReceivedMail]:
         deadline = time.monotonic() + timeout_s
@@ -201,7 +212,7 @@ class _Collect:
                 mail_from=envelope.mail_from,
                 rcpt_tos=list(envelope.rcpt_tos),
                 message=message,
-                tls=session.ssl is not None,
+                tls=session.ssl is not None or self.server.implicit_tls,
             )
         )
         return "250 Message accepted for delivery"
@@ -269,6 +280,50 @@ def smtp_tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         controller.stop()
 
 
+def _trusted_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    return context
+
+
+@pytest.fixture
+def smtp_auth_server() -> Iterator[SmtpServer]:
+    """AUTH offered over a plain connection (no STARTTLS): a server a password must never be sent to."""
+    server = SmtpServer(host="127.0.0.1", port=free_port())
+    controller = _start(server, authenticator=server.authenticate, auth_require_tls=False)
+    try:
+        yield server
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_starttls_auth_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
+    """STARTTLS offered, AUTH only after it (aiosmtpd's default ``auth_require_tls``)."""
+    context = _trusted_context(tmp_path, monkeypatch)
+    server = SmtpServer(host="127.0.0.1", port=free_port())
+    controller = _start(server, tls_context=context, authenticator=server.authenticate)
+    try:
+        yield server
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtps_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
+    """Implicit TLS (SMTPS, as on port 465) with AUTH."""
+    context = _trusted_context(tmp_path, monkeypatch)
+    server = SmtpServer(host="127.0.0.1", port=free_port(), implicit_tls=True)
+    # auth_require_tls looks at STARTTLS only; this connection is TLS from the first byte
+    controller = _start(server, ssl_context=context, authenticator=server.authenticate, auth_require_tls=False)
+    try:
+        yield server
+    finally:
+        controller.stop()
+
+
 def make_event(
     kind: str,
     article: Any,
@@ -279,19 +334,23 @@ def make_event(
     backfill: bool = False,
     article_count: int = 1,
     entered_at: dt.datetime | None = None,
+    first_seen: dt.datetime | None = None,
+    merged_ids: tuple[str, ...] = (),
+    languages: tuple[str, ...] | None = None,
 ) -> Any:
-    """A ``StoryEvent`` of ``kind`` caused by ``article`` (an ``Article``) on story ``story_id``."""
+    """A ``StoryEvent`` of ``kind`` caused by ``article`` (an ``Article``) on story ``story_id``; the story
+    began at ``first_seen`` (default: the article's publication)."""
     from stream.story import Story, StoryEvent
 
     at = dt.datetime.now(dt.UTC)
     story = Story(
         id=story_id,
         title=title if title is not None else article.title,
-        first_seen=article.published or at,
+        first_seen=first_seen or article.published or at,
         last_seen=article.published or at,
         article_count=article_count,
         source_count=1,
-        languages=(article.lang,),
+        languages=languages or (article.lang,),
         sources=(article.source,),
         first_article_id=first_article_id or article.id,
     )
@@ -302,4 +361,15 @@ def make_event(
         at=at,
         backfill=backfill,
         entered_at=entered_at or at,
+        merged_ids=merged_ids,
     )
+
+
+def allow_loopback(settings_factory: Any) -> Any:
+    """``settings_factory`` with ``alert_allow_private_targets=True``: the receivers here listen on
+    127.0.0.1, which the service refuses by default (tests/test_alert_delivery.py proves the refusal)."""
+
+    def make(**overrides: Any) -> Any:
+        return settings_factory(**{"alert_allow_private_targets": True, **overrides})
+
+    return make

@@ -11,6 +11,7 @@ from indexer.alerts import Alert, build_alert
 from indexer.atom import feed_path, render_atom
 from indexer.ledger import AlertLedger
 from indexer.watchlists import Watchlist
+from stream.bus import Record
 from tests.alert_fixtures import make_event
 from tests.store_fixtures import make_article
 
@@ -54,6 +55,41 @@ def test_ledger_survives_reopening(data_dir: Path) -> None:
     again = AlertLedger.in_data_dir(data_dir)
     assert len(again.pending()) == 1
     assert again.record_alert(_alert("s1"), mode="instant", targets=WL.targets) is None
+    again.close()
+
+
+def test_merge_groups_count_as_one_story_and_survive_reopening(data_dir: Path) -> None:
+    ledger = AlertLedger.in_data_dir(data_dir)
+    assert ledger.record_alert(_alert("absorbed"), mode="instant", targets=()) is not None
+    assert ledger.record_merge("survivor", ["absorbed", "survivor"]) == 1  # the survivor itself is ignored
+    assert ledger.record_merge("survivor", ["absorbed"]) == 0  # a redelivered merged event
+    ledger.record_merge("later", ["survivor"])  # the survivor is absorbed in turn: one group of three
+    ledger.close()
+    again = AlertLedger.in_data_dir(data_dir)
+    for story in ("absorbed", "survivor", "later"):
+        assert again.has_alert(WL.name, story), story
+    assert again.record_alert(_alert("later"), mode="instant", targets=()) is None  # no second alert
+    assert again.story_group("absorbed") == {"absorbed", "survivor", "later"}
+    assert not again.has_alert("other-watchlist", "survivor") and not again.has_alert(WL.name, "unrelated")
+    again.close()
+
+
+def test_waiting_events_survive_reopening_in_order(data_dir: Path) -> None:
+    ledger = AlertLedger.in_data_dir(data_dir)
+    record = Record(topic="t", key="k", value=b"\x00event", headers={"entered_at": "x"}, partition=2, offset=7)
+    first = ledger.park(record, story_id="s", article_id="a1", next_try=100.0)
+    ledger.park(record, story_id="s", article_id="a2", next_try=50.0)  # due earlier, but behind a1
+    ledger.park(record, story_id="t", article_id="b1", next_try=50.0)
+    ledger.close()
+    again = AlertLedger.in_data_dir(data_dir)
+    assert [w.article_id for w in again.waiting()] == ["a1", "a2", "b1"]
+    assert again.waiting()[0].record == record and again.is_waiting("s")
+    assert [w.article_id for w in again.waiting(due_at=60.0)] == ["b1"]  # a2 waits behind a1
+    assert [w.article_id for w in again.waiting(due_at=100.0)] == ["a1", "a2", "b1"]
+    count, oldest = again.waiting_summary()
+    assert count == 3 and oldest is not None and oldest.id == first
+    again.unpark(first)
+    assert [w.article_id for w in again.waiting(due_at=60.0)] == ["a2", "b1"]
     again.close()
 
 

@@ -26,7 +26,12 @@ FIXTURES = Path(__file__).parent / "fixtures" / "articles"
 def pipeline(
     settings_factory: Callable[..., Settings], embedder: SentenceTransformerEmbedder, webhook: WebhookReceiver
 ) -> Iterator[Pipeline]:
-    settings = settings_factory(public_url="https://mon.example")
+    settings = settings_factory(
+        public_url="https://mon.example",
+        alert_allow_private_targets=True,  # the receiver listens on 127.0.0.1
+        alert_max_age_s=30 * 365 * 86400.0,  # the corpus is dated 2017: widen the freshness window (the age
+        # guard itself is tested in tests/test_alert_stage.py)
+    )
     repo = SqliteWatchlistRepository.in_data_dir(settings.data_dir)
     repo.add(Watchlist(name="sednaya", query="Sednaya OR Saydnaya OR صيدنايا", webhooks=(webhook.url,), secret="k"))
     repo.close()

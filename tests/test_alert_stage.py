@@ -28,14 +28,25 @@ from indexer.store_embedded import EmbeddedStore
 from indexer.watchlists import SqliteWatchlistRepository, Watchlist
 from stream.article import Article
 from stream.bus import Record
+from stream.bus_embedded import EmbeddedBus
 from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.story import StoryEvent
-from tests.alert_fixtures import SmtpServer, WebhookReceiver, free_port, make_event
+from stream.worker import StageWorker
+from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, free_port, make_event
 from tests.store_fixtures import make_article
 
 SettingsFactory = Callable[..., Settings]
-PUBLISHED = datetime(2024, 12, 9, 10, 0, tzinfo=UTC)
+TOPIC = "stories.events.v1"
+
+
+@pytest.fixture
+def settings_factory(settings_factory: SettingsFactory) -> SettingsFactory:
+    """Loopback receivers: private targets allowed explicitly (the refusal is tested in test_alert_delivery)."""
+    return allow_loopback(settings_factory)
+
+
+PUBLISHED = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)  # fresh: within alert_max_age_s
 
 
 @pytest.fixture
@@ -52,7 +63,7 @@ def metrics() -> Metrics:
 
 
 def _stage(settings: Settings, store: EmbeddedStore, metrics: Metrics) -> AlertStage:
-    return AlertStage(settings, store, metrics, article_wait_s=0.0)
+    return AlertStage(settings, store, metrics)
 
 
 def _records(events: list[StoryEvent]) -> list[Record]:
@@ -136,7 +147,7 @@ def test_anniversary_retelling_joining_an_old_story_alerts_nobody(
     # the old story was loaded by a backfill (no alert), the re-telling joins it: an update
     events = [
         make_event("created", old, story_id="old", backfill=True),
-        make_event("updated", retelling, story_id="old", first_article_id=old.id),
+        make_event("updated", retelling, story_id="old", first_article_id=old.id, first_seen=old.published),
     ]
     assert stage.handle(_records(events)) == [None, None]
     assert stage.wait_idle(30)
@@ -259,13 +270,16 @@ from prometheus_client import CollectorRegistry
 from indexer.alert_stage import AlertStage
 from indexer.store_embedded import EmbeddedStore
 from stream.bus import Record
+from stream.bus_embedded import EmbeddedBus
 from stream.metrics import Metrics
 from stream.settings import load_settings
 
 data_dir, event_file = Path(sys.argv[1]), Path(sys.argv[2])
-settings = load_settings(environ={}, overrides={"data_dir": data_dir, "webhook_attempts": 1})
+settings = load_settings(
+    environ={}, overrides={"data_dir": data_dir, "webhook_attempts": 1, "alert_allow_private_targets": True}
+)
 store = EmbeddedStore(data_dir / "store.sqlite3")
-stage = AlertStage(settings, store, Metrics(CollectorRegistry()), article_wait_s=0.0)
+stage = AlertStage(settings, store, Metrics(CollectorRegistry()))
 stage.handle([Record(topic="stories.events.v1", key="k", value=event_file.read_bytes())])
 print("handled", flush=True)
 stage.wait_idle()
@@ -302,7 +316,7 @@ def test_restart_between_ledger_write_and_delivery_sends_once(
     # restart: the new stage resumes the pending delivery, then the uncommitted event comes again
     settings = settings_factory()
     metrics = Metrics(CollectorRegistry())
-    stage = AlertStage(settings, store, metrics, repository=repo, ledger=ledger, article_wait_s=0.0)
+    stage = AlertStage(settings, store, metrics, repository=repo, ledger=ledger)
     assert stage.handle(_records([event])) == [None]
     assert stage.wait_idle(30)
     (delivered,) = webhook.wait_for(1)
@@ -329,6 +343,7 @@ def test_digest_email_arrives_with_plain_and_html_parts(
         lang="ar",
         source="arabic-news",
         story_id="s2",
+        published=PUBLISHED,
     )
     _stored(store, first, *copies, second)
     stage = _stage(settings, store, metrics)
@@ -364,17 +379,267 @@ def test_digest_email_arrives_with_plain_and_html_parts(
     stage.close()
 
 
-def test_event_for_an_article_not_in_the_store_fails_naming_it(
+def test_malformed_event_fails_naming_the_problem(
     settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics
 ) -> None:
-    article = _sednaya_article(0)  # never written
     stage = _stage(settings_factory(), store, metrics)
-    stage.repository.add(Watchlist(name="w", query="Sednaya"))
-    (error,) = stage.handle(_records([make_event("created", article, story_id="story-open")]))
-    assert error is not None
-    assert str(error) == f"story story-open (created): article {article.id} is not in the store"
     (bad,) = stage.handle([Record(topic="t", key="k", value=b"not json")])
     assert bad is not None and "not valid JSON" in str(bad)
+    stage.close()
+
+
+# --- 1. an event whose article is not indexed yet waits; nothing is dead-lettered for lag -------------
+
+
+def _worker(bus: EmbeddedBus, stage: AlertStage, metrics: Metrics) -> StageWorker:
+    return StageWorker(bus, TOPIC, "alert", stage, metrics=metrics, max_attempts=3)
+
+
+@pytest.mark.timeout(90)
+def test_event_waits_for_its_article_and_is_delivered_once_when_indexed(
+    settings_factory: SettingsFactory,
+    data_dir: Path,
+    store: EmbeddedStore,
+    metrics: Metrics,
+    webhook: WebhookReceiver,
+) -> None:
+    """The index stage lags: the alert stage keeps the events (health red, saying why), commits, dead-letters
+    nothing, survives a restart meanwhile, and delivers each alert once when the articles are indexed."""
+    bus = EmbeddedBus(data_dir / "bus.sqlite3")
+    bus.ensure_topics([TOPIC])
+    first = _sednaya_article(0, story_id="lagging")
+    follow = _sednaya_article(1, story_id="lagging", source="paper")
+    other = _sednaya_article(2, story_id="other", title="Sednaya survivors testify in Koblenz")
+    for event in (
+        make_event("created", first, story_id="lagging"),
+        make_event("updated", follow, story_id="lagging", first_article_id=first.id),
+        make_event("created", other, story_id="other"),
+    ):
+        bus.publish(TOPIC, event.story.id, event.to_bytes())
+    bus.flush()
+    health: list[tuple[bool, str]] = []
+    stage = _stage(settings_factory(), store, metrics)
+    stage.attach_health(lambda green, reason: health.append((green, reason)))
+    stage.repository.add(Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,)))
+    worker = _worker(bus, stage, metrics)
+    assert worker.run_once() == 3
+    assert bus.dead_letter_count() == 0 and worker.consumer.lag() == {0: 0}  # committed, nothing dead-lettered
+    assert metrics.registry.get_sample_value("sednaya_alert_events_waiting") == 3
+    green, reason = health[-1]
+    assert not green
+    assert reason.startswith("3 story event(s) wait for their article to be indexed")
+    assert f"oldest: article {first.id} of story lagging" in reason
+    time.sleep(1.0)  # the stage looks again with backoff meanwhile
+    assert webhook.requests == []
+    stage.close()  # a restart while they wait: the ledger keeps them
+
+    stage = _stage(settings_factory(), store, metrics)
+    stage.attach_health(lambda green, reason: health.append((green, reason)))
+    assert metrics.registry.get_sample_value("sednaya_alert_events_waiting") == 3
+    _stored(store, first, follow, other)  # the index stage catches up
+    delivered = webhook.wait_for(2)
+    assert stage.wait_idle(30)
+    assert sorted(d.json()["story"]["id"] for d in delivered) == ["lagging", "other"]
+    lagging = next(d.json() for d in delivered if d.json()["story"]["id"] == "lagging")
+    assert lagging["article"]["id"] == first.id  # per-story order kept: the first article, then the follow-up
+    assert stage.ledger.open_items("w") == 1 and stage.ledger.waiting() == []
+    assert metrics.registry.get_sample_value("sednaya_alert_events_waiting") == 0
+    assert health[-1] == (True, "")
+    time.sleep(0.3)
+    assert len(webhook.delivered) == 2 and bus.dead_letter_count() == 0
+    stage.close()
+    bus.close()
+
+
+@pytest.mark.timeout(90)
+def test_dlq_replay_of_an_alert_dead_letter_waits_then_delivers(
+    settings_factory: SettingsFactory,
+    data_dir: Path,
+    store: EmbeddedStore,
+    metrics: Metrics,
+    webhook: WebhookReceiver,
+) -> None:
+    """A dead letter of the alert stage (from an older version, or after ``alert_wait_max_s``) replayed
+    before its article is indexed is not dead-lettered again: it waits and is delivered once."""
+    bus = EmbeddedBus(data_dir / "bus.sqlite3")
+    bus.ensure_topics([TOPIC])
+    article = _sednaya_article(0, story_id="replayed")
+    event = make_event("created", article, story_id="replayed")
+    settings = settings_factory(alert_wait_max_s=0.5)
+    stage = _stage(settings, store, metrics)
+    stage.bus = bus
+    stage.repository.add(Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,)))
+    bus.publish(TOPIC, "replayed", event.to_bytes())
+    bus.flush()
+    worker = _worker(bus, stage, metrics)
+    assert worker.run_once() == 1 and bus.dead_letter_count() == 0
+    deadline = time.monotonic() + 30  # after alert_wait_max_s (0.5 s here) it is dead-lettered, with its reason
+    while bus.dead_letter_count(TOPIC) == 0:
+        assert time.monotonic() < deadline, "the waiting event was never dead-lettered"
+        time.sleep(0.05)
+    (letter,) = bus.dead_letters(TOPIC)
+    assert letter.stage == "alert" and letter.error_class == "ArticleNotIndexedError"
+    assert f"article {article.id} is not in the store after waiting" in letter.reason
+    stage.close()
+
+    stage = _stage(settings_factory(), store, metrics)  # default alert_wait_max_s: 7 days
+    stage.bus = bus
+    assert bus.replay(TOPIC) == 1  # `sednaya-monitor dlq replay` before the article is indexed
+    worker = _worker(bus, stage, metrics)
+    assert worker.run_once() == 1
+    time.sleep(0.5)
+    assert bus.dead_letter_count() == 0 and webhook.requests == []
+    _stored(store, article)
+    (delivered,) = webhook.wait_for(1)
+    assert delivered.json()["article"]["id"] == article.id
+    assert stage.wait_idle(30)
+    time.sleep(0.3)
+    assert len(webhook.delivered) == 1 and bus.dead_letter_count() == 0
+    stage.close()
+    bus.close()
+
+
+# --- 2. the age guard ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_articles_older_than_alert_max_age_go_to_the_digest_as_older_coverage(
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+) -> None:
+    now = datetime.now(UTC)
+    years_old = _sednaya_article(0, story_id="s-old", published=datetime(2019, 3, 1, tzinfo=UTC))
+    four_days = _sednaya_article(1, story_id="s-4d", published=now - timedelta(days=4))
+    undated_old = _sednaya_article(2, story_id="s-undated", published=None, discovered_at=now - timedelta(days=5))
+    undated_new = _sednaya_article(3, story_id="s-undated-new", published=None, discovered_at=now)
+    two_days = _sednaya_article(4, story_id="s-2d", published=now - timedelta(days=2))
+    _stored(store, years_old, four_days, undated_old, undated_new, two_days)
+    stage = _stage(settings_factory(), store, metrics)  # default alert_max_age_s: 3 days
+    wl = Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,), every="hourly", created_at=now)
+    stage.repository.add(wl)
+    events = [
+        make_event("created", a, story_id=str(a.story_id), first_seen=a.published or a.discovered_at)
+        for a in (years_old, four_days, undated_old, undated_new, two_days)
+    ]
+    assert stage.handle(_records(events)) == [None] * 5
+    delivered = webhook.wait_for(2)
+    assert sorted(d.json()["story"]["id"] for d in delivered) == ["s-2d", "s-undated-new"]
+    assert stage.ledger.count_alerts("w") == 2  # older coverage does not count as the story's alert
+    assert stage.ledger.open_items("w") == 3
+    assert stage.send_digests(now + timedelta(hours=1, minutes=1)) == 1
+    (digest,) = [d.json() for d in webhook.wait_for(3) if d.json()["type"] == "sednaya.digest"]
+    assert {s["id"]: (s["new"], s["older"]) for s in digest["stories"]} == {
+        "s-old": (False, True),
+        "s-4d": (False, True),
+        "s-undated": (False, True),
+    }
+    assert {a["role"] for s in digest["stories"] for a in s["articles"]} == {"older"}
+    stage.close()
+
+
+# --- 3. matching on the whole story ---------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_story_starting_in_arabic_fires_a_lang_en_watchlist_when_english_coverage_joins(
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+) -> None:
+    ar = make_article(
+        url="https://arabic-news.example/2024/12/10/saydnaya",
+        title="الدفاع المدني ينهي البحث عن أقبية سرية في سجن صيدنايا",
+        text="أعلن الدفاع المدني انتهاء عمليات البحث في سجن صيدنايا العسكري دون العثور على أقبية سرية.",
+        lang="ar",
+        source="arabic-news",
+        story_id="s-multi",
+        published=PUBLISHED,
+    )
+    en = _sednaya_article(1, story_id="s-multi", source="wire", published=PUBLISHED + timedelta(hours=1))
+    en2 = _sednaya_article(2, story_id="s-multi", source="paper", published=PUBLISHED + timedelta(hours=1))
+    _stored(store, ar, en, en2)
+    stage = _stage(settings_factory(), store, metrics)
+    stage.repository.add(Watchlist(name="english", query="Sednaya", lang="en", webhooks=(webhook.url,)))
+    stage.repository.add(Watchlist(name="any", query="Sednaya OR صيدنايا", webhooks=(webhook.url,)))
+    created = make_event("created", ar, story_id="s-multi")
+    assert stage.handle(_records([created])) == [None]
+    (first,) = webhook.wait_for(1)
+    assert first.json()["watchlist"] == "any" and first.json()["article"]["lang"] == "ar"
+    joined = [
+        make_event(
+            "updated", a, story_id="s-multi", first_article_id=ar.id, first_seen=ar.published, languages=("ar", "en")
+        )
+        for a in (en, en2)
+    ]
+    assert stage.handle(_records(joined)) == [None, None]
+    delivered = webhook.wait_for(2)
+    body = next(d.json() for d in delivered if d.json()["watchlist"] == "english")
+    assert body["story"]["id"] == "s-multi"
+    assert body["article"]["id"] == en.id  # the alert names the matching article
+    assert (body["article"]["lang"], body["article"]["source"]) == ("en", "wire")
+    assert stage.handle(_records([created, *joined])) == [None] * 3  # redelivered: nothing more
+    assert stage.wait_idle(30)
+    time.sleep(0.3)
+    assert len(webhook.delivered) == 2  # once per (watchlist, story)
+    assert stage.ledger.open_items("english") == 1  # the second English article is a follow-up
+    assert stage.ledger.open_items("any") == 2
+    stage.close()
+
+
+# --- 4. merges ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_after_a_merge_the_survivor_counts_as_alerted_across_restarts(
+    settings_factory: SettingsFactory,
+    data_dir: Path,
+    store: EmbeddedStore,
+    metrics: Metrics,
+    webhook: WebhookReceiver,
+) -> None:
+    a1 = _sednaya_article(0, story_id="absorbed")
+    s1 = make_article(
+        url="https://arabic-news.example/s1",
+        title="سجن صيدنايا: شهادات جديدة",
+        text="شهادات جديدة من معتقلين سابقين في سجن صيدنايا.",
+        lang="ar",
+        source="arabic-news",
+        story_id="survivor",
+        published=PUBLISHED,
+    )
+    later_en = _sednaya_article(2, story_id="survivor", source="paper")
+    b1 = _sednaya_article(3, story_id="other-absorbed", source="bbc")
+    _stored(store, a1, s1, later_en, b1)
+    stage = _stage(settings_factory(), store, metrics)
+    stage.repository.add(Watchlist(name="en", query="Sednaya", lang="en", webhooks=(webhook.url,)))
+    # the English story alerted; the survivor (Arabic so far) has not matched the lang:en watchlist
+    assert stage.handle(_records([make_event("created", a1, story_id="absorbed")])) == [None]
+    assert stage.handle(_records([make_event("created", s1, story_id="survivor")])) == [None]
+    webhook.wait_for(1)
+    merged = make_event("merged", s1, story_id="survivor", merged_ids=("absorbed",))
+    assert stage.handle(_records([merged])) == [None]
+    stage.close()
+
+    stage = _stage(settings_factory(), store, metrics)  # a restart: the ledger keeps the merge
+    updated = make_event("updated", later_en, story_id="survivor", first_article_id=s1.id)
+    assert stage.handle(_records([updated])) == [None]
+    # and the other way round: the survivor alerted, a story absorbed into it gets no second alert either
+    merged_b = make_event("merged", s1, story_id="survivor", merged_ids=("other-absorbed",))
+    assert stage.handle(_records([merged_b, make_event("created", b1, story_id="other-absorbed")])) == [None, None]
+    assert stage.wait_idle(30)
+    time.sleep(0.3)
+    assert [d.json()["story"]["id"] for d in webhook.delivered] == ["absorbed"]
+    assert stage.ledger.open_items("en") == 1  # the survivor's English article is a follow-up
+    assert stage.ledger.story_group("other-absorbed") == {"survivor", "absorbed", "other-absorbed"}
+    assert metrics.registry.get_sample_value("sednaya_articles_total", {"stage": "alert", "status": "merged"}) == 2
+    # a late event of the absorbed story (another partition) is a follow-up too, and the digest lists the
+    # merge group as one story, the survivor's
+    late = _sednaya_article(4, story_id="absorbed", source="late-paper")
+    _stored(store, late)
+    assert stage.handle(_records([make_event("updated", late, story_id="absorbed", first_article_id=a1.id)])) == [None]
+    assert stage.ledger.open_items("en") == 2
+    assert stage.send_digests(force=True) == 1
+    (digest,) = [d.json() for d in webhook.wait_for(2) if d.json()["type"] == "sednaya.digest"]
+    assert [s["id"] for s in digest["stories"]] == ["survivor"]
+    assert digest["stories"][0]["link"].endswith("/stories/survivor")
+    assert {a["id"] for a in digest["stories"][0]["articles"]} == {later_en.id, late.id}
     stage.close()
 
 
@@ -384,7 +649,7 @@ def test_the_stage_sends_due_digests_on_its_own(
 ) -> None:
     article = _sednaya_article(0, story_id="s1")
     _stored(store, article)
-    stage = AlertStage(settings_factory(), store, metrics, article_wait_s=0.0, digest_interval_s=0.1)
+    stage = AlertStage(settings_factory(), store, metrics, digest_interval_s=0.1)
     two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
     stage.repository.add(
         Watchlist(

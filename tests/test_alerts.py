@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -13,6 +13,7 @@ from indexer.alerts import (
     build_alert,
     decide,
     group_digest,
+    is_fresh,
     matched_terms,
     query_article_id,
     slack_body,
@@ -29,34 +30,59 @@ DIGEST_WL = Watchlist(name="weekly", query="Sednaya", mode="digest", every="hour
 
 
 @pytest.mark.parametrize(
-    ("kind", "backfill", "matched", "already", "watchlist", "expected"),
+    ("kind", "backfill", "matched", "already", "fresh", "watchlist", "expected"),
     [
-        ("created", False, True, False, WL, ("instant", "new_story")),
-        ("created", False, False, False, WL, ("skip", "no_match")),
-        ("created", False, True, True, WL, ("skip", "already_alerted")),
-        ("created", True, True, False, WL, ("skip", "backfill")),
-        ("created", False, True, False, DIGEST_WL, ("digest", "digest_mode")),
-        ("created", True, True, False, DIGEST_WL, ("skip", "backfill")),
-        ("updated", False, True, False, WL, ("digest", "follow_up")),
-        ("updated", False, False, True, WL, ("digest", "follow_up")),
-        ("updated", False, False, False, WL, ("skip", "no_match")),
-        ("updated", True, True, True, WL, ("skip", "backfill")),
-        ("merged", False, True, True, WL, ("skip", "merged")),
+        ("created", False, True, False, True, WL, ("instant", "new_story")),
+        ("created", False, False, False, True, WL, ("skip", "no_match")),
+        ("created", False, True, True, True, WL, ("skip", "already_alerted")),
+        ("created", True, True, False, True, WL, ("skip", "backfill")),
+        ("created", False, True, False, False, WL, ("digest", "older_coverage")),
+        ("created", False, True, False, True, DIGEST_WL, ("digest", "digest_mode")),
+        ("created", False, True, False, False, DIGEST_WL, ("digest", "older_coverage")),
+        ("created", True, True, False, True, DIGEST_WL, ("skip", "backfill")),
+        ("updated", False, True, False, True, WL, ("instant", "new_story")),
+        ("updated", False, True, False, False, WL, ("digest", "older_coverage")),
+        ("updated", False, True, True, True, WL, ("digest", "follow_up")),
+        ("updated", False, False, True, True, WL, ("digest", "follow_up")),
+        ("updated", False, False, False, True, WL, ("skip", "no_match")),
+        ("updated", True, True, True, True, WL, ("skip", "backfill")),
+        ("merged", False, True, True, True, WL, ("skip", "merged")),
     ],
 )
 def test_decide(
-    kind: str, backfill: bool, matched: bool, already: bool, watchlist: Watchlist, expected: tuple[str, str]
+    kind: str,
+    backfill: bool,
+    matched: bool,
+    already: bool,
+    fresh: bool,
+    watchlist: Watchlist,
+    expected: tuple[str, str],
 ) -> None:
     event = make_event(kind, make_article(), story_id="s1", backfill=backfill)
-    verdict = decide(event, watchlist, matched=matched, already_alerted=already)
+    verdict = decide(event, watchlist, matched=matched, already_alerted=already, fresh=fresh)
     assert (verdict.action, verdict.reason) == expected
 
 
-def test_updated_events_never_fire_instant_alerts() -> None:
-    for matched in (True, False):
-        for already in (True, False):
-            event = make_event("updated", make_article(), story_id="s1")
-            assert decide(event, WL, matched=matched, already_alerted=already).action != "instant"
+def test_a_matching_article_joining_a_story_not_yet_alerted_fires_instantly() -> None:
+    """Matching on the whole story: English coverage joining a story that began in Arabic fires ``lang:en``."""
+    event = make_event("updated", make_article(lang="en"), story_id="s1")
+    assert decide(event, WL, matched=True, already_alerted=False, fresh=True).action == "instant"
+    assert decide(event, WL, matched=True, already_alerted=True, fresh=True).action == "digest"
+
+
+def test_freshness_is_published_else_discovered_and_the_story_must_be_young() -> None:
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    day = 86400.0
+    recent = make_article(published=now - timedelta(days=1))
+    event = make_event("created", recent, story_id="s")
+    assert is_fresh(recent, event.story, now=now, max_age_s=3 * day)
+    assert not is_fresh(recent, event.story, now=now, max_age_s=0.5 * day)
+    undated = make_article(published=None, discovered_at=now - timedelta(days=4))
+    assert not is_fresh(
+        undated, make_event("created", undated, story_id="s", first_seen=now).story, now=now, max_age_s=3 * day
+    )
+    old_story = make_event("updated", recent, story_id="s", first_seen=datetime(2017, 2, 7, tzinfo=UTC)).story
+    assert not is_fresh(recent, old_story, now=now, max_age_s=3 * day)  # an anniversary piece is not news
 
 
 def test_query_runs_on_first_article_for_created_and_joining_article_for_updated() -> None:
@@ -184,17 +210,18 @@ def test_repository_round_trip_and_duplicates(data_dir: object) -> None:
     backfill=st.booleans(),
     matched=st.booleans(),
     already=st.booleans(),
+    fresh=st.booleans(),
     mode=st.sampled_from(["instant", "digest"]),
 )
-def test_instant_alert_only_for_a_matching_new_live_story_not_yet_alerted(
-    kind: str, backfill: bool, matched: bool, already: bool, mode: str
+def test_instant_alert_only_for_a_fresh_matching_article_of_a_story_not_yet_alerted(
+    kind: str, backfill: bool, matched: bool, already: bool, fresh: bool, mode: str
 ) -> None:
     event = make_event(kind, make_article(), story_id="s", backfill=backfill)
     wl = Watchlist(name="w", query="Sednaya", mode=mode)  # type: ignore[arg-type]
-    verdict = decide(event, wl, matched=matched, already_alerted=already)
-    fires = kind == "created" and not backfill and matched and not already
+    verdict = decide(event, wl, matched=matched, already_alerted=already, fresh=fresh)
+    fires = kind in {"created", "updated"} and not backfill and matched and not already and fresh
     assert (verdict.action == "instant") == (fires and mode == "instant")
     if backfill or kind == "merged":
         assert verdict.action == "skip"
-    if kind == "updated" and not backfill:
+    if kind == "updated" and not backfill and not fires:
         assert verdict.action == ("digest" if matched or already else "skip")

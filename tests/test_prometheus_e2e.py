@@ -210,7 +210,15 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, fixture_web: FixtureWeb) -
 
     tmp = tmp_path_factory.mktemp("prometheus-e2e")
     data_dir = tmp / "data"
-    settings: Settings = load_settings(environ={}, overrides={"data_dir": data_dir, "webhook_backoff_s": 0.05})
+    settings: Settings = load_settings(
+        environ={},
+        overrides={
+            "data_dir": data_dir,
+            "webhook_backoff_s": 0.05,
+            "alert_allow_private_targets": True,  # the receivers listen on 127.0.0.1
+            "alert_max_age_s": 30 * 365 * 86400.0,  # the fixture web's articles are not from this week
+        },
+    )
 
     # the webhook receiver of tests/alert_fixtures.py, started by hand for this module-scoped fixture
     receiver = WebhookReceiver()

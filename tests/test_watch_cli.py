@@ -22,7 +22,7 @@ def _run(data_dir: Path, *args: str) -> Result:
 
 
 def test_add_list_remove(data_dir: Path) -> None:
-    added = _run(data_dir, "watch", "add", "sednaya", "Sednaya OR صيدنايا", "--webhook", "http://127.0.0.1:9/h",
+    added = _run(data_dir, "watch", "add", "sednaya", "Sednaya OR صيدنايا", "--webhook", "https://hooks.example.org/h",
                  "--email", "a@test.example", "--lang", "ar")  # fmt: skip
     assert added.exit_code == 0, added.output
     assert "watchlist 'sednaya' saved (instant)" in added.output
@@ -35,7 +35,7 @@ def test_add_list_remove(data_dir: Path) -> None:
     assert "secret" not in item and item["alerts"] == 0
     text = _run(data_dir, "watch", "list").output
     assert "sednaya  [instant]  Sednaya OR صيدنايا lang:ar" in text
-    assert "targets: webhook http://127.0.0.1:9/h, email a@test.example" in text
+    assert "targets: webhook https://hooks.example.org/h, email a@test.example" in text
     again = _run(data_dir, "watch", "add", "sednaya", "Sednaya")
     assert isinstance(again.exception, WatchlistError)
     assert "'sednaya' already exists" in str(again.exception)
@@ -52,6 +52,8 @@ def test_add_list_remove(data_dir: Path) -> None:
         (["w", "Sednaya AND"], "expected a term after 'AND' at position 11"),
         (["w", "x", "--email", "nobody"], "e-mail address 'nobody'"),
         (["w", "x", "--mode", "weekly"], "Invalid value for '--mode'"),
+        (["w", "x", "--webhook", "http://169.254.169.254/latest"], "169.254.169.254 is a link-local"),
+        (["w", "x", "--webhook", "http://127.0.0.1:22/"], "set alert_allow_private_targets"),
     ],
 )
 def test_add_rejects_bad_input_with_usage_error(data_dir: Path, args: list[str], message: str) -> None:
@@ -113,3 +115,16 @@ def test_watch_digest_force_sends_queued_entries(
     assert "digests opened: 1; sent by e-mail: 1, by webhook: 0" in forced.output
     (mail,) = smtp_server.wait_for(1)
     assert mail.message["Subject"] == "[d] daily digest: 1 new, 0 updated stories"
+
+
+def test_watch_list_says_when_story_events_wait_for_their_article(data_dir: Path) -> None:
+    from stream.bus import Record
+
+    assert _run(data_dir, "watch", "add", "w", "Sednaya").exit_code == 0
+    ledger = AlertLedger.in_data_dir(data_dir)
+    ledger.park(Record(topic="t", key="k", value=b"{}"), story_id="s1", article_id="a1", next_try=0.0)
+    ledger.close()
+    result = _run(data_dir, "watch", "list")
+    assert result.exit_code == 0, result.output
+    assert "1 story event(s) wait for their article to be indexed (oldest: article a1 of story s1" in result.stderr
+    assert "1 story event(s)" not in result.stdout

@@ -343,7 +343,7 @@ def test_missing_story_page_is_404(web_server: RunningServer) -> None:
 
 
 def test_watchlist_writes_need_the_token(web_server: RunningServer) -> None:
-    body = {"name": "sednaya", "query": "Sednaya OR صيدنايا", "webhooks": ["http://127.0.0.1:9/hook"]}
+    body = {"name": "sednaya", "query": "Sednaya OR صيدنايا", "webhooks": ["https://hooks.example.org/hook"]}
     url = web_server.url + "/api/watchlists"
     assert requests.post(url, json=body, timeout=TIMEOUT).status_code == 401
     wrong = requests.post(url, json=body, headers={"Authorization": "Bearer nope"}, timeout=TIMEOUT)
@@ -370,6 +370,29 @@ def test_watchlist_writes_need_the_token(web_server: RunningServer) -> None:
     assert requests.delete(url + "/sednaya", timeout=TIMEOUT).status_code == 401
     assert requests.delete(url + "/sednaya", headers=AUTH, timeout=TIMEOUT).status_code == 204
     assert requests.delete(url + "/sednaya", headers=AUTH, timeout=TIMEOUT).status_code == 404
+
+
+def test_watchlist_targets_masked_without_the_token_and_internal_targets_refused(web_server: RunningServer) -> None:
+    url = web_server.url + "/api/watchlists"
+    slack = "https://hooks.slack.com/services/T000/B000/very-secret-part"
+    body = {"name": "desk", "query": "Sednaya", "webhooks": [slack], "emails": ["desk@example.org"], "slack": True}
+    assert requests.post(url, json=body, headers=AUTH, timeout=TIMEOUT).status_code == 201
+    for anonymous in (
+        get(web_server, "/api/watchlists").json()["watchlists"][0],
+        get(web_server, "/api/watchlists/desk").json()["watchlist"],
+        requests.get(url + "/desk", headers={"Authorization": "Bearer nope"}, timeout=TIMEOUT).json()["watchlist"],
+    ):
+        assert anonymous["webhooks"] == ["https://hooks.slack.com/…"] and anonymous["emails"] == ["…@example.org"]
+        assert anonymous["masked"] is True and "very-secret-part" not in json.dumps(anonymous)
+    full = requests.get(url, headers=AUTH, timeout=TIMEOUT).json()["watchlists"][0]
+    assert full["webhooks"] == [slack] and full["emails"] == ["desk@example.org"] and "secret" not in full
+    for target in ("http://127.0.0.1:22/", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.5/hook"):
+        refused = requests.post(
+            url, json={"name": "inside", "query": "Sednaya", "webhooks": [target]}, headers=AUTH, timeout=TIMEOUT
+        )
+        assert refused.status_code == 400, refused.text
+        assert target in refused.json()["error"] and "alert_allow_private_targets" in refused.json()["error"]
+    assert [w["name"] for w in get(web_server, "/api/watchlists").json()["watchlists"]] == ["desk"]
 
 
 def test_writes_refused_when_no_token_is_set(data_dir: Path, web_store: EmbeddedStore) -> None:

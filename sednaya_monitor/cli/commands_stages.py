@@ -129,6 +129,11 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
         board = HealthBoard(health)
         stages = factory(settings, metrics, bus, store)
         handlers = [handler for _, _, handler in stages]
+        for handler in handlers:  # a stage with health of its own (the alert stage's waiting events)
+            inner = getattr(handler, "inner", handler)
+            attach = getattr(inner, "attach_health", None)
+            if callable(attach):
+                attach(board.reporter(f"{inner.name}-waiting"))
         workers = [
             StageWorker(
                 bus,
@@ -285,7 +290,7 @@ def alert(ctx: click.Context, bus: str | None, store: str | None, metrics_port: 
         settings: Settings, metrics: Metrics, bus_: Bus, store_: SearchStore | None
     ) -> list[tuple[str, str, Handler]]:
         assert store_ is not None
-        stage = StoreGuard(AlertStage(settings, store_, metrics), store_, settings.store)
+        stage = StoreGuard(AlertStage(settings, store_, metrics, bus=bus_), store_, settings.store)
         return [(settings.topic_story_events, GROUP_ALERT, stage)]
 
     run_stage(_with_overrides(ctx, bus, store, metrics_port), "alert", factory, needs_store=True)

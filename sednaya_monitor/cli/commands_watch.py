@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import click
 
+from indexer.delivery import check_targets
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.ledger import AlertLedger
 from indexer.store import SearchRequest
@@ -88,13 +89,14 @@ def watch_add(
             mode=mode,  # type: ignore[arg-type]  # click.Choice restricts it
             every=every,  # type: ignore[arg-type]  # click.Choice restricts it
         )
+        check_targets(watchlist, app.settings)  # e.g. webhooks to private addresses, unless allowed
     except WatchlistError as exc:
         raise click.UsageError(str(exc)) from exc
     with _repository(app) as repo:
         repo.add(watchlist, replace=replace)
     click.echo(f"watchlist {name!r} saved ({mode}{', ' + every + ' digest' if mode == 'digest' else ''})")
     if generated:
-        click.echo(f"webhook secret (X-Sednaya-Signature: sha256=HMAC-SHA256(body)): {watchlist.secret}")
+        click.echo(f"webhook secret (X-Sednaya-Signature: t=<unix>,v1=HMAC-SHA256(t.body)): {watchlist.secret}")
     base = app.settings.public_url.rstrip("/")
     click.echo(f"Atom feed: {base}/watchlists/{name}/atom.xml")
 
@@ -110,8 +112,15 @@ def watch_list(ctx: click.Context, as_json: bool) -> None:
     ledger = AlertLedger.in_data_dir(app.settings.data_dir)
     try:
         rows = [(w, ledger.count_alerts(w.name), ledger.delivery_counts(w.name)) for w in watchlists]
+        waiting, oldest = ledger.waiting_summary()
     finally:
         ledger.close()
+    if waiting and oldest is not None and not as_json:  # said on stderr: the listing stays parseable
+        click.echo(
+            f"{waiting} story event(s) wait for their article to be indexed (oldest: article {oldest.article_id} "
+            f"of story {oldest.story_id}, since {oldest.since:%Y-%m-%d %H:%M} UTC)",
+            err=True,
+        )
     if as_json:
         out = [{**w.to_dict(), "alerts": n, "deliveries": counts} for w, n, counts in rows]
         click.echo(json.dumps(out, ensure_ascii=False, indent=2))
@@ -227,7 +236,7 @@ def watch_digest(ctx: click.Context, force: bool) -> None:
     from indexer.alert_stage import AlertStage
 
     app = _app(ctx)
-    stage = AlertStage(app.settings, app.store, app.metrics, digest_interval_s=None)
+    stage = AlertStage(app.settings, app.store, app.metrics, digest_interval_s=None, wait_interval_s=None)
     try:
         opened = stage.send_digests(force=force)
         if not stage.wait_idle(DIGEST_WAIT_S):
@@ -235,5 +244,8 @@ def watch_digest(ctx: click.Context, force: bool) -> None:
     finally:
         stage.close()
     sent = app.metrics.registry.get_sample_value("sednaya_alerts_total", {"channel": "email", "result": "sent"}) or 0
-    hooks = app.metrics.registry.get_sample_value("sednaya_alerts_total", {"channel": "webhook", "result": "sent"}) or 0
+    hooks = sum(
+        app.metrics.registry.get_sample_value("sednaya_alerts_total", {"channel": channel, "result": "sent"}) or 0
+        for channel in ("webhook", "slack")
+    )
     click.echo(f"digests opened: {opened}; sent by e-mail: {int(sent)}, by webhook: {int(hooks)}")

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, unquote
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from crawlers.raw_store import RawStore
+from indexer.delivery import check_targets
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse as parse_query
 from indexer.store import Hit, SearchRequest, SearchResult, SearchStore, StoryGroup
@@ -266,6 +267,14 @@ class App:
         """Whether the crawlers kept the page of content hash ``sha`` (``crawlers.raw_store`` layout)."""
         return bool(_SHA256.match(sha)) and self.raw_store.path_for(sha).is_file()
 
+    def has_token(self, request: Request) -> bool:
+        """The request carries the valid API token (read endpoints then show watchlist targets in full)."""
+        try:
+            self.require_token(request)
+        except HttpError:
+            return False
+        return True
+
     def require_token(self, request: Request) -> None:
         """Write endpoints: ``Authorization: Bearer <settings.api_token>``; refused outright when no token is set."""
         if not self.settings.api_token:
@@ -437,14 +446,16 @@ class App:
             raise NotFound(f"no article {article_id!r}")
         return json_response({"article": article.to_dict()})
 
-    def api_watchlists(self, _request: Request, _args: dict[str, str]) -> Response:
-        return json_response({"watchlists": [w.to_dict() for w in self.repo().all()]})
+    def api_watchlists(self, request: Request, _args: dict[str, str]) -> Response:
+        """Targets in full for a valid bearer token only; masked otherwise (``Watchlist.masked``)."""
+        full = self.has_token(request)
+        return json_response({"watchlists": [w.to_dict() if full else w.masked() for w in self.repo().all()]})
 
-    def api_watchlist(self, _request: Request, args: dict[str, str]) -> Response:
+    def api_watchlist(self, request: Request, args: dict[str, str]) -> Response:
         found = self.repo().get(args["name"])
         if found is None:
             raise NotFound(f"no watchlist named {args['name']!r}")
-        return json_response({"watchlist": found.to_dict()})
+        return json_response({"watchlist": found.to_dict() if self.has_token(request) else found.masked()})
 
     def api_watchlist_add(self, request: Request, _args: dict[str, str]) -> Response:
         self.require_token(request)
@@ -459,6 +470,7 @@ class App:
         if data.get("webhooks") and not data.get("secret"):
             data = {**data, "secret": new_secret()}
         watchlist = Watchlist.from_dict(data)
+        check_targets(watchlist, self.settings)  # webhooks to private/metadata addresses -> 400 unless allowed
         parse_query(watchlist.query)  # QuerySyntaxError -> 400 naming the position, before anything is stored
         if repo.get(watchlist.name) is not None:
             raise HttpError(409, f"watchlist {watchlist.name!r} already exists (DELETE it first)")

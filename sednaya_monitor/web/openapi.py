@@ -181,6 +181,10 @@ SCHEMAS: dict[str, Any] = {
             "every": {"type": "string", "enum": ["hourly", "daily"]},
             "created_at": _TIME,
             "secret_set": {"type": "boolean"},
+            "masked": {
+                "type": "boolean",
+                "description": "true without the API token: webhooks shown as scheme://host/…, e-mails as …@domain",
+            },
             "secret": {"type": "string", "description": "only in the answer to POST: the webhook HMAC secret"},
         },
     },

@@ -1,0 +1,22 @@
+"""Alert channels, one module each, picked by the target's kind (``<kind>:<address>``).
+
+Adding a channel is one module implementing :class:`~indexer.channels.base.AlertChannel` and one line
+in :data:`CHANNELS`. The kind a configured address gets follows its scheme: ``http(s)://`` URLs are
+``webhook`` (or ``slack`` for a watchlist sending Slack's format), ``mailto:``/bare addresses ``email``
+(``indexer.watchlists.Watchlist.targets``).
+"""
+
+from __future__ import annotations
+
+from indexer.channels.base import AlertChannel, ChannelFactory
+from indexer.channels.email import EmailChannel
+from indexer.channels.slack import SlackChannel
+from indexer.channels.webhook import WebhookChannel
+
+CHANNELS: dict[str, ChannelFactory] = {
+    "webhook": WebhookChannel,
+    "slack": SlackChannel,
+    "email": EmailChannel,
+}
+
+__all__ = ["CHANNELS", "AlertChannel", "ChannelFactory"]
