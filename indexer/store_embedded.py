@@ -7,9 +7,11 @@ Tables:
   of the filters never reads the documents.
 - ``article_docs``: by the same rowid, the article JSON (without the embedding) and the embedding as
   a float32 blob.
-- ``articles_fts``: FTS5 over the *folded* title and text (``stream.text.fold``: case, Latin
-  diacritics and Arabic variants folded) keyed by the articles rowid. Queries are folded the same way,
-  so ``صيدنايا`` finds ``صيدنايا`` and ``SAYDNAYA`` finds ``Saydnaya``. No stemming (unicode61).
+- ``articles_fts``: FTS5 keyed by the articles rowid over the exact tokens of the title and text
+  (``indexer.query.tokens``: case, Latin diacritics and Arabic variants folded, so ``صيدنايا`` finds
+  ``صيدنايا`` and ``SAYDNAYA`` finds ``Saydnaya``) and over their language-tagged stems
+  (``indexer.analysis.document_stems``: ``endetaine`` for "detainees" in an English article). The
+  stems are computed in Python, as for Elasticsearch (FTS5 only splits the space-joined tokens).
 - ``stories``: story JSON, first/last seen, ``merged_into`` and the centroid (float32 blob).
 - ``meta``: the embedding dimension fixed by the first vector written.
 
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.analysis import document_stems, query_stems
 from indexer.documents import (
     DAY_FACET_SIZE,
     FACET_SIZE,
@@ -48,21 +51,28 @@ from indexer.documents import (
 )
 from indexer.errors import StoreError
 from indexer.highlight import highlights, matched_terms
+from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
 from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
 from stream.article import Article
 from stream.story import Story
-from stream.text import fold
 
 logger = logging.getLogger(__name__)
 
 TITLE_WEIGHT = 3.0  # BM25 weight of the title column against 1.0 for the text: a title hit is the topic
+_BM25_WEIGHTS = (TITLE_WEIGHT, 1.0, TITLE_WEIGHT, 1.0)  # title, body, title_stems, body_stems
 BUSY_TIMEOUT_MS = 30_000  # wait this long for the writer's lock before failing
 ITER_CHUNK = 500  # rows per page when iterating every article (keeps the lock short)
 MAX_SIZE = 1000  # largest page a search may ask for
-LAYOUT = 2  # table layout version kept in ``meta``; a file with another layout is refused
+LAYOUT = 3  # table layout version kept in ``meta``; layout 2 is upgraded in place, others are refused
 
-_SCHEMA = """
+_FTS_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS articles_fts USING fts5(
+    title, body, title_stems, body_stems, tokenize = 'unicode61 remove_diacritics 0'
+)
+"""
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS articles (
     rowid INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -81,7 +91,6 @@ CREATE TABLE IF NOT EXISTS article_docs (
 );
 CREATE INDEX IF NOT EXISTS articles_story ON articles(story_id, sort_ts);
 CREATE INDEX IF NOT EXISTS articles_sort ON articles(sort_ts);
-CREATE VIRTUAL TABLE IF NOT EXISTS articles_fts USING fts5(title, body, tokenize = 'unicode61 remove_diacritics 0');
 CREATE TABLE IF NOT EXISTS stories (
     id TEXT PRIMARY KEY,
     first_seen INTEGER NOT NULL,
@@ -93,6 +102,9 @@ CREATE TABLE IF NOT EXISTS stories (
 CREATE INDEX IF NOT EXISTS stories_last_seen ON stories(last_seen);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+    + _FTS_SCHEMA
+    + ";"
+)
 _HITS = """
 CREATE TEMP TABLE IF NOT EXISTS hits (
     rid INTEGER PRIMARY KEY, score REAL NOT NULL, sort_ts INTEGER NOT NULL, id TEXT NOT NULL,
@@ -108,29 +120,57 @@ def _fts_phrase(toks: Sequence[str]) -> str:
     return '"' + " ".join(toks) + '"'  # tokens are letters/digits only: no quote to escape
 
 
-def fts_expression(leaf: Term | Phrase) -> str:
-    """The FTS5 MATCH expression of one word or phrase (folded tokens, column filter by field)."""
+def fts_expression(leaf: Term | Phrase, lang: str | None = None) -> str:
+    """The FTS5 MATCH expression of one word or phrase (column filter by field).
+
+    A phrase: its exact tokens, adjacent. A word: each token as written or one of its stems
+    (``indexer.analysis.query_stems``, for ``lang`` or for every language of its script).
+    """
     toks = tokens(leaf.text)
-    columns = "title" if leaf.field == "title" else "{title body}"
+    title = leaf.field == "title"
+    columns = "title" if title else "{title body}"
     if isinstance(leaf, Phrase):
         return f"{columns} : {_fts_phrase(toks)}"
-    return f"{columns} : (" + " AND ".join(_fts_phrase([t]) for t in toks) + ")"
+    stem_columns = "title_stems" if title else "{title_stems body_stems}"
+    parts = []
+    for tok in toks:
+        stems = query_stems(tok, lang)
+        exact = f"{columns} : {_fts_phrase([tok])}"
+        if stems:
+            exact = f"({exact} OR {stem_columns} : (" + " OR ".join(_fts_phrase([s]) for s in stems) + "))"
+        parts.append(exact)
+    return "(" + " AND ".join(parts) + ")"
 
 
-def _compile(node: Node, params: list[Any]) -> str:
+def _compile(node: Node, params: list[Any], lang: str | None = None) -> str:
     """Boolean SQL over the ``articles a`` row for ``node``; appends bound values to ``params``."""
     if isinstance(node, MatchAll):
         return "1"
     if isinstance(node, Term | Phrase):
-        params.append(fts_expression(node))
+        params.append(fts_expression(node, lang))
         return "a.rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)"
     if isinstance(node, FieldFilter):
         params.append(node.value.lower() if node.field == "lang" else node.value)
         return f"{_FILTER_COLUMNS[node.field]} = ?"
     if isinstance(node, Not):
-        return f"NOT ({_compile(node.item, params)})"
+        return f"NOT ({_compile(node.item, params, lang)})"
     joiner = " AND " if isinstance(node, And) else " OR "
-    return "(" + joiner.join(_compile(item, params) for item in node.items) + ")"
+    return "(" + joiner.join(_compile(item, params, lang) for item in node.items) + ")"
+
+
+_FTS_INSERT = "INSERT INTO articles_fts (rowid, title, body, title_stems, body_stems) VALUES (?, ?, ?, ?, ?)"
+
+
+def _fts_row(article: Article) -> tuple[str, str, str, str]:
+    """The indexed columns of an article: exact tokens and language-tagged stems of title and text."""
+    title, text = tokens(article.title), tokens(article.text)
+    lang = article.lang.lower()
+    return (
+        " ".join(title),
+        " ".join(text),
+        " ".join(document_stems(title, lang)),
+        " ".join(document_stems(text, lang)),
+    )
 
 
 def _blob(vector: Sequence[float]) -> bytes:
@@ -146,8 +186,10 @@ def _vector(blob: bytes | None) -> tuple[float, ...] | None:
 class EmbeddedStore:
     """SQLite FTS5 + vectors at ``path`` (created with its parent directory on first use)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, names: NameGroups | None = None) -> None:
+        """``names``: the topic's name groups a query word expands to (``indexer.names``); none by default."""
         self.path = Path(path)
+        self.names = names or NO_NAMES
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._dims: int | None = None
@@ -179,6 +221,9 @@ class EmbeddedStore:
         """Refuse a file written with another table layout (rather than fail later on a missing column)."""
         row = conn.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
         columns = {r[1] for r in conn.execute("PRAGMA table_info(articles)")}
+        if row is not None and row[0] == "2" and "doc" not in columns:
+            self._upgrade_from_2(conn)
+            return
         if (row is not None and row[0] != str(LAYOUT)) or "doc" in columns:
             found = row[0] if row else "1"
             conn.close()
@@ -188,6 +233,16 @@ class EmbeddedStore:
             )
         if row is None:
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('layout', ?)", (str(LAYOUT),))
+
+    def _upgrade_from_2(self, conn: sqlite3.Connection) -> None:
+        """Layout 2 (folded text, no stems) -> 3: rebuild the text index from the stored articles."""
+        logger.info("embedded store: rebuilding the text index with word forms (layout 2 -> 3)")
+        with _transaction(conn, "IMMEDIATE"):
+            conn.execute("DROP TABLE IF EXISTS articles_fts")
+            conn.execute(_FTS_SCHEMA)
+            for rowid, doc in conn.execute("SELECT rowid, doc FROM article_docs").fetchall():
+                conn.execute(_FTS_INSERT, (rowid, *_fts_row(Article.from_json(doc))))
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'layout'", (str(LAYOUT),))
 
     def ensure_ready(self) -> None:
         """Create the file and tables (idempotent)."""
@@ -282,10 +337,7 @@ class EmbeddedStore:
             (rowid, article.to_json(), None if article.embedding is None else _blob(article.embedding)),
         )
         conn.execute("DELETE FROM articles_fts WHERE rowid = ?", (rowid,))
-        conn.execute(
-            "INSERT INTO articles_fts (rowid, title, body) VALUES (?, ?, ?)",
-            (rowid, fold(article.title), fold(article.text)),
-        )
+        conn.execute(_FTS_INSERT, (rowid, *_fts_row(article)))
 
     def write_stories(self, stories: Sequence[Story]) -> None:
         """Upsert story documents (with their centroids) by id.
@@ -319,6 +371,33 @@ class EmbeddedStore:
                     )
             except sqlite3.Error as exc:
                 raise StoreError(f"embedded store {self.path}: writing {len(stories)} stories failed: {exc}") from exc
+
+    def move_articles(self, from_story_ids: Sequence[str], to_story_id: str) -> int:
+        """A story merge: the articles of ``from_story_ids`` now belong to ``to_story_id`` (row and document).
+
+        Raises:
+            StoreError: SQLite failed; nothing was moved.
+        """
+        sources = json.dumps([s for s in dict.fromkeys(from_story_ids) if s != to_story_id])
+        with self._lock:
+            conn = self.conn
+            try:
+                with _transaction(conn, "IMMEDIATE"):
+                    conn.execute(
+                        "UPDATE article_docs SET doc = json_set(doc, '$.story_id', ?) WHERE rowid IN "
+                        "(SELECT rowid FROM articles WHERE story_id IN (SELECT value FROM json_each(?)))",
+                        (to_story_id, sources),
+                    )
+                    moved = conn.execute(
+                        "UPDATE articles SET story_id = ? WHERE story_id IN (SELECT value FROM json_each(?))",
+                        (to_story_id, sources),
+                    ).rowcount
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"embedded store {self.path}: moving the articles of stories {sources} "
+                    f"to {to_story_id} failed: {exc}"
+                ) from exc
+        return int(moved)
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -426,19 +505,20 @@ class EmbeddedStore:
             QuerySyntaxError: ``request.query`` is malformed (names the position and token).
             ValueError: ``request.search_after`` is not a cursor of this sort.
         """
-        node = parse(request.query)
+        node, expanded = expand(parse(request.query), self.names)
         leaves = positive_leaves(node)
+        lang = request.lang.lower() if request.lang else None
         size = max(0, min(request.size, MAX_SIZE))
         params: list[Any] = []
         score_join = ""
         if leaves:
             score_join = (
-                "LEFT JOIN (SELECT rowid AS rid, -bm25(articles_fts, ?, 1.0) AS score FROM articles_fts "
+                "LEFT JOIN (SELECT rowid AS rid, -bm25(articles_fts, ?, ?, ?, ?) AS score FROM articles_fts "
                 "WHERE articles_fts MATCH ?) s ON s.rid = a.rowid"
             )
-            params += [TITLE_WEIGHT, " OR ".join(f"({fts_expression(leaf)})" for leaf in leaves)]
+            params += [*_BM25_WEIGHTS, " OR ".join(f"({fts_expression(leaf, lang)})" for leaf in leaves)]
         score = "COALESCE(s.score, 0.0)" if leaves else "0.0"
-        where = [_compile(node, params), *self._filters(request, params)]
+        where = [_compile(node, params, lang), *self._filters(request, params)]
         fill = (
             "INSERT INTO temp.hits (rid, score, sort_ts, id, story_id, lang, source, source_type, day) "
             f"SELECT a.rowid, {score}, a.sort_ts, a.id, a.story_id, a.lang, a.source, a.source_type, a.day "
@@ -480,7 +560,9 @@ class EmbeddedStore:
                 StoryGroup(story_id=sid, best=hit, article_count=count, languages=langs, story=stories[sid])
                 for (sid, count, langs), hit in zip(groups_meta, hits, strict=True)
             ]
-        return SearchResult(total=total, hits=hits, facets=facets, next_after=next_after, groups=groups)
+        return SearchResult(
+            total=total, hits=hits, facets=facets, next_after=next_after, groups=groups, expanded=expanded
+        )
 
     @staticmethod
     def _filters(request: SearchRequest, params: list[Any]) -> list[str]:
@@ -564,11 +646,10 @@ class EmbeddedStore:
     @staticmethod
     def _hit(doc: str, score: float, request: SearchRequest, leaves: Sequence[Term | Phrase]) -> Hit:
         article = Article.from_json(doc)
-        terms = [leaf.text for leaf in leaves]
         return Hit(
             article=article,
             score=score,
-            highlights=highlights(article, terms) if request.highlight else {},
+            highlights=highlights(article, leaves) if request.highlight else {},
             matched_terms=matched_terms(article, leaves),
         )
 

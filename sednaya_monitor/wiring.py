@@ -21,11 +21,16 @@ def make_bus(settings: Settings, metrics: Metrics | None = None) -> Bus:
 
 
 def make_store(settings: Settings) -> SearchStore:
-    """The embedded SQLite FTS5 store, or Elasticsearch 8 for ``store = "http://host:9200"``."""
+    """The embedded SQLite FTS5 store, or Elasticsearch 8 for ``store = "http://host:9200"``; both expand
+    query words to the name variants of the topic file (``settings.topic_file``)."""
+    from indexer.names import NameGroups
+    from stream.topic import load_topic
+
+    names = NameGroups.from_topic(load_topic(settings.topic_file))
     if settings.distributed_store:
         from indexer.store_elastic import ElasticStore
 
-        return ElasticStore(settings)
+        return ElasticStore(settings, names=names)
     from indexer.store_embedded import EmbeddedStore
 
-    return EmbeddedStore(settings.data_dir / "store.sqlite3")
+    return EmbeddedStore(settings.data_dir / "store.sqlite3", names=names)
