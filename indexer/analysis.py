@@ -148,4 +148,3 @@ def query_stems(token: str, lang: str | None = None) -> tuple[str, ...]:
         if stemmed is not None:
             out[tag(code, stemmed)] = None
     return tuple(out)
-

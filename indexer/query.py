@@ -137,8 +137,7 @@ def _lex(query: str) -> list[_Tok]:
         if (
             ch == "-"
             and i + 1 < n
-            and not query[i + 1].isspace()
-            and (i == 0 or query[i - 1].isspace() or query[i - 1] == "(")
+            and not query[i + 1].isspace()  # at the start of a term (a word is read whole below)
         ):
             out.append(_Tok("op", "-", i))  # -word: NOT word
             i += 1
