@@ -1274,3 +1274,88 @@ def test_deploy_files_use_only_fields_of_the_elasticsearch_8_apis(folder: str, a
         fields = {"meta" if k == "_meta" else k for k in body}
         assert fields <= accepted, f"{path.name}: {sorted(fields - accepted)} not accepted by {api}"
     client.close()
+
+
+def _roll_over(store: Any) -> str:
+    """Force a rollover of the article alias; returns the new write index.
+
+    ``indices.rollover`` on Elasticsearch. The stand-in has no rollover API ("no handler found"), so
+    there the same end state is made by hand: a new generation created with the articles mappings and
+    the alias's write flag moved to it (what a rollover does), which is what the writes depend on.
+    """
+    from elasticsearch import ApiError
+
+    es = store.client
+    try:
+        body = es.indices.rollover(alias=store.articles_alias).body
+        return str(body["new_index"])
+    except ApiError as exc:
+        if "no handler found" not in str(exc):
+            raise
+    new = f"{store.prefix}-articles-000002"
+    mappings, index_settings = store._mappings_and_settings("articles")
+    es.indices.create(index=new, mappings=mappings, settings=index_settings)
+    es.indices.update_aliases(
+        actions=[
+            {"add": {"index": store.first_index, "alias": store.articles_alias, "is_write_index": False}},
+            {"add": {"index": new, "alias": store.articles_alias, "is_write_index": True}},
+        ]
+    )
+    return new
+
+
+def test_rewriting_an_article_after_a_rollover_keeps_one_copy(noida_server: NoidaServer, tmp_path: Path) -> None:
+    from indexer.store_elastic import ElasticStore
+
+    store = ElasticStore(elastic_settings(noida_server.url, tmp_path), refresh=True)
+    store.ensure_ready()
+    try:
+        old = make_article(url="https://roll.example/old", text="first version", story_id="R1")
+        assert store.write_articles([old]) == []
+        new_index = _roll_over(store)
+        assert new_index != store.first_index
+        fresh = make_article(url="https://roll.example/new", text="after the rollover", story_id="R2")
+        assert store.write_articles([old.replace(text="second version"), fresh]) == []
+
+        def copies(article_id: str) -> list[tuple[str, str]]:
+            hits = store.client.search(
+                index=store.backing_pattern, query={"ids": {"values": [article_id]}}, size=10
+            ).body["hits"]["hits"]
+            return [(h["_index"], h["_source"]["text"]) for h in hits]
+
+        assert copies(old.id) == [(store.first_index, "second version")]  # replaced where it was
+        assert copies(fresh.id) == [(new_index, "after the rollover")]  # new ids go to the write index
+        # a story merge reaches the articles of every generation
+        assert store.move_articles(["R1", "R2"], "R0") == 2
+        moved = store.client.search(index=store.backing_pattern, query={"term": {"story_id": "R0"}}, size=10).body[
+            "hits"
+        ]["hits"]
+        assert sorted(h["_index"] for h in moved) == sorted([store.first_index, new_index])
+    finally:
+        store.wipe()
+        store.close()
+
+
+def test_an_embedded_store_of_layout_2_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A file written before word forms (layout 2: folded text, no stem columns) is re-indexed on open."""
+    import sqlite3
+
+    path = tmp_path / "store.sqlite3"
+    store = EmbeddedStore(path)
+    assert store.write_articles([MORPH["m_en1"], MORPH["m_ar2"]]) == []
+    store.close()
+    conn = sqlite3.connect(path)  # make it what layout 2 wrote
+    conn.executescript(
+        "DROP TABLE articles_fts;"
+        "CREATE VIRTUAL TABLE articles_fts USING fts5(title, body, tokenize = 'unicode61 remove_diacritics 0');"
+        "INSERT INTO articles_fts (rowid, title, body) SELECT rowid, 'x', 'y' FROM articles;"
+        "UPDATE meta SET value = '2' WHERE key = 'layout';"
+    )
+    conn.close()
+    reopened = EmbeddedStore(path)
+    try:
+        assert mkeys(q(reopened, "survivor")) == {"m_en1"}
+        assert mkeys(q(reopened, "بسجن")) == {"m_ar2"}
+        assert reopened.count_articles() == 2
+    finally:
+        reopened.close()
