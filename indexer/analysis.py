@@ -1,22 +1,24 @@
 """Per-language word forms, computed once in Python for both search stores.
 
 A document is indexed twice: its *exact* tokens (``indexer.query.tokens``: folded, Arabic-normalised,
-in order, so phrases stay exact) and its *stems*: each exact token reduced by the analysis of the
-document's language and tagged with that language's two-letter code, ``endetaine`` for "detainees"
-in an English article (a letter prefix rather than a separator, so that no tokenizer splits it). Both
-stores index the stems as they are given (FTS5 columns on the embedded store, a whitespace-analysed
-field on Elasticsearch), so a stem means the same on both.
+in order, for phrases) and its *word forms*: each exact token reduced by the analysis of the document's
+language (:func:`document_forms`; "detainees" in an English article becomes ``detaine``). A token
+written in a script the language does not use (a Latin name in an Arabic article, digits) is its own
+form, and so is every token of a language without analysis. Both stores index the forms as they are
+given (FTS5 columns on the embedded store, a whitespace-analysed field on Elasticsearch), so a form
+means the same on both.
 
 Stemmers: Snowball (``PyStemmer``) for the languages of :data:`SNOWBALL`; for Arabic a light stemmer
 (:func:`arabic_light_stem`) on top of ``stream.text.normalize_arabic``: the conjunction و, the
 prepositions ب ك ل ف and the article ال (and their combinations وال بال كال فال لل) in front, and common
 suffixes (dual/plural, feminine, pronoun clitics) behind, always leaving a stem of three letters or
-more. A language without a stemmer gets no stems: its documents match on exact tokens only.
+more.
 
-A query word is matched as: the exact token, OR the stem of the document's language. Without a
-language filter the word is analysed for every language whose script it is written in
-(:func:`query_stems`), so ``survivors`` looks for ``ensurvivor``, ``frsurvivor``, ``desurvivor``...
-each of which can only match a document of that language.
+A query *word* matches an article when, for each of its tokens, one of the token's query forms
+(:func:`query_forms`: the token as written, and its stem in every analysed language of its script, or
+in the request's language only) is one of the article's word forms. So ``survivor`` finds
+"survivors", ``السجن`` finds "والسجن" and "بسجن", and a token still finds itself in any article. A
+quoted phrase matches the exact tokens only.
 """
 
 from __future__ import annotations
@@ -48,29 +50,41 @@ SNOWBALL: dict[str, str] = {
     "ca": "catalan",
     "id": "indonesian",
     "el": "greek",
-    "sr": "serbian",
-}
+}  # not Serbian: its Snowball stemmer answers in Latin script
 ARABIC = "ar"
 LANGUAGES: frozenset[str] = frozenset({*SNOWBALL, ARABIC})  # languages with an analysis
-assert all(len(code) == 2 for code in LANGUAGES), "stems are tagged with a two-letter code"
 
-# Script of a token (from its first letter's Unicode name) -> languages written in it.
-_SCRIPT_LANGS: dict[str, tuple[str, ...]] = {
-    "LATIN": tuple(code for code in SNOWBALL if code not in ("ru", "el", "sr")),
-    "CYRILLIC": ("ru", "sr"),
-    "GREEK": ("el",),
-    "ARABIC": (ARABIC,),
+# Script of each analysed language; a token of another script is left as it is.
+_LANG_SCRIPT: dict[str, str] = dict.fromkeys(SNOWBALL, "LATIN") | {
+    "ru": "CYRILLIC",
+    "el": "GREEK",
+    ARABIC: "ARABIC",
 }
+# Script -> the analysed languages written in it (the languages a query token is analysed for).
+_SCRIPT_LANGS: dict[str, tuple[str, ...]] = {}
+for _code, _name in _LANG_SCRIPT.items():
+    _SCRIPT_LANGS[_name] = (*_SCRIPT_LANGS.get(_name, ()), _code)
 
 _AR_PREFIXES = ("وال", "بال", "كال", "فال", "لل", "ال")  # longest first (Larkey's light10 set)
 _AR_SUFFIXES = ("ها", "ان", "ات", "ون", "ين", "يه", "ه", "ي")  # ة is ه after normalisation
-_AR_CLITIC = "بكلف"  # one-letter prepositions/particles, stripped after و when a 3-letter stem remains
+_AR_CLITIC = "بكلف"  # one-letter prepositions/particles, stripped when a 3-letter stem remains
 _AR_MIN = 3  # letters a stem keeps at least
 
 
 @functools.cache
 def _stemmer(lang: str) -> Stemmer.Stemmer:
     return Stemmer.Stemmer(SNOWBALL[lang])
+
+
+@functools.cache
+def _char_script(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return name.split(" ", 1)[0] if name else ""
+
+
+def script(token: str) -> str:
+    """The Unicode script word of the token's first character (``LATIN``, ``ARABIC``, ``DIGIT``...)."""
+    return _char_script(token[0]) if token else ""
 
 
 def arabic_light_stem(token: str) -> str:
@@ -96,55 +110,42 @@ def arabic_light_stem(token: str) -> str:
     return word
 
 
-def stem(token: str, lang: str) -> str | None:
-    """The stem of a folded token in ``lang``, or None when ``lang`` has no analysis."""
-    if lang == ARABIC:
-        return arabic_light_stem(token) if _script(token) == "ARABIC" else token
-    if lang in SNOWBALL:
-        return str(_stemmer(lang).stemWord(token))
-    return None
-
-
-def tag(lang: str, stemmed: str) -> str:
-    """``lang`` (two letters, see the assertion below) + ``stemmed``: unambiguous, one token everywhere."""
-    return lang + stemmed
-
-
-def document_stems(toks: Sequence[str], lang: str) -> list[str]:
-    """Tagged stems of a document's exact tokens (``[]`` for a language without analysis)."""
+def form(token: str, lang: str) -> str:
+    """The word form of a folded token in an article of language ``lang`` (see the module doc)."""
     lang = lang.lower()
-    if lang not in LANGUAGES:
-        return []
+    if _LANG_SCRIPT.get(lang) != script(token):
+        return token
     if lang == ARABIC:
-        return [tag(lang, arabic_light_stem(t) if _script(t) == "ARABIC" else t) for t in toks]
-    stems = _stemmer(lang).stemWords(list(toks))
-    return [tag(lang, s) for s in stems]
+        return arabic_light_stem(token)
+    return str(_stemmer(lang).stemWord(token))
 
 
-def _script(token: str) -> str:
-    for ch in token:
-        name = unicodedata.name(ch, "")
-        if name:
-            return name.split(" ", 1)[0]
-    return ""
+def document_forms(toks: Sequence[str], lang: str) -> list[str]:
+    """The word forms of a document's exact tokens, in order."""
+    lang = lang.lower()
+    wanted = _LANG_SCRIPT.get(lang)
+    if wanted is None:
+        return list(toks)
+    if lang == ARABIC:
+        return [arabic_light_stem(t) if script(t) == wanted else t for t in toks]
+    inside = [i for i, t in enumerate(toks) if script(t) == wanted]
+    out = list(toks)
+    for i, stemmed in zip(inside, _stemmer(lang).stemWords([toks[i] for i in inside]), strict=True):
+        out[i] = stemmed
+    return out
 
 
 def query_languages(token: str, lang: str | None = None) -> tuple[str, ...]:
-    """Languages a query token is analysed for: ``lang`` when given, else those of its script.
-
-    Digits and tokens of a script no analysed language uses get none (they match exactly only).
-    """
+    """Languages a query token is analysed for: ``lang`` when given, else those of its script."""
     if lang is not None:
         code = lang.lower()
         return (code,) if code in LANGUAGES else ()
-    return _SCRIPT_LANGS.get(_script(token), ())
+    return _SCRIPT_LANGS.get(script(token), ())
 
 
-def query_stems(token: str, lang: str | None = None) -> tuple[str, ...]:
-    """Tagged stems a query token matches: one per language of :func:`query_languages`."""
-    out: dict[str, None] = {}
+def query_forms(token: str, lang: str | None = None) -> tuple[str, ...]:
+    """The forms a query token matches: itself, and its form in each language of :func:`query_languages`."""
+    out: dict[str, None] = {token: None}
     for code in query_languages(token, lang):
-        stemmed = stem(token, code)
-        if stemmed is not None:
-            out[tag(code, stemmed)] = None
+        out[form(token, code)] = None
     return tuple(out)

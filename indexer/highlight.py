@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Sequence
 
-from indexer.analysis import query_languages, stem
+from indexer.analysis import document_forms, form, query_forms
 from indexer.query import Phrase, Term, tokens
 from stream.article import Article
 
@@ -30,28 +30,24 @@ def query_tokens(terms: Terms) -> frozenset[str]:
     return frozenset(t for term in terms for t in tokens(term if isinstance(term, str) else term.text))
 
 
-def _word_stems(terms: Terms, lang: str | None) -> frozenset[str]:
-    """Stems (in ``lang``) of the tokens of the words among ``terms`` (phrases are exact)."""
-    if lang is None:
-        return frozenset()
-    out = set()
-    for term in terms:
-        if isinstance(term, Phrase):
-            continue
-        for tok in tokens(term if isinstance(term, str) else term.text):
-            stemmed = stem(tok, lang)
-            if stemmed is not None:
-                out.add(stemmed)
-    return frozenset(out)
+def _word_forms(terms: Terms) -> frozenset[str]:
+    """Query forms (``indexer.analysis.query_forms``) of the tokens of the words among ``terms``."""
+    return frozenset(
+        f
+        for term in terms
+        if not isinstance(term, Phrase)
+        for tok in tokens(term if isinstance(term, str) else term.text)
+        for f in query_forms(tok)
+    )
 
 
 def _spans(
-    text: str, wanted: frozenset[str], stems: frozenset[str] = frozenset(), lang: str = ""
+    text: str, wanted: frozenset[str], forms: frozenset[str] = frozenset(), lang: str = ""
 ) -> list[tuple[int, int]]:
     out = []
     for match in _ORIGINAL_TOKEN.finditer(text):
         toks = tokens(match.group(0))
-        if any(t in wanted or (stems and stem(t, lang) in stems) for t in toks):
+        if any(t in wanted or form(t, lang) in forms for t in toks):
             out.append(match.span())
     return out
 
@@ -77,7 +73,8 @@ def highlight_field(text: str, terms: Terms, *, whole: bool = False, lang: str |
     ``whole`` returns the entire text as one fragment (titles); otherwise up to ``MAX_FRAGMENTS``
     windows of about ``FRAGMENT_CHARS`` characters around the first matches, ``…`` where cut.
     """
-    spans = _spans(text, query_tokens(terms), _word_stems(terms, lang), (lang or "").lower())
+    phrases = query_tokens([t for t in terms if isinstance(t, Phrase)])
+    spans = _spans(text, phrases, _word_forms(terms), (lang or "").lower())
     if not spans:
         return []
     if whole:
@@ -119,13 +116,13 @@ def highlights(article: Article, terms: Terms) -> dict[str, list[str]]:
 def matched_terms(article: Article, leaves: Sequence[Term | Phrase]) -> tuple[str, ...]:
     """Texts of the positive leaves that occur in the article, without repeats.
 
-    A word needs each of its tokens, or its word form in the article's language, in the field(s) it
-    names; a phrase its tokens adjacent, in order, within one field.
+    A word needs, for each of its tokens, one of its query forms among the article's word forms in the
+    field(s) it names (``indexer.analysis``, as the stores); a phrase its tokens adjacent, in order, within one field.
     """
     title = tokens(article.title)
     fields = [title, tokens(article.text)]
     lang = article.lang.lower()
-    stemmed = [{stem(t, lang) for t in f} - {None} for f in fields]
+    forms = [set(document_forms(f, lang)) for f in fields]
     found: list[str] = []
     for leaf in leaves:
         toks = tokens(leaf.text)
@@ -133,11 +130,8 @@ def matched_terms(article: Article, leaves: Sequence[Term | Phrase]) -> tuple[st
         if isinstance(leaf, Phrase):
             hit = any(_contains_seq(f, toks) for f in fields[scope])
         else:
-            present = {t for f in fields[scope] for t in f}
-            forms = {s for f in stemmed[scope] for s in f}
-            hit = bool(toks) and all(
-                t in present or (lang in query_languages(t) and stem(t, lang) in forms) for t in toks
-            )
+            present = set().union(*forms[scope])
+            hit = bool(toks) and all(not present.isdisjoint(query_forms(t)) for t in toks)
         if hit and leaf.text not in found:
             found.append(leaf.text)
     return tuple(found)

@@ -12,8 +12,8 @@ Layout (names use ``settings.es_prefix``, default ``sednaya``):
   writes go through the alias. ``<p>-stories``: one document per story.
 
 Text: ``title_folded``/``text_folded`` hold the exact tokens (``indexer.query.tokens``, folded) and
-``title_stems``/``text_stems`` the language-tagged stems of the document's language
-(``indexer.analysis.document_stems``), both computed in Python and indexed by a whitespace analyzer, so
+``title_stems``/``text_stems`` their word forms in the document's language
+(``indexer.analysis.document_forms``), both computed in Python and indexed by a whitespace analyzer, so
 words, word forms and phrases mean what they mean on the embedded store (the server analyses nothing
 itself). ``title``/``text`` keep their analysed sub-fields for Kibana; searches do not use them. The query
 AST becomes bool/multi_match/match_phrase/term DSL (never ``query_string``).
@@ -42,7 +42,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
 
-from indexer.analysis import document_stems, query_stems
+from indexer.analysis import document_forms, query_forms
 from indexer.documents import DAY_FACET_SIZE, FACET_SIZE, epoch_micros, sort_time, source_country_of, source_type_of
 from indexer.errors import StoreError
 from indexer.highlight import highlights, matched_terms
@@ -98,8 +98,8 @@ def article_document(article: Article) -> dict[str, Any]:
         sort_date=_iso(sort_time(article)),
         title_folded=" ".join(title),
         text_folded=" ".join(text),
-        title_stems=" ".join(document_stems(title, lang)),
-        text_stems=" ".join(document_stems(text, lang)),
+        title_stems=" ".join(document_forms(title, lang)),
+        text_stems=" ".join(document_forms(text, lang)),
     )
     return doc
 
@@ -139,9 +139,9 @@ def _fields(bases: Sequence[str], suffix: str) -> list[str]:
 def _leaf_query(leaf: Term | Phrase, lang: str | None = None) -> dict[str, Any]:
     """One word or phrase on the application-analysed fields (the embedded store's FTS5 columns).
 
-    A phrase: its exact tokens adjacent, in the title or in the text. A word: each of its tokens in the
-    title or the text, as written (``*_folded``) or as one of its tagged stems (``*_stems``,
-    ``indexer.analysis.query_stems`` for ``lang`` or for every language of the token's script).
+    A phrase: its exact tokens adjacent (``*_folded``), in the title or in the text. A word: for each of
+    its tokens, one of its query forms (``indexer.analysis.query_forms`` for ``lang`` or for every
+    language of the token's script) among the word forms (``*_stems``) of the title or the text.
     """
     toks = tokens(leaf.text)
     bases = ("title",) if leaf.field == "title" else ("title", "text")
@@ -154,16 +154,11 @@ def _leaf_query(leaf: Term | Phrase, lang: str | None = None) -> dict[str, Any]:
             field, _, boost = spec.partition("^")
             clauses.append({"match_phrase": {field: {"query": " ".join(toks), "boost": float(boost or 1)}}})
         return clauses[0] if len(clauses) == 1 else {"bool": {"should": clauses, "minimum_should_match": 1}}
-    stem_fields = _fields(bases, "_stems")
-    per_token: list[dict[str, Any]] = []
-    for tok in toks:
-        exact = {"multi_match": {"query": tok, "fields": folded_fields}}
-        stems = query_stems(tok, lang)
-        if not stems:
-            per_token.append(exact)
-            continue
-        forms = {"multi_match": {"query": " ".join(stems), "fields": stem_fields, "operator": "or"}}
-        per_token.append({"bool": {"should": [exact, forms], "minimum_should_match": 1}})
+    form_fields = _fields(bases, "_stems")
+    per_token: list[dict[str, Any]] = [
+        {"multi_match": {"query": " ".join(query_forms(tok, lang)), "fields": form_fields, "operator": "or"}}
+        for tok in toks
+    ]
     return per_token[0] if len(per_token) == 1 else {"bool": {"must": per_token}}
 
 

@@ -9,9 +9,10 @@ Tables:
   a float32 blob.
 - ``articles_fts``: FTS5 keyed by the articles rowid over the exact tokens of the title and text
   (``indexer.query.tokens``: case, Latin diacritics and Arabic variants folded, so ``صيدنايا`` finds
-  ``صيدنايا`` and ``SAYDNAYA`` finds ``Saydnaya``) and over their language-tagged stems
-  (``indexer.analysis.document_stems``: ``endetaine`` for "detainees" in an English article). The
-  stems are computed in Python, as for Elasticsearch (FTS5 only splits the space-joined tokens).
+  ``صيدنايا`` and ``SAYDNAYA`` finds ``Saydnaya``), for phrases, and over their word forms
+  (``title_stems``/``body_stems``, ``indexer.analysis.document_forms``: ``detaine`` for "detainees" in
+  an English article), for words. Both are computed in Python, as for Elasticsearch (FTS5 only splits
+  the space-joined tokens).
 - ``stories``: story JSON, first/last seen, ``merged_into`` and the centroid (float32 blob).
 - ``meta``: the embedding dimension fixed by the first vector written.
 
@@ -40,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.analysis import document_stems, query_stems
+from indexer.analysis import document_forms, query_forms
 from indexer.documents import (
     DAY_FACET_SIZE,
     FACET_SIZE,
@@ -123,22 +124,19 @@ def _fts_phrase(toks: Sequence[str]) -> str:
 def fts_expression(leaf: Term | Phrase, lang: str | None = None) -> str:
     """The FTS5 MATCH expression of one word or phrase (column filter by field).
 
-    A phrase: its exact tokens, adjacent. A word: each token as written or one of its stems
-    (``indexer.analysis.query_stems``, for ``lang`` or for every language of its script).
+    A phrase: its exact tokens, adjacent. A word: for each token, one of its query forms
+    (``indexer.analysis.query_forms``, for ``lang`` or for every language of its script) among the
+    article's word forms.
     """
     toks = tokens(leaf.text)
     title = leaf.field == "title"
     columns = "title" if title else "{title body}"
     if isinstance(leaf, Phrase):
         return f"{columns} : {_fts_phrase(toks)}"
-    stem_columns = "title_stems" if title else "{title_stems body_stems}"
-    parts = []
-    for tok in toks:
-        stems = query_stems(tok, lang)
-        exact = f"{columns} : {_fts_phrase([tok])}"
-        if stems:
-            exact = f"({exact} OR {stem_columns} : (" + " OR ".join(_fts_phrase([s]) for s in stems) + "))"
-        parts.append(exact)
+    form_columns = "title_stems" if title else "{title_stems body_stems}"
+    parts = [
+        f"{form_columns} : (" + " OR ".join(_fts_phrase([f]) for f in query_forms(tok, lang)) + ")" for tok in toks
+    ]
     return "(" + " AND ".join(parts) + ")"
 
 
@@ -162,14 +160,14 @@ _FTS_INSERT = "INSERT INTO articles_fts (rowid, title, body, title_stems, body_s
 
 
 def _fts_row(article: Article) -> tuple[str, str, str, str]:
-    """The indexed columns of an article: exact tokens and language-tagged stems of title and text."""
+    """The indexed columns of an article: exact tokens and word forms of the title and the text."""
     title, text = tokens(article.title), tokens(article.text)
     lang = article.lang.lower()
     return (
         " ".join(title),
         " ".join(text),
-        " ".join(document_stems(title, lang)),
-        " ".join(document_stems(text, lang)),
+        " ".join(document_forms(title, lang)),
+        " ".join(document_forms(text, lang)),
     )
 
 
