@@ -34,6 +34,7 @@ import logging
 import math
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -53,7 +54,7 @@ from indexer.documents import (
 from indexer.errors import StoreError
 from indexer.highlight import highlights, matched_terms
 from indexer.names import NO_NAMES, NameGroups, expand
-from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
+from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, positive_leaves, tokens
 from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
 from stream.article import Article
 from stream.story import Story
@@ -138,6 +139,45 @@ def fts_expression(leaf: Term | Phrase, lang: str | None = None) -> str:
         f"{form_columns} : (" + " OR ".join(_fts_phrase([f]) for f in query_forms(tok, lang)) + ")" for tok in toks
     ]
     return "(" + " AND ".join(parts) + ")"
+
+
+def fts_query(node: Node, lang: str | None = None) -> str | None:
+    """One FTS5 MATCH expression for a text-only query (words, phrases, AND, OR, NOT under an AND with
+    a positive part), or None when the query needs SQL (field filters, a NOT alone, everything)."""
+    if isinstance(node, Term | Phrase):
+        return fts_expression(node, lang)
+    if isinstance(node, Or):
+        parts = [fts_query(item, lang) for item in node.items]
+        return None if any(p is None for p in parts) else "(" + " OR ".join(str(p) for p in parts) + ")"
+    if isinstance(node, And):
+        positive: list[str] = []
+        negative: list[str] = []
+        for item in node.items:
+            part = fts_query(item.item if isinstance(item, Not) else item, lang)
+            if part is None:
+                return None
+            (negative if isinstance(item, Not) else positive).append(part)
+        if not positive:
+            return None
+        return "((" + " AND ".join(positive) + ")" + "".join(f" NOT {n}" for n in negative) + ")"
+    return None
+
+
+def split_for_fts(node: Node, lang: str | None = None) -> tuple[str | None, Node]:
+    """``(FTS5 expression, rest)``: the text part of the query as one MATCH (which also ranks), and
+    what SQL must still check (``MatchAll()`` when nothing). ``(None, node)`` when no text part drives."""
+    whole = fts_query(node, lang)
+    if whole is not None:
+        return whole, MatchAll()
+    if not isinstance(node, And):
+        return None, node
+    text = [i for i in node.items if fts_query(i.item if isinstance(i, Not) else i, lang) is not None]
+    rest = [i for i in node.items if i not in text]
+    expression = fts_query(And(tuple(text)), lang) if text else None
+    if expression is None:
+        return None, node
+    remaining: Node = MatchAll() if not rest else rest[0] if len(rest) == 1 else And(tuple(rest))
+    return expression, remaining
 
 
 def _compile(node: Node, params: list[Any], lang: str | None = None) -> str:
@@ -508,19 +548,32 @@ class EmbeddedStore:
         lang = request.lang.lower() if request.lang else None
         size = max(0, min(request.size, MAX_SIZE))
         params: list[Any] = []
-        score_join = ""
-        if leaves:
-            score_join = (
-                "LEFT JOIN (SELECT rowid AS rid, -bm25(articles_fts, ?, ?, ?, ?) AS score FROM articles_fts "
-                "WHERE articles_fts MATCH ?) s ON s.rid = a.rowid"
-            )
+        driving, rest = split_for_fts(node, lang)
+        ranked = (
+            "SELECT rowid AS rid, -bm25(articles_fts, ?, ?, ?, ?) AS score FROM articles_fts WHERE articles_fts MATCH ?"
+        )
+        if driving is not None and request.sort == "date":
+            # the text part is one FTS5 query that selects; a date sort needs no score
+            matching = "SELECT rowid AS rid FROM articles_fts WHERE articles_fts MATCH ?"
+            source = f"({matching}) s JOIN articles a ON a.rowid = s.rid"
+            params.append(driving)
+            score = "0.0"
+        elif driving is not None:
+            # the text part is one FTS5 query that selects and ranks; SQL checks filters on its rows
+            source = f"({ranked}) s JOIN articles a ON a.rowid = s.rid"
+            params += [*_BM25_WEIGHTS, driving]
+            score = "s.score"
+        elif leaves:
+            source = f"articles a LEFT JOIN ({ranked}) s ON s.rid = a.rowid"
             params += [*_BM25_WEIGHTS, " OR ".join(f"({fts_expression(leaf, lang)})" for leaf in leaves)]
-        score = "COALESCE(s.score, 0.0)" if leaves else "0.0"
-        where = [_compile(node, params, lang), *self._filters(request, params)]
+            score = "COALESCE(s.score, 0.0)"
+        else:
+            source, score = "articles a", "0.0"
+        where = [_compile(rest, params, lang), *self._filters(request, params)]
         fill = (
             "INSERT INTO temp.hits (rid, score, sort_ts, id, story_id, lang, source, source_type, day) "
             f"SELECT a.rowid, {score}, a.sort_ts, a.id, a.story_id, a.lang, a.source, a.source_type, a.day "
-            f"FROM articles a {score_join} WHERE " + " AND ".join(where)
+            f"FROM {source} WHERE " + " AND ".join(where)
         )
         if request.sort == "date":
             order, key_column = "sort_ts DESC, id ASC", "sort_ts"
@@ -537,10 +590,12 @@ class EmbeddedStore:
                     rows, groups_meta = self._story_rows(conn, order, key_column, request, size)
                 else:
                     cursor_sql, cursor_params = self._after(request, key_column)
+                    # the page first, then its documents: joining every hit's document before the
+                    # LIMIT would read them all
                     rows = conn.execute(
-                        "SELECT h.id, d.doc, h.score, h.sort_ts FROM temp.hits h "
-                        "JOIN article_docs d ON d.rowid = h.rid "
-                        f"WHERE 1{cursor_sql} ORDER BY {order.replace('id ASC', 'h.id ASC')} LIMIT ?",
+                        "SELECT h.id, d.doc, h.score, h.sort_ts FROM (SELECT rid, id, score, sort_ts FROM temp.hits "
+                        f"WHERE 1{cursor_sql} ORDER BY {order} LIMIT ?) h "
+                        f"JOIN article_docs d ON d.rowid = h.rid ORDER BY {order.replace('id ASC', 'h.id ASC')}",
                         [*cursor_params, size],
                     ).fetchall()
                     groups_meta = []
@@ -599,21 +654,19 @@ class EmbeddedStore:
 
     @staticmethod
     def _facets(conn: sqlite3.Connection) -> dict[str, list[tuple[str, int]]]:
+        """Every facet from one scan of the hits (five GROUP BYs would sort the hits five times)."""
+        counters: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
+        columns = ", ".join("day" if name == "day" else _FACET_COLUMNS[name] for name in FACETS)
+        for row in conn.execute(f"SELECT {columns} FROM temp.hits"):
+            for name, value in zip(FACETS, row, strict=True):
+                if value is not None:
+                    counters[name][value] += 1
         out: dict[str, list[tuple[str, int]]] = {}
-        for name in FACETS:
+        for name, counter in counters.items():
             if name == "day":
-                rows = conn.execute(
-                    "SELECT day, COUNT(*) FROM temp.hits GROUP BY day ORDER BY day DESC LIMIT ?", (DAY_FACET_SIZE,)
-                ).fetchall()
-                out[name] = [(str(k), int(c)) for k, c in reversed(rows)]
-                continue
-            column = _FACET_COLUMNS[name]
-            rows = conn.execute(
-                f"SELECT {column} AS k, COUNT(*) AS c FROM temp.hits WHERE {column} IS NOT NULL "
-                "GROUP BY k ORDER BY c DESC, k ASC LIMIT ?",
-                (FACET_SIZE,),
-            ).fetchall()
-            out[name] = [(str(k), int(c)) for k, c in rows]
+                out[name] = sorted(counter.items())[-DAY_FACET_SIZE:]
+            else:
+                out[name] = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_SIZE]
         return out
 
     def _story_rows(
@@ -624,10 +677,12 @@ class EmbeddedStore:
         rows = conn.execute(
             "WITH r AS (SELECT rid, id, score, sort_ts, story_id, "
             f"ROW_NUMBER() OVER (PARTITION BY story_id ORDER BY {order}) AS rn, "
-            "COUNT(*) OVER (PARTITION BY story_id) AS cnt FROM temp.hits WHERE story_id IS NOT NULL) "
-            "SELECT r.id, d.doc, r.score, r.sort_ts, r.story_id, r.cnt FROM r JOIN article_docs d ON d.rowid = r.rid "
+            "COUNT(*) OVER (PARTITION BY story_id) AS cnt FROM temp.hits WHERE story_id IS NOT NULL), "
+            "p AS (SELECT * FROM r "
             f"WHERE r.rn = 1{cursor_sql.replace(key_column, 'r.' + key_column).replace(' id >', ' r.id >')} "
-            f"ORDER BY {order.replace(key_column, 'r.' + key_column).replace('id ASC', 'r.id ASC')} LIMIT ?",
+            f"ORDER BY {order.replace(key_column, 'r.' + key_column).replace('id ASC', 'r.id ASC')} LIMIT ?) "
+            "SELECT p.id, d.doc, p.score, p.sort_ts, p.story_id, p.cnt FROM p JOIN article_docs d ON d.rowid = p.rid "
+            f"ORDER BY {order.replace(key_column, 'p.' + key_column).replace('id ASC', 'p.id ASC')}",
             [*cursor_params, size],
         ).fetchall()
         story_ids = [r[4] for r in rows]
