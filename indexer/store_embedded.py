@@ -36,6 +36,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,8 @@ CREATE TEMP TABLE IF NOT EXISTS hits (
 )
 """
 
+_VOCAB = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.articles_vocab USING fts5vocab(main, articles_fts, 'row')"
+
 _FILTER_COLUMNS = {"lang": "a.lang", "source": "a.source", "story": "a.story_id"}
 _FACET_COLUMNS = {"lang": "lang", "source": "source", "source_type": "source_type", "story": "story_id"}
 
@@ -122,12 +125,13 @@ def _fts_phrase(toks: Sequence[str]) -> str:
     return '"' + " ".join(toks) + '"'  # tokens are letters/digits only: no quote to escape
 
 
-def fts_expression(leaf: Term | Phrase, lang: str | None = None) -> str:
+def fts_expression(leaf: Term | Phrase, lang: str | None = None, present: AbstractSet[str] | None = None) -> str:
     """The FTS5 MATCH expression of one word or phrase (column filter by field).
 
     A phrase: its exact tokens, adjacent. A word: for each token, one of its query forms
     (``indexer.analysis.query_forms``, for ``lang`` or for every language of its script) among the
-    article's word forms.
+    article's word forms. ``present``: the tokens the index holds, when known; forms outside it are left
+    out (they can match nothing), which keeps a query of many name variants and forms small.
     """
     toks = tokens(leaf.text)
     title = leaf.field == "title"
@@ -135,25 +139,28 @@ def fts_expression(leaf: Term | Phrase, lang: str | None = None) -> str:
     if isinstance(leaf, Phrase):
         return f"{columns} : {_fts_phrase(toks)}"
     form_columns = "title_stems" if title else "{title_stems body_stems}"
-    parts = [
-        f"{form_columns} : (" + " OR ".join(_fts_phrase([f]) for f in query_forms(tok, lang)) + ")" for tok in toks
-    ]
+    parts = []
+    for tok in toks:
+        forms = query_forms(tok, lang)
+        if present is not None:
+            forms = tuple(f for f in forms if f in present) or forms[:1]  # none indexed: one that matches nothing
+        parts.append(f"{form_columns} : (" + " OR ".join(_fts_phrase([f]) for f in forms) + ")")
     return "(" + " AND ".join(parts) + ")"
 
 
-def fts_query(node: Node, lang: str | None = None) -> str | None:
+def fts_query(node: Node, lang: str | None = None, present: AbstractSet[str] | None = None) -> str | None:
     """One FTS5 MATCH expression for a text-only query (words, phrases, AND, OR, NOT under an AND with
     a positive part), or None when the query needs SQL (field filters, a NOT alone, everything)."""
     if isinstance(node, Term | Phrase):
-        return fts_expression(node, lang)
+        return fts_expression(node, lang, present)
     if isinstance(node, Or):
-        parts = [fts_query(item, lang) for item in node.items]
+        parts = [fts_query(item, lang, present) for item in node.items]
         return None if any(p is None for p in parts) else "(" + " OR ".join(str(p) for p in parts) + ")"
     if isinstance(node, And):
         positive: list[str] = []
         negative: list[str] = []
         for item in node.items:
-            part = fts_query(item.item if isinstance(item, Not) else item, lang)
+            part = fts_query(item.item if isinstance(item, Not) else item, lang, present)
             if part is None:
                 return None
             (negative if isinstance(item, Not) else positive).append(part)
@@ -163,37 +170,39 @@ def fts_query(node: Node, lang: str | None = None) -> str | None:
     return None
 
 
-def split_for_fts(node: Node, lang: str | None = None) -> tuple[str | None, Node]:
+def split_for_fts(
+    node: Node, lang: str | None = None, present: AbstractSet[str] | None = None
+) -> tuple[str | None, Node]:
     """``(FTS5 expression, rest)``: the text part of the query as one MATCH (which also ranks), and
     what SQL must still check (``MatchAll()`` when nothing). ``(None, node)`` when no text part drives."""
-    whole = fts_query(node, lang)
+    whole = fts_query(node, lang, present)
     if whole is not None:
         return whole, MatchAll()
     if not isinstance(node, And):
         return None, node
-    text = [i for i in node.items if fts_query(i.item if isinstance(i, Not) else i, lang) is not None]
+    text = [i for i in node.items if fts_query(i.item if isinstance(i, Not) else i, lang, present) is not None]
     rest = [i for i in node.items if i not in text]
-    expression = fts_query(And(tuple(text)), lang) if text else None
+    expression = fts_query(And(tuple(text)), lang, present) if text else None
     if expression is None:
         return None, node
     remaining: Node = MatchAll() if not rest else rest[0] if len(rest) == 1 else And(tuple(rest))
     return expression, remaining
 
 
-def _compile(node: Node, params: list[Any], lang: str | None = None) -> str:
+def _compile(node: Node, params: list[Any], lang: str | None = None, present: AbstractSet[str] | None = None) -> str:
     """Boolean SQL over the ``articles a`` row for ``node``; appends bound values to ``params``."""
     if isinstance(node, MatchAll):
         return "1"
     if isinstance(node, Term | Phrase):
-        params.append(fts_expression(node, lang))
+        params.append(fts_expression(node, lang, present))
         return "a.rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)"
     if isinstance(node, FieldFilter):
         params.append(node.value.lower() if node.field == "lang" else node.value)
         return f"{_FILTER_COLUMNS[node.field]} = ?"
     if isinstance(node, Not):
-        return f"NOT ({_compile(node.item, params, lang)})"
+        return f"NOT ({_compile(node.item, params, lang, present)})"
     joiner = " AND " if isinstance(node, And) else " OR "
-    return "(" + joiner.join(_compile(item, params, lang) for item in node.items) + ")"
+    return "(" + joiner.join(_compile(item, params, lang, present) for item in node.items) + ")"
 
 
 _FTS_INSERT = "INSERT INTO articles_fts (rowid, title, body, title_stems, body_stems) VALUES (?, ?, ?, ?, ?)"
@@ -247,6 +256,7 @@ class EmbeddedStore:
                 conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 conn.executescript(_SCHEMA)
                 conn.execute(_HITS)
+                conn.execute(_VOCAB)
             except sqlite3.Error as exc:
                 raise StoreError(f"embedded store {self.path}: cannot open: {exc}") from exc
             self._check_layout(conn)
@@ -547,41 +557,14 @@ class EmbeddedStore:
         leaves = positive_leaves(node)
         lang = request.lang.lower() if request.lang else None
         size = max(0, min(request.size, MAX_SIZE))
-        params: list[Any] = []
-        driving, rest = split_for_fts(node, lang)
-        ranked = (
-            "SELECT rowid AS rid, -bm25(articles_fts, ?, ?, ?, ?) AS score FROM articles_fts WHERE articles_fts MATCH ?"
-        )
-        if driving is not None and request.sort == "date":
-            # the text part is one FTS5 query that selects; a date sort needs no score
-            matching = "SELECT rowid AS rid FROM articles_fts WHERE articles_fts MATCH ?"
-            source = f"({matching}) s JOIN articles a ON a.rowid = s.rid"
-            params.append(driving)
-            score = "0.0"
-        elif driving is not None:
-            # the text part is one FTS5 query that selects and ranks; SQL checks filters on its rows
-            source = f"({ranked}) s JOIN articles a ON a.rowid = s.rid"
-            params += [*_BM25_WEIGHTS, driving]
-            score = "s.score"
-        elif leaves:
-            source = f"articles a LEFT JOIN ({ranked}) s ON s.rid = a.rowid"
-            params += [*_BM25_WEIGHTS, " OR ".join(f"({fts_expression(leaf, lang)})" for leaf in leaves)]
-            score = "COALESCE(s.score, 0.0)"
-        else:
-            source, score = "articles a", "0.0"
-        where = [_compile(rest, params, lang), *self._filters(request, params)]
-        fill = (
-            "INSERT INTO temp.hits (rid, score, sort_ts, id, story_id, lang, source, source_type, day) "
-            f"SELECT a.rowid, {score}, a.sort_ts, a.id, a.story_id, a.lang, a.source, a.source_type, a.day "
-            f"FROM {source} WHERE " + " AND ".join(where)
-        )
         if request.sort == "date":
             order, key_column = "sort_ts DESC, id ASC", "sort_ts"
         else:
             order, key_column = "score DESC, id ASC", "score"
         with self._lock:
             conn = self.conn
-            with _transaction(conn, "DEFERRED"):  # one snapshot for count, facets and page
+            with _transaction(conn, "DEFERRED"):  # one snapshot for the vocabulary, count, facets and page
+                fill, params = self._fill(node, leaves, request, lang, self._present(conn, node, lang))
                 conn.execute("DELETE FROM temp.hits")
                 conn.execute(fill, params)
                 total = int(conn.execute("SELECT COUNT(*) FROM temp.hits").fetchone()[0])
@@ -616,6 +599,64 @@ class EmbeddedStore:
         return SearchResult(
             total=total, hits=hits, facets=facets, next_after=next_after, groups=groups, expanded=expanded
         )
+
+    @staticmethod
+    def _present(conn: sqlite3.Connection, node: Node, lang: str | None) -> frozenset[str]:
+        """The query forms of the query's words that the index holds (``fts5vocab``), in this snapshot."""
+        wanted: set[str] = set()
+
+        def walk(n: Node) -> None:
+            if isinstance(n, Term):
+                wanted.update(f for tok in tokens(n.text) for f in query_forms(tok, lang))
+            elif isinstance(n, And | Or):
+                for item in n.items:
+                    walk(item)
+            elif isinstance(n, Not):
+                walk(n.item)
+
+        walk(node)
+        return frozenset(
+            f for f in wanted if conn.execute("SELECT 1 FROM temp.articles_vocab WHERE term = ?", (f,)).fetchone()
+        )
+
+    def _fill(
+        self,
+        node: Node,
+        leaves: Sequence[Term | Phrase],
+        request: SearchRequest,
+        lang: str | None,
+        present: AbstractSet[str],
+    ) -> tuple[str, list[Any]]:
+        """The INSERT of the matching rows (with their scores) into ``temp.hits``, and its parameters."""
+        params: list[Any] = []
+        driving, rest = split_for_fts(node, lang, present)
+        ranked = (
+            "SELECT rowid AS rid, -bm25(articles_fts, ?, ?, ?, ?) AS score FROM articles_fts WHERE articles_fts MATCH ?"
+        )
+        if driving is not None and request.sort == "date":
+            # the text part is one FTS5 query that selects; a date sort needs no score
+            matching = "SELECT rowid AS rid FROM articles_fts WHERE articles_fts MATCH ?"
+            source = f"({matching}) s JOIN articles a ON a.rowid = s.rid"
+            params.append(driving)
+            score = "0.0"
+        elif driving is not None:
+            # the text part is one FTS5 query that selects and ranks; SQL checks filters on its rows
+            source = f"({ranked}) s JOIN articles a ON a.rowid = s.rid"
+            params += [*_BM25_WEIGHTS, driving]
+            score = "s.score"
+        elif leaves:
+            source = f"articles a LEFT JOIN ({ranked}) s ON s.rid = a.rowid"
+            params += [*_BM25_WEIGHTS, " OR ".join(f"({fts_expression(leaf, lang, present)})" for leaf in leaves)]
+            score = "COALESCE(s.score, 0.0)"
+        else:
+            source, score = "articles a", "0.0"
+        where = [_compile(rest, params, lang, present), *self._filters(request, params)]
+        fill = (
+            "INSERT INTO temp.hits (rid, score, sort_ts, id, story_id, lang, source, source_type, day) "
+            f"SELECT a.rowid, {score}, a.sort_ts, a.id, a.story_id, a.lang, a.source, a.source_type, a.day "
+            f"FROM {source} WHERE " + " AND ".join(where)
+        )
+        return fill, params
 
     @staticmethod
     def _filters(request: SearchRequest, params: list[Any]) -> list[str]:
