@@ -34,7 +34,6 @@ import logging
 import math
 import sqlite3
 import threading
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import datetime
@@ -695,19 +694,21 @@ class EmbeddedStore:
 
     @staticmethod
     def _facets(conn: sqlite3.Connection) -> dict[str, list[tuple[str, int]]]:
-        """Every facet from one scan of the hits (five GROUP BYs would sort the hits five times)."""
-        counters: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
-        columns = ", ".join("day" if name == "day" else _FACET_COLUMNS[name] for name in FACETS)
-        for row in conn.execute(f"SELECT {columns} FROM temp.hits"):
-            for name, value in zip(FACETS, row, strict=True):
-                if value is not None:
-                    counters[name][value] += 1
         out: dict[str, list[tuple[str, int]]] = {}
-        for name, counter in counters.items():
+        for name in FACETS:
             if name == "day":
-                out[name] = sorted(counter.items())[-DAY_FACET_SIZE:]
-            else:
-                out[name] = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_SIZE]
+                rows = conn.execute(
+                    "SELECT day, COUNT(*) FROM temp.hits GROUP BY day ORDER BY day DESC LIMIT ?", (DAY_FACET_SIZE,)
+                ).fetchall()
+                out[name] = [(str(k), int(c)) for k, c in reversed(rows)]
+                continue
+            column = _FACET_COLUMNS[name]
+            rows = conn.execute(
+                f"SELECT {column} AS k, COUNT(*) AS c FROM temp.hits WHERE {column} IS NOT NULL "
+                "GROUP BY k ORDER BY c DESC, k ASC LIMIT ?",
+                (FACET_SIZE,),
+            ).fetchall()
+            out[name] = [(str(k), int(c)) for k, c in rows]
         return out
 
     def _story_rows(
