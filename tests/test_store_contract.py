@@ -1362,3 +1362,19 @@ def test_an_embedded_store_of_layout_2_is_upgraded_in_place(tmp_path: Path) -> N
         assert reopened.count_articles() == 2
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("sort", ["date", "relevance"])
+def test_by_story_breaks_ties_by_id(contract_store: SearchStore, sort: str) -> None:
+    """Copies with the same text and time tie on score and date: the group shows the smallest id."""
+    if sort == "relevance" and on_stand_in(contract_store):
+        pytest.skip("the stand-in's top_hits aggregation returns no scores, so it cannot rank story groups")
+    copies = [
+        make_article(url=f"https://copies.example/{i}", story_id="T1", title="Copies of one wire", text="Same words.")
+        for i in range(4)
+    ]
+    other = make_article(url="https://copies.example/other", story_id="T2", title="Another wire", text="Same words.")
+    assert contract_store.write_articles([*copies, other]) == []
+    result = q(contract_store, "same words", by_story=True, sort=sort)
+    best = {g.story_id: (g.best.article.id, g.article_count) for g in result.groups}
+    assert best == {"T1": (min(a.id for a in copies), 4), "T2": (other.id, 1)}
