@@ -188,6 +188,36 @@ def split_for_fts(
     return expression, remaining
 
 
+def prune(node: Node, present: AbstractSet[str], lang: str | None = None) -> Node | None:
+    """``node`` without the words and phrases the index cannot match (a token, or every form of it,
+    absent from its vocabulary), simplified; None when nothing can match. Same answers, smaller MATCH."""
+    if isinstance(node, Term):
+        ok = all(any(f in present for f in query_forms(tok, lang)) for tok in tokens(node.text))
+        return node if ok else None
+    if isinstance(node, Phrase):
+        return node if all(tok in present for tok in tokens(node.text)) else None
+    if isinstance(node, Not):
+        inner = prune(node.item, present, lang)
+        if inner is None:
+            return MatchAll()
+        return None if isinstance(inner, MatchAll) else Not(inner)
+    if isinstance(node, And):
+        kept: list[Node] = []
+        for item in node.items:
+            pruned = prune(item, present, lang)
+            if pruned is None:
+                return None
+            if not isinstance(pruned, MatchAll):
+                kept.append(pruned)
+        return MatchAll() if not kept else kept[0] if len(kept) == 1 else And(tuple(kept))
+    if isinstance(node, Or):
+        alive = [p for p in (prune(item, present, lang) for item in node.items) if p is not None]
+        if any(isinstance(p, MatchAll) for p in alive):
+            return MatchAll()
+        return None if not alive else alive[0] if len(alive) == 1 else Or(tuple(alive))
+    return node
+
+
 def _compile(node: Node, params: list[Any], lang: str | None = None, present: AbstractSet[str] | None = None) -> str:
     """Boolean SQL over the ``articles a`` row for ``node``; appends bound values to ``params``."""
     if isinstance(node, MatchAll):
@@ -563,7 +593,8 @@ class EmbeddedStore:
         with self._lock:
             conn = self.conn
             with _transaction(conn, "DEFERRED"):  # one snapshot for the vocabulary, count, facets and page
-                fill, params = self._fill(node, leaves, request, lang, self._present(conn, node, lang))
+                present = self._present(conn, node, lang)
+                fill, params = self._fill(prune(node, present, lang), request, lang, present)
                 conn.execute("DELETE FROM temp.hits")
                 conn.execute(fill, params)
                 total = int(conn.execute("SELECT COUNT(*) FROM temp.hits").fetchone()[0])
@@ -601,12 +632,15 @@ class EmbeddedStore:
 
     @staticmethod
     def _present(conn: sqlite3.Connection, node: Node, lang: str | None) -> frozenset[str]:
-        """The query forms of the query's words that the index holds (``fts5vocab``), in this snapshot."""
+        """The query forms of the query's words, and the tokens of its phrases, that the index holds
+        (``fts5vocab``), in this snapshot."""
         wanted: set[str] = set()
 
         def walk(n: Node) -> None:
             if isinstance(n, Term):
                 wanted.update(f for tok in tokens(n.text) for f in query_forms(tok, lang))
+            elif isinstance(n, Phrase):
+                wanted.update(tokens(n.text))
             elif isinstance(n, And | Or):
                 for item in n.items:
                     walk(item)
@@ -619,14 +653,15 @@ class EmbeddedStore:
         )
 
     def _fill(
-        self,
-        node: Node,
-        leaves: Sequence[Term | Phrase],
-        request: SearchRequest,
-        lang: str | None,
-        present: AbstractSet[str],
+        self, node: Node | None, request: SearchRequest, lang: str | None, present: AbstractSet[str]
     ) -> tuple[str, list[Any]]:
-        """The INSERT of the matching rows (with their scores) into ``temp.hits``, and its parameters."""
+        """The INSERT of the matching rows (with their scores) into ``temp.hits``, and its parameters.
+
+        ``node``: the query pruned to what the index can match (None: nothing can).
+        """
+        if node is None:
+            node = Not(MatchAll())
+        leaves = positive_leaves(node)
         params: list[Any] = []
         driving, rest = split_for_fts(node, lang, present)
         ranked = (
