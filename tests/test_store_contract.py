@@ -1378,3 +1378,32 @@ def test_by_story_breaks_ties_by_id(contract_store: SearchStore, sort: str) -> N
     result = q(contract_store, "same words", by_story=True, sort=sort)
     best = {g.story_id: (g.best.article.id, g.article_count) for g in result.groups}
     assert best == {"T1": (min(a.id for a in copies), 4), "T2": (other.id, 1)}
+
+
+def test_an_article_index_from_before_word_forms_gets_the_stem_fields(
+    noida_server: NoidaServer, tmp_path: Path
+) -> None:
+    """An index created with the version-1 mappings (no stem fields) is given them at start-up."""
+    import copy
+
+    from indexer.store_elastic import ElasticStore
+
+    store = ElasticStore(elastic_settings(noida_server.url, tmp_path), refresh=True)
+    try:
+        mappings, index_settings = store._mappings_and_settings("articles")
+        old = copy.deepcopy(mappings)
+        del old["properties"]["title_stems"], old["properties"]["text_stems"]
+        store.client.indices.create(
+            index=store.first_index,
+            mappings=old,
+            settings=index_settings,
+            aliases={store.articles_alias: {"is_write_index": True}},
+        )
+        store.ensure_ready()
+        found = store.client.indices.get_mapping(index=store.first_index).body[store.first_index]["mappings"]
+        assert found["properties"]["text_stems"] == mappings["properties"]["text_stems"]
+        assert store.write_articles([MORPH["m_en3"]]) == []
+        assert mkeys(q(store, "detainee")) == {"m_en3"}
+    finally:
+        store.wipe()
+        store.close()
