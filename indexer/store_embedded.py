@@ -595,7 +595,7 @@ class EmbeddedStore:
             with _transaction(conn, "DEFERRED"):  # one snapshot for the vocabulary, count, facets and page
                 present = self._present(conn, node, lang)
                 fill, params = self._fill(prune(node, present, lang), request, lang, present)
-                conn.execute("DELETE FROM temp.hits")
+                # temp.hits is empty here: emptied at the end of every search, or rolled back with it
                 conn.execute(fill, params)
                 total = int(conn.execute("SELECT COUNT(*) FROM temp.hits").fetchone()[0])
                 facets = self._facets(conn) if request.facets else {}
