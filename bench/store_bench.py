@@ -16,6 +16,7 @@ Run: ``python -m bench.store_bench [--articles N] [--rounds R]``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -32,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.report import write_section as write_doc_section
+from indexer.names import NameGroups
 from indexer.store import SearchRequest, SearchStore
 from indexer.store_elastic import ElasticStore
 from indexer.store_embedded import EmbeddedStore
@@ -39,6 +41,7 @@ from stream.article import Article
 from stream.canonical_url import id_for_url
 from stream.settings import load_settings
 from stream.text import content_hash
+from stream.topic import load_topic
 
 SECTION = "store_bench"
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,6 +161,9 @@ QUERIES: list[tuple[str, dict[str, object]]] = [
     ("facets", {"query": "Sednaya", "facets": True}),
     ("by story", {"query": "executions", "by_story": True}),
     ("highlight", {"query": "crematorium", "highlight": True}),
+    ("word forms", {"query": "detainee"}),
+    ("minus", {"query": "Saydnaya -torture"}),
+    ("exact name", {"query": '"Sednaya"'}),
 ]
 
 
@@ -273,8 +279,13 @@ def stop_process_group(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -
     proc.wait()
 
 
+def _names() -> NameGroups:
+    """The name groups of the repository's topic file (what ``wiring.make_store`` gives the stores)."""
+    return NameGroups.from_topic(load_topic(load_settings(environ={}).topic_file))
+
+
 def run_embedded(articles: list[Article], rounds: int, work: Path) -> dict[str, object]:
-    store = EmbeddedStore(work / "store.sqlite3")
+    store = EmbeddedStore(work / "store.sqlite3", names=_names())
     store.ensure_ready()
     try:
         return measure(store, articles, rounds, lambda: None)
@@ -310,7 +321,7 @@ def run_stand_in(articles: list[Article], rounds: int, work: Path) -> dict[str, 
             environ={},
             overrides={"data_dir": work, "store": url, "es_prefix": "bench", "es_timeout_s": STAND_IN_TIMEOUT_S},
         )
-        store = ElasticStore(settings)
+        store = ElasticStore(settings, names=_names())
         store.ensure_ready()
         try:
             return measure(store, articles, rounds, lambda: store.client.indices.refresh(index=store.articles_alias))
@@ -332,13 +343,23 @@ def main() -> None:
         "--stand-in-rounds", type=int, default=2, help="times on the stand-in (seconds per query at 50k articles)"
     )
     parser.add_argument("--no-doc", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    parser.add_argument(
+        "--embedded-only", action="store_true", help="skip the stand-in (minutes per round at 50k articles)"
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a JSON file of an earlier run (--save) of the embedded store: its p50/p95 are shown next to this run's",
+    )
+    parser.add_argument("--save", type=Path, help="write this run's embedded figures to a JSON file")
     args = parser.parse_args()
     t0 = time.perf_counter()
     articles = generate(args.articles)
     print(f"generated {len(articles)} articles in {time.perf_counter() - t0:.1f} s", flush=True)
     results: dict[str, dict[str, object]] = {}
+    runners = [("embedded", run_embedded)] + ([] if args.embedded_only else [("stand-in", run_stand_in)])
     with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:
-        for name, runner in (("embedded", run_embedded), ("stand-in", run_stand_in)):
+        for name, runner in runners:
             work = Path(tmp) / name
             work.mkdir()
             print(f"== {name}", flush=True)
@@ -350,17 +371,36 @@ def main() -> None:
                 f"{r['failures']} failed)",
                 flush=True,
             )
+    if args.save:
+        args.save.write_text(json.dumps(results["embedded"], indent=1), encoding="utf-8")
+    if args.before:
+        before = json.loads(args.before.read_text(encoding="utf-8"))
+        results = {"embedded before": before, "embedded": results["embedded"], **results}
+    command = f"`python -m bench.store_bench --articles {args.articles} --rounds {args.rounds}"
+    command += " --embedded-only" if args.embedded_only else f" --stand-in-rounds {args.stand_in_rounds}"
+    command += " --before <file>`" if args.before else "`"
     lines = [
         (
-            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m bench.store_bench --articles "
-            f"{args.articles} --rounds {args.rounds} --stand-in-rounds {args.stand_in_rounds}`: {args.articles} "
-            "generated articles (80-word texts in "
-            f"en/fr/de/tr/ar, stories of 10, no embeddings) written with `write_articles` in batches of {BATCH}, "
-            f"then the query mix below run one query at a time, {args.rounds} times on the embedded store (SQLite "
-            f"FTS5, temporary file) and {args.stand_in_rounds} times on the Elasticsearch adapter against the "
-            "noida-db 0.2.2 stand-in on loopback "
-            "(no refresh during the load, one refresh after it). The stand-in is not Elasticsearch: its figures say "
-            "what the adapter costs against an in-process server, not how a cluster performs."
+            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by {command}: {args.articles} generated articles "
+            f"(80-word texts in en/fr/de/tr/ar, stories of 10, no embeddings) written with `write_articles` in "
+            f"batches of {BATCH}, then the query mix below run one query at a time, {args.rounds} times on the "
+            "embedded store (SQLite FTS5, temporary file), with word forms (`indexer.analysis`) and the name groups "
+            "of `stream/topics/sednaya.toml` (`indexer.names`: `Sednaya` also searches its 20 other spellings)"
+            + (
+                ""
+                if args.embedded_only
+                else f", and {args.stand_in_rounds} times on the Elasticsearch adapter against the noida-db 0.2.2 "
+                "stand-in on loopback (no refresh during the load, one refresh after it; the stand-in is not "
+                "Elasticsearch: its figures say what the adapter costs against an in-process server, not how a "
+                "cluster performs)"
+            )
+            + "."
+            + (
+                " `embedded before` is the same run on the code before word forms and name expansion (exact "
+                "tokens only, so its hit counts differ), saved with `--save` and passed with `--before`."
+                if args.before
+                else ""
+            )
         ),
         "",
         "| store | docs/s bulk-indexed | load s | all queries p50 ms | all queries p95 ms |",
@@ -372,15 +412,20 @@ def main() -> None:
             f"| {name} | {r['docs_per_s']:.0f} | {r['write_s']:.1f} | {statistics.median(every):.1f} | "
             f"{percentile(every, 0.95):.1f} |"
         )
-    lines += ["", "| query | hits | embedded p50 / p95 ms | stand-in p50 / p95 ms |", "|---|---|---|---|"]
+    names = list(results)
+    lines += [
+        "",
+        "| query | hits (" + " / ".join(names) + ") | " + " | ".join(f"{n} p50 / p95 ms" for n in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
     for name, params in QUERIES:
         cells = []
-        for store_name in results:
-            vals = results[store_name]["latencies"][name]  # type: ignore[index]
-            cells.append(f"{statistics.median(vals):.1f} / {percentile(vals, 0.95):.1f}")
-        hits = " / ".join(str(results[s]["totals"][name]) for s in results)  # type: ignore[index]
+        for store_name in names:
+            vals = results[store_name]["latencies"].get(name, [])  # type: ignore[attr-defined]
+            cells.append(f"{statistics.median(vals):.1f} / {percentile(vals, 0.95):.1f}" if vals else "-")
+        hits = " / ".join(str(results[s]["totals"].get(name, "-")) for s in names)  # type: ignore[attr-defined]
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-        lines.append(f"| {name} (`{shown}`) | {hits} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {name} (`{shown}`) | {hits} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
     if not args.no_doc:
         _write_section(lines)

@@ -1,8 +1,9 @@
 """Highlights and "why it matched", computed from the original text and the query's positive terms.
 
 Matching is on folded tokens (``indexer.query.tokens``): case, Latin diacritics and Arabic variants
-do not matter, exactly as in the stores. Fragments are HTML: the original text escaped, matched
-tokens wrapped in ``<mark>``.
+do not matter, and a word also marks its word forms in the article's language (``indexer.analysis``),
+exactly as in the stores. Fragments are HTML: the original text escaped, matched tokens wrapped in
+``<mark>``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import html
 import re
 from collections.abc import Sequence
 
+from indexer.analysis import document_forms, form, query_forms
 from indexer.query import Phrase, Term, tokens
 from stream.article import Article
 
@@ -20,15 +22,32 @@ _MARKS = "\u0300-\u036f\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"  # diacrit
 _ORIGINAL_TOKEN = re.compile(rf"(?:[^\W_]|[{_MARKS}])+")
 
 
-def query_tokens(terms: Sequence[str]) -> frozenset[str]:
+Terms = Sequence[str | Term | Phrase]  # a plain string is a word
+
+
+def query_tokens(terms: Terms) -> frozenset[str]:
     """Folded tokens of the positive terms."""
-    return frozenset(t for term in terms for t in tokens(term))
+    return frozenset(t for term in terms for t in tokens(term if isinstance(term, str) else term.text))
 
 
-def _spans(text: str, wanted: frozenset[str]) -> list[tuple[int, int]]:
+def _word_forms(terms: Terms) -> frozenset[str]:
+    """Query forms (``indexer.analysis.query_forms``) of the tokens of the words among ``terms``."""
+    return frozenset(
+        f
+        for term in terms
+        if not isinstance(term, Phrase)
+        for tok in tokens(term if isinstance(term, str) else term.text)
+        for f in query_forms(tok)
+    )
+
+
+def _spans(
+    text: str, wanted: frozenset[str], forms: frozenset[str] = frozenset(), lang: str = ""
+) -> list[tuple[int, int]]:
     out = []
     for match in _ORIGINAL_TOKEN.finditer(text):
-        if any(t in wanted for t in tokens(match.group(0))):
+        toks = tokens(match.group(0))
+        if any(t in wanted or form(t, lang) in forms for t in toks):
             out.append(match.span())
     return out
 
@@ -46,13 +65,16 @@ def _marked(text: str, spans: Sequence[tuple[int, int]], start: int, end: int) -
     return "".join(parts)
 
 
-def highlight_field(text: str, terms: Sequence[str], *, whole: bool = False) -> list[str]:
+def highlight_field(text: str, terms: Terms, *, whole: bool = False, lang: str | None = None) -> list[str]:
     """HTML fragments of ``text`` with the terms marked; ``[]`` when no term occurs.
+
+    ``lang``: the text's language, whose word forms of the words are marked too.
 
     ``whole`` returns the entire text as one fragment (titles); otherwise up to ``MAX_FRAGMENTS``
     windows of about ``FRAGMENT_CHARS`` characters around the first matches, ``…`` where cut.
     """
-    spans = _spans(text, query_tokens(terms))
+    phrases = query_tokens([t for t in terms if isinstance(t, Phrase)])
+    spans = _spans(text, phrases, _word_forms(terms), (lang or "").lower())
     if not spans:
         return []
     if whole:
@@ -76,15 +98,16 @@ def highlight_field(text: str, terms: Sequence[str], *, whole: bool = False) -> 
     return fragments
 
 
-def highlights(article: Article, terms: Sequence[str]) -> dict[str, list[str]]:
+def highlights(article: Article, terms: Terms) -> dict[str, list[str]]:
     """``{"title": [...], "text": [...]}`` for the fields where a term occurs."""
     out: dict[str, list[str]] = {}
     if not terms:
         return out
-    title = highlight_field(article.title, terms, whole=True)
+    lang = article.lang.lower()
+    title = highlight_field(article.title, terms, whole=True, lang=lang)
     if title:
         out["title"] = title
-    text = highlight_field(article.text, terms)
+    text = highlight_field(article.text, terms, lang=lang)
     if text:
         out["text"] = text
     return out
@@ -93,20 +116,22 @@ def highlights(article: Article, terms: Sequence[str]) -> dict[str, list[str]]:
 def matched_terms(article: Article, leaves: Sequence[Term | Phrase]) -> tuple[str, ...]:
     """Texts of the positive leaves that occur in the article, without repeats.
 
-    A word needs all its tokens in the field(s) it names; a phrase its tokens adjacent, in order,
-    within one field.
+    A word needs, for each of its tokens, one of its query forms among the article's word forms in the
+    field(s) it names (``indexer.analysis``, as the stores); a phrase its tokens adjacent, in order, within one field.
     """
     title = tokens(article.title)
     fields = [title, tokens(article.text)]
+    lang = article.lang.lower()
+    forms = [set(document_forms(f, lang)) for f in fields]
     found: list[str] = []
     for leaf in leaves:
         toks = tokens(leaf.text)
-        scope = fields[:1] if leaf.field == "title" else fields
+        scope = slice(0, 1) if leaf.field == "title" else slice(0, 2)
         if isinstance(leaf, Phrase):
-            hit = any(_contains_seq(f, toks) for f in scope)
+            hit = any(_contains_seq(f, toks) for f in fields[scope])
         else:
-            present = {t for f in scope for t in f}
-            hit = bool(toks) and all(t in present for t in toks)
+            present = set().union(*forms[scope])
+            hit = bool(toks) and all(not present.isdisjoint(query_forms(t)) for t in toks)
         if hit and leaf.text not in found:
             found.append(leaf.text)
     return tuple(found)

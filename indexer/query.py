@@ -5,11 +5,19 @@ Grammar (operators are upper-case; ``and``/``or``/``not`` in lower case are ordi
     query    := or_expr?                      empty query = everything (``MatchAll``)
     or_expr  := and_expr ("OR" and_expr)*
     and_expr := not_expr (["AND"] not_expr)*  juxtaposition is AND
-    not_expr := "NOT" not_expr | primary
+    not_expr := ("NOT" | "-") not_expr | primary     ``-word`` (a minus right before a term) is NOT
     primary  := "(" or_expr ")" | WORD | "PHRASE" | FIELD ":" (WORD | "PHRASE")
 
-``FIELD`` is one of ``title`` (text search restricted to the title), ``lang``, ``source``, ``story``
+``FIELD`` is one of ``title`` (text search restricted to the title), ``exact`` (the word or phrase as
+written: no word forms, no name variants; the same as quoting it), ``lang``, ``source``, ``story``
 (exact filters on the article's language, source id and story id). Field names are case-insensitive.
+A ``-`` at the start of a word, phrase, field or parenthesis (``Sednaya -monastery``) negates it; a
+hyphen inside a word (``al-Assad``) is part of the word.
+
+Meaning of the leaves (both stores, see ``indexer.analysis`` and ``indexer.names``): a WORD matches its
+folded tokens or their word forms in the document's language, and, when it spells a name of the topic's
+name groups, every variant of that name; a "PHRASE" (or ``exact:``) matches its folded tokens exactly,
+adjacent and in order.
 A word containing ``:`` after letters is read as ``field:value``; quote it (``"10:30"``) to search it as text.
 
 Every node is a frozen dataclass. ``parse`` raises :class:`indexer.errors.QuerySyntaxError` naming the
@@ -32,7 +40,7 @@ TextField = Literal["any", "title"]  # "any" = title or text
 FilterField = Literal["lang", "source", "story"]
 TEXT_FIELDS: frozenset[str] = frozenset({"title"})
 FILTER_FIELDS: frozenset[str] = frozenset({"lang", "source", "story"})
-FIELDS: tuple[str, ...] = ("lang", "source", "story", "title")
+FIELDS: tuple[str, ...] = ("exact", "lang", "source", "story", "title")
 OPERATORS: frozenset[str] = frozenset({"AND", "OR", "NOT"})
 MAX_QUERY_LENGTH = 4096  # characters; longer input is a paste accident, not a query
 MAX_DEPTH = 64  # nesting of parentheses/NOT; deeper input would exhaust the recursive parser
@@ -99,6 +107,11 @@ class _Tok:
     field: str = ""  # for kind == "field"
     quoted: bool = False  # field value was a phrase
 
+    @property
+    def op(self) -> str:
+        """The operator of an ``op`` token (``-`` is ``NOT``)."""
+        return "NOT" if self.text == "-" else self.text
+
 
 def tokens(text: str) -> list[str]:
     """Folded searchable tokens of ``text`` (case, diacritics and Arabic variants folded)."""
@@ -119,6 +132,14 @@ def _lex(query: str) -> list[_Tok]:
             continue
         if ch == ")":
             out.append(_Tok("rparen", ")", i))
+            i += 1
+            continue
+        if (
+            ch == "-"
+            and i + 1 < n
+            and not query[i + 1].isspace()  # at the start of a term (a word is read whole below)
+        ):
+            out.append(_Tok("op", "-", i))  # -word: NOT word
             i += 1
             continue
         if ch == '"':
@@ -199,7 +220,7 @@ class _Parser:
 
     def or_expr(self) -> Node:
         items = [self.and_expr()]
-        while self.peek().kind == "op" and self.peek().text == "OR":
+        while self.peek().kind == "op" and self.peek().op == "OR":
             op = self.take()
             items.append(self.and_expr(after=op))
         return items[0] if len(items) == 1 else Or(tuple(items))
@@ -208,10 +229,10 @@ class _Parser:
         items = [self.not_expr(after)]
         while True:
             tok = self.peek()
-            if tok.kind == "op" and tok.text == "AND":
+            if tok.kind == "op" and tok.op == "AND":
                 self.take()
                 items.append(self.not_expr(tok))
-            elif tok.kind in ("word", "phrase", "field", "lparen") or (tok.kind == "op" and tok.text == "NOT"):
+            elif tok.kind in ("word", "phrase", "field", "lparen") or (tok.kind == "op" and tok.op == "NOT"):
                 items.append(self.not_expr())
             else:
                 break
@@ -219,7 +240,7 @@ class _Parser:
 
     def not_expr(self, after: _Tok | None = None) -> Node:
         tok = self.peek()
-        if tok.kind == "op" and tok.text == "NOT":
+        if tok.kind == "op" and tok.op == "NOT":
             self.take()
             self._enter(tok)
             node = Not(self.not_expr(tok))
@@ -245,6 +266,10 @@ class _Parser:
                 if not _TOKEN_RE.search(fold(tok.value)):
                     raise self.fail(tok, "a word needs at least one letter or digit")
                 return Phrase(tok.value, "title") if tok.quoted else Term(tok.value, "title")
+            if tok.field == "exact":
+                if not _TOKEN_RE.search(fold(tok.value)):
+                    raise self.fail(tok, "a word needs at least one letter or digit")
+                return Phrase(tok.value)  # as written: exact tokens, no word forms, no name variants
             return FieldFilter(tok.field, tok.value)  # type: ignore[arg-type]  # checked against FILTER_FIELDS
         if tok.kind == "lparen":
             self._enter(tok)

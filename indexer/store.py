@@ -61,6 +61,8 @@ class SearchResult:
     facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     next_after: tuple[str, ...] | None = None  # pass back as search_after for the next page
     groups: list[StoryGroup] = field(default_factory=list)  # when by_story
+    # name variants searched besides what was typed (indexer.names): {"Sednaya": ("Saydnaya", "صيدنايا", ...)}
+    expanded: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -98,6 +100,12 @@ class SearchStore(Protocol):
         self, vector: Sequence[float], *, k: int = 10, since: datetime | None = None
     ) -> list[tuple[str, float]]:
         """kNN over story centroids: ``(story_id, cosine)`` best first, at most ``k``."""
+
+    def move_articles(self, from_story_ids: Sequence[str], to_story_id: str) -> int:
+        """Set ``story_id`` of every article of ``from_story_ids`` to ``to_story_id`` (a story merge).
+
+        Idempotent; returns how many articles were moved.
+        """
 
     def iter_articles(self) -> Iterator[Article]:
         """Every stored article (export), in id order."""

@@ -12,14 +12,17 @@ Layout (names use ``settings.es_prefix``, default ``sednaya``):
 - ``<p>-articles-000001`` behind the write alias ``<p>-articles`` (ILM rolls it over); reads and
   writes go through the alias. ``<p>-stories``: one document per story.
 
-Text: ``title``/``text`` are analysed unstemmed and folded (``sednaya_folded``) with per-language
-sub-fields (``ar`` = the built-in Arabic analyzer rebuilt with a Persian yeh/keheh/tatweel mapping,
-``en``, ``fr``, ``de``, ``tr``, ``std``). ``title_folded``/``text_folded`` hold the application-folded
-tokens (``indexer.query.tokens``: the embedded store's exact tokens) under a whitespace analyzer, so an
-exact term or phrase means the same on both stores; the language sub-fields add stemmed recall. The
-query AST becomes bool/multi_match/match_phrase/term DSL (never ``query_string``).
+Text: ``title_folded``/``text_folded`` hold the exact tokens (``indexer.query.tokens``, folded) and
+``title_stems``/``text_stems`` their word forms in the document's language
+(``indexer.analysis.document_forms``), both computed in Python and indexed by a whitespace analyzer, so
+words, word forms and phrases mean what they mean on the embedded store (the server analyses nothing
+itself). ``title``/``text`` keep their analysed sub-fields for Kibana; searches do not use them. The query
+AST becomes bool/multi_match/match_phrase/term DSL (never ``query_string``).
 
-Writes: ``helpers.streaming_bulk`` with ``_id`` = article id (idempotent), each item's result inspected;
+Writes: ``helpers.streaming_bulk`` with ``_id`` = article id, each item's result inspected. An id
+already stored is written back into the backing index that holds it (found by an ``ids`` query on the
+alias first, as Media Cloud's importer does), so a re-index after an ILM rollover replaces the document
+instead of adding a second copy in the new write index;
 429/5xx and connection failures are retried ``BULK_ATTEMPTS`` times with backoff, other item errors are
 returned as permanent ``WriteFailure`` with the server's reason (the caller dead-letters them).
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -39,9 +43,11 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
 
+from indexer.analysis import document_forms, query_forms
 from indexer.documents import DAY_FACET_SIZE, FACET_SIZE, epoch_micros, sort_time, source_country_of, source_type_of
 from indexer.errors import StoreError
-from indexer.highlight import matched_terms
+from indexer.highlight import highlights, matched_terms
+from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
 from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
 from stream.article import Article, parse_time, utc
@@ -53,7 +59,6 @@ logger = logging.getLogger(__name__)
 DEPLOY_DIR = PACKAGE_ROOT / "deploy" / "elasticsearch"
 DEFAULT_VECTOR_DIMS = 512  # the default model's (use-multilingual-v3); wiring passes the configured model's
 FILE_PREFIX = "sednaya"  # the prefix written in the deploy files, replaced by settings.es_prefix
-LANG_SUBFIELDS = ("ar", "en", "fr", "de", "tr", "std")
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})  # overload/unavailable: worth another try
 BULK_ATTEMPTS = 3  # bulk rounds for transiently failing items before returning them as transient
 BULK_BACKOFF_S = 0.5  # first wait between rounds, doubled each round
@@ -63,10 +68,8 @@ MAX_SIZE = 1000  # largest page a search may ask for
 BY_STORY_MAX_STORIES = 1000  # stories considered for --by-story (the terms aggregation's size)
 KNN_CANDIDATES = 100  # num_candidates of the kNN search (per shard), at least k
 TITLE_BOOST = 3.0  # a title hit weighs like this many text hits (the embedded store's BM25 weight)
-FRAGMENT_CHARS = 160  # highlight fragment size, as the embedded store's
-MAX_FRAGMENTS = 3
-HIGHLIGHT_TAGS = ("<mark>", "</mark>")
 
+_INDEX_ONLY = ("title_folded", "text_folded", "title_stems", "text_stems")  # analysed fields, not returned
 _FILTER_FIELDS = {"lang": "lang", "source": "source", "story": "story_id"}
 _FACET_FIELDS = {"lang": "lang", "source": "source", "source_type": "source_type", "story": "story_id"}
 _CONTRACT_FIELDS = (
@@ -89,13 +92,16 @@ def article_document(article: Article) -> dict[str, Any]:
     """The ``_source`` of an article: the contract fields plus derived search fields."""
     doc = article.to_dict(with_embedding=True)
     doc.setdefault("extra", {})
+    title, text, lang = tokens(article.title), tokens(article.text), article.lang.lower()
     doc.update(
         source_type=source_type_of(article),
         source_country=source_country_of(article),
         lang=article.lang.lower(),
         sort_date=_iso(sort_time(article)),
-        title_folded=" ".join(tokens(article.title)),
-        text_folded=" ".join(tokens(article.text)),
+        title_folded=" ".join(title),
+        text_folded=" ".join(text),
+        title_stems=" ".join(document_forms(title, lang)),
+        text_stems=" ".join(document_forms(text, lang)),
     )
     return doc
 
@@ -128,47 +134,53 @@ def item_failure(item: Mapping[str, Any]) -> WriteFailure:
 # --- query translation -----------------------------------------------------------------------------
 
 
-def _leaf_query(leaf: Term | Phrase) -> dict[str, Any]:
-    """One word or phrase: on the exact folded-token fields, or on any language sub-field.
+def _fields(bases: Sequence[str], suffix: str) -> list[str]:
+    return [f"{b}{suffix}^{TITLE_BOOST:g}" if b == "title" else f"{b}{suffix}" for b in bases]
 
-    A word needs each of its tokens in the title or the text (the embedded store's
-    ``{title body} : ("a" AND "b")``); on a language sub-field, all of them in that field.
+
+def _leaf_query(leaf: Term | Phrase, lang: str | None = None) -> dict[str, Any]:
+    """One word or phrase on the application-analysed fields (the embedded store's FTS5 columns).
+
+    A phrase: its exact tokens adjacent (``*_folded``), in the title or in the text. A word: for each of
+    its tokens, one of its query forms (``indexer.analysis.query_forms`` for ``lang`` or for every
+    language of the token's script) among the word forms (``*_stems``) of the title or the text.
     """
     toks = tokens(leaf.text)
     bases = ("title",) if leaf.field == "title" else ("title", "text")
-    folded_fields = [f"{b}_folded^{TITLE_BOOST:g}" if b == "title" else f"{b}_folded" for b in bases]
-    lang_fields = [
-        f"{b}.{sub}^{TITLE_BOOST:g}" if b == "title" else f"{b}.{sub}" for b in bases for sub in LANG_SUBFIELDS
-    ]
+    folded_fields = _fields(bases, "_folded")
     if isinstance(leaf, Phrase):
         # per-field match_phrase rather than multi_match type phrase: the same query, and the test
         # stand-in runs multi_match phrases as plain matches
-        phrases = [(f, " ".join(toks)) for f in folded_fields] + [(f, leaf.text) for f in lang_fields]
         clauses = []
-        for spec, text in phrases:
+        for spec in folded_fields:
             field, _, boost = spec.partition("^")
-            clauses.append({"match_phrase": {field: {"query": text, "boost": float(boost or 1)}}})
-        return {"bool": {"should": clauses, "minimum_should_match": 1}}
-    per_token = [{"multi_match": {"query": tok, "fields": folded_fields}} for tok in toks]
-    exact = per_token[0] if len(per_token) == 1 else {"bool": {"must": per_token}}
-    stemmed = {"multi_match": {"query": leaf.text, "operator": "and", "fields": lang_fields}}
-    return {"bool": {"should": [exact, stemmed], "minimum_should_match": 1}}
+            clauses.append({"match_phrase": {field: {"query": " ".join(toks), "boost": float(boost or 1)}}})
+        return clauses[0] if len(clauses) == 1 else {"bool": {"should": clauses, "minimum_should_match": 1}}
+    form_fields = _fields(bases, "_stems")
+    per_token: list[dict[str, Any]] = [
+        {"multi_match": {"query": " ".join(query_forms(tok, lang)), "fields": form_fields, "operator": "or"}}
+        for tok in toks
+    ]
+    return per_token[0] if len(per_token) == 1 else {"bool": {"must": per_token}}
 
 
-def to_dsl(node: Node) -> dict[str, Any]:
-    """Elasticsearch query DSL of a parsed query (bool/multi_match/term; filters score 0)."""
+def to_dsl(node: Node, lang: str | None = None) -> dict[str, Any]:
+    """Elasticsearch query DSL of a parsed query (bool/multi_match/term; filters score 0).
+
+    ``lang``: the request's language filter (words are analysed for it alone), else None.
+    """
     if isinstance(node, MatchAll):
         return {"match_all": {}}
     if isinstance(node, Term | Phrase):
-        return _leaf_query(node)
+        return _leaf_query(node, lang)
     if isinstance(node, FieldFilter):
         value = node.value.lower() if node.field == "lang" else node.value
         return {"constant_score": {"filter": {"term": {_FILTER_FIELDS[node.field]: value}}, "boost": 0.0}}
     if isinstance(node, Not):
-        return {"bool": {"must_not": [to_dsl(node.item)]}}
+        return {"bool": {"must_not": [to_dsl(node.item, lang)]}}
     if isinstance(node, And):
-        return {"bool": {"must": [to_dsl(item) for item in node.items]}}
-    return {"bool": {"should": [to_dsl(item) for item in node.items], "minimum_should_match": 1}}
+        return {"bool": {"must": [to_dsl(item, lang) for item in node.items]}}
+    return {"bool": {"should": [to_dsl(item, lang) for item in node.items], "minimum_should_match": 1}}
 
 
 def _request_filters(request: SearchRequest) -> list[dict[str, Any]]:
@@ -233,12 +245,17 @@ class ElasticStore:
         refresh: bool = False,
         client: Elasticsearch | None = None,
         vector_dims: int = DEFAULT_VECTOR_DIMS,
+        names: NameGroups | None = None,
     ) -> None:
+        """``names``: the topic's name groups a query word expands to (``indexer.names``); none by default.
+        ``vector_dims``: the embedding model's dimension (``sednaya_monitor.wiring.embedder_dim``)."""
         self.vector_dims = vector_dims
         self.settings = settings
+        self.names = names or NO_NAMES
         self.prefix = settings.es_prefix
         self.articles_alias = f"{self.prefix}-articles"
         self.first_index = f"{self.prefix}-articles-000001"
+        self.backing_pattern = f"{self.prefix}-articles-*"  # every generation of the article index
         self.stories_index = f"{self.prefix}-stories"
         self.refresh = refresh
         self.client = client or Elasticsearch(
@@ -340,11 +357,28 @@ class ElasticStore:
                     settings=index_settings,
                     aliases={self.articles_alias: {"is_write_index": True}},
                 )
+            else:
+                self._add_new_fields()
             if not self.client.indices.exists(index=self.stories_index):
                 mappings, index_settings = self._mappings_and_settings("stories")
                 self._create(index=self.stories_index, mappings=mappings, settings=index_settings)
         except (ApiError, TransportError) as exc:
             raise StoreError(f"elasticsearch {self.settings.store}: set-up failed: {exc}") from exc
+
+    def _add_new_fields(self) -> None:
+        """Add the fields of a newer mapping file to indices created before it (the stem fields).
+
+        Their documents match words exactly until re-indexed (``sednaya-monitor export --full`` then
+        ``ingest``); new documents get word forms at once.
+        """
+        properties = self._body("component_templates", f"{FILE_PREFIX}-articles-mappings")["template"]["mappings"][
+            "properties"
+        ]
+        added = {name: properties[name] for name in ("title_stems", "text_stems")}
+        try:
+            self.client.indices.put_mapping(index=self.articles_alias, properties=added)
+        except ApiError as exc:
+            logger.warning("stem fields not added to the existing article indices", extra={"reason": str(exc)})
 
     def _create(self, **body: Any) -> None:
         """Create an index; another process creating it first (stages start together) is not an error."""
@@ -428,13 +462,93 @@ class ElasticStore:
                 refused.append(WriteFailure(article_id=article.id, reason="embedding contains NaN or infinite values"))
                 continue
             actions.append({"_op_type": "index", "_id": article.id, "_source": article_document(article)})
-        failures = refused + (self._bulk(actions, self.articles_alias) if actions else [])
+        try:
+            homes = self._backing_indices([a["_id"] for a in actions]) if actions else {}
+            write_index = self._write_index() if len(homes) < len(actions) else self.articles_alias
+        except (ApiError, TransportError, StoreError) as exc:
+            failures = refused + [
+                WriteFailure(
+                    article_id=a["_id"], reason=f"finding the index to write it to failed: {exc}", transient=True
+                )
+                for a in actions
+            ]
+        else:
+            for action in actions:
+                action["_index"] = homes.get(action["_id"], write_index)
+            failures = refused + (self._bulk(actions, self.articles_alias) if actions else [])
         for failure in failures:
             logger.warning(
                 "article not written",
                 extra={"stage": "index", "article_id": failure.article_id, "reason": failure.reason},
             )
         return failures
+
+    def _backing_indices(self, ids: Sequence[str]) -> dict[str, str]:
+        """``{id: backing index}`` of the ids already stored in an article index of any generation.
+
+        Searches the backing indices by name (``<prefix>-articles-*``, what the alias and ILM roll over),
+        not through the alias: the same indices on Elasticsearch, and the test stand-in reads an alias
+        as its write index only.
+
+        Raises:
+            ApiError, TransportError: the lookup failed (the caller retries the batch).
+        """
+        found: dict[str, str] = {}
+        for i in range(0, len(ids), PAGE):
+            chunk = list(ids[i : i + PAGE])
+            hits = self.client.search(
+                index=self.backing_pattern,
+                query={"ids": {"values": chunk}},
+                size=len(chunk),
+                source=False,
+                allow_no_indices=True,
+                ignore_unavailable=True,
+            ).body["hits"]["hits"]
+            for hit in hits:
+                # several copies of one id (written before this lookup existed): keep the newest index
+                if hit["_id"] not in found or hit["_index"] > found[hit["_id"]]:
+                    found[hit["_id"]] = hit["_index"]
+        return found
+
+    def _write_index(self) -> str:
+        """The concrete index the articles alias writes to now (``is_write_index``, or its only index).
+
+        New ids are sent there by name rather than through the alias: the same index on Elasticsearch,
+        and the test stand-in does not always resolve a write alias of several indices to its write index.
+        """
+        found = self.client.indices.get_alias(name=self.articles_alias).body
+        indices = list(found)
+        for index, body in found.items():
+            if body.get("aliases", {}).get(self.articles_alias, {}).get("is_write_index"):
+                return str(index)
+        if len(indices) == 1:
+            return str(indices[0])
+        raise StoreError(f"alias {self.articles_alias} has no write index among {sorted(indices)}")
+
+    def move_articles(self, from_story_ids: Sequence[str], to_story_id: str) -> int:
+        """A story merge: ``story_id`` of every article of ``from_story_ids`` becomes ``to_story_id``.
+
+        Partial updates in the backing index of each article (so rolled-over indices are updated too).
+
+        Raises:
+            StoreError: an update failed (the message names the article and the reason).
+        """
+        sources = [s for s in dict.fromkeys(from_story_ids) if s != to_story_id]
+        if not sources:
+            return 0
+        actions = [
+            {"_op_type": "update", "_index": hit["_index"], "_id": hit["_id"], "doc": {"story_id": to_story_id}}
+            for hit in self._scan(
+                self.backing_pattern, {"terms": {"story_id": sources}}, [{"id": "asc"}], source=["id"]
+            )
+        ]
+        failures = self._bulk(actions, self.articles_alias) if actions else []
+        if failures:
+            first = failures[0]
+            raise StoreError(
+                f"article {first.article_id}: not moved to story {to_story_id} ({len(failures)} failed): {first.reason}"
+            )
+        return len(actions)
 
     def write_stories(self, stories: Sequence[Story]) -> None:
         """Upsert story documents by id (``update`` with ``doc_as_upsert``).
@@ -508,7 +622,7 @@ class ElasticStore:
                 self.articles_alias,
                 {"term": {"story_id": story_id}},
                 [{"sort_date": "asc"}, {"id": "asc"}],
-                source={"excludes": ["embedding", "title_folded", "text_folded"]},
+                source={"excludes": ["embedding", *_INDEX_ONLY]},
             )
         ]
 
@@ -557,7 +671,7 @@ class ElasticStore:
             self.articles_alias,
             {"match_all": {}},
             [{"id": "asc"}],
-            source={"excludes": ["title_folded", "text_folded"]},
+            source={"excludes": list(_INDEX_ONLY)},
         ):
             yield self._article(hit["_source"])
 
@@ -573,10 +687,11 @@ class ElasticStore:
             QuerySyntaxError: ``request.query`` is malformed (names the position and token).
             StoreError: the server refused the search.
         """
-        node = parse(request.query)
+        node, expanded = expand(parse(request.query), self.names)
         leaves = positive_leaves(node)
+        lang = request.lang.lower() if request.lang else None
         size = max(0, min(request.size, MAX_SIZE))
-        query = {"bool": {"must": [to_dsl(node)], "filter": _request_filters(request)}}
+        query = {"bool": {"must": [to_dsl(node, lang)], "filter": _request_filters(request)}}
         sort: list[Any] = (
             [{"sort_date": "desc"}, {"id": "asc"}] if request.sort == "date" else [{"_score": "desc"}, {"id": "asc"}]
         )
@@ -586,15 +701,13 @@ class ElasticStore:
             "size": size,
             "track_total_hits": True,
             "track_scores": True,
-            "source": {"excludes": ["embedding", "title_folded", "text_folded"]},
+            "source": {"excludes": ["embedding", *_INDEX_ONLY]},
         }
         if request.search_after is not None and not request.by_story:
             body["search_after"] = self._after(request)
             body["size"] = size + 1  # room for the cursor's own hit, dropped below
         if request.facets:
             body["aggs"] = self._facet_aggs()
-        if request.highlight and leaves:
-            body["highlight"] = self._highlight(leaves)
         if request.by_story:
             body["size"] = 0
             body["aggs"] = {**body.get("aggs", {}), **self._story_aggs(sort, request)}
@@ -605,18 +718,18 @@ class ElasticStore:
         total = int(raw["hits"]["total"]["value"])
         facets = self._facets(raw.get("aggregations", {})) if request.facets else {}
         if request.by_story:
-            return self._groups(raw, request, leaves, size, total, facets)
+            return dataclasses.replace(self._groups(raw, request, leaves, size, total, facets), expanded=expanded)
         page = raw["hits"]["hits"]
         if request.search_after is not None:
             # A server whose score comparison rounds differently from the sort value it returned (the
             # test stand-in) gives the cursor's own hit again: never repeat it.
             cursor = tuple(request.search_after)
             page = [h for h in page if tuple(str(v) for v in h["sort"]) != cursor][:size]
-        hits = [self._hit(h, leaves) for h in page]
+        hits = [self._hit(h, leaves, highlight=request.highlight) for h in page]
         next_after = None
         if page and len(page) == size:
             next_after = tuple(str(v) for v in page[-1]["sort"])
-        return SearchResult(total=total, hits=hits, facets=facets, next_after=next_after)
+        return SearchResult(total=total, hits=hits, facets=facets, next_after=next_after, expanded=expanded)
 
     @staticmethod
     def _after(request: SearchRequest) -> list[Any]:
@@ -659,25 +772,6 @@ class ElasticStore:
         return out
 
     @staticmethod
-    def _highlight(leaves: Sequence[Term | Phrase]) -> dict[str, Any]:
-        should: list[dict[str, Any]] = []
-        for leaf in leaves:
-            kind = "match_phrase" if isinstance(leaf, Phrase) else "match"
-            fields = ("title",) if leaf.field == "title" else ("title", "text")
-            should += [{kind: {f: leaf.text}} for f in fields]
-        return {
-            "pre_tags": [HIGHLIGHT_TAGS[0]],
-            "post_tags": [HIGHLIGHT_TAGS[1]],
-            "encoder": "html",
-            "require_field_match": False,
-            "highlight_query": {"bool": {"should": should}},
-            "fields": {
-                "title": {"number_of_fragments": 0},
-                "text": {"fragment_size": FRAGMENT_CHARS, "number_of_fragments": MAX_FRAGMENTS},
-            },
-        }
-
-    @staticmethod
     def _story_aggs(sort: list[Any], request: SearchRequest) -> dict[str, Any]:
         return {
             "by_story": {
@@ -688,7 +782,7 @@ class ElasticStore:
                             "size": 1,
                             "sort": sort,
                             "track_scores": True,
-                            "_source": {"excludes": ["embedding", "title_folded", "text_folded"]},
+                            "_source": {"excludes": ["embedding", *_INDEX_ONLY]},
                         }
                     },
                     "langs": {"terms": {"field": "lang", "size": 50}},
@@ -709,7 +803,7 @@ class ElasticStore:
         rows: list[tuple[tuple[Any, ...], str, Hit, int, tuple[str, ...]]] = []
         for bucket in raw.get("aggregations", {}).get("by_story", {}).get("buckets", []):
             best = bucket["best"]["hits"]["hits"][0]
-            hit = self._hit(best, leaves)
+            hit = self._hit(best, leaves, highlight=request.highlight)
             if request.sort == "date":
                 millis = int(best["sort"][0]) if best.get("sort") else _epoch_millis(best["_source"]["sort_date"])
                 key: tuple[Any, ...] = (-millis, best["_source"]["id"])
@@ -745,12 +839,13 @@ class ElasticStore:
             total=total, hits=[g.best for g in groups], facets=facets, next_after=next_after, groups=groups
         )
 
-    def _hit(self, raw: Mapping[str, Any], leaves: Sequence[Term | Phrase]) -> Hit:
+    def _hit(self, raw: Mapping[str, Any], leaves: Sequence[Term | Phrase], *, highlight: bool = False) -> Hit:
+        """A hit; highlights are computed from the article as on the embedded store (``indexer.highlight``),
+        so both stores mark the same word forms."""
         article = self._article(raw["_source"])
-        marks = {k: list(v) for k, v in (raw.get("highlight") or {}).items() if k in ("title", "text")}
         return Hit(
             article=article,
             score=float(raw.get("_score") or 0.0),
-            highlights=marks,
+            highlights=highlights(article, leaves) if highlight else {},
             matched_terms=matched_terms(article, leaves),
         )

@@ -7,9 +7,12 @@ Tables:
   of the filters never reads the documents.
 - ``article_docs``: by the same rowid, the article JSON (without the embedding) and the embedding as
   a float32 blob.
-- ``articles_fts``: FTS5 over the *folded* title and text (``stream.text.fold``: case, Latin
-  diacritics and Arabic variants folded) keyed by the articles rowid. Queries are folded the same way,
-  so ``صيدنايا`` finds ``صيدنايا`` and ``SAYDNAYA`` finds ``Saydnaya``. No stemming (unicode61).
+- ``articles_fts``: FTS5 keyed by the articles rowid over the exact tokens of the title and text
+  (``indexer.query.tokens``: case, Latin diacritics and Arabic variants folded, so ``صيدنايا`` finds
+  ``صيدنايا`` and ``SAYDNAYA`` finds ``Saydnaya``), for phrases, and over their word forms
+  (``title_stems``/``body_stems``, ``indexer.analysis.document_forms``: ``detaine`` for "detainees" in
+  an English article), for words. Both are computed in Python, as for Elasticsearch (FTS5 only splits
+  the space-joined tokens).
 - ``stories``: story JSON, first/last seen, ``merged_into`` and the centroid (float32 blob).
 - ``meta``: the embedding dimension fixed by the first vector written.
 
@@ -32,12 +35,14 @@ import math
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from indexer.analysis import document_forms, query_forms
 from indexer.documents import (
     DAY_FACET_SIZE,
     FACET_SIZE,
@@ -48,21 +53,28 @@ from indexer.documents import (
 )
 from indexer.errors import StoreError
 from indexer.highlight import highlights, matched_terms
-from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
+from indexer.names import NO_NAMES, NameGroups, expand
+from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, positive_leaves, tokens
 from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
 from stream.article import Article
 from stream.story import Story
-from stream.text import fold
 
 logger = logging.getLogger(__name__)
 
 TITLE_WEIGHT = 3.0  # BM25 weight of the title column against 1.0 for the text: a title hit is the topic
+_BM25_WEIGHTS = (TITLE_WEIGHT, 1.0, TITLE_WEIGHT, 1.0)  # title, body, title_stems, body_stems
 BUSY_TIMEOUT_MS = 30_000  # wait this long for the writer's lock before failing
 ITER_CHUNK = 500  # rows per page when iterating every article (keeps the lock short)
 MAX_SIZE = 1000  # largest page a search may ask for
-LAYOUT = 2  # table layout version kept in ``meta``; a file with another layout is refused
+LAYOUT = 3  # table layout version kept in ``meta``; layout 2 is upgraded in place, others are refused
 
-_SCHEMA = """
+_FTS_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS articles_fts USING fts5(
+    title, body, title_stems, body_stems, tokenize = 'unicode61 remove_diacritics 0'
+)
+"""
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS articles (
     rowid INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -81,7 +93,6 @@ CREATE TABLE IF NOT EXISTS article_docs (
 );
 CREATE INDEX IF NOT EXISTS articles_story ON articles(story_id, sort_ts);
 CREATE INDEX IF NOT EXISTS articles_sort ON articles(sort_ts);
-CREATE VIRTUAL TABLE IF NOT EXISTS articles_fts USING fts5(title, body, tokenize = 'unicode61 remove_diacritics 0');
 CREATE TABLE IF NOT EXISTS stories (
     id TEXT PRIMARY KEY,
     first_seen INTEGER NOT NULL,
@@ -93,12 +104,17 @@ CREATE TABLE IF NOT EXISTS stories (
 CREATE INDEX IF NOT EXISTS stories_last_seen ON stories(last_seen);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+    + _FTS_SCHEMA
+    + ";"
+)
 _HITS = """
 CREATE TEMP TABLE IF NOT EXISTS hits (
     rid INTEGER PRIMARY KEY, score REAL NOT NULL, sort_ts INTEGER NOT NULL, id TEXT NOT NULL,
     story_id TEXT, lang TEXT NOT NULL, source TEXT NOT NULL, source_type TEXT NOT NULL, day TEXT NOT NULL
 )
 """
+
+_VOCAB = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.articles_vocab USING fts5vocab(main, articles_fts, 'row')"
 
 _FILTER_COLUMNS = {"lang": "a.lang", "source": "a.source", "story": "a.story_id"}
 _FACET_COLUMNS = {"lang": "lang", "source": "source", "source_type": "source_type", "story": "story_id"}
@@ -108,29 +124,129 @@ def _fts_phrase(toks: Sequence[str]) -> str:
     return '"' + " ".join(toks) + '"'  # tokens are letters/digits only: no quote to escape
 
 
-def fts_expression(leaf: Term | Phrase) -> str:
-    """The FTS5 MATCH expression of one word or phrase (folded tokens, column filter by field)."""
+def fts_expression(leaf: Term | Phrase, lang: str | None = None, present: AbstractSet[str] | None = None) -> str:
+    """The FTS5 MATCH expression of one word or phrase (column filter by field).
+
+    A phrase: its exact tokens, adjacent. A word: for each token, one of its query forms
+    (``indexer.analysis.query_forms``, for ``lang`` or for every language of its script) among the
+    article's word forms. ``present``: the tokens the index holds, when known; forms outside it are left
+    out (they can match nothing), which keeps a query of many name variants and forms small.
+    """
     toks = tokens(leaf.text)
-    columns = "title" if leaf.field == "title" else "{title body}"
+    title = leaf.field == "title"
+    columns = "title" if title else "{title body}"
     if isinstance(leaf, Phrase):
         return f"{columns} : {_fts_phrase(toks)}"
-    return f"{columns} : (" + " AND ".join(_fts_phrase([t]) for t in toks) + ")"
+    form_columns = "title_stems" if title else "{title_stems body_stems}"
+    parts = []
+    for tok in toks:
+        forms = query_forms(tok, lang)
+        if present is not None:
+            forms = tuple(f for f in forms if f in present) or forms[:1]  # none indexed: one that matches nothing
+        parts.append(f"{form_columns} : (" + " OR ".join(_fts_phrase([f]) for f in forms) + ")")
+    return "(" + " AND ".join(parts) + ")"
 
 
-def _compile(node: Node, params: list[Any]) -> str:
+def fts_query(node: Node, lang: str | None = None, present: AbstractSet[str] | None = None) -> str | None:
+    """One FTS5 MATCH expression for a text-only query (words, phrases, AND, OR, NOT under an AND with
+    a positive part), or None when the query needs SQL (field filters, a NOT alone, everything)."""
+    if isinstance(node, Term | Phrase):
+        return fts_expression(node, lang, present)
+    if isinstance(node, Or):
+        parts = [fts_query(item, lang, present) for item in node.items]
+        return None if any(p is None for p in parts) else "(" + " OR ".join(str(p) for p in parts) + ")"
+    if isinstance(node, And):
+        positive: list[str] = []
+        negative: list[str] = []
+        for item in node.items:
+            part = fts_query(item.item if isinstance(item, Not) else item, lang, present)
+            if part is None:
+                return None
+            (negative if isinstance(item, Not) else positive).append(part)
+        if not positive:
+            return None
+        return "((" + " AND ".join(positive) + ")" + "".join(f" NOT {n}" for n in negative) + ")"
+    return None
+
+
+def split_for_fts(
+    node: Node, lang: str | None = None, present: AbstractSet[str] | None = None
+) -> tuple[str | None, Node]:
+    """``(FTS5 expression, rest)``: the text part of the query as one MATCH (which also ranks), and
+    what SQL must still check (``MatchAll()`` when nothing). ``(None, node)`` when no text part drives."""
+    whole = fts_query(node, lang, present)
+    if whole is not None:
+        return whole, MatchAll()
+    if not isinstance(node, And):
+        return None, node
+    text = [i for i in node.items if fts_query(i.item if isinstance(i, Not) else i, lang, present) is not None]
+    rest = [i for i in node.items if i not in text]
+    expression = fts_query(And(tuple(text)), lang, present) if text else None
+    if expression is None:
+        return None, node
+    remaining: Node = MatchAll() if not rest else rest[0] if len(rest) == 1 else And(tuple(rest))
+    return expression, remaining
+
+
+def prune(node: Node, present: AbstractSet[str], lang: str | None = None) -> Node | None:
+    """``node`` without the words and phrases the index cannot match (a token, or every form of it,
+    absent from its vocabulary), simplified; None when nothing can match. Same answers, smaller MATCH."""
+    if isinstance(node, Term):
+        ok = all(any(f in present for f in query_forms(tok, lang)) for tok in tokens(node.text))
+        return node if ok else None
+    if isinstance(node, Phrase):
+        return node if all(tok in present for tok in tokens(node.text)) else None
+    if isinstance(node, Not):
+        inner = prune(node.item, present, lang)
+        if inner is None:
+            return MatchAll()
+        return None if isinstance(inner, MatchAll) else Not(inner)
+    if isinstance(node, And):
+        kept: list[Node] = []
+        for item in node.items:
+            pruned = prune(item, present, lang)
+            if pruned is None:
+                return None
+            if not isinstance(pruned, MatchAll):
+                kept.append(pruned)
+        return MatchAll() if not kept else kept[0] if len(kept) == 1 else And(tuple(kept))
+    if isinstance(node, Or):
+        alive = [p for p in (prune(item, present, lang) for item in node.items) if p is not None]
+        if any(isinstance(p, MatchAll) for p in alive):
+            return MatchAll()
+        return None if not alive else alive[0] if len(alive) == 1 else Or(tuple(alive))
+    return node
+
+
+def _compile(node: Node, params: list[Any], lang: str | None = None, present: AbstractSet[str] | None = None) -> str:
     """Boolean SQL over the ``articles a`` row for ``node``; appends bound values to ``params``."""
     if isinstance(node, MatchAll):
         return "1"
     if isinstance(node, Term | Phrase):
-        params.append(fts_expression(node))
+        params.append(fts_expression(node, lang, present))
         return "a.rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)"
     if isinstance(node, FieldFilter):
         params.append(node.value.lower() if node.field == "lang" else node.value)
         return f"{_FILTER_COLUMNS[node.field]} = ?"
     if isinstance(node, Not):
-        return f"NOT ({_compile(node.item, params)})"
+        return f"NOT ({_compile(node.item, params, lang, present)})"
     joiner = " AND " if isinstance(node, And) else " OR "
-    return "(" + joiner.join(_compile(item, params) for item in node.items) + ")"
+    return "(" + joiner.join(_compile(item, params, lang, present) for item in node.items) + ")"
+
+
+_FTS_INSERT = "INSERT INTO articles_fts (rowid, title, body, title_stems, body_stems) VALUES (?, ?, ?, ?, ?)"
+
+
+def _fts_row(article: Article) -> tuple[str, str, str, str]:
+    """The indexed columns of an article: exact tokens and word forms of the title and the text."""
+    title, text = tokens(article.title), tokens(article.text)
+    lang = article.lang.lower()
+    return (
+        " ".join(title),
+        " ".join(text),
+        " ".join(document_forms(title, lang)),
+        " ".join(document_forms(text, lang)),
+    )
 
 
 def _blob(vector: Sequence[float]) -> bytes:
@@ -146,8 +262,10 @@ def _vector(blob: bytes | None) -> tuple[float, ...] | None:
 class EmbeddedStore:
     """SQLite FTS5 + vectors at ``path`` (created with its parent directory on first use)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, names: NameGroups | None = None) -> None:
+        """``names``: the topic's name groups a query word expands to (``indexer.names``); none by default."""
         self.path = Path(path)
+        self.names = names or NO_NAMES
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._dims: int | None = None
@@ -167,6 +285,7 @@ class EmbeddedStore:
                 conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 conn.executescript(_SCHEMA)
                 conn.execute(_HITS)
+                conn.execute(_VOCAB)
             except sqlite3.Error as exc:
                 raise StoreError(f"embedded store {self.path}: cannot open: {exc}") from exc
             self._check_layout(conn)
@@ -179,6 +298,9 @@ class EmbeddedStore:
         """Refuse a file written with another table layout (rather than fail later on a missing column)."""
         row = conn.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
         columns = {r[1] for r in conn.execute("PRAGMA table_info(articles)")}
+        if row is not None and row[0] == "2" and "doc" not in columns:
+            self._upgrade_from_2(conn)
+            return
         if (row is not None and row[0] != str(LAYOUT)) or "doc" in columns:
             found = row[0] if row else "1"
             conn.close()
@@ -188,6 +310,16 @@ class EmbeddedStore:
             )
         if row is None:
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('layout', ?)", (str(LAYOUT),))
+
+    def _upgrade_from_2(self, conn: sqlite3.Connection) -> None:
+        """Layout 2 (folded text, no stems) -> 3: rebuild the text index from the stored articles."""
+        logger.info("embedded store: rebuilding the text index with word forms (layout 2 -> 3)")
+        with _transaction(conn, "IMMEDIATE"):
+            conn.execute("DROP TABLE IF EXISTS articles_fts")
+            conn.execute(_FTS_SCHEMA)
+            for rowid, doc in conn.execute("SELECT rowid, doc FROM article_docs").fetchall():
+                conn.execute(_FTS_INSERT, (rowid, *_fts_row(Article.from_json(doc))))
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'layout'", (str(LAYOUT),))
 
     def ensure_ready(self) -> None:
         """Create the file and tables (idempotent)."""
@@ -282,10 +414,7 @@ class EmbeddedStore:
             (rowid, article.to_json(), None if article.embedding is None else _blob(article.embedding)),
         )
         conn.execute("DELETE FROM articles_fts WHERE rowid = ?", (rowid,))
-        conn.execute(
-            "INSERT INTO articles_fts (rowid, title, body) VALUES (?, ?, ?)",
-            (rowid, fold(article.title), fold(article.text)),
-        )
+        conn.execute(_FTS_INSERT, (rowid, *_fts_row(article)))
 
     def write_stories(self, stories: Sequence[Story]) -> None:
         """Upsert story documents (with their centroids) by id.
@@ -319,6 +448,33 @@ class EmbeddedStore:
                     )
             except sqlite3.Error as exc:
                 raise StoreError(f"embedded store {self.path}: writing {len(stories)} stories failed: {exc}") from exc
+
+    def move_articles(self, from_story_ids: Sequence[str], to_story_id: str) -> int:
+        """A story merge: the articles of ``from_story_ids`` now belong to ``to_story_id`` (row and document).
+
+        Raises:
+            StoreError: SQLite failed; nothing was moved.
+        """
+        sources = json.dumps([s for s in dict.fromkeys(from_story_ids) if s != to_story_id])
+        with self._lock:
+            conn = self.conn
+            try:
+                with _transaction(conn, "IMMEDIATE"):
+                    conn.execute(
+                        "UPDATE article_docs SET doc = json_set(doc, '$.story_id', ?) WHERE rowid IN "
+                        "(SELECT rowid FROM articles WHERE story_id IN (SELECT value FROM json_each(?)))",
+                        (to_story_id, sources),
+                    )
+                    moved = conn.execute(
+                        "UPDATE articles SET story_id = ? WHERE story_id IN (SELECT value FROM json_each(?))",
+                        (to_story_id, sources),
+                    ).rowcount
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"embedded store {self.path}: moving the articles of stories {sources} "
+                    f"to {to_story_id} failed: {exc}"
+                ) from exc
+        return int(moved)
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -426,32 +582,20 @@ class EmbeddedStore:
             QuerySyntaxError: ``request.query`` is malformed (names the position and token).
             ValueError: ``request.search_after`` is not a cursor of this sort.
         """
-        node = parse(request.query)
+        node, expanded = expand(parse(request.query), self.names)
         leaves = positive_leaves(node)
+        lang = request.lang.lower() if request.lang else None
         size = max(0, min(request.size, MAX_SIZE))
-        params: list[Any] = []
-        score_join = ""
-        if leaves:
-            score_join = (
-                "LEFT JOIN (SELECT rowid AS rid, -bm25(articles_fts, ?, 1.0) AS score FROM articles_fts "
-                "WHERE articles_fts MATCH ?) s ON s.rid = a.rowid"
-            )
-            params += [TITLE_WEIGHT, " OR ".join(f"({fts_expression(leaf)})" for leaf in leaves)]
-        score = "COALESCE(s.score, 0.0)" if leaves else "0.0"
-        where = [_compile(node, params), *self._filters(request, params)]
-        fill = (
-            "INSERT INTO temp.hits (rid, score, sort_ts, id, story_id, lang, source, source_type, day) "
-            f"SELECT a.rowid, {score}, a.sort_ts, a.id, a.story_id, a.lang, a.source, a.source_type, a.day "
-            f"FROM articles a {score_join} WHERE " + " AND ".join(where)
-        )
         if request.sort == "date":
             order, key_column = "sort_ts DESC, id ASC", "sort_ts"
         else:
             order, key_column = "score DESC, id ASC", "score"
         with self._lock:
             conn = self.conn
-            with _transaction(conn, "DEFERRED"):  # one snapshot for count, facets and page
-                conn.execute("DELETE FROM temp.hits")
+            with _transaction(conn, "DEFERRED"):  # one snapshot for the vocabulary, count, facets and page
+                present = self._present(conn, node, lang)
+                fill, params = self._fill(prune(node, present, lang), request, lang, present)
+                # temp.hits is empty here: emptied at the end of every search, or rolled back with it
                 conn.execute(fill, params)
                 total = int(conn.execute("SELECT COUNT(*) FROM temp.hits").fetchone()[0])
                 facets = self._facets(conn) if request.facets else {}
@@ -459,10 +603,12 @@ class EmbeddedStore:
                     rows, groups_meta = self._story_rows(conn, order, key_column, request, size)
                 else:
                     cursor_sql, cursor_params = self._after(request, key_column)
+                    # the page first, then its documents: joining every hit's document before the
+                    # LIMIT would read them all
                     rows = conn.execute(
-                        "SELECT h.id, d.doc, h.score, h.sort_ts FROM temp.hits h "
-                        "JOIN article_docs d ON d.rowid = h.rid "
-                        f"WHERE 1{cursor_sql} ORDER BY {order.replace('id ASC', 'h.id ASC')} LIMIT ?",
+                        "SELECT h.id, d.doc, h.score, h.sort_ts FROM (SELECT rid, id, score, sort_ts FROM temp.hits "
+                        f"WHERE 1{cursor_sql} ORDER BY {order} LIMIT ?) h "
+                        f"JOIN article_docs d ON d.rowid = h.rid ORDER BY {order.replace('id ASC', 'h.id ASC')}",
                         [*cursor_params, size],
                     ).fetchall()
                     groups_meta = []
@@ -480,7 +626,71 @@ class EmbeddedStore:
                 StoryGroup(story_id=sid, best=hit, article_count=count, languages=langs, story=stories[sid])
                 for (sid, count, langs), hit in zip(groups_meta, hits, strict=True)
             ]
-        return SearchResult(total=total, hits=hits, facets=facets, next_after=next_after, groups=groups)
+        return SearchResult(
+            total=total, hits=hits, facets=facets, next_after=next_after, groups=groups, expanded=expanded
+        )
+
+    @staticmethod
+    def _present(conn: sqlite3.Connection, node: Node, lang: str | None) -> frozenset[str]:
+        """The query forms of the query's words, and the tokens of its phrases, that the index holds
+        (``fts5vocab``), in this snapshot."""
+        wanted: set[str] = set()
+
+        def walk(n: Node) -> None:
+            if isinstance(n, Term):
+                wanted.update(f for tok in tokens(n.text) for f in query_forms(tok, lang))
+            elif isinstance(n, Phrase):
+                wanted.update(tokens(n.text))
+            elif isinstance(n, And | Or):
+                for item in n.items:
+                    walk(item)
+            elif isinstance(n, Not):
+                walk(n.item)
+
+        walk(node)
+        return frozenset(
+            f for f in wanted if conn.execute("SELECT 1 FROM temp.articles_vocab WHERE term = ?", (f,)).fetchone()
+        )
+
+    def _fill(
+        self, node: Node | None, request: SearchRequest, lang: str | None, present: AbstractSet[str]
+    ) -> tuple[str, list[Any]]:
+        """The INSERT of the matching rows (with their scores) into ``temp.hits``, and its parameters.
+
+        ``node``: the query pruned to what the index can match (None: nothing can).
+        """
+        if node is None:
+            node = Not(MatchAll())
+        leaves = positive_leaves(node)
+        params: list[Any] = []
+        driving, rest = split_for_fts(node, lang, present)
+        ranked = (
+            "SELECT rowid AS rid, -bm25(articles_fts, ?, ?, ?, ?) AS score FROM articles_fts WHERE articles_fts MATCH ?"
+        )
+        if driving is not None and request.sort == "date":
+            # the text part is one FTS5 query that selects; a date sort needs no score
+            matching = "SELECT rowid AS rid FROM articles_fts WHERE articles_fts MATCH ?"
+            source = f"({matching}) s JOIN articles a ON a.rowid = s.rid"
+            params.append(driving)
+            score = "0.0"
+        elif driving is not None:
+            # the text part is one FTS5 query that selects and ranks; SQL checks filters on its rows
+            source = f"({ranked}) s JOIN articles a ON a.rowid = s.rid"
+            params += [*_BM25_WEIGHTS, driving]
+            score = "s.score"
+        elif leaves:
+            source = f"articles a LEFT JOIN ({ranked}) s ON s.rid = a.rowid"
+            params += [*_BM25_WEIGHTS, " OR ".join(f"({fts_expression(leaf, lang, present)})" for leaf in leaves)]
+            score = "COALESCE(s.score, 0.0)"
+        else:
+            source, score = "articles a", "0.0"
+        where = [_compile(rest, params, lang, present), *self._filters(request, params)]
+        fill = (
+            "INSERT INTO temp.hits (rid, score, sort_ts, id, story_id, lang, source, source_type, day) "
+            f"SELECT a.rowid, {score}, a.sort_ts, a.id, a.story_id, a.lang, a.source, a.source_type, a.day "
+            f"FROM {source} WHERE " + " AND ".join(where)
+        )
+        return fill, params
 
     @staticmethod
     def _filters(request: SearchRequest, params: list[Any]) -> list[str]:
@@ -541,13 +751,20 @@ class EmbeddedStore:
     ) -> tuple[list[Any], list[tuple[str, int, tuple[str, ...]]]]:
         """The best hit of each matching story (groups in the sort order of their best hits)."""
         cursor_sql, cursor_params = self._after(request, key_column)
+        # per story: the best key, then the smallest id among the rows with it (SQLite gives the bare
+        # column rid from the row of the MIN), then the page of stories, then their documents; an index
+        # made for this query (and dropped after it) makes both lookups seeks
+        conn.execute("DROP INDEX IF EXISTS temp.hits_story")
+        conn.execute(f"CREATE INDEX temp.hits_story ON hits(story_id, {key_column}, id)")
         rows = conn.execute(
-            "WITH r AS (SELECT rid, id, score, sort_ts, story_id, "
-            f"ROW_NUMBER() OVER (PARTITION BY story_id ORDER BY {order}) AS rn, "
-            "COUNT(*) OVER (PARTITION BY story_id) AS cnt FROM temp.hits WHERE story_id IS NOT NULL) "
-            "SELECT r.id, d.doc, r.score, r.sort_ts, r.story_id, r.cnt FROM r JOIN article_docs d ON d.rowid = r.rid "
-            f"WHERE r.rn = 1{cursor_sql.replace(key_column, 'r.' + key_column).replace(' id >', ' r.id >')} "
-            f"ORDER BY {order.replace(key_column, 'r.' + key_column).replace('id ASC', 'r.id ASC')} LIMIT ?",
+            f"WITH g AS (SELECT story_id, MAX({key_column}) AS best, COUNT(*) AS cnt FROM temp.hits "
+            "WHERE story_id IS NOT NULL GROUP BY story_id), "
+            f"b AS (SELECT h.story_id, MIN(h.id) AS id, h.rid, g.best AS {key_column}, g.cnt FROM g "
+            f"JOIN temp.hits h ON h.story_id = g.story_id AND h.{key_column} = g.best GROUP BY h.story_id), "
+            f"p AS (SELECT * FROM b WHERE 1{cursor_sql} ORDER BY {order} LIMIT ?) "
+            "SELECT p.id, d.doc, h.score, h.sort_ts, p.story_id, p.cnt FROM p "
+            "JOIN temp.hits h ON h.rid = p.rid JOIN article_docs d ON d.rowid = p.rid "
+            f"ORDER BY {order.replace(key_column, 'p.' + key_column).replace('id ASC', 'p.id ASC')}",
             [*cursor_params, size],
         ).fetchall()
         story_ids = [r[4] for r in rows]
@@ -558,17 +775,17 @@ class EmbeddedStore:
                 (json.dumps(story_ids),),
             ):
                 langs.setdefault(sid, []).append(lang)
+        conn.execute("DROP INDEX temp.hits_story")  # other searches fill the table faster without it
         meta = [(r[4], int(r[5]), tuple(sorted(langs.get(r[4], [])))) for r in rows]
         return [r[:4] for r in rows], meta
 
     @staticmethod
     def _hit(doc: str, score: float, request: SearchRequest, leaves: Sequence[Term | Phrase]) -> Hit:
         article = Article.from_json(doc)
-        terms = [leaf.text for leaf in leaves]
         return Hit(
             article=article,
             score=score,
-            highlights=highlights(article, terms) if request.highlight else {},
+            highlights=highlights(article, leaves) if request.highlight else {},
             matched_terms=matched_terms(article, leaves),
         )
 

@@ -88,18 +88,16 @@ def make_bus(settings: Settings, metrics: Metrics | None = None) -> Bus:
 
 def make_store(settings: Settings) -> SearchStore:
     """The embedded SQLite FTS5 store, or Elasticsearch 8 for ``store = "http://host:9200"`` (its
-    ``dense_vector`` fields sized for the configured model)."""
+    ``dense_vector`` fields sized for the configured model); both expand query words to the name
+    variants of the topic file (``settings.topic_file``)."""
+    from indexer.names import NameGroups
+    from stream.topic import load_topic
+
+    names = NameGroups.from_topic(load_topic(settings.topic_file))
     if settings.distributed_store:
         from indexer.store_elastic import ElasticStore
 
-        return ElasticStore(settings, vector_dims=embedder_dim(settings))
+        return ElasticStore(settings, names=names, vector_dims=embedder_dim(settings))
     from indexer.store_embedded import EmbeddedStore
 
-    return EmbeddedStore(settings.data_dir / "store.sqlite3")
-
-
-def make_embedder(settings: Settings) -> Embedder:
-    """The sentence-transformers model named by ``settings.model_name`` (loaded lazily, on first use)."""
-    from stream.embedding import SentenceTransformerEmbedder
-
-    return SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
+    return EmbeddedStore(settings.data_dir / "store.sqlite3", names=names)

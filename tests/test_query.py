@@ -47,6 +47,20 @@ from indexer.query import (
         ("10:30", Term("10:30")),  # digits before ':' are not a field name
         ("صيدنايا OR صيدنايه", Or((Term("صيدنايا"), Term("صيدنايه")))),
         ("(a)", Term("a")),
+        # a minus before a term is NOT; a hyphen inside a word is part of it
+        ("Sednaya -monastery", And((Term("Sednaya"), Not(Term("monastery"))))),
+        ("-monastery Sednaya", And((Not(Term("monastery")), Term("Sednaya")))),
+        ('a -"mass graves"', And((Term("a"), Not(Phrase("mass graves"))))),
+        ("a -(b OR c)", And((Term("a"), Not(Or((Term("b"), Term("c"))))))),
+        ("(-b)", Not(Term("b"))),
+        ("a -lang:ar", And((Term("a"), Not(FieldFilter("lang", "ar"))))),
+        ("a OR -b", Or((Term("a"), Not(Term("b"))))),
+        ("al-Assad", Term("al-Assad")),
+        ("Sednaya-prison", Term("Sednaya-prison")),
+        # exact: is a quoted word (no word forms, no name variants)
+        ("exact:Sednaya", Phrase("Sednaya")),
+        ('exact:"White Helmets"', Phrase("White Helmets")),
+        ("EXACT:x -exact:y", And((Phrase("x"), Not(Phrase("y"))))),
     ],
 )
 def test_parse_builds_the_ast(query: str, expected: Node) -> None:
@@ -67,7 +81,11 @@ def test_parse_builds_the_ast(query: str, expected: Node) -> None:
         ("author:someone", 0, "author:someone", "unknown field 'author'"),
         ("lang: ar", 0, "lang:", "empty value for field 'lang'"),
         ("a NOT", 5, "", "expected a term after 'NOT'"),
-        ("x ---", 2, "---", "at least one letter or digit"),
+        ("x - y", 2, "-", "at least one letter or digit"),  # a minus alone is not an operator
+        ("x -", 2, "-", "at least one letter or digit"),
+        ("x -AND y", 3, "AND", "expected a term after '-', found operator 'AND'"),
+        ("x -)", 3, ")", "unexpected ')'"),
+        ("exact: x", 0, "exact:", "empty value for field 'exact'"),
     ],
 )
 def test_errors_name_position_and_token(query: str, position: int, token: str, words: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,12 +19,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from indexer.analysis import document_forms, query_forms
 from indexer.errors import QuerySyntaxError
+from indexer.names import NameGroups
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, to_query, tokens
 from indexer.store import SearchRequest, SearchResult, SearchStore
 from indexer.store_embedded import EmbeddedStore
 from stream.article import Article
 from stream.story import Story
+from stream.topic import load_topic
 from tests.store_fixtures import NoidaServer, elastic_settings, make_article
 
 pytestmark = pytest.mark.timeout(120)
@@ -269,11 +272,16 @@ def test_arabic_normalisation(loaded: SearchStore, query: str, expected: set[str
 # --- any query: both stores agree with a reference evaluation ---------------------------------------
 
 _VOCAB = ["sednaya", "prison", "crematorium", "amnesty", "damascus", "military", "weather", "international"]
-_VOCAB += ["Saydnaya", "صيدنايا", "صیدنایا", "سجن", "officials", "doors"]
+_VOCAB += ["Saydnaya", "صيدنايا", "صیدنایا", "سجن", "officials", "doors", "execution", "opened", "محرقه", "kapı"]
 
 
 def _reference(node: Node, article: Article) -> bool:
-    """What a query means, evaluated directly on the article's folded tokens."""
+    """What a query means, evaluated directly on the article's folded tokens and their word forms.
+
+    A phrase: its tokens adjacent in one field. A word: for each token, one of its query forms (as
+    written, or reduced in each language of its script) among the article's word forms in the field(s)
+    (its tokens reduced in the article's language): ``indexer.analysis``.
+    """
     if isinstance(node, MatchAll):
         return True
     if isinstance(node, Term | Phrase):
@@ -282,8 +290,8 @@ def _reference(node: Node, article: Article) -> bool:
         if isinstance(node, Phrase):
             n = len(toks)
             return any(f[i : i + n] == toks for f in fields for i in range(len(f) - n + 1))
-        present = {t for f in fields for t in f}
-        return all(t in present for t in toks)
+        forms = {s for f in fields for s in document_forms(f, article.lang)}
+        return all(forms.intersection(query_forms(t)) for t in toks)
     if isinstance(node, FieldFilter):
         value = {"lang": article.lang, "source": article.source, "story": article.story_id}[node.field]
         return value == (node.value.lower() if node.field == "lang" else node.value)
@@ -469,16 +477,382 @@ def test_highlights_mark_terms_in_the_original_text(contract_store: SearchStore)
     assert q(contract_store, "saydnaya").hits[0].highlights == {}
     (title,) = hit.highlights["title"]
     assert title.startswith("Report on <mark>Saydnaya</mark>")
-    if on_stand_in(contract_store):
-        pytest.skip("the stand-in ignores the highlighter's html encoder (Elasticsearch escapes the text)")
     assert title == "Report on <mark>Saydnaya</mark> &amp; the &lt;b&gt;prison&lt;/b&gt;"
 
 
 def test_highlights_follow_arabic_normalisation(loaded: SearchStore) -> None:
-    if on_stand_in(loaded):
-        pytest.skip("the stand-in does not run custom analyzers (the Persian yeh mapping) in its highlighter")
+    # both stores compute highlights in Python (indexer.highlight), so the stand-in runs this too
     hit = q(loaded, "صیدنایا", highlight=True, lang="ar", sort="date").hits[0]
     assert hit.highlights["title"] == ["محرقة في سجن <mark>صيدنايا</mark>"]
+
+
+# --- word forms (indexer.analysis): the same stems on both stores ------------------------------------
+
+# Written for these tests, one or two forms of a word per article, in six languages and four scripts.
+MORPH: dict[str, Article] = {
+    "m_en1": make_article(
+        url="https://morph.example/en/1",
+        lang="en",
+        title="Survivors return to the cells",
+        text="Two survivors walked through the cells where they had been held for years.",
+    ),
+    "m_en2": make_article(
+        url="https://morph.example/en/2",
+        lang="en",
+        title="A family waits for news",
+        text="The family of one detainee waited outside the court for a whole day.",
+    ),
+    "m_en3": make_article(
+        url="https://morph.example/en/3",
+        lang="en",
+        title="Guards moved people overnight",
+        text="Guards moved the detainees to another building before dawn.",
+    ),
+    "m_fr1": make_article(
+        url="https://morph.example/fr/1",
+        lang="fr",
+        title="Les survivants témoignent",
+        text="Trois survivants racontent leur détention devant les juges.",
+    ),
+    "m_fr2": make_article(
+        url="https://morph.example/fr/2",
+        lang="fr",
+        title="Un survivant se souvient",
+        text="Un survivant décrit une exécution dans la cour.",
+    ),
+    "m_de1": make_article(
+        url="https://morph.example/de/1",
+        lang="de",
+        title="Häftlinge in der Nacht verlegt",
+        text="Die Häftlinge wurden in ein anderes Gebäude gebracht.",
+    ),
+    "m_de2": make_article(
+        url="https://morph.example/de/2",
+        lang="de",
+        title="Ein früherer Häftling erzählt",
+        text="Er beschreibt die Zellen und den Hof.",
+    ),
+    "m_tr1": make_article(
+        url="https://morph.example/tr/1",
+        lang="tr",
+        title="Tutuklular bekliyor",
+        text="Aileler kapının önünde haber bekledi.",
+    ),
+    "m_tr2": make_article(
+        url="https://morph.example/tr/2",
+        lang="tr",
+        title="Eski bir tutuklu konuştu",
+        text="Koşulları gazetecilere anlattı.",
+    ),
+    "m_ru1": make_article(
+        url="https://morph.example/ru/1",
+        lang="ru",
+        title="Ворота тюрьмы открыты",
+        text="Семьи ждали у ворот до самого утра.",
+    ),
+    "m_ru2": make_article(
+        url="https://morph.example/ru/2",
+        lang="ru",
+        title="Тюрьма опустела",
+        text="За одну ночь здание опустело.",
+    ),
+    "m_ar1": make_article(
+        url="https://morph.example/ar/1",
+        lang="ar",
+        title="شهادات من السجن",
+        text="روى رجل ما رآه خلال سنوات طويلة.",
+    ),
+    "m_ar2": make_article(
+        url="https://morph.example/ar/2",
+        lang="ar",
+        title="عائلات تنتظر عند البوابة",
+        text="انتظرت العائلات طويلا والسجن مغلق.",
+    ),
+    "m_ar3": make_article(
+        url="https://morph.example/ar/3",
+        lang="ar",
+        title="رحيل بعد سنوات",
+        text="توفي بسجن قرب العاصمة بعد سنوات من الغياب.",
+    ),
+}
+MORPH_KEY = {a.id: k for k, a in MORPH.items()}
+
+
+@pytest.fixture
+def morph(contract_store: SearchStore) -> SearchStore:
+    assert contract_store.write_articles(list(MORPH.values())) == []
+    return contract_store
+
+
+def mkeys(result: SearchResult) -> set[str]:
+    return {MORPH_KEY[h.article.id] for h in result.hits}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # singular finds the plural; without a language the word is analysed for every Latin-script
+        # language, and the French form of "survivor" is that of "survivants" (cognates)
+        ("survivor", {"m_en1", "m_fr1", "m_fr2"}),
+        ("survivors", {"m_en1", "m_fr1", "m_fr2"}),
+        ("detainee", {"m_en2", "m_en3"}),
+        ("detainees", {"m_en2", "m_en3"}),
+        ("survivant", {"m_fr1", "m_fr2"}),
+        ("survivants", {"m_fr1", "m_fr2"}),
+        ("Häftling", {"m_de1", "m_de2"}),
+        ("haftlinge", {"m_de1", "m_de2"}),  # folded as well
+        ("tutuklu", {"m_tr1", "m_tr2"}),
+        ("tutuklular", {"m_tr1", "m_tr2"}),
+        ("тюрьма", {"m_ru1", "m_ru2"}),
+        ("тюрьмы", {"m_ru1", "m_ru2"}),
+        ("سجن", {"m_ar1", "m_ar2", "m_ar3"}),  # the article, the conjunction + article, the preposition
+        ("السجن", {"m_ar1", "m_ar2", "m_ar3"}),
+        ("والسجن", {"m_ar1", "m_ar2", "m_ar3"}),
+        ("بسجن", {"m_ar1", "m_ar2", "m_ar3"}),
+        ("title:detainees", set()),
+        ("title:survivor", {"m_en1", "m_fr1", "m_fr2"}),
+        ("title:haftlinge", {"m_de1", "m_de2"}),
+    ],
+)
+def test_a_word_finds_its_forms(morph: SearchStore, query: str, expected: set[str]) -> None:
+    assert mkeys(q(morph, query)) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ('"survivors"', {"m_en1"}),
+        ('"survivor"', set()),  # a quoted word is exact: no word forms
+        ("exact:survivor", set()),
+        ("exact:survivors", {"m_en1"}),
+        ('"detainees to another"', {"m_en3"}),
+        ('"detainee to another"', set()),
+        ('"السجن"', {"m_ar1"}),
+        ('"بسجن"', {"m_ar3"}),
+    ],
+)
+def test_phrases_stay_exact(morph: SearchStore, query: str, expected: set[str]) -> None:
+    assert mkeys(q(morph, query)) == expected
+
+
+def test_the_language_filter_picks_the_analysis(morph: SearchStore) -> None:
+    assert mkeys(q(morph, "survivor", lang="en")) == {"m_en1"}
+    assert mkeys(q(morph, "detainees", lang="en")) == {"m_en2", "m_en3"}
+    assert mkeys(q(morph, "survivants", lang="en")) == set()
+    assert mkeys(q(morph, "survivants", lang="fr")) == {"m_fr1", "m_fr2"}
+    assert mkeys(q(morph, "tutuklular", lang="de")) == set()
+    assert mkeys(q(morph, "tutuklular", lang="tr")) == {"m_tr1", "m_tr2"}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("detainee -family", {"m_en3"}),
+        ("detainee NOT family", {"m_en3"}),
+        ("detainees -(family OR court)", {"m_en3"}),
+        ('survivant -"une exécution"', {"m_fr1"}),
+        ("-detainee lang:en", {"m_en1"}),
+        ("NOT survivors lang:en", {"m_en2", "m_en3"}),  # NOT drops every form, on both stores
+        ("سجن -بسجن", set()),  # NOT of a word is NOT of its forms too
+        ('سجن -"بسجن"', {"m_ar1", "m_ar2"}),
+    ],
+)
+def test_minus_and_not_exclude_on_both_stores(morph: SearchStore, query: str, expected: set[str]) -> None:
+    assert mkeys(q(morph, query)) == expected
+
+
+def test_highlights_and_matched_terms_follow_word_forms(morph: SearchStore) -> None:
+    hit = q(morph, "survivor", highlight=True).hits[0]
+    assert hit.matched_terms == ("survivor",)
+    assert hit.highlights["title"] == ["<mark>Survivors</mark> return to the cells"]
+    (arabic,) = q(morph, "السجن", lang="ar", highlight=True, sort="date").hits[:1] or [None]
+    assert arabic is not None
+    assert any("<mark>" in f for f in (*arabic.highlights.get("title", []), *arabic.highlights.get("text", [])))
+
+
+# --- name variants from the topic file (indexer.names) -----------------------------------------------
+
+# A topic file written for these tests: the place and a person in several spellings and scripts.
+NAMED_TOPIC = """
+id = "test-topic"
+title = "Test topic"
+[names]
+latin = ["Sednaya", "Saydnaya", "Sednaïa", "Sednaja"]
+arabic = ["صيدنايا"]
+cyrillic = ["Седная"]
+[coterms]
+en = ["prison"]
+[anchors]
+people = [["Volker Türk", "Фолькер Тюрк", "فولكر تورك"]]
+places = [["Damascus", "Damas", "Damaskus", "دمشق"]]
+"""
+
+NAMED: dict[str, Article] = {
+    "n_en": make_article(
+        url="https://names.example/en",
+        lang="en",
+        title="Sednaya survivors speak",
+        text="Three former prisoners of Sednaya spoke in Berlin.",
+    ),
+    "n_en2": make_article(
+        url="https://names.example/en2",
+        lang="en",
+        title="Saydnaya report",
+        text="A new report counts the dead of Saydnaya prison.",
+    ),
+    "n_fr": make_article(
+        url="https://names.example/fr",
+        lang="fr",
+        title="Sednaïa, la prison des disparus",
+        text="Des familles cherchent encore leurs proches à Damas.",
+    ),
+    "n_de": make_article(
+        url="https://names.example/de",
+        lang="de",
+        title="Das Gefängnis Sednaja",
+        text="Überlebende berichten über die Zellen in Damaskus.",
+    ),
+    "n_ar": make_article(
+        url="https://names.example/ar",
+        lang="ar",
+        title="ذكرى صيدنايا",
+        text="تجمع الأهالي في دمشق لإحياء الذكرى.",
+    ),
+    "n_ru": make_article(
+        url="https://names.example/ru",
+        lang="ru",
+        title="Седная: год спустя",
+        text="Бывшие заключенные вернулись к воротам.",
+    ),
+    "n_mon": make_article(
+        url="https://names.example/monastery",
+        lang="en",
+        title="Pilgrims at Saydnaya",
+        text="Pilgrims climbed to the old monastery above the town of Saydnaya.",
+    ),
+    "n_turk": make_article(
+        url="https://names.example/turk",
+        lang="en",
+        title="UN rights chief speaks",
+        text="Volker Türk called for access to every detention site.",
+    ),
+    "n_turk_ar": make_article(
+        url="https://names.example/turk-ar",
+        lang="ar",
+        title="المفوض السامي",
+        text="دعا فولكر تورك إلى فتح السجون.",
+    ),
+    "n_other": make_article(
+        url="https://names.example/other",
+        lang="en",
+        title="Weather",
+        text="Rain is expected in the north this week.",
+    ),
+}
+NAMED_KEY = {a.id: k for k, a in NAMED.items()}
+PLACE = {"n_en", "n_en2", "n_fr", "n_de", "n_ar", "n_ru", "n_mon"}
+
+
+@pytest.fixture(params=["embedded", "elastic"])
+def named_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchStore]:
+    """A store of each kind that expands names from NAMED_TOPIC, loaded with NAMED."""
+    topic_file = tmp_path / "topic.toml"
+    topic_file.write_text(NAMED_TOPIC, encoding="utf-8")
+    names = NameGroups.from_topic(load_topic(topic_file))
+    store: SearchStore
+    if request.param == "embedded":
+        store = EmbeddedStore(tmp_path / "named.sqlite3", names=names)
+    else:
+        from indexer.store_elastic import ElasticStore
+
+        server: NoidaServer = request.getfixturevalue("noida_server")
+        store = ElasticStore(elastic_settings(server.url, tmp_path), refresh=True, names=names)
+    store.ensure_ready()
+    assert store.write_articles(list(NAMED.values())) == []
+    yield store
+    if not isinstance(store, EmbeddedStore):
+        store.wipe()  # type: ignore[attr-defined]
+    store.close()
+
+
+def nkeys(result: SearchResult) -> set[str]:
+    return {NAMED_KEY[h.article.id] for h in result.hits}
+
+
+@pytest.mark.parametrize("spelling", ["Sednaya", "SAYDNAYA", "sednaia", "Sednaja", "صيدنايا", "Седная"])
+def test_any_spelling_of_a_name_finds_every_spelling(named_store: SearchStore, spelling: str) -> None:
+    result = q(named_store, spelling)
+    assert nkeys(result) == PLACE
+    ((typed, added),) = result.expanded.items()
+    assert typed == spelling
+    assert len(added) == 5  # the six spellings of the group, less the one typed
+    assert "صيدنايا" in added or spelling == "صيدنايا"
+
+
+def test_expansion_is_reported_in_the_order_of_the_topic_file(named_store: SearchStore) -> None:
+    assert q(named_store, "Sednaya").expanded == {"Sednaya": ("Saydnaya", "Sednaïa", "Sednaja", "صيدنايا", "Седная")}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ('"Sednaya"', {"n_en"}),  # quoted: this spelling only
+        ("exact:Sednaya", {"n_en"}),
+        ("exact:Saydnaya", {"n_en2", "n_mon"}),
+    ],
+)
+def test_quotes_and_exact_turn_expansion_off(named_store: SearchStore, query: str, expected: set[str]) -> None:
+    result = q(named_store, query)
+    assert nkeys(result) == expected
+    assert result.expanded == {}
+
+
+def test_minus_excludes_from_an_expanded_name(named_store: SearchStore) -> None:
+    assert nkeys(q(named_store, "Sednaya -monastery")) == PLACE - {"n_mon"}
+    assert nkeys(q(named_store, "Sednaya NOT pilgrims")) == PLACE - {"n_mon"}
+    assert nkeys(q(named_store, "-Sednaya")) == set(NAMED) - PLACE  # NOT of every spelling
+
+
+def test_a_name_of_several_words_and_other_groups(named_store: SearchStore) -> None:
+    result = q(named_store, "Volker Türk")
+    assert nkeys(result) == {"n_turk", "n_turk_ar"}
+    assert result.expanded == {"Volker Türk": ("Фолькер Тюрк", "فولكر تورك")}
+    assert nkeys(q(named_store, "فولكر تورك")) == {"n_turk", "n_turk_ar"}
+    # a place group of [anchors] expands as well, and combines with the subject's names
+    assert nkeys(q(named_store, "Damascus Sednaya")) == {"n_fr", "n_de", "n_ar"}
+    assert nkeys(q(named_store, "title:Sednaya")) == PLACE  # every article names the place in its title
+
+
+def test_expanded_names_keep_their_word_forms_and_matched_terms(named_store: SearchStore) -> None:
+    hits = {NAMED_KEY[h.article.id]: h for h in q(named_store, "Sednaya survivor", highlight=True).hits}
+    assert set(hits) == {"n_en"}
+    assert hits["n_en"].matched_terms == ("Sednaya", "survivor")
+    assert hits["n_en"].highlights["title"] == ["<mark>Sednaya</mark> <mark>survivors</mark> speak"]
+    ar = q(named_store, "Sednaya", lang="ar", highlight=True).hits[0]
+    assert ar.matched_terms == ("صيدنايا",)  # why it matched: the variant found
+
+
+def test_a_store_without_name_groups_does_not_expand(contract_store: SearchStore) -> None:
+    assert contract_store.write_articles([NAMED["n_en"], NAMED["n_en2"]]) == []
+    result = q(contract_store, "Sednaya")
+    assert {NAMED_KEY[h.article.id] for h in result.hits} == {"n_en"}
+    assert result.expanded == {}
+
+
+# --- story merges ------------------------------------------------------------------------------------
+
+
+def test_move_articles_of_merged_stories(loaded: SearchStore) -> None:
+    moved = loaded.move_articles(["S2", "S3"], "S1")
+    assert moved == 6
+    assert keys(q(loaded, story="S1")) == {"en1", "en2", "ar1", "ar2", "fr1", "de1", "tr1", "en3", "fa1"}
+    assert q(loaded, story="S2").total == 0
+    assert keys(q(loaded, "story:S1 amnesty")) == {"fr1", "de1"}
+    assert loaded.get_article(CORPUS["fr1"].id).story_id == "S1"  # type: ignore[union-attr]
+    assert {a.id for a in loaded.story_articles("S1")} >= {CORPUS["tr1"].id, CORPUS["de1"].id}
+    assert loaded.move_articles(["S2", "S3"], "S1") == 0  # idempotent
+    assert loaded.move_articles(["S1"], "S1") == 0
+    assert loaded.count_articles() == len(CORPUS)
 
 
 # --- writes -----------------------------------------------------------------------------------------
@@ -903,3 +1277,133 @@ def test_deploy_files_use_only_fields_of_the_elasticsearch_8_apis(folder: str, a
         fields = {"meta" if k == "_meta" else k for k in body}
         assert fields <= accepted, f"{path.name}: {sorted(fields - accepted)} not accepted by {api}"
     client.close()
+
+
+def _roll_over(store: Any) -> str:
+    """Force a rollover of the article alias; returns the new write index.
+
+    ``indices.rollover`` on Elasticsearch. The stand-in has no rollover API ("no handler found"), so
+    there the same end state is made by hand: a new generation created with the articles mappings and
+    the alias's write flag moved to it (what a rollover does), which is what the writes depend on.
+    """
+    from elasticsearch import ApiError
+
+    es = store.client
+    try:
+        body = es.indices.rollover(alias=store.articles_alias).body
+        return str(body["new_index"])
+    except ApiError as exc:
+        if "no handler found" not in str(exc):
+            raise
+    new = f"{store.prefix}-articles-000002"
+    mappings, index_settings = store._mappings_and_settings("articles")
+    es.indices.create(index=new, mappings=mappings, settings=index_settings)
+    es.indices.update_aliases(
+        actions=[
+            {"add": {"index": store.first_index, "alias": store.articles_alias, "is_write_index": False}},
+            {"add": {"index": new, "alias": store.articles_alias, "is_write_index": True}},
+        ]
+    )
+    return new
+
+
+def test_rewriting_an_article_after_a_rollover_keeps_one_copy(noida_server: NoidaServer, tmp_path: Path) -> None:
+    from indexer.store_elastic import ElasticStore
+
+    store = ElasticStore(elastic_settings(noida_server.url, tmp_path), refresh=True)
+    store.ensure_ready()
+    try:
+        old = make_article(url="https://roll.example/old", text="first version", story_id="R1")
+        assert store.write_articles([old]) == []
+        new_index = _roll_over(store)
+        assert new_index != store.first_index
+        fresh = make_article(url="https://roll.example/new", text="after the rollover", story_id="R2")
+        assert store.write_articles([old.replace(text="second version"), fresh]) == []
+
+        def copies(article_id: str) -> list[tuple[str, str]]:
+            hits = store.client.search(
+                index=store.backing_pattern, query={"ids": {"values": [article_id]}}, size=10
+            ).body["hits"]["hits"]
+            return [(h["_index"], h["_source"]["text"]) for h in hits]
+
+        assert copies(old.id) == [(store.first_index, "second version")]  # replaced where it was
+        assert copies(fresh.id) == [(new_index, "after the rollover")]  # new ids go to the write index
+        # a story merge reaches the articles of every generation
+        assert store.move_articles(["R1", "R2"], "R0") == 2
+        moved = store.client.search(index=store.backing_pattern, query={"term": {"story_id": "R0"}}, size=10).body[
+            "hits"
+        ]["hits"]
+        assert sorted(h["_index"] for h in moved) == sorted([store.first_index, new_index])
+    finally:
+        store.wipe()
+        store.close()
+
+
+def test_an_embedded_store_of_layout_2_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A file written before word forms (layout 2: folded text, no stem columns) is re-indexed on open."""
+    import sqlite3
+
+    path = tmp_path / "store.sqlite3"
+    store = EmbeddedStore(path)
+    assert store.write_articles([MORPH["m_en1"], MORPH["m_ar2"]]) == []
+    store.close()
+    conn = sqlite3.connect(path)  # make it what layout 2 wrote
+    conn.executescript(
+        "DROP TABLE articles_fts;"
+        "CREATE VIRTUAL TABLE articles_fts USING fts5(title, body, tokenize = 'unicode61 remove_diacritics 0');"
+        "INSERT INTO articles_fts (rowid, title, body) SELECT rowid, 'x', 'y' FROM articles;"
+        "UPDATE meta SET value = '2' WHERE key = 'layout';"
+    )
+    conn.close()
+    reopened = EmbeddedStore(path)
+    try:
+        assert mkeys(q(reopened, "survivor")) == {"m_en1"}
+        assert mkeys(q(reopened, "بسجن")) == {"m_ar2"}
+        assert reopened.count_articles() == 2
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize("sort", ["date", "relevance"])
+def test_by_story_breaks_ties_by_id(contract_store: SearchStore, sort: str) -> None:
+    """Copies with the same text and time tie on score and date: the group shows the smallest id."""
+    if sort == "relevance" and on_stand_in(contract_store):
+        pytest.skip("the stand-in's top_hits aggregation returns no scores, so it cannot rank story groups")
+    copies = [
+        make_article(url=f"https://copies.example/{i}", story_id="T1", title="Copies of one wire", text="Same words.")
+        for i in range(4)
+    ]
+    other = make_article(url="https://copies.example/other", story_id="T2", title="Another wire", text="Same words.")
+    assert contract_store.write_articles([*copies, other]) == []
+    result = q(contract_store, "same words", by_story=True, sort=sort)
+    best = {g.story_id: (g.best.article.id, g.article_count) for g in result.groups}
+    assert best == {"T1": (min(a.id for a in copies), 4), "T2": (other.id, 1)}
+
+
+def test_an_article_index_from_before_word_forms_gets_the_stem_fields(
+    noida_server: NoidaServer, tmp_path: Path
+) -> None:
+    """An index created with the version-1 mappings (no stem fields) is given them at start-up."""
+    import copy
+
+    from indexer.store_elastic import ElasticStore
+
+    store = ElasticStore(elastic_settings(noida_server.url, tmp_path), refresh=True)
+    try:
+        mappings, index_settings = store._mappings_and_settings("articles")
+        old = copy.deepcopy(mappings)
+        del old["properties"]["title_stems"], old["properties"]["text_stems"]
+        store.client.indices.create(
+            index=store.first_index,
+            mappings=old,
+            settings=index_settings,
+            aliases={store.articles_alias: {"is_write_index": True}},
+        )
+        store.ensure_ready()
+        found = store.client.indices.get_mapping(index=store.first_index).body[store.first_index]["mappings"]
+        assert found["properties"]["text_stems"] == mappings["properties"]["text_stems"]
+        assert store.write_articles([MORPH["m_en3"]]) == []
+        assert mkeys(q(store, "detainee")) == {"m_en3"}
+    finally:
+        store.wipe()
+        store.close()

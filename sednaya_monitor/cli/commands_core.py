@@ -261,11 +261,18 @@ def _result_json(result: SearchResult) -> dict[str, Any]:
             for g in result.groups
         ],
         "next_after": list(result.next_after) if result.next_after else None,
+        "expanded": {typed: list(added) for typed, added in result.expanded.items()},
     }
+
+
+def also_searched(result: SearchResult) -> list[str]:
+    """``also searched: ...`` lines, one per expanded name (``indexer.names``)."""
+    return [f"also searched: {', '.join(added)} (variants of {typed!r})" for typed, added in result.expanded.items()]
 
 
 def _result_lines(result: SearchResult, *, by_story: bool) -> Iterator[str]:
     yield f"{result.total} matching articles"
+    yield from also_searched(result)
     if by_story:
         for group in result.groups:
             best = group.best.article

@@ -403,6 +403,7 @@ class App:
                 "groups": [group_dict(g) for g in result.groups] if sp.view == "stories" else [],
                 "facets": {k: [{"value": v, "count": n} for v, n in items] for k, items in result.facets.items()},
                 "next": params.encode_cursor(result.next_after),
+                "expanded": {typed: list(added) for typed, added in result.expanded.items()},
             }
         )
 
@@ -435,6 +436,7 @@ class App:
                 "total": result.total,
                 "articles": [h.article.to_dict() for h in result.hits],
                 "next": params.encode_cursor(result.next_after),
+                "expanded": {typed: list(added) for typed, added in result.expanded.items()},
             }
         )
 

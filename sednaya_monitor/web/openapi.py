@@ -147,7 +147,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "SearchResponse": {
         "type": "object",
-        "required": ["total", "view", "hits", "groups", "facets", "next"],
+        "required": ["total", "view", "hits", "groups", "facets", "next", "expanded"],
         "properties": {
             "total": {"type": "integer"},
             "view": {"type": "string", "enum": ["flat", "stories"]},
@@ -164,6 +164,12 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "next": {"type": "string", "nullable": True, "description": "cursor for the next page (pass as `after`)"},
+            "expanded": {
+                "type": "object",
+                "description": "name variants of the topic file searched besides a word as typed: "
+                '{"Sednaya": ["Saydnaya", "صيدنايا", ...]} (quote the word or write `exact:` to turn it off)',
+                "additionalProperties": {"type": "array", "items": _STR},
+            },
         },
     },
     "Watchlist": {

@@ -206,6 +206,15 @@ def render_search(
             f'<a class="toggle" href="{url_for("/", {**current, "view": other})}">{other_label}</a>'
             f'<a href="{url_for("/api/search", {**current, "view": sp.view})}">as JSON</a></div>'
         )
+        if result.expanded:
+            parts.append(
+                '<p class="muted also-searched">'
+                + "; ".join(
+                    f"also searched: {esc(', '.join(added))} (variants of {esc(typed)})"
+                    for typed, added in result.expanded.items()
+                )
+                + " — quote a name or write <code>exact:</code> to search one spelling</p>"
+            )
         terms = query_terms(sp.request.query)
         if sp.view == "stories":
             items = [_group_html(g, terms) for g in result.groups]
