@@ -429,21 +429,7 @@ class EmbeddedStore:
         node = parse(request.query)
         leaves = positive_leaves(node)
         size = max(0, min(request.size, MAX_SIZE))
-        params: list[Any] = []
-        score_join = ""
-        if leaves:
-            score_join = (
-                "LEFT JOIN (SELECT rowid AS rid, -bm25(articles_fts, ?, 1.0) AS score FROM articles_fts "
-                "WHERE articles_fts MATCH ?) s ON s.rid = a.rowid"
-            )
-            params += [TITLE_WEIGHT, " OR ".join(f"({fts_expression(leaf)})" for leaf in leaves)]
-        score = "COALESCE(s.score, 0.0)" if leaves else "0.0"
-        where = [_compile(node, params), *self._filters(request, params)]
-        fill = (
-            "INSERT INTO temp.hits (rid, score, sort_ts, id, story_id, lang, source, source_type, day) "
-            f"SELECT a.rowid, {score}, a.sort_ts, a.id, a.story_id, a.lang, a.source, a.source_type, a.day "
-            f"FROM articles a {score_join} WHERE " + " AND ".join(where)
-        )
+        fill, params = self._fill(request, node, leaves)
         if request.sort == "date":
             order, key_column = "sort_ts DESC, id ASC", "sort_ts"
         else:
@@ -481,6 +467,52 @@ class EmbeddedStore:
                 for (sid, count, langs), hit in zip(groups_meta, hits, strict=True)
             ]
         return SearchResult(total=total, hits=hits, facets=facets, next_after=next_after, groups=groups)
+
+    def _fill(self, request: SearchRequest, node: Node, leaves: Sequence[Term | Phrase]) -> tuple[str, list[Any]]:
+        """The statement that puts the articles matching ``request`` (with scores) into ``temp.hits``."""
+        params: list[Any] = []
+        score_join = ""
+        if leaves:
+            score_join = (
+                "LEFT JOIN (SELECT rowid AS rid, -bm25(articles_fts, ?, 1.0) AS score FROM articles_fts "
+                "WHERE articles_fts MATCH ?) s ON s.rid = a.rowid"
+            )
+            params += [TITLE_WEIGHT, " OR ".join(f"({fts_expression(leaf)})" for leaf in leaves)]
+        score = "COALESCE(s.score, 0.0)" if leaves else "0.0"
+        where = [_compile(node, params), *self._filters(request, params)]
+        fill = (
+            "INSERT INTO temp.hits (rid, score, sort_ts, id, story_id, lang, source, source_type, day) "
+            f"SELECT a.rowid, {score}, a.sort_ts, a.id, a.story_id, a.lang, a.source, a.source_type, a.day "
+            f"FROM articles a {score_join} WHERE " + " AND ".join(where)
+        )
+        return fill, params
+
+    def day_lang_counts(self, request: SearchRequest) -> list[tuple[str, str, int]]:
+        """Articles matching ``request`` (query and filters) per ``(day, lang)``, in one read.
+
+        Days are ``YYYY-MM-DD`` of the sort time, ascending. The search page draws its volume chart
+        from this (one query, not one per language).
+        """
+        node = parse(request.query)
+        fill, params = self._fill(request, node, positive_leaves(node))
+        with self._lock:
+            conn = self.conn
+            with _transaction(conn, "DEFERRED"):
+                conn.execute("DELETE FROM temp.hits")
+                conn.execute(fill, params)
+                rows = conn.execute(
+                    "SELECT day, lang, COUNT(*) FROM temp.hits GROUP BY day, lang ORDER BY day, lang"
+                ).fetchall()
+                conn.execute("DELETE FROM temp.hits")
+        return [(str(day), str(lang), int(count)) for day, lang, count in rows]
+
+    def merged_stories(self, story_id: str) -> list[Story]:
+        """Stories merged into ``story_id`` (their ``merged_into``), oldest ``first_seen`` first."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT doc, centroid FROM stories WHERE merged_into = ? ORDER BY first_seen ASC, id ASC", (story_id,)
+            ).fetchall()
+        return [self._story(doc, centroid) for doc, centroid in rows]
 
     @staticmethod
     def _filters(request: SearchRequest, params: list[Any]) -> list[str]:

@@ -106,6 +106,17 @@ class Settings:
     webhook_backoff_s: float = 0.5  # first retry delay, doubled each time
     log_level: str = "INFO"
 
+    # --- search page and API (serve; issue 20) ------------------------------------------------------
+    # Host names the page answers to besides the loopback names (localhost, 127.0.0.1, ::1) and the
+    # host of public_url: comma-separated, "*.example.org" allows subdomains. Any other Host header is
+    # refused (400), so a DNS-rebinding page cannot read the loopback-only API.
+    serve_allowed_hosts: str = ""
+    serve_max_body_bytes: int = 65_536  # request bodies above this are refused (413); a watchlist is ~300 bytes
+    serve_request_read_s: float = 30.0  # a request (headers and body) must arrive in full within this; else dropped
+    serve_request_timeout_s: float = 30.0  # a request whose answer takes longer is answered 503
+    serve_keep_alive_s: int = 5  # idle keep-alive connections are closed after this
+    serve_max_connections: int = 1000  # concurrent connections; beyond it new requests get 503
+
     def __post_init__(self) -> None:
         _check_url("bus", self.bus, {"kafka"})
         _check_url("store", self.store, {"http", "https"})

@@ -6,7 +6,7 @@ import click
 
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
-from sednaya_monitor.web import make_server
+from sednaya_monitor.web import make_server, serve_until_signalled
 
 
 @cli.command()
@@ -14,7 +14,7 @@ from sednaya_monitor.web import make_server
 @click.option("--host", default=None, help="Bind address [settings serve_host, 127.0.0.1: loopback only].")
 @click.pass_context
 def serve(ctx: click.Context, port: int | None, host: str | None) -> None:
-    """Serve the search page and the JSON API until interrupted (Ctrl-C).
+    """Serve the search page and the JSON API until Ctrl-C or SIGTERM (then stops cleanly).
 
     Writes (POST/DELETE /api/watchlists) need `Authorization: Bearer <api_token>`; with no
     api_token set (SEDNAYA_MONITOR_API_TOKEN) they are refused.
@@ -23,9 +23,4 @@ def serve(ctx: click.Context, port: int | None, host: str | None) -> None:
     assert app is not None, "the cli group sets the AppContext"
     server = make_server(app.settings, app.store, app.metrics, host=host, port=port)
     click.echo(f"serving on {server.url}/ (API: {server.url}/api/openapi.json); Ctrl-C stops")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("stopping")
-    finally:
-        server.server_close()
+    serve_until_signalled(server, click.echo)
