@@ -367,6 +367,18 @@ def csv_rows(web: Web, request: SearchRequest) -> Iterator[bytes]:
         page = dataclasses.replace(page, search_after=result.next_after)
 
 
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """``Allow`` for ``path``: the methods of every route on it (GET implies HEAD, answered by the server)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", ()) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def error_response(
     request: Request,
     status: int,
@@ -439,7 +451,7 @@ def create_app(
         if exc.status_code == 404:
             return error_response(request, 404, f"no page at {request.url.path!r}")
         if exc.status_code == 405:
-            allowed = (exc.headers or {}).get("Allow", "")
+            allowed = allowed_methods(app, request.url.path)
             message = f"method {request.method} is not allowed on {request.url.path} (allowed: {allowed})"
             return error_response(request, 405, message, headers={"Allow": allowed})
         return error_response(request, exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))

@@ -18,7 +18,7 @@ import typing
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from indexer.watchlists import NAME_RE
 from indexer.watchlists import MAX_QUERY_CHARS as MAX_WATCHLIST_QUERY_CHARS
@@ -66,8 +66,22 @@ def parse_date(name: str, value: str, *, end_of_day: bool = False) -> datetime:
     return parsed
 
 
+# Text parameters whose blank value means "not given" (an API client may send ``lang=``); a blank
+# number, date or choice is refused by the API, and dropped only by the pages (``params.single``).
+TEXT_PARAMETERS = frozenset({"q", "lang", "source", "source_type", "story", "after", "watchlist"})
+DateBound = Annotated[
+    datetime | None,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}],
+            "description": DATE_DESCRIPTION,
+        }
+    ),
+]
+
+
 class QueryModel(BaseModel):
-    """Query-string parameters: blanks are absent, NUL refused (messages name the parameter)."""
+    """Query-string parameters: blank text is absent, NUL refused (messages name the parameter)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -81,7 +95,7 @@ class QueryModel(BaseModel):
             if isinstance(value, str):
                 if "\x00" in value:
                     raise ValueError(f"parameter {key!r} contains a NUL character")
-                if not value.strip() and len(value) <= MAX_FILTER_CHARS:
+                if key in TEXT_PARAMETERS and not value.strip() and len(value) <= MAX_FILTER_CHARS:
                     continue
             out[key] = value
         return out
@@ -100,8 +114,8 @@ class FilterQuery(QueryModel):
     lang: Keyword = Field(None, description="ISO 639-1 language of the article")
     source: Keyword = Field(None, description="Source id from the registry")
     source_type: Keyword = Field(None, description="Source type (wire, public-broadcaster, ngo, ...)")
-    since: datetime | None = Field(None, description="Published on or after. " + DATE_DESCRIPTION)
-    until: datetime | None = Field(
+    since: DateBound = Field(None, description="Published on or after. " + DATE_DESCRIPTION)
+    until: DateBound = Field(
         None, description="Published on or before; a bare date includes the whole day. " + DATE_DESCRIPTION
     )
     story: Keyword = Field(None, description="Only articles of this story")
@@ -144,7 +158,7 @@ class ArticlesQuery(FilterQuery):
 class StoriesQuery(QueryModel):
     """``/api/stories`` and the stories page: newest ``last_seen`` first, with filters."""
 
-    since: datetime | None = Field(None, description="Stories seen since. " + DATE_DESCRIPTION)
+    since: DateBound = Field(None, description="Stories seen since. " + DATE_DESCRIPTION)
     lang: Keyword = Field(None, description="Only stories with an article in this language")
     min_sources: int = Field(1, ge=1, le=10_000, description="Only stories covered by at least this many sources")
     min_languages: int = Field(1, ge=1, le=200, description="Only stories covered in at least this many languages")

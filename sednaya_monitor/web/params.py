@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from indexer.store import SearchRequest
 from sednaya_monitor.web.errors import BadRequest
-from sednaya_monitor.web.models import SearchQuery, parameter_message, parse_date
+from sednaya_monitor.web.models import MAX_FILTER_CHARS, SearchQuery, parameter_message, parse_date
 
 Params = Mapping[str, Sequence[str]]
 M = TypeVar("M", bound=BaseModel)
@@ -37,21 +37,24 @@ class SearchParams:
     after: str | None  # the cursor as received (to build links)
 
 
-def single(params: Params) -> dict[str, str]:
-    """One value per name; raises BadRequest naming a parameter given more than once."""
+def single(params: Params, *, drop_blank: bool = False) -> dict[str, str]:
+    """One value per name; raises BadRequest naming a parameter given more than once.
+
+    ``drop_blank``: a blank value means "not given" (a page's form sends every field, empty or not).
+    """
     out: dict[str, str] = {}
     for name, values in params.items():
         if len(values) > 1:
             raise BadRequest(f"parameter {name!r} given {len(values)} times; give it once")
-        if values:
+        if values and not (drop_blank and not values[0].strip() and len(values[0]) <= MAX_FILTER_CHARS):
             out[name] = values[0]
     return out
 
 
 def parse_model(model: type[M], params: Params) -> M:
-    """``model`` from query parameters; raises BadRequest with the message of the first error."""
+    """``model`` from a page's query parameters (blanks dropped); raises BadRequest naming the first error."""
     try:
-        return model.model_validate(single(params))
+        return model.model_validate(single(params, drop_blank=True))
     except ValidationError as exc:
         raise BadRequest(parameter_message(exc.errors())) from None
 
