@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from crawlers.raw_store import RawStore
 from indexer.errors import QuerySyntaxError, WatchlistError
@@ -110,7 +111,7 @@ class StoreReaders:
             return self.shared
         found: EmbeddedStore | None = getattr(self._local, "store", None)
         if found is None:
-            found = EmbeddedStore(self._path)
+            found = type(self.shared)(self._path)  # type: ignore[call-arg]  # an EmbeddedStore (or subclass)
             found.ensure_ready()
             self._local.store = found
             with self._lock:
@@ -458,6 +459,8 @@ def create_app(
 
     @app.exception_handler(Exception)
     def _crash(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ClientDisconnect):  # the client went away mid-request: not our failure
+            return error_response(request, 400, "the client closed the connection")
         logger.error(
             "request failed", exc_info=exc, extra={"url": request.url.path, "stage": "serve"}
         )

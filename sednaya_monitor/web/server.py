@@ -126,7 +126,7 @@ class Observe:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        state: dict[str, Any] = {"status": 500, "started": False, "abandoned": False}
+        state: dict[str, Any] = {"status": 500, "started": False, "abandoned": False, "gone": False}
         first_byte = asyncio.Event()
 
         async def guarded_send(message: Message) -> None:
@@ -158,7 +158,13 @@ class Observe:
         inner = dict(scope)  # the app sees HEAD as GET (every page and GET answer has a HEAD, body left out by uvicorn)
         if method == "HEAD":
             inner["method"] = "GET"
-        task = asyncio.ensure_future(self.app(inner, receive, guarded_send))
+        async def watched_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                state["gone"] = True
+            return message
+
+        task = asyncio.ensure_future(self.app(inner, watched_receive, guarded_send))
         waiter = asyncio.ensure_future(first_byte.wait())
         try:
             done, _pending = await asyncio.wait({task, waiter}, timeout=self.timeout_s, return_when="FIRST_COMPLETED")
@@ -175,14 +181,16 @@ class Observe:
             else:
                 await task
         except Exception as exc:  # noqa: BLE001  # the app's 500 handler answered and logged it; never re-raise
-            if not state["started"]:
+            if state["gone"]:
+                pass  # the client left mid-request: nothing to answer, nothing to log
+            elif not state["started"]:
                 state["status"] = 500
                 await _send_error(send, 500, "internal error (logged on the server)")
                 logger.error("request failed", exc_info=exc, extra={"stage": "serve", "url": scope.get("path", "")})
         finally:
             waiter.cancel()
             route = inner.get("route")
-            status = int(state["status"])
+            status = 499 if state["gone"] else int(state["status"])  # 499: the client closed the request
             name = getattr(route, "name", None) or inner.get("sednaya_route") or "not_found"
             if status == 405:
                 name = "method_not_allowed"
