@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -82,8 +82,18 @@ def far_server(web_settings: Settings, web_store: EmbeddedStore) -> Iterator[Run
 
 
 def test_far_stored_dates_never_break_a_page(far_server: RunningServer) -> None:
-    for path in ("/", "/?q=Sednaya", "/?q=Sednaya&view=flat", "/timeline", "/stories", "/stories/story-far",
-                 "/api/search?q=Sednaya&facets=true", "/api/articles", "/api/stories/story-far", "/search.csv"):
+    for path in (
+        "/",
+        "/?q=Sednaya",
+        "/?q=Sednaya&view=flat",
+        "/timeline",
+        "/stories",
+        "/stories/story-far",
+        "/api/search?q=Sednaya&facets=true",
+        "/api/articles",
+        "/api/stories/story-far",
+        "/search.csv",
+    ):
         r = get(far_server, path)
         assert r.status_code == 200, (path, r.text[:500])
     page = get(far_server, "/?q=Sednaya").text
@@ -172,8 +182,13 @@ def test_host_header_allowlist(data_dir: Path, web_store: EmbeddedStore) -> None
     settings = _settings(data_dir, serve_allowed_hosts="monitor.example.org, *.analysts.example")
     with serve_in_thread(settings, web_store, Metrics(), port=0) as server:
         port = server.url.rsplit(":", 1)[1]
-        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "monitor.example.org",
-                     "desk.analysts.example:443"):
+        for host in (
+            f"127.0.0.1:{port}",
+            f"localhost:{port}",
+            f"[::1]:{port}",
+            "monitor.example.org",
+            "desk.analysts.example:443",
+        ):
             assert get(server, "/healthz", headers={"Host": host}).status_code == 200, host
         for host in ("evil.example", f"evil.example:{port}", "analysts.example.evil", ""):
             r = get(server, "/api/search", headers={"Host": host})
@@ -297,8 +312,8 @@ def test_a_burst_of_connections_is_served(web_server: RunningServer) -> None:
 class CountingStore(EmbeddedStore):
     """Counts store calls across the per-thread handles; ``search`` can be slowed down."""
 
-    calls: list[str] = []
-    search_delay_s = 0.0
+    calls: ClassVar[list[str]] = []
+    search_delay_s: ClassVar[float] = 0.0
 
     def search(self, request: SearchRequest) -> SearchResult:
         CountingStore.calls.append("search")
@@ -361,7 +376,9 @@ def test_story_page_shows_when_each_language_joined(web_server: RunningServer) -
     assert '<ul class="follow-ups">' in page  # the Arabic and French follow-ups
     api = get(web_server, "/api/stories/story-crematorium").json()
     assert [(x["lang"], x["after_first_s"]) for x in api["languages"]] == [
-        ("en", 0.0), ("ar", 14 * 3600 + 55 * 60.0), ("fr", 17 * 3600 + 10 * 60.0),
+        ("en", 0.0),
+        ("ar", 14 * 3600 + 55 * 60.0),
+        ("fr", 17 * 3600 + 10 * 60.0),
     ]
     assert api["languages"][0]["articles"] == 2  # the wire original and its English copy
 
@@ -369,9 +386,18 @@ def test_story_page_shows_when_each_language_joined(web_server: RunningServer) -
 def test_merged_stories_are_listed(web_server: RunningServer, web_store: EmbeddedStore, web_news: NewsWeb) -> None:
     crem = web_news.stories["crematorium"]
     web_store.write_stories(
-        [Story(id="story-old", title="An earlier crematorium thread", first_seen=crem.first_seen,
-               last_seen=crem.first_seen, article_count=1, source_count=1, languages=("en",),
-               merged_into="story-crematorium")]
+        [
+            Story(
+                id="story-old",
+                title="An earlier crematorium thread",
+                first_seen=crem.first_seen,
+                last_seen=crem.first_seen,
+                article_count=1,
+                source_count=1,
+                languages=("en",),
+                merged_into="story-crematorium",
+            )
+        ]
     )
     page = get(web_server, "/stories/story-crematorium").text
     assert '<h2>Merged stories</h2><ul class="merged"><li><a href="/stories/story-old" dir="auto">' in page
@@ -417,7 +443,7 @@ def test_csv_export_of_a_search(web_server: RunningServer, web_news: NewsWeb) ->
 
 
 def test_csv_cells_cannot_become_formulas(web_settings: Settings, web_store: EmbeddedStore) -> None:
-    formula = make_article(title="=HYPERLINK(\"http://evil.example\",\"Sednaya\")", text="Sednaya formula test")
+    formula = make_article(title='=HYPERLINK("http://evil.example","Sednaya")', text="Sednaya formula test")
     assert not web_store.write_articles([formula])
     with serve_in_thread(web_settings, web_store, Metrics(), port=0) as server:
         rows = list(csv.DictReader(io.StringIO(get(server, "/search.csv", params={"q": "formula"}).text)))
@@ -432,8 +458,16 @@ def test_csv_cells_cannot_become_formulas(web_settings: Settings, web_store: Emb
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_serve_stops_cleanly_on_a_signal(web_settings: Settings, web_store: EmbeddedStore, sig: int) -> None:
     web_store.close()
-    cmd = [sys.executable, "-c", "from sednaya_monitor.cli import main; main()",
-           "--data-dir", str(web_settings.data_dir), "serve", "--port", "0"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from sednaya_monitor.cli import main; main()",
+        "--data-dir",
+        str(web_settings.data_dir),
+        "serve",
+        "--port",
+        "0",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fixed argv
     try:
         assert proc.stdout is not None

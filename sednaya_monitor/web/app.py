@@ -105,13 +105,14 @@ class StoreReaders:
         self._opened: list[EmbeddedStore] = []
         self._lock = threading.Lock()
         self._path = store.path if isinstance(store, EmbeddedStore) else None
+        self._kind: type[EmbeddedStore] = type(store) if isinstance(store, EmbeddedStore) else EmbeddedStore
 
     def get(self) -> SearchStore:
         if self._path is None:
             return self.shared
         found: EmbeddedStore | None = getattr(self._local, "store", None)
         if found is None:
-            found = type(self.shared)(self._path)  # type: ignore[call-arg]  # an EmbeddedStore (or subclass)
+            found = self._kind(self._path)  # an EmbeddedStore (or a subclass of it) on the same file
             found.ensure_ready()
             self._local.store = found
             with self._lock:
@@ -461,9 +462,7 @@ def create_app(
     def _crash(request: Request, exc: Exception) -> Response:
         if isinstance(exc, ClientDisconnect):  # the client went away mid-request: not our failure
             return error_response(request, 400, "the client closed the connection")
-        logger.error(
-            "request failed", exc_info=exc, extra={"url": request.url.path, "stage": "serve"}
-        )
+        logger.error("request failed", exc_info=exc, extra={"url": request.url.path, "stage": "serve"})
         return error_response(request, 500, "internal error (logged on the server)")
 
     # --- pages -----------------------------------------------------------------------------------

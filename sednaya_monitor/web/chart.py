@@ -92,7 +92,7 @@ def bin_of(day: date, unit: str) -> date:
     if unit == "year":
         return date(day.year, 1, 1)
     if unit.endswith("-year"):
-        step = int(unit.split("-")[0])
+        step = int(unit.split("-", maxsplit=1)[0])
         return date(max(1, day.year - day.year % step), 1, 1)
     return day
 

@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
-from indexer.watchlists import NAME_RE
 from indexer.watchlists import MAX_QUERY_CHARS as MAX_WATCHLIST_QUERY_CHARS
+from indexer.watchlists import NAME_RE
 from stream.article import parse_time
 
 DEFAULT_PAGE_SIZE = 20  # results per page: one screen of story groups
@@ -52,9 +52,7 @@ def parse_date(name: str, value: str, *, end_of_day: bool = False) -> datetime:
     try:
         parsed = parse_time(value)
     except (ValueError, OverflowError):  # OverflowError: an offset that moves 0001-01-01 out of range
-        raise ValueError(
-            f"parameter {name!r}={value!r}: expected an ISO 8601 date (2024-12-08) or date-time"
-        ) from None
+        raise ValueError(f"parameter {name!r}={value!r}: expected an ISO 8601 date (2024-12-08) or date-time") from None
     latest = latest_date()
     if not EARLIEST_DATE <= parsed <= latest:
         raise ValueError(

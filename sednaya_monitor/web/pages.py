@@ -235,11 +235,13 @@ def _group_view(group: StoryGroup, terms: Sequence[str]) -> _GroupView:
 def chart(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articles per day by language") -> Markup:
     """The volume chart of plausible dates, with a note on articles dated outside them (never charted)."""
     kept, dropped = plausible(volume)
-    svg = Markup(volume_svg(kept, title=title))  # volume_svg escapes every label itself
+    svg = Markup(volume_svg(kept, title=title))  # noqa: S704  # volume_svg escapes every label itself
     if dropped:
-        svg += Markup('<p class="muted far-dates">') + esc(
-            f"{dropped} dated before 1990 or in the future: not charted."
-        ) + Markup("</p>")
+        svg += (
+            Markup('<p class="muted far-dates">')
+            + esc(f"{dropped} dated before 1990 or in the future: not charted.")
+            + Markup("</p>")
+        )
     return svg
 
 

@@ -6,8 +6,9 @@ port 0 picks a free one; backlog BACKLOG) and :func:`serve_in_thread` runs it in
 
 Around the app, from the outside in:
 
-- :class:`Observe`: HEAD answered as GET without the body, security headers on every answer (``nosniff``, ``no-referrer``, ``no-store``, the
-  page CSP), request metrics ``sednaya_http_requests_total{route,method,status}`` and
+- :class:`Observe`: HEAD answered as GET without the body, security headers on every answer
+  (``nosniff``, ``no-referrer``, ``no-store``, the page CSP), request metrics
+  ``sednaya_http_requests_total{route,method,status}`` and
   ``sednaya_http_request_duration_seconds{route}`` (route names, never paths), and a 503 for an
   answer not started within ``serve_request_timeout_s``;
 - :class:`AllowedHosts`: the ``Host`` header must be a loopback name, the host of ``public_url`` or
@@ -158,6 +159,7 @@ class Observe:
         inner = dict(scope)  # the app sees HEAD as GET (every page and GET answer has a HEAD, body left out by uvicorn)
         if method == "HEAD":
             inner["method"] = "GET"
+
         async def watched_receive() -> Message:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -176,11 +178,12 @@ class Observe:
                     send, 503, f"the answer took longer than {self.timeout_s:g} s (serve_request_timeout_s)"
                 )
                 logger.warning(
-                    "request timed out", extra={"stage": "serve", "url": scope.get("path", ""), "timeout": self.timeout_s}
+                    "request timed out",
+                    extra={"stage": "serve", "url": scope.get("path", ""), "timeout": self.timeout_s},
                 )
             else:
                 await task
-        except Exception as exc:  # noqa: BLE001  # the app's 500 handler answered and logged it; never re-raise
+        except Exception as exc:  # the app's 500 handler answered and logged it; never re-raise
             if state["gone"]:
                 pass  # the client left mid-request: nothing to answer, nothing to log
             elif not state["started"]:
@@ -336,7 +339,9 @@ def _protocol(settings: Settings) -> type[GuardedH11Protocol]:
 class WebServer:
     """A bound listening socket and the uvicorn server that will serve it; ``url`` is where it listens."""
 
-    def __init__(self, sock: socket.socket, app: FastAPI, settings: Settings, *, owned: Sequence[Closable] = ()) -> None:
+    def __init__(
+        self, sock: socket.socket, app: FastAPI, settings: Settings, *, owned: Sequence[Closable] = ()
+    ) -> None:
         self.socket = sock
         self.app = app
         self._owned = list(owned)
