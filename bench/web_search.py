@@ -9,8 +9,8 @@ names, phrases, a language filter, grouped and flat views) for ``--seconds``. Re
 second, p50/p95/p99 latency and errors (any status other than 200, or a failed connection).
 
 The clients share one Python process (the GIL): at 20 clients the client side costs some of the two
-cores too, so the figures are a floor. Prints the figures and rewrites the ``## web_search`` section
-of docs/benchmarks.md. Run: ``python -m bench.web_search [--articles N] [--seconds S] [--clients 1,20]``.
+cores too, so the figures are a floor. Prints the figures and rewrites the ``## web_search (workers=N)`` section
+of docs/benchmarks.md. Run: ``python -m bench.web_search [--articles N] [--seconds S] [--clients 1,20] [--workers W]``.
 Reads nothing from /work/shared.
 """
 
@@ -86,9 +86,9 @@ def fill(data_dir: Path, n: int) -> None:
     store.close()
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_server(data_dir: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
     cmd = [sys.executable, "-c", "from sednaya_monitor.cli import main; main()"]
-    cmd += ["--data-dir", str(data_dir), "serve", "--port", "0"]
+    cmd += ["--data-dir", str(data_dir), "serve", "--port", "0", "--workers", str(workers)]
     env = {**os.environ, "SEDNAYA_MONITOR_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     assert proc.stdout is not None
@@ -160,6 +160,7 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=20.0, help="per client count")
     parser.add_argument("--clients", default="1,20", help="comma-separated client counts")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers (processes)")
     parser.add_argument("--no-doc", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
@@ -168,7 +169,7 @@ def main() -> None:
         t0 = time.monotonic()
         fill(data_dir, args.articles)
         print(f"store: {args.articles} articles written in {time.monotonic() - t0:.1f} s")
-        proc, base = start_server(data_dir)
+        proc, base = start_server(data_dir, args.workers)
         try:
             for params in QUERIES:  # warm-up: first connections per thread, filter options cache
                 requests.get(base + "/", params=params, timeout=60)
@@ -188,12 +189,15 @@ def main() -> None:
         return
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"Measured {stamp} by `python -m bench.web_search --articles {args.articles} --seconds {args.seconds:g}` "
-        f"on {platform.machine()} with {os.cpu_count()} cores (shared with other work while measured): "
-        "`serve` (FastAPI + uvicorn, one process) in its own process over an embedded store of "
-        f"{args.articles} generated articles in 5 languages; each client is a thread with one keep-alive "
-        "connection requesting the search page (`/`, grouped or flat, with the chart) from a fixed mix of "
-        "10 queries. Errors: any answer but 200, or a failed connection.",
+        (
+            f"Measured {stamp} by `python -m bench.web_search --articles {args.articles} --seconds {args.seconds:g} "
+            f"--workers {args.workers}` "
+            f"on {platform.machine()} with {os.cpu_count()} cores (shared with other work while measured): "
+            f"`serve --workers {args.workers}` (FastAPI + uvicorn) in processes of its own over an embedded store of "
+            f"{args.articles} generated articles in 5 languages; each client is a thread with one keep-alive "
+            "connection requesting the search page (`/`, grouped or flat, with the chart) from a fixed mix of "
+            "10 queries. Errors: any answer but 200, or a failed connection."
+        ),
         "",
         "| clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors |",
         "|---:|---:|---:|---:|---:|---:|---:|",
@@ -203,7 +207,7 @@ def main() -> None:
             f"| {r['clients']:.0f} | {r['requests']:.0f} | {r['rps']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} "
             f"| {r['p99']:.0f} | {r['errors']:.0f} |"
         )
-    write_section(SECTION, lines)
+    write_section(f"{SECTION} (workers={args.workers})", lines)
     print("docs/benchmarks.md: section", SECTION, "rewritten")
 
 

@@ -116,11 +116,14 @@ class Settings:
     serve_request_timeout_s: float = 30.0  # a request whose answer takes longer is answered 503
     serve_keep_alive_s: int = 5  # idle keep-alive connections are closed after this
     serve_max_connections: int = 1000  # concurrent connections; beyond it new requests get 503
+    serve_workers: int = 1  # processes serving the page (pages are CPU work under one GIL each): up to the cores
 
     def __post_init__(self) -> None:
         _check_url("bus", self.bus, {"kafka"})
         _check_url("store", self.store, {"http", "https"})
-        for name in ("max_attempts", "batch_size", "kafka_partitions", "kafka_replication", "embed_batch_size"):
+        for name in (
+            "max_attempts", "batch_size", "kafka_partitions", "kafka_replication", "embed_batch_size", "serve_workers",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be at least 1")
         for name in ("cluster_threshold", "duplicate_threshold"):

@@ -455,8 +455,10 @@ def test_csv_cells_cannot_become_formulas(web_settings: Settings, web_store: Emb
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_serve_stops_cleanly_on_a_signal(web_settings: Settings, web_store: EmbeddedStore, sig: int) -> None:
+@pytest.mark.parametrize(("sig", "workers"), [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGTERM, 2)])
+def test_serve_stops_cleanly_on_a_signal(
+    web_settings: Settings, web_store: EmbeddedStore, sig: int, workers: int
+) -> None:
     web_store.close()
     cmd = [
         sys.executable,
@@ -467,6 +469,8 @@ def test_serve_stops_cleanly_on_a_signal(web_settings: Settings, web_store: Embe
         "serve",
         "--port",
         "0",
+        "--workers",
+        str(workers),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fixed argv
     try:
@@ -483,6 +487,8 @@ def test_serve_stops_cleanly_on_a_signal(web_settings: Settings, web_store: Embe
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         with requests.Session() as kept_alive:  # an open keep-alive connection must not hold the stop
+            for _ in range(4 * workers):  # connections land on every worker
+                assert requests.get(base + "/api/stories", timeout=10).json()["stories"]
             assert kept_alive.get(base + "/api/stories", timeout=5).status_code == 200
             proc.send_signal(sig)
             out, err = proc.communicate(timeout=30)

@@ -29,6 +29,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import signal
 import socket
 import threading
@@ -389,7 +390,8 @@ class WebServer:
         self._owned.clear()
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket (IPv6 when ``host`` has a colon), backlog BACKLOG."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
     sock.set_inheritable(True)
@@ -405,11 +407,13 @@ def make_server(
     port: int | None = None,
     watchlists: WatchlistRepository | None = None,
     alerts: AlertLog | None = None,
+    sock: socket.socket | None = None,
 ) -> WebServer:
     """Bind the web server (not yet serving).
 
     ``host``/``port`` default to ``settings.serve_host``/``settings.serve_port`` (127.0.0.1:8080);
-    port 0 takes a free port (read it back from ``server.url``). ``watchlists`` defaults to the
+    port 0 takes a free port (read it back from ``server.url``); ``sock`` serves an already bound
+    socket instead (a worker process of :func:`serve_forked`). ``watchlists`` defaults to the
     deployment's repository (``indexer.watchlists.open_watchlists``: SQLite in ``settings.data_dir``,
     or the Elasticsearch store); ``alerts`` defaults to the alert ledger there (both closed with the server).
     Raises ``OSError`` when the address is taken.
@@ -427,18 +431,19 @@ def make_server(
     bind_host = settings.serve_host if host is None else host
     bind_port = settings.serve_port if port is None else port
     try:
-        sock = _bind(bind_host, bind_port)
+        listening = sock if sock is not None else bind(bind_host, bind_port)
     except OSError:
         for item in owned:
             item.close()
         raise
-    server = WebServer(sock, app, settings, owned=owned)
-    logger.info("web server bound", extra={"stage": "serve", "url": server.url})
-    if not _is_loopback(bind_host):
-        logger.warning(
-            "serving beyond loopback: the search page has no login; put it behind an authenticating proxy",
-            extra={"stage": "serve", "url": server.url},
-        )
+    server = WebServer(listening, app, settings, owned=owned)
+    if sock is None:
+        logger.info("web server bound", extra={"stage": "serve", "url": server.url})
+        if not _is_loopback(bind_host):
+            logger.warning(
+                "serving beyond loopback: the search page has no login; put it behind an authenticating proxy",
+                extra={"stage": "serve", "url": server.url},
+            )
     return server
 
 
@@ -517,4 +522,82 @@ def serve_until_signalled(server: WebServer, say: Callable[[str], None]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return caught[0] if caught else 0
+
+
+def serve_forked(
+    settings: Settings,
+    sock: socket.socket,
+    workers: int,
+    say: Callable[[str], None],
+    open_store: Callable[[], SearchStore],
+) -> int:
+    """Serve ``sock`` from ``workers`` processes until SIGINT or SIGTERM (``serve --workers N``).
+
+    Page rendering and highlighting are Python work under one interpreter lock, so one process
+    uses one core. Each worker is forked after the socket is bound and opens its own store,
+    watchlist repository and alert ledger (nothing SQLite crosses the fork); the kernel spreads
+    connections over them. A worker that dies is started again. On a signal the workers get
+    SIGTERM, finish open requests and exit; returns the signal number. ``/metrics`` counts per
+    worker (each answer comes from one of them).
+    """
+    children: dict[int, int] = {}  # pid -> worker index
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, signal.SIG_DFL)
+                store = open_store()
+                server = make_server(settings, store, Metrics(), sock=sock)
+                serve_until_signalled(server, lambda _message: None)
+                store.close()
+                code = 0
+            except BaseException:  # a worker reports and exits; the parent starts another
+                logger.exception("web worker failed", extra={"stage": "serve", "worker": index})
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    stop = threading.Event()
+    caught: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        caught.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for index in range(workers):
+            spawn(index)
+        while not stop.wait(0.2):
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid and pid in children and not stop.is_set():
+                index = children.pop(pid)
+                logger.error(
+                    "web worker exited; starting another", extra={"stage": "serve", "worker": index, "status": status}
+                )
+                time.sleep(1.0)  # a worker that cannot start must not spin
+                spawn(index)
+        say(f"stopping ({signal.Signals(caught[0]).name})" if caught else "stopping")
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S + 10
+        while children and time.monotonic() < deadline:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                children.pop(pid, None)
+            else:
+                time.sleep(0.05)
+        for pid in children:  # still there after the grace period
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
     return caught[0] if caught else 0
