@@ -208,7 +208,7 @@ def main() -> None:
             f"| {r['p99']:.0f} | {r['errors']:.0f} |"
         )
     write_section(f"{SECTION} (workers={args.workers})", lines)
-    print("docs/benchmarks.md: section", SECTION, "rewritten")
+    print(f"docs/benchmarks.md: section {SECTION} (workers={args.workers}) rewritten")
 
 
 if __name__ == "__main__":
