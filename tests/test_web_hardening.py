@@ -244,6 +244,14 @@ def test_slow_requests_are_dropped_after_the_read_deadline(data_dir: Path, web_s
         started = time.monotonic()
         assert sock.recv(1024) == b""  # closed by the server, no answer
         assert time.monotonic() - started < 10
+    with serve_in_thread(settings, web_store, Metrics(), port=0) as server, _raw(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # one whole request on a kept-alive line
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # then half of the next one
+        started = time.monotonic()
+        while sock.recv(4096):
+            pass
+        assert time.monotonic() - started < 10
 
 
 def test_request_over_the_answer_deadline_is_503(data_dir: Path, web_store: EmbeddedStore) -> None:
@@ -501,3 +509,34 @@ def test_serve_stops_cleanly_on_a_signal(
     assert "Traceback" not in err
     with pytest.raises(requests.ConnectionError):
         requests.get(base + "/healthz", timeout=5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_demo_stops_cleanly_on_ctrl_c_once_it_serves(tmp_path: Path) -> None:
+    """``demo`` crawls its bundled web, drains the pipeline, serves the page, and stops on SIGINT."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEDNAYA_MONITOR_")}
+    cmd = [sys.executable, "-c", "from sednaya_monitor.cli import main; main()",
+           "--data-dir", str(tmp_path / "data"), "demo", "--port", "0"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fixed argv
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not (lines and lines[-1].startswith("search page: ")):
+            line = proc.stdout.readline()
+            assert line, "".join(lines) + (proc.stderr.read() if proc.stderr else "")
+            lines.append(line)
+        base = lines[-1].split()[2].rstrip("/")
+        assert requests.get(base + "/healthz", timeout=30).json()["status"] == "green"
+        assert requests.get(base + "/", params={"q": "Sednaya"}, timeout=30).status_code == 200
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    assert "stopping (SIGINT)" in out
+    assert "Traceback" not in err

@@ -318,8 +318,8 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
         if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
             self._disarm()  # the request is in; the answer deadline is Observe's
-        elif self._read_deadline is None and self.conn.their_state is h11.SEND_BODY:
-            self._arm()
+        elif self._read_deadline is None and not self.transport.is_closing():
+            self._arm()  # part of a request (uvicorn cancelled its keep-alive timer on this data): the clock runs
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
