@@ -164,6 +164,7 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="sednaya-web-bench-") as tmp:
         data_dir = Path(tmp)
         t0 = time.monotonic()
@@ -192,7 +193,8 @@ def main() -> None:
         (
             f"Measured {stamp} by `python -m bench.web_search --articles {args.articles} --seconds {args.seconds:g} "
             f"--workers {args.workers}` "
-            f"on {platform.machine()} with {os.cpu_count()} cores (shared with other work while measured): "
+            f"on {platform.machine()} with {os.cpu_count()} cores, shared with other work (load average "
+            f"{load[0]:.1f} before, {os.getloadavg()[0]:.1f} after): "
             f"`serve --workers {args.workers}` (FastAPI + uvicorn) in processes of its own over an embedded store of "
             f"{args.articles} generated articles in 5 languages; each client is a thread with one keep-alive "
             "connection requesting the search page (`/`, grouped or flat, with the chart) from a fixed mix of "
