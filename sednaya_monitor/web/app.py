@@ -207,9 +207,7 @@ class Web:
         The CHART_LANGS languages with most articles are drawn apart, the rest as ``other``. A store
         without ``day_lang_counts`` is asked once per language (facets), as the protocol allows.
         """
-        base = dataclasses.replace(
-            request, lang=request.lang, size=1, search_after=None, facets=True, highlight=False, by_story=False
-        )
+        base = dataclasses.replace(request, size=1, search_after=None, facets=True, highlight=False, by_story=False)
         counts = getattr(self.store, "day_lang_counts", None)
         rows: list[tuple[str, str, int]] = []
         if counts is not None:
