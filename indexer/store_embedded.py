@@ -469,7 +469,7 @@ class EmbeddedStore:
         return SearchResult(total=total, hits=hits, facets=facets, next_after=next_after, groups=groups)
 
     def _fill(self, request: SearchRequest, node: Node, leaves: Sequence[Term | Phrase]) -> tuple[str, list[Any]]:
-        """The statement that puts the articles matching ``request`` (with scores) into ``temp.hits``."""
+        """The statement that puts the articles matching ``request`` into ``temp.hits`` (scored by ``leaves``)."""
         params: list[Any] = []
         score_join = ""
         if leaves:
@@ -493,8 +493,7 @@ class EmbeddedStore:
         Days are ``YYYY-MM-DD`` of the sort time, ascending. The search page draws its volume chart
         from this (one query, not one per language).
         """
-        node = parse(request.query)
-        fill, params = self._fill(request, node, positive_leaves(node))
+        fill, params = self._fill(request, parse(request.query), ())  # no leaves: counts need no BM25 scores
         with self._lock:
             conn = self.conn
             with _transaction(conn, "DEFERRED"):
