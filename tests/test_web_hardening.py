@@ -540,3 +540,19 @@ def test_demo_stops_cleanly_on_ctrl_c_once_it_serves(tmp_path: Path) -> None:
     assert proc.returncode == 0, err[-3000:]
     assert "stopping (SIGINT)" in out
     assert "Traceback" not in err
+
+
+def test_openapi_is_generated_from_the_models(web_server: RunningServer) -> None:
+    doc = get(web_server, "/api/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    body = doc["paths"]["/api/watchlists"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/WatchlistInput"}  # one schema, the validator's own
+    assert schemas["WatchlistInput"]["additionalProperties"] is False
+    assert schemas["WatchlistInput"]["properties"]["name"]["pattern"].startswith("^[A-Za-z0-9]")
+    assert "HTTPValidationError" not in schemas
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            assert "422" not in operation["responses"], (path, method)  # invalid input is a 400 here
+            assert "400" in operation["responses"], (path, method)
+    assert "expanded" in schemas["SearchResponse"]["properties"]  # the name variants of the search issue
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
