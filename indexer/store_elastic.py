@@ -731,6 +731,49 @@ class ElasticStore:
             next_after = tuple(str(v) for v in page[-1]["sort"])
         return SearchResult(total=total, hits=hits, facets=facets, next_after=next_after, expanded=expanded)
 
+    def day_lang_counts(self, request: SearchRequest) -> list[tuple[str, str, int]]:
+        """Articles matching ``request`` per ``(day, lang)`` (terms on lang, daily histogram under it), one search."""
+        node = parse(request.query)
+        body: dict[str, Any] = {
+            "query": {"bool": {"must": [to_dsl(node)], "filter": _request_filters(request)}},
+            "size": 0,
+            "aggs": {
+                "by_lang": {
+                    "terms": {"field": "lang", "size": FACET_SIZE},
+                    "aggs": {
+                        "by_day": {
+                            "date_histogram": {
+                                "field": "sort_date",
+                                "calendar_interval": "day",
+                                "min_doc_count": 1,
+                                "format": "yyyy-MM-dd",
+                            }
+                        }
+                    },
+                }
+            },
+        }
+        try:
+            raw = self._search(self.articles_alias, **body)
+        except ApiError as exc:
+            raise StoreError(f"search {request.query!r} refused: {exc}") from exc
+        out: list[tuple[str, str, int]] = []
+        for lang in raw.get("aggregations", {}).get("by_lang", {}).get("buckets", []):
+            for day in lang.get("by_day", {}).get("buckets", []):
+                if day["doc_count"] > 0:
+                    out.append((str(day["key_as_string"]), str(lang["key"]), int(day["doc_count"])))
+        return sorted(out)
+
+    def merged_stories(self, story_id: str) -> list[Story]:
+        """Stories merged into ``story_id``, oldest ``first_seen`` first."""
+        hits = self._search(
+            self.stories_index,
+            query={"bool": {"filter": [{"term": {"merged_into": story_id}}]}},
+            sort=[{"first_seen": "asc"}, {"id": "asc"}],
+            size=MAX_SIZE,
+        )["hits"]["hits"]
+        return [Story.from_dict(h["_source"]) for h in hits]
+
     @staticmethod
     def _after(request: SearchRequest) -> list[Any]:
         assert request.search_after is not None

@@ -692,6 +692,35 @@ class EmbeddedStore:
         )
         return fill, params
 
+    def day_lang_counts(self, request: SearchRequest) -> list[tuple[str, str, int]]:
+        """Articles matching ``request`` (query and filters) per ``(day, lang)``, in one read.
+
+        Days are ``YYYY-MM-DD`` of the sort time, ascending. The search page draws its volume chart
+        from this (one query, not one per language).
+        """
+        node, _ = expand(parse(request.query), self.names)
+        lang = request.lang.lower() if request.lang else None
+        with self._lock:
+            conn = self.conn
+            with _transaction(conn, "DEFERRED"):
+                present = self._present(conn, node, lang)
+                fill, params = self._fill(prune(node, present, lang), request, lang, present)
+                conn.execute("DELETE FROM temp.hits")
+                conn.execute(fill, params)
+                rows = conn.execute(
+                    "SELECT day, lang, COUNT(*) FROM temp.hits GROUP BY day, lang ORDER BY day, lang"
+                ).fetchall()
+                conn.execute("DELETE FROM temp.hits")
+        return [(str(day), str(lang), int(count)) for day, lang, count in rows]
+
+    def merged_stories(self, story_id: str) -> list[Story]:
+        """Stories merged into ``story_id`` (their ``merged_into``), oldest ``first_seen`` first."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT doc, centroid FROM stories WHERE merged_into = ? ORDER BY first_seen ASC, id ASC", (story_id,)
+            ).fetchall()
+        return [self._story(doc, centroid) for doc, centroid in rows]
+
     @staticmethod
     def _filters(request: SearchRequest, params: list[Any]) -> list[str]:
         where: list[str] = []

@@ -133,6 +133,18 @@ class Settings:
     alert_target_allowlist: str = ""  # comma-separated hosts, IPs or CIDRs allowed even when private
     log_level: str = "INFO"
 
+    # --- search page and API (serve; issue 20) ------------------------------------------------------
+    # Host names the page answers to besides the loopback names (localhost, 127.0.0.1, ::1) and the
+    # host of public_url: comma-separated, "*.example.org" allows subdomains. Any other Host header is
+    # refused (400), so a DNS-rebinding page cannot read the loopback-only API.
+    serve_allowed_hosts: str = ""
+    serve_max_body_bytes: int = 65_536  # request bodies above this are refused (413); a watchlist is ~300 bytes
+    serve_request_read_s: float = 30.0  # a request (headers and body) must arrive in full within this; else dropped
+    serve_request_timeout_s: float = 30.0  # a request whose answer takes longer is answered 503
+    serve_keep_alive_s: int = 5  # idle keep-alive connections are closed after this
+    serve_max_connections: int = 1000  # concurrent connections; beyond it new requests get 503
+    serve_workers: int = 1  # processes serving the page (pages are CPU work under one GIL each): up to the cores
+
     def __post_init__(self) -> None:
         _check_url("bus", self.bus, {"kafka"})
         _check_url("store", self.store, {"http", "https"})
@@ -143,6 +155,7 @@ class Settings:
             "kafka_replication",
             "embed_batch_size",
             "ingest_max_line_bytes",
+            "serve_workers",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be at least 1")

@@ -70,3 +70,26 @@ def content_hash(text: str) -> str:
 def without_lone_surrogates(text: str) -> str:
     """``text`` with each lone surrogate replaced by U+FFFD (for libraries that need valid Unicode)."""
     return LONE_SURROGATE.sub("\ufffd", text)
+    """Hex SHA-256 of the folded, whitespace-normalised text (same story text → same hash)."""
+    return hashlib.sha256(normalize_whitespace(fold(text)).encode("utf-8")).hexdigest()
+
+
+# Invisible characters that change what a reader sees without being seen themselves (issue 20):
+# bidi embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) reorder the text after them,
+# so "Sednaya \u202egnp.exe" shows as "Sednaya exe.png"; zero-width space, word joiner, invisible
+# operators, BOM, soft hyphen and the Mongolian vowel separator hide inside words ("zero\u200bwidth"
+# no longer matches "zerowidth"). C0/C1 controls (NUL, ESC, ...) have no place in prose; tab and
+# newline stay. Kept on purpose: ZWNJ/ZWJ (U+200C/U+200D: Persian and Arabic spelling, emoji) and the
+# plain direction marks LRM/RLM/ALM (they only nudge neutral characters, never reorder letters).
+_INVISIBLE = re.compile(
+    "[\u202a-\u202e\u2066-\u2069\u200b\u2060-\u2064\ufeff\u00ad\u180e\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+)
+
+
+def clean_text(text: str) -> str:
+    """``text`` without bidi overrides/isolates, zero-width characters and control characters.
+
+    A pure function for display and for the contract (ingest may apply it to titles and texts):
+    idempotent; keeps tab, newline, carriage return, ZWNJ/ZWJ and LRM/RLM.
+    """
+    return _INVISIBLE.sub("", text)

@@ -176,3 +176,38 @@ def test_watchlists_page_links_the_atom_feed(page: Page, web_server: RunningServ
     page.wait_for_load_state("domcontentloaded")
     assert page.locator("select[name=lang]").input_value() == "ar"
     assert page.locator(".total").inner_text() == "2 matching articles"
+
+
+def test_story_spread_across_languages_and_stories_filters(
+    page: Page, web_server: RunningServer, tmp_path: Path
+) -> None:
+    page.goto(web_server.url + "/stories/story-crematorium")
+    rows = page.locator("table.spread tr.arrival")
+    assert [rows.nth(i).get_attribute("data-lang") for i in range(rows.count())] == ["en", "ar", "fr"]
+    assert rows.locator("td.lag").all_inner_texts() == ["first", "+14 h 55 min", "+17 h 10 min"]
+    assert page.locator("ul.follow-ups li").count() == 2
+    page.screenshot(path=str(tmp_path / "story-spread.png"), full_page=True)
+    page.goto(web_server.url + "/stories")
+    assert page.locator("li.story-item").count() == 4
+    page.select_option("select[name=lang]", "fr")
+    page.click("form.stories-filter button[type=submit]")
+    page.wait_for_load_state("domcontentloaded")
+    assert "lang=fr" in page.url
+    assert page.locator("li.story-item a.story-title").all_inner_texts() == [
+        "US says Syria built a crematorium at Sednaya prison"
+    ]
+    page.fill("input[name=min_languages]", "4")
+    page.click("form.stories-filter button[type=submit]")
+    page.wait_for_load_state("domcontentloaded")
+    assert page.locator("li.story-item").count() == 0
+
+
+def test_csv_export_downloads_from_the_search_page(page: Page, web_server: RunningServer, tmp_path: Path) -> None:
+    _search(page, web_server, "crematorium")
+    with page.expect_download() as info:
+        page.click("a.csv")
+    target = tmp_path / "export.csv"
+    info.value.save_as(target)
+    lines = target.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("id,published,fetched_at,lang,source")
+    assert len(lines) == 4  # header + the three matching articles

@@ -1407,3 +1407,28 @@ def test_an_article_index_from_before_word_forms_gets_the_stem_fields(
     finally:
         store.wipe()
         store.close()
+def test_day_lang_counts_match_the_day_facet_of_each_language(loaded: SearchStore) -> None:
+    """``day_lang_counts`` (the search page's chart, one call) equals a day facet per language."""
+    for query in ("", "Sednaya OR صيدنايا", "prison", "NOT prison"):
+        request = SearchRequest(query=query)
+        expected = []
+        for lang, _n in loaded.search(dataclasses.replace(request, facets=True, size=1)).facets["lang"]:
+            per_lang = loaded.search(dataclasses.replace(request, lang=lang, facets=True, size=1))
+            expected += [(day, lang, n) for day, n in per_lang.facets["day"]]
+        assert loaded.day_lang_counts(request) == sorted(expected), query  # type: ignore[attr-defined]
+    since = loaded.day_lang_counts(SearchRequest(since=_at("2024-01-01")))  # type: ignore[attr-defined]
+    assert since and all(day >= "2024-01-01" for day, _lang, _n in since)
+
+
+def test_merged_stories_of_a_story(contract_store: SearchStore) -> None:
+    contract_store.write_stories(
+        [
+            _story("S1", last_seen=_at("2017-05-16")),
+            _story("S4", last_seen=_at("2019-03-01"), merged_into="S1"),
+            _story("S5", last_seen=_at("2019-04-01"), merged_into="S1"),
+            _story("S6", last_seen=_at("2019-04-01"), merged_into="S2"),
+        ]
+    )
+    merged = contract_store.merged_stories("S1")  # type: ignore[attr-defined]
+    assert sorted(s.id for s in merged) == ["S4", "S5"]
+    assert contract_store.merged_stories("S4") == []  # type: ignore[attr-defined]

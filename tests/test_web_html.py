@@ -106,3 +106,20 @@ def test_chart_stacks_languages_and_escapes_labels() -> None:
     assert 'data-lang="&lt;x&gt;"' in svg
     assert "<x>" not in svg
     assert volume_svg({}) == '<p class="muted">No dated articles to chart.</p>'
+
+
+def test_search_page_has_a_place_for_name_variants() -> None:
+    """The search issue adds ``expanded`` (name variants searched too) to the store's result; the page shows it."""
+    from indexer.store import SearchResult
+    from sednaya_monitor.web.pages import FilterOptions, render_search
+
+    class Expanded(SearchResult):  # stands for the field the search issue adds
+        pass
+
+    result = Expanded(total=0, hits=[])
+    object.__setattr__(result, "expanded", ("Saydnaya", "صيدنايا", "<b>"))
+    page = render_search(search_params({"q": ["Sednaya"]}), result, FilterOptions()).decode("utf-8")
+    assert 'also searched: <span class="badge badge-variant" dir="auto">Saydnaya</span>' in page
+    assert "&lt;b&gt;" in page
+    plain = render_search(search_params({"q": ["Sednaya"]}), SearchResult(total=0, hits=[]), FilterOptions())
+    assert b"also searched" not in plain

@@ -310,17 +310,10 @@ def demo(ctx: click.Context, port: int | None, no_serve: bool, wait_s: float | N
     click.echo("try:")
     for command in ("search Sednaya", "search 'صيدنايا'", "search --by-story prison", "stories"):
         click.echo(f"  sednaya-monitor --data-dir {data} {command}")
-    try:
-        from sednaya_monitor.web import make_server
-    except ImportError:
-        return
     if no_serve:
         return
+    from sednaya_monitor.web import make_server, serve_until_signalled
+
     server = make_server(app.settings, app.store, app.metrics, port=port)
     click.echo(f"search page: {server.url}/ (Ctrl-C stops)")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("stopping")
-    finally:
-        server.server_close()
+    serve_until_signalled(server, click.echo)

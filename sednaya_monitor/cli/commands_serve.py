@@ -4,28 +4,44 @@ from __future__ import annotations
 
 import click
 
+from indexer.store import SearchStore
+from sednaya_monitor import wiring
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
-from sednaya_monitor.web import make_server
+from sednaya_monitor.web import make_server, serve_until_signalled
+from sednaya_monitor.web.server import bind, serve_forked
 
 
 @cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port [settings serve_port, 8080].")
 @click.option("--host", default=None, help="Bind address [settings serve_host, 127.0.0.1: loopback only].")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=None, help="Serving processes [settings serve_workers, 1]."
+)
 @click.pass_context
-def serve(ctx: click.Context, port: int | None, host: str | None) -> None:
-    """Serve the search page and the JSON API until interrupted (Ctrl-C).
+def serve(ctx: click.Context, port: int | None, host: str | None, workers: int | None) -> None:
+    """Serve the search page and the JSON API until Ctrl-C or SIGTERM (then stops cleanly).
 
     Writes (POST/DELETE /api/watchlists) need `Authorization: Bearer <api_token>`; with no
     api_token set (SEDNAYA_MONITOR_API_TOKEN) they are refused.
     """
     app = ctx.find_object(AppContext)
     assert app is not None, "the cli group sets the AppContext"
-    server = make_server(app.settings, app.store, app.metrics, host=host, port=port)
+    settings = app.settings
+    count = settings.serve_workers if workers is None else workers
+    if count > 1:  # the parent only binds and supervises: no store is opened before the fork
+        sock = bind(settings.serve_host if host is None else host, settings.serve_port if port is None else port)
+        name = sock.getsockname()
+        url = f"http://{'[' + name[0] + ']' if ':' in name[0] else name[0]}:{name[1]}"
+        click.echo(f"serving on {url}/ (API: {url}/api/openapi.json, {count} workers); Ctrl-C stops")
+
+        def open_store() -> SearchStore:
+            store = wiring.make_store(settings)
+            store.ensure_ready()
+            return store
+
+        serve_forked(settings, sock, count, click.echo, open_store)
+        return
+    server = make_server(settings, app.store, app.metrics, host=host, port=port)
     click.echo(f"serving on {server.url}/ (API: {server.url}/api/openapi.json); Ctrl-C stops")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("stopping")
-    finally:
-        server.server_close()
+    serve_until_signalled(server, click.echo)

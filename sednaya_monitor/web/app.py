@@ -1,48 +1,73 @@
-"""The web application: routes a request to a page or an API answer. No sockets here (see ``server.py``).
+"""The web application: FastAPI routes for the pages and the JSON API (no sockets here, see ``server.py``).
 
-``App.handle(Request) -> Response`` is a plain function of the request and the collaborators (search
-store, watchlist repository, alert log, metrics), so the HTTP plumbing stays thin. Errors map to
-statuses in one place: :class:`HttpError` (4xx with its message), ``QuerySyntaxError`` and
-``WatchlistError`` (400 naming the position or field), anything else 500 (logged, no details leaked).
+:func:`create_app` takes the collaborators (settings, search store, watchlist repository, alert log,
+metrics) and returns an ASGI application. Route handlers are plain functions (``def``), so FastAPI
+runs them in its worker threads; each worker thread reads through its own store handle
+(:class:`StoreReaders`: one SQLite connection per thread, no global lock). Errors map to statuses
+in one place: :class:`HttpError` (4xx with its message), validation errors (400 naming the
+parameter or body field), ``QuerySyntaxError`` and ``WatchlistError`` (400 naming the position or
+field), anything else 500 (logged, no details leaked). API errors are JSON ``{"error", "status"}``,
+page errors an HTML page.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hmac
-import json
+import io
 import logging
 import re
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date
-from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Protocol
 
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from crawlers.raw_store import RawStore
 from indexer.delivery import check_targets
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse as parse_query
 from indexer.store import Hit, SearchRequest, SearchResult, SearchStore, StoryGroup
+from indexer.store_embedded import EmbeddedStore
 from indexer.watchlists import Watchlist, WatchlistRepository, new_secret
-from sednaya_monitor.web import openapi, pages, params
+from sednaya_monitor.web import models, pages, params
 from sednaya_monitor.web.errors import BadRequest, HttpError, NotFound
-from sednaya_monitor.web.params import Params, SearchParams
+from sednaya_monitor.web.models import (
+    AlertsQuery,
+    ArticlesQuery,
+    SearchQuery,
+    StoriesQuery,
+    WatchlistInput,
+    body_message,
+    parameter_message,
+)
+from sednaya_monitor.web.params import SearchParams
+from stream.article import Article
 from stream.metrics import Metrics
 from stream.settings import Settings
+from stream.story import Story
+from stream.text import clean_text
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024  # a watchlist is a few hundred bytes; anything bigger is refused (413)
-CHART_LANGS = 6  # languages drawn in the volume chart (one facet query each); the rest are rare
+CHART_LANGS = 6  # languages drawn in the volume chart; the rest are drawn together as "other"
 CHART_STORIES = 2000  # stories read for the "new stories per day" chart
 RECENT_ALERTS = 10  # alerts listed per watchlist on the watchlists page
+OPTIONS_TTL_S = 30.0  # the filter drop-downs (facets over every article) are recomputed at most this often
+STORY_SCAN = 5000  # stories read when the stories list is filtered (the store filters only by date)
+CSV_MAX_ROWS = 10_000  # rows of a CSV export (metadata and URLs, no text)
+CSV_PAGE = 500  # articles read per store call while exporting
 HTML = "text/html; charset=utf-8"
-JSON = "application/json; charset=utf-8"
 # Pages are self-contained: no scripts at all, inline styles only, forms post back to us.
 HTML_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
@@ -51,23 +76,10 @@ HTML_CSP = (
 # A stored raw copy is someone else's page: shown sandboxed (no scripts, no same-origin, no fetches).
 RAW_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Request:
-    method: str
-    path: str  # decoded path, no query string
-    query: Mapping[str, list[str]]
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes = b""
-
-
-@dataclass(kw_only=True, slots=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str
-    headers: dict[str, str] = field(default_factory=dict)
+CSV_COLUMNS = (
+    "id", "published", "fetched_at", "lang", "source", "source_type", "story_id", "story_role", "duplicate_of",
+    "title", "url", "canonical_url", "authors", "score",
+)  # fmt: skip
 
 
 class AlertLog(Protocol):
@@ -80,16 +92,40 @@ class AlertLog(Protocol):
         """The Atom feed of ``watchlist``'s recent alerts."""
 
 
-Handler = Callable[[Request, dict[str, str]], Response]
+class StoreReaders:
+    """A store handle per worker thread, so concurrent requests never wait on one connection.
 
+    The embedded store keeps one SQLite connection per instance behind a lock; each worker thread gets
+    its own :class:`EmbeddedStore` on the same file (SQLite WAL: any number of concurrent readers).
+    Other stores (the Elasticsearch client pools its HTTP connections) are shared as they are.
+    """
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return Response(status=status, body=body, content_type=JSON, headers=dict(headers or {}))
+    def __init__(self, store: SearchStore) -> None:
+        self.shared = store
+        self._local = threading.local()
+        self._opened: list[EmbeddedStore] = []
+        self._lock = threading.Lock()
+        self._path = store.path if isinstance(store, EmbeddedStore) else None
+        self._kind: type[EmbeddedStore] = type(store) if isinstance(store, EmbeddedStore) else EmbeddedStore
 
+    def get(self) -> SearchStore:
+        if self._path is None:
+            return self.shared
+        found: EmbeddedStore | None = getattr(self._local, "store", None)
+        if found is None:
+            found = self._kind(self._path)  # an EmbeddedStore (or a subclass of it) on the same file
+            found.ensure_ready()
+            self._local.store = found
+            with self._lock:
+                self._opened.append(found)
+        return found
 
-def html_response(body: bytes, status: int = 200) -> Response:
-    return Response(status=status, body=body, content_type=HTML, headers={"Content-Security-Policy": HTML_CSP})
+    def close(self) -> None:
+        """Close the per-thread handles (the shared store belongs to the caller)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for store in opened:
+            store.close()
 
 
 def hit_dict(hit: Hit) -> dict[str, Any]:
@@ -111,8 +147,16 @@ def group_dict(group: StoryGroup) -> dict[str, Any]:
     }
 
 
-class App:
-    """Routes and handlers. Collaborators are passed in; ``store`` calls are serialised by a lock."""
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(data, status_code=status, headers=headers)
+
+
+def html_response(body: bytes, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers={"Content-Security-Policy": HTML_CSP})
+
+
+class Web:
+    """The collaborators and the logic behind the routes (one per application)."""
 
     def __init__(
         self,
@@ -120,110 +164,25 @@ class App:
         store: SearchStore,
         metrics: Metrics,
         *,
-        watchlists: WatchlistRepository | None = None,
-        alerts: AlertLog | None = None,
+        watchlists: WatchlistRepository | None,
+        alerts: AlertLog | None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.readers = StoreReaders(store)
         self.metrics = metrics
         self.watchlists = watchlists
         self.alerts = alerts
         self.raw_store = RawStore(settings.data_dir)
-        self._store_lock = threading.RLock()
-        self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
-        for method, pattern, name, handler in (
-            ("GET", r"/", "page_search", self.page_search),
-            ("GET", r"/stories", "page_stories", self.page_stories),
-            ("GET", r"/stories/(?P<story_id>[^/]+)", "page_story", self.page_story),
-            ("GET", r"/timeline", "page_timeline", self.page_timeline),
-            ("GET", r"/watchlists", "page_watchlists", self.page_watchlists),
-            ("GET", r"/watchlists/(?P<name>[^/]+)", "page_watchlist", self.page_watchlists),
-            ("GET", r"/watchlists/(?P<name>[^/]+)/atom\.xml", "atom", self.atom),
-            ("GET", r"/raw/(?P<sha>[^/]+)", "raw", self.raw_copy),
-            ("GET", r"/healthz", "healthz", self.healthz),
-            ("GET", r"/metrics", "metrics", self.metrics_page),
-            ("GET", r"/api/openapi\.json", "api_openapi", self.api_openapi),
-            ("GET", r"/api/search", "api_search", self.api_search),
-            ("GET", r"/api/stories", "api_stories", self.api_stories),
-            ("GET", r"/api/stories/(?P<story_id>[^/]+)", "api_story", self.api_story),
-            ("GET", r"/api/articles", "api_articles", self.api_articles),
-            ("GET", r"/api/articles/(?P<article_id>[^/]+)", "api_article", self.api_article),
-            ("GET", r"/api/watchlists", "api_watchlists", self.api_watchlists),
-            ("POST", r"/api/watchlists", "api_watchlist_add", self.api_watchlist_add),
-            ("GET", r"/api/watchlists/(?P<name>[^/]+)", "api_watchlist", self.api_watchlist),
-            ("DELETE", r"/api/watchlists/(?P<name>[^/]+)", "api_watchlist_remove", self.api_watchlist_remove),
-            ("GET", r"/api/alerts", "api_alerts", self.api_alerts),
-        ):
-            self.routes.append((method, re.compile(f"^{pattern}$"), name, handler))
+        self._options: tuple[float, pages.FilterOptions] | None = None
 
-    # --- dispatch ----------------------------------------------------------------------------------
-
-    def route(self, request: Request) -> tuple[str, Handler | None, dict[str, str]]:
-        """``(route name, handler, path args)``; handler None with name ``method_not_allowed``/``not_found``."""
-        allowed = False
-        for method, pattern, name, handler in self.routes:
-            m = pattern.match(request.path)
-            if m is None:
-                continue
-            if method == request.method or (method == "GET" and request.method == "HEAD"):
-                return name, handler, {k: unquote(v) for k, v in m.groupdict().items()}
-            allowed = True
-        return ("method_not_allowed" if allowed else "not_found"), None, {}
-
-    def allowed_methods(self, path: str) -> str:
-        """``Allow`` header value for ``path``: its routes' methods (GET implies HEAD)."""
-        methods = {method for method, pattern, _n, _h in self.routes if pattern.match(path)}
-        if "GET" in methods:
-            methods.add("HEAD")
-        return ", ".join(sorted(methods))
-
-    def handle(self, request: Request) -> tuple[str, Response]:
-        """Answer ``request``: ``(route name for metrics, response)``. Never raises."""
-        name, handler, args = self.route(request)
-        api = request.path.startswith("/api/")
-        try:
-            if handler is None:
-                if name == "method_not_allowed":
-                    allowed = self.allowed_methods(request.path)
-                    raise HttpError(
-                        405,
-                        f"method {request.method} is not allowed on {request.path} (allowed: {allowed})",
-                        headers={"Allow": allowed},
-                    )
-                raise NotFound(f"no page at {request.path!r}")
-            return name, handler(request, args)
-        except HttpError as exc:
-            return name, self.error(exc.status, exc.message, api=api, headers=exc.headers)
-        except QuerySyntaxError as exc:
-            return name, self.error(400, str(exc), api=api, extra={"position": exc.position, "token": exc.token})
-        except WatchlistError as exc:
-            return name, self.error(400, str(exc), api=api)
-        except Exception:
-            logger.exception("request failed", extra={"url": request.path, "stage": "serve"})
-            return name, self.error(500, "internal error (logged on the server)", api=api)
-
-    def error(
-        self,
-        status: int,
-        message: str,
-        *,
-        api: bool,
-        headers: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> Response:
-        if api:
-            return json_response({"error": message, "status": status, **(extra or {})}, status, headers)
-        response = html_response(pages.render_error(status, message), status)
-        response.headers.update(headers or {})
-        return response
-
-    # --- helpers -----------------------------------------------------------------------------------
+    @property
+    def store(self) -> SearchStore:
+        return self.readers.get()
 
     def search(self, request: SearchRequest) -> SearchResult:
         """``store.search``; a cursor the store cannot use (``ValueError``) becomes a 400 naming ``after``."""
         try:
-            with self._store_lock:
-                return self.store.search(request)
+            return self.store.search(request)
         except QuerySyntaxError:
             raise
         except ValueError as exc:
@@ -232,59 +191,69 @@ class App:
             raise BadRequest(f"parameter 'after': {exc}") from None
 
     def filter_options(self) -> pages.FilterOptions:
+        """The drop-down values (facets over every article), cached for OPTIONS_TTL_S."""
+        cached = self._options
+        if cached is not None and time.monotonic() - cached[0] < OPTIONS_TTL_S:
+            return cached[1]
         facets = self.search(SearchRequest(size=1, facets=True)).facets
-        return pages.FilterOptions(
+        options = pages.FilterOptions(
             langs=facets.get("lang", []), sources=facets.get("source", []), source_types=facets.get("source_type", [])
         )
+        self._options = (time.monotonic(), options)
+        return options
 
-    def volume(self, request: SearchRequest, langs: Sequence[tuple[str, int]]) -> dict[date, dict[str, int]]:
-        """Articles matching ``request`` per day and language (one facet query per language, top CHART_LANGS)."""
+    def volume(self, request: SearchRequest) -> dict[date, dict[str, int]]:
+        """Articles matching ``request`` per day and language: one store call (``day_lang_counts``).
+
+        The CHART_LANGS languages with most articles are drawn apart, the rest as ``other``. A store
+        without ``day_lang_counts`` is asked once per language (facets), as the protocol allows.
+        """
+        base = dataclasses.replace(request, size=1, search_after=None, facets=True, highlight=False, by_story=False)
+        counts = getattr(self.store, "day_lang_counts", None)
+        rows: list[tuple[str, str, int]] = []
+        if counts is not None:
+            rows = counts(base)
+        else:
+            langs = [request.lang] if request.lang else [v for v, _ in self.search(base).facets.get("lang", [])]
+            for lang in langs[:CHART_LANGS]:
+                facet = self.search(dataclasses.replace(base, lang=lang)).facets.get("day", [])
+                rows += [(day, lang, n) for day, n in facet]
+        totals: dict[str, int] = defaultdict(int)
+        for _day, lang, n in rows:
+            totals[lang] += n
+        top = set(sorted(totals, key=lambda x: (-totals[x], x))[:CHART_LANGS])
         out: dict[date, dict[str, int]] = defaultdict(dict)
-        base = SearchRequest(
-            query=request.query,
-            source=request.source,
-            source_type=request.source_type,
-            since=request.since,
-            until=request.until,
-            story=request.story,
-            size=1,
-            facets=True,
-        )
-        chosen = [request.lang] if request.lang else [lang for lang, _ in langs[:CHART_LANGS]]
-        for lang in chosen:
-            if lang is None:
+        for key, lang, n in rows:
+            try:
+                day = date.fromisoformat(key[:10])
+            except ValueError:
                 continue
-            per_lang = self.search(dataclasses.replace(base, lang=lang))
-            for key, count in per_lang.facets.get("day", []):
-                try:
-                    day = date.fromisoformat(key[:10])
-                except ValueError:
-                    continue
-                out[day][lang] = out[day].get(lang, 0) + count
+            shown = lang if lang in top else "other"
+            out[day][shown] = out[day].get(shown, 0) + n
         return dict(out)
 
     def has_raw(self, sha: str) -> bool:
         """Whether the crawlers kept the page of content hash ``sha`` (``crawlers.raw_store`` layout)."""
         return bool(_SHA256.match(sha)) and self.raw_store.path_for(sha).is_file()
 
-    def has_token(self, request: Request) -> bool:
+    def has_token(self, credentials: HTTPAuthorizationCredentials | None) -> bool:
         """The request carries the valid API token (read endpoints then show watchlist targets in full)."""
         try:
-            self.require_token(request)
+            self.require_token(credentials)
         except HttpError:
             return False
         return True
 
-    def require_token(self, request: Request) -> None:
+    def require_token(self, credentials: HTTPAuthorizationCredentials | None) -> None:
         """Write endpoints: ``Authorization: Bearer <settings.api_token>``; refused outright when no token is set."""
         if not self.settings.api_token:
             raise HttpError(403, "write endpoints are disabled: set api_token (SEDNAYA_MONITOR_API_TOKEN) to enable")
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        if credentials is None or not credentials.credentials:
             raise HttpError(
                 401, "missing 'Authorization: Bearer <token>' header", headers={"WWW-Authenticate": "Bearer"}
             )
-        if not hmac.compare_digest(token.strip().encode("utf-8"), self.settings.api_token.encode("utf-8")):
+        token = credentials.credentials.strip().encode("utf-8")
+        if not hmac.compare_digest(token, self.settings.api_token.encode("utf-8")):
             raise HttpError(401, "the bearer token is not valid", headers={"WWW-Authenticate": "Bearer"})
 
     def repo(self) -> WatchlistRepository:
@@ -292,109 +261,346 @@ class App:
             raise HttpError(503, "watchlists are not available on this server")
         return self.watchlists
 
-    # --- pages -------------------------------------------------------------------------------------
+    def stories(self, query: StoriesQuery) -> list[Story]:
+        """Stories newest ``last_seen`` first, filtered by language and minimum sources/languages."""
+        filtered = query.lang is not None or query.min_sources > 1 or query.min_languages > 1
+        found = self.store.list_stories(since=query.since, limit=STORY_SCAN if filtered else query.limit)
+        out = [
+            s
+            for s in found
+            if (query.lang is None or query.lang in s.languages)
+            and s.source_count >= query.min_sources
+            and len(s.languages) >= query.min_languages
+        ]
+        return out[: query.limit]
 
-    def page_search(self, request: Request, _args: dict[str, str]) -> Response:
-        options = self.filter_options()
+    def story(self, story_id: str) -> tuple[Story, list[Article], list[Story]]:
+        """The story, its articles oldest first, and the stories merged into it (three store calls)."""
+        store = self.store
+        story = store.get_story(story_id)
+        if story is None:
+            raise NotFound(f"no story {story_id!r}")
+        articles = store.story_articles(story_id)
+        merged_of = getattr(store, "merged_stories", None)
+        merged: list[Story] = merged_of(story_id) if merged_of is not None else []
+        return story, articles, merged
+
+
+def _lenient(query: Request) -> SearchParams:
+    """Best-effort parameters to refill the form after a bad request (the query text kept as typed)."""
+    q = query.query_params.get("q", "")[: models.MAX_QUERY_CHARS]
+    return SearchParams(request=SearchRequest(query=q), view="stories", after=None)
+
+
+def _multi(request: Request) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for key, value in request.query_params.multi_items():
+        out[key].append(value)
+    return out
+
+
+def single_values(request: Request) -> None:
+    """Dependency of every API route: a query parameter given twice is refused (400 naming it)."""
+    params.single(_multi(request))
+
+
+BEARER = HTTPBearer(auto_error=False, description="The token of settings api_token")
+
+
+def require_writer(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+) -> None:
+    """Dependency of the write routes (resolved before the body is read): the bearer token."""
+    web: Web = request.app.state.web
+    web.require_token(credentials)
+
+
+def arrivals(articles: Sequence[Article]) -> list[dict[str, Any]]:
+    return [
+        {
+            "lang": a.lang,
+            "first_published": a.when.isoformat().replace("+00:00", "Z"),
+            "after_first_s": a.after_s,
+            "article_id": a.article.id,
+            "source": a.article.source,
+            "articles": a.count,
+        }
+        for a in pages.language_arrivals(articles)
+    ]
+
+
+def csv_cell(value: object) -> str:
+    """A CSV cell: Unicode hygiene, and a leading ``'`` before ``= + - @`` so spreadsheets never run it."""
+    text = clean_text("" if value is None else str(value))
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def csv_rows(web: Web, request: SearchRequest) -> Iterator[bytes]:
+    """The CSV export: a header, then one row per matching article (pages of CSV_PAGE, up to CSV_MAX_ROWS)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    page = dataclasses.replace(request, size=CSV_PAGE, by_story=False, highlight=False, facets=False)
+    written = 0
+    while True:
+        result = web.search(page)
+        for hit in result.hits[: CSV_MAX_ROWS - written]:
+            a = hit.article
+            writer.writerow(
+                [
+                    csv_cell(x)
+                    for x in (
+                        a.id,
+                        (a.published or a.fetched_at).isoformat().replace("+00:00", "Z"),
+                        a.fetched_at.isoformat().replace("+00:00", "Z"),
+                        a.lang,
+                        a.source,
+                        a.extra.get("source_type", ""),
+                        a.story_id,
+                        a.story_role,
+                        a.duplicate_of,
+                        a.title,
+                        a.url,
+                        a.canonical_url,
+                        "; ".join(a.authors),
+                        f"{hit.score:.4f}",
+                    )
+                ]
+            )
+            written += 1
+        yield buffer.getvalue().encode("utf-8")
+        buffer.seek(0)
+        buffer.truncate()
+        if result.next_after is None or written >= CSV_MAX_ROWS or not result.hits:
+            return
+        page = dataclasses.replace(page, search_after=result.next_after)
+
+
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """``Allow`` for ``path``: the methods of every route on it (GET implies HEAD, answered by the server)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", ()) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def error_response(
+    request: Request,
+    status: int,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """JSON ``{"error", "status"}`` under ``/api/``, the error page elsewhere."""
+    if request.url.path.startswith("/api/"):
+        return json_response({"error": message, "status": status, **(extra or {})}, status, headers)
+    response = html_response(pages.render_error(status, message), status)
+    response.headers.update(headers or {})
+    return response
+
+
+def create_app(
+    settings: Settings,
+    store: SearchStore,
+    metrics: Metrics,
+    *,
+    watchlists: WatchlistRepository | None = None,
+    alerts: AlertLog | None = None,
+) -> FastAPI:
+    """The ASGI application of ``serve`` (pages, API, ``/metrics``, ``/healthz``); ``app.state.web`` holds the logic."""
+    web = Web(settings, store, metrics, watchlists=watchlists, alerts=alerts)
+    app = FastAPI(
+        title="Sednaya Monitor API",
+        version="1",
+        description="Search the coverage of Sednaya prison, its stories, watchlists and alerts.",
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+        servers=[{"url": settings.public_url.rstrip("/") or "/"}],
+    )
+    app.state.web = web
+    api_errors: dict[int | str, dict[str, Any]] = {400: {"model": models.Error, "description": "Refused input"}}
+    not_found: dict[int | str, dict[str, Any]] = {404: {"model": models.Error, "description": "No such item"}}
+    unavailable: dict[int | str, dict[str, Any]] = {503: {"model": models.Error, "description": "Not available"}}
+    auth_errors: dict[int | str, dict[str, Any]] = {
+        401: {"model": models.Error, "description": "No or wrong bearer token"},
+        403: {"model": models.Error, "description": "Writes disabled: no api_token set"},
+    }
+    api = [Depends(single_values)]
+
+    # --- errors ----------------------------------------------------------------------------------
+
+    @app.exception_handler(HttpError)
+    def _http_error(request: Request, exc: HttpError) -> Response:
+        return error_response(request, exc.status, exc.message, headers=exc.headers)
+
+    @app.exception_handler(QuerySyntaxError)
+    def _query_error(request: Request, exc: QuerySyntaxError) -> Response:
+        return error_response(request, 400, str(exc), extra={"position": exc.position, "token": exc.token})
+
+    @app.exception_handler(WatchlistError)
+    def _watchlist_error(request: Request, exc: WatchlistError) -> Response:
+        return error_response(request, 400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        in_body = bool(errors) and errors[0].get("loc", ("",))[0] == "body"
+        message = body_message(errors) if in_body else parameter_message(errors)
+        return error_response(request, 400, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _starlette(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return error_response(request, 404, f"no page at {request.url.path!r}")
+        if exc.status_code == 405:
+            allowed = allowed_methods(app, request.url.path)
+            message = f"method {request.method} is not allowed on {request.url.path} (allowed: {allowed})"
+            return error_response(request, 405, message, headers={"Allow": allowed})
+        return error_response(request, exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    def _crash(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ClientDisconnect):  # the client went away mid-request: not our failure
+            return error_response(request, 400, "the client closed the connection")
+        logger.error("request failed", exc_info=exc, extra={"url": request.url.path, "stage": "serve"})
+        return error_response(request, 500, "internal error (logged on the server)")
+
+    # --- pages -----------------------------------------------------------------------------------
+
+    @app.get("/", name="page_search", include_in_schema=False)
+    def page_search(request: Request) -> Response:
+        """At most three store calls: filter options (cached), the search, the chart."""
+        options = web.filter_options()
         try:
-            sp = params.search_params(request.query)
-            result = self.search(sp.request)
+            sp = params.search_params(_multi(request))
+            result = web.search(sp.request)
         except (BadRequest, QuerySyntaxError) as exc:
             message = exc.message if isinstance(exc, BadRequest) else str(exc)
-            page = pages.render_search(_lenient(request.query), None, options, error=message)
-            return html_response(page, 400)
-        volume = self.volume(sp.request, result.facets.get("lang", []) or options.langs) if sp.after is None else None
-        return html_response(pages.render_search(sp, result, options, volume=volume))
+            return html_response(pages.render_search(_lenient(request), None, options, error=message), 400)
+        volume = web.volume(sp.request) if sp.after is None else None
+        page = pages.render_search(sp, result, options, volume=volume, default_size=models.DEFAULT_PAGE_SIZE)
+        return html_response(page)
 
-    def page_stories(self, request: Request, _args: dict[str, str]) -> Response:
-        since = params.date(request.query, "since")
-        limit = params.integer(request.query, "limit", default=50, low=1, high=500)
-        with self._store_lock:
-            stories = self.store.list_stories(since=since, limit=limit)
-        return html_response(pages.render_stories(stories))
+    @app.get("/search.csv", name="search_csv", include_in_schema=False)
+    def search_csv(request: Request) -> Response:
+        """The search as CSV (metadata and URLs of every matching article, up to CSV_MAX_ROWS)."""
+        sp = params.search_params(_multi(request), default_view="flat")
+        first = web.search(dataclasses.replace(sp.request, size=1, by_story=False, highlight=False))  # 400s now
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return StreamingResponse(
+            csv_rows(web, sp.request),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="sednaya-search-{stamp}.csv"',
+                "X-Total-Count": str(first.total),
+            },
+        )
 
-    def page_story(self, _request: Request, args: dict[str, str]) -> Response:
-        story_id = args["story_id"]
-        with self._store_lock:
-            story = self.store.get_story(story_id)
-            if story is None:
-                raise NotFound(f"no story {story_id!r}")
-            articles = self.store.story_articles(story_id)
-        raw = {a.id: self.has_raw(a.content_sha256) for a in articles}
-        return html_response(pages.render_story(story, articles, raw))
-
-    def page_timeline(self, request: Request, _args: dict[str, str]) -> Response:
-        options = self.filter_options()
+    @app.get("/stories", name="page_stories", include_in_schema=False)
+    def page_stories(request: Request) -> Response:
+        raw = params.single(_multi(request))
+        options = web.filter_options()
         try:
-            sp = params.search_params(request.query)
-            volume = self.volume(sp.request, options.langs)
+            query = params.parse_model(StoriesQuery, _multi(request))
+        except BadRequest as exc:
+            return html_response(pages.render_stories([], langs=options.langs, filters=raw, error=exc.message), 400)
+        filters = {**query.model_dump(), "since": query.since.date().isoformat() if query.since else ""}
+        page = pages.render_stories(web.stories(query), langs=options.langs, filters=filters)
+        return html_response(page)
+
+    @app.get("/stories/{story_id}", name="page_story", include_in_schema=False)
+    def page_story(story_id: str) -> Response:
+        story, articles, merged = web.story(story_id)
+        raw = {a.id: web.has_raw(a.content_sha256) for a in articles}
+        return html_response(pages.render_story(story, articles, raw, merged=merged))
+
+    @app.get("/timeline", name="page_timeline", include_in_schema=False)
+    def page_timeline(request: Request) -> Response:
+        options = web.filter_options()
+        try:
+            sp = params.search_params(_multi(request))
+            volume = web.volume(sp.request)
         except (BadRequest, QuerySyntaxError) as exc:
             message = exc.message if isinstance(exc, BadRequest) else str(exc)
-            page = pages.render_timeline(_lenient(request.query), options, {}, {}, error=message)
-            return html_response(page, 400)
-        with self._store_lock:
-            stories = self.store.list_stories(since=sp.request.since, limit=CHART_STORIES)
+            return html_response(pages.render_timeline(_lenient(request), options, {}, {}, error=message), 400)
+        stories = web.store.list_stories(since=sp.request.since, limit=CHART_STORIES)
         new: dict[date, dict[str, int]] = defaultdict(dict)
         for s in stories:
             day = s.first_seen.date()
             new[day]["stories"] = new[day].get("stories", 0) + 1
         return html_response(pages.render_timeline(sp, options, volume, dict(new)))
 
-    def page_watchlists(self, _request: Request, args: dict[str, str]) -> Response:
-        """Every watchlist with its recent alerts, or one (``/watchlists/<name>``, the feed's alternate link)."""
-        if "name" in args:
-            found = self.repo().get(args["name"])
-            if found is None:
-                raise NotFound(f"no watchlist named {args['name']!r}")
-            watchlists = [found]
-        else:
-            watchlists = self.watchlists.all() if self.watchlists is not None else []
+    @app.get("/watchlists", name="page_watchlists", include_in_schema=False)
+    def page_watchlists() -> Response:
+        watchlists = web.watchlists.all() if web.watchlists is not None else []
+        return _watchlists_page(watchlists)
+
+    @app.get("/watchlists/{name}", name="page_watchlist", include_in_schema=False)
+    def page_watchlist(name: str) -> Response:
+        found = web.repo().get(name)
+        if found is None:
+            raise NotFound(f"no watchlist named {name!r}")
+        return _watchlists_page([found])
+
+    def _watchlists_page(watchlists: Sequence[Watchlist]) -> Response:
         recent: dict[str, Sequence[pages.AlertView]] = {}
-        if self.alerts is not None:
+        if web.alerts is not None:
             for w in watchlists:
-                recent[w.name] = self.alerts.recent(w.name, RECENT_ALERTS)
-        page = pages.render_watchlists(watchlists, recent, alerts_available=self.alerts is not None)
-        return html_response(page)
+                recent[w.name] = web.alerts.recent(w.name, RECENT_ALERTS)
+        return html_response(pages.render_watchlists(watchlists, recent, alerts_available=web.alerts is not None))
 
-    def atom(self, _request: Request, args: dict[str, str]) -> Response:
-        watchlist = self.repo().get(args["name"])
+    @app.get("/watchlists/{name}/atom.xml", name="atom", include_in_schema=False)
+    def atom(name: str) -> Response:
+        watchlist = web.repo().get(name)
         if watchlist is None:
-            raise NotFound(f"no watchlist named {args['name']!r}")
-        if self.alerts is None:
+            raise NotFound(f"no watchlist named {name!r}")
+        if web.alerts is None:
             raise HttpError(503, "the alert ledger is not available on this server")
-        body = self.alerts.atom(watchlist, RECENT_ALERTS * 5)
-        return Response(status=200, body=body, content_type="application/atom+xml; charset=utf-8")
+        body = web.alerts.atom(watchlist, RECENT_ALERTS * 5)
+        return Response(body, media_type="application/atom+xml; charset=utf-8")
 
-    def raw_copy(self, _request: Request, args: dict[str, str]) -> Response:
-        sha = args["sha"]
-        body = self.raw_store.get(sha) if _SHA256.match(sha) else None
+    @app.get("/raw/{sha}", name="raw", include_in_schema=False)
+    def raw_copy(sha: str) -> Response:
+        body = web.raw_store.get(sha) if _SHA256.match(sha) else None
         if body is None:
             raise NotFound(f"no stored copy for content hash {sha!r}")
         # bytes as downloaded: no charset here, the page's own <meta charset> decides
-        return Response(status=200, body=body, content_type="text/html", headers={"Content-Security-Policy": RAW_CSP})
+        return Response(body, headers={"Content-Type": "text/html", "Content-Security-Policy": RAW_CSP})
 
-    def healthz(self, _request: Request, _args: dict[str, str]) -> Response:
+    @app.get("/healthz", name="healthz", include_in_schema=False)
+    def healthz() -> Response:
         try:
-            with self._store_lock:
-                count = self.store.count_articles()
+            count = web.store.count_articles()
         except Exception as exc:  # noqa: BLE001  # any store failure means unhealthy, reported as 503
             logger.warning("health check failed", extra={"stage": "serve", "reason": str(exc)})
             return json_response({"status": "red", "reason": f"search store: {exc}"}, 503)
         return json_response({"status": "green", "articles": count})
 
-    def metrics_page(self, _request: Request, _args: dict[str, str]) -> Response:
-        return Response(status=200, body=generate_latest(self.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+    @app.get("/metrics", name="metrics", include_in_schema=False)
+    def metrics_page() -> Response:
+        return Response(generate_latest(web.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    # --- API ---------------------------------------------------------------------------------------
+    # --- API -------------------------------------------------------------------------------------
 
-    def api_openapi(self, _request: Request, _args: dict[str, str]) -> Response:
-        return json_response(openapi.document(self.settings))
-
-    def api_search(self, request: Request, _args: dict[str, str]) -> Response:
-        sp = params.search_params(
-            request.query, default_view="flat", facets=params.boolean(request.query, "facets", default=False)
-        )
-        result = self.search(sp.request)
+    @app.get(
+        "/api/search",
+        name="api_search",
+        operation_id="search",
+        summary="Full-text search, flat or grouped by story",
+        response_model=models.SearchResponse,
+        responses=api_errors,
+        dependencies=api,
+    )
+    def api_search(query: Annotated[SearchQuery, Query()]) -> Response:
+        sp = params.to_search(query, default_view="flat")
+        result = web.search(sp.request)
         return json_response(
             {
                 "total": result.total,
@@ -407,30 +613,54 @@ class App:
             }
         )
 
-    def api_stories(self, request: Request, _args: dict[str, str]) -> Response:
-        since = params.date(request.query, "since")
-        limit = params.integer(request.query, "limit", default=50, low=1, high=500)
-        with self._store_lock:
-            stories = self.store.list_stories(since=since, limit=limit)
-        return json_response({"stories": [s.to_dict() for s in stories]})
+    @app.get(
+        "/api/stories",
+        name="api_stories",
+        operation_id="listStories",
+        summary="Stories, newest last_seen first, filtered by language and coverage",
+        response_model=models.StoriesResponse,
+        responses=api_errors,
+        dependencies=api,
+    )
+    def api_stories(query: Annotated[StoriesQuery, Query()]) -> Response:
+        return json_response({"stories": [s.to_dict() for s in web.stories(query)]})
 
-    def api_story(self, _request: Request, args: dict[str, str]) -> Response:
-        story_id = args["story_id"]
-        with self._store_lock:
-            story = self.store.get_story(story_id)
-            if story is None:
-                raise NotFound(f"no story {story_id!r}")
-            articles = self.store.story_articles(story_id)
-        return json_response({"story": story.to_dict(), "articles": [a.to_dict() for a in articles]})
+    @app.get(
+        "/api/stories/{story_id}",
+        name="api_story",
+        operation_id="getStory",
+        summary="A story, its articles oldest first, its spread across languages and the stories merged into it",
+        response_model=models.StoryResponse,
+        responses={**api_errors, **not_found},
+        dependencies=api,
+    )
+    def api_story(story_id: str) -> Response:
+        story, articles, merged = web.story(story_id)
+        return json_response(
+            {
+                "story": story.to_dict(),
+                "articles": [a.to_dict() for a in articles],
+                "languages": arrivals(articles),
+                "merged": [m.to_dict() for m in merged],
+            }
+        )
 
-    def api_articles(self, request: Request, _args: dict[str, str]) -> Response:
-        """Every stored article matching the filters, newest first, a page at a time (``next`` cursor)."""
+    @app.get(
+        "/api/articles",
+        name="api_articles",
+        operation_id="listArticles",
+        summary="Stored articles, newest first (filters as in search, no query)",
+        response_model=models.ArticlesResponse,
+        responses=api_errors,
+        dependencies=api,
+    )
+    def api_articles(request: Request, query: Annotated[ArticlesQuery, Query()]) -> Response:
         for name in ("q", "view", "sort", "facets"):
-            if name in request.query:
+            if name in request.query_params:
                 raise BadRequest(f"parameter {name!r} is not accepted here: use /api/search")
-        sp = params.search_params(request.query, default_view="flat")
+        sp = params.to_search(SearchQuery.model_validate(query.model_dump()), default_view="flat")
         listing = dataclasses.replace(sp.request, sort="date", highlight=False, by_story=False)
-        result = self.search(listing)
+        result = web.search(listing)
         return json_response(
             {
                 "total": result.total,
@@ -440,106 +670,130 @@ class App:
             }
         )
 
-    def api_article(self, _request: Request, args: dict[str, str]) -> Response:
-        article_id = args["article_id"]
-        with self._store_lock:
-            article = self.store.get_article(article_id)
+    @app.get(
+        "/api/articles/{article_id}",
+        name="api_article",
+        operation_id="getArticle",
+        summary="One stored article",
+        response_model=models.ArticleResponse,
+        responses={**api_errors, **not_found},
+        dependencies=api,
+    )
+    def api_article(article_id: str) -> Response:
+        article = web.store.get_article(article_id)
         if article is None:
             raise NotFound(f"no article {article_id!r}")
         return json_response({"article": article.to_dict()})
 
-    def api_watchlists(self, request: Request, _args: dict[str, str]) -> Response:
+    @app.get(
+        "/api/watchlists",
+        name="api_watchlists",
+        operation_id="listWatchlists",
+        summary="Every watchlist (secrets left out)",
+        response_model=models.WatchlistsResponse,
+        responses={**api_errors, **unavailable},
+        dependencies=api,
+    )
+    def api_watchlists(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> Response:
         """Targets in full for a valid bearer token only; masked otherwise (``Watchlist.masked``)."""
-        full = self.has_token(request)
-        return json_response({"watchlists": [w.to_dict() if full else w.masked() for w in self.repo().all()]})
+        full = web.has_token(credentials)
+        return json_response({"watchlists": [w.to_dict() if full else w.masked() for w in web.repo().all()]})
 
-    def api_watchlist(self, request: Request, args: dict[str, str]) -> Response:
-        found = self.repo().get(args["name"])
-        if found is None:
-            raise NotFound(f"no watchlist named {args['name']!r}")
-        return json_response({"watchlist": found.to_dict() if self.has_token(request) else found.masked()})
-
-    def api_watchlist_add(self, request: Request, _args: dict[str, str]) -> Response:
-        self.require_token(request)
-        repo = self.repo()
-        try:
-            data = json.loads(request.body.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"request body is not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise BadRequest(f"request body must be a JSON object, got {type(data).__name__}")
-        check_watchlist_body(data)
+    @app.post(
+        "/api/watchlists",
+        name="api_watchlist_add",
+        operation_id="addWatchlist",
+        summary="Add a watchlist (needs the bearer token)",
+        status_code=201,
+        response_model=models.WatchlistResponse,
+        responses={
+            **api_errors,
+            **auth_errors,
+            **unavailable,
+            409: {"model": models.Error, "description": "A watchlist of that name exists"},
+            411: {"model": models.Error, "description": "Chunked bodies are refused: send Content-Length"},
+            413: {"model": models.Error, "description": "Body over the size limit"},
+        },
+        dependencies=[*api, Depends(require_writer)],
+    )
+    def api_watchlist_add(body: WatchlistInput) -> Response:
+        repo = web.repo()
+        data = body.model_dump(exclude_none=True)
         if data.get("webhooks") and not data.get("secret"):
-            data = {**data, "secret": new_secret()}
+            data["secret"] = new_secret()
         watchlist = Watchlist.from_dict(data)
-        check_targets(watchlist, self.settings)  # webhooks to private/metadata addresses -> 400 unless allowed
+        watchlist.validate()
+        check_targets(watchlist, web.settings)  # webhooks to private/metadata addresses -> 400 unless allowed
         parse_query(watchlist.query)  # QuerySyntaxError -> 400 naming the position, before anything is stored
         if repo.get(watchlist.name) is not None:
             raise HttpError(409, f"watchlist {watchlist.name!r} already exists (DELETE it first)")
         repo.add(watchlist)
         logger.info("watchlist added", extra={"stage": "serve", "watchlist": watchlist.name})
         return json_response(
-            {"watchlist": watchlist.to_dict(with_secret=True)},
-            201,
-            {"Location": f"/api/watchlists/{watchlist.name}"},
+            {"watchlist": watchlist.to_dict(with_secret=True)}, 201, {"Location": f"/api/watchlists/{watchlist.name}"}
         )
 
-    def api_watchlist_remove(self, request: Request, args: dict[str, str]) -> Response:
-        self.require_token(request)
-        if not self.repo().remove(args["name"]):
-            raise NotFound(f"no watchlist named {args['name']!r}")
-        logger.info("watchlist removed", extra={"stage": "serve", "watchlist": args["name"]})
-        return Response(status=204, body=b"", content_type=JSON)
-
-    def api_alerts(self, request: Request, _args: dict[str, str]) -> Response:
-        name = params.one(request.query, "watchlist")
-        limit = params.integer(request.query, "limit", default=50, low=1, high=500)
-        if self.alerts is None:
-            raise HttpError(503, "the alert ledger is not available on this server")
-        return json_response({"alerts": [a.to_dict() for a in self.alerts.recent(name, limit)]})
-
-
-_BODY_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "name": ("a string", lambda v: isinstance(v, str)),
-    "query": ("a string", lambda v: isinstance(v, str)),
-    "lang": ("a string or null", lambda v: v is None or isinstance(v, str)),
-    "source": ("a string or null", lambda v: v is None or isinstance(v, str)),
-    "secret": ("a string", lambda v: isinstance(v, str)),
-    "webhooks": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
-    "emails": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
-    "slack": ("true or false", lambda v: isinstance(v, bool)),
-    "mode": ("a string", lambda v: isinstance(v, str)),
-    "every": ("a string", lambda v: isinstance(v, str)),
-}
-
-
-def check_watchlist_body(data: dict[str, Any]) -> None:
-    """Field names and JSON types of a POSTed watchlist (values are checked by ``Watchlist.validate``)."""
-    unknown = sorted(set(data) - openapi.WATCHLIST_INPUT_FIELDS)
-    if unknown:
-        raise BadRequest(f"request body: unknown field(s) {', '.join(map(repr, unknown))}")
-    for key in ("name", "query"):
-        if key not in data:
-            raise BadRequest(f"request body: field {key!r} is required")
-    for key, value in data.items():
-        expected, ok = _BODY_TYPES[key]
-        if not ok(value):
-            raise BadRequest(f"request body: field {key!r} must be {expected}, got {json.dumps(value)[:80]}")
-
-
-def _lenient(query: Params) -> SearchParams | None:
-    """Best-effort parameters to refill the form after a bad request (the query text kept as typed)."""
-    q = query.get("q", [""])[0][: params.MAX_QUERY_CHARS]
-    return SearchParams(request=SearchRequest(query=q), view="stories", after=None)
-
-
-def parse_request(method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> Request:
-    """A :class:`Request` from the raw request line parts (query string parsed, header names lower-cased)."""
-    path, _, query = raw_path.partition("?")
-    return Request(
-        method=method.upper(),
-        path=path or "/",
-        query=parse_qs(query, keep_blank_values=True),
-        headers={k.lower(): v for k, v in headers.items()},
-        body=body,
+    @app.get(
+        "/api/watchlists/{name}",
+        name="api_watchlist",
+        operation_id="getWatchlist",
+        summary="One watchlist",
+        response_model=models.WatchlistResponse,
+        responses={**api_errors, **not_found, **unavailable},
+        dependencies=api,
     )
+    def api_watchlist(
+        name: str, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+    ) -> Response:
+        found = web.repo().get(name)
+        if found is None:
+            raise NotFound(f"no watchlist named {name!r}")
+        return json_response({"watchlist": found.to_dict() if web.has_token(credentials) else found.masked()})
+
+    @app.delete(
+        "/api/watchlists/{name}",
+        name="api_watchlist_remove",
+        operation_id="removeWatchlist",
+        summary="Remove a watchlist (needs the bearer token)",
+        status_code=204,
+        response_class=Response,
+        responses={**api_errors, **auth_errors, **not_found, **unavailable},
+        dependencies=[*api, Depends(require_writer)],
+    )
+    def api_watchlist_remove(name: str) -> Response:
+        if not web.repo().remove(name):
+            raise NotFound(f"no watchlist named {name!r}")
+        logger.info("watchlist removed", extra={"stage": "serve", "watchlist": name})
+        return Response(status_code=204)
+
+    @app.get(
+        "/api/alerts",
+        name="api_alerts",
+        operation_id="listAlerts",
+        summary="Recent alerts, newest first",
+        response_model=models.AlertsResponse,
+        responses={**api_errors, **unavailable},
+        dependencies=api,
+    )
+    def api_alerts(query: Annotated[AlertsQuery, Query()]) -> Response:
+        if web.alerts is None:
+            raise HttpError(503, "the alert ledger is not available on this server")
+        return json_response({"alerts": [a.to_dict() for a in web.alerts.recent(query.watchlist, query.limit)]})
+
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document without its 422 answers: validation errors are 400 here (``Error``)."""
+        if app.openapi_schema is None:
+            doc = original_openapi()
+            for operations in doc.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = doc.get("components", {}).get("schemas", {})
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

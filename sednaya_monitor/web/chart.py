@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import date, timedelta
 
 from sednaya_monitor.web.html import esc
+from sednaya_monitor.web.models import EARLIEST_DATE, latest_date
 
 WIDTH = 760  # viewBox units; the SVG scales to its container
 HEIGHT = 240
@@ -29,20 +30,58 @@ def colour(lang: str, order: list[str]) -> str:
     return EXTRA_COLOURS[extras.index(lang) % len(EXTRA_COLOURS)] if lang in extras else EXTRA_COLOURS[0]
 
 
+def plausible(volume: Mapping[date, Mapping[str, int]]) -> tuple[dict[date, Mapping[str, int]], int]:
+    """``(days from 1990-01-01 to tomorrow, count of articles on other days)``.
+
+    A store can hold dates like 0001-01-01 or 9999-12-31 (a bad feed); charting them would stretch the
+    axis over millennia and flatten every real bar, so they are counted and named instead.
+    """
+    lo, hi = EARLIEST_DATE.date(), latest_date().date()
+    kept = {d: langs for d, langs in volume.items() if lo <= d <= hi}
+    dropped = sum(n for d, langs in volume.items() if not lo <= d <= hi for n in langs.values())
+    return kept, dropped
+
+
+def _month_starts(first: date, last: date) -> list[date]:
+    out: list[date] = []
+    year, month = first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        out.append(date(year, month, 1))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+def _year_step(years: int) -> int:
+    """Years per bar so that ``years`` years fit in MAX_BARS bars: 1, 2, 5, 10, 20, 50, 100, ..."""
+    step = 1
+    while years > MAX_BARS * step:
+        for factor in (2, 5, 10):
+            if years <= MAX_BARS * step * factor:
+                return step * factor
+        step *= 10
+    return step
+
+
 def bins(first: date, last: date) -> tuple[str, list[date]]:
-    """Bar width for the span ``first..last``: ``("day"|"week"|"month", bin start dates)``, at most MAX_BARS bars."""
+    """Bar width for the span ``first..last`` and the bin start dates, at most MAX_BARS bars.
+
+    Units: ``day``, ``week`` (Monday), ``month``, ``year``, then ``N-year`` bins (N = 2, 5, 10, 20,
+    ...), so any span of stored dates, 0001-01-01 to 9999-12-31 included, gives a drawable chart. No
+    arithmetic leaves the ``date`` range (no ``OverflowError`` at either end).
+    """
     span = (last - first).days + 1
     if span <= MAX_BARS:
         return "day", [first + timedelta(days=i) for i in range(span)]
     if span <= MAX_BARS * 7:
-        start = first - timedelta(days=first.weekday())
+        start = first - timedelta(days=first.weekday())  # date.min is a Monday: never below it
         return "week", [start + timedelta(weeks=i) for i in range((last - start).days // 7 + 1)]
-    months: list[date] = []
-    cur = first.replace(day=1)
-    while cur <= last:
-        months.append(cur)
-        cur = (cur + timedelta(days=32)).replace(day=1)
-    return "month", months
+    months = (last.year - first.year) * 12 + last.month - first.month + 1
+    if months <= MAX_BARS:
+        return "month", _month_starts(first, last)
+    step = _year_step(last.year - first.year + 1)
+    unit = "year" if step == 1 else f"{step}-year"
+    first_year = max(1, first.year - first.year % step)
+    return unit, [date(y, 1, 1) for y in range(first_year, last.year + 1, step)]
 
 
 def bin_of(day: date, unit: str) -> date:
@@ -50,7 +89,22 @@ def bin_of(day: date, unit: str) -> date:
         return day - timedelta(days=day.weekday())
     if unit == "month":
         return day.replace(day=1)
+    if unit == "year":
+        return date(day.year, 1, 1)
+    if unit.endswith("-year"):
+        step = int(unit.split("-", maxsplit=1)[0])
+        return date(max(1, day.year - day.year % step), 1, 1)
     return day
+
+
+def _label(day: date, unit: str, many: bool) -> str:
+    """Axis label (ISO strings: ``strftime`` pads years below 1000 differently by platform)."""
+    iso = day.isoformat()
+    if unit == "month":
+        return iso[:7]
+    if unit == "year" or unit.endswith("-year"):
+        return iso[:4]
+    return iso[5:] if many else iso
 
 
 def volume_svg(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articles per day by language") -> str:
@@ -70,8 +124,8 @@ def volume_svg(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articl
         for lang, n in per_lang.items():
             slot[lang] = slot.get(lang, 0) + n
     if unit != "day":
-        title = title.replace("per day", f"per {unit}")
-    label_format = "%Y-%m" if unit == "month" else ("%Y-%m-%d" if len(days) <= 16 else "%m-%d")
+        per = f"{unit.split('-')[0]} years" if unit.endswith("-year") else unit
+        title = title.replace("per day", f"per {per}")
     totals = {lang: 0 for d in days for lang in counts.get(d, {})}
     for d in days:
         for lang, n in counts.get(d, {}).items():
@@ -115,7 +169,7 @@ def volume_svg(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articl
         x = MARGIN_LEFT + i * step + step / 2
         parts.append(
             f'<text x="{x:.1f}" y="{MARGIN_TOP + plot_h + 14}" font-size="10" text-anchor="middle">'
-            f"{days[i].strftime(label_format)}</text>"
+            f"{_label(days[i], unit, len(days) > 16)}</text>"
         )
     lx = MARGIN_LEFT
     for lang in langs:

@@ -1,7 +1,10 @@
-"""Server-rendered pages: search, stories, story, over-time chart, watchlists. No JavaScript needed.
+"""Server-rendered pages (Jinja2 templates in ``templates/``): search, stories, story, timeline, watchlists.
 
-Each ``render_*`` function takes already-fetched data and returns a complete page (bytes, UTF-8).
-Every article-derived value is escaped through :mod:`sednaya_monitor.web.html`.
+No JavaScript anywhere. Autoescape is on for every template (``select_autoescape``), and its last step
+is :func:`sednaya_monitor.web.html.esc` (Unicode hygiene, then ``html.escape`` with quotes), so every
+value from an article reaches the page cleaned and escaped; helpers passed to the templates return
+``Markup`` built from escaped parts only. Each ``render_*`` function takes already-fetched data and
+returns a complete page (bytes, UTF-8).
 """
 
 from __future__ import annotations
@@ -10,11 +13,15 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from urllib.parse import quote
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from indexer.store import Hit, SearchResult, StoryGroup
 from indexer.watchlists import Watchlist
-from sednaya_monitor.web.chart import volume_svg
+from sednaya_monitor.web.chart import plausible, volume_svg
 from sednaya_monitor.web.html import (
     badge,
     badges,
@@ -22,14 +29,13 @@ from sednaya_monitor.web.html import (
     esc,
     fmt_time,
     highlight,
-    layout,
     link,
     plain_snippet,
     query_terms,
     time_tag,
     url_for,
 )
-from sednaya_monitor.web.params import DEFAULT_PAGE_SIZE, SearchParams, encode_cursor
+from sednaya_monitor.web.params import SearchParams, encode_cursor
 from stream.article import Article
 from stream.story import Story
 
@@ -41,6 +47,13 @@ class FilterOptions:
     langs: Sequence[tuple[str, int]] = ()
     sources: Sequence[tuple[str, int]] = ()
     source_types: Sequence[tuple[str, int]] = ()
+
+    def with_current(self, name: str, current: str | None) -> Sequence[tuple[str, int]]:
+        """The options of drop-down ``name``, with ``current`` first when it is not among them."""
+        options: Sequence[tuple[str, int]] = getattr(self, name)
+        if current and current not in [v for v, _ in options]:
+            return [(current, 0), *options]
+        return options
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -71,50 +84,112 @@ class AlertView:
         }
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Arrival:
+    """A story's first article in one language, and how long after the story's first article it came."""
+
+    lang: str
+    article: Article
+    when: datetime
+    after_s: float
+    count: int
+
+    @property
+    def lag(self) -> str:
+        return "first" if self.after_s <= 0 else "+" + duration(self.after_s)
+
+
 def plural(n: int, word: str) -> str:
     """``1 article``, ``2 articles`` (English regular plurals only)."""
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _select(name: str, label: str, options: Sequence[tuple[str, int]], current: str | None) -> str:
-    values = [v for v, _ in options]
-    if current and current not in values:
-        options = [(current, 0), *options]
-    opts = ['<option value="">any</option>']
-    for value, count in options:
-        selected = " selected" if value == current else ""
-        suffix = f" ({count})" if count else ""
-        opts.append(f'<option value="{esc(value)}"{selected}>{esc(value)}{esc(suffix)}</option>')
-    return f'<label>{esc(label)}<select name="{esc(name)}">{"".join(opts)}</select></label>'
+def duration(seconds: float) -> str:
+    """``45 min``, ``15 h 10 min``, ``3 d 4 h`` (the two largest units)."""
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {mins} min"
+    return f"{mins} min"
 
 
-def search_form(sp: SearchParams | None, options: FilterOptions, *, action: str = "/") -> str:
-    req = sp.request if sp is not None else None
-    q = req.query if req else ""
-    since = req.since.date().isoformat() if req and req.since else ""
-    until = req.until.date().isoformat() if req and req.until else ""
-    view = sp.view if sp is not None else "stories"
-    sort = req.sort if req else "relevance"
-    sort_opts = "".join(
-        f'<option value="{s}"{" selected" if s == sort else ""}>{s}</option>' for s in ("relevance", "date")
+def _finalize(value: Any) -> Any:
+    """Autoescape's last step: ``None`` prints nothing, markup stays, anything else goes through ``esc``."""
+    if value is None:
+        return ""
+    if isinstance(value, Markup) or hasattr(value, "__html__"):
+        return value
+    return esc(value)
+
+
+ENV = Environment(
+    loader=PackageLoader("sednaya_monitor.web", "templates"),
+    autoescape=select_autoescape(["html", "xml"], default_for_string=True),
+    finalize=_finalize,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    auto_reload=False,
+)
+ENV.filters["qpath"] = lambda value: quote(str(value), safe="")
+ENV.globals.update(
+    badge=badge,
+    badges=badges,
+    dir_attrs=dir_attrs,
+    fmt_time=fmt_time,
+    link=link,
+    plain_snippet=plain_snippet,
+    plural=plural,
+    time_tag=time_tag,
+    url_for=url_for,
+)
+
+
+def render(template: str, **context: Any) -> bytes:
+    return ENV.get_template(template).render(**context).encode("utf-8")
+
+
+def snippet(hit: Hit, terms: Sequence[str]) -> Markup:
+    """The store's highlight (text first, then title) escaped, or a fallback snippet of the text."""
+    for fld in ("text", "title"):
+        fragments = hit.highlights.get(fld)
+        if fragments:
+            return Markup(" … ").join(highlight(f) for f in fragments[:3])
+    return plain_snippet(hit.article.text, list(hit.matched_terms) or list(terms))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Form:
+    q: str = ""
+    lang: str | None = None
+    source: str | None = None
+    source_type: str | None = None
+    since: str = ""
+    until: str = ""
+    sort: str = "relevance"
+    view: str = "stories"
+
+
+def _form(sp: SearchParams | None) -> _Form:
+    if sp is None:
+        return _Form()
+    req = sp.request
+    return _Form(
+        q=req.query,
+        lang=req.lang,
+        source=req.source,
+        source_type=req.source_type,
+        since=req.since.date().isoformat() if req.since else "",
+        until=req.until.date().isoformat() if req.until else "",
+        sort=req.sort,
+        view=sp.view,
     )
-    return (
-        f'<form class="search" method="get" action="{esc(action)}" role="search">'
-        '<div class="q"><input type="search" name="q" dir="auto" aria-label="Query" '
-        f"placeholder='صيدنايا OR Sednaya, \"human slaughterhouse\", title:Saydnaya NOT monastery' "
-        f'value="{esc(q)}"><button type="submit">Search</button></div>'
-        f"{_select('lang', 'Language', options.langs, req.lang if req else None)}"
-        f"{_select('source', 'Source', options.sources, req.source if req else None)}"
-        f"{_select('source_type', 'Source type', options.source_types, req.source_type if req else None)}"
-        f'<label>From<input type="date" name="since" value="{esc(since)}"></label>'
-        f'<label>To<input type="date" name="until" value="{esc(until)}"></label>'
-        f'<label>Sort<select name="sort">{sort_opts}</select></label>'
-        f'<input type="hidden" name="view" value="{esc(view)}">'
-        "</form>"
-    )
 
 
-def _current(sp: SearchParams) -> dict[str, str | None]:
+def current_params(sp: SearchParams, default_size: int) -> dict[str, str | None]:
+    """The search as link parameters (defaults left out)."""
     req = sp.request
     return {
         "q": req.query,
@@ -124,59 +199,50 @@ def _current(sp: SearchParams) -> dict[str, str | None]:
         "since": req.since.date().isoformat() if req.since else None,
         "until": req.until.date().isoformat() if req.until else None,
         "sort": req.sort if req.sort != "relevance" else None,
-        "size": str(req.size) if req.size != DEFAULT_PAGE_SIZE else None,
+        "size": str(req.size) if req.size != default_size else None,
     }
 
 
-def snippet(hit: Hit, terms: Sequence[str]) -> str:
-    """The store's highlight (text first, then title) escaped, or a fallback snippet of the text."""
-    for fld in ("text", "title"):
-        fragments = hit.highlights.get(fld)
-        if fragments:
-            return " … ".join(highlight(f) for f in fragments[:3])
-    return plain_snippet(hit.article.text, list(hit.matched_terms) or list(terms))
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _GroupView:
+    story_id: str
+    title: str
+    first_seen: datetime | None
+    total: int
+    sources: int
+    matching: int
+    langs: Sequence[str]
+    best: Article
+    snippet: Markup
 
 
-def _article_line(a: Article) -> str:
-    return (
-        f'<span class="meta">{time_tag(a.published or a.fetched_at)} · {badge(a.lang)} '
-        f'<span class="source">{esc(a.source)}</span></span>'
-    )
-
-
-def _hit_html(hit: Hit, terms: Sequence[str]) -> str:
-    a = hit.article
-    story = ""
-    if a.story_id:
-        story = f' · <a href="/stories/{esc(quote(a.story_id, safe=""))}">story</a>'
-    return (
-        f'<article class="result hit" {dir_attrs(a.lang)}>'
-        f'<h3 class="title">{link(a.url, a.title or a.url)}</h3>'
-        f'<div dir="ltr">{_article_line(a)}{story}</div>'
-        f'<p class="snippet" {dir_attrs(a.lang)}>{snippet(hit, terms)}</p></article>'
-    )
-
-
-def _group_html(group: StoryGroup, terms: Sequence[str]) -> str:
+def _group_view(group: StoryGroup, terms: Sequence[str]) -> _GroupView:
     story = group.story
     best = group.best.article
-    title = story.title if story is not None and story.title else best.title
-    href = f"/stories/{esc(quote(group.story_id, safe=''))}"
-    first_seen = story.first_seen if story is not None else (best.published or best.fetched_at)
-    total = story.article_count if story is not None else group.article_count
-    sources = story.source_count if story is not None else 1
-    langs = story.languages if story is not None and story.languages else group.languages
-    return (
-        '<article class="result story-group">'
-        f'<h2 class="story-title" dir="auto"><a href="{href}">{esc(title)}</a></h2>'
-        f'<div class="meta">first seen {time_tag(first_seen)} · '
-        f'<span class="count">{plural(total, "article")}</span> · '
-        f'<span class="sources">{plural(sources, "source")}</span> · '
-        f'{group.article_count} matching · <span class="langs">{badges(langs)}</span></div>'
-        f'<div class="best" {dir_attrs(best.lang)}><strong>{link(best.url, best.title or best.url)}</strong> '
-        f'<span dir="ltr">{_article_line(best)}</span>'
-        f'<p class="snippet" {dir_attrs(best.lang)}>{snippet(group.best, terms)}</p></div></article>'
+    return _GroupView(
+        story_id=group.story_id,
+        title=story.title if story is not None and story.title else best.title,
+        first_seen=story.first_seen if story is not None else (best.published or best.fetched_at),
+        total=story.article_count if story is not None else group.article_count,
+        sources=story.source_count if story is not None else 1,
+        matching=group.article_count,
+        langs=story.languages if story is not None and story.languages else group.languages,
+        best=best,
+        snippet=snippet(group.best, terms),
     )
+
+
+def chart(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articles per day by language") -> Markup:
+    """The volume chart of plausible dates, with a note on articles dated outside them (never charted)."""
+    kept, dropped = plausible(volume)
+    svg = Markup(volume_svg(kept, title=title))  # noqa: S704  # volume_svg escapes every label itself
+    if dropped:
+        svg += (
+            Markup('<p class="muted far-dates">')
+            + esc(f"{dropped} dated before 1990 or in the future: not charted.")
+            + Markup("</p>")
+        )
+    return svg
 
 
 def render_search(
@@ -186,75 +252,70 @@ def render_search(
     *,
     error: str | None = None,
     volume: Mapping[date, Mapping[str, int]] | None = None,
+    default_size: int = 20,
 ) -> bytes:
     """The search page: form, error (a bad query), results grouped or flat, pager, chart."""
-    parts = ["<h1>Search the coverage</h1>", search_form(sp, options)]
-    if error is not None:
-        parts.append(f'<p class="error" role="alert">{esc(error)}</p>')
+    context: dict[str, Any] = {
+        "title": "Search",
+        "nav_active": "Search",
+        "form": _form(sp),
+        "options": options,
+        "error": error,
+        "result": None,
+        "chart": None,
+    }
     if sp is not None and result is not None:
-        current = _current(sp)
-        other = "flat" if sp.view == "stories" else "stories"
-        other_label = "Show flat results" if sp.view == "stories" else "Group by story"
-        shown = len(result.groups) if sp.view == "stories" else len(result.hits)
-        if sp.view == "stories":
-            unit = "story" if shown == 1 else "stories"
-        else:
-            unit = "article" if shown == 1 else "articles"
-        parts.append(
-            f'<div class="toolbar"><span class="total">{result.total} matching article'
-            f'{"s" if result.total != 1 else ""}</span><span class="muted">{shown} {unit} on this page</span>'
-            f'<a class="toggle" href="{url_for("/", {**current, "view": other})}">{other_label}</a>'
-            f'<a href="{url_for("/api/search", {**current, "view": sp.view})}">as JSON</a></div>'
-        )
-        if result.expanded:
-            parts.append(
-                '<p class="muted also-searched">'
-                + "; ".join(
-                    f"also searched: {esc(', '.join(added))} (variants of {esc(typed)})"
-                    for typed, added in result.expanded.items()
-                )
-                + " — quote a name or write <code>exact:</code> to search one spelling</p>"
-            )
+        current = current_params(sp, default_size)
         terms = query_terms(sp.request.query)
-        if sp.view == "stories":
-            items = [_group_html(g, terms) for g in result.groups]
+        stories = sp.view == "stories"
+        items: list[Any]
+        if stories:
+            items = [_group_view(g, terms) for g in result.groups]
         else:
-            items = [_hit_html(h, terms) for h in result.hits]
-        if items:
-            parts.append(f'<section class="results results-{esc(sp.view)}">{"".join(items)}</section>')
-        else:
-            parts.append('<p class="muted no-results">Nothing matches. Try fewer words or another language.</p>')
-        pager = []
-        if sp.after is not None:
-            pager.append(f'<a href="{url_for("/", {**current, "view": sp.view})}">« First page</a>')
+            items = [{"article": h.article, "snippet": snippet(h, terms)} for h in result.hits]
+        shown = len(items)
         cursor = encode_cursor(result.next_after)
-        if cursor is not None and shown:
-            pager.append(
-                f'<a rel="next" href="{url_for("/", {**current, "view": sp.view, "after": cursor})}">Next page »</a>'
-            )
-        if pager:
-            parts.append(f'<nav class="pager">{"".join(pager)}</nav>')
-        if volume is not None:
-            parts.append(f'<section class="chart-box"><h2>Over time</h2>{volume_svg(volume)}</section>')
-    return layout("Search", "".join(parts), nav_active="Search")
-
-
-def render_stories(stories: Sequence[Story]) -> bytes:
-    items = []
-    for s in stories:
-        items.append(
-            '<li class="story-item">'
-            f'<a class="story-title" dir="auto" href="/stories/{esc(quote(s.id, safe=""))}">{esc(s.title)}</a>'
-            f'<div class="meta">first seen {time_tag(s.first_seen)} · last seen {time_tag(s.last_seen)} · '
-            f"{plural(s.article_count, 'article')} · {plural(s.source_count, 'source')} · "
-            f"{badges(s.languages)}</div></li>"
+        context.update(
+            result=result,
+            view=sp.view,
+            items=items,
+            shown=shown,
+            unit=("story" if shown == 1 else "stories") if stories else ("article" if shown == 1 else "articles"),
+            toggle_url=url_for("/", {**current, "view": "flat" if stories else "stories"}),
+            toggle_label="Show flat results" if stories else "Group by story",
+            json_url=url_for("/api/search", {**current, "view": sp.view}),
+            csv_url=url_for("/search.csv", current),
+            first_url=url_for("/", {**current, "view": sp.view}) if sp.after is not None else None,
+            next_url=url_for("/", {**current, "view": sp.view, "after": cursor}) if cursor and shown else None,
+            expanded=[
+                f"{', '.join(added)} (variants of {typed})" for typed, added in result.expanded.items()
+            ],
+            chart=chart(volume) if volume is not None else None,
         )
-    body = "<h1>Stories, newest first</h1>" + (
-        f'<ol class="stories" style="list-style:none;padding:0">{"".join(items)}</ol>'
-        if items
-        else '<p class="muted">No stories yet.</p>'
+    return render("search.html", **context)
+
+
+def render_stories(
+    stories: Sequence[Story],
+    *,
+    langs: Sequence[tuple[str, int]] = (),
+    filters: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> bytes:
+    filters = dict(filters or {})
+    filtered = any(filters.get(k) for k in ("lang", "since")) or any(
+        int(filters.get(k) or 1) > 1 for k in ("min_sources", "min_languages")
     )
-    return layout("Stories", body, nav_active="Stories")
+    return render(
+        "stories.html",
+        title="Stories",
+        nav_active="Stories",
+        stories=stories,
+        langs=langs,
+        filters=filters,
+        filtered=filtered,
+        error=error,
+    )
 
 
 def _when(a: Article) -> datetime:
@@ -275,73 +336,52 @@ def fold_duplicates(articles: Sequence[Article]) -> list[tuple[Article, list[Art
     return [(o, sorted(dups.get(o.id, []), key=lambda a: (_when(a), a.id))) for o in originals]
 
 
-def _article_links(a: Article, raw_available: bool) -> str:
-    out = [link(a.url, "original")]
-    if raw_available:
-        out.append(f'<a href="/raw/{esc(a.content_sha256)}">stored copy</a>')
-    out.append(f'<a href="/api/articles/{esc(quote(a.id, safe=""))}">JSON</a>')
-    return " · ".join(out)
+def language_arrivals(articles: Sequence[Article]) -> list[Arrival]:
+    """Per language, the story's first article in it and the delay after the story's first article.
 
-
-def render_story(story: Story, articles: Sequence[Article], raw_available: Mapping[str, bool]) -> bytes:
-    """The story page: header, language × source matrix, timeline with duplicates folded under originals."""
-    head = [
-        f'<h1 class="story-title" dir="auto">{esc(story.title)}</h1>',
-        (
-            f'<p class="meta">first seen {time_tag(story.first_seen)} · last seen {time_tag(story.last_seen)} · '
-            f'<span class="count">{plural(story.article_count, "article")}</span> · '
-            f"{plural(story.source_count, 'source')} · "
-            f"{badges(story.languages)}</p>"
-        ),
+    In order of arrival (the first language first, delay 0). Shows how fast a story crossed languages.
+    """
+    if not articles:
+        return []
+    ordered = sorted(articles, key=lambda a: (_when(a), a.id))
+    start = _when(ordered[0])
+    counts: dict[str, int] = defaultdict(int)
+    first: dict[str, Article] = {}
+    for a in ordered:
+        counts[a.lang] += 1
+        first.setdefault(a.lang, a)
+    return [
+        Arrival(lang=lang, article=a, when=_when(a), after_s=(_when(a) - start).total_seconds(), count=counts[lang])
+        for lang, a in first.items()
     ]
-    if story.merged_into:
-        target = esc(quote(story.merged_into, safe=""))
-        head.append(f'<p class="error">This story was merged into <a href="/stories/{target}">another story</a>.</p>')
-    langs = sorted({a.lang for a in articles})
-    sources = sorted({a.source for a in articles})
+
+
+def render_story(
+    story: Story,
+    articles: Sequence[Article],
+    raw_available: Mapping[str, bool],
+    *,
+    merged: Sequence[Story] = (),
+) -> bytes:
+    """The story page: header, spread across languages, merged stories, follow-ups, matrix, timeline."""
     cells: dict[tuple[str, str], int] = defaultdict(int)
     for a in articles:
         cells[(a.source, a.lang)] += 1
-    rows = "".join(
-        f'<tr><th scope="row">{esc(src)}</th>'
-        + "".join(f"<td>{cells.get((src, lang), 0) or ''}</td>" for lang in langs)
-        + "</tr>"
-        for src in sources
+    arrivals = language_arrivals(articles)
+    return render(
+        "story.html",
+        title=story.title or "Story",
+        nav_active="Stories",
+        story=story,
+        arrivals=arrivals if len(arrivals) > 1 else [],
+        merged=merged,
+        follow_ups=sorted((a for a in articles if a.story_role == "follow_up"), key=lambda a: (_when(a), a.id)),
+        langs=sorted({a.lang for a in articles}),
+        sources=sorted({a.source for a in articles}),
+        cells=cells,
+        items=fold_duplicates(articles),
+        raw=raw_available,
     )
-    matrix = (
-        '<table class="matrix"><caption class="muted">Articles by source and language</caption>'
-        f'<tr><th scope="col">source</th>{"".join(f"<th scope=col>{esc(x)}</th>" for x in langs)}</tr>{rows}</table>'
-    )
-    items = []
-    for original, dups in fold_duplicates(articles):
-        dup_html = ""
-        if dups:
-            lis = "".join(
-                f"<li {dir_attrs(d.lang)}>{link(d.url, d.title or d.url)} "
-                f'<span dir="ltr">{_article_line(d)} · {_article_links(d, raw_available.get(d.id, False))}</span></li>'
-                for d in dups
-            )
-            dup_html = (
-                f'<details class="dups"><summary>{len(dups)} duplicate{"s" if len(dups) != 1 else ""} '
-                f"(syndicated or re-posted copies)</summary><ul>{lis}</ul></details>"
-            )
-        role = f" {badge(original.story_role, kind='role')}" if original.story_role else ""
-        items.append(
-            f'<li class="timeline-item" data-lang="{esc(original.lang)}" data-source="{esc(original.source)}">'
-            f'<div dir="ltr">{_article_line(original)}{role}</div>'
-            f'<div class="title" {dir_attrs(original.lang)}>'
-            f"<strong>{link(original.url, original.title or original.url)}</strong></div>"
-            f'<p class="snippet" {dir_attrs(original.lang)}>{plain_snippet(original.text, [])}</p>'
-            f'<div class="links">{_article_links(original, raw_available.get(original.id, False))}</div>'
-            f"{dup_html}</li>"
-        )
-    body = (
-        "".join(head)
-        + matrix
-        + "<h2>Timeline</h2>"
-        + (f'<ol class="timeline">{"".join(items)}</ol>' if items else '<p class="muted">No articles stored.</p>')
-    )
-    return layout(story.title or "Story", body, nav_active="Stories")
 
 
 def render_timeline(
@@ -353,52 +393,30 @@ def render_timeline(
     error: str | None = None,
 ) -> bytes:
     """Matching articles per day and language, and new stories per day (all stories since ``since``)."""
-    parts = ["<h1>Stories over time</h1>", search_form(sp, options, action="/timeline")]
-    if error is not None:
-        parts.append(f'<p class="error" role="alert">{esc(error)}</p>')
-    else:
-        parts.append(f'<section class="chart-box">{volume_svg(volume)}</section>')
-        parts.append(f'<section class="chart-box">{volume_svg(new_stories, title="New stories per day")}</section>')
-    body = "".join(parts)
-    return layout("Over time", body, nav_active="Over time")
+    return render(
+        "timeline.html",
+        title="Over time",
+        nav_active="Over time",
+        form=_form(sp),
+        options=options,
+        error=error,
+        volume=chart(volume) if error is None else None,
+        new_stories=chart(new_stories, title="New stories per day") if error is None else None,
+    )
 
 
 def render_watchlists(
     watchlists: Sequence[Watchlist], alerts: Mapping[str, Sequence[AlertView]], *, alerts_available: bool
 ) -> bytes:
-    if not watchlists:
-        body = (
-            '<h1>Watchlists</h1><p class="muted">No watchlists yet. Add one with '
-            "<code>sednaya-monitor watch add NAME QUERY</code> or <code>POST /api/watchlists</code>.</p>"
-        )
-        return layout("Watchlists", body, nav_active="Watchlists")
-    items = []
-    for w in watchlists:
-        name = quote(w.name, safe="")
-        filters = " ".join(badge(f"{k}:{v}", kind="filter") for k, v in (("lang", w.lang), ("source", w.source)) if v)
-        recent = alerts.get(w.name, ())
-        if recent:
-            lis = "".join(
-                f'<li><a href="/stories/{esc(quote(al.story_id, safe=""))}" dir="auto">{esc(al.story_title)}</a> '
-                f'<span class="meta">{esc(fmt_time(al.at))}'
-                f"{' · ' + badge(al.lang) if al.lang else ''}{' · ' + esc(al.source) if al.source else ''}</span></li>"
-                for al in recent
-            )
-            alert_html = f'<ul class="alerts">{lis}</ul>'
-        else:
-            alert_html = '<p class="muted">No alerts yet.</p>' if alerts_available else ""
-        items.append(
-            f'<li class="story-item watchlist" id="w-{esc(w.name)}"><h2>{esc(w.name)}</h2>'
-            f'<p><code dir="auto">{esc(w.query)}</code> {filters} '
-            f'<span class="meta">{esc(w.mode)}{", every " + esc(w.every) if w.mode == "digest" else ""}</span></p>'
-            f'<p><a href="{url_for("/", {"q": w.query, "lang": w.lang, "source": w.source})}">search now</a> · '
-            f'<a class="atom" href="/watchlists/{esc(name)}/atom.xml" type="application/atom+xml">Atom feed</a></p>'
-            f"{alert_html}</li>"
-        )
-    body = f'<h1>Watchlists</h1><ul style="list-style:none;padding:0">{"".join(items)}</ul>'
-    return layout("Watchlists", body, nav_active="Watchlists")
+    return render(
+        "watchlists.html",
+        title="Watchlists",
+        nav_active="Watchlists",
+        watchlists=watchlists,
+        alerts=alerts,
+        alerts_available=alerts_available,
+    )
 
 
 def render_error(status: int, message: str) -> bytes:
-    body = f'<h1>{status}</h1><p class="error" role="alert">{esc(message)}</p><p><a href="/">Back to search</a></p>'
-    return layout(f"Error {status}", body)
+    return render("error.html", title=f"Error {status}", nav_active="", status=status, message=message)

@@ -1,10 +1,11 @@
-"""Query-string parameters of the page and the API, parsed once, with errors naming the parameter.
+"""Query-string parameters of the pages, parsed by the API's own models (``models.py``).
 
-The same parser serves ``/`` and ``/api/search`` so the page and the API accept the same filters:
-``q`` (the DESIGN.md query language), ``lang``, ``source``, ``source_type``, ``since``/``until``
-(ISO 8601 date or date-time, UTC when no offset; ``until`` given as a bare date includes that whole
-day), ``story``, ``sort`` (``relevance``/``date``), ``size``, ``after`` (opaque cursor from a previous
-answer) and ``view`` (``stories`` = grouped by story, the default; ``flat``).
+The same :class:`~sednaya_monitor.web.models.SearchQuery` serves ``/`` and ``/api/search`` so the page
+and the API accept the same filters: ``q`` (the DESIGN.md query language), ``lang``, ``source``,
+``source_type``, ``since``/``until`` (ISO 8601 date or date-time, UTC when no offset, 1990-01-01 to
+tomorrow; ``until`` given as a bare date includes that whole day), ``story``, ``sort``
+(``relevance``/``date``), ``size``, ``after`` (opaque cursor from a previous answer) and ``view``
+(``stories`` = grouped by story, the page's default; ``flat``). A parameter given twice is refused.
 """
 
 from __future__ import annotations
@@ -12,27 +13,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from indexer.store import SearchRequest
 from sednaya_monitor.web.errors import BadRequest
-from stream.article import parse_time
-
-DEFAULT_PAGE_SIZE = 20  # results per page: one screen of story groups
-MAX_PAGE_SIZE = 100  # bounds the work one request can ask of the store
-MAX_QUERY_CHARS = 1000  # longer queries are refused rather than parsed (no analyst types more)
-MAX_CURSOR_CHARS = 2000  # a cursor is a handful of sort values; anything longer is not ours
-MAX_FILTER_CHARS = 200  # language, source, story ids are short keywords
-VIEWS = ("stories", "flat")
-SORTS = ("relevance", "date")
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # keywords are single-line identifiers
-
+from sednaya_monitor.web.models import MAX_FILTER_CHARS, SearchQuery, parameter_message, parse_date
 
 Params = Mapping[str, Sequence[str]]
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -44,76 +37,37 @@ class SearchParams:
     after: str | None  # the cursor as received (to build links)
 
 
-def one(params: Params, name: str, *, max_chars: int = MAX_FILTER_CHARS) -> str | None:
-    """The single value of ``name`` (``None`` when absent or blank); raises BadRequest when repeated/too long."""
-    values = params.get(name, [])
-    if len(values) > 1:
-        raise BadRequest(f"parameter {name!r} given {len(values)} times; give it once")
-    if not values:
-        return None
-    value = values[0].strip()
-    if len(value) > max_chars:
-        raise BadRequest(f"parameter {name!r} is {len(value)} characters long; at most {max_chars} allowed")
-    if "\x00" in value:
-        raise BadRequest(f"parameter {name!r} contains a NUL character")
-    return value or None
+def single(params: Params, *, drop_blank: bool = False) -> dict[str, str]:
+    """One value per name; raises BadRequest naming a parameter given more than once.
+
+    ``drop_blank``: a blank value means "not given" (a page's form sends every field, empty or not).
+    """
+    out: dict[str, str] = {}
+    for name, values in params.items():
+        if len(values) > 1:
+            raise BadRequest(f"parameter {name!r} given {len(values)} times; give it once")
+        if values and not (drop_blank and not values[0].strip() and len(values[0]) <= MAX_FILTER_CHARS):
+            out[name] = values[0]
+    return out
 
 
-def keyword(params: Params, name: str) -> str | None:
-    """A keyword filter (language, source, story id), matched exactly; no control characters."""
-    value = one(params, name)
-    if value is not None and _CONTROL.search(value):
-        raise BadRequest(f"parameter {name!r}={value!r}: control characters are not allowed")
-    return value
-
-
-def integer(params: Params, name: str, *, default: int, low: int, high: int) -> int:
-    """An integer in ``[low, high]``; raises BadRequest naming the parameter otherwise."""
-    value = one(params, name)
-    if value is None:
-        return default
+def parse_model(model: type[M], params: Params) -> M:
+    """``model`` from a page's query parameters (blanks dropped); raises BadRequest naming the first error."""
     try:
-        number = int(value)
-    except ValueError:
-        raise BadRequest(f"parameter {name!r}={value!r}: expected an integer") from None
-    if not low <= number <= high:
-        raise BadRequest(f"parameter {name!r}={number}: expected an integer from {low} to {high}")
-    return number
-
-
-def boolean(params: Params, name: str, *, default: bool) -> bool:
-    value = one(params, name)
-    if value is None:
-        return default
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise BadRequest(f"parameter {name!r}={value!r}: expected true or false")
-
-
-def choice(params: Params, name: str, choices: Sequence[str], *, default: str) -> str:
-    value = one(params, name)
-    if value is None:
-        return default
-    if value not in choices:
-        raise BadRequest(f"parameter {name!r}={value!r}: expected one of {', '.join(choices)}")
-    return value
+        return model.model_validate(single(params, drop_blank=True))
+    except ValidationError as exc:
+        raise BadRequest(parameter_message(exc.errors())) from None
 
 
 def date(params: Params, name: str, *, end_of_day: bool = False) -> datetime | None:
-    """ISO 8601 date or date-time as aware UTC. A bare date for an upper bound means the end of that day."""
-    value = one(params, name, max_chars=64)
-    if value is None:
+    """One date parameter (see :func:`models.parse_date`); None when absent or blank."""
+    value = single(params).get(name, "").strip()
+    if not value:
         return None
     try:
-        parsed = parse_time(value)
-    except ValueError:
-        raise BadRequest(f"parameter {name!r}={value!r}: expected an ISO 8601 date (2024-12-08) or date-time") from None
-    if end_of_day and _DATE_ONLY.match(value):
-        return parsed + timedelta(days=1) - timedelta(microseconds=1)
-    return parsed
+        return parse_date(name, value, end_of_day=end_of_day)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def encode_cursor(after: Sequence[str] | None) -> str | None:
@@ -138,27 +92,27 @@ def decode_cursor(token: str | None) -> tuple[str, ...] | None:
     return tuple(values)
 
 
-def search_params(params: Params, *, default_view: str = "stories", facets: bool = False) -> SearchParams:
-    """Parse the search parameters (see the module docstring); raises BadRequest naming the parameter."""
-    since = date(params, "since")
-    until = date(params, "until", end_of_day=True)
-    if since is not None and until is not None and since > until:
-        raise BadRequest(f"parameter 'since' ({since.date()}) is after 'until' ({until.date()})")
-    view = choice(params, "view", VIEWS, default=default_view)
-    after = one(params, "after", max_chars=MAX_CURSOR_CHARS)
+def to_search(query: SearchQuery, *, default_view: str = "stories") -> SearchParams:
+    """The store request for a validated :class:`SearchQuery`."""
+    view = query.view or default_view
     request = SearchRequest(
-        query=one(params, "q", max_chars=MAX_QUERY_CHARS) or "",
-        lang=keyword(params, "lang"),
-        source=keyword(params, "source"),
-        source_type=keyword(params, "source_type"),
-        since=since,
-        until=until,
-        story=keyword(params, "story"),
-        sort=choice(params, "sort", SORTS, default="relevance"),  # type: ignore[arg-type]  # checked in SORTS
-        size=integer(params, "size", default=DEFAULT_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE),
-        search_after=decode_cursor(after),
-        facets=facets,
+        query=query.q,
+        lang=query.lang,
+        source=query.source,
+        source_type=query.source_type,
+        since=query.since,
+        until=query.until,
+        story=query.story,
+        sort=query.sort,
+        size=query.size,
+        search_after=decode_cursor(query.after),
+        facets=query.facets,
         highlight=True,
         by_story=view == "stories",
     )
-    return SearchParams(request=request, view=view, after=after)
+    return SearchParams(request=request, view=view, after=query.after)
+
+
+def search_params(params: Params, *, default_view: str = "stories") -> SearchParams:
+    """Parse the search parameters (see the module docstring); raises BadRequest naming the parameter."""
+    return to_search(parse_model(SearchQuery, params), default_view=default_view)

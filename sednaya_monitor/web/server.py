@@ -1,42 +1,70 @@
-"""HTTP plumbing of ``serve``: a stdlib ``ThreadingHTTPServer`` in front of :class:`~sednaya_monitor.web.app.App`.
+"""HTTP serving of ``serve``: uvicorn in front of the FastAPI app of ``app.py``, hardened for the open web.
 
-The standard library is enough for a loopback analyst page: one thread per request, no framework to
-keep up to date. :func:`make_server` binds (``settings.serve_host``/``serve_port`` unless given; port
-0 picks a free one) and :func:`serve_in_thread` runs it in a daemon thread for tests and ``demo``.
-Requests are counted in ``sednaya_http_requests_total{route,method,status}`` and timed in
-``sednaya_http_request_duration_seconds{route}`` on the process registry (route names, never paths).
+:func:`make_server` binds the listening socket (``settings.serve_host``/``serve_port`` unless given;
+port 0 picks a free one; backlog BACKLOG) and :func:`serve_in_thread` runs it in a thread for tests;
+:func:`serve_until_signalled` runs it until SIGINT or SIGTERM (``serve`` and ``demo``).
+
+Around the app, from the outside in:
+
+- :class:`Observe`: HEAD answered as GET without the body, security headers on every answer
+  (``nosniff``, ``no-referrer``, ``no-store``, the page CSP), request metrics
+  ``sednaya_http_requests_total{route,method,status}`` and
+  ``sednaya_http_request_duration_seconds{route}`` (route names, never paths), and a 503 for an
+  answer not started within ``serve_request_timeout_s``;
+- :class:`AllowedHosts`: the ``Host`` header must be a loopback name, the host of ``public_url`` or
+  one of ``serve_allowed_hosts`` (DNS rebinding cannot reach the API);
+- :class:`BodyLimit`: ``Content-Length`` over ``serve_max_body_bytes`` is 413, chunked bodies 411,
+  both before a byte of the body is read, with the connection closed.
+
+uvicorn runs with no ``Server`` banner, its own logging off (our logger gets one line per failure,
+never a traceback for a client that went away), asyncio's transports (TCP_NODELAY, one write per
+answer) and :class:`GuardedH11Protocol`, which drops a connection whose request does not arrive in
+full within ``serve_request_read_s`` (slow or cut-off headers and bodies are never executed).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import json
 import logging
+import os
+import signal
+import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import ClassVar, Protocol, Self
+from types import FrameType, TracebackType
+from typing import Any, ClassVar, Protocol, Self
+from urllib.parse import urlsplit
 
+import h11
+import uvicorn
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from indexer.ledger import AlertLedger
 from indexer.store import SearchStore
 from indexer.watchlists import WatchlistRepository, open_watchlists
 from sednaya_monitor.web.alerts import LedgerAlertLog
-from sednaya_monitor.web.app import MAX_BODY_BYTES, AlertLog, App, Response, json_response, parse_request
+from sednaya_monitor.web.app import HTML_CSP, AlertLog, create_app
 from stream.metrics import LATENCY_BUCKETS, Metrics
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+BACKLOG = 1024  # pending connections the kernel queues (a burst of clients never waits for a SYN retry)
+MAX_HEADER_BYTES = 16 * 1024  # request line and headers; beyond it h11 refuses the request
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+SHUTDOWN_GRACE_S = 5  # open requests get this long to finish on stop
+
 
 class Closable(Protocol):
     def close(self) -> None: ...
-
-
-READ_TIMEOUT_S = 30.0  # a client that sends nothing for 30 s loses its connection (and its thread)
 
 
 class HttpMetrics:
@@ -71,111 +99,303 @@ class HttpMetrics:
             return found
 
 
-class WebServer(ThreadingHTTPServer):
-    """A ``ThreadingHTTPServer`` that carries the app; ``url`` is where it listens."""
+# --- middleware --------------------------------------------------------------------------------------
 
-    daemon_threads = True
-    allow_reuse_address = True
+
+def _json_error(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps({"error": message, "status": status}, ensure_ascii=False).encode("utf-8")
+    return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())], body
+
+
+async def _send_error(send: Send, status: int, message: str, *, close: bool = False) -> None:
+    headers, body = _json_error(status, message)
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Observe:
+    """Security headers, request metrics, the answer deadline, and the last catch of a failed request."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics, *, timeout_s: float) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state: dict[str, Any] = {"status": 500, "started": False, "abandoned": False, "gone": False}
+        first_byte = asyncio.Event()
+
+        async def guarded_send(message: Message) -> None:
+            if state["abandoned"]:
+                return  # the deadline answered already; the late handler's answer goes nowhere
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                state["started"] = True
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
+                names = {k.lower() for k, _ in headers}
+                headers += [
+                    (name, value)
+                    for name, value in (
+                        (b"x-content-type-options", b"nosniff"),
+                        (b"referrer-policy", b"no-referrer"),
+                        (b"cache-control", b"no-store"),
+                    )
+                    if name not in names
+                ]
+                content_type = dict(headers).get(b"content-type", b"")
+                if content_type.startswith(b"text/html") and b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", HTML_CSP.encode()))
+                message = {**message, "headers": headers}
+                first_byte.set()
+            with contextlib.suppress(OSError):  # the client went away: nothing to tell it
+                await send(message)
+
+        method = scope["method"]
+        inner = dict(scope)  # the app sees HEAD as GET (every page and GET answer has a HEAD, body left out by uvicorn)
+        if method == "HEAD":
+            inner["method"] = "GET"
+
+        async def watched_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                state["gone"] = True
+            return message
+
+        task = asyncio.ensure_future(self.app(inner, watched_receive, guarded_send))
+        waiter = asyncio.ensure_future(first_byte.wait())
+        try:
+            done, _pending = await asyncio.wait({task, waiter}, timeout=self.timeout_s, return_when="FIRST_COMPLETED")
+            if not done:  # no answer started in time: say so now, let the worker finish in the background
+                state["abandoned"] = True
+                task.add_done_callback(_drain)
+                state["status"] = 503
+                await _send_error(
+                    send, 503, f"the answer took longer than {self.timeout_s:g} s (serve_request_timeout_s)"
+                )
+                logger.warning(
+                    "request timed out",
+                    extra={"stage": "serve", "url": scope.get("path", ""), "timeout": self.timeout_s},
+                )
+            else:
+                await task
+        except Exception as exc:  # the app's 500 handler answered and logged it; never re-raise
+            if state["gone"]:
+                pass  # the client left mid-request: nothing to answer, nothing to log
+            elif not state["started"]:
+                state["status"] = 500
+                await _send_error(send, 500, "internal error (logged on the server)")
+                logger.error("request failed", exc_info=exc, extra={"stage": "serve", "url": scope.get("path", "")})
+        finally:
+            waiter.cancel()
+            route = inner.get("route")
+            status = 499 if state["gone"] else int(state["status"])  # 499: the client closed the request
+            name = getattr(route, "name", None) or inner.get("sednaya_route") or "not_found"
+            if status == 405:
+                name = "method_not_allowed"
+            self.metrics.requests.labels(route=name, method=method, status=str(status)).inc()
+            self.metrics.seconds.labels(route=name).observe(time.perf_counter() - started)
+
+
+def _drain(task: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of an abandoned request (an exception there was already answered with 503)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("abandoned request failed", extra={"stage": "serve", "reason": str(task.exception())})
+
+
+def allowed_hosts(settings: Settings) -> tuple[str, ...]:
+    """Loopback names, the host of ``public_url`` and ``serve_allowed_hosts`` (lower case)."""
+    hosts = list(LOOPBACK_NAMES)
+    public = urlsplit(settings.public_url).hostname
+    if public:
+        hosts.append(public)
+    hosts += [h.strip() for h in settings.serve_allowed_hosts.split(",") if h.strip()]
+    return tuple(dict.fromkeys(h.lower() for h in hosts))
+
+
+def host_name(header: str) -> str:
+    """The name of a ``Host`` header value without the port (``[::1]:80`` -> ``::1``)."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    return value.rpartition(":")[0] if value.count(":") == 1 else value
+
+
+class AllowedHosts:
+    """Refuses (400) a ``Host`` header outside the allowlist: a rebinding page cannot use our API."""
+
+    def __init__(self, app: ASGIApp, hosts: Sequence[str]) -> None:
+        self.app = app
+        self.exact = {h for h in hosts if not h.startswith("*.")}
+        self.suffixes = tuple(h[1:] for h in hosts if h.startswith("*."))
+
+    def allowed(self, name: str) -> bool:
+        return name in self.exact or (bool(self.suffixes) and name.endswith(self.suffixes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            if not self.allowed(host_name(host)):
+                scope["sednaya_route"] = "bad_host"
+                await _send_error(send, 400, f"Host header {host!r} is not allowed (settings serve_allowed_hosts)")
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """413 for a declared body over ``limit``, 411 for chunked bodies; the body is never read first."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            if b"transfer-encoding" in headers:
+                await _send_error(send, 411, "chunked request bodies are not accepted: send Content-Length", close=True)
+                return
+            length = int(headers.get(b"content-length", b"0") or b"0")  # h11 has checked it is a number
+            if length > self.limit:
+                await _send_error(
+                    send, 413, f"request body of {length} bytes is over the limit of {self.limit}", close=True
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+def wrap(app: FastAPI, settings: Settings, metrics: HttpMetrics) -> ASGIApp:
+    """The app inside its guards (see the module docstring)."""
+    inner: ASGIApp = BodyLimit(app, settings.serve_max_body_bytes)
+    inner = AllowedHosts(inner, allowed_hosts(settings))
+    return Observe(inner, metrics, timeout_s=settings.serve_request_timeout_s)
+
+
+# --- the HTTP protocol -----------------------------------------------------------------------------------
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a read deadline: a request must arrive in full within ``READ_S``.
+
+    uvicorn limits idle keep-alive time but not how long a client may take to send one request, so a
+    client could hold a connection by sending a header line a minute. Here the clock starts when the
+    connection opens (and again after each answer) and stops when the whole request, body included,
+    has arrived; when it runs out the connection is closed without an answer. A request that is cut
+    off never reaches the app (h11 hands it over only complete).
+    """
+
+    READ_S: ClassVar[float] = 30.0
+    _read_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        with contextlib.suppress(OSError):  # asyncio sets it for TCP already; say it, answers are one write
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._read_deadline = self.loop.call_later(self.READ_S, self._read_timeout)
+
+    def _disarm(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _read_timeout(self) -> None:
+        self._read_deadline = None
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
+            self._disarm()  # the request is in; the answer deadline is Observe's
+        elif self._read_deadline is None and not self.transport.is_closing():
+            self._arm()  # part of a request (uvicorn cancelled its keep-alive timer on this data): the clock runs
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._disarm()  # idle time between requests is uvicorn's keep-alive timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def _protocol(settings: Settings) -> type[GuardedH11Protocol]:
+    return type("SednayaH11Protocol", (GuardedH11Protocol,), {"READ_S": settings.serve_request_read_s})
+
+
+# --- the server ----------------------------------------------------------------------------------------
+
+
+class WebServer:
+    """A bound listening socket and the uvicorn server that will serve it; ``url`` is where it listens."""
 
     def __init__(
-        self, address: tuple[str, int], app: App, http_metrics: HttpMetrics, *, owned: Sequence[Closable] = ()
+        self, sock: socket.socket, app: FastAPI, settings: Settings, *, owned: Sequence[Closable] = ()
     ) -> None:
+        self.socket = sock
         self.app = app
-        self.http_metrics = http_metrics
         self._owned = list(owned)
-        super().__init__(address, _Handler)
+        metrics = HttpMetrics.on(app.state.web.metrics.registry)
+        config = uvicorn.Config(
+            wrap(app, settings, metrics),
+            http=_protocol(settings),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            date_header=True,
+            backlog=BACKLOG,
+            timeout_keep_alive=settings.serve_keep_alive_s,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            limit_concurrency=settings.serve_max_connections,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        )
+        self.server = uvicorn.Server(config)  # in a thread, uvicorn leaves signals alone: serve_until_signalled's job
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        name = self.socket.getsockname()
+        return str(name[0]), int(name[1])
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}"
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until :meth:`shutdown` (uvicorn's own signal handling stays off)."""
+        self.server.run(sockets=[self.socket])
+
+    def shutdown(self) -> None:
+        self.server.should_exit = True
 
     def server_close(self) -> None:
-        """Close the socket and what :func:`make_server` opened for this server (ledger, watchlists)."""
-        super().server_close()
+        """Close the socket, the per-thread store handles and what :func:`make_server` opened (ledger, watchlists)."""
+        self.socket.close()
+        self.app.state.web.readers.close()
         for item in self._owned:
             item.close()
         self._owned.clear()
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        shown = f"[{name}]" if ":" in name else name
-        return f"http://{shown}:{port}"
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: WebServer
-    protocol_version = "HTTP/1.1"
-    server_version = "SednayaMonitor/0.1"
-    timeout = READ_TIMEOUT_S
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_HEAD(self) -> None:
-        self._serve("HEAD")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def __getattr__(self, name: str) -> Callable[[], None]:
-        """Any other method (PUT, TRACE, QUERY, ...) goes to the app, which answers 405 with ``Allow``.
-
-        The stdlib answers unknown methods with 501, a server error; a client's odd method is not one.
-        """
-        if name.startswith("do_") and name[3:].isalpha():
-            method = name[3:]
-            return lambda: self._serve(method)
-        raise AttributeError(name)
-
-    def _serve(self, method: str) -> None:
-        started = time.perf_counter()
-        route = "unknown"
-        response: Response
-        length_header = self.headers.get("Content-Length", "0") or "0"
-        try:
-            length = int(length_header)
-        except ValueError:
-            length = -1
-        if self.headers.get("Transfer-Encoding"):
-            response = json_response(
-                {"error": "chunked request bodies are not accepted: send Content-Length", "status": 411}, 411
-            )
-            self.close_connection = True  # the unread body must not be taken for the next request
-        elif length < 0:
-            response = json_response({"error": f"Content-Length {length_header!r} is not a size", "status": 400}, 400)
-            self.close_connection = True
-        elif length > MAX_BODY_BYTES:
-            response = json_response(
-                {"error": f"request body of {length} bytes is over the limit of {MAX_BODY_BYTES}", "status": 413}, 413
-            )
-            self.close_connection = True
-        else:
-            body = self.rfile.read(length) if length else b""
-            request = parse_request(method, self.path, dict(self.headers.items()), body)
-            route, response = self.server.app.handle(request)
-        self._send(response, head=method == "HEAD")
-        metrics = self.server.http_metrics
-        metrics.requests.labels(route=route, method=method, status=str(response.status)).inc()
-        metrics.seconds.labels(route=route).observe(time.perf_counter() - started)
-
-    def _send(self, response: Response, *, head: bool) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Cache-Control", "no-store")
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if not head and response.body:
-            self.wfile.write(response.body)
-
-    def log_message(self, format: str, *args: object) -> None:  # stdlib signature
-        logger.debug("http " + format, *args, extra={"stage": "serve"})
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket (IPv6 when ``host`` has a colon), backlog BACKLOG."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    sock.set_inheritable(True)
+    return sock
 
 
 def make_server(
@@ -187,14 +407,15 @@ def make_server(
     port: int | None = None,
     watchlists: WatchlistRepository | None = None,
     alerts: AlertLog | None = None,
+    sock: socket.socket | None = None,
 ) -> WebServer:
     """Bind the web server (not yet serving).
 
     ``host``/``port`` default to ``settings.serve_host``/``settings.serve_port`` (127.0.0.1:8080);
-    port 0 takes a free port (read it back from ``server.url``). ``watchlists`` defaults to the
+    port 0 takes a free port (read it back from ``server.url``); ``sock`` serves an already bound
+    socket instead (a worker process of :func:`serve_forked`). ``watchlists`` defaults to the
     deployment's repository (``indexer.watchlists.open_watchlists``: SQLite in ``settings.data_dir``,
-    or the Elasticsearch store); ``alerts`` defaults to the alert ledger there (both
-    closed with the server).
+    or the Elasticsearch store); ``alerts`` defaults to the alert ledger there (both closed with the server).
     Raises ``OSError`` when the address is taken.
     """
     owned: list[Closable] = []
@@ -206,21 +427,23 @@ def make_server(
         ledger = AlertLedger.in_data_dir(settings.data_dir)
         owned.append(ledger)
         alerts = LedgerAlertLog(ledger, watchlists, settings.public_url)
-    app = App(settings, store, metrics, watchlists=watchlists, alerts=alerts)
+    app = create_app(settings, store, metrics, watchlists=watchlists, alerts=alerts)
     bind_host = settings.serve_host if host is None else host
     bind_port = settings.serve_port if port is None else port
     try:
-        server = WebServer((bind_host, bind_port), app, HttpMetrics.on(metrics.registry), owned=owned)
+        listening = sock if sock is not None else bind(bind_host, bind_port)
     except OSError:
         for item in owned:
             item.close()
         raise
-    logger.info("web server bound", extra={"stage": "serve", "url": server.url})
-    if not _is_loopback(bind_host):
-        logger.warning(
-            "serving beyond loopback: the search page has no login; put it behind an authenticating proxy",
-            extra={"stage": "serve", "url": server.url},
-        )
+    server = WebServer(listening, app, settings, owned=owned)
+    if sock is None:
+        logger.info("web server bound", extra={"stage": "serve", "url": server.url})
+        if not _is_loopback(bind_host):
+            logger.warning(
+                "serving beyond loopback: the search page has no login; put it behind an authenticating proxy",
+                extra={"stage": "serve", "url": server.url},
+            )
     return server
 
 
@@ -232,12 +455,15 @@ def _is_loopback(host: str) -> bool:
 
 
 class RunningServer:
-    """A :class:`WebServer` serving in a daemon thread; ``stop()`` (or leaving the ``with``) shuts it down."""
+    """A :class:`WebServer` serving in a thread; ``stop()`` (or leaving the ``with``) shuts it down."""
 
     def __init__(self, server: WebServer) -> None:
         self.server = server
         self.thread = threading.Thread(target=server.serve_forever, name="sednaya-web", daemon=True)
         self.thread.start()
+        deadline = time.monotonic() + 30
+        while not server.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     @property
     def url(self) -> str:
@@ -245,8 +471,8 @@ class RunningServer:
 
     def stop(self) -> None:
         self.server.shutdown()
+        self.thread.join(timeout=SHUTDOWN_GRACE_S + 10)
         self.server.server_close()
-        self.thread.join(timeout=10)
 
     def __enter__(self) -> Self:
         return self
@@ -267,6 +493,111 @@ def serve_in_thread(
     watchlists: WatchlistRepository | None = None,
     alerts: AlertLog | None = None,
 ) -> RunningServer:
-    """:func:`make_server` and serve it in a daemon thread. Use as a context manager or call ``stop()``."""
+    """:func:`make_server` and serve it in a thread. Use as a context manager or call ``stop()``."""
     server = make_server(settings, store, metrics, host=host, port=port, watchlists=watchlists, alerts=alerts)
     return RunningServer(server)
+
+
+def serve_until_signalled(server: WebServer, say: Callable[[str], None]) -> int:
+    """Serve until SIGINT (Ctrl-C) or SIGTERM, then stop cleanly (open requests get SHUTDOWN_GRACE_S).
+
+    Returns the signal number that stopped it (0 when the server stopped by itself). Must run in the
+    main thread (signal handlers); the previous handlers are restored afterwards.
+    """
+    stop = threading.Event()
+    caught: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        caught.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        running = RunningServer(server)
+        while not stop.wait(0.2):
+            if not running.thread.is_alive():
+                break
+        say(f"stopping ({signal.Signals(caught[0]).name})" if caught else "stopping")
+        running.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return caught[0] if caught else 0
+
+
+def serve_forked(
+    settings: Settings,
+    sock: socket.socket,
+    workers: int,
+    say: Callable[[str], None],
+    open_store: Callable[[], SearchStore],
+) -> int:
+    """Serve ``sock`` from ``workers`` processes until SIGINT or SIGTERM (``serve --workers N``).
+
+    Page rendering and highlighting are Python work under one interpreter lock, so one process
+    uses one core. Each worker is forked after the socket is bound and opens its own store,
+    watchlist repository and alert ledger (nothing SQLite crosses the fork); the kernel spreads
+    connections over them. A worker that dies is started again. On a signal the workers get
+    SIGTERM, finish open requests and exit; returns the signal number. ``/metrics`` counts per
+    worker (each answer comes from one of them).
+    """
+    children: dict[int, int] = {}  # pid -> worker index
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, signal.SIG_DFL)
+                store = open_store()
+                server = make_server(settings, store, Metrics(), sock=sock)
+                serve_until_signalled(server, lambda _message: None)
+                store.close()
+                code = 0
+            except BaseException:  # a worker reports and exits; the parent starts another
+                logger.exception("web worker failed", extra={"stage": "serve", "worker": index})
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    stop = threading.Event()
+    caught: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        caught.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for index in range(workers):
+            spawn(index)
+        while not stop.wait(0.2):
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid and pid in children and not stop.is_set():
+                index = children.pop(pid)
+                logger.error(
+                    "web worker exited; starting another", extra={"stage": "serve", "worker": index, "status": status}
+                )
+                time.sleep(1.0)  # a worker that cannot start must not spin
+                spawn(index)
+        say(f"stopping ({signal.Signals(caught[0]).name})" if caught else "stopping")
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S + 10
+        while children and time.monotonic() < deadline:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                children.pop(pid, None)
+            else:
+                time.sleep(0.05)
+        for pid in children:  # still there after the grace period
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    return caught[0] if caught else 0
