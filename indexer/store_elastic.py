@@ -212,6 +212,28 @@ def _load(path: Path, prefix: str, dims: int) -> dict[str, Any]:
     return body
 
 
+def es_client_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of the ``Elasticsearch`` client for ``settings`` (besides the URL).
+
+    Authentication: ``es_api_key`` when set, else basic auth with ``es_username``/``es_password``,
+    else none. TLS (an ``https://`` store): the certificate is verified (``es_verify_certs``, on by
+    default) against ``es_ca_certs`` when given, else the system CAs.
+    """
+    options: dict[str, Any] = {"request_timeout": settings.es_timeout_s, "retry_on_timeout": True, "max_retries": 2}
+    if settings.es_api_key:
+        options["api_key"] = settings.es_api_key
+    elif settings.es_username:
+        options["basic_auth"] = (settings.es_username, settings.es_password)
+    if settings.store.startswith("https://"):
+        options["verify_certs"] = settings.es_verify_certs
+        if settings.es_ca_certs:
+            options["ca_certs"] = settings.es_ca_certs
+        if not settings.es_verify_certs:
+            options["ssl_show_warn"] = False  # said once at start-up by the settings' owner, not per request
+            logger.warning("store certificate NOT verified (es_verify_certs = false)", extra={"store": settings.store})
+    return options
+
+
 def _file_version(body: Mapping[str, Any]) -> int:
     meta = body.get("_meta") or body.get("policy", {}).get("_meta") or {}
     return int(body.get("version") or meta.get("version") or 0)
@@ -231,9 +253,7 @@ class ElasticStore:
         self.first_index = f"{self.prefix}-articles-000001"
         self.stories_index = f"{self.prefix}-stories"
         self.refresh = refresh
-        self.client = client or Elasticsearch(
-            settings.store, request_timeout=settings.es_timeout_s, retry_on_timeout=True, max_retries=2
-        )
+        self.client = client or Elasticsearch(settings.store, **es_client_options(settings))
 
     # --- set-up ----------------------------------------------------------------------------------
 
