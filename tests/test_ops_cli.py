@@ -8,7 +8,9 @@ as the embed stage would publish them (enriched with a story), so no model is ne
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -264,3 +266,52 @@ def test_logs_are_json_with_timestamps_whatever_the_flag_order(
     else:
         stamp = last.split(" ", 2)[:2]  # "2026-12-06 01:02:03,456 DEBUG ..."
         assert len(stamp[0]) == 10 and stamp[0][4] == "-" and ":" in stamp[1], last
+
+
+def test_ingest_publish_only_publishes_to_the_raw_topic_and_runs_no_stage(settings: Settings, tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"url": f"https://news.example.org/po/{i}", "title": f"Title {i}", "text": "Body text " * 20})
+        for i in range(3)
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join([*lines, "{not json"]) + "\n", encoding="utf-8")
+    code, out, err = invoke("--data-dir", str(settings.data_dir), "ingest", "--publish-only", str(source))
+    assert code == 0, err
+    assert f"published 3 articles to {settings.topic_raw} on embedded" in out
+    assert "bad lines:     1" in out
+    bus = EmbeddedBus(settings.data_dir / "bus.sqlite3")
+    try:
+        assert len(list(bus.read_topic(settings.topic_raw))) == 3
+        assert not list(bus.read_topic(settings.topic_clustered))  # no stage ran
+        assert len(bus.dead_letters(settings.topic_raw)) == 1
+    finally:
+        bus.close()
+    assert not (settings.data_dir / "store.sqlite3").exists()
+
+
+def test_third_party_lines_lose_their_traceback_and_repeats_are_counted() -> None:
+    from sednaya_monitor.cli.logs import RepeatFilter
+
+    flt = RepeatFilter(window_s=60)
+
+    def record(name: str, at: float, *, exc: bool = False) -> logging.LogRecord:
+        info = None
+        if exc:
+            try:
+                raise ConnectionRefusedError(111, "Connection refused")
+            except ConnectionRefusedError:
+                info = sys.exc_info()
+        rec = logging.LogRecord(name, logging.WARNING, __file__, 1, "node failed", None, info)
+        rec.created = at
+        return rec
+
+    first = record("elastic_transport.node_pool", 1000.0, exc=True)
+    assert flt.filter(first) and first.exc_info is None and "ConnectionRefusedError" in first.error  # type: ignore[attr-defined]
+    held = [flt.filter(record("elastic_transport.node_pool", 1000.0 + i, exc=True)) for i in range(1, 30)]
+    assert not any(held)
+    later = record("elastic_transport.node_pool", 1061.0, exc=True)
+    assert flt.filter(later) and later.repeated == 29  # type: ignore[attr-defined]
+    ours = record("sednaya_monitor.x", 1000.0, exc=True)
+    assert flt.filter(ours) and ours.exc_info is not None  # our first occurrence keeps its traceback
+    again = record("sednaya_monitor.x", 1070.0, exc=True)
+    assert flt.filter(again) and again.exc_info is None  # a repeat after the window: one line, no traceback
