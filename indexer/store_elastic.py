@@ -5,7 +5,8 @@ Layout (names use ``settings.es_prefix``, default ``sednaya``):
 - component templates ``<p>-analysis`` (analyzers), ``<p>-articles-mappings``, ``<p>-stories-mappings``
   and index templates ``<p>-articles`` (pattern ``<p>-articles-*``) and ``<p>-stories``; an ILM policy
   for the article indices and, when ``es_snapshot_repository`` is set, an SLM snapshot policy. All are
-  the JSON files of ``deploy/elasticsearch/`` (the same files an operator can PUT by hand), installed at
+  the JSON files of ``indexer/elasticsearch/`` (package data, read with importlib.resources, so a plain
+  ``pip install .`` has them; the same files an operator can PUT by hand), installed at
   start-up when missing or older than the file's ``version``. The default prefix in those files is
   replaced by the configured one, and the vector dims by ``settings.es_vector_dims``.
 - ``<p>-articles-000001`` behind the write alias ``<p>-articles`` (ILM rolls it over); reads and
@@ -33,7 +34,8 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
@@ -44,12 +46,12 @@ from indexer.highlight import matched_terms
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
 from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
 from stream.article import Article, parse_time, utc
-from stream.settings import PACKAGE_ROOT, Settings
+from stream.settings import Settings
 from stream.story import Story
 
 logger = logging.getLogger(__name__)
 
-DEPLOY_DIR = PACKAGE_ROOT / "deploy" / "elasticsearch"
+ES_FILES: Traversable = resources.files("indexer") / "elasticsearch"  # package data: templates, ILM, SLM
 FILE_PREFIX = "sednaya"  # the prefix written in the deploy files, replaced by settings.es_prefix
 LANG_SUBFIELDS = ("ar", "en", "fr", "de", "tr", "std")
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})  # overload/unavailable: worth another try
@@ -191,8 +193,8 @@ def _request_filters(request: SearchRequest) -> list[dict[str, Any]]:
     return out
 
 
-def _load(path: Path, prefix: str, dims: int) -> dict[str, Any]:
-    """A deploy file with the configured prefix and vector dims."""
+def _load(path: Traversable, prefix: str, dims: int) -> dict[str, Any]:
+    """One of the ``ES_FILES`` with the configured prefix and vector dims."""
     text = path.read_text(encoding="utf-8")
     if prefix != FILE_PREFIX:
         text = text.replace(f'"{FILE_PREFIX}-', f'"{prefix}-').replace(f"<{FILE_PREFIX}-", f"<{prefix}-")
@@ -258,7 +260,7 @@ class ElasticStore:
     # --- set-up ----------------------------------------------------------------------------------
 
     def _body(self, kind: str, name: str) -> dict[str, Any]:
-        return _load(DEPLOY_DIR / kind / f"{name}.json", self.prefix, self.settings.es_vector_dims)
+        return _load(ES_FILES / kind / f"{name}.json", self.prefix, self.settings.es_vector_dims)
 
     def installed_template(self, kind: str, name: str) -> dict[str, Any] | None:
         """The installed ``component`` or ``index`` template body named ``name``, or None.
