@@ -351,6 +351,31 @@ def test_docker_compose_config_passes_with_the_example_environment() -> None:
 
 @needs_compose
 @pytest.mark.timeout(TOOL_TIMEOUT_S)
+def test_docker_compose_config_is_valid_without_an_env_file(tmp_path: Path) -> None:
+    """Every ${VAR} has its default in the file: a fresh clone runs `docker-compose config` with no .env."""
+    assert DOCKER_COMPOSE is not None
+    empty = tmp_path / "empty.env"
+    empty.write_text("", encoding="utf-8")
+    done = _run(DOCKER_COMPOSE, "--env-file", str(empty), "--file", str(COMPOSE), "--profile", "once", "config")
+    assert done.returncode == 0, done.stderr
+    assert "not set" not in done.stderr, done.stderr
+    with_example = _run(
+        DOCKER_COMPOSE, "--env-file", str(ENV_EXAMPLE), "--file", str(COMPOSE), "--profile", "once", "config"
+    )
+    assert yaml.safe_load(done.stdout) == yaml.safe_load(with_example.stdout), "defaults differ from .env.example"
+    services = yaml.safe_load(done.stdout)["services"]
+    es = services["elasticsearch"]["environment"]
+    assert es["xpack.security.enabled"] == "true" and es["ELASTIC_PASSWORD"] == "change-me-elastic"
+    for stage in ("embed", "index", "alert", "serve"):
+        env = services[stage]["environment"]
+        assert env["SEDNAYA_MONITOR_ES_USERNAME"] == "elastic", stage
+        assert env["SEDNAYA_MONITOR_ES_PASSWORD"] == es["ELASTIC_PASSWORD"], stage
+    assert services["kibana"]["environment"]["ELASTICSEARCH_USERNAME"] == "kibana_system"
+    assert "_security/user/kibana_system/_password" in " ".join(services["es-setup"]["command"])
+
+
+@needs_compose
+@pytest.mark.timeout(TOOL_TIMEOUT_S)
 def test_compose_passes_only_real_settings_to_the_service() -> None:
     """An unknown SEDNAYA_MONITOR_* variable stops a process at start-up (stream/settings.py)."""
     assert DOCKER_COMPOSE is not None
