@@ -315,3 +315,56 @@ def test_third_party_lines_lose_their_traceback_and_repeats_are_counted() -> Non
     assert flt.filter(ours) and ours.exc_info is not None  # our first occurrence keeps its traceback
     again = record("sednaya_monitor.x", 1070.0, exc=True)
     assert flt.filter(again) and again.exc_info is None  # a repeat after the window: one line, no traceback
+
+
+def test_an_alert_dead_letter_replays_once_the_lost_article_is_redriven(
+    settings: Settings, embedded_pipeline: tuple[EmbeddedBus, EmbeddedStore]
+) -> None:
+    """The issue's repair: the alert stage dead-lettered the event of an article the store lost;
+    ``redrive`` writes the article again, then ``dlq replay`` of the letter goes through."""
+    from indexer.alert_stage import AlertStage
+    from sednaya_monitor.pipeline import GROUP_ALERT
+    from tests.alert_fixtures import make_event
+
+    bus, store = embedded_pipeline
+    articles = _clustered(2)
+    _publish_clustered(bus, settings, articles)
+    _index(bus, store, settings)
+    lost = articles[1]
+    code, _out, err = invoke("--data-dir", str(settings.data_dir), "watch", "add", "everything", "article")
+    assert code == 0, err
+    _delete_behind_the_service(settings.data_dir / "store.sqlite3", lost.id)
+    event = make_event("created", lost, story_id="s-lost")
+    bus.publish(settings.topic_story_events, event.story.id, event.to_bytes(), {H_SCHEMA: "1"})
+    bus.flush()
+    metrics = Metrics()
+    alert = AlertStage(settings, store, metrics, article_wait_s=0.0)
+    worker = StageWorker(bus, settings.topic_story_events, GROUP_ALERT, alert, metrics=metrics, max_attempts=1)
+    try:
+        assert worker.run_once(0.0) == 1
+        (letter,) = bus.dead_letters(settings.topic_story_events)
+        assert letter.error_class == "ArticleNotIndexedError" and lost.id in letter.reason
+
+        base = ["--data-dir", str(settings.data_dir)]
+        code, _out, err = invoke(*base, "redrive", "--missing")
+        assert code == 0 and f"re-published 1 to {settings.topic_clustered}" in err, err
+        _index(bus, store, settings)
+        code, out, err = invoke(*base, "dlq", "replay", "--topic", settings.topic_story_events)
+        assert code == 0 and "replayed 1" in out, err
+        assert worker.run_once(0.0) == 1
+        assert bus.dead_letters(settings.topic_story_events) == []
+        assert metrics.registry.get_sample_value("sednaya_articles_total", {"stage": "alert", "status": "alerted"}) == 1
+    finally:
+        worker.close()
+        alert.close()
+
+
+def test_healthz_reason_names_the_worker_once() -> None:
+    from sednaya_monitor.cli.commands_stages import HealthBoard
+    from sednaya_monitor.metrics_server import Health
+
+    health = Health()
+    board = HealthBoard(health)
+    board.reporter("index")(False, "index: store http://es:9200 unavailable")
+    board.reporter("alert")(False, "store http://es:9200 unavailable")
+    assert health.state.reason == "alert: store http://es:9200 unavailable; index: store http://es:9200 unavailable"
