@@ -43,16 +43,29 @@ T = TypeVar("T")
 def connect_with_backoff(what: str, connect: Callable[[], T], health: Health, stop: threading.Event) -> T | None:
     """Call ``connect`` until it succeeds (returns its value) or ``stop`` is set (returns None)."""
     delay = CONNECT_BACKOFF_S
+    attempts = 0
     while not stop.is_set():
         try:
             value = connect()
         except Exception as exc:  # noqa: BLE001  # any failure to connect is waited out, and said
+            attempts += 1
             reason = f"waiting for {what}: {type(exc).__name__}: {exc}"
-            logger.warning("waiting for dependency", extra={"dependency": what, "error": str(exc), "retry_in_s": delay})
+            # one line per failure, no traceback; the log filter writes a repeat once a minute with its count
+            logger.warning(
+                "waiting for dependency",
+                extra={
+                    "dependency": what,
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "attempt": attempts,
+                    "retry_in_s": delay,
+                },
+            )
             health.set_red(reason)
             stop.wait(delay)
             delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
             continue
+        if attempts:
+            logger.info("dependency reached", extra={"dependency": what, "failed_attempts": attempts})
         health.set_green()
         return value
     return None
