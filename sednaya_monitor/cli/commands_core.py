@@ -81,6 +81,12 @@ def ingest(
     if publish_only:
         _publish_only(app, source, relevance=relevance, backfill=backfill)
         return
+    if app.settings.distributed_bus:
+        click.echo(
+            f"note: ingest runs every stage in this process, as a member of the consumer groups on "
+            f"{app.settings.bus}; to feed a running deployment use --publish-only",
+            err=True,
+        )
     with serving_run(app.settings, app.metrics):
         _ingest(app, source, relevance=relevance, backfill=backfill)
 
