@@ -70,6 +70,7 @@ SCAN_TIMEOUT_S = 30.0  # a dead-letter scan that cannot reach the end of the dlq
 SCAN_POLL_MS = 200  # poll slice while scanning a dlq topic
 FUTURES_PRUNE_AT = 10_000  # drop acknowledged futures when this many accumulate between flushes
 REPLAY_GROUP_SUFFIX = "-dlq-replay"  # consumer group whose committed dlq offsets record replay progress
+END_FETCH_LIMITS = {"max_partition_fetch_bytes": 1, "fetch_max_bytes": 1}  # the broker still returns one batch
 END_FETCH_TIMEOUT_S = 10.0  # reading the exact end offsets (a fetch of each partition's last batch) gives up then
 
 
@@ -330,7 +331,7 @@ class KafkaBus:
             chosen = [partition] if partition is not None else sorted(found)
             tps = [TopicPartition(topic, p) for p in chosen]
             beginning = consumer.beginning_offsets(tps)
-            ender = self._plain_consumer(group=None)  # its fetches must not disturb the reading consumer
+            ender = self._plain_consumer(group=None, **END_FETCH_LIMITS)  # must not disturb the reading consumer
             try:
                 ends = _exact_ends(ender, tps)
             finally:
@@ -368,7 +369,7 @@ class KafkaBus:
                 for group in groups:  # one request per group: older brokers fetch one group at a time
                     answer = admin.list_group_offsets({group: None}).get(group, {})
                     committed[group] = {tp: meta.offset for tp, meta in answer.items() if meta.offset >= 0}
-                consumer = self._plain_consumer(group=None)
+                consumer = self._plain_consumer(group=None, **END_FETCH_LIMITS)
                 try:
                     tps: list[TopicPartition] = []
                     for topic in sorted({topic for topic, _group in pairs}):
@@ -422,8 +423,9 @@ class KafkaBus:
                 raise BusError(f"kafka {self.bootstrap}: cannot connect the admin client: {exc!r}") from exc
         return self._admin
 
-    def _plain_consumer(self, *, group: str | None) -> KafkaConsumer:
-        """A consumer that is assigned partitions by hand (never joins a group; may commit for ``group``)."""
+    def _plain_consumer(self, *, group: str | None, **extra: Any) -> KafkaConsumer:
+        """A consumer that is assigned partitions by hand (never joins a group; may commit for ``group``);
+        ``extra`` adds kafka-python options."""
         try:
             return KafkaConsumer(
                 bootstrap_servers=self.bootstrap,
@@ -433,6 +435,7 @@ class KafkaBus:
                 auto_offset_reset="earliest",
                 allow_auto_create_topics=False,
                 **kafka_security_options(self.settings),
+                **extra,
             )
         except KafkaError as exc:
             raise BusError(f"kafka {self.bootstrap}: cannot connect a consumer: {exc!r}") from exc
