@@ -5,7 +5,8 @@ Layout (names use ``settings.es_prefix``, default ``sednaya``):
 - component templates ``<p>-analysis`` (analyzers), ``<p>-articles-mappings``, ``<p>-stories-mappings``
   and index templates ``<p>-articles`` (pattern ``<p>-articles-*``) and ``<p>-stories``; an ILM policy
   for the article indices and, when ``es_snapshot_repository`` is set, an SLM snapshot policy. All are
-  the JSON files of ``deploy/elasticsearch/`` (the same files an operator can PUT by hand), installed at
+  the JSON files of ``indexer/elasticsearch/`` (package data, read with importlib.resources, so a plain
+  ``pip install .`` has them; the same files an operator can PUT by hand), installed at
   start-up when missing or older than the file's ``version``. The default prefix in those files is
   replaced by the configured one, and the vector dims by the embedding model's
   (``vector_dims``, from ``sednaya_monitor.wiring``).
@@ -38,7 +39,8 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
@@ -51,12 +53,12 @@ from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
 from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
 from stream.article import Article, parse_time, utc
-from stream.settings import PACKAGE_ROOT, Settings
+from stream.settings import Settings
 from stream.story import Story
 
 logger = logging.getLogger(__name__)
 
-DEPLOY_DIR = PACKAGE_ROOT / "deploy" / "elasticsearch"
+ES_FILES: Traversable = resources.files("indexer") / "elasticsearch"  # package data: templates, ILM, SLM
 DEFAULT_VECTOR_DIMS = 512  # the default model's (use-multilingual-v3); wiring passes the configured model's
 FILE_PREFIX = "sednaya"  # the prefix written in the deploy files, replaced by settings.es_prefix
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})  # overload/unavailable: worth another try
@@ -205,8 +207,8 @@ def _request_filters(request: SearchRequest) -> list[dict[str, Any]]:
     return out
 
 
-def _load(path: Path, prefix: str, dims: int) -> dict[str, Any]:
-    """A deploy file with the configured prefix and vector dims."""
+def _load(path: Traversable, prefix: str, dims: int) -> dict[str, Any]:
+    """One of the ``ES_FILES`` with the configured prefix and vector dims."""
     text = path.read_text(encoding="utf-8")
     if prefix != FILE_PREFIX:
         text = text.replace(f'"{FILE_PREFIX}-', f'"{prefix}-').replace(f"<{FILE_PREFIX}-", f"<{prefix}-")
@@ -224,6 +226,28 @@ def _load(path: Path, prefix: str, dims: int) -> dict[str, Any]:
 
     patch(body)
     return body
+
+
+def es_client_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of the ``Elasticsearch`` client for ``settings`` (besides the URL).
+
+    Authentication: ``es_api_key`` when set, else basic auth with ``es_username``/``es_password``,
+    else none. TLS (an ``https://`` store): the certificate is verified (``es_verify_certs``, on by
+    default) against ``es_ca_certs`` when given, else the system CAs.
+    """
+    options: dict[str, Any] = {"request_timeout": settings.es_timeout_s, "retry_on_timeout": True, "max_retries": 2}
+    if settings.es_api_key:
+        options["api_key"] = settings.es_api_key
+    elif settings.es_username:
+        options["basic_auth"] = (settings.es_username, settings.es_password)
+    if settings.store.startswith("https://"):
+        options["verify_certs"] = settings.es_verify_certs
+        if settings.es_ca_certs:
+            options["ca_certs"] = settings.es_ca_certs
+        if not settings.es_verify_certs:
+            options["ssl_show_warn"] = False  # said once at start-up by the settings' owner, not per request
+            logger.warning("store certificate NOT verified (es_verify_certs = false)", extra={"store": settings.store})
+    return options
 
 
 def _file_version(body: Mapping[str, Any]) -> int:
@@ -258,14 +282,12 @@ class ElasticStore:
         self.backing_pattern = f"{self.prefix}-articles-*"  # every generation of the article index
         self.stories_index = f"{self.prefix}-stories"
         self.refresh = refresh
-        self.client = client or Elasticsearch(
-            settings.store, request_timeout=settings.es_timeout_s, retry_on_timeout=True, max_retries=2
-        )
+        self.client = client or Elasticsearch(settings.store, **es_client_options(settings))
 
     # --- set-up ----------------------------------------------------------------------------------
 
     def _body(self, kind: str, name: str) -> dict[str, Any]:
-        return _load(DEPLOY_DIR / kind / f"{name}.json", self.prefix, self.vector_dims)
+        return _load(ES_FILES / kind / f"{name}.json", self.prefix, self.vector_dims)
 
     def installed_template(self, kind: str, name: str) -> dict[str, Any] | None:
         """The installed ``component`` or ``index`` template body named ``name``, or None.

@@ -13,6 +13,7 @@ from typing import Any
 from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
 from indexer.errors import StoreError, WatchlistError
+from indexer.store_elastic import es_client_options
 from indexer.watchlists import Watchlist
 from stream.errors import UnavailableError
 from stream.settings import Settings
@@ -35,9 +36,7 @@ class ElasticWatchlistRepository:
         self.url = settings.store
         self.index = f"{settings.es_prefix}-watchlists"
         self._own_client = client is None
-        self.client = client or Elasticsearch(
-            settings.store, request_timeout=settings.es_timeout_s, retry_on_timeout=True, max_retries=2
-        )
+        self.client = client or Elasticsearch(settings.store, **es_client_options(settings))
         self._ready = False
 
     def _ensure_index(self) -> None:

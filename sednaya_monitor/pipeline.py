@@ -37,6 +37,18 @@ GROUP_INDEX = "index"
 GROUP_INDEX_STORIES = "index-stories"
 GROUP_ALERT = "alert"
 
+
+def consumer_groups(settings: Settings) -> list[tuple[str, str]]:
+    """Every (input topic, consumer group) of the pipeline, embedded and distributed alike."""
+    return [
+        (settings.topic_raw, GROUP_EMBED),
+        (settings.topic_embedded, GROUP_CLUSTER),
+        (settings.topic_clustered, GROUP_INDEX),
+        (settings.topic_story_events, GROUP_INDEX_STORIES),
+        (settings.topic_story_events, GROUP_ALERT),
+    ]
+
+
 KAFKA_POLL_TIMEOUT_S = 1.0  # per worker poll when draining over Kafka
 KAFKA_IDLE_ROUNDS = 5  # empty rounds in a row that mean "drained" over Kafka (covers a group join)
 

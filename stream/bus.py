@@ -9,10 +9,10 @@ stage's effects must be idempotent (the store writes by ``_id``; clustering reme
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 # Header names, the same on both buses.
 H_SCHEMA = "schema"  # contract version of the value
@@ -97,3 +97,48 @@ class Bus(Protocol):
 
     def close(self) -> None:
         """Flush and release connections."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLag:
+    """How far consumer ``group`` is behind on one partition of ``topic``, as the broker sees it.
+
+    ``committed`` is the next offset the group will process (its committed offset; the partition's
+    first offset when the group never committed) and ``end`` the offset after the last record.
+    """
+
+    topic: str
+    group: str
+    partition: int
+    committed: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.committed)
+
+
+@runtime_checkable
+class BusAdmin(Protocol):
+    """What operators' commands need beyond the ``Bus`` port: read a topic, and lag from the broker.
+
+    Both adapters implement it; stages never use it.
+    """
+
+    def read_topic(
+        self, topic: str, *, partition: int | None = None, start: int | None = None, stop: int | None = None
+    ) -> Iterator[Record]:
+        """Records of ``topic`` (one partition, or all) with ``start <= offset < stop``, in offset order
+        per partition; reads up to the end as it was when called.
+
+        Raises:
+            BusError: the topic or partition does not exist, or the broker cannot be read.
+        """
+
+    def group_lag(self, pairs: Sequence[tuple[str, str]]) -> list[GroupLag]:
+        """For each ``(topic, group)``: every partition's committed offset and end offset, from the broker
+        (so a group whose members are all dead still shows its lag growing).
+
+        Raises:
+            BusError: the broker cannot be asked.
+        """

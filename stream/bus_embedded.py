@@ -20,7 +20,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from stream.bus import (
     H_ORIGINAL_TOPIC,
     H_STAGE,
     DeadLetter,
+    GroupLag,
     Record,
 )
 from stream.errors import BusError
@@ -170,6 +171,40 @@ class EmbeddedBus:
                 "SELECT COUNT(*) FROM records WHERE topic = ? AND offset > ?", (topic, after)
             ).fetchone()
         return int(row[0])
+
+    # --- operators (stream.bus.BusAdmin) -----------------------------------------------------------
+    READ_PAGE = 1000  # records per query while reading a topic
+
+    def read_topic(
+        self, topic: str, *, partition: int | None = None, start: int | None = None, stop: int | None = None
+    ) -> Iterator[Record]:
+        """Records of ``topic`` with ``start <= offset < stop`` (one partition, 0, per topic here)."""
+        if partition not in (None, 0):
+            raise BusError(f"embedded bus {str(self.path)!r}: topic {topic!r} has one partition (0), not {partition}")
+        with self._lock:
+            end = int(self._conn.execute("SELECT COALESCE(MAX(offset), 0) FROM records").fetchone()[0]) + 1
+        last = min(end, stop) if stop is not None else end
+        after = (start - 1) if start is not None else -1
+        while True:
+            page = [r for r in self._read(topic, after, self.READ_PAGE) if r.offset < last]
+            yield from page
+            if len(page) < self.READ_PAGE:
+                return
+            after = page[-1].offset
+
+    def group_lag(self, pairs: Sequence[tuple[str, str]]) -> list[GroupLag]:
+        """One partition (0) per topic; offsets are the log's global record numbers."""
+        out = []
+        for topic, group in pairs:
+            committed = self._committed(group, topic)  # the last offset the group processed (0: none)
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT COALESCE(MAX(offset), 0) FROM records WHERE topic = ?", (topic,)
+                ).fetchone()
+            pending = self._pending_count(topic, committed)
+            end = int(row[0]) + 1
+            out.append(GroupLag(topic=topic, group=group, partition=0, committed=end - pending, end=end))
+        return out
 
     # --- dead letters -------------------------------------------------------------------------------
     def dead_letter(self, record: Record, *, stage: str, error_class: str, reason: str, attempts: int) -> None:

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +48,7 @@ from stream.bus import (
     H_ORIGINAL_TOPIC,
     H_STAGE,
     DeadLetter,
+    GroupLag,
     Record,
 )
 from stream.errors import BusError
@@ -69,6 +70,29 @@ SCAN_TIMEOUT_S = 30.0  # a dead-letter scan that cannot reach the end of the dlq
 SCAN_POLL_MS = 200  # poll slice while scanning a dlq topic
 FUTURES_PRUNE_AT = 10_000  # drop acknowledged futures when this many accumulate between flushes
 REPLAY_GROUP_SUFFIX = "-dlq-replay"  # consumer group whose committed dlq offsets record replay progress
+END_FETCH_LIMITS = {"max_partition_fetch_bytes": 1, "fetch_max_bytes": 1}  # the broker still returns one batch
+END_FETCH_TIMEOUT_S = 10.0  # reading the exact end offsets (a fetch of each partition's last batch) gives up then
+
+
+def kafka_security_options(settings: Settings) -> dict[str, Any]:
+    """The kafka-python keyword arguments of ``settings.kafka_security_protocol`` (every client gets them).
+
+    SSL and SASL_SSL verify the brokers' certificates against ``kafka_ssl_cafile`` (the system CAs
+    when empty) and check the host name unless ``kafka_ssl_check_hostname`` is off; the SASL_*
+    protocols log in with ``kafka_sasl_mechanism`` (PLAIN, SCRAM-SHA-256/512) as
+    ``kafka_sasl_username``. PLAINTEXT adds nothing else.
+    """
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
+        if settings.kafka_ssl_cafile:
+            options["ssl_cafile"] = settings.kafka_ssl_cafile
+    if protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username  # kafka-python uses these for SCRAM too
+        options["sasl_plain_password"] = settings.kafka_sasl_password
+    return options
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +313,80 @@ class KafkaBus:
             raise
         return scan
 
+    # --- operators (stream.bus.BusAdmin) -----------------------------------------------------------
+    def read_topic(
+        self, topic: str, *, partition: int | None = None, start: int | None = None, stop: int | None = None
+    ) -> Iterator[Record]:
+        """Records of ``topic`` with ``start <= offset < stop``, partition by partition, up to the end
+        offsets as they were when called (a plain consumer: joins no group, commits nothing)."""
+        consumer = self._plain_consumer(group=None)
+        try:
+            found = consumer.partitions_for_topic(topic)
+            if not found:
+                raise BusError(f"kafka {self.bootstrap}: topic {topic!r} does not exist")
+            if partition is not None and partition not in found:
+                raise BusError(
+                    f"kafka {self.bootstrap}: topic {topic!r} has no partition {partition} (it has {sorted(found)})"
+                )
+            chosen = [partition] if partition is not None else sorted(found)
+            tps = [TopicPartition(topic, p) for p in chosen]
+            beginning = consumer.beginning_offsets(tps)
+            ender = self._plain_consumer(group=None, **END_FETCH_LIMITS)  # must not disturb the reading consumer
+            try:
+                ends = _exact_ends(ender, tps)
+            finally:
+                ender.close(autocommit=False)
+            for tp in tps:
+                first = max(beginning[tp], start or 0)
+                last = min(ends[tp], stop) if stop is not None else ends[tp]
+                if first >= last:
+                    continue
+                consumer.assign([tp])
+                consumer.seek(tp, first)
+                deadline = time.monotonic() + SCAN_TIMEOUT_S
+                while consumer.position(tp) < last:
+                    if time.monotonic() > deadline:
+                        raise BusError(
+                            f"kafka {self.bootstrap}: {topic!r} partition {tp.partition}: could not read "
+                            f"offsets {first}..{last - 1} in {SCAN_TIMEOUT_S}s"
+                        )
+                    for message in consumer.poll(timeout_ms=SCAN_POLL_MS).get(tp, []):
+                        if first <= message.offset < last:
+                            yield _record(tp, message)
+        except KafkaError as exc:
+            raise BusError(f"kafka {self.bootstrap}: cannot read {topic!r}: {exc!r}") from exc
+        finally:
+            consumer.close(autocommit=False)
+
+    def group_lag(self, pairs: Sequence[tuple[str, str]]) -> list[GroupLag]:
+        """Each group's committed offsets (OffsetFetch through the admin client) against the partitions'
+        end offsets. A group that never committed a partition is at the partition's first offset."""
+        with self._lock:
+            try:
+                admin = self._admin_client()
+                groups = sorted({group for _topic, group in pairs})
+                committed: dict[str, dict[TopicPartition, int]] = {}
+                for group in groups:  # one request per group: older brokers fetch one group at a time
+                    answer = admin.list_group_offsets({group: None}).get(group, {})
+                    committed[group] = {tp: meta.offset for tp, meta in answer.items() if meta.offset >= 0}
+                consumer = self._plain_consumer(group=None, **END_FETCH_LIMITS)
+                try:
+                    tps: list[TopicPartition] = []
+                    for topic in sorted({topic for topic, _group in pairs}):
+                        tps += [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                    beginning = consumer.beginning_offsets(tps) if tps else {}
+                    ends = _exact_ends(consumer, tps)
+                finally:
+                    consumer.close(autocommit=False)
+            except KafkaError as exc:
+                raise BusError(f"kafka {self.bootstrap}: cannot read the groups' lag: {exc!r}") from exc
+        out: list[GroupLag] = []
+        for topic, group in pairs:
+            for tp in (tp for tp in tps if tp.topic == topic):
+                start = committed.get(group, {}).get(tp, beginning.get(tp, 0))
+                out.append(GroupLag(topic=topic, group=group, partition=tp.partition, committed=start, end=ends[tp]))
+        return out
+
     # --- clients ------------------------------------------------------------------------------------
     def _producer_client(self) -> KafkaProducer:
         with self._lock:
@@ -306,6 +404,7 @@ class KafkaBus:
                         delivery_timeout_ms=PRODUCER_DELIVERY_TIMEOUT_MS,
                         max_block_ms=PRODUCER_MAX_BLOCK_MS,
                         allow_auto_create_topics=False,
+                        **kafka_security_options(self.settings),
                     )
                 except KafkaError as exc:
                     raise BusError(f"kafka {self.bootstrap}: cannot start the producer: {exc!r}") from exc
@@ -318,13 +417,15 @@ class KafkaBus:
                     bootstrap_servers=self.bootstrap,
                     client_id=self.settings.kafka_client_id + "-admin",
                     request_timeout_ms=ADMIN_TIMEOUT_MS,
+                    **kafka_security_options(self.settings),
                 )
             except KafkaError as exc:
                 raise BusError(f"kafka {self.bootstrap}: cannot connect the admin client: {exc!r}") from exc
         return self._admin
 
-    def _plain_consumer(self, *, group: str | None) -> KafkaConsumer:
-        """A consumer that is assigned partitions by hand (never joins a group; may commit for ``group``)."""
+    def _plain_consumer(self, *, group: str | None, **extra: Any) -> KafkaConsumer:
+        """A consumer that is assigned partitions by hand (never joins a group; may commit for ``group``);
+        ``extra`` adds kafka-python options."""
         try:
             return KafkaConsumer(
                 bootstrap_servers=self.bootstrap,
@@ -333,6 +434,8 @@ class KafkaBus:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 allow_auto_create_topics=False,
+                **kafka_security_options(self.settings),
+                **extra,
             )
         except KafkaError as exc:
             raise BusError(f"kafka {self.bootstrap}: cannot connect a consumer: {exc!r}") from exc
@@ -450,6 +553,51 @@ class _DlqScan:
         self.consumer.close(autocommit=False)
 
 
+def _record(tp: TopicPartition, message: Any) -> Record:
+    return Record(
+        topic=tp.topic,
+        key=(message.key or b"").decode("utf-8", "replace"),
+        value=bytes(message.value or b""),
+        headers={n: (v or b"").decode("utf-8", "replace") for n, v in message.headers or []},
+        partition=tp.partition,
+        offset=message.offset,
+    )
+
+
+def _exact_ends(consumer: KafkaConsumer, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    """End offsets (the offset after the last record) of ``tps``.
+
+    ListOffsets is exact on Kafka; tansu 0.6 answers it with the base offset of the last batch + 1,
+    so each non-empty partition's last batch is also fetched and the larger of the two numbers and the
+    fetch's high watermark wins. ``consumer`` must be fresh (a high watermark it saw before would be
+    taken for the end); it is left assigned to ``tps`` and paused.
+    """
+    if not tps:
+        return {}
+    listed: dict[TopicPartition, int] = dict(consumer.end_offsets(list(tps)))
+    consumer.assign(list(tps))
+    nonempty = [tp for tp in tps if listed[tp] > 0]
+    for tp in nonempty:
+        consumer.seek(tp, listed[tp] - 1)
+    deadline = time.monotonic() + END_FETCH_TIMEOUT_S
+    ends = dict(listed)
+    waiting = set(nonempty)
+    while waiting and time.monotonic() < deadline:
+        consumer.poll(timeout_ms=SCAN_POLL_MS, max_records=1)
+        for tp in list(waiting):
+            high = consumer.highwater(tp)
+            if high is not None:
+                ends[tp] = max(ends[tp], high)
+                waiting.discard(tp)
+                consumer.pause(tp)
+    if waiting:
+        logger.warning(
+            "end offsets from ListOffsets only (no fetch answered)",
+            extra={"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in waiting)},
+        )
+    return ends
+
+
 def _int(text: str | None) -> int:
     try:
         return int(text or 0)
@@ -504,6 +652,7 @@ class KafkaGroupConsumer:
                 max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
                 session_timeout_ms=session_ms,
                 heartbeat_interval_ms=max(100, session_ms // 3),  # Kafka's advice: a third of the session
+                **kafka_security_options(settings),
             )
             self._consumer.subscribe([topic], listener=_ForgetRevoked(self))
         except KafkaError as exc:

@@ -30,7 +30,7 @@ from stream.vector_stage import H_ARTICLE_ID
 
 logger = logging.getLogger(__name__)
 
-STAGE = "cluster"  # dead-letter and stage_seconds label; articles are still counted as stage "embed"
+STAGE = "cluster"  # its stage label everywhere: articles (decisions), dead letters, stage_seconds
 WATCH_TIMEOUT_S = 30.0  # how long the data_version read waits for a writer's lock
 
 
@@ -53,13 +53,20 @@ class SharedStateClusterStage:
     def __init__(self, make_stage: Callable[[], EmbedStage], state_path: Path) -> None:
         self._make_stage = make_stage
         self.state_path = Path(state_path)
-        self.stage = make_stage()  # creates the file and its schema when missing
+        self.stage = self._named(make_stage())  # creates the file and its schema when missing
         try:
             self._watch = sqlite3.connect(self.state_path, timeout=WATCH_TIMEOUT_S, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoryStateError(f"story state {str(self.state_path)!r} cannot be watched: {exc}") from exc
         self._seen = self._data_version()
         self.rebuilds = 0  # how often another process's writes made this one rebuild its caches
+
+    @staticmethod
+    def _named(stage: EmbedStage) -> EmbedStage:
+        """Count its decisions as stage ``cluster``: the vectors were counted as stage ``embed`` by
+        ``VectorStage``, and each article is counted once per stage."""
+        stage.name = STAGE
+        return stage
 
     def _data_version(self) -> int:
         try:
@@ -76,7 +83,7 @@ class SharedStateClusterStage:
                 extra={"stage": STAGE, "state": str(self.state_path)},
             )
             self.stage.close()
-            self.stage = self._make_stage()
+            self.stage = self._named(self._make_stage())
             self.rebuilds += 1
         keyed = [dataclasses.replace(r, key=r.headers.get(H_ARTICLE_ID, r.key)) for r in records]
         try:

@@ -185,7 +185,7 @@ class EmbedStage:
             raise
         # Counted once the decisions are durable (a rolled-back batch is counted when it is redone).
         for status in statuses:
-            self.metrics.articles.labels(stage=STAGE, status=status).inc()
+            self.metrics.articles.labels(stage=self.name, status=status).inc()  # "cluster" when split
         for event in events:
             self.metrics.stories.labels(kind=event.kind).inc()
         return out, events

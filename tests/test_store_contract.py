@@ -1084,7 +1084,7 @@ def test_transient_bulk_failures_are_retried(
 
 
 def test_templates_and_alias_come_from_the_deploy_files(noida_server: NoidaServer, tmp_path: Path) -> None:
-    from indexer.store_elastic import DEPLOY_DIR, ElasticStore
+    from indexer.store_elastic import ES_FILES, ElasticStore
 
     settings = elastic_settings(noida_server.url, tmp_path).replace(es_snapshot_repository="backups")
     store = ElasticStore(settings, refresh=True)
@@ -1092,7 +1092,7 @@ def test_templates_and_alias_come_from_the_deploy_files(noida_server: NoidaServe
     store.ensure_ready()  # idempotent
     try:
         es, p = store.client, settings.es_prefix
-        file_body = json.loads((DEPLOY_DIR / "component_templates" / "sednaya-articles-mappings.json").read_text())
+        file_body = json.loads((ES_FILES / "component_templates" / "sednaya-articles-mappings.json").read_text())
         installed = store.installed_template("component", f"{p}-articles-mappings")
         assert installed is not None
         mappings = installed["template"]["mappings"]
@@ -1111,7 +1111,7 @@ def test_templates_and_alias_come_from_the_deploy_files(noida_server: NoidaServe
         assert template["version"] == 1
         aliases = es.indices.get_alias(name=f"{p}-articles").body
         assert aliases == {f"{p}-articles-000001": {"aliases": {f"{p}-articles": {"is_write_index": True}}}}
-        analysis = json.loads((DEPLOY_DIR / "component_templates" / "sednaya-analysis.json").read_text())
+        analysis = json.loads((ES_FILES / "component_templates" / "sednaya-analysis.json").read_text())
         arabic = analysis["template"]["settings"]["analysis"]["analyzer"]["sednaya_arabic"]
         assert arabic["char_filter"] == ["sednaya_persian_arabic"]
         assert "arabic_normalization" in arabic["filter"]
@@ -1265,12 +1265,12 @@ def test_deploy_files_use_only_fields_of_the_elasticsearch_8_apis(folder: str, a
 
     from elasticsearch import Elasticsearch
 
-    from indexer.store_elastic import DEPLOY_DIR
+    from indexer.store_elastic import ES_FILES
 
     namespace, method = api.split(".")
     client = Elasticsearch("http://127.0.0.1:9")  # never contacted
     accepted = set(inspect.signature(getattr(getattr(client, namespace), method)).parameters)
-    files = sorted((DEPLOY_DIR / folder).glob("*.json"))
+    files = sorted((f for f in (ES_FILES / folder).iterdir() if f.name.endswith(".json")), key=lambda f: f.name)
     assert files
     for path in files:
         body = json.loads(path.read_text(encoding="utf-8"))

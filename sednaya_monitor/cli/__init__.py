@@ -14,10 +14,8 @@ from typing import Any
 
 import click
 
-from sednaya_monitor.cli.context import AppContext
-from sednaya_monitor.cli.logs import configure_logging
+from sednaya_monitor.cli.context import AppContext, Flags, apply_logging, settings_from_flags
 from stream.errors import SednayaError
-from stream.settings import load_settings
 
 
 @click.group()
@@ -32,6 +30,8 @@ from stream.settings import load_settings
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR.")
 @click.option("-L", "logger_levels", multiple=True, help="Per-logger level, e.g. -L stream.bus:DEBUG.")
 @click.option("--json-logs/--text-logs", default=None, help="JSON lines (default in distributed mode).")
+@click.option("--bus", default=None, help="embedded or kafka://host:9092 [env SEDNAYA_MONITOR_BUS].")
+@click.option("--store", default=None, help="embedded or http(s)://host:9200 [env SEDNAYA_MONITOR_STORE].")
 @click.version_option(package_name="sednaya-monitor")
 @click.pass_context
 def cli(
@@ -41,16 +41,18 @@ def cli(
     log_level: str | None,
     logger_levels: tuple[str, ...],
     json_logs: bool | None,
+    bus: str | None,
+    store: str | None,
 ) -> None:
-    """Sednaya Monitor: crawl the coverage, cluster it into stories, search it, alert on new stories."""
-    overrides: dict[str, Any] = {"data_dir": data_dir, "log_level": log_level}
-    try:
-        settings = load_settings(config_file, overrides=overrides)
-    except SednayaError as exc:
-        raise click.UsageError(str(exc)) from exc
-    json_mode = json_logs if json_logs is not None else settings.distributed_bus
-    configure_logging(settings.log_level, logger_levels, json_lines=json_mode)
-    ctx.obj = AppContext(settings)
+    """Sednaya Monitor: crawl the coverage, cluster it into stories, search it, alert on new stories.
+
+    --bus and --store may be given here or after the command; the command's own win.
+    """
+    overrides: dict[str, Any] = {"data_dir": data_dir, "log_level": log_level, "bus": bus, "store": store}
+    flags = Flags(config_file=config_file, overrides=overrides, logger_levels=logger_levels, json_logs=json_logs)
+    settings = settings_from_flags(flags)
+    apply_logging(settings, flags)
+    ctx.obj = AppContext(settings, flags)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -60,6 +62,7 @@ def _register() -> None:
         commands_core,  # noqa: F401
         commands_crawl,  # noqa: F401
         commands_dlq,  # noqa: F401
+        commands_ops,  # noqa: F401
         commands_serve,  # noqa: F401
         commands_stages,  # noqa: F401
         commands_watch,  # noqa: F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 import threading
@@ -15,16 +16,18 @@ import click
 from indexer.store import SearchRequest, SearchResult
 from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.context import AppContext, pipeline_options
 from sednaya_monitor.cli.locking import data_dir_locked, wait_option
-from sednaya_monitor.ingest_run import IngestRun
+from sednaya_monitor.ingest_run import IngestRun, origin_key
 from sednaya_monitor.metrics_server import serving_run
-from sednaya_monitor.pipeline import Pipeline, RunSummary
+from sednaya_monitor.pipeline import Pipeline, RunSummary, publish_article
 from stream.article import Article, parse_time
-from stream.ingest import IngestError
+from stream.bus import Record
+from stream.ingest import IngestError, read_jsonl
 from stream.metrics import set_build_info
 from stream.settings import Settings
 
+PUBLISH_CHUNK = 500  # articles published per flush by `ingest --publish-only`
 EXPORT_FIELDS = ("id", "url", "source", "lang", "published", "story_id", "duplicate_of", "story_role")
 STAGE_IDLE_S = 0.5  # while crawling, how long the stage thread waits after draining the bus
 
@@ -54,25 +57,90 @@ def _print_summary(summary: RunSummary, title: str) -> None:
 @click.argument("source", type=click.File("rb"))
 @click.option("--relevance", is_flag=True, help="Apply the topic filter; off-topic articles are rejected.")
 @click.option("--backfill", is_flag=True, help="Historical load: never fires instant alerts.")
+@click.option(
+    "--publish-only",
+    is_flag=True,
+    help="Only publish to the raw topic and exit with the count (the deployment's stage processes do the rest).",
+)
 @wait_option
+@pipeline_options
 @click.pass_context
-def ingest(ctx: click.Context, source: BinaryIO, relevance: bool, backfill: bool, wait_s: float | None) -> None:
+def ingest(
+    ctx: click.Context,
+    source: BinaryIO,
+    relevance: bool,
+    backfill: bool,
+    wait_s: float | None,
+    publish_only: bool,
+    bus: str | None,
+    store: str | None,
+) -> None:
     """Push articles from JSON lines (FILE or -) through embedding, clustering, indexing and alerting.
 
     Each line: at least url, title, text; optional lang, published, source, authors, schema (1). A line
     that is not UTF-8, not a JSON object, too long, too deep, or breaks the contract is reported with
     its file, line number and field, dead-lettered once (a rerun does not add it again), and the rest
     goes through; the exit code stays 0. The summary accounts for every line:
-    in = indexed + already seen + dead letters (+ off-topic with --relevance).
+    in = indexed + already seen + dead letters (+ off-topic with --relevance). With --publish-only the
+    articles are only published to the raw topic (of a running deployment: --bus kafka://...), and no
+    stage runs in this process.
     """
-    app = _app(ctx)
+    app = AppContext.of(ctx, bus=bus, store=store)
+    if publish_only:
+        _publish_only(app, source, relevance=relevance, backfill=backfill)
+        return
+    if app.settings.distributed_bus:
+        click.echo(
+            f"note: ingest runs every stage in this process, as a member of the consumer groups on "
+            f"{app.settings.bus}; to feed a running deployment use --publish-only",
+            err=True,
+        )
     with data_dir_locked(app, wait_s), serving_run(app.settings, app.metrics):
         _ingest(app, source, relevance=relevance, backfill=backfill)
 
 
+def _publish_only(app: AppContext, source: BinaryIO, *, relevance: bool, backfill: bool) -> None:
+    settings = app.settings
+    app.bus.ensure_topics(settings.topics)
+    relevance_filter = _relevance_filter(settings) if relevance else None
+    published = bad = rejected = 0
+    for item in read_jsonl(source, backfill=backfill):
+        if isinstance(item, IngestError):
+            bad += 1
+            click.echo(f"{getattr(source, 'name', '-')}: {item}", err=True)
+            _dead_letter_line(app, item, source)
+            continue
+        article = item if relevance_filter is None else relevance_filter(item)
+        if article is None:
+            rejected += 1
+            continue
+        publish_article(app.bus, settings, article)
+        published += 1
+        if published % PUBLISH_CHUNK == 0:
+            app.bus.flush()
+    app.bus.flush()
+    click.echo(f"published {published} articles to {settings.topic_raw} on {settings.bus}")
+    if relevance:
+        click.echo(f"  off-topic:     {rejected}")
+    if bad:
+        click.echo(f"  bad lines:     {bad} (dead-lettered; see `sednaya-monitor dlq list`)")
+
+
+def _dead_letter_line(app: AppContext, error: IngestError, source: BinaryIO) -> None:
+    settings = app.settings
+    origin, key_prefix = origin_key(source)
+    key = f"{key_prefix}:{error.line}:{hashlib.sha256(error.raw).hexdigest()[:16]}"
+    record = Record(topic=settings.topic_raw, key=key, value=error.raw, offset=-1)
+    app.bus.dead_letter(record, stage="ingest", error_class="IngestError", reason=f"{origin}: {error}", attempts=1)
+    app.metrics.dead_letters.labels(stage="ingest", reason=error.kind).inc()
+    app.metrics.articles.labels(stage="ingest", status="dead_lettered").inc()
+
+
 def _ingest(app: AppContext, source: BinaryIO, *, relevance: bool, backfill: bool) -> None:
     settings = app.settings
-    set_build_info(app.metrics, version=__version__, model=settings.model_name, stage="all", bus="embedded")
+    set_build_info(
+        app.metrics, version=__version__, model=settings.model_name, stage="all", bus=settings.bus.split("://")[0]
+    )
     pipeline = Pipeline(settings, app.metrics, bus=app.bus, store=app.store, embedder=app.embedder)
     relevance_filter = _relevance_filter(settings) if relevance else None
 
@@ -157,11 +225,12 @@ def _run(app: AppContext, *, follow: bool, backfill_since: datetime | None) -> N
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="File (default stdout).")
 @click.option("--full", is_flag=True, help="Every article field (jsonl only), not only the export columns.")
+@pipeline_options
 @click.pass_context
-def export(ctx: click.Context, fmt: str, output: IO[str], full: bool) -> None:
+def export(ctx: click.Context, fmt: str, output: IO[str], full: bool, bus: str | None, store: str | None) -> None:
     """Every stored article with id, url, source, lang, published, story_id, duplicate_of, story_role."""
-    app = _app(ctx)
-    rows = (_export_row(a, full=full and fmt == "jsonl") for a in app.store.iter_articles())
+    app = AppContext.of(ctx, bus=bus, store=store)
+    rows = (_export_row(a, full=full and fmt == "jsonl") for a in app.reading_store().iter_articles())
     if fmt == "csv":
         writer = csv.DictWriter(output, fieldnames=EXPORT_FIELDS, lineterminator="\n")
         writer.writeheader()
@@ -181,11 +250,14 @@ def _export_row(article: Article, *, full: bool) -> dict[str, Any]:
 @click.option("--since", callback=_date, help="Only stories seen since DATE.")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@pipeline_options
 @click.pass_context
-def stories(ctx: click.Context, since: datetime | None, limit: int, as_json: bool) -> None:
+def stories(
+    ctx: click.Context, since: datetime | None, limit: int, as_json: bool, bus: str | None, store: str | None
+) -> None:
     """Stories, newest first, with counts, languages and representative title."""
-    app = _app(ctx)
-    found = app.store.list_stories(since=since, limit=limit)
+    app = AppContext.of(ctx, bus=bus, store=store)
+    found = app.reading_store().list_stories(since=since, limit=limit)
     if as_json:
         click.echo(json.dumps([s.to_dict() for s in found], ensure_ascii=False, indent=2))
         return
@@ -207,6 +279,7 @@ def stories(ctx: click.Context, since: datetime | None, limit: int, as_json: boo
 @click.option("--sort", type=click.Choice(["relevance", "date"]), default="relevance", show_default=True)
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@pipeline_options
 @click.pass_context
 def search(
     ctx: click.Context,
@@ -220,11 +293,13 @@ def search(
     sort: str,
     limit: int,
     as_json: bool,
+    bus: str | None,
+    store: str | None,
 ) -> None:
     """Full-text search with the query language: words, "phrases", AND/OR/NOT, (), field:value."""
     from indexer.errors import QuerySyntaxError
 
-    app = _app(ctx)
+    app = AppContext.of(ctx, bus=bus, store=store)
     request = SearchRequest(
         query=query,
         lang=lang,
@@ -237,7 +312,7 @@ def search(
         size=limit,
     )
     try:
-        result = app.store.search(request)
+        result = app.reading_store().search(request)
     except QuerySyntaxError as exc:
         raise click.BadParameter(str(exc), param_hint="'QUERY'") from exc
     if as_json:

@@ -238,11 +238,7 @@ def crawl_command(
     Serves /metrics and /healthz while it runs when a metrics port is set (``--metrics-port`` or
     ``SEDNAYA_MONITOR_METRICS_PORT``); a one-off crawl pushes its final figures to the Pushgateway.
     """
-    app = _app(ctx)
-    if bus_url:
-        app.settings = app.settings.replace(bus=bus_url)
-    if metrics_port is not None:
-        app.settings = app.settings.replace(metrics_port=metrics_port)
+    app = AppContext.of(ctx, bus=bus_url, store=store_url, metrics_port=metrics_port)
     set_build_info(
         app.metrics,
         version=__version__,

@@ -7,16 +7,10 @@ import json
 import click
 
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.context import AppContext, pipeline_options
 from stream.bus import DeadLetter
 
 REASON_WIDTH = 100  # characters of the error message shown per letter in the text listing
-
-
-def _app(ctx: click.Context) -> AppContext:
-    app = ctx.find_object(AppContext)
-    assert app is not None, "the cli group sets the AppContext"
-    return app
 
 
 def _topics(app: AppContext, topic: str | None) -> list[str]:
@@ -49,13 +43,16 @@ def dlq() -> None:
 @click.option("--topic", default=None, help="Only this topic (default: every pipeline topic).")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1), help="Letters per topic.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pipeline_options
 @click.pass_context
-def list_letters(ctx: click.Context, topic: str | None, limit: int, as_json: bool) -> None:
+def list_letters(
+    ctx: click.Context, topic: str | None, limit: int, as_json: bool, bus: str | None, store: str | None
+) -> None:
     """Dead letters not yet replayed, oldest first."""
-    app = _app(ctx)
+    app = AppContext.of(ctx, bus=bus, store=store)
     total = 0
     for name in _topics(app, topic):
-        letters = app.bus.dead_letters(name, limit=limit)
+        letters = app.reading_bus().dead_letters(name, limit=limit)
         total += len(letters)
         for letter in letters:
             if as_json:
@@ -73,12 +70,13 @@ def list_letters(ctx: click.Context, topic: str | None, limit: int, as_json: boo
 @dlq.command("replay")
 @click.option("--topic", default=None, help="Only this topic (default: every pipeline topic).")
 @click.option("--id", "ids", multiple=True, help="Replay only these letters (ids from `dlq list`); repeatable.")
+@pipeline_options
 @click.pass_context
-def replay(ctx: click.Context, topic: str | None, ids: tuple[str, ...]) -> None:
+def replay(ctx: click.Context, topic: str | None, ids: tuple[str, ...], bus: str | None, store: str | None) -> None:
     """Re-publish dead letters to their topic (all, or --id ...); replayed letters leave the list."""
-    app = _app(ctx)
+    app = AppContext.of(ctx, bus=bus, store=store)
     if ids and topic is None:
         raise click.UsageError("--id needs --topic (letter ids are per topic)")
     for name in _topics(app, topic):
-        count = app.bus.replay(name, list(ids) if ids else None)
+        count = app.reading_bus().replay(name, list(ids) if ids else None)
         click.echo(f"{name}: replayed {count}")

@@ -7,7 +7,7 @@ import click
 from indexer.store import SearchStore
 from sednaya_monitor import wiring
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.context import AppContext, pipeline_options
 from sednaya_monitor.web import make_server, serve_until_signalled
 from sednaya_monitor.web.server import bind, serve_forked
 
@@ -18,15 +18,17 @@ from sednaya_monitor.web.server import bind, serve_forked
 @click.option(
     "--workers", type=click.IntRange(1, 64), default=None, help="Serving processes [settings serve_workers, 1]."
 )
+@pipeline_options
 @click.pass_context
-def serve(ctx: click.Context, port: int | None, host: str | None, workers: int | None) -> None:
+def serve(
+    ctx: click.Context, port: int | None, host: str | None, workers: int | None, bus: str | None, store: str | None
+) -> None:
     """Serve the search page and the JSON API until Ctrl-C or SIGTERM (then stops cleanly).
 
     Writes (POST/DELETE /api/watchlists) need `Authorization: Bearer <api_token>`; with no
     api_token set (SEDNAYA_MONITOR_API_TOKEN) they are refused.
     """
-    app = ctx.find_object(AppContext)
-    assert app is not None, "the cli group sets the AppContext"
+    app = AppContext.of(ctx, bus=bus, store=store)
     settings = app.settings
     count = settings.serve_workers if workers is None else workers
     if count > 1:  # the parent only binds and supervises: no store is opened before the fork
@@ -42,6 +44,6 @@ def serve(ctx: click.Context, port: int | None, host: str | None, workers: int |
 
         serve_forked(settings, sock, count, click.echo, open_store)
         return
-    server = make_server(settings, app.store, app.metrics, host=host, port=port)
+    server = make_server(settings, app.reading_store(), app.metrics, host=host, port=port)
     click.echo(f"serving on {server.url}/ (API: {server.url}/api/openapi.json); Ctrl-C stops")
     serve_until_signalled(server, click.echo)

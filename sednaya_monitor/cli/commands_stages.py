@@ -21,6 +21,7 @@ from indexer.store import SearchStore
 from sednaya_monitor import __version__, wiring
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.lag import LagExporter
 from sednaya_monitor.metrics_server import Health, MetricsServer
 from sednaya_monitor.pipeline import GROUP_ALERT, GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX, GROUP_INDEX_STORIES
 from sednaya_monitor.store_guard import StoreGuard
@@ -42,16 +43,29 @@ T = TypeVar("T")
 def connect_with_backoff(what: str, connect: Callable[[], T], health: Health, stop: threading.Event) -> T | None:
     """Call ``connect`` until it succeeds (returns its value) or ``stop`` is set (returns None)."""
     delay = CONNECT_BACKOFF_S
+    attempts = 0
     while not stop.is_set():
         try:
             value = connect()
         except Exception as exc:  # noqa: BLE001  # any failure to connect is waited out, and said
+            attempts += 1
             reason = f"waiting for {what}: {type(exc).__name__}: {exc}"
-            logger.warning("waiting for dependency", extra={"dependency": what, "error": str(exc), "retry_in_s": delay})
+            # one line per failure, no traceback; the log filter writes a repeat once a minute with its count
+            logger.warning(
+                "waiting for dependency",
+                extra={
+                    "dependency": what,
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "attempt": attempts,
+                    "retry_in_s": delay,
+                },
+            )
             health.set_red(reason)
             stop.wait(delay)
             delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
             continue
+        if attempts:
+            logger.info("dependency reached", extra={"dependency": what, "failed_attempts": attempts})
         health.set_green()
         return value
     return None
@@ -76,7 +90,10 @@ class HealthBoard:
                     self._red.pop(worker, None)
                 else:
                     self._red[worker] = reason
-                reasons = [f"{name}: {why}" for name, why in sorted(self._red.items())]
+                # a worker's reason may already start with its name ("index: store down"): not twice
+                reasons = [
+                    why if why.startswith(f"{name}:") else f"{name}: {why}" for name, why in sorted(self._red.items())
+                ]
             if reasons:
                 self.health.set_red("; ".join(reasons))
             else:
@@ -123,9 +140,12 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
     bus = connect_with_backoff(f"bus {settings.bus}", open_bus, health, stop)
     store = connect_with_backoff(f"store {settings.store}", open_store, health, stop) if needs_store else None
     handlers: list[Handler] = []
+    # Every group's lag from the broker (its own client), so a dead stage's lag shows in this process.
+    exporter = LagExporter(settings, metrics, lambda: wiring.make_bus(settings))
     try:
         if bus is None or (needs_store and store is None):
             return
+        exporter.start()
         board = HealthBoard(health)
         stages = factory(settings, metrics, bus, store)
         handlers = [handler for _, _, handler in stages]
@@ -145,12 +165,14 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
                 batch_size=settings.batch_size,
                 on_health=board.reporter(group),
                 stop=stop,
+                report_lag=settings.lag_interval_s <= 0,
             )
             for topic, group, handler in stages
         ]
         logger.info("stage running", extra={"stage": name, "groups": [w.group for w in workers]})
         _loop(workers, stop)
     finally:
+        exporter.stop()
         for handler in handlers:  # e.g. the alert stage lets deliveries in flight finish
             close = getattr(handler, "close", None)
             if callable(close):
@@ -200,16 +222,7 @@ def _stage_options(func: Callable[..., None]) -> Callable[..., None]:
 
 
 def _with_overrides(ctx: click.Context, bus: str | None, store: str | None, metrics_port: int | None) -> AppContext:
-    app = ctx.find_object(AppContext)
-    assert app is not None, "the cli group sets the AppContext"
-    changes: dict[str, object] = {}
-    if bus:
-        changes["bus"] = bus
-    if store:
-        changes["store"] = store
-    if metrics_port is not None:
-        changes["metrics_port"] = metrics_port
-    return AppContext(app.settings.replace(**changes)) if changes else app
+    return AppContext.of(ctx, bus=bus, store=store, metrics_port=metrics_port)
 
 
 @cli.command()

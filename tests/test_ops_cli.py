@@ -1,0 +1,370 @@
+"""Operators' commands on the embedded bus and store, and on tansu: ``redrive``, ``lag``, reading commands
+that refuse an empty embedded store, flags that name themselves in errors, and logging by flag order.
+
+The pipeline here is the real index stage over real buses; articles come to ``articles.clustered``
+as the embed stage would publish them (enriched with a story), so no model is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from indexer.index_stage import IndexStage
+from indexer.store_embedded import EmbeddedStore
+from sednaya_monitor.cli import _register, cli
+from sednaya_monitor.pipeline import GROUP_INDEX, publish_article
+from stream.bus import H_SCHEMA
+from stream.bus_embedded import EmbeddedBus
+from stream.errors import SednayaError
+from stream.metrics import Metrics
+from stream.settings import Settings, load_settings
+from stream.worker import StageWorker
+from tests.broker_fixtures import Broker, kafka_test_overrides
+from tests.store_fixtures import make_article
+
+_register()
+
+
+def _clustered(n: int) -> list:  # type: ignore[type-arg]
+    return [make_article(story_id=f"s{i % 2}", story_role="first" if i < 2 else "follow_up") for i in range(n)]
+
+
+def _publish_clustered(bus: EmbeddedBus, settings: Settings, articles: list) -> None:  # type: ignore[type-arg]
+    for article in articles:
+        publish_article(bus, settings, article.replace(story_id=None, story_role=None))  # what the crawl sent
+        bus.publish(settings.topic_clustered, article.id, article.to_bytes(), {H_SCHEMA: "1"})
+    bus.flush()
+
+
+def _index(bus: EmbeddedBus, store: EmbeddedStore, settings: Settings) -> int:
+    worker = StageWorker(bus, settings.topic_clustered, GROUP_INDEX, IndexStage(store, Metrics()), metrics=Metrics())
+    total = 0
+    while taken := worker.run_once(0.0):
+        total += taken
+    return total
+
+
+def _delete_behind_the_service(path: Path, article_id: str) -> None:
+    """Lose a document the way a store can: the row is gone, nobody was told."""
+    conn = sqlite3.connect(path)
+    with conn:
+        (rowid,) = conn.execute("SELECT rowid FROM articles WHERE id = ?", (article_id,)).fetchone()
+        for table in ("articles", "article_docs", "articles_fts"):
+            conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))  # fixed table names
+    conn.close()
+
+
+@pytest.fixture
+def embedded_pipeline(settings: Settings) -> tuple[EmbeddedBus, EmbeddedStore]:
+    bus = EmbeddedBus(settings.data_dir / "bus.sqlite3")
+    store = EmbeddedStore(settings.data_dir / "store.sqlite3")
+    store.ensure_ready()
+    return bus, store
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; domain errors exit 1 with ``Error: <message>`` as ``main`` maps them."""
+    result = CliRunner().invoke(cli, list(args))
+    if isinstance(result.exception, SednayaError):
+        return 1, result.stdout, result.stderr + f"Error: {result.exception}"
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_redrive_missing_writes_a_lost_article_again(
+    settings: Settings, embedded_pipeline: tuple[EmbeddedBus, EmbeddedStore]
+) -> None:
+    bus, store = embedded_pipeline
+    articles = _clustered(5)
+    _publish_clustered(bus, settings, articles)
+    assert _index(bus, store, settings) == 5
+    lost = articles[3]
+    _delete_behind_the_service(settings.data_dir / "store.sqlite3", lost.id)
+    assert store.get_article(lost.id) is None and store.count_articles() == 4
+
+    code, out, err = invoke("--data-dir", str(settings.data_dir), "redrive", "--missing", "--topic", "raw", "--dry-run")
+    assert code == 0, err
+    assert out.split() == [settings.topic_clustered, f"0:{bus_offset(bus, settings, lost.id)}", lost.id]
+    assert "4 articles of " in err and "would re-publish 1 to " + settings.topic_clustered in err
+    assert _index(bus, store, settings) == 0  # a dry run publishes nothing
+
+    code, out, err = invoke("--data-dir", str(settings.data_dir), "redrive", "--missing", "--topic", "raw")
+    assert code == 0, err
+    assert f"re-published 1 to {settings.topic_clustered}" in err
+    assert _index(bus, store, settings) == 1
+    back = store.get_article(lost.id)
+    assert back is not None and back.story_id == lost.story_id and back.title == lost.title
+    assert store.count_articles() == 5
+
+    # idempotent: nothing missing now, and re-driving by id again writes the same document once
+    code, _out, err = invoke("--data-dir", str(settings.data_dir), "redrive", "--missing")
+    assert code == 0 and "re-published nothing" in err
+    code, _out, err = invoke("--data-dir", str(settings.data_dir), "redrive", "--id", lost.id, "--id", articles[0].id)
+    assert code == 0 and f"re-published 2 to {settings.topic_clustered}" in err
+    assert _index(bus, store, settings) == 2
+    assert store.count_articles() == 5
+
+
+def bus_offset(bus: EmbeddedBus, settings: Settings, article_id: str) -> int:
+    return next(r.offset for r in bus.read_topic(settings.topic_clustered) if r.key == article_id)
+
+
+def test_redrive_by_offset_range_and_unclustered_articles_go_to_raw(
+    settings: Settings, embedded_pipeline: tuple[EmbeddedBus, EmbeddedStore]
+) -> None:
+    bus, store = embedded_pipeline
+    articles = _clustered(4)
+    _publish_clustered(bus, settings, articles)
+    never = make_article()
+    publish_article(bus, settings, never)  # on raw only: the embed stage never decided it
+    bus.flush()
+    _index(bus, store, settings)
+    offsets = [bus_offset(bus, settings, a.id) for a in articles]
+    base = ["--data-dir", str(settings.data_dir), "redrive"]
+    code, out, err = invoke(
+        *base, "--partition", "0", "--from-offset", str(offsets[1]), "--to-offset", str(offsets[2]), "--dry-run"
+    )
+    assert code == 0, err
+    assert [line.split()[2] for line in out.splitlines()] == sorted([articles[1].id, articles[2].id])
+
+    code, out, err = invoke(*base, "--id", never.id)
+    assert code == 0, err
+    assert f"re-published 1 to {settings.topic_raw}" in err
+    raw = [r for r in bus.read_topic(settings.topic_raw) if r.key == never.id]
+    assert len(raw) == 2 and raw[-1].headers["redrive.of"].startswith(f"{settings.topic_raw}:0:")
+
+    code, _out, err = invoke(*base, "--id", "0" * 32)
+    assert code == 1 and "article ids ['" + "0" * 32 + "'] are on neither" in err
+    code, _out, err = invoke(*base, "--id", never.id, "--missing")
+    assert code == 2 and "choose exactly one of --id, --missing" in err
+    code, _out, err = invoke(*base, "--from-offset", "5", "--to-offset", "2")
+    assert code == 2 and "'--to-offset'" in err
+
+
+def test_lag_from_the_embedded_log(settings: Settings, embedded_pipeline: tuple[EmbeddedBus, EmbeddedStore]) -> None:
+    bus, store = embedded_pipeline
+    _publish_clustered(bus, settings, _clustered(3))
+    code, out, err = invoke("--data-dir", str(settings.data_dir), "lag", "--json")
+    assert code == 0, err
+    rows = {(r["topic"], r["group"]): r for r in map(json.loads, out.splitlines())}
+    assert rows[(settings.topic_clustered, "index")]["lag"] == 3
+    assert rows[(settings.topic_raw, "embed")]["lag"] == 3
+    _index(bus, store, settings)
+    _code, out, _err = invoke("--data-dir", str(settings.data_dir), "lag")
+    line = next(x for x in out.splitlines() if x.startswith(settings.topic_clustered) and " index " in x)
+    assert line.split()[2] == "0", out
+
+
+@pytest.mark.timeout(120)
+def test_lag_from_the_broker_grows_while_the_group_is_dead(tansu_broker: Broker, data_dir: Path) -> None:
+    """The index group consumes, commits and dies; records keep coming: the broker-side lag grows."""
+    from sednaya_monitor.lag import LagExporter
+    from stream.bus_kafka import KafkaBus
+
+    settings = load_settings(environ={}, overrides={**kafka_test_overrides(tansu_broker), "data_dir": data_dir})
+    bus = KafkaBus(settings)
+    bus.ensure_topics(settings.topics)
+    metrics = Metrics()
+    exporter = LagExporter(settings, metrics, lambda: KafkaBus(settings))
+    try:
+        for article in _clustered(6):
+            bus.publish(settings.topic_clustered, article.id, article.to_bytes())
+            bus.flush()  # one batch per record: tansu's ListOffsets is exact then, the fetch check is not needed
+        consumer = bus.consumer(settings.topic_clustered, GROUP_INDEX)
+        taken: list[object] = []
+        deadline = time.monotonic() + 60
+        while len(taken) < 6 and time.monotonic() < deadline:
+            taken += consumer.poll(16, 1.0)
+        consumer.commit()
+        consumer.close()  # the stage is gone: nobody reports its lag any more
+        assert len(taken) == 6
+
+        def index_lag() -> float:
+            exporter.export_once()
+            return sum(
+                s.value
+                for f in metrics.registry.collect()
+                if f.name == "sednaya_bus_consumer_lag_records"
+                for s in f.samples
+                if s.labels["group"] == GROUP_INDEX and s.labels["topic"] == settings.topic_clustered
+            )
+
+        assert index_lag() == 0
+        for article in _clustered(5):
+            bus.publish(settings.topic_clustered, article.id, article.to_bytes())
+        bus.flush()  # one batch: its size is only seen by fetching the last batch (tansu)
+        assert index_lag() == 5
+        for article in _clustered(4):
+            bus.publish(settings.topic_clustered, article.id, article.to_bytes())
+            bus.flush()
+        assert index_lag() == 9
+        # the groups that never committed count from the first offset: embed has every raw record ahead
+        rows = {(r.topic, r.group): r for r in bus.group_lag([(settings.topic_raw, "embed")])}
+        assert rows[(settings.topic_raw, "embed")].lag == 0
+    finally:
+        exporter.stop()
+        bus.close()
+
+
+def test_reading_commands_refuse_an_empty_embedded_store(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing-here"
+    for args in (["export"], ["stories"], ["search", "x"], ["dlq", "list"], ["lag"], ["redrive", "--missing"]):
+        code, _out, err = invoke("--data-dir", str(empty), *args)
+        assert code == 1, (args, err)
+        assert "no embedded " in err and "nothing was run with --data-dir" in err, (args, err)
+    assert not empty.exists() or not any(empty.iterdir()), "a reading command created an empty store"
+    code, _out, err = invoke("--data-dir", str(empty), "--bus", "kafka://127.0.0.1:1", "export")
+    assert code == 1 and "the store is 'embedded': pass --store" in err
+
+
+def test_a_bad_flag_is_reported_as_the_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _out, err = invoke("--data-dir", str(tmp_path), "export", "--bus", "kafka://kafka:x")
+    assert code == 2 and "--bus='kafka://kafka:x'" in err and "SEDNAYA_MONITOR_BUS" not in err
+    code, _out, err = invoke("--data-dir", str(tmp_path), "--store", "ftp://es:9200", "stories")
+    assert code == 2 and "--store='ftp://es:9200'" in err
+    monkeypatch.setenv("SEDNAYA_MONITOR_BUS", "kafka://kafka:x")
+    code, _out, err = invoke("--data-dir", str(tmp_path), "dlq", "list")
+    assert code == 2 and "SEDNAYA_MONITOR_BUS='kafka://kafka:x'" in err
+    # a flag that overrides a bad variable wins (the variable is not even read)
+    code, _out, err = invoke("--data-dir", str(tmp_path), "--bus", "embedded", "export")
+    assert "SEDNAYA_MONITOR_BUS" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "json_lines"),
+    [
+        (["--bus", "kafka://127.0.0.1:1", "export"], True),
+        (["export", "--bus", "kafka://127.0.0.1:1"], True),
+        (["--json-logs", "export"], True),
+        (["export", "--json-logs"], True),
+        (["export", "--bus", "kafka://127.0.0.1:1", "--text-logs"], False),
+        (["--text-logs", "export", "--bus", "kafka://127.0.0.1:1"], False),
+        (["export"], False),
+    ],
+    ids=["bus-before", "bus-after", "asked-before", "asked-after", "text-after", "text-before", "embedded"],
+)
+def test_logs_are_json_with_timestamps_whatever_the_flag_order(
+    argv: list[str], json_lines: bool, tmp_path: Path
+) -> None:
+    code, _out, err = invoke("--log-level", "DEBUG", "--data-dir", str(tmp_path / "d"), *argv)
+    assert code == 1  # nothing to export here; what matters is the log line before the error
+    lines = [line for line in err.splitlines() if "logging configured" in line]
+    assert lines, err
+    last = lines[-1]
+    if json_lines:
+        record = json.loads(last)
+        assert record["time"].endswith("+00:00") and record["level"] == "DEBUG"
+    else:
+        stamp = last.split(" ", 2)[:2]  # "2026-12-06 01:02:03,456 DEBUG ..."
+        assert len(stamp[0]) == 10 and stamp[0][4] == "-" and ":" in stamp[1], last
+
+
+def test_ingest_publish_only_publishes_to_the_raw_topic_and_runs_no_stage(settings: Settings, tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"url": f"https://news.example.org/po/{i}", "title": f"Title {i}", "text": "Body text " * 20})
+        for i in range(3)
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join([*lines, "{not json"]) + "\n", encoding="utf-8")
+    code, out, err = invoke("--data-dir", str(settings.data_dir), "ingest", "--publish-only", str(source))
+    assert code == 0, err
+    assert f"published 3 articles to {settings.topic_raw} on embedded" in out
+    assert "bad lines:     1" in out
+    bus = EmbeddedBus(settings.data_dir / "bus.sqlite3")
+    try:
+        assert len(list(bus.read_topic(settings.topic_raw))) == 3
+        assert not list(bus.read_topic(settings.topic_clustered))  # no stage ran
+        assert len(bus.dead_letters(settings.topic_raw)) == 1
+    finally:
+        bus.close()
+    assert not (settings.data_dir / "store.sqlite3").exists()
+
+
+def test_third_party_lines_lose_their_traceback_and_repeats_are_counted() -> None:
+    from sednaya_monitor.cli.logs import RepeatFilter
+
+    flt = RepeatFilter(window_s=60)
+
+    def record(name: str, at: float, *, exc: bool = False) -> logging.LogRecord:
+        info = None
+        if exc:
+            try:
+                raise ConnectionRefusedError(111, "Connection refused")
+            except ConnectionRefusedError:
+                info = sys.exc_info()
+        rec = logging.LogRecord(name, logging.WARNING, __file__, 1, "node failed", None, info)
+        rec.created = at
+        return rec
+
+    first = record("elastic_transport.node_pool", 1000.0, exc=True)
+    assert flt.filter(first) and first.exc_info is None and "ConnectionRefusedError" in first.error  # type: ignore[attr-defined]
+    held = [flt.filter(record("elastic_transport.node_pool", 1000.0 + i, exc=True)) for i in range(1, 30)]
+    assert not any(held)
+    later = record("elastic_transport.node_pool", 1061.0, exc=True)
+    assert flt.filter(later) and later.repeated == 29  # type: ignore[attr-defined]
+    ours = record("sednaya_monitor.x", 1000.0, exc=True)
+    assert flt.filter(ours) and ours.exc_info is not None  # our first occurrence keeps its traceback
+    again = record("sednaya_monitor.x", 1070.0, exc=True)
+    assert flt.filter(again) and again.exc_info is None  # a repeat after the window: one line, no traceback
+
+
+def test_an_alert_dead_letter_replays_once_the_lost_article_is_redriven(
+    settings: Settings, embedded_pipeline: tuple[EmbeddedBus, EmbeddedStore]
+) -> None:
+    """The issue's repair: the alert stage dead-lettered the event of an article the store lost;
+    ``redrive`` writes the article again, then ``dlq replay`` of the letter goes through."""
+    from indexer.alert_stage import AlertStage
+    from sednaya_monitor.pipeline import GROUP_ALERT
+    from tests.alert_fixtures import make_event
+
+    bus, store = embedded_pipeline
+    articles = _clustered(2)
+    _publish_clustered(bus, settings, articles)
+    _index(bus, store, settings)
+    lost = articles[1]
+    code, _out, err = invoke("--data-dir", str(settings.data_dir), "watch", "add", "everything", "article")
+    assert code == 0, err
+    _delete_behind_the_service(settings.data_dir / "store.sqlite3", lost.id)
+    event = make_event("created", lost, story_id="s-lost")
+    bus.publish(settings.topic_story_events, event.story.id, event.to_bytes(), {H_SCHEMA: "1"})
+    bus.flush()
+    metrics = Metrics()
+    alert = AlertStage(settings, store, metrics, article_wait_s=0.0)
+    worker = StageWorker(bus, settings.topic_story_events, GROUP_ALERT, alert, metrics=metrics, max_attempts=1)
+    try:
+        assert worker.run_once(0.0) == 1
+        (letter,) = bus.dead_letters(settings.topic_story_events)
+        assert letter.error_class == "ArticleNotIndexedError" and lost.id in letter.reason
+
+        base = ["--data-dir", str(settings.data_dir)]
+        code, _out, err = invoke(*base, "redrive", "--missing")
+        assert code == 0 and f"re-published 1 to {settings.topic_clustered}" in err, err
+        _index(bus, store, settings)
+        code, out, err = invoke(*base, "dlq", "replay", "--topic", settings.topic_story_events)
+        assert code == 0 and "replayed 1" in out, err
+        assert worker.run_once(0.0) == 1
+        assert bus.dead_letters(settings.topic_story_events) == []
+        assert metrics.registry.get_sample_value("sednaya_articles_total", {"stage": "alert", "status": "alerted"}) == 1
+    finally:
+        worker.close()
+        alert.close()
+
+
+def test_healthz_reason_names_the_worker_once() -> None:
+    from sednaya_monitor.cli.commands_stages import HealthBoard
+    from sednaya_monitor.metrics_server import Health
+
+    health = Health()
+    board = HealthBoard(health)
+    board.reporter("index")(False, "index: store http://es:9200 unavailable")
+    board.reporter("alert")(False, "store http://es:9200 unavailable")
+    assert health.state.reason == "alert: store http://es:9200 unavailable; index: store http://es:9200 unavailable"
