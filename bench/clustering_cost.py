@@ -36,12 +36,13 @@ from prometheus_client import CollectorRegistry
 
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
 from bench.report import write_section as write_doc_section
+from sednaya_monitor.wiring import make_embedder
 from stream.article import Article
 from stream.bus import H_ENTERED_AT, H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.embed_stage import EmbedStage
 from stream.embed_text import embed_text
-from stream.embedding import SentenceTransformerEmbedder
+from stream.embedding import Embedder
 from stream.metrics import Metrics
 from stream.settings import load_settings
 from stream.text import content_hash
@@ -60,7 +61,7 @@ NOISE = 0.02  # per-dimension noise of mixed vectors (unit vectors have ~0.05 pe
 class TimedEmbedder:
     """The real embedder, timing its calls (to split model time from the rest of the stage)."""
 
-    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         self.inner = inner
         self.seconds = 0.0
         self.texts = 0
@@ -134,7 +135,7 @@ def articles(pairs: list[tuple[str, str]], n: int, per_day: int) -> list[Article
 
 def run(data: Path, sample: int, total: int, per_day: int, base: int, cache: Path) -> dict[str, Any]:
     settings = load_settings(environ={})
-    model = SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
+    model = make_embedder(settings)
     _ = model.dim  # load once, outside every timing
     pool = articles(texts(data), total, per_day)
     result: dict[str, Any] = {"sample": sample, "total": total, "per_day": per_day, "base": base}

@@ -44,12 +44,13 @@ from sklearn.metrics import adjusted_rand_score
 
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
 from bench.report import write_section as write_doc_section
+from sednaya_monitor.wiring import make_embedder
 from stream.anchors import AnchorExtractor
 from stream.article import Article
 from stream.clustering import ANCHOR_SATURATION, shared_anchor_weight
 from stream.embed_stage import EmbedStage
 from stream.embed_text import BODY_WINDOW_CHARS, embed_text
-from stream.embedding import Embedder, SentenceTransformerEmbedder
+from stream.embedding import Embedder
 from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.text import content_hash, fold
@@ -501,7 +502,7 @@ def main() -> None:
     print(f"reading the shared benchmark data in {args.data} (used in place, not copied)")
     base = load_settings(environ={})
     embedder = CachedEmbedder(
-        SentenceTransformerEmbedder(base.model_name, base.embed_batch_size), base.model_name, args.cache
+        make_embedder(base), base.model_name, args.cache
     )
     results_file = args.cache.with_name("clustering_quality.json")
     saved: dict[str, Any] = json.loads(results_file.read_text()) if results_file.exists() else {}

@@ -7,7 +7,10 @@ Two handlers, each on its own topic and consumer group:
   reason, a transient failure is retried by the worker. Writes are upserts by ``id``, so a redelivered
   record never makes a second document.
 - :class:`StoryIndexStage` (``stories.events`` → store stories): upserts the event's story; a
-  ``merged`` event also marks the folded stories with ``merged_into``.
+  ``merged`` event also marks the folded stories with ``merged_into`` and moves their articles to the
+  survivor (``SearchStore.move_articles``). An article that reaches the store after its story was
+  merged (the two topics are read by different groups) is written under the survivor: the index stage
+  follows ``merged_into`` of the stories it writes articles for.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class IndexStage:
                 continue
             articles[article.id] = article  # the last version of an id in a batch wins
             positions.setdefault(article.id, []).append(i)
+        articles = self._follow_merges(articles)
         failures = []
         if articles:
             with self.metrics.store_write_seconds.labels(kind="article").time():
@@ -75,6 +79,26 @@ class IndexStage:
                 self.metrics.articles.labels(stage=self.name, status="indexed").inc()
                 logger.debug("article indexed", extra={"key": records[i].key, "stage": self.name})
         return outcomes
+
+    def _follow_merges(self, articles: dict[str, Article]) -> dict[str, Article]:
+        """``articles`` with the story of each one that was merged away replaced by its survivor."""
+        survivor: dict[str, str] = {}
+        for story_id in {a.story_id for a in articles.values() if a.story_id}:
+            seen: set[str] = set()
+            current = story_id
+            while current not in seen:
+                seen.add(current)
+                story = self.store.get_story(current)
+                if story is None or not story.merged_into:
+                    break
+                current = story.merged_into
+            if current != story_id:
+                survivor[story_id] = current
+        if not survivor:
+            return articles
+        return {
+            k: a.replace(story_id=survivor[a.story_id]) if a.story_id in survivor else a for k, a in articles.items()
+        }
 
 
 class StoryIndexStage:
@@ -110,4 +134,10 @@ class StoryIndexStage:
             with self.metrics.store_write_seconds.labels(kind="story").time():
                 self.store.write_stories(stories)
             self.metrics.store_writes.labels(kind="story", result="ok").inc(len(stories))
+        by_survivor: dict[str, list[str]] = {}
+        for story_id, survivor in folded.items():
+            by_survivor.setdefault(survivor, []).append(story_id)
+        for survivor, absorbed in by_survivor.items():
+            moved = self.store.move_articles(absorbed, survivor)
+            logger.info("articles moved to the surviving story", extra={"story_id": survivor, "moved": moved})
         return outcomes

@@ -14,8 +14,9 @@ Scoring a candidate story for an article:
 - ``shared``: the anchors both have, each weighted by its kind (``stream.anchors.ANCHOR_WEIGHTS``)
   times its rarity among recent articles (``rarity``: 1 for an anchor no other recent article has,
   about 0 for one most articles share, such as the topic's own names, "Assad" or "13,000");
-- the date gate: an article with a publication date is not eligible for a story whose dated articles
-  were all published more than ``date_gate_days`` away (undated articles pass: their time is unknown);
+- the date gate: an article with a publication date is not eligible to *join* an active story whose
+  dated articles were all published more than ``date_gate_days`` away (undated articles pass: their
+  time is unknown); a story further back in time is dormant and only a follow-up can reach it (below);
 - same language, read by the model (``model_languages``; ``*`` for a multilingual model, which also
   makes every language pair comparable): ``score = cos + anchor_weight * min(1, shared / ANCHOR_SATURATION)``;
 - otherwise (another language, or a language an English-only model does not read, where cosine
@@ -226,10 +227,12 @@ def score_candidate(
         score = threshold * min(MAX_ANCHOR_SCORE_RATIO, shared / params.cross_lingual_min_anchors)
         eligible = shared >= params.cross_lingual_min_anchors
         reason = "shared anchors" if eligible else "not read by the model, too few shared anchors"
-    gated = date_gate(article, cand, params)
+    gated = None if cand.dormant else date_gate(article, cand, params)  # a dormant story is a follow-up's
     if eligible and gated is not None:
         eligible, reason = False, gated
-    new_kinds = article.kinds - cand.kinds
+    # Kind cues are word lists per language: a story with no article in this language may just lack
+    # the words, so only a story read in the article's language can show a development is new.
+    new_kinds = article.kinds - cand.kinds if article.lang in cand.languages else frozenset()
     if eligible and new_kinds and cos < params.novelty_override:
         eligible, reason = False, "new development: " + ",".join(sorted(new_kinds))
     if eligible and cand.dormant:
@@ -321,7 +324,8 @@ def merge_pairs(
     stories: Sequence[Candidate], params: ClusterParams, *, center: NDArray[np.float32] | None = None
 ) -> list[tuple[int, int]]:
     """Index pairs ``(i, j)``, ``i < j``, of ``stories`` that should merge, most similar first: their
-    (centred) centroids at least the merge threshold apart, the same kinds of development, and
+    (centred) centroids at least the merge threshold apart, the same kinds of development (when they
+    share a language: kind cues are per-language word lists), and
     publication dates within the date gate of each other.
 
     One matrix product over the centroids, so a pass over a few hundred active stories stays cheap.
@@ -340,7 +344,7 @@ def merge_pairs(
 
 
 def _compatible(a: Candidate, b: Candidate, params: ClusterParams) -> bool:
-    if a.story_id == b.story_id or a.kinds != b.kinds:
+    if a.story_id == b.story_id or (a.kinds != b.kinds and a.languages & b.languages):
         return False
     if a.dated_first is None or b.dated_first is None or a.dated_last is None or b.dated_last is None:
         return True

@@ -284,7 +284,7 @@ class EmbedStage:
         )
         verdict = assign(
             features,
-            self.state.candidates(at, anchors, vector=vector),
+            self.state.candidates(at, anchors, vector=vector, dated=dated),
             self.params,
             center=self.state.center(),
             rarity=self.state.rarity,
@@ -345,7 +345,8 @@ class EmbedStage:
                 continue
             self.state.merge(older, younger)
             absorbed.add(younger.id)
-            folded.setdefault(older.id, []).append(younger.id)
+            # a story that absorbed others this pass and is now absorbed hands them on: one event each survivor
+            folded.setdefault(older.id, []).extend([younger.id, *folded.pop(younger.id, [])])
         events: list[StoryEvent] = []
         by_id = {r.id: r for r in live}
         for survivor_id, merged in folded.items():

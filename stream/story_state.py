@@ -54,6 +54,8 @@ STATE_FILE = "stories.sqlite3"
 SCHEMA_VERSION = 2
 CENTER_WINDOW = 500  # articles the running mean vector is averaged over (an EMA of that span)
 CENTER_MIN_ARTICLES = 40  # below this the mean is not known well enough to centre on (warm-up)
+RARITY_PRIOR = 20.0  # articles without the anchor assumed before any was seen: two early articles sharing
+# a date do not make it common (2 of 2 -> rarity 0.65, 200 of 200 -> 0.02, 20 of 2000 -> 0.60)
 RARITY_HALF_LIFE = 2000.0  # articles after which an anchor's count in the rarity table weighs half
 CONTENT_CANDIDATES = 12  # stories found by content alone (undated articles, undated stories)
 CONTENT_STORIES = 20000  # live stories kept in the in-memory content index (the most recent ones)
@@ -426,13 +428,11 @@ class StoryState:
         return float(count * 0.5 ** ((self._seen_n - at_n) / RARITY_HALF_LIFE))
 
     def rarity(self, anchor: str) -> float:
-        """1 for an anchor no recent article has, falling to 0 for one that every recent article has:
-        ``1 - log(1 + df) / log(1 + N)`` over decayed counts (``RARITY_HALF_LIFE``)."""
-        total = RARITY_HALF_LIFE / math.log(2) * (1.0 - 0.5 ** (self._seen_n / RARITY_HALF_LIFE))
-        if total < 1.0:
-            return 1.0
-        df = min(self._decayed(anchor), total)
-        return max(0.0, 1.0 - math.log1p(df) / math.log1p(total))
+        """1 for an anchor no recent article has, falling towards 0 for one that every recent article has:
+        ``1 - log(1 + df) / log(1 + N + RARITY_PRIOR)`` over decayed counts (``RARITY_HALF_LIFE``)."""
+        seen = RARITY_HALF_LIFE / math.log(2) * (1.0 - 0.5 ** (self._seen_n / RARITY_HALF_LIFE))
+        df = min(self._decayed(anchor), seen)
+        return max(0.0, 1.0 - math.log1p(df) / math.log1p(seen + RARITY_PRIOR))
 
     @property
     def since_merge(self) -> int:
@@ -711,7 +711,12 @@ class StoryState:
         ]
 
     def candidates(
-        self, at: datetime, anchors: frozenset[str], *, vector: NDArray[np.float32] | None = None
+        self,
+        at: datetime,
+        anchors: frozenset[str],
+        *,
+        vector: NDArray[np.float32] | None = None,
+        dated: bool = True,
     ) -> list[Candidate]:
         """Active stories around ``at``, the ``CONTENT_CANDIDATES`` stories closest to ``vector`` whatever
         their time (an undated article's time is only its discovery; the date gate of
@@ -729,7 +734,9 @@ class StoryState:
                 record = self.get(story_id)
                 if story_id not in active and record is not None and record.merged_into is None:
                     active.add(story_id)
-                    out.append(record.to_candidate(dormant=False))
+                    # A story dated outside a dated article's window is dormant (a follow-up needs shared
+                    # specific anchors); with an undated article or an undated story, time says nothing.
+                    out.append(record.to_candidate(dormant=dated and record.dated_first is not None))
         for story_id in self._dormant_ids(at, anchors, exclude=active):
             record = self.get(story_id)
             if record is not None and record.merged_into is None:

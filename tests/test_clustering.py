@@ -189,7 +189,7 @@ def test_copies_are_one_story_and_unrelated_news_another(make_stage: Callable[..
     assert {d.story_id for d in dups} == {first.story_id}
     assert other.story_id != first.story_id and other.story_role == "first"
     assert [e.kind for e in events].count("created") == 2
-    assert all(len(a.embedding or ()) == 384 for a in out)
+    assert all(len(a.embedding or ()) == 512 for a in out)
     assert stage.state.get(first.story_id).article_count == 6  # type: ignore[union-attr]
 
 
@@ -214,27 +214,39 @@ def test_novelty_anniversary_joins_the_old_story_new_developments_open_new_ones(
     assert [e.kind for e in events] == ["created"]
 
 
-def test_arabic_and_english_reports_of_one_event_link_through_anchors(
-    make_stage: Callable[..., EmbedStage],
-    settings_factory: Callable[..., Settings],
-    embedder: SentenceTransformerEmbedder,
-    tmp_path: Path,
-) -> None:
+def test_arabic_and_english_reports_of_one_event_are_one_story(make_stage: Callable[..., EmbedStage]) -> None:
     batch = [corpus.turk_visit_en(), corpus.turk_visit_ar(), corpus.unrelated_arabic()]
     en, ar, bakery = make_stage().process(batch)[0]
     assert ar.story_id == en.story_id and ar.story_role == "follow_up"
     assert bakery.story_id != en.story_id and bakery.story_role == "first"
-    # Without anchors (an impossible minimum) the two languages stay apart: the anchors made the link.
-    blind = EmbedStage(
-        settings_factory(cross_lingual_min_anchors=1000.0, data_dir=tmp_path / "blind"),
-        Metrics(CollectorRegistry()),
-        embedder=embedder,
-    )
-    try:
-        en2, ar2, _ = blind.process(batch)[0]
-        assert ar2.story_id != en2.story_id
-    finally:
-        blind.close()
+
+
+def test_an_english_only_sentence_transformers_model_links_languages_through_anchors(
+    settings_factory: Callable[..., Settings], minilm: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """The design card's library stays a real path: all-MiniLM-L6-v2 reads English only (model_languages
+    auto -> en), so an Arabic report joins the English story through shared anchors, and not at all
+    when the anchors cannot reach the minimum."""
+    batch = [corpus.turk_visit_en(), corpus.turk_visit_ar(), corpus.unrelated_arabic()]
+    for min_anchors, linked in ((2.0, True), (1000.0, False)):
+        stage = EmbedStage(
+            settings_factory(
+                model_name="all-MiniLM-L6-v2",
+                cluster_threshold=0.7,
+                cross_lingual_min_anchors=min_anchors,
+                data_dir=tmp_path / str(min_anchors),
+            ),
+            Metrics(CollectorRegistry()),
+            embedder=minilm,
+        )
+        try:
+            assert stage.params.model_languages == frozenset({"en"})
+            en, ar, bakery = stage.process(batch)[0]
+            assert (ar.story_id == en.story_id) is linked
+            assert bakery.story_id != en.story_id
+            assert en.embedding is not None and len(en.embedding) == 384
+        finally:
+            stage.close()
 
 
 def test_a_restart_continues_the_same_stories(settings: Settings, embedder: SentenceTransformerEmbedder) -> None:
@@ -300,7 +312,14 @@ def test_converging_stories_are_merged_with_a_merged_event(
     embedder: SentenceTransformerEmbedder,
 ) -> None:
     # A high join threshold keeps two reports of one event apart; the merge pass then folds them.
-    settings = settings_factory(cluster_threshold=0.99, anchor_weight=0.0, merge_threshold=0.6, merge_every=1000)
+    settings = settings_factory(
+        cluster_threshold=0.99,
+        cluster_warmup_threshold=0.99,
+        anchor_weight=0.0,
+        merge_threshold=0.6,
+        merge_warmup_threshold=0.6,
+        merge_every=1000,
+    )
     stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
     try:
         out, _ = stage.process(
@@ -390,7 +409,7 @@ def test_an_article_that_arrives_embedded_keeps_its_vector(make_stage: Callable[
     vector = tuple(float(x) for x in stage.embedder.embed(["something else entirely"])[0])
     out, _ = stage.process([given.replace(embedding=vector), plain])
     assert np.allclose(out[0].embedding, vector, atol=1e-6)  # type: ignore[arg-type]
-    assert out[1].embedding is not None and len(out[1].embedding) == 384
+    assert out[1].embedding is not None and len(out[1].embedding) == 512
     assert not np.allclose(out[1].embedding, vector, atol=1e-3)
 
 

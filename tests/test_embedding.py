@@ -10,19 +10,19 @@ from stream.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder, l2_norm
 from stream.errors import EmbeddingError
 
 
-def test_vectors_have_one_shape_and_unit_length(embedder: SentenceTransformerEmbedder) -> None:
-    vectors = embedder.embed(["Detainees were hanged at the prison.", "A regatta was held in the harbour.", ""])
+def test_vectors_have_one_shape_and_unit_length(minilm: SentenceTransformerEmbedder) -> None:
+    vectors = minilm.embed(["Detainees were hanged at the prison.", "A regatta was held in the harbour.", ""])
     assert vectors.dtype == np.float32
-    assert vectors.shape == (3, embedder.dim) == (3, 384)
+    assert vectors.shape == (3, minilm.dim) == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_empty_input_gives_an_empty_matrix(embedder: SentenceTransformerEmbedder) -> None:
-    assert embedder.embed([]).shape == (0, 384)
+def test_empty_input_gives_an_empty_matrix(minilm: SentenceTransformerEmbedder) -> None:
+    assert minilm.embed([]).shape == (0, 384)
 
 
-def test_related_texts_are_closer_than_unrelated_ones(embedder: SentenceTransformerEmbedder) -> None:
-    a, b, c = embedder.embed(
+def test_related_texts_are_closer_than_unrelated_ones(minilm: SentenceTransformerEmbedder) -> None:
+    a, b, c = minilm.embed(
         [
             "The US says Syria built a crematorium at Sednaya prison.",
             "Washington accuses Damascus of burning bodies in a crematorium at the Sednaya jail.",
@@ -32,11 +32,11 @@ def test_related_texts_are_closer_than_unrelated_ones(embedder: SentenceTransfor
     assert float(a @ b) > 0.6 > float(a @ c)
 
 
-def test_batches_give_the_same_vectors_as_one_call(embedder: SentenceTransformerEmbedder) -> None:
+def test_batches_give_the_same_vectors_as_one_call(minilm: SentenceTransformerEmbedder) -> None:
     texts = [f"Report number {i} about the prison and its detainees." for i in range(5)]
     small = SentenceTransformerEmbedder(DEFAULT_MODEL, batch_size=2)
-    small._model, small._dim = embedder.model, embedder.dim  # share the loaded weights, test the batching
-    assert np.allclose(small.embed(texts), embedder.embed(texts), atol=1e-5)
+    small._model, small._dim = minilm.model, minilm.dim  # share the loaded weights, test the batching
+    assert np.allclose(small.embed(texts), minilm.embed(texts), atol=1e-5)
 
 
 def test_the_default_model_resolves_to_the_bundled_copy_and_others_pass_through() -> None:

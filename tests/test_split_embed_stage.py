@@ -98,7 +98,7 @@ def test_vector_stage_publishes_each_article_with_its_vector_under_one_key(
     assert all(r.headers[H_ENTERED_AT] == "2026-11-24T10:00:00Z" for r in out)
     got = np.array([Article.from_json(r.value).embedding for r in out], dtype=np.float32)
     want = embedder.embed([embed_text(a.title, a.text) for a in articles])
-    assert got.shape == (len(articles), 384)
+    assert got.shape == (len(articles), 512)
     assert np.allclose(got, want, atol=1e-6)
     counted = metrics.registry.get_sample_value("sednaya_articles_total", {"stage": "embed", "status": "embedded"})
     assert counted == len(articles)

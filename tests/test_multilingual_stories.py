@@ -1,0 +1,152 @@
+"""Stories across languages with the multilingual default model (fixtures: tests/multilingual_corpus.py).
+
+Policy under test (docs/clustering.md): one event in any number of languages is one story; its first
+article in a new language is an update, never a new story; an undated article is matched by content
+whatever its discovery time and does not move the story's dated range; a merge moves every article of
+the absorbed story to the survivor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from stream.embed_stage import EmbedStage
+from stream.embedding_use import UniversalSentenceEncoder
+from stream.metrics import Metrics
+from stream.settings import Settings
+from tests import multilingual_corpus as corpus
+
+LANGS = ("en", "ar", "fr", "de", "tr", "ru")
+
+
+@pytest.fixture
+def stage(settings: Settings, embedder: UniversalSentenceEncoder) -> Iterator[EmbedStage]:
+    made = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    yield made
+    made.close()
+
+
+def test_one_event_in_six_languages_is_one_story_created_once(stage: EmbedStage) -> None:
+    out, events = stage.process([corpus.cells(lang) for lang in LANGS])
+    assert len({a.story_id for a in out}) == 1, [(a.lang, a.story_id) for a in out]
+    assert [a.story_role for a in out] == ["first"] + ["follow_up"] * (len(LANGS) - 1)
+    assert [e.kind for e in events] == ["created"] + ["updated"] * (len(LANGS) - 1)
+    assert set(events[-1].story.languages) == set(LANGS)
+
+
+def test_two_events_of_one_week_at_one_place_are_two_stories(stage: EmbedStage) -> None:
+    out, events = stage.process([*(corpus.cells(lang) for lang in LANGS), corpus.files("en"), corpus.files("fr")])
+    cells, files = out[: len(LANGS)], out[len(LANGS) :]
+    assert len({a.story_id for a in cells}) == 1
+    assert len({a.story_id for a in files}) == 1
+    assert files[0].story_id != cells[0].story_id
+    assert [e.kind for e in events].count("created") == 2
+
+
+def test_two_texts_sharing_only_the_prisons_name_and_assad_are_not_linked(stage: EmbedStage) -> None:
+    out, _ = stage.process([corpus.exhibition(), corpus.sanctions_debate()])
+    assert out[0].story_id != out[1].story_id
+    assert [a.story_role for a in out] == ["first", "first"]
+
+
+def test_the_topic_names_are_no_evidence_and_shared_anchors_weigh_by_rarity(stage: EmbedStage) -> None:
+    text = "Sednaya Saydnaya صيدنايا prison, 9 December 2024, 1,200 detainees"
+    anchors = stage.anchors.extract(text) - stage.topic_names
+    assert not {a for a in anchors if a.startswith("name:s")}, anchors  # no name variant of the topic
+    assert "num:1200" in anchors and "date:2024-12-09" in anchors
+    # an anchor every recent article carries weighs less than one seen once
+    for i in range(30):
+        stage.state.observe(stage.embedder.embed([f"report {i}"])[0], {"ent:bashar-al-assad"})
+    stage.state.observe(stage.embedder.embed(["one report"])[0], {"num:1200"})
+    assert stage.state.rarity("ent:bashar-al-assad") < 0.2 < 0.7 < stage.state.rarity("num:1200")
+
+
+def test_an_undated_article_joins_by_content_and_keeps_the_dated_range(stage: EmbedStage) -> None:
+    dated, _ = stage.process([corpus.cells("en"), corpus.cells("fr")])
+    # discovered two years later, no publication date: matched by content, not by its discovery time
+    late = datetime(2026, 12, 6, tzinfo=UTC)
+    undated = corpus.cells("ar", dated=False).replace(discovered_at=late, fetched_at=late)
+    out, events = stage.process([undated])
+    assert out[0].story_id == dated[0].story_id and out[0].story_role == "follow_up"
+    record = stage.state.get(dated[0].story_id)
+    assert record is not None and record.dated_last == corpus.cells("en").published
+    assert events[0].kind == "updated"
+
+
+def test_a_dated_article_of_another_week_does_not_join_an_active_story(
+    settings_factory: Callable[..., Settings], embedder: UniversalSentenceEncoder, tmp_path: Path
+) -> None:
+    stage = EmbedStage(
+        settings_factory(date_gate_days=2.0, cluster_window_days=30, data_dir=tmp_path / "gate"),
+        Metrics(CollectorRegistry()),
+        embedder=embedder,
+    )
+    try:
+        later = corpus.cells("de").replace(published=datetime(2024, 12, 20, 10, tzinfo=UTC))
+        out, _ = stage.process([corpus.cells("en"), later])
+        assert out[0].story_id != out[1].story_id  # same text, eleven days apart: the gate keeps them apart
+    finally:
+        stage.close()
+
+
+def test_a_merge_moves_the_absorbed_articles_to_the_survivor(
+    settings_factory: Callable[..., Settings], embedder: UniversalSentenceEncoder, tmp_path: Path
+) -> None:
+    # a join threshold nothing reaches keeps every report apart; the merge pass folds them
+    settings = settings_factory(
+        cluster_threshold=0.99,
+        cluster_warmup_threshold=0.99,
+        merge_threshold=0.6,
+        merge_warmup_threshold=0.6,
+        merge_every=1000,
+        data_dir=tmp_path / "merge",
+    )
+    stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    try:
+        out, _ = stage.process([corpus.cells("en"), corpus.cells("fr"), corpus.cells("de")])
+        assert len({a.story_id for a in out}) == 3
+        events = stage.merge_now(corpus.cells("de"))
+        assert [e.kind for e in events] == ["merged"]
+        survivor = events[0].story.id
+        ids = {a.story_id for a in out}
+        assert survivor == min(ids)  # one publication time: the tie goes to the lower story id
+        assert set(events[0].merged_ids) == ids - {survivor}
+        for article in out:  # a re-delivered article answers with the survivor
+            decision = stage.state.decision(article.id)
+            assert decision is not None and decision.story_id == survivor
+        replayed, again = stage.process([corpus.cells("fr")])
+        assert replayed[0].story_id == survivor and again == []
+    finally:
+        stage.close()
+
+
+def test_a_merge_reaches_the_search_store(
+    settings_factory: Callable[..., Settings], embedder: UniversalSentenceEncoder, tmp_path: Path
+) -> None:
+    from sednaya_monitor.pipeline import Pipeline
+
+    settings = settings_factory(
+        cluster_threshold=0.99,
+        cluster_warmup_threshold=0.99,
+        merge_threshold=0.6,
+        merge_warmup_threshold=0.6,
+        merge_every=3,
+        data_dir=tmp_path / "pipe",
+    )
+    pipeline = Pipeline(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    try:
+        articles = [corpus.cells("en"), corpus.cells("fr"), corpus.cells("de")]
+        pipeline.publish(articles)
+        pipeline.drain()
+        stored = [pipeline.store.get_article(a.id) for a in articles]
+        story_ids = {a.story_id for a in stored if a is not None}
+        assert len(story_ids) == 1, story_ids  # every article moved to the survivor in the store
+        survivor = pipeline.store.get_story(story_ids.pop())
+        assert survivor is not None and survivor.merged_into is None
+    finally:
+        pipeline.close()
