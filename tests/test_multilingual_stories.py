@@ -24,6 +24,18 @@ from tests import multilingual_corpus as corpus
 LANGS = ("en", "ar", "fr", "de", "tr", "ru")
 
 
+def apart_then_merged(settings_factory: Callable[..., Settings], data_dir: Path, *, merge_every: int) -> Settings:
+    """A join threshold nothing reaches keeps every report apart; the merge pass then folds them."""
+    return settings_factory(
+        cluster_threshold=0.99,
+        cluster_warmup_threshold=0.99,
+        merge_threshold=0.6,
+        merge_warmup_threshold=0.6,
+        merge_every=merge_every,
+        data_dir=data_dir,
+    )
+
+
 @pytest.fixture
 def stage(settings: Settings, embedder: UniversalSentenceEncoder) -> Iterator[EmbedStage]:
     made = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
@@ -97,15 +109,7 @@ def test_a_dated_article_of_another_week_does_not_join_an_active_story(
 def test_a_merge_moves_the_absorbed_articles_to_the_survivor(
     settings_factory: Callable[..., Settings], embedder: UniversalSentenceEncoder, tmp_path: Path
 ) -> None:
-    # a join threshold nothing reaches keeps every report apart; the merge pass folds them
-    settings = settings_factory(
-        cluster_threshold=0.99,
-        cluster_warmup_threshold=0.99,
-        merge_threshold=0.6,
-        merge_warmup_threshold=0.6,
-        merge_every=1000,
-        data_dir=tmp_path / "merge",
-    )
+    settings = apart_then_merged(settings_factory, tmp_path / "merge", merge_every=1000)
     stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
     try:
         out, _ = stage.process([corpus.cells("en"), corpus.cells("fr"), corpus.cells("de")])
@@ -130,14 +134,7 @@ def test_a_merge_reaches_the_search_store(
 ) -> None:
     from sednaya_monitor.pipeline import Pipeline
 
-    settings = settings_factory(
-        cluster_threshold=0.99,
-        cluster_warmup_threshold=0.99,
-        merge_threshold=0.6,
-        merge_warmup_threshold=0.6,
-        merge_every=3,
-        data_dir=tmp_path / "pipe",
-    )
+    settings = apart_then_merged(settings_factory, tmp_path / "pipe", merge_every=3)
     pipeline = Pipeline(settings, Metrics(CollectorRegistry()), embedder=embedder)
     try:
         articles = [corpus.cells("en"), corpus.cells("fr"), corpus.cells("de")]
