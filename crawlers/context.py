@@ -106,6 +106,10 @@ class CrawlSummary:
         return out
 
 
+# The composition root's bus factory, by dotted path: the crawlers never import the application package.
+BUS_FACTORY = "sednaya_monitor.wiring.make_bus"
+
+
 class CrawlContext:
     """Shared state of one crawl. ``sources`` are the registry entries to poll; ``registry`` all of them
     (used to attribute discovered links to an outlet)."""
@@ -143,11 +147,16 @@ class CrawlContext:
         bus.ensure_topics([settings.topic_raw])
 
     @classmethod
-    def standalone(cls, source_ids: Sequence[str] | None = None) -> CrawlContext:
-        """For ``scrapy crawl NAME``: settings from the environment, the bus they name, fresh metrics."""
-        from sednaya_monitor.wiring import make_bus  # composition root, imported only on this entry path
+    def standalone(
+        cls, source_ids: Sequence[str] | None = None, *, bus_factory: str = BUS_FACTORY
+    ) -> CrawlContext:
+        """For ``scrapy crawl NAME``: settings from the environment, the bus they name (built by the
+        composition root, named by ``bus_factory`` as Scrapy names its components), fresh metrics."""
+        from scrapy.utils.misc import load_object
+
         from stream.settings import load_settings
 
+        make_bus = load_object(bus_factory)
         settings = load_settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return cls(settings, make_bus(settings), Metrics(), source_ids=source_ids, owns_bus=True)

@@ -14,68 +14,84 @@ from tests.story_corpus import make_article
 CELLS = {
     "en": (
         "Rescuers dig for hidden cells beneath Sednaya prison",
-        "Civil defence teams brought drills and sniffer dogs to Sednaya prison north of Damascus on Monday, "
-        "searching for underground cells where families believe relatives are still locked up. Thousands of "
-        "people gathered at the gates after opposition fighters freed inmates the day before. The rescuers "
-        "said they had broken through several walls and found no one yet, and asked former guards to hand "
-        "over maps of the basement levels.",
+        (
+            "Civil defence teams brought drills and sniffer dogs to Sednaya prison north of Damascus on Monday, "
+            "searching for underground cells where families believe relatives are still locked up. Thousands of "
+            "people gathered at the gates after opposition fighters freed inmates the day before. The rescuers "
+            "said they had broken through several walls and found no one yet, and asked former guards to hand "
+            "over maps of the basement levels."
+        ),
     ),
     "ar": (
         "فرق الإنقاذ تبحث عن زنازين سرية تحت سجن صيدنايا",
-        "وصلت فرق الدفاع المدني يوم الاثنين إلى سجن صيدنايا شمال دمشق مع معدات حفر وكلاب مدربة للبحث عن "
-        "زنازين تحت الأرض تعتقد العائلات أن أقاربها ما زالوا محتجزين فيها. وتجمع آلاف الأشخاص عند البوابات "
-        "بعد أن أطلق مقاتلو المعارضة سراح السجناء في اليوم السابق. وقال المنقذون إنهم كسروا عدة جدران ولم "
-        "يعثروا على أحد حتى الآن، وطلبوا من الحراس السابقين تسليم خرائط الطوابق السفلية.",
+        (
+            "وصلت فرق الدفاع المدني يوم الاثنين إلى سجن صيدنايا شمال دمشق مع معدات حفر وكلاب مدربة للبحث عن "
+            "زنازين تحت الأرض تعتقد العائلات أن أقاربها ما زالوا محتجزين فيها. وتجمع آلاف الأشخاص عند البوابات "
+            "بعد أن أطلق مقاتلو المعارضة سراح السجناء في اليوم السابق. وقال المنقذون إنهم كسروا عدة جدران ولم "
+            "يعثروا على أحد حتى الآن، وطلبوا من الحراس السابقين تسليم خرائط الطوابق السفلية."
+        ),
     ),
     "fr": (
         "Les secouristes cherchent des cellules cachées sous la prison de Saydnaya",
-        "Des équipes de la défense civile sont arrivées lundi à la prison de Saydnaya, au nord de Damas, avec "
-        "des foreuses et des chiens pour chercher des cellules souterraines où des familles pensent que leurs "
-        "proches sont encore enfermés. Des milliers de personnes se sont rassemblées devant les portes après "
-        "la libération des détenus la veille par les combattants de l'opposition. Les secouristes disent "
-        "avoir percé plusieurs murs sans trouver personne et demandent aux anciens gardiens les plans des "
-        "sous-sols.",
+        (
+            "Des équipes de la défense civile sont arrivées lundi à la prison de Saydnaya, au nord de Damas, avec "
+            "des foreuses et des chiens pour chercher des cellules souterraines où des familles pensent que leurs "
+            "proches sont encore enfermés. Des milliers de personnes se sont rassemblées devant les portes après "
+            "la libération des détenus la veille par les combattants de l'opposition. Les secouristes disent "
+            "avoir percé plusieurs murs sans trouver personne et demandent aux anciens gardiens les plans des "
+            "sous-sols."
+        ),
     ),
     "de": (
         "Retter suchen nach versteckten Zellen unter dem Gefängnis Saidnaja",
-        "Helfer des Zivilschutzes sind am Montag mit Bohrern und Spürhunden zum Gefängnis Saidnaja nördlich "
-        "von Damaskus gekommen, um nach unterirdischen Zellen zu suchen, in denen Familien ihre Angehörigen "
-        "noch vermuten. Tausende Menschen versammelten sich an den Toren, nachdem Oppositionskämpfer am "
-        "Vortag Häftlinge befreit hatten. Die Retter durchbrachen nach eigenen Angaben mehrere Wände, fanden "
-        "aber bisher niemanden und baten frühere Wärter um Pläne der Kellergeschosse.",
+        (
+            "Helfer des Zivilschutzes sind am Montag mit Bohrern und Spürhunden zum Gefängnis Saidnaja nördlich "
+            "von Damaskus gekommen, um nach unterirdischen Zellen zu suchen, in denen Familien ihre Angehörigen "
+            "noch vermuten. Tausende Menschen versammelten sich an den Toren, nachdem Oppositionskämpfer am "
+            "Vortag Häftlinge befreit hatten. Die Retter durchbrachen nach eigenen Angaben mehrere Wände, fanden "
+            "aber bisher niemanden und baten frühere Wärter um Pläne der Kellergeschosse."
+        ),
     ),
     "tr": (
         "Kurtarma ekipleri Sednaya cezaevinin altındaki gizli hücreleri arıyor",
-        "Sivil savunma ekipleri pazartesi günü matkaplar ve arama köpekleriyle Şam'ın kuzeyindeki Sednaya "
-        "cezaevine gelerek ailelerin yakınlarının hâlâ tutulduğuna inandığı yeraltı hücrelerini aradı. "
-        "Muhalif savaşçıların bir gün önce mahkumları serbest bırakmasının ardından binlerce kişi kapılarda "
-        "toplandı. Kurtarma ekipleri birkaç duvarı deldiklerini ancak henüz kimseyi bulamadıklarını söyledi "
-        "ve eski gardiyanlardan bodrum katlarının planlarını istedi.",
+        (
+            "Sivil savunma ekipleri pazartesi günü matkaplar ve arama köpekleriyle Şam'ın kuzeyindeki Sednaya "
+            "cezaevine gelerek ailelerin yakınlarının hâlâ tutulduğuna inandığı yeraltı hücrelerini aradı. "
+            "Muhalif savaşçıların bir gün önce mahkumları serbest bırakmasının ardından binlerce kişi kapılarda "
+            "toplandı. Kurtarma ekipleri birkaç duvarı deldiklerini ancak henüz kimseyi bulamadıklarını söyledi "
+            "ve eski gardiyanlardan bodrum katlarının planlarını istedi."
+        ),
     ),
     "ru": (
         "Спасатели ищут скрытые камеры под тюрьмой Седная",
-        "Бригады гражданской обороны в понедельник прибыли с бурами и служебными собаками в тюрьму Седная к "
-        "северу от Дамаска, чтобы искать подземные камеры, где, по мнению семей, всё ещё держат их "
-        "родственников. Тысячи людей собрались у ворот после того, как накануне оппозиционные бойцы "
-        "освободили заключённых. Спасатели сообщили, что пробили несколько стен, но пока никого не нашли, и "
-        "попросили бывших охранников передать планы подвальных этажей.",
+        (
+            "Бригады гражданской обороны в понедельник прибыли с бурами и служебными собаками в тюрьму Седная к "
+            "северу от Дамаска, чтобы искать подземные камеры, где, по мнению семей, всё ещё держат их "
+            "родственников. Тысячи людей собрались у ворот после того, как накануне оппозиционные бойцы "
+            "освободили заключённых. Спасатели сообщили, что пробили несколько стен, но пока никого не нашли, и "
+            "попросили бывших охранников передать планы подвальных этажей."
+        ),
     ),
 }
 
 FILES = {
     "en": (
         "Investigators box up Sednaya prison records for future trials",
-        "A team of documentation workers spent Friday at Sednaya packing registers, transfer lists and "
-        "execution orders into numbered boxes, saying the paperwork could identify officials responsible "
-        "for killings at the prison. Several binders had been burned before the guards fled. The group said "
-        "copies would be shared with prosecutors in Europe and with a United Nations mechanism.",
+        (
+            "A team of documentation workers spent Friday at Sednaya packing registers, transfer lists and "
+            "execution orders into numbered boxes, saying the paperwork could identify officials responsible "
+            "for killings at the prison. Several binders had been burned before the guards fled. The group said "
+            "copies would be shared with prosecutors in Europe and with a United Nations mechanism."
+        ),
     ),
     "fr": (
         "Des enquêteurs mettent à l'abri les archives de la prison de Saydnaya",
-        "Une équipe de documentation a passé vendredi à Saydnaya à ranger registres, listes de transferts et "
-        "ordres d'exécution dans des cartons numérotés, estimant que ces papiers pourraient identifier les "
-        "responsables des tueries dans la prison. Plusieurs classeurs avaient été brûlés avant la fuite des "
-        "gardiens. Des copies seront transmises à des procureurs européens et à un mécanisme de l'ONU.",
+        (
+            "Une équipe de documentation a passé vendredi à Saydnaya à ranger registres, listes de transferts et "
+            "ordres d'exécution dans des cartons numérotés, estimant que ces papiers pourraient identifier les "
+            "responsables des tueries dans la prison. Plusieurs classeurs avaient été brûlés avant la fuite des "
+            "gardiens. Des copies seront transmises à des procureurs européens et à un mécanisme de l'ONU."
+        ),
     ),
 }
 

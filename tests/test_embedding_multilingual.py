@@ -40,7 +40,7 @@ def test_empty_texts_give_zero_rows_and_no_call_gives_an_empty_matrix(embedder: 
 
 def test_threads_default_to_the_cores_and_bad_values_name_the_model() -> None:
     assert UniversalSentenceEncoder().threads == default_threads() >= 1
-    with pytest.raises(EmbeddingError, match="use-multilingual-v3.*threads=-1"):
+    with pytest.raises(EmbeddingError, match=r"use-multilingual-v3.*threads=-1"):
         UniversalSentenceEncoder(threads=-1)
     with pytest.raises(EmbeddingError, match="batch_size=0"):
         UniversalSentenceEncoder(batch_size=0)

@@ -1,0 +1,64 @@
+"""The rooms and who may import whom (docs/architecture.md), checked on the source with ``ast``.
+
+- domain modules (the contract, relevance, clustering, story state, alert decisions, the stages) import
+  no Kafka, Elasticsearch, Scrapy or Prometheus client: only adapters do;
+- ``crawlers`` never imports the application package (``sednaya_monitor``);
+- ``stream`` and ``indexer`` never import ``sednaya_monitor`` either.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVERS = ("kafka", "elasticsearch", "elastic_transport", "scrapy", "twisted", "prometheus_client")
+# Adapters: the only modules of stream/ and indexer/ that may talk to a driver.
+ADAPTERS = {
+    "stream/bus_kafka.py",
+    "stream/metrics.py",  # the Prometheus implementation of the metrics the stages count
+    "indexer/store_elastic.py",
+    "indexer/watchlists_elastic.py",
+}
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", ["stream", "indexer"])
+def test_domain_modules_import_no_driver(package: str) -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in imports(path) if m.split(".")[0] in DRIVERS)
+        for path in modules(package)
+        if str(path.relative_to(ROOT)) not in ADAPTERS
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+@pytest.mark.parametrize("package", ["crawlers", "stream", "indexer"])
+def test_lower_rooms_never_import_the_application_package(package: str) -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in imports(path) if m.split(".")[0] == "sednaya_monitor")
+        for path in modules(package)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_rule_sees_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import kafka\nfrom sednaya_monitor.wiring import make_bus\n", encoding="utf-8")
+    assert imports(bad) == {"kafka", "sednaya_monitor.wiring"}
