@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--model", default="")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--defaults-only", action="store_true", help="skip the calibration grid")
     args = parser.parse_args()
     base = load_settings(environ={}, overrides={"model_name": args.model} if args.model else {})
     records = stream(load(args.data))
@@ -165,15 +166,15 @@ def main() -> None:
     part_a = {i for i, r in enumerate(records) if half(r["event"] if r["event"] != "irrelevant" else r["url"]) == "A"}
     part_b = set(range(len(records))) - part_a
     trials = []
-    for values in itertools.product(*GRID.values()):
+    for values in [] if args.defaults_only else itertools.product(*GRID.values()):
         overrides = dict(zip(GRID, values, strict=True))
         settings = base.replace(**overrides)
         pred = run(articles, settings, embedder)
         trials.append((score(records, pred, part_a)[2], overrides, pred))
         print(f"{overrides} F1(A)={trials[-1][0]:.3f}", flush=True)
-    trials.sort(key=lambda t: -t[0])
-    _, chosen, pred = trials[0]
     default = run(articles, base, embedder)
+    trials.sort(key=lambda t: -t[0])
+    _, chosen, pred = trials[0] if trials else (0.0, {k: getattr(base, k) for k in GRID}, default)
     rows = []
     for name, p in (("defaults", default), ("chosen on A", pred)):
         for part, keep in (("A (calibration)", part_a), ("B (held out)", part_b), ("all", set(range(len(records))))):

@@ -35,9 +35,10 @@ The best eligible score at or above ``threshold`` wins (ties: the older story); 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
@@ -106,6 +107,7 @@ class Candidate:
     last_seen: datetime
     dated_first: datetime | None = None
     dated_last: datetime | None = None
+    dated_days: tuple[int, ...] = ()  # distinct publication days (date ordinals), sorted
     article_count: int = 1
     dormant: bool = False  # last seen before the look-back window (found by its anchors)
 
@@ -193,13 +195,27 @@ def cosines(
 
 
 def date_gate(article: ArticleFeatures, cand: Candidate, params: ClusterParams) -> str | None:
-    """Why ``cand`` is out of reach of ``article``'s publication date, or None."""
-    if not article.dated or cand.dated_first is None or cand.dated_last is None:
+    """Why ``cand`` is out of reach of ``article``'s publication date, or None: no dated article of the
+    story was published within ``date_gate_days`` of it (a story that undated articles bridged across
+    years keeps each of its dated days, not one wide range)."""
+    if not article.dated or cand.dated_first is None:
         return None
-    gate = timedelta(days=params.date_gate_days)
-    if cand.dated_first - gate <= article.at <= cand.dated_last + gate:
+    days = cand.dated_days or _range_days(cand)
+    if _near(article.at.toordinal(), days, params.date_gate_days):
         return None
     return f"published more than {params.date_gate_days:g} days from the story's dated articles"
+
+
+def _range_days(cand: Candidate) -> tuple[int, ...]:
+    assert cand.dated_first is not None
+    last = cand.dated_last or cand.dated_first
+    return (cand.dated_first.toordinal(), last.toordinal())
+
+
+def _near(day: int, days: Sequence[int], gate: float) -> bool:
+    """Whether a day of the sorted ``days`` is within ``gate`` days of ``day``."""
+    at = bisect.bisect_left(days, day)
+    return any(abs(days[i] - day) <= gate for i in (at - 1, at) if 0 <= i < len(days))
 
 
 def score_candidate(
@@ -346,10 +362,10 @@ def merge_pairs(
 def _compatible(a: Candidate, b: Candidate, params: ClusterParams) -> bool:
     if a.story_id == b.story_id or (a.kinds != b.kinds and a.languages & b.languages):
         return False
-    if a.dated_first is None or b.dated_first is None or a.dated_last is None or b.dated_last is None:
+    if a.dated_first is None or b.dated_first is None:
         return True
-    gate = timedelta(days=params.date_gate_days)
-    return a.dated_first - gate <= b.dated_last and b.dated_first - gate <= a.dated_last
+    a_days, b_days = a.dated_days or _range_days(a), b.dated_days or _range_days(b)
+    return any(_near(day, b_days, params.date_gate_days) for day in a_days)
 
 
 def should_merge(

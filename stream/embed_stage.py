@@ -334,8 +334,9 @@ class EmbedStage:
         return decision, [self._event(kind, record, article, entered_at)]
 
     def _merge_pass(self, trigger: Article, entered_at: datetime | None) -> list[StoryEvent]:
-        """Merge converged active stories around ``trigger``'s time: the younger folds into the older."""
-        live = sorted(self.state.live_stories(article_time(trigger)), key=lambda r: (r.first_seen, r.id))
+        """Merge converged stories (those active around ``trigger``'s time, those that changed since the
+        last pass and their nearest by content): the younger folds into the older."""
+        live = sorted(self.state.merge_candidates(article_time(trigger)), key=lambda r: (r.first_seen, r.id))
         pairs = merge_pairs([r.to_candidate(dormant=False) for r in live], self.params, center=self.state.center())
         folded: dict[str, list[str]] = {}
         absorbed: set[str] = set()

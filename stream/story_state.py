@@ -30,6 +30,7 @@ Writes happen inside one open transaction per batch: :meth:`StoryState.commit` m
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -57,6 +58,7 @@ CENTER_MIN_ARTICLES = 40  # below this the mean is not known well enough to cent
 RARITY_PRIOR = 20.0  # articles without the anchor assumed before any was seen: two early articles sharing
 # a date do not make it common (2 of 2 -> rarity 0.65, 200 of 200 -> 0.02, 20 of 2000 -> 0.60)
 RARITY_HALF_LIFE = 2000.0  # articles after which an anchor's count in the rarity table weighs half
+MAX_DATED_DAYS = 366  # distinct publication days kept per story for the date gate
 CONTENT_CANDIDATES = 12  # stories found by content alone (undated articles, undated stories)
 CONTENT_STORIES = 20000  # live stories kept in the in-memory content index (the most recent ones)
 MAX_STORY_ANCHORS = 96  # anchors a story is matched by: its most frequent ones (bounds matching cost)
@@ -84,7 +86,8 @@ CREATE TABLE IF NOT EXISTS stories (
     vec_count INTEGER NOT NULL,
     merged_into TEXT,
     dated_first REAL,
-    dated_last REAL
+    dated_last REAL,
+    dated_days TEXT
 );
 CREATE INDEX IF NOT EXISTS stories_last_seen ON stories (last_seen);
 CREATE TABLE IF NOT EXISTS story_langs (
@@ -167,6 +170,7 @@ class StoryRecord:
     merged_into: str | None = None
     dated_first: datetime | None = None  # publication dates of its dated articles (None: none dated)
     dated_last: datetime | None = None
+    dated_days: list[int] = field(default_factory=list)  # distinct publication days (ordinals), sorted
     _candidate: Candidate | None = None
 
     def mean(self) -> NDArray[np.float32]:
@@ -180,6 +184,12 @@ class StoryRecord:
             return
         self.dated_first = at if self.dated_first is None else min(self.dated_first, at)
         self.dated_last = at if self.dated_last is None else max(self.dated_last, at)
+        day = at.toordinal()
+        at_index = bisect.bisect_left(self.dated_days, day)
+        if (at_index == len(self.dated_days) or self.dated_days[at_index] != day) and len(
+            self.dated_days
+        ) < MAX_DATED_DAYS:
+            self.dated_days.insert(at_index, day)
 
     def centroid(self) -> NDArray[np.float32]:
         return _unit(self.vec_sum)
@@ -208,6 +218,7 @@ class StoryRecord:
                 mean=self.mean(),
                 dated_first=self.dated_first,
                 dated_last=self.dated_last,
+                dated_days=tuple(self.dated_days),
                 lang_centroids={lang: _unit(s) for lang, (s, _) in self.lang_sums.items()},
                 anchors=top,
                 kinds=self.kinds,
@@ -332,6 +343,7 @@ class StoryState:
             elif row[0] == "1":  # v1 -> v2: the dated range of each story (NULL: unknown, as undated)
                 self._db.execute("ALTER TABLE stories ADD COLUMN dated_first REAL")
                 self._db.execute("ALTER TABLE stories ADD COLUMN dated_last REAL")
+                self._db.execute("ALTER TABLE stories ADD COLUMN dated_days TEXT")
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
                 self._db.commit()
             elif row[0] != str(SCHEMA_VERSION):
@@ -351,6 +363,7 @@ class StoryState:
             self._center, self._center_n = _vec(row[0]), int(row[1])
         self._seen_n = int(self._meta("articles_seen", "0"))
         self._since_merge = int(self._meta("since_merge", "0"))
+        self._touched: list[str] = json.loads(self._meta("touched", "[]"))
         self._anchor_seen: dict[str, tuple[float, int]] = {}
         self._content: _ContentIndex | None = None
 
@@ -506,7 +519,7 @@ class StoryState:
             return record
         row = self._db.execute(
             "SELECT id, title, first_seen, last_seen, article_count, source_count, first_article_id, sources, "
-            "languages, anchors, kinds, vec_sum, vec_count, merged_into, dated_first, dated_last "
+            "languages, anchors, kinds, vec_sum, vec_count, merged_into, dated_first, dated_last, dated_days "
             "FROM stories WHERE id = ?",
             (story_id,),
         ).fetchone()
@@ -529,6 +542,7 @@ class StoryState:
             merged_into=row[13],
             dated_first=None if row[14] is None else _dt(row[14]),
             dated_last=None if row[15] is None else _dt(row[15]),
+            dated_days=json.loads(row[16]) if row[16] else [],
         )
         for lang, raw, count in self._db.execute(
             "SELECT lang, vec_sum, vec_count FROM story_langs WHERE story_id = ?", (story_id,)
@@ -575,6 +589,7 @@ class StoryState:
             lang_sums={lang: (np.array(vector, dtype=np.float32), 1)},
         )
         record.add_date(at, dated=dated)
+        self._touch(record.id)
         self._index_anchors(record.id, record.anchors)
         self._remember(record)
         self.save(record)
@@ -603,6 +618,7 @@ class StoryState:
         if lang not in record.languages:
             record.languages.append(lang)
         if vector is not None:
+            self._touch(record.id)
             record.vec_sum = record.vec_sum + vector
             record.vec_count += 1
             lang_sum, lang_count = record.lang_sums.get(lang, (np.zeros_like(vector), 0))
@@ -637,6 +653,8 @@ class StoryState:
         if absorbed.dated_first is not None and absorbed.dated_last is not None:
             survivor.add_date(absorbed.dated_first, dated=True)
             survivor.add_date(absorbed.dated_last, dated=True)
+            for day in absorbed.dated_days:
+                survivor.add_date(datetime.fromordinal(day).replace(tzinfo=UTC), dated=True)
         absorbed.merged_into = survivor.id
         # Every article of the absorbed story now answers with the survivor (a replay included).
         self._db.execute("UPDATE decisions SET story_id = ? WHERE story_id = ?", (survivor.id, absorbed.id))
@@ -648,14 +666,14 @@ class StoryState:
     def save(self, record: StoryRecord) -> None:
         self._db.execute(
             "INSERT INTO stories (id, title, first_seen, last_seen, article_count, source_count, first_article_id, "
-            "sources, languages, anchors, kinds, vec_sum, vec_count, merged_into, dated_first, dated_last) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "sources, languages, anchors, kinds, vec_sum, vec_count, merged_into, dated_first, dated_last, dated_days) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET title=excluded.title, first_seen=excluded.first_seen, "
             "last_seen=excluded.last_seen, article_count=excluded.article_count, "
             "source_count=excluded.source_count, sources=excluded.sources, languages=excluded.languages, "
             "anchors=excluded.anchors, kinds=excluded.kinds, vec_sum=excluded.vec_sum, "
             "vec_count=excluded.vec_count, merged_into=excluded.merged_into, dated_first=excluded.dated_first, "
-            "dated_last=excluded.dated_last",
+            "dated_last=excluded.dated_last, dated_days=excluded.dated_days",
             (
                 record.id,
                 record.title,
@@ -673,6 +691,7 @@ class StoryState:
                 record.merged_into,
                 None if record.dated_first is None else _ts(record.dated_first),
                 None if record.dated_last is None else _ts(record.dated_last),
+                json.dumps(record.dated_days),
             ),
         )
         self._content_update(record)
@@ -790,6 +809,31 @@ class StoryState:
         else:
             self._content.put(record.id, record.mean())
 
+    def _touch(self, story_id: str) -> None:
+        if story_id not in self._touched:
+            self._touched.append(story_id)
+
+    def merge_candidates(self, at: datetime) -> list[StoryRecord]:
+        """The stories a merge pass compares: the active ones around ``at``, the stories that took an
+        original since the last pass, and the ``CONTENT_CANDIDATES`` closest by content to each of
+        those (whatever their time: an undated story and a dated one of one event meet here).
+        Forgets the touched list (durably, with the batch)."""
+        ids = dict.fromkeys(self.active_ids(at))
+        index = self._content_index()
+        for story_id in self._touched:
+            record = self.get(story_id)
+            if record is None or record.merged_into is not None:
+                continue
+            ids[story_id] = None
+            ids.update(dict.fromkeys(index.nearest(_unit(record.mean()), CONTENT_CANDIDATES)))
+        self._touched = []
+        out = []
+        for story_id in ids:
+            record = self.get(story_id)
+            if record is not None and record.merged_into is None:
+                out.append(record)
+        return out
+
     def live_stories(self, at: datetime) -> list[StoryRecord]:
         """Records of the active (windowed, unmerged) stories around ``at``."""
         out = []
@@ -842,6 +886,7 @@ class StoryState:
                 )
             self._set_meta("articles_seen", str(self._seen_n))
             self._set_meta("since_merge", str(self._since_merge))
+            self._set_meta("touched", json.dumps(self._touched))
             self._db.commit()
         except sqlite3.Error as exc:
             raise StoryStateError(f"story state {str(self.path)!r}: commit failed: {exc}") from exc
