@@ -49,7 +49,7 @@ SECTION = "multilingual_stories"
 INGEST_TIME = datetime(2026, 12, 6, tzinfo=UTC)  # discovery time of every record, as one `ingest` run
 GRID = {
     "cluster_threshold": [0.1, 0.15, 0.2, 0.25, 0.3],
-    "cluster_warmup_threshold": [0.5, 0.55, 0.6],
+    "cluster_warmup_threshold": [0.55, 0.6, 0.65, 0.7],
     "anchor_weight": [0.0, 0.1],
     "merge_threshold": [0.3, 0.35, 0.4, 0.5],
 }

@@ -147,3 +147,26 @@ def test_a_merge_reaches_the_search_store(
         assert survivor is not None and survivor.merged_into is None
     finally:
         pipeline.close()
+
+
+@pytest.mark.slow
+def test_the_demo_shows_one_story_per_event_across_languages(tmp_path: Path) -> None:
+    """The bundled demo web: the prison's opening (Arabic, then English) and the salt rooms filmed
+    (Turkish, then Arabic) are one story each; the other nine reports are stories of their own."""
+    import json
+    import os
+
+    from tests.crawl_fixtures import run_cli
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEDNAYA_MONITOR_")}
+    data = str(tmp_path / "data")
+    done = run_cli(env, "--data-dir", data, "demo", "--no-serve", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    exported = run_cli(env, "--data-dir", data, "export", "--format", "jsonl")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    rows = [json.loads(line) for line in exported.stdout.splitlines() if line.strip()]
+    story = {row["url"].split("?")[0].rsplit("/", 1)[-1]: row["story_id"] for row in rows}
+    assert story["liberation.html"] == story["sednaya-survivors.html"]
+    assert story["salt-rooms.html"] == story["sednaya-cezaevi-tuz-odalari.html"]
+    assert story["liberation.html"] != story["salt-rooms.html"]
+    assert len(set(story.values())) == len(rows) - 2, sorted(story.items())
