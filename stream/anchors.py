@@ -18,7 +18,7 @@ repeats the names and figures of. Pure functions, no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stream.text import fold
@@ -288,7 +288,3 @@ def event_kinds(title: str, text: str) -> frozenset[str]:
     head = fold(f"{title}\n{text[:LEAD_CHARS]}")
     return frozenset(kind for kind, pattern in _EVENT_PATTERNS.items() if pattern.search(head))
 
-
-def weighted_overlap(a: Iterable[str], b: frozenset[str] | set[str]) -> float:
-    """Sum of the weights of the anchors of ``a`` also in ``b``."""
-    return sum(anchor_weight(x) for x in a if x in b)

@@ -495,9 +495,6 @@ class StoryState:
             (decision.article_id, decision.story_id, decision.role, decision.status, decision.duplicate_of, _ts(at)),
         )
 
-    def decision_count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
-
     # --- stories -----------------------------------------------------------------------------------
 
     def resolve(self, story_id: str) -> str:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import TopicError
-from stream.text import fold
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -40,10 +39,6 @@ class Topic:
             for term in terms:
                 seen.setdefault(term, None)
         return tuple(seen)
-
-    def folded_names(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(fold(n) for n in self.names))
-
 
 def _strs(data: Any, path: Path, key: str) -> tuple[str, ...]:
     if not isinstance(data, list) or not all(isinstance(x, str) and x.strip() for x in data):
