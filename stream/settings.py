@@ -69,8 +69,8 @@ class Settings:
     cluster_window_days: int = 7  # look-back window of publication time for candidate stories
     # Centred cosine (the topic's mean vector taken away) to a story to join it; calibrated on the
     # multilingual tuning set and NeuS (docs/clustering.md).
-    cluster_threshold: float = 0.25
-    cluster_warmup_threshold: float = 0.65  # raw cosine used while the topic's mean is not known yet
+    cluster_threshold: float = 0.2
+    cluster_warmup_threshold: float = 0.7  # raw cosine used while the topic's mean is not known yet
     date_gate_days: float = 7.0  # a dated article joins no story whose dated articles are further away
     duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
     duplicate_window_days: int = 30  # originals kept in the near-duplicate index (0 = all, memory grows)

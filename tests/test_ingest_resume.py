@@ -67,15 +67,7 @@ def _outcome(data_dir: Path) -> tuple[list[tuple[object, ...]], list[tuple[objec
 @pytest.mark.parametrize(
     "merge_every",
     [
-        pytest.param(
-            10,
-            marks=pytest.mark.skip(
-                reason="fails on the merge-pass counter, kept only in EmbedStage memory (stream/embed_stage.py "
-                "_since_merge): a resumed run merges at other points (seen: 1 and 13 of 600 articles in other stories, "
-                "262 and 269 stories against 261). The lead makes the counter durable; unskip then."
-            ),
-            id="merge-every-10",
-        ),
+        pytest.param(10, id="merge-every-10"),  # the merge counter, centre and anchor counts are durable
         pytest.param(NO_MERGE_PASS, id="no-merge-pass"),
     ],
 )
