@@ -105,4 +105,4 @@ def test_api_and_page_report_the_expansion(named_server: RunningServer) -> None:
     none = requests.get(f"{named_server.url}/api/search", params={"q": "exact:Saydnaya"}, timeout=30).json()
     assert none["expanded"] == {} and none["total"] == 1
     page = requests.get(f"{named_server.url}/", params={"q": "Saydnaya"}, timeout=30).text
-    assert "also searched: Sednaya, " in page
+    assert "also searched: <span" in page and "Sednaya, " in page and "(variants of Saydnaya)" in page

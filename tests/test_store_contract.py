@@ -1100,7 +1100,7 @@ def test_templates_and_alias_come_from_the_deploy_files(noida_server: NoidaServe
         assert mappings["dynamic"] == "strict"
         assert mappings["properties"]["embedding"] == {
             "type": "dense_vector",
-            "dims": 384,
+            "dims": 512,
             "index": True,
             "similarity": "cosine",
         }

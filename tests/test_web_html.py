@@ -117,9 +117,12 @@ def test_search_page_has_a_place_for_name_variants() -> None:
         pass
 
     result = Expanded(total=0, hits=[])
-    object.__setattr__(result, "expanded", ("Saydnaya", "صيدنايا", "<b>"))
+    object.__setattr__(result, "expanded", {"Sednaya": ("Saydnaya", "صيدنايا", "<b>")})
     page = render_search(search_params({"q": ["Sednaya"]}), result, FilterOptions()).decode("utf-8")
-    assert 'also searched: <span class="badge badge-variant" dir="auto">Saydnaya</span>' in page
+    assert (
+        'also searched: <span class="badge badge-variant" dir="auto">Saydnaya, صيدنايا, &lt;b&gt; (variants of Sednaya)'
+        in page
+    )
     assert "&lt;b&gt;" in page
     plain = render_search(search_params({"q": ["Sednaya"]}), SearchResult(total=0, hits=[]), FilterOptions())
     assert b"also searched" not in plain

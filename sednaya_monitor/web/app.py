@@ -113,7 +113,8 @@ class StoreReaders:
             return self.shared
         found: EmbeddedStore | None = getattr(self._local, "store", None)
         if found is None:
-            found = self._kind(self._path)  # an EmbeddedStore (or a subclass of it) on the same file
+            # an EmbeddedStore (or a subclass of it) on the same file, expanding the same name groups
+            found = self._kind(self._path, names=getattr(self.shared, "names", None))
             found.ensure_ready()
             self._local.store = found
             with self._lock:
