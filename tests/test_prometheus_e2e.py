@@ -349,7 +349,7 @@ def test_counts_read_back_from_prometheus_match_the_run_exactly(scraped: Scraped
     assert created == scraped.stories_in_store and created is not None and created >= 1
     assert prom.value('sednaya_alerts_total{job="run",channel="webhook",result="sent"}') == scraped.webhook_sent
     info = prom.query('sednaya_info{job="run"}')
-    assert [(r["metric"]["version"], r["metric"]["model"]) for r in info] == [(__version__, "all-MiniLM-L6-v2")]
+    assert [(r["metric"]["version"], r["metric"]["model"]) for r in info] == [(__version__, "use-multilingual-v3")]
     # and every other sample of the pipeline's registry, exactly
     for name, labels, value in _samples(scraped.run_metrics):
         assert prom.value(_selector(name, labels, "run")) == value, (name, labels)

@@ -129,6 +129,15 @@ class StoreReaders:
             store.close()
 
 
+def bearer_of(request: Request) -> HTTPAuthorizationCredentials | None:
+    """The request's ``Authorization: Bearer`` credentials, if any, read without declaring the route
+    secured (read routes answer everyone; the token only unmasks watchlist targets)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=token.strip())
+
+
 def hit_dict(hit: Hit) -> dict[str, Any]:
     return {
         "article": hit.article.to_dict(),
@@ -695,9 +704,9 @@ def create_app(
         responses={**api_errors, **unavailable},
         dependencies=api,
     )
-    def api_watchlists(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> Response:
+    def api_watchlists(request: Request) -> Response:
         """Targets in full for a valid bearer token only; masked otherwise (``Watchlist.masked``)."""
-        full = web.has_token(credentials)
+        full = web.has_token(bearer_of(request))
         return json_response({"watchlists": [w.to_dict() if full else w.masked() for w in web.repo().all()]})
 
     @app.post(
@@ -743,13 +752,11 @@ def create_app(
         responses={**api_errors, **not_found, **unavailable},
         dependencies=api,
     )
-    def api_watchlist(
-        name: str, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
-    ) -> Response:
+    def api_watchlist(name: str, request: Request) -> Response:
         found = web.repo().get(name)
         if found is None:
             raise NotFound(f"no watchlist named {name!r}")
-        return json_response({"watchlist": found.to_dict() if web.has_token(credentials) else found.masked()})
+        return json_response({"watchlist": found.to_dict() if web.has_token(bearer_of(request)) else found.masked()})
 
     @app.delete(
         "/api/watchlists/{name}",
