@@ -456,7 +456,7 @@ def semeval(data: Path, embedder: Embedder, settings: Settings, out: list[str]) 
             "ceiling; HFL trained on these pairs); TF-IDF: the README's own baseline on this file."
         ),
         "",
-        "| pairs | n | all-MiniLM-L6-v2 | TF-IDF (ours) | TF-IDF (README) | HFL reference |",
+        f"| pairs | n | {settings.model_name} | TF-IDF (ours) | TF-IDF (README) | HFL reference |",
         "|---|---|---|---|---|---|",
     ]
     for name, mask in groups:
