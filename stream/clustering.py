@@ -93,8 +93,8 @@ class ArticleFeatures:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Candidate:
     """A story as clustering sees it. Centroids are L2-normalised, shape ``(dim,)``; ``mean`` is the
-    plain mean of its article vectors (centred by :func:`assign`); ``dated_first``/``dated_last`` the
-    range of its articles' publication dates (None: no dated article)."""
+    plain mean of its article vectors (centred by :func:`assign`); ``dated_days`` the distinct
+    publication days of its dated articles (empty: no dated article)."""
 
     story_id: str
     centroid: NDArray[np.float32]
@@ -105,8 +105,6 @@ class Candidate:
     languages: frozenset[str] = frozenset()
     first_seen: datetime
     last_seen: datetime
-    dated_first: datetime | None = None
-    dated_last: datetime | None = None
     dated_days: tuple[int, ...] = ()  # distinct publication days (date ordinals), sorted
     article_count: int = 1
     dormant: bool = False  # last seen before the look-back window (found by its anchors)
@@ -198,18 +196,11 @@ def date_gate(article: ArticleFeatures, cand: Candidate, params: ClusterParams) 
     """Why ``cand`` is out of reach of ``article``'s publication date, or None: no dated article of the
     story was published within ``date_gate_days`` of it (a story that undated articles bridged across
     years keeps each of its dated days, not one wide range)."""
-    if not article.dated or cand.dated_first is None:
+    if not article.dated or not cand.dated_days:
         return None
-    days = cand.dated_days or _range_days(cand)
-    if _near(article.at.toordinal(), days, params.date_gate_days):
+    if _near(article.at.toordinal(), cand.dated_days, params.date_gate_days):
         return None
     return f"published more than {params.date_gate_days:g} days from the story's dated articles"
-
-
-def _range_days(cand: Candidate) -> tuple[int, ...]:
-    assert cand.dated_first is not None
-    last = cand.dated_last or cand.dated_first
-    return (cand.dated_first.toordinal(), last.toordinal())
 
 
 def _near(day: int, days: Sequence[int], gate: float) -> bool:
@@ -362,10 +353,9 @@ def merge_pairs(
 def _compatible(a: Candidate, b: Candidate, params: ClusterParams) -> bool:
     if a.story_id == b.story_id or (a.kinds != b.kinds and a.languages & b.languages):
         return False
-    if a.dated_first is None or b.dated_first is None:
+    if not a.dated_days or not b.dated_days:
         return True
-    a_days, b_days = a.dated_days or _range_days(a), b.dated_days or _range_days(b)
-    return any(_near(day, b_days, params.date_gate_days) for day in a_days)
+    return any(_near(day, b.dated_days, params.date_gate_days) for day in a.dated_days)
 
 
 def should_merge(

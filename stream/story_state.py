@@ -216,8 +216,6 @@ class StoryRecord:
                 story_id=self.id,
                 centroid=self.centroid(),
                 mean=self.mean(),
-                dated_first=self.dated_first,
-                dated_last=self.dated_last,
                 dated_days=tuple(self.dated_days),
                 lang_centroids={lang: _unit(s) for lang, (s, _) in self.lang_sums.items()},
                 anchors=top,
@@ -752,7 +750,7 @@ class StoryState:
                     active.add(story_id)
                     # A story dated outside a dated article's window is dormant (a follow-up needs shared
                     # specific anchors); with an undated article or an undated story, time says nothing.
-                    out.append(record.to_candidate(dormant=dated and record.dated_first is not None))
+                    out.append(record.to_candidate(dormant=dated and bool(record.dated_days)))
         for story_id in self._dormant_ids(at, anchors, exclude=active):
             record = self.get(story_id)
             if record is not None and record.merged_into is None:
@@ -831,14 +829,6 @@ class StoryState:
                 out.append(record)
         return out
 
-    def live_stories(self, at: datetime) -> list[StoryRecord]:
-        """Records of the active (windowed, unmerged) stories around ``at``."""
-        out = []
-        for story_id in self.active_ids(at):
-            record = self.get(story_id)
-            if record is not None:
-                out.append(record)
-        return out
 
     def stories(self) -> Iterator[Story]:
         """Every live story, newest first (for tools and tests)."""

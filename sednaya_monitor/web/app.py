@@ -138,6 +138,11 @@ def bearer_of(request: Request) -> HTTPAuthorizationCredentials | None:
     return HTTPAuthorizationCredentials(scheme="Bearer", credentials=token.strip())
 
 
+def expanded_dict(result: SearchResult) -> dict[str, list[str]]:
+    """The name variants a search added, by the word typed (``SearchResult.expanded``), as JSON."""
+    return {typed: list(added) for typed, added in result.expanded.items()}
+
+
 def hit_dict(hit: Hit) -> dict[str, Any]:
     return {
         "article": hit.article.to_dict(),
@@ -619,7 +624,7 @@ def create_app(
                 "groups": [group_dict(g) for g in result.groups] if sp.view == "stories" else [],
                 "facets": {k: [{"value": v, "count": n} for v, n in items] for k, items in result.facets.items()},
                 "next": params.encode_cursor(result.next_after),
-                "expanded": {typed: list(added) for typed, added in result.expanded.items()},
+                "expanded": expanded_dict(result),
             }
         )
 
@@ -676,7 +681,7 @@ def create_app(
                 "total": result.total,
                 "articles": [h.article.to_dict() for h in result.hits],
                 "next": params.encode_cursor(result.next_after),
-                "expanded": {typed: list(added) for typed, added in result.expanded.items()},
+                "expanded": expanded_dict(result),
             }
         )
 
