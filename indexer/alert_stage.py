@@ -47,6 +47,7 @@ from indexer.alerts import (
     is_fresh,
     matched_terms,
     query_article_id,
+    related_story_of,
     screen,
     story_link,
 )
@@ -207,6 +208,10 @@ class AlertStage:
                 f"story {event.story.id} ({event.kind}): article {article_id} is not in the store"
             )
         fresh = is_fresh(article, event.story, now=now_utc(), max_age_s=self.settings.alert_max_age_s)
+        related = related_story_of(event)
+        if related is not None:
+            # a new story the clustering stage found probably about an older one: one story for alerting
+            self.ledger.record_merge(related, (event.story.id,))
         status = "no_match"
         for wl in watchlists:
             alerted = self.ledger.alerted_article(wl.name, event.story.id)

@@ -15,7 +15,11 @@ time a story it has not alerted on (nor on a story merged with it) gets a matchi
 * once the watchlist alerted on the story, later articles (matching or not) are **follow-ups** in
   the digest;
 * ``merged`` events fire nothing (the stage records the merge in the ledger so the merge group
-  counts as one story), and nothing caused by a backfill (historical loads) reaches a watchlist.
+  counts as one story), and nothing caused by a backfill (historical loads) reaches a watchlist;
+* a ``created`` event whose new story is *related* to an older one (``related_story``: the clustering
+  stage kept them apart but the new story's first article is close to an article of the older one
+  and time cannot tell them apart) joins the older story's group in the ledger like a merge: a
+  follow-up in the digest if the watchlist alerted on the older story, never a second instant alert.
 
 The payloads (webhook JSON, Slack message, digest groups) are built here too, from an :class:`Alert`.
 """
@@ -67,6 +71,15 @@ def query_article_id(event: StoryEvent) -> str:
     return event.article_id
 
 
+def related_story_of(event: StoryEvent) -> str | None:
+    """For a ``created`` event, the older story the clustering stage found the new one probably reports
+    too (``extra["related_story"]``, ``stream.clustering.related_story``), else None. The ledger counts
+    the two as one story: no second instant alert, the new story's articles are follow-ups."""
+    if event.kind != "created":
+        return None
+    return event.extra.get("related_story") or None
+
+
 def screen(event: StoryEvent) -> Verdict | None:
     """A ``skip`` verdict for events no watchlist hears about (before any query runs), else None."""
     if event.kind == "merged":
@@ -99,8 +112,8 @@ def decide(
     if skipped is not None:
         return skipped
     if already_alerted:
-        if event.kind == "created":  # the story's first article can only repeat what already fired
-            return Verdict(action="skip", reason="already_alerted")
+        if event.kind == "created" and related_story_of(event) is None:
+            return Verdict(action="skip", reason="already_alerted")  # it can only repeat what already fired
         return Verdict(action="digest", reason="follow_up")
     if not matched:
         return Verdict(action="skip", reason="no_match")

@@ -71,6 +71,8 @@ class ClusterParams:
     merge_threshold: float = 0.8
     warmup_merge_threshold: float = 0.8
     date_gate_days: float = 7.0
+    date_bonus: float = 0.0
+    related_threshold: float = 1.01  # above 1: no related stories
     model_languages: frozenset[str] = frozenset({"en"})
 
 
@@ -131,6 +133,16 @@ class Decision:
     similarity: float
     reason: str
     cross_lingual: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Neighbour:
+    """A recent original article of another story, by (centred) cosine with the article; ``day`` its
+    publication day (date ordinal), None when undated."""
+
+    story_id: str
+    similarity: float
+    day: int | None
 
 
 Rarity = Callable[[str], float]  # anchor -> 0..1, how rare it is among recent articles
@@ -203,10 +215,29 @@ def date_gate(article: ArticleFeatures, cand: Candidate, params: ClusterParams) 
     return f"published more than {params.date_gate_days:g} days from the story's dated articles"
 
 
+def date_bonus(article: ArticleFeatures, cand: Candidate, params: ClusterParams) -> float:
+    """What ``article``'s publication date adds to its similarity with ``cand``: ``date_bonus`` when a dated
+    article of the story was published the same day, falling linearly to 0 at ``date_gate_days + 1``
+    days away (evidence of its own that the two report one event, not only no evidence against);
+    0 when either has no date."""
+    if not article.dated or not cand.dated_days:
+        return 0.0
+    return _bonus(_gap(article.at.toordinal(), cand.dated_days), params)
+
+
+def _bonus(gap: float, params: ClusterParams) -> float:
+    return params.date_bonus * max(0.0, 1.0 - gap / (params.date_gate_days + 1.0))
+
+
+def _gap(day: int, days: Sequence[int]) -> float:
+    """Days from ``day`` to the nearest of the sorted ``days`` (inf when empty)."""
+    at = bisect.bisect_left(days, day)
+    return min((abs(days[i] - day) for i in (at - 1, at) if 0 <= i < len(days)), default=float("inf"))
+
+
 def _near(day: int, days: Sequence[int], gate: float) -> bool:
     """Whether a day of the sorted ``days`` is within ``gate`` days of ``day``."""
-    at = bisect.bisect_left(days, day)
-    return any(abs(days[i] - day) <= gate for i in (at - 1, at) if 0 <= i < len(days))
+    return _gap(day, days) <= gate
 
 
 def score_candidate(
@@ -228,6 +259,10 @@ def score_candidate(
     if trusted:
         score = cos + params.anchor_weight * min(1.0, shared / ANCHOR_SATURATION)
         eligible, reason = True, "similar"
+        bonus = date_bonus(article, cand, params) if _centred(params, center) else 0.0
+        if bonus > 0:
+            score += bonus
+            reason = "similar, published the same days"
     else:
         # Another language, or one the model does not read: only the anchors link, and the score
         # reaches the threshold exactly at ``cross_lingual_min_anchors`` of shared anchors.
@@ -259,6 +294,12 @@ def score_candidate(
     )
 
 
+def _centred(params: ClusterParams, center: NDArray[np.float32] | None) -> bool:
+    """Whether cosines are centred (a multilingual model and a known centre): the space ``date_bonus``
+    and ``threshold`` are measured in; raw cosines (warm-up, an English-only model) get no date bonus."""
+    return center is not None and MULTILINGUAL in params.model_languages
+
+
 def _threshold(params: ClusterParams, center: NDArray[np.float32] | None) -> float:
     if MULTILINGUAL in params.model_languages and center is None:
         return params.warmup_threshold
@@ -282,7 +323,7 @@ def assign(
         return Decision(action="new", story_id=None, score=0.0, similarity=0.0, reason="no candidate story")
     all_cos = cosines(article, candidates, params, center)
     threshold = _threshold(params, center)
-    floor = threshold - params.anchor_weight
+    floor = threshold - params.anchor_weight - (params.date_bonus if _centred(params, center) else 0.0)
     reads = reads_language(article.lang, params)
     multilingual = MULTILINGUAL in params.model_languages
     best: tuple[Scored, Candidate] | None = None
@@ -340,14 +381,25 @@ def merge_pairs(
     if len(stories) < 2:
         return []
     cents, limit = _merge_vectors(stories, params, center)
+    # the date bonus is a quantity of the centred space (raw cosines of one topic all sit high)
+    bonus = params.date_bonus if _centred(params, center) and all(s.mean is not None for s in stories) else 0.0
     sims = np.triu(cents @ cents.T, k=1)
-    rows, cols = np.nonzero(sims >= limit)
-    order = np.argsort(-sims[rows, cols], kind="stable")
-    return [
-        (int(rows[k]), int(cols[k]))
-        for k in order
-        if _compatible(stories[int(rows[k])], stories[int(cols[k])], params)
-    ]
+    rows, cols = np.nonzero(sims >= limit - bonus)
+    found: list[tuple[float, int, int]] = []
+    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
+        a, b = stories[i], stories[j]
+        if not _compatible(a, b, params):
+            continue
+        gap = min((_gap(day, b.dated_days) for day in a.dated_days), default=float("inf"))
+        sim = float(sims[i, j]) + (_bonus(gap, params) if bonus else 0.0)
+        if sim >= limit:
+            found.append((sim, i, j))
+    found.sort(key=lambda f: -f[0])  # stable: equal similarities keep index order
+    return [(i, j) for _, i, j in found]
+
+
+def _dated_together(a: Candidate, b: Candidate, params: ClusterParams) -> bool:
+    return any(_near(day, b.dated_days, params.date_gate_days) for day in a.dated_days) if b.dated_days else False
 
 
 def _compatible(a: Candidate, b: Candidate, params: ClusterParams) -> bool:
@@ -355,7 +407,7 @@ def _compatible(a: Candidate, b: Candidate, params: ClusterParams) -> bool:
         return False
     if not a.dated_days or not b.dated_days:
         return True
-    return any(_near(day, b.dated_days, params.date_gate_days) for day in a.dated_days)
+    return _dated_together(a, b, params)
 
 
 def should_merge(
@@ -363,3 +415,27 @@ def should_merge(
 ) -> bool:
     """Two stories converged (see :func:`merge_pairs`)."""
     return bool(merge_pairs([a, b], params, center=center))
+
+
+def related_story(article: ArticleFeatures, neighbours: Sequence[Neighbour], params: ClusterParams) -> str | None:
+    """The story an article that opens a new one is probably about too, for alerting, or None.
+
+    Story assignment compares an article with story *means*, strictly, so that one story does not
+    swallow neighbouring events; the cost is that one event's coverage can open two or three stories
+    (facets, languages), each of which would fire an instant alert. A new story whose first article
+    is at least ``related_threshold`` (centred cosine) from one recent original article of an older
+    story is *related* to it: the alert stage counts the two as one story (docs/alerts.md). Only when
+    time cannot tell them apart: a dated article and a dated neighbour were already weighed with their
+    dates (date gate and ``date_bonus``), so an article and a neighbour both dated never relate.
+    ``neighbours`` come most similar first. Only with a multilingual model: an English-only model's
+    cosine says nothing across languages.
+    """
+    if MULTILINGUAL not in params.model_languages:
+        return None
+    for near in neighbours:
+        if near.similarity < params.related_threshold:
+            return None
+        if article.dated and near.day is not None:
+            continue
+        return near.story_id
+    return None

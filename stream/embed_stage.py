@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from stream.anchors import AnchorExtractor, event_kinds
 from stream.article import Article, now_utc, parse_time
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record
-from stream.clustering import ArticleFeatures, ClusterParams, assign, merge_pairs
+from stream.clustering import ArticleFeatures, ClusterParams, assign, merge_pairs, related_story
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
 from stream.errors import ContractError
@@ -73,6 +73,8 @@ def cluster_params(settings: Settings, embedder: Embedder) -> ClusterParams:
         merge_threshold=settings.merge_threshold,
         warmup_merge_threshold=settings.merge_warmup_threshold,
         date_gate_days=settings.date_gate_days,
+        date_bonus=settings.date_bonus,
+        related_threshold=settings.related_threshold,
         model_languages=model_languages(settings, embedder),
     )
 
@@ -291,7 +293,12 @@ class EmbedStage:
         )
         self.state.add_original(article.id, sha, mh, at)
         self.state.observe(vector, anchors)
+        extra: dict[str, str] = {}
         if verdict.action == "new" or verdict.story_id is None:
+            if self.params.related_threshold <= 1.0:
+                related = related_story(features, self.state.neighbours(vector), self.params)
+                if related is not None:
+                    extra["related_story"] = related
             record = self.state.create(
                 first_article_id=article.id,
                 title=article.title,
@@ -319,6 +326,7 @@ class EmbedStage:
                 article_id=article.id, story_id=record.id, role="follow_up", status=status, duplicate_of=None
             )
             kind = "updated"
+        self.state.remember_article(article.id, record.id, vector, at.toordinal() if dated else None)
         self.state.record_decision(decision, at)
         logger.debug(
             "clustered",
@@ -329,9 +337,10 @@ class EmbedStage:
                 "action": verdict.action,
                 "score": round(verdict.score, 3),
                 "reason": verdict.reason,
+                **extra,
             },
         )
-        return decision, [self._event(kind, record, article, entered_at)]
+        return decision, [self._event(kind, record, article, entered_at, extra)]
 
     def _merge_pass(self, trigger: Article, entered_at: datetime | None) -> list[StoryEvent]:
         """Merge converged stories (those active around ``trigger``'s time, those that changed since the
@@ -383,7 +392,14 @@ class EmbedStage:
 
     # --- output ------------------------------------------------------------------------------------
 
-    def _event(self, kind: str, record: StoryRecord, article: Article, entered_at: datetime | None) -> StoryEvent:
+    def _event(
+        self,
+        kind: str,
+        record: StoryRecord,
+        article: Article,
+        entered_at: datetime | None,
+        extra: Mapping[str, str] | None = None,
+    ) -> StoryEvent:
         return StoryEvent(
             kind=kind,  # type: ignore[arg-type]  # one of created/updated/merged, set by the caller
             story=record.to_story(),
@@ -391,6 +407,7 @@ class EmbedStage:
             at=now_utc(),
             backfill=article.backfill,
             entered_at=entered_at,
+            extra=dict(extra or {}),
         )
 
     @staticmethod

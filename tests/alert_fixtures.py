@@ -337,6 +337,7 @@ def make_event(
     first_seen: dt.datetime | None = None,
     merged_ids: tuple[str, ...] = (),
     languages: tuple[str, ...] | None = None,
+    related_story: str | None = None,
 ) -> Any:
     """A ``StoryEvent`` of ``kind`` caused by ``article`` (an ``Article``) on story ``story_id``; the story
     began at ``first_seen`` (default: the article's publication)."""
@@ -362,6 +363,7 @@ def make_event(
         backfill=backfill,
         entered_at=entered_at or at,
         merged_ids=merged_ids,
+        extra={"related_story": related_story} if related_story else {},
     )
 
 

@@ -587,6 +587,33 @@ def test_story_starting_in_arabic_fires_a_lang_en_watchlist_when_english_coverag
 
 
 @pytest.mark.timeout(60)
+def test_a_new_story_related_to_an_alerted_one_fires_no_second_alert(
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+) -> None:
+    first = _sednaya_article(0, story_id="older")
+    facet = _sednaya_article(1, story_id="facet", source="other-paper")
+    joining = _sednaya_article(2, story_id="facet", source="third-paper")
+    unrelated = _sednaya_article(3, story_id="unrelated", source="fourth-paper")
+    _stored(store, first, facet, joining, unrelated)
+    stage = _stage(settings_factory(), store, metrics)
+    stage.repository.add(Watchlist(name="prison", query="Sednaya", webhooks=(webhook.url,)))
+    events = [
+        make_event("created", first, story_id="older"),
+        make_event("created", facet, story_id="facet", related_story="older"),
+        make_event("updated", joining, story_id="facet", first_article_id=facet.id),
+        make_event("created", unrelated, story_id="unrelated"),
+    ]
+    assert stage.handle(_records(events)) == [None] * 4
+    assert stage.wait_idle(30)
+    time.sleep(0.3)
+    assert sorted(d.json()["story"]["id"] for d in webhook.delivered) == ["older", "unrelated"]
+    assert stage.ledger.open_items("prison") == 2  # the related story's two articles are follow-ups
+    assert stage.ledger.story_group("facet") == {"older", "facet"}
+    stage.close()
+
+
+
+@pytest.mark.timeout(60)
 def test_after_a_merge_the_survivor_counts_as_alerted_across_restarts(
     settings_factory: SettingsFactory,
     data_dir: Path,

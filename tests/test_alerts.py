@@ -16,6 +16,7 @@ from indexer.alerts import (
     is_fresh,
     matched_terms,
     query_article_id,
+    related_story_of,
     slack_body,
     story_link,
     webhook_body,
@@ -61,6 +62,16 @@ def test_decide(
     event = make_event(kind, make_article(), story_id="s1", backfill=backfill)
     verdict = decide(event, watchlist, matched=matched, already_alerted=already, fresh=fresh)
     assert (verdict.action, verdict.reason) == expected
+
+
+def test_a_new_story_related_to_an_alerted_one_is_a_follow_up_not_a_second_alert() -> None:
+    related = make_event("created", make_article(), story_id="s2", related_story="s1")
+    assert related_story_of(related) == "s1"
+    verdict = decide(related, WL, matched=True, already_alerted=True, fresh=True)
+    assert (verdict.action, verdict.reason, verdict.role) == ("digest", "follow_up", "follow_up")
+    # related to a story this watchlist never alerted on: a new story like any other
+    assert decide(related, WL, matched=True, already_alerted=False, fresh=True).action == "instant"
+    assert related_story_of(make_event("updated", make_article(), story_id="s2")) is None
 
 
 def test_a_matching_article_joining_a_story_not_yet_alerted_fires_instantly() -> None:

@@ -8,6 +8,7 @@ a UN visit reported in English and Arabic, and unrelated news.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +20,15 @@ from stream.anchors import AnchorExtractor, event_kinds, parse_figure
 from stream.article import Article
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
-from stream.clustering import ArticleFeatures, Candidate, ClusterParams, assign, should_merge
+from stream.clustering import (
+    ArticleFeatures,
+    Candidate,
+    ClusterParams,
+    Neighbour,
+    assign,
+    related_story,
+    should_merge,
+)
 from stream.embed_stage import EmbedStage
 from stream.embedding import SentenceTransformerEmbedder
 from stream.metrics import Metrics
@@ -29,6 +38,7 @@ from stream.story_state import STATE_FILE, StoryState
 from stream.topic import load_topic
 from stream.worker import StageWorker
 from tests import story_corpus as corpus
+from tests.store_fixtures import make_article
 
 T0 = datetime(2017, 5, 15, tzinfo=UTC)
 
@@ -115,6 +125,56 @@ def test_other_languages_link_through_anchors_only() -> None:
     assert (decision.action, decision.cross_lingual) == ("join", True)
     multilingual = ClusterParams(threshold=0.55, model_languages=frozenset({"*"}))
     assert assign(_article(_unit(1, 0), lang="ar"), [story], multilingual).action == "join"
+
+
+def test_a_story_published_the_same_days_needs_less_similarity() -> None:
+    # centred cosines (a multilingual model, the topic's centre known; here the origin) get the bonus
+    params = ClusterParams(threshold=0.55, date_bonus=0.15, model_languages=frozenset({"*"}))
+    centre = np.zeros(2, dtype=np.float32)
+    story = replace(_story("s", _unit(1, 2)), dated_days=(T0.toordinal(),), mean=_unit(1, 2))  # cos 0.45
+    same_day = _article(_unit(1, 0))
+    decision = assign(same_day, [story], params, center=centre)
+    assert (decision.action, decision.score) == ("join", pytest.approx(0.447 + 0.15, abs=1e-3))
+    # the bonus falls linearly to 0 at date_gate_days + 1 (8) days: 2 days on it is 0.15 * 6 / 8
+    two_days_on = replace(same_day, at=T0 + timedelta(days=2))
+    assert assign(two_days_on, [story], params, center=centre).score == pytest.approx(0.447 + 0.1125, abs=1e-3)
+    assert assign(replace(same_day, dated=False), [story], params, center=centre).action == "new"  # time unknown
+    assert assign(replace(same_day, at=T0 + timedelta(days=6)), [story], params, center=centre).action == "new"
+    assert assign(replace(same_day, at=T0 + timedelta(days=30)), [story], params, center=centre).action == "new"
+    undated_story = replace(story, dated_days=())
+    assert assign(same_day, [undated_story], params, center=centre).action == "new"  # no dated article to be near
+    # raw cosines (warm-up: no centre yet) sit high for any two texts of one topic: no bonus there
+    warm = ClusterParams(warmup_threshold=0.55, date_bonus=0.15, model_languages=frozenset({"*"}))
+    assert assign(same_day, [story], warm).action == "new"
+
+
+def test_stories_published_the_same_days_merge_at_a_lower_similarity() -> None:
+    params = ClusterParams(merge_threshold=0.8, date_bonus=0.15, model_languages=frozenset({"*"}))
+    centre = np.zeros(2, dtype=np.float32)
+    a = replace(_story("a", _unit(1, 0)), mean=_unit(1, 0))
+    b = replace(_story("b", _unit(1, 0.9)), mean=_unit(1, 0.9))  # cos 0.74
+    assert not should_merge(a, b, params, center=centre)
+    day = T0.toordinal()
+    a_dated, b_dated = replace(a, dated_days=(day,)), replace(b, dated_days=(day + 3,))
+    assert should_merge(a_dated, b_dated, params, center=centre)
+    assert not should_merge(a_dated, replace(b, dated_days=(day + 30,)), params, center=centre)
+    assert not should_merge(a_dated, b_dated, params)  # raw (no centre): no bonus
+
+
+def test_a_new_story_close_to_an_article_of_another_is_related_when_time_cannot_tell() -> None:
+    params = ClusterParams(related_threshold=0.3, model_languages=frozenset({"*"}))
+    near = Neighbour(story_id="older", similarity=0.4, day=None)
+    dated_near = Neighbour(story_id="dated", similarity=0.5, day=T0.toordinal())
+    far = Neighbour(story_id="far", similarity=0.2, day=None)
+    undated = replace(_article(_unit(1, 0)), dated=False)
+    assert related_story(undated, [dated_near, near, far], params) == "dated"  # time unknown: closest wins
+    dated = _article(_unit(1, 0))
+    # both dated: their dates were weighed by the decision already (gate, bonus); the undated one relates
+    assert related_story(dated, [dated_near, near, far], params) == "older"
+    assert related_story(dated, [dated_near, far], params) is None
+    assert related_story(undated, [far], params) is None
+    assert related_story(undated, [near], ClusterParams(model_languages=frozenset({"*"}))) is None  # off by default
+    assert related_story(undated, [near], replace(params, model_languages=frozenset({"en"}))) is None  # English-only
 
 
 def test_converged_stories_merge_unless_their_developments_differ() -> None:
@@ -316,6 +376,7 @@ def test_converging_stories_are_merged_with_a_merged_event(
         cluster_threshold=0.99,
         cluster_warmup_threshold=0.99,
         anchor_weight=0.0,
+        date_bonus=0.0,
         merge_threshold=0.6,
         merge_warmup_threshold=0.6,
         merge_every=1000,
@@ -411,6 +472,50 @@ def test_an_article_that_arrives_embedded_keeps_its_vector(make_stage: Callable[
     assert np.allclose(out[0].embedding, vector, atol=1e-6)  # type: ignore[arg-type]
     assert out[1].embedding is not None and len(out[1].embedding) == 512
     assert not np.allclose(out[1].embedding, vector, atol=1e-3)
+
+
+def test_a_new_story_close_to_an_undated_article_of_another_names_it_across_restarts(
+    settings_factory: Callable[..., Settings], embedder: SentenceTransformerEmbedder
+) -> None:
+    """Vectors given (the model is not asked): a shared topic direction plus one direction per event."""
+    rng = np.random.default_rng(5)
+    words = [f"w{i}" for i in range(400)]
+    topic = _unit(*rng.normal(size=512))
+
+    def article(n: int, *parts: tuple[float, np.ndarray], dated: bool = False) -> Article:  # type: ignore[type-arg]
+        vec = 2 * topic + sum((w * d for w, d in parts), np.zeros(512))
+        return make_article(
+            url=f"https://news.example.org/related/{n}",
+            text=" ".join(rng.choice(words, size=60)),
+            published=T0 + timedelta(days=n) if dated else None,
+            embedding=tuple(float(x) for x in vec / np.linalg.norm(vec)),
+        )
+
+    def direction() -> np.ndarray:  # type: ignore[type-arg]
+        return _unit(*rng.normal(size=512))
+
+    settings = settings_factory(
+        cluster_threshold=0.9, cluster_warmup_threshold=0.99, related_threshold=0.3, date_bonus=0.0
+    )
+    stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    fillers = [article(i, (1.0, direction()), dated=True) for i in range(25)]  # the centre becomes known
+    event_a = direction()
+    first = article(100, (1.0, event_a))
+    facet = article(101, (0.6, event_a), (0.8, direction()))  # centred cosine ~0.6 with ``first``
+    other = article(102, (1.0, direction()))
+    out, events = stage.process([*fillers, first, facet, other])
+    created = {e.article_id: e for e in events if e.kind == "created"}
+    assert len(created) == len(out)  # 0.9 joins nothing here: every article opens a story
+    assert created[facet.id].extra == {"related_story": out[-3].story_id}
+    assert created[other.id].extra == {}
+    stage.close()
+    stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)  # a restart
+    try:
+        late = article(103, (0.6, event_a), (0.8, direction()))
+        _, (event,) = stage.process([late])
+        assert event.extra["related_story"] in {out[-3].story_id, out[-2].story_id}
+    finally:
+        stage.close()
 
 
 class FlakyBus(EmbeddedBus):

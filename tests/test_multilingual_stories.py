@@ -29,6 +29,7 @@ def apart_then_merged(settings_factory: Callable[..., Settings], data_dir: Path,
     return settings_factory(
         cluster_threshold=0.99,
         cluster_warmup_threshold=0.99,
+        date_bonus=0.0,
         merge_threshold=0.6,
         merge_warmup_threshold=0.6,
         merge_every=merge_every,
