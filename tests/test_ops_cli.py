@@ -474,3 +474,13 @@ def test_reset_target_forms_and_errors() -> None:
         with pytest.raises(ResetTargetError, match=says):
             parse_reset_target(bad)
     assert (clamp(1, 0, 0), clamp(1, 3, 9), clamp(12, 3, 9), clamp(5, 3, 9)) == (0, 3, 9, 5)
+
+
+def test_watch_commands_take_the_store_and_refuse_a_local_one_beside_a_cluster(tmp_path: Path) -> None:
+    code, _out, err = invoke(
+        "--data-dir", str(tmp_path), "watch", "add", "w", "Sednaya", "--bus", "kafka://127.0.0.1:1",
+    )  # fmt: skip
+    assert code == 1 and "a deployment keeps its watchlists in its store; pass --store http(s)://" in err, err
+    assert not (tmp_path / "watchlists.sqlite3").exists()  # nothing written beside the cluster
+    code, out, err = invoke("--data-dir", str(tmp_path), "watch", "add", "w", "Sednaya", "--store", "embedded")
+    assert code == 0 and "watchlist 'w' saved" in out, err
