@@ -36,6 +36,7 @@ language ("Washington accuses Damascus of using a crematorium").
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -81,8 +82,21 @@ def _pattern(term: str, *, whole_word: bool = False) -> re.Pattern[str]:
 
 @dataclass(frozen=True, slots=True)
 class _Term:
+    """A topic term as written, its pattern on folded text, and a piece of it every match contains (a
+    plain substring test first: most texts hold most terms nowhere, and the test is far cheaper)."""
+
     written: str
     pattern: re.Pattern[str]
+    literal: str
+
+    def search(self, folded: str) -> bool:
+        return self.literal in folded and self.pattern.search(folded) is not None
+
+    def finditer(self, folded: str) -> Iterator[re.Match[str]]:
+        return self.pattern.finditer(folded) if self.literal in folded else iter(())
+
+    def count(self, folded: str) -> int:
+        return len(self.pattern.findall(folded)) if self.literal in folded else 0
 
 
 class RelevanceFilter:
@@ -148,22 +162,22 @@ class RelevanceFilter:
     def mentions_name(self, text: str) -> bool:
         """True when ``text`` contains a name variant or strong name."""
         folded = fold(text)
-        return any(t.pattern.search(folded) for t in (*self._names, *self._strong))
+        return any(t.search(folded) for t in (*self._names, *self._strong))
 
     def prefilter(self, text: str) -> str | None:
         """Why a feed/sitemap entry (its title, summary, keywords and URL in ``text``) is worth fetching:
         ``"name"`` (a name or strong name), ``"context"`` (a region word and a distinct co-term or event
         word, any language), or None (not fetched)."""
         folded = fold(text)
-        if any(t.pattern.search(folded) for t in (*self._names, *self._strong)):
+        if any(t.search(folded) for t in (*self._names, *self._strong)):
             return "name"
-        context = [m.span() for t in self._context for m in t.pattern.finditer(folded)]
+        context = [m.span() for t in self._context for m in t.finditer(folded)]
         if not context:
             return None
         # an event word counts where it is not (part of) a region word: one word is not two ("Assad";
         # Persian "اسد" inside Arabic "الأسد")
         for term in self._events:
-            for match in term.pattern.finditer(folded):
+            for match in term.finditer(folded):
                 if not any(match.start() < end and start < match.end() for start, end in context):
                     return "context"
         return None
@@ -172,15 +186,16 @@ class RelevanceFilter:
         """Score ``title`` + ``text``; ``terms`` lists matched names, co-terms and negative cues (the latter
         prefixed with ``-``), as written in the topic file."""
         folded = fold(f"{title}\n{text}")
-        names = [t.written for t in self._names if t.pattern.search(folded)]
-        strong = [t.written for t in self._strong if t.pattern.search(folded)]
+        names = [t.written for t in self._names if t.search(folded)]
+        strong = [t.written for t in self._strong if t.search(folded)]
         if not names and not strong:
             return Relevance(score=0.0, terms=())
-        coterms = _dedupe_folded(t.written for t in self._coterms if t.pattern.search(folded))
+        coterms = _dedupe_folded(t.written for t in self._coterms if t.search(folded))
         masked = folded
         for place in self._negative_places:
-            masked = place.pattern.sub(lambda m: " " * len(m.group(0)), masked)
-        negative = _dedupe_folded(t.written for t in self._negative if t.pattern.search(masked))
+            if place.literal in masked:
+                masked = place.pattern.sub(lambda m: " " * len(m.group(0)), masked)
+        negative = _dedupe_folded(t.written for t in self._negative if t.search(masked))
         passing = not strong and self._passing_mention(folded)
         institution = self._institution is not None and self._institution.search(masked) is not None
         counted = 0 if passing else min(len(coterms), MAX_COTERMS)
@@ -195,10 +210,10 @@ class RelevanceFilter:
     def _passing_mention(self, folded: str) -> bool:
         """The name occurs once while other places of the kind (other prisons) occur at least
         ``PASSING_OTHER_MIN`` times: the text is about those."""
-        mentions = sum(len(t.pattern.findall(folded)) for t in self._names)
+        mentions = sum(t.count(folded) for t in self._names)
         if mentions != 1:
             return False
-        others = sum(len(t.pattern.findall(folded)) for t in self._other_places)
+        others = sum(t.count(folded) for t in self._other_places)
         return others >= PASSING_OTHER_MIN
 
     def is_relevant(self, relevance: Relevance) -> bool:
@@ -211,8 +226,15 @@ def _terms(written: tuple[str, ...], *, whole_word: bool = False) -> tuple[_Term
     for term in written:
         key = fold(term)
         if key not in seen:
-            seen[key] = _Term(term.removesuffix(_WILDCARD), _pattern(term, whole_word=whole_word))
+            seen[key] = _Term(term.removesuffix(_WILDCARD), _pattern(term, whole_word=whole_word), _literal(key))
     return tuple(seen.values())
+
+
+def _literal(folded: str) -> str:
+    """The longest piece of a folded term that every match holds as it is: the pattern lets spaces,
+    hyphens and apostrophes vary, so the term is cut there."""
+    pieces = [p for p in re.split(r"[\s\-'’ʼ*]+", folded) if p]
+    return max(pieces, key=len) if pieces else ""
 
 
 def _dedupe_folded(terms: object) -> list[str]:
