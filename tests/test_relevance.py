@@ -190,6 +190,13 @@ def test_topic_file_prefilter_and_negative_tables(tmp_path: Path) -> None:
     bad.write_text(base + 'prefilter = "yes"\n', encoding="utf-8")
     with pytest.raises(TopicError, match=r"t.toml.*'prefilter' must be a table"):
         load_topic(bad)
+    bad.write_text(base + 'institution = "prison"\n', encoding="utf-8")
+    with pytest.raises(TopicError, match=r"t.toml.*'institution' must be a table"):
+        load_topic(bad)
+    bad.write_text(base + '[institution]\nwords = "prison"\n', encoding="utf-8")
+    with pytest.raises(TopicError, match=r"t.toml.*'institution.words' must be a list"):
+        load_topic(bad)
+    assert "سجن" in topic.institution_words and "de" in topic.institution_links
     bare = tmp_path / "bare.toml"
     bare.write_text(base, encoding="utf-8")
     plain = RelevanceFilter(load_topic(bare))  # a topic without the new tables: names decide, as before
