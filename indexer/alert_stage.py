@@ -172,8 +172,10 @@ class AlertStage:
                 )
                 out.append(exc)
                 continue
+            self.metrics.alert_events.labels(kind=event.kind).inc()  # taken (decided or parked), once
             if status != "waiting":
-                self.metrics.articles.labels(stage=STAGE, status=status).inc()
+                if event.kind != "merged":  # one article per created/updated event; a merge is no article
+                    self.metrics.articles.labels(stage=STAGE, status=status).inc()
                 self._wake.set()  # the index stage moved: waiting events may be ready too
             out.append(None)
         self._report_waiting()
@@ -182,8 +184,10 @@ class AlertStage:
     def process(self, event: StoryEvent, watchlists: Sequence[Watchlist] | None = None) -> str:
         """Decide and record ``event`` for every watchlist, then start its deliveries.
 
-        Returns the stage status of the event: ``merged`` (merge recorded), ``skipped`` (backfill),
-        ``alerted`` (at least one instant alert), ``queued`` (only digest entries) or ``no_match``.
+        Returns the stage status of the event: ``merged`` (merge recorded: no article, counted only in
+        ``sednaya_alert_story_events_total``), or the status of its article in ``sednaya_articles_total``:
+        ``skipped`` (backfill), ``alerted`` (at least one instant alert), ``queued`` (only digest
+        entries) or ``no_match``.
 
         Raises:
             ArticleNotIndexedError: the event's article is not in the store (yet).

@@ -35,7 +35,15 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    KafkaError,
+    NoError,
+    RebalanceInProgressError,
+    TopicAlreadyExistsError,
+    UnknownMemberIdError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from stream.bus import (
@@ -51,8 +59,9 @@ from stream.bus import (
     GroupLag,
     Record,
 )
-from stream.errors import BusError
+from stream.errors import BusError, GroupActiveError
 from stream.metrics import Metrics
+from stream.offset_reset import OffsetReset, ResetTarget, clamp
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -387,6 +396,86 @@ class KafkaBus:
                 out.append(GroupLag(topic=topic, group=group, partition=tp.partition, committed=start, end=ends[tp]))
         return out
 
+    # --- offset resets (stream.offset_reset.OffsetAdmin) ---------------------------------------------
+    def group_members(self, group: str) -> int | None:
+        """Active members of ``group`` from DescribeGroups; None when kafka-python cannot read the answer
+        (tansu 0.6 sends authorized operations it cannot decode): the broker still refuses the commit."""
+        with self._lock:
+            try:
+                answer = self._admin_client().describe_groups([group]).get(group, {})
+            except ValueError as exc:
+                logger.debug("group description unreadable", extra={"group": group, "error": str(exc)})
+                return None
+            except KafkaError as exc:
+                raise BusError(f"kafka {self.bootstrap}: cannot describe group {group!r}: {exc!r}") from exc
+        return len(answer.get("members") or [])
+
+    def plan_offset_reset(self, topic: str, group: str, target: ResetTarget) -> list[OffsetReset]:
+        """Each partition of ``topic``: ``group``'s committed offset and ``target`` resolved against the
+        partition's first and end offsets (``time``: the first record at or after it, else the end)."""
+        with self._lock:
+            try:
+                committed_raw = self._admin_client().list_group_offsets({group: None}).get(group, {})
+                committed = {tp: meta.offset for tp, meta in committed_raw.items() if meta.offset >= 0}
+                consumer = self._plain_consumer(group=None, **END_FETCH_LIMITS)
+                try:
+                    partitions = consumer.partitions_for_topic(topic)
+                    if not partitions:
+                        raise BusError(f"kafka {self.bootstrap}: topic {topic!r} does not exist")
+                    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+                    firsts = consumer.beginning_offsets(tps)
+                    at: dict[TopicPartition, Any] = {}
+                    if target.kind == "time" and target.at is not None:
+                        millis = int(target.at.timestamp() * 1000)
+                        at = consumer.offsets_for_times(dict.fromkeys(tps, millis))
+                    ends = _exact_ends(consumer, tps)
+                finally:
+                    consumer.close(autocommit=False)
+            except KafkaError as exc:
+                raise BusError(
+                    f"kafka {self.bootstrap}: cannot plan the offset reset of {group!r} on {topic!r}: {exc!r}"
+                ) from exc
+        moves = []
+        for tp in tps:
+            first, end = firsts[tp], ends[tp]
+            if target.kind == "earliest":
+                new = first
+            elif target.kind == "latest":
+                new = end
+            elif target.kind == "offset":
+                new = clamp(target.offset or 0, first, end)
+            else:
+                found = at.get(tp)
+                # none at or after the time: the end (tansu answers "none" with timestamp -1, Kafka with None)
+                new = end if found is None or found.timestamp < 0 else clamp(found.offset, first, end)
+            current = committed.get(tp)
+            moves.append(OffsetReset(topic, group, tp.partition, current=current, new=new, first=first, end=end))
+        return moves
+
+    def reset_offsets(self, moves: Sequence[OffsetReset]) -> None:
+        """Commit the moves' offsets (OffsetCommit from outside the group, as Kafka's own tool does);
+        the broker refuses while the group has members, and that is raised as ``GroupActiveError``."""
+        by_group: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        for move in moves:
+            by_group.setdefault(move.group, {})[TopicPartition(move.topic, move.partition)] = OffsetAndMetadata(
+                move.new, "", -1
+            )
+        with self._lock:
+            for group, offsets in by_group.items():
+                try:
+                    answer = self._admin_client().alter_group_offsets(group, offsets)
+                except _GROUP_ACTIVE as exc:
+                    raise GroupActiveError(_active(group, exc)) from exc
+                except KafkaError as exc:
+                    raise BusError(f"kafka {self.bootstrap}: cannot reset the offsets of {group!r}: {exc!r}") from exc
+                errors = {tp: err for tp, err in answer.items() if err is not NoError}
+                active = [err for err in errors.values() if err in _GROUP_ACTIVE]
+                if active:
+                    raise GroupActiveError(_active(group, active[0]))
+                if errors:
+                    failed = ", ".join(f"{tp.topic}:{tp.partition} {err.__name__}" for tp, err in errors.items())
+                    raise BusError(f"kafka {self.bootstrap}: resetting the offsets of {group!r} failed: {failed}")
+
     # --- clients ------------------------------------------------------------------------------------
     def _producer_client(self) -> KafkaProducer:
         with self._lock:
@@ -561,6 +650,17 @@ def _record(tp: TopicPartition, message: Any) -> Record:
         headers={n: (v or b"").decode("utf-8", "replace") for n, v in message.headers or []},
         partition=tp.partition,
         offset=message.offset,
+    )
+
+
+_GROUP_ACTIVE = (UnknownMemberIdError, RebalanceInProgressError, IllegalGenerationError)  # a live group's answers
+
+
+def _active(group: str, error: object) -> str:
+    name = getattr(error, "__name__", type(error).__name__)
+    return (
+        f"consumer group {group!r} has active members (the broker answered {name}): stop the stage that "
+        "consumes with it (every replica), wait for its session timeout, then reset again"
     )
 
 

@@ -50,3 +50,7 @@ class DataDirLockedError(SednayaError):
 
 class InputError(SednayaError):
     """An input file cannot be read (the message names the file and how far it was read)."""
+
+
+class GroupActiveError(BusError):
+    """A consumer group's offsets cannot be moved while it has active members (the message names the group)."""

@@ -92,6 +92,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
+        self.alert_events = Counter(
+            "sednaya_alert_story_events_total",
+            "Story events the alert stage took, by kind (created, updated: one per article; merged).",
+            ["kind"],
+            registry=reg,
+        )
         self.alert_waiting = Gauge(
             "sednaya_alert_events_waiting",
             "Story events the alert stage holds until their article is indexed (the index stage lags).",

@@ -29,6 +29,8 @@ class Topic:
     other_places: tuple[str, ...] = ()  # other prisons/places: the name beside them is only a passing mention
     prefilter_context: tuple[str, ...] = ()  # words placing a feed entry in the region (Syria, Damascus)
     prefilter_events: tuple[str, ...] = ()  # event vocabulary fetched with a context word (mass grave, freed)
+    institution_words: tuple[str, ...] = ()  # the kind of place the topic is (prison, سجن, Gefängnis)
+    institution_links: tuple[str, ...] = ()  # words that may join it to a name ("prison OF Sednaya")
     anchor_numbers: tuple[str, ...]
     anchor_groups: tuple[tuple[str, ...], ...]  # each group: one entity in its spellings
 
@@ -80,7 +82,8 @@ def load_topic(path: Path) -> Topic:
         for i, group in enumerate(anchors.get(key, [])):
             groups.append(_strs(group, path, f"anchors.{key}[{i}]"))
     negative, prefilter = data.get("negative", {}), data.get("prefilter", {})
-    for key, table in (("negative", negative), ("prefilter", prefilter)):
+    institution = data.get("institution", {})
+    for key, table in (("negative", negative), ("prefilter", prefilter), ("institution", institution)):
         if not isinstance(table, dict):
             raise TopicError(f"topic file {str(path)!r}: {key!r} must be a table")
     min_score = data.get("min_score", 0.5)
@@ -99,6 +102,8 @@ def load_topic(path: Path) -> Topic:
         other_places=_strs(negative.get("other_places", []), path, "negative.other_places"),
         prefilter_context=_strs(prefilter.get("context", []), path, "prefilter.context"),
         prefilter_events=_strs(prefilter.get("events", []), path, "prefilter.events"),
+        institution_words=_strs(institution.get("words", []), path, "institution.words"),
+        institution_links=_strs(institution.get("links", []), path, "institution.links"),
         anchor_numbers=_strs(anchors.get("numbers", []), path, "anchors.numbers"),
         anchor_groups=tuple(groups),
     )

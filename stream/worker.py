@@ -136,13 +136,24 @@ class StageWorker:
             StageStopped: ``stop`` was set while waiting; nothing of the batch is committed.
         """
         delay = UNAVAILABLE_BACKOFF_S
+        failed, since = 0, time.monotonic()
         while True:
             errors = self._handle(records)
             down = next((e for e in errors if isinstance(e, UnavailableError)), None)
             if down is None:
                 if self.on_health is not None:
                     self.on_health(True, "")
+                if failed:  # the outage in one line with its count (its repeats were collapsed by the CLI's filter)
+                    logger.warning(
+                        "dependency available again",
+                        extra={
+                            "stage": self.handler.name,
+                            "failed_tries": failed,
+                            "down_s": round(time.monotonic() - since, 1),
+                        },
+                    )
                 return errors
+            failed += 1
             logger.warning(
                 "dependency unavailable, batch kept uncommitted",
                 extra={"stage": self.handler.name, "topic": self.topic, "error": str(down), "retry_in_s": delay},

@@ -655,7 +655,14 @@ def test_after_a_merge_the_survivor_counts_as_alerted_across_restarts(
     assert [d.json()["story"]["id"] for d in webhook.delivered] == ["absorbed"]
     assert stage.ledger.open_items("en") == 1  # the survivor's English article is a follow-up
     assert stage.ledger.story_group("other-absorbed") == {"survivor", "absorbed", "other-absorbed"}
-    assert metrics.registry.get_sample_value("sednaya_articles_total", {"stage": "alert", "status": "merged"}) == 2
+    # a merge is no article: counted as a story event, not under sednaya_articles_total
+    assert metrics.registry.get_sample_value("sednaya_alert_story_events_total", {"kind": "merged"}) == 2
+    assert metrics.registry.get_sample_value("sednaya_articles_total", {"stage": "alert", "status": "merged"}) is None
+    articles = sum(
+        metrics.registry.get_sample_value("sednaya_articles_total", {"stage": "alert", "status": status}) or 0
+        for status in ("alerted", "queued", "no_match", "skipped", "dead_lettered")
+    )
+    assert articles == 4  # a1, s1, later_en, b1: one status each
     # a late event of the absorbed story (another partition) is a follow-up too, and the digest lists the
     # merge group as one story, the survivor's
     late = _sednaya_article(4, story_id="absorbed", source="late-paper")

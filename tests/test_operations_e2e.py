@@ -1,6 +1,7 @@
 """Operating a distributed deployment (tansu + noida-db, stage commands as OS processes), as the runbook says:
 
-1. after a clean run, every stage accounts for every article: in = out + dead letters, per stage;
+1. after a clean run, every stage accounts for every article: in = out + dead letters, per stage (the
+   alert stage too: one status per article, the merge events counted apart);
 2. a write the store acknowledged and then lost (the document deleted behind the service) comes back
    with ``sednaya-monitor redrive --missing`` alone: no hand-written producer;
 3. the index stage is killed: the lag of its group, exported from the broker by the processes still
@@ -107,6 +108,15 @@ def test_clean_run_accounts_for_every_article_then_a_lost_write_is_redriven(depl
     }
     assert sum(decisions.values()) == n and decisions["replayed"] == 0, decisions
     assert embed.sample("sednaya_articles_total", stage="embed", status="embedded") == n
+    # the alert stage: one story event per article (created or updated) plus the merges, which are no article
+    alert = _process(deployment, "alert")
+    wait_for("the alert counters", lambda: alert.sample("sednaya_articles_total", stage="alert") >= n, 60)
+    taken = alert.sample("sednaya_bus_records_total", topic=settings.topic_story_events, op="consumed")
+    kinds = {k: alert.sample("sednaya_alert_story_events_total", kind=k) for k in ("created", "updated", "merged")}
+    assert taken == sum(kinds.values()), (taken, kinds)
+    assert kinds["created"] + kinds["updated"] == n, kinds
+    assert alert.sample("sednaya_articles_total", stage="alert") == n
+    assert alert.sample("sednaya_articles_total", stage="alert", status="dead_lettered") == 0
 
     # 2. the store loses an acknowledged write behind the service's back
     lost = next(d for d in docs if d.story_role == "duplicate")

@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -367,3 +368,134 @@ def test_healthz_reason_names_the_worker_once() -> None:
     board.reporter("index")(False, "index: store http://es:9200 unavailable")
     board.reporter("alert")(False, "store http://es:9200 unavailable")
     assert health.state.reason == "alert: store http://es:9200 unavailable; index: store http://es:9200 unavailable"
+
+
+def _config(path: Path, overrides: dict[str, object]) -> Path:
+    lines = [f"{key} = {json.dumps(value)}" for key, value in overrides.items() if isinstance(value, (str, int))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def own_tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A tansu of this test alone: a long-lived tansu stops settling groups late in a full run
+    (tests/broker_fixtures.py, ``fresh_broker``), and this test joins, leaves and moves a group."""
+    from tests.broker_fixtures import _broker
+
+    yield from _broker("tansu", tmp_path_factory)
+
+
+@pytest.mark.timeout(180)
+def test_offsets_reset_on_tansu(own_tansu: Broker, data_dir: Path, tmp_path: Path) -> None:
+    """``offsets reset``: a dry run shows current/new per partition and commits nothing; a live group is
+    refused; a stopped group is moved to earliest, to an offset, to a time, to latest."""
+    from datetime import UTC, datetime
+
+    from stream.bus_kafka import KafkaBus
+
+    tansu_broker = own_tansu
+    overrides = kafka_test_overrides(tansu_broker)
+    settings = load_settings(environ={}, overrides={**overrides, "data_dir": data_dir})
+    base = ["--data-dir", str(data_dir), "--config", str(_config(tmp_path / "ops.toml", overrides))]
+    bus = KafkaBus(settings)
+    bus.ensure_topics(settings.topics)
+
+    def publish(n: int) -> None:
+        for article in _clustered(n):
+            bus.publish(settings.topic_clustered, article.id, article.to_bytes())
+            bus.flush()  # one batch per record
+
+    def lag() -> int:
+        return sum(r.lag for r in bus.group_lag([(settings.topic_clustered, GROUP_INDEX)]))
+
+    def reset(*args: str) -> tuple[int, str, str]:
+        return invoke(*base, "offsets", "reset", "--group", GROUP_INDEX, "--topic", "clustered", *args)
+
+    try:
+        publish(6)
+        consumer = bus.consumer(settings.topic_clustered, GROUP_INDEX)
+        taken: list[object] = []
+        deadline = time.monotonic() + 60
+        while len(taken) < 6 and time.monotonic() < deadline:
+            taken += consumer.poll(16, 1.0)
+        consumer.commit()
+        assert len(taken) == 6 and lag() == 0
+
+        code, out, err = reset("--to", "earliest", "--dry-run")
+        assert code == 0, err
+        rows = [line.split() for line in out.splitlines()[1:]]
+        assert len(rows) == settings.kafka_partitions
+        assert sum(int(r[1]) for r in rows) == 6 and all(r[2] == "0" for r in rows), out  # current -> new
+        assert "6 records to process again, 0 skipped" in err and "dry run: nothing committed" in err
+        assert lag() == 0  # nothing moved
+
+        code, _out, err = reset("--to", "earliest")  # the group is alive
+        assert code == 1 and "consumer group 'index' has" in err and "active member" in err, err
+        assert lag() == 0
+        consumer.close()  # the stage stops: its member leaves (at the latest after the session timeout)
+
+        deadline = time.monotonic() + 30
+        code, _out, err = reset("--to", "earliest")
+        while code == 1 and "active member" in err and time.monotonic() < deadline:
+            time.sleep(1)
+            code, _out, err = reset("--to", "earliest")
+        assert code == 0, err
+        assert lag() == 6
+        code, out, err = reset("--to", "offset:1")  # clamped into each partition's range
+        assert code == 0, err
+        nonempty = [r for r in (line.split() for line in out.splitlines()[1:]) if r[4] != "0"]
+        assert lag() == 6 - len(nonempty)
+
+        before = datetime.now(UTC)
+        time.sleep(1.1)  # record timestamps are in milliseconds; a clear gap
+        publish(3)
+        code, _out, err = reset("--to", "time:" + before.isoformat())
+        assert code == 0, err
+        assert lag() == 3  # only the records after the time are ahead
+        code, _out, err = reset("--to", "latest")
+        assert code == 0 and "9 skipped" not in err, err
+        assert lag() == 0
+
+        code, _out, err = reset("--to", "yesterday")
+        assert code == 2 and "--to 'yesterday': expected earliest, latest, offset:N or time:ISO-8601" in err, err
+    finally:
+        bus.close()
+
+
+def test_offsets_reset_needs_the_kafka_bus(settings: Settings) -> None:
+    EmbeddedBus(settings.data_dir / "bus.sqlite3").close()
+    code, _out, err = invoke(
+        "--data-dir", str(settings.data_dir), "offsets", "reset", "--group", "index", "--topic", "clustered",
+        "--to", "earliest",
+    )  # fmt: skip
+    assert code == 2 and "offsets reset needs the Kafka bus (--bus kafka://host:port)" in err, err
+
+
+def test_reset_target_forms_and_errors() -> None:
+    from datetime import UTC, datetime
+
+    from stream.offset_reset import ResetTargetError, clamp, parse_reset_target
+
+    assert str(parse_reset_target("earliest")) == "earliest" and parse_reset_target(" latest ").kind == "latest"
+    assert parse_reset_target("offset:145").offset == 145
+    naive = parse_reset_target("time:2024-12-08T06:00:00")
+    assert naive.at == datetime(2024, 12, 8, 6, tzinfo=UTC) and str(naive) == "time:2024-12-08T06:00:00Z"
+    assert parse_reset_target("time:2024-12-08T08:00:00+02:00").at == naive.at
+    for bad, says in (
+        ("offset:-1", "'offset:-1': the offset must be a non-negative integer"),
+        ("time:8 Dec", "'time:8 Dec': Invalid isoformat string"),
+        ("begin", "'begin': expected earliest, latest, offset:N or time:ISO-8601"),
+    ):
+        with pytest.raises(ResetTargetError, match=says):
+            parse_reset_target(bad)
+    assert (clamp(1, 0, 0), clamp(1, 3, 9), clamp(12, 3, 9), clamp(5, 3, 9)) == (0, 3, 9, 5)
+
+
+def test_watch_commands_take_the_store_and_refuse_a_local_one_beside_a_cluster(tmp_path: Path) -> None:
+    code, _out, err = invoke(
+        "--data-dir", str(tmp_path), "watch", "add", "w", "Sednaya", "--bus", "kafka://127.0.0.1:1",
+    )  # fmt: skip
+    assert code == 1 and "a deployment keeps its watchlists in its store; pass --store http(s)://" in err, err
+    assert not (tmp_path / "watchlists.sqlite3").exists()  # nothing written beside the cluster
+    code, out, err = invoke("--data-dir", str(tmp_path), "watch", "add", "w", "Sednaya", "--store", "embedded")
+    assert code == 0 and "watchlist 'w' saved" in out, err

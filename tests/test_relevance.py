@@ -190,7 +190,47 @@ def test_topic_file_prefilter_and_negative_tables(tmp_path: Path) -> None:
     bad.write_text(base + 'prefilter = "yes"\n', encoding="utf-8")
     with pytest.raises(TopicError, match=r"t.toml.*'prefilter' must be a table"):
         load_topic(bad)
+    bad.write_text(base + 'institution = "prison"\n', encoding="utf-8")
+    with pytest.raises(TopicError, match=r"t.toml.*'institution' must be a table"):
+        load_topic(bad)
+    bad.write_text(base + '[institution]\nwords = "prison"\n', encoding="utf-8")
+    with pytest.raises(TopicError, match=r"t.toml.*'institution.words' must be a list"):
+        load_topic(bad)
+    assert "سجن" in topic.institution_words and "de" in topic.institution_links
     bare = tmp_path / "bare.toml"
     bare.write_text(base, encoding="utf-8")
     plain = RelevanceFilter(load_topic(bare))  # a topic without the new tables: names decide, as before
     assert plain.prefilter("Damascus crematorium") is None and plain.prefilter("Sednaya") == "name"
+
+
+# --- the institution's own name ("Sednaya prison", "سجن صيدنايا"): pieces written for these tests ------
+@pytest.mark.parametrize(
+    "text",
+    [
+        # one incidental negative cue beside the prison's full name: still about the prison
+        "Sednaya prison draws pilgrims of grief: families come looking for the missing.",
+        "La prison de Saydnaya attire des pèlerins du deuil : les familles cherchent leurs disparus.",
+        "Das Gefängnis Sednaja zieht Pilger der Trauer an: Familien suchen ihre Verschwundenen.",
+        "Sednaya Cezaevi'ne hacı gibi gelen aileler kayıplarını arıyor.",
+        "عائلات تزور سجن صيدنايا كالحجاج بحثا عن المفقودين",
+        # languages discovery brings in: Ukrainian (any apostrophe), Russian case forms, Spanish, Polish
+        "Колишні в’язні тюрми Сайднайя розповіли про катування.",
+        "Бывшие узники тюрьмы Сайднайя рассказали о пытках.",
+        "Sobrevivientes de la prisión de Saydnaya denuncian torturas.",
+        "Byli więźniowie więzienia Sajdnaja opowiadają o torturach.",
+    ],
+)
+def test_the_institutions_name_outweighs_one_incidental_cue(relevance: RelevanceFilter, text: str) -> None:
+    result = relevance.score("", text)
+    assert relevance.is_relevant(result), f"{text!r}: {result}"
+    assert "~institution" in result.terms, result
+
+
+def test_an_institution_phrase_needs_the_words_joined(relevance: RelevanceFilter) -> None:
+    # punctuation breaks the phrase: the town's name, then a sentence about the prison
+    assert "~institution" not in relevance.score("", "Pilgrims reach Saidnaya. Prison visits are closed.").terms
+    assert "~institution" in relevance.score("", "La prison militaire de Saydnaya").terms  # two link words
+    assert "~institution" in relevance.score("", "Sednaja-Gefängnis").terms  # a hyphen joins
+    # a passing "Sednaya prison" in a piece about another prison stays a passing mention
+    passing = relevance.score("", "Adra prison, Adra detainees, Adra guards, and once Sednaya prison.")
+    assert "~passing" in passing.terms and not relevance.is_relevant(passing), passing

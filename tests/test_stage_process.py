@@ -67,3 +67,45 @@ def test_the_guard_turns_a_store_that_is_not_there_into_unavailable(tmp_path: Pa
     with pytest.raises(UnavailableError, match=rf"store {url} unreachable"):
         guard.handle(clustered(1))
     store.close()
+
+
+class _DownTwice:
+    """The real index stage behind a store that is unreachable for the first two batches."""
+
+    def __init__(self, stage: IndexStage) -> None:
+        self.stage, self.name, self.calls = stage, stage.name, 0
+
+    def handle(self, records: list[Record]) -> list[BaseException | None]:
+        self.calls += 1
+        if self.calls <= 2:
+            raise UnavailableError("store http://es:9200 unreachable")
+        return list(self.stage.handle(records))
+
+
+def test_an_outage_ends_with_one_line_counting_the_failed_tries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from stream import worker as worker_mod
+    from stream.bus_embedded import EmbeddedBus
+
+    monkeypatch.setattr(worker_mod, "UNAVAILABLE_BACKOFF_S", 0.01)
+    bus = EmbeddedBus(tmp_path / "bus.sqlite3")
+    store = EmbeddedStore(tmp_path / "store.sqlite3")
+    store.ensure_ready()
+    for record in clustered(2):
+        bus.publish(record.topic, record.key, record.value)
+    bus.flush()
+    handler = _DownTwice(IndexStage(store, Metrics()))
+    worker = worker_mod.StageWorker(bus, "articles.clustered.v1", "index", handler, metrics=Metrics())
+    with caplog.at_level(logging.INFO, logger="stream.worker"):
+        assert worker.run_once(0.0) == 2
+    down = [r for r in caplog.records if r.getMessage() == "dependency unavailable, batch kept uncommitted"]
+    back = [r for r in caplog.records if r.getMessage() == "dependency available again"]
+    assert len(down) == 2 and len(back) == 1
+    assert back[0].failed_tries == 2 and back[0].stage == "index"  # type: ignore[attr-defined]
+    assert store.count_articles() == 2
+    worker.close()
+    store.close()
+    bus.close()

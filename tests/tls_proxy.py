@@ -89,20 +89,26 @@ def make_certificates(directory: Path) -> Certificates:
 
 @dataclass
 class TlsProxy:
-    """TLS on ``port`` (the certificate of ``certs``), plaintext to ``upstream`` (host, port)."""
+    """TLS on ``port`` (the certificate of ``certs``), plaintext to ``upstream`` (host, port).
 
-    certs: Certificates
+    ``tls=False`` relays plaintext both ways (``certs`` unused): a recorder of what clients send.
+    """
+
+    certs: Certificates | None
     upstream: tuple[str, int]
     port: int = 0
+    tls: bool = True
     received: list[bytes] = field(default_factory=list)
     handshake_failures: int = 0
     _sock: socket.socket | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> TlsProxy:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.certs.cert, self.certs.key)
-        self._context = context
+        if self.tls:
+            assert self.certs is not None, "a TLS proxy needs certificates"
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.certs.cert, self.certs.key)
+            self._context = context
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
@@ -126,12 +132,14 @@ class TlsProxy:
 
     def _serve(self, raw: socket.socket) -> None:
         raw.settimeout(10)
-        try:
-            client = self._context.wrap_socket(raw, server_side=True)
-        except (ssl.SSLError, OSError):
-            self.handshake_failures += 1
-            raw.close()
-            return
+        client: socket.socket = raw
+        if self.tls:
+            try:
+                client = self._context.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError):
+                self.handshake_failures += 1
+                raw.close()
+                return
         try:
             upstream = socket.create_connection(self.upstream, timeout=10)
         except OSError:
@@ -144,7 +152,7 @@ class TlsProxy:
             client.setblocking(False)
             upstream.setblocking(False)
             while not self._stop.is_set():
-                pending = client.pending() > 0
+                pending = isinstance(client, ssl.SSLSocket) and client.pending() > 0
                 readable, _, _ = select.select([client, upstream], [], [], 0 if pending else PUMP_SLICE_S)
                 if pending and client not in readable:
                     readable.append(client)

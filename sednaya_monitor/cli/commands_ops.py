@@ -1,4 +1,5 @@
-"""Operators' commands: ``redrive`` (write chosen articles again) and ``lag`` (every group's lag from the broker)."""
+"""Operators' commands: ``redrive`` (write chosen articles again), ``lag`` (every group's lag from the
+broker) and ``offsets reset`` (move where a stopped consumer group resumes)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,21 @@ from sednaya_monitor import redrive as redrive_mod
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext, pipeline_options
 from sednaya_monitor.lag import read_lag
+from sednaya_monitor.pipeline import consumer_groups
+from stream.errors import GroupActiveError
+from stream.offset_reset import TARGET_FORMS, OffsetAdmin, ResetTargetError, parse_reset_target
 
-TOPIC_ALIASES = ("raw", "clustered", "events")  # short names of the pipeline topics redrive reads
+TOPIC_ALIASES = ("raw", "embedded", "clustered", "events")  # short names of the pipeline topics
 
 
 def _topic(app: AppContext, name: str) -> str:
     settings = app.settings
-    aliases = {"raw": settings.topic_raw, "clustered": settings.topic_clustered, "events": settings.topic_story_events}
+    aliases = {
+        "raw": settings.topic_raw,
+        "embedded": settings.topic_embedded,
+        "clustered": settings.topic_clustered,
+        "events": settings.topic_story_events,
+    }
     return aliases.get(name, name)
 
 
@@ -122,3 +131,68 @@ def lag(ctx: click.Context, as_json: bool, bus: str | None, store: str | None) -
     for (topic, group), total in totals.items():
         parts = " ".join(f"{r.partition}:{r.committed}/{r.end}" for r in rows if r.topic == topic and r.group == group)
         click.echo(f"{topic:<32} {group:<14} {total:>8}   {parts}")
+
+
+@cli.group()
+def offsets() -> None:
+    """Consumer groups' committed offsets on the Kafka bus (docs/runbook.md, "Resetting a group's offsets")."""
+
+
+@offsets.command("reset")
+@click.option("--group", required=True, help="Consumer group: embed, cluster, index, index-stories, alert.")
+@click.option("--topic", required=True, help="Topic: raw, embedded, clustered, events (or a full topic name).")
+@click.option("--to", "to", required=True, help=f"Where the group resumes: {TARGET_FORMS}.")
+@click.option("--dry-run", is_flag=True, help="Show each partition's current and new offset; commit nothing.")
+@pipeline_options
+@click.pass_context
+def offsets_reset(
+    ctx: click.Context, group: str, topic: str, to: str, dry_run: bool, bus: str | None, store: str | None
+) -> None:
+    """Move where GROUP resumes on TOPIC: back to process records again (every stage is idempotent), or
+    forward to skip them. Refused while the group has active members: stop its stage (every replica)
+    first, and start it again after the reset.
+
+    \b
+    sednaya-monitor offsets reset --group index --topic clustered --to time:2024-12-08T00:00:00Z --dry-run
+    sednaya-monitor offsets reset --group alert --topic events --to latest
+    """
+    try:
+        target = parse_reset_target(to)
+    except ResetTargetError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--to'") from exc
+    app = AppContext.of(ctx, bus=bus, store=store)
+    admin = app.reading_bus()
+    if not isinstance(admin, OffsetAdmin):
+        raise click.UsageError(
+            f"offsets reset needs the Kafka bus (--bus kafka://host:port); bus {app.settings.bus!r} has no consumer "
+            "groups to move while nothing runs"
+        )
+    name = _topic(app, topic)
+    if (name, group) not in consumer_groups(app.settings):
+        pairs = ", ".join(f"{g} on {t}" for t, g in consumer_groups(app.settings))
+        click.echo(f"warning: {group!r} on {name!r} is not a group of the pipeline ({pairs})", err=True)
+    members = admin.group_members(group)
+    moves = admin.plan_offset_reset(name, group, target)
+    click.echo(f"{'partition':>9} {'current':>9} {'new':>9} {'first':>9} {'end':>9}   records")
+    for move in moves:
+        current = "-" if move.current is None else str(move.current)
+        change = f"{move.moved} again" if move.moved > 0 else (f"{-move.moved} skipped" if move.moved else "unchanged")
+        click.echo(f"{move.partition:>9} {current:>9} {move.new:>9} {move.first:>9} {move.end:>9}   {change}")
+    again = sum(m.moved for m in moves if m.moved > 0)
+    skipped = -sum(m.moved for m in moves if m.moved < 0)
+    known = "unknown (the broker's group description is unreadable)" if members is None else str(members)
+    click.echo(
+        f"group {group} on {name} to {target}: {again} records to process again, {skipped} skipped; "
+        f"active members: {known}",
+        err=True,
+    )
+    if dry_run:
+        click.echo("dry run: nothing committed", err=True)
+        return
+    if members:
+        raise GroupActiveError(
+            f"consumer group {group!r} has {members} active member(s): stop the stage that consumes with it (every "
+            "replica), wait for its session timeout, then reset again"
+        )
+    admin.reset_offsets(moves)
+    click.echo(f"committed: group {group} resumes on {name} at the new offsets", err=True)

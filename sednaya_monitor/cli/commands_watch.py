@@ -19,21 +19,26 @@ from indexer.ledger import AlertLedger
 from indexer.store import SearchRequest
 from indexer.watchlists import Watchlist, WatchlistRepository, new_secret, open_watchlists, require
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.context import AppContext, NotDeployedError, pipeline_options
 
 TEST_LIMIT = 20  # stories shown by `watch test`
 DIGEST_WAIT_S = 120.0  # `watch digest` waits this long for the deliveries it started
 
 
-def _app(ctx: click.Context) -> AppContext:
-    app = ctx.find_object(AppContext)
-    assert app is not None, "the cli group sets the AppContext"
-    return app
+def _app(ctx: click.Context, bus: str | None, store: str | None) -> AppContext:
+    return AppContext.of(ctx, bus=bus, store=store)
 
 
 @contextmanager
 def _repository(app: AppContext) -> Iterator[WatchlistRepository]:
-    repo = open_watchlists(app.settings)
+    settings = app.settings
+    if settings.distributed_bus and not settings.distributed_store:
+        raise NotDeployedError(
+            f"the bus is {settings.bus!r} (distributed) but the store is 'embedded': a deployment keeps its "
+            "watchlists in its store; pass --store http(s)://host:9200 (or set store in the settings file / "
+            "SEDNAYA_MONITOR_STORE)"
+        )
+    repo = open_watchlists(settings)
     try:
         yield repo
     finally:
@@ -58,6 +63,7 @@ def watch() -> None:
 @click.option("--every", type=click.Choice(["hourly", "daily"]), default="daily", show_default=True,
               help="Digest period (new stories in digest mode; follow-ups in both modes).")  # fmt: skip
 @click.option("--replace", is_flag=True, help="Overwrite a watchlist of the same name.")
+@pipeline_options
 @click.pass_context
 def watch_add(
     ctx: click.Context,
@@ -72,9 +78,11 @@ def watch_add(
     mode: str,
     every: str,
     replace: bool,
+    bus: str | None,
+    store: str | None,
 ) -> None:
     """Save QUERY (the search query language) as watchlist NAME."""
-    app = _app(ctx)
+    app = _app(ctx, bus, store)
     generated = secret is None and bool(webhooks)
     try:
         watchlist = Watchlist(
@@ -103,10 +111,11 @@ def watch_add(
 
 @watch.command("list")
 @click.option("--json", "as_json", is_flag=True, help="JSON array (secrets left out).")
+@pipeline_options
 @click.pass_context
-def watch_list(ctx: click.Context, as_json: bool) -> None:
+def watch_list(ctx: click.Context, as_json: bool, bus: str | None, store: str | None) -> None:
     """The watchlists with their targets and alert counts."""
-    app = _app(ctx)
+    app = _app(ctx, bus, store)
     with _repository(app) as repo:
         watchlists = repo.all()
     ledger = AlertLedger.in_data_dir(app.settings.data_dir)
@@ -143,10 +152,11 @@ def watch_list(ctx: click.Context, as_json: bool) -> None:
 
 @watch.command("remove")
 @click.argument("name")
+@pipeline_options
 @click.pass_context
-def watch_remove(ctx: click.Context, name: str) -> None:
+def watch_remove(ctx: click.Context, name: str, bus: str | None, store: str | None) -> None:
     """Delete watchlist NAME (its past alerts stay in the ledger)."""
-    with _repository(_app(ctx)) as repo:
+    with _repository(_app(ctx, bus, store)) as repo:
         require(repo, name)
         repo.remove(name)
     click.echo(f"watchlist {name!r} removed")
@@ -156,17 +166,20 @@ def watch_remove(ctx: click.Context, name: str) -> None:
 @click.argument("name")
 @click.option("--limit", default=TEST_LIMIT, show_default=True, help="Stories to show.")
 @click.option("--json", "as_json", is_flag=True)
+@pipeline_options
 @click.pass_context
-def watch_test(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
+def watch_test(
+    ctx: click.Context, name: str, limit: int, as_json: bool, bus: str | None, store: str | None
+) -> None:
     """Run NAME's query against the store and show the stories it matches (nothing is sent)."""
-    app = _app(ctx)
+    app = _app(ctx, bus, store)
     with _repository(app) as repo:
         wl = require(repo, name)
     request = SearchRequest(
         query=wl.query, lang=wl.lang, source=wl.source, by_story=True, size=limit, sort="date", highlight=True
     )
     try:
-        result = app.store.search(request)
+        result = app.reading_store().search(request)
     except QuerySyntaxError as exc:
         raise click.UsageError(f"watchlist {name!r}: {exc}") from exc
     ledger = AlertLedger.in_data_dir(app.settings.data_dir)
@@ -207,10 +220,13 @@ def watch_test(ctx: click.Context, name: str, limit: int, as_json: bool) -> None
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@pipeline_options
 @click.pass_context
-def watch_alerts(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
+def watch_alerts(
+    ctx: click.Context, name: str, limit: int, as_json: bool, bus: str | None, store: str | None
+) -> None:
     """NAME's recent alerts, newest first, with each target's delivery status."""
-    app = _app(ctx)
+    app = _app(ctx, bus, store)
     with _repository(app) as repo:
         wl = require(repo, name)
     ledger = AlertLedger.in_data_dir(app.settings.data_dir)
@@ -230,12 +246,13 @@ def watch_alerts(ctx: click.Context, name: str, limit: int, as_json: bool) -> No
 
 @watch.command("digest")
 @click.option("--force", is_flag=True, help="Send every queued digest now, due or not.")
+@pipeline_options
 @click.pass_context
-def watch_digest(ctx: click.Context, force: bool) -> None:
+def watch_digest(ctx: click.Context, force: bool, bus: str | None, store: str | None) -> None:
     """Send the digests that are due (and resume deliveries left pending); for cron or by hand."""
     from indexer.alert_stage import AlertStage
 
-    app = _app(ctx)
+    app = _app(ctx, bus, store)
     stage = AlertStage(app.settings, app.store, app.metrics, digest_interval_s=None, wait_interval_s=None)
     try:
         opened = stage.send_digests(force=force)
