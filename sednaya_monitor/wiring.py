@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from crawlers.raw_store import RawCopies
 from indexer.store import SearchStore
 from stream.bus import Bus
 from stream.embedding import Embedder
@@ -101,3 +102,15 @@ def make_store(settings: Settings) -> SearchStore:
     from indexer.store_embedded import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir / "store.sqlite3", names=names)
+
+
+def make_raw_store(settings: Settings) -> RawCopies:
+    """Where raw pages are kept: ``<data_dir>/raw`` (embedded default), or an S3-compatible bucket for
+    ``raw_store = "s3://bucket/prefix"`` (every crawl process and ``serve`` replica, on any host)."""
+    if settings.raw_store != "embedded":
+        from crawlers.raw_store_s3 import S3RawStore
+
+        return S3RawStore(settings)
+    from crawlers.raw_store import RawStore
+
+    return RawStore(settings.data_dir)
