@@ -75,6 +75,24 @@ def make_story_state(settings: Settings) -> StoryState:
     )
 
 
+def make_cluster_state(settings: Settings) -> StoryState:
+    """The story state of the distributed clustering stage: with a Kafka bus, a copy in this process's
+    data directory mirrored to the compacted topic ``topic_story_changelog`` (no disk shared between
+    the replicas: ``stream.state_changelog``); with the embedded bus, the plain file."""
+    if not settings.distributed_bus:
+        return make_story_state(settings)
+    from stream.changelog_kafka import KafkaChangelog
+    from stream.state_changelog import ChangelogStoryState
+
+    return ChangelogStoryState(
+        settings.data_dir / STATE_FILE,
+        changelog=KafkaChangelog(settings, settings.topic_story_changelog),
+        window_days=settings.cluster_window_days,
+        duplicate_threshold=settings.duplicate_threshold,
+        duplicate_window_days=settings.duplicate_window_days,
+    )
+
+
 def make_bus(settings: Settings, metrics: Metrics | None = None) -> Bus:
     """The embedded SQLite log, or Kafka for ``bus = "kafka://host:port"`` (which counts produced and
     failed deliveries in ``metrics`` when given; the worker counts consumption on both)."""

@@ -22,6 +22,7 @@ ADAPTERS = {
     "indexer/store_elastic.py",
     "indexer/watchlists_elastic.py",
     "indexer/ledger_elastic.py",
+    "stream/changelog_kafka.py",
 }
 
 

@@ -260,9 +260,16 @@ def embed(ctx: click.Context, bus: str | None, store: str | None, metrics_port: 
         ]
         if cluster:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            stage = SharedStateClusterStage(
-                lambda: EmbedStage(settings, metrics, embedder=embedder, bus=bus_), settings.data_dir / STATE_FILE
-            )
+            stage: Handler
+            if settings.distributed_bus:  # the story state mirrored to its changelog topic: no shared disk
+                from stream.cluster_changelog import ChangelogClusterStage
+
+                state = wiring.make_cluster_state(settings)
+                stage = ChangelogClusterStage(EmbedStage(settings, metrics, embedder=embedder, bus=bus_, state=state))
+            else:
+                stage = SharedStateClusterStage(
+                    lambda: EmbedStage(settings, metrics, embedder=embedder, bus=bus_), settings.data_dir / STATE_FILE
+                )
             workers.append((settings.topic_embedded, GROUP_CLUSTER, stage))
         return workers
 

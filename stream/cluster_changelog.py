@@ -1,0 +1,67 @@
+"""The clustering half of the distributed ``embed`` stage with its story state on the broker.
+
+``ChangelogClusterStage`` (group ``cluster`` on ``settings.topic_embedded``, one partition in use, so one
+replica assigns while the others stand by) wraps the ordinary ``stream.embed_stage.EmbedStage`` on a
+``stream.state_changelog.ChangelogStoryState``: every committed write of the state is appended to the
+compacted changelog topic (``settings.topic_story_changelog``) before the outbox is published and the
+input committed, and before each batch the handler brings its own SQLite copy (in its own
+``--data-dir``) up to the changelog's end. A standby on another host, with an empty data directory or a
+stale one, thus takes over from what it reads from the broker; decisions stay keyed by article id, so a
+record redone after a SIGKILL gets the answer the dead owner committed, or the one it would have given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+
+from stream.bus import Record
+from stream.embed_stage import EmbedStage
+from stream.state_changelog import ChangelogStoryState
+from stream.vector_stage import H_ARTICLE_ID
+
+logger = logging.getLogger(__name__)
+
+STAGE = "cluster"  # its stage label everywhere, as stream.cluster_stage
+
+
+class ChangelogClusterStage:
+    """``stream.worker.Handler`` named ``cluster``: catch up with the changelog, then ``EmbedStage``.
+
+    Args:
+        stage: an ``EmbedStage`` whose ``state`` is a ``ChangelogStoryState`` (closed with this handler).
+
+    Raises:
+        BusError: the changelog cannot be read or written (the worker keeps the batch and retries).
+        StoryStateError: a changelog record this version cannot apply.
+    """
+
+    name = STAGE
+
+    def __init__(self, stage: EmbedStage) -> None:
+        if not isinstance(stage.state, ChangelogStoryState):
+            raise TypeError(f"ChangelogClusterStage needs a ChangelogStoryState, got {type(stage.state).__name__}")
+        stage.name = STAGE  # the vectors were counted as stage "embed"; each article is counted once per stage
+        self.stage = stage
+        self.state: ChangelogStoryState = stage.state
+        self.takeovers = 0  # batches before which another process's writes were applied
+        self.catch_up()  # a standby starts warm: at a takeover only the tail is left to read
+
+    def catch_up(self) -> int:
+        applied = self.state.catch_up()
+        if applied:
+            self.takeovers += 1
+            logger.info(
+                "story state restored from the changelog",
+                extra={"stage": STAGE, "records": applied, "state": str(self.state.path)},
+            )
+        return applied
+
+    def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
+        self.catch_up()
+        keyed = [dataclasses.replace(r, key=r.headers.get(H_ARTICLE_ID, r.key)) for r in records]
+        return self.stage.handle(keyed)
+
+    def close(self) -> None:
+        self.stage.close()
