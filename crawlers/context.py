@@ -21,6 +21,7 @@ from crawlers.raw_store import RawCopies
 from crawlers.registry import Source, load_registry, select, source_for_url
 from crawlers.relevance import RelevanceFilter
 from crawlers.seen import SeenStore
+from crawlers.sharding import shard
 from stream.article import now_utc
 from stream.bus import Bus
 from stream.metrics import Metrics
@@ -130,7 +131,10 @@ class CrawlContext:
         self.bus = bus
         self.metrics = metrics
         self.registry = load_registry(settings.sources_file)
-        self.sources = select(self.registry, source_ids)
+        # This process's share of the sources (crawl_shard_index of crawl_shard_count; all by default).
+        self.sources = shard(
+            select(self.registry, source_ids), settings.crawl_shard_index, settings.crawl_shard_count
+        )
         for source in self.sources:  # the staleness alert compares freshness with each source's interval
             interval = source.interval_s or settings.follow_interval_s
             metrics.source_poll_interval.labels(source=source.id).set(interval)
