@@ -109,7 +109,7 @@ class KafkaChangelog:
                 raise BusError(f"kafka {self.bootstrap}: cannot start the changelog producer: {exc!r}") from exc
         return self._producer
 
-    def append(self, changes: Sequence[Change]) -> None:
+    def append(self, changes: Sequence[Change]) -> tuple[int, int] | None:
         producer = self._producer_client()
         headers = [(H_WRITER, self.writer.encode("ascii"))]
         futures: list[tuple[str, Any]] = []
@@ -130,6 +130,10 @@ class KafkaChangelog:
                 f"kafka {self.bootstrap}: changelog {self.topic!r}: {len(failed)} records not acknowledged: {shown}"
             )
         self.records_appended += len(changes)
+        if not futures:
+            return None
+        first, last = futures[0][1].value, futures[-1][1].value  # RecordMetadata of the acknowledged records
+        return int(first.offset), int(last.offset)
 
     def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
@@ -154,6 +158,10 @@ class KafkaChangelog:
         consumer = self._reader()
         try:
             end = int(consumer.end_offsets([self.tp])[self.tp])
+            if end <= start:
+                # Nothing after start: exact on Kafka; tansu answers the last batch's base offset + 1, which
+                # is at most start only when that batch ends before start too.
+                return
             if self._position != start:
                 consumer.seek(self.tp, start)
             polled = False  # the high watermark must come from a fetch made during this read

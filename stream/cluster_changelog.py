@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 
 from stream.bus import Record
@@ -49,12 +50,18 @@ class ChangelogClusterStage:
         self.catch_up()  # a standby starts warm: at a takeover only the tail is left to read
 
     def catch_up(self) -> int:
+        started = time.monotonic()
         applied = self.state.catch_up()
         if applied:
             self.takeovers += 1
             logger.info(
                 "story state restored from the changelog",
-                extra={"stage": STAGE, "records": applied, "state": str(self.state.path)},
+                extra={
+                    "stage": STAGE,
+                    "records": applied,
+                    "seconds": round(time.monotonic() - started, 3),
+                    "state": str(self.state.path),
+                },
             )
         return applied
 

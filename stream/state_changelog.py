@@ -70,12 +70,14 @@ class Changelog(Protocol):
 
     writer: str  # this process's id, carried by every record it appends
 
-    def append(self, changes: Sequence[Change]) -> None:
-        """Append in order and wait for the acknowledgement (raises ``BusError`` when not acknowledged)."""
+    def append(self, changes: Sequence[Change]) -> tuple[int, int] | None:
+        """Append in order and wait for the acknowledgement (raises ``BusError`` when not acknowledged);
+        returns the offsets of the first and the last record when the log tells them."""
         ...
 
     def read(self, start: int) -> Iterator[LoggedChange]:
-        """Records from offset ``start`` to the end as it is when called."""
+        """Records from offset ``start`` to the end as it is when called (nothing, at no more cost than
+        asking the end offset, when ``start`` is the end)."""
         ...
 
     def close(self) -> None: ...
@@ -287,7 +289,10 @@ class ChangelogStoryState(StoryState):
         changes, last = self.capture.pending()
         if not changes:
             return
-        self.changelog.append(changes)  # BusError: the notes stay, the next commit ships them
+        span = self.changelog.append(changes)  # BusError: the notes stay, the next commit ships them
+        if span is not None and span[0] == self.capture.checkpoint() and span[1] - span[0] + 1 == len(changes):
+            # no one appended between our copy's checkpoint and our records: we are current past them
+            self.capture.set_checkpoint(span[1] + 1)
         self.capture.shipped(last)
 
     # --- restoring ----------------------------------------------------------------------------------
