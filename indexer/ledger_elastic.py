@@ -32,7 +32,7 @@ from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError,
 
 from indexer.alerts import Alert
 from indexer.errors import StoreError
-from indexer.ledger import AlertLedger, _iso
+from indexer.ledger import AlertLedger, LedgerAlert, _iso
 from indexer.store_elastic import es_client_options
 from stream.article import now_utc
 from stream.errors import UnavailableError
@@ -238,6 +238,32 @@ class ElasticAlertLedger(AlertLedger):
                     self._mirror(won[0])
                 return None
             return super().record_alert(alert, mode=mode, targets=targets)
+
+    # --- reading (watch list, Atom feeds, the alert pages of any serve replica) ----------------------
+
+    def count_alerts(self, watchlist: str | None = None) -> int:
+        """Alerts recorded in the store (every process's), for one watchlist or all."""
+        self._ensure()
+        query: dict[str, Any] = {"match_all": {}} if watchlist is None else {"term": {"watchlist": watchlist}}
+        found = self._call("count claims", self.client.count, index=self.claims, query=query)
+        return int(found["count"])
+
+    def recent_alerts(self, watchlist: str, *, limit: int = 50) -> list[LedgerAlert]:
+        """The watchlist's newest alerts as the store has them (copied into the local table, where this
+        process's delivery statuses are), newest first."""
+        self._ensure()
+        found = self._call(
+            f"read recent claims of {watchlist!r}",
+            self.client.search,
+            index=self.claims,
+            size=limit,
+            query={"term": {"watchlist": watchlist}},
+            sort=[{"created_at": {"order": "desc"}}],
+        )
+        for hit in found["hits"]["hits"]:
+            self._mirror(hit["_source"])
+        mine = super().recent_alerts(watchlist, limit=max(limit, 1) * 4)
+        return sorted(mine, key=lambda a: (a.created_at, a.id), reverse=True)[:limit]
 
     def close(self) -> None:
         super().close()

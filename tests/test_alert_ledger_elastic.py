@@ -157,3 +157,17 @@ def test_alert_stage_restarted_from_an_empty_directory_fires_nothing_twice(
     assert second.wait_idle(30)
     second.close()
     assert len(webhook.delivered) == 1
+
+
+def test_counts_and_recent_alerts_come_from_the_store(dist_settings: Settings, tmp_path: Path) -> None:
+    """``watch list``, the Atom feed and the alert pages of a serve replica on an empty directory."""
+    first = _ledger(dist_settings, tmp_path, "alert-1")
+    older, newer = _alert("s-1", "https://wire.example/1"), _alert("s-2", "https://wire.example/2")
+    assert first.record_alert(older, mode="instant", targets=WL.targets) is not None
+    assert first.record_alert(newer, mode="instant", targets=WL.targets) is not None
+    first.close()
+    serve = _ledger(dist_settings, tmp_path, "serve")
+    assert serve.count_alerts(WL.name) == 2 and serve.count_alerts() == 2 and serve.count_alerts("other") == 0
+    assert [a.alert for a in serve.recent_alerts(WL.name)] == [newer, older]
+    assert [a.alert for a in serve.recent_alerts(WL.name, limit=1)] == [newer]
+    serve.close()
