@@ -4,6 +4,7 @@ replay into an empty data directory, and a standby on another directory taking o
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,24 @@ def test_a_standby_on_an_empty_directory_takes_over_mid_stream(
     assert decisions(bus, kafka_settings) == expected
     for stage in (standby, third):
         stage.close()
+
+
+def test_an_idle_standby_keeps_up_between_batches(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus
+) -> None:
+    """A standby is handed no batch; its own thread reads the changelog's tail meanwhile."""
+    records = embedded_records(kafka_settings, bus, embedder, fixture_articles()[:4])
+    active = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    own = kafka_settings.replace(data_dir=kafka_settings.data_dir.parent / "cluster-b")
+    state = ChangelogStoryState(own.data_dir / STATE_FILE, changelog=KafkaChangelog(own, own.topic_story_changelog))
+    standby = ChangelogClusterStage(
+        EmbedStage(own, Metrics(), embedder=embedder, bus=bus, state=state), standby_catch_up_s=0.2
+    )
+    assert active.handle(records) == [None] * len(records)
+    deadline = time.monotonic() + 30
+    while standby.restores == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert standby.restores >= 1 and standby.takeovers == 0
+    standby.close()
+    assert dump(sqlite3.connect(own.data_dir / STATE_FILE)) == dump(active.state._db)
+    active.close()

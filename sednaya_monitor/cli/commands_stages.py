@@ -274,10 +274,13 @@ def embed(
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             stage: Handler
             if settings.distributed_bus:  # the story state mirrored to its changelog topic: no shared disk
-                from stream.cluster_changelog import ChangelogClusterStage
+                from stream.cluster_changelog import STANDBY_CATCH_UP_S, ChangelogClusterStage
 
                 state = wiring.make_cluster_state(settings)
-                stage = ChangelogClusterStage(EmbedStage(settings, metrics, embedder=embedder, bus=bus_, state=state))
+                stage = ChangelogClusterStage(
+                    EmbedStage(settings, metrics, embedder=embedder, bus=bus_, state=state),
+                    standby_catch_up_s=STANDBY_CATCH_UP_S,
+                )
             else:
                 stage = SharedStateClusterStage(
                     lambda: EmbedStage(settings, metrics, embedder=embedder, bus=bus_), settings.data_dir / STATE_FILE
