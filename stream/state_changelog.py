@@ -25,6 +25,11 @@ were never shipped (its process died) while another process appended since its c
 its tables are emptied and the whole changelog replayed (on a compacted topic: the latest row per key).
 A new process on an empty data directory does exactly that, so a standby on any host takes over from
 what it reads from the broker.
+
+**Seed.** When the capture is installed on a store for the first time, every row already there is noted
+(the schema's own rows, or a whole state kept on a shared file by an older version): a changelog that
+is still empty receives them with the first commit; a changelog that already has records wins over
+them (the new copy is emptied and replays it).
 """
 
 from __future__ import annotations
@@ -117,7 +122,39 @@ class ChangeCapture:
         self.tables = {t.name: t for t in self._read_tables()}
         for table in self.tables.values():
             self._install(table)
+        if self._local("installed") is None:
+            # Rows written before the triggers existed (the schema's own, or a whole state kept on a shared
+            # file before): noted once, so they reach the changelog when it is still empty (a seed).
+            self.note_all()
+            self._set_local("installed", "1")
         db.commit()
+
+    def _local(self, name: str) -> str | None:
+        row = self.db.execute(f"SELECT value FROM {LOCAL_TABLE} WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_local(self, name: str, value: str) -> None:
+        self.db.execute(
+            f"INSERT INTO {LOCAL_TABLE} (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
+
+    def note_all(self) -> None:
+        """Note every row of every captured table (shipped with the next commit)."""
+        for table in self.tables.values():
+            keyed = "json_array(" + ", ".join(_quote(c) for c in table.key) + ")"
+            self.db.execute(
+                f"INSERT INTO {CHANGES_TABLE} (tbl, key) SELECT ?, {keyed} FROM {_quote(table.name)}", (table.name,)
+            )
+
+    @property
+    def synced(self) -> bool:
+        """This copy caught up with the changelog at least once (else it is a fresh replica or a seed)."""
+        return self._local("synced") is not None
+
+    def mark_synced(self) -> None:
+        self._set_local("synced", "1")
 
     def _read_tables(self) -> list[_Table]:
         out = []
@@ -188,15 +225,10 @@ class ChangeCapture:
     # --- replay -------------------------------------------------------------------------------------
 
     def checkpoint(self) -> int:
-        row = self.db.execute(f"SELECT value FROM {LOCAL_TABLE} WHERE name = 'offset'").fetchone()
-        return 0 if row is None else int(row[0])
+        return int(self._local("offset") or 0)
 
     def set_checkpoint(self, offset: int) -> None:
-        self.db.execute(
-            f"INSERT INTO {LOCAL_TABLE} (name, value) VALUES ('offset', ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            (str(offset),),
-        )
+        self._set_local("offset", str(offset))
 
     def apply(self, change: Change) -> None:
         """Upsert or delete one row (inside the caller's transaction; the notes it makes are dropped)."""
@@ -305,10 +337,13 @@ class ChangelogStoryState(StoryState):
         records = list(self.changelog.read(start))
         foreign = [r for r in records if r.writer != self.changelog.writer]
         if self.capture.has_pending() and foreign:
-            logger.warning(
-                "story state diverged from the changelog (unshipped writes of a dead owner); replaying it all",
-                extra={"state": str(self.path), "checkpoint": start, "foreign": len(foreign)},
-            )
+            if self.capture.synced:
+                logger.warning(
+                    "story state diverged from the changelog (unshipped writes of a dead owner); replaying it all",
+                    extra={"state": str(self.path), "checkpoint": start, "foreign": len(foreign)},
+                )
+            else:
+                logger.info("a new copy of the story state: replaying the changelog", extra={"state": str(self.path)})
             self._db.rollback()
             self.capture.wipe()
             records = list(self.changelog.read(0))
@@ -321,6 +356,7 @@ class ChangelogStoryState(StoryState):
             self.capture.drop_notes_after(before)
         if records:
             self.capture.set_checkpoint(records[-1].offset + 1)
+        self.capture.mark_synced()
         self._db.commit()
         if foreign:
             self.restored += len(foreign)

@@ -21,7 +21,8 @@ from stream.errors import StoryStateError
 from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.state_changelog import ChangeCapture, ChangelogStoryState
-from stream.story_state import STATE_FILE
+from stream.story_state import STATE_FILE, StoredDecision, StoryState
+from stream.vector_stage import H_ARTICLE_ID
 from tests.broker_fixtures import Broker, kafka_test_overrides, unique_name
 from tests.distributed_fixtures import fixture_articles
 from tests.test_split_embed_stage import decisions, embedded_records
@@ -175,10 +176,42 @@ def test_an_idle_standby_keeps_up_between_batches(
         EmbedStage(own, Metrics(), embedder=embedder, bus=bus, state=state), standby_catch_up_s=0.2
     )
     assert active.handle(records) == [None] * len(records)
+    want = dump(active.state._db)
     deadline = time.monotonic() + 30
-    while standby.restores == 0 and time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # the standby's thread runs every 0.2 s; no batch is handed to it
+        with standby._lock:
+            got = dump(standby.state._db)
+        if got == want:
+            break
         time.sleep(0.1)
+    assert got == want
     assert standby.restores >= 1 and standby.takeovers == 0
+    assert standby.state.decision(records[-1].headers[H_ARTICLE_ID]) is not None
     standby.close()
-    assert dump(sqlite3.connect(own.data_dir / STATE_FILE)) == dump(active.state._db)
     active.close()
+
+
+def test_a_copy_with_unshipped_writes_is_rebuilt_once_another_replica_appended(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus
+) -> None:
+    """A process dies between its local commit and the append (its notes stay unshipped); another replica
+    goes on; the first one restarted on its old directory must not ship its stale rows: it rebuilds."""
+    articles = fixture_articles()
+    records = embedded_records(kafka_settings, bus, embedder, articles)
+    first = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    assert first.handle(records[:3]) == [None] * 3
+    # The crash window: the next batch's decisions committed locally, never appended.
+    decided = Article.from_json(records[3].value)
+    first.state.record_decision(StoredDecision(decided.id, "s-stale", "first", "first", None), decided.fetched_at)
+    StoryState.commit(first.state)  # the plain commit: what a SIGKILL before the append leaves
+    assert first.state.capture.has_pending()
+    first.state._db.close()  # killed: nothing shipped at exit
+
+    second = cluster_stage(kafka_settings, embedder, bus, "cluster-b")
+    assert second.handle(records[3:]) == [None] * (len(records) - 3)
+    restarted = cluster_stage(kafka_settings, embedder, bus, "cluster-a")  # the old directory, a new process
+    assert restarted.state.full_restores == 1
+    assert restarted.state.decision(decided.id) == second.state.decision(decided.id)
+    assert dump(restarted.state._db) == dump(second.state._db)
+    for stage in (second, restarted):
+        stage.close()
