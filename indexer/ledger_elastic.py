@@ -15,8 +15,17 @@ two facts that must hold across hosts and restarts from an empty data directory 
 
 A claim found in the store (made by another process, or by this one before its data directory was lost)
 is copied into the local ``alerts`` table without delivery rows, so local look-ups and the Atom feed see
-it. The claim is written before the local pending rows: a process killed in between leaves a claim that
-no one delivers (at most once, never twice); the window is one local SQLite transaction.
+it.
+
+**Hand-over of a claim whose process died.** A claim is created ``claimed`` with the creating ledger's
+``holder`` id (kept in its SQLite file) and the targets; once the local ``pending`` rows are written the
+holder turns it ``queued`` with a conditional write (``if_seq_no``/``if_primary_term``). A process killed
+between the two leaves its story event uncommitted, so the event comes again, to whichever process owns
+the partition then: finding a ``claimed`` claim of another holder, it takes it over with the same kind of
+conditional write (``queued``, itself as holder) and delivers. Of the two conditional writes exactly one
+succeeds, so a holder that was only slow (not dead) loses and delivers nothing: still once. A process
+restarted on its own directory checks its ``pending`` alert rows against the claims before resuming
+them (``pending``).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +42,7 @@ from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError,
 
 from indexer.alerts import Alert
 from indexer.errors import StoreError
-from indexer.ledger import AlertLedger, LedgerAlert, _iso
+from indexer.ledger import AlertLedger, LedgerAlert, PendingDelivery, _iso
 from indexer.store_elastic import es_client_options
 from stream.article import now_utc
 from stream.errors import UnavailableError
@@ -48,8 +58,11 @@ _CLAIM_MAPPINGS: dict[str, Any] = {
         "story_id": {"type": "keyword"},
         "article_id": {"type": "keyword"},
         "mode": {"type": "keyword"},
+        "state": {"type": "keyword"},  # claimed | queued
+        "holder": {"type": "keyword"},
         "created_at": {"type": "date"},
         "payload": {"type": "object", "enabled": False},
+        "targets": {"type": "object", "enabled": False},
     },
 }
 _MERGE_MAPPINGS: dict[str, Any] = {
@@ -78,6 +91,13 @@ class ElasticAlertLedger(AlertLedger):
         self._own_client = client is None
         self.client = client or Elasticsearch(settings.store, **es_client_options(settings))
         self._ready = False
+        with self._tx() as db:  # this ledger's holder id: survives restarts on the same data directory
+            db.execute("CREATE TABLE IF NOT EXISTS claim_holder (id TEXT NOT NULL)")
+            row = db.execute("SELECT id FROM claim_holder").fetchone()
+            if row is None:
+                row = (uuid.uuid4().hex,)
+                db.execute("INSERT INTO claim_holder (id) VALUES (?)", row)
+        self.holder = str(row[0])
 
     @classmethod
     def for_settings(cls, settings: Settings) -> ElasticAlertLedger:
@@ -167,11 +187,42 @@ class ElasticAlertLedger(AlertLedger):
     # --- claims -------------------------------------------------------------------------------------
 
     def _claims_in_group(self, watchlist: str, group: set[str]) -> list[dict[str, Any]]:
-        """The stored claims of ``watchlist`` on any story of ``group``, oldest first."""
+        """The stored claims of ``watchlist`` on any story of ``group``, oldest first (each with its
+        ``_seq_no`` and ``_primary_term``, for a conditional write)."""
         ids = [claim_id(watchlist, story_id) for story_id in sorted(group)]
         result = self._call(f"read claims of {watchlist!r}", self.client.mget, index=self.claims, ids=ids)
-        found = [doc["_source"] for doc in result["docs"] if doc.get("found")]
+        found = [
+            {**doc["_source"], "_seq_no": doc.get("_seq_no"), "_primary_term": doc.get("_primary_term")}
+            for doc in result["docs"]
+            if doc.get("found")
+        ]
         return sorted(found, key=lambda d: (str(d.get("created_at", "")), str(d.get("story_id", ""))))
+
+    def _queue(self, claim: dict[str, Any]) -> bool:
+        """Turn ``claim`` ``queued`` with this ledger as holder, if no one wrote it since it was read."""
+        doc = {k: v for k, v in claim.items() if not k.startswith("_")}
+        doc.update(state="queued", holder=self.holder)
+        try:
+            self._call(
+                f"queue alert {doc['watchlist']!r} on story {doc['story_id']}",
+                self.client.index,
+                index=self.claims,
+                id=claim_id(doc["watchlist"], doc["story_id"]),
+                document=doc,
+                if_seq_no=claim["_seq_no"],
+                if_primary_term=claim["_primary_term"],
+                refresh="wait_for",
+            )
+        except ConflictError:
+            return False
+        return True
+
+    def _has_local(self, watchlist: str, story_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM alerts WHERE watchlist = ? AND story_id = ?", (watchlist, story_id)
+            ).fetchone()
+        return row is not None
 
     def _mirror(self, claim: dict[str, Any]) -> None:
         """Copy a claim made elsewhere into the local table (no delivery rows: it is not ours to send)."""
@@ -188,6 +239,9 @@ class ElasticAlertLedger(AlertLedger):
             )
 
     def alerted_article(self, watchlist: str, story_id: str) -> str | None:
+        """The article of the watchlist's alert on the story's merge group, or None. A claim another
+        holder left ``claimed`` (its process died before queueing it) is taken over here, and None is
+        returned: the caller decides again and :meth:`record_alert` writes the pending rows."""
         local = super().alerted_article(watchlist, story_id)
         if local is not None:
             return local
@@ -195,8 +249,17 @@ class ElasticAlertLedger(AlertLedger):
         claims = self._claims_in_group(watchlist, self.story_group(story_id))
         if not claims:
             return None
-        self._mirror(claims[0])
-        return str(claims[0]["article_id"])
+        claim = claims[0]
+        if claim.get("holder") == self.holder and claim.get("state") == "queued":
+            return None  # ours, taken over: record_alert writes its rows
+        if claim.get("state") == "claimed" and claim.get("holder") != self.holder and self._queue(claim):
+            logger.warning(
+                "alert claim of a process that died before queueing it taken over",
+                extra={"watchlist": watchlist, "story_id": claim["story_id"], "previous_holder": claim.get("holder")},
+            )
+            return None
+        self._mirror(claim)
+        return str(claim["article_id"])
 
     def record_alert(self, alert: Alert, *, mode: str, targets: Sequence[str]) -> int | None:
         """Claim the pair in the store (``op_type=create``), then write the local pending rows.
@@ -209,35 +272,91 @@ class ElasticAlertLedger(AlertLedger):
         with self._lock:  # one decision at a time in this process: read the group's claims, then create
             existing = self._claims_in_group(alert.watchlist, self.story_group(alert.story_id))
             if existing:
-                self._mirror(existing[0])
+                claim = existing[0]
+                ours = claim.get("holder") == self.holder and claim.get("state") == "queued"
+                if ours and not self._has_local(claim["watchlist"], claim["story_id"]):  # taken over: deliver it
+                    return super().record_alert(Alert.from_dict(claim["payload"]), mode=mode, targets=targets)
+                self._mirror(claim)
                 return None
-            claim = {
-                "watchlist": alert.watchlist,
-                "story_id": alert.story_id,
-                "article_id": alert.article_id,
-                "mode": mode,
-                "created_at": _iso(now_utc()),
-                "payload": alert.to_dict(),
-            }
-            try:  # PUT /<claims>/_create/<id>: 409 when any process created it first
-                self._call(
-                    f"claim alert {alert.watchlist!r} on story {alert.story_id}",
-                    self.client.create,
-                    index=self.claims,
-                    id=claim_id(alert.watchlist, alert.story_id),
-                    document=claim,
-                    refresh="wait_for",
-                )
-            except ConflictError:
-                logger.info(
-                    "alert already claimed by another process",
-                    extra={"watchlist": alert.watchlist, "story_id": alert.story_id},
-                )
-                won = self._claims_in_group(alert.watchlist, {alert.story_id})
-                if won:
-                    self._mirror(won[0])
+            created = self.claim(alert, mode=mode, targets=targets)
+            if created is None:
                 return None
-            return super().record_alert(alert, mode=mode, targets=targets)
+            row = super().record_alert(alert, mode=mode, targets=targets)
+            if row is not None and not self._queue(created):
+                self._given_up(row, "taken over by another alert process before it was queued")
+                return None
+            return row
+
+    def claim(self, alert: Alert, *, mode: str, targets: Sequence[str]) -> dict[str, Any] | None:
+        """Create the ``claimed`` claim of ``alert`` (``PUT _create``); None when any process created it
+        first. Returns the claim with its ``_seq_no``/``_primary_term``."""
+        claim = {
+            "watchlist": alert.watchlist,
+            "story_id": alert.story_id,
+            "article_id": alert.article_id,
+            "mode": mode,
+            "state": "claimed",
+            "holder": self.holder,
+            "created_at": _iso(now_utc()),
+            "payload": alert.to_dict(),
+            "targets": list(targets),
+        }
+        try:  # PUT /<claims>/_create/<id>: 409 when any process created it first
+            made = self._call(
+                f"claim alert {alert.watchlist!r} on story {alert.story_id}",
+                self.client.create,
+                index=self.claims,
+                id=claim_id(alert.watchlist, alert.story_id),
+                document=claim,
+                refresh="wait_for",
+            )
+        except ConflictError:
+            logger.info(
+                "alert already claimed by another process",
+                extra={"watchlist": alert.watchlist, "story_id": alert.story_id},
+            )
+            won = self._claims_in_group(alert.watchlist, {alert.story_id})
+            if won:
+                self._mirror(won[0])
+            return None
+        return {**claim, "_seq_no": made["_seq_no"], "_primary_term": made["_primary_term"]}
+
+    def _given_up(self, row: int, reason: str) -> None:
+        with self._lock:
+            targets = [
+                str(r[0])
+                for r in self._db.execute(
+                    "SELECT target FROM deliveries WHERE kind = 'alert' AND ref_id = ? AND status = 'pending'", (row,)
+                ).fetchall()
+            ]
+        for target in targets:
+            self.mark("alert", row, target, "failed", attempts=0, error=reason)
+
+    def pending(self) -> list[PendingDelivery]:
+        """The pending deliveries to resume, each alert's checked against its claim first: queued by this
+        ledger (or queued now, when it was left ``claimed``) goes on; held by another process (it took
+        the claim over) is marked failed and left out."""
+        out: list[PendingDelivery] = []
+        checked: dict[int, bool] = {}
+        for item in super().pending():
+            if item.kind == "alert" and item.ref_id not in checked:
+                checked[item.ref_id] = self._still_ours(item.ref_id)
+            if item.kind != "alert" or checked[item.ref_id]:
+                out.append(item)
+        return out
+
+    def _still_ours(self, row: int) -> bool:
+        found = self.get_alert(row)
+        if found is None:
+            return False
+        self._ensure()
+        claims = self._claims_in_group(found.alert.watchlist, {found.alert.story_id})
+        claim = claims[0] if claims else None
+        ours = claim is not None and claim.get("holder") == self.holder
+        if ours and claim is not None and (claim.get("state") == "queued" or self._queue(claim)):
+            return True
+        self._given_up(row, "delivered by another alert process")
+        return False
 
     # --- reading (watch list, Atom feeds, the alert pages of any serve replica) ----------------------
 

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from indexer.alert_stage import AlertStage
 from indexer.alerts import Alert, build_alert
-from indexer.ledger import open_ledger
+from indexer.ledger import AlertLedger, open_ledger
 from indexer.ledger_elastic import ElasticAlertLedger, claim_id
 from indexer.store_elastic import ElasticStore
 from indexer.watchlists import Watchlist
@@ -171,3 +171,72 @@ def test_counts_and_recent_alerts_come_from_the_store(dist_settings: Settings, t
     assert [a.alert for a in serve.recent_alerts(WL.name)] == [newer, older]
     assert [a.alert for a in serve.recent_alerts(WL.name, limit=1)] == [newer]
     serve.close()
+
+
+def _claim_doc(ledger: ElasticAlertLedger, story_id: str) -> dict[str, object]:
+    found = ledger.client.get(index=ledger.claims, id=claim_id(WL.name, story_id))
+    return dict(found["_source"])
+
+
+def test_a_claim_left_by_a_process_that_died_before_queueing_it_is_taken_over(
+    dist_settings: Settings, tmp_path: Path
+) -> None:
+    """Killed between the claim and its pending rows: the redelivered event, on another process with an
+    empty directory, takes the claim over and delivers; a third process still fires nothing."""
+    alert = _alert("s-orphan")
+    dead = _ledger(dist_settings, tmp_path, "alert-dead")
+    assert dead.claim(alert, mode="instant", targets=WL.targets) is not None  # ... and then SIGKILL
+    dead.close()
+    heir = _ledger(dist_settings, tmp_path, "alert-heir")
+    assert heir.alerted_article(WL.name, "s-orphan") is None  # taken over: decide again
+    row = heir.record_alert(alert, mode="instant", targets=WL.targets)
+    assert row is not None and [p.target for p in heir.pending()] == list(WL.targets)
+    doc = _claim_doc(heir, "s-orphan")
+    assert (doc["state"], doc["holder"]) == ("queued", heir.holder)
+    third = _ledger(dist_settings, tmp_path, "alert-third")
+    assert third.alerted_article(WL.name, "s-orphan") == alert.article_id
+    assert third.record_alert(alert, mode="instant", targets=WL.targets) is None
+    for ledger in (heir, third):
+        ledger.close()
+
+
+def test_a_slow_holder_loses_its_claim_to_the_taker_and_delivers_nothing(
+    dist_settings: Settings, tmp_path: Path
+) -> None:
+    alert = _alert("s-slow")
+    slow = _ledger(dist_settings, tmp_path, "alert-slow")
+    created = slow.claim(alert, mode="instant", targets=WL.targets)
+    assert created is not None
+    taker = _ledger(dist_settings, tmp_path, "alert-taker")  # the event was redelivered meanwhile
+    assert taker.alerted_article(WL.name, "s-slow") is None
+    assert taker.record_alert(alert, mode="instant", targets=WL.targets) is not None
+    # The slow one writes its pending rows and dies before queueing (its conditional write would fail:
+    # the claim was written since it was read); restarted on its own directory, it resumes nothing.
+    assert AlertLedger.record_alert(slow, alert, mode="instant", targets=WL.targets) is not None
+    assert not slow._queue(created)
+    slow.close()
+    restarted = _ledger(dist_settings, tmp_path, "alert-slow")
+    assert restarted.pending() == []
+    assert restarted.delivery_counts(WL.name)["failed"] == len(WL.targets)
+    assert len(taker.pending()) == len(WL.targets)
+    for ledger in (restarted, taker):
+        ledger.close()
+
+
+def test_a_holder_restarted_on_its_directory_queues_and_resumes_its_claim(
+    dist_settings: Settings, tmp_path: Path
+) -> None:
+    alert = _alert("s-resume")
+    first = _ledger(dist_settings, tmp_path, "alert-1")
+    assert first.claim(alert, mode="instant", targets=WL.targets) is not None
+    assert AlertLedger.record_alert(first, alert, mode="instant", targets=WL.targets) is not None
+    holder = first.holder
+    first.close()  # killed before queueing
+    again = _ledger(dist_settings, tmp_path, "alert-1")
+    assert again.holder == holder
+    assert [p.target for p in again.pending()] == list(WL.targets)
+    assert _claim_doc(again, "s-resume")["state"] == "queued"
+    other = _ledger(dist_settings, tmp_path, "alert-2")
+    assert other.alerted_article(WL.name, "s-resume") == alert.article_id  # queued: nothing to take over
+    for ledger in (again, other):
+        ledger.close()
