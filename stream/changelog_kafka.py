@@ -32,7 +32,7 @@ from stream.bus_kafka import (
     PRODUCER_RETRY_BACKOFF_MS,
     kafka_security_options,
 )
-from stream.errors import BusError
+from stream.errors import UnavailableError
 from stream.settings import Settings
 from stream.state_changelog import Change, LoggedChange, new_writer_id
 
@@ -47,7 +47,9 @@ MAX_RECORD_BYTES = 4 * 1024 * 1024  # a story row holds two vectors per language
 
 
 class KafkaChangelog:
-    """A changelog topic of one partition. Raises ``BusError`` naming the brokers and the topic."""
+    """A changelog topic of one partition. Raises ``UnavailableError`` naming the brokers and the topic
+    when it cannot be created, written or read: the state store is unavailable, no article is at fault
+    (the stage keeps its batch uncommitted, turns red and retries; nothing is dead-lettered for it)."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self.settings = settings
@@ -71,7 +73,7 @@ class KafkaChangelog:
                 **kafka_security_options(self.settings),
             )
         except KafkaError as exc:
-            raise BusError(f"kafka {self.bootstrap}: cannot connect the admin client: {exc!r}") from exc
+            raise UnavailableError(f"kafka {self.bootstrap}: cannot connect the admin client: {exc!r}") from exc
         try:
             if self.topic not in set(admin.list_topics()):
                 try:
@@ -83,7 +85,9 @@ class KafkaChangelog:
                 except TopicAlreadyExistsError:
                     pass
         except KafkaError as exc:
-            raise BusError(f"kafka {self.bootstrap}: cannot create changelog topic {self.topic!r}: {exc!r}") from exc
+            raise UnavailableError(
+                f"kafka {self.bootstrap}: cannot create changelog topic {self.topic!r}: {exc!r}"
+            ) from exc
         finally:
             admin.close()
 
@@ -106,7 +110,7 @@ class KafkaChangelog:
                     **kafka_security_options(self.settings),
                 )
             except KafkaError as exc:
-                raise BusError(f"kafka {self.bootstrap}: cannot start the changelog producer: {exc!r}") from exc
+                raise UnavailableError(f"kafka {self.bootstrap}: cannot start the changelog producer: {exc!r}") from exc
         return self._producer
 
     def append(self, changes: Sequence[Change]) -> tuple[int, int] | None:
@@ -122,11 +126,11 @@ class KafkaChangelog:
                 self.bytes_appended += len(key) + len(change.value or b"")
             producer.flush()
         except KafkaError as exc:
-            raise BusError(f"kafka {self.bootstrap}: changelog {self.topic!r}: append failed: {exc!r}") from exc
+            raise UnavailableError(f"kafka {self.bootstrap}: changelog {self.topic!r}: append failed: {exc!r}") from exc
         failed = [(key, f.exception) for key, f in futures if f.failed()]
         if failed:
             shown = "; ".join(f"key {k}: {e!r}" for k, e in failed[:3])
-            raise BusError(
+            raise UnavailableError(
                 f"kafka {self.bootstrap}: changelog {self.topic!r}: {len(failed)} records not acknowledged: {shown}"
             )
         self.records_appended += len(changes)
@@ -151,7 +155,9 @@ class KafkaChangelog:
                 )
                 self._consumer.assign([self.tp])
             except KafkaError as exc:
-                raise BusError(f"kafka {self.bootstrap}: cannot read changelog {self.topic!r}: {exc!r}") from exc
+                raise UnavailableError(
+                    f"kafka {self.bootstrap}: cannot read changelog {self.topic!r}: {exc!r}"
+                ) from exc
         return self._consumer
 
     def read(self, start: int) -> Iterator[LoggedChange]:
@@ -182,13 +188,13 @@ class KafkaChangelog:
                     self._position = position
                     return
                 if time.monotonic() > deadline:
-                    raise BusError(
+                    raise UnavailableError(
                         f"kafka {self.bootstrap}: changelog {self.topic!r}: could not read from offset {start} "
                         f"to {max(end, high or 0)} in {READ_TIMEOUT_S}s (at {position})"
                     )
         except KafkaError as exc:
             self._position = None
-            raise BusError(f"kafka {self.bootstrap}: cannot read changelog {self.topic!r}: {exc!r}") from exc
+            raise UnavailableError(f"kafka {self.bootstrap}: cannot read changelog {self.topic!r}: {exc!r}") from exc
 
     def close(self) -> None:
         try:

@@ -41,7 +41,8 @@ class ChangelogClusterStage:
         standby_catch_up_s: period of the background catch-up between batches; None = only before batches.
 
     Raises:
-        BusError: the changelog cannot be read or written (the worker keeps the batch and retries).
+        UnavailableError: the changelog cannot be read or written (the worker keeps the batch uncommitted,
+            turns red and retries with backoff; nothing is dead-lettered for it).
         StoryStateError: a changelog record this version cannot apply.
     """
 

@@ -76,7 +76,7 @@ class Changelog(Protocol):
     writer: str  # this process's id, carried by every record it appends
 
     def append(self, changes: Sequence[Change]) -> tuple[int, int] | None:
-        """Append in order and wait for the acknowledgement (raises ``BusError`` when not acknowledged);
+        """Append in order and wait for the acknowledgement (raises ``UnavailableError`` when not acknowledged);
         returns the offsets of the first and the last record when the log tells them."""
         ...
 
@@ -321,7 +321,7 @@ class ChangelogStoryState(StoryState):
         changes, last = self.capture.pending()
         if not changes:
             return
-        span = self.changelog.append(changes)  # BusError: the notes stay, the next commit ships them
+        span = self.changelog.append(changes)  # UnavailableError: the notes stay, the next commit ships them
         if span is not None and span[0] == self.capture.checkpoint() and span[1] - span[0] + 1 == len(changes):
             # no one appended between our copy's checkpoint and our records: we are current past them
             self.capture.set_checkpoint(span[1] + 1)
