@@ -3,7 +3,8 @@ and where the model or the store becomes the limit.
 
 Each run is a fresh deployment (its own tansu broker, index prefix and data directories) on one
 noida-db Elasticsearch-API server, with ``sednaya-monitor index`` and N ``sednaya-monitor embed``
-replicas as separate processes (the replicas share one data directory: the story state). A burst of
+replicas as separate processes, each on its own data directory (the story state is mirrored to its
+changelog topic; failover time and the state's cost per article: ``bench.distributed_state``). A burst of
 generated articles is published to the raw topic at once; the clock stops when the store holds every
 one. Every second the lag gauges of each process's ``/metrics`` are sampled. Per-record stage costs come
 from ``sednaya_stage_duration_seconds`` (the worker observes batch time / batch size).
@@ -78,7 +79,7 @@ def run_pipeline(es: ElasticServer, root: Path, replicas: int, n: int) -> dict[s
     deployment = new_deployment(es, root / f"replicas-{replicas}")
     try:
         index = deployment.stage("index")
-        embeds = [deployment.stage("embed", data_dir="embed-shared") for _ in range(replicas)]
+        embeds = [deployment.stage("embed") for _ in range(replicas)]  # each on its own data directory
         for process in (index, *embeds):
             process.wait_serving()
         raw, embedded, clustered = (

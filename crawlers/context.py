@@ -17,10 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from crawlers.dead_letter import DeadLetterFile
-from crawlers.raw_store import RawStore
+from crawlers.raw_store import RawCopies
 from crawlers.registry import Source, load_registry, select, source_for_url
 from crawlers.relevance import RelevanceFilter
 from crawlers.seen import SeenStore
+from crawlers.sharding import shard
 from stream.article import now_utc
 from stream.bus import Bus
 from stream.metrics import Metrics
@@ -108,6 +109,7 @@ class CrawlSummary:
 
 # The composition root's bus factory, by dotted path: the crawlers never import the application package.
 BUS_FACTORY = "sednaya_monitor.wiring.make_bus"
+RAW_STORE_FACTORY = "sednaya_monitor.wiring.make_raw_store"  # likewise for the raw-copy storage
 
 
 class CrawlContext:
@@ -123,12 +125,16 @@ class CrawlContext:
         source_ids: Sequence[str] | None = None,
         backfill_since: datetime | None = None,
         owns_bus: bool = False,
+        raw: RawCopies | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus
         self.metrics = metrics
         self.registry = load_registry(settings.sources_file)
-        self.sources = select(self.registry, source_ids)
+        # This process's share of the sources (crawl_shard_index of crawl_shard_count; all by default).
+        self.sources = shard(
+            select(self.registry, source_ids), settings.crawl_shard_index, settings.crawl_shard_count
+        )
         for source in self.sources:  # the staleness alert compares freshness with each source's interval
             interval = source.interval_s or settings.follow_interval_s
             metrics.source_poll_interval.labels(source=source.id).set(interval)
@@ -136,7 +142,11 @@ class CrawlContext:
         self.relevance = RelevanceFilter(self.topic)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.seen = SeenStore(settings.data_dir)
-        self.raw = RawStore(settings.data_dir)
+        if raw is None:
+            from scrapy.utils.misc import load_object
+
+            raw = load_object(RAW_STORE_FACTORY)(settings)
+        self.raw: RawCopies = raw
         self.dead_letters = DeadLetterFile(settings.data_dir)
         self.backfill_since = backfill_since
         self.summary = CrawlSummary()

@@ -13,6 +13,11 @@ class RegistryError(CrawlError, ValueError):
     """The source registry is missing or malformed (the message names the file, the source and the key)."""
 
 
+class RawStoreError(CrawlError):
+    """The raw-copy storage refused a request, or its setting is malformed (the message names the
+    store URL, the endpoint and the object key)."""
+
+
 class ExtractionError(CrawlError):
     """A page could not become an article. ``reason`` is the counted label (``too_short``, ``not_html``...)."""
 

@@ -65,10 +65,10 @@ def crawl(
 
     from crawlers.spiders.monitor import CHILDREN, MonitorSpider, default_children
 
+    # The search APIs (GDELT, Google News) are not split by source: the first crawl shard alone asks them.
+    discovery = settings.discovery and settings.crawl_shard_index == 0
     names = (
-        tuple(spiders)
-        if spiders is not None
-        else default_children(settings.discovery, backfill=backfill_since is not None)
+        tuple(spiders) if spiders is not None else default_children(discovery, backfill=backfill_since is not None)
     )
     unknown = [n for n in names if n not in CHILDREN]
     if unknown:

@@ -53,7 +53,7 @@ from indexer.alerts import (
 )
 from indexer.delivery import Deliverer, target_channel
 from indexer.errors import ArticleNotIndexedError, DeliveryError, QuerySyntaxError
-from indexer.ledger import AlertLedger, DeliveryKind, PendingDelivery, Waiting
+from indexer.ledger import AlertLedger, DeliveryKind, PendingDelivery, Waiting, open_ledger
 from indexer.store import SearchRequest, SearchStore
 from indexer.watchlists import EVERY_SECONDS, Watchlist, WatchlistRepository, open_watchlists
 from stream.article import now_utc, utc
@@ -85,7 +85,8 @@ class AlertStage:
         store: the search store the index stage writes to (articles and queries).
         metrics: counts alerts, latency and waiting events.
         repository, ledger, deliverer: collaborators; by default ``open_watchlists(settings)`` (SQLite in
-            ``data_dir``, or the Elasticsearch store), the ledger in ``data_dir`` and a
+            ``data_dir``, or the Elasticsearch store), ``open_ledger(settings)`` (claims in the store when it is
+            Elasticsearch) and a
             ``Deliverer(settings)``. The stage closes only what it created.
         bus: where an event that waited ``alert_wait_max_s`` for its article is dead-lettered; None =
             it keeps waiting.
@@ -115,7 +116,7 @@ class AlertStage:
         self._own_repository = repository is None
         self._own_ledger = ledger is None
         self.repository: WatchlistRepository = repository if repository is not None else open_watchlists(settings)
-        self.ledger = ledger if ledger is not None else AlertLedger.in_data_dir(settings.data_dir)
+        self.ledger = ledger if ledger is not None else open_ledger(settings)
         self.deliverer = deliverer if deliverer is not None else Deliverer(settings, on_retry=self._count_retry)
         self._executor = ThreadPoolExecutor(max_workers=DELIVERY_WORKERS, thread_name_prefix="alert-delivery")
         self._futures: set[Future[None]] = set()

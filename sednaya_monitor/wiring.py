@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from crawlers.raw_store import RawCopies
 from indexer.store import SearchStore
 from stream.bus import Bus
 from stream.embedding import Embedder
@@ -74,6 +75,24 @@ def make_story_state(settings: Settings) -> StoryState:
     )
 
 
+def make_cluster_state(settings: Settings) -> StoryState:
+    """The story state of the distributed clustering stage: with a Kafka bus, a copy in this process's
+    data directory mirrored to the compacted topic ``topic_story_changelog`` (no disk shared between
+    the replicas: ``stream.state_changelog``); with the embedded bus, the plain file."""
+    if not settings.distributed_bus:
+        return make_story_state(settings)
+    from stream.changelog_kafka import KafkaChangelog
+    from stream.state_changelog import ChangelogStoryState
+
+    return ChangelogStoryState(
+        settings.data_dir / STATE_FILE,
+        changelog=KafkaChangelog(settings, settings.topic_story_changelog),
+        window_days=settings.cluster_window_days,
+        duplicate_threshold=settings.duplicate_threshold,
+        duplicate_window_days=settings.duplicate_window_days,
+    )
+
+
 def make_bus(settings: Settings, metrics: Metrics | None = None) -> Bus:
     """The embedded SQLite log, or Kafka for ``bus = "kafka://host:port"`` (which counts produced and
     failed deliveries in ``metrics`` when given; the worker counts consumption on both)."""
@@ -101,3 +120,15 @@ def make_store(settings: Settings) -> SearchStore:
     from indexer.store_embedded import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir / "store.sqlite3", names=names)
+
+
+def make_raw_store(settings: Settings) -> RawCopies:
+    """Where raw pages are kept: ``<data_dir>/raw`` (embedded default), or an S3-compatible bucket for
+    ``raw_store = "s3://bucket/prefix"`` (every crawl process and ``serve`` replica, on any host)."""
+    if settings.raw_store != "embedded":
+        from crawlers.raw_store_s3 import S3RawStore
+
+        return S3RawStore(settings)
+    from crawlers.raw_store import RawStore
+
+    return RawStore(settings.data_dir)

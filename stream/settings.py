@@ -168,6 +168,16 @@ class Settings:
     kafka_ssl_check_hostname: bool = True  # check the broker certificate's host name (SSL, SASL_SSL)
     lag_interval_s: float = 15.0  # every stage process asks the broker for each group's lag this often; 0 = off
 
+    # --- distributed state (issue 21): no disk shared between stage processes -----------------------
+    raw_store: str = "embedded"  # raw HTML copies: "embedded" (<data_dir>/raw) or "s3://bucket[/prefix]"
+    s3_endpoint_url: str = ""  # an S3-compatible endpoint (MinIO, Ceph, ...); empty = AWS S3 in s3_region
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""  # empty = boto3's own credential chain (AWS_* variables, instance role)
+    s3_secret_access_key: str = ""
+    topic_story_changelog: str = "stories.changelog.v1"  # compacted; the story state's writes (Kafka bus only)
+    crawl_shard_index: int = 0  # this crawl process's share of the sources: 0 .. crawl_shard_count - 1
+    crawl_shard_count: int = 1  # crawl processes sharing the registry (sources split by a stable hash of their id)
+
     def __post_init__(self) -> None:
         for name, schemes in URL_SETTINGS.items():
             _check_url(name, getattr(self, name), schemes)
@@ -209,6 +219,13 @@ class Settings:
             raise SettingsError(
                 f"setting 'kafka_security_protocol'={self.kafka_security_protocol!r} needs "
                 "kafka_sasl_username and kafka_sasl_password"
+            )
+        if self.raw_store != "embedded" and not (self.raw_store.startswith("s3://") and len(self.raw_store) > 5):
+            raise SettingsError(f"setting 'raw_store'={self.raw_store!r}: expected 'embedded' or s3://bucket[/prefix]")
+        if self.crawl_shard_count < 1 or not 0 <= self.crawl_shard_index < self.crawl_shard_count:
+            raise SettingsError(
+                f"setting 'crawl_shard_index'={self.crawl_shard_index!r} with 'crawl_shard_count'="
+                f"{self.crawl_shard_count!r}: the index must be 0 .. count - 1 (count at least 1)"
             )
         if self.es_password and not self.es_username:
             raise SettingsError("setting 'es_password' is set but 'es_username' is empty")

@@ -464,3 +464,23 @@ def test_dockerignore_keeps_data_and_secrets_out() -> None:
     ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
     assert {".git", ".env", "sednaya-data", "tests"} <= ignored
     assert "deploy" in ignored and not any(i.startswith("!deploy") for i in ignored)  # the image needs none of it
+
+
+@needs_compose
+@pytest.mark.timeout(TOOL_TIMEOUT_S)
+def test_no_volume_is_shared_between_stage_services() -> None:
+    """Each stage container has its own anonymous /data; shared state lives in Kafka, Elasticsearch and the
+    raw copies' bucket, which crawl and serve both name (issue 21)."""
+    assert DOCKER_COMPOSE is not None
+    done = _run(DOCKER_COMPOSE, "--env-file", str(ENV_EXAMPLE), "--file", str(COMPOSE), "--profile", "once", "config")
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    ours = {name: s for name, s in services.items() if str(s.get("image", "")).startswith("sednaya-monitor")}
+    assert set(STAGES) <= set(ours)
+    for name, service in ours.items():
+        for volume in service.get("volumes", []):
+            text = volume if isinstance(volume, str) else f"{volume.get('source', '')}:{volume.get('target', '')}"
+            assert ":" not in text.strip(":"), f"service {name} mounts {text!r}: a named volume or host dir"
+    raw = {name: s["environment"]["SEDNAYA_MONITOR_RAW_STORE"] for name, s in ours.items()}
+    assert len(set(raw.values())) == 1 and next(iter(raw.values())).startswith("s3://"), raw
+    assert "minio" in services and "healthcheck" in services["minio"]

@@ -240,7 +240,7 @@ def test_two_embed_replicas_share_the_partitions_and_find_the_same_stories(
 
         # Both at once: with tansu 0.6 a member joining a settled group can stay in a join loop
         # (JoinGroup answers the old generation, SyncGroup refuses it), a simultaneous join settles.
-        replicas = [deployment.stage("embed", data_dir="embed-shared") for _ in range(2)]
+        replicas = [deployment.stage("embed") for _ in range(2)]  # each on its own data directory
         for replica in replicas:
             replica.wait_serving()
         try:
@@ -263,7 +263,7 @@ def test_two_embed_replicas_share_the_partitions_and_find_the_same_stories(
         assert story_partition(docs, ids) == RESULTS["single"]
 
         # Failover of story assignment: SIGKILL the replica that holds the "cluster" partition; the
-        # standby takes it over, rebuilds its caches from the shared state and continues the stories.
+        # standby takes it over, catches up from the changelog topic and continues the stories.
         def assigned(process: StageProcess) -> float:
             return sum(
                 process.sample("sednaya_articles_total", stage="cluster", status=status)
@@ -283,7 +283,7 @@ def test_two_embed_replicas_share_the_partitions_and_find_the_same_stories(
         later_ids = set(deployment.publish(later))
         wait_for(
             "the standby to take over story assignment",
-            lambda: "rebuilding the clustering caches" in standby.log_text(),
+            lambda: "story state restored from the changelog" in standby.log_text(),
             INDEX_TIMEOUT_S,
             deployment=deployment,
         )
@@ -303,7 +303,7 @@ def test_two_embed_replicas_share_the_partitions_and_find_the_same_stories(
         assert_exactly_once(docs, ids | later_ids)
         by_id = {d.id: d for d in docs}
         assert by_id[copy.id].story_id == by_id[wire.id].story_id, "the copy did not join the story opened before"
-        assert "rebuilding the clustering caches" in standby.log_text()
+        assert "story state restored from the changelog" in standby.log_text()
         # SIGTERM: the replica finishes its batch, commits, leaves its groups and exits 0.
         assert standby.terminate() == 0, standby.log_tail()
         assert "stopping" in standby.log_text()

@@ -21,6 +21,8 @@ ADAPTERS = {
     "stream/metrics.py",  # the Prometheus implementation of the metrics the stages count
     "indexer/store_elastic.py",
     "indexer/watchlists_elastic.py",
+    "indexer/ledger_elastic.py",
+    "stream/changelog_kafka.py",
 }
 
 

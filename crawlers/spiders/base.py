@@ -18,13 +18,13 @@ from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
 from crawlers.context import CrawlContext
-from crawlers.errors import ExtractionError
+from crawlers.errors import ExtractionError, RawStoreError
 from crawlers.extraction import decode_html, extract
 from crawlers.fetch_outcome import outcome_for_failure, outcome_for_status
 from crawlers.items import ArticleItem
 from stream.article import Article, Channel, DateSource, now_utc
 from stream.canonical_url import id_for_url
-from stream.errors import ContractError
+from stream.errors import ContractError, UnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,10 @@ class BaseSpider(scrapy.Spider):
             self.context.seen.mark(canonical, ident, "rejected:off_topic")
             self._reject(link_canonical, "off_topic", response.url, source, f"score {relevance.score}")
             return None
-        self.context.raw.put(page.content_sha256, response.body)
+        try:
+            self.context.raw.put(page.content_sha256, response.body)
+        except (UnavailableError, RawStoreError) as exc:  # the copy is a convenience: the article goes on
+            logger.warning("raw copy not kept", extra={"url": response.url, "source": source, "error": str(exc)})
         self.context.extraction("ok")
         extra: dict[str, str] = {}
         if page.lang_hint:

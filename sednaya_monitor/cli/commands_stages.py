@@ -230,17 +230,28 @@ def _with_overrides(ctx: click.Context, bus: str | None, store: str | None, metr
 @click.option(
     "--cluster/--no-cluster",
     default=True,
-    help="Also stand by for story assignment (group 'cluster'); --no-cluster embeds only, for replicas "
-    "on hosts that do not share the data directory's story state.",
+    help="Also stand by for story assignment (group 'cluster'); --no-cluster embeds only.",
+)
+@click.option(
+    "--vectors/--no-vectors",
+    default=True,
+    help="Embed articles (group 'embed'); --no-vectors only assigns stories, or stands by to: a standby of "
+    "the story assignment that takes no share of the embedding.",
 )
 @click.pass_context
-def embed(ctx: click.Context, bus: str | None, store: str | None, metrics_port: int | None, cluster: bool) -> None:
+def embed(
+    ctx: click.Context, bus: str | None, store: str | None, metrics_port: int | None, cluster: bool, vectors: bool
+) -> None:
     """Stage: articles.raw → embedding → articles.embedded → near-duplicates, stories → articles.clustered + events.
 
     Two workers in one process: the vectors (group 'embed' on articles.raw: every replica takes a share
     of the partitions) and story assignment (group 'cluster' on articles.embedded: one partition, so one
-    replica assigns while the others stand by; they share the story state in --data-dir).
+    replica assigns while the others stand by). On a Kafka bus each replica keeps its own copy of the
+    story state in its --data-dir, mirrored to the compacted topic 'topic_story_changelog'; a standby
+    catches up from it before its first batch (no disk shared between replicas).
     """
+    if not (vectors or cluster):
+        raise click.UsageError("--no-vectors with --no-cluster leaves the embed stage nothing to do")
 
     def factory(
         settings: Settings, metrics: Metrics, bus_: Bus, store_: SearchStore | None
@@ -255,14 +266,25 @@ def embed(ctx: click.Context, bus: str | None, store: str | None, metrics_port: 
         logger.info(
             "loading the embedding model", extra={"stage": "embed", "model": settings.model_name, "dim": embedder.dim}
         )
-        workers: list[tuple[str, str, Handler]] = [
-            (settings.topic_raw, GROUP_EMBED, VectorStage(settings, metrics, bus=bus_, embedder=embedder))
-        ]
+        workers: list[tuple[str, str, Handler]] = []
+        if vectors:
+            vector_stage = VectorStage(settings, metrics, bus=bus_, embedder=embedder)
+            workers.append((settings.topic_raw, GROUP_EMBED, vector_stage))
         if cluster:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            stage = SharedStateClusterStage(
-                lambda: EmbedStage(settings, metrics, embedder=embedder, bus=bus_), settings.data_dir / STATE_FILE
-            )
+            stage: Handler
+            if settings.distributed_bus:  # the story state mirrored to its changelog topic: no shared disk
+                from stream.cluster_changelog import STANDBY_CATCH_UP_S, ChangelogClusterStage
+
+                state = wiring.make_cluster_state(settings)
+                stage = ChangelogClusterStage(
+                    EmbedStage(settings, metrics, embedder=embedder, bus=bus_, state=state),
+                    standby_catch_up_s=STANDBY_CATCH_UP_S,
+                )
+            else:
+                stage = SharedStateClusterStage(
+                    lambda: EmbedStage(settings, metrics, embedder=embedder, bus=bus_), settings.data_dir / STATE_FILE
+                )
             workers.append((settings.topic_embedded, GROUP_CLUSTER, stage))
         return workers
 

@@ -15,7 +15,7 @@ import click
 
 from indexer.delivery import check_targets
 from indexer.errors import QuerySyntaxError, WatchlistError
-from indexer.ledger import AlertLedger
+from indexer.ledger import open_ledger
 from indexer.store import SearchRequest
 from indexer.watchlists import Watchlist, WatchlistRepository, new_secret, open_watchlists, require
 from sednaya_monitor.cli import cli
@@ -118,7 +118,7 @@ def watch_list(ctx: click.Context, as_json: bool, bus: str | None, store: str | 
     app = _app(ctx, bus, store)
     with _repository(app) as repo:
         watchlists = repo.all()
-    ledger = AlertLedger.in_data_dir(app.settings.data_dir)
+    ledger = open_ledger(app.settings)
     try:
         rows = [(w, ledger.count_alerts(w.name), ledger.delivery_counts(w.name)) for w in watchlists]
         waiting, oldest = ledger.waiting_summary()
@@ -182,7 +182,7 @@ def watch_test(
         result = app.reading_store().search(request)
     except QuerySyntaxError as exc:
         raise click.UsageError(f"watchlist {name!r}: {exc}") from exc
-    ledger = AlertLedger.in_data_dir(app.settings.data_dir)
+    ledger = open_ledger(app.settings)
     try:
         alerted = {g.story_id: ledger.has_alert(wl.name, g.story_id) for g in result.groups}
     finally:
@@ -229,7 +229,7 @@ def watch_alerts(
     app = _app(ctx, bus, store)
     with _repository(app) as repo:
         wl = require(repo, name)
-    ledger = AlertLedger.in_data_dir(app.settings.data_dir)
+    ledger = open_ledger(app.settings)
     try:
         items = ledger.recent_alerts(wl.name, limit=limit)
     finally:

@@ -33,7 +33,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from crawlers.raw_store import RawStore
 from indexer.delivery import check_targets
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse as parse_query
@@ -52,6 +51,7 @@ from sednaya_monitor.web.models import (
     parameter_message,
 )
 from sednaya_monitor.web.params import SearchParams
+from sednaya_monitor.wiring import make_raw_store
 from stream.article import Article
 from stream.metrics import Metrics
 from stream.settings import Settings
@@ -187,7 +187,7 @@ class Web:
         self.metrics = metrics
         self.watchlists = watchlists
         self.alerts = alerts
-        self.raw_store = RawStore(settings.data_dir)
+        self.raw_store = make_raw_store(settings)
         self._options: tuple[float, pages.FilterOptions] | None = None
 
     @property
@@ -249,7 +249,7 @@ class Web:
 
     def has_raw(self, sha: str) -> bool:
         """Whether the crawlers kept the page of content hash ``sha`` (``crawlers.raw_store`` layout)."""
-        return bool(_SHA256.match(sha)) and self.raw_store.path_for(sha).is_file()
+        return bool(_SHA256.match(sha)) and self.raw_store.has(sha)
 
     def has_token(self, credentials: HTTPAuthorizationCredentials | None) -> bool:
         """The request carries the valid API token (read endpoints then show watchlist targets in full)."""

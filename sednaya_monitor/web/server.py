@@ -47,7 +47,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from indexer.ledger import AlertLedger
+from indexer.ledger import open_ledger
 from indexer.store import SearchStore
 from indexer.watchlists import WatchlistRepository, open_watchlists
 from sednaya_monitor.web.alerts import LedgerAlertLog
@@ -424,7 +424,7 @@ def make_server(
         owned.append(repo)
         watchlists = repo
     if alerts is None:
-        ledger = AlertLedger.in_data_dir(settings.data_dir)
+        ledger = open_ledger(settings)
         owned.append(ledger)
         alerts = LedgerAlertLog(ledger, watchlists, settings.public_url)
     app = create_app(settings, store, metrics, watchlists=watchlists, alerts=alerts)

@@ -1,0 +1,390 @@
+"""The alert ledger's "once per (watchlist, story)" in Elasticsearch: no shared file between alert stages.
+
+With a distributed store (``settings.store`` an Elasticsearch URL) the alert stage keeps its working rows
+(pending deliveries, digests, events waiting for their article) in its own SQLite file as before, and the
+two facts that must hold across hosts and restarts from an empty data directory live in the store:
+
+* ``<es_prefix>-alert-claims``: one document per alert, ``_id`` derived from (watchlist, story id)
+  (:func:`claim_id`), created with ``PUT /<index>/_create/<id>`` (``op_type=create``): the server answers
+  409 to every create after the first, so of two alert stages that decide the same pair at once (or one
+  that restarted from an empty directory) exactly one gets to deliver. Before creating, the ledger reads
+  the claims of the story's whole merge group (``mget``, a real-time read), as the SQLite ledger checks the
+  group: a story merged with an alerted one never alerts a second time.
+* ``<es_prefix>-alert-merges``: ``absorbed -> survivor`` from ``merged`` story events (``_id`` = absorbed
+  story id), written with ``refresh=wait_for`` so the next group look-up (a search by survivor) sees it.
+
+A claim found in the store (made by another process, or by this one before its data directory was lost)
+is copied into the local ``alerts`` table without delivery rows, so local look-ups and the Atom feed see
+it.
+
+**Hand-over of a claim whose process died.** A claim is created ``claimed`` with the creating ledger's
+``holder`` id (kept in its SQLite file) and the targets; once the local ``pending`` rows are written the
+holder turns it ``queued`` with a conditional write (``if_seq_no``/``if_primary_term``). A process killed
+between the two leaves its story event uncommitted, so the event comes again, to whichever process owns
+the partition then: finding a ``claimed`` claim of another holder, it takes it over with the same kind of
+conditional write (``queued``, itself as holder) and delivers. Of the two conditional writes exactly one
+succeeds, so a holder that was only slow (not dead) loses and delivers nothing: still once. A process
+restarted on its own directory checks its ``pending`` alert rows against the claims before resuming
+them (``pending``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
+
+from indexer.alerts import Alert
+from indexer.errors import StoreError
+from indexer.ledger import AlertLedger, LedgerAlert, PendingDelivery, _iso
+from indexer.store_elastic import es_client_options
+from stream.article import now_utc
+from stream.errors import UnavailableError
+from stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_GROUP = 1000  # stories in one merge group read per search (merges chain a handful, not thousands)
+_CLAIM_MAPPINGS: dict[str, Any] = {
+    "dynamic": False,
+    "properties": {
+        "watchlist": {"type": "keyword"},
+        "story_id": {"type": "keyword"},
+        "article_id": {"type": "keyword"},
+        "mode": {"type": "keyword"},
+        "state": {"type": "keyword"},  # claimed | queued
+        "holder": {"type": "keyword"},
+        "created_at": {"type": "date"},
+        "payload": {"type": "object", "enabled": False},
+        "targets": {"type": "object", "enabled": False},
+    },
+}
+_MERGE_MAPPINGS: dict[str, Any] = {
+    "dynamic": False,
+    "properties": {"absorbed": {"type": "keyword"}, "survivor": {"type": "keyword"}, "at": {"type": "date"}},
+}
+
+
+def claim_id(watchlist: str, story_id: str) -> str:
+    """The claim document's ``_id``: a hash of the pair (a watchlist name may hold any character)."""
+    return hashlib.sha256(f"{watchlist}\n{story_id}".encode()).hexdigest()[:40]
+
+
+class ElasticAlertLedger(AlertLedger):
+    """:class:`AlertLedger` whose alert claims and merges live in Elasticsearch (module docstring).
+
+    Raises ``UnavailableError`` naming the server when it cannot be reached (the stage keeps its batch
+    and waits), ``StoreError`` when it refuses a request.
+    """
+
+    def __init__(self, path: Path, settings: Settings, *, client: Elasticsearch | None = None) -> None:
+        super().__init__(path)
+        self.url = settings.store
+        self.claims = f"{settings.es_prefix}-alert-claims"
+        self.merges = f"{settings.es_prefix}-alert-merges"
+        self._own_client = client is None
+        self.client = client or Elasticsearch(settings.store, **es_client_options(settings))
+        self._ready = False
+        with self._tx() as db:  # this ledger's holder id: survives restarts on the same data directory
+            db.execute("CREATE TABLE IF NOT EXISTS claim_holder (id TEXT NOT NULL)")
+            row = db.execute("SELECT id FROM claim_holder").fetchone()
+            if row is None:
+                row = (uuid.uuid4().hex,)
+                db.execute("INSERT INTO claim_holder (id) VALUES (?)", row)
+        self.holder = str(row[0])
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ElasticAlertLedger:
+        return cls(Path(settings.data_dir) / "alerts.sqlite3", settings)
+
+    def _call(self, what: str, fn: Any, /, **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except (ConflictError, NotFoundError):
+            raise
+        except ApiError as exc:
+            raise StoreError(f"elasticsearch {self.url}: {what}: {exc}") from exc
+        except TransportError as exc:
+            raise UnavailableError(f"elasticsearch {self.url}: {what}: {exc}") from exc
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        for index, mappings in ((self.claims, _CLAIM_MAPPINGS), (self.merges, _MERGE_MAPPINGS)):
+            try:
+                if not self._call(f"index {index!r}", self.client.indices.exists, index=index):
+                    self._call(f"create index {index!r}", self.client.indices.create, index=index, mappings=mappings)
+            except StoreError as exc:
+                if "resource_already_exists" not in str(exc):  # another process created it first
+                    raise
+        self._ready = True
+
+    # --- merge groups -------------------------------------------------------------------------------
+
+    def record_merge(self, survivor: str, absorbed: Sequence[str]) -> int:
+        self._ensure()
+        added = super().record_merge(survivor, absorbed)
+        now = _iso(now_utc())
+        for story_id in absorbed:
+            if story_id == survivor:
+                continue
+            self._call(
+                f"record merge {story_id} -> {survivor}",
+                self.client.index,
+                index=self.merges,
+                id=story_id,
+                document={"absorbed": story_id, "survivor": survivor, "at": now},
+                refresh="wait_for",
+            )
+        return added
+
+    def _neighbours(self, frontier: Iterable[str]) -> set[str]:
+        ids = sorted(set(frontier))
+        result = self._call(
+            "read merges",
+            self.client.search,
+            index=self.merges,
+            size=MAX_GROUP,
+            query={"bool": {"should": [{"terms": {"absorbed": ids}}, {"terms": {"survivor": ids}}]}},
+        )
+        out: set[str] = set()
+        for hit in result["hits"]["hits"]:
+            out.add(str(hit["_source"]["absorbed"]))
+            out.add(str(hit["_source"]["survivor"]))
+        return out
+
+    def story_group(self, story_id: str) -> set[str]:
+        """The merge group as the store knows it (every alert stage's merges) plus this ledger's own."""
+        self._ensure()
+        seen = super().story_group(story_id)
+        frontier = set(seen)
+        while frontier:
+            found = self._neighbours(frontier) - seen
+            seen |= found
+            frontier = found
+        return seen
+
+    def survivor(self, story_id: str) -> str:
+        self._ensure()
+        current, seen = story_id, {story_id}
+        while True:
+            try:
+                found = self._call(f"read merge of {current}", self.client.get, index=self.merges, id=current)
+            except NotFoundError:
+                return super().survivor(current) if current == story_id else current
+            nxt = str(found["_source"]["survivor"])
+            if nxt in seen:
+                return current
+            current = nxt
+            seen.add(current)
+
+    # --- claims -------------------------------------------------------------------------------------
+
+    def _claims_in_group(self, watchlist: str, group: set[str]) -> list[dict[str, Any]]:
+        """The stored claims of ``watchlist`` on any story of ``group``, oldest first (each with its
+        ``_seq_no`` and ``_primary_term``, for a conditional write)."""
+        ids = [claim_id(watchlist, story_id) for story_id in sorted(group)]
+        result = self._call(f"read claims of {watchlist!r}", self.client.mget, index=self.claims, ids=ids)
+        found = [
+            {**doc["_source"], "_seq_no": doc.get("_seq_no"), "_primary_term": doc.get("_primary_term")}
+            for doc in result["docs"]
+            if doc.get("found")
+        ]
+        return sorted(found, key=lambda d: (str(d.get("created_at", "")), str(d.get("story_id", ""))))
+
+    def _queue(self, claim: dict[str, Any]) -> bool:
+        """Turn ``claim`` ``queued`` with this ledger as holder, if no one wrote it since it was read."""
+        doc = {k: v for k, v in claim.items() if not k.startswith("_")}
+        doc.update(state="queued", holder=self.holder)
+        try:
+            self._call(
+                f"queue alert {doc['watchlist']!r} on story {doc['story_id']}",
+                self.client.index,
+                index=self.claims,
+                id=claim_id(doc["watchlist"], doc["story_id"]),
+                document=doc,
+                if_seq_no=claim["_seq_no"],
+                if_primary_term=claim["_primary_term"],
+                refresh="wait_for",
+            )
+        except ConflictError:
+            return False
+        return True
+
+    def _has_local(self, watchlist: str, story_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM alerts WHERE watchlist = ? AND story_id = ?", (watchlist, story_id)
+            ).fetchone()
+        return row is not None
+
+    def _mirror(self, claim: dict[str, Any]) -> None:
+        """Copy a claim made elsewhere into the local table (no delivery rows: it is not ours to send)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO alerts(watchlist, story_id, mode, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+                (
+                    claim["watchlist"],
+                    claim["story_id"],
+                    claim.get("mode", "instant"),
+                    json.dumps(claim["payload"], ensure_ascii=False),
+                    claim.get("created_at") or _iso(now_utc()),
+                ),
+            )
+
+    def alerted_article(self, watchlist: str, story_id: str) -> str | None:
+        """The article of the watchlist's alert on the story's merge group, or None. A claim another
+        holder left ``claimed`` (its process died before queueing it) is taken over here, and None is
+        returned: the caller decides again and :meth:`record_alert` writes the pending rows."""
+        local = super().alerted_article(watchlist, story_id)
+        if local is not None:
+            return local
+        self._ensure()
+        claims = self._claims_in_group(watchlist, self.story_group(story_id))
+        if not claims:
+            return None
+        claim = claims[0]
+        if claim.get("holder") == self.holder and claim.get("state") == "queued":
+            return None  # ours, taken over: record_alert writes its rows
+        if claim.get("state") == "claimed" and claim.get("holder") != self.holder and self._queue(claim):
+            logger.warning(
+                "alert claim of a process that died before queueing it taken over",
+                extra={"watchlist": watchlist, "story_id": claim["story_id"], "previous_holder": claim.get("holder")},
+            )
+            return None
+        self._mirror(claim)
+        return str(claim["article_id"])
+
+    def record_alert(self, alert: Alert, *, mode: str, targets: Sequence[str]) -> int | None:
+        """Claim the pair in the store (``op_type=create``), then write the local pending rows.
+
+        Returns None (nothing to deliver) when the watchlist already has a claim on the story's merge
+        group, here or in the store, or when another process's create won."""
+        self._ensure()
+        if super().alerted_article(alert.watchlist, alert.story_id) is not None:
+            return None
+        with self._lock:  # one decision at a time in this process: read the group's claims, then create
+            existing = self._claims_in_group(alert.watchlist, self.story_group(alert.story_id))
+            if existing:
+                claim = existing[0]
+                ours = claim.get("holder") == self.holder and claim.get("state") == "queued"
+                if ours and not self._has_local(claim["watchlist"], claim["story_id"]):  # taken over: deliver it
+                    return super().record_alert(Alert.from_dict(claim["payload"]), mode=mode, targets=targets)
+                self._mirror(claim)
+                return None
+            created = self.claim(alert, mode=mode, targets=targets)
+            if created is None:
+                return None
+            row = super().record_alert(alert, mode=mode, targets=targets)
+            if row is not None and not self._queue(created):
+                self._given_up(row, "taken over by another alert process before it was queued")
+                return None
+            return row
+
+    def claim(self, alert: Alert, *, mode: str, targets: Sequence[str]) -> dict[str, Any] | None:
+        """Create the ``claimed`` claim of ``alert`` (``PUT _create``); None when any process created it
+        first. Returns the claim with its ``_seq_no``/``_primary_term``."""
+        claim = {
+            "watchlist": alert.watchlist,
+            "story_id": alert.story_id,
+            "article_id": alert.article_id,
+            "mode": mode,
+            "state": "claimed",
+            "holder": self.holder,
+            "created_at": _iso(now_utc()),
+            "payload": alert.to_dict(),
+            "targets": list(targets),
+        }
+        try:  # PUT /<claims>/_create/<id>: 409 when any process created it first
+            made = self._call(
+                f"claim alert {alert.watchlist!r} on story {alert.story_id}",
+                self.client.create,
+                index=self.claims,
+                id=claim_id(alert.watchlist, alert.story_id),
+                document=claim,
+                refresh="wait_for",
+            )
+        except ConflictError:
+            logger.info(
+                "alert already claimed by another process",
+                extra={"watchlist": alert.watchlist, "story_id": alert.story_id},
+            )
+            won = self._claims_in_group(alert.watchlist, {alert.story_id})
+            if won:
+                self._mirror(won[0])
+            return None
+        return {**claim, "_seq_no": made["_seq_no"], "_primary_term": made["_primary_term"]}
+
+    def _given_up(self, row: int, reason: str) -> None:
+        with self._lock:
+            targets = [
+                str(r[0])
+                for r in self._db.execute(
+                    "SELECT target FROM deliveries WHERE kind = 'alert' AND ref_id = ? AND status = 'pending'", (row,)
+                ).fetchall()
+            ]
+        for target in targets:
+            self.mark("alert", row, target, "failed", attempts=0, error=reason)
+
+    def pending(self) -> list[PendingDelivery]:
+        """The pending deliveries to resume, each alert's checked against its claim first: queued by this
+        ledger (or queued now, when it was left ``claimed``) goes on; held by another process (it took
+        the claim over) is marked failed and left out."""
+        out: list[PendingDelivery] = []
+        checked: dict[int, bool] = {}
+        for item in super().pending():
+            if item.kind == "alert" and item.ref_id not in checked:
+                checked[item.ref_id] = self._still_ours(item.ref_id)
+            if item.kind != "alert" or checked[item.ref_id]:
+                out.append(item)
+        return out
+
+    def _still_ours(self, row: int) -> bool:
+        found = self.get_alert(row)
+        if found is None:
+            return False
+        self._ensure()
+        claims = self._claims_in_group(found.alert.watchlist, {found.alert.story_id})
+        claim = claims[0] if claims else None
+        ours = claim is not None and claim.get("holder") == self.holder
+        if ours and claim is not None and (claim.get("state") == "queued" or self._queue(claim)):
+            return True
+        self._given_up(row, "delivered by another alert process")
+        return False
+
+    # --- reading (watch list, Atom feeds, the alert pages of any serve replica) ----------------------
+
+    def count_alerts(self, watchlist: str | None = None) -> int:
+        """Alerts recorded in the store (every process's), for one watchlist or all."""
+        self._ensure()
+        query: dict[str, Any] = {"match_all": {}} if watchlist is None else {"term": {"watchlist": watchlist}}
+        found = self._call("count claims", self.client.count, index=self.claims, query=query)
+        return int(found["count"])
+
+    def recent_alerts(self, watchlist: str, *, limit: int = 50) -> list[LedgerAlert]:
+        """The watchlist's newest alerts as the store has them (copied into the local table, where this
+        process's delivery statuses are), newest first."""
+        self._ensure()
+        found = self._call(
+            f"read recent claims of {watchlist!r}",
+            self.client.search,
+            index=self.claims,
+            size=limit,
+            query={"term": {"watchlist": watchlist}},
+            sort=[{"created_at": {"order": "desc"}}],
+        )
+        for hit in found["hits"]["hits"]:
+            self._mirror(hit["_source"])
+        mine = super().recent_alerts(watchlist, limit=max(limit, 1) * 4)
+        return sorted(mine, key=lambda a: (a.created_at, a.id), reverse=True)[:limit]
+
+    def close(self) -> None:
+        super().close()
+        if self._own_client:
+            self.client.close()

@@ -1,0 +1,207 @@
+"""``stream.state_changelog.Changelog`` on a compacted Kafka topic (kafka-python).
+
+One partition (the story state has one owner at a time: the holder of the one partition in use of
+``articles.embedded``), ``cleanup.policy=compact``: the broker keeps the latest record per key (table
+and primary key), so a replay costs the state's size, not its history. Each record carries the
+appending process's id in the header ``changelog.writer``.
+
+Producer: ``acks=all``, idempotent, like the bus's; :meth:`KafkaChangelog.append` returns once every
+record is acknowledged. Reader: a consumer assigned to the partition by hand (no group), positioned at
+the caller's offset; a read goes to the end as it is when the read starts: the larger of ListOffsets and
+the high watermark of a fetch made after it (tansu answers ListOffsets with the last batch's base
+offset + 1, see ``stream.bus_kafka``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from stream.bus_kafka import (
+    ADMIN_TIMEOUT_MS,
+    COMPRESSION,
+    PRODUCER_DELIVERY_TIMEOUT_MS,
+    PRODUCER_MAX_BLOCK_MS,
+    PRODUCER_MAX_IN_FLIGHT,
+    PRODUCER_RETRY_BACKOFF_MS,
+    kafka_security_options,
+)
+from stream.errors import UnavailableError
+from stream.settings import Settings
+from stream.state_changelog import Change, LoggedChange, new_writer_id
+
+logger = logging.getLogger(__name__)
+
+H_WRITER = "changelog.writer"
+TOPIC_CONFIGS = {"cleanup.policy": "compact"}  # the latest row per key survives; deletes are tombstones
+READ_TIMEOUT_S = 120.0  # a replay that cannot reach the end in this time fails (and is retried by the worker)
+READ_POLL_MS = 50  # > FETCH_MAX_WAIT_MS + a round trip: an empty poll returns only when this runs out
+FETCH_MAX_WAIT_MS = 20  # an empty fetch returns at once: catching up before each batch costs one round trip
+MAX_RECORD_BYTES = 4 * 1024 * 1024  # a story row holds two vectors per language: well under this
+
+
+class KafkaChangelog:
+    """A changelog topic of one partition. Raises ``UnavailableError`` naming the brokers and the topic
+    when it cannot be created, written or read: the state store is unavailable, no article is at fault
+    (the stage keeps its batch uncommitted, turns red and retries; nothing is dead-lettered for it)."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.bootstrap = settings.kafka_bootstrap()
+        self.writer = new_writer_id()
+        self.tp = TopicPartition(topic, 0)
+        self.bytes_appended = 0  # key + value bytes appended since start (the bench's state cost)
+        self.records_appended = 0
+        self._producer: KafkaProducer | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._position: int | None = None
+        self._ensure_topic()
+
+    def _ensure_topic(self) -> None:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap,
+                client_id=self.settings.kafka_client_id + "-changelog-admin",
+                request_timeout_ms=ADMIN_TIMEOUT_MS,
+                **kafka_security_options(self.settings),
+            )
+        except KafkaError as exc:
+            raise UnavailableError(f"kafka {self.bootstrap}: cannot connect the admin client: {exc!r}") from exc
+        try:
+            if self.topic not in set(admin.list_topics()):
+                try:
+                    admin.create_topics(
+                        [NewTopic(self.topic, 1, self.settings.kafka_replication, topic_configs=TOPIC_CONFIGS)],
+                        timeout_ms=ADMIN_TIMEOUT_MS,
+                    )
+                    logger.info("changelog topic created", extra={"topic": self.topic, **TOPIC_CONFIGS})
+                except TopicAlreadyExistsError:
+                    pass
+        except KafkaError as exc:
+            raise UnavailableError(
+                f"kafka {self.bootstrap}: cannot create changelog topic {self.topic!r}: {exc!r}"
+            ) from exc
+        finally:
+            admin.close()
+
+    def _producer_client(self) -> KafkaProducer:
+        if self._producer is None:
+            try:
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self.bootstrap,
+                    client_id=self.settings.kafka_client_id + "-changelog",
+                    acks="all",
+                    enable_idempotence=True,
+                    retry_backoff_ms=PRODUCER_RETRY_BACKOFF_MS,
+                    max_in_flight_requests_per_connection=PRODUCER_MAX_IN_FLIGHT,
+                    compression_type=COMPRESSION,
+                    linger_ms=0,
+                    max_request_size=MAX_RECORD_BYTES,
+                    delivery_timeout_ms=PRODUCER_DELIVERY_TIMEOUT_MS,
+                    max_block_ms=PRODUCER_MAX_BLOCK_MS,
+                    allow_auto_create_topics=False,
+                    **kafka_security_options(self.settings),
+                )
+            except KafkaError as exc:
+                raise UnavailableError(f"kafka {self.bootstrap}: cannot start the changelog producer: {exc!r}") from exc
+        return self._producer
+
+    def append(self, changes: Sequence[Change]) -> tuple[int, int] | None:
+        producer = self._producer_client()
+        headers = [(H_WRITER, self.writer.encode("ascii"))]
+        futures: list[tuple[str, Any]] = []
+        try:
+            for change in changes:
+                key = change.key.encode("utf-8")
+                futures.append(
+                    (change.key, producer.send(self.topic, key=key, value=change.value, headers=headers, partition=0))
+                )
+                self.bytes_appended += len(key) + len(change.value or b"")
+            producer.flush()
+        except KafkaError as exc:
+            raise UnavailableError(f"kafka {self.bootstrap}: changelog {self.topic!r}: append failed: {exc!r}") from exc
+        failed = [(key, f.exception) for key, f in futures if f.failed()]
+        if failed:
+            shown = "; ".join(f"key {k}: {e!r}" for k, e in failed[:3])
+            raise UnavailableError(
+                f"kafka {self.bootstrap}: changelog {self.topic!r}: {len(failed)} records not acknowledged: {shown}"
+            )
+        self.records_appended += len(changes)
+        if not futures:
+            return None
+        first, last = futures[0][1].value, futures[-1][1].value  # RecordMetadata of the acknowledged records
+        return int(first.offset), int(last.offset)
+
+    def _reader(self) -> KafkaConsumer:
+        if self._consumer is None:
+            try:
+                self._consumer = KafkaConsumer(
+                    bootstrap_servers=self.bootstrap,
+                    client_id=self.settings.kafka_client_id + "-changelog-reader",
+                    group_id=None,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    allow_auto_create_topics=False,
+                    fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+                    max_partition_fetch_bytes=MAX_RECORD_BYTES,
+                    **kafka_security_options(self.settings),
+                )
+                self._consumer.assign([self.tp])
+            except KafkaError as exc:
+                raise UnavailableError(
+                    f"kafka {self.bootstrap}: cannot read changelog {self.topic!r}: {exc!r}"
+                ) from exc
+        return self._consumer
+
+    def read(self, start: int) -> Iterator[LoggedChange]:
+        consumer = self._reader()
+        try:
+            end = int(consumer.end_offsets([self.tp])[self.tp])
+            if end <= start:
+                # Nothing after start: exact on Kafka; tansu answers the last batch's base offset + 1, which
+                # is at most start only when that batch ends before start too.
+                return
+            if self._position != start:
+                consumer.seek(self.tp, start)
+            polled = False  # the high watermark must come from a fetch made during this read
+            deadline = time.monotonic() + READ_TIMEOUT_S
+            while True:
+                batch = consumer.poll(timeout_ms=READ_POLL_MS, max_records=10_000)
+                polled = True
+                for message in batch.get(self.tp, []):
+                    if message.offset < start:
+                        continue
+                    writer = next((v.decode("ascii", "replace") for n, v in message.headers or [] if n == H_WRITER), "")
+                    key = (message.key or b"").decode("utf-8")
+                    change = Change(key=key, value=message.value)
+                    yield LoggedChange(offset=message.offset, writer=writer, change=change)
+                position = consumer.position(self.tp)
+                high = consumer.highwater(self.tp)
+                if polled and position >= end and (high is None or position >= high):
+                    self._position = position
+                    return
+                if time.monotonic() > deadline:
+                    raise UnavailableError(
+                        f"kafka {self.bootstrap}: changelog {self.topic!r}: could not read from offset {start} "
+                        f"to {max(end, high or 0)} in {READ_TIMEOUT_S}s (at {position})"
+                    )
+        except KafkaError as exc:
+            self._position = None
+            raise UnavailableError(f"kafka {self.bootstrap}: cannot read changelog {self.topic!r}: {exc!r}") from exc
+
+    def close(self) -> None:
+        try:
+            if self._producer is not None:
+                self._producer.close()
+        finally:
+            if self._consumer is not None:
+                self._consumer.close(autocommit=False)
+            self._producer = None
+            self._consumer = None

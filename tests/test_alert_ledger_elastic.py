@@ -1,0 +1,242 @@
+"""The alert ledger's pairs in Elasticsearch (noida-db on loopback): once per (watchlist, story) across
+alert-stage restarts from an EMPTY data directory, across merges, and between concurrent processes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from indexer.alert_stage import AlertStage
+from indexer.alerts import Alert, build_alert
+from indexer.ledger import AlertLedger, open_ledger
+from indexer.ledger_elastic import ElasticAlertLedger, claim_id
+from indexer.store_elastic import ElasticStore
+from indexer.watchlists import Watchlist
+from stream.bus import Record
+from stream.metrics import Metrics
+from stream.settings import Settings
+from tests.alert_fixtures import WebhookReceiver, make_event
+from tests.store_fixtures import NoidaServer, elastic_settings, make_article
+
+WL = Watchlist(name="sednaya-watch.ar", query="Sednaya", webhooks=("http://127.0.0.1:9/hook",))
+FRESH = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+@pytest.fixture
+def dist_settings(noida_server: NoidaServer, tmp_path: Path) -> Settings:
+    return elastic_settings(noida_server.url, tmp_path).replace(alert_allow_private_targets=True)
+
+
+def _ledger(settings: Settings, tmp_path: Path, name: str) -> ElasticAlertLedger:
+    """A ledger on its own, empty data directory (another host, or a process whose disk was lost)."""
+    ledger = open_ledger(settings.replace(data_dir=tmp_path / name))
+    assert isinstance(ledger, ElasticAlertLedger)
+    return ledger
+
+
+def _alert(story_id: str, url: str = "https://wire.example/a") -> Alert:
+    article = make_article(url=url, story_id=story_id)
+    return build_alert(
+        make_event("created", article, story_id=story_id), WL, article, matched_terms=("Sednaya",), public_url="http://h"
+    )
+
+
+def test_a_pair_alerts_once_across_empty_data_directories(dist_settings: Settings, tmp_path: Path) -> None:
+    first = _ledger(dist_settings, tmp_path, "alert-1")
+    alert = _alert("s1")
+    assert first.record_alert(alert, mode="instant", targets=WL.targets) is not None
+    first.close()
+    again = _ledger(dist_settings, tmp_path, "alert-2")  # a new process, nothing on its disk
+    assert again.alerted_article(WL.name, "s1") == alert.article_id
+    assert again.record_alert(alert, mode="instant", targets=WL.targets) is None
+    assert again.pending() == []  # nothing to deliver here
+    (mirrored,) = again.recent_alerts(WL.name)  # the claim is shown locally (Atom feed, alert pages)
+    assert mirrored.alert == alert and mirrored.deliveries == {}
+    assert again.record_alert(_alert("s2", "https://wire.example/b"), mode="instant", targets=WL.targets) is not None
+    again.close()
+
+
+def test_a_merged_story_never_alerts_twice_from_another_directory(dist_settings: Settings, tmp_path: Path) -> None:
+    first = _ledger(dist_settings, tmp_path, "alert-1")
+    assert first.record_alert(_alert("s-old"), mode="instant", targets=WL.targets) is not None
+    assert first.record_merge("s-new", ["s-old"]) == 1
+    first.close()
+    again = _ledger(dist_settings, tmp_path, "alert-2")
+    assert again.story_group("s-new") == {"s-new", "s-old"}
+    assert again.survivor("s-old") == "s-new"
+    assert again.record_alert(_alert("s-new", "https://wire.example/n"), mode="instant", targets=WL.targets) is None
+    again.close()
+
+
+def test_concurrent_processes_claim_a_pair_once(dist_settings: Settings, tmp_path: Path) -> None:
+    """Eight ledgers (own directories) decide the same pair at once: exactly one gets to deliver. This
+    rests on the server answering 409 to the second ``_create`` of an id (noida-db does; so does
+    Elasticsearch), not on the get-before-create, which all eight may pass together."""
+    ledgers = [_ledger(dist_settings, tmp_path, f"alert-{i}") for i in range(8)]
+    alert = _alert("s-race")
+    ledgers[0]._ensure()
+    barrier = threading.Barrier(len(ledgers))
+    rows: list[int | None] = [None] * len(ledgers)
+
+    def decide(i: int) -> None:
+        barrier.wait()
+        rows[i] = ledgers[i].record_alert(alert, mode="instant", targets=WL.targets)
+
+    threads = [threading.Thread(target=decide, args=(i,)) for i in range(len(ledgers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(row is not None for row in rows) == 1
+    assert sum(len(ledger.pending()) for ledger in ledgers) == len(WL.targets)
+    for ledger in ledgers:
+        assert ledger.has_alert(WL.name, "s-race")
+        ledger.close()
+
+
+def test_the_server_refuses_a_second_create(dist_settings: Settings, tmp_path: Path) -> None:
+    """What the race test rests on, asked of the server directly (``PUT /<index>/_create/<id>``)."""
+    from elasticsearch import ConflictError
+
+    ledger = _ledger(dist_settings, tmp_path, "alert-1")
+    ledger._ensure()
+    doc_id = claim_id("w", "s")
+    ledger.client.create(index=ledger.claims, id=doc_id, document={"watchlist": "w"})
+    try:
+        ledger.client.create(index=ledger.claims, id=doc_id, document={"watchlist": "w2"})
+    except ConflictError:
+        pass
+    else:
+        pytest.skip("this Elasticsearch-API server accepts a duplicate _create; real Elasticsearch answers 409")
+    finally:
+        ledger.close()
+
+
+@pytest.fixture
+def store(dist_settings: Settings) -> Iterator[ElasticStore]:
+    store = ElasticStore(dist_settings, refresh=True)
+    store.ensure_ready()
+    yield store
+    store.wipe()
+    store.close()
+
+
+@pytest.mark.timeout(120)
+def test_alert_stage_restarted_from_an_empty_directory_fires_nothing_twice(
+    dist_settings: Settings, store: ElasticStore, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    article = make_article(
+        url="https://wire.example/x",
+        title="Families search Sednaya military prison",
+        text="Hundreds of families came to the military prison at Sednaya looking for relatives.",
+        story_id="s-x",
+        published=FRESH,
+    )
+    assert store.write_articles([article]) == []
+    event = make_event("created", article, story_id="s-x")
+    record = Record(topic="stories.events.v1", key="s-x", value=event.to_bytes(), offset=0)
+
+    def stage(name: str) -> AlertStage:
+        settings = dist_settings.replace(data_dir=tmp_path / name)
+        return AlertStage(settings, store, Metrics(CollectorRegistry()), digest_interval_s=None, wait_interval_s=None)
+
+    first = stage("alert-a")
+    first.repository.add(Watchlist(name="prison", query="Sednaya prison", webhooks=(webhook.url,)))
+    assert first.process(event) == "alerted"
+    assert first.wait_idle(30)
+    webhook.wait_for(1)
+    first.close()
+    second = stage("alert-b")  # the event comes again (offsets not committed), to a process with an empty disk
+    assert second.handle([record]) == [None]
+    assert second.process(event) == "no_match"
+    assert second.wait_idle(30)
+    second.close()
+    assert len(webhook.delivered) == 1
+
+
+def test_counts_and_recent_alerts_come_from_the_store(dist_settings: Settings, tmp_path: Path) -> None:
+    """``watch list``, the Atom feed and the alert pages of a serve replica on an empty directory."""
+    first = _ledger(dist_settings, tmp_path, "alert-1")
+    older, newer = _alert("s-1", "https://wire.example/1"), _alert("s-2", "https://wire.example/2")
+    assert first.record_alert(older, mode="instant", targets=WL.targets) is not None
+    assert first.record_alert(newer, mode="instant", targets=WL.targets) is not None
+    first.close()
+    serve = _ledger(dist_settings, tmp_path, "serve")
+    assert serve.count_alerts(WL.name) == 2 and serve.count_alerts() == 2 and serve.count_alerts("other") == 0
+    assert [a.alert for a in serve.recent_alerts(WL.name)] == [newer, older]
+    assert [a.alert for a in serve.recent_alerts(WL.name, limit=1)] == [newer]
+    serve.close()
+
+
+def _claim_doc(ledger: ElasticAlertLedger, story_id: str) -> dict[str, object]:
+    found = ledger.client.get(index=ledger.claims, id=claim_id(WL.name, story_id))
+    return dict(found["_source"])
+
+
+def test_a_claim_left_by_a_process_that_died_before_queueing_it_is_taken_over(
+    dist_settings: Settings, tmp_path: Path
+) -> None:
+    """Killed between the claim and its pending rows: the redelivered event, on another process with an
+    empty directory, takes the claim over and delivers; a third process still fires nothing."""
+    alert = _alert("s-orphan")
+    dead = _ledger(dist_settings, tmp_path, "alert-dead")
+    assert dead.claim(alert, mode="instant", targets=WL.targets) is not None  # ... and then SIGKILL
+    dead.close()
+    heir = _ledger(dist_settings, tmp_path, "alert-heir")
+    assert heir.alerted_article(WL.name, "s-orphan") is None  # taken over: decide again
+    row = heir.record_alert(alert, mode="instant", targets=WL.targets)
+    assert row is not None and [p.target for p in heir.pending()] == list(WL.targets)
+    doc = _claim_doc(heir, "s-orphan")
+    assert (doc["state"], doc["holder"]) == ("queued", heir.holder)
+    third = _ledger(dist_settings, tmp_path, "alert-third")
+    assert third.alerted_article(WL.name, "s-orphan") == alert.article_id
+    assert third.record_alert(alert, mode="instant", targets=WL.targets) is None
+    for ledger in (heir, third):
+        ledger.close()
+
+
+def test_a_slow_holder_loses_its_claim_to_the_taker_and_delivers_nothing(
+    dist_settings: Settings, tmp_path: Path
+) -> None:
+    alert = _alert("s-slow")
+    slow = _ledger(dist_settings, tmp_path, "alert-slow")
+    created = slow.claim(alert, mode="instant", targets=WL.targets)
+    assert created is not None
+    taker = _ledger(dist_settings, tmp_path, "alert-taker")  # the event was redelivered meanwhile
+    assert taker.alerted_article(WL.name, "s-slow") is None
+    assert taker.record_alert(alert, mode="instant", targets=WL.targets) is not None
+    # The slow one writes its pending rows and dies before queueing (its conditional write would fail:
+    # the claim was written since it was read); restarted on its own directory, it resumes nothing.
+    assert AlertLedger.record_alert(slow, alert, mode="instant", targets=WL.targets) is not None
+    assert not slow._queue(created)
+    slow.close()
+    restarted = _ledger(dist_settings, tmp_path, "alert-slow")
+    assert restarted.pending() == []
+    assert restarted.delivery_counts(WL.name)["failed"] == len(WL.targets)
+    assert len(taker.pending()) == len(WL.targets)
+    for ledger in (restarted, taker):
+        ledger.close()
+
+
+def test_a_holder_restarted_on_its_directory_queues_and_resumes_its_claim(
+    dist_settings: Settings, tmp_path: Path
+) -> None:
+    alert = _alert("s-resume")
+    first = _ledger(dist_settings, tmp_path, "alert-1")
+    assert first.claim(alert, mode="instant", targets=WL.targets) is not None
+    assert AlertLedger.record_alert(first, alert, mode="instant", targets=WL.targets) is not None
+    holder = first.holder
+    first.close()  # killed before queueing
+    again = _ledger(dist_settings, tmp_path, "alert-1")
+    assert again.holder == holder
+    assert [p.target for p in again.pending()] == list(WL.targets)
+    assert _claim_doc(again, "s-resume")["state"] == "queued"
+    other = _ledger(dist_settings, tmp_path, "alert-2")
+    assert other.alerted_article(WL.name, "s-resume") == alert.article_id  # queued: nothing to take over
+    for ledger in (again, other):
+        ledger.close()

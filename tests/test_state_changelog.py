@@ -1,0 +1,217 @@
+"""The story state mirrored to a compacted changelog topic (tansu on loopback): generic change capture,
+replay into an empty data directory, and a standby on another directory taking over mid-stream."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream.article import Article
+from stream.bus_embedded import EmbeddedBus
+from stream.changelog_kafka import KafkaChangelog
+from stream.cluster_changelog import ChangelogClusterStage
+from stream.embed_stage import EmbedStage
+from stream.embedding import Embedder
+from stream.errors import StoryStateError
+from stream.metrics import Metrics
+from stream.settings import Settings, load_settings
+from stream.state_changelog import ChangeCapture, ChangelogStoryState
+from stream.story_state import STATE_FILE, StoredDecision, StoryState
+from stream.vector_stage import H_ARTICLE_ID
+from tests.broker_fixtures import Broker, kafka_test_overrides, unique_name
+from tests.distributed_fixtures import fixture_articles
+from tests.test_split_embed_stage import decisions, embedded_records
+
+
+@pytest.fixture
+def kafka_settings(tansu_broker: Broker, tmp_path: Path) -> Settings:
+    overrides: dict[str, Any] = {
+        **kafka_test_overrides(tansu_broker),
+        "data_dir": tmp_path / "client",
+        "topic_story_changelog": unique_name("changelog") + ".v1",
+    }
+    return load_settings(environ={}, overrides=overrides)
+
+
+def dump(db: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
+    """Every captured table's rows (with rowid where there is one), in rowid/key order."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite%' AND name NOT LIKE '\\_%' "
+        "ESCAPE '\\' ORDER BY name"
+    ).fetchall():
+        try:
+            rows = db.execute(f'SELECT rowid, * FROM "{name}" ORDER BY rowid').fetchall()
+        except sqlite3.OperationalError:  # WITHOUT ROWID
+            rows = db.execute(f'SELECT * FROM "{name}" ORDER BY 1, 2').fetchall()
+        out[name] = rows
+    return out
+
+
+def replay(changelog: KafkaChangelog, db: sqlite3.Connection) -> ChangeCapture:
+    capture = ChangeCapture(db, where="replica")
+    before = capture.max_seq()
+    for record in changelog.read(0):
+        capture.apply(record.change)
+    capture.drop_notes_after(before)
+    db.commit()
+    return capture
+
+
+def test_capture_is_generic_over_tables_and_columns(kafka_settings: Settings, tmp_path: Path) -> None:
+    """Tables and columns added after the first open ride along; rowids, BLOBs, deletes, composite keys."""
+    topic = kafka_settings.topic_story_changelog
+    owner = sqlite3.connect(tmp_path / "owner.sqlite3")
+    owner.executescript(
+        "CREATE TABLE stories (id TEXT PRIMARY KEY, n INTEGER, vec BLOB);"
+        "CREATE TABLE pairs (a TEXT, b TEXT, w REAL, PRIMARY KEY (a, b)) WITHOUT ROWID;"
+        "CREATE TABLE queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT);"
+    )
+    log = KafkaChangelog(kafka_settings, topic)
+    capture = ChangeCapture(owner, where="owner")
+
+    def ship() -> None:
+        owner.commit()
+        changes, last = capture.pending()
+        log.append(changes)
+        capture.shipped(last)
+
+    owner.executemany("INSERT INTO stories VALUES (?, ?, ?)", [("s2", 1, b"\x00\x01"), ("s1", 2, None)])
+    owner.execute("INSERT INTO pairs VALUES ('x', 'y', 0.1)")
+    owner.executemany("INSERT INTO queue (body) VALUES (?)", [("one",), ("two",), ("three",)])
+    ship()
+    owner.execute("UPDATE stories SET n = n + 10, vec = ? WHERE id = 's2'", (bytes(range(256)),))
+    owner.execute("DELETE FROM queue WHERE seq <= 2")
+    owner.execute("DELETE FROM stories WHERE id = 's1'")
+    owner.execute("INSERT INTO stories VALUES ('s1', 7, NULL)")  # gone and back in one batch: present
+    ship()
+    # The schema grows (the lead's next version): a new table and a new column, then a reopen.
+    owner.executescript("CREATE TABLE seen (k TEXT PRIMARY KEY, at REAL); ALTER TABLE stories ADD COLUMN title TEXT;")
+    capture = ChangeCapture(owner, where="owner")
+    owner.execute("INSERT INTO seen VALUES ('k1', 1.5)")
+    owner.execute("UPDATE stories SET title = 'صيدنايا' WHERE id = 's2'")
+    ship()
+
+    replica = sqlite3.connect(tmp_path / "replica.sqlite3")
+    replica.executescript(
+        "CREATE TABLE stories (id TEXT PRIMARY KEY, n INTEGER, vec BLOB, title TEXT);"
+        "CREATE TABLE pairs (a TEXT, b TEXT, w REAL, PRIMARY KEY (a, b)) WITHOUT ROWID;"
+        "CREATE TABLE queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT);"
+        "CREATE TABLE seen (k TEXT PRIMARY KEY, at REAL);"
+    )
+    replay(log, replica)
+    assert dump(replica) == dump(owner)
+    assert dump(replica)["queue"] == [(3, 3, "three")]
+
+    older = sqlite3.connect(tmp_path / "older.sqlite3")  # a process of the previous version
+    older.executescript("CREATE TABLE stories (id TEXT PRIMARY KEY, n INTEGER, vec BLOB);")
+    with pytest.raises(StoryStateError, match="upgrade this process"):
+        replay(log, older)
+    log.close()
+
+
+def cluster_stage(settings: Settings, embedder: Embedder, bus: EmbeddedBus, name: str) -> ChangelogClusterStage:
+    """A cluster replica on its own data directory, its state mirrored to the settings' changelog."""
+    own = settings.replace(data_dir=settings.data_dir.parent / name)
+    state = ChangelogStoryState(
+        own.data_dir / STATE_FILE, changelog=KafkaChangelog(own, own.topic_story_changelog)
+    )
+    return ChangelogClusterStage(EmbedStage(own, Metrics(), embedder=embedder, bus=bus, state=state))
+
+
+@pytest.fixture
+def bus(kafka_settings: Settings, tmp_path: Path) -> Iterator[EmbeddedBus]:
+    """Where the replicas read and publish (the input and output topics; not the state)."""
+    bus = EmbeddedBus(tmp_path / "bus" / "bus.sqlite3")
+    bus.ensure_topics(kafka_settings.topics)
+    yield bus
+    bus.close()
+
+
+def test_a_standby_on_an_empty_directory_takes_over_mid_stream(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus, tmp_path: Path
+) -> None:
+    articles: list[Article] = fixture_articles()
+    reference = EmbedStage(kafka_settings.replace(data_dir=tmp_path / "one"), Metrics(), embedder=embedder)
+    enriched, _events = reference.process(articles)
+    reference.close()
+    expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}
+
+    records = embedded_records(kafka_settings, bus, embedder, articles)
+    active = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    standby = cluster_stage(kafka_settings, embedder, bus, "cluster-b")  # built now, on its own empty directory
+    assert active.handle(records[:3]) == [None] * 3
+    # The active one dies (no close: nothing flushed at exit); the standby gets the partition and is
+    # handed again what the dead one had not committed.
+    assert standby.handle(records[1:]) == [None] * (len(records) - 1)
+    assert standby.takeovers == 1 and standby.state.restored > 0
+    got = decisions(bus, kafka_settings)
+    assert {i: d[0] for i, d in got.items()} == {i: d[0] for i, d in expected.items()}
+    assert got == expected
+
+    # A third replica on another empty directory rebuilds exactly the standby's tables from the topic.
+    third = cluster_stage(kafka_settings, embedder, bus, "cluster-c")
+    assert dump(third.state._db) == dump(standby.state._db)
+    # ... and answers a redelivery as the standby did, without deciding anything anew.
+    assert third.handle(records[3:]) == [None] * (len(records) - 3)
+    assert decisions(bus, kafka_settings) == expected
+    for stage in (standby, third):
+        stage.close()
+
+
+def test_an_idle_standby_keeps_up_between_batches(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus
+) -> None:
+    """A standby is handed no batch; its own thread reads the changelog's tail meanwhile."""
+    records = embedded_records(kafka_settings, bus, embedder, fixture_articles()[:4])
+    active = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    own = kafka_settings.replace(data_dir=kafka_settings.data_dir.parent / "cluster-b")
+    state = ChangelogStoryState(own.data_dir / STATE_FILE, changelog=KafkaChangelog(own, own.topic_story_changelog))
+    standby = ChangelogClusterStage(
+        EmbedStage(own, Metrics(), embedder=embedder, bus=bus, state=state), standby_catch_up_s=0.2
+    )
+    assert active.handle(records) == [None] * len(records)
+    want = dump(active.state._db)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the standby's thread runs every 0.2 s; no batch is handed to it
+        with standby._lock:
+            got = dump(standby.state._db)
+        if got == want:
+            break
+        time.sleep(0.1)
+    assert got == want
+    assert standby.restores >= 1 and standby.takeovers == 0
+    assert standby.state.decision(records[-1].headers[H_ARTICLE_ID]) is not None
+    standby.close()
+    active.close()
+
+
+def test_a_copy_with_unshipped_writes_is_rebuilt_once_another_replica_appended(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus
+) -> None:
+    """A process dies between its local commit and the append (its notes stay unshipped); another replica
+    goes on; the first one restarted on its old directory must not ship its stale rows: it rebuilds."""
+    articles = fixture_articles()
+    records = embedded_records(kafka_settings, bus, embedder, articles)
+    first = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    assert first.handle(records[:3]) == [None] * 3
+    # The crash window: the next batch's decisions committed locally, never appended.
+    decided = Article.from_json(records[3].value)
+    first.state.record_decision(StoredDecision(decided.id, "s-stale", "first", "first", None), decided.fetched_at)
+    StoryState.commit(first.state)  # the plain commit: what a SIGKILL before the append leaves
+    assert first.state.capture.has_pending()
+    first.state._db.close()  # killed: nothing shipped at exit
+
+    second = cluster_stage(kafka_settings, embedder, bus, "cluster-b")
+    assert second.handle(records[3:]) == [None] * (len(records) - 3)
+    restarted = cluster_stage(kafka_settings, embedder, bus, "cluster-a")  # the old directory, a new process
+    assert restarted.state.full_restores == 1
+    assert restarted.state.decision(decided.id) == second.state.decision(decided.id)
+    assert dump(restarted.state._db) == dump(second.state._db)
+    for stage in (second, restarted):
+        stage.close()
