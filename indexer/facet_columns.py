@@ -13,6 +13,7 @@ The answers are those of the SQL they replace: ``GROUP BY k ORDER BY COUNT(*) DE
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ COLUMNS: dict[str, str] = {
     "story": "story_id",
     "day": "day",
 }
-SELECT_SQL = "SELECT rowid, " + ", ".join(COLUMNS.values()) + " FROM articles ORDER BY rowid"
+SELECT_SQL = "SELECT rowid, " + ", ".join(COLUMNS.values()) + ", id FROM articles ORDER BY rowid"
 
 Codes = npt.NDArray[np.int32]
 Rowids = npt.NDArray[np.int64]
@@ -57,23 +58,41 @@ class Column:
 
 
 @dataclass(frozen=True, slots=True)
+class StoryPage:
+    """One story group of a page: its best row (``article_id``; ``index`` among the rows passed in),
+    how many rows of the story matched and their languages."""
+
+    story_id: str
+    article_id: str
+    index: int
+    article_count: int
+    languages: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class FacetColumns:
     """The keyword columns of the articles at one data version (``version``: the caller's tag)."""
 
     version: object
     rowids: Rowids
     columns: dict[str, Column]
+    ids: tuple[str, ...]  # the article ids, sorted
+    id_rank: Codes  # per row: the place of its id in ``ids`` (id order without comparing strings)
 
     @classmethod
     def of(cls, rows: Iterable[Sequence[object]], version: object) -> FacetColumns:
-        """From ``SELECT_SQL`` rows (rowid first, then the columns of ``COLUMNS`` in order)."""
+        """From ``SELECT_SQL`` rows (rowid first, then the columns of ``COLUMNS`` in order, then the id)."""
         listed = list(rows)
         rowids = np.fromiter((int(r[0]) for r in listed), dtype=np.int64, count=len(listed))  # type: ignore[call-overload]
         columns = {
             name: Column.of([None if r[i + 1] is None else str(r[i + 1]) for r in listed])
             for i, name in enumerate(COLUMNS)
         }
-        return cls(version=version, rowids=rowids, columns=columns)
+        ids = [str(r[len(COLUMNS) + 1]) for r in listed]
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        id_rank = np.empty(len(ids), dtype=np.int32)
+        id_rank[np.asarray(order, dtype=np.intp)] = np.arange(len(ids), dtype=np.int32)
+        return cls(version=version, rowids=rowids, columns=columns, ids=tuple(ids[i] for i in order), id_rank=id_rank)
 
     def positions(self, rowids: Rowids) -> npt.NDArray[np.intp] | None:
         """Where ``rowids`` are in the arrays; None when one of them is unknown (the arrays are older)."""
@@ -96,6 +115,51 @@ class FacetColumns:
                 continue
             order = present[np.lexsort((present, -counts[present]))][:FACET_SIZE]  # count desc, value asc
             out[name] = [(column.values[i], int(counts[i])) for i in order]
+        return out
+
+    def story_groups(
+        self,
+        positions: npt.NDArray[np.intp],
+        keys: npt.NDArray[np.float64] | npt.NDArray[np.int64],
+        size: int,
+        after: tuple[float | int, str] | None = None,
+    ) -> list[StoryPage]:
+        """The matching rows grouped by story: for each story, its best row (highest key, then smallest id),
+        groups in the order of their best rows, after the cursor ``(key, id)``, at most ``size``.
+
+        ``positions``: the matching rows; ``keys``: their sort keys (score or time), in the same order.
+        Rows without a story are left out.
+        """
+        story, lang = self.columns["story"], self.columns["lang"]
+        codes = story.codes[positions]
+        with_story = codes != len(story.values)
+        codes, keys, where = codes[with_story], keys[with_story], positions[with_story]
+        if not len(codes):
+            return []
+        ranks = self.id_rank[where]
+        order = np.lexsort((ranks, -keys, codes))  # per story: best key first, then smallest id
+        firsts = order[np.r_[True, codes[order][1:] != codes[order][:-1]]]
+        best_keys, best_ranks = keys[firsts], ranks[firsts]
+        if after is not None:
+            after_rank = bisect.bisect_right(self.ids, after[1])  # ids > the cursor's id have this rank or more
+            later = (best_keys < after[0]) | ((best_keys == after[0]) & (best_ranks >= after_rank))
+            firsts, best_keys, best_ranks = firsts[later], best_keys[later], best_ranks[later]
+        page = firsts[np.lexsort((best_ranks, -best_keys))][:size]
+        counts = np.bincount(codes, minlength=len(story.values))
+        indexes = np.flatnonzero(with_story)
+        out = []
+        for i in page:
+            mine = codes == codes[i]
+            langs = tuple(sorted(lang.values[c] for c in np.unique(lang.codes[where[mine]])))
+            out.append(
+                StoryPage(
+                    story_id=story.values[codes[i]],
+                    article_id=self.ids[ranks[i]],
+                    index=int(indexes[i]),
+                    article_count=int(counts[codes[i]]),
+                    languages=langs,
+                )
+            )
         return out
 
     def day_lang_counts(self, positions: npt.NDArray[np.intp]) -> list[tuple[str, str, int]]:

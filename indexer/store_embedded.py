@@ -19,11 +19,16 @@ Tables:
 The query AST (``indexer.query``) becomes a boolean SQL expression whose text leaves are
 ``rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)`` (so NOT, OR and field
 filters mix freely); relevance is BM25 over the OR of the positive terms (title weighted
-``TITLE_WEIGHT``), ties broken by id. A search evaluates the match once into a temporary table, and
-counts, facets, groups and the page are read from it, in one read transaction (one snapshot).
+``TITLE_WEIGHT``), ties broken by id. A search reads one snapshot (one read transaction): the count
+(``COUNT(*)``, over the FTS5 index alone when no filter applies), then the page (SQLite keeps the best
+``size`` rows while it scans, and only their documents are read). Facets, story groups and the search
+page's chart count the matching rowids (one ``group_concat``) against the keyword columns held in
+memory (``indexer.facet_columns``), read again whenever any connection has committed
+(``PRAGMA data_version``).
 One writer process and any number of readers may share the file (WAL, ``busy_timeout``, writes in
-``BEGIN IMMEDIATE`` transactions); one ``EmbeddedStore`` may be shared by threads (a lock serialises
-calls).
+``BEGIN IMMEDIATE`` transactions). One ``EmbeddedStore`` may be shared by threads: writes go through
+one connection behind a lock, reads through a connection per thread, so reads never wait for each
+other or for a write.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ _BM25_WEIGHTS = (TITLE_WEIGHT, 1.0, TITLE_WEIGHT, 1.0)  # title, body, title_ste
 BUSY_TIMEOUT_MS = 30_000  # wait this long for the writer's lock before failing
 ITER_CHUNK = 500  # rows per page when iterating every article (keeps the lock short)
 MAX_SIZE = 1000  # largest page a search may ask for
+RANKED_READ = 10  # rows read per row of a page ranked on the FTS5 index alone (equal scores are common)
 LAYOUT = 3  # table layout version kept in ``meta``; layout 2 is upgraded in place, others are refused
 
 _FTS_SCHEMA = """
@@ -109,13 +115,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     + _FTS_SCHEMA
     + ";"
 )
-_HITS = """
-CREATE TEMP TABLE IF NOT EXISTS hits (
-    rid INTEGER PRIMARY KEY, score REAL NOT NULL, sort_ts INTEGER NOT NULL, id TEXT NOT NULL,
-    story_id TEXT, lang TEXT NOT NULL
-)
-"""
-
 _VOCAB = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.articles_vocab USING fts5vocab(main, articles_fts, 'row')"
 
 _FILTER_COLUMNS = {"lang": "a.lang", "source": "a.source", "story": "a.story_id"}
@@ -345,13 +344,6 @@ class _Plan:
             f"FROM {self.scored} WHERE {self.where}"
         )
 
-    def fill(self) -> str:
-        """The INSERT of the matching rows into ``temp.hits`` (``scored_params``)."""
-        return (
-            "INSERT INTO temp.hits (rid, score, sort_ts, id, story_id, lang) "
-            f"SELECT a.rowid, {self.score}, a.sort_ts, a.id, a.story_id, a.lang FROM {self.scored} WHERE {self.where}"
-        )
-
 
 _FTS_INSERT = "INSERT INTO articles_fts (rowid, title, body, title_stems, body_stems) VALUES (?, ?, ?, ?, ?)"
 
@@ -409,7 +401,6 @@ class EmbeddedStore:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 conn.executescript(_SCHEMA)
-                conn.execute(_HITS)
                 conn.execute(_VOCAB)
             except sqlite3.Error as exc:
                 raise StoreError(f"embedded store {self.path}: cannot open: {exc}") from exc
@@ -475,7 +466,6 @@ class EmbeddedStore:
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
             )
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute(_HITS)
             conn.execute(_VOCAB)
         except sqlite3.Error as exc:
             raise StoreError(f"embedded store {self.path}: cannot open a read connection: {exc}") from exc
@@ -512,14 +502,16 @@ class EmbeddedStore:
                 cached = self._columns = FacetColumns.of(rows, version)
             return cached
 
-    def _positions(self, rowids: Rowids) -> npt.NDArray[np.intp]:
-        """Where the matching ``rowids`` are in the facet columns (read again if they are older)."""
-        found = self._facet_columns().positions(rowids)
+    def _columns_at(self, rowids: Rowids) -> tuple[FacetColumns, npt.NDArray[np.intp]]:
+        """The facet columns and where the matching ``rowids`` are in them (read again if they are older)."""
+        columns = self._facet_columns()
+        found = columns.positions(rowids)
         if found is None:
-            found = self._facet_columns(force=True).positions(rowids)
+            columns = self._facet_columns(force=True)
+            found = columns.positions(rowids)
         if found is None:  # pragma: no cover - the columns are read after the search's snapshot
             raise StoreError(f"embedded store {self.path}: matching rows missing from the facet columns")
-        return found
+        return columns, found
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -790,29 +782,50 @@ class EmbeddedStore:
             present = self._present(conn, node, lang)
             plan = _Plan.of(prune(node, present, lang), request, lang, present)
             if request.by_story:
-                # temp.hits is empty here: emptied at the end of every search, or rolled back with it
-                conn.execute(plan.fill(), plan.scored_params)
-                total = int(conn.execute("SELECT COUNT(*) FROM temp.hits").fetchone()[0])
+                found = conn.execute(
+                    f"SELECT a.rowid, {plan.score}, a.sort_ts FROM {plan.scored} WHERE {plan.where}",
+                    plan.scored_params,
+                ).fetchall()
+                total = len(found)
+                columns, positions = self._columns_at(np.fromiter((r[0] for r in found), np.int64, total))
                 if request.facets:
-                    facets = self._count_facets(conn, "SELECT group_concat(rid) FROM temp.hits", [])
-                rows, groups_meta = self._story_rows(conn, order, key_column, request, size)
-                conn.execute("DELETE FROM temp.hits")
+                    facets = columns.facets(positions)
+                keys = (
+                    np.fromiter((r[2] for r in found), np.int64, total)
+                    if request.sort == "date"
+                    else np.fromiter((r[1] for r in found), np.float64, total)
+                )
+                pages = columns.story_groups(positions, keys, size, self._cursor(request))
+                docs = dict(
+                    conn.execute(
+                        "SELECT rowid, doc FROM article_docs WHERE rowid IN (SELECT value FROM json_each(?))",
+                        (json.dumps([found[p.index][0] for p in pages]),),
+                    ).fetchall()
+                )
+                rows = [(p.article_id, docs[found[p.index][0]], *found[p.index][1:]) for p in pages]
+                groups_meta = [(p.story_id, p.article_count, p.languages) for p in pages]
             else:
                 if request.facets:
                     rowids = _rowids(conn, *plan.rowids())
                     total = len(rowids)
-                    facets = self._facet_columns().facets(self._positions(rowids))
+                    columns, positions = self._columns_at(rowids)
+                    facets = columns.facets(positions)
                 else:
                     total = int(conn.execute(*plan.count()).fetchone()[0])
-                cursor_sql, cursor_params = self._after(request, key_column)
-                # the page first (SQLite keeps the best ``size`` rows while it scans), then its documents:
-                # joining every hit's document before the LIMIT would read them all
-                rows = conn.execute(
-                    f"SELECT p.id, d.doc, p.score, p.sort_ts FROM (SELECT * FROM ({plan.page_rows()}) "
-                    f"WHERE 1{cursor_sql} ORDER BY {order} LIMIT ?) p "
-                    f"JOIN article_docs d ON d.rowid = p.rid ORDER BY {order.replace('id ASC', 'p.id ASC')}",
-                    [*plan.scored_params, *cursor_params, size],
-                ).fetchall()
+                found_page = None
+                if plan.text_only is not None and request.sort == "relevance" and request.search_after is None:
+                    found_page = self._ranked_page(conn, plan.text_only, size)
+                if found_page is None:
+                    cursor_sql, cursor_params = self._after(request, key_column)
+                    # the page first (SQLite keeps the best ``size`` rows while it scans), then its documents:
+                    # joining every hit's document before the LIMIT would read them all
+                    found_page = conn.execute(
+                        f"SELECT p.id, d.doc, p.score, p.sort_ts FROM (SELECT * FROM ({plan.page_rows()}) "
+                        f"WHERE 1{cursor_sql} ORDER BY {order} LIMIT ?) p "
+                        f"JOIN article_docs d ON d.rowid = p.rid ORDER BY {order.replace('id ASC', 'p.id ASC')}",
+                        [*plan.scored_params, *cursor_params, size],
+                    ).fetchall()
+                rows = found_page
                 groups_meta = []
         hits = [self._hit(doc, float(sc), request, leaves) for _id, doc, sc, _ts in rows]
         next_after: tuple[str, ...] | None = None
@@ -831,8 +844,30 @@ class EmbeddedStore:
             total=total, hits=hits, facets=facets, next_after=next_after, groups=groups, expanded=expanded
         )
 
-    def _count_facets(self, conn: sqlite3.Connection, sql: str, params: list[Any]) -> dict[str, list[tuple[str, int]]]:
-        return self._facet_columns().facets(self._positions(_rowids(conn, sql, params)))
+    @staticmethod
+    def _ranked_page(conn: sqlite3.Connection, expression: str, size: int) -> list[Any] | None:
+        """The first page by relevance of a query the FTS5 index alone answers, without visiting the
+        ``articles`` row of every match: the best ``RANKED_READ * size`` rowids by score, then the ids of those that
+        can be on the page (ties broken by id, as the full query). None when more rows tie with the last
+        one of the page than were read (the caller runs the full query)."""
+        if size == 0:
+            return []
+        read = max(RANKED_READ * size, 200)
+        best = conn.execute(
+            f"SELECT rid, score FROM ({_RANKED}) ORDER BY score DESC LIMIT ?", [*_BM25_WEIGHTS, expression, read]
+        ).fetchall()
+        if len(best) == read and best[size - 1][1] == best[-1][1]:
+            return None  # the rows tied with the page's last one may go on beyond what was read
+        if len(best) >= size:
+            best = [r for r in best if r[1] >= best[size - 1][1]]  # every row that can be on the page
+        scores = dict(best)
+        rows = conn.execute(
+            "SELECT a.rowid, a.id, a.sort_ts, d.doc FROM articles a JOIN article_docs d ON d.rowid = a.rowid "
+            "WHERE a.rowid IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(scores)),),
+        ).fetchall()
+        ranked = sorted(rows, key=lambda r: (-scores[r[0]], r[1]))[:size]
+        return [(article_id, doc, scores[rid], sort_ts) for rid, article_id, sort_ts, doc in ranked]
 
     @staticmethod
     def _present(conn: sqlite3.Connection, node: Node, lang: str | None) -> frozenset[str]:
@@ -871,7 +906,8 @@ class EmbeddedStore:
         with _transaction(conn, "DEFERRED"):
             present = self._present(conn, node, lang)
             rowids = _rowids(conn, *_Plan.of(prune(node, present, lang), request, lang, present).rowids())
-        return self._facet_columns().day_lang_counts(self._positions(rowids))
+        columns, positions = self._columns_at(rowids)
+        return columns.day_lang_counts(positions)
 
     def merged_stories(self, story_id: str) -> list[Story]:
         """Stories merged into ``story_id`` (their ``merged_into``), oldest ``first_seen`` first."""
@@ -885,49 +921,25 @@ class EmbeddedStore:
         return [self._story(doc, centroid) for doc, centroid in rows]
 
     @staticmethod
-    def _after(request: SearchRequest, key_column: str) -> tuple[str, list[Any]]:
-        """SQL restricting rows to those after the ``search_after`` cursor (sort order)."""
+    def _cursor(request: SearchRequest) -> tuple[float | int, str] | None:
+        """``search_after`` as ``(key, id)``: a time (date sort) or a score."""
         if request.search_after is None:
-            return "", []
+            return None
         try:
             raw_key, last_id = request.search_after
             key: float | int = int(raw_key) if request.sort == "date" else float(raw_key)
         except ValueError as exc:
             raise ValueError(f"search_after {request.search_after!r} is not a cursor of a {request.sort} sort") from exc
-        return f" AND ({key_column} < ? OR ({key_column} = ? AND id > ?))", [key, key, last_id]
+        return key, last_id
 
-    def _story_rows(
-        self, conn: sqlite3.Connection, order: str, key_column: str, request: SearchRequest, size: int
-    ) -> tuple[list[Any], list[tuple[str, int, tuple[str, ...]]]]:
-        """The best hit of each matching story (groups in the sort order of their best hits)."""
-        cursor_sql, cursor_params = self._after(request, key_column)
-        # per story: the best key, then the smallest id among the rows with it (SQLite gives the bare
-        # column rid from the row of the MIN), then the page of stories, then their documents; an index
-        # made for this query (and dropped after it) makes both lookups seeks
-        conn.execute("DROP INDEX IF EXISTS temp.hits_story")
-        conn.execute(f"CREATE INDEX temp.hits_story ON hits(story_id, {key_column}, id)")
-        rows = conn.execute(
-            f"WITH g AS (SELECT story_id, MAX({key_column}) AS best, COUNT(*) AS cnt FROM temp.hits "
-            "WHERE story_id IS NOT NULL GROUP BY story_id), "
-            f"b AS (SELECT h.story_id, MIN(h.id) AS id, h.rid, g.best AS {key_column}, g.cnt FROM g "
-            f"JOIN temp.hits h ON h.story_id = g.story_id AND h.{key_column} = g.best GROUP BY h.story_id), "
-            f"p AS (SELECT * FROM b WHERE 1{cursor_sql} ORDER BY {order} LIMIT ?) "
-            "SELECT p.id, d.doc, h.score, h.sort_ts, p.story_id, p.cnt FROM p "
-            "JOIN temp.hits h ON h.rid = p.rid JOIN article_docs d ON d.rowid = p.rid "
-            f"ORDER BY {order.replace(key_column, 'p.' + key_column).replace('id ASC', 'p.id ASC')}",
-            [*cursor_params, size],
-        ).fetchall()
-        story_ids = [r[4] for r in rows]
-        langs: dict[str, list[str]] = {}
-        if story_ids:
-            for sid, lang in conn.execute(
-                "SELECT DISTINCT story_id, lang FROM temp.hits WHERE story_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(story_ids),),
-            ):
-                langs.setdefault(sid, []).append(lang)
-        conn.execute("DROP INDEX temp.hits_story")  # other searches fill the table faster without it
-        meta = [(r[4], int(r[5]), tuple(sorted(langs.get(r[4], [])))) for r in rows]
-        return [r[:4] for r in rows], meta
+    @classmethod
+    def _after(cls, request: SearchRequest, key_column: str) -> tuple[str, list[Any]]:
+        """SQL restricting rows to those after the ``search_after`` cursor (sort order)."""
+        cursor = cls._cursor(request)
+        if cursor is None:
+            return "", []
+        key, last_id = cursor
+        return f" AND ({key_column} < ? OR ({key_column} = ? AND id > ?))", [key, key, last_id]
 
     @staticmethod
     def _hit(doc: str, score: float, request: SearchRequest, leaves: Sequence[Term | Phrase]) -> Hit:
