@@ -47,8 +47,7 @@ def _spans(
 ) -> list[tuple[int, int]]:
     out = []
     for match in _ORIGINAL_TOKEN.finditer(text):
-        toks = tokens(match.group(0))
-        if any(t in wanted or form(t, lang) in forms for t in toks):
+        if any(t in wanted or form(t, lang) in forms for t in _leaf_tokens(match.group(0))):
             out.append(match.span())
     return out
 
@@ -139,9 +138,9 @@ def matched_terms(article: Article, leaves: Sequence[Term | Phrase]) -> tuple[st
     return tuple(found)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=65536)
 def _leaf_tokens(text: str) -> tuple[str, ...]:
-    """The folded tokens of a query word or phrase (the same few for every hit of a search)."""
+    """The folded tokens of a query word or phrase, or of a word of a text (words repeat: fold each once)."""
     return tuple(tokens(text))
 
 

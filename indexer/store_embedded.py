@@ -502,6 +502,15 @@ class EmbeddedStore:
                 cached = self._columns = FacetColumns.of(rows, version)
             return cached
 
+    def data_version(self) -> int:
+        """A number that changes whenever any connection (this store's writer, another process) has
+        committed since the last call saw it: callers may keep answers while it stays the same."""
+        with self._columns_lock:
+            if self._probe is None:
+                self._probe = self._open_reader()
+            version = int(self._probe.execute("PRAGMA data_version").fetchone()[0])
+        return (self._generation << 32) | version  # a reopened probe counts from the start again
+
     def _columns_at(self, rowids: Rowids) -> tuple[FacetColumns, npt.NDArray[np.intp]]:
         """The facet columns and where the matching ``rowids`` are in them (read again if they are older)."""
         columns = self._facet_columns()
