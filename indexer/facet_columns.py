@@ -147,10 +147,15 @@ class FacetColumns:
         page = firsts[np.lexsort((best_ranks, -best_keys))][:size]
         counts = np.bincount(codes, minlength=len(story.values))
         indexes = np.flatnonzero(with_story)
+        shown = np.isin(codes, codes[page])  # the rows of the page's stories, then their (story, language) pairs
+        width = len(lang.values) + 1
+        pairs = np.unique(codes[shown].astype(np.int64) * width + lang.codes[where[shown]])
+        languages: dict[int, list[str]] = {}
+        for pair in pairs.tolist():
+            languages.setdefault(pair // width, []).append(lang.values[pair % width])
         out = []
         for i in page:
-            mine = codes == codes[i]
-            langs = tuple(sorted(lang.values[c] for c in np.unique(lang.codes[where[mine]])))
+            langs = tuple(sorted(languages[int(codes[i])]))
             out.append(
                 StoryPage(
                     story_id=story.values[codes[i]],
