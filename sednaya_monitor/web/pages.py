@@ -287,7 +287,9 @@ def render_search(
             csv_url=url_for("/search.csv", current),
             first_url=url_for("/", {**current, "view": sp.view}) if sp.after is not None else None,
             next_url=url_for("/", {**current, "view": sp.view, "after": cursor}) if cursor and shown else None,
-            expanded=[f"{', '.join(added)} (variants of {typed})" for typed, added in result.expanded.items()],
+            expanded=[
+                f"{', '.join(added)} (variants of {typed})" for typed, added in result.expanded.items()
+            ],
             chart=chart(volume) if volume is not None else None,
         )
     return render("search.html", **context)
