@@ -2,7 +2,8 @@
 
 Analysts repeat searches (a shared link, the back button, the next tab, a page reloaded), and every
 search page asks for the same filter options and often the same chart. :class:`AnswerCache` keeps the
-answers of the store (a ``SearchResult``, the chart's counts) by request, in least-recently-used order,
+answers of the store (a ``SearchResult``, the chart's counts, the search page rendered from them) by
+request, in least-recently-used order,
 for as long as the store's data version (``EmbeddedStore.data_version``: it changes with every commit
 by any process) stays the one they were computed at; the first request that sees another version
 empties it. The version is read before the store is asked, so an answer is never older than the
@@ -97,6 +98,8 @@ def _counter_on(registry: CollectorRegistry) -> Counter:
 
 
 def _text_chars(answer: object) -> int:
+    if isinstance(answer, bytes | str):
+        return len(answer)
     if not isinstance(answer, SearchResult):
         return 0
     return sum(len(h.article.text) + len(h.article.title) for h in answer.hits) + sum(

@@ -452,16 +452,22 @@ def create_app(
 
     @app.get("/", name="page_search", include_in_schema=False)
     def page_search(request: Request) -> Response:
-        """At most three store calls: filter options (cached), the search, the chart."""
+        """At most three store calls: filter options (cached), the search, the chart. The page of the
+        same query string is kept with the store's answers (until the data changes)."""
         options = web.filter_options()
-        try:
+
+        def render() -> bytes:
             sp = params.search_params(_multi(request))
             result = web.search(sp.request)
+            volume = web.volume(sp.request) if sp.after is None else None
+            return pages.render_search(sp, result, options, volume=volume, default_size=models.DEFAULT_PAGE_SIZE)
+
+        try:
+            shown = (tuple(options.langs), tuple(options.sources), tuple(options.source_types))
+            page = web.answers.get(("page", request.url.query, shown), render)
         except (BadRequest, QuerySyntaxError) as exc:
             message = exc.message if isinstance(exc, BadRequest) else str(exc)
             return html_response(pages.render_search(_lenient(request), None, options, error=message), 400)
-        volume = web.volume(sp.request) if sp.after is None else None
-        page = pages.render_search(sp, result, options, volume=volume, default_size=models.DEFAULT_PAGE_SIZE)
         return html_response(page)
 
     @app.get("/search.csv", name="search_csv", include_in_schema=False)
