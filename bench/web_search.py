@@ -222,11 +222,16 @@ def main() -> None:
             f"{args.articles} generated articles in 5 languages; each client is a thread with one keep-alive "
             "connection requesting the search page (`/`, grouped or flat, with the chart) from a fixed mix of "
             f"{len(QUERIES)} queries. Errors: any answer but 200, or a failed connection. `cache on`: the answer "
-            "cache (`serve_cache_entries`, default 256) keeps the store's answers while the data is unchanged, so "
-            "after the warm-up every page of this fixed mix is rendered from kept answers (an analyst repeating a "
-            "search, or a shared link); `cache off` (`serve_cache_entries=0`) asks the store for every page: "
-            "what a never-seen search costs."
-            + (" `before` rows: the same run on the code before this change (no cache)." if before else "")
+            "cache (`serve_cache_entries`, default 256) keeps the store's answers and the rendered page while the data "
+            "is unchanged, so after the warm-up every page of this fixed mix is served from kept answers (an analyst "
+            "repeating a search, a shared link, a reload); `cache off` (`serve_cache_entries=0`) asks the store and "
+            "renders every page: what a never-seen search costs."
+            + (
+                " `before` rows: the same clients, in the same session, against `serve` of the code before this "
+                "change (no cache)."
+                if before
+                else ""
+            )
         ),
         "",
         "| code | cache | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors |",
