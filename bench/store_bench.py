@@ -222,13 +222,15 @@ def measure(
     write_s = time.perf_counter() - started
     count = store.count_articles()
     latencies: dict[str, list[float]] = {name: [] for name, _ in QUERIES}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in QUERIES}
     totals: dict[str, int] = {}
     for _ in range(rounds):
         for name, params in QUERIES:
             request = SearchRequest(**params)  # type: ignore[arg-type]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             result = store.search(request)
             latencies[name].append((time.perf_counter() - t0) * 1000)
+            cpu[name].append((time.process_time() - c0) * 1000)
             totals[name] = result.total
     return {
         "docs_per_s": len(articles) / write_s,
@@ -236,6 +238,7 @@ def measure(
         "count": count,
         "failures": failures,
         "latencies": latencies,
+        "cpu": cpu,
         "totals": totals,
     }
 
@@ -353,6 +356,7 @@ def main() -> None:
     )
     parser.add_argument("--save", type=Path, help="write this run's embedded figures to a JSON file")
     args = parser.parse_args()
+    load = os.getloadavg()
     t0 = time.perf_counter()
     articles = generate(args.articles)
     print(f"generated {len(articles)} articles in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -394,23 +398,27 @@ def main() -> None:
                 "Elasticsearch: its figures say what the adapter costs against an in-process server, not how a "
                 "cluster performs)"
             )
-            + "."
+            + f". Load average {load[0]:.1f} before the run, {os.getloadavg()[0]:.1f} after it (a machine shared "
+            "with other work: wall-clock latencies grow with it; `CPU` is the process time each query took, "
+            "which does not)."
             + (
-                " `embedded before` is the same run on the code before word forms and name expansion (exact "
-                "tokens only, so its hit counts differ), saved with `--save` and passed with `--before`."
+                " `embedded before` is the same run, harness included, on the store code before the change "
+                "described in docs/search.md (Speed), saved with `--save` and passed with `--before`."
                 if args.before
                 else ""
             )
         ),
         "",
-        "| store | docs/s bulk-indexed | load s | all queries p50 ms | all queries p95 ms |",
-        "|---|---|---|---|---|",
+        "| store | docs/s bulk-indexed | load s | all queries p50 ms | all queries p95 ms | CPU p50 ms | CPU p95 ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         every = [v for vals in r["latencies"].values() for v in vals]  # type: ignore[attr-defined]
+        spent = [v for vals in r.get("cpu", {}).values() for v in vals]  # type: ignore[attr-defined]
+        cpu_cells = f"{statistics.median(spent):.1f} | {percentile(spent, 0.95):.1f}" if spent else "- | -"
         lines.append(
             f"| {name} | {r['docs_per_s']:.0f} | {r['write_s']:.1f} | {statistics.median(every):.1f} | "
-            f"{percentile(every, 0.95):.1f} |"
+            f"{percentile(every, 0.95):.1f} | {cpu_cells} |"
         )
     names = list(results)
     lines += [

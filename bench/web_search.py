@@ -8,15 +8,21 @@ writes them and their stories to an embedded store in a temporary directory, sta
 names, phrases, a language filter, grouped and flat views) for ``--seconds``. Reports requests per
 second, p50/p95/p99 latency and errors (any status other than 200, or a failed connection).
 
+Each client count runs twice by default: with the answer cache (``serve_cache_entries``: repeated
+searches are answered from kept store answers while the data is unchanged) and without it (every page
+asks the store). ``--save``/``--before`` put an earlier run's figures (or older code's) beside these.
+
 The clients share one Python process (the GIL): at 20 clients the client side costs some of the two
 cores too, so the figures are a floor. Prints the figures and rewrites the ``## web_search (workers=N)`` section
-of docs/benchmarks.md. Run: ``python -m bench.web_search [--articles N] [--seconds S] [--clients 1,20] [--workers W]``.
+of docs/benchmarks.md. Run: ``python -m bench.web_search [--articles N] [--seconds S] [--clients 1,20] [--workers W]
+[--cache on,off] [--save F] [--before F]``.
 Reads nothing from /work/shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -86,10 +92,12 @@ def fill(data_dir: Path, n: int) -> None:
     store.close()
 
 
-def start_server(data_dir: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
+def start_server(data_dir: Path, workers: int, cache_entries: int | None = None) -> tuple[subprocess.Popen[str], str]:
     cmd = [sys.executable, "-c", "from sednaya_monitor.cli import main; main()"]
     cmd += ["--data-dir", str(data_dir), "serve", "--port", "0", "--workers", str(workers)]
     env = {**os.environ, "SEDNAYA_MONITOR_LOG_LEVEL": "WARNING"}
+    if cache_entries is not None:
+        env["SEDNAYA_MONITOR_SERVE_CACHE_ENTRIES"] = str(cache_entries)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -161,54 +169,80 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="per client count")
     parser.add_argument("--clients", default="1,20", help="comma-separated client counts")
     parser.add_argument("--workers", type=int, default=1, help="serve --workers (processes)")
+    parser.add_argument(
+        "--cache",
+        default="on,off",
+        help="answer cache settings to run, comma-separated: on (serve_cache_entries default), off (0)",
+    )
+    parser.add_argument("--save", type=Path, help="write this run's figures to a JSON file")
+    parser.add_argument(
+        "--before", type=Path, help="a JSON file of an earlier run (--save, or the same figures of older code)"
+    )
     parser.add_argument("--no-doc", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
+    modes = [m.strip() for m in args.cache.split(",") if m.strip()]
     load = os.getloadavg()
+    results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="sednaya-web-bench-") as tmp:
         data_dir = Path(tmp)
         t0 = time.monotonic()
         fill(data_dir, args.articles)
         print(f"store: {args.articles} articles written in {time.monotonic() - t0:.1f} s")
-        proc, base = start_server(data_dir, args.workers)
-        try:
-            for params in QUERIES:  # warm-up: first connections per thread, filter options cache
-                requests.get(base + "/", params=params, timeout=60)
-            results = []
-            for clients in counts:
-                result = run(base, clients, args.seconds)
-                results.append(result)
-                print(
-                    f"{clients:>3} clients: {result['requests']:.0f} requests, {result['rps']:.1f} req/s, "
-                    f"p50 {result['p50']:.0f} ms, p95 {result['p95']:.0f} ms, p99 {result['p99']:.0f} ms, "
-                    f"errors {result['errors']:.0f}"
-                )
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        for mode in modes:
+            proc, base = start_server(data_dir, args.workers, None if mode == "on" else 0)
+            try:
+                for params in QUERIES:  # warm-up: first connections per thread, filter options, facet columns
+                    requests.get(base + "/", params=params, timeout=60)
+                for clients in counts:
+                    result: dict[str, object] = {"cache": mode, **run(base, clients, args.seconds)}
+                    results.append(result)
+                    print(
+                        f"cache {mode}, {clients:>3} clients: {result['requests']:.0f} requests, "
+                        f"{result['rps']:.1f} req/s, p50 {result['p50']:.0f} ms, p95 {result['p95']:.0f} ms, "
+                        f"p99 {result['p99']:.0f} ms, errors {result['errors']:.0f}",
+                        flush=True,
+                    )
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    if args.save:
+        args.save.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    before = json.loads(args.before.read_text(encoding="utf-8")) if args.before else []
     if args.no_doc:
         return
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         (
             f"Measured {stamp} by `python -m bench.web_search --articles {args.articles} --seconds {args.seconds:g} "
-            f"--workers {args.workers}` "
+            f"--workers {args.workers} --cache {args.cache}{' --before <file>' if before else ''}` "
             f"on {platform.machine()} with {os.cpu_count()} cores, shared with other work (load average "
             f"{load[0]:.1f} before, {os.getloadavg()[0]:.1f} after): "
             f"`serve --workers {args.workers}` (FastAPI + uvicorn) in processes of its own over an embedded store of "
             f"{args.articles} generated articles in 5 languages; each client is a thread with one keep-alive "
             "connection requesting the search page (`/`, grouped or flat, with the chart) from a fixed mix of "
-            "10 queries. Errors: any answer but 200, or a failed connection."
+            f"{len(QUERIES)} queries. Errors: any answer but 200, or a failed connection. `cache on`: the answer "
+            "cache (`serve_cache_entries`, default 256) keeps the store's answers and the rendered page while the data "
+            "is unchanged, so after the warm-up every page of this fixed mix is served from kept answers (an analyst "
+            "repeating a search, a shared link, a reload); `cache off` (`serve_cache_entries=0`) asks the store and "
+            "renders every page: what a never-seen search costs."
+            + (
+                " `before` rows: the same clients, in the same session, against `serve` of the code before this "
+                "change (no cache)."
+                if before
+                else ""
+            )
         ),
         "",
-        "| clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| code | cache | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results:
-        lines.append(
-            f"| {r['clients']:.0f} | {r['requests']:.0f} | {r['rps']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} "
-            f"| {r['p99']:.0f} | {r['errors']:.0f} |"
-        )
+    for label, rows in (("before", before), ("after", results)):
+        for r in rows:
+            lines.append(
+                f"| {label} | {r.get('cache', 'none')} | {r['clients']:.0f} | {r['requests']:.0f} | {r['rps']:.1f} "
+                f"| {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {r['errors']:.0f} |"
+            )
     write_section(f"{SECTION} (workers={args.workers})", lines)
     print(f"docs/benchmarks.md: section {SECTION} (workers={args.workers}) rewritten")
 

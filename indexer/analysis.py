@@ -110,6 +110,7 @@ def arabic_light_stem(token: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=65536)  # highlights ask for the form of every token of every hit shown
 def form(token: str, lang: str) -> str:
     """The word form of a folded token in an article of language ``lang`` (see the module doc)."""
     lang = lang.lower()
@@ -143,6 +144,7 @@ def query_languages(token: str, lang: str | None = None) -> tuple[str, ...]:
     return _SCRIPT_LANGS.get(script(token), ())
 
 
+@functools.lru_cache(maxsize=65536)  # "why it matched" asks again for every hit
 def query_forms(token: str, lang: str | None = None) -> tuple[str, ...]:
     """The forms a query token matches: itself, and its form in each language of :func:`query_languages`."""
     out: dict[str, None] = {token: None}

@@ -8,6 +8,7 @@ exactly as in the stores. Fragments are HTML: the original text escaped, matched
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Sequence
@@ -46,8 +47,7 @@ def _spans(
 ) -> list[tuple[int, int]]:
     out = []
     for match in _ORIGINAL_TOKEN.finditer(text):
-        toks = tokens(match.group(0))
-        if any(t in wanted or form(t, lang) in forms for t in toks):
+        if any(t in wanted or form(t, lang) in forms for t in _leaf_tokens(match.group(0))):
             out.append(match.span())
     return out
 
@@ -122,21 +122,31 @@ def matched_terms(article: Article, leaves: Sequence[Term | Phrase]) -> tuple[st
     title = tokens(article.title)
     fields = [title, tokens(article.text)]
     lang = article.lang.lower()
-    forms = [set(document_forms(f, lang)) for f in fields]
+    title_forms = set(document_forms(title, lang))
+    all_forms = title_forms.union(document_forms(fields[1], lang))
     found: list[str] = []
     for leaf in leaves:
-        toks = tokens(leaf.text)
-        scope = slice(0, 1) if leaf.field == "title" else slice(0, 2)
+        toks = _leaf_tokens(leaf.text)
+        in_title = leaf.field == "title"
         if isinstance(leaf, Phrase):
-            hit = any(_contains_seq(f, toks) for f in fields[scope])
+            hit = any(_contains_seq(f, toks) for f in fields[: 1 if in_title else 2])
         else:
-            present = set().union(*forms[scope])
+            present = title_forms if in_title else all_forms
             hit = bool(toks) and all(not present.isdisjoint(query_forms(t)) for t in toks)
         if hit and leaf.text not in found:
             found.append(leaf.text)
     return tuple(found)
 
 
+@functools.lru_cache(maxsize=65536)
+def _leaf_tokens(text: str) -> tuple[str, ...]:
+    """The folded tokens of a query word or phrase, or of a word of a text (words repeat: fold each once)."""
+    return tuple(tokens(text))
+
+
 def _contains_seq(doc: Sequence[str], seq: Sequence[str]) -> bool:
     n = len(seq)
-    return n > 0 and any(doc[i : i + n] == list(seq) for i in range(len(doc) - n + 1))
+    if n == 0:
+        return False
+    first, rest = seq[0], list(seq[1:])
+    return any(t == first and list(doc[i + 1 : i + n]) == rest for i, t in enumerate(doc))

@@ -19,11 +19,16 @@ Tables:
 The query AST (``indexer.query``) becomes a boolean SQL expression whose text leaves are
 ``rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)`` (so NOT, OR and field
 filters mix freely); relevance is BM25 over the OR of the positive terms (title weighted
-``TITLE_WEIGHT``), ties broken by id. A search evaluates the match once into a temporary table, and
-counts, facets, groups and the page are read from it, in one read transaction (one snapshot).
+``TITLE_WEIGHT``), ties broken by id. A search reads one snapshot (one read transaction): the count
+(``COUNT(*)``, over the FTS5 index alone when no filter applies), then the page (SQLite keeps the best
+``size`` rows while it scans, and only their documents are read). Facets, story groups and the search
+page's chart count the matching rowids (one ``group_concat``) against the keyword columns held in
+memory (``indexer.facet_columns``), read again whenever any connection has committed
+(``PRAGMA data_version``).
 One writer process and any number of readers may share the file (WAL, ``busy_timeout``, writes in
-``BEGIN IMMEDIATE`` transactions); one ``EmbeddedStore`` may be shared by threads (a lock serialises
-calls).
+``BEGIN IMMEDIATE`` transactions). One ``EmbeddedStore`` may be shared by threads: writes go through
+one connection behind a lock, reads through a connection per thread, so reads never wait for each
+other or for a write.
 """
 
 from __future__ import annotations
@@ -36,26 +41,28 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from indexer.analysis import document_forms, query_forms
 from indexer.documents import (
-    DAY_FACET_SIZE,
-    FACET_SIZE,
     day_of,
     epoch_micros,
     sort_time,
     source_type_of,
 )
 from indexer.errors import StoreError
+from indexer.facet_columns import SELECT_SQL as COLUMNS_SQL
+from indexer.facet_columns import FacetColumns, Rowids
 from indexer.highlight import highlights, matched_terms
 from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, positive_leaves, tokens
-from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
+from indexer.store import Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
 from stream.article import Article
 from stream.story import Story
 
@@ -66,6 +73,7 @@ _BM25_WEIGHTS = (TITLE_WEIGHT, 1.0, TITLE_WEIGHT, 1.0)  # title, body, title_ste
 BUSY_TIMEOUT_MS = 30_000  # wait this long for the writer's lock before failing
 ITER_CHUNK = 500  # rows per page when iterating every article (keeps the lock short)
 MAX_SIZE = 1000  # largest page a search may ask for
+RANKED_READ = 10  # rows read per row of a page ranked on the FTS5 index alone (equal scores are common)
 LAYOUT = 3  # table layout version kept in ``meta``; layout 2 is upgraded in place, others are refused
 
 _FTS_SCHEMA = """
@@ -107,13 +115,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     + _FTS_SCHEMA
     + ";"
 )
-_HITS = """
-CREATE TEMP TABLE IF NOT EXISTS hits (
-    rid INTEGER PRIMARY KEY, score REAL NOT NULL, sort_ts INTEGER NOT NULL, id TEXT NOT NULL,
-    story_id TEXT, lang TEXT NOT NULL, source TEXT NOT NULL, source_type TEXT NOT NULL, day TEXT NOT NULL
-)
-"""
-
 _VOCAB = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.articles_vocab USING fts5vocab(main, articles_fts, 'row')"
 
 _FILTER_COLUMNS = {"lang": "a.lang", "source": "a.source", "story": "a.story_id"}
@@ -234,6 +235,116 @@ def _compile(node: Node, params: list[Any], lang: str | None = None, present: Ab
     return "(" + joiner.join(_compile(item, params, lang, present) for item in node.items) + ")"
 
 
+_RANKED = "SELECT rowid AS rid, -bm25(articles_fts, ?, ?, ?, ?) AS score FROM articles_fts WHERE articles_fts MATCH ?"
+_MATCHING = "SELECT rowid AS rid FROM articles_fts WHERE articles_fts MATCH ?"
+
+
+def _rowids(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Rowids:
+    """The rowids a ``SELECT group_concat(rowid) ...`` lists (one string: no Python object per row)."""
+    joined = conn.execute(sql, params).fetchone()[0]
+    if not joined:
+        return np.zeros(0, dtype=np.int64)
+    return np.array(str(joined).split(","), dtype=np.int64)
+
+
+def _request_filters(request: SearchRequest, params: list[Any]) -> list[str]:
+    """SQL conditions on ``articles a`` for the request's filters; appends their values to ``params``."""
+    where: list[str] = []
+    for column, value in (
+        ("a.lang", request.lang.lower() if request.lang else None),
+        ("a.source", request.source),
+        ("a.source_type", request.source_type),
+        ("a.story_id", request.story),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if request.since is not None:
+        where.append("a.sort_ts >= ?")
+        params.append(epoch_micros(request.since))
+    if request.until is not None:
+        where.append("a.sort_ts <= ?")
+        params.append(epoch_micros(request.until))
+    if request.ids is not None:
+        where.append("a.id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(list(request.ids)))
+    return where
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The SQL of one search's matching rows, for the four ways a search reads them.
+
+    ``scored``/``score``: the rows with their relevance (BM25 of the text part, or of the OR of the
+    positive words when no text part selects; 0 for a date sort that has a text part); ``plain``: the
+    same rows without scoring (counts and rowids); ``text_only``: the FTS5 expression when it alone
+    selects (no filter, no condition left for SQL), so counts need not visit the ``articles`` rows.
+    """
+
+    scored: str
+    score: str
+    plain: str
+    where: str
+    scored_params: list[Any]
+    plain_params: list[Any]
+    text_only: str | None
+
+    @classmethod
+    def of(cls, node: Node | None, request: SearchRequest, lang: str | None, present: AbstractSet[str]) -> _Plan:
+        """``node``: the query pruned to what the index can match (None: nothing can)."""
+        if node is None:
+            node = Not(MatchAll())
+        leaves = positive_leaves(node)
+        driving, rest = split_for_fts(node, lang, present)
+        scored_source: list[Any] = []
+        plain_source: list[Any] = []
+        if driving is not None:
+            # the text part is one FTS5 query that selects (and ranks); SQL checks filters on its rows
+            plain = f"({_MATCHING}) s JOIN articles a ON a.rowid = s.rid"
+            plain_source = [driving]
+            if request.sort == "date":  # a date sort needs no score
+                scored, scored_source, score = plain, [driving], "0.0"
+            else:
+                scored = f"({_RANKED}) s JOIN articles a ON a.rowid = s.rid"
+                scored_source, score = [*_BM25_WEIGHTS, driving], "s.score"
+        elif leaves:
+            plain = "articles a"
+            scored = f"articles a LEFT JOIN ({_RANKED}) s ON s.rid = a.rowid"
+            scored_source = [*_BM25_WEIGHTS, " OR ".join(f"({fts_expression(leaf, lang, present)})" for leaf in leaves)]
+            score = "COALESCE(s.score, 0.0)"
+        else:
+            plain = scored = "articles a"
+            score = "0.0"
+        where_params: list[Any] = []
+        conditions = [_compile(rest, where_params, lang, present), *_request_filters(request, where_params)]
+        return cls(
+            scored=scored,
+            score=score,
+            plain=plain,
+            where=" AND ".join(conditions),
+            scored_params=[*scored_source, *where_params],
+            plain_params=[*plain_source, *where_params],
+            text_only=driving if conditions == ["1"] else None,
+        )
+
+    def count(self) -> tuple[str, list[Any]]:
+        if self.text_only is not None:
+            return "SELECT COUNT(*) FROM articles_fts WHERE articles_fts MATCH ?", [self.text_only]
+        return f"SELECT COUNT(*) FROM {self.plain} WHERE {self.where}", self.plain_params
+
+    def rowids(self) -> tuple[str, list[Any]]:
+        if self.text_only is not None:
+            return "SELECT group_concat(rowid) FROM articles_fts WHERE articles_fts MATCH ?", [self.text_only]
+        return f"SELECT group_concat(a.rowid) FROM {self.plain} WHERE {self.where}", self.plain_params
+
+    def page_rows(self) -> str:
+        """``rid, id, score, sort_ts`` of every matching row (``scored_params``)."""
+        return (
+            f"SELECT a.rowid AS rid, a.id AS id, {self.score} AS score, a.sort_ts AS sort_ts "
+            f"FROM {self.scored} WHERE {self.where}"
+        )
+
+
 _FTS_INSERT = "INSERT INTO articles_fts (rowid, title, body, title_stems, body_stems) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -266,9 +377,15 @@ class EmbeddedStore:
         """``names``: the topic's name groups a query word expands to (``indexer.names``); none by default."""
         self.path = Path(path)
         self.names = names or NO_NAMES
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the writer connection
         self._conn: sqlite3.Connection | None = None
         self._dims: int | None = None
+        self._local = threading.local()  # this thread's read connection
+        self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._generation = 0  # bumped by close(): read connections of an older generation are reopened
+        self._columns_lock = threading.Lock()
+        self._probe: sqlite3.Connection | None = None  # reads the data version and the facet columns
+        self._columns: FacetColumns | None = None
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -284,7 +401,6 @@ class EmbeddedStore:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 conn.executescript(_SCHEMA)
-                conn.execute(_HITS)
                 conn.execute(_VOCAB)
             except sqlite3.Error as exc:
                 raise StoreError(f"embedded store {self.path}: cannot open: {exc}") from exc
@@ -327,10 +443,84 @@ class EmbeddedStore:
             _ = self.conn
 
     def close(self) -> None:
+        """Close the writer and every read connection (a later call opens them again)."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            readers, self._readers = self._readers, []
+            self._generation += 1
+        with self._columns_lock:
+            if self._probe is not None:
+                readers.append((threading.current_thread(), self._probe))
+            self._probe, self._columns = None, None
+        for _thread, conn in readers:
+            conn.close()
+
+    def _open_reader(self) -> sqlite3.Connection:
+        """A read connection on the file (its schema created or upgraded first by the writer connection)."""
+        with self._lock:
+            _ = self.conn
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+            )
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute(_VOCAB)
+        except sqlite3.Error as exc:
+            raise StoreError(f"embedded store {self.path}: cannot open a read connection: {exc}") from exc
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection: reads never wait on each other nor on the writer's lock (WAL)."""
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.generation == self._generation:
+            return conn
+        conn = self._open_reader()
+        with self._lock:
+            gone = [c for t, c in self._readers if not t.is_alive()]  # threads that ended leave their connection
+            self._readers = [(t, c) for t, c in self._readers if t.is_alive()]
+            self._readers.append((threading.current_thread(), conn))
+            local.conn, local.generation = conn, self._generation
+        for old in gone:
+            old.close()
+        return conn
+
+    def _facet_columns(self, force: bool = False) -> FacetColumns:
+        """The keyword columns at the newest committed data (read again after any commit, by any process)."""
+        with self._columns_lock:
+            if self._probe is None:
+                self._probe = self._open_reader()
+            probe = self._probe
+            version = probe.execute("PRAGMA data_version").fetchone()[0]
+            cached = self._columns
+            if force or cached is None or cached.version != version:
+                with _transaction(probe, "DEFERRED"):
+                    rows = probe.execute(COLUMNS_SQL).fetchall()
+                    version = probe.execute("PRAGMA data_version").fetchone()[0]
+                cached = self._columns = FacetColumns.of(rows, version)
+            return cached
+
+    def data_version(self) -> int:
+        """A number that changes whenever any connection (this store's writer, another process) has
+        committed since the last call saw it: callers may keep answers while it stays the same."""
+        with self._columns_lock:
+            if self._probe is None:
+                self._probe = self._open_reader()
+            version = int(self._probe.execute("PRAGMA data_version").fetchone()[0])
+        return (self._generation << 32) | version  # a reopened probe counts from the start again
+
+    def _columns_at(self, rowids: Rowids) -> tuple[FacetColumns, npt.NDArray[np.intp]]:
+        """The facet columns and where the matching ``rowids`` are in them (read again if they are older)."""
+        columns = self._facet_columns()
+        found = columns.positions(rowids)
+        if found is None:
+            columns = self._facet_columns(force=True)
+            found = columns.positions(rowids)
+        if found is None:  # pragma: no cover - the columns are read after the search's snapshot
+            raise StoreError(f"embedded store {self.path}: matching rows missing from the facet columns")
+        return columns, found
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -491,16 +681,18 @@ class EmbeddedStore:
 
     def get_article(self, article_id: str) -> Article | None:
         """The stored article with its embedding (float32 precision), or None."""
-        with self._lock:
-            row = self.conn.execute(
+        row = (
+            self._reader()
+            .execute(
                 "SELECT d.doc, d.embedding FROM articles a JOIN article_docs d ON d.rowid = a.rowid WHERE a.id = ?",
                 (article_id,),
-            ).fetchone()
+            )
+            .fetchone()
+        )
         return None if row is None else self._article(row[0], row[1])
 
     def get_story(self, story_id: str) -> Story | None:
-        with self._lock:
-            row = self.conn.execute("SELECT doc, centroid FROM stories WHERE id = ?", (story_id,)).fetchone()
+        row = self._reader().execute("SELECT doc, centroid FROM stories WHERE id = ?", (story_id,)).fetchone()
         return None if row is None else self._story(row[0], row[1])
 
     def list_stories(self, *, since: datetime | None = None, limit: int = 50) -> list[Story]:
@@ -512,18 +704,20 @@ class EmbeddedStore:
             params.append(epoch_micros(since))
         sql += " ORDER BY last_seen DESC, id ASC LIMIT ?"
         params.append(limit)
-        with self._lock:
-            rows = self.conn.execute(sql, params).fetchall()
+        rows = self._reader().execute(sql, params).fetchall()
         return [self._story(doc, centroid) for doc, centroid in rows]
 
     def story_articles(self, story_id: str) -> list[Article]:
         """Articles of the story, oldest first (publication or fetch time, then id)."""
-        with self._lock:
-            rows = self.conn.execute(
+        rows = (
+            self._reader()
+            .execute(
                 "SELECT d.doc FROM articles a JOIN article_docs d ON d.rowid = a.rowid "
                 "WHERE a.story_id = ? ORDER BY a.sort_ts ASC, a.id ASC",
                 (story_id,),
-            ).fetchall()
+            )
+            .fetchall()
+        )
         return [self._article(doc) for (doc,) in rows]
 
     def similar_stories(
@@ -538,8 +732,7 @@ class EmbeddedStore:
         if since is not None:
             sql += " AND last_seen >= ?"
             params.append(epoch_micros(since))
-        with self._lock:
-            rows = self.conn.execute(sql, params).fetchall()
+        rows = self._reader().execute(sql, params).fetchall()
         query = np.asarray(vector, dtype=np.float32)
         norm = float(np.linalg.norm(query))
         rows = [r for r in rows if len(r[1]) == query.nbytes]  # centroids of another model cannot compare
@@ -554,15 +747,18 @@ class EmbeddedStore:
         return ranked[:k]
 
     def iter_articles(self) -> Iterator[Article]:
-        """Every stored article in id order (pages of ``ITER_CHUNK``; the lock is not held between pages)."""
+        """Every stored article in id order (pages of ``ITER_CHUNK``, each its own read)."""
         last = ""
         while True:
-            with self._lock:
-                rows = self.conn.execute(
+            rows = (
+                self._reader()
+                .execute(
                     "SELECT a.id, d.doc, d.embedding FROM articles a JOIN article_docs d ON d.rowid = a.rowid "
                     "WHERE a.id > ? ORDER BY a.id LIMIT ?",
                     (last, ITER_CHUNK),
-                ).fetchall()
+                )
+                .fetchall()
+            )
             if not rows:
                 return
             for _id, doc, embedding in rows:
@@ -570,8 +766,7 @@ class EmbeddedStore:
             last = rows[-1][0]
 
     def count_articles(self) -> int:
-        with self._lock:
-            return int(self.conn.execute("SELECT COUNT(*) FROM articles").fetchone()[0])
+        return int(self._reader().execute("SELECT COUNT(*) FROM articles").fetchone()[0])
 
     # --- search ----------------------------------------------------------------------------------
 
@@ -590,29 +785,57 @@ class EmbeddedStore:
             order, key_column = "sort_ts DESC, id ASC", "sort_ts"
         else:
             order, key_column = "score DESC, id ASC", "score"
-        with self._lock:
-            conn = self.conn
-            with _transaction(conn, "DEFERRED"):  # one snapshot for the vocabulary, count, facets and page
-                present = self._present(conn, node, lang)
-                fill, params = self._fill(prune(node, present, lang), request, lang, present)
-                # temp.hits is empty here: emptied at the end of every search, or rolled back with it
-                conn.execute(fill, params)
-                total = int(conn.execute("SELECT COUNT(*) FROM temp.hits").fetchone()[0])
-                facets = self._facets(conn) if request.facets else {}
-                if request.by_story:
-                    rows, groups_meta = self._story_rows(conn, order, key_column, request, size)
-                else:
-                    cursor_sql, cursor_params = self._after(request, key_column)
-                    # the page first, then its documents: joining every hit's document before the
-                    # LIMIT would read them all
-                    rows = conn.execute(
-                        "SELECT h.id, d.doc, h.score, h.sort_ts FROM (SELECT rid, id, score, sort_ts FROM temp.hits "
-                        f"WHERE 1{cursor_sql} ORDER BY {order} LIMIT ?) h "
-                        f"JOIN article_docs d ON d.rowid = h.rid ORDER BY {order.replace('id ASC', 'h.id ASC')}",
-                        [*cursor_params, size],
+        conn = self._reader()
+        facets: dict[str, list[tuple[str, int]]] = {}
+        with _transaction(conn, "DEFERRED"):  # one snapshot for the vocabulary, count, facets and page
+            present = self._present(conn, node, lang)
+            plan = _Plan.of(prune(node, present, lang), request, lang, present)
+            if request.by_story:
+                found = conn.execute(
+                    f"SELECT a.rowid, {plan.score}, a.sort_ts FROM {plan.scored} WHERE {plan.where}",
+                    plan.scored_params,
+                ).fetchall()
+                total = len(found)
+                columns, positions = self._columns_at(np.fromiter((r[0] for r in found), np.int64, total))
+                if request.facets:
+                    facets = columns.facets(positions)
+                keys = (
+                    np.fromiter((r[2] for r in found), np.int64, total)
+                    if request.sort == "date"
+                    else np.fromiter((r[1] for r in found), np.float64, total)
+                )
+                pages = columns.story_groups(positions, keys, size, self._cursor(request))
+                docs = dict(
+                    conn.execute(
+                        "SELECT rowid, doc FROM article_docs WHERE rowid IN (SELECT value FROM json_each(?))",
+                        (json.dumps([found[p.index][0] for p in pages]),),
                     ).fetchall()
-                    groups_meta = []
-                conn.execute("DELETE FROM temp.hits")
+                )
+                rows = [(p.article_id, docs[found[p.index][0]], *found[p.index][1:]) for p in pages]
+                groups_meta = [(p.story_id, p.article_count, p.languages) for p in pages]
+            else:
+                if request.facets:
+                    rowids = _rowids(conn, *plan.rowids())
+                    total = len(rowids)
+                    columns, positions = self._columns_at(rowids)
+                    facets = columns.facets(positions)
+                else:
+                    total = int(conn.execute(*plan.count()).fetchone()[0])
+                found_page = None
+                if plan.text_only is not None and request.sort == "relevance" and request.search_after is None:
+                    found_page = self._ranked_page(conn, plan.text_only, size)
+                if found_page is None:
+                    cursor_sql, cursor_params = self._after(request, key_column)
+                    # the page first (SQLite keeps the best ``size`` rows while it scans), then its documents:
+                    # joining every hit's document before the LIMIT would read them all
+                    found_page = conn.execute(
+                        f"SELECT p.id, d.doc, p.score, p.sort_ts FROM (SELECT * FROM ({plan.page_rows()}) "
+                        f"WHERE 1{cursor_sql} ORDER BY {order} LIMIT ?) p "
+                        f"JOIN article_docs d ON d.rowid = p.rid ORDER BY {order.replace('id ASC', 'p.id ASC')}",
+                        [*plan.scored_params, *cursor_params, size],
+                    ).fetchall()
+                rows = found_page
+                groups_meta = []
         hits = [self._hit(doc, float(sc), request, leaves) for _id, doc, sc, _ts in rows]
         next_after: tuple[str, ...] | None = None
         if rows and len(rows) == size:
@@ -629,6 +852,31 @@ class EmbeddedStore:
         return SearchResult(
             total=total, hits=hits, facets=facets, next_after=next_after, groups=groups, expanded=expanded
         )
+
+    @staticmethod
+    def _ranked_page(conn: sqlite3.Connection, expression: str, size: int) -> list[Any] | None:
+        """The first page by relevance of a query the FTS5 index alone answers, without visiting the
+        ``articles`` row of every match: the best ``RANKED_READ * size`` rowids by score, then the ids of those that
+        can be on the page (ties broken by id, as the full query). None when more rows tie with the last
+        one of the page than were read (the caller runs the full query)."""
+        if size == 0:
+            return []
+        read = max(RANKED_READ * size, 200)
+        best = conn.execute(
+            f"SELECT rid, score FROM ({_RANKED}) ORDER BY score DESC LIMIT ?", [*_BM25_WEIGHTS, expression, read]
+        ).fetchall()
+        if len(best) == read and best[size - 1][1] == best[-1][1]:
+            return None  # the rows tied with the page's last one may go on beyond what was read
+        if len(best) >= size:
+            best = [r for r in best if r[1] >= best[size - 1][1]]  # every row that can be on the page
+        scores = dict(best)
+        rows = conn.execute(
+            "SELECT a.rowid, a.id, a.sort_ts, d.doc FROM articles a JOIN article_docs d ON d.rowid = a.rowid "
+            "WHERE a.rowid IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(scores)),),
+        ).fetchall()
+        ranked = sorted(rows, key=lambda r: (-scores[r[0]], r[1]))[:size]
+        return [(article_id, doc, scores[rid], sort_ts) for rid, article_id, sort_ts, doc in ranked]
 
     @staticmethod
     def _present(conn: sqlite3.Connection, node: Node, lang: str | None) -> frozenset[str]:
@@ -648,49 +896,12 @@ class EmbeddedStore:
                 walk(n.item)
 
         walk(node)
-        return frozenset(
-            f for f in wanted if conn.execute("SELECT 1 FROM temp.articles_vocab WHERE term = ?", (f,)).fetchone()
-        )
-
-    def _fill(
-        self, node: Node | None, request: SearchRequest, lang: str | None, present: AbstractSet[str]
-    ) -> tuple[str, list[Any]]:
-        """The INSERT of the matching rows (with their scores) into ``temp.hits``, and its parameters.
-
-        ``node``: the query pruned to what the index can match (None: nothing can).
-        """
-        if node is None:
-            node = Not(MatchAll())
-        leaves = positive_leaves(node)
-        params: list[Any] = []
-        driving, rest = split_for_fts(node, lang, present)
-        ranked = (
-            "SELECT rowid AS rid, -bm25(articles_fts, ?, ?, ?, ?) AS score FROM articles_fts WHERE articles_fts MATCH ?"
-        )
-        if driving is not None and request.sort == "date":
-            # the text part is one FTS5 query that selects; a date sort needs no score
-            matching = "SELECT rowid AS rid FROM articles_fts WHERE articles_fts MATCH ?"
-            source = f"({matching}) s JOIN articles a ON a.rowid = s.rid"
-            params.append(driving)
-            score = "0.0"
-        elif driving is not None:
-            # the text part is one FTS5 query that selects and ranks; SQL checks filters on its rows
-            source = f"({ranked}) s JOIN articles a ON a.rowid = s.rid"
-            params += [*_BM25_WEIGHTS, driving]
-            score = "s.score"
-        elif leaves:
-            source = f"articles a LEFT JOIN ({ranked}) s ON s.rid = a.rowid"
-            params += [*_BM25_WEIGHTS, " OR ".join(f"({fts_expression(leaf, lang, present)})" for leaf in leaves)]
-            score = "COALESCE(s.score, 0.0)"
-        else:
-            source, score = "articles a", "0.0"
-        where = [_compile(rest, params, lang, present), *self._filters(request, params)]
-        fill = (
-            "INSERT INTO temp.hits (rid, score, sort_ts, id, story_id, lang, source, source_type, day) "
-            f"SELECT a.rowid, {score}, a.sort_ts, a.id, a.story_id, a.lang, a.source, a.source_type, a.day "
-            f"FROM {source} WHERE " + " AND ".join(where)
-        )
-        return fill, params
+        if not wanted:
+            return frozenset()
+        listed = sorted(wanted)
+        marks = ", ".join("?" * len(listed))
+        rows = conn.execute(f"SELECT term FROM temp.articles_vocab WHERE term IN ({marks})", listed).fetchall()
+        return frozenset(str(r[0]) for r in rows)
 
     def day_lang_counts(self, request: SearchRequest) -> list[tuple[str, str, int]]:
         """Articles matching ``request`` (query and filters) per ``(day, lang)``, in one read.
@@ -700,113 +911,44 @@ class EmbeddedStore:
         """
         node, _ = expand(parse(request.query), self.names)
         lang = request.lang.lower() if request.lang else None
-        with self._lock:
-            conn = self.conn
-            with _transaction(conn, "DEFERRED"):
-                present = self._present(conn, node, lang)
-                fill, params = self._fill(prune(node, present, lang), request, lang, present)
-                conn.execute("DELETE FROM temp.hits")
-                conn.execute(fill, params)
-                rows = conn.execute(
-                    "SELECT day, lang, COUNT(*) FROM temp.hits GROUP BY day, lang ORDER BY day, lang"
-                ).fetchall()
-                conn.execute("DELETE FROM temp.hits")
-        return [(str(day), str(lang), int(count)) for day, lang, count in rows]
+        conn = self._reader()
+        with _transaction(conn, "DEFERRED"):
+            present = self._present(conn, node, lang)
+            rowids = _rowids(conn, *_Plan.of(prune(node, present, lang), request, lang, present).rowids())
+        columns, positions = self._columns_at(rowids)
+        return columns.day_lang_counts(positions)
 
     def merged_stories(self, story_id: str) -> list[Story]:
         """Stories merged into ``story_id`` (their ``merged_into``), oldest ``first_seen`` first."""
-        with self._lock:
-            rows = self.conn.execute(
+        rows = (
+            self._reader()
+            .execute(
                 "SELECT doc, centroid FROM stories WHERE merged_into = ? ORDER BY first_seen ASC, id ASC", (story_id,)
-            ).fetchall()
+            )
+            .fetchall()
+        )
         return [self._story(doc, centroid) for doc, centroid in rows]
 
     @staticmethod
-    def _filters(request: SearchRequest, params: list[Any]) -> list[str]:
-        where: list[str] = []
-        for column, value in (
-            ("a.lang", request.lang.lower() if request.lang else None),
-            ("a.source", request.source),
-            ("a.source_type", request.source_type),
-            ("a.story_id", request.story),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if request.since is not None:
-            where.append("a.sort_ts >= ?")
-            params.append(epoch_micros(request.since))
-        if request.until is not None:
-            where.append("a.sort_ts <= ?")
-            params.append(epoch_micros(request.until))
-        if request.ids is not None:
-            where.append("a.id IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(list(request.ids)))
-        return where
-
-    @staticmethod
-    def _after(request: SearchRequest, key_column: str) -> tuple[str, list[Any]]:
-        """SQL restricting ``temp.hits`` rows to those after the ``search_after`` cursor (sort order)."""
+    def _cursor(request: SearchRequest) -> tuple[float | int, str] | None:
+        """``search_after`` as ``(key, id)``: a time (date sort) or a score."""
         if request.search_after is None:
-            return "", []
+            return None
         try:
             raw_key, last_id = request.search_after
             key: float | int = int(raw_key) if request.sort == "date" else float(raw_key)
         except ValueError as exc:
             raise ValueError(f"search_after {request.search_after!r} is not a cursor of a {request.sort} sort") from exc
+        return key, last_id
+
+    @classmethod
+    def _after(cls, request: SearchRequest, key_column: str) -> tuple[str, list[Any]]:
+        """SQL restricting rows to those after the ``search_after`` cursor (sort order)."""
+        cursor = cls._cursor(request)
+        if cursor is None:
+            return "", []
+        key, last_id = cursor
         return f" AND ({key_column} < ? OR ({key_column} = ? AND id > ?))", [key, key, last_id]
-
-    @staticmethod
-    def _facets(conn: sqlite3.Connection) -> dict[str, list[tuple[str, int]]]:
-        out: dict[str, list[tuple[str, int]]] = {}
-        for name in FACETS:
-            if name == "day":
-                rows = conn.execute(
-                    "SELECT day, COUNT(*) FROM temp.hits GROUP BY day ORDER BY day DESC LIMIT ?", (DAY_FACET_SIZE,)
-                ).fetchall()
-                out[name] = [(str(k), int(c)) for k, c in reversed(rows)]
-                continue
-            column = _FACET_COLUMNS[name]
-            rows = conn.execute(
-                f"SELECT {column} AS k, COUNT(*) AS c FROM temp.hits WHERE {column} IS NOT NULL "
-                "GROUP BY k ORDER BY c DESC, k ASC LIMIT ?",
-                (FACET_SIZE,),
-            ).fetchall()
-            out[name] = [(str(k), int(c)) for k, c in rows]
-        return out
-
-    def _story_rows(
-        self, conn: sqlite3.Connection, order: str, key_column: str, request: SearchRequest, size: int
-    ) -> tuple[list[Any], list[tuple[str, int, tuple[str, ...]]]]:
-        """The best hit of each matching story (groups in the sort order of their best hits)."""
-        cursor_sql, cursor_params = self._after(request, key_column)
-        # per story: the best key, then the smallest id among the rows with it (SQLite gives the bare
-        # column rid from the row of the MIN), then the page of stories, then their documents; an index
-        # made for this query (and dropped after it) makes both lookups seeks
-        conn.execute("DROP INDEX IF EXISTS temp.hits_story")
-        conn.execute(f"CREATE INDEX temp.hits_story ON hits(story_id, {key_column}, id)")
-        rows = conn.execute(
-            f"WITH g AS (SELECT story_id, MAX({key_column}) AS best, COUNT(*) AS cnt FROM temp.hits "
-            "WHERE story_id IS NOT NULL GROUP BY story_id), "
-            f"b AS (SELECT h.story_id, MIN(h.id) AS id, h.rid, g.best AS {key_column}, g.cnt FROM g "
-            f"JOIN temp.hits h ON h.story_id = g.story_id AND h.{key_column} = g.best GROUP BY h.story_id), "
-            f"p AS (SELECT * FROM b WHERE 1{cursor_sql} ORDER BY {order} LIMIT ?) "
-            "SELECT p.id, d.doc, h.score, h.sort_ts, p.story_id, p.cnt FROM p "
-            "JOIN temp.hits h ON h.rid = p.rid JOIN article_docs d ON d.rowid = p.rid "
-            f"ORDER BY {order.replace(key_column, 'p.' + key_column).replace('id ASC', 'p.id ASC')}",
-            [*cursor_params, size],
-        ).fetchall()
-        story_ids = [r[4] for r in rows]
-        langs: dict[str, list[str]] = {}
-        if story_ids:
-            for sid, lang in conn.execute(
-                "SELECT DISTINCT story_id, lang FROM temp.hits WHERE story_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(story_ids),),
-            ):
-                langs.setdefault(sid, []).append(lang)
-        conn.execute("DROP INDEX temp.hits_story")  # other searches fill the table faster without it
-        meta = [(r[4], int(r[5]), tuple(sorted(langs.get(r[4], [])))) for r in rows]
-        return [r[:4] for r in rows], meta
 
     @staticmethod
     def _hit(doc: str, score: float, request: SearchRequest, leaves: Sequence[Term | Phrase]) -> Hit:

@@ -153,6 +153,9 @@ class Settings:
     serve_keep_alive_s: int = 5  # idle keep-alive connections are closed after this
     serve_max_connections: int = 1000  # concurrent connections; beyond it new requests get 503
     serve_workers: int = 1  # processes serving the page (pages are CPU work under one GIL each): up to the cores
+    # search answers (results, chart) each serving process keeps while the embedded store's data is
+    # unchanged (any commit, by any process, empties it); 0 = none
+    serve_cache_entries: int = 256
 
     # --- operations (issue 22): secured broker and store, lag from the broker -----------------------
     es_api_key: str = ""  # Elasticsearch API key (the base64 "encoded" form); wins over es_username/es_password
@@ -194,6 +197,8 @@ class Settings:
                 raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be at least 1")
         if self.model_threads < 0:
             raise SettingsError(f"setting 'model_threads'={self.model_threads!r}: must be 0 (the cores) or more")
+        if self.serve_cache_entries < 0:
+            raise SettingsError(f"setting 'serve_cache_entries'={self.serve_cache_entries!r}: must be 0 (off) or more")
         if self.lock_wait_s < 0:
             raise SettingsError(f"setting 'lock_wait_s'={self.lock_wait_s!r}: must be 0 or more")
         if self.smtp_security not in SMTP_SECURITY:

@@ -2,8 +2,9 @@
 
 :func:`create_app` takes the collaborators (settings, search store, watchlist repository, alert log,
 metrics) and returns an ASGI application. Route handlers are plain functions (``def``), so FastAPI
-runs them in its worker threads; each worker thread reads through its own store handle
-(:class:`StoreReaders`: one SQLite connection per thread, no global lock). Errors map to statuses
+runs them in its worker threads; they share one store (the embedded store reads on a SQLite
+connection per thread: no global lock), and repeated searches are answered from the
+:class:`~sednaya_monitor.web.answer_cache.AnswerCache` while the data is unchanged. Errors map to statuses
 in one place: :class:`HttpError` (4xx with its message), validation errors (400 naming the
 parameter or body field), ``QuerySyntaxError`` and ``WatchlistError`` (400 naming the position or
 field), anything else 500 (logged, no details leaked). API errors are JSON ``{"error", "status"}``,
@@ -18,7 +19,6 @@ import hmac
 import io
 import logging
 import re
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -37,9 +37,9 @@ from indexer.delivery import check_targets
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse as parse_query
 from indexer.store import Hit, SearchRequest, SearchResult, SearchStore, StoryGroup
-from indexer.store_embedded import EmbeddedStore
 from indexer.watchlists import Watchlist, WatchlistRepository, new_secret
 from sednaya_monitor.web import models, pages, params
+from sednaya_monitor.web.answer_cache import AnswerCache
 from sednaya_monitor.web.errors import BadRequest, HttpError, NotFound
 from sednaya_monitor.web.models import (
     AlertsQuery,
@@ -90,43 +90,6 @@ class AlertLog(Protocol):
 
     def atom(self, watchlist: Watchlist, limit: int) -> bytes:
         """The Atom feed of ``watchlist``'s recent alerts."""
-
-
-class StoreReaders:
-    """A store handle per worker thread, so concurrent requests never wait on one connection.
-
-    The embedded store keeps one SQLite connection per instance behind a lock; each worker thread gets
-    its own :class:`EmbeddedStore` on the same file (SQLite WAL: any number of concurrent readers).
-    Other stores (the Elasticsearch client pools its HTTP connections) are shared as they are.
-    """
-
-    def __init__(self, store: SearchStore) -> None:
-        self.shared = store
-        self._local = threading.local()
-        self._opened: list[EmbeddedStore] = []
-        self._lock = threading.Lock()
-        self._path = store.path if isinstance(store, EmbeddedStore) else None
-        self._kind: type[EmbeddedStore] = type(store) if isinstance(store, EmbeddedStore) else EmbeddedStore
-
-    def get(self) -> SearchStore:
-        if self._path is None:
-            return self.shared
-        found: EmbeddedStore | None = getattr(self._local, "store", None)
-        if found is None:
-            # an EmbeddedStore (or a subclass of it) on the same file, expanding the same name groups
-            found = self._kind(self._path, names=getattr(self.shared, "names", None))
-            found.ensure_ready()
-            self._local.store = found
-            with self._lock:
-                self._opened.append(found)
-        return found
-
-    def close(self) -> None:
-        """Close the per-thread handles (the shared store belongs to the caller)."""
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for store in opened:
-            store.close()
 
 
 def bearer_of(request: Request) -> HTTPAuthorizationCredentials | None:
@@ -183,21 +146,19 @@ class Web:
         alerts: AlertLog | None,
     ) -> None:
         self.settings = settings
-        self.readers = StoreReaders(store)
+        self.store = store  # shared by the worker threads (the embedded store reads on a connection per thread)
+        self.answers = AnswerCache(store, settings.serve_cache_entries, metrics.registry)
         self.metrics = metrics
         self.watchlists = watchlists
         self.alerts = alerts
         self.raw_store = make_raw_store(settings)
         self._options: tuple[float, pages.FilterOptions] | None = None
 
-    @property
-    def store(self) -> SearchStore:
-        return self.readers.get()
-
     def search(self, request: SearchRequest) -> SearchResult:
-        """``store.search``; a cursor the store cannot use (``ValueError``) becomes a 400 naming ``after``."""
+        """``store.search`` (through the answer cache); a cursor the store cannot use (``ValueError``)
+        becomes a 400 naming ``after``."""
         try:
-            return self.store.search(request)
+            return self.answers.get(("search", request), lambda: self.store.search(request))
         except QuerySyntaxError:
             raise
         except ValueError as exc:
@@ -227,7 +188,7 @@ class Web:
         counts = getattr(self.store, "day_lang_counts", None)
         rows: list[tuple[str, str, int]] = []
         if counts is not None:
-            rows = counts(base)
+            rows = self.answers.get(("day_lang_counts", base), lambda: counts(base))
         else:
             langs = [request.lang] if request.lang else [v for v, _ in self.search(base).facets.get("lang", [])]
             for lang in langs[:CHART_LANGS]:
@@ -491,16 +452,22 @@ def create_app(
 
     @app.get("/", name="page_search", include_in_schema=False)
     def page_search(request: Request) -> Response:
-        """At most three store calls: filter options (cached), the search, the chart."""
+        """At most three store calls: filter options (cached), the search, the chart. The page of the
+        same query string is kept with the store's answers (until the data changes)."""
         options = web.filter_options()
-        try:
+
+        def render() -> bytes:
             sp = params.search_params(_multi(request))
             result = web.search(sp.request)
+            volume = web.volume(sp.request) if sp.after is None else None
+            return pages.render_search(sp, result, options, volume=volume, default_size=models.DEFAULT_PAGE_SIZE)
+
+        try:
+            shown = (tuple(options.langs), tuple(options.sources), tuple(options.source_types))
+            page = web.answers.get(("page", request.url.query, shown), render)
         except (BadRequest, QuerySyntaxError) as exc:
             message = exc.message if isinstance(exc, BadRequest) else str(exc)
             return html_response(pages.render_search(_lenient(request), None, options, error=message), 400)
-        volume = web.volume(sp.request) if sp.after is None else None
-        page = pages.render_search(sp, result, options, volume=volume, default_size=models.DEFAULT_PAGE_SIZE)
         return html_response(page)
 
     @app.get("/search.csv", name="search_csv", include_in_schema=False)

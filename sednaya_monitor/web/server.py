@@ -382,9 +382,8 @@ class WebServer:
         self.server.should_exit = True
 
     def server_close(self) -> None:
-        """Close the socket, the per-thread store handles and what :func:`make_server` opened (ledger, watchlists)."""
+        """Close the socket and what :func:`make_server` opened (ledger, watchlists)."""
         self.socket.close()
-        self.app.state.web.readers.close()
         for item in self._owned:
             item.close()
         self._owned.clear()

@@ -1,0 +1,197 @@
+"""The embedded store's read side: per-thread read connections, in-memory facet columns, ranked pages.
+
+Each shortcut is checked against the plain SQL (or the slow path) it replaces, on a real SQLite file:
+facets and the chart against ``GROUP BY`` over the file, the ranked first page against the same query
+forced through the filtered path, story groups against a brute-force grouping; and the columns must
+follow writes made by this store, by another store on the same file, and by a story merge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from indexer.documents import DAY_FACET_SIZE, FACET_SIZE
+from indexer.facet_columns import FacetColumns
+from indexer.store import SearchRequest
+from indexer.store_embedded import RANKED_READ, EmbeddedStore
+from stream.article import Article
+from tests.store_fixtures import make_article
+
+LANGS = ["en", "fr", "de", "ar"]
+SOURCES = [f"outlet-{i}" for i in range(25)]
+EARLY = datetime(2000, 1, 1, tzinfo=UTC)  # a since filter every article passes: forces the SQL path
+
+
+def corpus(n: int, seed: int = 3) -> list[Article]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        words = rng.choices(["prison", "families", "report", "court", "amnesty", "cells"], k=12)
+        out.append(
+            make_article(
+                url=f"https://{rng.choice(SOURCES)}.example/{i}",
+                source=rng.choice(SOURCES),
+                lang=rng.choice(LANGS),
+                title=" ".join(rng.choices(["court", "report", "prison"], k=3)),
+                text=" ".join(words) + ".",
+                published=datetime(2020, 1, 1, tzinfo=UTC) + timedelta(hours=7 * i),
+                story_id=None if i % 7 == 0 else f"story-{i % 40:02d}",
+                extra={"source_type": rng.choice(["wire", "ngo", "other"])},
+            )
+        )
+    return out
+
+
+def sql_facets(path: Path, ids: set[str]) -> dict[str, list[tuple[str, int]]]:
+    """The facets as the store computed them in SQL before the in-memory columns."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TEMP TABLE chosen (id TEXT PRIMARY KEY)")
+    conn.executemany("INSERT INTO chosen VALUES (?)", [(i,) for i in ids])
+    out: dict[str, list[tuple[str, int]]] = {}
+    for name, column in [("lang", "lang"), ("source", "source"), ("source_type", "source_type"), ("story", "story_id")]:
+        out[name] = conn.execute(
+            f"SELECT {column} AS k, COUNT(*) AS c FROM articles WHERE id IN (SELECT id FROM chosen) "
+            f"AND {column} IS NOT NULL GROUP BY k ORDER BY c DESC, k ASC LIMIT ?",
+            (FACET_SIZE,),
+        ).fetchall()
+    days = conn.execute(
+        "SELECT day, COUNT(*) FROM articles WHERE id IN (SELECT id FROM chosen) GROUP BY day ORDER BY day DESC LIMIT ?",
+        (DAY_FACET_SIZE,),
+    ).fetchall()
+    out["day"] = list(reversed(days))
+    conn.close()
+    return out
+
+
+def all_ids(store: EmbeddedStore, request: SearchRequest) -> set[str]:
+    result = store.search(dataclasses.replace(request, size=1000, facets=False))
+    assert result.total <= 1000
+    return {h.article.id for h in result.hits}
+
+
+def test_facets_and_chart_equal_group_by_over_the_file(embedded_store: EmbeddedStore) -> None:
+    embedded_store.write_articles(corpus(600))
+    for query in ["", "prison", "prison -court", "lang:fr OR amnesty", '"court report"']:
+        request = SearchRequest(query=query, facets=True)
+        result = embedded_store.search(request)
+        ids = all_ids(embedded_store, request)
+        assert result.total == len(ids)
+        assert {k: [tuple(x) for x in v] for k, v in result.facets.items()} == sql_facets(embedded_store.path, ids)
+        conn = sqlite3.connect(embedded_store.path)
+        expected = conn.execute(
+            "SELECT day, lang, COUNT(*) FROM articles WHERE id IN (SELECT value FROM json_each(?)) "
+            "GROUP BY day, lang ORDER BY day, lang",
+            (json.dumps(sorted(ids)),),
+        ).fetchall()
+        conn.close()
+        assert embedded_store.day_lang_counts(SearchRequest(query=query)) == expected
+
+
+def test_facets_follow_writes_from_this_store_another_store_and_merges(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    store = EmbeddedStore(path)
+    store.write_articles(corpus(50))
+    before = dict(store.search(SearchRequest(facets=True)).facets["lang"])
+    assert "tr" not in before
+    store.write_articles([make_article(lang="tr", text="Cezaevi raporu yayımlandı.")])  # this store's writer
+    assert dict(store.search(SearchRequest(facets=True)).facets["lang"])["tr"] == 1
+    other = EmbeddedStore(path)  # another writer on the same file (another process would be the same)
+    other.write_articles([make_article(lang="tr", text="Aileler cezaevi önünde bekledi.")])
+    other.close()
+    assert dict(store.search(SearchRequest(facets=True)).facets["lang"])["tr"] == 2
+    assert store.day_lang_counts(SearchRequest(lang="tr"))[0][1:] == ("tr", 2)
+    moved = store.move_articles(["story-01", "story-02"], "story-03")
+    stories = dict(store.search(SearchRequest(facets=True)).facets["story"])
+    assert moved > 0 and "story-01" not in stories and stories["story-03"] >= moved
+    store.close()
+
+
+def test_first_ranked_page_equals_the_filtered_path_with_ties(embedded_store: EmbeddedStore) -> None:
+    # identical texts score the same: the page is decided by id, within and beyond the rows read
+    same = [make_article(text="Amnesty report on the prison cells.", title="Same") for _ in range(12)]
+    more = [make_article(text="Amnesty report.", title="Other") for _ in range(RANKED_READ * 5 + 30)]
+    embedded_store.write_articles(same + more + corpus(200))
+    for size in (1, 5, 20):
+        for query in ["amnesty", "cells OR amnesty", "amnesty -court"]:
+            fast = embedded_store.search(SearchRequest(query=query, size=size))
+            slow = embedded_store.search(SearchRequest(query=query, size=size, since=EARLY))
+            assert [(h.article.id, h.score) for h in fast.hits] == [(h.article.id, h.score) for h in slow.hits]
+            assert fast.total == slow.total and fast.next_after == slow.next_after
+            after = embedded_store.search(SearchRequest(query=query, size=size, search_after=fast.next_after))
+            ranked = [h.article.id for h in embedded_store.search(SearchRequest(query=query, size=2 * size)).hits]
+            assert [h.article.id for h in fast.hits + after.hits] == ranked
+
+
+def test_story_groups_equal_a_brute_force_grouping(embedded_store: EmbeddedStore) -> None:
+    embedded_store.write_articles(corpus(400))
+    for sort in ("relevance", "date"):
+        request = SearchRequest(query="prison OR amnesty", by_story=True, sort=sort, size=7)
+        every = embedded_store.search(SearchRequest(query="prison OR amnesty", sort=sort, size=1000))
+        best: dict[str, tuple[object, str]] = {}
+        members: dict[str, list[Article]] = {}
+        for hit in every.hits:
+            sid = hit.article.story_id
+            if sid is None:
+                continue
+            members.setdefault(sid, []).append(hit.article)
+            key = hit.score if sort == "relevance" else hit.article.published
+            if sid not in best:
+                best[sid] = (key, hit.article.id)  # hits come best first, ties by id
+        expected = sorted(best, key=lambda s: best[s][1])
+        expected.sort(key=lambda s: best[s][0], reverse=True)  # type: ignore[arg-type,return-value]
+        seen: list[str] = []
+        while True:
+            result = embedded_store.search(request)
+            for group in result.groups:
+                assert group.best.article.id == best[group.story_id][1]
+                assert group.article_count == len(members[group.story_id])
+                assert group.languages == tuple(sorted({a.lang for a in members[group.story_id]}))
+            seen += [g.story_id for g in result.groups]
+            if result.next_after is None:
+                break
+            request = dataclasses.replace(request, search_after=result.next_after)
+        assert seen == expected
+
+
+def test_reads_run_beside_a_write_transaction_and_on_threads(embedded_store: EmbeddedStore) -> None:
+    embedded_store.write_articles(corpus(300))
+    expected = embedded_store.search(SearchRequest(query="prison", facets=True, by_story=True))
+    holder = sqlite3.connect(embedded_store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        results = []
+
+        def read() -> None:
+            for _ in range(5):
+                results.append(embedded_store.search(SearchRequest(query="prison", facets=True, by_story=True)))
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert len(results) == 20
+        assert all(r.facets == expected.facets and r.total == expected.total for r in results)
+        assert all([g.story_id for g in r.groups] == [g.story_id for g in expected.groups] for r in results)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    embedded_store.close()  # a closed store opens its connections again on the next call
+    assert embedded_store.search(SearchRequest(query="prison")).total == expected.total
+
+
+def test_facet_columns_find_unknown_rowids() -> None:
+    rows = [(1, "en", "a", "wire", "s1", "2020-01-01", "x1"), (5, "ar", "b", "ngo", None, "2020-01-02", "x0")]
+    columns = FacetColumns.of(rows, version=1)
+    assert columns.positions(np.array([5, 1])) is not None
+    assert columns.positions(np.array([2])) is None  # a row the columns do not know: read them again
+    assert columns.positions(np.array([9])) is None
+    assert columns.ids == ("x0", "x1") and list(columns.id_rank) == [1, 0]
