@@ -83,17 +83,18 @@ class Grid:
     @classmethod
     def for_model(cls, multilingual: bool) -> Grid:
         if multilingual:
+            # NeuS (many unrelated stories in one window) peaks near 0.5: the grid reaches well past it.
             return cls(
                 centred=True,
-                thresholds=tuple(round(0.05 + 0.05 * i, 2) for i in range(9)),  # 0.05 ... 0.45
+                thresholds=tuple(round(0.15 + 0.05 * i, 2) for i in range(13)),  # 0.15 ... 0.75
                 warmups=(0.6, 0.7, 0.8),
-                merges=(0.25, 0.35, 0.45, 0.55),
+                merges=(0.1, 0.2, 0.3),  # added to the chosen cluster_threshold (merges need more than a join)
             )
         return cls(
             centred=False,
             thresholds=tuple(round(0.35 + 0.05 * i, 2) for i in range(9)),  # 0.35 ... 0.75
             warmups=(),
-            merges=(0.75, 0.8, 0.85),
+            merges=(0.05, 0.1, 0.15),  # added to the chosen cluster_threshold
         )
 
 
@@ -294,7 +295,9 @@ def neus(
     # the shipped value (listed first).
     second: list[tuple[float, float, Score]] = []
     warmups = [base.cluster_warmup_threshold] + [w for w in grid.warmups if w != base.cluster_warmup_threshold]
-    merges = [base.merge_threshold] + [m for m in grid.merges if m != base.merge_threshold]
+    merges = [base.merge_threshold] + [
+        m for m in (round(best_t + step, 2) for step in grid.merges) if m != base.merge_threshold
+    ]
     for warm in warmups if grid.centred else [base.cluster_warmup_threshold]:
         for merge in merges:
             settings = chosen.replace(cluster_warmup_threshold=warm, merge_threshold=merge)
@@ -403,7 +406,7 @@ def roundups(
     as_shipped = Score.of(gold, run_stage(arts, shipped, embedder)[0])
     sweep = [
         (t, Score.of(gold, run_stage(arts, settings.replace(cluster_threshold=t), embedder)[0]))
-        for t in grid.thresholds
+        for t in grid.thresholds[::2]
     ]
     stage_hindsight = max(sweep, key=lambda x: x[1].f1)
     summary.update(roundups=calibrated.f1, roundups_shipped=as_shipped.f1, roundups_hindsight=stage_hindsight[1].f1)
@@ -781,8 +784,7 @@ def main() -> None:
         # An English-only model compares raw cosines: the shipped (centred) thresholds mean nothing for it.
         base = base.replace(**RAW_MODEL_SETTINGS)
     results_file = args.cache.with_name("clustering_quality.json")
-    models = load_results(results_file)
-    saved = models.setdefault(base.model_name, {})
+    saved = load_results(results_file).get(base.model_name, {})
     chosen = base
     tf_threshold = 0.3
     for part in PARTS:
@@ -806,7 +808,9 @@ def main() -> None:
             f"({part}: measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {time.perf_counter() - started:.0f} s.)"
         )
         body.append("")
-        saved[part] = {
+        # Re-read before saving: another partial run may have saved its parts meanwhile.
+        models = load_results(results_file)
+        models.setdefault(base.model_name, {})[part] = {
             "lines": body,
             "settings": {key: getattr(chosen, key) for key in CALIBRATED_KEYS},
             "tf_threshold": tf_threshold,
@@ -815,7 +819,7 @@ def main() -> None:
         save_results(results_file, models)
         print("\n".join(body), flush=True)
     if not args.no_write:
-        write_section(section_lines(models, defaults.model_name))
+        write_section(section_lines(load_results(results_file), defaults.model_name))
 
 
 if __name__ == "__main__":
