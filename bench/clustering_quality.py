@@ -14,7 +14,13 @@ and the leakage warnings this script follows (2021 roundups: the date only, neve
 - BASIL: full articles streamed by date; also used with NeuS to choose the text window.
 - SemEval-2022 Task 8 pairs: Pearson of ``4 - 3 cos`` with the gold score (1 = same, 4 = different),
   overall, monolingual, de-en and per language, next to the README's references and a TF-IDF
-  baseline; and the cross-lingual anchor gain on the de-en pairs.
+  baseline; pair scores the product could use (windows, centring, a title vector, CSLS) chosen on the
+  hfl_training_set pairs and reported on hfl_testing_set; and the anchor bonus on the de-en pairs.
+
+``--model NAME`` measures another embedder: a multilingual one on the centred-cosine grid, an English-only
+one (all-MiniLM-L6-v2) on the raw grid with its round-1 thresholds as "shipped". Results are kept per
+model next to the embedding cache; a partial run rewrites only its own parts, and the section shows the
+default model's parts plus a headline comparison with every other model measured.
 
 Rewrites the ``## clustering_quality`` section of docs/benchmarks.md.
 """
