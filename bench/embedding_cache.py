@@ -26,6 +26,8 @@ class CachedEmbedder:
     def __init__(self, inner: Embedder, model_name: str, path: Path = DEFAULT_CACHE) -> None:
         self.inner = inner
         self.model_name = model_name
+        # ``model_languages = "auto"`` reads this flag: a cached multilingual model stays multilingual.
+        self.multilingual = bool(getattr(inner, "multilingual", False))
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
