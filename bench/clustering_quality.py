@@ -126,7 +126,11 @@ def load(data: Path, name: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh]
 
 
-def to_article(rec: dict[str, Any], index: int, when: datetime, embedding: Sequence[float] | None) -> Article:
+def to_article(
+    rec: dict[str, Any], index: int, when: datetime, embedding: Sequence[float] | None, *, dated: bool = True
+) -> Article:
+    """A benchmark record as an article seen at ``when``; ``dated=False``: no publication date (NeuS has none,
+    so it must not look like 8,000 articles published on one day)."""
     ident = f"{index:08d}" + content_hash(str(rec.get("id", index)))[:24]
     title, text = rec.get("title") or "", rec.get("text") or ""
     return Article(
@@ -140,8 +144,8 @@ def to_article(rec: dict[str, Any], index: int, when: datetime, embedding: Seque
         title=title,
         text=text,
         authors=(),
-        published=when,
-        date_source="meta",
+        published=when if dated else None,
+        date_source="meta" if dated else "none",
         discovered_at=when,
         fetched_at=when,
         content_sha256=content_hash(text),
@@ -282,7 +286,7 @@ def neus(
 
     def embedded(records: list[dict[str, Any]], window: int = BODY_WINDOW_CHARS) -> list[Article]:
         vecs = embedder.embed([embed_text(r["title"] or "", r["text"] or "", body_chars=window) for r in records])
-        return [to_article(r, i, NO_DATE, vecs[i]) for i, r in enumerate(records)]
+        return [to_article(r, i, NO_DATE, vecs[i], dated=False) for i, r in enumerate(records)]
 
     calib_articles = embedded(calib)
     gold_calib = [r["story"] for r in calib]

@@ -74,7 +74,7 @@ class Settings:
     date_gate_days: float = 7.0  # a dated article joins no story whose dated articles are further away
     # added to the similarity of a dated article and a story with a dated article the same day, falling to 0
     # at date_gate_days + 1 days: publication days near each other are evidence of one event
-    date_bonus: float = 0.3
+    date_bonus: float = 0.0
     # centred cosine of a new story's first article to a recent article of another story (one of the two
     # undated) at which the new story is "related" to it: one story for alerting (docs/alerts.md); > 1: off
     related_threshold: float = 0.35
