@@ -199,7 +199,7 @@ def run(trickle: int, burst: int) -> dict[str, Any]:
         repo.close()
         started = time.perf_counter()
         pipeline = Pipeline(settings)
-        stage = next(w.handler for w in pipeline.workers if isinstance(w.handler, AlertStage))
+        stage = pipeline.stage(AlertStage)
         pipeline.publish([_article(0)])  # warm-up: loads the model, not measured
         pipeline.drain()
         stage.wait_idle(120)

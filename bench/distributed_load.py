@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import write_section as write_doc_section
-from sednaya_monitor.pipeline import GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX
+from sednaya_monitor.topology import GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX
 from stream.article import Article
 from stream.bus import H_SCHEMA
 from tests.broker_fixtures import free_port

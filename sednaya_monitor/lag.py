@@ -3,7 +3,7 @@
 A consumer that reports its own lag after each batch stops reporting when it dies, and its gauge
 freezes at its last value (often 0): exactly when the lag matters. Here the lag is computed from the
 broker instead: each group's committed offsets (OffsetFetch) against each partition's end offset, for
-every group of ``sednaya_monitor.pipeline.consumer_groups``, by every stage process
+every group of ``sednaya_monitor.topology.consumer_groups``, by every stage process
 (:class:`LagExporter`, every ``settings.lag_interval_s``) and by ``sednaya-monitor lag``. A dead or
 stuck group then shows its lag growing in the ``/metrics`` of any process still alive, so
 ``SednayaConsumerLagGrowing`` can fire (it takes the max over the processes that report it).
@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from sednaya_monitor.pipeline import consumer_groups
+from sednaya_monitor.topology import consumer_groups
 from stream.bus import Bus, BusAdmin, GroupLag
 from stream.metrics import Metrics
 from stream.settings import Settings

@@ -42,8 +42,7 @@ def pipeline(
 
 
 def _alert_stage(p: Pipeline) -> AlertStage:
-    (stage,) = [w.handler for w in p.workers if isinstance(w.handler, AlertStage)]
-    return stage
+    return p.stage(AlertStage)
 
 
 def _run(p: Pipeline, articles: list[Article]) -> None:

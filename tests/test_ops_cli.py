@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from indexer.index_stage import IndexStage
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.cli import _register, cli
-from sednaya_monitor.pipeline import GROUP_INDEX, publish_article
+from sednaya_monitor.pipeline import publish_article
+from sednaya_monitor.topology import GROUP_INDEX
 from stream.bus import H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.errors import SednayaError
@@ -324,7 +325,7 @@ def test_an_alert_waiting_for_a_lost_article_is_delivered_once_it_is_redriven(
     (nothing dead-lettered for lag, issue 17), ``redrive --missing`` writes it again, and the waiting
     event is delivered once."""
     from indexer.alert_stage import AlertStage
-    from sednaya_monitor.pipeline import GROUP_ALERT
+    from sednaya_monitor.topology import GROUP_ALERT
     from tests.alert_fixtures import make_event
 
     bus, store = embedded_pipeline
