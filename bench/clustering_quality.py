@@ -44,6 +44,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
 from bench.report import write_section as write_doc_section
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.wiring import make_embedder
 from stream.anchors import AnchorExtractor
 from stream.article import Article
@@ -51,7 +52,6 @@ from stream.clustering import ANCHOR_SATURATION, shared_anchor_weight
 from stream.embed_stage import EmbedStage
 from stream.embed_text import BODY_WINDOW_CHARS, embed_text
 from stream.embedding import Embedder
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.text import content_hash, fold
 from stream.topic import load_topic
@@ -165,7 +165,9 @@ class Score:
 def run_stage(articles: list[Article], settings: Settings, embedder: Embedder) -> tuple[list[str], float]:
     """Story ids the embed stage gives ``articles`` streamed in order (fresh state); and seconds taken."""
     with tempfile.TemporaryDirectory() as tmp:
-        stage = EmbedStage(settings.replace(data_dir=Path(tmp)), Metrics(CollectorRegistry()), embedder=embedder)
+        stage = EmbedStage(
+            settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=embedder
+        )
         try:
             start = time.perf_counter()
             out: list[str] = []

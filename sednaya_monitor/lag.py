@@ -15,9 +15,9 @@ import logging
 import threading
 from collections.abc import Callable
 
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.topology import consumer_groups
 from stream.bus import Bus, BusAdmin, GroupLag
-from stream.metrics import Metrics
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def read_lag(bus: Bus, settings: Settings) -> list[GroupLag]:
     return bus.group_lag(consumer_groups(settings))
 
 
-def export_lag(metrics: Metrics, rows: list[GroupLag]) -> None:
+def export_lag(metrics: PrometheusMetrics, rows: list[GroupLag]) -> None:
     """Set ``sednaya_bus_consumer_lag_records{topic, group, partition}`` from ``rows``."""
     for row in rows:
         metrics.bus_lag.labels(topic=row.topic, group=row.group, partition=str(row.partition)).set(row.lag)
@@ -44,7 +44,7 @@ class LagExporter:
     on the next round; the gauges keep their last values meanwhile.
     """
 
-    def __init__(self, settings: Settings, metrics: Metrics, open_bus: Callable[[], Bus]) -> None:
+    def __init__(self, settings: Settings, metrics: PrometheusMetrics, open_bus: Callable[[], Bus]) -> None:
         self.settings = settings
         self.metrics = metrics
         self.open_bus = open_bus

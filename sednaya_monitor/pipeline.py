@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from indexer.store import SearchStore
 from sednaya_monitor import topology, wiring
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.topology import GROUP_INDEX, StageParts
 from stream.article import Article, now_utc
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus
-from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.worker import Handler, StageWorker
 
@@ -88,14 +88,14 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        metrics: Metrics | None = None,
+        metrics: PrometheusMetrics | None = None,
         *,
         bus: Bus | None = None,
         store: SearchStore | None = None,
         embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics = metrics if metrics is not None else PrometheusMetrics()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._owns_bus = bus is None  # close only what this pipeline opened
         self._owns_store = store is None

@@ -1,4 +1,5 @@
-"""Prometheus metrics of every stage, created on a registry passed in (tests use a fresh one).
+"""The Prometheus implementation of the metrics port (``stream.metrics.Metrics``), created on a registry
+passed in (tests use a fresh one), plus what only the application counts (build info, health).
 
 Names follow https://prometheus.io/docs/practices/naming/: ``sednaya_`` prefix, base units,
 ``_total`` on counters, bounded label values only (stage, status, reason, source, lang, topic, group,
@@ -12,8 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
-class Metrics:
-    """Every metric of the service. One instance per process, passed to the stages that count."""
+class PrometheusMetrics:
+    """Every metric of the service (``stream.metrics.Metrics`` and the process's own). One instance per
+    process, built by the application (``sednaya_monitor.wiring.make_metrics``), passed to the stages."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -125,7 +127,7 @@ class Metrics:
         self.healthy.set(1)  # green until a Health says otherwise (a process without one is not "down")
 
 
-def set_build_info(metrics: Metrics, *, version: str, model: str, **extra: str) -> None:
+def set_build_info(metrics: PrometheusMetrics, *, version: str, model: str, **extra: str) -> None:
     """Fill ``sednaya_info{version, model, ...}`` (value 1); call once at start-up of every process.
 
     ``extra`` adds bounded labels such as ``stage="embed"`` or ``bus="kafka"``; never an id or a URL.

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from indexer.store import SearchStore
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.bus import Bus
 from stream.embedding import Embedder
 from stream.metrics import Metrics
@@ -72,6 +73,12 @@ def make_story_state(settings: Settings) -> StoryState:
         duplicate_threshold=settings.duplicate_threshold,
         duplicate_window_days=settings.duplicate_window_days,
     )
+
+
+def make_metrics() -> PrometheusMetrics:
+    """The process's metrics: the Prometheus implementation of the port ``stream.metrics.Metrics`` on a
+    fresh registry (``crawlers.context`` names this function by dotted path for ``scrapy crawl``)."""
+    return PrometheusMetrics()
 
 
 def make_bus(settings: Settings, metrics: Metrics | None = None) -> Bus:

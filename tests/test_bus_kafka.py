@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.bus import Record
 from stream.bus_kafka import KafkaBus, KafkaGroupConsumer
 from stream.errors import BusError
-from stream.metrics import Metrics
 from stream.worker import StageWorker
 from tests.broker_fixtures import Broker, describe_group, kafka_test_overrides, unique_name
 
@@ -25,7 +25,7 @@ def broker(request: pytest.FixtureRequest) -> Broker:
     return found
 
 
-def make_bus(broker: Broker, settings_factory: object, metrics: Metrics | None = None) -> KafkaBus:
+def make_bus(broker: Broker, settings_factory: object, metrics: PrometheusMetrics | None = None) -> KafkaBus:
     settings = settings_factory(**kafka_test_overrides(broker))  # type: ignore[operator]
     return KafkaBus(settings, metrics=metrics)
 
@@ -61,7 +61,7 @@ def test_topics_and_dead_letter_twins_are_created_with_the_configured_partitions
 def test_a_refused_record_surfaces_in_flush_is_counted_and_the_rest_is_delivered(
     broker: Broker, settings_factory: object
 ) -> None:
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     bus = make_bus(broker, settings_factory, metrics)
     topic = bus.settings.topic_raw
     try:
@@ -95,7 +95,7 @@ def test_worker_exports_consumer_lag_per_partition(broker: Broker, settings_fact
     bus = make_bus(broker, settings_factory)
     topic = bus.settings.topic_raw
     group = unique_name("lag")
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
 
     class Slow:
         name = "lagcheck"

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.anchors import AnchorExtractor, event_kinds, parse_figure
 from stream.article import Article
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
@@ -22,7 +23,6 @@ from stream.bus_embedded import EmbeddedBus
 from stream.clustering import ArticleFeatures, Candidate, ClusterParams, assign, should_merge
 from stream.embed_stage import EmbedStage
 from stream.embedding import SentenceTransformerEmbedder
-from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.story import StoryEvent
 from stream.story_state import STATE_FILE, StoryState
@@ -166,7 +166,7 @@ def make_stage(settings: Settings, embedder: SentenceTransformerEmbedder) -> Ite
     made: list[EmbedStage] = []
 
     def make(**kwargs: object) -> EmbedStage:
-        stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder, **kwargs)  # type: ignore[arg-type]
+        stage = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder, **kwargs)  # type: ignore[arg-type]
         made.append(stage)
         return stage
 
@@ -236,7 +236,7 @@ def test_an_english_only_sentence_transformers_model_links_languages_through_anc
                 cross_lingual_min_anchors=min_anchors,
                 data_dir=tmp_path / str(min_anchors),
             ),
-            Metrics(CollectorRegistry()),
+            PrometheusMetrics(CollectorRegistry()),
             embedder=minilm,
         )
         try:
@@ -250,10 +250,10 @@ def test_an_english_only_sentence_transformers_model_links_languages_through_anc
 
 
 def test_a_restart_continues_the_same_stories(settings: Settings, embedder: SentenceTransformerEmbedder) -> None:
-    first_run = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    first_run = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     (original,), _ = first_run.process([corpus.crematorium_original()])
     first_run.close()
-    second_run = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    second_run = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         copies, events = second_run.process([*corpus.crematorium_copies()[:2], corpus.anniversary_piece()])
         assert all(c.story_id == original.story_id for c in copies)
@@ -296,7 +296,7 @@ def test_a_failed_batch_is_rolled_back_and_redone_the_same(
                 raise RuntimeError("model worker crashed")
             return embedder.embed(texts)
 
-    stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=FailingOnce())
+    stage = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=FailingOnce())
     try:
         stage.process([corpus.crematorium_original()])
         with pytest.raises(RuntimeError, match="crashed"):
@@ -320,7 +320,7 @@ def test_converging_stories_are_merged_with_a_merged_event(
         merge_warmup_threshold=0.6,
         merge_every=1000,
     )
-    stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    stage = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         out, _ = stage.process(
             [
@@ -346,7 +346,7 @@ def test_the_stage_on_the_bus_publishes_articles_and_events_and_dead_letters_bad
 ) -> None:
     bus = EmbeddedBus(settings.data_dir / "bus.sqlite3")
     bus.ensure_topics(settings.topics)
-    metrics = Metrics(CollectorRegistry())
+    metrics = PrometheusMetrics(CollectorRegistry())
     stage = EmbedStage(settings, metrics, embedder=embedder, bus=bus)
     try:
         entered = "2026-01-01T00:00:00Z"
@@ -431,7 +431,7 @@ def test_records_committed_but_not_flushed_are_published_by_the_next_batch(
 ) -> None:
     bus = FlakyBus(settings.data_dir / "bus.sqlite3")
     bus.ensure_topics(settings.topics)
-    stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder, bus=bus)
+    stage = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder, bus=bus)
     try:
         original = corpus.crematorium_original()
         record = Record(topic=settings.topic_raw, key=original.id, value=original.to_bytes(), offset=0)
@@ -456,7 +456,7 @@ def test_thresholds_and_model_languages_come_from_the_settings(
 ) -> None:
     stage = EmbedStage(
         settings_factory(model_languages="en, de", cluster_threshold=0.66, cross_lingual_min_anchors=3.0),
-        Metrics(CollectorRegistry()),
+        PrometheusMetrics(CollectorRegistry()),
         embedder=embedder,
     )
     try:

@@ -3,9 +3,9 @@ original that arrived out of publication order (the 2017 briefing after a 2024 a
 
 from pathlib import Path
 
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.embed_stage import EmbedStage
 from stream.embedding import Embedder
-from stream.metrics import Metrics
 from stream.settings import load_settings
 from tests.distributed_fixtures import fixture_articles
 
@@ -14,7 +14,9 @@ def test_restart_keeps_out_of_order_originals_for_near_duplicates(tmp_path: Path
     articles = fixture_articles()
 
     def stage(data_dir: Path) -> EmbedStage:
-        return EmbedStage(load_settings(environ={}, overrides={"data_dir": data_dir}), Metrics(), embedder=embedder)
+        return EmbedStage(
+            load_settings(environ={}, overrides={"data_dir": data_dir}), PrometheusMetrics(), embedder=embedder
+        )
 
     reference = stage(tmp_path / "ref")
     expected = {a.id: (a.story_role, a.duplicate_of) for a in reference.process(articles)[0]}

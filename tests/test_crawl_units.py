@@ -31,12 +31,12 @@ from crawlers.registry import (
 from crawlers.seen import SeenStore
 from crawlers.spiders.feeds import FeedSpider
 from crawlers.spiders.sitemaps import gunzip, parse_sitemap
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.article import Article, Relevance, now_utc
 from stream.bus import H_ENTERED_AT, H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.canonical_url import id_for_url
 from stream.errors import BusError
-from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.topic import load_topic
 
@@ -295,7 +295,7 @@ def _spider(settings: Settings, bus: EmbeddedBus, registry: Path) -> FeedSpider:
         'feeds = ["http://a.test/feed.rss"]\n',
         encoding="utf-8",
     )
-    context = CrawlContext(settings.replace(sources_file=registry), bus, Metrics())
+    context = CrawlContext(settings.replace(sources_file=registry), bus, PrometheusMetrics())
     return FeedSpider(context=context)
 
 

@@ -1,7 +1,10 @@
 """The rooms and who may import whom (docs/architecture.md), checked on the source with ``ast``.
 
 - domain modules (the contract, relevance, clustering, story state, alert decisions, the stages) import
-  no Kafka, Elasticsearch, Scrapy or Prometheus client: only adapters do;
+  no Kafka, Elasticsearch, Scrapy or Prometheus client: only adapters do; they count through the
+  metrics port ``stream.metrics.Metrics``, whose Prometheus implementation lives in the application
+  package (``sednaya_monitor/prometheus_metrics.py``);
+- ``crawlers`` (the Scrapy room) imports no Kafka, Elasticsearch or Prometheus client either;
 - ``crawlers`` never imports the application package (``sednaya_monitor``);
 - ``stream`` and ``indexer`` never import ``sednaya_monitor`` either.
 """
@@ -18,7 +21,6 @@ DRIVERS = ("kafka", "elasticsearch", "elastic_transport", "scrapy", "twisted", "
 # Adapters: the only modules of stream/ and indexer/ that may talk to a driver.
 ADAPTERS = {
     "stream/bus_kafka.py",
-    "stream/metrics.py",  # the Prometheus implementation of the metrics the stages count
     "indexer/store_elastic.py",
     "indexer/watchlists_elastic.py",
 }
@@ -47,6 +49,22 @@ def test_domain_modules_import_no_driver(package: str) -> None:
         if str(path.relative_to(ROOT)) not in ADAPTERS
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_crawlers_import_no_driver_but_scrapy() -> None:
+    allowed = {"scrapy", "twisted"}
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(
+            m for m in imports(path) if m.split(".")[0] in DRIVERS and m.split(".")[0] not in allowed
+        )
+        for path in modules("crawlers")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_metrics_port_has_one_implementation_in_the_application_package() -> None:
+    assert "prometheus_client" not in imports(ROOT / "stream" / "metrics.py")
+    assert "prometheus_client" in imports(ROOT / "sednaya_monitor" / "prometheus_metrics.py")
 
 
 @pytest.mark.parametrize("package", ["crawlers", "stream", "indexer"])

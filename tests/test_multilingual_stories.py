@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.embed_stage import EmbedStage
 from stream.embedding_use import UniversalSentenceEncoder
-from stream.metrics import Metrics
 from stream.settings import Settings
 from tests import multilingual_corpus as corpus
 
@@ -38,7 +38,7 @@ def apart_then_merged(settings_factory: Callable[..., Settings], data_dir: Path,
 
 @pytest.fixture
 def stage(settings: Settings, embedder: UniversalSentenceEncoder) -> Iterator[EmbedStage]:
-    made = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    made = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     yield made
     made.close()
 
@@ -95,7 +95,7 @@ def test_a_dated_article_of_another_week_does_not_join_an_active_story(
 ) -> None:
     stage = EmbedStage(
         settings_factory(date_gate_days=2.0, cluster_window_days=30, data_dir=tmp_path / "gate"),
-        Metrics(CollectorRegistry()),
+        PrometheusMetrics(CollectorRegistry()),
         embedder=embedder,
     )
     try:
@@ -110,7 +110,7 @@ def test_a_merge_moves_the_absorbed_articles_to_the_survivor(
     settings_factory: Callable[..., Settings], embedder: UniversalSentenceEncoder, tmp_path: Path
 ) -> None:
     settings = apart_then_merged(settings_factory, tmp_path / "merge", merge_every=1000)
-    stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    stage = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         out, _ = stage.process([corpus.cells("en"), corpus.cells("fr"), corpus.cells("de")])
         assert len({a.story_id for a in out}) == 3
@@ -135,7 +135,7 @@ def test_a_merge_reaches_the_search_store(
     from sednaya_monitor.pipeline import Pipeline
 
     settings = apart_then_merged(settings_factory, tmp_path / "pipe", merge_every=3)
-    pipeline = Pipeline(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    pipeline = Pipeline(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         articles = [corpus.cells("en"), corpus.cells("fr"), corpus.cells("de")]
         pipeline.publish(articles)

@@ -21,11 +21,11 @@ from indexer.index_stage import IndexStage
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.cli import _register, cli
 from sednaya_monitor.pipeline import publish_article
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.topology import GROUP_INDEX
 from stream.bus import H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.errors import SednayaError
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.worker import StageWorker
 from tests.broker_fixtures import Broker, kafka_test_overrides
@@ -46,7 +46,8 @@ def _publish_clustered(bus: EmbeddedBus, settings: Settings, articles: list) -> 
 
 
 def _index(bus: EmbeddedBus, store: EmbeddedStore, settings: Settings) -> int:
-    worker = StageWorker(bus, settings.topic_clustered, GROUP_INDEX, IndexStage(store, Metrics()), metrics=Metrics())
+    stage = IndexStage(store, PrometheusMetrics())
+    worker = StageWorker(bus, settings.topic_clustered, GROUP_INDEX, stage, metrics=PrometheusMetrics())
     total = 0
     while taken := worker.run_once(0.0):
         total += taken
@@ -174,7 +175,7 @@ def test_lag_from_the_broker_grows_while_the_group_is_dead(tansu_broker: Broker,
     settings = load_settings(environ={}, overrides={**kafka_test_overrides(tansu_broker), "data_dir": data_dir})
     bus = KafkaBus(settings)
     bus.ensure_topics(settings.topics)
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     exporter = LagExporter(settings, metrics, lambda: KafkaBus(settings))
     try:
         for article in _clustered(6):
@@ -339,7 +340,7 @@ def test_an_alert_waiting_for_a_lost_article_is_delivered_once_it_is_redriven(
     event = make_event("created", lost, story_id="s-lost")
     bus.publish(settings.topic_story_events, event.story.id, event.to_bytes(), {H_SCHEMA: "1"})
     bus.flush()
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     alert = AlertStage(settings.replace(alert_max_age_s=10 * 365 * 86400.0), store, metrics, bus=bus)
     worker = StageWorker(bus, settings.topic_story_events, GROUP_ALERT, alert, metrics=metrics, max_attempts=1)
     try:

@@ -38,7 +38,7 @@ from prometheus_client import Metric
 from indexer.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor import __version__
 from sednaya_monitor.metrics_server import MetricsServer
-from stream.metrics import Metrics, set_build_info
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
 from stream.settings import Settings, load_settings
 from tests.alert_fixtures import WebhookReceiver, _handler_for
 from tests.crawl_fixtures import FixtureWeb
@@ -149,11 +149,11 @@ import json, sys
 from crawlers.run import crawl
 from sednaya_monitor import __version__, wiring
 from sednaya_monitor.metrics_server import MetricsServer
-from stream.metrics import Metrics, set_build_info
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
 from stream.settings import load_settings
 
 settings = load_settings()
-metrics = Metrics()
+metrics = PrometheusMetrics()
 set_build_info(metrics, version=__version__, model=settings.model_name, stage="crawl")
 server = MetricsServer(metrics).start()
 print(server.port, flush=True)
@@ -178,7 +178,7 @@ def _read_line(proc: subprocess.Popen[str], what: str, log: Path) -> str:
     return line.strip()
 
 
-def _samples(metrics: Metrics) -> Iterator[tuple[str, dict[str, str], float]]:
+def _samples(metrics: PrometheusMetrics) -> Iterator[tuple[str, dict[str, str], float]]:
     """Every sample of the registry Prometheus should hold, without client-side ``_created`` stamps."""
     family: Metric
     for family in metrics.registry.collect():
@@ -197,7 +197,7 @@ def _selector(name: str, labels: dict[str, str], job: str) -> str:
 @dataclass
 class Scraped:
     prometheus: PrometheusServer
-    run_metrics: Metrics
+    run_metrics: PrometheusMetrics
     crawl_summary: dict[str, Any]  # crawlers.context.CrawlSummary.to_dict() of the crawl process
     stories_in_store: int
     webhook_sent: int
@@ -238,7 +238,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, fixture_web: FixtureWeb) -
             stderr=log,
             text=True,
         )
-    run_metrics = Metrics()
+    run_metrics = PrometheusMetrics()
     set_build_info(run_metrics, version=__version__, model=settings.model_name)
     run_server = MetricsServer(run_metrics).start()
     pipeline = None

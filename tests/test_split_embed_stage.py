@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.article import Article
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
@@ -18,7 +19,6 @@ from stream.embed_stage import EmbedStage
 from stream.embed_text import embed_text
 from stream.embedding import SentenceTransformerEmbedder
 from stream.errors import ContractError
-from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.story_state import STATE_FILE
 from stream.vector_stage import EMBEDDED_KEY, H_ARTICLE_ID, VectorStage
@@ -58,7 +58,7 @@ def read_all(bus: EmbeddedBus, topic: str) -> list[Record]:
 def embedded_records(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder, articles: Sequence[Article]
 ) -> list[Record]:
-    stage = VectorStage(settings, Metrics(), bus=bus, embedder=embedder)
+    stage = VectorStage(settings, PrometheusMetrics(), bus=bus, embedder=embedder)
     assert stage.handle(raw_records(settings, articles)) == [None] * len(articles)
     return read_all(bus, settings.topic_embedded)
 
@@ -66,7 +66,7 @@ def embedded_records(
 def cluster_stage(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder
 ) -> SharedStateClusterStage:
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     return SharedStateClusterStage(
         lambda: EmbedStage(settings, metrics, embedder=embedder, bus=bus), settings.data_dir / STATE_FILE
     )
@@ -84,7 +84,7 @@ def test_vector_stage_publishes_each_article_with_its_vector_under_one_key(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder
 ) -> None:
     articles = fixture_articles()
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     stage = VectorStage(settings, metrics, bus=bus, embedder=embedder)
     poison = Record(topic=settings.topic_raw, key="poison", value=b"not json", offset=99)
     wrong_key = Record(topic=settings.topic_raw, key="other", value=articles[0].to_bytes(), offset=100)
@@ -108,7 +108,7 @@ def test_split_stage_decides_like_the_one_process_stage(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:
     articles = fixture_articles()
-    one_process = EmbedStage(settings.replace(data_dir=tmp_path / "one"), Metrics(), embedder=embedder)
+    one_process = EmbedStage(settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder)
     enriched, _events = one_process.process(articles)
     one_process.close()
     expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}
@@ -125,7 +125,7 @@ def test_a_standby_rebuilds_its_caches_after_another_process_wrote_the_state(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:
     articles = fixture_articles()
-    reference = EmbedStage(settings.replace(data_dir=tmp_path / "one"), Metrics(), embedder=embedder)
+    reference = EmbedStage(settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder)
     enriched, _events = reference.process(articles)
     reference.close()
     expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}

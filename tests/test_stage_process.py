@@ -11,17 +11,17 @@ from indexer.index_stage import IndexStage
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.cli.commands_stages import HealthBoard
 from sednaya_monitor.metrics_server import Health
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.store_guard import StoreGuard
 from stream.bus import Record
 from stream.errors import UnavailableError
-from stream.metrics import Metrics
 from stream.settings import load_settings
 from stream.worker import PermanentError
 from tests.store_fixtures import free_port, make_article
 
 
 def test_the_process_stays_red_while_any_worker_is_red() -> None:
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     health = Health(metrics)
     board = HealthBoard(health)
     index, stories = board.reporter("index"), board.reporter("index-stories")
@@ -47,7 +47,7 @@ def clustered(n: int) -> list[Record]:
 def test_the_guard_passes_results_through_while_the_store_answers(tmp_path: Path) -> None:
     store = EmbeddedStore(tmp_path / "store.sqlite3")
     store.ensure_ready()
-    guard = StoreGuard(IndexStage(store, Metrics()), store, "embedded")
+    guard = StoreGuard(IndexStage(store, PrometheusMetrics()), store, "embedded")
     assert guard.name == "index"
     poison = Record(topic="articles.clustered.v1", key="x", value=b"not an article", offset=9)
     outcomes = guard.handle([*clustered(2), poison])
@@ -63,7 +63,7 @@ def test_the_guard_turns_a_store_that_is_not_there_into_unavailable(tmp_path: Pa
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the store is down
     store = ElasticStore(load_settings(environ={}, overrides={"data_dir": tmp_path, "store": url}))
-    guard = StoreGuard(IndexStage(store, Metrics()), store, url)
+    guard = StoreGuard(IndexStage(store, PrometheusMetrics()), store, url)
     with pytest.raises(UnavailableError, match=rf"store {url} unreachable"):
         guard.handle(clustered(1))
     store.close()

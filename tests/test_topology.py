@@ -19,13 +19,13 @@ from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor import topology
 from sednaya_monitor.cli.commands_stages import stage_workers
 from sednaya_monitor.pipeline import Pipeline
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.store_guard import StoreGuard
 from sednaya_monitor.topology import StageParts
 from stream.bus_embedded import EmbeddedBus
 from stream.cluster_stage import SharedStateClusterStage
 from stream.embed_stage import EmbedStage
 from stream.embedding import Embedder
-from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.vector_stage import VectorStage
 from stream.worker import StageStopped, StageWorker
@@ -68,7 +68,7 @@ def test_the_stage_commands_run_the_stage_process_rows_of_the_table(
     settings: Settings, embedder: Embedder, bus_and_store: tuple[EmbeddedBus, EmbeddedStore]
 ) -> None:
     bus, store = bus_and_store
-    parts = StageParts(settings, Metrics(), bus, store, embedder)
+    parts = StageParts(settings, PrometheusMetrics(), bus, store, embedder)
     kinds = {
         "embed": [VectorStage, SharedStateClusterStage],
         "index": [IndexStage, StoryIndexStage],

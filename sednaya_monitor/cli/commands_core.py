@@ -21,10 +21,10 @@ from sednaya_monitor.cli.locking import data_dir_locked, wait_option
 from sednaya_monitor.ingest_run import IngestRun, origin_key
 from sednaya_monitor.metrics_server import serving_run
 from sednaya_monitor.pipeline import Pipeline, RunSummary, publish_article
+from sednaya_monitor.prometheus_metrics import set_build_info
 from stream.article import Article, parse_time
 from stream.bus import Record
 from stream.ingest import IngestError, read_jsonl
-from stream.metrics import set_build_info
 from stream.settings import Settings
 
 PUBLISH_CHUNK = 500  # articles published per flush by `ingest --publish-only`

@@ -32,8 +32,8 @@ from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
 from sednaya_monitor.cli.locking import data_dir_locked, wait_option
 from sednaya_monitor.metrics_server import serving_run
+from sednaya_monitor.prometheus_metrics import set_build_info
 from stream.article import parse_time
-from stream.metrics import set_build_info
 from stream.settings import Settings
 
 __all__ = ["crawl"]

@@ -22,9 +22,9 @@ from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.context import AppContext
 from sednaya_monitor.lag import LagExporter
 from sednaya_monitor.metrics_server import Health, MetricsServer
+from sednaya_monitor.prometheus_metrics import set_build_info
 from sednaya_monitor.topology import StageParts, StageSpec
 from stream.bus import Bus
-from stream.metrics import set_build_info
 from stream.worker import StageWorker
 
 logger = logging.getLogger(__name__)

@@ -25,10 +25,10 @@ import click
 from indexer.store import SearchStore
 from sednaya_monitor import wiring
 from sednaya_monitor.cli.logs import configure_logging
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.bus import Bus
 from stream.embedding import Embedder
 from stream.errors import SednayaError
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 
 BUS_FILE = "bus.sqlite3"  # the embedded bus in the data directory (stream.bus_embedded)
@@ -107,7 +107,7 @@ class AppContext:
     def __init__(self, settings: Settings, flags: Flags | None = None) -> None:
         self.settings = settings
         self.flags = flags if flags is not None else Flags()
-        self.metrics = Metrics()
+        self.metrics = PrometheusMetrics()
         self._bus: Bus | None = None
         self._store: SearchStore | None = None
         self._embedder: Embedder | None = None

@@ -40,6 +40,7 @@ from indexer.query import parse as parse_query
 from indexer.store import Hit, SearchRequest, SearchResult, SearchStore, StoryGroup
 from indexer.store_embedded import EmbeddedStore
 from indexer.watchlists import Watchlist, WatchlistRepository, new_secret
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.web import models, pages, params
 from sednaya_monitor.web.errors import BadRequest, HttpError, NotFound
 from sednaya_monitor.web.models import (
@@ -53,7 +54,6 @@ from sednaya_monitor.web.models import (
 )
 from sednaya_monitor.web.params import SearchParams
 from stream.article import Article
-from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.story import Story
 from stream.text import clean_text
@@ -177,7 +177,7 @@ class Web:
         self,
         settings: Settings,
         store: SearchStore,
-        metrics: Metrics,
+        metrics: PrometheusMetrics,
         *,
         watchlists: WatchlistRepository | None,
         alerts: AlertLog | None,
@@ -422,7 +422,7 @@ def error_response(
 def create_app(
     settings: Settings,
     store: SearchStore,
-    metrics: Metrics,
+    metrics: PrometheusMetrics,
     *,
     watchlists: WatchlistRepository | None = None,
     alerts: AlertLog | None = None,

@@ -50,9 +50,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from indexer.ledger import AlertLedger
 from indexer.store import SearchStore
 from indexer.watchlists import WatchlistRepository, open_watchlists
+from sednaya_monitor.prometheus_metrics import LATENCY_BUCKETS, PrometheusMetrics
 from sednaya_monitor.web.alerts import LedgerAlertLog
 from sednaya_monitor.web.app import HTML_CSP, AlertLog, create_app
-from stream.metrics import LATENCY_BUCKETS, Metrics
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -401,7 +401,7 @@ def bind(host: str, port: int) -> socket.socket:
 def make_server(
     settings: Settings,
     store: SearchStore,
-    metrics: Metrics,
+    metrics: PrometheusMetrics,
     *,
     host: str | None = None,
     port: int | None = None,
@@ -486,7 +486,7 @@ class RunningServer:
 def serve_in_thread(
     settings: Settings,
     store: SearchStore,
-    metrics: Metrics,
+    metrics: PrometheusMetrics,
     *,
     host: str | None = None,
     port: int | None = None,
@@ -551,7 +551,7 @@ def serve_forked(
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)
                 store = open_store()
-                server = make_server(settings, store, Metrics(), sock=sock)
+                server = make_server(settings, store, PrometheusMetrics(), sock=sock)
                 serve_until_signalled(server, lambda _message: None)
                 store.close()
                 code = 0
