@@ -54,7 +54,7 @@ def test_metrics_expose_the_registry_and_count_requests(web_server: RunningServe
     text = get(web_server, "/metrics").text
     assert 'sednaya_http_requests_total{method="GET",route="page_search",status="200"} 1.0' in text
     assert 'sednaya_http_requests_total{method="GET",route="page_story",status="404"} 1.0' in text
-    assert "sednaya_articles_total" in text  # the process registry of sednaya_monitor.prometheus_metrics.PrometheusMetrics
+    assert "sednaya_articles_total" in text  # the process registry (PrometheusMetrics)
     promtool = shutil.which("promtool")
     assert promtool is not None, "promtool comes with Debian's prometheus package"
     lint = subprocess.run(
