@@ -6,7 +6,7 @@ and the leakage warnings this script follows (2021 roundups: the date only, neve
 
 - NeuS (AllSides triplets, no dates): thresholds calibrated on ``val`` (+ ``--train`` articles of
   ``train``), reported on ``test``: B-cubed P/R/F1, ARI and the cluster count, for the embed stage
-  (``stream.embed_stage.EmbedStage``, the product's own code, streamed in a seeded order) and two
+  (``stream.assign_stage.AssignStage``, the product's own code, streamed in a seeded order) and two
   baselines implemented here: online TF-IDF cosine clustering (threshold calibrated the same way)
   and exact normalised-title match.
 - 2021 roundups: streamed in publication order with the date only (seeded shuffle within a day), the
@@ -48,8 +48,8 @@ from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.wiring import make_embedder
 from stream.anchors import AnchorExtractor
 from stream.article import Article
+from stream.assign_stage import AssignStage
 from stream.clustering import ANCHOR_SATURATION, shared_anchor_weight
-from stream.embed_stage import EmbedStage
 from stream.embed_text import BODY_WINDOW_CHARS, embed_text
 from stream.embedding import Embedder
 from stream.settings import Settings, load_settings
@@ -165,7 +165,7 @@ class Score:
 def run_stage(articles: list[Article], settings: Settings, embedder: Embedder) -> tuple[list[str], float]:
     """Story ids the embed stage gives ``articles`` streamed in order (fresh state); and seconds taken."""
     with tempfile.TemporaryDirectory() as tmp:
-        stage = EmbedStage(
+        stage = AssignStage(
             settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=embedder
         )
         try:
@@ -543,7 +543,7 @@ def main() -> None:
             "Written by `python -m bench.clustering_quality`, reading the shared data folder "
             "`../shared/datasets/news-clustering/` in place (not copied). Model "
             f"`{base.model_name}` on CPU, text = title + first {BODY_WINDOW_CHARS} body characters "
-            "(`stream/embed_text.py`), the embed stage's own code (`EmbedStage.process`, fresh state per run, "
+            "(`stream/embed_text.py`), the embed stage's own code (`AssignStage.process`, fresh state per run, "
             "vectors computed once per text window and cached outside the repo). B³ = B-cubed; clusters after "
             "merges. Each part says when it was measured."
         ),

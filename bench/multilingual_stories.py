@@ -37,7 +37,7 @@ from bench.report import write_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.wiring import make_embedder
 from stream.article import Article
-from stream.embed_stage import EmbedStage
+from stream.assign_stage import AssignStage
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
 from stream.settings import Settings, load_settings
@@ -107,7 +107,7 @@ def gold_of(rec: dict[str, Any]) -> str:
 
 def run(articles: list[Article], settings: Settings, embedder: Embedder) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
-        stage = EmbedStage(
+        stage = AssignStage(
             settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=embedder
         )
         try:

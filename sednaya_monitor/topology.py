@@ -4,8 +4,8 @@ the stage commands (``sednaya-monitor embed | index | alert``, ``sednaya_monitor
 both build their workers from :data:`STAGES`; nowhere else names a stage's topic or group.
 
     row            command  input topic           group          handler                  guard   runs in
-    embed          embed    articles.raw          embed          EmbedStage (embeds too)  -       one process
-    embed-vectors  embed    articles.raw          embed          VectorStage              -       stage processes
+    embed          embed    articles.raw          embed          AssignStage (embeds too) -       one process
+    embed-vectors  embed    articles.raw          embed          EmbeddingStage           -       stage processes
     cluster        embed    articles.embedded     cluster        SharedStateClusterStage  -       stage processes
     index          index    articles.clustered    index          IndexStage               store   both
     index-stories  index    stories.events        index-stories  StoryIndexStage          store   both
@@ -110,9 +110,9 @@ class StageSpec:
 
 
 def _assign_with_embedding(parts: StageParts) -> Handler:
-    from stream.embed_stage import EmbedStage
+    from stream.assign_stage import AssignStage
 
-    return EmbedStage(
+    return AssignStage(
         parts.settings,
         parts.metrics,
         embedder=parts.embedder,
@@ -122,21 +122,21 @@ def _assign_with_embedding(parts: StageParts) -> Handler:
 
 
 def _embedding(parts: StageParts) -> Handler:
-    from stream.vector_stage import VectorStage
+    from stream.embedding_stage import EmbeddingStage
 
-    return VectorStage(parts.settings, parts.metrics, bus=parts.bus, embedder=parts.embedder)
+    return EmbeddingStage(parts.settings, parts.metrics, bus=parts.bus, embedder=parts.embedder)
 
 
 def _shared_state_assign(parts: StageParts) -> Handler:
+    from stream.assign_stage import AssignStage
     from stream.cluster_stage import SharedStateClusterStage
-    from stream.embed_stage import EmbedStage
     from stream.story_state import STATE_FILE
 
     settings = parts.settings
     embedder = parts.embedder
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SharedStateClusterStage(
-        lambda: EmbedStage(
+        lambda: AssignStage(
             settings, parts.metrics, embedder=embedder, state=wiring.make_story_state(settings), bus=parts.bus
         ),
         settings.data_dir / STATE_FILE,

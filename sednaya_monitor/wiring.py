@@ -77,7 +77,7 @@ def make_story_state(settings: Settings) -> StoryState:
 
 def make_metrics() -> PrometheusMetrics:
     """The process's metrics: the Prometheus implementation of the port ``stream.metrics.Metrics`` on a
-    fresh registry (``crawlers.context`` names this function by dotted path for ``scrapy crawl``)."""
+    fresh registry (``crawlers.crawl_context`` names this function by dotted path for ``scrapy crawl``)."""
     return PrometheusMetrics()
 
 

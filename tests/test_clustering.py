@@ -18,10 +18,10 @@ from prometheus_client import CollectorRegistry
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.anchors import AnchorExtractor, event_kinds, parse_figure
 from stream.article import Article
+from stream.assign_stage import AssignStage
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
 from stream.clustering import ArticleFeatures, Candidate, ClusterParams, assign, should_merge
-from stream.embed_stage import EmbedStage
 from stream.embedding import SentenceTransformerEmbedder
 from stream.settings import Settings
 from stream.story import StoryEvent
@@ -162,11 +162,11 @@ def test_event_kinds_come_from_the_headline() -> None:
 
 
 @pytest.fixture
-def make_stage(settings: Settings, embedder: SentenceTransformerEmbedder) -> Iterator[Callable[..., EmbedStage]]:
-    made: list[EmbedStage] = []
+def make_stage(settings: Settings, embedder: SentenceTransformerEmbedder) -> Iterator[Callable[..., AssignStage]]:
+    made: list[AssignStage] = []
 
-    def make(**kwargs: object) -> EmbedStage:
-        stage = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder, **kwargs)  # type: ignore[arg-type]
+    def make(**kwargs: object) -> AssignStage:
+        stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder, **kwargs)  # type: ignore[arg-type]
         made.append(stage)
         return stage
 
@@ -179,7 +179,7 @@ def _by_url(articles: list[Article]) -> dict[str, Article]:
     return {a.url: a for a in articles}
 
 
-def test_copies_are_one_story_and_unrelated_news_another(make_stage: Callable[..., EmbedStage]) -> None:
+def test_copies_are_one_story_and_unrelated_news_another(make_stage: Callable[..., AssignStage]) -> None:
     stage = make_stage()
     original, copies, regatta = corpus.crematorium_original(), corpus.crematorium_copies(), corpus.unrelated_regatta()
     out, events = stage.process([original, *copies, regatta])
@@ -194,7 +194,7 @@ def test_copies_are_one_story_and_unrelated_news_another(make_stage: Callable[..
 
 
 def test_novelty_anniversary_joins_the_old_story_new_developments_open_new_ones(
-    make_stage: Callable[..., EmbedStage],
+    make_stage: Callable[..., AssignStage],
 ) -> None:
     stage = make_stage()
     original = corpus.crematorium_original()
@@ -214,7 +214,7 @@ def test_novelty_anniversary_joins_the_old_story_new_developments_open_new_ones(
     assert [e.kind for e in events] == ["created"]
 
 
-def test_arabic_and_english_reports_of_one_event_are_one_story(make_stage: Callable[..., EmbedStage]) -> None:
+def test_arabic_and_english_reports_of_one_event_are_one_story(make_stage: Callable[..., AssignStage]) -> None:
     batch = [corpus.turk_visit_en(), corpus.turk_visit_ar(), corpus.unrelated_arabic()]
     en, ar, bakery = make_stage().process(batch)[0]
     assert ar.story_id == en.story_id and ar.story_role == "follow_up"
@@ -229,7 +229,7 @@ def test_an_english_only_sentence_transformers_model_links_languages_through_anc
     when the anchors cannot reach the minimum."""
     batch = [corpus.turk_visit_en(), corpus.turk_visit_ar(), corpus.unrelated_arabic()]
     for min_anchors, linked in ((2.0, True), (1000.0, False)):
-        stage = EmbedStage(
+        stage = AssignStage(
             settings_factory(
                 model_name="all-MiniLM-L6-v2",
                 cluster_threshold=0.7,
@@ -250,10 +250,10 @@ def test_an_english_only_sentence_transformers_model_links_languages_through_anc
 
 
 def test_a_restart_continues_the_same_stories(settings: Settings, embedder: SentenceTransformerEmbedder) -> None:
-    first_run = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
+    first_run = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     (original,), _ = first_run.process([corpus.crematorium_original()])
     first_run.close()
-    second_run = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
+    second_run = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         copies, events = second_run.process([*corpus.crematorium_copies()[:2], corpus.anniversary_piece()])
         assert all(c.story_id == original.story_id for c in copies)
@@ -264,7 +264,7 @@ def test_a_restart_continues_the_same_stories(settings: Settings, embedder: Sent
         second_run.close()
 
 
-def test_a_reprocessed_article_gets_the_same_decision_and_no_new_event(make_stage: Callable[..., EmbedStage]) -> None:
+def test_a_reprocessed_article_gets_the_same_decision_and_no_new_event(make_stage: Callable[..., AssignStage]) -> None:
     stage = make_stage()
     batch = [corpus.crematorium_original(), corpus.crematorium_copies()[0], corpus.unrelated_regatta()]
     before, _ = stage.process(batch)
@@ -296,7 +296,7 @@ def test_a_failed_batch_is_rolled_back_and_redone_the_same(
                 raise RuntimeError("model worker crashed")
             return embedder.embed(texts)
 
-    stage = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=FailingOnce())
+    stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=FailingOnce())
     try:
         stage.process([corpus.crematorium_original()])
         with pytest.raises(RuntimeError, match="crashed"):
@@ -320,7 +320,7 @@ def test_converging_stories_are_merged_with_a_merged_event(
         merge_warmup_threshold=0.6,
         merge_every=1000,
     )
-    stage = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
+    stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         out, _ = stage.process(
             [
@@ -347,7 +347,7 @@ def test_the_stage_on_the_bus_publishes_articles_and_events_and_dead_letters_bad
     bus = EmbeddedBus(settings.data_dir / "bus.sqlite3")
     bus.ensure_topics(settings.topics)
     metrics = PrometheusMetrics(CollectorRegistry())
-    stage = EmbedStage(settings, metrics, embedder=embedder, bus=bus)
+    stage = AssignStage(settings, metrics, embedder=embedder, bus=bus)
     try:
         entered = "2026-01-01T00:00:00Z"
         articles = [corpus.crematorium_original(), corpus.crematorium_copies()[0], corpus.unrelated_regatta()]
@@ -402,7 +402,7 @@ def test_state_lives_in_the_data_dir_and_finds_dormant_stories_by_anchor(tmp_pat
         state.close()
 
 
-def test_an_article_that_arrives_embedded_keeps_its_vector(make_stage: Callable[..., EmbedStage]) -> None:
+def test_an_article_that_arrives_embedded_keeps_its_vector(make_stage: Callable[..., AssignStage]) -> None:
     stage = make_stage()
     plain = corpus.unrelated_regatta()
     given = corpus.crematorium_original()
@@ -431,7 +431,7 @@ def test_records_committed_but_not_flushed_are_published_by_the_next_batch(
 ) -> None:
     bus = FlakyBus(settings.data_dir / "bus.sqlite3")
     bus.ensure_topics(settings.topics)
-    stage = EmbedStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder, bus=bus)
+    stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder, bus=bus)
     try:
         original = corpus.crematorium_original()
         record = Record(topic=settings.topic_raw, key=original.id, value=original.to_bytes(), offset=0)
@@ -454,7 +454,7 @@ def test_records_committed_but_not_flushed_are_published_by_the_next_batch(
 def test_thresholds_and_model_languages_come_from_the_settings(
     settings_factory: Callable[..., Settings], embedder: SentenceTransformerEmbedder
 ) -> None:
-    stage = EmbedStage(
+    stage = AssignStage(
         settings_factory(model_languages="en, de", cluster_threshold=0.66, cross_lingual_min_anchors=3.0),
         PrometheusMetrics(CollectorRegistry()),
         embedder=embedder,

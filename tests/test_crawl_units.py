@@ -13,8 +13,8 @@ import pytest
 from scrapy.exceptions import IgnoreRequest
 from twisted.python.failure import Failure
 
-from crawlers import gdelt, google_news
-from crawlers.context import CrawlContext
+from crawlers import gdelt_api, google_news
+from crawlers.crawl_context import CrawlContext
 from crawlers.errors import FeedError, RegistryError
 from crawlers.fetch_outcome import outcome_for_failure, outcome_for_status
 from crawlers.items import ArticleItem
@@ -139,29 +139,29 @@ def test_attribution_by_host_and_port() -> None:
 
 
 def test_gdelt_query_and_url() -> None:
-    assert gdelt.build_query(["Sednaya", "Saydnaya", "Sednaya"]) == '("Sednaya" OR "Saydnaya")'
+    assert gdelt_api.build_query(["Sednaya", "Saydnaya", "Sednaya"]) == '("Sednaya" OR "Saydnaya")'
     start = datetime(2024, 12, 8, tzinfo=UTC)
-    url = gdelt.build_url("https://api.test/doc", '"Sednaya"', start, start + timedelta(hours=1))
+    url = gdelt_api.build_url("https://api.test/doc", '"Sednaya"', start, start + timedelta(hours=1))
     assert "mode=ArtList" in url and "maxrecords=250" in url
     assert "startdatetime=20241208000000" in url and "enddatetime=20241208010000" in url
 
 
 def test_gdelt_split_stops_at_fifteen_minutes() -> None:
     start = datetime(2024, 12, 8, tzinfo=UTC)
-    halves = gdelt.split(start, start + timedelta(hours=1))
+    halves = gdelt_api.split(start, start + timedelta(hours=1))
     assert halves == [
         (start, start + timedelta(minutes=30)),
         (start + timedelta(minutes=30), start + timedelta(hours=1)),
     ]
-    assert gdelt.split(start, start + gdelt.MIN_SLICE) is None
+    assert gdelt_api.split(start, start + gdelt_api.MIN_SLICE) is None
 
 
 def test_gdelt_repairs_what_it_can_and_says_degraded_never_zero() -> None:
-    repaired, was = gdelt.parse_artlist(
+    repaired, was = gdelt_api.parse_artlist(
         "u", 200, b'{"articles": [{"url": "http://a.test/1", "title": "it\\\'s\tok", "seendate": "20241208T100000Z"},]}'
     )
     assert was and repaired[0].url == "http://a.test/1" and repaired[0].seen == datetime(2024, 12, 8, 10, tzinfo=UTC)
-    assert gdelt.parse_artlist("u", 200, b"{}") == ([], False)  # GDELT's real "no match"
+    assert gdelt_api.parse_artlist("u", 200, b"{}") == ([], False)  # GDELT's real "no match"
     for status, body, outcome in [
         (429, b"", "degraded"),
         (200, b"Please limit requests to one every 5 seconds", "degraded"),
@@ -169,7 +169,7 @@ def test_gdelt_repairs_what_it_can_and_says_degraded_never_zero() -> None:
         (200, b'{"articles": [{"url": "http://a', "malformed_json"),
     ]:
         with pytest.raises(FeedError) as info:
-            gdelt.parse_artlist("https://api.test/doc?q", status, body)
+            gdelt_api.parse_artlist("https://api.test/doc?q", status, body)
         assert info.value.outcome == outcome and "https://api.test/doc?q" in str(info.value)
 
 
@@ -346,7 +346,7 @@ def test_pipeline_dead_letters_what_the_bus_refuses(settings: Settings, tmp_path
 
 
 def test_scrapy_settings_carry_politeness_and_the_cache_toggle(settings_factory: Any) -> None:
-    from crawlers.settings import scrapy_settings
+    from crawlers.scrapy_settings import scrapy_settings
 
     settings = settings_factory(user_agent="SednayaMonitor/9", contact_url="https://example.org/contact")
     conf = scrapy_settings(settings)

@@ -198,7 +198,7 @@ def _selector(name: str, labels: dict[str, str], job: str) -> str:
 class Scraped:
     prometheus: PrometheusServer
     run_metrics: PrometheusMetrics
-    crawl_summary: dict[str, Any]  # crawlers.context.CrawlSummary.to_dict() of the crawl process
+    crawl_summary: dict[str, Any]  # crawlers.crawl_context.CrawlSummary.to_dict() of the crawl process
     stories_in_store: int
     webhook_sent: int
     exposition: bytes  # /metrics of the pipeline process after the run

@@ -43,8 +43,8 @@ def test_command_flags_go_through_the_loader_and_win_over_a_bad_variable(monkeyp
     a flag given makes a bad variable for the same setting harmless, and a bad flag is named."""
     import click
 
+    from sednaya_monitor.cli.app_context import Flags, settings_from_flags
     from sednaya_monitor.cli.commands_serve import SERVE_FLAGS
-    from sednaya_monitor.cli.context import Flags, settings_from_flags
     from sednaya_monitor.cli.locking import WAIT_FLAG
 
     monkeypatch.setenv("SEDNAYA_MONITOR_LOCK_WAIT_S", "soon")

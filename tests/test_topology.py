@@ -22,12 +22,12 @@ from sednaya_monitor.pipeline import Pipeline
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.store_guard import StoreGuard
 from sednaya_monitor.topology import StageParts
+from stream.assign_stage import AssignStage
 from stream.bus_embedded import EmbeddedBus
 from stream.cluster_stage import SharedStateClusterStage
-from stream.embed_stage import EmbedStage
 from stream.embedding import Embedder
+from stream.embedding_stage import EmbeddingStage
 from stream.settings import Settings
-from stream.vector_stage import VectorStage
 from stream.worker import StageStopped, StageWorker
 from tests.store_fixtures import make_article
 
@@ -58,7 +58,9 @@ def test_the_pipeline_runs_the_one_process_rows_of_the_table(
     try:
         specs = topology.one_process()
         assert [s.name for s in specs] == ["embed", "index", "index-stories", "alert"]
-        assert _rows(pipeline.workers) == _table(settings, specs, [EmbedStage, IndexStage, StoryIndexStage, AlertStage])
+        assert _rows(pipeline.workers) == _table(
+            settings, specs, [AssignStage, IndexStage, StoryIndexStage, AlertStage]
+        )
         assert isinstance(pipeline.stage(AlertStage), AlertStage)
     finally:
         pipeline.close()
@@ -70,7 +72,7 @@ def test_the_stage_commands_run_the_stage_process_rows_of_the_table(
     bus, store = bus_and_store
     parts = StageParts(settings, PrometheusMetrics(), bus, store, embedder)
     kinds = {
-        "embed": [VectorStage, SharedStateClusterStage],
+        "embed": [EmbeddingStage, SharedStateClusterStage],
         "index": [IndexStage, StoryIndexStage],
         "alert": [AlertStage],
     }

@@ -16,7 +16,7 @@ import click
 from indexer.store import SearchRequest, SearchResult
 from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext, pipeline_options
+from sednaya_monitor.cli.app_context import AppContext, pipeline_options
 from sednaya_monitor.cli.locking import WAIT_FLAG, data_dir_locked, wait_option
 from sednaya_monitor.ingest_run import IngestRun, origin_key
 from sednaya_monitor.metrics_server import serving_run

@@ -24,12 +24,12 @@ import crawlers
 from crawlers.errors import CrawlError, FeedError
 from crawlers.registry import Source, load_registry, select
 from crawlers.run import crawl
+from crawlers.scrapy_settings import user_agent
 from crawlers.seen import SeenStore
-from crawlers.settings import user_agent
 from crawlers.source_check import VERIFIED, read_listing, verdict
 from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.app_context import AppContext
 from sednaya_monitor.cli.locking import WAIT_FLAG, data_dir_locked, wait_option
 from sednaya_monitor.metrics_server import serving_run
 from sednaya_monitor.prometheus_metrics import set_build_info

@@ -8,7 +8,7 @@ import click
 
 from sednaya_monitor import redrive as redrive_mod
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext, pipeline_options
+from sednaya_monitor.cli.app_context import AppContext, pipeline_options
 from sednaya_monitor.lag import read_lag
 
 TOPIC_ALIASES = ("raw", "clustered", "events")  # short names of the pipeline topics redrive reads

@@ -7,7 +7,7 @@ import click
 from indexer.store import SearchStore
 from sednaya_monitor import wiring
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext, pipeline_options
+from sednaya_monitor.cli.app_context import AppContext, pipeline_options
 from sednaya_monitor.web import make_server, serve_until_signalled
 from sednaya_monitor.web.server import bind, serve_forked
 

@@ -19,7 +19,7 @@ import click
 from indexer.store import SearchStore
 from sednaya_monitor import __version__, topology, wiring
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.app_context import AppContext
 from sednaya_monitor.lag import LagExporter
 from sednaya_monitor.metrics_server import Health, MetricsServer
 from sednaya_monitor.prometheus_metrics import set_build_info

@@ -19,7 +19,7 @@ from indexer.ledger import AlertLedger
 from indexer.store import SearchRequest
 from indexer.watchlists import Watchlist, WatchlistRepository, new_secret, open_watchlists, require
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.app_context import AppContext
 
 TEST_LIMIT = 20  # stories shown by `watch test`
 DIGEST_WAIT_S = 120.0  # `watch digest` waits this long for the deliveries it started

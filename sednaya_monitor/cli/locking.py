@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.app_context import AppContext
 from sednaya_monitor.data_lock import DataDirLock, Holder
 
 WAIT_FLAG = {"lock_wait_s": "--wait"}  # the setting --wait sets, for AppContext.of(ctx, WAIT_FLAG, lock_wait_s=...)

@@ -51,7 +51,7 @@ from indexer.ledger import AlertLedger
 from indexer.store import SearchStore
 from indexer.watchlists import WatchlistRepository, open_watchlists
 from sednaya_monitor.prometheus_metrics import LATENCY_BUCKETS, PrometheusMetrics
-from sednaya_monitor.web.alerts import LedgerAlertLog
+from sednaya_monitor.web.alert_feeds import LedgerAlertLog
 from sednaya_monitor.web.app import HTML_CSP, AlertLog, create_app
 from stream.settings import Settings
 

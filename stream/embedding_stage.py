@@ -4,12 +4,12 @@ Embedding is the costly, stateless part of the embed stage; story assignment is 
 (``stream.story_state``). In the distributed mode the two halves run as two workers of one
 ``sednaya-monitor embed`` process:
 
-- :class:`VectorStage` (this module, group ``embed`` on ``settings.topic_raw``): every replica takes a
+- :class:`EmbeddingStage` (this module, group ``embed`` on ``settings.topic_raw``): every replica takes a
   share of the raw partitions, embeds its articles and publishes each one *with* its vector to
   ``settings.topic_embedded``, all under one constant key (:data:`EMBEDDED_KEY`), so every embedded
   article lands in one partition, in arrival order;
 - ``stream.cluster_stage.SharedStateClusterStage`` (group ``cluster`` on ``settings.topic_embedded``):
-  the one member holding that partition assigns stories with the ordinary ``EmbedStage``, which
+  the one member holding that partition assigns stories with the ordinary ``AssignStage``, which
   uses the vectors as given; the other replicas stand by.
 
 The article id travels in the :data:`H_ARTICLE_ID` header because the record key is the constant.
@@ -37,7 +37,7 @@ EMBEDDED_KEY = "stories"
 H_ARTICLE_ID = "article.id"  # header naming the article on articles.embedded (the key is EMBEDDED_KEY)
 
 
-class VectorStage:
+class EmbeddingStage:
     """``stream.worker.Handler`` named ``embed``: decode, embed, publish to ``settings.topic_embedded``.
 
     Args:
