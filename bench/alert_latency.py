@@ -33,8 +33,8 @@ from bench.report import write_section as write_doc_section
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from indexer.alert_stage import AlertStage  # after the offline switches
-from indexer.watchlists import SqliteWatchlistRepository, Watchlist
+from indexer.alerting.alert_stage import AlertStage  # after the offline switches
+from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor.pipeline import Pipeline
 from stream.article import Article
 from stream.canonical_url import id_for_url

@@ -156,7 +156,7 @@ def _index_stories(parts: StageParts) -> Handler:
 
 
 def _alert(parts: StageParts) -> Handler:
-    from indexer.alert_stage import AlertStage
+    from indexer.alerting.alert_stage import AlertStage
 
     return AlertStage(parts.settings, parts.store, parts.metrics, bus=parts.bus)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.watchlists import Watchlist
-from indexer.watchlists_elastic import ElasticWatchlistRepository
+from indexer.alerting.watchlists import Watchlist
+from indexer.alerting.watchlists_elastic import ElasticWatchlistRepository
 from stream.article import Article
 from tests import story_corpus as corpus
 from tests.alert_fixtures import WebhookReceiver, serve_webhook

@@ -21,11 +21,11 @@ import feedparser
 import pytest
 from prometheus_client import CollectorRegistry
 
-from indexer.alert_stage import AlertStage
-from indexer.atom import render_atom
-from indexer.ledger import AlertLedger
+from indexer.alerting.alert_stage import AlertStage
+from indexer.alerting.atom import render_atom
+from indexer.alerting.ledger import AlertLedger
+from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from indexer.store_embedded import EmbeddedStore
-from indexer.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.article import Article
 from stream.bus import Record
@@ -267,7 +267,7 @@ _CHILD = """
 import sys
 from pathlib import Path
 from prometheus_client import CollectorRegistry
-from indexer.alert_stage import AlertStage
+from indexer.alerting.alert_stage import AlertStage
 from indexer.store_embedded import EmbeddedStore
 from stream.bus import Record
 from stream.bus_embedded import EmbeddedBus

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from indexer.alert_stage import AlertStage
+from indexer.alerting.alert_stage import AlertStage
+from indexer.alerting.watchlists import Watchlist
 from indexer.store import SearchStore
-from indexer.watchlists import Watchlist
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.bus import Record
 from stream.settings import Settings

@@ -22,7 +22,7 @@ DRIVERS = ("kafka", "elasticsearch", "elastic_transport", "scrapy", "twisted", "
 ADAPTERS = {
     "stream/bus_kafka.py",
     "indexer/store_elastic.py",
-    "indexer/watchlists_elastic.py",
+    "indexer/alerting/watchlists_elastic.py",
 }
 
 
@@ -72,6 +72,16 @@ def test_lower_rooms_never_import_the_application_package(package: str) -> None:
     offenders = {
         str(path.relative_to(ROOT)): sorted(m for m in imports(path) if m.split(".")[0] == "sednaya_monitor")
         for path in modules(package)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_store_side_of_indexer_never_imports_alerting() -> None:
+    """``indexer/alerting/`` sits on the store; the store, search and index stage know nothing of it."""
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in imports(path) if m.startswith("indexer.alerting"))
+        for path in modules("indexer")
+        if "alerting" not in path.relative_to(ROOT).parts
     }
     assert {k: v for k, v in offenders.items() if v} == {}
 

@@ -325,7 +325,7 @@ def test_an_alert_waiting_for_a_lost_article_is_delivered_once_it_is_redriven(
     """The issue's repair: the store lost an article the alert stage needs; the alert stage waits for it
     (nothing dead-lettered for lag, issue 17), ``redrive --missing`` writes it again, and the waiting
     event is delivered once."""
-    from indexer.alert_stage import AlertStage
+    from indexer.alerting.alert_stage import AlertStage
     from sednaya_monitor.topology import GROUP_ALERT
     from tests.alert_fixtures import make_event
 

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from prometheus_client import Metric
 
-from indexer.watchlists import SqliteWatchlistRepository, Watchlist
+from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor import __version__
 from sednaya_monitor.metrics_server import MetricsServer
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info

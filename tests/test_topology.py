@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.alert_stage import AlertStage
+from indexer.alerting.alert_stage import AlertStage
 from indexer.index_stage import IndexStage, StoryIndexStage
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor import topology

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from indexer.errors import WatchlistError
-from indexer.watchlists import (
+from indexer.alerting.watchlists import (
     SqliteWatchlistRepository,
     Watchlist,
     WatchlistRepository,
     open_watchlists,
     require,
 )
-from indexer.watchlists_elastic import ElasticWatchlistRepository
+from indexer.alerting.watchlists_elastic import ElasticWatchlistRepository
+from indexer.errors import WatchlistError
 from tests.store_fixtures import NoidaServer, elastic_settings
 
 

@@ -18,8 +18,8 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from indexer.alerts import Alert
-from indexer.ledger import AlertLedger
+from indexer.alerting.alerts import Alert
+from indexer.alerting.ledger import AlertLedger
 from indexer.store import SearchStore
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.pipeline import Pipeline

@@ -1,7 +1,7 @@
 """``sednaya-monitor watch add|list|remove|test|alerts|digest``: saved searches that alert on new stories.
 
 Watchlists live in ``<data_dir>/watchlists.sqlite3``, or in the search store when it is Elasticsearch
-(``indexer.watchlists.open_watchlists``); the alert ledger in ``<data_dir>/alerts.sqlite3``. The alert
+(``indexer.alerting.watchlists.open_watchlists``); the alert ledger in ``<data_dir>/alerts.sqlite3``. The alert
 stage reads the watchlists on every batch, so one added here applies to the next story event.
 """
 
@@ -13,11 +13,11 @@ from contextlib import contextmanager
 
 import click
 
-from indexer.delivery import check_targets
+from indexer.alerting.delivery import check_targets
+from indexer.alerting.ledger import AlertLedger
+from indexer.alerting.watchlists import Watchlist, WatchlistRepository, new_secret, open_watchlists, require
 from indexer.errors import QuerySyntaxError, WatchlistError
-from indexer.ledger import AlertLedger
 from indexer.store import SearchRequest
-from indexer.watchlists import Watchlist, WatchlistRepository, new_secret, open_watchlists, require
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.app_context import AppContext
 
@@ -233,7 +233,7 @@ def watch_alerts(ctx: click.Context, name: str, limit: int, as_json: bool) -> No
 @click.pass_context
 def watch_digest(ctx: click.Context, force: bool) -> None:
     """Send the digests that are due (and resume deliveries left pending); for cron or by hand."""
-    from indexer.alert_stage import AlertStage
+    from indexer.alerting.alert_stage import AlertStage
 
     app = _app(ctx)
     stage = AlertStage(app.settings, app.store, app.metrics, digest_interval_s=None, wait_interval_s=None)

@@ -34,12 +34,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from crawlers.raw_store import RawStore
-from indexer.delivery import check_targets
+from indexer.alerting.delivery import check_targets
+from indexer.alerting.watchlists import Watchlist, WatchlistRepository, new_secret
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse as parse_query
 from indexer.store import Hit, SearchRequest, SearchResult, SearchStore, StoryGroup
 from indexer.store_embedded import EmbeddedStore
-from indexer.watchlists import Watchlist, WatchlistRepository, new_secret
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.web import models, pages, params
 from sednaya_monitor.web.errors import BadRequest, HttpError, NotFound

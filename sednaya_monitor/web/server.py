@@ -47,9 +47,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from indexer.ledger import AlertLedger
+from indexer.alerting.ledger import AlertLedger
+from indexer.alerting.watchlists import WatchlistRepository, open_watchlists
 from indexer.store import SearchStore
-from indexer.watchlists import WatchlistRepository, open_watchlists
 from sednaya_monitor.prometheus_metrics import LATENCY_BUCKETS, PrometheusMetrics
 from sednaya_monitor.web.alert_feeds import LedgerAlertLog
 from sednaya_monitor.web.app import HTML_CSP, AlertLog, create_app
@@ -414,7 +414,7 @@ def make_server(
     ``host``/``port`` default to ``settings.serve_host``/``settings.serve_port`` (127.0.0.1:8080);
     port 0 takes a free port (read it back from ``server.url``); ``sock`` serves an already bound
     socket instead (a worker process of :func:`serve_forked`). ``watchlists`` defaults to the
-    deployment's repository (``indexer.watchlists.open_watchlists``: SQLite in ``settings.data_dir``,
+    deployment's repository (``indexer.alerting.watchlists.open_watchlists``: SQLite in ``settings.data_dir``,
     or the Elasticsearch store); ``alerts`` defaults to the alert ledger there (both closed with the server).
     Raises ``OSError`` when the address is taken.
     """

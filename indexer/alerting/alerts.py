@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from indexer.alerting.watchlists import Watchlist
 from indexer.query import parse, positive_terms
-from indexer.watchlists import Watchlist
 from stream.article import Article, parse_time, utc
 from stream.story import Story, StoryEvent
 from stream.text import fold

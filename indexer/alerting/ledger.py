@@ -36,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from indexer.alerts import Alert
+from indexer.alerting.alerts import Alert
 from stream.article import now_utc, parse_time, utc
 from stream.bus import Record
 
