@@ -124,7 +124,7 @@ def _assign_with_embedding(parts: StageParts) -> Handler:
 def _embedding(parts: StageParts) -> Handler:
     from stream.embedding_stage import EmbeddingStage
 
-    return EmbeddingStage(parts.settings, parts.metrics, bus=parts.bus, embedder=parts.embedder)
+    return EmbeddingStage(parts.settings.topic_embedded, parts.metrics, bus=parts.bus, embedder=parts.embedder)
 
 
 def _shared_state_assign(parts: StageParts) -> Handler:

@@ -32,6 +32,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sednaya_monitor.pipeline import publish_article
+from sednaya_monitor.wiring import kafka_config
 from stream.article import Article
 from stream.ingest import IngestError, read_jsonl
 from stream.settings import Settings, load_settings
@@ -292,7 +293,7 @@ class Deployment:
         if self._bus is None:
             from stream.bus_kafka import KafkaBus
 
-            self._bus = KafkaBus(self.settings)
+            self._bus = KafkaBus(kafka_config(self.settings))
             self._bus.ensure_topics(self.settings.topics)
         return self._bus
 

@@ -23,6 +23,7 @@ from sednaya_monitor.cli import _register, cli
 from sednaya_monitor.pipeline import publish_article
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.topology import GROUP_INDEX
+from sednaya_monitor.wiring import kafka_config
 from stream.bus import H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.errors import SednayaError
@@ -173,10 +174,10 @@ def test_lag_from_the_broker_grows_while_the_group_is_dead(tansu_broker: Broker,
     from stream.bus_kafka import KafkaBus
 
     settings = load_settings(environ={}, overrides={**kafka_test_overrides(tansu_broker), "data_dir": data_dir})
-    bus = KafkaBus(settings)
+    bus = KafkaBus(kafka_config(settings))
     bus.ensure_topics(settings.topics)
     metrics = PrometheusMetrics()
-    exporter = LagExporter(settings, metrics, lambda: KafkaBus(settings))
+    exporter = LagExporter(settings, metrics, lambda: KafkaBus(kafka_config(settings)))
     try:
         for article in _clustered(6):
             bus.publish(settings.topic_clustered, article.id, article.to_bytes())

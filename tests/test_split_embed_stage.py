@@ -58,7 +58,7 @@ def read_all(bus: EmbeddedBus, topic: str) -> list[Record]:
 def embedded_records(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder, articles: Sequence[Article]
 ) -> list[Record]:
-    stage = EmbeddingStage(settings, PrometheusMetrics(), bus=bus, embedder=embedder)
+    stage = EmbeddingStage(settings.topic_embedded, PrometheusMetrics(), bus=bus, embedder=embedder)
     assert stage.handle(raw_records(settings, articles)) == [None] * len(articles)
     return read_all(bus, settings.topic_embedded)
 
@@ -85,7 +85,7 @@ def test_vector_stage_publishes_each_article_with_its_vector_under_one_key(
 ) -> None:
     articles = fixture_articles()
     metrics = PrometheusMetrics()
-    stage = EmbeddingStage(settings, metrics, bus=bus, embedder=embedder)
+    stage = EmbeddingStage(settings.topic_embedded, metrics, bus=bus, embedder=embedder)
     poison = Record(topic=settings.topic_raw, key="poison", value=b"not json", offset=99)
     wrong_key = Record(topic=settings.topic_raw, key="other", value=articles[0].to_bytes(), offset=100)
     outcomes = stage.handle([*raw_records(settings, articles), poison, wrong_key])
