@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import pytest
 
@@ -104,7 +105,7 @@ def test_worker_exports_consumer_lag_per_partition(broker: Broker, settings_fact
     class Slow:
         name = "lagcheck"
 
-        def handle(self, records: list[Record]) -> list[BaseException | None]:
+        def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
             return [None] * len(records)
 
     try:

@@ -7,12 +7,14 @@ a UN visit reported in English and Arabic, and unrelated news.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
@@ -33,7 +35,7 @@ from tests import story_corpus as corpus
 T0 = datetime(2017, 5, 15, tzinfo=UTC)
 
 
-def _unit(*xs: float) -> np.ndarray:  # type: ignore[type-arg]
+def _unit(*xs: float) -> np.ndarray:
     v = np.array(xs, dtype=np.float32)
     return v / np.linalg.norm(v)
 
@@ -42,7 +44,7 @@ def _article(
     vector: np.ndarray,
     *,
     anchors: frozenset[str] = frozenset(),
-    kinds: frozenset[str] = frozenset(),  # type: ignore[type-arg]
+    kinds: frozenset[str] = frozenset(),
     lang: str = "en",
 ) -> ArticleFeatures:
     return ArticleFeatures(id="a", vector=vector, anchors=anchors, kinds=kinds, lang=lang, at=T0)
@@ -52,7 +54,7 @@ def _story(
     story_id: str,
     centroid: np.ndarray,
     *,
-    anchors: frozenset[str] = frozenset(),  # type: ignore[type-arg]
+    anchors: frozenset[str] = frozenset(),
     kinds: frozenset[str] = frozenset(),
     langs: frozenset[str] = frozenset({"en"}),
     dormant: bool = False,
@@ -206,7 +208,9 @@ def test_novelty_anniversary_joins_the_old_story_new_developments_open_new_ones(
     assert out[0].story_id == story and out[0].story_role == "follow_up"
     assert [e.kind for e in events] == ["updated"]  # no `created`: no alert for a re-telling
     assert (
-        stage.metrics.registry.get_sample_value("sednaya_articles_total", {"stage": "embed", "status": "follow_up"})
+        cast(PrometheusMetrics, stage.metrics).registry.get_sample_value(
+            "sednaya_articles_total", {"stage": "embed", "status": "follow_up"}
+        )
         == 1
     )
     out, events = stage.process([corpus.commander_arrest()])
@@ -268,13 +272,13 @@ def test_a_reprocessed_article_gets_the_same_decision_and_no_new_event(make_stag
     stage = make_stage()
     batch = [corpus.crematorium_original(), corpus.crematorium_copies()[0], corpus.unrelated_regatta()]
     before, _ = stage.process(batch)
-    count = stage.state.get(before[0].story_id).article_count  # type: ignore[union-attr]
+    count = stage.state.get(before[0].story_id).article_count  # type: ignore[arg-type,union-attr]
     again, events = stage.process(list(reversed(batch)))
     assert [(a.story_id, a.story_role, a.duplicate_of) for a in reversed(again)] == [
         (a.story_id, a.story_role, a.duplicate_of) for a in before
     ]
     assert events == []
-    assert stage.state.get(before[0].story_id).article_count == count  # type: ignore[union-attr]
+    assert stage.state.get(before[0].story_id).article_count == count  # type: ignore[arg-type,union-attr]
 
 
 def test_a_failed_batch_is_rolled_back_and_redone_the_same(
@@ -290,7 +294,7 @@ def test_a_failed_batch_is_rolled_back_and_redone_the_same(
         def dim(self) -> int:
             return embedder.dim
 
-        def embed(self, texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+        def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
             self.calls += 1
             if self.calls == 2:
                 raise RuntimeError("model worker crashed")
@@ -326,14 +330,14 @@ def test_converging_stories_are_merged_with_a_merged_event(
             [
                 corpus.crematorium_original(),
                 corpus.anniversary_piece().replace(
-                    published=corpus.crematorium_original().published + timedelta(hours=3)
+                    published=corpus.crematorium_original().published + timedelta(hours=3)  # type: ignore[operator]
                 ),
             ]
         )
         assert out[0].story_id != out[1].story_id
         events = stage.merge_now(corpus.crematorium_original())
         assert [(e.kind, e.story.id, e.merged_ids) for e in events] == [("merged", out[0].story_id, (out[1].story_id,))]
-        assert stage.state.resolve(out[1].story_id) == out[0].story_id
+        assert stage.state.resolve(out[1].story_id) == out[0].story_id  # type: ignore[arg-type]
         assert stage.state.get(out[0].story_id).article_count == 2  # type: ignore[union-attr]
     finally:
         stage.close()

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from scrapy.exceptions import IgnoreRequest
@@ -331,7 +331,7 @@ def test_pipeline_dead_letters_what_the_bus_refuses(settings: Settings, tmp_path
     assert Article.from_dict(letter["payload"]) == article  # replayable with `ingest`
     assert spider.context.summary.articles == {"dead_lettered": 1}
     assert not spider.context.seen.is_seen(article.canonical_url), "a dead-lettered article is retried next run"
-    value = spider.context.metrics.registry.get_sample_value(
+    value = cast(PrometheusMetrics, spider.context.metrics).registry.get_sample_value(
         "sednaya_articles_total", {"stage": "crawl", "status": "dead_lettered"}
     )
     assert value == 1.0
@@ -367,7 +367,7 @@ def test_fetch_outcomes_and_extraction_reasons_are_counted(settings: Settings, t
     context.fetch("test", "ok", "https://a.test/feed")
     context.fetch("test", "http_403", "https://a.test/x")
     context.extraction("too_short")
-    registry = context.metrics.registry
+    registry = cast(PrometheusMetrics, context.metrics).registry
     assert registry.get_sample_value("sednaya_source_fetches_total", {"source": "test", "outcome": "ok"}) == 1.0
     assert registry.get_sample_value("sednaya_source_fetches_total", {"source": "test", "outcome": "http_403"}) == 1.0
     assert registry.get_sample_value("sednaya_extraction_total", {"reason": "too_short"}) == 1.0

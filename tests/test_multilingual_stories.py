@@ -85,7 +85,7 @@ def test_an_undated_article_joins_by_content_and_keeps_the_dated_range(stage: As
     undated = corpus.cells("ar", dated=False).replace(discovered_at=late, fetched_at=late)
     out, events = stage.process([undated])
     assert out[0].story_id == dated[0].story_id and out[0].story_role == "follow_up"
-    record = stage.state.get(dated[0].story_id)
+    record = stage.state.get(dated[0].story_id)  # type: ignore[arg-type]
     assert record is not None and record.dated_last == corpus.cells("en").published
     assert events[0].kind == "updated"
 
@@ -118,7 +118,7 @@ def test_a_merge_moves_the_absorbed_articles_to_the_survivor(
         assert [e.kind for e in events] == ["merged"]
         survivor = events[0].story.id
         ids = {a.story_id for a in out}
-        assert survivor == min(ids)  # one publication time: the tie goes to the lower story id
+        assert survivor == min(ids)  # type: ignore[type-var]  # one publication time: the tie goes to the lower story id
         assert set(events[0].merged_ids) == ids - {survivor}
         for article in out:  # a re-delivered article answers with the survivor
             decision = stage.state.decision(article.id)
@@ -143,7 +143,7 @@ def test_a_merge_reaches_the_search_store(
         stored = [pipeline.store.get_article(a.id) for a in articles]
         story_ids = {a.story_id for a in stored if a is not None}
         assert len(story_ids) == 1, story_ids  # every article moved to the survivor in the store
-        survivor = pipeline.store.get_story(story_ids.pop())
+        survivor = pipeline.store.get_story(story_ids.pop())  # type: ignore[arg-type]
         assert survivor is not None and survivor.merged_into is None
     finally:
         pipeline.close()

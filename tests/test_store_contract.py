@@ -665,7 +665,7 @@ def test_highlights_and_matched_terms_follow_word_forms(morph: SearchStore) -> N
     hit = q(morph, "survivor", highlight=True).hits[0]
     assert hit.matched_terms == ("survivor",)
     assert hit.highlights["title"] == ["<mark>Survivors</mark> return to the cells"]
-    (arabic,) = q(morph, "السجن", lang="ar", highlight=True, sort="date").hits[:1] or [None]
+    (arabic,) = q(morph, "السجن", lang="ar", highlight=True, sort="date").hits[:1] or [None]  # type: ignore[list-item]
     assert arabic is not None
     assert any("<mark>" in f for f in (*arabic.highlights.get("title", []), *arabic.highlights.get("text", [])))
 
@@ -771,7 +771,7 @@ def named_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sear
     assert store.write_articles(list(NAMED.values())) == []
     yield store
     if not isinstance(store, EmbeddedStore):
-        store.wipe()  # type: ignore[attr-defined]
+        store.wipe()
     store.close()
 
 

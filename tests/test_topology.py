@@ -71,7 +71,7 @@ def test_the_stage_commands_run_the_stage_process_rows_of_the_table(
 ) -> None:
     bus, store = bus_and_store
     parts = StageParts(settings, PrometheusMetrics(), bus, store, embedder)
-    kinds = {
+    kinds: dict[str, list[type]] = {
         "embed": [EmbeddingStage, SharedStateClusterStage],
         "index": [IndexStage, StoryIndexStage],
         "alert": [AlertStage],
