@@ -20,7 +20,7 @@ from indexer.store import SearchStore
 from sednaya_monitor import topology, wiring
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.topology import GROUP_INDEX, StageParts
-from stream.article import Article, now_utc
+from stream.article import Article, iso_utc, now_utc
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus
 from stream.settings import Settings
 from stream.worker import Handler, StageWorker
@@ -78,7 +78,7 @@ def publish_article(bus: Bus, settings: Settings, article: Article) -> None:
         settings.topic_raw,
         article.id,
         article.to_bytes(),
-        {H_SCHEMA: str(article.schema), H_ENTERED_AT: now_utc().isoformat().replace("+00:00", "Z")},
+        {H_SCHEMA: str(article.schema), H_ENTERED_AT: iso_utc(now_utc())},
     )
 
 

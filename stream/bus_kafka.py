@@ -38,6 +38,7 @@ from kafka.admin import NewTopic
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from stream.article import iso_utc
 from stream.bus import (
     H_ATTEMPTS,
     H_DEAD_LETTERED_AT,
@@ -274,7 +275,7 @@ class KafkaBus:
                 H_ORIGINAL_PARTITION: str(record.partition),
                 H_ORIGINAL_OFFSET: str(record.offset),
                 H_ATTEMPTS: str(attempts),
-                H_DEAD_LETTERED_AT: datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                H_DEAD_LETTERED_AT: iso_utc(datetime.now(UTC)),
             }
         )
         self._send(self.config.dlq(record.topic), record.key, record.value, headers, partition=None)

@@ -36,7 +36,8 @@ from sednaya_monitor.wiring import kafka_config
 from stream.article import Article
 from stream.ingest import IngestError, read_jsonl
 from stream.settings import Settings, load_settings
-from tests.broker_fixtures import Broker, free_port, make_tansu
+from tests.broker_fixtures import Broker, make_tansu
+from tests.ports import free_port
 
 if TYPE_CHECKING:  # kafka and elasticsearch are imported when a deployment first uses them
     from indexer.store_elastic import ElasticStore

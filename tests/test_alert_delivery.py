@@ -21,7 +21,8 @@ from indexer.alerting.watchlists import Watchlist
 from indexer.errors import DeliveryError, WatchlistError
 from stream.errors import SettingsError
 from stream.settings import Settings, load_settings
-from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, free_port, make_event
+from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, make_event
+from tests.ports import free_port
 from tests.store_fixtures import make_article
 
 SettingsFactory = Callable[..., Settings]

@@ -33,7 +33,8 @@ from stream.bus_embedded import EmbeddedBus
 from stream.settings import Settings
 from stream.story import StoryEvent
 from stream.worker import StageWorker
-from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, free_port, make_event
+from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, make_event
+from tests.ports import free_port
 from tests.store_fixtures import make_article
 
 SettingsFactory = Callable[..., Settings]

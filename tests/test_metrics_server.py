@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sednaya_monitor.metrics_server import PUSH_JOB, Health, MetricsServer, push_final, serve_metrics, serving_run
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
 from stream.settings import Settings
+from tests.ports import free_port
 
 PROMTOOL = shutil.which("promtool")
 PUSHGATEWAY = shutil.which("prometheus-pushgateway")
@@ -181,18 +182,13 @@ def test_push_final_unreachable_gateway_warns_and_returns_false(caplog: pytest.L
     assert any(r.getMessage() == "pushgateway push failed" for r in caplog.records)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 @pytest.fixture
 def pushgateway(tmp_path: Path) -> Iterator[str]:
     """Debian's Pushgateway on a free loopback port; yields ``host:port``."""
     if PUSHGATEWAY is None:
         pytest.skip("prometheus-pushgateway (Debian package) is installed by scripts/setup.sh")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "pushgateway.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -233,7 +229,7 @@ def test_push_final_reaches_a_real_pushgateway(pushgateway: str) -> None:
 
 @pytest.mark.timeout(60)
 def test_serving_run_serves_while_running_and_pushes_at_the_end_even_on_failure(pushgateway: str) -> None:
-    port = _free_port()
+    port = free_port()
     settings = Settings(metrics_port=port, pushgateway=pushgateway)
     metrics = PrometheusMetrics()
     with pytest.raises(RuntimeError, match="store went away"), serving_run(settings, metrics) as server:

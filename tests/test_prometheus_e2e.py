@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
 from stream.settings import Settings, load_settings
 from tests.alert_fixtures import WebhookReceiver, _handler_for
 from tests.crawl_fixtures import FixtureWeb
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "rules"
@@ -58,11 +58,6 @@ pytestmark = [
     pytest.mark.skipif(PROMETHEUS is None, reason="prometheus (Debian package) is installed by scripts/setup.sh"),
 ]
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -101,7 +96,7 @@ class PrometheusServer:
 
 def _start_prometheus(tmp: Path, targets: dict[str, int]) -> tuple[subprocess.Popen[bytes], PrometheusServer]:
     assert PROMETHEUS is not None
-    port = _free_port()
+    port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(p) for p in sorted(RULES.glob("*.yml"))],
@@ -250,7 +245,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, fixture_web: FixtureWeb) -
         repo = SqliteWatchlistRepository.in_data_dir(data_dir)
         repo.add(Watchlist(name="sednaya", query="Sednaya", webhooks=(receiver.url,)))
         # a second watchlist whose receiver is gone: every delivery fails after its retries
-        repo.add(Watchlist(name="sednaya-gone", query="Sednaya", webhooks=(f"http://127.0.0.1:{_free_port()}/gone",)))
+        repo.add(Watchlist(name="sednaya-gone", query="Sednaya", webhooks=(f"http://127.0.0.1:{free_port()}/gone",)))
         repo.close()
         pipeline = Pipeline(settings, run_metrics)
         # one record no stage can read: the embed stage must dead-letter it

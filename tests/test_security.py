@@ -24,7 +24,8 @@ from sednaya_monitor.wiring import kafka_config
 from stream.bus_kafka import KafkaBus, kafka_security_options
 from stream.errors import SettingsError
 from stream.settings import Settings, load_settings
-from tests.broker_fixtures import Broker, free_port, tansu_binary
+from tests.broker_fixtures import Broker, tansu_binary
+from tests.ports import free_port
 from tests.store_fixtures import NoidaServer, make_article
 from tests.tls_proxy import Certificates, TlsProxy, make_certificates
 

@@ -17,7 +17,8 @@ from stream.bus import Record
 from stream.errors import UnavailableError
 from stream.settings import load_settings
 from stream.worker import PermanentError
-from tests.store_fixtures import free_port, make_article
+from tests.ports import free_port
+from tests.store_fixtures import make_article
 
 
 def test_the_process_stays_red_while_any_worker_is_red() -> None:

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse
-from stream.article import now_utc, parse_time, utc
+from stream.article import iso_utc, now_utc, parse_time
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class Watchlist:
             "emails": list(self.emails),
             "mode": self.mode,
             "every": self.every,
-            "created_at": utc(self.created_at).isoformat().replace("+00:00", "Z"),
+            "created_at": iso_utc(self.created_at),
             "secret_set": bool(self.secret),
         }
         if with_secret:
