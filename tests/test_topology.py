@@ -50,20 +50,21 @@ def bus_and_store(data_dir: Path) -> Iterator[tuple[EmbeddedBus, EmbeddedStore]]
     store.close()
 
 
-def test_the_pipeline_runs_the_one_process_rows_of_the_table(
+@pytest.fixture
+def pipeline(
     settings: Settings, embedder: Embedder, bus_and_store: tuple[EmbeddedBus, EmbeddedStore]
-) -> None:
+) -> Iterator[Pipeline]:
     bus, store = bus_and_store
-    pipeline = Pipeline(settings, bus=bus, store=store, embedder=embedder)
-    try:
-        specs = topology.one_process()
-        assert [s.name for s in specs] == ["embed", "index", "index-stories", "alert"]
-        assert _rows(pipeline.workers) == _table(
-            settings, specs, [AssignStage, IndexStage, StoryIndexStage, AlertStage]
-        )
-        assert isinstance(pipeline.stage(AlertStage), AlertStage)
-    finally:
-        pipeline.close()
+    built = Pipeline(settings, bus=bus, store=store, embedder=embedder)
+    yield built
+    built.close()
+
+
+def test_the_pipeline_runs_the_one_process_rows_of_the_table(settings: Settings, pipeline: Pipeline) -> None:
+    specs = topology.one_process()
+    assert [s.name for s in specs] == ["embed", "index", "index-stories", "alert"]
+    assert _rows(pipeline.workers) == _table(settings, specs, [AssignStage, IndexStage, StoryIndexStage, AlertStage])
+    assert isinstance(pipeline.stage(AlertStage), AlertStage)
 
 
 def test_the_stage_commands_run_the_stage_process_rows_of_the_table(
@@ -110,25 +111,21 @@ def test_both_ways_cover_every_consumer_group_of_the_table(settings: Settings) -
 
 
 def test_a_store_that_goes_away_holds_the_one_process_batch_instead_of_dead_lettering_it(
-    settings: Settings, embedder: Embedder, bus_and_store: tuple[EmbeddedBus, EmbeddedStore]
+    settings: Settings, pipeline: Pipeline, bus_and_store: tuple[EmbeddedBus, EmbeddedStore]
 ) -> None:
     bus, store = bus_and_store
-    pipeline = Pipeline(settings, bus=bus, store=store, embedder=embedder)
-    try:
-        article = make_article().replace(story_id="s1", story_role="first")
-        bus.publish(settings.topic_clustered, article.id, article.to_bytes(), {})
-        bus.flush()
-        store.close()
-        path = settings.data_dir / "store.sqlite3"  # the store is gone: it cannot be opened again
-        for leftover in settings.data_dir.glob("store.sqlite3*"):
-            leftover.unlink()
-        path.mkdir()
-        (index,) = [w for w in pipeline.workers if w.group == topology.GROUP_INDEX]
-        index.stop.set()  # stop at the first wait instead of waiting for the store
-        with pytest.raises(StageStopped, match="unreachable"):
-            index.run_once()
-        assert pipeline.summary().dead_letters == 0
-        # uncommitted: the record is still there for the next run
-        assert bus.consumer(settings.topic_clustered, topology.GROUP_INDEX).poll(10, 0.0)
-    finally:
-        pipeline.close()
+    article = make_article().replace(story_id="s1", story_role="first")
+    bus.publish(settings.topic_clustered, article.id, article.to_bytes(), {})
+    bus.flush()
+    store.close()
+    path = settings.data_dir / "store.sqlite3"  # the store is gone: it cannot be opened again
+    for leftover in settings.data_dir.glob("store.sqlite3*"):
+        leftover.unlink()
+    path.mkdir()
+    (index,) = [w for w in pipeline.workers if w.group == topology.GROUP_INDEX]
+    index.stop.set()  # stop at the first wait instead of waiting for the store
+    with pytest.raises(StageStopped, match="unreachable"):
+        index.run_once()
+    assert pipeline.summary().dead_letters == 0
+    # uncommitted: the record is still there for the next run
+    assert bus.consumer(settings.topic_clustered, topology.GROUP_INDEX).poll(10, 0.0)
