@@ -33,8 +33,8 @@ from bench.report import write_section as write_doc_section
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from indexer.alert_stage import AlertStage  # after the offline switches
-from indexer.watchlists import SqliteWatchlistRepository, Watchlist
+from indexer.alerting.alert_stage import AlertStage  # after the offline switches
+from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor.pipeline import Pipeline
 from stream.article import Article
 from stream.canonical_url import id_for_url
@@ -199,7 +199,7 @@ def run(trickle: int, burst: int) -> dict[str, Any]:
         repo.close()
         started = time.perf_counter()
         pipeline = Pipeline(settings)
-        stage = next(w.handler for w in pipeline.workers if isinstance(w.handler, AlertStage))
+        stage = pipeline.stage(AlertStage)
         pipeline.publish([_article(0)])  # warm-up: loads the model, not measured
         pipeline.drain()
         stage.wait_idle(120)

@@ -2,7 +2,7 @@
 texts (one run), and how the time per article changes from 1k to 20k articles streamed.
 
 The scaling curve streams articles with their vectors supplied (as the distributed mode's
-``stream.vector_stage`` does), so it measures what could grow with the corpus (duplicates, anchors,
+``stream.embedding_stage`` does), so it measures what could grow with the corpus (duplicates, anchors,
 candidates, scoring, state); the model's cost per article is constant and measured in the first part.
 Vectors beyond ``--base`` real ones are mixtures of two real vectors plus noise (distinct, with a
 realistic similarity spread); the base vectors come from the embedding cache (bench/embedding_cache.py)
@@ -36,14 +36,14 @@ from prometheus_client import CollectorRegistry
 
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
 from bench.report import write_section as write_doc_section
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.wiring import make_embedder
 from stream.article import Article
+from stream.assign_stage import AssignStage
 from stream.bus import H_ENTERED_AT, H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
-from stream.embed_stage import EmbedStage
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
-from stream.metrics import Metrics
 from stream.settings import load_settings
 from stream.text import content_hash
 from stream.worker import StageWorker
@@ -146,7 +146,9 @@ def run(data: Path, sample: int, total: int, per_day: int, base: int, cache: Pat
     model.embed([embed_text(a.title, a.text) for a in head])
     result["encode_s"] = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
-        stage = EmbedStage(settings.replace(data_dir=Path(tmp)), Metrics(CollectorRegistry()), embedder=model)
+        stage = AssignStage(
+            settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=model
+        )
         start = time.perf_counter()
         for i in range(0, sample, BATCH):
             stage.process(head[i : i + BATCH])
@@ -159,8 +161,8 @@ def run(data: Path, sample: int, total: int, per_day: int, base: int, cache: Pat
         for a in head:
             bus.publish(s.topic_raw, a.id, a.to_bytes(), {H_SCHEMA: "1", H_ENTERED_AT: "2021-01-01T00:00:00Z"})
         bus.flush()
-        metrics = Metrics(CollectorRegistry())
-        stage = EmbedStage(s, metrics, embedder=model, bus=bus)
+        metrics = PrometheusMetrics(CollectorRegistry())
+        stage = AssignStage(s, metrics, embedder=model, bus=bus)
         worker = StageWorker(bus, s.topic_raw, "embed", stage, metrics=metrics, batch_size=BATCH)
         start = time.perf_counter()
         while worker.run_once():
@@ -186,7 +188,9 @@ def run(data: Path, sample: int, total: int, per_day: int, base: int, cache: Pat
     timed = TimedEmbedder(model)
     blocks: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        stage = EmbedStage(settings.replace(data_dir=Path(tmp)), Metrics(CollectorRegistry()), embedder=timed)
+        stage = AssignStage(
+            settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=timed
+        )
         for block_start in range(0, total, 1000):
             block = supplied[block_start : block_start + 1000]
             model_before = timed.seconds
@@ -229,7 +233,7 @@ def report(r: dict[str, Any]) -> list[str]:
         "|---|---|---|",
         f"| `model.encode` alone (title + lead window) | {r['encode_s']:.1f} | {n / r['encode_s']:.0f} |",
         (
-            f"| whole stage, `EmbedStage.process` (embed, duplicates, clustering, state) | {r['process_s']:.1f} | "
+            f"| whole stage, `AssignStage.process` (embed, duplicates, clustering, state) | {r['process_s']:.1f} | "
             f"{n / r['process_s']:.0f} |"
         ),
         (

@@ -6,7 +6,7 @@ and the leakage warnings this script follows (2021 roundups: the date only, neve
 
 - NeuS (AllSides triplets, no dates): thresholds calibrated on ``val`` (+ ``--train`` articles of
   ``train``), reported on ``test``: B-cubed P/R/F1, ARI and the cluster count, for the embed stage
-  (``stream.embed_stage.EmbedStage``, the product's own code, streamed in a seeded order) and two
+  (``stream.assign_stage.AssignStage``, the product's own code, streamed in a seeded order) and two
   baselines implemented here: online TF-IDF cosine clustering (threshold calibrated the same way)
   and exact normalised-title match.
 - 2021 roundups: streamed in publication order with the date only (seeded shuffle within a day), the
@@ -50,14 +50,14 @@ from sklearn.metrics import adjusted_rand_score
 
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
 from bench.report import write_section as write_doc_section
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.wiring import make_embedder
 from stream.anchors import AnchorExtractor
 from stream.article import Article
+from stream.assign_stage import AssignStage, model_languages
 from stream.clustering import ANCHOR_SATURATION, MULTILINGUAL, shared_anchor_weight
-from stream.embed_stage import EmbedStage, model_languages
 from stream.embed_text import BODY_WINDOW_CHARS, embed_text
 from stream.embedding import Embedder
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.text import content_hash, fold
 from stream.topic import load_topic
@@ -212,7 +212,9 @@ class Score:
 def run_stage(articles: list[Article], settings: Settings, embedder: Embedder) -> tuple[list[str], float]:
     """Story ids the embed stage gives ``articles`` streamed in order (fresh state); and seconds taken."""
     with tempfile.TemporaryDirectory() as tmp:
-        stage = EmbedStage(settings.replace(data_dir=Path(tmp)), Metrics(CollectorRegistry()), embedder=embedder)
+        stage = AssignStage(
+            settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=embedder
+        )
         try:
             start = time.perf_counter()
             out: list[str] = []
@@ -740,7 +742,7 @@ def section_lines(models: dict[str, dict[str, Any]], default_model: str) -> list
             "Written by `python -m bench.clustering_quality [--model NAME] [--only PARTS]`, reading the shared "
             "data folder `../shared/datasets/news-clustering/` in place (not copied). Model "
             f"`{default_model}` (the default) on CPU, text = title + first {BODY_WINDOW_CHARS} body characters "
-            "(`stream/embed_text.py`), the embed stage's own code (`EmbedStage.process`, fresh state per run, "
+            "(`stream/embed_text.py`), the embed stage's own code (`AssignStage.process`, fresh state per run, "
             "vectors computed once per text window and cached outside the repo). B³ = B-cubed; clusters after "
             "merges. Thresholds are chosen on NeuS val + a train sample only; every other figure is held out "
             "(the roundups' and BASIL's \"in hindsight\" rows excepted, which say so). A partial run "

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import write_section as write_doc_section
-from sednaya_monitor.pipeline import GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX
+from sednaya_monitor.topology import GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX
 from stream.article import Article
 from stream.bus import H_SCHEMA
-from tests.broker_fixtures import free_port
 from tests.distributed_fixtures import Deployment, ElasticServer, StageProcess, generated_articles, new_deployment
+from tests.ports import free_port
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "distributed_load"

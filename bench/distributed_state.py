@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import write_section
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.wiring import kafka_config
 from stream.article import Article
+from stream.assign_stage import AssignStage
 from stream.bus_kafka import KafkaBus
 from stream.changelog_kafka import KafkaChangelog
-from stream.embed_stage import EmbedStage
 from stream.embedding import Embedder
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.state_changelog import ChangelogStoryState
 from stream.story_state import STATE_FILE, StoryState
@@ -56,7 +57,7 @@ def _clock(fn: Any) -> float:
 
 def _cluster(settings: Settings, embedder: Embedder, state: StoryState, articles: list[Article], batch: int) -> float:
     """Seconds to cluster ``articles`` (vectors given) in batches, as the cluster stage does."""
-    stage = EmbedStage(settings, Metrics(), embedder=embedder, state=state)
+    stage = AssignStage(settings, PrometheusMetrics(), embedder=embedder, state=state)
     catch_up = state.catch_up if isinstance(state, ChangelogStoryState) else None
     start = time.perf_counter()
     for at in range(0, len(articles), batch):
@@ -93,7 +94,7 @@ def measure_cost(root: Path, n: int, batch: int) -> dict[str, Any]:
         plain_s = _cluster(settings.replace(data_dir=plain_dir), embedder, plain, with_vectors, batch)
 
         log_dir = root / "changelog"
-        changelog = KafkaChangelog(settings, TOPIC)
+        changelog = KafkaChangelog(kafka_config(settings), TOPIC)
         state = ChangelogStoryState(log_dir / STATE_FILE, changelog=changelog)
         logged_s = _cluster(settings.replace(data_dir=log_dir), embedder, state, with_vectors, batch)
         appended, records = changelog.bytes_appended, changelog.records_appended
@@ -115,7 +116,8 @@ def measure_cost(root: Path, n: int, batch: int) -> dict[str, Any]:
             table = json.loads(key)[0]
             by_table[table] = by_table.get(table, 0) + size
         compacted = sum(latest.values())
-        replay = ChangelogStoryState(root / "replay" / STATE_FILE, changelog=KafkaChangelog(settings, TOPIC))
+        replay_log = KafkaChangelog(kafka_config(settings), TOPIC)
+        replay = ChangelogStoryState(root / "replay" / STATE_FILE, changelog=replay_log)
         replay_s = _clock(replay.catch_up)
         replay.close()
         return {

@@ -24,10 +24,10 @@ from pathlib import Path
 from bench.multilingual_stories import DATA, load, stream, to_article
 from bench.report import write_section
 from sednaya_monitor.pipeline import Pipeline
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.wiring import make_embedder
 from stream.embed_text import embed_text
 from stream.embedding import SentenceTransformerEmbedder
-from stream.metrics import Metrics
 from stream.settings import load_settings
 
 SECTION = "ingest_yardstick"
@@ -53,7 +53,7 @@ def main() -> None:
     raw = len(texts) / (time.perf_counter() - start)
     articles = [to_article(r, i, ()).replace(embedding=None) for i, r in enumerate(records)]
     with tempfile.TemporaryDirectory() as tmp:
-        pipeline = Pipeline(base.replace(data_dir=Path(tmp)), Metrics(), embedder=model)
+        pipeline = Pipeline(base.replace(data_dir=Path(tmp)), PrometheusMetrics(), embedder=model)
         try:
             start = time.perf_counter()
             pipeline.publish(articles)

@@ -34,12 +34,12 @@ from prometheus_client import CollectorRegistry
 
 from bench.clustering_quality import bcubed
 from bench.report import write_section
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.wiring import make_embedder
 from stream.article import Article
-from stream.embed_stage import EmbedStage
+from stream.assign_stage import AssignStage
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.story import StoryEvent
 from stream.text import content_hash
@@ -116,7 +116,9 @@ def gold_of(rec: dict[str, Any]) -> str:
 def run(articles: list[Article], settings: Settings, embedder: Embedder) -> tuple[list[str], list[StoryEvent]]:
     """The final story of each article (after merges) and the story events, in order."""
     with tempfile.TemporaryDirectory() as tmp:
-        stage = EmbedStage(settings.replace(data_dir=Path(tmp)), Metrics(CollectorRegistry()), embedder=embedder)
+        stage = AssignStage(
+            settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=embedder
+        )
         try:
             out: list[str] = []
             events: list[StoryEvent] = []

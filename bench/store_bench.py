@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -42,6 +41,7 @@ from stream.canonical_url import id_for_url
 from stream.settings import load_settings
 from stream.text import content_hash
 from stream.topic import load_topic
+from tests.ports import free_port
 
 SECTION = "store_bench"
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,11 +243,6 @@ def measure(
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def _wait(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
@@ -300,7 +295,7 @@ def run_stand_in(articles: list[Article], rounds: int, work: Path) -> dict[str, 
     binary = shutil.which("noida-db")
     if binary is None:
         raise RuntimeError("noida-db is not installed (pip install -e '.[dev]')")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with (work / "noida.log").open("wb") as log:
         proc = subprocess.Popen(

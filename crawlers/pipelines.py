@@ -17,7 +17,7 @@ from scrapy.crawler import Crawler
 
 from crawlers.items import ArticleItem
 from crawlers.spiders.base import BaseSpider
-from stream.article import SCHEMA_VERSION, now_utc
+from stream.article import SCHEMA_VERSION, iso_utc, now_utc
 from stream.bus import H_ENTERED_AT, H_SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class BusPublishPipeline:
             context.article("duplicate")
             return item
         topic = context.settings.topic_raw
-        entered_at = now_utc().isoformat().replace("+00:00", "Z")
+        entered_at = iso_utc(now_utc())
         try:
             context.bus.publish(
                 topic,

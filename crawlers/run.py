@@ -13,9 +13,9 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from crawlers.context import CrawlContext, CrawlSummary
+from crawlers.crawl_context import CrawlContext, CrawlSummary
 from crawlers.errors import CrawlError
-from crawlers.settings import scrapy_settings
+from crawlers.scrapy_settings import scrapy_settings
 from stream.bus import Bus
 from stream.metrics import Metrics
 from stream.settings import Settings

@@ -52,7 +52,7 @@ from indexer.highlight import highlights, matched_terms
 from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
 from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
-from stream.article import Article, parse_time, utc
+from stream.article import Article, iso_utc, parse_time, utc
 from stream.settings import Settings
 from stream.story import Story
 
@@ -81,10 +81,6 @@ _CONTRACT_FIELDS = (
 )  # fmt: skip
 
 
-def _iso(value: datetime) -> str:
-    return utc(value).isoformat().replace("+00:00", "Z")
-
-
 def _epoch_millis(iso: str) -> int:
     """Milliseconds since the epoch of an ISO 8601 UTC time (Elasticsearch's date sort value)."""
     return epoch_micros(parse_time(iso)) // 1000
@@ -99,7 +95,7 @@ def article_document(article: Article) -> dict[str, Any]:
         source_type=source_type_of(article),
         source_country=source_country_of(article),
         lang=article.lang.lower(),
-        sort_date=_iso(sort_time(article)),
+        sort_date=iso_utc(sort_time(article)),
         title_folded=" ".join(title),
         text_folded=" ".join(text),
         title_stems=" ".join(document_forms(title, lang)),
@@ -198,9 +194,9 @@ def _request_filters(request: SearchRequest) -> list[dict[str, Any]]:
     if request.since is not None or request.until is not None:
         bounds: dict[str, str] = {}
         if request.since is not None:
-            bounds["gte"] = _iso(request.since)
+            bounds["gte"] = iso_utc(request.since)
         if request.until is not None:
-            bounds["lte"] = _iso(request.until)
+            bounds["lte"] = iso_utc(request.until)
         out.append({"range": {"sort_date": bounds}})
     if request.ids is not None:
         out.append({"terms": {"id": list(request.ids)}})
@@ -614,7 +610,7 @@ class ElasticStore:
         """Stories not merged away, newest ``last_seen`` first (then id), ``last_seen >= since``."""
         filters: list[dict[str, Any]] = []
         if since is not None:
-            filters.append({"range": {"last_seen": {"gte": _iso(since)}}})
+            filters.append({"range": {"last_seen": {"gte": iso_utc(since)}}})
         hits = self._search(
             self.stories_index,
             query={"bool": {"filter": filters, "must_not": [{"exists": {"field": "merged_into"}}]}},
@@ -664,7 +660,7 @@ class ElasticStore:
             return []
         filters: list[dict[str, Any]] = [{"bool": {"must_not": [{"exists": {"field": "merged_into"}}]}}]
         if since is not None:
-            filters.append({"range": {"last_seen": {"gte": _iso(since)}}})
+            filters.append({"range": {"last_seen": {"gte": iso_utc(since)}}})
         candidates = max(KNN_CANDIDATES, k)
         hits = self._search(
             self.stories_index,

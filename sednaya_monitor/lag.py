@@ -3,7 +3,7 @@
 A consumer that reports its own lag after each batch stops reporting when it dies, and its gauge
 freezes at its last value (often 0): exactly when the lag matters. Here the lag is computed from the
 broker instead: each group's committed offsets (OffsetFetch) against each partition's end offset, for
-every group of ``sednaya_monitor.pipeline.consumer_groups``, by every stage process
+every group of ``sednaya_monitor.topology.consumer_groups``, by every stage process
 (:class:`LagExporter`, every ``settings.lag_interval_s``) and by ``sednaya-monitor lag``. A dead or
 stuck group then shows its lag growing in the ``/metrics`` of any process still alive, so
 ``SednayaConsumerLagGrowing`` can fire (it takes the max over the processes that report it).
@@ -15,9 +15,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from sednaya_monitor.pipeline import consumer_groups
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.topology import consumer_groups
 from stream.bus import Bus, BusAdmin, GroupLag
-from stream.metrics import Metrics
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def read_lag(bus: Bus, settings: Settings) -> list[GroupLag]:
     return bus.group_lag(consumer_groups(settings))
 
 
-def export_lag(metrics: Metrics, rows: list[GroupLag]) -> None:
+def export_lag(metrics: PrometheusMetrics, rows: list[GroupLag]) -> None:
     """Set ``sednaya_bus_consumer_lag_records{topic, group, partition}`` from ``rows``."""
     for row in rows:
         metrics.bus_lag.labels(topic=row.topic, group=row.group, partition=str(row.partition)).set(row.lag)
@@ -44,7 +44,7 @@ class LagExporter:
     on the next round; the gauges keep their last values meanwhile.
     """
 
-    def __init__(self, settings: Settings, metrics: Metrics, open_bus: Callable[[], Bus]) -> None:
+    def __init__(self, settings: Settings, metrics: PrometheusMetrics, open_bus: Callable[[], Bus]) -> None:
         self.settings = settings
         self.metrics = metrics
         self.open_bus = open_bus

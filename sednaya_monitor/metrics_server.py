@@ -24,7 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import push_to_gateway
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
-from stream.metrics import Metrics
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Health:
     mirrored in ``metrics.healthy`` (1 green, 0 red) when ``metrics`` is given, and logged.
     """
 
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(self, metrics: PrometheusMetrics | None = None) -> None:
         self._lock = threading.Lock()
         self._state = HealthState(green=True, reason="")
         self._metrics = metrics
@@ -90,7 +90,7 @@ class _QuietHandler(WSGIRequestHandler):
         logger.debug("metrics request: " + format, *args)
 
 
-def make_app(metrics: Metrics, health: Health) -> WSGIApp:
+def make_app(metrics: PrometheusMetrics, health: Health) -> WSGIApp:
     """The WSGI app: ``/healthz`` from ``health``, everything else is the registry's exposition."""
     exposition = make_wsgi_app(metrics.registry)
 
@@ -117,7 +117,9 @@ class MetricsServer:
     Raises ``OSError`` from :meth:`start` naming host and port when the address cannot be bound.
     """
 
-    def __init__(self, metrics: Metrics, health: Health | None = None, *, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self, metrics: PrometheusMetrics, health: Health | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ):
         self.metrics = metrics
         self.health = health if health is not None else Health(metrics)
         self.host = host
@@ -169,7 +171,7 @@ class MetricsServer:
         self.stop()
 
 
-def serve_metrics(settings: Settings, metrics: Metrics, health: Health | None = None) -> MetricsServer | None:
+def serve_metrics(settings: Settings, metrics: PrometheusMetrics, health: Health | None = None) -> MetricsServer | None:
     """Start the server on ``settings.metrics_host:settings.metrics_port``; ``None`` when the port is 0 (off)."""
     if settings.metrics_port == 0:
         return None
@@ -177,7 +179,7 @@ def serve_metrics(settings: Settings, metrics: Metrics, health: Health | None = 
 
 
 @contextmanager
-def serving_run(settings: Settings, metrics: Metrics, *, push: bool = True) -> Iterator[MetricsServer | None]:
+def serving_run(settings: Settings, metrics: PrometheusMetrics, *, push: bool = True) -> Iterator[MetricsServer | None]:
     """For ``run``/``ingest``: serve ``/metrics`` while the block runs (``settings.metrics_port``; 0 = not
     served, yields None), then push the final figures to ``settings.pushgateway`` when ``push`` and one
     is configured, also when the block raised (the figures of a failed run matter most)."""
@@ -191,7 +193,7 @@ def serving_run(settings: Settings, metrics: Metrics, *, push: bool = True) -> I
             server.stop()
 
 
-def push_final(settings: Settings, metrics: Metrics, *, job: str = PUSH_JOB) -> bool:
+def push_final(settings: Settings, metrics: PrometheusMetrics, *, job: str = PUSH_JOB) -> bool:
     """Push every metric of ``metrics`` to ``settings.pushgateway`` (PUT: replaces the job's group).
 
     Returns False (and pushes nothing) when no Pushgateway is configured. A Pushgateway that cannot be

@@ -14,45 +14,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
-from indexer.index_stage import IndexStage, StoryIndexStage
 from indexer.store import SearchStore
-from sednaya_monitor import wiring
-from stream.article import Article, now_utc
+from sednaya_monitor import topology, wiring
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.topology import GROUP_INDEX, StageParts
+from stream.article import Article, iso_utc, now_utc
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus
-from stream.metrics import Metrics
 from stream.settings import Settings
-from stream.worker import StageWorker
+from stream.worker import Handler, StageWorker
 
 if TYPE_CHECKING:
     from stream.embedding import Embedder
 
 logger = logging.getLogger(__name__)
 
-# Consumer-group names: one per stage; the distributed stage commands use the same names.
-GROUP_EMBED = "embed"
-GROUP_CLUSTER = "cluster"  # distributed mode: the one member that assigns stories (articles.embedded)
-GROUP_INDEX = "index"
-GROUP_INDEX_STORIES = "index-stories"
-GROUP_ALERT = "alert"
-
-
-def consumer_groups(settings: Settings) -> list[tuple[str, str]]:
-    """Every (input topic, consumer group) of the pipeline, embedded and distributed alike."""
-    return [
-        (settings.topic_raw, GROUP_EMBED),
-        (settings.topic_embedded, GROUP_CLUSTER),
-        (settings.topic_clustered, GROUP_INDEX),
-        (settings.topic_story_events, GROUP_INDEX_STORIES),
-        (settings.topic_story_events, GROUP_ALERT),
-    ]
-
+H = TypeVar("H")
 
 KAFKA_POLL_TIMEOUT_S = 1.0  # per worker poll when draining over Kafka
 KAFKA_IDLE_ROUNDS = 5  # empty rounds in a row that mean "drained" over Kafka (covers a group join)
 
 
+@runtime_checkable
 class _Closeable(Protocol):
     def close(self) -> None: ...
 
@@ -94,7 +78,7 @@ def publish_article(bus: Bus, settings: Settings, article: Article) -> None:
         settings.topic_raw,
         article.id,
         article.to_bytes(),
-        {H_SCHEMA: str(article.schema), H_ENTERED_AT: now_utc().isoformat().replace("+00:00", "Z")},
+        {H_SCHEMA: str(article.schema), H_ENTERED_AT: iso_utc(now_utc())},
     )
 
 
@@ -104,17 +88,14 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        metrics: Metrics | None = None,
+        metrics: PrometheusMetrics | None = None,
         *,
         bus: Bus | None = None,
         store: SearchStore | None = None,
         embedder: Embedder | None = None,
     ) -> None:
-        from indexer.alert_stage import AlertStage
-        from stream.embed_stage import EmbedStage
-
         self.settings = settings
-        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics = metrics if metrics is not None else PrometheusMetrics()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._owns_bus = bus is None  # close only what this pipeline opened
         self._owns_store = store is None
@@ -123,32 +104,33 @@ class Pipeline:
         self.store.ensure_ready()
         self.bus.ensure_topics(settings.topics)
         self.published = 0
-        embed = EmbedStage(
-            settings,
-            self.metrics,
-            embedder=embedder if embedder is not None else wiring.make_embedder(settings),
-            state=wiring.make_story_state(settings),
-            bus=self.bus,
-        )
-        alert = AlertStage(settings, self.store, self.metrics, bus=self.bus)
-        self._closeables: list[_Closeable] = [embed, alert]
+        # The same table the stage commands run from (sednaya_monitor.topology), the one-process rows.
+        parts = StageParts(settings, self.metrics, self.bus, self.store, embedder)
         self.workers = [
-            self._worker(settings.topic_raw, GROUP_EMBED, embed),
-            self._worker(settings.topic_clustered, GROUP_INDEX, IndexStage(self.store, self.metrics)),
-            self._worker(settings.topic_story_events, GROUP_INDEX_STORIES, StoryIndexStage(self.store, self.metrics)),
-            self._worker(settings.topic_story_events, GROUP_ALERT, alert),
+            StageWorker(
+                self.bus,
+                spec.topic(settings),
+                spec.group,
+                topology.build(spec, parts),
+                metrics=self.metrics,
+                max_attempts=settings.max_attempts,
+                batch_size=settings.batch_size,
+            )
+            for spec in topology.one_process()
         ]
+        self._closeables = [w.handler for w in self.workers if isinstance(w.handler, _Closeable)]
 
-    def _worker(self, topic: str, group: str, handler: object) -> StageWorker:
-        return StageWorker(
-            self.bus,
-            topic,
-            group,
-            handler,  # type: ignore[arg-type]  # each stage class implements stream.worker.Handler
-            metrics=self.metrics,
-            max_attempts=self.settings.max_attempts,
-            batch_size=self.settings.batch_size,
-        )
+    def stage(self, kind: type[H]) -> H:
+        """The one stage of class ``kind`` (unwrapped from its guard).
+
+        Raises:
+            LookupError: no stage of that class runs here.
+        """
+        for worker in self.workers:
+            handler: Handler = topology.unwrap(worker.handler)
+            if isinstance(handler, kind):
+                return handler
+        raise LookupError(f"no {kind.__name__} in the pipeline's stages")
 
     def publish(self, articles: Iterable[Article]) -> int:
         """Publish ``articles`` to the raw topic and flush; returns how many."""

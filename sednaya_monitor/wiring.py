@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from crawlers.raw_store import RawCopies
 from indexer.store import SearchStore
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.bus import Bus
 from stream.embedding import Embedder
 from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.story_state import STATE_FILE, StoryState
+
+if TYPE_CHECKING:
+    from stream.bus_kafka import KafkaConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +91,37 @@ def make_cluster_state(settings: Settings) -> StoryState:
 
     return ChangelogStoryState(
         settings.data_dir / STATE_FILE,
-        changelog=KafkaChangelog(settings, settings.topic_story_changelog),
+        changelog=KafkaChangelog(kafka_config(settings), settings.topic_story_changelog),
         window_days=settings.cluster_window_days,
         duplicate_threshold=settings.duplicate_threshold,
         duplicate_window_days=settings.duplicate_window_days,
+    )
+
+
+def make_metrics() -> PrometheusMetrics:
+    """The process's metrics: the Prometheus implementation of the port ``stream.metrics.Metrics`` on a
+    fresh registry (``crawlers.crawl_context`` names this function by dotted path for ``scrapy crawl``)."""
+    return PrometheusMetrics()
+
+
+def kafka_config(settings: Settings) -> KafkaConfig:
+    """The Kafka bus's own config from ``settings`` (``bus = "kafka://h1:9092,h2:9092"`` and ``kafka_*``)."""
+    from stream.bus_kafka import KafkaConfig
+
+    return KafkaConfig(
+        bootstrap=tuple(settings.kafka_bootstrap()),
+        client_id=settings.kafka_client_id,
+        partitions=settings.kafka_partitions,
+        replication=settings.kafka_replication,
+        max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        dlq_suffix=settings.dlq_suffix,
+        security_protocol=settings.kafka_security_protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        sasl_username=settings.kafka_sasl_username,
+        sasl_password=settings.kafka_sasl_password,
+        ssl_cafile=settings.kafka_ssl_cafile,
+        ssl_check_hostname=settings.kafka_ssl_check_hostname,
     )
 
 
@@ -99,7 +131,7 @@ def make_bus(settings: Settings, metrics: Metrics | None = None) -> Bus:
     if settings.distributed_bus:
         from stream.bus_kafka import KafkaBus
 
-        return KafkaBus(settings, metrics=metrics)
+        return KafkaBus(kafka_config(settings), metrics=metrics)
     from stream.bus_embedded import EmbeddedBus
 
     return EmbeddedBus(settings.data_dir / "bus.sqlite3")

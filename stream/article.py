@@ -83,10 +83,10 @@ class Article:
             "title": self.title,
             "text": self.text,
             "authors": list(self.authors),
-            "published": _iso(self.published),
+            "published": iso_utc_or_none(self.published),
             "date_source": self.date_source,
-            "discovered_at": _iso(self.discovered_at),
-            "fetched_at": _iso(self.fetched_at),
+            "discovered_at": iso_utc_or_none(self.discovered_at),
+            "fetched_at": iso_utc_or_none(self.fetched_at),
             "content_sha256": self.content_sha256,
             "relevance": None
             if self.relevance is None
@@ -231,10 +231,14 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
+def iso_utc(value: datetime) -> str:
+    """``value`` in UTC as ISO 8601 ending in ``Z``: how the contract, the stores and the ledger write times."""
     return utc(value).isoformat().replace("+00:00", "Z")
+
+
+def iso_utc_or_none(value: datetime | None) -> str | None:
+    """:func:`iso_utc`, or ``None`` for a missing time."""
+    return None if value is None else iso_utc(value)
 
 
 def is_supported_schema(value: Any) -> TypeGuard[int]:

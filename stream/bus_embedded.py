@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from stream.article import iso_utc
 from stream.bus import (
     H_ATTEMPTS,
     H_DEAD_LETTERED_AT,
@@ -208,7 +209,7 @@ class EmbeddedBus:
 
     # --- dead letters -------------------------------------------------------------------------------
     def dead_letter(self, record: Record, *, stage: str, error_class: str, reason: str, attempts: int) -> None:
-        at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        at = iso_utc(datetime.now(UTC))
         headers = dict(record.headers)
         headers.update(
             {

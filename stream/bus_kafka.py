@@ -1,7 +1,7 @@
 """The distributed bus: ``stream.bus.Bus`` over Kafka with kafka-python.
 
-- Topics come from the settings (``topic_raw``, ``topic_clustered``, ``topic_story_events``), each with
-  a ``<topic>.dlq`` twin, created with ``kafka_partitions`` partitions when missing. Records are keyed
+- Topics are named by the caller (the settings' ``topic_raw``, ``topic_clustered``, ...), each with
+  a ``<topic>.dlq`` twin, created with ``KafkaConfig.partitions`` partitions when missing. Records are keyed
   by article id, so the default partitioner keeps every record of one article in one partition, in order.
 - Producer: ``acks=all``, idempotent, retries with backoff, bounded in-flight requests, gzip (pure
   Python, no native codec needed). ``flush`` waits for every acknowledgement and raises ``BusError``
@@ -46,6 +46,7 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
+from stream.article import iso_utc
 from stream.bus import (
     H_ATTEMPTS,
     H_DEAD_LETTERED_AT,
@@ -62,7 +63,6 @@ from stream.bus import (
 from stream.errors import BusError, GroupActiveError
 from stream.metrics import Metrics
 from stream.offset_reset import OffsetReset, ResetTarget, clamp
-from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -83,24 +83,48 @@ END_FETCH_LIMITS = {"max_partition_fetch_bytes": 1, "fetch_max_bytes": 1}  # the
 END_FETCH_TIMEOUT_S = 10.0  # reading the exact end offsets (a fetch of each partition's last batch) gives up then
 
 
-def kafka_security_options(settings: Settings) -> dict[str, Any]:
-    """The kafka-python keyword arguments of ``settings.kafka_security_protocol`` (every client gets them).
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    """What the Kafka bus reads: its own knobs, not the application's settings (the composition root
+    builds it from them: ``sednaya_monitor.wiring.kafka_config``; defaults and meanings there)."""
 
-    SSL and SASL_SSL verify the brokers' certificates against ``kafka_ssl_cafile`` (the system CAs
-    when empty) and check the host name unless ``kafka_ssl_check_hostname`` is off; the SASL_*
-    protocols log in with ``kafka_sasl_mechanism`` (PLAIN, SCRAM-SHA-256/512) as
-    ``kafka_sasl_username``. PLAINTEXT adds nothing else.
+    bootstrap: tuple[str, ...]  # host:port of the brokers
+    client_id: str = "sednaya-monitor"
+    partitions: int = 6  # of the topics it creates
+    replication: int = 1
+    max_poll_interval_ms: int = 300_000
+    session_timeout_ms: int = 10_000
+    dlq_suffix: str = ".dlq"
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_check_hostname: bool = True
+
+    def dlq(self, topic: str) -> str:
+        """The dead-letter twin of ``topic``."""
+        return topic + self.dlq_suffix
+
+
+def kafka_security_options(config: KafkaConfig) -> dict[str, Any]:
+    """The kafka-python keyword arguments of ``config.security_protocol`` (every client gets them).
+
+    SSL and SASL_SSL verify the brokers' certificates against ``ssl_cafile`` (the system CAs
+    when empty) and check the host name unless ``ssl_check_hostname`` is off; the SASL_*
+    protocols log in with ``sasl_mechanism`` (PLAIN, SCRAM-SHA-256/512) as
+    ``sasl_username``. PLAINTEXT adds nothing else.
     """
-    protocol = settings.kafka_security_protocol
+    protocol = config.security_protocol
     options: dict[str, Any] = {"security_protocol": protocol}
     if protocol in ("SSL", "SASL_SSL"):
-        options["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
-        if settings.kafka_ssl_cafile:
-            options["ssl_cafile"] = settings.kafka_ssl_cafile
+        options["ssl_check_hostname"] = config.ssl_check_hostname
+        if config.ssl_cafile:
+            options["ssl_cafile"] = config.ssl_cafile
     if protocol.startswith("SASL_"):
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username  # kafka-python uses these for SCRAM too
-        options["sasl_plain_password"] = settings.kafka_sasl_password
+        options["sasl_mechanism"] = config.sasl_mechanism
+        options["sasl_plain_username"] = config.sasl_username  # kafka-python uses these for SCRAM too
+        options["sasl_plain_password"] = config.sasl_password
     return options
 
 
@@ -115,8 +139,7 @@ class KafkaBus:
     """``stream.bus.Bus`` on Kafka. Thread-safe for publishing; one consumer per thread.
 
     Args:
-        settings: ``bus`` must be ``kafka://host:port[,host:port]``; topics, partitions, replication,
-            client id, ``kafka_max_poll_interval_ms`` and ``kafka_session_timeout_ms`` are read from it.
+        config: the brokers, partitions, replication, client id, poll and session timeouts, security.
         metrics: when given, counts ``sednaya_bus_records_total{topic, op="produced"|"delivery_failed"}``.
 
     Raises:
@@ -124,12 +147,12 @@ class KafkaBus:
             names the bootstrap servers and the topic).
     """
 
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
-        if not settings.distributed_bus:
-            raise BusError(f"KafkaBus needs bus='kafka://host:port', got bus={settings.bus!r}")
-        self.settings = settings
+    def __init__(self, config: KafkaConfig, *, metrics: Metrics | None = None) -> None:
+        if not config.bootstrap:
+            raise BusError("KafkaBus needs at least one broker (bus='kafka://host:port')")
+        self.config = config
         self.metrics = metrics
-        self.bootstrap = settings.kafka_bootstrap()
+        self.bootstrap = list(config.bootstrap)
         self.delivery_failures = 0  # records the brokers never acknowledged, since start
         self._lock = threading.RLock()
         self._producer: KafkaProducer | None = None
@@ -140,10 +163,10 @@ class KafkaBus:
 
     # --- topics -------------------------------------------------------------------------------------
     def ensure_topics(self, topics: Sequence[str]) -> None:
-        """Create ``topics`` and their dlq twins with ``kafka_partitions`` partitions when missing."""
+        """Create ``topics`` and their dlq twins with ``config.partitions`` partitions when missing."""
         wanted: list[str] = []
         for topic in topics:
-            for name in (topic, self.settings.dlq(topic)):
+            for name in (topic, self.config.dlq(topic)):
                 if name not in wanted and name not in self._known_topics:
                     wanted.append(name)
         if not wanted:
@@ -154,9 +177,7 @@ class KafkaBus:
                 existing = set(admin.list_topics())
                 missing = [t for t in wanted if t not in existing]
                 if missing:
-                    new = [
-                        NewTopic(t, self.settings.kafka_partitions, self.settings.kafka_replication) for t in missing
-                    ]
+                    new = [NewTopic(t, self.config.partitions, self.config.replication) for t in missing]
                     try:
                         admin.create_topics(new, timeout_ms=ADMIN_TIMEOUT_MS)
                     except TopicAlreadyExistsError:
@@ -166,7 +187,7 @@ class KafkaBus:
                         raise BusError(f"kafka {self.bootstrap}: topics {still} missing after create_topics")
                     logger.info(
                         "topics created",
-                        extra={"topics": missing, "partitions": self.settings.kafka_partitions},
+                        extra={"topics": missing, "partitions": self.config.partitions},
                     )
             except KafkaError as exc:
                 raise BusError(f"kafka {self.bootstrap}: cannot create topics {wanted}: {exc!r}") from exc
@@ -187,7 +208,7 @@ class KafkaBus:
 
     def _send(self, topic: str, key: str, value: bytes, headers: Mapping[str, str], *, partition: int | None) -> None:
         if topic not in self._known_topics:
-            self.ensure_topics([topic.removesuffix(self.settings.dlq_suffix)])
+            self.ensure_topics([topic.removesuffix(self.config.dlq_suffix)])
         wire_headers = [(name, str(text).encode("utf-8")) for name, text in headers.items()]
         producer = self._producer_client()
         try:
@@ -247,8 +268,8 @@ class KafkaBus:
 
     # --- consuming ----------------------------------------------------------------------------------
     def consumer(self, topic: str, group: str) -> KafkaGroupConsumer:
-        self.ensure_topics([topic.removesuffix(self.settings.dlq_suffix)])
-        return KafkaGroupConsumer(self.settings, topic, group)
+        self.ensure_topics([topic.removesuffix(self.config.dlq_suffix)])
+        return KafkaGroupConsumer(self.config, topic, group)
 
     # --- dead letters -------------------------------------------------------------------------------
     def dead_letter(self, record: Record, *, stage: str, error_class: str, reason: str, attempts: int) -> None:
@@ -263,10 +284,10 @@ class KafkaBus:
                 H_ORIGINAL_PARTITION: str(record.partition),
                 H_ORIGINAL_OFFSET: str(record.offset),
                 H_ATTEMPTS: str(attempts),
-                H_DEAD_LETTERED_AT: datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                H_DEAD_LETTERED_AT: iso_utc(datetime.now(UTC)),
             }
         )
-        self._send(self.settings.dlq(record.topic), record.key, record.value, headers, partition=None)
+        self._send(self.config.dlq(record.topic), record.key, record.value, headers, partition=None)
 
     def dead_letters(self, topic: str, limit: int = 100) -> list[DeadLetter]:
         """Letters of ``topic`` not yet replayed, oldest first per dlq partition (id ``"<partition>:<offset>"``)."""
@@ -297,7 +318,7 @@ class KafkaBus:
                 headers = {k: v for k, v in letter.headers.items() if not k.startswith(DLQ_HEADER_PREFIX)}
                 self.publish(topic, letter.key, letter.value, headers)
             self.flush()
-            dlq = self.settings.dlq(topic)
+            dlq = self.config.dlq(topic)
             for letter in letters:
                 dlq_partition = int(letter.id.split(":", 1)[0])
                 self._send(dlq, letter.key, b"", {H_REPLAYED_OF: letter.id}, partition=dlq_partition)
@@ -309,8 +330,8 @@ class KafkaBus:
             scan.close()
 
     def _scan(self, topic: str) -> _DlqScan:
-        dlq = self.settings.dlq(topic)
-        consumer = self._plain_consumer(group=self.settings.kafka_client_id + REPLAY_GROUP_SUFFIX)
+        dlq = self.config.dlq(topic)
+        consumer = self._plain_consumer(group=self.config.client_id + REPLAY_GROUP_SUFFIX)
         try:
             scan = _DlqScan(topic, dlq, consumer)
             scan.read()
@@ -483,7 +504,7 @@ class KafkaBus:
                 try:
                     self._producer = KafkaProducer(
                         bootstrap_servers=self.bootstrap,
-                        client_id=self.settings.kafka_client_id,
+                        client_id=self.config.client_id,
                         acks="all",
                         enable_idempotence=True,
                         retry_backoff_ms=PRODUCER_RETRY_BACKOFF_MS,
@@ -493,7 +514,7 @@ class KafkaBus:
                         delivery_timeout_ms=PRODUCER_DELIVERY_TIMEOUT_MS,
                         max_block_ms=PRODUCER_MAX_BLOCK_MS,
                         allow_auto_create_topics=False,
-                        **kafka_security_options(self.settings),
+                        **kafka_security_options(self.config),
                     )
                 except KafkaError as exc:
                     raise BusError(f"kafka {self.bootstrap}: cannot start the producer: {exc!r}") from exc
@@ -504,9 +525,9 @@ class KafkaBus:
             try:
                 self._admin = KafkaAdminClient(
                     bootstrap_servers=self.bootstrap,
-                    client_id=self.settings.kafka_client_id + "-admin",
+                    client_id=self.config.client_id + "-admin",
                     request_timeout_ms=ADMIN_TIMEOUT_MS,
-                    **kafka_security_options(self.settings),
+                    **kafka_security_options(self.config),
                 )
             except KafkaError as exc:
                 raise BusError(f"kafka {self.bootstrap}: cannot connect the admin client: {exc!r}") from exc
@@ -518,12 +539,12 @@ class KafkaBus:
         try:
             return KafkaConsumer(
                 bootstrap_servers=self.bootstrap,
-                client_id=f"{self.settings.kafka_client_id}-scan-{uuid.uuid4().hex[:8]}",
+                client_id=f"{self.config.client_id}-scan-{uuid.uuid4().hex[:8]}",
                 group_id=group,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 allow_auto_create_topics=False,
-                **kafka_security_options(self.settings),
+                **kafka_security_options(self.config),
                 **extra,
             )
         except KafkaError as exc:
@@ -733,26 +754,26 @@ class KafkaGroupConsumer:
     offsets (the earliest offset for a new group).
     """
 
-    def __init__(self, settings: Settings, topic: str, group: str) -> None:
+    def __init__(self, config: KafkaConfig, topic: str, group: str) -> None:
         self.topic = topic
         self.group = group
-        self.bootstrap = settings.kafka_bootstrap()
+        self.bootstrap = list(config.bootstrap)
         self._lock = threading.Lock()  # the rebalance listener runs on kafka-python's IO loop
         self._uncommitted: dict[TopicPartition, int] = {}  # next offset to commit per partition
         self._committed: dict[TopicPartition, int] = {}  # the group's committed offsets we know (for lag)
-        session_ms = settings.kafka_session_timeout_ms
+        session_ms = config.session_timeout_ms
         try:
             self._consumer = KafkaConsumer(
                 bootstrap_servers=self.bootstrap,
-                client_id=f"{settings.kafka_client_id}-{group}",
+                client_id=f"{config.client_id}-{group}",
                 group_id=group,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 allow_auto_create_topics=False,
-                max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+                max_poll_interval_ms=config.max_poll_interval_ms,
                 session_timeout_ms=session_ms,
                 heartbeat_interval_ms=max(100, session_ms // 3),  # Kafka's advice: a third of the session
-                **kafka_security_options(settings),
+                **kafka_security_options(config),
             )
             self._consumer.subscribe([topic], listener=_ForgetRevoked(self))
         except KafkaError as exc:

@@ -30,10 +30,10 @@ from stream.bus_kafka import (
     PRODUCER_MAX_BLOCK_MS,
     PRODUCER_MAX_IN_FLIGHT,
     PRODUCER_RETRY_BACKOFF_MS,
+    KafkaConfig,
     kafka_security_options,
 )
 from stream.errors import UnavailableError
-from stream.settings import Settings
 from stream.state_changelog import Change, LoggedChange, new_writer_id
 
 logger = logging.getLogger(__name__)
@@ -51,10 +51,10 @@ class KafkaChangelog:
     when it cannot be created, written or read: the state store is unavailable, no article is at fault
     (the stage keeps its batch uncommitted, turns red and retries; nothing is dead-lettered for it)."""
 
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.settings = settings
+    def __init__(self, config: KafkaConfig, topic: str) -> None:
+        self.config = config
         self.topic = topic
-        self.bootstrap = settings.kafka_bootstrap()
+        self.bootstrap = list(config.bootstrap)
         self.writer = new_writer_id()
         self.tp = TopicPartition(topic, 0)
         self.bytes_appended = 0  # key + value bytes appended since start (the bench's state cost)
@@ -68,9 +68,9 @@ class KafkaChangelog:
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=self.bootstrap,
-                client_id=self.settings.kafka_client_id + "-changelog-admin",
+                client_id=self.config.client_id + "-changelog-admin",
                 request_timeout_ms=ADMIN_TIMEOUT_MS,
-                **kafka_security_options(self.settings),
+                **kafka_security_options(self.config),
             )
         except KafkaError as exc:
             raise UnavailableError(f"kafka {self.bootstrap}: cannot connect the admin client: {exc!r}") from exc
@@ -78,7 +78,7 @@ class KafkaChangelog:
             if self.topic not in set(admin.list_topics()):
                 try:
                     admin.create_topics(
-                        [NewTopic(self.topic, 1, self.settings.kafka_replication, topic_configs=TOPIC_CONFIGS)],
+                        [NewTopic(self.topic, 1, self.config.replication, topic_configs=TOPIC_CONFIGS)],
                         timeout_ms=ADMIN_TIMEOUT_MS,
                     )
                     logger.info("changelog topic created", extra={"topic": self.topic, **TOPIC_CONFIGS})
@@ -96,7 +96,7 @@ class KafkaChangelog:
             try:
                 self._producer = KafkaProducer(
                     bootstrap_servers=self.bootstrap,
-                    client_id=self.settings.kafka_client_id + "-changelog",
+                    client_id=self.config.client_id + "-changelog",
                     acks="all",
                     enable_idempotence=True,
                     retry_backoff_ms=PRODUCER_RETRY_BACKOFF_MS,
@@ -107,7 +107,7 @@ class KafkaChangelog:
                     delivery_timeout_ms=PRODUCER_DELIVERY_TIMEOUT_MS,
                     max_block_ms=PRODUCER_MAX_BLOCK_MS,
                     allow_auto_create_topics=False,
-                    **kafka_security_options(self.settings),
+                    **kafka_security_options(self.config),
                 )
             except KafkaError as exc:
                 raise UnavailableError(f"kafka {self.bootstrap}: cannot start the changelog producer: {exc!r}") from exc
@@ -144,14 +144,14 @@ class KafkaChangelog:
             try:
                 self._consumer = KafkaConsumer(
                     bootstrap_servers=self.bootstrap,
-                    client_id=self.settings.kafka_client_id + "-changelog-reader",
+                    client_id=self.config.client_id + "-changelog-reader",
                     group_id=None,
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
                     allow_auto_create_topics=False,
                     fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
                     max_partition_fetch_bytes=MAX_RECORD_BYTES,
-                    **kafka_security_options(self.settings),
+                    **kafka_security_options(self.config),
                 )
                 self._consumer.assign([self.tp])
             except KafkaError as exc:

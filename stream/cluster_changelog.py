@@ -1,7 +1,7 @@
 """The clustering half of the distributed ``embed`` stage with its story state on the broker.
 
 ``ChangelogClusterStage`` (group ``cluster`` on ``settings.topic_embedded``, one partition in use, so one
-replica assigns while the others stand by) wraps the ordinary ``stream.embed_stage.EmbedStage`` on a
+replica assigns while the others stand by) wraps the ordinary ``stream.assign_stage.AssignStage`` on a
 ``stream.state_changelog.ChangelogStoryState``: every committed write of the state is appended to the
 compacted changelog topic (``settings.topic_story_changelog``) before the outbox is published and the
 input committed, and before each batch the handler brings its own SQLite copy (in its own
@@ -22,10 +22,10 @@ import threading
 import time
 from collections.abc import Sequence
 
+from stream.assign_stage import AssignStage
 from stream.bus import Record
-from stream.embed_stage import EmbedStage
+from stream.embedding_stage import H_ARTICLE_ID
 from stream.state_changelog import ChangelogStoryState
-from stream.vector_stage import H_ARTICLE_ID
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +34,10 @@ STANDBY_CATCH_UP_S = 10.0  # how often an idle replica reads the changelog's tai
 
 
 class ChangelogClusterStage:
-    """``stream.worker.Handler`` named ``cluster``: catch up with the changelog, then ``EmbedStage``.
+    """``stream.worker.Handler`` named ``cluster``: catch up with the changelog, then ``AssignStage``.
 
     Args:
-        stage: an ``EmbedStage`` whose ``state`` is a ``ChangelogStoryState`` (closed with this handler).
+        stage: an ``AssignStage`` whose ``state`` is a ``ChangelogStoryState`` (closed with this handler).
         standby_catch_up_s: period of the background catch-up between batches; None = only before batches.
 
     Raises:
@@ -48,7 +48,7 @@ class ChangelogClusterStage:
 
     name = STAGE
 
-    def __init__(self, stage: EmbedStage, *, standby_catch_up_s: float | None = None) -> None:
+    def __init__(self, stage: AssignStage, *, standby_catch_up_s: float | None = None) -> None:
         if not isinstance(stage.state, ChangelogStoryState):
             raise TypeError(f"ChangelogClusterStage needs a ChangelogStoryState, got {type(stage.state).__name__}")
         stage.name = STAGE  # the vectors were counted as stage "embed"; each article is counted once per stage

@@ -1,15 +1,15 @@
 """The clustering half of the distributed ``embed`` stage, safe to run in several replicas.
 
 ``SharedStateClusterStage`` (group ``cluster`` on ``settings.topic_embedded``) wraps the ordinary
-``stream.embed_stage.EmbedStage``. Every embedded article travels in one partition (see
-``stream.vector_stage``), so one replica assigns stories at a time and the others stand by. The story
+``stream.assign_stage.AssignStage``. Every embedded article travels in one partition (see
+``stream.embedding_stage``), so one replica assigns stories at a time and the others stand by. The story
 state is one SQLite file (``<data_dir>/stories.sqlite3``) that the replicas share, but each
-``EmbedStage`` keeps caches in memory (story records, the near-duplicate LSH index) built from that
+``AssignStage`` keeps caches in memory (story records, the near-duplicate LSH index) built from that
 file. A standby that takes over the partition after a failover must not decide from caches it built
 before the last owner's writes, so before each batch this handler compares SQLite's
 ``PRAGMA data_version`` (read on a connection of its own, which changes when any *other* connection
 commits) with the value it read after its own last batch; when another process wrote meanwhile it
-rebuilds the ``EmbedStage`` (fresh caches, the outbox the last owner may have left is published first).
+rebuilds the ``AssignStage`` (fresh caches, the outbox the last owner may have left is published first).
 
 Limit: the replicas must share the SQLite file: one host, or a volume with working POSIX locks.
 Across hosts the state would move to a shared database or to the search store.
@@ -23,10 +23,10 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from stream.assign_stage import AssignStage
 from stream.bus import Record
-from stream.embed_stage import EmbedStage
+from stream.embedding_stage import H_ARTICLE_ID
 from stream.errors import StoryStateError
-from stream.vector_stage import H_ARTICLE_ID
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +35,14 @@ WATCH_TIMEOUT_S = 30.0  # how long the data_version read waits for a writer's lo
 
 
 class SharedStateClusterStage:
-    """``stream.worker.Handler`` named ``cluster`` around an ``EmbedStage`` rebuilt when others wrote.
+    """``stream.worker.Handler`` named ``cluster`` around an ``AssignStage`` rebuilt when others wrote.
 
     Args:
-        make_stage: builds a fresh ``EmbedStage`` (same settings, embedder and bus) on the shared state.
+        make_stage: builds a fresh ``AssignStage`` (same settings, embedder and bus) on the shared state.
         state_path: the shared story-state SQLite file (``settings.data_dir / stream.story_state.STATE_FILE``).
 
     Records on ``articles.embedded`` are keyed by a constant; the article id comes from the
-    ``article.id`` header and is handed to the ``EmbedStage`` as the key (it checks key == id).
+    ``article.id`` header and is handed to the ``AssignStage`` as the key (it checks key == id).
 
     Raises:
         StoryStateError: the state file cannot be read (from the constructor and :meth:`handle`).
@@ -50,7 +50,7 @@ class SharedStateClusterStage:
 
     name = STAGE
 
-    def __init__(self, make_stage: Callable[[], EmbedStage], state_path: Path) -> None:
+    def __init__(self, make_stage: Callable[[], AssignStage], state_path: Path) -> None:
         self._make_stage = make_stage
         self.state_path = Path(state_path)
         self.stage = self._named(make_stage())  # creates the file and its schema when missing
@@ -62,9 +62,9 @@ class SharedStateClusterStage:
         self.rebuilds = 0  # how often another process's writes made this one rebuild its caches
 
     @staticmethod
-    def _named(stage: EmbedStage) -> EmbedStage:
+    def _named(stage: AssignStage) -> AssignStage:
         """Count its decisions as stage ``cluster``: the vectors were counted as stage ``embed`` by
-        ``VectorStage``, and each article is counted once per stage."""
+        ``EmbeddingStage``, and each article is counted once per stage."""
         stage.name = STAGE
         return stage
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -331,15 +332,21 @@ def load_settings(
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build the settings: defaults < ``config_file`` (TOML) < ``SEDNAYA_MONITOR_*`` env < ``overrides``.
 
+    ``overrides`` are the command-line flags (setting name -> value, ``None`` = not given); an error in
+    one names the flag: ``flag_names[key]`` when given (``serve_port`` is ``--port``), else ``--key``.
+
     Raises:
-        SettingsError: unknown key, unreadable file, or a value of the wrong type (naming the key).
+        SettingsError: unknown key, unreadable file, or a bad value, naming where the value came from
+            (file and key, environment variable, or flag).
     """
     env = os.environ if environ is None else environ
     known = {f.name for f in fields(Settings)}
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}  # setting -> where its value came from, for the checks of Settings itself
     if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
         config_file = Path(env[ENV_PREFIX + "CONFIG"])
     if config_file is not None:
@@ -355,6 +362,7 @@ def load_settings(
                     f"config file {str(config_file)!r}: unknown key {key!r} (known: {', '.join(sorted(known))})"
                 )
             values[key] = _coerce(key, raw, f"{config_file}:{key}")
+            origins[key] = f"{config_file}:{key}"
             if key in URL_SETTINGS:
                 _check_url(key, values[key], URL_SETTINGS[key], f"{config_file}:{key}")
     flagged = {k for k, v in (overrides or {}).items() if v is not None}
@@ -367,6 +375,7 @@ def load_settings(
         if key in flagged:
             continue  # a flag overrides it: a bad value here must not fail a command that does not use it
         values[key] = _coerce(key, raw, var)
+        origins[key] = var
         if key in URL_SETTINGS:
             _check_url(key, values[key], URL_SETTINGS[key], var)
     for key, raw in (overrides or {}).items():
@@ -374,8 +383,20 @@ def load_settings(
             continue
         if key not in known:
             raise SettingsError(f"unknown setting {key!r}")
-        flag = f"--{key.replace('_', '-')}"
+        flag = (flag_names or {}).get(key, f"--{key.replace('_', '-')}")
         values[key] = _coerce(key, raw, flag)
+        origins[key] = flag
         if key in URL_SETTINGS:
             _check_url(key, values[key], URL_SETTINGS[key], flag)
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except SettingsError as exc:
+        # Settings' own checks name the setting ("setting 'lock_wait_s'=-1.0: ..."); say where it came from.
+        named = _SETTING_IN_MESSAGE.match(str(exc))
+        origin = origins.get(named.group(1)) if named else None
+        if origin is None:
+            raise
+        raise SettingsError(f"{origin}: {exc}") from exc
+
+
+_SETTING_IN_MESSAGE = re.compile(r"setting '(\w+)'")  # how every check in Settings.__post_init__ starts

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from stream.article import SCHEMA_VERSION, parse_time, utc
+from stream.article import SCHEMA_VERSION, iso_utc, parse_time
 from stream.errors import ContractError, UnsupportedSchemaError
 
 EventKind = Literal["created", "updated", "merged"]
@@ -32,8 +32,8 @@ class Story:
         out: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
-            "first_seen": _iso(self.first_seen),
-            "last_seen": _iso(self.last_seen),
+            "first_seen": iso_utc(self.first_seen),
+            "last_seen": iso_utc(self.last_seen),
             "article_count": self.article_count,
             "source_count": self.source_count,
             "languages": list(self.languages),
@@ -89,9 +89,9 @@ class StoryEvent:
                 "kind": self.kind,
                 "story": self.story.to_dict(),
                 "article_id": self.article_id,
-                "at": _iso(self.at),
+                "at": iso_utc(self.at),
                 "backfill": self.backfill,
-                "entered_at": _iso(self.entered_at) if self.entered_at else None,
+                "entered_at": iso_utc(self.entered_at) if self.entered_at else None,
                 "merged_ids": list(self.merged_ids),
                 "extra": self.extra,
             },
@@ -124,7 +124,3 @@ class StoryEvent:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ContractError(f"story event: invalid field: {exc}") from exc
-
-
-def _iso(value: datetime) -> str:
-    return utc(value).isoformat().replace("+00:00", "Z")

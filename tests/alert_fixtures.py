@@ -16,7 +16,6 @@ import email
 import email.policy
 import ipaddress
 import json
-import socket
 import ssl
 import threading
 import time
@@ -30,6 +29,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+
+from tests.ports import free_port
 
 WAIT_S = 15.0  # how long helpers wait for an expected delivery before failing the test
 
@@ -159,11 +160,6 @@ def slow_webhook() -> Iterator[WebhookReceiver]:
         receiver.hold_next(1000)
         yield receiver
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

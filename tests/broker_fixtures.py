@@ -29,16 +29,12 @@ import pytest
 
 from stream.bus import Bus
 from stream.settings import Settings, load_settings
+from tests.ports import free_port
 
 READY_TIMEOUT_S = 30.0  # a broker not answering an admin call by then is broken: fail with its log
 STOP_TIMEOUT_S = 10.0  # SIGTERM grace before SIGKILL
 LOG_TAIL_CHARS = 6000  # how much broker log a failing test's report shows
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tansu_binary() -> Path:
@@ -279,7 +275,7 @@ def describe_group(broker: Broker, group: str) -> str:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
-    report = outcome.get_result()
+    report = outcome.get_result()  # type: ignore[attr-defined]
     if report.when != "call" or not report.failed:
         return
     funcargs = getattr(item, "funcargs", {})

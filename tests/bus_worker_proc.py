@@ -20,8 +20,8 @@ from pathlib import Path
 from types import FrameType
 
 from sednaya_monitor import wiring
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.bus import Record
-from stream.metrics import Metrics
 from stream.settings import load_settings
 from stream.worker import StageWorker
 
@@ -71,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     bus = wiring.make_bus(settings)
     sink = SqliteSink(args.db, args.delay, os.getpid())
     stop = threading.Event()
-    worker = StageWorker(bus, args.topic, args.group, sink, metrics=Metrics(), batch_size=args.batch_size, stop=stop)
+    worker = StageWorker(
+        bus, args.topic, args.group, sink, metrics=PrometheusMetrics(), batch_size=args.batch_size, stop=stop
+    )
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         stop.set()

@@ -32,10 +32,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sednaya_monitor.pipeline import publish_article
+from sednaya_monitor.wiring import kafka_config
 from stream.article import Article
 from stream.ingest import IngestError, read_jsonl
 from stream.settings import Settings, load_settings
-from tests.broker_fixtures import Broker, free_port, make_tansu
+from tests.broker_fixtures import Broker, make_tansu
+from tests.ports import free_port
 
 if TYPE_CHECKING:  # kafka and elasticsearch are imported when a deployment first uses them
     from indexer.store_elastic import ElasticStore
@@ -292,7 +294,7 @@ class Deployment:
         if self._bus is None:
             from stream.bus_kafka import KafkaBus
 
-            self._bus = KafkaBus(self.settings)
+            self._bus = KafkaBus(kafka_config(self.settings))
             self._bus.ensure_topics(self.settings.topics)
         return self._bus
 

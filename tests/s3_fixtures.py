@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker_fixtures import free_port
+from tests.ports import free_port
 
 S3_START_TIMEOUT_S = 30.0
 S3_KEY = "test-key"  # moto accepts any credentials; these only have to be present

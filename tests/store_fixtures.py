@@ -15,7 +15,6 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -34,6 +33,7 @@ from stream.article import Article
 from stream.canonical_url import id_for_url
 from stream.settings import Settings, load_settings
 from stream.text import content_hash
+from tests.ports import free_port
 
 NOIDA_START_TIMEOUT_S = 30.0  # the binary starts in well under a second; a loaded CI box is slower
 _counter = itertools.count(1)
@@ -66,11 +66,6 @@ def make_article(**overrides: Any) -> Article:
     fields.update(overrides)
     return Article(**fields)
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:

@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from indexer.alerts import Alert, build_alert, group_digest
-from indexer.delivery import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, Deliverer, check_targets, sign, verify
+from indexer.alerting.alerts import Alert, build_alert, group_digest
+from indexer.alerting.delivery import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, Deliverer, check_targets, sign, verify
+from indexer.alerting.watchlists import Watchlist
 from indexer.errors import DeliveryError, WatchlistError
-from indexer.watchlists import Watchlist
 from stream.errors import SettingsError
 from stream.settings import Settings, load_settings
-from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, free_port, make_event
+from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, make_event
+from tests.ports import free_port
 from tests.store_fixtures import make_article
 
 SettingsFactory = Callable[..., Settings]
@@ -363,7 +364,7 @@ def test_the_connection_goes_to_the_checked_address_not_a_second_resolution(
     """DNS rebinding: the delivery connects to the address ``check_url`` checked. Here the URL's host name
     does not resolve at all (``.invalid``), and the request still reaches the pinned loopback address,
     with the URL's host in the ``Host`` header."""
-    from indexer.channels.webhook import _opener
+    from indexer.alerting.channels.webhook import _opener
 
     port = webhook.url.rsplit(":", 1)[1].split("/", 1)[0]
     url = f"http://rebind.sednaya.invalid:{port}/hook"

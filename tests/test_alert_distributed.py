@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.watchlists import Watchlist
-from indexer.watchlists_elastic import ElasticWatchlistRepository
+from indexer.alerting.watchlists import Watchlist
+from indexer.alerting.watchlists_elastic import ElasticWatchlistRepository
 from stream.article import Article
 from tests import story_corpus as corpus
 from tests.alert_fixtures import WebhookReceiver, serve_webhook
@@ -87,7 +87,7 @@ def test_index_stage_down_for_a_minute_every_alert_arrives_once(
     wait_for("the alert health to turn green", lambda: alert.health() == 200, 60, deployment=deployment)
     time.sleep(3.0)  # a second copy would arrive by now
     delivered = receiver.delivered
-    assert sorted(d.json()["story"]["id"] for d in delivered) == sorted(stories)  # each alert once
+    assert sorted(d.json()["story"]["id"] for d in delivered) == sorted(stories)  # type: ignore[type-var]  # each alert once
     assert {d.json()["article"]["id"] for d in delivered} == {a.id for a in articles}
     assert alert.sample("sednaya_alert_events_waiting") == 0
     assert alert.sample("sednaya_dead_letters_total") == 0

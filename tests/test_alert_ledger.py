@@ -7,10 +7,10 @@ from pathlib import Path
 
 import feedparser
 
-from indexer.alerts import Alert, build_alert
-from indexer.atom import feed_path, render_atom
-from indexer.ledger import AlertLedger
-from indexer.watchlists import Watchlist
+from indexer.alerting.alerts import Alert, build_alert
+from indexer.alerting.atom import feed_path, render_atom
+from indexer.alerting.ledger import AlertLedger
+from indexer.alerting.watchlists import Watchlist
 from stream.bus import Record
 from tests.alert_fixtures import make_event
 from tests.store_fixtures import make_article

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from indexer.alert_stage import AlertStage
-from indexer.alerts import Alert, build_alert
-from indexer.ledger import AlertLedger, open_ledger
-from indexer.ledger_elastic import ElasticAlertLedger, claim_id
+from indexer.alerting.alert_stage import AlertStage
+from indexer.alerting.alerts import Alert, build_alert
+from indexer.alerting.ledger import AlertLedger, open_ledger
+from indexer.alerting.ledger_elastic import ElasticAlertLedger, claim_id
+from indexer.alerting.watchlists import Watchlist
 from indexer.store_elastic import ElasticStore
-from indexer.watchlists import Watchlist
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.bus import Record
-from stream.metrics import Metrics
 from stream.settings import Settings
 from tests.alert_fixtures import WebhookReceiver, make_event
 from tests.store_fixtures import NoidaServer, elastic_settings, make_article
@@ -143,7 +143,9 @@ def test_alert_stage_restarted_from_an_empty_directory_fires_nothing_twice(
 
     def stage(name: str) -> AlertStage:
         settings = dist_settings.replace(data_dir=tmp_path / name)
-        return AlertStage(settings, store, Metrics(CollectorRegistry()), digest_interval_s=None, wait_interval_s=None)
+        return AlertStage(
+            settings, store, PrometheusMetrics(CollectorRegistry()), digest_interval_s=None, wait_interval_s=None
+        )
 
     first = stage("alert-a")
     first.repository.add(Watchlist(name="prison", query="Sednaya prison", webhooks=(webhook.url,)))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.alert_stage import AlertStage
-from indexer.watchlists import SqliteWatchlistRepository, Watchlist
+from indexer.alerting.alert_stage import AlertStage
+from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor.pipeline import Pipeline
 from stream.article import Article
 from stream.embedding import SentenceTransformerEmbedder
@@ -42,8 +42,7 @@ def pipeline(
 
 
 def _alert_stage(p: Pipeline) -> AlertStage:
-    (stage,) = [w.handler for w in p.workers if isinstance(w.handler, AlertStage)]
-    return stage
+    return p.stage(AlertStage)
 
 
 def _run(p: Pipeline, articles: list[Article]) -> None:

@@ -21,19 +21,20 @@ import feedparser
 import pytest
 from prometheus_client import CollectorRegistry
 
-from indexer.alert_stage import AlertStage
-from indexer.atom import render_atom
-from indexer.ledger import AlertLedger
+from indexer.alerting.alert_stage import AlertStage
+from indexer.alerting.atom import render_atom
+from indexer.alerting.ledger import AlertLedger
+from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from indexer.store_embedded import EmbeddedStore
-from indexer.watchlists import SqliteWatchlistRepository, Watchlist
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.article import Article
 from stream.bus import Record
 from stream.bus_embedded import EmbeddedBus
-from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.story import StoryEvent
 from stream.worker import StageWorker
-from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, free_port, make_event
+from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, make_event
+from tests.ports import free_port
 from tests.store_fixtures import make_article
 
 SettingsFactory = Callable[..., Settings]
@@ -58,11 +59,11 @@ def store(data_dir: Path) -> Iterator[EmbeddedStore]:
 
 
 @pytest.fixture
-def metrics() -> Metrics:
-    return Metrics(CollectorRegistry())
+def metrics() -> PrometheusMetrics:
+    return PrometheusMetrics(CollectorRegistry())
 
 
-def _stage(settings: Settings, store: EmbeddedStore, metrics: Metrics) -> AlertStage:
+def _stage(settings: Settings, store: EmbeddedStore, metrics: PrometheusMetrics) -> AlertStage:
     return AlertStage(settings, store, metrics)
 
 
@@ -72,7 +73,7 @@ def _records(events: list[StoryEvent]) -> list[Record]:
     ]
 
 
-def _count(metrics: Metrics, channel: str, result: str) -> float:
+def _count(metrics: PrometheusMetrics, channel: str, result: str) -> float:
     return metrics.registry.get_sample_value("sednaya_alerts_total", {"channel": channel, "result": result}) or 0.0
 
 
@@ -95,7 +96,7 @@ def _sednaya_article(n: int, **kw: Any) -> Article:
 
 @pytest.mark.timeout(60)
 def test_new_story_with_five_syndicated_copies_alerts_once(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, webhook: WebhookReceiver
 ) -> None:
     settings = settings_factory(public_url="https://mon.example")
     first = _sednaya_article(0, story_role="first")
@@ -130,7 +131,7 @@ def test_new_story_with_five_syndicated_copies_alerts_once(
 
 @pytest.mark.timeout(60)
 def test_anniversary_retelling_joining_an_old_story_alerts_nobody(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, webhook: WebhookReceiver
 ) -> None:
     old = _sednaya_article(
         0, title="Amnesty report on Sednaya executions", published=datetime(2017, 2, 7, tzinfo=UTC), story_id="old"
@@ -159,7 +160,7 @@ def test_anniversary_retelling_joining_an_old_story_alerts_nobody(
 
 @pytest.mark.timeout(60)
 def test_two_new_stories_in_two_languages_alert_once_each(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, webhook: WebhookReceiver
 ) -> None:
     en = _sednaya_article(0, story_id="s-en")
     ar = make_article(
@@ -193,7 +194,7 @@ def test_two_new_stories_in_two_languages_alert_once_each(
 
 @pytest.mark.timeout(60)
 def test_language_and_source_filters_restrict_the_match(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, webhook: WebhookReceiver
 ) -> None:
     en = _sednaya_article(0, story_id="s-en", source="wire")
     _stored(store, en)
@@ -210,7 +211,7 @@ def test_language_and_source_filters_restrict_the_match(
 
 @pytest.mark.timeout(60)
 def test_backfill_never_fires_instant(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, webhook: WebhookReceiver
 ) -> None:
     article = _sednaya_article(0, backfill=True)
     _stored(store, article)
@@ -229,7 +230,7 @@ def test_backfill_never_fires_instant(
 def test_webhook_failing_twice_gets_one_delivery_and_a_hung_target_blocks_nothing(
     settings_factory: SettingsFactory,
     store: EmbeddedStore,
-    metrics: Metrics,
+    metrics: PrometheusMetrics,
     webhook: WebhookReceiver,
     slow_webhook: WebhookReceiver,
 ) -> None:
@@ -267,11 +268,11 @@ _CHILD = """
 import sys
 from pathlib import Path
 from prometheus_client import CollectorRegistry
-from indexer.alert_stage import AlertStage
+from indexer.alerting.alert_stage import AlertStage
 from indexer.store_embedded import EmbeddedStore
 from stream.bus import Record
 from stream.bus_embedded import EmbeddedBus
-from stream.metrics import Metrics
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.settings import load_settings
 
 data_dir, event_file = Path(sys.argv[1]), Path(sys.argv[2])
@@ -279,7 +280,7 @@ settings = load_settings(
     environ={}, overrides={"data_dir": data_dir, "webhook_attempts": 1, "alert_allow_private_targets": True}
 )
 store = EmbeddedStore(data_dir / "store.sqlite3")
-stage = AlertStage(settings, store, Metrics(CollectorRegistry()))
+stage = AlertStage(settings, store, PrometheusMetrics(CollectorRegistry()))
 stage.handle([Record(topic="stories.events.v1", key="k", value=event_file.read_bytes())])
 print("handled", flush=True)
 stage.wait_idle()
@@ -315,7 +316,7 @@ def test_restart_between_ledger_write_and_delivery_sends_once(
     assert webhook.delivered == []
     # restart: the new stage resumes the pending delivery, then the uncommitted event comes again
     settings = settings_factory()
-    metrics = Metrics(CollectorRegistry())
+    metrics = PrometheusMetrics(CollectorRegistry())
     stage = AlertStage(settings, store, metrics, repository=repo, ledger=ledger)
     assert stage.handle(_records([event])) == [None]
     assert stage.wait_idle(30)
@@ -331,7 +332,7 @@ def test_restart_between_ledger_write_and_delivery_sends_once(
 
 @pytest.mark.timeout(60)
 def test_digest_email_arrives_with_plain_and_html_parts(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, smtp_server: SmtpServer
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, smtp_server: SmtpServer
 ) -> None:
     settings = settings_factory(smtp_port=smtp_server.port, public_url="https://mon.example")
     first = _sednaya_article(0, story_id="s1")
@@ -380,7 +381,7 @@ def test_digest_email_arrives_with_plain_and_html_parts(
 
 
 def test_malformed_event_fails_naming_the_problem(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics
 ) -> None:
     stage = _stage(settings_factory(), store, metrics)
     (bad,) = stage.handle([Record(topic="t", key="k", value=b"not json")])
@@ -391,7 +392,7 @@ def test_malformed_event_fails_naming_the_problem(
 # --- 1. an event whose article is not indexed yet waits; nothing is dead-lettered for lag -------------
 
 
-def _worker(bus: EmbeddedBus, stage: AlertStage, metrics: Metrics) -> StageWorker:
+def _worker(bus: EmbeddedBus, stage: AlertStage, metrics: PrometheusMetrics) -> StageWorker:
     return StageWorker(bus, TOPIC, "alert", stage, metrics=metrics, max_attempts=3)
 
 
@@ -400,7 +401,7 @@ def test_event_waits_for_its_article_and_is_delivered_once_when_indexed(
     settings_factory: SettingsFactory,
     data_dir: Path,
     store: EmbeddedStore,
-    metrics: Metrics,
+    metrics: PrometheusMetrics,
     webhook: WebhookReceiver,
 ) -> None:
     """The index stage lags: the alert stage keeps the events (health red, saying why), commits, dead-letters
@@ -456,7 +457,7 @@ def test_dlq_replay_of_an_alert_dead_letter_waits_then_delivers(
     settings_factory: SettingsFactory,
     data_dir: Path,
     store: EmbeddedStore,
-    metrics: Metrics,
+    metrics: PrometheusMetrics,
     webhook: WebhookReceiver,
 ) -> None:
     """A dead letter of the alert stage (from an older version, or after ``alert_wait_max_s``) replayed
@@ -504,7 +505,7 @@ def test_dlq_replay_of_an_alert_dead_letter_waits_then_delivers(
 
 @pytest.mark.timeout(60)
 def test_articles_older_than_alert_max_age_go_to_the_digest_as_older_coverage(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, webhook: WebhookReceiver
 ) -> None:
     now = datetime.now(UTC)
     years_old = _sednaya_article(0, story_id="s-old", published=datetime(2019, 3, 1, tzinfo=UTC))
@@ -541,7 +542,7 @@ def test_articles_older_than_alert_max_age_go_to_the_digest_as_older_coverage(
 
 @pytest.mark.timeout(60)
 def test_story_starting_in_arabic_fires_a_lang_en_watchlist_when_english_coverage_joins(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, webhook: WebhookReceiver
 ) -> None:
     ar = make_article(
         url="https://arabic-news.example/2024/12/10/saydnaya",
@@ -588,7 +589,7 @@ def test_story_starting_in_arabic_fires_a_lang_en_watchlist_when_english_coverag
 
 @pytest.mark.timeout(60)
 def test_a_new_story_related_to_an_alerted_one_fires_no_second_alert(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, webhook: WebhookReceiver
 ) -> None:
     first = _sednaya_article(0, story_id="older")
     facet = _sednaya_article(1, story_id="facet", source="other-paper")
@@ -618,7 +619,7 @@ def test_after_a_merge_the_survivor_counts_as_alerted_across_restarts(
     settings_factory: SettingsFactory,
     data_dir: Path,
     store: EmbeddedStore,
-    metrics: Metrics,
+    metrics: PrometheusMetrics,
     webhook: WebhookReceiver,
 ) -> None:
     a1 = _sednaya_article(0, story_id="absorbed")
@@ -679,7 +680,7 @@ def test_after_a_merge_the_survivor_counts_as_alerted_across_restarts(
 
 @pytest.mark.timeout(60)
 def test_the_stage_sends_due_digests_on_its_own(
-    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: Metrics, webhook: WebhookReceiver
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, webhook: WebhookReceiver
 ) -> None:
     article = _sednaya_article(0, story_id="s1")
     _stored(store, article)

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from indexer.alert_stage import AlertStage
+from indexer.alerting.alert_stage import AlertStage
+from indexer.alerting.watchlists import Watchlist
 from indexer.store import SearchStore
-from indexer.watchlists import Watchlist
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.bus import Record
-from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.story import StoryEvent
 from tests.alert_fixtures import WebhookReceiver, allow_loopback, make_event
@@ -59,7 +59,7 @@ def test_same_alerts_on_both_stores(
     )
     store = contract_store
     assert store.write_articles([en, ar, monastery]) == []
-    stage = AlertStage(allow_loopback(settings_factory)(), store, Metrics(CollectorRegistry()))
+    stage = AlertStage(allow_loopback(settings_factory)(), store, PrometheusMetrics(CollectorRegistry()))
     for wl in (
         Watchlist(name="prison", query='"military prison" OR سجن', webhooks=(webhook.url,)),
         Watchlist(name="not-monastery", query="Sednaya NOT monastery", webhooks=(webhook.url,)),
@@ -108,7 +108,7 @@ def test_whole_story_matching_is_the_same_on_both_stores(
     )
     store = contract_store
     assert store.write_articles([ar, en]) == []
-    stage = AlertStage(allow_loopback(settings_factory)(), store, Metrics(CollectorRegistry()))
+    stage = AlertStage(allow_loopback(settings_factory)(), store, PrometheusMetrics(CollectorRegistry()))
     stage.repository.add(Watchlist(name="english", query="Sednaya prison", lang="en", webhooks=(webhook.url,)))
     events = [
         make_event("created", ar, story_id="s-multi"),

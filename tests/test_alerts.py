@@ -1,4 +1,4 @@
-"""Pure alert decisions and payloads (indexer/alerts.py) and the watchlist model."""
+"""Pure alert decisions and payloads (indexer/alerting/alerts.py) and the watchlist model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.alerts import (
+from indexer.alerting.alerts import (
     Alert,
     build_alert,
     decide,
@@ -21,8 +21,8 @@ from indexer.alerts import (
     story_link,
     webhook_body,
 )
+from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist, require
 from indexer.errors import WatchlistError
-from indexer.watchlists import SqliteWatchlistRepository, Watchlist, require
 from tests.alert_fixtures import make_event
 from tests.store_fixtures import make_article
 

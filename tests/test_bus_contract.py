@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.article import Article
 from stream.bus import (
     H_ATTEMPTS,
@@ -30,7 +31,6 @@ from stream.bus import (
     Record,
 )
 from stream.errors import BusError
-from stream.metrics import Metrics
 from stream.worker import StageWorker
 from tests.broker_fixtures import BusEnv, describe_group, unique_name
 
@@ -291,7 +291,7 @@ def test_poison_record_is_dead_lettered_with_headers_and_the_stage_goes_on(bus_e
         bus.publish(topic, key, key.encode(), {H_SCHEMA: "1"})
     bus.flush()
     handler = Recorder(fail_keys=["poison"])
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     worker = StageWorker(bus, topic, unique_name("stage"), handler, metrics=metrics, max_attempts=3, batch_size=4)
     run_worker(worker, len(ids), handler)
     worker.close()
@@ -325,7 +325,7 @@ def test_unknown_future_schema_is_dead_lettered_with_a_clear_reason(bus_env: Bus
     bus.publish(topic, "a-after", article_bytes("a-after"), {H_SCHEMA: "1"})
     bus.flush()
     handler = Recorder(decode=True)
-    worker = StageWorker(bus, topic, unique_name("schema"), handler, metrics=Metrics(), max_attempts=3)
+    worker = StageWorker(bus, topic, unique_name("schema"), handler, metrics=PrometheusMetrics(), max_attempts=3)
     run_worker(worker, 2, handler)
     worker.close()
     assert sorted(handler.seen) == ["a-after", "a-current"]

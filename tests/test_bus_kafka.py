@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import pytest
 
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.wiring import kafka_config
 from stream.bus import Record
 from stream.bus_kafka import KafkaBus, KafkaGroupConsumer
 from stream.errors import BusError
-from stream.metrics import Metrics
+from stream.settings import Settings
 from stream.worker import StageWorker
 from tests.broker_fixtures import Broker, describe_group, kafka_test_overrides, unique_name
 
@@ -25,9 +28,11 @@ def broker(request: pytest.FixtureRequest) -> Broker:
     return found
 
 
-def make_bus(broker: Broker, settings_factory: object, metrics: Metrics | None = None) -> KafkaBus:
+def make_bus(
+    broker: Broker, settings_factory: object, metrics: PrometheusMetrics | None = None
+) -> tuple[KafkaBus, Settings]:
     settings = settings_factory(**kafka_test_overrides(broker))  # type: ignore[operator]
-    return KafkaBus(settings, metrics=metrics)
+    return KafkaBus(kafka_config(settings), metrics=metrics), settings
 
 
 def committed_partitions(broker: Broker, group: str, topic: str) -> set[int]:
@@ -45,9 +50,9 @@ def committed_partitions(broker: Broker, group: str, topic: str) -> set[int]:
 def test_topics_and_dead_letter_twins_are_created_with_the_configured_partitions(
     broker: Broker, settings_factory: object
 ) -> None:
-    bus = make_bus(broker, settings_factory)
+    bus, settings = make_bus(broker, settings_factory)
     try:
-        s = bus.settings
+        s = settings
         assert bus.partitions(s.topic_raw) == 0
         bus.ensure_topics(s.topics)
         bus.ensure_topics(s.topics)  # idempotent
@@ -61,9 +66,9 @@ def test_topics_and_dead_letter_twins_are_created_with_the_configured_partitions
 def test_a_refused_record_surfaces_in_flush_is_counted_and_the_rest_is_delivered(
     broker: Broker, settings_factory: object
 ) -> None:
-    metrics = Metrics()
-    bus = make_bus(broker, settings_factory, metrics)
-    topic = bus.settings.topic_raw
+    metrics = PrometheusMetrics()
+    bus, settings = make_bus(broker, settings_factory, metrics)
+    topic = settings.topic_raw
     try:
         bus.ensure_topics([topic])
         bus.publish(topic, "fine-1", b"ok")
@@ -92,15 +97,15 @@ def test_a_refused_record_surfaces_in_flush_is_counted_and_the_rest_is_delivered
 
 
 def test_worker_exports_consumer_lag_per_partition(broker: Broker, settings_factory: object) -> None:
-    bus = make_bus(broker, settings_factory)
-    topic = bus.settings.topic_raw
+    bus, settings = make_bus(broker, settings_factory)
+    topic = settings.topic_raw
     group = unique_name("lag")
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
 
     class Slow:
         name = "lagcheck"
 
-        def handle(self, records: list[Record]) -> list[BaseException | None]:
+        def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
             return [None] * len(records)
 
     try:
@@ -140,8 +145,8 @@ def test_worker_exports_consumer_lag_per_partition(broker: Broker, settings_fact
 @pytest.mark.isolated
 def test_rebalance_never_hands_a_committed_record_to_the_new_owner(broker: Broker, settings_factory: object) -> None:
     """A holds uncommitted records when B joins: A's next commit covers only partitions A kept."""
-    bus = make_bus(broker, settings_factory)
-    topic = bus.settings.topic_raw
+    bus, settings = make_bus(broker, settings_factory)
+    topic = settings.topic_raw
     group = unique_name("rebalance")
     try:
         bus.ensure_topics([topic])

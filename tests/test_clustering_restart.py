@@ -3,9 +3,9 @@ original that arrived out of publication order (the 2017 briefing after a 2024 a
 
 from pathlib import Path
 
-from stream.embed_stage import EmbedStage
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from stream.assign_stage import AssignStage
 from stream.embedding import Embedder
-from stream.metrics import Metrics
 from stream.settings import load_settings
 from tests.distributed_fixtures import fixture_articles
 
@@ -13,8 +13,10 @@ from tests.distributed_fixtures import fixture_articles
 def test_restart_keeps_out_of_order_originals_for_near_duplicates(tmp_path: Path, embedder: Embedder) -> None:
     articles = fixture_articles()
 
-    def stage(data_dir: Path) -> EmbedStage:
-        return EmbedStage(load_settings(environ={}, overrides={"data_dir": data_dir}), Metrics(), embedder=embedder)
+    def stage(data_dir: Path) -> AssignStage:
+        return AssignStage(
+            load_settings(environ={}, overrides={"data_dir": data_dir}), PrometheusMetrics(), embedder=embedder
+        )
 
     reference = stage(tmp_path / "ref")
     expected = {a.id: (a.story_role, a.duplicate_of) for a in reference.process(articles)[0]}

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crawlers import gdelt, google_news
+from crawlers import gdelt_api, google_news
 from crawlers.errors import ExtractionError, FeedError
 from crawlers.extraction import date_from_url, extract, parse_date
 from crawlers.relevance import RelevanceFilter
@@ -51,7 +51,7 @@ def test_parse_sitemap_raises_only_feed_error(body: bytes) -> None:
 @given(st.integers(min_value=100, max_value=599), st.binary(max_size=400))
 def test_parse_artlist_raises_only_feed_error(status: int, body: bytes) -> None:
     try:
-        articles, _ = gdelt.parse_artlist("https://api.test/doc", status, body)
+        articles, _ = gdelt_api.parse_artlist("https://api.test/doc", status, body)
     except FeedError as exc:
         assert exc.outcome in {"degraded", "malformed_json"}
     else:

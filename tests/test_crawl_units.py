@@ -7,14 +7,14 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from scrapy.exceptions import IgnoreRequest
 from twisted.python.failure import Failure
 
-from crawlers import gdelt, google_news
-from crawlers.context import CrawlContext
+from crawlers import gdelt_api, google_news
+from crawlers.crawl_context import CrawlContext
 from crawlers.errors import FeedError, RegistryError
 from crawlers.fetch_outcome import outcome_for_failure, outcome_for_status
 from crawlers.items import ArticleItem
@@ -31,12 +31,12 @@ from crawlers.registry import (
 from crawlers.seen import SeenStore
 from crawlers.spiders.feeds import FeedSpider
 from crawlers.spiders.sitemaps import gunzip, parse_sitemap
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.article import Article, Relevance, now_utc
 from stream.bus import H_ENTERED_AT, H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.canonical_url import id_for_url
 from stream.errors import BusError
-from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.topic import load_topic
 
@@ -139,29 +139,29 @@ def test_attribution_by_host_and_port() -> None:
 
 
 def test_gdelt_query_and_url() -> None:
-    assert gdelt.build_query(["Sednaya", "Saydnaya", "Sednaya"]) == '("Sednaya" OR "Saydnaya")'
+    assert gdelt_api.build_query(["Sednaya", "Saydnaya", "Sednaya"]) == '("Sednaya" OR "Saydnaya")'
     start = datetime(2024, 12, 8, tzinfo=UTC)
-    url = gdelt.build_url("https://api.test/doc", '"Sednaya"', start, start + timedelta(hours=1))
+    url = gdelt_api.build_url("https://api.test/doc", '"Sednaya"', start, start + timedelta(hours=1))
     assert "mode=ArtList" in url and "maxrecords=250" in url
     assert "startdatetime=20241208000000" in url and "enddatetime=20241208010000" in url
 
 
 def test_gdelt_split_stops_at_fifteen_minutes() -> None:
     start = datetime(2024, 12, 8, tzinfo=UTC)
-    halves = gdelt.split(start, start + timedelta(hours=1))
+    halves = gdelt_api.split(start, start + timedelta(hours=1))
     assert halves == [
         (start, start + timedelta(minutes=30)),
         (start + timedelta(minutes=30), start + timedelta(hours=1)),
     ]
-    assert gdelt.split(start, start + gdelt.MIN_SLICE) is None
+    assert gdelt_api.split(start, start + gdelt_api.MIN_SLICE) is None
 
 
 def test_gdelt_repairs_what_it_can_and_says_degraded_never_zero() -> None:
-    repaired, was = gdelt.parse_artlist(
+    repaired, was = gdelt_api.parse_artlist(
         "u", 200, b'{"articles": [{"url": "http://a.test/1", "title": "it\\\'s\tok", "seendate": "20241208T100000Z"},]}'
     )
     assert was and repaired[0].url == "http://a.test/1" and repaired[0].seen == datetime(2024, 12, 8, 10, tzinfo=UTC)
-    assert gdelt.parse_artlist("u", 200, b"{}") == ([], False)  # GDELT's real "no match"
+    assert gdelt_api.parse_artlist("u", 200, b"{}") == ([], False)  # GDELT's real "no match"
     for status, body, outcome in [
         (429, b"", "degraded"),
         (200, b"Please limit requests to one every 5 seconds", "degraded"),
@@ -169,7 +169,7 @@ def test_gdelt_repairs_what_it_can_and_says_degraded_never_zero() -> None:
         (200, b'{"articles": [{"url": "http://a', "malformed_json"),
     ]:
         with pytest.raises(FeedError) as info:
-            gdelt.parse_artlist("https://api.test/doc?q", status, body)
+            gdelt_api.parse_artlist("https://api.test/doc?q", status, body)
         assert info.value.outcome == outcome and "https://api.test/doc?q" in str(info.value)
 
 
@@ -295,7 +295,7 @@ def _spider(settings: Settings, bus: EmbeddedBus, registry: Path) -> FeedSpider:
         'feeds = ["http://a.test/feed.rss"]\n',
         encoding="utf-8",
     )
-    context = CrawlContext(settings.replace(sources_file=registry), bus, Metrics())
+    context = CrawlContext(settings.replace(sources_file=registry), bus, PrometheusMetrics())
     return FeedSpider(context=context)
 
 
@@ -331,7 +331,7 @@ def test_pipeline_dead_letters_what_the_bus_refuses(settings: Settings, tmp_path
     assert Article.from_dict(letter["payload"]) == article  # replayable with `ingest`
     assert spider.context.summary.articles == {"dead_lettered": 1}
     assert not spider.context.seen.is_seen(article.canonical_url), "a dead-lettered article is retried next run"
-    value = spider.context.metrics.registry.get_sample_value(
+    value = cast(PrometheusMetrics, spider.context.metrics).registry.get_sample_value(
         "sednaya_articles_total", {"stage": "crawl", "status": "dead_lettered"}
     )
     assert value == 1.0
@@ -346,7 +346,7 @@ def test_pipeline_dead_letters_what_the_bus_refuses(settings: Settings, tmp_path
 
 
 def test_scrapy_settings_carry_politeness_and_the_cache_toggle(settings_factory: Any) -> None:
-    from crawlers.settings import scrapy_settings
+    from crawlers.scrapy_settings import scrapy_settings
 
     settings = settings_factory(user_agent="SednayaMonitor/9", contact_url="https://example.org/contact")
     conf = scrapy_settings(settings)
@@ -367,7 +367,7 @@ def test_fetch_outcomes_and_extraction_reasons_are_counted(settings: Settings, t
     context.fetch("test", "ok", "https://a.test/feed")
     context.fetch("test", "http_403", "https://a.test/x")
     context.extraction("too_short")
-    registry = context.metrics.registry
+    registry = cast(PrometheusMetrics, context.metrics).registry
     assert registry.get_sample_value("sednaya_source_fetches_total", {"source": "test", "outcome": "ok"}) == 1.0
     assert registry.get_sample_value("sednaya_source_fetches_total", {"source": "test", "outcome": "http_403"}) == 1.0
     assert registry.get_sample_value("sednaya_extraction_total", {"reason": "too_short"}) == 1.0

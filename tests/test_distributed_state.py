@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.article import Article
-from stream.embed_stage import EmbedStage
+from stream.assign_stage import AssignStage
 from stream.embedding import Embedder
-from stream.metrics import Metrics
-from stream.vector_stage import H_ARTICLE_ID
+from stream.embedding_stage import H_ARTICLE_ID
 from tests.distributed_fixtures import (
     Deployment,
     ElasticServer,
@@ -55,7 +55,8 @@ def uninterrupted(deployment: Deployment, embedder: Embedder, tmp_path: Path) ->
         if record.headers.get(H_ARTICLE_ID, article.id) not in seen:
             seen.add(article.id)
             ordered.append(article)
-    stage = EmbedStage(deployment.settings.replace(data_dir=tmp_path / "reference"), Metrics(), embedder=embedder)
+    reference_settings = deployment.settings.replace(data_dir=tmp_path / "reference")
+    stage = AssignStage(reference_settings, PrometheusMetrics(), embedder=embedder)
     try:
         enriched, _events = stage.process(ordered)
     finally:

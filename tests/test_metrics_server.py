@@ -18,8 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sednaya_monitor.metrics_server import PUSH_JOB, Health, MetricsServer, push_final, serve_metrics, serving_run
-from stream.metrics import Metrics, set_build_info
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
 from stream.settings import Settings
+from tests.ports import free_port
 
 PROMTOOL = shutil.which("promtool")
 PUSHGATEWAY = shutil.which("prometheus-pushgateway")
@@ -34,9 +35,9 @@ def _get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def _filled_metrics() -> Metrics:
+def _filled_metrics() -> PrometheusMetrics:
     """Every metric with at least one sample, as a running pipeline would leave them."""
-    m = Metrics()
+    m = PrometheusMetrics()
     set_build_info(m, version="0.1.0", model="all-MiniLM-L6-v2")
     m.articles.labels(stage="embed", status="embedded").inc(3)
     m.stage_seconds.labels(stage="embed").observe(0.02)
@@ -102,11 +103,11 @@ def test_red_needs_a_reason() -> None:
 @pytest.mark.timeout(30)
 def test_bind_error_names_the_address(server: MetricsServer) -> None:
     with pytest.raises(OSError, match=rf"cannot bind 127\.0\.0\.1:{server.port}"):
-        MetricsServer(Metrics(), port=server.port).start()
+        MetricsServer(PrometheusMetrics(), port=server.port).start()
 
 
 def test_serve_metrics_is_off_on_port_zero() -> None:
-    assert serve_metrics(Settings(metrics_port=0), Metrics()) is None
+    assert serve_metrics(Settings(metrics_port=0), PrometheusMetrics()) is None
 
 
 @pytest.mark.timeout(30)
@@ -114,7 +115,7 @@ def test_serve_metrics_binds_the_configured_port() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    srv = serve_metrics(Settings(metrics_port=port, metrics_host="127.0.0.1"), Metrics())
+    srv = serve_metrics(Settings(metrics_port=port, metrics_host="127.0.0.1"), PrometheusMetrics())
     assert srv is not None
     try:
         assert srv.port == port
@@ -181,18 +182,13 @@ def test_push_final_unreachable_gateway_warns_and_returns_false(caplog: pytest.L
     assert any(r.getMessage() == "pushgateway push failed" for r in caplog.records)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 @pytest.fixture
 def pushgateway(tmp_path: Path) -> Iterator[str]:
     """Debian's Pushgateway on a free loopback port; yields ``host:port``."""
     if PUSHGATEWAY is None:
         pytest.skip("prometheus-pushgateway (Debian package) is installed by scripts/setup.sh")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "pushgateway.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -233,9 +229,9 @@ def test_push_final_reaches_a_real_pushgateway(pushgateway: str) -> None:
 
 @pytest.mark.timeout(60)
 def test_serving_run_serves_while_running_and_pushes_at_the_end_even_on_failure(pushgateway: str) -> None:
-    port = _free_port()
+    port = free_port()
     settings = Settings(metrics_port=port, pushgateway=pushgateway)
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     with pytest.raises(RuntimeError, match="store went away"), serving_run(settings, metrics) as server:
         assert server is not None and server.port == port
         metrics.articles.labels(stage="index", status="indexed").inc(2)
@@ -252,7 +248,7 @@ def test_serving_run_serves_while_running_and_pushes_at_the_end_even_on_failure(
 
 
 def test_serving_run_with_metrics_off_yields_none() -> None:
-    with serving_run(Settings(), Metrics()) as server:
+    with serving_run(Settings(), PrometheusMetrics()) as server:
         assert server is None
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream.embed_stage import EmbedStage
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from stream.assign_stage import AssignStage
 from stream.embedding_use import UniversalSentenceEncoder
-from stream.metrics import Metrics
 from stream.settings import Settings
 from tests import multilingual_corpus as corpus
 
@@ -38,13 +38,13 @@ def apart_then_merged(settings_factory: Callable[..., Settings], data_dir: Path,
 
 
 @pytest.fixture
-def stage(settings: Settings, embedder: UniversalSentenceEncoder) -> Iterator[EmbedStage]:
-    made = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+def stage(settings: Settings, embedder: UniversalSentenceEncoder) -> Iterator[AssignStage]:
+    made = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     yield made
     made.close()
 
 
-def test_one_event_in_six_languages_is_one_story_created_once(stage: EmbedStage) -> None:
+def test_one_event_in_six_languages_is_one_story_created_once(stage: AssignStage) -> None:
     out, events = stage.process([corpus.cells(lang) for lang in LANGS])
     assert len({a.story_id for a in out}) == 1, [(a.lang, a.story_id) for a in out]
     assert [a.story_role for a in out] == ["first"] + ["follow_up"] * (len(LANGS) - 1)
@@ -52,7 +52,7 @@ def test_one_event_in_six_languages_is_one_story_created_once(stage: EmbedStage)
     assert set(events[-1].story.languages) == set(LANGS)
 
 
-def test_two_events_of_one_week_at_one_place_are_two_stories(stage: EmbedStage) -> None:
+def test_two_events_of_one_week_at_one_place_are_two_stories(stage: AssignStage) -> None:
     out, events = stage.process([*(corpus.cells(lang) for lang in LANGS), corpus.files("en"), corpus.files("fr")])
     cells, files = out[: len(LANGS)], out[len(LANGS) :]
     assert len({a.story_id for a in cells}) == 1
@@ -61,13 +61,13 @@ def test_two_events_of_one_week_at_one_place_are_two_stories(stage: EmbedStage) 
     assert [e.kind for e in events].count("created") == 2
 
 
-def test_two_texts_sharing_only_the_prisons_name_and_assad_are_not_linked(stage: EmbedStage) -> None:
+def test_two_texts_sharing_only_the_prisons_name_and_assad_are_not_linked(stage: AssignStage) -> None:
     out, _ = stage.process([corpus.exhibition(), corpus.sanctions_debate()])
     assert out[0].story_id != out[1].story_id
     assert [a.story_role for a in out] == ["first", "first"]
 
 
-def test_the_topic_names_are_no_evidence_and_shared_anchors_weigh_by_rarity(stage: EmbedStage) -> None:
+def test_the_topic_names_are_no_evidence_and_shared_anchors_weigh_by_rarity(stage: AssignStage) -> None:
     text = "Sednaya Saydnaya صيدنايا prison, 9 December 2024, 1,200 detainees"
     anchors = stage.anchors.extract(text) - stage.topic_names
     assert not {a for a in anchors if a.startswith("name:s")}, anchors  # no name variant of the topic
@@ -79,14 +79,14 @@ def test_the_topic_names_are_no_evidence_and_shared_anchors_weigh_by_rarity(stag
     assert stage.state.rarity("ent:bashar-al-assad") < 0.2 < 0.7 < stage.state.rarity("num:1200")
 
 
-def test_an_undated_article_joins_by_content_and_keeps_the_dated_range(stage: EmbedStage) -> None:
+def test_an_undated_article_joins_by_content_and_keeps_the_dated_range(stage: AssignStage) -> None:
     dated, _ = stage.process([corpus.cells("en"), corpus.cells("fr")])
     # discovered two years later, no publication date: matched by content, not by its discovery time
     late = datetime(2026, 12, 6, tzinfo=UTC)
     undated = corpus.cells("ar", dated=False).replace(discovered_at=late, fetched_at=late)
     out, events = stage.process([undated])
     assert out[0].story_id == dated[0].story_id and out[0].story_role == "follow_up"
-    record = stage.state.get(dated[0].story_id)
+    record = stage.state.get(dated[0].story_id)  # type: ignore[arg-type]
     assert record is not None and record.dated_last == corpus.cells("en").published
     assert events[0].kind == "updated"
 
@@ -94,9 +94,9 @@ def test_an_undated_article_joins_by_content_and_keeps_the_dated_range(stage: Em
 def test_a_dated_article_of_another_week_does_not_join_an_active_story(
     settings_factory: Callable[..., Settings], embedder: UniversalSentenceEncoder, tmp_path: Path
 ) -> None:
-    stage = EmbedStage(
+    stage = AssignStage(
         settings_factory(date_gate_days=2.0, cluster_window_days=30, data_dir=tmp_path / "gate"),
-        Metrics(CollectorRegistry()),
+        PrometheusMetrics(CollectorRegistry()),
         embedder=embedder,
     )
     try:
@@ -111,7 +111,7 @@ def test_a_merge_moves_the_absorbed_articles_to_the_survivor(
     settings_factory: Callable[..., Settings], embedder: UniversalSentenceEncoder, tmp_path: Path
 ) -> None:
     settings = apart_then_merged(settings_factory, tmp_path / "merge", merge_every=1000)
-    stage = EmbedStage(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         out, _ = stage.process([corpus.cells("en"), corpus.cells("fr"), corpus.cells("de")])
         assert len({a.story_id for a in out}) == 3
@@ -119,7 +119,7 @@ def test_a_merge_moves_the_absorbed_articles_to_the_survivor(
         assert [e.kind for e in events] == ["merged"]
         survivor = events[0].story.id
         ids = {a.story_id for a in out}
-        assert survivor == min(ids)  # one publication time: the tie goes to the lower story id
+        assert survivor == min(ids)  # type: ignore[type-var]  # one publication time: the tie goes to the lower story id
         assert set(events[0].merged_ids) == ids - {survivor}
         for article in out:  # a re-delivered article answers with the survivor
             decision = stage.state.decision(article.id)
@@ -136,7 +136,7 @@ def test_a_merge_reaches_the_search_store(
     from sednaya_monitor.pipeline import Pipeline
 
     settings = apart_then_merged(settings_factory, tmp_path / "pipe", merge_every=3)
-    pipeline = Pipeline(settings, Metrics(CollectorRegistry()), embedder=embedder)
+    pipeline = Pipeline(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         articles = [corpus.cells("en"), corpus.cells("fr"), corpus.cells("de")]
         pipeline.publish(articles)
@@ -144,7 +144,7 @@ def test_a_merge_reaches_the_search_store(
         stored = [pipeline.store.get_article(a.id) for a in articles]
         story_ids = {a.story_id for a in stored if a is not None}
         assert len(story_ids) == 1, story_ids  # every article moved to the survivor in the store
-        survivor = pipeline.store.get_story(story_ids.pop())
+        survivor = pipeline.store.get_story(story_ids.pop())  # type: ignore[arg-type]
         assert survivor is not None and survivor.merged_into is None
     finally:
         pipeline.close()

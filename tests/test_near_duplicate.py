@@ -19,7 +19,7 @@ from stream.near_duplicate import (
 from tests.story_corpus import crematorium_copies, crematorium_original, syrian_denial, unrelated_regatta
 
 
-def _sig(title: str, text: str):  # type: ignore[no-untyped-def]
+def _sig(title: str, text: str):
     return signature(duplicate_text(title, text))
 
 

@@ -21,11 +21,13 @@ from click.testing import CliRunner
 from indexer.index_stage import IndexStage
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.cli import _register, cli
-from sednaya_monitor.pipeline import GROUP_INDEX, publish_article
+from sednaya_monitor.pipeline import publish_article
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.topology import GROUP_INDEX
+from sednaya_monitor.wiring import kafka_config
 from stream.bus import H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.errors import SednayaError
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.worker import StageWorker
 from tests.broker_fixtures import Broker, kafka_test_overrides
@@ -46,7 +48,8 @@ def _publish_clustered(bus: EmbeddedBus, settings: Settings, articles: list) -> 
 
 
 def _index(bus: EmbeddedBus, store: EmbeddedStore, settings: Settings) -> int:
-    worker = StageWorker(bus, settings.topic_clustered, GROUP_INDEX, IndexStage(store, Metrics()), metrics=Metrics())
+    stage = IndexStage(store, PrometheusMetrics())
+    worker = StageWorker(bus, settings.topic_clustered, GROUP_INDEX, stage, metrics=PrometheusMetrics())
     total = 0
     while taken := worker.run_once(0.0):
         total += taken
@@ -172,10 +175,10 @@ def test_lag_from_the_broker_grows_while_the_group_is_dead(tansu_broker: Broker,
     from stream.bus_kafka import KafkaBus
 
     settings = load_settings(environ={}, overrides={**kafka_test_overrides(tansu_broker), "data_dir": data_dir})
-    bus = KafkaBus(settings)
+    bus = KafkaBus(kafka_config(settings))
     bus.ensure_topics(settings.topics)
-    metrics = Metrics()
-    exporter = LagExporter(settings, metrics, lambda: KafkaBus(settings))
+    metrics = PrometheusMetrics()
+    exporter = LagExporter(settings, metrics, lambda: KafkaBus(kafka_config(settings)))
     try:
         for article in _clustered(6):
             bus.publish(settings.topic_clustered, article.id, article.to_bytes())
@@ -324,8 +327,8 @@ def test_an_alert_waiting_for_a_lost_article_is_delivered_once_it_is_redriven(
     """The issue's repair: the store lost an article the alert stage needs; the alert stage waits for it
     (nothing dead-lettered for lag, issue 17), ``redrive --missing`` writes it again, and the waiting
     event is delivered once."""
-    from indexer.alert_stage import AlertStage
-    from sednaya_monitor.pipeline import GROUP_ALERT
+    from indexer.alerting.alert_stage import AlertStage
+    from sednaya_monitor.topology import GROUP_ALERT
     from tests.alert_fixtures import make_event
 
     bus, store = embedded_pipeline
@@ -339,7 +342,7 @@ def test_an_alert_waiting_for_a_lost_article_is_delivered_once_it_is_redriven(
     event = make_event("created", lost, story_id="s-lost")
     bus.publish(settings.topic_story_events, event.story.id, event.to_bytes(), {H_SCHEMA: "1"})
     bus.flush()
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     alert = AlertStage(settings.replace(alert_max_age_s=10 * 365 * 86400.0), store, metrics, bus=bus)
     worker = StageWorker(bus, settings.topic_story_events, GROUP_ALERT, alert, metrics=metrics, max_attempts=1)
     try:
@@ -397,7 +400,7 @@ def test_offsets_reset_on_tansu(own_tansu: Broker, data_dir: Path, tmp_path: Pat
     overrides = kafka_test_overrides(tansu_broker)
     settings = load_settings(environ={}, overrides={**overrides, "data_dir": data_dir})
     base = ["--data-dir", str(data_dir), "--config", str(_config(tmp_path / "ops.toml", overrides))]
-    bus = KafkaBus(settings)
+    bus = KafkaBus(kafka_config(settings))
     bus.ensure_topics(settings.topics)
 
     def publish(n: int) -> None:

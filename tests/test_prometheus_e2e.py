@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -35,13 +34,14 @@ from typing import Any
 import pytest
 from prometheus_client import Metric
 
-from indexer.watchlists import SqliteWatchlistRepository, Watchlist
+from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor import __version__
 from sednaya_monitor.metrics_server import MetricsServer
-from stream.metrics import Metrics, set_build_info
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
 from stream.settings import Settings, load_settings
 from tests.alert_fixtures import WebhookReceiver, _handler_for
 from tests.crawl_fixtures import FixtureWeb
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "rules"
@@ -58,11 +58,6 @@ pytestmark = [
     pytest.mark.skipif(PROMETHEUS is None, reason="prometheus (Debian package) is installed by scripts/setup.sh"),
 ]
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -101,7 +96,7 @@ class PrometheusServer:
 
 def _start_prometheus(tmp: Path, targets: dict[str, int]) -> tuple[subprocess.Popen[bytes], PrometheusServer]:
     assert PROMETHEUS is not None
-    port = _free_port()
+    port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(p) for p in sorted(RULES.glob("*.yml"))],
@@ -149,11 +144,11 @@ import json, sys
 from crawlers.run import crawl
 from sednaya_monitor import __version__, wiring
 from sednaya_monitor.metrics_server import MetricsServer
-from stream.metrics import Metrics, set_build_info
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
 from stream.settings import load_settings
 
 settings = load_settings()
-metrics = Metrics()
+metrics = PrometheusMetrics()
 set_build_info(metrics, version=__version__, model=settings.model_name, stage="crawl")
 server = MetricsServer(metrics).start()
 print(server.port, flush=True)
@@ -178,7 +173,7 @@ def _read_line(proc: subprocess.Popen[str], what: str, log: Path) -> str:
     return line.strip()
 
 
-def _samples(metrics: Metrics) -> Iterator[tuple[str, dict[str, str], float]]:
+def _samples(metrics: PrometheusMetrics) -> Iterator[tuple[str, dict[str, str], float]]:
     """Every sample of the registry Prometheus should hold, without client-side ``_created`` stamps."""
     family: Metric
     for family in metrics.registry.collect():
@@ -197,8 +192,8 @@ def _selector(name: str, labels: dict[str, str], job: str) -> str:
 @dataclass
 class Scraped:
     prometheus: PrometheusServer
-    run_metrics: Metrics
-    crawl_summary: dict[str, Any]  # crawlers.context.CrawlSummary.to_dict() of the crawl process
+    run_metrics: PrometheusMetrics
+    crawl_summary: dict[str, Any]  # crawlers.crawl_context.CrawlSummary.to_dict() of the crawl process
     stories_in_store: int
     webhook_sent: int
     exposition: bytes  # /metrics of the pipeline process after the run
@@ -238,7 +233,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, fixture_web: FixtureWeb) -
             stderr=log,
             text=True,
         )
-    run_metrics = Metrics()
+    run_metrics = PrometheusMetrics()
     set_build_info(run_metrics, version=__version__, model=settings.model_name)
     run_server = MetricsServer(run_metrics).start()
     pipeline = None
@@ -250,7 +245,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, fixture_web: FixtureWeb) -
         repo = SqliteWatchlistRepository.in_data_dir(data_dir)
         repo.add(Watchlist(name="sednaya", query="Sednaya", webhooks=(receiver.url,)))
         # a second watchlist whose receiver is gone: every delivery fails after its retries
-        repo.add(Watchlist(name="sednaya-gone", query="Sednaya", webhooks=(f"http://127.0.0.1:{_free_port()}/gone",)))
+        repo.add(Watchlist(name="sednaya-gone", query="Sednaya", webhooks=(f"http://127.0.0.1:{free_port()}/gone",)))
         repo.close()
         pipeline = Pipeline(settings, run_metrics)
         # one record no stage can read: the embed stage must dead-letter it

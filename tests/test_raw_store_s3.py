@@ -16,10 +16,10 @@ from crawlers.errors import RawStoreError
 from crawlers.raw_store import RawStore
 from crawlers.raw_store_s3 import S3RawStore, parse_raw_url
 from indexer.store_embedded import EmbeddedStore
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.web import serve_in_thread
 from sednaya_monitor.wiring import make_raw_store
 from stream.errors import SettingsError, UnavailableError
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from tests.s3_fixtures import S3Server
 from tests.store_fixtures import make_article
@@ -67,7 +67,7 @@ def test_bad_settings_and_unreachable_storage_name_the_input(tmp_path: Path) -> 
     with pytest.raises(RawStoreError, match="s3://bucket"):
         parse_raw_url("s3:///no-bucket")
     assert parse_raw_url("s3://b/some/prefix/") == ("b", "some/prefix/")
-    from tests.broker_fixtures import free_port
+    from tests.ports import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     settings = load_settings(
@@ -89,7 +89,7 @@ def empty_serve(s3_settings: Settings, tmp_path: Path) -> Iterator[tuple[str, st
     store = EmbeddedStore(tmp_path / "serve-store" / "store.sqlite3")  # the shared search store
     store.ensure_ready()
     assert store.write_articles([article]) == []
-    with serve_in_thread(serve_settings, store, Metrics(), port=0) as running:
+    with serve_in_thread(serve_settings, store, PrometheusMetrics(), port=0) as running:
         yield running.url, article.content_sha256
     store.close()
     assert not (serve_settings.data_dir / "raw").exists()

@@ -14,8 +14,8 @@ from click.testing import CliRunner, Result
 
 from sednaya_monitor import wiring
 from sednaya_monitor.cli import _register, cli
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.web import RunningServer, serve_in_thread
-from stream.metrics import Metrics
 from stream.settings import load_settings
 from tests.store_fixtures import make_article
 
@@ -92,7 +92,7 @@ def test_a_watchlist_query_expands_the_same_way(loaded_dir: Path) -> None:
 def named_server(loaded_dir: Path) -> Iterator[RunningServer]:
     settings = load_settings(environ={}, overrides={"data_dir": loaded_dir})
     store = wiring.make_store(settings)
-    with serve_in_thread(settings, store, Metrics(), port=0) as running:
+    with serve_in_thread(settings, store, PrometheusMetrics(), port=0) as running:
         yield running
     store.close()
 

@@ -26,10 +26,12 @@ from pathlib import Path
 import pytest
 
 from indexer.store_elastic import ElasticStore, es_client_options
+from sednaya_monitor.wiring import kafka_config
 from stream.bus_kafka import KafkaBus, kafka_security_options
 from stream.errors import SettingsError
 from stream.settings import Settings, load_settings
-from tests.broker_fixtures import Broker, free_port, kafka_test_overrides, tansu_binary
+from tests.broker_fixtures import Broker, kafka_test_overrides, tansu_binary
+from tests.ports import free_port
 from tests.store_fixtures import NoidaServer, make_article
 from tests.tls_proxy import Certificates, TlsProxy, make_certificates
 
@@ -47,16 +49,20 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
 
 
 def test_kafka_options_per_security_protocol(tmp_path: Path) -> None:
-    assert kafka_security_options(_settings(tmp_path)) == {"security_protocol": "PLAINTEXT"}
-    ssl = kafka_security_options(_settings(tmp_path, kafka_security_protocol="SSL", kafka_ssl_cafile="/ca.pem"))
+    assert kafka_security_options(kafka_config(_settings(tmp_path))) == {"security_protocol": "PLAINTEXT"}
+    ssl = kafka_security_options(
+        kafka_config(_settings(tmp_path, kafka_security_protocol="SSL", kafka_ssl_cafile="/ca.pem"))
+    )
     assert ssl == {"security_protocol": "SSL", "ssl_check_hostname": True, "ssl_cafile": "/ca.pem"}
     scram = kafka_security_options(
-        _settings(
-            tmp_path,
-            kafka_security_protocol="SASL_SSL",
-            kafka_sasl_mechanism="SCRAM-SHA-512",
-            kafka_sasl_username="sednaya",
-            kafka_sasl_password="s3cret",
+        kafka_config(
+            _settings(
+                tmp_path,
+                kafka_security_protocol="SASL_SSL",
+                kafka_sasl_mechanism="SCRAM-SHA-512",
+                kafka_sasl_username="sednaya",
+                kafka_sasl_password="s3cret",
+            )
         )
     )
     assert scram == {
@@ -67,7 +73,11 @@ def test_kafka_options_per_security_protocol(tmp_path: Path) -> None:
         "sasl_plain_password": "s3cret",
     }
     plain = kafka_security_options(
-        _settings(tmp_path, kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u", kafka_sasl_password="p")
+        kafka_config(
+            _settings(
+                tmp_path, kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u", kafka_sasl_password="p"
+            )
+        )
     )
     assert plain["sasl_mechanism"] == "PLAIN" and "ssl_cafile" not in plain
     # kafka-python accepts every option the adapter builds (an unknown key raises at construction)
@@ -226,7 +236,7 @@ def test_bus_over_tls_with_the_ca_bundle(
         kafka_ssl_cafile=str(certs.ca),
         kafka_partitions=1,
     )
-    bus = KafkaBus(settings)
+    bus = KafkaBus(kafka_config(settings))
     try:
         bus.ensure_topics([settings.topic_raw])
         bus.publish(settings.topic_raw, "k1", b"over tls")
@@ -239,7 +249,7 @@ def test_bus_over_tls_with_the_ca_bundle(
         bus.close()
     assert any(proxy.received), "no connection went through the TLS proxy"
 
-    untrusted = KafkaBus(settings.replace(kafka_ssl_cafile="", kafka_client_id="untrusted"))
+    untrusted = KafkaBus(kafka_config(settings.replace(kafka_ssl_cafile="", kafka_client_id="untrusted")))
     failures_before = proxy.handshake_failures
     try:
         with pytest.raises(Exception, match=r"cannot connect the admin client: .*Unable to bootstrap"):
@@ -266,7 +276,7 @@ def test_bus_logs_in_with_sasl_plain(noida_broker: Broker, tmp_path: Path) -> No
         kafka_sasl_password="s3cret",
     )
     settings = _settings(tmp_path, **overrides)
-    bus = KafkaBus(settings)
+    bus = KafkaBus(kafka_config(settings))
     try:
         bus.ensure_topics([settings.topic_raw])
         bus.publish(settings.topic_raw, "k1", b"after a SASL login")

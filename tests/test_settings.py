@@ -24,6 +24,39 @@ def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
     assert s.model_name == "from-file" and s.cluster_window_days == 3  # file beats default
 
 
+def test_a_value_the_settings_refuse_names_where_it_came_from(tmp_path: Path) -> None:
+    """Settings' own checks (ranges, choices) name the file key, variable or flag that gave the value."""
+    with pytest.raises(SettingsError, match=r"^SEDNAYA_MONITOR_LOCK_WAIT_S: setting 'lock_wait_s'=-1.0"):
+        load_settings(environ={"SEDNAYA_MONITOR_LOCK_WAIT_S": "-1"})
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("serve_workers = 0\n")
+    with pytest.raises(SettingsError, match=r"c\.toml:serve_workers: setting 'serve_workers'=0"):
+        load_settings(cfg, environ={})
+    with pytest.raises(SettingsError, match=r"^--workers: setting 'serve_workers'=0: must be at least 1"):
+        load_settings(environ={}, overrides={"serve_workers": 0}, flag_names={"serve_workers": "--workers"})
+    with pytest.raises(SettingsError, match=r"^--batch-size: setting 'batch_size'=0"):
+        load_settings(environ={}, overrides={"batch_size": 0})
+
+
+def test_command_flags_go_through_the_loader_and_win_over_a_bad_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--wait``, ``--port``, ``--host``, ``--workers`` are settings loaded with the rest (one function):
+    a flag given makes a bad variable for the same setting harmless, and a bad flag is named."""
+    import click
+
+    from sednaya_monitor.cli.app_context import Flags, settings_from_flags
+    from sednaya_monitor.cli.commands_serve import SERVE_FLAGS
+    from sednaya_monitor.cli.locking import WAIT_FLAG
+
+    monkeypatch.setenv("SEDNAYA_MONITOR_LOCK_WAIT_S", "soon")
+    monkeypatch.setenv("SEDNAYA_MONITOR_SERVE_PORT", "http")
+    s = settings_from_flags(Flags(), {"lock_wait_s": 2.5, "serve_port": 0}, {**WAIT_FLAG, **SERVE_FLAGS})
+    assert s.lock_wait_s == 2.5 and s.serve_port == 0
+    with pytest.raises(click.UsageError, match=r"^--port='http': invalid literal"):
+        settings_from_flags(Flags(), {"lock_wait_s": 1.0, "serve_port": "http"}, {**WAIT_FLAG, **SERVE_FLAGS})
+    with pytest.raises(click.UsageError, match=r"SEDNAYA_MONITOR_LOCK_WAIT_S='soon'"):
+        settings_from_flags(Flags(), {"serve_port": 0}, SERVE_FLAGS)
+
+
 def test_bad_env_value_names_variable_and_value() -> None:
     with pytest.raises(SettingsError, match=r"SEDNAYA_MONITOR_BATCH_SIZE='many'"):
         load_settings(environ={"SEDNAYA_MONITOR_BATCH_SIZE": "many"})

@@ -1,4 +1,4 @@
-"""The distributed embed stage's two halves on the embedded bus with the real model: ``VectorStage``
+"""The distributed embed stage's two halves on the embedded bus with the real model: ``EmbeddingStage``
 (raw -> articles.embedded) and ``SharedStateClusterStage`` (articles.embedded -> stories), including a
 standby that takes over after another process wrote the shared story state."""
 
@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.article import Article
+from stream.assign_stage import AssignStage
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
 from stream.cluster_stage import SharedStateClusterStage
-from stream.embed_stage import EmbedStage
 from stream.embed_text import embed_text
-from stream.embedding import SentenceTransformerEmbedder
+from stream.embedding import Embedder, SentenceTransformerEmbedder
+from stream.embedding_stage import EMBEDDED_KEY, H_ARTICLE_ID, EmbeddingStage
 from stream.errors import ContractError
-from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.story_state import STATE_FILE
-from stream.vector_stage import EMBEDDED_KEY, H_ARTICLE_ID, VectorStage
 from tests.distributed_fixtures import fixture_articles
 
 
@@ -56,9 +56,9 @@ def read_all(bus: EmbeddedBus, topic: str) -> list[Record]:
 
 
 def embedded_records(
-    settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder, articles: Sequence[Article]
+    settings: Settings, bus: EmbeddedBus, embedder: Embedder, articles: Sequence[Article]
 ) -> list[Record]:
-    stage = VectorStage(settings, Metrics(), bus=bus, embedder=embedder)
+    stage = EmbeddingStage(settings.topic_embedded, PrometheusMetrics(), bus=bus, embedder=embedder)
     assert stage.handle(raw_records(settings, articles)) == [None] * len(articles)
     return read_all(bus, settings.topic_embedded)
 
@@ -66,9 +66,9 @@ def embedded_records(
 def cluster_stage(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder
 ) -> SharedStateClusterStage:
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     return SharedStateClusterStage(
-        lambda: EmbedStage(settings, metrics, embedder=embedder, bus=bus), settings.data_dir / STATE_FILE
+        lambda: AssignStage(settings, metrics, embedder=embedder, bus=bus), settings.data_dir / STATE_FILE
     )
 
 
@@ -84,8 +84,8 @@ def test_vector_stage_publishes_each_article_with_its_vector_under_one_key(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder
 ) -> None:
     articles = fixture_articles()
-    metrics = Metrics()
-    stage = VectorStage(settings, metrics, bus=bus, embedder=embedder)
+    metrics = PrometheusMetrics()
+    stage = EmbeddingStage(settings.topic_embedded, metrics, bus=bus, embedder=embedder)
     poison = Record(topic=settings.topic_raw, key="poison", value=b"not json", offset=99)
     wrong_key = Record(topic=settings.topic_raw, key="other", value=articles[0].to_bytes(), offset=100)
     outcomes = stage.handle([*raw_records(settings, articles), poison, wrong_key])
@@ -108,7 +108,7 @@ def test_split_stage_decides_like_the_one_process_stage(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:
     articles = fixture_articles()
-    one_process = EmbedStage(settings.replace(data_dir=tmp_path / "one"), Metrics(), embedder=embedder)
+    one_process = AssignStage(settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder)
     enriched, _events = one_process.process(articles)
     one_process.close()
     expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}
@@ -125,7 +125,7 @@ def test_a_standby_rebuilds_its_caches_after_another_process_wrote_the_state(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:
     articles = fixture_articles()
-    reference = EmbedStage(settings.replace(data_dir=tmp_path / "one"), Metrics(), embedder=embedder)
+    reference = AssignStage(settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder)
     enriched, _events = reference.process(articles)
     reference.close()
     expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}
@@ -138,7 +138,7 @@ def test_a_standby_rebuilds_its_caches_after_another_process_wrote_the_state(
     assert standby.handle(records[3:]) == [None] * (len(records) - 3)
     assert standby.rebuilds == 1
     # The later copies join the story the other process opened (stories as in one process). Their
-    # roles are not compared: a plain restart of EmbedStage on the same state already finds fewer
+    # roles are not compared: a plain restart of AssignStage on the same state already finds fewer
     # near-duplicates of pre-restart originals (follow_up instead of duplicate), distributed or not.
     got = decisions(bus, settings)
     assert {i: d[0] for i, d in got.items()} == {i: d[0] for i, d in expected.items()}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,17 +12,18 @@ from indexer.index_stage import IndexStage
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.cli.commands_stages import HealthBoard
 from sednaya_monitor.metrics_server import Health
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.store_guard import StoreGuard
 from stream.bus import Record
 from stream.errors import UnavailableError
-from stream.metrics import Metrics
 from stream.settings import load_settings
 from stream.worker import PermanentError
-from tests.store_fixtures import free_port, make_article
+from tests.ports import free_port
+from tests.store_fixtures import make_article
 
 
 def test_the_process_stays_red_while_any_worker_is_red() -> None:
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     health = Health(metrics)
     board = HealthBoard(health)
     index, stories = board.reporter("index"), board.reporter("index-stories")
@@ -47,7 +49,7 @@ def clustered(n: int) -> list[Record]:
 def test_the_guard_passes_results_through_while_the_store_answers(tmp_path: Path) -> None:
     store = EmbeddedStore(tmp_path / "store.sqlite3")
     store.ensure_ready()
-    guard = StoreGuard(IndexStage(store, Metrics()), store, "embedded")
+    guard = StoreGuard(IndexStage(store, PrometheusMetrics()), store, "embedded")
     assert guard.name == "index"
     poison = Record(topic="articles.clustered.v1", key="x", value=b"not an article", offset=9)
     outcomes = guard.handle([*clustered(2), poison])
@@ -63,7 +65,7 @@ def test_the_guard_turns_a_store_that_is_not_there_into_unavailable(tmp_path: Pa
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the store is down
     store = ElasticStore(load_settings(environ={}, overrides={"data_dir": tmp_path, "store": url}))
-    guard = StoreGuard(IndexStage(store, Metrics()), store, url)
+    guard = StoreGuard(IndexStage(store, PrometheusMetrics()), store, url)
     with pytest.raises(UnavailableError, match=rf"store {url} unreachable"):
         guard.handle(clustered(1))
     store.close()
@@ -75,7 +77,7 @@ class _DownTwice:
     def __init__(self, stage: IndexStage) -> None:
         self.stage, self.name, self.calls = stage, stage.name, 0
 
-    def handle(self, records: list[Record]) -> list[BaseException | None]:
+    def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
         self.calls += 1
         if self.calls <= 2:
             raise UnavailableError("store http://es:9200 unreachable")
@@ -97,8 +99,8 @@ def test_an_outage_ends_with_one_line_counting_the_failed_tries(
     for record in clustered(2):
         bus.publish(record.topic, record.key, record.value)
     bus.flush()
-    handler = _DownTwice(IndexStage(store, Metrics()))
-    worker = worker_mod.StageWorker(bus, "articles.clustered.v1", "index", handler, metrics=Metrics())
+    handler = _DownTwice(IndexStage(store, PrometheusMetrics()))
+    worker = worker_mod.StageWorker(bus, "articles.clustered.v1", "index", handler, metrics=PrometheusMetrics())
     with caplog.at_level(logging.INFO, logger="stream.worker"):
         assert worker.run_once(0.0) == 2
     down = [r for r in caplog.records if r.getMessage() == "dependency unavailable, batch kept uncommitted"]

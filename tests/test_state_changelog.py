@@ -11,18 +11,19 @@ from typing import Any
 
 import pytest
 
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.wiring import kafka_config
 from stream.article import Article
+from stream.assign_stage import AssignStage
 from stream.bus_embedded import EmbeddedBus
 from stream.changelog_kafka import KafkaChangelog
 from stream.cluster_changelog import ChangelogClusterStage
-from stream.embed_stage import EmbedStage
 from stream.embedding import Embedder
+from stream.embedding_stage import H_ARTICLE_ID
 from stream.errors import StoryStateError
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.state_changelog import ChangeCapture, ChangelogStoryState
 from stream.story_state import STATE_FILE, StoredDecision, StoryState
-from stream.vector_stage import H_ARTICLE_ID
 from tests.broker_fixtures import Broker, kafka_test_overrides, unique_name
 from tests.distributed_fixtures import fixture_articles
 from tests.test_split_embed_stage import decisions, embedded_records
@@ -72,7 +73,7 @@ def test_capture_is_generic_over_tables_and_columns(kafka_settings: Settings, tm
         "CREATE TABLE pairs (a TEXT, b TEXT, w REAL, PRIMARY KEY (a, b)) WITHOUT ROWID;"
         "CREATE TABLE queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT);"
     )
-    log = KafkaChangelog(kafka_settings, topic)
+    log = KafkaChangelog(kafka_config(kafka_settings), topic)
     capture = ChangeCapture(owner, where="owner")
 
     def ship() -> None:
@@ -119,9 +120,9 @@ def cluster_stage(settings: Settings, embedder: Embedder, bus: EmbeddedBus, name
     """A cluster replica on its own data directory, its state mirrored to the settings' changelog."""
     own = settings.replace(data_dir=settings.data_dir.parent / name)
     state = ChangelogStoryState(
-        own.data_dir / STATE_FILE, changelog=KafkaChangelog(own, own.topic_story_changelog)
+        own.data_dir / STATE_FILE, changelog=KafkaChangelog(kafka_config(own), own.topic_story_changelog)
     )
-    return ChangelogClusterStage(EmbedStage(own, Metrics(), embedder=embedder, bus=bus, state=state))
+    return ChangelogClusterStage(AssignStage(own, PrometheusMetrics(), embedder=embedder, bus=bus, state=state))
 
 
 @pytest.fixture
@@ -137,7 +138,7 @@ def test_a_standby_on_an_empty_directory_takes_over_mid_stream(
     kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus, tmp_path: Path
 ) -> None:
     articles: list[Article] = fixture_articles()
-    reference = EmbedStage(kafka_settings.replace(data_dir=tmp_path / "one"), Metrics(), embedder=embedder)
+    reference = AssignStage(kafka_settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder)
     enriched, _events = reference.process(articles)
     reference.close()
     expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}
@@ -171,9 +172,10 @@ def test_an_idle_standby_keeps_up_between_batches(
     records = embedded_records(kafka_settings, bus, embedder, fixture_articles()[:4])
     active = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
     own = kafka_settings.replace(data_dir=kafka_settings.data_dir.parent / "cluster-b")
-    state = ChangelogStoryState(own.data_dir / STATE_FILE, changelog=KafkaChangelog(own, own.topic_story_changelog))
+    log = KafkaChangelog(kafka_config(own), own.topic_story_changelog)
+    state = ChangelogStoryState(own.data_dir / STATE_FILE, changelog=log)
     standby = ChangelogClusterStage(
-        EmbedStage(own, Metrics(), embedder=embedder, bus=bus, state=state), standby_catch_up_s=0.2
+        AssignStage(own, PrometheusMetrics(), embedder=embedder, bus=bus, state=state), standby_catch_up_s=0.2
     )
     assert active.handle(records) == [None] * len(records)
     want = dump(active.state._db)

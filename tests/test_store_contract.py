@@ -665,7 +665,7 @@ def test_highlights_and_matched_terms_follow_word_forms(morph: SearchStore) -> N
     hit = q(morph, "survivor", highlight=True).hits[0]
     assert hit.matched_terms == ("survivor",)
     assert hit.highlights["title"] == ["<mark>Survivors</mark> return to the cells"]
-    (arabic,) = q(morph, "السجن", lang="ar", highlight=True, sort="date").hits[:1] or [None]
+    (arabic,) = q(morph, "السجن", lang="ar", highlight=True, sort="date").hits[:1] or [None]  # type: ignore[list-item]
     assert arabic is not None
     assert any("<mark>" in f for f in (*arabic.highlights.get("title", []), *arabic.highlights.get("text", [])))
 
@@ -771,7 +771,7 @@ def named_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sear
     assert store.write_articles(list(NAMED.values())) == []
     yield store
     if not isinstance(store, EmbeddedStore):
-        store.wipe()  # type: ignore[attr-defined]
+        store.wipe()
     store.close()
 
 
@@ -1224,8 +1224,8 @@ def test_stages_starting_together_all_get_a_ready_store(noida_server: NoidaServe
 def test_a_refused_article_is_dead_lettered_with_the_reason(tmp_path: Path) -> None:
     """The index stage over the real embedded bus: the store's refusal ends in the dead-letter table."""
     from indexer.index_stage import IndexStage
+    from sednaya_monitor.prometheus_metrics import PrometheusMetrics
     from stream.bus_embedded import EmbeddedBus
-    from stream.metrics import Metrics
     from stream.worker import StageWorker
 
     bus = EmbeddedBus(tmp_path / "bus.sqlite3")
@@ -1236,7 +1236,7 @@ def test_a_refused_article_is_dead_lettered_with_the_reason(tmp_path: Path) -> N
     for article in (good, bad):
         bus.publish("clustered", article.id, article.to_bytes(with_embedding=True))
     bus.flush()
-    worker = StageWorker(bus, "clustered", "index", IndexStage(store, Metrics()), metrics=Metrics())
+    worker = StageWorker(bus, "clustered", "index", IndexStage(store, PrometheusMetrics()), metrics=PrometheusMetrics())
     while worker.run_once(0.1):
         pass
     assert store.get_article(good.id) is not None

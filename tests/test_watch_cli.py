@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from indexer.alerting.ledger import AlertLedger
 from indexer.errors import WatchlistError
-from indexer.ledger import AlertLedger
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.cli import _register, cli
 from tests.alert_fixtures import SmtpServer, make_event
@@ -71,8 +71,8 @@ def test_watch_test_shows_matching_stories_and_alerted_ones(data_dir: Path) -> N
     store.close()
     assert _run(data_dir, "watch", "add", "w", "Sednaya").exit_code == 0
     ledger = AlertLedger.in_data_dir(data_dir)
-    from indexer.alerts import build_alert
-    from indexer.watchlists import Watchlist
+    from indexer.alerting.alerts import build_alert
+    from indexer.alerting.watchlists import Watchlist
 
     wl = Watchlist(name="w", query="Sednaya")
     ledger.record_alert(
@@ -101,8 +101,8 @@ def test_watch_digest_force_sends_queued_entries(
     )
     article = make_article(title="Sednaya news", story_id="s1")
     ledger = AlertLedger.in_data_dir(data_dir)
-    from indexer.alerts import build_alert
-    from indexer.watchlists import Watchlist
+    from indexer.alerting.alerts import build_alert
+    from indexer.alerting.watchlists import Watchlist
 
     wl = Watchlist(name="d", query="Sednaya", mode="digest")
     event = make_event("created", article, story_id="s1")

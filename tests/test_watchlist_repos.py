@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from indexer.errors import WatchlistError
-from indexer.watchlists import (
+from indexer.alerting.watchlists import (
     SqliteWatchlistRepository,
     Watchlist,
     WatchlistRepository,
     open_watchlists,
     require,
 )
-from indexer.watchlists_elastic import ElasticWatchlistRepository
+from indexer.alerting.watchlists_elastic import ElasticWatchlistRepository
+from indexer.errors import WatchlistError
 from tests.store_fixtures import NoidaServer, elastic_settings
 
 
@@ -63,7 +63,7 @@ def test_repository_contract(repo: WatchlistRepository) -> None:
 
 def test_unreachable_elasticsearch_is_unavailable_naming_the_server(tmp_path: Path) -> None:
     from stream.errors import UnavailableError
-    from tests.alert_fixtures import free_port
+    from tests.ports import free_port
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens
     repository = open_watchlists(elastic_settings(url, tmp_path))

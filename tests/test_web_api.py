@@ -18,16 +18,16 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from indexer.alerts import Alert
-from indexer.ledger import AlertLedger
+from indexer.alerting.alerts import Alert
+from indexer.alerting.ledger import AlertLedger
 from indexer.store import SearchStore
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.pipeline import Pipeline
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.web import RunningServer, make_server, serve_in_thread
 from stream.article import Article
 from stream.embedding import SentenceTransformerEmbedder
 from stream.ingest import read_jsonl
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from tests.web_fixtures import API_TOKEN, HOSTILE_SOURCE, HOSTILE_TEXT, HOSTILE_TITLE, RAW_HTML, NewsWeb
 
@@ -54,7 +54,7 @@ def test_metrics_expose_the_registry_and_count_requests(web_server: RunningServe
     text = get(web_server, "/metrics").text
     assert 'sednaya_http_requests_total{method="GET",route="page_search",status="200"} 1.0' in text
     assert 'sednaya_http_requests_total{method="GET",route="page_story",status="404"} 1.0' in text
-    assert "sednaya_articles_total" in text  # the process registry of stream.metrics.Metrics
+    assert "sednaya_articles_total" in text  # the process registry (PrometheusMetrics)
     promtool = shutil.which("promtool")
     assert promtool is not None, "promtool comes with Debian's prometheus package"
     lint = subprocess.run(
@@ -64,7 +64,7 @@ def test_metrics_expose_the_registry_and_count_requests(web_server: RunningServe
 
 
 def test_binds_loopback_by_default(web_settings: Settings, web_store: EmbeddedStore) -> None:
-    server = make_server(web_settings, web_store, Metrics(), port=0)
+    server = make_server(web_settings, web_store, PrometheusMetrics(), port=0)
     try:
         assert server.server_address[0] == "127.0.0.1"
         assert web_settings.serve_host == "127.0.0.1"
@@ -86,13 +86,13 @@ def test_concurrent_requests_and_head(web_server: RunningServer) -> None:
 def test_binding_beyond_loopback_warns(
     web_settings: Settings, web_store: EmbeddedStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = make_server(web_settings, web_store, Metrics(), host="0.0.0.0", port=0)
+    server = make_server(web_settings, web_store, PrometheusMetrics(), host="0.0.0.0", port=0)
     server.server_close()
     assert "serving beyond loopback" in caplog.text
 
 
 def test_two_servers_share_one_registry(web_settings: Settings, web_store: EmbeddedStore) -> None:
-    metrics = Metrics()
+    metrics = PrometheusMetrics()
     with (
         serve_in_thread(web_settings, web_store, metrics, port=0) as a,
         serve_in_thread(web_settings, web_store, metrics, port=0) as b,
@@ -397,7 +397,7 @@ def test_watchlist_targets_masked_without_the_token_and_internal_targets_refused
 
 def test_writes_refused_when_no_token_is_set(data_dir: Path, web_store: EmbeddedStore) -> None:
     settings = load_settings(environ={}, overrides={"data_dir": data_dir})
-    with serve_in_thread(settings, web_store, Metrics(), port=0) as server:
+    with serve_in_thread(settings, web_store, PrometheusMetrics(), port=0) as server:
         r = requests.post(
             server.url + "/api/watchlists",
             json={"name": "x", "query": "Sednaya"},
@@ -624,7 +624,7 @@ def test_pages_over_the_elasticsearch_adapter(
     assert not elastic_store.write_articles(list(web_news.articles.values()))
     elastic_store.write_stories(list(web_news.stories.values()))
     settings = settings_factory(api_token=API_TOKEN)
-    with serve_in_thread(settings, elastic_store, Metrics(), port=0) as server:
+    with serve_in_thread(settings, elastic_store, PrometheusMetrics(), port=0) as server:
         page = get(server, "/", params={"q": "crematorium"}).text
         assert '<a href="/stories/story-crematorium">' in page
         assert "<mark>" in page  # the fallback snippet marks the query term

@@ -22,9 +22,9 @@ import requests
 
 from indexer.store import SearchRequest, SearchResult
 from indexer.store_embedded import EmbeddedStore
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.web import RunningServer, serve_in_thread
 from sednaya_monitor.web.chart import MAX_BARS, bins, volume_svg
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.story import Story
 from tests.store_fixtures import make_article
@@ -77,7 +77,7 @@ def far_server(web_settings: Settings, web_store: EmbeddedStore) -> Iterator[Run
             )
         ]
     )
-    with serve_in_thread(web_settings, web_store, Metrics(), port=0) as running:
+    with serve_in_thread(web_settings, web_store, PrometheusMetrics(), port=0) as running:
         yield running
 
 
@@ -158,7 +158,7 @@ def test_bidi_overrides_and_zero_width_are_neutralised_on_pages(
             )
         ]
     )
-    with serve_in_thread(web_settings, web_store, Metrics(), port=0) as server:
+    with serve_in_thread(web_settings, web_store, PrometheusMetrics(), port=0) as server:
         pages = [
             get(server, "/", params={"q": "leaked"}).text,
             get(server, "/", params={"q": "leaked", "view": "flat"}).text,
@@ -180,7 +180,7 @@ def test_bidi_overrides_and_zero_width_are_neutralised_on_pages(
 
 def test_host_header_allowlist(data_dir: Path, web_store: EmbeddedStore) -> None:
     settings = _settings(data_dir, serve_allowed_hosts="monitor.example.org, *.analysts.example")
-    with serve_in_thread(settings, web_store, Metrics(), port=0) as server:
+    with serve_in_thread(settings, web_store, PrometheusMetrics(), port=0) as server:
         port = server.url.rsplit(":", 1)[1]
         for host in (
             f"127.0.0.1:{port}",
@@ -239,12 +239,12 @@ def test_cut_off_requests_are_never_executed(web_server: RunningServer) -> None:
 
 def test_slow_requests_are_dropped_after_the_read_deadline(data_dir: Path, web_store: EmbeddedStore) -> None:
     settings = _settings(data_dir, serve_request_read_s=0.5)
-    with serve_in_thread(settings, web_store, Metrics(), port=0) as server, _raw(server) as sock:
+    with serve_in_thread(settings, web_store, PrometheusMetrics(), port=0) as server, _raw(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # ... and the final CRLF never comes
         started = time.monotonic()
         assert sock.recv(1024) == b""  # closed by the server, no answer
         assert time.monotonic() - started < 10
-    with serve_in_thread(settings, web_store, Metrics(), port=0) as server, _raw(server) as sock:
+    with serve_in_thread(settings, web_store, PrometheusMetrics(), port=0) as server, _raw(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # one whole request on a kept-alive line
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # then half of the next one
@@ -263,7 +263,7 @@ def test_request_over_the_answer_deadline_is_503(data_dir: Path, web_store: Embe
     store = Slow(web_store.path)
     settings = _settings(data_dir, serve_request_timeout_s=0.3)
     try:
-        with serve_in_thread(settings, store, Metrics(), port=0) as server:
+        with serve_in_thread(settings, store, PrometheusMetrics(), port=0) as server:
             r = get(server, "/healthz")
             assert r.status_code == 503
             assert "longer than 0.3 s" in r.json()["error"]
@@ -341,7 +341,7 @@ def test_search_page_makes_at_most_three_store_calls(web_settings: Settings, web
     store = CountingStore(web_store.path)
     CountingStore.calls = []
     try:
-        with serve_in_thread(web_settings, store, Metrics(), port=0) as server:
+        with serve_in_thread(web_settings, store, PrometheusMetrics(), port=0) as server:
             assert get(server, "/", params={"q": "Sednaya", "view": "flat"}).status_code == 200
             assert CountingStore.calls == ["search", "search", "day_lang_counts"]  # options, results, chart
             CountingStore.calls = []
@@ -355,7 +355,7 @@ def test_a_slow_search_does_not_block_other_requests(web_settings: Settings, web
     store = CountingStore(web_store.path)
     CountingStore.search_delay_s = 2.0
     try:
-        with serve_in_thread(web_settings, store, Metrics(), port=0) as server:
+        with serve_in_thread(web_settings, store, PrometheusMetrics(), port=0) as server:
             slow = [threading.Thread(target=get, args=(server, "/api/search?q=Sednaya")) for _ in range(3)]
             for t in slow:
                 t.start()
@@ -453,7 +453,7 @@ def test_csv_export_of_a_search(web_server: RunningServer, web_news: NewsWeb) ->
 def test_csv_cells_cannot_become_formulas(web_settings: Settings, web_store: EmbeddedStore) -> None:
     formula = make_article(title='=HYPERLINK("http://evil.example","Sednaya")', text="Sednaya formula test")
     assert not web_store.write_articles([formula])
-    with serve_in_thread(web_settings, web_store, Metrics(), port=0) as server:
+    with serve_in_thread(web_settings, web_store, PrometheusMetrics(), port=0) as server:
         rows = list(csv.DictReader(io.StringIO(get(server, "/search.csv", params={"q": "formula"}).text)))
     assert rows[0]["title"].startswith("'=HYPERLINK")
 

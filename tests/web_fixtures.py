@@ -22,9 +22,9 @@ import pytest
 
 from crawlers.raw_store import RawStore
 from indexer.store_embedded import EmbeddedStore
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.web import RunningServer, serve_in_thread
 from stream.article import Article
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.story import Story
 from tests.store_fixtures import make_article
@@ -234,5 +234,5 @@ def web_store(web_settings: Settings, web_news: NewsWeb) -> Iterator[EmbeddedSto
 @pytest.fixture
 def web_server(web_settings: Settings, web_store: EmbeddedStore) -> Iterator[RunningServer]:
     """``serve`` on a free loopback port over ``web_store``, stopped after the test."""
-    with serve_in_thread(web_settings, web_store, Metrics(), port=0) as running:
+    with serve_in_thread(web_settings, web_store, PrometheusMetrics(), port=0) as running:
         yield running

@@ -17,7 +17,7 @@ from scrapy.exceptions import DontCloseSpider
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
-from crawlers.context import CrawlContext
+from crawlers.crawl_context import CrawlContext
 from crawlers.errors import ExtractionError, RawStoreError
 from crawlers.extraction import decode_html, extract
 from crawlers.fetch_outcome import outcome_for_failure, outcome_for_status

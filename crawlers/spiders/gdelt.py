@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import scrapy
 from scrapy.http import Response
 
-from crawlers import gdelt
+from crawlers import gdelt_api
 from crawlers.errors import FeedError
 from crawlers.spiders.base import BaseSpider, download_slot
 from stream.article import now_utc
@@ -34,8 +34,8 @@ class GdeltSpider(BaseSpider):
         yield self._slice_request(start, end)
 
     def _slice_request(self, start: datetime, end: datetime) -> scrapy.Request:
-        query = gdelt.build_query(self.context.topic.names + self.context.topic.strong)
-        url = gdelt.build_url(self.context.settings.gdelt_api_url, query, start, end)
+        query = gdelt_api.build_query(self.context.topic.names + self.context.topic.strong)
+        url = gdelt_api.build_url(self.context.settings.gdelt_api_url, query, start, end)
         return scrapy.Request(
             url,
             callback=self.parse_artlist,
@@ -53,7 +53,7 @@ class GdeltSpider(BaseSpider):
     def parse_artlist(self, response: Response) -> Iterator[scrapy.Request]:
         start, end = response.meta["slice"]
         try:
-            articles, repaired = gdelt.parse_artlist(response.url, response.status, response.body)
+            articles, repaired = gdelt_api.parse_artlist(response.url, response.status, response.body)
         except FeedError as exc:
             outcome = "degraded" if exc.outcome == "degraded" else exc.outcome
             self.context.fetch(SOURCE_ID, outcome, response.url)
@@ -71,8 +71,8 @@ class GdeltSpider(BaseSpider):
         self.context.fetch(SOURCE_ID, "ok", response.url)
         if repaired:
             self.logger.info("GDELT JSON repaired", extra={"url": response.url})
-        if len(articles) >= gdelt.GDELT_MAX_RECORDS:
-            halves = gdelt.split(start, end)
+        if len(articles) >= gdelt_api.GDELT_MAX_RECORDS:
+            halves = gdelt_api.split(start, end)
             if halves is not None:
                 for half_start, half_end in halves:
                     yield self._slice_request(half_start, half_end)

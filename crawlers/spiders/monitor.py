@@ -13,7 +13,7 @@ from typing import Any
 
 import scrapy
 
-from crawlers.context import CrawlContext
+from crawlers.crawl_context import CrawlContext
 from crawlers.errors import CrawlError
 from crawlers.spiders.base import BaseSpider
 from crawlers.spiders.feeds import FeedSpider

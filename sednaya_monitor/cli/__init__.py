@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from sednaya_monitor.cli.context import AppContext, Flags, apply_logging, settings_from_flags
+from sednaya_monitor.cli.app_context import AppContext, Flags, apply_logging, settings_from_flags
 from stream.errors import SednayaError
 
 

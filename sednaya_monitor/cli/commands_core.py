@@ -16,15 +16,15 @@ import click
 from indexer.store import SearchRequest, SearchResult
 from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext, pipeline_options
-from sednaya_monitor.cli.locking import data_dir_locked, wait_option
+from sednaya_monitor.cli.app_context import AppContext, pipeline_options
+from sednaya_monitor.cli.locking import WAIT_FLAG, data_dir_locked, wait_option
 from sednaya_monitor.ingest_run import IngestRun, origin_key
 from sednaya_monitor.metrics_server import serving_run
 from sednaya_monitor.pipeline import Pipeline, RunSummary, publish_article
+from sednaya_monitor.prometheus_metrics import set_build_info
 from stream.article import Article, parse_time
 from stream.bus import Record
 from stream.ingest import IngestError, read_jsonl
-from stream.metrics import set_build_info
 from stream.settings import Settings
 
 PUBLISH_CHUNK = 500  # articles published per flush by `ingest --publish-only`
@@ -85,7 +85,7 @@ def ingest(
     articles are only published to the raw topic (of a running deployment: --bus kafka://...), and no
     stage runs in this process.
     """
-    app = AppContext.of(ctx, bus=bus, store=store)
+    app = AppContext.of(ctx, WAIT_FLAG, bus=bus, store=store, lock_wait_s=wait_s)
     if publish_only:
         _publish_only(app, source, relevance=relevance, backfill=backfill)
         return
@@ -95,7 +95,7 @@ def ingest(
             f"{app.settings.bus}; to feed a running deployment use --publish-only",
             err=True,
         )
-    with data_dir_locked(app, wait_s), serving_run(app.settings, app.metrics):
+    with data_dir_locked(app), serving_run(app.settings, app.metrics):
         _ingest(app, source, relevance=relevance, backfill=backfill)
 
 
@@ -182,8 +182,8 @@ def _relevance_filter(settings: Settings) -> Callable[[Article], Article | None]
 @click.pass_context
 def run(ctx: click.Context, follow: bool, backfill_since: datetime | None, wait_s: float | None) -> None:
     """The main job: crawl the configured sources once (or keep polling) and run every stage."""
-    app = _app(ctx)
-    with data_dir_locked(app, wait_s), serving_run(app.settings, app.metrics, push=not follow):
+    app = AppContext.of(ctx, WAIT_FLAG, lock_wait_s=wait_s)
+    with data_dir_locked(app), serving_run(app.settings, app.metrics, push=not follow):
         _run(app, follow=follow, backfill_since=backfill_since)
 
 

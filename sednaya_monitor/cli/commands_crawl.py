@@ -24,16 +24,16 @@ import crawlers
 from crawlers.errors import CrawlError, FeedError
 from crawlers.registry import Source, load_registry, select
 from crawlers.run import crawl
+from crawlers.scrapy_settings import user_agent
 from crawlers.seen import SeenStore
-from crawlers.settings import user_agent
 from crawlers.source_check import VERIFIED, read_listing, verdict
 from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext
-from sednaya_monitor.cli.locking import data_dir_locked, wait_option
+from sednaya_monitor.cli.app_context import AppContext
+from sednaya_monitor.cli.locking import WAIT_FLAG, data_dir_locked, wait_option
 from sednaya_monitor.metrics_server import serving_run
+from sednaya_monitor.prometheus_metrics import set_build_info
 from stream.article import parse_time
-from stream.metrics import set_build_info
 from stream.settings import Settings
 
 __all__ = ["crawl"]
@@ -280,9 +280,9 @@ def demo(ctx: click.Context, port: int | None, no_serve: bool, wait_s: float | N
     from crawlers.site_server import SiteServer
     from sednaya_monitor.pipeline import Pipeline
 
-    app = _app(ctx)
+    app = AppContext.of(ctx, {**WAIT_FLAG, "serve_port": "--port"}, lock_wait_s=wait_s, serve_port=port)
     # The crawl and the pipeline write the data directory: held alone; the search page after is read-only.
-    with data_dir_locked(app, wait_s):
+    with data_dir_locked(app):
         with SiteServer(DEMO_DIR / "sites") as web, tempfile.TemporaryDirectory(prefix="sednaya-demo-") as tmp:
             registry = Path(tmp) / "sources.toml"
             registry.write_text(
@@ -310,6 +310,6 @@ def demo(ctx: click.Context, port: int | None, no_serve: bool, wait_s: float | N
         return
     from sednaya_monitor.web import make_server, serve_until_signalled
 
-    server = make_server(app.settings, app.store, app.metrics, port=port)
+    server = make_server(app.settings, app.store, app.metrics)
     click.echo(f"search page: {server.url}/ (Ctrl-C stops)")
     serve_until_signalled(server, click.echo)

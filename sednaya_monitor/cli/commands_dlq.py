@@ -7,7 +7,7 @@ import json
 import click
 
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext, pipeline_options
+from sednaya_monitor.cli.app_context import AppContext, pipeline_options
 from stream.bus import DeadLetter
 
 REASON_WIDTH = 100  # characters of the error message shown per letter in the text listing

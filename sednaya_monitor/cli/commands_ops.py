@@ -9,9 +9,9 @@ import click
 
 from sednaya_monitor import redrive as redrive_mod
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext, pipeline_options
+from sednaya_monitor.cli.app_context import AppContext, pipeline_options
 from sednaya_monitor.lag import read_lag
-from sednaya_monitor.pipeline import consumer_groups
+from sednaya_monitor.topology import consumer_groups
 from stream.errors import GroupActiveError
 from stream.offset_reset import TARGET_FORMS, OffsetAdmin, ResetTargetError, parse_reset_target
 

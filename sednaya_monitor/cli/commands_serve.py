@@ -7,9 +7,11 @@ import click
 from indexer.store import SearchStore
 from sednaya_monitor import wiring
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext, pipeline_options
+from sednaya_monitor.cli.app_context import AppContext, pipeline_options
 from sednaya_monitor.web import make_server, serve_until_signalled
 from sednaya_monitor.web.server import bind, serve_forked
+
+SERVE_FLAGS = {"serve_port": "--port", "serve_host": "--host", "serve_workers": "--workers"}  # setting -> flag
 
 
 @cli.command()
@@ -28,11 +30,11 @@ def serve(
     Writes (POST/DELETE /api/watchlists) need `Authorization: Bearer <api_token>`; with no
     api_token set (SEDNAYA_MONITOR_API_TOKEN) they are refused.
     """
-    app = AppContext.of(ctx, bus=bus, store=store)
+    app = AppContext.of(ctx, SERVE_FLAGS, bus=bus, store=store, serve_port=port, serve_host=host, serve_workers=workers)
     settings = app.settings
-    count = settings.serve_workers if workers is None else workers
+    count = settings.serve_workers
     if count > 1:  # the parent only binds and supervises: no store is opened before the fork
-        sock = bind(settings.serve_host if host is None else host, settings.serve_port if port is None else port)
+        sock = bind(settings.serve_host, settings.serve_port)
         name = sock.getsockname()
         url = f"http://{'[' + name[0] + ']' if ':' in name[0] else name[0]}:{name[1]}"
         click.echo(f"serving on {url}/ (API: {url}/api/openapi.json, {count} workers); Ctrl-C stops")
@@ -44,6 +46,6 @@ def serve(
 
         serve_forked(settings, sock, count, click.echo, open_store)
         return
-    server = make_server(settings, app.reading_store(), app.metrics, host=host, port=port)
+    server = make_server(settings, app.reading_store(), app.metrics)
     click.echo(f"serving on {server.url}/ (API: {server.url}/api/openapi.json); Ctrl-C stops")
     serve_until_signalled(server, click.echo)

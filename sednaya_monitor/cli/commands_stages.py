@@ -16,19 +16,16 @@ from typing import TypeVar
 
 import click
 
-from indexer.index_stage import IndexStage, StoryIndexStage
 from indexer.store import SearchStore
-from sednaya_monitor import __version__, wiring
+from sednaya_monitor import __version__, topology, wiring
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.app_context import AppContext
 from sednaya_monitor.lag import LagExporter
 from sednaya_monitor.metrics_server import Health, MetricsServer
-from sednaya_monitor.pipeline import GROUP_ALERT, GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX, GROUP_INDEX_STORIES
-from sednaya_monitor.store_guard import StoreGuard
+from sednaya_monitor.prometheus_metrics import set_build_info
+from sednaya_monitor.topology import StageParts, StageSpec
 from stream.bus import Bus
-from stream.metrics import Metrics, set_build_info
-from stream.settings import Settings
-from stream.worker import Handler, StageWorker
+from stream.worker import StageWorker
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +108,48 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-StageFactory = Callable[[Settings, Metrics, Bus, SearchStore | None], list[tuple[str, str, Handler]]]
+def stage_workers(
+    specs: list[StageSpec],
+    parts: StageParts,
+    *,
+    board: HealthBoard | None = None,
+    stop: threading.Event | None = None,
+) -> list[StageWorker]:
+    """One worker per topology row (``sednaya_monitor.topology``), each reporting to ``board``."""
+    settings = parts.settings
+    if any(spec.needs_embedder for spec in specs):
+        # Load the model before joining a group: a first batch that loads it could outlast the poll interval.
+        embedder = parts.embedder
+        logger.info("loading the embedding model", extra={"model": settings.model_name, "dim": embedder.dim})
+    workers: list[StageWorker] = []
+    for spec in specs:
+        handler = topology.build(spec, parts)
+        inner = topology.unwrap(handler)
+        attach = getattr(inner, "attach_health", None)
+        if board is not None and callable(attach):  # a stage with health of its own (the alert stage's waiting)
+            attach(board.reporter(f"{inner.name}-waiting"))
+        workers.append(
+            StageWorker(
+                parts.bus,
+                spec.topic(settings),
+                spec.group,
+                handler,
+                metrics=parts.metrics,
+                max_attempts=settings.max_attempts,
+                batch_size=settings.batch_size,
+                on_health=board.reporter(spec.group) if board is not None else None,
+                stop=stop,
+                report_lag=settings.lag_interval_s <= 0,
+            )
+        )
+    return workers
 
 
-def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store: bool) -> None:
-    """Connect, build the stage's workers with ``factory`` and run them until SIGTERM."""
+def run_stage(app: AppContext, name: str, specs: list[StageSpec]) -> None:
+    """Connect, build the workers of the topology rows ``specs`` and run them until SIGTERM."""
     settings = app.settings
     metrics = app.metrics
+    needs_store = any(spec.needs_store for spec in specs)
     set_build_info(
         metrics, version=__version__, model=settings.model_name, stage=name, bus=settings.bus.split("://")[0]
     )
@@ -139,42 +171,20 @@ def run_stage(app: AppContext, name: str, factory: StageFactory, *, needs_store:
 
     bus = connect_with_backoff(f"bus {settings.bus}", open_bus, health, stop)
     store = connect_with_backoff(f"store {settings.store}", open_store, health, stop) if needs_store else None
-    handlers: list[Handler] = []
+    workers: list[StageWorker] = []
     # Every group's lag from the broker (its own client), so a dead stage's lag shows in this process.
     exporter = LagExporter(settings, metrics, lambda: wiring.make_bus(settings))
     try:
         if bus is None or (needs_store and store is None):
             return
         exporter.start()
-        board = HealthBoard(health)
-        stages = factory(settings, metrics, bus, store)
-        handlers = [handler for _, _, handler in stages]
-        for handler in handlers:  # a stage with health of its own (the alert stage's waiting events)
-            inner = getattr(handler, "inner", handler)
-            attach = getattr(inner, "attach_health", None)
-            if callable(attach):
-                attach(board.reporter(f"{inner.name}-waiting"))
-        workers = [
-            StageWorker(
-                bus,
-                topic,
-                group,
-                handler,
-                metrics=metrics,
-                max_attempts=settings.max_attempts,
-                batch_size=settings.batch_size,
-                on_health=board.reporter(group),
-                stop=stop,
-                report_lag=settings.lag_interval_s <= 0,
-            )
-            for topic, group, handler in stages
-        ]
+        workers = stage_workers(specs, StageParts(settings, metrics, bus, store), board=HealthBoard(health), stop=stop)
         logger.info("stage running", extra={"stage": name, "groups": [w.group for w in workers]})
         _loop(workers, stop)
     finally:
         exporter.stop()
-        for handler in handlers:  # e.g. the alert stage lets deliveries in flight finish
-            close = getattr(handler, "close", None)
+        for worker in workers:  # e.g. the alert stage lets deliveries in flight finish
+            close = getattr(worker.handler, "close", None)
             if callable(close):
                 close()
         if bus is not None:
@@ -252,43 +262,12 @@ def embed(
     """
     if not (vectors or cluster):
         raise click.UsageError("--no-vectors with --no-cluster leaves the embed stage nothing to do")
-
-    def factory(
-        settings: Settings, metrics: Metrics, bus_: Bus, store_: SearchStore | None
-    ) -> list[tuple[str, str, Handler]]:
-        from stream.cluster_stage import SharedStateClusterStage
-        from stream.embed_stage import EmbedStage
-        from stream.story_state import STATE_FILE
-        from stream.vector_stage import VectorStage
-
-        embedder = wiring.make_embedder(settings)
-        # Load the model before joining a group: a first batch that loads it could outlast the poll interval.
-        logger.info(
-            "loading the embedding model", extra={"stage": "embed", "model": settings.model_name, "dim": embedder.dim}
-        )
-        workers: list[tuple[str, str, Handler]] = []
-        if vectors:
-            vector_stage = VectorStage(settings, metrics, bus=bus_, embedder=embedder)
-            workers.append((settings.topic_raw, GROUP_EMBED, vector_stage))
-        if cluster:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            stage: Handler
-            if settings.distributed_bus:  # the story state mirrored to its changelog topic: no shared disk
-                from stream.cluster_changelog import STANDBY_CATCH_UP_S, ChangelogClusterStage
-
-                state = wiring.make_cluster_state(settings)
-                stage = ChangelogClusterStage(
-                    EmbedStage(settings, metrics, embedder=embedder, bus=bus_, state=state),
-                    standby_catch_up_s=STANDBY_CATCH_UP_S,
-                )
-            else:
-                stage = SharedStateClusterStage(
-                    lambda: EmbedStage(settings, metrics, embedder=embedder, bus=bus_), settings.data_dir / STATE_FILE
-                )
-            workers.append((settings.topic_embedded, GROUP_CLUSTER, stage))
-        return workers
-
-    run_stage(_with_overrides(ctx, bus, store, metrics_port), "embed", factory, needs_store=False)
+    specs = topology.stage_process("embed")
+    if not cluster:
+        specs = [spec for spec in specs if spec.group != topology.GROUP_CLUSTER]
+    if not vectors:
+        specs = [spec for spec in specs if spec.group != topology.GROUP_EMBED]
+    run_stage(_with_overrides(ctx, bus, store, metrics_port), "embed", specs)
 
 
 @cli.command()
@@ -296,22 +275,7 @@ def embed(
 @click.pass_context
 def index(ctx: click.Context, bus: str | None, store: str | None, metrics_port: int | None) -> None:
     """Stage: articles.clustered and stories.events → the search store."""
-
-    def factory(
-        settings: Settings, metrics: Metrics, bus_: Bus, store_: SearchStore | None
-    ) -> list[tuple[str, str, Handler]]:
-        assert store_ is not None
-        # A store that is down keeps the batch uncommitted (health red) instead of dead-lettering it.
-        return [
-            (settings.topic_clustered, GROUP_INDEX, StoreGuard(IndexStage(store_, metrics), store_, settings.store)),
-            (
-                settings.topic_story_events,
-                GROUP_INDEX_STORIES,
-                StoreGuard(StoryIndexStage(store_, metrics), store_, settings.store),
-            ),
-        ]
-
-    run_stage(_with_overrides(ctx, bus, store, metrics_port), "index", factory, needs_store=True)
+    run_stage(_with_overrides(ctx, bus, store, metrics_port), "index", topology.stage_process("index"))
 
 
 @cli.command()
@@ -319,13 +283,4 @@ def index(ctx: click.Context, bus: str | None, store: str | None, metrics_port: 
 @click.pass_context
 def alert(ctx: click.Context, bus: str | None, store: str | None, metrics_port: int | None) -> None:
     """Stage: stories.events → watchlist matching → webhook, e-mail, Atom."""
-    from indexer.alert_stage import AlertStage
-
-    def factory(
-        settings: Settings, metrics: Metrics, bus_: Bus, store_: SearchStore | None
-    ) -> list[tuple[str, str, Handler]]:
-        assert store_ is not None
-        stage = StoreGuard(AlertStage(settings, store_, metrics, bus=bus_), store_, settings.store)
-        return [(settings.topic_story_events, GROUP_ALERT, stage)]
-
-    run_stage(_with_overrides(ctx, bus, store, metrics_port), "alert", factory, needs_store=True)
+    run_stage(_with_overrides(ctx, bus, store, metrics_port), "alert", topology.stage_process("alert"))

@@ -1,7 +1,7 @@
 """``sednaya-monitor watch add|list|remove|test|alerts|digest``: saved searches that alert on new stories.
 
 Watchlists live in ``<data_dir>/watchlists.sqlite3``, or in the search store when it is Elasticsearch
-(``indexer.watchlists.open_watchlists``); the alert ledger in ``<data_dir>/alerts.sqlite3``. The alert
+(``indexer.alerting.watchlists.open_watchlists``); the alert ledger in ``<data_dir>/alerts.sqlite3``. The alert
 stage reads the watchlists on every batch, so one added here applies to the next story event.
 """
 
@@ -13,13 +13,13 @@ from contextlib import contextmanager
 
 import click
 
-from indexer.delivery import check_targets
+from indexer.alerting.delivery import check_targets
+from indexer.alerting.ledger import open_ledger
+from indexer.alerting.watchlists import Watchlist, WatchlistRepository, new_secret, open_watchlists, require
 from indexer.errors import QuerySyntaxError, WatchlistError
-from indexer.ledger import open_ledger
 from indexer.store import SearchRequest
-from indexer.watchlists import Watchlist, WatchlistRepository, new_secret, open_watchlists, require
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.context import AppContext, NotDeployedError, pipeline_options
+from sednaya_monitor.cli.app_context import AppContext, NotDeployedError, pipeline_options
 
 TEST_LIMIT = 20  # stories shown by `watch test`
 DIGEST_WAIT_S = 120.0  # `watch digest` waits this long for the deliveries it started
@@ -250,7 +250,7 @@ def watch_alerts(
 @click.pass_context
 def watch_digest(ctx: click.Context, force: bool, bus: str | None, store: str | None) -> None:
     """Send the digests that are due (and resume deliveries left pending); for cron or by hand."""
-    from indexer.alert_stage import AlertStage
+    from indexer.alerting.alert_stage import AlertStage
 
     app = _app(ctx, bus, store)
     stage = AlertStage(app.settings, app.store, app.metrics, digest_interval_s=None, wait_interval_s=None)

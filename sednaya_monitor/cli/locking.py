@@ -9,12 +9,15 @@ from typing import Any
 
 import click
 
-from sednaya_monitor.cli.context import AppContext
+from sednaya_monitor.cli.app_context import AppContext
 from sednaya_monitor.data_lock import DataDirLock, Holder
+
+WAIT_FLAG = {"lock_wait_s": "--wait"}  # the setting --wait sets, for AppContext.of(ctx, WAIT_FLAG, lock_wait_s=...)
 
 
 def wait_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--wait SECONDS``: how long to wait for another process holding the data directory."""
+    """``--wait SECONDS``: how long to wait for another process holding the data directory (the
+    setting ``lock_wait_s``: pass it to ``AppContext.of`` with :data:`WAIT_FLAG`)."""
     return click.option(
         "--wait",
         "wait_s",
@@ -25,13 +28,14 @@ def wait_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def data_dir_locked(app: AppContext, wait_s: float | None) -> Iterator[None]:
-    """Hold the data-directory lock (``sednaya_monitor.data_lock``) for the block; says so when waiting."""
+def data_dir_locked(app: AppContext) -> Iterator[None]:
+    """Hold the data-directory lock (``sednaya_monitor.data_lock``) for the block, waiting up to
+    ``lock_wait_s`` (``--wait``); says so when waiting."""
 
     def waiting(holder: Holder | None) -> None:
         who = str(holder) if holder is not None else "another process"
         click.echo(f"waiting up to {wait:g} s for the data directory, held by {who}", err=True)
 
-    wait = app.settings.lock_wait_s if wait_s is None else wait_s
+    wait = app.settings.lock_wait_s
     with DataDirLock(app.settings.data_dir, wait_s=wait, on_wait=waiting):
         yield

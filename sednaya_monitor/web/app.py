@@ -33,11 +33,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from indexer.delivery import check_targets
+from indexer.alerting.delivery import check_targets
+from indexer.alerting.watchlists import Watchlist, WatchlistRepository, new_secret
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse as parse_query
 from indexer.store import Hit, SearchRequest, SearchResult, SearchStore, StoryGroup
-from indexer.watchlists import Watchlist, WatchlistRepository, new_secret
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.web import models, pages, params
 from sednaya_monitor.web.answer_cache import AnswerCache
 from sednaya_monitor.web.errors import BadRequest, HttpError, NotFound
@@ -53,7 +54,6 @@ from sednaya_monitor.web.models import (
 from sednaya_monitor.web.params import SearchParams
 from sednaya_monitor.wiring import make_raw_store
 from stream.article import Article
-from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.story import Story
 from stream.text import clean_text
@@ -140,7 +140,7 @@ class Web:
         self,
         settings: Settings,
         store: SearchStore,
-        metrics: Metrics,
+        metrics: PrometheusMetrics,
         *,
         watchlists: WatchlistRepository | None,
         alerts: AlertLog | None,
@@ -383,7 +383,7 @@ def error_response(
 def create_app(
     settings: Settings,
     store: SearchStore,
-    metrics: Metrics,
+    metrics: PrometheusMetrics,
     *,
     watchlists: WatchlistRepository | None = None,
     alerts: AlertLog | None = None,

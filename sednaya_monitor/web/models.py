@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
-from indexer.watchlists import MAX_QUERY_CHARS as MAX_WATCHLIST_QUERY_CHARS
-from indexer.watchlists import NAME_RE
+from indexer.alerting.watchlists import MAX_QUERY_CHARS as MAX_WATCHLIST_QUERY_CHARS
+from indexer.alerting.watchlists import NAME_RE
 from stream.article import parse_time
 
 DEFAULT_PAGE_SIZE = 20  # results per page: one screen of story groups

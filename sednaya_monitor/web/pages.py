@@ -19,8 +19,8 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from indexer.alerting.watchlists import Watchlist
 from indexer.store import Hit, SearchResult, StoryGroup
-from indexer.watchlists import Watchlist
 from sednaya_monitor.web.chart import plausible, volume_svg
 from sednaya_monitor.web.html import (
     badge,

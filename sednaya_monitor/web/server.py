@@ -47,12 +47,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from indexer.ledger import open_ledger
+from indexer.alerting.ledger import open_ledger
+from indexer.alerting.watchlists import WatchlistRepository, open_watchlists
 from indexer.store import SearchStore
-from indexer.watchlists import WatchlistRepository, open_watchlists
-from sednaya_monitor.web.alerts import LedgerAlertLog
+from sednaya_monitor.prometheus_metrics import LATENCY_BUCKETS, PrometheusMetrics
+from sednaya_monitor.web.alert_feeds import LedgerAlertLog
 from sednaya_monitor.web.app import HTML_CSP, AlertLog, create_app
-from stream.metrics import LATENCY_BUCKETS, Metrics
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -400,7 +400,7 @@ def bind(host: str, port: int) -> socket.socket:
 def make_server(
     settings: Settings,
     store: SearchStore,
-    metrics: Metrics,
+    metrics: PrometheusMetrics,
     *,
     host: str | None = None,
     port: int | None = None,
@@ -413,7 +413,7 @@ def make_server(
     ``host``/``port`` default to ``settings.serve_host``/``settings.serve_port`` (127.0.0.1:8080);
     port 0 takes a free port (read it back from ``server.url``); ``sock`` serves an already bound
     socket instead (a worker process of :func:`serve_forked`). ``watchlists`` defaults to the
-    deployment's repository (``indexer.watchlists.open_watchlists``: SQLite in ``settings.data_dir``,
+    deployment's repository (``indexer.alerting.watchlists.open_watchlists``: SQLite in ``settings.data_dir``,
     or the Elasticsearch store); ``alerts`` defaults to the alert ledger there (both closed with the server).
     Raises ``OSError`` when the address is taken.
     """
@@ -485,7 +485,7 @@ class RunningServer:
 def serve_in_thread(
     settings: Settings,
     store: SearchStore,
-    metrics: Metrics,
+    metrics: PrometheusMetrics,
     *,
     host: str | None = None,
     port: int | None = None,
@@ -550,7 +550,7 @@ def serve_forked(
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)
                 store = open_store()
-                server = make_server(settings, store, Metrics(), sock=sock)
+                server = make_server(settings, store, PrometheusMetrics(), sock=sock)
                 serve_until_signalled(server, lambda _message: None)
                 store.close()
                 code = 0

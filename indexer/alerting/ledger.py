@@ -36,8 +36,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from indexer.alerts import Alert
-from stream.article import now_utc, parse_time, utc
+from indexer.alerting.alerts import Alert
+from stream.article import iso_utc, now_utc, parse_time
 from stream.bus import Record
 from stream.settings import Settings
 
@@ -193,7 +193,7 @@ class AlertLedger:
 
     def record_merge(self, survivor: str, absorbed: Sequence[str]) -> int:
         """Remember that ``absorbed`` stories were folded into ``survivor``; returns how many were new."""
-        now = _iso(now_utc())
+        now = iso_utc(now_utc())
         added = 0
         with self._tx() as db:
             for story_id in absorbed:
@@ -237,7 +237,7 @@ class AlertLedger:
         a story merged with it (nothing to deliver).
         For ``mode="digest"`` pass no targets: the alert waits for the digest (see ``add_digest_item``).
         """
-        now = _iso(now_utc())
+        now = iso_utc(now_utc())
         with self._tx() as db:
             if _alert_in_group(db, alert.watchlist, _group(db, alert.story_id)) is not None:
                 return None
@@ -322,7 +322,7 @@ class AlertLedger:
             self._db.execute(
                 "UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = ?, updated_at = ? "
                 "WHERE kind = ? AND ref_id = ? AND target = ?",
-                (status, attempts, error[:2000], _iso(now_utc()), kind, ref_id, target),
+                (status, attempts, error[:2000], iso_utc(now_utc()), kind, ref_id, target),
             )
 
     def delivery_counts(self, watchlist: str | None = None) -> dict[str, int]:
@@ -355,7 +355,7 @@ class AlertLedger:
                     alert.story_id,
                     alert.article_id,
                     json.dumps(alert.to_dict(), ensure_ascii=False),
-                    _iso(alert.at),
+                    iso_utc(alert.at),
                 ),
             )
         return cur.rowcount > 0
@@ -380,7 +380,7 @@ class AlertLedger:
 
         Returns None (and writes nothing) when there is no open entry.
         """
-        now = _iso(now_utc())
+        now = iso_utc(now_utc())
         with self._tx() as db:
             n = db.execute(
                 "SELECT COUNT(*) FROM digest_items WHERE watchlist = ? AND digest_id IS NULL", (watchlist,)
@@ -389,7 +389,7 @@ class AlertLedger:
                 return None
             cur = db.execute(
                 "INSERT INTO digests(watchlist, period_start, period_end, created_at) VALUES (?, ?, ?, ?)",
-                (watchlist, _iso(period_start), _iso(period_end), now),
+                (watchlist, iso_utc(period_start), iso_utc(period_end), now),
             )
             digest_row = int(cur.lastrowid or 0)
             db.execute(
@@ -440,7 +440,7 @@ class AlertLedger:
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO waiting(story_id, article_id, record, since, next_try) VALUES (?, ?, ?, ?, ?)",
-                (story_id, article_id, body, _iso(now_utc()), next_try),
+                (story_id, article_id, body, iso_utc(now_utc()), next_try),
             )
         return int(cur.lastrowid or 0)
 
@@ -517,10 +517,10 @@ class AlertLedger:
 
 def open_ledger(settings: Settings) -> AlertLedger:
     """The alert ledger of this deployment: with an Elasticsearch store, the pairs alerted on and the
-    merges live in the store (``indexer.ledger_elastic``: every alert stage, on any host, from any data
+    merges live in the store (``indexer.alerting.ledger_elastic``: every alert stage, on any host, from any data
     directory, sees them); the working rows stay in ``<data_dir>/alerts.sqlite3`` in both modes."""
     if settings.distributed_store:
-        from indexer.ledger_elastic import ElasticAlertLedger
+        from indexer.alerting.ledger_elastic import ElasticAlertLedger
 
         return ElasticAlertLedger.for_settings(settings)
     return AlertLedger.in_data_dir(settings.data_dir)
@@ -552,7 +552,3 @@ def _alert_in_group(db: sqlite3.Connection, watchlist: str, group: set[str]) -> 
         (watchlist, *sorted(group)),
     ).fetchone()
     return None if row is None else str(row[0])
-
-
-def _iso(value: datetime) -> str:
-    return utc(value).isoformat().replace("+00:00", "Z")

@@ -25,10 +25,10 @@ import click
 from indexer.store import SearchStore
 from sednaya_monitor import wiring
 from sednaya_monitor.cli.logs import configure_logging
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.bus import Bus
 from stream.embedding import Embedder
 from stream.errors import SednayaError
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 
 BUS_FILE = "bus.sqlite3"  # the embedded bus in the data directory (stream.bus_embedded)
@@ -53,8 +53,12 @@ class Flags:
     json_logs: bool | None = None
 
 
-def settings_from_flags(flags: Flags, command: Mapping[str, Any] | None = None) -> Settings:
+def settings_from_flags(
+    flags: Flags, command: Mapping[str, Any] | None = None, flag_names: Mapping[str, str] | None = None
+) -> Settings:
     """Defaults < ``--config`` < ``SEDNAYA_MONITOR_*`` < group flags < the command's flags.
+
+    ``flag_names`` names a command's flag whose name is not ``--<setting>`` (``serve_port``: ``--port``).
 
     Raises:
         click.UsageError: a value is invalid; the message names its origin (``--bus='kafka:x': ...``).
@@ -62,7 +66,7 @@ def settings_from_flags(flags: Flags, command: Mapping[str, Any] | None = None) 
     overrides = {k: v for k, v in flags.overrides.items() if v is not None}
     overrides.update({k: v for k, v in (command or {}).items() if v is not None})
     try:
-        return load_settings(flags.config_file, overrides=overrides)
+        return load_settings(flags.config_file, overrides=overrides, flag_names=flag_names)
     except SednayaError as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -107,25 +111,28 @@ class AppContext:
     def __init__(self, settings: Settings, flags: Flags | None = None) -> None:
         self.settings = settings
         self.flags = flags if flags is not None else Flags()
-        self.metrics = Metrics()
+        self.metrics = PrometheusMetrics()
         self._bus: Bus | None = None
         self._store: SearchStore | None = None
         self._embedder: Embedder | None = None
 
     @staticmethod
-    def of(ctx: click.Context, **command_flags: Any) -> AppContext:
+    def of(ctx: click.Context, flag_names: Mapping[str, str] | None = None, **command_flags: Any) -> AppContext:
         """The command's context: the group's, or a new one when the command passed flags of its own
-        (settings reloaded with them, logging configured again, closed with the command)."""
+        (setting name -> value; settings reloaded with them, logging configured again, closed with the
+        command). ``flag_names``: the flags whose name is not ``--<setting>``, for error messages."""
         app = ctx.find_object(AppContext)
         assert app is not None, "the cli group sets the AppContext"
-        return app.with_flags(ctx, **command_flags)
+        return app.with_flags(ctx, flag_names, **command_flags)
 
-    def with_flags(self, ctx: click.Context, **command_flags: Any) -> AppContext:
+    def with_flags(
+        self, ctx: click.Context, flag_names: Mapping[str, str] | None = None, **command_flags: Any
+    ) -> AppContext:
         json_logs = ctx.meta.get(LOG_FORMAT_KEY)
         if all(v is None for v in command_flags.values()) and json_logs is None:
             return self
         flags = self.flags if json_logs is None else replace(self.flags, json_logs=json_logs)
-        settings = settings_from_flags(flags, command_flags)
+        settings = settings_from_flags(flags, command_flags, flag_names)
         apply_logging(settings, flags)
         app = AppContext(settings, flags)
         ctx.call_on_close(app.close)

@@ -40,11 +40,11 @@ from typing import Any
 
 from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
-from indexer.alerts import Alert
+from indexer.alerting.alerts import Alert
+from indexer.alerting.ledger import AlertLedger, LedgerAlert, PendingDelivery
 from indexer.errors import StoreError
-from indexer.ledger import AlertLedger, LedgerAlert, PendingDelivery, _iso
 from indexer.store_elastic import es_client_options
-from stream.article import now_utc
+from stream.article import iso_utc, now_utc
 from stream.errors import UnavailableError
 from stream.settings import Settings
 
@@ -130,7 +130,7 @@ class ElasticAlertLedger(AlertLedger):
     def record_merge(self, survivor: str, absorbed: Sequence[str]) -> int:
         self._ensure()
         added = super().record_merge(survivor, absorbed)
-        now = _iso(now_utc())
+        now = iso_utc(now_utc())
         for story_id in absorbed:
             if story_id == survivor:
                 continue
@@ -234,7 +234,7 @@ class ElasticAlertLedger(AlertLedger):
                     claim["story_id"],
                     claim.get("mode", "instant"),
                     json.dumps(claim["payload"], ensure_ascii=False),
-                    claim.get("created_at") or _iso(now_utc()),
+                    claim.get("created_at") or iso_utc(now_utc()),
                 ),
             )
 
@@ -297,7 +297,7 @@ class ElasticAlertLedger(AlertLedger):
             "mode": mode,
             "state": "claimed",
             "holder": self.holder,
-            "created_at": _iso(now_utc()),
+            "created_at": iso_utc(now_utc()),
             "payload": alert.to_dict(),
             "targets": list(targets),
         }

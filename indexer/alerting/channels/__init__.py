@@ -1,17 +1,17 @@
 """Alert channels, one module each, picked by the target's kind (``<kind>:<address>``).
 
-Adding a channel is one module implementing :class:`~indexer.channels.base.AlertChannel` and one line
+Adding a channel is one module implementing :class:`~indexer.alerting.channels.channel.AlertChannel` and one line
 in :data:`CHANNELS`. The kind a configured address gets follows its scheme: ``http(s)://`` URLs are
 ``webhook`` (or ``slack`` for a watchlist sending Slack's format), ``mailto:``/bare addresses ``email``
-(``indexer.watchlists.Watchlist.targets``).
+(``indexer.alerting.watchlists.Watchlist.targets``).
 """
 
 from __future__ import annotations
 
-from indexer.channels.base import AlertChannel, ChannelFactory
-from indexer.channels.email import EmailChannel
-from indexer.channels.slack import SlackChannel
-from indexer.channels.webhook import WebhookChannel
+from indexer.alerting.channels.channel import AlertChannel, ChannelFactory
+from indexer.alerting.channels.email import EmailChannel
+from indexer.alerting.channels.slack import SlackChannel
+from indexer.alerting.channels.webhook import WebhookChannel
 
 CHANNELS: dict[str, ChannelFactory] = {
     "webhook": WebhookChannel,

@@ -12,9 +12,9 @@ from typing import Any
 
 from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
+from indexer.alerting.watchlists import Watchlist
 from indexer.errors import StoreError, WatchlistError
 from indexer.store_elastic import es_client_options
-from indexer.watchlists import Watchlist
 from stream.errors import UnavailableError
 from stream.settings import Settings
 

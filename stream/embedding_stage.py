@@ -4,12 +4,12 @@ Embedding is the costly, stateless part of the embed stage; story assignment is 
 (``stream.story_state``). In the distributed mode the two halves run as two workers of one
 ``sednaya-monitor embed`` process:
 
-- :class:`VectorStage` (this module, group ``embed`` on ``settings.topic_raw``): every replica takes a
+- :class:`EmbeddingStage` (this module, group ``embed`` on ``settings.topic_raw``): every replica takes a
   share of the raw partitions, embeds its articles and publishes each one *with* its vector to
   ``settings.topic_embedded``, all under one constant key (:data:`EMBEDDED_KEY`), so every embedded
   article lands in one partition, in arrival order;
 - ``stream.cluster_stage.SharedStateClusterStage`` (group ``cluster`` on ``settings.topic_embedded``):
-  the one member holding that partition assigns stories with the ordinary ``EmbedStage``, which
+  the one member holding that partition assigns stories with the ordinary ``AssignStage``, which
   uses the vectors as given; the other replicas stand by.
 
 The article id travels in the :data:`H_ARTICLE_ID` header because the record key is the constant.
@@ -26,7 +26,6 @@ from stream.embed_text import embed_text
 from stream.embedding import Embedder
 from stream.errors import ContractError
 from stream.metrics import Metrics
-from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +36,11 @@ EMBEDDED_KEY = "stories"
 H_ARTICLE_ID = "article.id"  # header naming the article on articles.embedded (the key is EMBEDDED_KEY)
 
 
-class VectorStage:
-    """``stream.worker.Handler`` named ``embed``: decode, embed, publish to ``settings.topic_embedded``.
+class EmbeddingStage:
+    """``stream.worker.Handler`` named ``embed``: decode, embed, publish to ``out_topic``.
 
     Args:
-        settings: ``topic_raw`` (named in errors), ``topic_embedded``, ``model_name``, ``embed_batch_size``.
+        out_topic: where embedded articles go (``settings.topic_embedded``).
         metrics: counts ``sednaya_articles_total{stage="embed", status="embedded"}``.
         bus: where the embedded articles go; flushed before :meth:`handle` returns.
         embedder: the model (``sednaya_monitor.wiring.make_embedder``; pass the clustering half's
@@ -54,8 +53,8 @@ class VectorStage:
 
     name = STAGE
 
-    def __init__(self, settings: Settings, metrics: Metrics, *, bus: Bus, embedder: Embedder) -> None:
-        self.settings = settings
+    def __init__(self, out_topic: str, metrics: Metrics, *, bus: Bus, embedder: Embedder) -> None:
+        self.out_topic = out_topic
         self.metrics = metrics
         self.bus = bus
         self.embedder = embedder
@@ -88,7 +87,7 @@ class VectorStage:
             headers = {k: record.headers[k] for k in (H_SCHEMA, H_ENTERED_AT) if k in record.headers}
             headers.setdefault(H_SCHEMA, str(article.schema))
             headers[H_ARTICLE_ID] = article.id
-            self.bus.publish(self.settings.topic_embedded, EMBEDDED_KEY, article.to_bytes(with_embedding=True), headers)
+            self.bus.publish(self.out_topic, EMBEDDED_KEY, article.to_bytes(with_embedding=True), headers)
         if taken:
             self.bus.flush()
             self.metrics.articles.labels(stage=STAGE, status="embedded").inc(len(taken))

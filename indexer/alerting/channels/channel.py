@@ -1,8 +1,8 @@
 """The ``AlertChannel`` port: how one kind of target is checked and sent to (no retries: one attempt).
 
 A target is stored as ``<kind>:<address>`` (``webhook:https://...``, ``slack:https://hooks.slack.com/...``,
-``email:desk@example.org``); the kind picks the channel from ``indexer.channels.CHANNELS``.
-:class:`indexer.delivery.Deliverer` wraps every attempt with retries and backoff.
+``email:desk@example.org``); the kind picks the channel from ``indexer.alerting.channels.CHANNELS``.
+:class:`indexer.alerting.delivery.Deliverer` wraps every attempt with retries and backoff.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from indexer.alerts import Alert, DigestStory
-    from indexer.watchlists import Watchlist
+    from indexer.alerting.alerts import Alert, DigestStory
+    from indexer.alerting.watchlists import Watchlist
     from stream.settings import Settings
 
 

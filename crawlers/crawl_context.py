@@ -110,6 +110,7 @@ class CrawlSummary:
 # The composition root's bus factory, by dotted path: the crawlers never import the application package.
 BUS_FACTORY = "sednaya_monitor.wiring.make_bus"
 RAW_STORE_FACTORY = "sednaya_monitor.wiring.make_raw_store"  # likewise for the raw-copy storage
+METRICS_FACTORY = "sednaya_monitor.wiring.make_metrics"  # the Prometheus implementation of stream.metrics
 
 
 class CrawlContext:
@@ -158,18 +159,24 @@ class CrawlContext:
 
     @classmethod
     def standalone(
-        cls, source_ids: Sequence[str] | None = None, *, bus_factory: str = BUS_FACTORY
+        cls,
+        source_ids: Sequence[str] | None = None,
+        *,
+        bus_factory: str = BUS_FACTORY,
+        metrics_factory: str = METRICS_FACTORY,
     ) -> CrawlContext:
         """For ``scrapy crawl NAME``: settings from the environment, the bus they name (built by the
-        composition root, named by ``bus_factory`` as Scrapy names its components), fresh metrics."""
+        composition root, named by ``bus_factory`` as Scrapy names its components), fresh metrics (the
+        root's implementation, named by ``metrics_factory``)."""
         from scrapy.utils.misc import load_object
 
         from stream.settings import load_settings
 
         make_bus = load_object(bus_factory)
+        make_metrics = load_object(metrics_factory)
         settings = load_settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(settings, make_bus(settings), Metrics(), source_ids=source_ids, owns_bus=True)
+        return cls(settings, make_bus(settings), make_metrics(), source_ids=source_ids, owns_bus=True)
 
     @property
     def backfill(self) -> bool:

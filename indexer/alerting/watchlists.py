@@ -3,12 +3,12 @@
 A :class:`Watchlist` is a name, a query in the query language of DESIGN.md, optional language and
 source filters, delivery targets (webhook URLs signed with the watchlist's HMAC secret, optionally in
 Slack's payload format, and e-mail addresses) and a mode: ``instant`` (one alert per story, on its first
-fresh matching article: ``indexer.alerts``) or ``digest`` (new stories collected and sent ``hourly`` or
+fresh matching article: ``indexer.alerting.alerts``) or ``digest`` (new stories collected and sent ``hourly`` or
 ``daily``). Every watchlist also gets a digest of updates (duplicates and follow-ups of the stories it
 alerted on, older coverage) at its ``every``.
 
 Where they are kept (:func:`open_watchlists`): :class:`SqliteWatchlistRepository` in
-``<data_dir>/watchlists.sqlite3`` in the embedded mode; ``indexer.watchlists_elastic`` in the search
+``<data_dir>/watchlists.sqlite3`` in the embedded mode; ``indexer.alerting.watchlists_elastic`` in the search
 store when it is Elasticsearch (distributed mode).
 """
 
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse
-from stream.article import now_utc, parse_time, utc
+from stream.article import iso_utc, now_utc, parse_time
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class Watchlist:
 
     @property
     def targets(self) -> tuple[str, ...]:
-        """Target ids, the ledger's delivery keys and the channel registry's keys (``indexer.channels``):
+        """Target ids, the ledger's delivery keys and the channel registry's keys (``indexer.alerting.channels``):
         ``webhook:<url>`` (``slack:<url>`` when ``slack``) and ``email:<addr>``."""
         kind = "slack" if self.slack else "webhook"
         return tuple(f"{kind}:{u}" for u in self.webhooks) + tuple(f"email:{a}" for a in self.emails)
@@ -125,7 +125,7 @@ class Watchlist:
             "emails": list(self.emails),
             "mode": self.mode,
             "every": self.every,
-            "created_at": utc(self.created_at).isoformat().replace("+00:00", "Z"),
+            "created_at": iso_utc(self.created_at),
             "secret_set": bool(self.secret),
         }
         if with_secret:
@@ -263,7 +263,7 @@ def open_watchlists(settings: Settings) -> WatchlistRepository:
     """The watchlists of this deployment: in the search store when it is Elasticsearch (distributed
     mode: every host sees the same ones), else ``<data_dir>/watchlists.sqlite3``."""
     if settings.distributed_store:
-        from indexer.watchlists_elastic import ElasticWatchlistRepository
+        from indexer.alerting.watchlists_elastic import ElasticWatchlistRepository
 
         return ElasticWatchlistRepository(settings)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)

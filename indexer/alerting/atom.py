@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from urllib.parse import quote, urlsplit
 
-from indexer.ledger import LedgerAlert
-from indexer.watchlists import Watchlist
+from indexer.alerting.ledger import LedgerAlert
+from indexer.alerting.watchlists import Watchlist
 from stream.article import utc
 
 ATOM_NS = "http://www.w3.org/2005/Atom"

@@ -1,14 +1,14 @@
 """Delivery of alerts and digests to one target, with retries.
 
-:class:`Deliverer` picks the target's channel from ``indexer.channels.CHANNELS`` by its kind
+:class:`Deliverer` picks the target's channel from ``indexer.alerting.channels.CHANNELS`` by its kind
 (``webhook:<url>``, ``slack:<url>``, ``email:<address>``), makes up to ``settings.webhook_attempts``
 attempts (waiting ``settings.webhook_backoff_s``, doubled each time) while the channel's
 :class:`~indexer.errors.DeliveryError` is ``transient``, and raises the last error when it finally
 fails. The alert stage runs it off the pipeline's thread, records the outcome in the ledger and counts
 it, so a failing target never holds up another target or the pipeline.
 
-The channels: ``indexer.channels.webhook`` (JSON POST signed ``t=…,v1=…``, target address checks),
-``indexer.channels.slack`` (Slack's message format) and ``indexer.channels.email`` (SMTP with
+The channels: ``indexer.alerting.channels.webhook`` (JSON POST signed ``t=…,v1=…``, target address checks),
+``indexer.alerting.channels.slack`` (Slack's message format) and ``indexer.alerting.channels.email`` (SMTP with
 STARTTLS or implicit TLS).
 """
 
@@ -18,11 +18,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from indexer.alerts import Alert, DigestStory
-from indexer.channels import CHANNELS, AlertChannel
-from indexer.channels.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, sign, verify
+from indexer.alerting.alerts import Alert, DigestStory
+from indexer.alerting.channels import CHANNELS, AlertChannel
+from indexer.alerting.channels.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, sign, verify
+from indexer.alerting.watchlists import Watchlist
 from indexer.errors import DeliveryError, WatchlistError
-from indexer.watchlists import Watchlist
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Deliverer:
 
 
 def split_target(target: str) -> tuple[str, str]:
-    """``"<kind>:<address>"`` -> ``(kind, address)`` for a kind of ``indexer.channels.CHANNELS``.
+    """``"<kind>:<address>"`` -> ``(kind, address)`` for a kind of ``indexer.alerting.channels.CHANNELS``.
 
     Raises ``DeliveryError`` for any other kind.
     """

@@ -86,7 +86,7 @@ class _Pending:
     headers: Mapping[str, str]
 
 
-class EmbedStage:
+class AssignStage:
     """``stream.worker.Handler`` named ``embed``; also usable directly through :meth:`process`.
 
     Args:
@@ -134,7 +134,7 @@ class EmbedStage:
     def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
         """Decode, process and publish ``records``; one outcome per record (``ContractError`` = permanent)."""
         if self.bus is None:
-            raise RuntimeError("EmbedStage.handle needs a bus (pass bus= to the constructor)")
+            raise RuntimeError("AssignStage.handle needs a bus (pass bus= to the constructor)")
         self.publish_outbox()
         outcomes: list[BaseException | None] = []
         pending: list[_Pending] = []
@@ -233,7 +233,7 @@ class EmbedStage:
 
     def _embed(self, articles: Sequence[Article]) -> NDArray[np.float32]:
         """One L2-normalised row per article: the vector it arrived with (distributed mode: the
-        ``VectorStage`` of ``stream.vector_stage`` embedded it), else the model's."""
+        ``EmbeddingStage`` of ``stream.embedding_stage`` embedded it), else the model's."""
         missing = [i for i, a in enumerate(articles) if a.embedding is None]
         rows: list[NDArray[np.float32]] = [np.asarray(a.embedding or (), dtype=np.float32) for a in articles]
         if missing:  # no model call (nor model load) when every article brings its vector

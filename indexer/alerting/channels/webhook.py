@@ -5,7 +5,7 @@ watchlist has a secret, ``X-Sednaya-Signature: t=<unix seconds>,v1=<hex HMAC-SHA
 f"{t}.{body}")>``. The timestamp is signed with the body, so a captured request replayed later than
 the receiver's tolerance (``SIGNATURE_TOLERANCE_S``, 5 minutes, as Stripe and Slack do) is refused by
 :func:`verify`; every attempt is signed afresh. The URL is checked before every attempt
-(``indexer.channels.targets``).
+(``indexer.alerting.channels.targets``).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from indexer.alerts import Alert, DigestStory, digest_body, webhook_body
-from indexer.channels.targets import TargetRefused, check_url
+from indexer.alerting.alerts import Alert, DigestStory, digest_body, webhook_body
+from indexer.alerting.channels.targets import TargetRefused, check_url
+from indexer.alerting.watchlists import Watchlist
 from indexer.errors import DeliveryError, WatchlistError
-from indexer.watchlists import Watchlist
 from stream.settings import Settings
 
 SIGNATURE_HEADER = "X-Sednaya-Signature"

@@ -1,10 +1,10 @@
-"""The alert ledger (``indexer.ledger``) seen from the web: recent alerts and Atom feeds per watchlist."""
+"""The alert ledger (``indexer.alerting.ledger``) seen from the web: recent alerts and Atom feeds per watchlist."""
 
 from __future__ import annotations
 
-from indexer.atom import render_atom
-from indexer.ledger import AlertLedger, LedgerAlert
-from indexer.watchlists import Watchlist, WatchlistRepository
+from indexer.alerting.atom import render_atom
+from indexer.alerting.ledger import AlertLedger, LedgerAlert
+from indexer.alerting.watchlists import Watchlist, WatchlistRepository
 from sednaya_monitor.web.pages import AlertView
 
 

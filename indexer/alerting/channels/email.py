@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from indexer.alerts import Alert, DigestStory, digest_marker
+from indexer.alerting.alerts import Alert, DigestStory, digest_marker
+from indexer.alerting.watchlists import EMAIL_RE, Watchlist
 from indexer.errors import DeliveryError, WatchlistError
-from indexer.watchlists import EMAIL_RE, Watchlist
 from stream.settings import Settings
 
 SMTP_TIMEOUT_S = 30.0  # per SMTP conversation step (smtplib's socket timeout)

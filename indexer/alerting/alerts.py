@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from indexer.alerting.watchlists import Watchlist
 from indexer.query import parse, positive_terms
-from indexer.watchlists import Watchlist
-from stream.article import Article, parse_time, utc
+from stream.article import Article, iso_utc_or_none, parse_time, utc
 from stream.story import Story, StoryEvent
 from stream.text import fold
 
@@ -163,11 +163,11 @@ class Alert:
             "source": self.source,
             "lang": self.lang,
             "url": self.url,
-            "published": _iso(self.published),
+            "published": iso_utc_or_none(self.published),
             "matched_terms": list(self.matched_terms),
             "link": self.link,
-            "at": _iso(self.at),
-            "entered_at": _iso(self.entered_at),
+            "at": iso_utc_or_none(self.at),
+            "entered_at": iso_utc_or_none(self.entered_at),
             "article_count": self.article_count,
             "source_count": self.source_count,
             "languages": list(self.languages),
@@ -294,11 +294,11 @@ def webhook_body(alert: Alert, *, alert_id: str) -> dict[str, Any]:
             "source": alert.source,
             "lang": alert.lang,
             "url": alert.url,
-            "published": _iso(alert.published),
+            "published": iso_utc_or_none(alert.published),
         },
         "matched_terms": list(alert.matched_terms),
-        "at": _iso(alert.at),
-        "entered_at": _iso(alert.entered_at),
+        "at": iso_utc_or_none(alert.at),
+        "entered_at": iso_utc_or_none(alert.entered_at),
     }
 
 
@@ -393,7 +393,7 @@ def digest_body(watchlist: str, groups: Sequence[DigestStory], *, digest_id: str
                         "source": a.source,
                         "lang": a.lang,
                         "url": a.url,
-                        "published": _iso(a.published),
+                        "published": iso_utc_or_none(a.published),
                         "kind": a.event_kind,
                         "role": a.role,
                     }
@@ -421,7 +421,3 @@ def digest_marker(group: DigestStory) -> str:
     if group.new:
         return "NEW"
     return "OLDER COVERAGE" if group.older else "UPDATED"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else utc(value).isoformat().replace("+00:00", "Z")

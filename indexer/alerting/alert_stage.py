@@ -15,8 +15,8 @@ For each record of ``settings.topic_story_events`` (a :class:`~stream.story.Stor
 3. For every watchlist, its query runs through the **same search translation as everything else**,
    restricted to that article: ``store.search(SearchRequest(query=wl.query, ids=(article_id,),
    lang=wl.lang, source=wl.source))`` (no percolator, so it works on both stores), and
-   ``indexer.alerts.decide`` says instant / digest / skip: a watchlist fires once per story (merge
-   group), on the first fresh matching article; see ``indexer.alerts``.
+   ``indexer.alerting.alerts.decide`` says instant / digest / skip: a watchlist fires once per story (merge
+   group), on the first fresh matching article; see ``indexer.alerting.alerts``.
 4. Instant alerts are written to the ledger with one ``pending`` delivery per target **before**
    anything is sent; digest entries are queued. Deliveries run on a small thread pool, off the
    pipeline's thread: a slow or failing target delays nothing else. Each outcome is marked in the ledger
@@ -39,7 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime
 
-from indexer.alerts import (
+from indexer.alerting.alerts import (
     Alert,
     build_alert,
     decide,
@@ -51,11 +51,11 @@ from indexer.alerts import (
     screen,
     story_link,
 )
-from indexer.delivery import Deliverer, target_channel
+from indexer.alerting.delivery import Deliverer, target_channel
+from indexer.alerting.ledger import AlertLedger, DeliveryKind, PendingDelivery, Waiting, open_ledger
+from indexer.alerting.watchlists import EVERY_SECONDS, Watchlist, WatchlistRepository, open_watchlists
 from indexer.errors import ArticleNotIndexedError, DeliveryError, QuerySyntaxError
-from indexer.ledger import AlertLedger, DeliveryKind, PendingDelivery, Waiting, open_ledger
 from indexer.store import SearchRequest, SearchStore
-from indexer.watchlists import EVERY_SECONDS, Watchlist, WatchlistRepository, open_watchlists
 from stream.article import now_utc, utc
 from stream.bus import Bus, Record
 from stream.errors import ContractError

@@ -8,7 +8,7 @@ its addresses) is in ``settings.alert_target_allowlist`` (comma-separated host n
 
 Checked at save (literal IPs and names known to be local; :func:`check_url` with ``resolve=False``) and
 again before every delivery attempt with the host resolved (a name can be re-pointed after it was saved);
-the delivery then connects to the address that was checked (``indexer.channels.webhook``), and follows
+the delivery then connects to the address that was checked (``indexer.alerting.channels.webhook``), and follows
 no redirect (a ``3xx`` fails the delivery: a redirect could point inside).
 """
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from indexer.alerts import Alert, DigestStory, slack_body, slack_digest_body
-from indexer.channels.webhook import WebhookChannel
-from indexer.watchlists import Watchlist
+from indexer.alerting.alerts import Alert, DigestStory, slack_body, slack_digest_body
+from indexer.alerting.channels.webhook import WebhookChannel
+from indexer.alerting.watchlists import Watchlist
 
 
 class SlackChannel(WebhookChannel):
