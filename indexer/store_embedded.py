@@ -338,8 +338,8 @@ class EmbeddedStore:
         """Why the store refuses ``article`` (the embedded analogue of a mapping rejection), or None."""
         if article.embedding is None:
             return None
-        if not all(math.isfinite(x) for x in article.embedding):
-            return "embedding contains NaN or infinite values"
+        if not math.isfinite(sum(article.embedding)) and not all(math.isfinite(x) for x in article.embedding):
+            return "embedding contains NaN or infinite values"  # (the sum is finite when every value is)
         if self._dims is not None and len(article.embedding) != self._dims:
             return f"embedding has {len(article.embedding)} dimensions, the store holds {self._dims}-dimension vectors"
         return None

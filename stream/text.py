@@ -38,6 +38,11 @@ _ARABIC_MAP = str.maketrans(
 _ARABIC_DIACRITICS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed]")
 _SPACES = re.compile(r"\s+")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str only lone surrogates match
+# The combining marks below U+0600 (Latin, Greek, Cyrillic, Hebrew diacritics) that ``fold`` strips: one
+# regex instead of a per-character test (the Arabic marks are ``normalize_arabic``'s business).
+_COMBINING_BELOW_ARABIC = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in range(0x0600) if unicodedata.combining(chr(c))) + "]"
+)
 
 
 def normalize_arabic(text: str) -> str:
@@ -47,9 +52,10 @@ def normalize_arabic(text: str) -> str:
 
 def fold(text: str) -> str:
     """Case-, diacritic- and Arabic-variant-insensitive form of ``text`` for matching."""
+    if text.isascii():  # every step below is the identity on ASCII but the case folding
+        return text.lower()
     text = normalize_arabic(unicodedata.normalize("NFKC", text)).casefold()
-    decomposed = unicodedata.normalize("NFD", text)
-    stripped = "".join(ch for ch in decomposed if not (unicodedata.combining(ch) and ord(ch) < 0x0600))
+    stripped = _COMBINING_BELOW_ARABIC.sub("", unicodedata.normalize("NFD", text))
     stripped = stripped.replace("ı", "i").replace("ß", "ss")
     return unicodedata.normalize("NFC", stripped)
 
