@@ -83,6 +83,7 @@ class TimedEmbedder:
     def __init__(self, inner: Embedder) -> None:
         self.inner = inner
         self.seconds = 0.0
+        self.cpu_seconds = 0.0  # CPU time of the calling thread inside the model (robust to a busy machine)
         self.texts = 0
         self.multilingual = getattr(inner, "multilingual", False)
         self.name = getattr(inner, "name", "")
@@ -92,11 +93,12 @@ class TimedEmbedder:
         return self.inner.dim
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             return self.inner.embed(texts)
         finally:
             self.seconds += time.perf_counter() - start
+            self.cpu_seconds += time.thread_time() - cpu
             self.texts += len(texts)
 
 
@@ -154,20 +156,23 @@ def articles_for(records: list[dict[str, object]], repeat: int) -> list[Article]
     return out
 
 
-def run_pipeline(settings: Settings, model: Embedder, articles: list[Article]) -> tuple[float, TimedEmbedder]:
+def run_pipeline(
+    settings: Settings, model: Embedder, articles: list[Article]
+) -> tuple[float, float, TimedEmbedder]:
+    """Wall seconds and main-thread CPU seconds of publish + drain, and the timed embedder."""
     timed = TimedEmbedder(model)
     with tempfile.TemporaryDirectory() as tmp:
         pipeline = Pipeline(settings.replace(data_dir=Path(tmp)), Metrics(), embedder=timed)
         try:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             pipeline.publish(articles)
             summary = pipeline.drain()
-            wall = time.perf_counter() - start
+            wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
         finally:
             pipeline.close()
     if summary.indexed != len(articles):
         raise RuntimeError(f"pipeline indexed {summary.indexed} of {len(articles)} articles: {summary.lines()}")
-    return wall, timed
+    return wall, cpu, timed
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +180,13 @@ class Measured:
     n: int
     wall: float
     model: float
+    cpu: float  # main-thread CPU seconds of the run
+    model_cpu: float  # of which inside the model's embed calls
     parts: Counter[str]
+
+    @property
+    def pipeline_cpu_ms(self) -> float:
+        return 1000 * (self.cpu - self.model_cpu) / self.n
 
     @property
     def per_s(self) -> float:
@@ -199,10 +210,12 @@ def measure(settings: Settings, model: Embedder, articles: list[Article], interv
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         with sampler:
-            wall, timed = run_pipeline(settings, model, articles)
+            wall, cpu, timed = run_pipeline(settings, model, articles)
     finally:
         sys.setswitchinterval(before)
-    return Measured(n=len(articles), wall=wall, model=timed.seconds, parts=sampler.parts)
+    return Measured(
+        n=len(articles), wall=wall, model=timed.seconds, cpu=cpu, model_cpu=timed.cpu_seconds, parts=sampler.parts
+    )
 
 
 def profile_top(settings: Settings, model: Embedder, articles: list[Article], top: int) -> list[str]:

@@ -476,6 +476,19 @@ class EmbeddedStore:
                 ) from exc
         return int(moved)
 
+    def merged_into(self, story_ids: Sequence[str]) -> dict[str, str]:
+        """``merged_into`` of each of ``story_ids`` that was merged away (one query; the index stage's
+        per-batch lookup before it writes articles)."""
+        if not story_ids:
+            return {}
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT id, merged_into FROM stories WHERE id IN (SELECT value FROM json_each(?)) "
+                "AND merged_into IS NOT NULL AND merged_into != ''",
+                (json.dumps(list(story_ids)),),
+            ).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
     # --- reads -----------------------------------------------------------------------------------
 
     @staticmethod

@@ -63,3 +63,12 @@ def loads(raw: str | bytes) -> Any:
 
 
 _OBJECT_START = (b"{", "{")
+
+
+def loads_any(raw: str | bytes) -> Any:
+    """The value of JSON text ``raw`` written by this program (any top-level type; no edge cases expected),
+    read by orjson, else by the standard library."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
