@@ -107,6 +107,7 @@ def run_pipeline(es: ElasticServer, root: Path, replicas: int, n: int, extra: di
                 raise RuntimeError(f"{replicas} replicas did not all get raw partitions:\n{deployment.logs()}")
             time.sleep(0.5)
         articles = generated_articles(n, seed=101)
+        load_before = os.getloadavg()[0]
         start = time.monotonic()
         deployment.publish(articles)
         published_s = time.monotonic() - start
@@ -133,6 +134,7 @@ def run_pipeline(es: ElasticServer, root: Path, replicas: int, n: int, extra: di
         embedded_by = [p.sample("sednaya_articles_total", stage="embed", status="embedded") for p in embeds]
         rss = {"index": peak_rss_mb(index), **{f"embed-{i}": peak_rss_mb(p) for i, p in enumerate(embeds)}}
         return {
+            "load": (load_before, os.getloadavg()[0]),
             "rss": rss,
             "replicas": replicas,
             "articles": n,
@@ -240,21 +242,22 @@ def write_section(
         "",
         (
             "| run | articles | end to end s | articles/s | embedded per replica "
-            "| embed ms/rec | cluster ms/rec | index ms/rec |"
+            "| embed ms/rec | cluster ms/rec | index ms/rec | machine load (1 min) start → end |"
         ),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         cost = r["cost"]
         lines.append(
             f"| {r['replicas']} embed replica(s) | {r['articles']} | {r['seconds']:.1f} | {r['per_s']:.1f} | "
             f"{' / '.join(str(int(x)) for x in r['embedded_by'])} | {1000 * cost.get('embed', 0):.1f} | "
-            f"{1000 * cost.get('cluster', 0):.1f} | {1000 * cost.get('index', 0):.1f} |"
+            f"{1000 * cost.get('cluster', 0):.1f} | {1000 * cost.get('index', 0):.1f} | "
+            f"{r['load'][0]:.1f} → {r['load'][1]:.1f} |"
         )
     ic = index_only["cost"]
     lines.append(
         f"| index stage alone (pre-clustered) | {index_only['articles']} | {index_only['seconds']:.1f} | "
-        f"{index_only['per_s']:.1f} | - | - | - | {1000 * ic.get('index', 0):.1f} |"
+        f"{index_only['per_s']:.1f} | - | - | - | {1000 * ic.get('index', 0):.1f} | - |"
     )
     lines += [
         "",

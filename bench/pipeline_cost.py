@@ -3,14 +3,17 @@
 READS THE SHARED DATA FILE ../shared/datasets/multilingual-events/syria_events.jsonl.gz in place (297 real
 excerpts in 13 languages; nothing copied). Runs the whole embedded pipeline (``Pipeline``: publish, embed,
 cluster, index, story index, alert) with the default model on a fresh data directory, ``--repeat`` times
-over the texts (each pass a new set of article ids, so later passes join the stories of the first):
+over the texts (each pass a new set of article ids and later dates: the copies of a syndicated story):
 
-1. timed: the model's own ``embed`` calls are timed inside the run (a wrapper around the embedder), so
-   pipeline cost per article = (wall time - model time) / articles, with no second measurement to subtract;
+1. timed, ``--rounds`` times (median): the model's own ``embed`` calls are timed inside the run (a wrapper
+   around the embedder), so pipeline cost per article = (wall time - model time) / articles, with no second
+   measurement to subtract; the same from the pipeline thread's CPU time. ``--compare-with DIR`` times the
+   code of another checkout (e.g. ``git archive main``) in a fresh process after each round: before and
+   after in one run, under the same load;
 2. sampled: a thread samples the main thread's stack every ``--interval-ms`` and charges each sample to
    the part named by the innermost frame of a known module (model, bus, JSON/contract, store writes,
    story state, clustering, near-duplicates, anchors, metrics, alerting, worker);
-3. profiled: a second run under cProfile, top entries by own time.
+3. profiled: one more run under cProfile, top entries by own time.
 
 Prints the figures and rewrites the ``## pipeline_cost`` section of docs/benchmarks.md.
 """
@@ -19,8 +22,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import io
+import json
+import os
 import pstats
+import subprocess
 import sys
 import tempfile
 import threading
@@ -156,9 +163,7 @@ def articles_for(records: list[dict[str, object]], repeat: int) -> list[Article]
     return out
 
 
-def run_pipeline(
-    settings: Settings, model: Embedder, articles: list[Article]
-) -> tuple[float, float, TimedEmbedder]:
+def run_pipeline(settings: Settings, model: Embedder, articles: list[Article]) -> tuple[float, float, TimedEmbedder]:
     """Wall seconds and main-thread CPU seconds of publish + drain, and the timed embedder."""
     timed = TimedEmbedder(model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,6 +178,31 @@ def run_pipeline(
     if summary.indexed != len(articles):
         raise RuntimeError(f"pipeline indexed {summary.indexed} of {len(articles)} articles: {summary.lines()}")
     return wall, cpu, timed
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    n: int
+    wall: float
+    model: float
+    cpu: float  # main-thread CPU seconds of the run
+    model_cpu: float  # of which inside the model's embed calls
+
+    @property
+    def per_s(self) -> float:
+        return self.n / self.wall
+
+    @property
+    def pipeline_ms(self) -> float:
+        return 1000 * (self.wall - self.model) / self.n
+
+    @property
+    def model_ms(self) -> float:
+        return 1000 * self.model / self.n
+
+    @property
+    def pipeline_cpu_ms(self) -> float:
+        return 1000 * (self.cpu - self.model_cpu) / self.n
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,42 +273,90 @@ def _short(path: str) -> str:
     return path
 
 
+def timed_rounds(settings: Settings, model: Embedder, articles: list[Article], rounds: int) -> list[Timing]:
+    out = []
+    for _ in range(rounds):
+        wall, cpu, timed = run_pipeline(settings, model, articles)
+        out.append(Timing(n=len(articles), wall=wall, model=timed.seconds, cpu=cpu, model_cpu=timed.cpu_seconds))
+    return out
+
+
+def baseline_round(tree: Path, args: argparse.Namespace) -> Timing:
+    """One timed round of the code in ``tree`` (another checkout), in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", "--data", str(args.data)]
+    argv += ["--repeat", str(args.repeat)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, cwd=tree)
+    if done.returncode != 0:
+        raise RuntimeError(f"baseline run in {tree} failed:\n{done.stderr[-3000:]}")
+    return Timing(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--repeat", type=int, default=3, help="passes over the texts (new ids each pass)")
-    parser.add_argument("--interval-ms", type=float, default=2.0, help="stack sampling period")
+    parser.add_argument("--repeat", type=int, default=1, help="passes over the texts (new ids each pass)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs (the median is reported)")
+    parser.add_argument(
+        "--compare-with", type=Path, help="a checkout of earlier code: timed in the same run, round for round"
+    )
+    parser.add_argument("--interval-ms", type=float, default=1.0, help="stack sampling period")
     parser.add_argument("--top", type=int, default=20, help="cProfile rows shown")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one round, JSON on stdout
     args = parser.parse_args()
     records = stream(load(args.data))
     articles = articles_for(records, args.repeat)
     settings = load_settings(environ={})
     model = make_embedder(settings)
     model.embed([embed_text(a.title, a.text) for a in articles[:8]])  # load outside the clock
-    result = measure(settings, model, articles, args.interval_ms / 1000)
-    parts = result.parts
+    if args.worker:
+        print(json.dumps(dataclasses.asdict(timed_rounds(settings, model, articles, 1)[0])))
+        return
+    mine: list[Timing] = []
+    theirs: list[Timing] = []
+    for _ in range(args.rounds):  # alternated, so both see the same machine load
+        mine += timed_rounds(settings, model, articles, 1)
+        if args.compare_with is not None:
+            theirs.append(baseline_round(args.compare_with, args))
+    now = _median(mine)
+    sampled = measure(settings, model, articles, args.interval_ms / 1000)
+    parts = sampled.parts
     total = sum(parts.values()) or 1
-    per_article_ms = 1000 * result.wall / result.n
+    per_article_ms = 1000 * sampled.wall / sampled.n
     lines = [
         (
-            f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench.pipeline_cost --repeat {args.repeat}` "
-            f"(reads ../shared in place): the embedded pipeline with the default model `{settings.model_name}` "
-            f"on {result.n} articles ({len(records)} texts x {args.repeat} passes, new ids each pass), one "
-            "process, shared 2-core machine. Model time is the sum of the embedder's own `embed` calls inside the "
-            "same run; the pipeline cost is the rest of the wall time."
+            f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench.pipeline_cost"
+            f"{' --compare-with <checkout>' if args.compare_with else ''}` (reads ../shared in place): the embedded "
+            f"pipeline (publish, embed, cluster, index, story index, alert) with the default model "
+            f"`{settings.model_name}` on {now.n} articles ({len(records)} texts x {args.repeat} pass(es)), fresh "
+            f"data directory each run, median of {args.rounds} runs, shared 2-core machine. The model's own `embed` "
+            "calls are timed inside the run; the pipeline cost is the rest: wall time, and CPU time of the one "
+            "thread that runs the pipeline (less sensitive to the other jobs on the machine)."
         ),
         "",
-        "| what | figure |",
-        "|---|---:|",
-        f"| end to end | {result.per_s:.1f} articles/s |",
-        f"| model (`embed` calls) | {result.model_ms:.2f} ms/article |",
-        f"| **pipeline beside the model** | **{result.pipeline_ms:.2f} ms/article** (target ≤ 1.5) |",
+        "| code | articles/s | model ms/article | pipeline ms/article (wall) | pipeline ms/article (CPU) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    if theirs:
+        then = _median(theirs)
+        lines.append(
+            f"| before (`{args.compare_with.name}`) | {then.per_s:.1f} | {then.model_ms:.2f} | "
+            f"{then.pipeline_ms:.2f} | {then.pipeline_cpu_ms:.2f} |"
+        )
+    lines += [
+        (
+            f"| this code | {now.per_s:.1f} | {now.model_ms:.2f} | **{now.pipeline_ms:.2f}** | "
+            f"{now.pipeline_cpu_ms:.2f} |"
+        ),
+        "",
+        "Target: pipeline ≤ 1.5 ms per article beside the model.",
         "",
         (
-            f"Cost by part (stack samples every {args.interval_ms:g} ms, charged to the innermost frame of a known "
-            "module; ms/article = share of samples x wall time per article):"
+            f"Cost by part (one more run, the main thread's stack sampled every {args.interval_ms:g} ms with the "
+            f"GIL handed over every {1000 * SWITCH_INTERVAL_S:g} ms, each sample charged to the innermost frame of "
+            "a known module; ms/article = share x wall time per article of that run):"
         ),
         "",
         "| part | samples | share | ms/article |",
@@ -289,10 +367,14 @@ def main() -> None:
     print("\n".join(lines), flush=True)
     if not args.no_profile:
         top = profile_top(settings, model, articles, args.top)
-        lines += ["", f"cProfile (a second run, profiler on: slower), top {args.top} by own time:", "", *top]
+        lines += ["", f"cProfile (one more run, profiler on: slower), top {args.top} by own time:", "", *top]
         print("\n".join(top))
     if not args.no_write:
         write_section(SECTION, lines)
+
+
+def _median(timings: list[Timing]) -> Timing:
+    return sorted(timings, key=lambda t: t.pipeline_ms)[len(timings) // 2]
 
 
 if __name__ == "__main__":

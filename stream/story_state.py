@@ -864,12 +864,12 @@ class StoryState:
 
     def outbox_add(self, topic: str, key: str, value: bytes, headers: Mapping[str, str]) -> None:
         """Queue a record to publish (written with the batch at commit)."""
-        self._new_outbox.append((topic, key, value, json.dumps(dict(headers))))
+        self._new_outbox.append((topic, key, value, json_codec.dumps_text(dict(headers))))
 
     def outbox(self) -> list[OutboxRecord]:
         self._write_pending()
         return [
-            OutboxRecord(seq=row[0], topic=row[1], key=row[2], value=row[3], headers=json.loads(row[4]))
+            OutboxRecord(seq=row[0], topic=row[1], key=row[2], value=row[3], headers=json_codec.loads_any(row[4]))
             for row in self._db.execute("SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq")
         ]
 

@@ -255,6 +255,7 @@ def embed(ctx: click.Context, bus: str | None, store: str | None, metrics_port: 
         logger.info(
             "loading the embedding model", extra={"stage": "embed", "model": settings.model_name, "dim": embedder.dim}
         )
+        embedder.embed(["model warm-up"])  # ``dim`` alone does not load every model (USE knows its size)
         workers: list[tuple[str, str, Handler]] = [
             (settings.topic_raw, GROUP_EMBED, VectorStage(settings, metrics, bus=bus_, embedder=embedder))
         ]
