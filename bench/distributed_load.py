@@ -286,9 +286,9 @@ def write_section(
     lines += ["", "Reading:", ""]
     if one is not None and two is not None:
         lines.append(
-            f"- 2 replicas vs 1: {two['per_s'] / one['per_s']:.2f}x the end-to-end rate. On 2 cores the model already "
-            "uses both cores in one process (its BLAS threads = the cores), so a second replica mostly splits the same CPU; "
-            "replicas pay off when they run on more cores or hosts."
+            f"- 2 replicas vs 1: {two['per_s'] / one['per_s']:.2f}x the end-to-end rate. On 2 cores the model "
+            "already uses both cores in one process (its BLAS threads = the cores), so a second replica mostly "
+            "splits the same CPU; replicas pay off when they run on more cores or hosts."
         )
     if one is not None:
         embed_ms = 1000 * one["cost"].get("embed", 0)
