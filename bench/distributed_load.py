@@ -28,6 +28,7 @@ from bench.report import write_section as write_doc_section
 from sednaya_monitor.topology import GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX
 from stream.article import Article
 from stream.bus import H_SCHEMA
+from stream.settings import load_settings
 from tests.distributed_fixtures import Deployment, ElasticServer, StageProcess, generated_articles, new_deployment
 from tests.ports import free_port
 
@@ -36,7 +37,7 @@ SECTION = "distributed_load"
 SAMPLE_EVERY_S = 1.0  # lag sampling period
 RUN_TIMEOUT_S = 900.0  # a run that has not indexed everything by then is reported as failed
 SETTLE_TIMEOUT_S = 120.0  # replicas joining their groups
-VECTOR_DIMS = 384  # all-MiniLM-L6-v2, for the index-only run's synthetic vectors
+VECTOR_DIMS = 512  # the default model (use-multilingual-v3), for the index-only run's synthetic vectors
 
 
 def _gauge(process: StageProcess, topic: str, group: str) -> float:
@@ -61,6 +62,20 @@ def _stage_cost(processes: list[StageProcess]) -> dict[str, float]:
     return {stage: sums[stage] / counts[stage] for stage in sums if counts.get(stage)}
 
 
+def peak_rss_mb(process: StageProcess) -> float:
+    """The process's peak resident set size (``VmHWM`` of /proc/<pid>/status) in MB; 0 when unreadable."""
+    if process.proc is None:
+        return 0.0
+    try:
+        status = Path(f"/proc/{process.proc.pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _holds(process: StageProcess, topic: str) -> bool:
     return any(
         name == "sednaya_bus_consumer_lag_records" and ("topic", topic) in labels
@@ -75,8 +90,8 @@ def _count(deployment: Deployment) -> int:
         return 0
 
 
-def run_pipeline(es: ElasticServer, root: Path, replicas: int, n: int) -> dict[str, Any]:
-    deployment = new_deployment(es, root / f"replicas-{replicas}")
+def run_pipeline(es: ElasticServer, root: Path, replicas: int, n: int, extra: dict[str, str]) -> dict[str, Any]:
+    deployment = new_deployment(es, root / f"replicas-{replicas}", **extra)
     try:
         index = deployment.stage("index")
         embeds = [deployment.stage("embed") for _ in range(replicas)]  # each on its own data directory
@@ -93,6 +108,7 @@ def run_pipeline(es: ElasticServer, root: Path, replicas: int, n: int) -> dict[s
                 raise RuntimeError(f"{replicas} replicas did not all get raw partitions:\n{deployment.logs()}")
             time.sleep(0.5)
         articles = generated_articles(n, seed=101)
+        load_before = os.getloadavg()[0]
         start = time.monotonic()
         deployment.publish(articles)
         published_s = time.monotonic() - start
@@ -117,7 +133,10 @@ def run_pipeline(es: ElasticServer, root: Path, replicas: int, n: int) -> dict[s
         if done_at is None:
             raise RuntimeError(f"{replicas} replicas: not every article indexed in {RUN_TIMEOUT_S}s")
         embedded_by = [p.sample("sednaya_articles_total", stage="embed", status="embedded") for p in embeds]
+        rss = {"index": peak_rss_mb(index), **{f"embed-{i}": peak_rss_mb(p) for i, p in enumerate(embeds)}}
         return {
+            "load": (load_before, os.getloadavg()[0]),
+            "rss": rss,
             "replicas": replicas,
             "articles": n,
             "seconds": done_at,
@@ -131,9 +150,9 @@ def run_pipeline(es: ElasticServer, root: Path, replicas: int, n: int) -> dict[s
         deployment.close()
 
 
-def run_index_only(es: ElasticServer, root: Path, n: int) -> dict[str, Any]:
+def run_index_only(es: ElasticServer, root: Path, n: int, extra: dict[str, str]) -> dict[str, Any]:
     """The store's ceiling: clustered articles published straight to articles.clustered, index stage only."""
-    deployment = new_deployment(es, root / "index-only")
+    deployment = new_deployment(es, root / "index-only", **extra)
     rng = random.Random(5)
     try:
         index = deployment.stage("index")
@@ -170,7 +189,13 @@ def run_index_only(es: ElasticServer, root: Path, n: int) -> dict[str, Any]:
             time.sleep(0.5)
         if done_at is None:
             raise RuntimeError(f"index-only: not every article indexed in {RUN_TIMEOUT_S}s")
-        return {"articles": n, "seconds": done_at, "per_s": n / done_at, "cost": _stage_cost([index])}
+        return {
+            "articles": n,
+            "seconds": done_at,
+            "per_s": n / done_at,
+            "cost": _stage_cost([index]),
+            "rss": {"index": peak_rss_mb(index)},
+        }
     finally:
         deployment.close()
 
@@ -194,14 +219,23 @@ def _lag_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_section(runs: list[dict[str, Any]], index_only: dict[str, Any], n: int) -> list[str]:
+def write_section(
+    runs: list[dict[str, Any]],
+    index_only: dict[str, Any],
+    n: int,
+    extra: dict[str, str],
+    model: str,
+    *,
+    write: bool = True,
+) -> list[str]:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    tuned = ", ".join(f"`{k}={v}`" for k, v in sorted(extra.items())) or "the test deployment's"
     lines = [
         (
             f"Measured {when} by `python -m bench.distributed_load --articles {n}`: a fresh tansu broker (memory "
             "engine, 3 partitions per topic) per run, one noida-db 0.2.2 Elasticsearch-API server, `sednaya-monitor "
             "index` and N `sednaya-monitor embed` replicas as separate processes on this 2-core machine "
-            "(all-MiniLM-L6-v2 on CPU, batch 16). A burst of generated articles is published at once; "
+            f"(default model `{model}` on CPU; settings {tuned}). A burst of generated articles is published at once; "
             "end to end = publish until the store holds every article. Stage cost = mean seconds per record of "
             "each worker (`sednaya_stage_duration_seconds`): `embed` is the vector worker (the model), `cluster` "
             "story assignment, `index` the bulk write to the store."
@@ -209,22 +243,38 @@ def write_section(runs: list[dict[str, Any]], index_only: dict[str, Any], n: int
         "",
         (
             "| run | articles | end to end s | articles/s | embedded per replica "
-            "| embed ms/rec | cluster ms/rec | index ms/rec |"
+            "| embed ms/rec | cluster ms/rec | index ms/rec | machine load (1 min) start → end |"
         ),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         cost = r["cost"]
         lines.append(
             f"| {r['replicas']} embed replica(s) | {r['articles']} | {r['seconds']:.1f} | {r['per_s']:.1f} | "
             f"{' / '.join(str(int(x)) for x in r['embedded_by'])} | {1000 * cost.get('embed', 0):.1f} | "
-            f"{1000 * cost.get('cluster', 0):.1f} | {1000 * cost.get('index', 0):.1f} |"
+            f"{1000 * cost.get('cluster', 0):.1f} | {1000 * cost.get('index', 0):.1f} | "
+            f"{r['load'][0]:.1f} → {r['load'][1]:.1f} |"
         )
     ic = index_only["cost"]
     lines.append(
         f"| index stage alone (pre-clustered) | {index_only['articles']} | {index_only['seconds']:.1f} | "
-        f"{index_only['per_s']:.1f} | - | - | - | {1000 * ic.get('index', 0):.1f} |"
+        f"{index_only['per_s']:.1f} | - | - | - | {1000 * ic.get('index', 0):.1f} | - |"
     )
+    lines += [
+        "",
+        (
+            "Peak resident memory per process (`VmHWM` of /proc/<pid>/status, read before the process stops; "
+            "target ≤ 300 MB):"
+        ),
+        "",
+        "| run | process | peak RSS MB |",
+        "|---|---|---:|",
+    ]
+    for r in runs:
+        for name, mb in r["rss"].items():
+            lines.append(f"| {r['replicas']} embed replica(s) | `{name}` | {mb:.0f} |")
+    for name, mb in index_only["rss"].items():
+        lines.append(f"| index stage alone | `{name}` | {mb:.0f} |")
     for r in runs:
         lines += [
             "",
@@ -237,9 +287,9 @@ def write_section(runs: list[dict[str, Any]], index_only: dict[str, Any], n: int
     lines += ["", "Reading:", ""]
     if one is not None and two is not None:
         lines.append(
-            f"- 2 replicas vs 1: {two['per_s'] / one['per_s']:.2f}x the end-to-end rate. On 2 cores the model already "
-            "uses both cores in one process (torch intra-op threads), so a second replica mostly splits the same CPU; "
-            "replicas pay off when they run on more cores or hosts."
+            f"- 2 replicas vs 1: {two['per_s'] / one['per_s']:.2f}x the end-to-end rate. On 2 cores the model "
+            "already uses both cores in one process (its BLAS threads = the cores), so a second replica mostly "
+            "splits the same CPU; replicas pay off when they run on more cores or hosts."
         )
     if one is not None:
         embed_ms = 1000 * one["cost"].get("embed", 0)
@@ -263,7 +313,8 @@ def write_section(runs: list[dict[str, Any]], index_only: dict[str, Any], n: int
             "refresh interval are the first knobs."
         ),
     ]
-    write_doc_section(SECTION, lines, DOC)
+    if write:
+        write_doc_section(SECTION, lines, DOC)
     return lines
 
 
@@ -272,7 +323,16 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=300, help="articles per pipeline run")
     parser.add_argument("--index-articles", type=int, default=2000, help="articles of the index-only run")
     parser.add_argument("--replicas", default="1,2", help="comma-separated replica counts")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every process (e.g. batch_size=64, kafka_linger_ms=20); repeatable",
+    )
+    parser.add_argument("--no-write", action="store_true", help="print, do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.set)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="dist-load-") as tmp:
         root = Path(tmp)
@@ -282,15 +342,16 @@ def main() -> None:
             runs = []
             for replicas in (int(x) for x in args.replicas.split(",")):
                 print(f"== {replicas} embed replica(s), {args.articles} articles", flush=True)
-                result = run_pipeline(es, root, replicas, args.articles)
+                result = run_pipeline(es, root, replicas, args.articles, extra)
                 print(f"   {result['per_s']:.1f} articles/s end to end ({result['seconds']:.1f} s)", flush=True)
                 runs.append(result)
             print(f"== index stage alone, {args.index_articles} articles", flush=True)
-            index_only = run_index_only(es, root, args.index_articles)
+            index_only = run_index_only(es, root, args.index_articles, extra)
             print(f"   {index_only['per_s']:.1f} articles/s", flush=True)
         finally:
             es.stop()
-    for line in write_section(runs, index_only, args.articles):
+    model = load_settings(environ={}).model_name
+    for line in write_section(runs, index_only, args.articles, extra, model, write=not args.no_write):
         print(line)
 
 

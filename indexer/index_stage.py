@@ -81,19 +81,22 @@ class IndexStage:
         return outcomes
 
     def _follow_merges(self, articles: dict[str, Article]) -> dict[str, Article]:
-        """``articles`` with the story of each one that was merged away replaced by its survivor."""
-        survivor: dict[str, str] = {}
-        for story_id in {a.story_id for a in articles.values() if a.story_id}:
-            seen: set[str] = set()
-            current = story_id
-            while current not in seen:
-                seen.add(current)
-                story = self.store.get_story(current)
-                if story is None or not story.merged_into:
-                    break
-                current = story.merged_into
-            if current != story_id:
-                survivor[story_id] = current
+        """``articles`` with the story of each one that was merged away replaced by its survivor.
+
+        One store lookup per hop for the whole batch (``SearchStore.merged_into``), not one per story."""
+        current = {a.story_id: a.story_id for a in articles.values() if a.story_id}
+        seen = {story_id: {story_id} for story_id in current}
+        frontier = set(current)
+        while frontier:
+            merged = self.store.merged_into(sorted(frontier))
+            frontier = set()
+            for story_id, at in current.items():
+                target = merged.get(at)
+                if target is not None and target not in seen[story_id]:
+                    seen[story_id].add(target)
+                    current[story_id] = target
+                    frontier.add(target)
+        survivor = {story_id: at for story_id, at in current.items() if at != story_id}
         if not survivor:
             return articles
         return {

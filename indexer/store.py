@@ -88,6 +88,10 @@ class SearchStore(Protocol):
 
     def get_story(self, story_id: str) -> Story | None: ...
 
+    def merged_into(self, story_ids: Sequence[str]) -> dict[str, str]:
+        """``merged_into`` of each of ``story_ids`` that was merged away (one lookup for them all; the
+        index stage asks once per batch, not once per story)."""
+
     def search(self, request: SearchRequest) -> SearchResult: ...
 
     def list_stories(self, *, since: datetime | None = None, limit: int = 50) -> list[Story]:

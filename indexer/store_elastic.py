@@ -606,6 +606,22 @@ class ElasticStore:
             return None
         return Story.from_dict(found["_source"])
 
+    def merged_into(self, story_ids: Sequence[str]) -> dict[str, str]:
+        """``merged_into`` of each of ``story_ids`` that was merged away: one ``_mget`` (real-time, like
+        :meth:`get_story`, so a merge written a moment ago is seen before the next refresh)."""
+        if not story_ids:
+            return {}
+        try:
+            docs = self.client.mget(index=self.stories_index, ids=list(story_ids)).body.get("docs", [])
+        except NotFoundError:
+            return {}
+        out: dict[str, str] = {}
+        for doc in docs:
+            source = doc.get("_source") or {}
+            if doc.get("found") and source.get("merged_into"):
+                out[str(doc["_id"])] = str(source["merged_into"])
+        return out
+
     def list_stories(self, *, since: datetime | None = None, limit: int = 50) -> list[Story]:
         """Stories not merged away, newest ``last_seen`` first (then id), ``last_seen >= since``."""
         filters: list[dict[str, Any]] = []

@@ -528,8 +528,8 @@ class EmbeddedStore:
         """Why the store refuses ``article`` (the embedded analogue of a mapping rejection), or None."""
         if article.embedding is None:
             return None
-        if not all(math.isfinite(x) for x in article.embedding):
-            return "embedding contains NaN or infinite values"
+        if not math.isfinite(sum(article.embedding)) and not all(math.isfinite(x) for x in article.embedding):
+            return "embedding contains NaN or infinite values"  # (the sum is finite when every value is)
         if self._dims is not None and len(article.embedding) != self._dims:
             return f"embedding has {len(article.embedding)} dimensions, the store holds {self._dims}-dimension vectors"
         return None
@@ -665,6 +665,19 @@ class EmbeddedStore:
                     f"to {to_story_id} failed: {exc}"
                 ) from exc
         return int(moved)
+
+    def merged_into(self, story_ids: Sequence[str]) -> dict[str, str]:
+        """``merged_into`` of each of ``story_ids`` that was merged away (one query; the index stage's
+        per-batch lookup before it writes articles)."""
+        if not story_ids:
+            return {}
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT id, merged_into FROM stories WHERE id IN (SELECT value FROM json_each(?)) "
+                "AND merged_into IS NOT NULL AND merged_into != ''",
+                (json.dumps(list(story_ids)),),
+            ).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
 
     # --- reads -----------------------------------------------------------------------------------
 

@@ -9,11 +9,13 @@ working; renaming or removing a field is a new version (a new schema file and a 
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeGuard
 
+from stream import json_codec
 from stream.errors import ContractError, UnsupportedSchemaError
 from stream.text import LONE_SURROGATE
 
@@ -102,14 +104,21 @@ class Article:
         return out
 
     def to_json(self, *, with_embedding: bool = False) -> str:
-        return json.dumps(self.to_dict(with_embedding=with_embedding), ensure_ascii=False)
+        return json_codec.dumps_text(self.to_dict(with_embedding=with_embedding), finite=self._finite(with_embedding))
 
     def to_bytes(self, *, with_embedding: bool = False) -> bytes:
-        return self.to_json(with_embedding=with_embedding).encode("utf-8")
+        return json_codec.dumps(self.to_dict(with_embedding=with_embedding), finite=self._finite(with_embedding))
+
+    def _finite(self, with_embedding: bool) -> bool:
+        """Whether every float to encode is finite (else the standard library writes NaN/Infinity)."""
+        total = 0.0 if self.relevance is None else self.relevance.score
+        if with_embedding and self.embedding is not None:
+            total += sum(self.embedding)  # NaN or infinite if any value is (or if the sum overflows)
+        return math.isfinite(total)
 
     @classmethod
-    def from_dict(cls, data: Any) -> Article:
-        """Decode a v1 dict.
+    def from_dict(cls, data: Any, *, check_text: bool = True) -> Article:
+        """Decode a v1 dict (``check_text=False``: the caller knows no string holds a lone surrogate).
 
         Raises:
             UnsupportedSchemaError: ``schema`` is missing or not a supported version.
@@ -123,7 +132,7 @@ class Article:
                 f"article {data.get('id', '?')!r}: schema {schema!r} is not supported "
                 f"(supported: {sorted(SUPPORTED_SCHEMAS)})"
             )
-        bad_text = invalid_code_point(data)
+        bad_text = invalid_code_point(data) if check_text else None
         if bad_text is not None:
             raise ContractError(
                 f"article {data.get('id')!r}: field {bad_text[0]!r}: invalid code point {bad_text[1]} (lone surrogate)"
@@ -143,11 +152,12 @@ class Article:
         embedding_raw = data.get("embedding")
         embedding: tuple[float, ...] | None = None
         if embedding_raw is not None:
-            if not isinstance(embedding_raw, list) or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) for x in embedding_raw
+            if not isinstance(embedding_raw, list) or not (
+                set(map(type, embedding_raw)) <= _NUMBER_TYPES  # decoded JSON: exact types, checked fast
+                or all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in embedding_raw)
             ):
                 raise ContractError(f"{where}: field 'embedding' must be a list of numbers")
-            embedding = tuple(float(x) for x in embedding_raw)
+            embedding = tuple(map(float, embedding_raw))
         channel = _req_str(data, "channel", where)
         if channel not in CHANNELS:
             raise ContractError(f"{where}: field 'channel' is {channel!r}, expected one of {sorted(CHANNELS)}")
@@ -200,12 +210,12 @@ class Article:
     def from_json(cls, raw: str | bytes) -> Article:
         """Decode JSON text; raises :class:`ContractError` for invalid JSON."""
         try:
-            data = json.loads(raw)
+            data = json_codec.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ContractError(f"article is not valid JSON: {exc}") from exc
         except RecursionError as exc:
             raise ContractError("article is not valid JSON: nested too deep") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(data, check_text=may_hold_surrogate(raw))
 
 
 def utc(value: datetime) -> datetime:
@@ -271,6 +281,20 @@ def type_mismatch(expected: str, value: Any) -> str:
 def wrong_type(key: str, expected: str, value: Any) -> str:
     """``"field 'url': wrong type: expected string, got number"``."""
     return f"field {key!r}: {type_mismatch(expected, value)}"
+
+
+_NUMBER_TYPES = frozenset({int, float})  # exact types: bool is an int subclass and not a number here
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # JSON's \ud800-\udfff escapes
+_SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")  # the same in text, or one as such
+
+
+def may_hold_surrogate(raw: str | bytes) -> bool:
+    """Whether JSON text ``raw`` can decode to a string with a lone surrogate: only through a ``\\udXXX``
+    escape (UTF-8 bytes cannot encode one), or, in a ``str``, a surrogate written as such. A cheap
+    scan that lets :meth:`Article.from_json` skip walking every decoded string (and embedding value)."""
+    if isinstance(raw, str):
+        return _SURROGATE_ESCAPE_TEXT.search(raw) is not None
+    return _SURROGATE_ESCAPE.search(raw) is not None
 
 
 def invalid_code_point(value: Any, path: str = "") -> tuple[str, str] | None:

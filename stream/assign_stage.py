@@ -204,7 +204,7 @@ class AssignStage:
         statuses: list[str] = []
         for item, vector in zip(pending, vectors, strict=True):
             article = item.article
-            emb = tuple(float(x) for x in vector)
+            emb = tuple(vector.tolist())  # Python floats of the float32 values, at C speed
             previous = self.state.decision(article.id)
             if previous is not None:
                 # Re-delivered: same decision; what it published is already out (or in the outbox).

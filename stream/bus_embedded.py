@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from stream import json_codec
 from stream.article import iso_utc
 from stream.bus import (
     H_ATTEMPTS,
@@ -111,7 +112,7 @@ class EmbeddedBus:
 
     def publish(self, topic: str, key: str, value: bytes, headers: Mapping[str, str] | None = None) -> None:
         with self._lock:
-            self._pending.append((topic, key, bytes(value), json.dumps(dict(headers or {})), time.time()))
+            self._pending.append((topic, key, bytes(value), json_codec.dumps_text(dict(headers or {})), time.time()))
             if len(self._pending) >= AUTO_FLUSH_RECORDS:
                 self._write_pending()
 
@@ -154,7 +155,7 @@ class EmbeddedBus:
                 (topic, after, limit),
             ).fetchall()
         return [
-            Record(topic=topic, key=k, value=bytes(v), headers=json.loads(h), partition=0, offset=int(o))
+            Record(topic=topic, key=k, value=bytes(v), headers=json_codec.loads_any(h), partition=0, offset=int(o))
             for o, k, v, h in rows
         ]
 

@@ -82,7 +82,7 @@ class EmbeddingStage:
             article = original
             if original.embedding is None:
                 assert vectors is not None
-                article = original.replace(embedding=tuple(float(x) for x in vectors[row]))
+                article = original.replace(embedding=tuple(vectors[row].tolist()))
                 row += 1
             headers = {k: record.headers[k] for k in (H_SCHEMA, H_ENTERED_AT) if k in record.headers}
             headers.setdefault(H_SCHEMA, str(article.schema))

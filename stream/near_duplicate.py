@@ -156,7 +156,7 @@ def signature(text: str) -> MinHash | None:
     grams = shingles(text)
     if not grams:
         return None
-    mh = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME)
+    mh = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME, permutations=_permutations())
     mh.update_batch(list(grams))
     return mh
 
@@ -171,7 +171,24 @@ def signature_from_bytes(raw: bytes) -> MinHash:
     values = np.frombuffer(raw, dtype="<u8")
     if values.shape != (NUM_PERM,):
         raise ValueError(f"MinHash signature has {values.shape[0]} values, expected {NUM_PERM}")
-    return MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, hashvalues=values.astype(np.uint64), scheme=MINHASH_SCHEME)
+    return MinHash(
+        num_perm=NUM_PERM,
+        seed=MINHASH_SEED,
+        hashvalues=values.astype(np.uint64),
+        scheme=MINHASH_SCHEME,
+        permutations=_permutations(),
+    )
+
+
+_PERMUTATIONS: list[object] = []
+
+
+def _permutations() -> object:
+    """The permutation parameters of ``(NUM_PERM, MINHASH_SEED, MINHASH_SCHEME)``, drawn once per process
+    (datasketch draws them from the seed for every new MinHash otherwise; the values are the same)."""
+    if not _PERMUTATIONS:
+        _PERMUTATIONS.append(MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME).permutations)
+    return _PERMUTATIONS[0]
 
 
 def hashable(text: str) -> bool:

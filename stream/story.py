@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from stream import json_codec
 from stream.article import SCHEMA_VERSION, iso_utc, parse_time
 from stream.errors import ContractError, UnsupportedSchemaError
 
@@ -83,7 +84,8 @@ class StoryEvent:
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(
+        centroid = self.story.centroid
+        return json_codec.dumps(
             {
                 "schema": self.schema,
                 "kind": self.kind,
@@ -95,13 +97,13 @@ class StoryEvent:
                 "merged_ids": list(self.merged_ids),
                 "extra": self.extra,
             },
-            ensure_ascii=False,
-        ).encode("utf-8")
+            finite=centroid is None or math.isfinite(sum(centroid)),
+        )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> StoryEvent:
         try:
-            data = json.loads(raw)
+            data = json_codec.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ContractError(f"story event is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):

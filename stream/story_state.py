@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from stream import json_codec
 from stream.anchors import SPECIFIC_KINDS, anchor_kind, anchor_weight
 from stream.clustering import Candidate, Neighbour
 from stream.embedding import l2_normalise
@@ -188,6 +189,8 @@ class StoryRecord:
     dated_last: datetime | None = None
     dated_days: list[int] = field(default_factory=list)  # distinct publication days (ordinals), sorted
     _candidate: Candidate | None = None
+    _langs_changed: set[str] = field(default_factory=set)  # lang_sums to write at the next save
+    _lang_units: dict[str, NDArray[np.float32]] = field(default_factory=dict)  # unit lang_sums, by language
 
     def mean(self) -> NDArray[np.float32]:
         """Plain mean of the article vectors (not normalised; clustering centres it)."""
@@ -225,6 +228,13 @@ class StoryRecord:
             merged_into=self.merged_into,
         )
 
+    def _lang_centroids(self) -> dict[str, NDArray[np.float32]]:
+        """Unit vector of each language's sum, recomputed only for the languages that changed."""
+        for lang, (vec_sum, _) in self.lang_sums.items():
+            if lang not in self._lang_units:
+                self._lang_units[lang] = _unit(vec_sum)
+        return {lang: self._lang_units[lang] for lang in self.lang_sums}
+
     def to_candidate(self, *, dormant: bool) -> Candidate:
         if self._candidate is None or self._candidate.dormant != dormant:
             top = frozenset(a for a, _ in self.anchors.most_common(MAX_STORY_ANCHORS))
@@ -233,7 +243,7 @@ class StoryRecord:
                 centroid=self.centroid(),
                 mean=self.mean(),
                 dated_days=tuple(self.dated_days),
-                lang_centroids={lang: _unit(s) for lang, (s, _) in self.lang_sums.items()},
+                lang_centroids=self._lang_centroids(),
                 anchors=top,
                 kinds=self.kinds,
                 languages=frozenset(self.languages),
@@ -388,6 +398,11 @@ class StoryState:
         except sqlite3.Error as exc:
             raise StoryStateError(f"story state {str(self.path)!r} cannot be opened: {exc}") from exc
         self._cache: OrderedDict[str, StoryRecord] = OrderedDict()
+        # Writes no read of the open batch needs from SQLite, held until commit (one executemany each):
+        self._new_decisions: dict[str, tuple[StoredDecision, float]] = {}  # read back by decision()
+        self._new_signatures: list[tuple[str, str, bytes | None, float]] = []
+        self._new_outbox: list[tuple[str, str, bytes, str]] = []
+        self._new_anchor_seen: dict[str, tuple[float, int]] = {}  # the last count of each anchor wins
         self.duplicates = self._load_duplicates()
         self._load_volatile()
 
@@ -464,16 +479,10 @@ class StoryState:
                 np.float32
             )
         self._seen_n += 1
-        rows = []
         for anchor in set(anchors):
             count = self._decayed(anchor) + 1.0
             self._anchor_seen[anchor] = (count, self._seen_n)
-            rows.append((anchor, count, self._seen_n))
-        self._db.executemany(
-            "INSERT INTO anchor_seen (anchor, count, at_n) VALUES (?, ?, ?) "
-            "ON CONFLICT(anchor) DO UPDATE SET count = excluded.count, at_n = excluded.at_n",
-            rows,
-        )
+            self._new_anchor_seen[anchor] = (count, self._seen_n)
 
     def _decayed(self, anchor: str) -> float:
         entry = self._anchor_seen.get(anchor)
@@ -518,10 +527,8 @@ class StoryState:
 
         mh = signature if isinstance(signature, MinHash) else None
         self.duplicates.add(article_id, sha, mh, at)
-        self._db.execute(
-            "INSERT OR IGNORE INTO signatures (article_id, sha, sig, at) VALUES (?, ?, ?, ?)",
-            (article_id, sha or "", None if mh is None else signature_bytes(mh), _ts(at)),  # "": not hashable
-        )
+        # "": not hashable; INSERT OR IGNORE at commit, in this order (the index is rebuilt in rowid order)
+        self._new_signatures.append((article_id, sha or "", None if mh is None else signature_bytes(mh), _ts(at)))
 
     # --- recent articles, for the related story of a new one -----------------------------------------
 
@@ -574,6 +581,9 @@ class StoryState:
     # --- decisions ---------------------------------------------------------------------------------
 
     def decision(self, article_id: str) -> StoredDecision | None:
+        pending = self._new_decisions.get(article_id)
+        if pending is not None:
+            return pending[0]
         row = self._db.execute(
             "SELECT article_id, story_id, role, status, duplicate_of FROM decisions WHERE article_id = ?",
             (article_id,),
@@ -581,11 +591,9 @@ class StoryState:
         return None if row is None else StoredDecision(*row)
 
     def record_decision(self, decision: StoredDecision, at: datetime) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO decisions (article_id, story_id, role, status, duplicate_of, at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (decision.article_id, decision.story_id, decision.role, decision.status, decision.duplicate_of, _ts(at)),
-        )
+        """Remember ``decision`` (written at commit; the first decision of an article wins)."""
+        if decision.article_id not in self._new_decisions:  # callers ask decision() first: none is stored
+            self._new_decisions[decision.article_id] = (decision, _ts(at))
 
     # --- stories -----------------------------------------------------------------------------------
 
@@ -622,16 +630,16 @@ class StoryState:
             article_count=row[4],
             source_count=row[5],
             first_article_id=row[6],
-            sources=json.loads(row[7]),
-            languages=json.loads(row[8]),
-            anchors=Counter(json.loads(row[9])),
-            kinds=frozenset(json.loads(row[10])),
+            sources=json_codec.loads_any(row[7]),
+            languages=json_codec.loads_any(row[8]),
+            anchors=Counter(json_codec.loads_any(row[9])),
+            kinds=frozenset(json_codec.loads_any(row[10])),
             vec_sum=_vec(row[11]),
             vec_count=row[12],
             merged_into=row[13],
             dated_first=None if row[14] is None else _dt(row[14]),
             dated_last=None if row[15] is None else _dt(row[15]),
-            dated_days=json.loads(row[16]) if row[16] else [],
+            dated_days=json_codec.loads_any(row[16]) if row[16] else [],
         )
         for lang, raw, count in self._db.execute(
             "SELECT lang, vec_sum, vec_count FROM story_langs WHERE story_id = ?", (story_id,)
@@ -676,6 +684,7 @@ class StoryState:
             vec_sum=np.array(vector, dtype=np.float32),
             vec_count=1,
             lang_sums={lang: (np.array(vector, dtype=np.float32), 1)},
+            _langs_changed={lang},
         )
         record.add_date(at, dated=dated)
         self._touch(record.id)
@@ -712,6 +721,8 @@ class StoryState:
             record.vec_count += 1
             lang_sum, lang_count = record.lang_sums.get(lang, (np.zeros_like(vector), 0))
             record.lang_sums[lang] = (lang_sum + vector, lang_count + 1)
+            record._langs_changed.add(lang)
+            record._lang_units.pop(lang, None)
             new = [a for a in anchors if a not in record.anchors]
             record.anchors.update(anchors)
             self._index_anchors(record.id, new)
@@ -736,6 +747,8 @@ class StoryState:
         for lang, (vec, count) in absorbed.lang_sums.items():
             mine, n = survivor.lang_sums.get(lang, (np.zeros_like(vec), 0))
             survivor.lang_sums[lang] = (mine + vec, n + count)
+            survivor._langs_changed.add(lang)
+            survivor._lang_units.pop(lang, None)
         new = [a for a in absorbed.anchors if a not in survivor.anchors]
         survivor.anchors.update(absorbed.anchors)
         self._index_anchors(survivor.id, new)
@@ -746,6 +759,7 @@ class StoryState:
                 survivor.add_date(datetime.fromordinal(day).replace(tzinfo=UTC), dated=True)
         absorbed.merged_into = survivor.id
         # Every article of the absorbed story now answers with the survivor (a replay included).
+        self._write_decisions()
         self._db.execute("UPDATE decisions SET story_id = ? WHERE story_id = ?", (survivor.id, absorbed.id))
         survivor._candidate = None
         absorbed._candidate = None
@@ -771,24 +785,29 @@ class StoryState:
                 record.article_count,
                 record.source_count,
                 record.first_article_id,
-                json.dumps(record.sources, ensure_ascii=False),
-                json.dumps(record.languages),
-                json.dumps(dict(record.anchors), ensure_ascii=False),
-                json.dumps(sorted(record.kinds)),
+                json_codec.dumps_text(record.sources),
+                json_codec.dumps_text(record.languages),
+                json_codec.dumps_text(dict(record.anchors)),
+                json_codec.dumps_text(sorted(record.kinds)),
                 _vec_bytes(record.vec_sum),
                 record.vec_count,
                 record.merged_into,
                 None if record.dated_first is None else _ts(record.dated_first),
                 None if record.dated_last is None else _ts(record.dated_last),
-                json.dumps(record.dated_days),
+                json_codec.dumps_text(record.dated_days),
             ),
         )
         self._content_update(record)
-        self._db.executemany(
-            "INSERT INTO story_langs (story_id, lang, vec_sum, vec_count) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(story_id, lang) DO UPDATE SET vec_sum=excluded.vec_sum, vec_count=excluded.vec_count",
-            [(record.id, lang, _vec_bytes(vec), n) for lang, (vec, n) in record.lang_sums.items()],
-        )
+        if record._langs_changed:
+            self._db.executemany(
+                "INSERT INTO story_langs (story_id, lang, vec_sum, vec_count) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(story_id, lang) DO UPDATE SET vec_sum=excluded.vec_sum, vec_count=excluded.vec_count",
+                [
+                    (record.id, lang, _vec_bytes(record.lang_sums[lang][0]), record.lang_sums[lang][1])
+                    for lang in sorted(record._langs_changed)
+                ],
+            )
+            record._langs_changed.clear()
 
     def _index_anchors(self, story_id: str, anchors: Iterable[str]) -> None:
         specific = [a for a in anchors if anchor_kind(a) in SPECIFIC_KINDS]
@@ -923,7 +942,6 @@ class StoryState:
                 out.append(record)
         return out
 
-
     def stories(self) -> Iterator[Story]:
         """Every live story, newest first (for tools and tests)."""
         ids = [row[0] for row in self._db.execute("SELECT id FROM stories ORDER BY last_seen DESC")]
@@ -939,14 +957,13 @@ class StoryState:
     # --- outbox ------------------------------------------------------------------------------------
 
     def outbox_add(self, topic: str, key: str, value: bytes, headers: Mapping[str, str]) -> None:
-        self._db.execute(
-            "INSERT INTO outbox (topic, key, value, headers) VALUES (?, ?, ?, ?)",
-            (topic, key, value, json.dumps(dict(headers))),
-        )
+        """Queue a record to publish (written with the batch at commit)."""
+        self._new_outbox.append((topic, key, value, json_codec.dumps_text(dict(headers))))
 
     def outbox(self) -> list[OutboxRecord]:
+        self._write_pending()
         return [
-            OutboxRecord(seq=row[0], topic=row[1], key=row[2], value=row[3], headers=json.loads(row[4]))
+            OutboxRecord(seq=row[0], topic=row[1], key=row[2], value=row[3], headers=json_codec.loads_any(row[4]))
             for row in self._db.execute("SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq")
         ]
 
@@ -957,8 +974,49 @@ class StoryState:
 
     # --- transactions ------------------------------------------------------------------------------
 
+    def _write_decisions(self) -> None:
+        if self._new_decisions:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO decisions (article_id, story_id, role, status, duplicate_of, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (d.article_id, d.story_id, d.role, d.status, d.duplicate_of, at)
+                    for d, at in self._new_decisions.values()
+                ],
+            )
+            self._new_decisions = {}
+
+    def _write_pending(self) -> None:
+        """Write what the batch held back (decisions, signatures, outbox, anchor counts), in the open
+        transaction."""
+        self._write_decisions()
+        if self._new_signatures:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO signatures (article_id, sha, sig, at) VALUES (?, ?, ?, ?)", self._new_signatures
+            )
+            self._new_signatures = []
+        if self._new_outbox:
+            self._db.executemany(
+                "INSERT INTO outbox (topic, key, value, headers) VALUES (?, ?, ?, ?)", self._new_outbox
+            )
+            self._new_outbox = []
+        if self._new_anchor_seen:
+            self._db.executemany(
+                "INSERT INTO anchor_seen (anchor, count, at_n) VALUES (?, ?, ?) "
+                "ON CONFLICT(anchor) DO UPDATE SET count = excluded.count, at_n = excluded.at_n",
+                [(anchor, count, at_n) for anchor, (count, at_n) in self._new_anchor_seen.items()],
+            )
+            self._new_anchor_seen = {}
+
+    def _forget_pending(self) -> None:
+        self._new_decisions = {}
+        self._new_signatures = []
+        self._new_outbox = []
+        self._new_anchor_seen = {}
+
     def commit(self) -> None:
         try:
+            self._write_pending()
             if self._center is not None:
                 self._db.execute(
                     "INSERT INTO vectors (name, vec, n) VALUES ('center', ?, ?) "
@@ -975,6 +1033,7 @@ class StoryState:
 
     def rollback(self) -> None:
         """Undo the open batch and rebuild the caches from what was committed."""
+        self._forget_pending()
         self._db.rollback()
         self._cache.clear()
         self.duplicates = self._load_duplicates()
@@ -982,6 +1041,7 @@ class StoryState:
 
     def close(self) -> None:
         try:
+            self._write_pending()
             self._db.commit()
         finally:
             self._db.close()

@@ -8,6 +8,7 @@ for matching in any script. Both are idempotent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -37,19 +38,33 @@ _ARABIC_MAP = str.maketrans(
 )
 _ARABIC_DIACRITICS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed]")
 _SPACES = re.compile(r"\s+")
+_ARABIC_BLOCK = re.compile("[\u0600-\u06ff]")
+FOLD_CACHE = 256  # texts whose folded form is kept (a few batches of titles, texts and names)
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str only lone surrogates match
+# The combining marks below U+0600 (Latin, Greek, Cyrillic, Hebrew diacritics) that ``fold`` strips: one
+# regex instead of a per-character test (the Arabic marks are ``normalize_arabic``'s business).
+_COMBINING_BELOW_ARABIC = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in range(0x0600) if unicodedata.combining(chr(c))) + "]"
+)
 
 
 def normalize_arabic(text: str) -> str:
     """Arabic orthographic normalisation (no-op on text without Arabic letters)."""
+    if _ARABIC_BLOCK.search(text) is None:  # every character it maps or strips is in U+0600-U+06FF
+        return text
     return _ARABIC_DIACRITICS.sub("", text).translate(_ARABIC_MAP)
 
 
+@functools.lru_cache(maxsize=FOLD_CACHE)
 def fold(text: str) -> str:
-    """Case-, diacritic- and Arabic-variant-insensitive form of ``text`` for matching."""
+    """Case-, diacritic- and Arabic-variant-insensitive form of ``text`` for matching.
+
+    Pure, and cached for the last ``FOLD_CACHE`` texts: the embed stage folds an article's text for its
+    anchors and again for its near-duplicate shingles."""
+    if text.isascii():  # every step below is the identity on ASCII but the case folding
+        return text.lower()
     text = normalize_arabic(unicodedata.normalize("NFKC", text)).casefold()
-    decomposed = unicodedata.normalize("NFD", text)
-    stripped = "".join(ch for ch in decomposed if not (unicodedata.combining(ch) and ord(ch) < 0x0600))
+    stripped = _COMBINING_BELOW_ARABIC.sub("", unicodedata.normalize("NFD", text))
     stripped = stripped.replace("ı", "i").replace("ß", "ss")
     return unicodedata.normalize("NFC", stripped)
 

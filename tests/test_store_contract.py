@@ -983,6 +983,18 @@ def test_stories_list_get_and_upsert(contract_store: SearchStore) -> None:
     assert contract_store.get_story("nope") is None
 
 
+def test_merged_into_answers_for_many_stories_at_once(contract_store: SearchStore) -> None:
+    contract_store.write_stories(
+        [
+            _story("S1", last_seen=_at("2017-05-16")),
+            _story("S4", last_seen=_at("2019-03-01"), merged_into="S1"),
+            _story("S5", last_seen=_at("2019-04-01"), merged_into="S4"),
+        ]
+    )
+    assert contract_store.merged_into(["S1", "S4", "S5", "nope"]) == {"S4": "S1", "S5": "S4"}
+    assert contract_store.merged_into([]) == {}
+
+
 def test_story_articles_oldest_first(loaded: SearchStore) -> None:
     assert [KEY_OF[a.id] for a in loaded.story_articles("S1")] == ["en1", "en2", "ar1"]
     assert [KEY_OF[a.id] for a in loaded.story_articles("S2")] == ["ar2", "fr1", "de1"]
@@ -1248,6 +1260,28 @@ def test_a_refused_article_is_dead_lettered_with_the_reason(tmp_path: Path) -> N
     assert bad.url in dead.reason
     store.close()
     bus.close()
+
+
+def test_the_index_stage_writes_an_article_under_the_story_that_absorbed_its_own(contract_store: SearchStore) -> None:
+    """Story S5 was folded into S4, S4 into S1: the article assigned to S5 is stored under S1 (both stores)."""
+    from indexer.index_stage import IndexStage
+    from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+    from stream.bus import Record
+
+    contract_store.write_stories(
+        [
+            _story("S1", last_seen=_at("2017-05-16")),
+            _story("S4", last_seen=_at("2019-03-01"), merged_into="S1"),
+            _story("S5", last_seen=_at("2019-04-01"), merged_into="S4"),
+            _story("S6", last_seen=_at("2019-04-01")),
+        ]
+    )
+    moved, kept = make_article().replace(story_id="S5"), make_article().replace(story_id="S6")
+    records = [Record(topic="clustered", key=a.id, value=a.to_bytes(), offset=i) for i, a in enumerate((moved, kept))]
+    assert IndexStage(contract_store, PrometheusMetrics()).handle(records) == [None, None]
+    stored_moved, stored_kept = contract_store.get_article(moved.id), contract_store.get_article(kept.id)
+    assert stored_moved is not None and stored_moved.story_id == "S1"
+    assert stored_kept is not None and stored_kept.story_id == "S6"
 
 
 @pytest.mark.parametrize(

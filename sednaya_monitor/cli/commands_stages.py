@@ -121,6 +121,7 @@ def stage_workers(
         # Load the model before joining a group: a first batch that loads it could outlast the poll interval.
         embedder = parts.embedder
         logger.info("loading the embedding model", extra={"model": settings.model_name, "dim": embedder.dim})
+        embedder.embed(["model warm-up"])  # ``dim`` alone does not load every model (USE knows its size)
     workers: list[StageWorker] = []
     for spec in specs:
         handler = topology.build(spec, parts)
