@@ -46,11 +46,11 @@ from numpy.typing import NDArray
 from bench.multilingual_stories import DATA, load, stream, to_article
 from bench.report import write_section
 from sednaya_monitor.pipeline import Pipeline
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.wiring import make_embedder
 from stream.article import Article
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
-from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
 from stream.text import content_hash
 
@@ -167,7 +167,7 @@ def run_pipeline(settings: Settings, model: Embedder, articles: list[Article]) -
     """Wall seconds and main-thread CPU seconds of publish + drain, and the timed embedder."""
     timed = TimedEmbedder(model)
     with tempfile.TemporaryDirectory() as tmp:
-        pipeline = Pipeline(settings.replace(data_dir=Path(tmp)), Metrics(), embedder=timed)
+        pipeline = Pipeline(settings.replace(data_dir=Path(tmp)), PrometheusMetrics(), embedder=timed)
         try:
             start, cpu = time.perf_counter(), time.thread_time()
             pipeline.publish(articles)
@@ -206,29 +206,10 @@ class Timing:
 
 
 @dataclass(frozen=True, slots=True)
-class Measured:
-    n: int
-    wall: float
-    model: float
-    cpu: float  # main-thread CPU seconds of the run
-    model_cpu: float  # of which inside the model's embed calls
+class Measured(Timing):
+    """A :class:`Timing` with the sampled cost by part."""
+
     parts: Counter[str]
-
-    @property
-    def pipeline_cpu_ms(self) -> float:
-        return 1000 * (self.cpu - self.model_cpu) / self.n
-
-    @property
-    def per_s(self) -> float:
-        return self.n / self.wall
-
-    @property
-    def pipeline_ms(self) -> float:
-        return 1000 * (self.wall - self.model) / self.n
-
-    @property
-    def model_ms(self) -> float:
-        return 1000 * self.model / self.n
 
 
 def measure(settings: Settings, model: Embedder, articles: list[Article], interval_s: float) -> Measured:
