@@ -39,6 +39,10 @@ from stream.state_changelog import Change, LoggedChange, new_writer_id
 logger = logging.getLogger(__name__)
 
 H_WRITER = "changelog.writer"
+# Every append ends with a marker record keyed by its writer (compaction keeps each writer's latest):
+# a reader applies a writer's records only up to that writer's marker, so a commit a SIGKILL cut in the
+# middle of its append (some records acknowledged, not all) is never applied half.
+MARKER_PREFIX = "__end__:"
 TOPIC_CONFIGS = {"cleanup.policy": "compact"}  # the latest row per key survives; deletes are tombstones
 READ_TIMEOUT_S = 120.0  # a replay that cannot reach the end in this time fails (and is retried by the worker)
 READ_POLL_MS = 50  # > FETCH_MAX_WAIT_MS + a round trip: an empty poll returns only when this runs out
@@ -114,6 +118,8 @@ class KafkaChangelog:
         return self._producer
 
     def append(self, changes: Sequence[Change]) -> tuple[int, int] | None:
+        """Append ``changes`` and this writer's end marker; returns the offsets of the first change and of
+        the last one (the marker follows it)."""
         producer = self._producer_client()
         headers = [(H_WRITER, self.writer.encode("ascii"))]
         futures: list[tuple[str, Any]] = []
@@ -124,6 +130,10 @@ class KafkaChangelog:
                     (change.key, producer.send(self.topic, key=key, value=change.value, headers=headers, partition=0))
                 )
                 self.bytes_appended += len(key) + len(change.value or b"")
+            if futures:
+                marker = (MARKER_PREFIX + self.writer).encode("utf-8")
+                sent = producer.send(self.topic, key=marker, value=b"1", headers=headers, partition=0)
+                futures.append(("marker", sent))
             producer.flush()
         except KafkaError as exc:
             raise UnavailableError(f"kafka {self.bootstrap}: changelog {self.topic!r}: append failed: {exc!r}") from exc
@@ -136,7 +146,7 @@ class KafkaChangelog:
         self.records_appended += len(changes)
         if not futures:
             return None
-        first, last = futures[0][1].value, futures[-1][1].value  # RecordMetadata of the acknowledged records
+        first, last = futures[0][1].value, futures[-2][1].value  # RecordMetadata of the first and last change
         return int(first.offset), int(last.offset)
 
     def _reader(self) -> KafkaConsumer:
@@ -161,6 +171,16 @@ class KafkaChangelog:
         return self._consumer
 
     def read(self, start: int) -> Iterator[LoggedChange]:
+        """Records from ``start`` to the end, each writer's only up to its latest end marker (a commit whose
+        append a crash cut short is left out: its articles are redone by whoever takes over)."""
+        held: dict[str, list[LoggedChange]] = {}  # per writer: records not yet closed by its marker
+        for logged in self._read_raw(start):
+            if logged.change.key.startswith(MARKER_PREFIX):
+                yield from held.pop(logged.writer, [])
+                continue
+            held.setdefault(logged.writer, []).append(logged)
+
+    def _read_raw(self, start: int) -> Iterator[LoggedChange]:
         consumer = self._reader()
         try:
             end = int(consumer.end_offsets([self.tp])[self.tp])

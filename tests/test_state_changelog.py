@@ -16,13 +16,13 @@ from sednaya_monitor.wiring import kafka_config
 from stream.article import Article
 from stream.assign_stage import AssignStage
 from stream.bus_embedded import EmbeddedBus
-from stream.changelog_kafka import KafkaChangelog
+from stream.changelog_kafka import H_WRITER, KafkaChangelog
 from stream.cluster_changelog import ChangelogClusterStage
 from stream.embedding import Embedder
 from stream.embedding_stage import H_ARTICLE_ID
 from stream.errors import StoryStateError
 from stream.settings import Settings, load_settings
-from stream.state_changelog import ChangeCapture, ChangelogStoryState
+from stream.state_changelog import Change, ChangeCapture, ChangelogStoryState
 from stream.story_state import STATE_FILE, StoredDecision, StoryState
 from tests.broker_fixtures import Broker, kafka_test_overrides, unique_name
 from tests.distributed_fixtures import fixture_articles
@@ -217,3 +217,25 @@ def test_a_copy_with_unshipped_writes_is_rebuilt_once_another_replica_appended(
     assert dump(restarted.state._db) == dump(second.state._db)
     for stage in (second, restarted):
         stage.close()
+
+
+def test_a_commit_cut_short_by_a_crash_is_never_applied_half(kafka_settings: Settings) -> None:
+    """Records of an append whose end marker never came (the writer died mid-append) are left out of
+    every read; the next writer's complete commits are read, and a cut-off tail is left out too."""
+    topic = kafka_settings.topic_story_changelog + "-cut"
+    dead = KafkaChangelog(kafka_config(kafka_settings), topic)
+    alive = KafkaChangelog(kafka_config(kafka_settings), topic)
+    dead.append([Change(key='["stories", "s1"]', value=b'{"id": "s1"}')])  # complete: marker follows
+    # a cut append: the dead writer's records reach the log, its marker does not
+    producer = dead._producer_client()
+    for key in ('["stories", "s2"]', '["decisions", "a2"]'):
+        producer.send(topic, key=key.encode(), value=b"{}", headers=[(H_WRITER, dead.writer.encode())], partition=0)
+    producer.flush()
+    alive.append([Change(key='["stories", "s3"]', value=b'{"id": "s3"}')])
+    keys = [logged.change.key for logged in alive.read(0)]
+    assert keys == ['["stories", "s1"]', '["stories", "s3"]']
+    producer.send(topic, key=b'["stories", "s4"]', value=b"{}", headers=[(H_WRITER, dead.writer.encode())], partition=0)
+    producer.flush()
+    assert [logged.change.key for logged in alive.read(0)][-1] == '["stories", "s3"]'
+    dead.close()
+    alive.close()
