@@ -21,7 +21,6 @@ pytest_plugins: list[str] = [
     "tests.model_fixtures",
     "tests.crawl_fixtures",
     "tests.distributed_fixtures",
-    "tests.s3_fixtures",
 ]
 
 

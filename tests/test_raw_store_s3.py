@@ -21,7 +21,10 @@ from sednaya_monitor.web import serve_in_thread
 from sednaya_monitor.wiring import make_raw_store
 from stream.errors import SettingsError, UnavailableError
 from stream.settings import Settings, load_settings
-from tests.s3_fixtures import S3Server
+from tests.s3_fixtures import (
+    S3Server,
+    s3_server,  # noqa: F401  # the fixture, for this module only (see conftest)
+)
 from tests.store_fixtures import make_article
 
 PAGE = "<html><head><meta charset=utf-8><title>صيدنايا</title></head><body><p>Sednaya report</p></body></html>".encode()
@@ -33,7 +36,7 @@ def _sha(body: bytes) -> str:
 
 
 @pytest.fixture
-def s3_settings(s3_server: S3Server, tmp_path: Path) -> Settings:
+def s3_settings(s3_server: S3Server, tmp_path: Path) -> Settings:  # noqa: F811  # the imported fixture
     overrides = {"data_dir": tmp_path / "crawl", **s3_server.settings_overrides(f"raw-{next(_buckets)}")}
     return load_settings(environ={}, overrides=overrides)
 
