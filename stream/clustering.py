@@ -424,18 +424,18 @@ def related_story(article: ArticleFeatures, neighbours: Sequence[Neighbour], par
     swallow neighbouring events; the cost is that one event's coverage can open two or three stories
     (facets, languages), each of which would fire an instant alert. A new story whose first article
     is at least ``related_threshold`` (centred cosine) from one recent original article of an older
-    story is *related* to it: the alert stage counts the two as one story (docs/alerts.md). Only when
-    time cannot tell them apart: a dated article and a dated neighbour were already weighed with their
-    dates (date gate and ``date_bonus``), so an article and a neighbour both dated never relate.
-    ``neighbours`` come most similar first. Only with a multilingual model: an English-only model's
-    cosine says nothing across languages.
+    story is *related* to it: the alert stage counts the two as one story (docs/alerts.md). Time rules
+    as it does for joining: an article and a neighbour both dated relate only when published within
+    ``date_gate_days`` of each other. ``neighbours`` come most similar first. Only with a multilingual
+    model: an English-only model's cosine says nothing across languages.
     """
     if MULTILINGUAL not in params.model_languages:
         return None
+    day = article.at.toordinal()
     for near in neighbours:
         if near.similarity < params.related_threshold:
             return None
-        if article.dated and near.day is not None:
+        if article.dated and near.day is not None and abs(near.day - day) > params.date_gate_days:
             continue
         return near.story_id
     return None

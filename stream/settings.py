@@ -68,16 +68,18 @@ class Settings:
     model_threads: int = 0  # BLAS/engine threads of the numpy and C embedders; 0 = the cores of this process
     embed_batch_size: int = 32  # texts per model.encode call
     cluster_window_days: int = 7  # look-back window of publication time for candidate stories
-    # Centred cosine (the topic's mean vector taken away) to a story to join it; with merge_threshold and
-    # related_threshold chosen on half A of the multilingual tuning set (docs/clustering.md).
-    cluster_threshold: float = 0.25
-    cluster_warmup_threshold: float = 0.7  # raw cosine used while the topic's mean is not known yet
+    # Centred cosine (the topic's mean vector and the article's language offset taken away) to a story to
+    # join it; with cluster_warmup_threshold, merge_threshold and related_threshold chosen on half A of the
+    # multilingual tuning set (docs/clustering.md).
+    cluster_threshold: float = 0.3
+    cluster_warmup_threshold: float = 0.65  # raw cosine used while the topic's mean is not known yet
     date_gate_days: float = 7.0  # a dated article joins no story whose dated articles are further away
     # added to the similarity of a dated article and a story with a dated article the same day, falling to 0
     # at date_gate_days + 1 days. Off: on dated general news it merges the day's different stories
     date_bonus: float = 0.0
-    # centred cosine of a new story's first article to a recent article of another story (one of the two
-    # undated) at which the new story is "related" to it: one story for alerting (docs/alerts.md); > 1: off
+    # centred cosine of a new story's first article to a recent article of another story (not both dated
+    # more than date_gate_days apart) at which the new story is "related" to it: one story for alerting
+    # (docs/alerts.md); > 1: off
     related_threshold: float = 0.25
     duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
     duplicate_window_days: int = 30  # originals kept in the near-duplicate index (0 = all, memory grows)

@@ -164,17 +164,19 @@ def test_stories_published_the_same_days_merge_at_a_lower_similarity() -> None:
     assert not should_merge(a_dated, b_dated, params)  # raw (no centre): no bonus
 
 
-def test_a_new_story_close_to_an_article_of_another_is_related_when_time_cannot_tell() -> None:
+def test_a_new_story_close_to_an_article_of_another_is_related_unless_their_dates_are_apart() -> None:
     params = ClusterParams(related_threshold=0.3, model_languages=frozenset({"*"}))
     near = Neighbour(story_id="older", similarity=0.4, day=None)
-    dated_near = Neighbour(story_id="dated", similarity=0.5, day=T0.toordinal())
+    dated_near = Neighbour(story_id="dated", similarity=0.5, day=T0.toordinal() + 3)
+    dated_apart = Neighbour(story_id="apart", similarity=0.6, day=T0.toordinal() - 30)
     far = Neighbour(story_id="far", similarity=0.2, day=None)
     undated = replace(_article(_unit(1, 0)), dated=False)
-    assert related_story(undated, [dated_near, near, far], params) == "dated"  # time unknown: closest wins
+    assert related_story(undated, [dated_apart, near, far], params) == "apart"  # time unknown: closest wins
     dated = _article(_unit(1, 0))
-    # both dated: their dates were weighed by the decision already (gate, bonus); the undated one relates
-    assert related_story(dated, [dated_near, near, far], params) == "older"
-    assert related_story(dated, [dated_near, far], params) is None
+    assert related_story(dated, [dated_near, near, far], params) == "dated"  # 3 days apart: within the gate
+    # a month apart: time tells them apart, the next closest (undated) relates
+    assert related_story(dated, [dated_apart, near, far], params) == "older"
+    assert related_story(dated, [dated_apart, far], params) is None
     assert related_story(undated, [far], params) is None
     assert related_story(undated, [near], ClusterParams(model_languages=frozenset({"*"}))) is None  # off by default
     assert related_story(undated, [near], replace(params, model_languages=frozenset({"en"}))) is None  # English-only
