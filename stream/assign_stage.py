@@ -75,6 +75,8 @@ def cluster_params(settings: Settings, embedder: Embedder) -> ClusterParams:
         date_gate_days=settings.date_gate_days,
         date_bonus=settings.date_bonus,
         related_threshold=settings.related_threshold,
+        related_warmup_threshold=settings.related_warmup_threshold,
+        related_date_bonus=settings.related_date_bonus,
         model_languages=model_languages(settings, embedder),
     )
 
@@ -298,8 +300,9 @@ class AssignStage:
         self.state.observe(model_vector, anchors, article.lang)
         extra: dict[str, str] = {}
         if verdict.action == "new" or verdict.story_id is None:
-            if self.params.related_threshold <= 1.0:
-                related = related_story(features, self.state.neighbours(vector), self.params)
+            if min(self.params.related_threshold, self.params.related_warmup_threshold) <= 1.0:
+                centred = self.state.center() is not None
+                related = related_story(features, self.state.neighbours(vector), self.params, centred=centred)
                 if related is not None:
                     extra["related_story"] = related
             record = self.state.create(

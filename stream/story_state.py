@@ -589,16 +589,19 @@ class StoryState:
             self._db.execute("DELETE FROM recent_articles WHERE seq <= ?", (seq - RECENT_ARTICLES,))
 
     def neighbours(self, vector: NDArray[np.float32], *, exclude: str = "") -> list[Neighbour]:
-        """The recent original articles most similar to ``vector`` (centred cosine), at most one per
-        story (its most similar article), stories resolved through merges, ``exclude`` left out; empty
-        while the centre is unknown (warm-up)."""
+        """The recent original articles most similar to ``vector`` (centred cosine; raw cosine while the
+        centre is unknown, the warm-up), at most one per story (its most similar article), stories
+        resolved through merges, ``exclude`` left out."""
         center = self.center()
         recent = self._recent_articles()
-        if center is None or recent.matrix.size == 0 or recent.matrix.shape[1] != vector.shape[0]:
+        if recent.matrix.size == 0 or recent.matrix.shape[1] != vector.shape[0]:
             return []
-        diffs = recent.matrix - center
-        norms = np.maximum(np.linalg.norm(diffs, axis=1), 1e-12)
-        sims = (diffs @ _unit(np.asarray(vector, dtype=np.float32) - center)) / norms
+        if center is None:
+            sims = recent.matrix @ _unit(np.asarray(vector, dtype=np.float32))  # rows are unit vectors
+        else:
+            diffs = recent.matrix - center
+            norms = np.maximum(np.linalg.norm(diffs, axis=1), 1e-12)
+            sims = (diffs @ _unit(np.asarray(vector, dtype=np.float32) - center)) / norms
         out: list[Neighbour] = []
         seen = {exclude}
         for row in np.argsort(-sims, kind="stable"):

@@ -182,6 +182,24 @@ def test_a_new_story_close_to_an_article_of_another_is_related_unless_their_date
     assert related_story(undated, [near], replace(params, model_languages=frozenset({"en"}))) is None  # English-only
 
 
+def test_related_stories_in_the_warm_up_and_with_dates_as_evidence() -> None:
+    params = ClusterParams(related_threshold=0.3, related_warmup_threshold=0.6, model_languages=frozenset({"*"}))
+    dated = _article(_unit(1, 0))
+    raw = Neighbour(story_id="raw", similarity=0.55, day=None)
+    assert related_story(dated, [raw], params) == "raw"  # centred cosine 0.55 >= 0.3
+    assert related_story(dated, [raw], params, centred=False) is None  # raw cosine 0.55 < 0.6 (warm-up)
+    assert related_story(dated, [replace(raw, similarity=0.65)], params, centred=False) == "raw"
+    # Two dated articles: the same day lowers the bar by related_date_bonus, fading out at the gate.
+    bonus = replace(params, related_date_bonus=0.1)
+    same_day = Neighbour(story_id="same-day", similarity=0.22, day=T0.toordinal())
+    week = Neighbour(story_id="week", similarity=0.22, day=T0.toordinal() + 6)
+    assert related_story(dated, [same_day], params) is None
+    assert related_story(dated, [same_day], bonus) == "same-day"  # 0.22 >= 0.3 - 0.1
+    assert related_story(dated, [week], bonus) is None  # 0.22 < 0.3 - 0.1 * (1 - 6 / 8)
+    assert related_story(replace(dated, dated=False), [same_day], bonus) is None  # undated: no date evidence
+    assert related_story(dated, [same_day], bonus, centred=False) is None  # raw cosines get no bonus
+
+
 def test_converged_stories_merge_unless_their_developments_differ() -> None:
     a, b = _story("a", _unit(1, 0.1)), _story("b", _unit(1, 0.12))
     assert should_merge(a, b, PARAMS)

@@ -1,4 +1,5 @@
-"""Language offsets of a multilingual model's space (stream.story_state.StoryState.neutral).
+"""Language offsets of a multilingual model's space (stream.story_state.StoryState.neutral), and related
+stories in the warm-up.
 
 A multilingual model puts each language at an offset of its own: two articles in one language about two
 events can score higher than one event reported in two languages. The state keeps a running mean per
@@ -177,3 +178,28 @@ def test_the_stage_puts_one_event_in_two_languages_in_one_story(stage: AssignSta
     out, events = stage.process([first, second])
     assert out[0].story_id == out[1].story_id  # event 0 in its second language joins, no new story
     assert [e.kind for e in events] == ["created", "updated"]
+
+
+def test_in_the_warm_up_a_story_close_to_another_is_related_by_raw_cosine(
+    settings: Settings, embedder: UniversalSentenceEncoder, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(RNG_SEED)
+    first = _unit(rng.normal(size=DIM))
+    other = _unit(rng.normal(size=DIM))
+    facet = _unit(first + 0.9 * other)  # raw cosine with the first about 0.74: below the join, above 0.55
+    for warmup, expected in ((0.55, True), (1.01, False)):
+        made = AssignStage(
+            settings.replace(
+                data_dir=tmp_path / str(warmup), cluster_warmup_threshold=0.99, related_warmup_threshold=warmup
+            ),
+            PrometheusMetrics(CollectorRegistry()),
+            embedder=embedder,
+        )
+        try:
+            out, events = made.process([_article(1, "xx", first), _article(2, "yy", facet)])
+            assert made.state.center() is None  # still the warm-up
+            assert [e.kind for e in events] == ["created", "created"]
+            related = events[1].extra.get("related_story")
+            assert (related == out[0].story_id) is expected
+        finally:
+            made.close()
