@@ -114,6 +114,34 @@ def test_facets_follow_writes_from_this_store_another_store_and_merges(tmp_path:
     store.close()
 
 
+def test_chart_after_a_search_counts_the_searched_rows_until_a_commit(tmp_path: Path) -> None:
+    # the search page searches (story groups), then draws the chart of the same query on the same thread
+    path = tmp_path / "store.sqlite3"
+    store = EmbeddedStore(path)
+    store.write_articles(corpus(300))
+    grouped = SearchRequest(query="prison OR amnesty", by_story=True, size=5, highlight=True)
+    fresh = EmbeddedStore(path)  # never searched: reads the match for its chart
+    expected = fresh.day_lang_counts(grouped)
+    assert sum(n for *_, n in expected) == store.search(grouped).total
+    assert store.day_lang_counts(dataclasses.replace(grouped, sort="date", size=1)) == expected
+    other = SearchRequest(query="court")
+    assert store.day_lang_counts(other) == fresh.day_lang_counts(other)  # another query's rows are not reused
+    faceted = SearchRequest(query="court", lang="en", facets=True)
+    store.search(faceted)
+    assert store.day_lang_counts(faceted) == fresh.day_lang_counts(faceted)
+    store.search(grouped)
+    writer = EmbeddedStore(path)  # a commit by another connection after the search: the chart sees it
+    writer.write_articles([make_article(lang="tr", text="Amnesty prison report.", published=EARLY)])
+    writer.close()
+    after = store.day_lang_counts(grouped)
+    assert after == fresh.day_lang_counts(grouped) and ("2000-01-01", "tr", 1) in after
+    store.search(grouped)
+    store.write_articles([make_article(lang="tr", text="Amnesty prison report.", published=EARLY)])  # its own writer
+    assert ("2000-01-01", "tr", 2) in store.day_lang_counts(grouped)
+    for s in (store, fresh):
+        s.close()
+
+
 def test_first_ranked_page_equals_the_filtered_path_with_ties(embedded_store: EmbeddedStore) -> None:
     # identical texts score the same: the page is decided by id, within and beyond the rows read
     same = [make_article(text="Amnesty report on the prison cells.", title="Same") for _ in range(12)]
