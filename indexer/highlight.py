@@ -42,12 +42,23 @@ def _word_forms(terms: Terms) -> frozenset[str]:
     )
 
 
+@functools.lru_cache(maxsize=256)  # every hit of a page asks with the same terms
+def _wanted(terms: tuple[str | Term | Phrase, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """The phrase tokens and the word forms of ``terms`` (what marks a word of a text)."""
+    return query_tokens([t for t in terms if isinstance(t, Phrase)]), _word_forms(terms)
+
+
 def _spans(
     text: str, wanted: frozenset[str], forms: frozenset[str] = frozenset(), lang: str = ""
 ) -> list[tuple[int, int]]:
+    marked: dict[str, bool] = {}  # words repeat in a text: decide each once
     out = []
     for match in _ORIGINAL_TOKEN.finditer(text):
-        if any(t in wanted or form(t, lang) in forms for t in _leaf_tokens(match.group(0))):
+        word = match.group(0)
+        hit = marked.get(word)
+        if hit is None:
+            hit = marked[word] = any(t in wanted or form(t, lang) in forms for t in _leaf_tokens(word))
+        if hit:
             out.append(match.span())
     return out
 
@@ -73,8 +84,8 @@ def highlight_field(text: str, terms: Terms, *, whole: bool = False, lang: str |
     ``whole`` returns the entire text as one fragment (titles); otherwise up to ``MAX_FRAGMENTS``
     windows of about ``FRAGMENT_CHARS`` characters around the first matches, ``…`` where cut.
     """
-    phrases = query_tokens([t for t in terms if isinstance(t, Phrase)])
-    spans = _spans(text, phrases, _word_forms(terms), (lang or "").lower())
+    phrases, forms = _wanted(tuple(terms))
+    spans = _spans(text, phrases, forms, (lang or "").lower())
     if not spans:
         return []
     if whole:
@@ -122,8 +133,8 @@ def matched_terms(article: Article, leaves: Sequence[Term | Phrase]) -> tuple[st
     title = tokens(article.title)
     fields = [title, tokens(article.text)]
     lang = article.lang.lower()
-    title_forms = set(document_forms(title, lang))
-    all_forms = title_forms.union(document_forms(fields[1], lang))
+    title_forms = set(document_forms(list(set(title)), lang))  # a token's form does not depend on its place
+    all_forms = title_forms.union(document_forms(list(set(fields[1])), lang))
     found: list[str] = []
     for leaf in leaves:
         toks = _leaf_tokens(leaf.text)
