@@ -142,6 +142,21 @@ def test_chart_after_a_search_counts_the_searched_rows_until_a_commit(tmp_path: 
         s.close()
 
 
+def test_a_word_rewritten_away_is_no_longer_in_the_vocabulary(embedded_store: EmbeddedStore) -> None:
+    # the vocabulary check stops at a term's first occurrence: it must not find one an upsert removed
+    first = make_article(text="The zzqx report on the prison.", url="https://outlet.example/zzqx")
+    embedded_store.write_articles([first])
+    for i in range(20):  # more index segments after the word's
+        embedded_store.write_articles([make_article(text=f"Prison report {i}.", url=f"https://outlet.example/{i}")])
+    assert embedded_store.search(SearchRequest(query="zzqx")).total == 1
+    embedded_store.write_articles([dataclasses.replace(first, text="The report on the prison.")])
+    prison = embedded_store.search(SearchRequest(query="prison", size=50))
+    assert embedded_store.search(SearchRequest(query="zzqx")).total == 0
+    for query in ["zzqx OR prison", "prison -zzqx", "prison NOT (zzqx AND report)"]:
+        result = embedded_store.search(SearchRequest(query=query, size=50))
+        assert [h.article.id for h in result.hits] == [h.article.id for h in prison.hits], query
+
+
 def test_first_ranked_page_equals_the_filtered_path_with_ties(embedded_store: EmbeddedStore) -> None:
     # identical texts score the same: the page is decided by id, within and beyond the rows read
     same = [make_article(text="Amnesty report on the prison cells.", title="Same") for _ in range(12)]
