@@ -21,6 +21,7 @@ FRAGMENT_CHARS = 160  # characters of context per text fragment (about two lines
 MAX_FRAGMENTS = 3  # fragments of the text per hit
 _MARKS = "\u0300-\u036f\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"  # diacritics fold() removes
 _ORIGINAL_TOKEN = re.compile(rf"(?:[^\W_]|[{_MARKS}])+")
+_WORD_CHAR = re.compile(rf"[^\W_]|[{_MARKS}]")  # a character of a word (``_ORIGINAL_TOKEN``)
 
 
 Terms = Sequence[str | Term | Phrase]  # a plain string is a word
@@ -51,15 +52,22 @@ def _wanted(terms: tuple[str | Term | Phrase, ...]) -> tuple[frozenset[str], fro
 def _spans(
     text: str, wanted: frozenset[str], forms: frozenset[str] = frozenset(), lang: str = ""
 ) -> list[tuple[int, int]]:
-    marked: dict[str, bool] = {}  # words repeat in a text: decide each once
+    """``(start, end)`` of each word of ``text`` (a maximal run of ``_ORIGINAL_TOKEN``) that a term marks,
+    in order. Each distinct word is decided once, then only the marked ones are looked up in the text."""
+    marked = [
+        word
+        for word in set(_ORIGINAL_TOKEN.findall(text))
+        if any(t in wanted or form(t, lang) in forms for t in _leaf_tokens(word))
+    ]
     out = []
-    for match in _ORIGINAL_TOKEN.finditer(text):
-        word = match.group(0)
-        hit = marked.get(word)
-        if hit is None:
-            hit = marked[word] = any(t in wanted or form(t, lang) in forms for t in _leaf_tokens(word))
-        if hit:
-            out.append(match.span())
+    for word in marked:
+        start = text.find(word)
+        while start >= 0:
+            end = start + len(word)
+            if not (start and _WORD_CHAR.match(text, start - 1)) and not _WORD_CHAR.match(text, end):
+                out.append((start, end))  # the whole word, not a piece of a longer one
+            start = text.find(word, end)
+    out.sort()
     return out
 
 

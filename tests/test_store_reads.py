@@ -1,4 +1,5 @@
-"""The embedded store's read side: per-thread read connections, in-memory facet columns, ranked pages.
+"""The embedded store's read side: per-thread read connections, in-memory facet columns, ranked pages,
+highlight spans.
 
 Each shortcut is checked against the plain SQL (or the slow path) it replaces, on a real SQLite file:
 facets and the chart against ``GROUP BY`` over the file, the ranked first page against the same query
@@ -17,9 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
+from indexer.analysis import form, query_forms
 from indexer.documents import DAY_FACET_SIZE, FACET_SIZE
 from indexer.facet_columns import FacetColumns
+from indexer.highlight import _ORIGINAL_TOKEN, _spans
+from indexer.query import tokens
 from indexer.store import SearchRequest
 from indexer.store_embedded import RANKED_READ, EmbeddedStore
 from stream.article import Article
@@ -238,3 +244,22 @@ def test_facet_columns_find_unknown_rowids() -> None:
     assert columns.positions(np.array([2])) is None  # a row the columns do not know: read them again
     assert columns.positions(np.array([9])) is None
     assert columns.ids == ("x0", "x1") and list(columns.id_rank) == [1, 0]
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            ["prison", "Prisons", "imprisoned", "صيدنايا", "وصيدنايا", "Sednaïa", "x", "-", " ", ", ", "\u0651"]
+        ),
+        max_size=30,
+    ).map("".join)
+)
+def test_highlight_spans_are_the_marked_words_of_the_text(text: str) -> None:
+    # the spans of the words a term marks, as a scan of every word of the text finds them
+    wanted, forms = frozenset({"صيدنايا"}), frozenset(query_forms("prison"))
+    expected = [
+        m.span()
+        for m in _ORIGINAL_TOKEN.finditer(text)
+        if any(t in wanted or form(t, "en") in forms for t in tokens(m.group(0)))
+    ]
+    assert _spans(text, wanted, forms, "en") == expected
