@@ -227,8 +227,8 @@ def main() -> None:
             "repeating a search, a shared link, a reload); `cache off` (`serve_cache_entries=0`) asks the store and "
             "renders every page: what a never-seen search costs."
             + (
-                " `before` rows: the same clients, in the same session, against `serve` of the code before this "
-                "change (no cache)."
+                " `before` rows: the same clients, in the same session, against `serve` of the code before the "
+                "change described in docs/search.md (Speed), saved with `--save` and passed with `--before`."
                 if before
                 else ""
             )
