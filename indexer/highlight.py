@@ -49,16 +49,18 @@ def _wanted(terms: tuple[str | Term | Phrase, ...]) -> tuple[frozenset[str], fro
     return query_tokens([t for t in terms if isinstance(t, Phrase)]), _word_forms(terms)
 
 
+@functools.lru_cache(maxsize=65536)  # the hits of a page share most of their words
+def _marks(word: str, lang: str, wanted: frozenset[str], forms: frozenset[str]) -> bool:
+    """Whether a word of a text in ``lang`` is marked: one of its tokens is a phrase token or has a query form."""
+    return any(t in wanted or form(t, lang) in forms for t in _leaf_tokens(word))
+
+
 def _spans(
     text: str, wanted: frozenset[str], forms: frozenset[str] = frozenset(), lang: str = ""
 ) -> list[tuple[int, int]]:
     """``(start, end)`` of each word of ``text`` (a maximal run of ``_ORIGINAL_TOKEN``) that a term marks,
     in order. Each distinct word is decided once, then only the marked ones are looked up in the text."""
-    marked = [
-        word
-        for word in set(_ORIGINAL_TOKEN.findall(text))
-        if any(t in wanted or form(t, lang) in forms for t in _leaf_tokens(word))
-    ]
+    marked = [word for word in set(_ORIGINAL_TOKEN.findall(text)) if _marks(word, lang, wanted, forms)]
     out = []
     for word in marked:
         start = text.find(word)
