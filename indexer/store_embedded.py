@@ -379,7 +379,7 @@ def _blob(vector: Sequence[float]) -> bytes:
 def _vector(blob: bytes | None) -> tuple[float, ...] | None:
     if blob is None:
         return None
-    return tuple(float(x) for x in np.frombuffer(blob, dtype=np.float32))
+    return tuple(np.frombuffer(blob, dtype=np.float32).tolist())  # float32 -> float, in C
 
 
 class EmbeddedStore:
@@ -701,7 +701,7 @@ class EmbeddedStore:
     @staticmethod
     def _story(doc: str, centroid: bytes | None) -> Story:
         data = json.loads(doc)
-        data["centroid"] = None if centroid is None else list(np.frombuffer(centroid, dtype=np.float32))
+        data["centroid"] = None if centroid is None else np.frombuffer(centroid, dtype=np.float32).tolist()
         return Story.from_dict(data)
 
     def get_article(self, article_id: str) -> Article | None:
