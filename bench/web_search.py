@@ -103,7 +103,10 @@ def start_server(
         env["PYTHONPATH"] = os.pathsep.join([str(code.resolve()), *filter(None, [env.get("PYTHONPATH")])])
     if cache_entries is not None:
         env["SEDNAYA_MONITOR_SERVE_CACHE_ENTRIES"] = str(cache_entries)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    # ``python -c`` puts the working directory first on sys.path: run another checkout from inside it
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=None if code is None else code
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("serving on "):
