@@ -11,6 +11,7 @@ escaping everything else. Text in right-to-left languages gets ``dir="rtl"``; un
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,7 +33,18 @@ def esc(value: object) -> Markup:
     """``html.escape(clean_text(str(value)), quote=True)``: safe in element text and in quoted attributes."""
     if isinstance(value, Markup):
         return value
-    return Markup(html.escape(clean_text(str(value)), quote=True))  # noqa: S704  # escaped just now
+    text = str(value)
+    return _esc_short(text) if len(text) <= SHORT_CHARS else _escaped(text)
+
+
+SHORT_CHARS = 80  # values this short repeat on a page (languages, sources, kinds, dates): escaped once each
+
+
+def _escaped(text: str) -> Markup:
+    return Markup(html.escape(clean_text(text), quote=True))  # noqa: S704  # escaped just now
+
+
+_esc_short = functools.lru_cache(maxsize=8192)(_escaped)
 
 
 def dir_attrs(lang: str | None) -> Markup:
