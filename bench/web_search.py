@@ -275,8 +275,8 @@ def main() -> None:
             "is unchanged, so after the warm-up every page of this fixed mix is served from kept answers (an analyst "
             "repeating a search, a shared link, a reload); `cache off` (`serve_cache_entries=0`) asks the store and "
             "renders every page: what a never-seen search costs. `server CPU ms/request`: user and system time of "
-            "the `serve` processes (`/proc`) during the run, divided by the requests answered: what a page costs, "
-            "whatever else the machine runs."
+            "the `serve` processes (`/proc`) during the run, divided by the requests answered: what a page costs "
+            "(it grows with the machine's load far less than latency does)."
             + (
                 " `before` rows: the same clients, in the same session, against `serve` of the code before the "
                 "change described in docs/search.md (Speed), saved with `--save` and passed with `--before`."
