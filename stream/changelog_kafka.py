@@ -147,10 +147,10 @@ class KafkaChangelog:
         self.records_appended += len(changes)
         if not futures:
             return None
-        first, marker = int(futures[0][1].value.offset), int(futures[-1][1].value.offset)  # RecordMetadata
-        if marker - first + 1 != len(futures):
+        first, closing = int(futures[0][1].value.offset), int(futures[-1][1].value.offset)  # RecordMetadata
+        if closing - first + 1 != len(futures):
             return None  # interleaved with another writer's records
-        return first, marker + 1
+        return first, closing + 1
 
     def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
