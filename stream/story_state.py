@@ -301,7 +301,16 @@ class _ContentIndex:
         if not self._rows or self._matrix.shape[1] != vector.shape[0]:
             return []
         sims = self._matrix @ vector
-        top = np.argsort(-sims, kind="stable")[: k + len(self._free)]
+        want = k + len(self._free)  # enough rows to hold k stories past the free (zero) rows
+        n = sims.shape[0]
+        cut = np.partition(sims, n - want)[n - want] if want < n else None
+        if cut is not None and np.isfinite(cut):
+            # the first ``want`` rows of a stable sort by similarity, without sorting them all: every row
+            # at or above the want-th best value, in row order, stable-sorted (ties keep row order)
+            rows = np.flatnonzero(sims >= cut)
+            top = rows[np.argsort(-sims[rows], kind="stable")][:want]
+        else:
+            top = np.argsort(-sims, kind="stable")[:want]
         out: list[str] = []
         for row in top:
             story_id = self._ids[int(row)]
