@@ -77,14 +77,21 @@ def peak_rss_mb(process: StageProcess) -> float:
 
 
 def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of process ``pid`` so far (/proc/<pid>/stat); 0 when unreadable."""
+    """User + system CPU seconds so far of process ``pid`` and its live descendants (a launcher such as
+    noida-db's runs the server as its child), from /proc; 0 when unreadable."""
     if pid is None:
         return 0.0
     try:
         fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text(encoding="ascii").split()
+        ]
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(child) for child in children)
 
 
 def _pids(deployment: Deployment, index: StageProcess, embeds: list[StageProcess]) -> dict[str, int | None]:
