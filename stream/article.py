@@ -220,6 +220,8 @@ class Article:
 
 def utc(value: datetime) -> datetime:
     """``value`` as an aware UTC datetime (naive values are taken as UTC)."""
+    if value.tzinfo is UTC:  # already UTC (most values: parsed "Z"/"+00:00" times); astimezone would copy it
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

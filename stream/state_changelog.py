@@ -77,7 +77,9 @@ class Changelog(Protocol):
 
     def append(self, changes: Sequence[Change]) -> tuple[int, int] | None:
         """Append in order and wait for the acknowledgement (raises ``UnavailableError`` when not acknowledged);
-        returns the offsets of the first and the last record when the log tells them."""
+        returns the offset of the first record appended and the offset after the last one (what the log
+        itself added, an end marker say, included) when the log tells them and nothing of another writer
+        lies between them; None otherwise."""
         ...
 
     def read(self, start: int) -> Iterator[LoggedChange]:
@@ -322,9 +324,10 @@ class ChangelogStoryState(StoryState):
         if not changes:
             return
         span = self.changelog.append(changes)  # UnavailableError: the notes stay, the next commit ships them
-        if span is not None and span[0] == self.capture.checkpoint() and span[1] - span[0] + 1 == len(changes):
-            # no one appended between our copy's checkpoint and our records: we are current past them
-            self.capture.set_checkpoint(span[1] + 1)
+        if span is not None and span[0] == self.capture.checkpoint():
+            # no one appended between our copy's checkpoint and our records, nor among them: we are current
+            # past them (and the next catch-up does not read our own records back)
+            self.capture.set_checkpoint(span[1])
         self.capture.shipped(last)
 
     # --- restoring ----------------------------------------------------------------------------------

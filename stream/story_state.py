@@ -317,7 +317,16 @@ class _ContentIndex:
         if not self._rows or self._matrix.shape[1] != vector.shape[0]:
             return []
         sims = self._matrix @ vector
-        top = np.argsort(-sims, kind="stable")[: k + len(self._free)]
+        want = k + len(self._free)  # enough rows to hold k stories past the free (zero) rows
+        n = sims.shape[0]
+        cut = np.partition(sims, n - want)[n - want] if want < n else None
+        if cut is not None and np.isfinite(cut):
+            # the first ``want`` rows of a stable sort by similarity, without sorting them all: every row
+            # at or above the want-th best value, in row order, stable-sorted (ties keep row order)
+            rows = np.flatnonzero(sims >= cut)
+            top = rows[np.argsort(-sims[rows], kind="stable")][:want]
+        else:
+            top = np.argsort(-sims, kind="stable")[:want]
         out: list[str] = []
         for row in top:
             story_id = self._ids[int(row)]
@@ -329,18 +338,34 @@ class _ContentIndex:
 
 
 class _RecentArticles:
-    """The last ``RECENT_ARTICLES`` original articles (vectors, stories, days) in one matrix."""
+    """The last ``RECENT_ARTICLES`` original articles (vectors, stories, days) in one matrix.
+
+    The vectors live in a buffer with spare rows (doubled when full): adding one is a row copy, not a copy
+    of the whole matrix (at 5,000 articles that was 10 MB copied per article)."""
 
     def __init__(self, rows: list[tuple[int, str, str, int | None, bytes]]) -> None:
         self.seqs = [r[0] for r in rows]
         self.articles = [r[1] for r in rows]
         self.stories = [r[2] for r in rows]
         self.days: list[int | None] = [r[3] for r in rows]
-        self.matrix = np.stack([_vec(r[4]) for r in rows]) if rows else np.zeros((0, 0), dtype=np.float32)
+        self._buf = np.stack([_vec(r[4]) for r in rows]) if rows else np.zeros((0, 0), dtype=np.float32)
+        self._n = len(rows)
+
+    @property
+    def matrix(self) -> NDArray[np.float32]:
+        """One row per recent article, oldest first (a view of the buffer)."""
+        return self._buf[: self._n]
 
     def add(self, seq: int, article_id: str, story_id: str, day: int | None, vector: NDArray[np.float32]) -> None:
-        row = np.asarray(vector, dtype=np.float32)[None, :]
-        self.matrix = row if self.matrix.size == 0 else np.concatenate([self.matrix, row])
+        row = np.asarray(vector, dtype=np.float32)
+        if self._n == 0 and self._buf.shape[1:] != row.shape:
+            self._buf = np.zeros((0, row.shape[0]), dtype=np.float32)
+        if self._n == self._buf.shape[0]:
+            bigger = np.empty((max(64, 2 * self._n), self._buf.shape[1]), dtype=np.float32)
+            bigger[: self._n] = self._buf[: self._n]
+            self._buf = bigger
+        self._buf[self._n] = row
+        self._n += 1
         self.seqs.append(seq)
         self.articles.append(article_id)
         self.stories.append(story_id)
@@ -348,7 +373,8 @@ class _RecentArticles:
         if len(self.seqs) > RECENT_ARTICLES + RECENT_ARTICLES // 10:  # trim in steps, not per article
             cut = len(self.seqs) - RECENT_ARTICLES
             del self.seqs[:cut], self.articles[:cut], self.stories[:cut], self.days[:cut]
-            self.matrix = self.matrix[cut:].copy()
+            self._buf[: self._n - cut] = self._buf[cut : self._n].copy()
+            self._n -= cut
 
 
 @dataclass(frozen=True, slots=True)

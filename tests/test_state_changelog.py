@@ -193,6 +193,23 @@ def test_an_idle_standby_keeps_up_between_batches(
     active.close()
 
 
+def test_the_owner_does_not_read_its_own_appends_back(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus
+) -> None:
+    """After each batch the owner's checkpoint is past its own records and their end marker, so its next
+    catch-up fetches nothing (it used to read every batch's own records back, then skip them)."""
+    records = embedded_records(kafka_settings, bus, embedder, fixture_articles()[:4])
+    active = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    for batch in (records[:2], records[2:]):
+        assert active.handle(batch) == [None] * len(batch)
+        reader = KafkaChangelog(kafka_config(kafka_settings), kafka_settings.topic_story_changelog)
+        logged = list(reader.read(0))
+        reader.close()
+        assert active.state.capture.checkpoint() == logged[-1].offset + 2  # the end marker follows the last change
+    assert active.catch_up() == 0 and active.takeovers == 0
+    active.close()
+
+
 def test_a_copy_with_unshipped_writes_is_rebuilt_once_another_replica_appended(
     kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus
 ) -> None:
