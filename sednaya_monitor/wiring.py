@@ -7,20 +7,32 @@ plus one registration line here. Stages receive ready collaborators.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from crawlers.crawl_config import CrawlConfig
 from crawlers.raw_store import RawCopies
 from indexer.store import SearchStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.bus import Bus
 from stream.embedding import Embedder
 from stream.metrics import Metrics
-from stream.settings import Settings
+from stream.settings import Settings, load_settings
 from stream.story_state import STATE_FILE, StoryState
 
 if TYPE_CHECKING:
+    from crawlers.raw_store_s3 import S3Config
     from stream.bus_kafka import KafkaConfig
+
+Config = TypeVar("Config")
+
+
+def settings_slice(config_type: type[Config], settings: Settings, **computed: Any) -> Config:
+    """A component's config object (a dataclass whose field names are setting names, so each knob is
+    documented once, in ``Settings``) filled from ``settings``; ``computed`` gives the fields that are
+    not plain settings."""
+    names = [f.name for f in fields(config_type)]  # type: ignore[arg-type]
+    return config_type(**{n: getattr(settings, n) for n in names if n not in computed}, **computed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +172,27 @@ def make_raw_store(settings: Settings) -> RawCopies:
     if settings.raw_store != "embedded":
         from crawlers.raw_store_s3 import S3RawStore
 
-        return S3RawStore(settings)
+        return S3RawStore(s3_config(settings))
     from crawlers.raw_store import RawStore
 
     return RawStore(settings.data_dir)
+
+
+def s3_config(settings: Settings) -> S3Config:
+    """The S3 raw-copy storage's config (``raw_store = "s3://..."`` and ``s3_*``)."""
+    from crawlers.raw_store_s3 import S3Config
+
+    return settings_slice(S3Config, settings)
+
+
+def crawl_config(settings: Settings) -> CrawlConfig:
+    """The crawl's config (sources, topic, politeness, search APIs, shard) from ``settings``."""
+    return settings_slice(CrawlConfig, settings)
+
+
+def standalone_crawl() -> tuple[CrawlConfig, Bus, Metrics, RawCopies]:
+    """The parts of a ``scrapy crawl NAME`` run, from the environment's settings (named by dotted path
+    in ``crawlers.crawl_context.STANDALONE_FACTORY``)."""
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return crawl_config(settings), make_bus(settings), make_metrics(), make_raw_store(settings)
