@@ -167,9 +167,7 @@ def _index_stories(parts: StageParts) -> Handler:
 
 
 def _alert(parts: StageParts) -> Handler:
-    from indexer.alerting.alert_stage import AlertStage
-
-    return AlertStage(parts.settings, parts.store, parts.metrics, bus=parts.bus)
+    return wiring.make_alert_stage(parts.settings, parts.store, parts.metrics, bus=parts.bus)
 
 
 STAGES: tuple[StageSpec, ...] = (

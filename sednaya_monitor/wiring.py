@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from crawlers.crawl_config import CrawlConfig
 from crawlers.raw_store import RawCopies
+from indexer.alerting.alert_stage import AlertConfig, AlertStage
+from indexer.alerting.channels import ChannelConfig
+from indexer.alerting.delivery import DeliveryConfig
+from indexer.alerting.ledger import AlertLedger
+from indexer.alerting.watchlists import SqliteWatchlistRepository, WatchlistRepository
 from indexer.store import SearchStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from stream.bus import Bus
@@ -22,6 +27,7 @@ from stream.story_state import STATE_FILE, StoryState
 
 if TYPE_CHECKING:
     from crawlers.raw_store_s3 import S3Config
+    from indexer.store_elastic import ElasticConfig
     from stream.bus_kafka import KafkaConfig
 
 Config = TypeVar("Config")
@@ -160,7 +166,7 @@ def make_store(settings: Settings) -> SearchStore:
     if settings.distributed_store:
         from indexer.store_elastic import ElasticStore
 
-        return ElasticStore(settings, names=names, vector_dims=embedder_dim(settings))
+        return ElasticStore(elastic_config(settings), names=names, vector_dims=embedder_dim(settings))
     from indexer.store_embedded import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir / "store.sqlite3", names=names)
@@ -196,3 +202,65 @@ def standalone_crawl() -> tuple[CrawlConfig, Bus, Metrics, RawCopies]:
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return crawl_config(settings), make_bus(settings), make_metrics(), make_raw_store(settings)
+
+
+def elastic_config(settings: Settings) -> ElasticConfig:
+    """The Elasticsearch cluster's config (``store = "http(s)://..."`` and ``es_*``): the store's, and
+    the watchlists' and alert ledger's on the same cluster."""
+    from indexer.store_elastic import ElasticConfig
+
+    return settings_slice(ElasticConfig, settings)
+
+
+def make_watchlists(settings: Settings) -> WatchlistRepository:
+    """The watchlists of this deployment: in the search store when it is Elasticsearch (distributed
+    mode: every host sees the same ones), else ``<data_dir>/watchlists.sqlite3``."""
+    if settings.distributed_store:
+        from indexer.alerting.watchlists_elastic import ElasticWatchlistRepository
+
+        return ElasticWatchlistRepository(elastic_config(settings))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteWatchlistRepository.in_data_dir(settings.data_dir)
+
+
+def make_ledger(settings: Settings) -> AlertLedger:
+    """The alert ledger of this deployment: with an Elasticsearch store, the pairs alerted on and the
+    merges live in the store (``indexer.alerting.ledger_elastic``: every alert stage, on any host, from
+    any data directory, sees them); the working rows stay in ``<data_dir>/alerts.sqlite3`` in both modes."""
+    if settings.distributed_store:
+        from indexer.alerting.ledger_elastic import ElasticAlertLedger
+
+        return ElasticAlertLedger(settings.data_dir / "alerts.sqlite3", elastic_config(settings))
+    return AlertLedger.in_data_dir(settings.data_dir)
+
+
+def channel_config(settings: Settings) -> ChannelConfig:
+    """What the alert channels use: User-Agent, SMTP relay, private targets allowed."""
+    return settings_slice(ChannelConfig, settings)
+
+
+def delivery_config(settings: Settings) -> DeliveryConfig:
+    """Delivery retries and the channels' config."""
+    return settings_slice(DeliveryConfig, settings, channels=channel_config(settings))
+
+
+def alert_config(settings: Settings) -> AlertConfig:
+    """The alert stage's config: links, freshness, waiting for the index, deliveries."""
+    return settings_slice(AlertConfig, settings, delivery=delivery_config(settings))
+
+
+def make_alert_stage(
+    settings: Settings, store: SearchStore, metrics: Metrics, *, bus: Bus | None = None, **options: Any
+) -> AlertStage:
+    """The alert stage with this deployment's watchlists and ledger (closed with the stage); ``options``
+    are the stage's own (``digest_interval_s``, ``wait_interval_s``, ``deliverer``)."""
+    return AlertStage(
+        alert_config(settings),
+        store,
+        metrics,
+        repository=make_watchlists(settings),
+        ledger=make_ledger(settings),
+        owns_stores=True,
+        bus=bus,
+        **options,
+    )

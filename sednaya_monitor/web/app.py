@@ -52,7 +52,7 @@ from sednaya_monitor.web.models import (
     parameter_message,
 )
 from sednaya_monitor.web.params import SearchParams
-from sednaya_monitor.wiring import make_raw_store
+from sednaya_monitor.wiring import channel_config, make_raw_store
 from stream.article import Article
 from stream.settings import Settings
 from stream.story import Story
@@ -705,7 +705,8 @@ def create_app(
             data["secret"] = new_secret()
         watchlist = Watchlist.from_dict(data)
         watchlist.validate()
-        check_targets(watchlist, web.settings)  # webhooks to private/metadata addresses -> 400 unless allowed
+        # webhooks to private/metadata addresses -> 400 unless allowed
+        check_targets(watchlist, channel_config(web.settings))
         parse_query(watchlist.query)  # QuerySyntaxError -> 400 naming the position, before anything is stored
         if repo.get(watchlist.name) is not None:
             raise HttpError(409, f"watchlist {watchlist.name!r} already exists (DELETE it first)")
