@@ -31,9 +31,8 @@ from typing import Any
 
 from bench.report import write_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
-from sednaya_monitor.wiring import kafka_config
+from sednaya_monitor.wiring import kafka_config, make_assign_stage
 from stream.article import Article
-from stream.assign_stage import AssignStage
 from stream.bus_kafka import KafkaBus
 from stream.changelog_kafka import KafkaChangelog
 from stream.embedding import Embedder
@@ -57,7 +56,7 @@ def _clock(fn: Any) -> float:
 
 def _cluster(settings: Settings, embedder: Embedder, state: StoryState, articles: list[Article], batch: int) -> float:
     """Seconds to cluster ``articles`` (vectors given) in batches, as the cluster stage does."""
-    stage = AssignStage(settings, PrometheusMetrics(), embedder=embedder, state=state)
+    stage = make_assign_stage(settings, PrometheusMetrics(), embedder=embedder, state=state)
     catch_up = state.catch_up if isinstance(state, ChangelogStoryState) else None
     start = time.perf_counter()
     for at in range(0, len(articles), batch):

@@ -19,7 +19,9 @@ from indexer.alerting.ledger import AlertLedger
 from indexer.alerting.watchlists import SqliteWatchlistRepository, WatchlistRepository
 from indexer.store import SearchStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from stream.assign_stage import AssignConfig, AssignStage
 from stream.bus import Bus
+from stream.clustering import ClusterParams
 from stream.embedding import Embedder
 from stream.metrics import Metrics
 from stream.settings import Settings, load_settings
@@ -113,6 +115,48 @@ def make_cluster_state(settings: Settings) -> StoryState:
         window_days=settings.cluster_window_days,
         duplicate_threshold=settings.duplicate_threshold,
         duplicate_window_days=settings.duplicate_window_days,
+    )
+
+
+def cluster_params(settings: Settings) -> ClusterParams:
+    """Clustering thresholds from the settings (the languages the model reads are resolved against
+    the embedder by the stage: ``stream.assign_stage.model_languages``)."""
+    return ClusterParams(
+        threshold=settings.cluster_threshold,
+        warmup_threshold=settings.cluster_warmup_threshold,
+        anchor_weight=settings.anchor_weight,
+        cross_lingual_min_anchors=settings.cross_lingual_min_anchors,
+        follow_up_min_anchors=settings.follow_up_min_anchors,
+        novelty_override=settings.novelty_override,
+        merge_threshold=settings.merge_threshold,
+        warmup_merge_threshold=settings.merge_warmup_threshold,
+        date_gate_days=settings.date_gate_days,
+        date_bonus=settings.date_bonus,
+        related_threshold=settings.related_threshold,
+    )
+
+
+def assign_config(settings: Settings) -> AssignConfig:
+    """The story-assignment stage's config: topics, topic file, model, merge pace, thresholds."""
+    return settings_slice(AssignConfig, settings, cluster=cluster_params(settings))
+
+
+def make_assign_stage(
+    settings: Settings,
+    metrics: Metrics,
+    *,
+    embedder: Embedder,
+    state: StoryState | None = None,
+    bus: Bus | None = None,
+) -> AssignStage:
+    """The story-assignment stage on ``state`` (default: the story state in the data directory,
+    ``make_story_state``)."""
+    return AssignStage(
+        assign_config(settings),
+        metrics,
+        embedder=embedder,
+        state=state if state is not None else make_story_state(settings),
+        bus=bus,
     )
 
 
