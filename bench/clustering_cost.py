@@ -37,13 +37,13 @@ from prometheus_client import CollectorRegistry
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
 from bench.report import write_section as write_doc_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import load_settings
 from sednaya_monitor.wiring import make_assign_stage, make_embedder
 from stream.article import Article
 from stream.bus import H_ENTERED_AT, H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
-from stream.settings import load_settings
 from stream.text import content_hash
 from stream.worker import StageWorker
 

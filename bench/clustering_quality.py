@@ -51,6 +51,7 @@ from sklearn.metrics import adjusted_rand_score
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
 from bench.report import write_section as write_doc_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.wiring import make_assign_stage, make_embedder
 from stream.anchors import AnchorExtractor
 from stream.article import Article
@@ -58,7 +59,6 @@ from stream.assign_stage import model_languages
 from stream.clustering import ANCHOR_SATURATION, MULTILINGUAL, shared_anchor_weight
 from stream.embed_text import BODY_WINDOW_CHARS, embed_text
 from stream.embedding import Embedder
-from stream.settings import Settings, load_settings
 from stream.text import content_hash, fold
 from stream.topic import load_topic
 

@@ -33,8 +33,8 @@ from typing import Any
 
 from bench.report import write_section as write_doc_section
 from crawlers.site_server import SiteServer
+from sednaya_monitor.settings import Settings
 from stream.article import Article
-from stream.settings import Settings
 from tests.crawl_fixtures import SITES, FixtureWeb, _gdelt, _gnews, crawl_json, render_registry
 from tests.test_crawl_fixture_web import read_raw
 

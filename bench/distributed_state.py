@@ -31,12 +31,12 @@ from typing import Any
 
 from bench.report import write_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.wiring import kafka_config, make_assign_stage
 from stream.article import Article
 from stream.bus_kafka import KafkaBus
 from stream.changelog_kafka import KafkaChangelog
 from stream.embedding import Embedder
-from stream.settings import Settings, load_settings
 from stream.state_changelog import ChangelogStoryState
 from stream.story_state import STATE_FILE, StoryState
 from tests.broker_fixtures import free_port, make_tansu

@@ -35,11 +35,11 @@ from prometheus_client import CollectorRegistry
 from bench.clustering_quality import bcubed
 from bench.report import write_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.wiring import make_assign_stage, make_embedder
 from stream.article import Article
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
-from stream.settings import Settings, load_settings
 from stream.story import StoryEvent
 from stream.text import content_hash
 

@@ -36,10 +36,10 @@ from indexer.names import NameGroups
 from indexer.store import SearchRequest, SearchStore
 from indexer.store_elastic import ElasticStore
 from indexer.store_embedded import EmbeddedStore
+from sednaya_monitor.settings import load_settings
 from sednaya_monitor.wiring import elastic_config
 from stream.article import Article
 from stream.canonical_url import id_for_url
-from stream.settings import load_settings
 from stream.text import content_hash
 from stream.topic import load_topic
 from tests.ports import free_port

@@ -7,8 +7,8 @@ work from the repository: its upper-case names are the crawl's Scrapy settings
 from __future__ import annotations
 
 from crawlers.scrapy_settings import scrapy_settings
+from sednaya_monitor.settings import load_settings
 from sednaya_monitor.wiring import crawl_config
-from stream.settings import load_settings
 
 for _key, _value in scrapy_settings(crawl_config(load_settings())).items():
     globals()[_key] = _value

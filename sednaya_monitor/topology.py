@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 from indexer.store import SearchStore
 from sednaya_monitor import wiring
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.store_guard import StoreGuard
 from stream.bus import Bus
 from stream.metrics import Metrics
-from stream.settings import Settings
 from stream.worker import Handler
 
 if TYPE_CHECKING:

@@ -19,12 +19,12 @@ from indexer.alerting.ledger import AlertLedger
 from indexer.alerting.watchlists import SqliteWatchlistRepository, WatchlistRepository
 from indexer.store import SearchStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from stream.assign_stage import AssignConfig, AssignStage
 from stream.bus import Bus
 from stream.clustering import ClusterParams
 from stream.embedding import Embedder
 from stream.metrics import Metrics
-from stream.settings import Settings, load_settings
 from stream.story_state import STATE_FILE, StoryState
 
 if TYPE_CHECKING:

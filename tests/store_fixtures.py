@@ -29,10 +29,10 @@ import pytest
 
 from indexer.store import SearchStore
 from indexer.store_embedded import EmbeddedStore
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.wiring import elastic_config
 from stream.article import Article
 from stream.canonical_url import id_for_url
-from stream.settings import Settings, load_settings
 from stream.text import content_hash
 from tests.ports import free_port
 

@@ -19,9 +19,9 @@ from indexer.alerting.alerts import Alert, build_alert, group_digest
 from indexer.alerting.delivery import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, Deliverer, check_targets, sign, verify
 from indexer.alerting.watchlists import Watchlist
 from indexer.errors import DeliveryError, WatchlistError
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.wiring import channel_config, delivery_config
 from stream.errors import SettingsError
-from stream.settings import Settings, load_settings
 from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, make_event
 from tests.ports import free_port
 from tests.store_fixtures import make_article

@@ -18,9 +18,9 @@ from indexer.alerting.ledger_elastic import ElasticAlertLedger, claim_id
 from indexer.alerting.watchlists import Watchlist
 from indexer.store_elastic import ElasticStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import elastic_config, make_alert_stage, make_ledger
 from stream.bus import Record
-from stream.settings import Settings
 from tests.alert_fixtures import WebhookReceiver, make_event
 from tests.store_fixtures import NoidaServer, elastic_settings, make_article
 

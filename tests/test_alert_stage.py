@@ -27,11 +27,11 @@ from indexer.alerting.ledger import AlertLedger
 from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import alert_config, make_alert_stage
 from stream.article import Article
 from stream.bus import Record
 from stream.bus_embedded import EmbeddedBus
-from stream.settings import Settings
 from stream.story import StoryEvent
 from stream.worker import StageWorker
 from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, make_event
@@ -274,7 +274,7 @@ from stream.bus import Record
 from stream.bus_embedded import EmbeddedBus
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.wiring import make_alert_stage
-from stream.settings import load_settings
+from sednaya_monitor.settings import load_settings
 
 data_dir, event_file = Path(sys.argv[1]), Path(sys.argv[2])
 settings = load_settings(

@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 from indexer.alerting.watchlists import Watchlist
 from indexer.store import SearchStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import make_alert_stage
 from stream.bus import Record
-from stream.settings import Settings
 from stream.story import StoryEvent
 from tests.alert_fixtures import WebhookReceiver, allow_loopback, make_event
 from tests.store_fixtures import make_article

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import make_assign_stage
 from stream.anchors import AnchorExtractor, event_kinds, parse_figure
 from stream.article import Article
@@ -35,7 +36,6 @@ from stream.clustering import (
     should_merge,
 )
 from stream.embedding import SentenceTransformerEmbedder
-from stream.settings import Settings
 from stream.story import StoryEvent
 from stream.story_state import STATE_FILE, StoryState
 from stream.topic import load_topic

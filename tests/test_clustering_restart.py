@@ -4,10 +4,10 @@ original that arrived out of publication order (the 2017 briefing after a 2024 a
 from pathlib import Path
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import load_settings
 from sednaya_monitor.wiring import make_assign_stage
 from stream.assign_stage import AssignStage
 from stream.embedding import Embedder
-from stream.settings import load_settings
 from tests.distributed_fixtures import fixture_articles
 
 

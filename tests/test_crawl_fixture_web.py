@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 
 from crawlers.seen import SeenStore
+from sednaya_monitor.settings import Settings
 from stream.article import Article, parse_time
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
 from stream.canonical_url import id_for_url
-from stream.settings import Settings
 from tests.crawl_fixtures import TEST_SETTINGS, FixtureWeb, crawl_json, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -13,10 +13,10 @@ from crawlers.crawl_context import CrawlContext
 from crawlers.registry import load_registry
 from crawlers.sharding import shard, shard_of
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.wiring import crawl_config, make_raw_store
 from stream.bus_embedded import EmbeddedBus
 from stream.errors import SettingsError
-from stream.settings import Settings, load_settings
 
 REGISTRY = load_registry(Settings().sources_file)
 
@@ -33,7 +33,7 @@ def test_the_split_is_the_same_in_every_process() -> None:
     """SHA-256 of the id, not Python's salted ``hash``: another interpreter agrees."""
     code = (
         "from crawlers.sharding import shard_of; from crawlers.registry import load_registry; "
-        "from stream.settings import Settings; "
+        "from sednaya_monitor.settings import Settings; "
         "print(','.join(str(shard_of(s.id, 3)) for s in load_registry(Settings().sources_file)))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "123"}

@@ -32,13 +32,13 @@ from crawlers.seen import SeenStore
 from crawlers.spiders.feeds import FeedSpider
 from crawlers.spiders.sitemaps import gunzip, parse_sitemap
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import crawl_config, make_raw_store
 from stream.article import Article, Relevance, now_utc
 from stream.bus import H_ENTERED_AT, H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.canonical_url import id_for_url
 from stream.errors import BusError
-from stream.settings import Settings
 from stream.topic import load_topic
 
 # --- registry --------------------------------------------------------------------------------------

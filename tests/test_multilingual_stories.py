@@ -16,10 +16,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import make_assign_stage
 from stream.assign_stage import AssignStage
 from stream.embedding_use import UniversalSentenceEncoder
-from stream.settings import Settings
 from tests import multilingual_corpus as corpus
 
 LANGS = ("en", "ar", "fr", "de", "tr", "ru")

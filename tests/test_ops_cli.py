@@ -23,12 +23,12 @@ from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.cli import _register, cli
 from sednaya_monitor.pipeline import publish_article
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.topology import GROUP_INDEX
 from sednaya_monitor.wiring import kafka_config, make_alert_stage
 from stream.bus import H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.errors import SednayaError
-from stream.settings import Settings, load_settings
 from stream.worker import StageWorker
 from tests.broker_fixtures import Broker, kafka_test_overrides
 from tests.store_fixtures import make_article

@@ -54,7 +54,7 @@ def test_wheel_installed_in_a_fresh_venv_searches_an_elasticsearch_store(
         [
             str(python),
             "-c",
-            "import indexer.store_elastic as m, stream.settings as s; print(m.__file__); print(s.__file__)",
+            "import indexer.store_elastic as m, sednaya_monitor.settings as s; print(m.__file__); print(s.__file__)",
         ],
         tmp_path,
         env,

@@ -38,7 +38,7 @@ from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor import __version__
 from sednaya_monitor.metrics_server import MetricsServer
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
-from stream.settings import Settings, load_settings
+from sednaya_monitor.settings import Settings, load_settings
 from tests.alert_fixtures import WebhookReceiver, _handler_for
 from tests.crawl_fixtures import FixtureWeb
 from tests.ports import free_port
@@ -145,7 +145,7 @@ from crawlers.run import crawl
 from sednaya_monitor import __version__, wiring
 from sednaya_monitor.metrics_server import MetricsServer
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
-from stream.settings import load_settings
+from sednaya_monitor.settings import load_settings
 
 settings = load_settings()
 metrics = PrometheusMetrics()

@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from indexer.store_elastic import ElasticStore, es_client_options
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.wiring import elastic_config, kafka_config
 from stream.bus_kafka import KafkaBus, kafka_security_options
 from stream.errors import SettingsError
-from stream.settings import Settings, load_settings
 from tests.broker_fixtures import Broker, kafka_test_overrides, tansu_binary
 from tests.ports import free_port
 from tests.store_fixtures import NoidaServer, make_article

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import make_assign_stage
 from stream.article import Article
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
@@ -20,7 +21,6 @@ from stream.embed_text import embed_text
 from stream.embedding import Embedder, SentenceTransformerEmbedder
 from stream.embedding_stage import EMBEDDED_KEY, H_ARTICLE_ID, EmbeddingStage
 from stream.errors import ContractError
-from stream.settings import Settings
 from stream.story_state import STATE_FILE
 from tests.distributed_fixtures import fixture_articles
 

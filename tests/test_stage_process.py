@@ -13,11 +13,11 @@ from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.cli.commands_stages import HealthBoard
 from sednaya_monitor.metrics_server import Health
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import load_settings
 from sednaya_monitor.store_guard import StoreGuard
 from sednaya_monitor.wiring import elastic_config
 from stream.bus import Record
 from stream.errors import UnavailableError
-from stream.settings import load_settings
 from stream.worker import PermanentError
 from tests.ports import free_port
 from tests.store_fixtures import make_article

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.wiring import kafka_config, make_assign_stage
 from stream.article import Article
 from stream.bus_embedded import EmbeddedBus
@@ -20,7 +21,6 @@ from stream.cluster_changelog import ChangelogClusterStage
 from stream.embedding import Embedder
 from stream.embedding_stage import H_ARTICLE_ID
 from stream.errors import StoryStateError
-from stream.settings import Settings, load_settings
 from stream.state_changelog import Change, ChangeCapture, ChangelogStoryState
 from stream.story_state import STATE_FILE, StoredDecision, StoryState
 from tests.broker_fixtures import Broker, kafka_test_overrides, unique_name

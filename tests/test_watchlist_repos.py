@@ -23,7 +23,7 @@ from tests.store_fixtures import NoidaServer, elastic_settings
 @pytest.fixture(params=["sqlite", "elastic"])
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WatchlistRepository]:
     if request.param == "sqlite":
-        from stream.settings import load_settings
+        from sednaya_monitor.settings import load_settings
 
         settings = load_settings(environ={}, overrides={"data_dir": tmp_path / "data"})
     else:

@@ -7,7 +7,7 @@ fresh matching article: ``indexer.alerting.alerts``) or ``digest`` (new stories 
 ``daily``). Every watchlist also gets a digest of updates (duplicates and follow-ups of the stories it
 alerted on, older coverage) at its ``every``.
 
-Where they are kept (:func:`open_watchlists`): :class:`SqliteWatchlistRepository` in
+Where they are kept (``sednaya_monitor.wiring.make_watchlists``): :class:`SqliteWatchlistRepository` in
 ``<data_dir>/watchlists.sqlite3`` in the embedded mode; ``indexer.alerting.watchlists_elastic`` in the search
 store when it is Elasticsearch (distributed mode).
 """

@@ -22,11 +22,11 @@ from sednaya_monitor.ingest_run import IngestRun, origin_key
 from sednaya_monitor.metrics_server import serving_run
 from sednaya_monitor.pipeline import Pipeline, RunSummary, publish_article
 from sednaya_monitor.prometheus_metrics import set_build_info
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import crawl_config, make_raw_store
 from stream.article import Article, parse_time
 from stream.bus import Record
 from stream.ingest import IngestError, read_jsonl
-from stream.settings import Settings
 
 PUBLISH_CHUNK = 500  # articles published per flush by `ingest --publish-only`
 EXPORT_FIELDS = ("id", "url", "source", "lang", "published", "story_id", "duplicate_of", "story_role")

@@ -33,9 +33,9 @@ from sednaya_monitor.cli.app_context import AppContext
 from sednaya_monitor.cli.locking import WAIT_FLAG, data_dir_locked, wait_option
 from sednaya_monitor.metrics_server import serving_run
 from sednaya_monitor.prometheus_metrics import set_build_info
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import crawl_config, make_raw_store
 from stream.article import parse_time
-from stream.settings import Settings
 
 __all__ = ["crawl"]
 

@@ -39,6 +39,7 @@ from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse as parse_query
 from indexer.store import Hit, SearchRequest, SearchResult, SearchStore, StoryGroup
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.web import models, pages, params
 from sednaya_monitor.web.answer_cache import AnswerCache
 from sednaya_monitor.web.errors import BadRequest, HttpError, NotFound
@@ -54,7 +55,6 @@ from sednaya_monitor.web.models import (
 from sednaya_monitor.web.params import SearchParams
 from sednaya_monitor.wiring import channel_config, make_raw_store
 from stream.article import Article
-from stream.settings import Settings
 from stream.story import Story
 from stream.text import clean_text
 

@@ -50,10 +50,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from indexer.alerting.watchlists import WatchlistRepository
 from indexer.store import SearchStore
 from sednaya_monitor.prometheus_metrics import LATENCY_BUCKETS, PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.web.alert_feeds import LedgerAlertLog
 from sednaya_monitor.web.app import HTML_CSP, AlertLog, create_app
 from sednaya_monitor.wiring import make_ledger, make_watchlists
-from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
