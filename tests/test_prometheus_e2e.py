@@ -4,7 +4,8 @@ Debian's ``prometheus`` binary runs on a loopback port with a 1-second scrape in
 recording and alert rules loaded. It scrapes two processes, each serving its registry through
 :mod:`sednaya_monitor.metrics_server`, as the distributed stages do:
 
-- job ``crawl``: a separate Python process crawling the fixture news web (``tests/sites``, served by
+- job ``crawl``: a separate Python process crawling the fixture news web (the demo web with
+  ``tests/sites`` over it, served by
   ``tests/crawl_fixtures.py``) with :func:`crawlers.run.crawl` into the embedded bus of a data directory;
 - job ``run``: the one-process :class:`~sednaya_monitor.pipeline.Pipeline` (embed, index, alert with the
   real model and the embedded store) draining that bus, plus one undecodable record that must be

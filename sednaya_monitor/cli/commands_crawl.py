@@ -279,13 +279,16 @@ def demo_registry(template: Path, urls: dict[str, str]) -> str:
 @click.pass_context
 def demo(ctx: click.Context, port: int | None, no_serve: bool, wait_s: float | None) -> None:
     """Serve the bundled offline news web on loopback, run the main job against it, then the search page."""
-    from crawlers.site_server import SiteServer
+    from crawlers.site_server import DEMO_CANONICAL, SiteServer
     from sednaya_monitor.pipeline import Pipeline
 
     app = AppContext.of(ctx, {**WAIT_FLAG, "serve_port": "--port"}, lock_wait_s=wait_s, serve_port=port)
     # The crawl and the pipeline write the data directory: held alone; the search page after is read-only.
     with data_dir_locked(app):
-        with SiteServer(DEMO_DIR / "sites") as web, tempfile.TemporaryDirectory(prefix="sednaya-demo-") as tmp:
+        with (
+            SiteServer(DEMO_DIR / "sites", canonical=DEMO_CANONICAL) as web,
+            tempfile.TemporaryDirectory(prefix="sednaya-demo-") as tmp,
+        ):
             registry = Path(tmp) / "sources.toml"
             registry.write_text(
                 demo_registry(DEMO_DIR / "sources.toml.tmpl", {s: web.url(s) for s in web.sites}), encoding="utf-8"
