@@ -105,7 +105,7 @@ def measure_cost(root: Path, n: int, batch: int) -> dict[str, Any]:
 
         latest: dict[bytes, int] = {}
         by_table: dict[str, int] = {}
-        bus = KafkaBus(settings)
+        bus = KafkaBus(kafka_config(settings))
         try:
             for record in bus.read_topic(TOPIC):
                 latest[record.key.encode()] = len(record.key.encode()) + len(record.value)
