@@ -53,13 +53,18 @@ INGEST_TIME = datetime(2026, 12, 6, tzinfo=UTC)  # discovery time of every recor
 # roundups of bench.clustering_quality any bonus merges the day's different stories (F1 0.51 at 0, 0.40 at
 # 0.1, 0.17 at 0.3). It ships at 0; the row "date_bonus 0.3" below shows what it would give here.
 GRID = {
-    "cluster_threshold": [0.15, 0.2, 0.25, 0.3],
+    "cluster_threshold": [0.2, 0.25, 0.3, 0.35],
     "merge_threshold": [0.3, 0.35, 0.4],
+    "cluster_warmup_threshold": [0.6, 0.65, 0.7],
 }
 DATE_BONUS_SHOWN = 0.3
-# related_threshold changes no story, only which new stories alert: chosen afterwards, on A, as the one
-# with the fewest alerts per alerted event among those that alert on every event of A that any does.
-RELATED = [1.01, 0.4, 0.35, 0.3, 0.25, 0.2]
+# The related-story settings change no story, only which new stories alert: chosen afterwards, on A, as the
+# values with the fewest alerts per alerted event among those that alert on every event of A that any does.
+RELATED = {
+    "related_threshold": [1.01, 0.35, 0.3, 0.25, 0.2],
+    "related_warmup_threshold": [1.01, 0.65, 0.6, 0.55, 0.5],
+    "related_date_bonus": [0.0, 0.05, 0.1, 0.15],
+}
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -226,14 +231,25 @@ def main() -> None:
     _, chosen, pred = trials[0] if trials else (0.0, {k: getattr(base, k) for k in GRID}, default)
     events_a = {records[i]["event"] for i in part_a}
     sweep = []
-    for related in [] if args.defaults_only else RELATED:
-        _, evs = run(articles, base.replace(**chosen, related_threshold=related), embedder)
+    for values in [] if args.defaults_only else itertools.product(*RELATED.values()):
+        related = dict(zip(RELATED, values, strict=True))
+        _, evs = run(articles, base.replace(**chosen, **related), embedder)
         hit, _, rate = alerts(records, articles, evs, events_a)
-        sweep.append((hit, -rate, related))  # ties: the higher threshold (fewer links)
-        print(f"related_threshold={related}: events of A alerted {hit}, alerts per alerted {rate:.2f}", flush=True)
+        # ties: the higher thresholds and the smaller bonus (fewer links)
+        sweep.append(
+            (
+                hit,
+                -rate,
+                related["related_threshold"],
+                related["related_warmup_threshold"],
+                -related["related_date_bonus"],
+                related,
+            )
+        )
+        print(f"{related}: events of A alerted {hit}, alerts per alerted {rate:.2f}", flush=True)
     if sweep:
-        most = max(h for h, _, _ in sweep)
-        chosen["related_threshold"] = max(s for s in sweep if s[0] == most)[2]
+        most = max(s[0] for s in sweep)
+        chosen.update(max((s for s in sweep if s[0] == most), key=lambda s: s[:5])[5])
     _, chosen_events = run(articles, base.replace(**chosen), embedder)
     rows = []
     everything = set(range(len(records)))
@@ -277,8 +293,11 @@ def main() -> None:
             f"model `{base.model_name}` ({len(records)} texts encoded at {len(records) / encode_s:.0f} texts/s)."
         ),
         "",
-        "Defaults: " + ", ".join(f"{k}={getattr(base, k)}" for k in [*GRID, "related_threshold"]) + "; best on A: "
-        + ", ".join(f"{k}={v}" for k, v in chosen.items()) + " (related_threshold: fewest alerts per alerted event "
+        "Defaults: "
+        + ", ".join(f"{k}={getattr(base, k)}" for k in [*GRID, *RELATED])
+        + "; best on A: "
+        + ", ".join(f"{k}={v}" for k, v in chosen.items())
+        + " (related settings: fewest alerts per alerted event "
         "of A among the values that alert on the most events of A).",
         "",
         "| thresholds | part | B³ P | B³ R | B³ F1 | stories / events | events alerted | alerts per alerted event |",

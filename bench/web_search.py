@@ -92,13 +92,21 @@ def fill(data_dir: Path, n: int) -> None:
     store.close()
 
 
-def start_server(data_dir: Path, workers: int, cache_entries: int | None = None) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    data_dir: Path, workers: int, cache_entries: int | None = None, code: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``serve`` over ``data_dir`` in a process of its own, from the checkout ``code`` (default: this one)."""
     cmd = [sys.executable, "-c", "from sednaya_monitor.cli import main; main()"]
     cmd += ["--data-dir", str(data_dir), "serve", "--port", "0", "--workers", str(workers)]
     env = {**os.environ, "SEDNAYA_MONITOR_LOG_LEVEL": "WARNING"}
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code.resolve()), *filter(None, [env.get("PYTHONPATH")])])
     if cache_entries is not None:
         env["SEDNAYA_MONITOR_SERVE_CACHE_ENTRIES"] = str(cache_entries)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    # ``python -c`` puts the working directory first on sys.path: run another checkout from inside it
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=None if code is None else code
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("serving on "):
@@ -114,6 +122,28 @@ def start_server(data_dir: Path, workers: int, cache_entries: int | None = None)
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("serve did not answer /healthz")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) used so far by process ``pid`` and its descendants (``/proc``)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        ticks[int(entry.name)] = int(fields[11]) + int(fields[12])  # utime, stime
+    tree, todo = {pid}, [pid]
+    while todo:
+        parent = todo.pop()
+        children = [p for p, pp in parents.items() if pp == parent and p not in tree]
+        tree.update(children)
+        todo += children
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
 def run(base: str, clients: int, seconds: float) -> dict[str, float]:
@@ -178,6 +208,12 @@ def main() -> None:
     parser.add_argument(
         "--before", type=Path, help="a JSON file of an earlier run (--save, or the same figures of older code)"
     )
+    parser.add_argument(
+        "--before-code",
+        type=Path,
+        help="another checkout (e.g. the main branch's worktree): its `serve` runs beside this one's, each client "
+        "count on both back to back, as the `before` rows",
+    )
     parser.add_argument("--no-doc", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
@@ -189,23 +225,35 @@ def main() -> None:
         t0 = time.monotonic()
         fill(data_dir, args.articles)
         print(f"store: {args.articles} articles written in {time.monotonic() - t0:.1f} s")
+        codes: list[tuple[str, Path | None]] = [("after", None)]
+        if args.before_code is not None:
+            codes.insert(0, ("before", args.before_code))
         for mode in modes:
-            proc, base = start_server(data_dir, args.workers, None if mode == "on" else 0)
+            servers = {}
             try:
-                for params in QUERIES:  # warm-up: first connections per thread, filter options, facet columns
-                    requests.get(base + "/", params=params, timeout=60)
+                for label, code in codes:  # both serve the same store; each runs while the other idles
+                    servers[label] = start_server(data_dir, args.workers, None if mode == "on" else 0, code)
+                    for params in QUERIES:  # warm-up: first connections per thread, filter options, facet columns
+                        requests.get(servers[label][1] + "/", params=params, timeout=60)
                 for clients in counts:
-                    result: dict[str, object] = {"cache": mode, **run(base, clients, args.seconds)}
-                    results.append(result)
-                    print(
-                        f"cache {mode}, {clients:>3} clients: {result['requests']:.0f} requests, "
-                        f"{result['rps']:.1f} req/s, p50 {result['p50']:.0f} ms, p95 {result['p95']:.0f} ms, "
-                        f"p99 {result['p99']:.0f} ms, errors {result['errors']:.0f}",
-                        flush=True,
-                    )
+                    for label, _code in codes:  # the codes back to back, under the same load
+                        proc, base = servers[label]
+                        cpu_before = tree_cpu_s(proc.pid)
+                        figures = run(base, clients, args.seconds)
+                        cpu_ms = (tree_cpu_s(proc.pid) - cpu_before) * 1000 / max(1, figures["requests"])
+                        result: dict[str, object] = {"code": label, "cache": mode, **figures, "cpu_ms": cpu_ms}
+                        results.append(result)
+                        print(
+                            f"{label}: cache {mode}, {clients:>3} clients: {result['requests']:.0f} requests, "
+                            f"{result['rps']:.1f} req/s, p50 {result['p50']:.0f} ms, p95 {result['p95']:.0f} ms, "
+                            f"p99 {result['p99']:.0f} ms, errors {result['errors']:.0f}, "
+                            f"server CPU {result['cpu_ms']:.1f} ms/request",
+                            flush=True,
+                        )
             finally:
-                proc.terminate()
-                proc.wait(timeout=30)
+                for proc, _base in servers.values():
+                    proc.terminate()
+                    proc.wait(timeout=30)
     if args.save:
         args.save.write_text(json.dumps(results, indent=1), encoding="utf-8")
     before = json.loads(args.before.read_text(encoding="utf-8")) if args.before else []
@@ -215,7 +263,8 @@ def main() -> None:
     lines = [
         (
             f"Measured {stamp} by `python -m bench.web_search --articles {args.articles} --seconds {args.seconds:g} "
-            f"--workers {args.workers} --cache {args.cache}{' --before <file>' if before else ''}` "
+            f"--workers {args.workers} --cache {args.cache}{' --before <file>' if before else ''}"
+            f"{' --before-code <main checkout>' if args.before_code else ''}` "
             f"on {platform.machine()} with {os.cpu_count()} cores, shared with other work (load average "
             f"{load[0]:.1f} before, {os.getloadavg()[0]:.1f} after): "
             f"`serve --workers {args.workers}` (FastAPI + uvicorn) in processes of its own over an embedded store of "
@@ -225,23 +274,33 @@ def main() -> None:
             "cache (`serve_cache_entries`, default 256) keeps the store's answers and the rendered page while the data "
             "is unchanged, so after the warm-up every page of this fixed mix is served from kept answers (an analyst "
             "repeating a search, a shared link, a reload); `cache off` (`serve_cache_entries=0`) asks the store and "
-            "renders every page: what a never-seen search costs."
+            "renders every page: what a never-seen search costs. `server CPU ms/request`: user and system time of "
+            "the `serve` processes (`/proc`) during the run, divided by the requests answered: what a page costs "
+            "(it grows with the machine's load far less than latency does)."
             + (
-                " `before` rows: the same clients, in the same session, against `serve` of the code before this "
-                "change (no cache)."
+                " `before` rows: the same clients, in the same session, against `serve` of the code before the "
+                "change described in docs/search.md (Speed), saved with `--save` and passed with `--before`."
                 if before
+                else ""
+            )
+            + (
+                " `before` rows: `serve` of the code before the change described in docs/search.md (Speed), run "
+                "beside this one's over the same store, each client count on the two back to back (same load)."
+                if args.before_code
                 else ""
             )
         ),
         "",
-        "| code | cache | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| code | cache | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/request |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, rows in (("before", before), ("after", results)):
         for r in rows:
             lines.append(
-                f"| {label} | {r.get('cache', 'none')} | {r['clients']:.0f} | {r['requests']:.0f} | {r['rps']:.1f} "
-                f"| {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {r['errors']:.0f} |"
+                f"| {r.get('code', label)} | {r.get('cache', 'none')} | {r['clients']:.0f} | {r['requests']:.0f} "
+                f"| {r['rps']:.1f} "
+                f"| {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {r['errors']:.0f} | "
+                + (f"{r['cpu_ms']:.1f} |" if "cpu_ms" in r else "- |")
             )
     write_section(f"{SECTION} (workers={args.workers})", lines)
     print(f"docs/benchmarks.md: section {SECTION} (workers={args.workers}) rewritten")

@@ -21,6 +21,7 @@ FRAGMENT_CHARS = 160  # characters of context per text fragment (about two lines
 MAX_FRAGMENTS = 3  # fragments of the text per hit
 _MARKS = "\u0300-\u036f\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"  # diacritics fold() removes
 _ORIGINAL_TOKEN = re.compile(rf"(?:[^\W_]|[{_MARKS}])+")
+_WORD_CHAR = re.compile(rf"[^\W_]|[{_MARKS}]")  # a character of a word (``_ORIGINAL_TOKEN``)
 
 
 Terms = Sequence[str | Term | Phrase]  # a plain string is a word
@@ -42,13 +43,33 @@ def _word_forms(terms: Terms) -> frozenset[str]:
     )
 
 
+@functools.lru_cache(maxsize=256)  # every hit of a page asks with the same terms
+def _wanted(terms: tuple[str | Term | Phrase, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """The phrase tokens and the word forms of ``terms`` (what marks a word of a text)."""
+    return query_tokens([t for t in terms if isinstance(t, Phrase)]), _word_forms(terms)
+
+
+@functools.lru_cache(maxsize=65536)  # the hits of a page share most of their words
+def _marks(word: str, lang: str, wanted: frozenset[str], forms: frozenset[str]) -> bool:
+    """Whether a word of a text in ``lang`` is marked: one of its tokens is a phrase token or has a query form."""
+    return any(t in wanted or form(t, lang) in forms for t in _leaf_tokens(word))
+
+
 def _spans(
     text: str, wanted: frozenset[str], forms: frozenset[str] = frozenset(), lang: str = ""
 ) -> list[tuple[int, int]]:
+    """``(start, end)`` of each word of ``text`` (a maximal run of ``_ORIGINAL_TOKEN``) that a term marks,
+    in order. Each distinct word is decided once, then only the marked ones are looked up in the text."""
+    marked = [word for word in set(_ORIGINAL_TOKEN.findall(text)) if _marks(word, lang, wanted, forms)]
     out = []
-    for match in _ORIGINAL_TOKEN.finditer(text):
-        if any(t in wanted or form(t, lang) in forms for t in _leaf_tokens(match.group(0))):
-            out.append(match.span())
+    for word in marked:
+        start = text.find(word)
+        while start >= 0:
+            end = start + len(word)
+            if not (start and _WORD_CHAR.match(text, start - 1)) and not _WORD_CHAR.match(text, end):
+                out.append((start, end))  # the whole word, not a piece of a longer one
+            start = text.find(word, end)
+    out.sort()
     return out
 
 
@@ -73,8 +94,8 @@ def highlight_field(text: str, terms: Terms, *, whole: bool = False, lang: str |
     ``whole`` returns the entire text as one fragment (titles); otherwise up to ``MAX_FRAGMENTS``
     windows of about ``FRAGMENT_CHARS`` characters around the first matches, ``…`` where cut.
     """
-    phrases = query_tokens([t for t in terms if isinstance(t, Phrase)])
-    spans = _spans(text, phrases, _word_forms(terms), (lang or "").lower())
+    phrases, forms = _wanted(tuple(terms))
+    spans = _spans(text, phrases, forms, (lang or "").lower())
     if not spans:
         return []
     if whole:
@@ -122,8 +143,8 @@ def matched_terms(article: Article, leaves: Sequence[Term | Phrase]) -> tuple[st
     title = tokens(article.title)
     fields = [title, tokens(article.text)]
     lang = article.lang.lower()
-    title_forms = set(document_forms(title, lang))
-    all_forms = title_forms.union(document_forms(fields[1], lang))
+    title_forms = set(document_forms(list(set(title)), lang))  # a token's form does not depend on its place
+    all_forms = title_forms.union(document_forms(list(set(fields[1])), lang))
     found: list[str] = []
     for leaf in leaves:
         toks = _leaf_tokens(leaf.text)

@@ -68,17 +68,22 @@ class Settings:
     model_threads: int = 0  # BLAS/engine threads of the numpy and C embedders; 0 = the cores of this process
     embed_batch_size: int = 32  # texts per model.encode call
     cluster_window_days: int = 7  # look-back window of publication time for candidate stories
-    # Centred cosine (the topic's mean vector taken away) to a story to join it; with merge_threshold and
-    # related_threshold chosen on half A of the multilingual tuning set (docs/clustering.md).
-    cluster_threshold: float = 0.25
-    cluster_warmup_threshold: float = 0.7  # raw cosine used while the topic's mean is not known yet
+    # Centred cosine (the topic's mean vector and the article's language offset taken away) to a story to
+    # join it; with cluster_warmup_threshold, merge_threshold and related_threshold chosen on half A of the
+    # multilingual tuning set (docs/clustering.md).
+    cluster_threshold: float = 0.3
+    cluster_warmup_threshold: float = 0.65  # raw cosine used while the topic's mean is not known yet
     date_gate_days: float = 7.0  # a dated article joins no story whose dated articles are further away
     # added to the similarity of a dated article and a story with a dated article the same day, falling to 0
     # at date_gate_days + 1 days. Off: on dated general news it merges the day's different stories
     date_bonus: float = 0.0
-    # centred cosine of a new story's first article to a recent article of another story (one of the two
-    # undated) at which the new story is "related" to it: one story for alerting (docs/alerts.md); > 1: off
+    # centred cosine of a new story's first article to a recent article of another story (not both dated
+    # more than date_gate_days apart) at which the new story is "related" to it: one story for alerting
+    # (docs/alerts.md); > 1: off
     related_threshold: float = 0.25
+    related_warmup_threshold: float = 0.55  # the same, raw cosine, while the topic's mean is not known yet
+    # lowers related_threshold for two dated articles published the same day, falling to 0 at date_gate_days + 1
+    related_date_bonus: float = 0.0
     duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
     duplicate_window_days: int = 30  # originals kept in the near-duplicate index (0 = all, memory grows)
     anchor_weight: float = 0.0  # score bonus for shared anchors, same language (no gain measured on NeuS)
@@ -235,15 +240,21 @@ class Settings:
             )
         if self.es_password and not self.es_username:
             raise SettingsError("setting 'es_password' is set but 'es_username' is empty")
-        for name in ("cluster_threshold", "cluster_warmup_threshold", "duplicate_threshold", "date_bonus"):
+        for name in (
+            "cluster_threshold",
+            "cluster_warmup_threshold",
+            "duplicate_threshold",
+            "date_bonus",
+            "related_date_bonus",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise SettingsError(f"setting {name!r}={value!r}: must be between 0 and 1")
 
-        if self.related_threshold <= 0.0:
-            raise SettingsError(
-                f"setting 'related_threshold'={self.related_threshold!r}: must be above 0 (above 1 turns it off)"
-            )
+        for name in ("related_threshold", "related_warmup_threshold"):
+            value = getattr(self, name)
+            if value <= 0.0:
+                raise SettingsError(f"setting {name!r}={value!r}: must be above 0 (above 1 turns it off)")
 
     @property
     def distributed_bus(self) -> bool:

@@ -133,6 +133,8 @@ def cluster_params(settings: Settings) -> ClusterParams:
         date_gate_days=settings.date_gate_days,
         date_bonus=settings.date_bonus,
         related_threshold=settings.related_threshold,
+        related_warmup_threshold=settings.related_warmup_threshold,
+        related_date_bonus=settings.related_date_bonus,
     )
 
 

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from stream.anchors import AnchorExtractor, event_kinds
 from stream.article import Article, now_utc, parse_time
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record
-from stream.clustering import ArticleFeatures, ClusterParams, assign, merge_pairs, related_story
+from stream.clustering import MULTILINGUAL, ArticleFeatures, ClusterParams, assign, merge_pairs, related_story
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
 from stream.errors import ContractError
@@ -270,6 +270,9 @@ class AssignStage:
         anchors = self.anchors.extract(f"{article.title}\n{article.text}") - self.topic_names
         kinds = event_kinds(article.title, article.text)
         dated = article.published is not None
+        model_vector = vector
+        if MULTILINGUAL in self.params.model_languages:
+            vector = self.state.neutral(vector, article.lang)  # matched without its language's offset
         features = ArticleFeatures(
             id=article.id, vector=vector, anchors=anchors, kinds=kinds, lang=article.lang, at=at, dated=dated
         )
@@ -281,11 +284,12 @@ class AssignStage:
             rarity=self.state.rarity,
         )
         self.state.add_original(article.id, sha, mh, at)
-        self.state.observe(vector, anchors)
+        self.state.observe(model_vector, anchors, article.lang)
         extra: dict[str, str] = {}
         if verdict.action == "new" or verdict.story_id is None:
-            if self.params.related_threshold <= 1.0:
-                related = related_story(features, self.state.neighbours(vector), self.params)
+            if min(self.params.related_threshold, self.params.related_warmup_threshold) <= 1.0:
+                centred = self.state.center() is not None
+                related = related_story(features, self.state.neighbours(vector), self.params, centred=centred)
                 if related is not None:
                     extra["related_story"] = related
             record = self.state.create(

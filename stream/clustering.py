@@ -73,6 +73,8 @@ class ClusterParams:
     date_gate_days: float = 7.0
     date_bonus: float = 0.0
     related_threshold: float = 1.01  # above 1: no related stories
+    related_warmup_threshold: float = 1.01  # raw cosine, while the centre is unknown
+    related_date_bonus: float = 0.0  # lowers related_threshold for two dated articles the same day
     model_languages: frozenset[str] = frozenset({"en"})
 
 
@@ -417,25 +419,37 @@ def should_merge(
     return bool(merge_pairs([a, b], params, center=center))
 
 
-def related_story(article: ArticleFeatures, neighbours: Sequence[Neighbour], params: ClusterParams) -> str | None:
+def related_story(
+    article: ArticleFeatures, neighbours: Sequence[Neighbour], params: ClusterParams, *, centred: bool = True
+) -> str | None:
     """The story an article that opens a new one is probably about too, for alerting, or None.
 
     Story assignment compares an article with story *means*, strictly, so that one story does not
     swallow neighbouring events; the cost is that one event's coverage can open two or three stories
     (facets, languages), each of which would fire an instant alert. A new story whose first article
     is at least ``related_threshold`` (centred cosine) from one recent original article of an older
-    story is *related* to it: the alert stage counts the two as one story (docs/alerts.md). Only when
-    time cannot tell them apart: a dated article and a dated neighbour were already weighed with their
-    dates (date gate and ``date_bonus``), so an article and a neighbour both dated never relate.
-    ``neighbours`` come most similar first. Only with a multilingual model: an English-only model's
-    cosine says nothing across languages.
+    story is *related* to it: the alert stage counts the two as one story (docs/alerts.md).
+
+    Time rules as it does for joining: an article and a neighbour both dated relate only when published
+    within ``date_gate_days`` of each other, and then their dates are evidence too: the threshold is
+    lowered by ``related_date_bonus`` for the same day, falling linearly to nothing at
+    ``date_gate_days + 1`` days (the shape of ``date_bonus``, which moves stories; this one only
+    alerts). ``neighbours`` come most similar first; ``centred`` False: their similarities are raw
+    cosines (the warm-up), held to ``related_warmup_threshold`` with no date bonus. Only with a
+    multilingual model: an English-only model's cosine says nothing across languages.
     """
     if MULTILINGUAL not in params.model_languages:
         return None
+    threshold = params.related_threshold if centred else params.related_warmup_threshold
+    day = article.at.toordinal()
     for near in neighbours:
-        if near.similarity < params.related_threshold:
-            return None
+        needed = threshold
         if article.dated and near.day is not None:
-            continue
-        return near.story_id
+            gap = abs(near.day - day)
+            if gap > params.date_gate_days:
+                continue
+            if centred:
+                needed -= params.related_date_bonus * max(0.0, 1.0 - gap / (params.date_gate_days + 1.0))
+        if near.similarity >= needed:
+            return near.story_id
     return None

@@ -165,20 +165,40 @@ def test_stories_published_the_same_days_merge_at_a_lower_similarity() -> None:
     assert not should_merge(a_dated, b_dated, params)  # raw (no centre): no bonus
 
 
-def test_a_new_story_close_to_an_article_of_another_is_related_when_time_cannot_tell() -> None:
+def test_a_new_story_close_to_an_article_of_another_is_related_unless_their_dates_are_apart() -> None:
     params = ClusterParams(related_threshold=0.3, model_languages=frozenset({"*"}))
     near = Neighbour(story_id="older", similarity=0.4, day=None)
-    dated_near = Neighbour(story_id="dated", similarity=0.5, day=T0.toordinal())
+    dated_near = Neighbour(story_id="dated", similarity=0.5, day=T0.toordinal() + 3)
+    dated_apart = Neighbour(story_id="apart", similarity=0.6, day=T0.toordinal() - 30)
     far = Neighbour(story_id="far", similarity=0.2, day=None)
     undated = replace(_article(_unit(1, 0)), dated=False)
-    assert related_story(undated, [dated_near, near, far], params) == "dated"  # time unknown: closest wins
+    assert related_story(undated, [dated_apart, near, far], params) == "apart"  # time unknown: closest wins
     dated = _article(_unit(1, 0))
-    # both dated: their dates were weighed by the decision already (gate, bonus); the undated one relates
-    assert related_story(dated, [dated_near, near, far], params) == "older"
-    assert related_story(dated, [dated_near, far], params) is None
+    assert related_story(dated, [dated_near, near, far], params) == "dated"  # 3 days apart: within the gate
+    # a month apart: time tells them apart, the next closest (undated) relates
+    assert related_story(dated, [dated_apart, near, far], params) == "older"
+    assert related_story(dated, [dated_apart, far], params) is None
     assert related_story(undated, [far], params) is None
     assert related_story(undated, [near], ClusterParams(model_languages=frozenset({"*"}))) is None  # off by default
     assert related_story(undated, [near], replace(params, model_languages=frozenset({"en"}))) is None  # English-only
+
+
+def test_related_stories_in_the_warm_up_and_with_dates_as_evidence() -> None:
+    params = ClusterParams(related_threshold=0.3, related_warmup_threshold=0.6, model_languages=frozenset({"*"}))
+    dated = _article(_unit(1, 0))
+    raw = Neighbour(story_id="raw", similarity=0.55, day=None)
+    assert related_story(dated, [raw], params) == "raw"  # centred cosine 0.55 >= 0.3
+    assert related_story(dated, [raw], params, centred=False) is None  # raw cosine 0.55 < 0.6 (warm-up)
+    assert related_story(dated, [replace(raw, similarity=0.65)], params, centred=False) == "raw"
+    # Two dated articles: the same day lowers the bar by related_date_bonus, fading out at the gate.
+    bonus = replace(params, related_date_bonus=0.1)
+    same_day = Neighbour(story_id="same-day", similarity=0.22, day=T0.toordinal())
+    week = Neighbour(story_id="week", similarity=0.22, day=T0.toordinal() + 6)
+    assert related_story(dated, [same_day], params) is None
+    assert related_story(dated, [same_day], bonus) == "same-day"  # 0.22 >= 0.3 - 0.1
+    assert related_story(dated, [week], bonus) is None  # 0.22 < 0.3 - 0.1 * (1 - 6 / 8)
+    assert related_story(replace(dated, dated=False), [same_day], bonus) is None  # undated: no date evidence
+    assert related_story(dated, [same_day], bonus, centred=False) is None  # raw cosines get no bonus
 
 
 def test_converged_stories_merge_unless_their_developments_differ() -> None:

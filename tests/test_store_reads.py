@@ -1,4 +1,5 @@
-"""The embedded store's read side: per-thread read connections, in-memory facet columns, ranked pages.
+"""The embedded store's read side: per-thread read connections, in-memory facet columns, ranked pages,
+highlight spans.
 
 Each shortcut is checked against the plain SQL (or the slow path) it replaces, on a real SQLite file:
 facets and the chart against ``GROUP BY`` over the file, the ranked first page against the same query
@@ -17,9 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
+from indexer.analysis import form, query_forms
 from indexer.documents import DAY_FACET_SIZE, FACET_SIZE
 from indexer.facet_columns import FacetColumns
+from indexer.highlight import _ORIGINAL_TOKEN, _spans
+from indexer.query import tokens
 from indexer.store import SearchRequest
 from indexer.store_embedded import RANKED_READ, EmbeddedStore
 from stream.article import Article
@@ -114,6 +120,49 @@ def test_facets_follow_writes_from_this_store_another_store_and_merges(tmp_path:
     store.close()
 
 
+def test_chart_after_a_search_counts_the_searched_rows_until_a_commit(tmp_path: Path) -> None:
+    # the search page searches (story groups), then draws the chart of the same query on the same thread
+    path = tmp_path / "store.sqlite3"
+    store = EmbeddedStore(path)
+    store.write_articles(corpus(300))
+    grouped = SearchRequest(query="prison OR amnesty", by_story=True, size=5, highlight=True)
+    fresh = EmbeddedStore(path)  # never searched: reads the match for its chart
+    expected = fresh.day_lang_counts(grouped)
+    assert sum(n for *_, n in expected) == store.search(grouped).total
+    assert store.day_lang_counts(dataclasses.replace(grouped, sort="date", size=1)) == expected
+    other = SearchRequest(query="court")
+    assert store.day_lang_counts(other) == fresh.day_lang_counts(other)  # another query's rows are not reused
+    faceted = SearchRequest(query="court", lang="en", facets=True)
+    store.search(faceted)
+    assert store.day_lang_counts(faceted) == fresh.day_lang_counts(faceted)
+    store.search(grouped)
+    writer = EmbeddedStore(path)  # a commit by another connection after the search: the chart sees it
+    writer.write_articles([make_article(lang="tr", text="Amnesty prison report.", published=EARLY)])
+    writer.close()
+    after = store.day_lang_counts(grouped)
+    assert after == fresh.day_lang_counts(grouped) and ("2000-01-01", "tr", 1) in after
+    store.search(grouped)
+    store.write_articles([make_article(lang="tr", text="Amnesty prison report.", published=EARLY)])  # its own writer
+    assert ("2000-01-01", "tr", 2) in store.day_lang_counts(grouped)
+    for s in (store, fresh):
+        s.close()
+
+
+def test_a_word_rewritten_away_is_no_longer_in_the_vocabulary(embedded_store: EmbeddedStore) -> None:
+    # the vocabulary check stops at a term's first occurrence: it must not find one an upsert removed
+    first = make_article(text="The zzqx report on the prison.", url="https://outlet.example/zzqx")
+    embedded_store.write_articles([first])
+    for i in range(20):  # more index segments after the word's
+        embedded_store.write_articles([make_article(text=f"Prison report {i}.", url=f"https://outlet.example/{i}")])
+    assert embedded_store.search(SearchRequest(query="zzqx")).total == 1
+    embedded_store.write_articles([dataclasses.replace(first, text="The report on the prison.")])
+    prison = embedded_store.search(SearchRequest(query="prison", size=50))
+    assert embedded_store.search(SearchRequest(query="zzqx")).total == 0
+    for query in ["zzqx OR prison", "prison -zzqx", "prison NOT (zzqx AND report)"]:
+        result = embedded_store.search(SearchRequest(query=query, size=50))
+        assert [h.article.id for h in result.hits] == [h.article.id for h in prison.hits], query
+
+
 def test_first_ranked_page_equals_the_filtered_path_with_ties(embedded_store: EmbeddedStore) -> None:
     # identical texts score the same: the page is decided by id, within and beyond the rows read
     same = [make_article(text="Amnesty report on the prison cells.", title="Same") for _ in range(12)]
@@ -195,3 +244,22 @@ def test_facet_columns_find_unknown_rowids() -> None:
     assert columns.positions(np.array([2])) is None  # a row the columns do not know: read them again
     assert columns.positions(np.array([9])) is None
     assert columns.ids == ("x0", "x1") and list(columns.id_rank) == [1, 0]
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            ["prison", "Prisons", "imprisoned", "صيدنايا", "وصيدنايا", "Sednaïa", "x", "-", " ", ", ", "\u0651"]
+        ),
+        max_size=30,
+    ).map("".join)
+)
+def test_highlight_spans_are_the_marked_words_of_the_text(text: str) -> None:
+    # the spans of the words a term marks, as a scan of every word of the text finds them
+    wanted, forms = frozenset({"صيدنايا"}), frozenset(query_forms("prison"))
+    expected = [
+        m.span()
+        for m in _ORIGINAL_TOKEN.finditer(text)
+        if any(t in wanted or form(t, "en") in forms for t in tokens(m.group(0)))
+    ]
+    assert _spans(text, wanted, forms, "en") == expected

@@ -150,19 +150,23 @@ def volume_svg(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articl
         f'<text x="{MARGIN_LEFT - 6}" y="{MARGIN_TOP + 4}" font-size="10" text-anchor="end">{peak}</text>',
         f'<text x="{MARGIN_LEFT - 6}" y="{MARGIN_TOP + plot_h}" font-size="10" text-anchor="end">0</text>',
     ]
+    shown = {lang: (esc(lang), colour(lang, langs)) for lang in langs}  # once per language, not per bar
     for i, d in enumerate(days):
         x = MARGIN_LEFT + i * step + (step - bar_w) / 2
         y = float(MARGIN_TOP + plot_h)
+        per_lang = counts.get(d, {})
+        iso = d.isoformat()
         for lang in langs:
-            n = counts.get(d, {}).get(lang, 0)
+            n = per_lang.get(lang, 0)
             if not n:
                 continue
             h = plot_h * n / peak
             y -= h
+            name, fill = shown[lang]
             parts.append(
-                f'<rect class="bar" data-day="{d.isoformat()}" data-lang="{esc(lang)}" data-count="{n}" '
-                f'x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{colour(lang, langs)}">'
-                f"<title>{d.isoformat()} {esc(lang)}: {n}</title></rect>"
+                f'<rect class="bar" data-day="{iso}" data-lang="{name}" data-count="{n}" '
+                f'x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{fill}">'
+                f"<title>{iso} {name}: {n}</title></rect>"
             )
     label_every = max(1, len(days) // 8)
     for i in range(0, len(days), label_every):
