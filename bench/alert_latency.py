@@ -36,9 +36,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from indexer.alerting.alert_stage import AlertStage  # after the offline switches
 from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor.pipeline import Pipeline
+from sednaya_monitor.settings import load_settings
 from stream.article import Article
 from stream.canonical_url import id_for_url
-from stream.settings import load_settings
 from stream.text import content_hash
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,9 +23,9 @@ from typing import Any
 
 from bench.report import write_section as write_doc_section
 from sednaya_monitor import wiring
+from sednaya_monitor.settings import load_settings
 from stream.article import Article
 from stream.bus import H_SCHEMA, Bus
-from stream.settings import load_settings
 from tests.broker_fixtures import Broker, make_noida, make_tansu, unique_name
 
 ROOT = Path(__file__).resolve().parent.parent

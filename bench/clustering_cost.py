@@ -37,14 +37,13 @@ from prometheus_client import CollectorRegistry
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
 from bench.report import write_section as write_doc_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
-from sednaya_monitor.wiring import make_embedder
+from sednaya_monitor.settings import load_settings
+from sednaya_monitor.wiring import make_assign_stage, make_embedder
 from stream.article import Article
-from stream.assign_stage import AssignStage
 from stream.bus import H_ENTERED_AT, H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
-from stream.settings import load_settings
 from stream.text import content_hash
 from stream.worker import StageWorker
 
@@ -146,7 +145,7 @@ def run(data: Path, sample: int, total: int, per_day: int, base: int, cache: Pat
     model.embed([embed_text(a.title, a.text) for a in head])
     result["encode_s"] = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
-        stage = AssignStage(
+        stage = make_assign_stage(
             settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=model
         )
         start = time.perf_counter()
@@ -162,7 +161,7 @@ def run(data: Path, sample: int, total: int, per_day: int, base: int, cache: Pat
             bus.publish(s.topic_raw, a.id, a.to_bytes(), {H_SCHEMA: "1", H_ENTERED_AT: "2021-01-01T00:00:00Z"})
         bus.flush()
         metrics = PrometheusMetrics(CollectorRegistry())
-        stage = AssignStage(s, metrics, embedder=model, bus=bus)
+        stage = make_assign_stage(s, metrics, embedder=model, bus=bus)
         worker = StageWorker(bus, s.topic_raw, "embed", stage, metrics=metrics, batch_size=BATCH)
         start = time.perf_counter()
         while worker.run_once():
@@ -188,7 +187,7 @@ def run(data: Path, sample: int, total: int, per_day: int, base: int, cache: Pat
     timed = TimedEmbedder(model)
     blocks: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        stage = AssignStage(
+        stage = make_assign_stage(
             settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=timed
         )
         for block_start in range(0, total, 1000):

@@ -51,14 +51,14 @@ from sklearn.metrics import adjusted_rand_score
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
 from bench.report import write_section as write_doc_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
-from sednaya_monitor.wiring import make_embedder
+from sednaya_monitor.settings import Settings, load_settings
+from sednaya_monitor.wiring import make_assign_stage, make_embedder
 from stream.anchors import AnchorExtractor
 from stream.article import Article
-from stream.assign_stage import AssignStage, model_languages
+from stream.assign_stage import model_languages
 from stream.clustering import ANCHOR_SATURATION, MULTILINGUAL, shared_anchor_weight
 from stream.embed_text import BODY_WINDOW_CHARS, embed_text
 from stream.embedding import Embedder
-from stream.settings import Settings, load_settings
 from stream.text import content_hash, fold
 from stream.topic import load_topic
 
@@ -212,7 +212,7 @@ class Score:
 def run_stage(articles: list[Article], settings: Settings, embedder: Embedder) -> tuple[list[str], float]:
     """Story ids the embed stage gives ``articles`` streamed in order (fresh state); and seconds taken."""
     with tempfile.TemporaryDirectory() as tmp:
-        stage = AssignStage(
+        stage = make_assign_stage(
             settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=embedder
         )
         try:
@@ -791,7 +791,7 @@ def main() -> None:
     defaults = load_settings(environ={})
     base = defaults.replace(model_name=args.model or defaults.model_name)
     embedder = CachedEmbedder(make_embedder(base), base.model_name, args.cache)
-    grid = Grid.for_model(MULTILINGUAL in model_languages(base, embedder))
+    grid = Grid.for_model(MULTILINGUAL in model_languages(base.model_languages, embedder))
     if not grid.centred:
         # An English-only model compares raw cosines: the shipped (centred) thresholds mean nothing for it.
         base = base.replace(**RAW_MODEL_SETTINGS)

@@ -1,5 +1,5 @@
-"""Crawl figures on the fixture news web (tests/sites): extraction speed and agreement with the golden
-files, and one full crawl (feeds, sitemaps, GDELT and Google News stand-ins) through the CLI.
+"""Crawl figures on the fixture news web (the demo web with tests/sites over it): extraction speed and
+agreement with the golden files, and one full crawl (feeds, sitemaps, GDELT and Google News stand-ins) through the CLI.
 
 Run ``python -m bench.crawl``; prints the figures and rewrites the ``## crawl`` section of
 docs/benchmarks.md. The machine is shared: times are from one run, not a controlled measurement.
@@ -8,7 +8,6 @@ docs/benchmarks.md. The machine is shared: times are from one run, not a control
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import tempfile
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 from bench.report import write_section as write_doc_section
 from crawlers.site_server import SiteServer
 from scripts.regenerate_extraction_golden import golden_path, observe, pages
-from tests.crawl_fixtures import SITES, FixtureWeb, _gdelt, _gnews, crawl_json, render_registry
+from tests.crawl_fixtures import FixtureWeb, _gdelt, _gnews, copy_test_web, crawl_json, render_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -52,7 +51,7 @@ def extraction_figures() -> list[str]:
 def crawl_figures() -> list[str]:
     with tempfile.TemporaryDirectory(prefix="bench-crawl-") as tmp:
         root = Path(tmp) / "sites"
-        shutil.copytree(SITES, root)
+        copy_test_web(root)
         holder: dict[str, SiteServer] = {}
         server = SiteServer(
             root, dynamic={"gdelt": _gdelt(holder), "gnews": _gnews(holder)}, slow_s=3.0, huge_bytes=2_000_000

@@ -1,4 +1,5 @@
-"""Prefilter trade-off on the fixture news web (tests/sites): fetches spent against recall.
+"""Prefilter trade-off on the fixture news web (the demo web with tests/sites over it): fetches spent
+against recall.
 
 Three real crawls of the served fixture web (``sednaya-monitor crawl --json`` in a fresh process each),
 differing only in what decides that a feed or sitemap entry is fetched:
@@ -25,7 +26,6 @@ Prints the figures and rewrites the ``## crawl recall`` section of docs/benchmar
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 import tomllib
 from pathlib import Path
@@ -33,9 +33,9 @@ from typing import Any
 
 from bench.report import write_section as write_doc_section
 from crawlers.site_server import SiteServer
+from sednaya_monitor.settings import Settings
 from stream.article import Article
-from stream.settings import Settings
-from tests.crawl_fixtures import SITES, FixtureWeb, _gdelt, _gnews, crawl_json, render_registry
+from tests.crawl_fixtures import FixtureWeb, _gdelt, _gnews, copy_test_web, crawl_json, render_registry
 from tests.test_crawl_fixture_web import read_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def crawl(policy: str) -> tuple[dict[str, Any], set[str]]:
     """One crawl under ``policy``: the summary and the canonical URLs published."""
     with tempfile.TemporaryDirectory(prefix="bench-recall-") as tmp:
         root = Path(tmp) / "sites"
-        shutil.copytree(SITES, root)
+        copy_test_web(root)
         holder: dict[str, SiteServer] = {}
         server = SiteServer(
             root, dynamic={"gdelt": _gdelt(holder), "gnews": _gnews(holder)}, slow_s=3.0, huge_bytes=2_000_000

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import write_section as write_doc_section
+from sednaya_monitor.settings import load_settings
 from sednaya_monitor.topology import GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX
 from stream.article import Article
 from stream.bus import H_SCHEMA
-from stream.settings import load_settings
 from tests.distributed_fixtures import Deployment, ElasticServer, StageProcess, generated_articles, new_deployment
 from tests.ports import free_port
 

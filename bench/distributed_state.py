@@ -31,13 +31,12 @@ from typing import Any
 
 from bench.report import write_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
-from sednaya_monitor.wiring import kafka_config
+from sednaya_monitor.settings import Settings, load_settings
+from sednaya_monitor.wiring import kafka_config, make_assign_stage
 from stream.article import Article
-from stream.assign_stage import AssignStage
 from stream.bus_kafka import KafkaBus
 from stream.changelog_kafka import KafkaChangelog
 from stream.embedding import Embedder
-from stream.settings import Settings, load_settings
 from stream.state_changelog import ChangelogStoryState
 from stream.story_state import STATE_FILE, StoryState
 from tests.broker_fixtures import free_port, make_tansu
@@ -57,7 +56,7 @@ def _clock(fn: Any) -> float:
 
 def _cluster(settings: Settings, embedder: Embedder, state: StoryState, articles: list[Article], batch: int) -> float:
     """Seconds to cluster ``articles`` (vectors given) in batches, as the cluster stage does."""
-    stage = AssignStage(settings, PrometheusMetrics(), embedder=embedder, state=state)
+    stage = make_assign_stage(settings, PrometheusMetrics(), embedder=embedder, state=state)
     catch_up = state.catch_up if isinstance(state, ChangelogStoryState) else None
     start = time.perf_counter()
     for at in range(0, len(articles), batch):
@@ -106,7 +105,7 @@ def measure_cost(root: Path, n: int, batch: int) -> dict[str, Any]:
 
         latest: dict[bytes, int] = {}
         by_table: dict[str, int] = {}
-        bus = KafkaBus(settings)
+        bus = KafkaBus(kafka_config(settings))
         try:
             for record in bus.read_topic(TOPIC):
                 latest[record.key.encode()] = len(record.key.encode()) + len(record.value)

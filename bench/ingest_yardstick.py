@@ -25,10 +25,10 @@ from bench.multilingual_stories import DATA, load, stream, to_article
 from bench.report import write_section
 from sednaya_monitor.pipeline import Pipeline
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import load_settings
 from sednaya_monitor.wiring import make_embedder
 from stream.embed_text import embed_text
 from stream.embedding import SentenceTransformerEmbedder
-from stream.settings import load_settings
 
 SECTION = "ingest_yardstick"
 

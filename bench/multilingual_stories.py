@@ -35,12 +35,11 @@ from prometheus_client import CollectorRegistry
 from bench.clustering_quality import bcubed
 from bench.report import write_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
-from sednaya_monitor.wiring import make_embedder
+from sednaya_monitor.settings import Settings, load_settings
+from sednaya_monitor.wiring import make_assign_stage, make_embedder
 from stream.article import Article
-from stream.assign_stage import AssignStage
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
-from stream.settings import Settings, load_settings
 from stream.story import StoryEvent
 from stream.text import content_hash
 
@@ -137,7 +136,7 @@ def gold_of(rec: dict[str, Any]) -> str:
 def run(articles: list[Article], settings: Settings, embedder: Embedder) -> tuple[list[str], list[StoryEvent]]:
     """The final story of each article (after merges) and the story events, in order."""
     with tempfile.TemporaryDirectory() as tmp:
-        stage = AssignStage(
+        stage = make_assign_stage(
             settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=embedder
         )
         try:

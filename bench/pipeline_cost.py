@@ -47,11 +47,11 @@ from bench.multilingual_stories import DATA, load, stream, to_article
 from bench.report import write_section
 from sednaya_monitor.pipeline import Pipeline
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.wiring import make_embedder
 from stream.article import Article
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
-from stream.settings import Settings, load_settings
 from stream.text import content_hash
 
 SECTION = "pipeline_cost"

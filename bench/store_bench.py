@@ -36,9 +36,10 @@ from indexer.names import NameGroups
 from indexer.store import SearchRequest, SearchStore
 from indexer.store_elastic import ElasticStore
 from indexer.store_embedded import EmbeddedStore
+from sednaya_monitor.settings import load_settings
+from sednaya_monitor.wiring import elastic_config
 from stream.article import Article
 from stream.canonical_url import id_for_url
-from stream.settings import load_settings
 from stream.text import content_hash
 from stream.topic import load_topic
 from tests.ports import free_port
@@ -319,7 +320,7 @@ def run_stand_in(articles: list[Article], rounds: int, work: Path) -> dict[str, 
             environ={},
             overrides={"data_dir": work, "store": url, "es_prefix": "bench", "es_timeout_s": STAND_IN_TIMEOUT_S},
         )
-        store = ElasticStore(settings, names=_names())
+        store = ElasticStore(elastic_config(settings), names=_names())
         store.ensure_ready()
         try:
             return measure(store, articles, rounds, lambda: store.client.indices.refresh(index=store.articles_alias))

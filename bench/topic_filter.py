@@ -35,7 +35,7 @@ from pathlib import Path
 
 from bench.report import write_section
 from crawlers.relevance import RelevanceFilter
-from stream.settings import Settings
+from sednaya_monitor.settings import Settings
 from stream.topic import load_topic
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,8 +1,8 @@
-"""What every spider of one crawl shares: settings, bus, metrics, registry, crawl state and the summary.
+"""What every spider of one crawl shares: config, bus, metrics, registry, crawl state and the summary.
 
 One :class:`CrawlContext` per crawl (``crawlers.run.crawl`` builds it and hands it to every
 spider as the ``context`` argument). ``scrapy crawl NAME`` from the repository builds its own with
-:meth:`CrawlContext.standalone` (settings from the environment, bus from the wiring module).
+:meth:`CrawlContext.standalone` (config, bus, metrics and raw-copy storage from the composition root).
 All methods run on the reactor thread.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from crawlers.crawl_config import CrawlConfig
 from crawlers.dead_letter import DeadLetterFile
 from crawlers.raw_store import RawCopies
 from crawlers.registry import Source, load_registry, select, source_for_url
@@ -25,7 +26,6 @@ from crawlers.sharding import shard
 from stream.article import now_utc
 from stream.bus import Bus
 from stream.metrics import Metrics
-from stream.settings import Settings
 from stream.topic import load_topic
 
 logger = logging.getLogger(__name__)
@@ -107,10 +107,9 @@ class CrawlSummary:
         return out
 
 
-# The composition root's bus factory, by dotted path: the crawlers never import the application package.
-BUS_FACTORY = "sednaya_monitor.wiring.make_bus"
-RAW_STORE_FACTORY = "sednaya_monitor.wiring.make_raw_store"  # likewise for the raw-copy storage
-METRICS_FACTORY = "sednaya_monitor.wiring.make_metrics"  # the Prometheus implementation of stream.metrics
+# The composition root's factory of a standalone crawl's parts, by dotted path (the crawlers never import
+# the application package): () -> (CrawlConfig, Bus, Metrics, RawCopies), from the environment's settings.
+STANDALONE_FACTORY = "sednaya_monitor.wiring.standalone_crawl"
 
 
 class CrawlContext:
@@ -119,64 +118,54 @@ class CrawlContext:
 
     def __init__(
         self,
-        settings: Settings,
+        config: CrawlConfig,
         bus: Bus,
         metrics: Metrics,
         *,
+        raw: RawCopies,
         source_ids: Sequence[str] | None = None,
         backfill_since: datetime | None = None,
         owns_bus: bool = False,
-        raw: RawCopies | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.bus = bus
         self.metrics = metrics
-        self.registry = load_registry(settings.sources_file)
+        self.registry = load_registry(config.sources_file)
         # This process's share of the sources (crawl_shard_index of crawl_shard_count; all by default).
         self.sources = shard(
-            select(self.registry, source_ids), settings.crawl_shard_index, settings.crawl_shard_count
+            select(self.registry, source_ids), config.crawl_shard_index, config.crawl_shard_count
         )
         for source in self.sources:  # the staleness alert compares freshness with each source's interval
-            interval = source.interval_s or settings.follow_interval_s
+            interval = source.interval_s or config.follow_interval_s
             metrics.source_poll_interval.labels(source=source.id).set(interval)
-        self.topic = load_topic(settings.topic_file)
+        self.topic = load_topic(config.topic_file)
         self.relevance = RelevanceFilter(self.topic)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.seen = SeenStore(settings.data_dir)
-        if raw is None:
-            from scrapy.utils.misc import load_object
-
-            raw = load_object(RAW_STORE_FACTORY)(settings)
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.seen = SeenStore(config.data_dir)
         self.raw: RawCopies = raw
-        self.dead_letters = DeadLetterFile(settings.data_dir)
+        self.dead_letters = DeadLetterFile(config.data_dir)
         self.backfill_since = backfill_since
         self.summary = CrawlSummary()
         self._claimed: set[str] = set()
         self.published_ids: set[str] = set()
         self._owns_bus = owns_bus
         self._closed = False
-        bus.ensure_topics([settings.topic_raw])
+        bus.ensure_topics([config.topic_raw])
 
     @classmethod
     def standalone(
         cls,
         source_ids: Sequence[str] | None = None,
         *,
-        bus_factory: str = BUS_FACTORY,
-        metrics_factory: str = METRICS_FACTORY,
+        factory: str = STANDALONE_FACTORY,
     ) -> CrawlContext:
-        """For ``scrapy crawl NAME``: settings from the environment, the bus they name (built by the
-        composition root, named by ``bus_factory`` as Scrapy names its components), fresh metrics (the
-        root's implementation, named by ``metrics_factory``)."""
+        """For ``scrapy crawl NAME``: the config, bus, fresh metrics and raw-copy storage the settings of
+        the environment name, built by the composition root (named by ``factory`` as Scrapy names its
+        components)."""
         from scrapy.utils.misc import load_object
 
-        from stream.settings import load_settings
-
-        make_bus = load_object(bus_factory)
-        make_metrics = load_object(metrics_factory)
-        settings = load_settings()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(settings, make_bus(settings), make_metrics(), source_ids=source_ids, owns_bus=True)
+        config, bus, metrics, raw = load_object(factory)()
+        return cls(config, bus, metrics, raw=raw, source_ids=source_ids, owns_bus=True)
 
     @property
     def backfill(self) -> bool:

@@ -1,4 +1,4 @@
-"""Scrapy item pipeline -> Bus: each on-topic article is published once on ``settings.topic_raw``.
+"""Scrapy item pipeline -> Bus: each on-topic article is published once on ``CrawlConfig.topic_raw``.
 
 Record: key = article id, value = the v1 JSON (``Article.to_bytes``), headers ``schema`` = "1" and
 ``entered_at`` = ISO 8601 UTC time of publication (alert latency is measured from it). Each record is
@@ -45,7 +45,7 @@ class BusPublishPipeline:
         if article.id in context.published_ids:  # two spiders of one crawl reached the same article
             context.article("duplicate")
             return item
-        topic = context.settings.topic_raw
+        topic = context.config.topic_raw
         entered_at = iso_utc(now_utc())
         try:
             context.bus.publish(

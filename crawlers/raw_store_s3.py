@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import gzip
 import threading
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from crawlers.errors import RawStoreError
 from crawlers.raw_store import raw_key
 from stream.errors import UnavailableError
-from stream.settings import Settings
 
 CONNECT_TIMEOUT_S = 5.0  # a storage endpoint that does not answer in this is down (the caller backs off)
 READ_TIMEOUT_S = 30.0  # one page is at most a few MB
@@ -37,23 +37,34 @@ def parse_raw_url(url: str) -> tuple[str, str]:
     return parts.netloc, f"{prefix}/" if prefix else ""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class S3Config:
+    """Where the bucket is and how to sign in (the ``raw_store`` and ``s3_*`` settings)."""
+
+    raw_store: str  # s3://bucket[/prefix]
+    s3_endpoint_url: str  # empty = AWS S3 in s3_region
+    s3_region: str
+    s3_access_key_id: str  # empty = boto3's own credential chain
+    s3_secret_access_key: str
+
+
 class S3RawStore:
     """:class:`crawlers.raw_store.RawCopies` on an S3-API bucket (boto3)."""
 
-    def __init__(self, settings: Settings, *, client: Any | None = None) -> None:
-        self.url = settings.raw_store
-        self.bucket, self.prefix = parse_raw_url(settings.raw_store)
-        self.endpoint = settings.s3_endpoint_url or f"s3 ({settings.s3_region})"
+    def __init__(self, config: S3Config, *, client: Any | None = None) -> None:
+        self.url = config.raw_store
+        self.bucket, self.prefix = parse_raw_url(config.raw_store)
+        self.endpoint = config.s3_endpoint_url or f"s3 ({config.s3_region})"
         if client is None:
             import boto3
             from botocore.config import Config
 
             client = boto3.client(
                 "s3",
-                endpoint_url=settings.s3_endpoint_url or None,
-                region_name=settings.s3_region,
-                aws_access_key_id=settings.s3_access_key_id or None,
-                aws_secret_access_key=settings.s3_secret_access_key or None,
+                endpoint_url=config.s3_endpoint_url or None,
+                region_name=config.s3_region,
+                aws_access_key_id=config.s3_access_key_id or None,
+                aws_secret_access_key=config.s3_secret_access_key or None,
                 config=Config(
                     connect_timeout=CONNECT_TIMEOUT_S,
                     read_timeout=READ_TIMEOUT_S,

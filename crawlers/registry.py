@@ -12,7 +12,7 @@ feeds = ["https://feeds.bbci.co.uk/arabic/rss.xml"]
 sitemaps = []
 verified = false             # true only when the URLs were checked to answer
 # optional:
-interval_s = 900             # poll interval in ``--follow`` (default: settings.follow_interval_s)
+interval_s = 900             # poll interval in ``--follow`` (default: the follow_interval_s setting)
 prefilter = true             # fetch only entries the topic prefilter keeps (crawlers/relevance.py `prefilter`)
 topic_sections = ["https://www.bbc.com/arabic/topics/syria"]  # URL prefixes of sections (or feeds/sitemaps)
                              # that cover the region: their entries are fetched whole, prefilter or not
@@ -67,7 +67,7 @@ class Source:
     feeds: tuple[str, ...] = ()
     sitemaps: tuple[str, ...] = ()
     verified: bool = False
-    interval_s: int | None = None  # None: settings.follow_interval_s
+    interval_s: int | None = None  # None: the follow_interval_s setting
     prefilter: bool = True
     langs: tuple[str, ...] = ()  # every language the outlet publishes in, main first ((lang,) when one)
     topic_sections: tuple[str, ...] = ()  # URL prefixes whose entries skip the prefilter

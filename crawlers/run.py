@@ -13,12 +13,13 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
+from crawlers.crawl_config import CrawlConfig
 from crawlers.crawl_context import CrawlContext, CrawlSummary
 from crawlers.errors import CrawlError
+from crawlers.raw_store import RawCopies
 from crawlers.scrapy_settings import scrapy_settings
 from stream.bus import Bus
 from stream.metrics import Metrics
-from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +37,18 @@ def _restore_log_levels(levels: dict[str, int]) -> None:
 
 
 def crawl(
-    settings: Settings,
+    config: CrawlConfig,
     bus: Bus,
     metrics: Metrics,
     *,
+    raw: RawCopies,
     follow: bool = False,
     sources: Sequence[str] | None = None,
     backfill_since: datetime | None = None,
     spiders: Sequence[str] | None = None,
 ) -> CrawlSummary:
-    """Crawl the registry (``sources``: ids to restrict to) and publish on-topic articles to ``bus``.
+    """Crawl the registry (``sources``: ids to restrict to) and publish on-topic articles to ``bus``,
+    keeping each page's raw copy in ``raw``.
 
     ``backfill_since`` runs the GDELT backfill from that time instead (articles marked ``backfill``).
     ``spiders`` overrides the spider selection (``feeds``, ``sitemaps``, ``gdelt``, ``googlenews``); all
@@ -66,19 +69,19 @@ def crawl(
     from crawlers.spiders.monitor import CHILDREN, MonitorSpider, default_children
 
     # The search APIs (GDELT, Google News) are not split by source: the first crawl shard alone asks them.
-    discovery = settings.discovery and settings.crawl_shard_index == 0
+    discovery = config.discovery and config.crawl_shard_index == 0
     names = (
         tuple(spiders) if spiders is not None else default_children(discovery, backfill=backfill_since is not None)
     )
     unknown = [n for n in names if n not in CHILDREN]
     if unknown:
         raise CrawlError(f"unknown spider(s) {unknown} (known: {sorted(CHILDREN)})")
-    context = CrawlContext(settings, bus, metrics, source_ids=sources, backfill_since=backfill_since)
+    context = CrawlContext(config, bus, metrics, raw=raw, source_ids=sources, backfill_since=backfill_since)
     _started = True
     try:
         # One crawler (one downloader) for every spider: per-host pacing and robots.txt are shared.
         levels = {name: logging.getLogger(name).level for name in SCRAPY_LOGGERS}
-        process = CrawlerProcess(scrapy_settings(settings))
+        process = CrawlerProcess(scrapy_settings(config))
         _restore_log_levels(levels)
         process.crawl(MonitorSpider, context=context, follow=follow, spiders=names)
         process.start()

@@ -3,8 +3,13 @@
 Each sub-directory of ``root`` is one site served on its own ``127.0.0.1`` port (so robots.txt,
 politeness and attribution are per site, as on the real web). Files are served as they are, after
 byte-level substitutions: ``{{base}}`` becomes the site's base URL and ``{{site:NAME}}`` another
-site's; ``{{today:rfc822}}`` and ``{{today:iso}}`` become today's date at 00:00 UTC (feeds whose newest
+site's; ``{{canonical}}`` the base of the site's ``rel=canonical`` links (``canonical`` with ``{site}``
+replaced: the demo's stable ``https://<site>.demo.sednaya-monitor.invalid``; by default the base URL);
+``{{today:rfc822}}`` and ``{{today:iso}}`` become today's date at 00:00 UTC (feeds whose newest
 entry must look recent; the date changes once a day, so conditional GET still sees an unchanged file).
+
+The demo web (:data:`DEMO_SITES`, package data) is also the base of the test web: the tests serve a copy
+of it with their own sites, broken pages and feeds listing them copied over it (``tests/sites``).
 ``X.gz.src`` is served at ``X.gz``, gzip-compressed after substitution. Static answers carry an
 ``ETag`` and ``Last-Modified`` and honour ``If-None-Match`` (304).
 
@@ -38,6 +43,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 logger = logging.getLogger(__name__)
 
+DEMO_SITES = Path(__file__).resolve().parent / "demo_site" / "sites"  # the shipped demo web (package data)
+# The demo pages' canonical links point at stable hosts, so a second demo run, on new ports, recognises
+# the articles it already has (crawlers/demo_site/sources.toml.tmpl).
+DEMO_CANONICAL = "https://{site}.demo.sednaya-monitor.invalid"
 LAST_MODIFIED = "Mon, 09 Dec 2024 08:00:00 GMT"  # fixed: fixture files do not change between requests
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -110,8 +119,10 @@ class SiteServer:
         dynamic: Mapping[str, Dynamic] | None = None,
         slow_s: float = 5.0,
         huge_bytes: int = 6_000_000,
+        canonical: str | None = None,
     ) -> None:
         self.root = Path(root)
+        self.canonical = canonical
         self.dynamic = dict(dynamic or {})
         self.slow_s = slow_s
         self.huge_bytes = huge_bytes
@@ -154,7 +165,10 @@ class SiteServer:
             return [h for h in self.hits if h.site == site and h.path.startswith(prefix)]
 
     def _substitute(self, site: str, body: bytes) -> bytes:
-        body = body.replace(b"{{base}}", self.url(site).rstrip("/").encode())
+        base = self.url(site).rstrip("/")
+        canonical = base if self.canonical is None else self.canonical.format(site=site)
+        body = body.replace(b"{{canonical}}", canonical.encode())
+        body = body.replace(b"{{base}}", base.encode())
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         body = body.replace(b"{{today:rfc822}}", format_datetime(today, usegmt=True).encode())
         body = body.replace(b"{{today:iso}}", today.strftime("%Y-%m-%dT%H:%M:%SZ").encode())

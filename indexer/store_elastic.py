@@ -1,6 +1,6 @@
 """The Elasticsearch 8 search store (client ``elasticsearch>=8.15,<9``): the only module importing it.
 
-Layout (names use ``settings.es_prefix``, default ``sednaya``):
+Layout (names use ``ElasticConfig.es_prefix``, default ``sednaya``):
 
 - component templates ``<p>-analysis`` (analyzers), ``<p>-articles-mappings``, ``<p>-stories-mappings``
   and index templates ``<p>-articles`` (pattern ``<p>-articles-*``) and ``<p>-stories``; an ILM policy
@@ -53,14 +53,13 @@ from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
 from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
 from stream.article import Article, iso_utc, parse_time, utc
-from stream.settings import Settings
 from stream.story import Story
 
 logger = logging.getLogger(__name__)
 
 ES_FILES: Traversable = resources.files("indexer") / "elasticsearch"  # package data: templates, ILM, SLM
 DEFAULT_VECTOR_DIMS = 512  # the default model's (use-multilingual-v3); wiring passes the configured model's
-FILE_PREFIX = "sednaya"  # the prefix written in the deploy files, replaced by settings.es_prefix
+FILE_PREFIX = "sednaya"  # the prefix written in the deploy files, replaced by ElasticConfig.es_prefix
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})  # overload/unavailable: worth another try
 BULK_ATTEMPTS = 3  # bulk rounds for transiently failing items before returning them as transient
 BULK_BACKOFF_S = 0.5  # first wait between rounds, doubled each round
@@ -224,25 +223,42 @@ def _load(path: Traversable, prefix: str, dims: int) -> dict[str, Any]:
     return body
 
 
-def es_client_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments of the ``Elasticsearch`` client for ``settings`` (besides the URL).
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ElasticConfig:
+    """Where the cluster is, how to sign in, and the names' prefix (the ``store`` and ``es_*`` settings:
+    each documented beside its default in ``Settings``); shared by the store, the watchlists and the
+    alert ledger on the same cluster."""
+
+    store: str  # http(s)://host:9200
+    es_prefix: str
+    es_timeout_s: float
+    es_snapshot_repository: str  # empty = no SLM policy
+    es_api_key: str
+    es_username: str
+    es_password: str
+    es_ca_certs: str
+    es_verify_certs: bool
+
+
+def es_client_options(config: ElasticConfig) -> dict[str, Any]:
+    """Keyword arguments of the ``Elasticsearch`` client for ``config`` (besides the URL).
 
     Authentication: ``es_api_key`` when set, else basic auth with ``es_username``/``es_password``,
     else none. TLS (an ``https://`` store): the certificate is verified (``es_verify_certs``, on by
     default) against ``es_ca_certs`` when given, else the system CAs.
     """
-    options: dict[str, Any] = {"request_timeout": settings.es_timeout_s, "retry_on_timeout": True, "max_retries": 2}
-    if settings.es_api_key:
-        options["api_key"] = settings.es_api_key
-    elif settings.es_username:
-        options["basic_auth"] = (settings.es_username, settings.es_password)
-    if settings.store.startswith("https://"):
-        options["verify_certs"] = settings.es_verify_certs
-        if settings.es_ca_certs:
-            options["ca_certs"] = settings.es_ca_certs
-        if not settings.es_verify_certs:
+    options: dict[str, Any] = {"request_timeout": config.es_timeout_s, "retry_on_timeout": True, "max_retries": 2}
+    if config.es_api_key:
+        options["api_key"] = config.es_api_key
+    elif config.es_username:
+        options["basic_auth"] = (config.es_username, config.es_password)
+    if config.store.startswith("https://"):
+        options["verify_certs"] = config.es_verify_certs
+        if config.es_ca_certs:
+            options["ca_certs"] = config.es_ca_certs
+        if not config.es_verify_certs:
             options["ssl_show_warn"] = False  # said once at start-up by the settings' owner, not per request
-            logger.warning("store certificate NOT verified (es_verify_certs = false)", extra={"store": settings.store})
+            logger.warning("store certificate NOT verified (es_verify_certs = false)", extra={"store": config.store})
     return options
 
 
@@ -252,7 +268,7 @@ def _file_version(body: Mapping[str, Any]) -> int:
 
 
 class ElasticStore:
-    """The search store on Elasticsearch 8 at ``settings.store`` (``http://host:9200``).
+    """The search store on Elasticsearch 8 at ``config.store`` (``http://host:9200``).
 
     ``refresh=True`` makes every write visible to the next search (tests); production relies on the
     index refresh interval (1 s).
@@ -260,7 +276,7 @@ class ElasticStore:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ElasticConfig,
         *,
         refresh: bool = False,
         client: Elasticsearch | None = None,
@@ -270,15 +286,15 @@ class ElasticStore:
         """``names``: the topic's name groups a query word expands to (``indexer.names``); none by default.
         ``vector_dims``: the embedding model's dimension (``sednaya_monitor.wiring.embedder_dim``)."""
         self.vector_dims = vector_dims
-        self.settings = settings
+        self.config = config
         self.names = names or NO_NAMES
-        self.prefix = settings.es_prefix
+        self.prefix = config.es_prefix
         self.articles_alias = f"{self.prefix}-articles"
         self.first_index = f"{self.prefix}-articles-000001"
         self.backing_pattern = f"{self.prefix}-articles-*"  # every generation of the article index
         self.stories_index = f"{self.prefix}-stories"
         self.refresh = refresh
-        self.client = client or Elasticsearch(settings.store, **es_client_options(settings))
+        self.client = client or Elasticsearch(config.store, **es_client_options(config))
 
     # --- set-up ----------------------------------------------------------------------------------
 
@@ -331,9 +347,9 @@ class ElasticStore:
             "ILM policy",
             lambda: es.ilm.put_lifecycle(name=self.articles_alias, body=self._body("ilm", f"{FILE_PREFIX}-articles")),
         )
-        if self.settings.es_snapshot_repository:
+        if self.config.es_snapshot_repository:
             body = self._body("slm", f"{FILE_PREFIX}-nightly")
-            body["repository"] = self.settings.es_snapshot_repository
+            body["repository"] = self.config.es_snapshot_repository
             self._install_policy(
                 "SLM policy", lambda: es.slm.put_lifecycle(policy_id=f"{self.prefix}-nightly", body=body)
             )
@@ -381,7 +397,7 @@ class ElasticStore:
                 mappings, index_settings = self._mappings_and_settings("stories")
                 self._create(index=self.stories_index, mappings=mappings, settings=index_settings)
         except (ApiError, TransportError) as exc:
-            raise StoreError(f"elasticsearch {self.settings.store}: set-up failed: {exc}") from exc
+            raise StoreError(f"elasticsearch {self.config.store}: set-up failed: {exc}") from exc
 
     def _add_new_fields(self) -> None:
         """Add the fields of a newer mapping file to indices created before it (the stem fields).
@@ -592,7 +608,7 @@ class ElasticStore:
         try:
             result: dict[str, Any] = self.client.search(index=index, **body).body
         except NotFoundError as exc:
-            raise StoreError(f"elasticsearch {self.settings.store}: index {index} missing: {exc}") from exc
+            raise StoreError(f"elasticsearch {self.config.store}: index {index} missing: {exc}") from exc
         return result
 
     def get_article(self, article_id: str) -> Article | None:

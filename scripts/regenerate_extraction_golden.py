@@ -1,9 +1,11 @@
-"""Regenerate the extraction golden files (tests/golden/extraction/**.json) from tests/sites.
+"""Regenerate the extraction golden files (tests/golden/extraction/**.json) from the test web: the demo
+web's pages (crawlers/demo_site/sites) with the test web's own (tests/sites) over them.
 
 Run ``python -m scripts.regenerate_extraction_golden`` (or ``python scripts/regenerate_extraction_golden.py``)
 after a deliberate change to crawlers/extraction.py, then read the diff (``git diff tests/golden``)
 before committing: every changed field is a behaviour change. The pages are served at
-``https://<site>.fixture.test/<path>`` for the extraction (``{{base}}`` substituted), as in the test.
+``https://<site>.fixture.test/<path>`` for the extraction (``{{base}}`` and ``{{canonical}}`` substituted),
+as in the test.
 """
 
 from __future__ import annotations
@@ -18,17 +20,29 @@ sys.path.insert(0, str(ROOT))
 
 from crawlers.errors import ExtractionError  # noqa: E402  # after the path set-up above
 from crawlers.extraction import decode_html, extract  # noqa: E402
-from crawlers.site_server import CONTENT_TYPES, PAGE_SUFFIXES, served_path  # noqa: E402
+from crawlers.site_server import CONTENT_TYPES, DEMO_SITES, PAGE_SUFFIXES, served_path  # noqa: E402
 
-SITES = ROOT / "tests" / "sites"
+TEST_SITES = ROOT / "tests" / "sites"  # the test web's own sites, pages and feeds, over the demo's
+SITE_ROOTS = (TEST_SITES, DEMO_SITES)  # where a file is looked up, first found wins
 GOLDEN = ROOT / "tests" / "golden" / "extraction"
 GOLDEN_VERSION = 1  # bump when the golden format (not the expected values) changes
 FIRST_WORDS = 8  # body words kept in the golden file: enough to see the body start was found
 
 
+def relative(page: Path) -> Path:
+    """``page``'s path in the test web (``en/feed.rss``), whichever tree holds it."""
+    root = next(r for r in SITE_ROOTS if page.is_relative_to(r))
+    return page.relative_to(root)
+
+
+def site_file(path: str | Path) -> Path:
+    """The file served at ``path`` of the test web (``wp/__p=4821.html``): the test web's own, else the demo's."""
+    return next((r / path for r in SITE_ROOTS if (r / path).is_file()), TEST_SITES / path)
+
+
 def page_url(page: Path) -> str:
     """Where the fixture server serves ``page`` (``wp/__p=4821.html`` -> ``https://wp.fixture.test/?p=4821``)."""
-    site, *rest = page.relative_to(SITES).parts
+    site, *rest = relative(page).parts
     return f"https://{site}.fixture.test" + served_path("/".join(rest))
 
 
@@ -39,8 +53,8 @@ def content_type(page: Path) -> str:
 
 def render(page: Path) -> str:
     """The page as the crawler decodes it (``{{base}}`` substituted; HTTP charset, else the page's own)."""
-    site = page.relative_to(SITES).parts[0]
-    raw = page.read_bytes().replace(b"{{base}}", f"https://{site}.fixture.test".encode())
+    base = f"https://{relative(page).parts[0]}.fixture.test".encode()
+    raw = page.read_bytes().replace(b"{{canonical}}", base).replace(b"{{base}}", base)
     return decode_html(raw, content_type(page))[1]
 
 
@@ -62,11 +76,18 @@ def observe(page: Path) -> dict[str, Any]:
 
 
 def golden_path(page: Path) -> Path:
-    return GOLDEN / page.relative_to(SITES).with_suffix(".json")
+    return GOLDEN / relative(page).with_suffix(".json")
 
 
 def pages() -> list[Path]:
-    return sorted(p for p in SITES.rglob("*") if p.suffix in PAGE_SUFFIXES and "_broken" not in p.parts)
+    """Every page of the test web, in the order of their paths."""
+    found = {
+        p.relative_to(root): p
+        for root in reversed(SITE_ROOTS)
+        for p in root.rglob("*")
+        if p.suffix in PAGE_SUFFIXES and "_broken" not in p.parts
+    }
+    return [found[k] for k in sorted(found)]
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.topology import consumer_groups
 from stream.bus import Bus, BusAdmin, GroupLag
-from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from prometheus_client import push_to_gateway
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
-from stream.settings import Settings
+from sednaya_monitor.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 from indexer.store import SearchStore
 from sednaya_monitor import topology, wiring
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.topology import GROUP_INDEX, StageParts
 from stream.article import Article, iso_utc, now_utc
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus
-from stream.settings import Settings
 from stream.worker import Handler, StageWorker
 
 if TYPE_CHECKING:

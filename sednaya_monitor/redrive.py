@@ -23,9 +23,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from indexer.store import SearchStore
+from sednaya_monitor.settings import Settings
 from stream.bus import Bus, BusAdmin, Record
 from stream.errors import SednayaError
-from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 

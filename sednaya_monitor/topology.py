@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 from indexer.store import SearchStore
 from sednaya_monitor import wiring
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.store_guard import StoreGuard
 from stream.bus import Bus
 from stream.metrics import Metrics
-from stream.settings import Settings
 from stream.worker import Handler
 
 if TYPE_CHECKING:
@@ -111,9 +111,7 @@ class StageSpec:
 
 
 def _assign_with_embedding(parts: StageParts) -> Handler:
-    from stream.assign_stage import AssignStage
-
-    return AssignStage(
+    return wiring.make_assign_stage(
         parts.settings,
         parts.metrics,
         embedder=parts.embedder,
@@ -131,7 +129,6 @@ def _embedding(parts: StageParts) -> Handler:
 def _shared_state_assign(parts: StageParts) -> Handler:
     """The story assigner of the stage processes: on a Kafka bus its state is mirrored to the changelog
     topic (``stream.cluster_changelog``: no shared disk); on the embedded bus replicas share the file."""
-    from stream.assign_stage import AssignStage
     from stream.cluster_stage import SharedStateClusterStage
     from stream.story_state import STATE_FILE
 
@@ -143,11 +140,11 @@ def _shared_state_assign(parts: StageParts) -> Handler:
 
         state = wiring.make_cluster_state(settings)
         return ChangelogClusterStage(
-            AssignStage(settings, parts.metrics, embedder=embedder, bus=parts.bus, state=state),
+            wiring.make_assign_stage(settings, parts.metrics, embedder=embedder, bus=parts.bus, state=state),
             standby_catch_up_s=STANDBY_CATCH_UP_S,
         )
     return SharedStateClusterStage(
-        lambda: AssignStage(
+        lambda: wiring.make_assign_stage(
             settings, parts.metrics, embedder=embedder, state=wiring.make_story_state(settings), bus=parts.bus
         ),
         settings.data_dir / STATE_FILE,
@@ -167,9 +164,7 @@ def _index_stories(parts: StageParts) -> Handler:
 
 
 def _alert(parts: StageParts) -> Handler:
-    from indexer.alerting.alert_stage import AlertStage
-
-    return AlertStage(parts.settings, parts.store, parts.metrics, bus=parts.bus)
+    return wiring.make_alert_stage(parts.settings, parts.store, parts.metrics, bus=parts.bus)
 
 
 STAGES: tuple[StageSpec, ...] = (

@@ -7,20 +7,40 @@ plus one registration line here. Stages receive ready collaborators.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from crawlers.crawl_config import CrawlConfig
 from crawlers.raw_store import RawCopies
+from indexer.alerting.alert_stage import AlertConfig, AlertStage
+from indexer.alerting.channels import ChannelConfig
+from indexer.alerting.delivery import DeliveryConfig
+from indexer.alerting.ledger import AlertLedger
+from indexer.alerting.watchlists import SqliteWatchlistRepository, WatchlistRepository
 from indexer.store import SearchStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
+from stream.assign_stage import AssignConfig, AssignStage
 from stream.bus import Bus
+from stream.clustering import ClusterParams
 from stream.embedding import Embedder
 from stream.metrics import Metrics
-from stream.settings import Settings
 from stream.story_state import STATE_FILE, StoryState
 
 if TYPE_CHECKING:
+    from crawlers.raw_store_s3 import S3Config
+    from indexer.store_elastic import ElasticConfig
     from stream.bus_kafka import KafkaConfig
+
+Config = TypeVar("Config")
+
+
+def settings_slice(config_type: type[Config], settings: Settings, **computed: Any) -> Config:
+    """A component's config object (a dataclass whose field names are setting names, so each knob is
+    documented once, in ``Settings``) filled from ``settings``; ``computed`` gives the fields that are
+    not plain settings."""
+    names = [f.name for f in fields(config_type)]  # type: ignore[arg-type]
+    return config_type(**{n: getattr(settings, n) for n in names if n not in computed}, **computed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +133,50 @@ def make_cluster_state(settings: Settings) -> StoryState:
     )
 
 
+def cluster_params(settings: Settings) -> ClusterParams:
+    """Clustering thresholds from the settings (the languages the model reads are resolved against
+    the embedder by the stage: ``stream.assign_stage.model_languages``)."""
+    return ClusterParams(
+        threshold=settings.cluster_threshold,
+        warmup_threshold=settings.cluster_warmup_threshold,
+        anchor_weight=settings.anchor_weight,
+        cross_lingual_min_anchors=settings.cross_lingual_min_anchors,
+        follow_up_min_anchors=settings.follow_up_min_anchors,
+        novelty_override=settings.novelty_override,
+        merge_threshold=settings.merge_threshold,
+        warmup_merge_threshold=settings.merge_warmup_threshold,
+        date_gate_days=settings.date_gate_days,
+        date_bonus=settings.date_bonus,
+        related_threshold=settings.related_threshold,
+        related_warmup_threshold=settings.related_warmup_threshold,
+        related_date_bonus=settings.related_date_bonus,
+    )
+
+
+def assign_config(settings: Settings) -> AssignConfig:
+    """The story-assignment stage's config: topics, topic file, model, merge pace, thresholds."""
+    return settings_slice(AssignConfig, settings, cluster=cluster_params(settings))
+
+
+def make_assign_stage(
+    settings: Settings,
+    metrics: Metrics,
+    *,
+    embedder: Embedder,
+    state: StoryState | None = None,
+    bus: Bus | None = None,
+) -> AssignStage:
+    """The story-assignment stage on ``state`` (default: the story state in the data directory,
+    ``make_story_state``)."""
+    return AssignStage(
+        assign_config(settings),
+        metrics,
+        embedder=embedder,
+        state=state if state is not None else make_story_state(settings),
+        bus=bus,
+    )
+
+
 def make_metrics() -> PrometheusMetrics:
     """The process's metrics: the Prometheus implementation of the port ``stream.metrics.Metrics`` on a
     fresh registry (``crawlers.crawl_context`` names this function by dotted path for ``scrapy crawl``)."""
@@ -163,7 +227,7 @@ def make_store(settings: Settings) -> SearchStore:
     if settings.distributed_store:
         from indexer.store_elastic import ElasticStore
 
-        return ElasticStore(settings, names=names, vector_dims=embedder_dim(settings))
+        return ElasticStore(elastic_config(settings), names=names, vector_dims=embedder_dim(settings))
     from indexer.store_embedded import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir / "store.sqlite3", names=names)
@@ -175,7 +239,89 @@ def make_raw_store(settings: Settings) -> RawCopies:
     if settings.raw_store != "embedded":
         from crawlers.raw_store_s3 import S3RawStore
 
-        return S3RawStore(settings)
+        return S3RawStore(s3_config(settings))
     from crawlers.raw_store import RawStore
 
     return RawStore(settings.data_dir)
+
+
+def s3_config(settings: Settings) -> S3Config:
+    """The S3 raw-copy storage's config (``raw_store = "s3://..."`` and ``s3_*``)."""
+    from crawlers.raw_store_s3 import S3Config
+
+    return settings_slice(S3Config, settings)
+
+
+def crawl_config(settings: Settings) -> CrawlConfig:
+    """The crawl's config (sources, topic, politeness, search APIs, shard) from ``settings``."""
+    return settings_slice(CrawlConfig, settings)
+
+
+def standalone_crawl() -> tuple[CrawlConfig, Bus, Metrics, RawCopies]:
+    """The parts of a ``scrapy crawl NAME`` run, from the environment's settings (named by dotted path
+    in ``crawlers.crawl_context.STANDALONE_FACTORY``)."""
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return crawl_config(settings), make_bus(settings), make_metrics(), make_raw_store(settings)
+
+
+def elastic_config(settings: Settings) -> ElasticConfig:
+    """The Elasticsearch cluster's config (``store = "http(s)://..."`` and ``es_*``): the store's, and
+    the watchlists' and alert ledger's on the same cluster."""
+    from indexer.store_elastic import ElasticConfig
+
+    return settings_slice(ElasticConfig, settings)
+
+
+def make_watchlists(settings: Settings) -> WatchlistRepository:
+    """The watchlists of this deployment: in the search store when it is Elasticsearch (distributed
+    mode: every host sees the same ones), else ``<data_dir>/watchlists.sqlite3``."""
+    if settings.distributed_store:
+        from indexer.alerting.watchlists_elastic import ElasticWatchlistRepository
+
+        return ElasticWatchlistRepository(elastic_config(settings))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteWatchlistRepository.in_data_dir(settings.data_dir)
+
+
+def make_ledger(settings: Settings) -> AlertLedger:
+    """The alert ledger of this deployment: with an Elasticsearch store, the pairs alerted on and the
+    merges live in the store (``indexer.alerting.ledger_elastic``: every alert stage, on any host, from
+    any data directory, sees them); the working rows stay in ``<data_dir>/alerts.sqlite3`` in both modes."""
+    if settings.distributed_store:
+        from indexer.alerting.ledger_elastic import ElasticAlertLedger
+
+        return ElasticAlertLedger(settings.data_dir / "alerts.sqlite3", elastic_config(settings))
+    return AlertLedger.in_data_dir(settings.data_dir)
+
+
+def channel_config(settings: Settings) -> ChannelConfig:
+    """What the alert channels use: User-Agent, SMTP relay, private targets allowed."""
+    return settings_slice(ChannelConfig, settings)
+
+
+def delivery_config(settings: Settings) -> DeliveryConfig:
+    """Delivery retries and the channels' config."""
+    return settings_slice(DeliveryConfig, settings, channels=channel_config(settings))
+
+
+def alert_config(settings: Settings) -> AlertConfig:
+    """The alert stage's config: links, freshness, waiting for the index, deliveries."""
+    return settings_slice(AlertConfig, settings, delivery=delivery_config(settings))
+
+
+def make_alert_stage(
+    settings: Settings, store: SearchStore, metrics: Metrics, *, bus: Bus | None = None, **options: Any
+) -> AlertStage:
+    """The alert stage with this deployment's watchlists and ledger (closed with the stage); ``options``
+    are the stage's own (``digest_interval_s``, ``wait_interval_s``, ``deliverer``)."""
+    return AlertStage(
+        alert_config(settings),
+        store,
+        metrics,
+        repository=make_watchlists(settings),
+        ledger=make_ledger(settings),
+        owns_stores=True,
+        bus=bus,
+        **options,
+    )

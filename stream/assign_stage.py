@@ -1,6 +1,6 @@
 """The ``embed`` stage: raw articles -> embedding -> near-duplicates -> stories -> clustered articles + story events.
 
-Reads ``settings.topic_raw`` (through ``stream.worker.StageWorker``), and for each article:
+Reads ``AssignConfig.topic_raw`` (through ``stream.worker.StageWorker``), and for each article:
 
 1. a repeated article id (at-least-once re-delivery, or the same canonical URL again) gets its first
    decision back and publishes nothing new;
@@ -10,9 +10,9 @@ Reads ``settings.topic_raw`` (through ``stream.worker.StageWorker``), and for ea
    a new story (``first``, event ``created``), an active story (``follow_up``, status ``clustered``,
    event ``updated``) or a dormant story it re-tells (``follow_up``, status ``follow_up``, ``updated``).
 
-Every ``settings.merge_every`` clustered articles, active stories that converged are merged (event
-``merged``). The enriched article (with its embedding) goes to ``settings.topic_clustered`` keyed
-by article id, events to ``settings.topic_story_events`` keyed by story id. Decisions, stories and
+Every ``merge_every`` clustered articles, active stories that converged are merged (event
+``merged``). The enriched article (with its embedding) goes to ``topic_clustered`` keyed
+by article id, events to ``topic_story_events`` keyed by story id. Decisions, stories and
 the records to publish are committed together (``stream.story_state``), then published and flushed:
 a crash anywhere loses nothing and changes no decision.
 """
@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,9 +37,8 @@ from stream.embedding import Embedder
 from stream.errors import ContractError
 from stream.metrics import Metrics
 from stream.near_duplicate import duplicate_text, hashable, signature
-from stream.settings import Settings
 from stream.story import StoryEvent
-from stream.story_state import STATE_FILE, StoredDecision, StoryRecord, StoryState
+from stream.story_state import StoredDecision, StoryRecord, StoryState
 from stream.text import fold
 from stream.topic import load_topic
 
@@ -53,32 +53,28 @@ def article_time(article: Article) -> datetime:
     return article.published if article.published is not None else article.discovered_at
 
 
-def model_languages(settings: Settings, embedder: Embedder) -> frozenset[str]:
-    """``settings.model_languages``; ``auto``: ``*`` for a multilingual embedder, else English."""
-    raw = settings.model_languages.strip()
+def model_languages(setting: str, embedder: Embedder) -> frozenset[str]:
+    """The ``model_languages`` setting (comma-separated, ``*`` = all); ``auto``: ``*`` for a multilingual
+    embedder, else English."""
+    raw = setting.strip()
     if raw == "auto":
         return frozenset({"*"}) if getattr(embedder, "multilingual", False) else frozenset({"en"})
     return frozenset(x.strip() for x in raw.split(",") if x.strip())
 
 
-def cluster_params(settings: Settings, embedder: Embedder) -> ClusterParams:
-    """Clustering thresholds from the settings, for ``embedder``'s languages."""
-    return ClusterParams(
-        threshold=settings.cluster_threshold,
-        warmup_threshold=settings.cluster_warmup_threshold,
-        anchor_weight=settings.anchor_weight,
-        cross_lingual_min_anchors=settings.cross_lingual_min_anchors,
-        follow_up_min_anchors=settings.follow_up_min_anchors,
-        novelty_override=settings.novelty_override,
-        merge_threshold=settings.merge_threshold,
-        warmup_merge_threshold=settings.merge_warmup_threshold,
-        date_gate_days=settings.date_gate_days,
-        date_bonus=settings.date_bonus,
-        related_threshold=settings.related_threshold,
-        related_warmup_threshold=settings.related_warmup_threshold,
-        related_date_bonus=settings.related_date_bonus,
-        model_languages=model_languages(settings, embedder),
-    )
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AssignConfig:
+    """The assignment stage's knobs (the settings of the same names, documented beside their defaults
+    in ``Settings``), its topics and its clustering thresholds."""
+
+    topic_raw: str
+    topic_clustered: str
+    topic_story_events: str
+    topic_file: Path  # the topic's names: anchors, and the names that are never evidence
+    model_name: str  # checked against the one the story state was built with
+    model_languages: str  # "auto", "*" or comma-separated: resolved against the embedder
+    merge_every: int
+    cluster: ClusterParams  # its ``model_languages`` is replaced by the resolved ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +88,10 @@ class AssignStage:
     """``stream.worker.Handler`` named ``embed``; also usable directly through :meth:`process`.
 
     Args:
-        settings: topics, model, thresholds, data directory.
+        config: topics, model, thresholds.
         metrics: counts ``articles{stage="embed", status}`` and ``stories{kind}``.
         embedder: the model (``sednaya_monitor.wiring.make_embedder`` builds the configured one).
-        state: defaults to ``StoryState(settings.data_dir / "stories.sqlite3", ...)``.
+        state: the story state (``sednaya_monitor.wiring.make_story_state``: ``<data_dir>/stories.sqlite3``).
         bus: where :meth:`handle` publishes (required for ``handle``, not for ``process``).
     """
 
@@ -103,32 +99,23 @@ class AssignStage:
 
     def __init__(
         self,
-        settings: Settings,
+        config: AssignConfig,
         metrics: Metrics,
         *,
         embedder: Embedder,
-        state: StoryState | None = None,
+        state: StoryState,
         bus: Bus | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.metrics = metrics
         self.embedder = embedder
-        self.state = (
-            state
-            if state is not None
-            else StoryState(
-                settings.data_dir / STATE_FILE,
-                window_days=settings.cluster_window_days,
-                duplicate_threshold=settings.duplicate_threshold,
-                duplicate_window_days=settings.duplicate_window_days,
-            )
-        )
+        self.state = state
         self.bus = bus
-        topic = load_topic(settings.topic_file)
+        topic = load_topic(config.topic_file)
         self.anchors = AnchorExtractor(topic)
         # The topic's own names are in every article: never evidence that two are about one event.
         self.topic_names = frozenset("name:" + fold(word) for name in topic.names for word in name.split())
-        self.params = cluster_params(settings, embedder)
+        self.params = replace(config.cluster, model_languages=model_languages(config.model_languages, embedder))
         self._model_checked = False
 
     # --- Handler -----------------------------------------------------------------------------------
@@ -144,7 +131,7 @@ class AssignStage:
             try:
                 article = Article.from_json(record.value)
             except ContractError as exc:
-                outcomes.append(ContractError(f"{self.settings.topic_raw} offset {record.offset}: {exc}"))
+                outcomes.append(ContractError(f"{self.config.topic_raw} offset {record.offset}: {exc}"))
                 continue
             if article.id != record.key:
                 outcomes.append(ContractError(f"article {article.id}: record key {record.key!r} is not the article id"))
@@ -199,7 +186,7 @@ class AssignStage:
     ) -> tuple[list[Article], list[StoryEvent], list[str]]:
         vectors = self._embed([p.article for p in pending])
         if not self._model_checked and vectors.shape[0]:
-            self.state.check_model(self.settings.model_name, int(vectors.shape[1]))
+            self.state.check_model(self.config.model_name, int(vectors.shape[1]))
             self._model_checked = True
         out: list[Article] = []
         events: list[StoryEvent] = []
@@ -224,7 +211,7 @@ class AssignStage:
                     self._queue_event(event)
             if decision.role != "duplicate":
                 self.state.since_merge += 1
-                if self.state.since_merge >= self.settings.merge_every:
+                if self.state.since_merge >= self.config.merge_every:
                     self.state.since_merge = 0
                     merged = self._merge_pass(article, item.entered_at)
                     events.extend(merged)
@@ -429,14 +416,14 @@ class AssignStage:
         out_headers = {k: headers[k] for k in (H_SCHEMA, H_ENTERED_AT) if k in headers}
         out_headers.setdefault(H_SCHEMA, str(article.schema))
         self.state.outbox_add(
-            self.settings.topic_clustered, article.id, article.to_bytes(with_embedding=True), out_headers
+            self.config.topic_clustered, article.id, article.to_bytes(with_embedding=True), out_headers
         )
 
     def _queue_event(self, event: StoryEvent) -> None:
         headers = {H_SCHEMA: str(event.schema)}
         if event.entered_at is not None:
             headers[H_ENTERED_AT] = event.entered_at.isoformat().replace("+00:00", "Z")
-        self.state.outbox_add(self.settings.topic_story_events, event.story.id, event.to_bytes(), headers)
+        self.state.outbox_add(self.config.topic_story_events, event.story.id, event.to_bytes(), headers)
 
 
 def _entered(headers: Mapping[str, str]) -> datetime | None:

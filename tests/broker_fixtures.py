@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
+from sednaya_monitor.settings import Settings, load_settings
 from stream.bus import Bus
-from stream.settings import Settings, load_settings
 from tests.ports import free_port
 
 READY_TIMEOUT_S = 30.0  # a broker not answering an admin call by then is broken: fail with its log

@@ -21,8 +21,8 @@ from types import FrameType
 
 from sednaya_monitor import wiring
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import load_settings
 from stream.bus import Record
-from stream.settings import load_settings
 from stream.worker import StageWorker
 
 SCHEMA = """

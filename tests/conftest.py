@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.settings import ENV_PREFIX, Settings, load_settings
+from sednaya_monitor.settings import ENV_PREFIX, Settings, load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

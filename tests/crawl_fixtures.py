@@ -1,5 +1,6 @@
-"""Fixtures of the crawl tests: the fixture news web (``tests/sites``) on loopback, with dynamic GDELT and
-Google News stand-ins, and a helper that runs ``sednaya-monitor crawl --json`` in a fresh process.
+"""Fixtures of the crawl tests: the fixture news web (the demo web with ``tests/sites`` over it) on
+loopback, with dynamic GDELT and Google News stand-ins, and a helper that runs
+``sednaya-monitor crawl --json`` in a fresh process.
 
 Each crawl runs in its own subprocess because Twisted's reactor cannot restart within one process
 (``crawlers/run.py``); the test process keeps the web server and reads the embedded bus afterwards.
@@ -21,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from crawlers.site_server import Answer, SiteServer
+from crawlers.site_server import DEMO_SITES, Answer, SiteServer
 
-SITES = Path(__file__).resolve().parent / "sites"
+SITES = Path(__file__).resolve().parent / "sites"  # the test web's own sites, broken pages and feeds
 SITES_NEXT = Path(__file__).resolve().parent / "sites_next"
 CRAWL_TIMEOUT_S = 60  # one crawl of the fixture web takes ~10 s; a hang fails instead of blocking the suite
 TEST_SETTINGS = {
@@ -39,7 +40,7 @@ TEST_SETTINGS = {
 @dataclass
 class FixtureWeb:
     server: SiteServer
-    root: Path  # the served copy of tests/sites (tests may change it)
+    root: Path  # the served copy of the test web (tests may change it)
     registry: Path  # tests/sites/sources.toml with the served URLs
 
     def url(self, site: str, path: str = "/") -> str:
@@ -153,6 +154,14 @@ def _gnews(web: dict[str, SiteServer]) -> Any:
     return handle
 
 
+def copy_test_web(root: Path) -> Path:
+    """Write the test web at ``root``: the demo web's sites (the shipped package data), then the test
+    web's own (``tests/sites``: more sites, broken and edge-case pages, feeds that list them) over them."""
+    shutil.copytree(DEMO_SITES, root)
+    shutil.copytree(SITES, root, dirs_exist_ok=True)
+    return root
+
+
 def render_registry(template: Path, server: SiteServer, out: Path) -> Path:
     text = template.read_text(encoding="utf-8")
     for site in server.sites:
@@ -163,9 +172,8 @@ def render_registry(template: Path, server: SiteServer, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def fixture_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FixtureWeb]:
-    """The fixture news web, served from a private copy of tests/sites, for one test module."""
-    root = tmp_path_factory.mktemp("web") / "sites"
-    shutil.copytree(SITES, root)
+    """The fixture news web, served from a private copy of the test web, for one test module."""
+    root = copy_test_web(tmp_path_factory.mktemp("web") / "sites")
     holder: dict[str, SiteServer] = {}
     server = SiteServer(
         root, dynamic={"gdelt": _gdelt(holder), "gnews": _gnews(holder)}, slow_s=3.0, huge_bytes=2_000_000

@@ -32,10 +32,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sednaya_monitor.pipeline import publish_article
-from sednaya_monitor.wiring import kafka_config
+from sednaya_monitor.settings import Settings, load_settings
+from sednaya_monitor.wiring import elastic_config, kafka_config
 from stream.article import Article
 from stream.ingest import IngestError, read_jsonl
-from stream.settings import Settings, load_settings
 from tests.broker_fixtures import Broker, make_tansu
 from tests.ports import free_port
 
@@ -303,7 +303,7 @@ class Deployment:
         if self._store is None:
             from indexer.store_elastic import ElasticStore
 
-            self._store = ElasticStore(self.settings, refresh=True)
+            self._store = ElasticStore(elastic_config(self.settings), refresh=True)
         return self._store
 
     def publish(self, articles: Iterable[Article]) -> list[str]:

@@ -29,9 +29,10 @@ import pytest
 
 from indexer.store import SearchStore
 from indexer.store_embedded import EmbeddedStore
+from sednaya_monitor.settings import Settings, load_settings
+from sednaya_monitor.wiring import elastic_config
 from stream.article import Article
 from stream.canonical_url import id_for_url
-from stream.settings import Settings, load_settings
 from stream.text import content_hash
 from tests.ports import free_port
 
@@ -163,7 +164,7 @@ def elastic_settings(url: str, tmp_path: Path) -> Settings:
 def elastic_store(noida_server: NoidaServer, tmp_path: Path) -> Iterator[SearchStore]:
     from indexer.store_elastic import ElasticStore
 
-    store = ElasticStore(elastic_settings(noida_server.url, tmp_path), refresh=True)
+    store = ElasticStore(elastic_config(elastic_settings(noida_server.url, tmp_path)), refresh=True)
     store.ensure_ready()
     yield store
     store.wipe()

@@ -19,8 +19,9 @@ from indexer.alerting.alerts import Alert, build_alert, group_digest
 from indexer.alerting.delivery import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, Deliverer, check_targets, sign, verify
 from indexer.alerting.watchlists import Watchlist
 from indexer.errors import DeliveryError, WatchlistError
+from sednaya_monitor.settings import Settings, load_settings
+from sednaya_monitor.wiring import channel_config, delivery_config
 from stream.errors import SettingsError
-from stream.settings import Settings, load_settings
 from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, make_event
 from tests.ports import free_port
 from tests.store_fixtures import make_article
@@ -44,7 +45,7 @@ def _alert(title: str = "Sednaya families search the cells", story_id: str = "st
 def _mail(settings: Settings, to: str) -> int:
     """Send an instant alert by e-mail to ``to`` through the real channel; returns the attempts."""
     wl = Watchlist(name="w", query="Sednaya", emails=(to,))
-    return Deliverer(settings).send_alert(wl, _alert(), alert_id="w/story-1", target=f"email:{to}")
+    return Deliverer(delivery_config(settings)).send_alert(wl, _alert(), alert_id="w/story-1", target=f"email:{to}")
 
 
 def _fast(settings_factory: SettingsFactory, **kw: Any) -> Settings:
@@ -56,7 +57,9 @@ def test_webhook_500_twice_then_200_is_delivered_exactly_once(
     webhook: WebhookReceiver, settings_factory: SettingsFactory
 ) -> None:
     retries: list[int] = []
-    deliverer = Deliverer(_fast(settings_factory), on_retry=lambda channel, attempt, exc: retries.append(attempt))
+    deliverer = Deliverer(
+        delivery_config(_fast(settings_factory)), on_retry=lambda channel, attempt, exc: retries.append(attempt)
+    )
     wl = Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,), secret="top-secret")
     webhook.fail_next(2, 500)
     attempts = deliverer.send_alert(wl, _alert(), alert_id="w/story-1", target=f"webhook:{webhook.url}")
@@ -76,7 +79,7 @@ def test_webhook_500_twice_then_200_is_delivered_exactly_once(
 def test_webhook_without_secret_is_unsigned_and_slack_format(
     webhook: WebhookReceiver, settings_factory: SettingsFactory
 ) -> None:
-    deliverer = Deliverer(_fast(settings_factory))
+    deliverer = Deliverer(delivery_config(_fast(settings_factory)))
     wl = Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,), slack=True)
     (target,) = wl.targets
     assert target == f"slack:{webhook.url}"  # the Slack channel of the registry
@@ -90,7 +93,7 @@ def test_webhook_without_secret_is_unsigned_and_slack_format(
 def test_webhook_4xx_fails_at_once_naming_the_target(
     webhook: WebhookReceiver, settings_factory: SettingsFactory
 ) -> None:
-    deliverer = Deliverer(_fast(settings_factory))
+    deliverer = Deliverer(delivery_config(_fast(settings_factory)))
     wl = Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,))
     webhook.fail_next(5, 404)
     with pytest.raises(DeliveryError) as info:
@@ -104,7 +107,7 @@ def test_webhook_4xx_fails_at_once_naming_the_target(
 def test_webhook_that_never_recovers_fails_after_configured_attempts(
     webhook: WebhookReceiver, settings_factory: SettingsFactory
 ) -> None:
-    deliverer = Deliverer(_fast(settings_factory, webhook_attempts=3))
+    deliverer = Deliverer(delivery_config(_fast(settings_factory, webhook_attempts=3)))
     wl = Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,))
     webhook.fail_next(10, 503)
     with pytest.raises(DeliveryError, match=r"HTTP 503 .*\(after 3 attempt\(s\)\)") as info:
@@ -116,7 +119,7 @@ def test_webhook_that_never_recovers_fails_after_configured_attempts(
 @pytest.mark.timeout(60)
 def test_webhook_connection_refused_is_transient(settings_factory: SettingsFactory) -> None:
     url = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
-    deliverer = Deliverer(_fast(settings_factory, webhook_attempts=2))
+    deliverer = Deliverer(delivery_config(_fast(settings_factory, webhook_attempts=2)))
     wl = Watchlist(name="w", query="Sednaya", webhooks=(url,))
     with pytest.raises(DeliveryError, match=f"webhook {url}: URLError") as info:
         deliverer.send_alert(wl, _alert(), alert_id="w/s", target=f"webhook:{url}")
@@ -126,7 +129,7 @@ def test_webhook_connection_refused_is_transient(settings_factory: SettingsFacto
 @pytest.mark.timeout(60)
 def test_instant_email_has_plain_and_html_parts(smtp_server: SmtpServer, settings_factory: SettingsFactory) -> None:
     settings = settings_factory(smtp_port=smtp_server.port, smtp_from="monitor@test.example")
-    deliverer = Deliverer(settings)
+    deliverer = Deliverer(delivery_config(settings))
     wl = Watchlist(name="w", query="Sednaya", emails=("analyst@test.example",))
     alert = _alert(title="Sednaya <script>alert(1)</script> files")
     deliverer.send_alert(wl, alert, alert_id="w/story-1", target="email:analyst@test.example")
@@ -149,7 +152,7 @@ def test_digest_email_groups_stories_with_source_counts(
     smtp_server: SmtpServer, settings_factory: SettingsFactory
 ) -> None:
     settings = settings_factory(smtp_port=smtp_server.port)
-    deliverer = Deliverer(settings)
+    deliverer = Deliverer(delivery_config(settings))
     wl = Watchlist(name="w", query="Sednaya", emails=("analyst@test.example",), mode="digest")
     entries = [
         _alert(title="Sednaya opened", story_id="s1", source="wire"),
@@ -193,7 +196,7 @@ def test_email_refused_by_a_server_requiring_tls_when_starttls_is_off(
 def test_signature_carries_a_timestamp_and_a_replay_after_the_tolerance_is_refused(
     webhook: WebhookReceiver, settings_factory: SettingsFactory
 ) -> None:
-    deliverer = Deliverer(_fast(settings_factory))
+    deliverer = Deliverer(delivery_config(_fast(settings_factory)))
     wl = Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,), secret="top-secret")
     before = int(time.time())
     deliverer.send_alert(wl, _alert(), alert_id="w/story-1", target=f"webhook:{webhook.url}")
@@ -225,7 +228,7 @@ def test_the_documented_receiver_snippet_verifies_a_delivery(
     namespace: dict[str, Any] = {}
     exec(compile(snippet.group(1), "docs/alerts.md", "exec"), namespace)  # our own documentation
     check = namespace["verify_sednaya_signature"]
-    Deliverer(_fast(settings_factory)).send_alert(
+    Deliverer(delivery_config(_fast(settings_factory))).send_alert(
         Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,), secret="s3"),
         _alert(),
         alert_id="w/story-1",
@@ -312,10 +315,10 @@ def test_private_and_metadata_webhook_targets_are_refused_at_save_and_at_deliver
     assert not strict.alert_allow_private_targets  # the default
     wl = Watchlist(name="w", query="Sednaya", webhooks=(url,))
     with pytest.raises(WatchlistError, match="alert_allow_private_targets") as info:
-        check_targets(wl, strict)
+        check_targets(wl, channel_config(strict))
     assert url in str(info.value) and "watchlist 'w'" in str(info.value)
     with pytest.raises(DeliveryError, match="alert_allow_private_targets") as refused:
-        Deliverer(strict).send_alert(wl, _alert(), alert_id="w/s", target=f"webhook:{url}")
+        Deliverer(delivery_config(strict)).send_alert(wl, _alert(), alert_id="w/s", target=f"webhook:{url}")
     assert not refused.value.transient and refused.value.attempts == 1
 
 
@@ -328,14 +331,16 @@ def test_loopback_receiver_refused_by_default_allowed_by_setting_or_allowlist(
     wl = Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,))
     target = f"webhook:{webhook.url}"
     with pytest.raises(DeliveryError, match=r"127\.0\.0\.1 is a loopback address"):
-        Deliverer(settings()).send_alert(wl, _alert(), alert_id="w/s", target=target)
+        Deliverer(delivery_config(settings())).send_alert(wl, _alert(), alert_id="w/s", target=target)
     assert webhook.requests == []  # nothing was sent
-    Deliverer(settings(alert_target_allowlist="10.0.0.0/8, 127.0.0.1/32")).send_alert(
+    Deliverer(delivery_config(settings(alert_target_allowlist="10.0.0.0/8, 127.0.0.1/32"))).send_alert(
         wl, _alert(), alert_id="w/s", target=target
     )
-    Deliverer(settings(alert_allow_private_targets=True)).send_alert(wl, _alert(), alert_id="w/s", target=target)
+    Deliverer(delivery_config(settings(alert_allow_private_targets=True))).send_alert(
+        wl, _alert(), alert_id="w/s", target=target
+    )
     assert len(webhook.delivered) == 2
-    check_targets(Watchlist(name="p", query="x", webhooks=("https://hooks.example.org/x",)), settings())
+    check_targets(Watchlist(name="p", query="x", webhooks=("https://hooks.example.org/x",)), channel_config(settings()))
 
 
 def test_a_host_name_is_resolved_at_delivery(webhook: WebhookReceiver, data_dir: Path) -> None:
@@ -352,9 +357,9 @@ def test_a_host_name_is_resolved_at_delivery(webhook: WebhookReceiver, data_dir:
     port = webhook.url.rsplit(":", 1)[1]
     url = f"http://{host}:{port}"
     wl = Watchlist(name="w", query="Sednaya", webhooks=(url,))
-    check_targets(wl, strict)  # at save: a name, not resolved
+    check_targets(wl, channel_config(strict))  # at save: a name, not resolved
     with pytest.raises(DeliveryError, match=f"{re.escape(host)} resolves to"):
-        Deliverer(strict).send_alert(wl, _alert(), alert_id="w/s", target=f"webhook:{url}")
+        Deliverer(delivery_config(strict)).send_alert(wl, _alert(), alert_id="w/s", target=f"webhook:{url}")
     assert webhook.requests == []
 
 
@@ -386,8 +391,8 @@ def test_a_resolved_and_allowlisted_name_is_delivered_pinned(webhook: WebhookRec
     url = f"http://{host}:{port}/hook"
     settings = load_settings(environ={}, overrides={"data_dir": data_dir, "alert_target_allowlist": "127.0.0.0/8"})
     wl = Watchlist(name="w", query="Sednaya", webhooks=(url,))
-    check_targets(wl, settings)
-    Deliverer(settings).send_alert(wl, _alert(), alert_id="w/s", target=f"webhook:{url}")
+    check_targets(wl, channel_config(settings))
+    Deliverer(delivery_config(settings)).send_alert(wl, _alert(), alert_id="w/s", target=f"webhook:{url}")
     (request,) = webhook.delivered
     assert request.headers["Host"] == f"{host}:{port}"
 
@@ -397,5 +402,7 @@ def test_a_redirect_is_not_followed(webhook: WebhookReceiver, settings_factory: 
     wl = Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,))
     webhook.fail_next(1, 302)
     with pytest.raises(DeliveryError, match=r"HTTP 302 .*not followed") as info:
-        Deliverer(_fast(settings_factory)).send_alert(wl, _alert(), alert_id="w/s", target=f"webhook:{webhook.url}")
+        Deliverer(delivery_config(_fast(settings_factory))).send_alert(
+            wl, _alert(), alert_id="w/s", target=f"webhook:{webhook.url}"
+        )
     assert not info.value.transient and len(webhook.requests) == 1

@@ -17,6 +17,7 @@ import pytest
 
 from indexer.alerting.watchlists import Watchlist
 from indexer.alerting.watchlists_elastic import ElasticWatchlistRepository
+from sednaya_monitor.wiring import elastic_config
 from stream.article import Article
 from tests import story_corpus as corpus
 from tests.alert_fixtures import WebhookReceiver, serve_webhook
@@ -50,7 +51,7 @@ def deployment(dist_elastic: ElasticServer, tmp_path: Path) -> Iterator[Deployme
 def test_index_stage_down_for_a_minute_every_alert_arrives_once(
     deployment: Deployment, receiver: WebhookReceiver
 ) -> None:
-    repo = ElasticWatchlistRepository(deployment.settings)
+    repo = ElasticWatchlistRepository(elastic_config(deployment.settings))
     repo.add(Watchlist(name="sednaya", query="Sednaya OR صيدنايا", webhooks=(receiver.url,), secret="k"))
     repo.close()
     embed = deployment.stage("embed")

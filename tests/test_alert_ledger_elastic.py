@@ -13,13 +13,14 @@ from prometheus_client import CollectorRegistry
 
 from indexer.alerting.alert_stage import AlertStage
 from indexer.alerting.alerts import Alert, build_alert
-from indexer.alerting.ledger import AlertLedger, open_ledger
+from indexer.alerting.ledger import AlertLedger
 from indexer.alerting.ledger_elastic import ElasticAlertLedger, claim_id
 from indexer.alerting.watchlists import Watchlist
 from indexer.store_elastic import ElasticStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
+from sednaya_monitor.wiring import elastic_config, make_alert_stage, make_ledger
 from stream.bus import Record
-from stream.settings import Settings
 from tests.alert_fixtures import WebhookReceiver, make_event
 from tests.store_fixtures import NoidaServer, elastic_settings, make_article
 
@@ -34,7 +35,7 @@ def dist_settings(noida_server: NoidaServer, tmp_path: Path) -> Settings:
 
 def _ledger(settings: Settings, tmp_path: Path, name: str) -> ElasticAlertLedger:
     """A ledger on its own, empty data directory (another host, or a process whose disk was lost)."""
-    ledger = open_ledger(settings.replace(data_dir=tmp_path / name))
+    ledger = make_ledger(settings.replace(data_dir=tmp_path / name))
     assert isinstance(ledger, ElasticAlertLedger)
     return ledger
 
@@ -119,7 +120,7 @@ def test_the_server_refuses_a_second_create(dist_settings: Settings, tmp_path: P
 
 @pytest.fixture
 def store(dist_settings: Settings) -> Iterator[ElasticStore]:
-    store = ElasticStore(dist_settings, refresh=True)
+    store = ElasticStore(elastic_config(dist_settings), refresh=True)
     store.ensure_ready()
     yield store
     store.wipe()
@@ -143,7 +144,7 @@ def test_alert_stage_restarted_from_an_empty_directory_fires_nothing_twice(
 
     def stage(name: str) -> AlertStage:
         settings = dist_settings.replace(data_dir=tmp_path / name)
-        return AlertStage(
+        return make_alert_stage(
             settings, store, PrometheusMetrics(CollectorRegistry()), digest_interval_s=None, wait_interval_s=None
         )
 

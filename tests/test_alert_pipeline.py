@@ -11,9 +11,9 @@ import pytest
 from indexer.alerting.alert_stage import AlertStage
 from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor.pipeline import Pipeline
+from sednaya_monitor.settings import Settings
 from stream.article import Article
 from stream.embedding import SentenceTransformerEmbedder
-from stream.settings import Settings
 from tests import story_corpus as corpus
 from tests.alert_fixtures import WebhookReceiver
 

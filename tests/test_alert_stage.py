@@ -27,10 +27,11 @@ from indexer.alerting.ledger import AlertLedger
 from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
+from sednaya_monitor.wiring import alert_config, make_alert_stage
 from stream.article import Article
 from stream.bus import Record
 from stream.bus_embedded import EmbeddedBus
-from stream.settings import Settings
 from stream.story import StoryEvent
 from stream.worker import StageWorker
 from tests.alert_fixtures import SmtpServer, WebhookReceiver, allow_loopback, make_event
@@ -64,7 +65,7 @@ def metrics() -> PrometheusMetrics:
 
 
 def _stage(settings: Settings, store: EmbeddedStore, metrics: PrometheusMetrics) -> AlertStage:
-    return AlertStage(settings, store, metrics)
+    return make_alert_stage(settings, store, metrics)
 
 
 def _records(events: list[StoryEvent]) -> list[Record]:
@@ -268,19 +269,19 @@ _CHILD = """
 import sys
 from pathlib import Path
 from prometheus_client import CollectorRegistry
-from indexer.alerting.alert_stage import AlertStage
 from indexer.store_embedded import EmbeddedStore
 from stream.bus import Record
 from stream.bus_embedded import EmbeddedBus
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
-from stream.settings import load_settings
+from sednaya_monitor.wiring import make_alert_stage
+from sednaya_monitor.settings import load_settings
 
 data_dir, event_file = Path(sys.argv[1]), Path(sys.argv[2])
 settings = load_settings(
     environ={}, overrides={"data_dir": data_dir, "webhook_attempts": 1, "alert_allow_private_targets": True}
 )
 store = EmbeddedStore(data_dir / "store.sqlite3")
-stage = AlertStage(settings, store, PrometheusMetrics(CollectorRegistry()))
+stage = make_alert_stage(settings, store, PrometheusMetrics(CollectorRegistry()))
 stage.handle([Record(topic="stories.events.v1", key="k", value=event_file.read_bytes())])
 print("handled", flush=True)
 stage.wait_idle()
@@ -317,7 +318,7 @@ def test_restart_between_ledger_write_and_delivery_sends_once(
     # restart: the new stage resumes the pending delivery, then the uncommitted event comes again
     settings = settings_factory()
     metrics = PrometheusMetrics(CollectorRegistry())
-    stage = AlertStage(settings, store, metrics, repository=repo, ledger=ledger)
+    stage = AlertStage(alert_config(settings), store, metrics, repository=repo, ledger=ledger)
     assert stage.handle(_records([event])) == [None]
     assert stage.wait_idle(30)
     (delivered,) = webhook.wait_for(1)
@@ -684,7 +685,7 @@ def test_the_stage_sends_due_digests_on_its_own(
 ) -> None:
     article = _sednaya_article(0, story_id="s1")
     _stored(store, article)
-    stage = AlertStage(settings_factory(), store, metrics, digest_interval_s=0.1)
+    stage = make_alert_stage(settings_factory(), store, metrics, digest_interval_s=0.1)
     two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
     stage.repository.add(
         Watchlist(

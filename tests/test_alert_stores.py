@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from indexer.alerting.alert_stage import AlertStage
 from indexer.alerting.watchlists import Watchlist
 from indexer.store import SearchStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
+from sednaya_monitor.wiring import make_alert_stage
 from stream.bus import Record
-from stream.settings import Settings
 from stream.story import StoryEvent
 from tests.alert_fixtures import WebhookReceiver, allow_loopback, make_event
 from tests.store_fixtures import make_article
@@ -59,7 +59,7 @@ def test_same_alerts_on_both_stores(
     )
     store = contract_store
     assert store.write_articles([en, ar, monastery]) == []
-    stage = AlertStage(allow_loopback(settings_factory)(), store, PrometheusMetrics(CollectorRegistry()))
+    stage = make_alert_stage(allow_loopback(settings_factory)(), store, PrometheusMetrics(CollectorRegistry()))
     for wl in (
         Watchlist(name="prison", query='"military prison" OR سجن', webhooks=(webhook.url,)),
         Watchlist(name="not-monastery", query="Sednaya NOT monastery", webhooks=(webhook.url,)),
@@ -108,7 +108,7 @@ def test_whole_story_matching_is_the_same_on_both_stores(
     )
     store = contract_store
     assert store.write_articles([ar, en]) == []
-    stage = AlertStage(allow_loopback(settings_factory)(), store, PrometheusMetrics(CollectorRegistry()))
+    stage = make_alert_stage(allow_loopback(settings_factory)(), store, PrometheusMetrics(CollectorRegistry()))
     stage.repository.add(Watchlist(name="english", query="Sednaya prison", lang="en", webhooks=(webhook.url,)))
     events = [
         make_event("created", ar, story_id="s-multi"),

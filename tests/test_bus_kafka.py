@@ -8,11 +8,11 @@ from collections.abc import Sequence
 import pytest
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import kafka_config
 from stream.bus import Record
 from stream.bus_kafka import KafkaBus, KafkaGroupConsumer
 from stream.errors import BusError
-from stream.settings import Settings
 from stream.worker import StageWorker
 from tests.broker_fixtures import Broker, describe_group, kafka_test_overrides, unique_name
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from sednaya_monitor.settings import Settings
 from stream.errors import BusError
-from stream.settings import Settings
 from tests.broker_fixtures import Broker, BusEnv, describe_group, unique_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

@@ -19,6 +19,8 @@ from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
+from sednaya_monitor.wiring import make_assign_stage
 from stream.anchors import AnchorExtractor, event_kinds, parse_figure
 from stream.article import Article
 from stream.assign_stage import AssignStage
@@ -34,7 +36,6 @@ from stream.clustering import (
     should_merge,
 )
 from stream.embedding import SentenceTransformerEmbedder
-from stream.settings import Settings
 from stream.story import StoryEvent
 from stream.story_state import STATE_FILE, StoryState
 from stream.topic import load_topic
@@ -249,7 +250,7 @@ def make_stage(settings: Settings, embedder: SentenceTransformerEmbedder) -> Ite
     made: list[AssignStage] = []
 
     def make(**kwargs: object) -> AssignStage:
-        stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder, **kwargs)  # type: ignore[arg-type]
+        stage = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder, **kwargs)  # type: ignore[arg-type]
         made.append(stage)
         return stage
 
@@ -314,7 +315,7 @@ def test_an_english_only_sentence_transformers_model_links_languages_through_anc
     when the anchors cannot reach the minimum."""
     batch = [corpus.turk_visit_en(), corpus.turk_visit_ar(), corpus.unrelated_arabic()]
     for min_anchors, linked in ((2.0, True), (1000.0, False)):
-        stage = AssignStage(
+        stage = make_assign_stage(
             settings_factory(
                 model_name="all-MiniLM-L6-v2",
                 cluster_threshold=0.7,
@@ -335,10 +336,10 @@ def test_an_english_only_sentence_transformers_model_links_languages_through_anc
 
 
 def test_a_restart_continues_the_same_stories(settings: Settings, embedder: SentenceTransformerEmbedder) -> None:
-    first_run = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
+    first_run = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     (original,), _ = first_run.process([corpus.crematorium_original()])
     first_run.close()
-    second_run = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
+    second_run = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         copies, events = second_run.process([*corpus.crematorium_copies()[:2], corpus.anniversary_piece()])
         assert all(c.story_id == original.story_id for c in copies)
@@ -381,7 +382,7 @@ def test_a_failed_batch_is_rolled_back_and_redone_the_same(
                 raise RuntimeError("model worker crashed")
             return embedder.embed(texts)
 
-    stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=FailingOnce())
+    stage = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=FailingOnce())
     try:
         stage.process([corpus.crematorium_original()])
         with pytest.raises(RuntimeError, match="crashed"):
@@ -406,7 +407,7 @@ def test_converging_stories_are_merged_with_a_merged_event(
         merge_warmup_threshold=0.6,
         merge_every=1000,
     )
-    stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
+    stage = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         out, _ = stage.process(
             [
@@ -433,7 +434,7 @@ def test_the_stage_on_the_bus_publishes_articles_and_events_and_dead_letters_bad
     bus = EmbeddedBus(settings.data_dir / "bus.sqlite3")
     bus.ensure_topics(settings.topics)
     metrics = PrometheusMetrics(CollectorRegistry())
-    stage = AssignStage(settings, metrics, embedder=embedder, bus=bus)
+    stage = make_assign_stage(settings, metrics, embedder=embedder, bus=bus)
     try:
         entered = "2026-01-01T00:00:00Z"
         articles = [corpus.crematorium_original(), corpus.crematorium_copies()[0], corpus.unrelated_regatta()]
@@ -522,7 +523,7 @@ def test_a_new_story_close_to_an_undated_article_of_another_names_it_across_rest
     settings = settings_factory(
         cluster_threshold=0.9, cluster_warmup_threshold=0.99, related_threshold=0.3, date_bonus=0.0
     )
-    stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
+    stage = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     fillers = [article(i, (1.0, direction()), dated=True) for i in range(25)]  # the centre becomes known
     event_a = direction()
     first = article(100, (1.0, event_a))
@@ -534,7 +535,7 @@ def test_a_new_story_close_to_an_undated_article_of_another_names_it_across_rest
     assert created[facet.id].extra == {"related_story": out[-3].story_id}
     assert created[other.id].extra == {}
     stage.close()
-    stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)  # a restart
+    stage = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)  # a restart
     try:
         late = article(103, (0.6, event_a), (0.8, direction()))
         _, (event,) = stage.process([late])
@@ -561,7 +562,7 @@ def test_records_committed_but_not_flushed_are_published_by_the_next_batch(
 ) -> None:
     bus = FlakyBus(settings.data_dir / "bus.sqlite3")
     bus.ensure_topics(settings.topics)
-    stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder, bus=bus)
+    stage = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder, bus=bus)
     try:
         original = corpus.crematorium_original()
         record = Record(topic=settings.topic_raw, key=original.id, value=original.to_bytes(), offset=0)
@@ -584,14 +585,11 @@ def test_records_committed_but_not_flushed_are_published_by_the_next_batch(
 def test_thresholds_and_model_languages_come_from_the_settings(
     settings_factory: Callable[..., Settings], embedder: SentenceTransformerEmbedder
 ) -> None:
-    stage = AssignStage(
-        settings_factory(model_languages="en, de", cluster_threshold=0.66, cross_lingual_min_anchors=3.0),
-        PrometheusMetrics(CollectorRegistry()),
-        embedder=embedder,
-    )
+    settings = settings_factory(model_languages="en, de", cluster_threshold=0.66, cross_lingual_min_anchors=3.0)
+    stage = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         assert stage.params.model_languages == {"en", "de"}
         assert (stage.params.threshold, stage.params.cross_lingual_min_anchors) == (0.66, 3.0)
-        assert (stage.state.path.name, stage.state.path.parent) == (STATE_FILE, stage.settings.data_dir)
+        assert (stage.state.path.name, stage.state.path.parent) == (STATE_FILE, settings.data_dir)
     finally:
         stage.close()

@@ -4,9 +4,10 @@ original that arrived out of publication order (the 2017 briefing after a 2024 a
 from pathlib import Path
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import load_settings
+from sednaya_monitor.wiring import make_assign_stage
 from stream.assign_stage import AssignStage
 from stream.embedding import Embedder
-from stream.settings import load_settings
 from tests.distributed_fixtures import fixture_articles
 
 
@@ -14,7 +15,7 @@ def test_restart_keeps_out_of_order_originals_for_near_duplicates(tmp_path: Path
     articles = fixture_articles()
 
     def stage(data_dir: Path) -> AssignStage:
-        return AssignStage(
+        return make_assign_stage(
             load_settings(environ={}, overrides={"data_dir": data_dir}), PrometheusMetrics(), embedder=embedder
         )
 

@@ -1,4 +1,5 @@
-"""The spiders against the fixture news web (tests/sites) on loopback, through ``sednaya-monitor crawl``.
+"""The spiders against the fixture news web (the demo web with tests/sites over it) on loopback,
+through ``sednaya-monitor crawl``.
 
 Run 1 crawls everything (feeds, sitemaps, GDELT and Google News stand-ins); the assertions read the
 embedded bus, the crawl summary and the server's request log. Run 2 (same data directory, one new
@@ -19,15 +20,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from crawlers.seen import SeenStore
+from sednaya_monitor.settings import Settings
 from stream.article import Article, parse_time
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
 from stream.canonical_url import id_for_url
-from stream.settings import Settings
 from tests.crawl_fixtures import TEST_SETTINGS, FixtureWeb, crawl_json, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -371,10 +373,10 @@ def by_url_of(stdout: str) -> dict[str, Any]:
 
 
 def test_the_shipped_demo_web_crawls(tmp_path: Path) -> None:
-    from crawlers.site_server import SiteServer
+    from crawlers.site_server import DEMO_CANONICAL, SiteServer
     from sednaya_monitor.cli.commands_crawl import DEMO_DIR, demo_registry
 
-    with SiteServer(DEMO_DIR / "sites") as web:
+    with SiteServer(DEMO_DIR / "sites", canonical=DEMO_CANONICAL) as web:
         registry = tmp_path / "sources.toml"
         registry.write_text(
             demo_registry(DEMO_DIR / "sources.toml.tmpl", {s: web.url(s) for s in web.sites}), encoding="utf-8"
@@ -386,8 +388,11 @@ def test_the_shipped_demo_web_crawls(tmp_path: Path) -> None:
         summary = crawl_json(env)
     assert summary["published"] == 11
     assert summary["extraction"] == {"ok": 11, "off_topic": 2, "listing_page": 1}
-    langs = Counter(Article.from_json(r.value).lang for r in read_raw(tmp_path / "data"))
-    assert set(langs) == {"ar", "en", "fr", "de", "tr"}
+    articles = [Article.from_json(r.value) for r in read_raw(tmp_path / "data")]
+    assert set(Counter(a.lang for a in articles)) == {"ar", "en", "fr", "de", "tr"}
+    # the demo pages' canonical links name stable hosts, whatever port this run served them on
+    hosts = {urlsplit(a.canonical_url).hostname for a in articles}
+    assert hosts == {f"{s}.demo.sednaya-monitor.invalid" for s in ("ar", "en", "fr", "de", "tr")}
 
 
 def test_sources_check_fails_when_nothing_answers(fixture_web: FixtureWeb, tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from sednaya_monitor import wiring
+from sednaya_monitor.settings import load_settings
 from stream.article import Article
 from stream.bus import H_SCHEMA, Record
 from stream.canonical_url import id_for_url
-from stream.settings import load_settings
 from tests.broker_fixtures import Broker, kafka_test_overrides, unique_name
 from tests.crawl_fixtures import FixtureWeb, crawl_json
 

@@ -14,8 +14,8 @@ from crawlers.extraction import date_from_url, extract, parse_date
 from crawlers.relevance import RelevanceFilter
 from crawlers.source_check import read_listing
 from crawlers.spiders.sitemaps import parse_sitemap
+from sednaya_monitor.settings import Settings
 from stream.near_duplicate import syndication_text
-from stream.settings import Settings
 from stream.topic import load_topic
 
 RELEVANCE = RelevanceFilter(load_topic(Settings().topic_file))

@@ -13,9 +13,10 @@ from crawlers.crawl_context import CrawlContext
 from crawlers.registry import load_registry
 from crawlers.sharding import shard, shard_of
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
+from sednaya_monitor.wiring import crawl_config, make_raw_store
 from stream.bus_embedded import EmbeddedBus
 from stream.errors import SettingsError
-from stream.settings import Settings, load_settings
 
 REGISTRY = load_registry(Settings().sources_file)
 
@@ -32,7 +33,7 @@ def test_the_split_is_the_same_in_every_process() -> None:
     """SHA-256 of the id, not Python's salted ``hash``: another interpreter agrees."""
     code = (
         "from crawlers.sharding import shard_of; from crawlers.registry import load_registry; "
-        "from stream.settings import Settings; "
+        "from sednaya_monitor.settings import Settings; "
         "print(','.join(str(shard_of(s.id, 3)) for s in load_registry(Settings().sources_file)))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "123"}
@@ -55,7 +56,11 @@ def test_a_crawl_process_polls_its_share_and_keeps_its_own_state(tmp_path: Path)
             overrides={"data_dir": tmp_path / f"crawl-{index}", "crawl_shard_index": index, "crawl_shard_count": 2},
         )
         bus = EmbeddedBus(tmp_path / "bus.sqlite3")
-        contexts.append(CrawlContext(settings, bus, PrometheusMetrics(), owns_bus=True))
+        contexts.append(
+            CrawlContext(
+                crawl_config(settings), bus, PrometheusMetrics(), raw=make_raw_store(settings), owns_bus=True
+            )
+        )
     polled = [{s.id for s in c.sources} for c in contexts]
     assert not polled[0] & polled[1]
     assert polled[0] | polled[1] == {s.id for s in REGISTRY}

@@ -32,12 +32,13 @@ from crawlers.seen import SeenStore
 from crawlers.spiders.feeds import FeedSpider
 from crawlers.spiders.sitemaps import gunzip, parse_sitemap
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
+from sednaya_monitor.wiring import crawl_config, make_raw_store
 from stream.article import Article, Relevance, now_utc
 from stream.bus import H_ENTERED_AT, H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.canonical_url import id_for_url
 from stream.errors import BusError
-from stream.settings import Settings
 from stream.topic import load_topic
 
 # --- registry --------------------------------------------------------------------------------------
@@ -295,7 +296,8 @@ def _spider(settings: Settings, bus: EmbeddedBus, registry: Path) -> FeedSpider:
         'feeds = ["http://a.test/feed.rss"]\n',
         encoding="utf-8",
     )
-    context = CrawlContext(settings.replace(sources_file=registry), bus, PrometheusMetrics())
+    settings = settings.replace(sources_file=registry)
+    context = CrawlContext(crawl_config(settings), bus, PrometheusMetrics(), raw=make_raw_store(settings))
     return FeedSpider(context=context)
 
 
@@ -349,13 +351,13 @@ def test_scrapy_settings_carry_politeness_and_the_cache_toggle(settings_factory:
     from crawlers.scrapy_settings import scrapy_settings
 
     settings = settings_factory(user_agent="SednayaMonitor/9", contact_url="https://example.org/contact")
-    conf = scrapy_settings(settings)
+    conf = scrapy_settings(crawl_config(settings))
     assert conf["USER_AGENT"] == "SednayaMonitor/9 (+https://example.org/contact)"
     assert conf["ROBOTSTXT_OBEY"] is True and conf["AUTOTHROTTLE_ENABLED"] is True
     assert conf["CONCURRENT_REQUESTS_PER_DOMAIN"] == settings.crawl_concurrency_per_domain
     assert conf["HTTPCACHE_ENABLED"] is False
     assert conf["DOWNLOAD_SLOTS"]["api.gdeltproject.org"] == {"concurrency": 1, "delay": 5.0}
-    cached = scrapy_settings(settings_factory(crawl_http_cache=True))
+    cached = scrapy_settings(crawl_config(settings_factory(crawl_http_cache=True)))
     assert cached["HTTPCACHE_ENABLED"] is True
     assert cached["HTTPCACHE_DIR"].startswith(str(settings.data_dir.resolve()))
 

@@ -19,7 +19,7 @@ import dockerfile
 import pytest
 import yaml
 
-from stream.settings import ENV_PREFIX, Settings
+from sednaya_monitor.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -377,7 +377,7 @@ def test_docker_compose_config_is_valid_without_an_env_file(tmp_path: Path) -> N
 @needs_compose
 @pytest.mark.timeout(TOOL_TIMEOUT_S)
 def test_compose_passes_only_real_settings_to_the_service() -> None:
-    """An unknown SEDNAYA_MONITOR_* variable stops a process at start-up (stream/settings.py)."""
+    """An unknown SEDNAYA_MONITOR_* variable stops a process at start-up (sednaya_monitor/settings.py)."""
     assert DOCKER_COMPOSE is not None
     done = _run(DOCKER_COMPOSE, "--env-file", str(ENV_EXAMPLE), "--file", str(COMPOSE), "--profile", "once", "config")
     assert done.returncode == 0, done.stderr

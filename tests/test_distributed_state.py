@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.wiring import make_assign_stage
 from stream.article import Article
-from stream.assign_stage import AssignStage
 from stream.embedding import Embedder
 from stream.embedding_stage import H_ARTICLE_ID
 from tests.distributed_fixtures import (
@@ -56,7 +56,7 @@ def uninterrupted(deployment: Deployment, embedder: Embedder, tmp_path: Path) ->
             seen.add(article.id)
             ordered.append(article)
     reference_settings = deployment.settings.replace(data_dir=tmp_path / "reference")
-    stage = AssignStage(reference_settings, PrometheusMetrics(), embedder=embedder)
+    stage = make_assign_stage(reference_settings, PrometheusMetrics(), embedder=embedder)
     try:
         enriched, _events = stage.process(ordered)
     finally:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from sednaya_monitor import wiring
+from sednaya_monitor.settings import load_settings
 from stream.embedding_use import UniversalSentenceEncoder, default_threads
 from stream.errors import EmbeddingError, StoryStateError
-from stream.settings import load_settings
 from stream.story_state import StoryState
 
 

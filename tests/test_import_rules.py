@@ -6,7 +6,9 @@
   package (``sednaya_monitor/prometheus_metrics.py``);
 - ``crawlers`` (the Scrapy room) imports no Kafka, Elasticsearch or Prometheus client either;
 - ``crawlers`` never imports the application package (``sednaya_monitor``);
-- ``stream`` and ``indexer`` never import ``sednaya_monitor`` either.
+- ``stream`` and ``indexer`` never import ``sednaya_monitor`` either;
+- the application ``Settings`` and their loader live in ``sednaya_monitor/settings.py``, and no module of
+  the lower rooms reads them: each component gets a config object of its own from the composition root.
 """
 
 from __future__ import annotations
@@ -88,14 +90,44 @@ def test_the_store_side_of_indexer_never_imports_alerting() -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-# Components that receive a config object of their own instead of the application's Settings
-# (built from the settings by sednaya_monitor.wiring); the rest still take Settings (docs/architecture.md).
-OWN_CONFIG = ("stream/bus_kafka.py", "stream/embedding_stage.py")
+# The application's settings live in the application package; every component of the lower rooms
+# receives a config object of its own (a frozen dataclass of the knobs it uses), built from the
+# settings by sednaya_monitor.wiring (docs/architecture.md, "Settings and config objects").
+SETTINGS_MODULE = "sednaya_monitor/settings.py"
 
 
-@pytest.mark.parametrize("module", OWN_CONFIG)
-def test_components_with_a_config_of_their_own_never_read_the_settings(module: str) -> None:
-    assert "stream.settings" not in imports(ROOT / module)
+def test_the_settings_and_their_loader_live_in_the_application_package() -> None:
+    assert (ROOT / SETTINGS_MODULE).is_file()
+    defined = {
+        str(path.relative_to(ROOT))
+        for package in ("crawlers", "stream", "indexer", "sednaya_monitor")
+        for path in modules(package)
+        if any(
+            isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name in {"Settings", "load_settings"}
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        )
+    }
+    assert defined == {SETTINGS_MODULE}
+
+
+@pytest.mark.parametrize("package", ["crawlers", "stream", "indexer"])
+def test_lower_rooms_never_read_the_application_settings(package: str) -> None:
+    """No module of ``package`` imports a settings module (``sednaya_monitor.settings``, or one left in
+    the room) nor names ``Settings`` or ``load_settings`` in an import."""
+    offenders: dict[str, list[str]] = {}
+    for path in modules(package):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        found = sorted(m for m in imports(path) if m.split(".")[-1] == "settings")
+        found += sorted(
+            f"{node.module}.{alias.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+            if alias.name in {"Settings", "load_settings"}
+        )
+        if found:
+            offenders[str(path.relative_to(ROOT))] = found
+    assert offenders == {}
 
 
 def test_the_rule_sees_a_violation(tmp_path: Path) -> None:

@@ -23,11 +23,11 @@ from sednaya_monitor import wiring
 from sednaya_monitor.cli import _register, cli
 from sednaya_monitor.ingest_run import IngestRun
 from sednaya_monitor.pipeline import Pipeline
+from sednaya_monitor.settings import Settings
 from stream.bus_embedded import EmbeddedBus
 from stream.embedding import SentenceTransformerEmbedder
 from stream.errors import InputError
 from stream.ingest import IngestError, read_jsonl
-from stream.settings import Settings
 from tests import story_corpus
 
 RAW_TOPIC = Settings().topic_raw

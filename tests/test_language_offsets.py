@@ -18,10 +18,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
+from sednaya_monitor.wiring import make_assign_stage
 from stream.article import Article
 from stream.assign_stage import AssignStage
 from stream.embedding_use import UniversalSentenceEncoder
-from stream.settings import Settings
 from stream.story_state import StoryState
 
 DIM = 64
@@ -135,7 +136,7 @@ def test_a_language_with_few_articles_gets_a_shrunk_offset(tmp_path: Path) -> No
 @pytest.fixture
 def stage(settings: Settings, embedder: UniversalSentenceEncoder, tmp_path: Path) -> Iterator[AssignStage]:
     # The articles bring their vectors: the multilingual model is the stage's, never called.
-    made = AssignStage(
+    made = make_assign_stage(
         settings.replace(data_dir=tmp_path, cluster_warmup_threshold=0.99, merge_every=10_000),
         PrometheusMetrics(CollectorRegistry()),
         embedder=embedder,
@@ -188,7 +189,7 @@ def test_in_the_warm_up_a_story_close_to_another_is_related_by_raw_cosine(
     other = _unit(rng.normal(size=DIM))
     facet = _unit(first + 0.9 * other)  # raw cosine with the first about 0.74: below the join, above 0.55
     for warmup, expected in ((0.55, True), (1.01, False)):
-        made = AssignStage(
+        made = make_assign_stage(
             settings.replace(
                 data_dir=tmp_path / str(warmup), cluster_warmup_threshold=0.99, related_warmup_threshold=warmup
             ),

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sednaya_monitor.metrics_server import PUSH_JOB, Health, MetricsServer, push_final, serve_metrics, serving_run
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
-from stream.settings import Settings
+from sednaya_monitor.settings import Settings
 from tests.ports import free_port
 
 PROMTOOL = shutil.which("promtool")

@@ -16,9 +16,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
+from sednaya_monitor.wiring import make_assign_stage
 from stream.assign_stage import AssignStage
 from stream.embedding_use import UniversalSentenceEncoder
-from stream.settings import Settings
 from tests import multilingual_corpus as corpus
 
 LANGS = ("en", "ar", "fr", "de", "tr", "ru")
@@ -39,7 +40,7 @@ def apart_then_merged(settings_factory: Callable[..., Settings], data_dir: Path,
 
 @pytest.fixture
 def stage(settings: Settings, embedder: UniversalSentenceEncoder) -> Iterator[AssignStage]:
-    made = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
+    made = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     yield made
     made.close()
 
@@ -94,7 +95,7 @@ def test_an_undated_article_joins_by_content_and_keeps_the_dated_range(stage: As
 def test_a_dated_article_of_another_week_does_not_join_an_active_story(
     settings_factory: Callable[..., Settings], embedder: UniversalSentenceEncoder, tmp_path: Path
 ) -> None:
-    stage = AssignStage(
+    stage = make_assign_stage(
         settings_factory(date_gate_days=2.0, cluster_window_days=30, data_dir=tmp_path / "gate"),
         PrometheusMetrics(CollectorRegistry()),
         embedder=embedder,
@@ -111,7 +112,7 @@ def test_a_merge_moves_the_absorbed_articles_to_the_survivor(
     settings_factory: Callable[..., Settings], embedder: UniversalSentenceEncoder, tmp_path: Path
 ) -> None:
     settings = apart_then_merged(settings_factory, tmp_path / "merge", merge_every=1000)
-    stage = AssignStage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
+    stage = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     try:
         out, _ = stage.process([corpus.cells("en"), corpus.cells("fr"), corpus.cells("de")])
         assert len({a.story_id for a in out}) == 3

@@ -95,12 +95,12 @@ SYNDICATED = [
 
 def test_one_wire_text_on_four_outlets_is_one_original_and_three_duplicates() -> None:
     from crawlers.extraction import extract
-    from scripts.regenerate_extraction_golden import SITES, page_url, render
+    from scripts.regenerate_extraction_golden import page_url, render, site_file
 
     index = NearDuplicateIndex(0.8)
     decisions = []
     for i, relative in enumerate(SYNDICATED):
-        page = SITES / relative
+        page = site_file(relative)
         article = extract(render(page), url=page_url(page))
         mh = signature(duplicate_text(article.title, article.text))
         match = index.find(article.content_sha256, mh)
@@ -114,9 +114,9 @@ def test_without_normalisation_the_copies_fall_under_the_threshold() -> None:
     """The copies differ in dateline, credit, byline and tail enough that raw shingles miss one: the
     normalisation is what folds them (guards against a test that passes whatever the code does)."""
     from crawlers.extraction import extract
-    from scripts.regenerate_extraction_golden import SITES, page_url, render
+    from scripts.regenerate_extraction_golden import page_url, render, site_file
 
-    texts = [extract(render(SITES / r), url=page_url(SITES / r)) for r in SYNDICATED]
+    texts = [extract(render(site_file(r)), url=page_url(site_file(r))) for r in SYNDICATED]
     raw = [signature(f"{t.title}\n{t.text}") for t in texts]
     assert all(mh is not None for mh in raw)
     assert min(raw[0].jaccard(mh) for mh in raw[1:]) < 0.8  # type: ignore[union-attr]

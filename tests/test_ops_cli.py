@@ -23,12 +23,12 @@ from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.cli import _register, cli
 from sednaya_monitor.pipeline import publish_article
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.topology import GROUP_INDEX
-from sednaya_monitor.wiring import kafka_config
+from sednaya_monitor.wiring import kafka_config, make_alert_stage
 from stream.bus import H_SCHEMA
 from stream.bus_embedded import EmbeddedBus
 from stream.errors import SednayaError
-from stream.settings import Settings, load_settings
 from stream.worker import StageWorker
 from tests.broker_fixtures import Broker, kafka_test_overrides
 from tests.store_fixtures import make_article
@@ -327,7 +327,6 @@ def test_an_alert_waiting_for_a_lost_article_is_delivered_once_it_is_redriven(
     """The issue's repair: the store lost an article the alert stage needs; the alert stage waits for it
     (nothing dead-lettered for lag, issue 17), ``redrive --missing`` writes it again, and the waiting
     event is delivered once."""
-    from indexer.alerting.alert_stage import AlertStage
     from sednaya_monitor.topology import GROUP_ALERT
     from tests.alert_fixtures import make_event
 
@@ -343,7 +342,7 @@ def test_an_alert_waiting_for_a_lost_article_is_delivered_once_it_is_redriven(
     bus.publish(settings.topic_story_events, event.story.id, event.to_bytes(), {H_SCHEMA: "1"})
     bus.flush()
     metrics = PrometheusMetrics()
-    alert = AlertStage(settings.replace(alert_max_age_s=10 * 365 * 86400.0), store, metrics, bus=bus)
+    alert = make_alert_stage(settings.replace(alert_max_age_s=10 * 365 * 86400.0), store, metrics, bus=bus)
     worker = StageWorker(bus, settings.topic_story_events, GROUP_ALERT, alert, metrics=metrics, max_attempts=1)
     try:
         assert worker.run_once(0.0) == 1

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from indexer.store_elastic import ElasticStore
+from sednaya_monitor.wiring import elastic_config
 from tests.store_fixtures import NoidaServer, elastic_settings, make_article
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +54,7 @@ def test_wheel_installed_in_a_fresh_venv_searches_an_elasticsearch_store(
         [
             str(python),
             "-c",
-            "import indexer.store_elastic as m, stream.settings as s; print(m.__file__); print(s.__file__)",
+            "import indexer.store_elastic as m, sednaya_monitor.settings as s; print(m.__file__); print(s.__file__)",
         ],
         tmp_path,
         env,
@@ -61,7 +62,7 @@ def test_wheel_installed_in_a_fresh_venv_searches_an_elasticsearch_store(
     assert all(path.startswith(str(venv)) for path in where), where
 
     settings = elastic_settings(noida_server.url, tmp_path / "writer").replace(es_prefix="wheel")
-    store = ElasticStore(settings, refresh=True)
+    store = ElasticStore(elastic_config(settings), refresh=True)
     try:
         store.ensure_ready()
         article = make_article(title="Crematorium at Sednaya prison", text="Reports of a crematorium at Sednaya.")

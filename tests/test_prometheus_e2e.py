@@ -4,7 +4,8 @@ Debian's ``prometheus`` binary runs on a loopback port with a 1-second scrape in
 recording and alert rules loaded. It scrapes two processes, each serving its registry through
 :mod:`sednaya_monitor.metrics_server`, as the distributed stages do:
 
-- job ``crawl``: a separate Python process crawling the fixture news web (``tests/sites``, served by
+- job ``crawl``: a separate Python process crawling the fixture news web (the demo web with
+  ``tests/sites`` over it, served by
   ``tests/crawl_fixtures.py``) with :func:`crawlers.run.crawl` into the embedded bus of a data directory;
 - job ``run``: the one-process :class:`~sednaya_monitor.pipeline.Pipeline` (embed, index, alert with the
   real model and the embedded store) draining that bus, plus one undecodable record that must be
@@ -38,7 +39,7 @@ from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
 from sednaya_monitor import __version__
 from sednaya_monitor.metrics_server import MetricsServer
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
-from stream.settings import Settings, load_settings
+from sednaya_monitor.settings import Settings, load_settings
 from tests.alert_fixtures import WebhookReceiver, _handler_for
 from tests.crawl_fixtures import FixtureWeb
 from tests.ports import free_port
@@ -145,7 +146,7 @@ from crawlers.run import crawl
 from sednaya_monitor import __version__, wiring
 from sednaya_monitor.metrics_server import MetricsServer
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
-from stream.settings import load_settings
+from sednaya_monitor.settings import load_settings
 
 settings = load_settings()
 metrics = PrometheusMetrics()
@@ -154,7 +155,7 @@ server = MetricsServer(metrics).start()
 print(server.port, flush=True)
 bus = wiring.make_bus(settings)
 bus.ensure_topics(settings.topics)
-summary = crawl(settings, bus, metrics)
+summary = crawl(wiring.crawl_config(settings), bus, metrics, raw=wiring.make_raw_store(settings))
 bus.flush()
 bus.close()
 print(json.dumps(summary.to_dict()), flush=True)

@@ -17,10 +17,10 @@ from crawlers.raw_store import RawStore
 from crawlers.raw_store_s3 import S3RawStore, parse_raw_url
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.web import serve_in_thread
 from sednaya_monitor.wiring import make_raw_store
 from stream.errors import SettingsError, UnavailableError
-from stream.settings import Settings, load_settings
 from tests.s3_fixtures import (
     S3Server,
     s3_server,  # noqa: F401  # the fixture, for this module only (see conftest)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from crawlers.relevance import RelevanceFilter
+from sednaya_monitor.settings import Settings
 from stream.errors import TopicError
-from stream.settings import Settings
 from stream.topic import load_topic
 
 

@@ -15,8 +15,8 @@ from click.testing import CliRunner, Result
 from sednaya_monitor import wiring
 from sednaya_monitor.cli import _register, cli
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import load_settings
 from sednaya_monitor.web import RunningServer, serve_in_thread
-from stream.settings import load_settings
 from tests.store_fixtures import make_article
 
 # Written for these tests: the prison under three spellings, the town's monastery, and another subject.

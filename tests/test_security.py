@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from indexer.store_elastic import ElasticStore, es_client_options
-from sednaya_monitor.wiring import kafka_config
+from sednaya_monitor.settings import Settings, load_settings
+from sednaya_monitor.wiring import elastic_config, kafka_config
 from stream.bus_kafka import KafkaBus, kafka_security_options
 from stream.errors import SettingsError
-from stream.settings import Settings, load_settings
 from tests.broker_fixtures import Broker, kafka_test_overrides, tansu_binary
 from tests.ports import free_port
 from tests.store_fixtures import NoidaServer, make_article
@@ -99,14 +99,18 @@ def test_bad_security_settings_name_the_setting(tmp_path: Path) -> None:
 
 
 def test_elasticsearch_options(tmp_path: Path) -> None:
-    plain = es_client_options(_settings(tmp_path, store="http://es:9200"))
+    plain = es_client_options(elastic_config(_settings(tmp_path, store="http://es:9200")))
     assert "basic_auth" not in plain and "api_key" not in plain and "verify_certs" not in plain
     secured = es_client_options(
-        _settings(tmp_path, store="https://es:9200", es_username="elastic", es_password="pw", es_ca_certs="/ca.pem")
+        elastic_config(
+            _settings(tmp_path, store="https://es:9200", es_username="elastic", es_password="pw", es_ca_certs="/ca.pem")
+        )
     )
     assert secured["basic_auth"] == ("elastic", "pw")
     assert secured["verify_certs"] is True and secured["ca_certs"] == "/ca.pem"
-    keyed = es_client_options(_settings(tmp_path, store="https://es:9200", es_api_key="a2V5", es_username="elastic"))
+    keyed = es_client_options(
+        elastic_config(_settings(tmp_path, store="https://es:9200", es_api_key="a2V5", es_username="elastic"))
+    )
     assert keyed["api_key"] == "a2V5" and "basic_auth" not in keyed  # the API key wins
 
 
@@ -129,7 +133,7 @@ def test_store_over_tls_verifies_the_certificate_and_sends_credentials(
     secured = _settings(
         tmp_path, store=es_tls.url, es_prefix=prefix, es_ca_certs=str(certs.ca), es_username="elastic", es_password="pw"
     )
-    store = ElasticStore(secured, refresh=True)
+    store = ElasticStore(elastic_config(secured), refresh=True)
     try:
         store.ensure_ready()
         article = make_article()
@@ -141,7 +145,7 @@ def test_store_over_tls_verifies_the_certificate_and_sends_credentials(
     expected = "Authorization: Basic " + base64.b64encode(b"elastic:pw").decode()
     assert any(expected.lower().encode() in r.lower() for r in es_tls.received), es_tls.received[:1]
 
-    keyed = ElasticStore(secured.replace(es_api_key="c2VkbmF5YTprZXk=", es_username="", es_password=""))
+    keyed = ElasticStore(elastic_config(secured.replace(es_api_key="c2VkbmF5YTprZXk=", es_username="", es_password="")))
     try:
         keyed.ensure_ready()
     finally:
@@ -150,7 +154,7 @@ def test_store_over_tls_verifies_the_certificate_and_sends_credentials(
 
     # no CA bundle: the system CAs do not know ours, the certificate is refused
     failures_before = es_tls.handshake_failures
-    unverified = ElasticStore(secured.replace(es_ca_certs="", es_timeout_s=5.0))
+    unverified = ElasticStore(elastic_config(secured.replace(es_ca_certs="", es_timeout_s=5.0)))
     try:
         with pytest.raises(Exception, match=r"(?i)certificate verify failed"):
             unverified.client.info()

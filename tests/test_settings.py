@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from sednaya_monitor.settings import Settings, load_settings
 from stream.errors import SettingsError, TopicError
-from stream.settings import Settings, load_settings
 from stream.text import fold, normalize_arabic
 from stream.topic import load_topic
 

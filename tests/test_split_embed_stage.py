@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
+from sednaya_monitor.wiring import make_assign_stage
 from stream.article import Article
-from stream.assign_stage import AssignStage
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
 from stream.cluster_stage import SharedStateClusterStage
@@ -20,7 +21,6 @@ from stream.embed_text import embed_text
 from stream.embedding import Embedder, SentenceTransformerEmbedder
 from stream.embedding_stage import EMBEDDED_KEY, H_ARTICLE_ID, EmbeddingStage
 from stream.errors import ContractError
-from stream.settings import Settings
 from stream.story_state import STATE_FILE
 from tests.distributed_fixtures import fixture_articles
 
@@ -68,7 +68,7 @@ def cluster_stage(
 ) -> SharedStateClusterStage:
     metrics = PrometheusMetrics()
     return SharedStateClusterStage(
-        lambda: AssignStage(settings, metrics, embedder=embedder, bus=bus), settings.data_dir / STATE_FILE
+        lambda: make_assign_stage(settings, metrics, embedder=embedder, bus=bus), settings.data_dir / STATE_FILE
     )
 
 
@@ -108,7 +108,7 @@ def test_split_stage_decides_like_the_one_process_stage(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:
     articles = fixture_articles()
-    one_process = AssignStage(settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder)
+    one_process = make_assign_stage(settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder)
     enriched, _events = one_process.process(articles)
     one_process.close()
     expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}
@@ -125,7 +125,7 @@ def test_a_standby_rebuilds_its_caches_after_another_process_wrote_the_state(
     settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:
     articles = fixture_articles()
-    reference = AssignStage(settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder)
+    reference = make_assign_stage(settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder)
     enriched, _events = reference.process(articles)
     reference.close()
     expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}

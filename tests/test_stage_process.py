@@ -13,10 +13,11 @@ from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.cli.commands_stages import HealthBoard
 from sednaya_monitor.metrics_server import Health
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import load_settings
 from sednaya_monitor.store_guard import StoreGuard
+from sednaya_monitor.wiring import elastic_config
 from stream.bus import Record
 from stream.errors import UnavailableError
-from stream.settings import load_settings
 from stream.worker import PermanentError
 from tests.ports import free_port
 from tests.store_fixtures import make_article
@@ -64,7 +65,7 @@ def test_the_guard_turns_a_store_that_is_not_there_into_unavailable(tmp_path: Pa
     from indexer.store_elastic import ElasticStore
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the store is down
-    store = ElasticStore(load_settings(environ={}, overrides={"data_dir": tmp_path, "store": url}))
+    store = ElasticStore(elastic_config(load_settings(environ={}, overrides={"data_dir": tmp_path, "store": url})))
     guard = StoreGuard(IndexStage(store, PrometheusMetrics()), store, url)
     with pytest.raises(UnavailableError, match=rf"store {url} unreachable"):
         guard.handle(clustered(1))

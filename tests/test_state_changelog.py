@@ -12,16 +12,15 @@ from typing import Any
 import pytest
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
-from sednaya_monitor.wiring import kafka_config
+from sednaya_monitor.settings import Settings, load_settings
+from sednaya_monitor.wiring import kafka_config, make_assign_stage
 from stream.article import Article
-from stream.assign_stage import AssignStage
 from stream.bus_embedded import EmbeddedBus
 from stream.changelog_kafka import H_WRITER, KafkaChangelog
 from stream.cluster_changelog import ChangelogClusterStage
 from stream.embedding import Embedder
 from stream.embedding_stage import H_ARTICLE_ID
 from stream.errors import StoryStateError
-from stream.settings import Settings, load_settings
 from stream.state_changelog import Change, ChangeCapture, ChangelogStoryState
 from stream.story_state import STATE_FILE, StoredDecision, StoryState
 from tests.broker_fixtures import Broker, kafka_test_overrides, unique_name
@@ -122,7 +121,7 @@ def cluster_stage(settings: Settings, embedder: Embedder, bus: EmbeddedBus, name
     state = ChangelogStoryState(
         own.data_dir / STATE_FILE, changelog=KafkaChangelog(kafka_config(own), own.topic_story_changelog)
     )
-    return ChangelogClusterStage(AssignStage(own, PrometheusMetrics(), embedder=embedder, bus=bus, state=state))
+    return ChangelogClusterStage(make_assign_stage(own, PrometheusMetrics(), embedder=embedder, bus=bus, state=state))
 
 
 @pytest.fixture
@@ -138,7 +137,9 @@ def test_a_standby_on_an_empty_directory_takes_over_mid_stream(
     kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus, tmp_path: Path
 ) -> None:
     articles: list[Article] = fixture_articles()
-    reference = AssignStage(kafka_settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder)
+    reference = make_assign_stage(
+        kafka_settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder
+    )
     enriched, _events = reference.process(articles)
     reference.close()
     expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}
@@ -175,7 +176,7 @@ def test_an_idle_standby_keeps_up_between_batches(
     log = KafkaChangelog(kafka_config(own), own.topic_story_changelog)
     state = ChangelogStoryState(own.data_dir / STATE_FILE, changelog=log)
     standby = ChangelogClusterStage(
-        AssignStage(own, PrometheusMetrics(), embedder=embedder, bus=bus, state=state), standby_catch_up_s=0.2
+        make_assign_stage(own, PrometheusMetrics(), embedder=embedder, bus=bus, state=state), standby_catch_up_s=0.2
     )
     assert active.handle(records) == [None] * len(records)
     want = dump(active.state._db)

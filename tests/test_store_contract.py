@@ -25,6 +25,7 @@ from indexer.names import NameGroups
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, to_query, tokens
 from indexer.store import SearchRequest, SearchResult, SearchStore
 from indexer.store_embedded import EmbeddedStore
+from sednaya_monitor.wiring import elastic_config
 from stream.article import Article
 from stream.story import Story
 from stream.topic import load_topic
@@ -766,7 +767,7 @@ def named_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sear
         from indexer.store_elastic import ElasticStore
 
         server: NoidaServer = request.getfixturevalue("noida_server")
-        store = ElasticStore(elastic_settings(server.url, tmp_path), refresh=True, names=names)
+        store = ElasticStore(elastic_config(elastic_settings(server.url, tmp_path)), refresh=True, names=names)
     store.ensure_ready()
     assert store.write_articles(list(NAMED.values())) == []
     yield store
@@ -1076,7 +1077,9 @@ def test_transient_bulk_failures_are_retried(
     from indexer.store_elastic import BULK_ATTEMPTS, ElasticStore
 
     store = ElasticStore(
-        elastic_settings(noida_server.url, tmp_path), refresh=True, client=_failing_client(noida_server.url, failures)
+        elastic_config(elastic_settings(noida_server.url, tmp_path)),
+        refresh=True,
+        client=_failing_client(noida_server.url, failures),
     )
     store.ensure_ready()
     try:
@@ -1099,7 +1102,7 @@ def test_templates_and_alias_come_from_the_deploy_files(noida_server: NoidaServe
     from indexer.store_elastic import ES_FILES, ElasticStore
 
     settings = elastic_settings(noida_server.url, tmp_path).replace(es_snapshot_repository="backups")
-    store = ElasticStore(settings, refresh=True)
+    store = ElasticStore(elastic_config(settings), refresh=True)
     store.ensure_ready()  # the stand-in has no ILM/SLM API: logged, the indices still work
     store.ensure_ready()  # idempotent
     try:
@@ -1136,7 +1139,7 @@ def test_an_older_template_is_upgraded_and_a_newer_one_kept(noida_server: NoidaS
     from indexer.store_elastic import ElasticStore
 
     settings = elastic_settings(noida_server.url, tmp_path)
-    store = ElasticStore(settings)
+    store = ElasticStore(elastic_config(settings))
     es, p = store.client, settings.es_prefix
     try:
         es.indices.put_index_template(name=f"{p}-articles", index_patterns=[f"{p}-articles-*"], version=0)
@@ -1208,7 +1211,7 @@ def test_stages_starting_together_all_get_a_ready_store(noida_server: NoidaServe
     from indexer.store_elastic import ElasticStore
 
     settings = elastic_settings(noida_server.url, tmp_path)
-    stores = [ElasticStore(settings) for _ in range(6)]
+    stores = [ElasticStore(elastic_config(settings)) for _ in range(6)]
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(stores))
 
@@ -1344,7 +1347,7 @@ def _roll_over(store: Any) -> str:
 def test_rewriting_an_article_after_a_rollover_keeps_one_copy(noida_server: NoidaServer, tmp_path: Path) -> None:
     from indexer.store_elastic import ElasticStore
 
-    store = ElasticStore(elastic_settings(noida_server.url, tmp_path), refresh=True)
+    store = ElasticStore(elastic_config(elastic_settings(noida_server.url, tmp_path)), refresh=True)
     store.ensure_ready()
     try:
         old = make_article(url="https://roll.example/old", text="first version", story_id="R1")
@@ -1422,7 +1425,7 @@ def test_an_article_index_from_before_word_forms_gets_the_stem_fields(
 
     from indexer.store_elastic import ElasticStore
 
-    store = ElasticStore(elastic_settings(noida_server.url, tmp_path), refresh=True)
+    store = ElasticStore(elastic_config(elastic_settings(noida_server.url, tmp_path)), refresh=True)
     try:
         mappings, index_settings = store._mappings_and_settings("articles")
         old = copy.deepcopy(mappings)
@@ -1441,6 +1444,8 @@ def test_an_article_index_from_before_word_forms_gets_the_stem_fields(
     finally:
         store.wipe()
         store.close()
+
+
 def test_day_lang_counts_match_the_day_facet_of_each_language(loaded: SearchStore) -> None:
     """``day_lang_counts`` (the search page's chart, one call) equals a day facet per language."""
     for query in ("", "Sednaya OR صيدنايا", "prison", "NOT prison"):

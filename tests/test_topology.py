@@ -20,6 +20,7 @@ from sednaya_monitor import topology
 from sednaya_monitor.cli.commands_stages import stage_workers
 from sednaya_monitor.pipeline import Pipeline
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.store_guard import StoreGuard
 from sednaya_monitor.topology import StageParts
 from stream.assign_stage import AssignStage
@@ -27,7 +28,6 @@ from stream.bus_embedded import EmbeddedBus
 from stream.cluster_stage import SharedStateClusterStage
 from stream.embedding import Embedder
 from stream.embedding_stage import EmbeddingStage
-from stream.settings import Settings
 from stream.worker import StageStopped, StageWorker
 from tests.store_fixtures import make_article
 

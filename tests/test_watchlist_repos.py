@@ -1,5 +1,5 @@
 """The watchlist repositories, one suite over both: SQLite in the data directory and Elasticsearch
-(the noida-db stand-in), picked by ``open_watchlists`` from the settings as in production."""
+(the noida-db stand-in), picked by ``make_watchlists`` from the settings as in production."""
 
 from __future__ import annotations
 
@@ -12,24 +12,24 @@ from indexer.alerting.watchlists import (
     SqliteWatchlistRepository,
     Watchlist,
     WatchlistRepository,
-    open_watchlists,
     require,
 )
 from indexer.alerting.watchlists_elastic import ElasticWatchlistRepository
 from indexer.errors import WatchlistError
+from sednaya_monitor.wiring import make_watchlists
 from tests.store_fixtures import NoidaServer, elastic_settings
 
 
 @pytest.fixture(params=["sqlite", "elastic"])
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WatchlistRepository]:
     if request.param == "sqlite":
-        from stream.settings import load_settings
+        from sednaya_monitor.settings import load_settings
 
         settings = load_settings(environ={}, overrides={"data_dir": tmp_path / "data"})
     else:
         server: NoidaServer = request.getfixturevalue("noida_server")
         settings = elastic_settings(server.url, tmp_path)
-    repository = open_watchlists(settings)
+    repository = make_watchlists(settings)
     expected = SqliteWatchlistRepository if request.param == "sqlite" else ElasticWatchlistRepository
     assert isinstance(repository, expected)
     yield repository
@@ -66,7 +66,7 @@ def test_unreachable_elasticsearch_is_unavailable_naming_the_server(tmp_path: Pa
     from tests.ports import free_port
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens
-    repository = open_watchlists(elastic_settings(url, tmp_path))
+    repository = make_watchlists(elastic_settings(url, tmp_path))
     with pytest.raises(UnavailableError, match=f"elasticsearch {url}"):
         repository.all()
     repository.close()

@@ -24,11 +24,11 @@ from indexer.store import SearchStore
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.pipeline import Pipeline
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.web import RunningServer, make_server, serve_in_thread
 from stream.article import Article
 from stream.embedding import SentenceTransformerEmbedder
 from stream.ingest import read_jsonl
-from stream.settings import Settings, load_settings
 from tests.web_fixtures import API_TOKEN, HOSTILE_SOURCE, HOSTILE_TEXT, HOSTILE_TITLE, RAW_HTML, NewsWeb
 
 TIMEOUT = 30  # seconds per HTTP request; the server answers in milliseconds, a loaded CI box slower

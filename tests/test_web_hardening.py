@@ -23,9 +23,9 @@ import requests
 from indexer.store import SearchRequest, SearchResult
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.web import RunningServer, serve_in_thread
 from sednaya_monitor.web.chart import MAX_BARS, bins, volume_svg
-from stream.settings import Settings, load_settings
 from stream.story import Story
 from tests.store_fixtures import make_article
 from tests.web_fixtures import API_TOKEN, NewsWeb

@@ -23,9 +23,9 @@ import pytest
 from crawlers.raw_store import RawStore
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.web import RunningServer, serve_in_thread
 from stream.article import Article
-from stream.settings import Settings, load_settings
 from stream.story import Story
 from tests.store_fixtures import make_article
 

@@ -69,7 +69,7 @@ class BaseSpider(scrapy.Spider):
     # --- polling ------------------------------------------------------------------------------------
     def poll_targets(self) -> Iterable[tuple[str, int]]:
         """``(target id, interval in seconds)`` of what this spider polls (registry sources by default)."""
-        default = self.context.settings.follow_interval_s
+        default = self.context.config.follow_interval_s
         return [(s.id, s.interval_s or default) for s in self.context.sources]
 
     def requests_for(self, target: str) -> Iterable[scrapy.Request]:

@@ -35,7 +35,7 @@ class FeedSpider(BaseSpider):
     channel = "feed"
 
     def poll_targets(self) -> Iterable[tuple[str, int]]:
-        default = self.context.settings.follow_interval_s
+        default = self.context.config.follow_interval_s
         return [(s.id, s.interval_s or default) for s in self.context.sources if s.feeds]
 
     def requests_for(self, target: str) -> Iterable[scrapy.Request]:

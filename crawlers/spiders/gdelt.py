@@ -1,6 +1,6 @@
 """``gdelt``: the GDELT DOC 2.0 API (ArtList), time-sliced so the 250-record cap never truncates.
 
-Live runs ask for the last ``settings.gdelt_lookback_hours``; backfill runs (``backfill_since``) ask for
+Live runs ask for the last ``gdelt_lookback_hours`` (``CrawlConfig``); backfill runs (``backfill_since``) ask for
 everything since then, and their articles carry ``backfill = true`` (never instant alerts).
 """
 
@@ -25,17 +25,17 @@ class GdeltSpider(BaseSpider):
     channel = "search"
 
     def poll_targets(self) -> Iterable[tuple[str, int]]:
-        return [(SOURCE_ID, self.context.settings.follow_interval_s)]
+        return [(SOURCE_ID, self.context.config.follow_interval_s)]
 
     def requests_for(self, target: str) -> Iterable[scrapy.Request]:
         end = now_utc()
-        settings = self.context.settings
-        start = self.context.backfill_since or end - timedelta(hours=settings.gdelt_lookback_hours)
+        config = self.context.config
+        start = self.context.backfill_since or end - timedelta(hours=config.gdelt_lookback_hours)
         yield self._slice_request(start, end)
 
     def _slice_request(self, start: datetime, end: datetime) -> scrapy.Request:
         query = gdelt_api.build_query(self.context.topic.names + self.context.topic.strong)
-        url = gdelt_api.build_url(self.context.settings.gdelt_api_url, query, start, end)
+        url = gdelt_api.build_url(self.context.config.gdelt_api_url, query, start, end)
         return scrapy.Request(
             url,
             callback=self.parse_artlist,

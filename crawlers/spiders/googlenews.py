@@ -23,10 +23,10 @@ class GoogleNewsSpider(BaseSpider):
     channel = "search"
 
     def poll_targets(self) -> Iterable[tuple[str, int]]:
-        return [(SOURCE_ID, self.context.settings.follow_interval_s)]
+        return [(SOURCE_ID, self.context.config.follow_interval_s)]
 
     def requests_for(self, target: str) -> Iterable[scrapy.Request]:
-        for query in google_news.queries(self.context.settings.google_news_url, self.context.topic.names_by_script):
+        for query in google_news.queries(self.context.config.google_news_url, self.context.topic.names_by_script):
             yield scrapy.Request(
                 query.url,
                 callback=self.parse_results,

@@ -25,7 +25,7 @@ CHILDREN: dict[str, type[BaseSpider]] = {
     cls.name: cls for cls in (FeedSpider, SitemapSpider, GdeltSpider, GoogleNewsSpider)
 }
 LIST_SPIDERS = ("feeds", "sitemaps")  # registry sources
-SEARCH_SPIDERS = ("gdelt", "googlenews")  # discovery: off with settings.discovery = false
+SEARCH_SPIDERS = ("gdelt", "googlenews")  # discovery: off with the discovery setting false
 
 
 def default_children(discovery: bool, *, backfill: bool) -> tuple[str, ...]:
@@ -51,7 +51,7 @@ class MonitorSpider(BaseSpider):
     ) -> None:
         super().__init__(*args, context=context, follow=follow, sources=sources, **kwargs)
         if spiders is None:
-            names: Sequence[str] = default_children(self.context.settings.discovery, backfill=self.context.backfill)
+            names: Sequence[str] = default_children(self.context.config.discovery, backfill=self.context.backfill)
         elif isinstance(spiders, str):
             names = [n for n in spiders.split(",") if n]
         else:

@@ -91,7 +91,7 @@ class SitemapSpider(BaseSpider):
     channel = "sitemap"
 
     def poll_targets(self) -> Iterable[tuple[str, int]]:
-        default = self.context.settings.follow_interval_s
+        default = self.context.config.follow_interval_s
         return [(s.id, s.interval_s or default) for s in self.context.sources if s.sitemaps]
 
     def requests_for(self, target: str) -> Iterable[scrapy.Request]:
@@ -107,7 +107,7 @@ class SitemapSpider(BaseSpider):
         body = response.body
         try:
             if body[:2] == GZIP_MAGIC:
-                body = gunzip(body, self.context.settings.crawl_max_page_bytes)
+                body = gunzip(body, self.context.config.crawl_max_page_bytes)
             kind, entries, repaired = parse_sitemap(body)
         except FeedError as exc:
             self.context.fetch(source_id, exc.outcome, response.url)
@@ -119,7 +119,7 @@ class SitemapSpider(BaseSpider):
                     response.urljoin(child.loc), source=source_id, callback=self.parse_sitemap
                 )
             return
-        for rank, entry in enumerate(entries[: self.context.settings.crawl_sitemap_max_entries]):
+        for rank, entry in enumerate(entries[: self.context.config.crawl_sitemap_max_entries]):
             text = f"{entry.title}\n{entry.keywords}\n{entry.loc}"
             if not self.context.worth_fetching(source, text, response.urljoin(entry.loc), response.url):
                 continue

@@ -1,6 +1,6 @@
 """The alert stage: story events -> watchlist matches -> ledger -> delivery (group ``"alert"``).
 
-For each record of ``settings.topic_story_events`` (a :class:`~stream.story.StoryEvent`):
+For each record of the story-events topic (a :class:`~stream.story.StoryEvent`):
 
 1. ``merged`` events are recorded in the ledger (``absorbed -> survivor``): from then on the merge
    group counts as one story for "has this watchlist alerted on it?". Backfill events stop here.
@@ -11,7 +11,7 @@ For each record of ``settings.topic_story_events`` (a :class:`~stream.story.Stor
    went through), processes it when the article is there, in per-story order (later events of a story
    wait behind an earlier one). Meanwhile ``sednaya_alert_events_waiting`` counts them and the health
    (``attach_health``) is red, naming the oldest. Nothing is dead-lettered for lag: only an event that
-   waited ``settings.alert_wait_max_s`` (default 7 days) is, and ``dlq replay`` puts it back to wait again.
+   waited ``AlertConfig.alert_wait_max_s`` (default 7 days) is, and ``dlq replay`` puts it back to wait again.
 3. For every watchlist, its query runs through the **same search translation as everything else**,
    restricted to that article: ``store.search(SearchRequest(query=wl.query, ids=(article_id,),
    lang=wl.lang, source=wl.source))`` (no percolator, so it works on both stores), and
@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from indexer.alerting.alerts import (
@@ -51,16 +51,15 @@ from indexer.alerting.alerts import (
     screen,
     story_link,
 )
-from indexer.alerting.delivery import Deliverer, target_channel
-from indexer.alerting.ledger import AlertLedger, DeliveryKind, PendingDelivery, Waiting, open_ledger
-from indexer.alerting.watchlists import EVERY_SECONDS, Watchlist, WatchlistRepository, open_watchlists
+from indexer.alerting.delivery import Deliverer, DeliveryConfig, target_channel
+from indexer.alerting.ledger import AlertLedger, DeliveryKind, PendingDelivery, Waiting
+from indexer.alerting.watchlists import EVERY_SECONDS, Watchlist, WatchlistRepository
 from indexer.errors import ArticleNotIndexedError, DeliveryError, QuerySyntaxError
 from indexer.store import SearchRequest, SearchStore
 from stream.article import now_utc, utc
 from stream.bus import Bus, Record
 from stream.errors import ContractError
 from stream.metrics import Metrics
-from stream.settings import Settings
 from stream.story import StoryEvent
 
 logger = logging.getLogger(__name__)
@@ -76,18 +75,28 @@ CLOSE_TIMEOUT_S = 60.0  # close() waits this long for deliveries in flight (the 
 HealthCallback = Callable[[bool, str], None]  # (green, reason): stream.worker's health callback
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AlertConfig:
+    """The alert stage's knobs (the settings of the same names, documented beside their defaults in
+    ``Settings``) and its deliveries'."""
+
+    public_url: str  # base of the story links in alerts
+    alert_max_age_s: float  # older articles never fire instant alerts (they go to the digest)
+    alert_wait_max_s: float  # how long an event waits for its article to be indexed before the DLQ
+    delivery: DeliveryConfig
+
+
 class AlertStage:
     """``stream.worker.Handler`` of the alert stage. See the module docstring.
 
     Args:
-        settings: ``data_dir`` (watchlists and ledger), ``public_url`` (links), ``alert_max_age_s``,
-            ``alert_wait_max_s``, delivery settings.
+        config: ``public_url`` (links), ``alert_max_age_s``, ``alert_wait_max_s``, delivery config.
         store: the search store the index stage writes to (articles and queries).
         metrics: counts alerts, latency and waiting events.
-        repository, ledger, deliverer: collaborators; by default ``open_watchlists(settings)`` (SQLite in
-            ``data_dir``, or the Elasticsearch store), ``open_ledger(settings)`` (claims in the store when it is
-            Elasticsearch) and a
-            ``Deliverer(settings)``. The stage closes only what it created.
+        repository, ledger: the watchlists and the alert ledger (built by ``sednaya_monitor.wiring``:
+            SQLite in the data directory, or on the Elasticsearch store); closed with the stage when
+            ``owns_stores``.
+        deliverer: by default a ``Deliverer(config.delivery)`` whose retries the stage counts.
         bus: where an event that waited ``alert_wait_max_s`` for its article is dead-lettered; None =
             it keeps waiting.
         digest_interval_s: period of the digest thread; None = no thread (``send_digests`` by hand).
@@ -98,26 +107,28 @@ class AlertStage:
 
     def __init__(
         self,
-        settings: Settings,
+        config: AlertConfig,
         store: SearchStore,
         metrics: Metrics,
         *,
-        repository: WatchlistRepository | None = None,
-        ledger: AlertLedger | None = None,
+        repository: WatchlistRepository,
+        ledger: AlertLedger,
+        owns_stores: bool = False,
         deliverer: Deliverer | None = None,
         bus: Bus | None = None,
         digest_interval_s: float | None = DIGEST_CHECK_S,
         wait_interval_s: float | None = WAIT_TICK_S,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.store = store
         self.metrics = metrics
         self.bus = bus
-        self._own_repository = repository is None
-        self._own_ledger = ledger is None
-        self.repository: WatchlistRepository = repository if repository is not None else open_watchlists(settings)
-        self.ledger = ledger if ledger is not None else open_ledger(settings)
-        self.deliverer = deliverer if deliverer is not None else Deliverer(settings, on_retry=self._count_retry)
+        self._owns_stores = owns_stores
+        self.repository = repository
+        self.ledger = ledger
+        self.deliverer = (
+            deliverer if deliverer is not None else Deliverer(config.delivery, on_retry=self._count_retry)
+        )
         self._executor = ThreadPoolExecutor(max_workers=DELIVERY_WORKERS, thread_name_prefix="alert-delivery")
         self._futures: set[Future[None]] = set()
         self._futures_lock = threading.Lock()
@@ -212,7 +223,7 @@ class AlertStage:
             raise ArticleNotIndexedError(
                 f"story {event.story.id} ({event.kind}): article {article_id} is not in the store"
             )
-        fresh = is_fresh(article, event.story, now=now_utc(), max_age_s=self.settings.alert_max_age_s)
+        fresh = is_fresh(article, event.story, now=now_utc(), max_age_s=self.config.alert_max_age_s)
         related = related_story_of(event)
         if related is not None:
             # a new story the clustering stage found probably about an older one: one story for alerting
@@ -234,7 +245,7 @@ class AlertStage:
             if verdict.action == "skip":
                 continue
             alert = build_alert(
-                event, wl, article, matched_terms=terms, public_url=self.settings.public_url, role=verdict.role
+                event, wl, article, matched_terms=terms, public_url=self.config.public_url, role=verdict.role
             )
             if verdict.action == "instant":
                 row = self.ledger.record_alert(alert, mode="instant", targets=wl.targets)
@@ -331,7 +342,7 @@ class AlertStage:
             status = self.process(event, watchlists)
         except ArticleNotIndexedError as exc:
             waited = (now_utc() - utc(item.since)).total_seconds()
-            if waited >= self.settings.alert_wait_max_s and self.bus is not None:
+            if waited >= self.config.alert_wait_max_s and self.bus is not None:
                 self._give_up(item, f"{exc} after waiting {waited:.0f} s (alert_wait_max_s)")
                 return True
             self.ledger.reschedule(item.id, next_try=now + min(WAIT_FIRST_S * 2 ** (item.tries + 1), WAIT_MAX_S))
@@ -484,7 +495,7 @@ class AlertStage:
         out: list[Alert] = []
         for entry in entries:
             survivor = self.ledger.survivor(entry.story_id)
-            link = story_link(self.settings.public_url, survivor)
+            link = story_link(self.config.public_url, survivor)
             out.append(entry if survivor == entry.story_id else replace(entry, story_id=survivor, link=link))
         return out
 
@@ -503,7 +514,7 @@ class AlertStage:
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Wait up to ``timeout_s`` for deliveries in flight (the rest stay ``pending`` and resume on the
-        next start), then release what the stage created."""
+        next start), then close the repository and the ledger when the stage owns them."""
         if self._closed:
             return
         self._closed = True
@@ -514,9 +525,8 @@ class AlertStage:
         if not self.wait_idle(timeout_s):
             logger.warning("deliveries still in flight at close; they resume on next start", extra={"stage": STAGE})
         self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._own_ledger:
+        if self._owns_stores:
             self.ledger.close()
-        if self._own_repository:
             self.repository.close()
 
 

@@ -1,8 +1,8 @@
 """Delivery of alerts and digests to one target, with retries.
 
 :class:`Deliverer` picks the target's channel from ``indexer.alerting.channels.CHANNELS`` by its kind
-(``webhook:<url>``, ``slack:<url>``, ``email:<address>``), makes up to ``settings.webhook_attempts``
-attempts (waiting ``settings.webhook_backoff_s``, doubled each time) while the channel's
+(``webhook:<url>``, ``slack:<url>``, ``email:<address>``), makes up to ``DeliveryConfig.webhook_attempts``
+attempts (waiting ``webhook_backoff_s``, doubled each time) while the channel's
 :class:`~indexer.errors.DeliveryError` is ``transient``, and raises the last error when it finally
 fails. The alert stage runs it off the pipeline's thread, records the outcome in the ledger and counts
 it, so a failing target never holds up another target or the pipeline.
@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from indexer.alerting.alerts import Alert, DigestStory
-from indexer.alerting.channels import CHANNELS, AlertChannel
+from indexer.alerting.channels import CHANNELS, AlertChannel, ChannelConfig
 from indexer.alerting.channels.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, sign, verify
 from indexer.alerting.watchlists import Watchlist
 from indexer.errors import DeliveryError, WatchlistError
-from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "SIGNATURE_TOLERANCE_S",
     "Deliverer",
+    "DeliveryConfig",
     "check_targets",
     "sign",
     "split_target",
@@ -42,26 +43,35 @@ __all__ = [
 RetryHook = Callable[[str, int, DeliveryError], None]  # (channel, attempt that failed, error), before the next try
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeliveryConfig:
+    """Retries (the settings of the same names) and what the channels use."""
+
+    webhook_attempts: int  # tries per delivery (exponential backoff)
+    webhook_backoff_s: float  # first retry delay, doubled each time
+    channels: ChannelConfig
+
+
 class Deliverer:
     """Sends one alert or digest to one target.
 
     Args:
-        settings: ``webhook_attempts``, ``webhook_backoff_s`` and what the channels use.
+        config: ``webhook_attempts``, ``webhook_backoff_s`` and what the channels use.
         on_retry: called before every retry (the stage counts them).
         sleep: how to wait between tries (``time.sleep``).
     """
 
     def __init__(
         self,
-        settings: Settings,
+        config: DeliveryConfig,
         *,
         on_retry: RetryHook | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.on_retry = on_retry
         self.sleep = sleep
-        self._channels: dict[str, AlertChannel] = {kind: factory(settings) for kind, factory in CHANNELS.items()}
+        self._channels: dict[str, AlertChannel] = {kind: factory(config.channels) for kind, factory in CHANNELS.items()}
 
     def channel(self, target: str) -> tuple[AlertChannel, str]:
         """The channel serving ``target`` and the address. Raises ``DeliveryError`` for an unknown kind."""
@@ -89,8 +99,8 @@ class Deliverer:
         )
 
     def _with_retries(self, channel: str, what: str, once: Callable[[], None]) -> int:
-        attempts = max(1, self.settings.webhook_attempts)
-        delay = self.settings.webhook_backoff_s
+        attempts = max(1, self.config.webhook_attempts)
+        delay = self.config.webhook_backoff_s
         for attempt in range(1, attempts + 1):
             try:
                 once()
@@ -130,7 +140,7 @@ def target_channel(target: str) -> str:
     return kind if kind in CHANNELS else "unknown"
 
 
-def check_targets(watchlist: Watchlist, settings: Settings) -> None:
+def check_targets(watchlist: Watchlist, config: ChannelConfig) -> None:
     """Save-time check of every target with its channel (e.g. webhooks to private addresses refused).
 
     Raises ``WatchlistError`` naming the watchlist, the target and why.
@@ -138,6 +148,6 @@ def check_targets(watchlist: Watchlist, settings: Settings) -> None:
     for target in watchlist.targets:
         kind, address = split_target(target)
         try:
-            CHANNELS[kind](settings).check(address)
+            CHANNELS[kind](config).check(address)
         except WatchlistError as exc:
             raise WatchlistError(f"watchlist {watchlist.name!r}: {exc}") from exc

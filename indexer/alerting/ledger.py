@@ -39,7 +39,6 @@ from typing import Literal
 from indexer.alerting.alerts import Alert
 from stream.article import iso_utc, now_utc, parse_time
 from stream.bus import Record
-from stream.settings import Settings
 
 DeliveryKind = Literal["alert", "digest"]
 Status = Literal["pending", "sent", "failed"]
@@ -513,17 +512,6 @@ class AlertLedger:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def open_ledger(settings: Settings) -> AlertLedger:
-    """The alert ledger of this deployment: with an Elasticsearch store, the pairs alerted on and the
-    merges live in the store (``indexer.alerting.ledger_elastic``: every alert stage, on any host, from any data
-    directory, sees them); the working rows stay in ``<data_dir>/alerts.sqlite3`` in both modes."""
-    if settings.distributed_store:
-        from indexer.alerting.ledger_elastic import ElasticAlertLedger
-
-        return ElasticAlertLedger.for_settings(settings)
-    return AlertLedger.in_data_dir(settings.data_dir)
 
 
 def _group(db: sqlite3.Connection, story_id: str) -> set[str]:

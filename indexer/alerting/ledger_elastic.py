@@ -43,10 +43,9 @@ from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError,
 from indexer.alerting.alerts import Alert
 from indexer.alerting.ledger import AlertLedger, LedgerAlert, PendingDelivery
 from indexer.errors import StoreError
-from indexer.store_elastic import es_client_options
+from indexer.store_elastic import ElasticConfig, es_client_options
 from stream.article import iso_utc, now_utc
 from stream.errors import UnavailableError
-from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +82,13 @@ class ElasticAlertLedger(AlertLedger):
     and waits), ``StoreError`` when it refuses a request.
     """
 
-    def __init__(self, path: Path, settings: Settings, *, client: Elasticsearch | None = None) -> None:
+    def __init__(self, path: Path, config: ElasticConfig, *, client: Elasticsearch | None = None) -> None:
         super().__init__(path)
-        self.url = settings.store
-        self.claims = f"{settings.es_prefix}-alert-claims"
-        self.merges = f"{settings.es_prefix}-alert-merges"
+        self.url = config.store
+        self.claims = f"{config.es_prefix}-alert-claims"
+        self.merges = f"{config.es_prefix}-alert-merges"
         self._own_client = client is None
-        self.client = client or Elasticsearch(settings.store, **es_client_options(settings))
+        self.client = client or Elasticsearch(config.store, **es_client_options(config))
         self._ready = False
         with self._tx() as db:  # this ledger's holder id: survives restarts on the same data directory
             db.execute("CREATE TABLE IF NOT EXISTS claim_holder (id TEXT NOT NULL)")
@@ -98,10 +97,6 @@ class ElasticAlertLedger(AlertLedger):
                 row = (uuid.uuid4().hex,)
                 db.execute("INSERT INTO claim_holder (id) VALUES (?)", row)
         self.holder = str(row[0])
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> ElasticAlertLedger:
-        return cls(Path(settings.data_dir) / "alerts.sqlite3", settings)
 
     def _call(self, what: str, fn: Any, /, **kwargs: Any) -> Any:
         try:

@@ -7,7 +7,7 @@ fresh matching article: ``indexer.alerting.alerts``) or ``digest`` (new stories 
 ``daily``). Every watchlist also gets a digest of updates (duplicates and follow-ups of the stories it
 alerted on, older coverage) at its ``every``.
 
-Where they are kept (:func:`open_watchlists`): :class:`SqliteWatchlistRepository` in
+Where they are kept (``sednaya_monitor.wiring.make_watchlists``): :class:`SqliteWatchlistRepository` in
 ``<data_dir>/watchlists.sqlite3`` in the embedded mode; ``indexer.alerting.watchlists_elastic`` in the search
 store when it is Elasticsearch (distributed mode).
 """
@@ -30,7 +30,6 @@ from urllib.parse import urlsplit
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse
 from stream.article import iso_utc, now_utc, parse_time
-from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -257,17 +256,6 @@ class SqliteWatchlistRepository:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def open_watchlists(settings: Settings) -> WatchlistRepository:
-    """The watchlists of this deployment: in the search store when it is Elasticsearch (distributed
-    mode: every host sees the same ones), else ``<data_dir>/watchlists.sqlite3``."""
-    if settings.distributed_store:
-        from indexer.alerting.watchlists_elastic import ElasticWatchlistRepository
-
-        return ElasticWatchlistRepository(settings)
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    return SqliteWatchlistRepository.in_data_dir(settings.data_dir)
 
 
 def require(repository: WatchlistRepository, name: str) -> Watchlist:

@@ -14,9 +14,8 @@ from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError,
 
 from indexer.alerting.watchlists import Watchlist
 from indexer.errors import StoreError, WatchlistError
-from indexer.store_elastic import es_client_options
+from indexer.store_elastic import ElasticConfig, es_client_options
 from stream.errors import UnavailableError
-from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +31,11 @@ class ElasticWatchlistRepository:
     ``add`` shows it. Raises ``UnavailableError`` naming the server when it cannot be reached (the stage
     worker then keeps its batch and waits), ``StoreError`` when it refuses a request."""
 
-    def __init__(self, settings: Settings, *, client: Elasticsearch | None = None) -> None:
-        self.url = settings.store
-        self.index = f"{settings.es_prefix}-watchlists"
+    def __init__(self, config: ElasticConfig, *, client: Elasticsearch | None = None) -> None:
+        self.url = config.store
+        self.index = f"{config.es_prefix}-watchlists"
         self._own_client = client is None
-        self.client = client or Elasticsearch(settings.store, **es_client_options(settings))
+        self.client = client or Elasticsearch(config.store, **es_client_options(config))
         self._ready = False
 
     def _ensure_index(self) -> None:

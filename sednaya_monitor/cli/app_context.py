@@ -26,10 +26,10 @@ from indexer.store import SearchStore
 from sednaya_monitor import wiring
 from sednaya_monitor.cli.logs import configure_logging
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings, load_settings
 from stream.bus import Bus
 from stream.embedding import Embedder
 from stream.errors import SednayaError
-from stream.settings import Settings, load_settings
 
 BUS_FILE = "bus.sqlite3"  # the embedded bus in the data directory (stream.bus_embedded)
 STORE_FILE = "store.sqlite3"  # the embedded store in the data directory (indexer.store_embedded)

@@ -22,10 +22,11 @@ from sednaya_monitor.ingest_run import IngestRun, origin_key
 from sednaya_monitor.metrics_server import serving_run
 from sednaya_monitor.pipeline import Pipeline, RunSummary, publish_article
 from sednaya_monitor.prometheus_metrics import set_build_info
+from sednaya_monitor.settings import Settings
+from sednaya_monitor.wiring import crawl_config, make_raw_store
 from stream.article import Article, parse_time
 from stream.bus import Record
 from stream.ingest import IngestError, read_jsonl
-from stream.settings import Settings
 
 PUBLISH_CHUNK = 500  # articles published per flush by `ingest --publish-only`
 EXPORT_FIELDS = ("id", "url", "source", "lang", "published", "story_id", "duplicate_of", "story_role")
@@ -207,7 +208,14 @@ def _run(app: AppContext, *, follow: bool, backfill_since: datetime | None) -> N
     worker = threading.Thread(target=stages, name="stages", daemon=True)
     worker.start()
     try:
-        crawl_summary = crawl(app.settings, app.bus, app.metrics, follow=follow, backfill_since=backfill_since)
+        crawl_summary = crawl(
+            crawl_config(app.settings),
+            app.bus,
+            app.metrics,
+            raw=make_raw_store(app.settings),
+            follow=follow,
+            backfill_since=backfill_since,
+        )
     finally:
         stop.set()
         worker.join()

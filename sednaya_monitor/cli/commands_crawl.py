@@ -33,8 +33,9 @@ from sednaya_monitor.cli.app_context import AppContext
 from sednaya_monitor.cli.locking import WAIT_FLAG, data_dir_locked, wait_option
 from sednaya_monitor.metrics_server import serving_run
 from sednaya_monitor.prometheus_metrics import set_build_info
+from sednaya_monitor.settings import Settings
+from sednaya_monitor.wiring import crawl_config, make_raw_store
 from stream.article import parse_time
-from stream.settings import Settings
 
 __all__ = ["crawl"]
 
@@ -133,7 +134,7 @@ class Check:
 def check_url(settings: Settings, source: str, url: str) -> Check:
     """One GET of a feed or sitemap URL with the crawler's User-Agent, then its verdict; never raises."""
     started = time.monotonic()
-    request = urllib.request.Request(url, headers={"User-Agent": user_agent(settings)})  # noqa: S310  # http(s) only: the registry validates schemes
+    request = urllib.request.Request(url, headers={"User-Agent": user_agent(crawl_config(settings))})  # noqa: S310  # http(s) only: the registry validates schemes
     try:
         with urllib.request.urlopen(request, timeout=settings.crawl_download_timeout_s) as resp:  # noqa: S310
             body = resp.read(settings.crawl_max_page_bytes + 1)
@@ -248,9 +249,10 @@ def crawl_command(
     )
     with serving_run(app.settings, app.metrics, push=not follow):
         summary = crawl(
-            app.settings,
+            crawl_config(app.settings),
             app.bus,
             app.metrics,
+            raw=make_raw_store(app.settings),
             follow=follow,
             sources=source_ids or None,
             backfill_since=backfill_since,
@@ -277,13 +279,16 @@ def demo_registry(template: Path, urls: dict[str, str]) -> str:
 @click.pass_context
 def demo(ctx: click.Context, port: int | None, no_serve: bool, wait_s: float | None) -> None:
     """Serve the bundled offline news web on loopback, run the main job against it, then the search page."""
-    from crawlers.site_server import SiteServer
+    from crawlers.site_server import DEMO_CANONICAL, SiteServer
     from sednaya_monitor.pipeline import Pipeline
 
     app = AppContext.of(ctx, {**WAIT_FLAG, "serve_port": "--port"}, lock_wait_s=wait_s, serve_port=port)
     # The crawl and the pipeline write the data directory: held alone; the search page after is read-only.
     with data_dir_locked(app):
-        with SiteServer(DEMO_DIR / "sites") as web, tempfile.TemporaryDirectory(prefix="sednaya-demo-") as tmp:
+        with (
+            SiteServer(DEMO_DIR / "sites", canonical=DEMO_CANONICAL) as web,
+            tempfile.TemporaryDirectory(prefix="sednaya-demo-") as tmp,
+        ):
             registry = Path(tmp) / "sources.toml"
             registry.write_text(
                 demo_registry(DEMO_DIR / "sources.toml.tmpl", {s: web.url(s) for s in web.sites}), encoding="utf-8"
@@ -292,7 +297,7 @@ def demo(ctx: click.Context, port: int | None, no_serve: bool, wait_s: float | N
             app.settings = app.settings.replace(
                 sources_file=registry, discovery=False, crawl_download_delay_s=0.0, crawl_retry_times=0
             )
-            summary = crawl(app.settings, app.bus, app.metrics)
+            summary = crawl(crawl_config(app.settings), app.bus, app.metrics, raw=make_raw_store(app.settings))
         click.echo(str(summary))
         pipeline = Pipeline(app.settings, app.metrics, bus=app.bus, store=app.store, embedder=app.embedder)
         try:

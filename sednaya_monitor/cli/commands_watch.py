@@ -1,7 +1,7 @@
 """``sednaya-monitor watch add|list|remove|test|alerts|digest``: saved searches that alert on new stories.
 
 Watchlists live in ``<data_dir>/watchlists.sqlite3``, or in the search store when it is Elasticsearch
-(``indexer.alerting.watchlists.open_watchlists``); the alert ledger in ``<data_dir>/alerts.sqlite3``. The alert
+(``sednaya_monitor.wiring.make_watchlists``); the alert ledger in ``<data_dir>/alerts.sqlite3``. The alert
 stage reads the watchlists on every batch, so one added here applies to the next story event.
 """
 
@@ -14,12 +14,12 @@ from contextlib import contextmanager
 import click
 
 from indexer.alerting.delivery import check_targets
-from indexer.alerting.ledger import open_ledger
-from indexer.alerting.watchlists import Watchlist, WatchlistRepository, new_secret, open_watchlists, require
+from indexer.alerting.watchlists import Watchlist, WatchlistRepository, new_secret, require
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.store import SearchRequest
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.app_context import AppContext, NotDeployedError, pipeline_options
+from sednaya_monitor.wiring import channel_config, make_alert_stage, make_ledger, make_watchlists
 
 TEST_LIMIT = 20  # stories shown by `watch test`
 DIGEST_WAIT_S = 120.0  # `watch digest` waits this long for the deliveries it started
@@ -38,7 +38,7 @@ def _repository(app: AppContext) -> Iterator[WatchlistRepository]:
             "watchlists in its store; pass --store http(s)://host:9200 (or set store in the settings file / "
             "SEDNAYA_MONITOR_STORE)"
         )
-    repo = open_watchlists(settings)
+    repo = make_watchlists(settings)
     try:
         yield repo
     finally:
@@ -97,7 +97,7 @@ def watch_add(
             mode=mode,  # type: ignore[arg-type]  # click.Choice restricts it
             every=every,  # type: ignore[arg-type]  # click.Choice restricts it
         )
-        check_targets(watchlist, app.settings)  # e.g. webhooks to private addresses, unless allowed
+        check_targets(watchlist, channel_config(app.settings))  # e.g. webhooks to private addresses, unless allowed
     except WatchlistError as exc:
         raise click.UsageError(str(exc)) from exc
     with _repository(app) as repo:
@@ -118,7 +118,7 @@ def watch_list(ctx: click.Context, as_json: bool, bus: str | None, store: str | 
     app = _app(ctx, bus, store)
     with _repository(app) as repo:
         watchlists = repo.all()
-    ledger = open_ledger(app.settings)
+    ledger = make_ledger(app.settings)
     try:
         rows = [(w, ledger.count_alerts(w.name), ledger.delivery_counts(w.name)) for w in watchlists]
         waiting, oldest = ledger.waiting_summary()
@@ -182,7 +182,7 @@ def watch_test(
         result = app.reading_store().search(request)
     except QuerySyntaxError as exc:
         raise click.UsageError(f"watchlist {name!r}: {exc}") from exc
-    ledger = open_ledger(app.settings)
+    ledger = make_ledger(app.settings)
     try:
         alerted = {g.story_id: ledger.has_alert(wl.name, g.story_id) for g in result.groups}
     finally:
@@ -229,7 +229,7 @@ def watch_alerts(
     app = _app(ctx, bus, store)
     with _repository(app) as repo:
         wl = require(repo, name)
-    ledger = open_ledger(app.settings)
+    ledger = make_ledger(app.settings)
     try:
         items = ledger.recent_alerts(wl.name, limit=limit)
     finally:
@@ -250,10 +250,8 @@ def watch_alerts(
 @click.pass_context
 def watch_digest(ctx: click.Context, force: bool, bus: str | None, store: str | None) -> None:
     """Send the digests that are due (and resume deliveries left pending); for cron or by hand."""
-    from indexer.alerting.alert_stage import AlertStage
-
     app = _app(ctx, bus, store)
-    stage = AlertStage(app.settings, app.store, app.metrics, digest_interval_s=None, wait_interval_s=None)
+    stage = make_alert_stage(app.settings, app.store, app.metrics, digest_interval_s=None, wait_interval_s=None)
     try:
         opened = stage.send_digests(force=force)
         if not stage.wait_idle(DIGEST_WAIT_S):

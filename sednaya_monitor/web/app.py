@@ -39,6 +39,7 @@ from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse as parse_query
 from indexer.store import Hit, SearchRequest, SearchResult, SearchStore, StoryGroup
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.web import models, pages, params
 from sednaya_monitor.web.answer_cache import AnswerCache
 from sednaya_monitor.web.errors import BadRequest, HttpError, NotFound
@@ -52,9 +53,8 @@ from sednaya_monitor.web.models import (
     parameter_message,
 )
 from sednaya_monitor.web.params import SearchParams
-from sednaya_monitor.wiring import make_raw_store
+from sednaya_monitor.wiring import channel_config, make_raw_store
 from stream.article import Article
-from stream.settings import Settings
 from stream.story import Story
 from stream.text import clean_text
 
@@ -705,7 +705,8 @@ def create_app(
             data["secret"] = new_secret()
         watchlist = Watchlist.from_dict(data)
         watchlist.validate()
-        check_targets(watchlist, web.settings)  # webhooks to private/metadata addresses -> 400 unless allowed
+        # webhooks to private/metadata addresses -> 400 unless allowed
+        check_targets(watchlist, channel_config(web.settings))
         parse_query(watchlist.query)  # QuerySyntaxError -> 400 naming the position, before anything is stored
         if repo.get(watchlist.name) is not None:
             raise HttpError(409, f"watchlist {watchlist.name!r} already exists (DELETE it first)")

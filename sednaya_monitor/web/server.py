@@ -47,13 +47,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from indexer.alerting.ledger import open_ledger
-from indexer.alerting.watchlists import WatchlistRepository, open_watchlists
+from indexer.alerting.watchlists import WatchlistRepository
 from indexer.store import SearchStore
 from sednaya_monitor.prometheus_metrics import LATENCY_BUCKETS, PrometheusMetrics
+from sednaya_monitor.settings import Settings
 from sednaya_monitor.web.alert_feeds import LedgerAlertLog
 from sednaya_monitor.web.app import HTML_CSP, AlertLog, create_app
-from stream.settings import Settings
+from sednaya_monitor.wiring import make_ledger, make_watchlists
 
 logger = logging.getLogger(__name__)
 
@@ -413,17 +413,17 @@ def make_server(
     ``host``/``port`` default to ``settings.serve_host``/``settings.serve_port`` (127.0.0.1:8080);
     port 0 takes a free port (read it back from ``server.url``); ``sock`` serves an already bound
     socket instead (a worker process of :func:`serve_forked`). ``watchlists`` defaults to the
-    deployment's repository (``indexer.alerting.watchlists.open_watchlists``: SQLite in ``settings.data_dir``,
+    deployment's repository (``sednaya_monitor.wiring.make_watchlists``: SQLite in ``settings.data_dir``,
     or the Elasticsearch store); ``alerts`` defaults to the alert ledger there (both closed with the server).
     Raises ``OSError`` when the address is taken.
     """
     owned: list[Closable] = []
     if watchlists is None:
-        repo = open_watchlists(settings)
+        repo = make_watchlists(settings)
         owned.append(repo)
         watchlists = repo
     if alerts is None:
-        ledger = open_ledger(settings)
+        ledger = make_ledger(settings)
         owned.append(ledger)
         alerts = LedgerAlertLog(ledger, watchlists, settings.public_url)
     app = create_app(settings, store, metrics, watchlists=watchlists, alerts=alerts)

@@ -8,7 +8,7 @@ in :data:`CHANNELS`. The kind a configured address gets follows its scheme: ``ht
 
 from __future__ import annotations
 
-from indexer.alerting.channels.channel import AlertChannel, ChannelFactory
+from indexer.alerting.channels.channel import AlertChannel, ChannelConfig, ChannelFactory
 from indexer.alerting.channels.email import EmailChannel
 from indexer.alerting.channels.slack import SlackChannel
 from indexer.alerting.channels.webhook import WebhookChannel
@@ -19,4 +19,4 @@ CHANNELS: dict[str, ChannelFactory] = {
     "email": EmailChannel,
 }
 
-__all__ = ["CHANNELS", "AlertChannel", "ChannelFactory"]
+__all__ = ["CHANNELS", "AlertChannel", "ChannelConfig", "ChannelFactory"]

@@ -8,12 +8,28 @@ A target is stored as ``<kind>:<address>`` (``webhook:https://...``, ``slack:htt
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from indexer.alerting.alerts import Alert, DigestStory
     from indexer.alerting.watchlists import Watchlist
-    from stream.settings import Settings
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChannelConfig:
+    """What the channels use (the settings of the same names, each documented beside its default in
+    ``Settings``): the HTTP User-Agent, the SMTP relay, and which private targets are allowed."""
+
+    user_agent: str
+    smtp_host: str
+    smtp_port: int
+    smtp_user: str
+    smtp_password: str
+    smtp_from: str
+    smtp_security: str  # starttls | tls | none
+    alert_allow_private_targets: bool
+    alert_target_allowlist: str  # comma-separated hosts, IPs or CIDRs
 
 
 class AlertChannel(Protocol):
@@ -33,4 +49,4 @@ class AlertChannel(Protocol):
         """One attempt at delivering a digest. Raises ``DeliveryError``."""
 
 
-ChannelFactory = Callable[["Settings"], AlertChannel]
+ChannelFactory = Callable[[ChannelConfig], AlertChannel]

@@ -1,6 +1,6 @@
 """E-mail channel: ``email:<address>`` over SMTP, a ``multipart/alternative`` message (plain + HTML).
 
-Transport security is ``settings.smtp_security``:
+Transport security is the ``smtp_security`` setting (``ChannelConfig``):
 
 * ``"starttls"`` (default): STARTTLS when the server offers it (certificate checked against the
   system CAs, or ``SSL_CERT_FILE``); when it does not, a message is still sent to a relay that needs no
@@ -22,9 +22,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from indexer.alerting.alerts import Alert, DigestStory, digest_marker
+from indexer.alerting.channels.channel import ChannelConfig
 from indexer.alerting.watchlists import EMAIL_RE, Watchlist
 from indexer.errors import DeliveryError, WatchlistError
-from stream.settings import Settings
 
 SMTP_TIMEOUT_S = 30.0  # per SMTP conversation step (smtplib's socket timeout)
 
@@ -32,8 +32,8 @@ SMTP_TIMEOUT_S = 30.0  # per SMTP conversation step (smtplib's socket timeout)
 class EmailChannel:
     kind = "email"
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, config: ChannelConfig) -> None:
+        self.config = config
 
     def check(self, address: str) -> None:
         if not EMAIL_RE.match(address):
@@ -51,7 +51,7 @@ class EmailChannel:
 
     def send(self, to: str, subject: str, plain: str, rich: str, *, message_key: str) -> None:
         """One attempt at sending a plain-text + HTML message to ``to``. Raises ``DeliveryError``."""
-        s = self.settings
+        s = self.config
         msg = EmailMessage()
         msg["Subject"] = subject
         msg["From"] = s.smtp_from
@@ -81,7 +81,7 @@ class EmailChannel:
             raise DeliveryError(where, f"{type(exc).__name__}: {exc}") from exc
 
     def _converse(self, msg: EmailMessage, to: str, where: str) -> None:
-        s = self.settings
+        s = self.config
         context = ssl.create_default_context()
         smtp: smtplib.SMTP
         if s.smtp_security == "tls":

@@ -3,8 +3,8 @@
 A token holder must not be able to make the service POST to ``127.0.0.1:22``, a database on the
 private network or a cloud metadata endpoint (``169.254.169.254``, ``fd00:ec2::254``). A URL is
 refused unless every address its host resolves to is globally routable (``ipaddress`` ``is_global``,
-IPv4-mapped IPv6 unwrapped), or ``settings.alert_allow_private_targets`` is set, or the host (or one of
-its addresses) is in ``settings.alert_target_allowlist`` (comma-separated host names, IPs or CIDRs).
+IPv4-mapped IPv6 unwrapped), or the ``alert_allow_private_targets`` setting is set, or the host (or one of
+its addresses) is in ``alert_target_allowlist`` (comma-separated host names, IPs or CIDRs).
 
 Checked at save (literal IPs and names known to be local; :func:`check_url` with ``resolve=False``) and
 again before every delivery attempt with the host resolved (a name can be re-pointed after it was saved);
@@ -18,7 +18,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from stream.settings import Settings
+from indexer.alerting.channels.channel import ChannelConfig
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -30,7 +30,7 @@ class TargetRefused(ValueError):
     """The URL points at a non-public address; the message names the URL, the address and the setting."""
 
 
-def check_url(url: str, settings: Settings, *, resolve: bool) -> str | None:
+def check_url(url: str, config: ChannelConfig, *, resolve: bool) -> str | None:
     """Raise :class:`TargetRefused` unless ``url`` may be posted to (see the module docstring).
 
     ``resolve`` also resolves the host (delivery time) and returns the checked address to connect to
@@ -38,10 +38,10 @@ def check_url(url: str, settings: Settings, *, resolve: bool) -> str | None:
     rebinding); None when nothing was resolved (an IP literal, an allowed host, or resolution failed:
     not a refusal, the delivery then fails as a connection error and is retried).
     """
-    if settings.alert_allow_private_targets:
+    if config.alert_allow_private_targets:
         return None
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    names, networks = _allowlist(settings)
+    names, networks = _allowlist(config.alert_target_allowlist)
     if host in names:
         return None
     literal = _ip(host)
@@ -91,10 +91,10 @@ def _check_address(url: str, address: IpAddress, networks: list[IpNetwork], *, v
     )
 
 
-def _allowlist(settings: Settings) -> tuple[set[str], list[IpNetwork]]:
+def _allowlist(allowlist: str) -> tuple[set[str], list[IpNetwork]]:
     names: set[str] = set()
     networks: list[IpNetwork] = []
-    for item in (part.strip() for part in settings.alert_target_allowlist.split(",")):
+    for item in (part.strip() for part in allowlist.split(",")):
         if not item:
             continue
         try:

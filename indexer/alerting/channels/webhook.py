@@ -24,10 +24,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from indexer.alerting.alerts import Alert, DigestStory, digest_body, webhook_body
+from indexer.alerting.channels.channel import ChannelConfig
 from indexer.alerting.channels.targets import TargetRefused, check_url
 from indexer.alerting.watchlists import Watchlist
 from indexer.errors import DeliveryError, WatchlistError
-from stream.settings import Settings
 
 SIGNATURE_HEADER = "X-Sednaya-Signature"
 DELIVERY_HEADER = "X-Sednaya-Delivery"
@@ -69,15 +69,15 @@ class WebhookChannel:
 
     kind = "webhook"
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, config: ChannelConfig) -> None:
+        self.config = config
 
     def check(self, address: str) -> None:
         parts = urlsplit(address)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise WatchlistError(f"webhook {address!r} is not an http(s) URL")
         try:
-            check_url(address, self.settings, resolve=False)
+            check_url(address, self.config, resolve=False)
         except TargetRefused as exc:
             raise WatchlistError(str(exc)) from exc
 
@@ -102,13 +102,13 @@ class WebhookChannel:
         """One signed POST of ``payload`` as JSON. Raises ``DeliveryError`` (refused targets: not transient)."""
         where = f"webhook {url}"
         try:
-            pinned = check_url(url, self.settings, resolve=True)
+            pinned = check_url(url, self.config, resolve=True)
         except TargetRefused as exc:
             raise DeliveryError(where, str(exc), transient=False) from exc
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         headers = {
             "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": self.settings.user_agent,
+            "User-Agent": self.config.user_agent,
             DELIVERY_HEADER: delivery_id,
         }
         if secret:

@@ -1,0 +1,86 @@
+"""The composition root builds each component's config object from the application settings: the
+field names are the settings' names, and every value is the setting's (sednaya_monitor/wiring.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sednaya_monitor import wiring
+from sednaya_monitor.settings import Settings, load_settings
+
+BUILDERS: dict[str, Callable[[Settings], Any]] = {
+    "crawl": wiring.crawl_config,
+    "s3": wiring.s3_config,
+    "elastic": wiring.elastic_config,
+    "channels": wiring.channel_config,
+    "delivery": wiring.delivery_config,
+    "alert": wiring.alert_config,
+    "assign": wiring.assign_config,
+}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings whose values differ from the defaults, so a config that took a default would show."""
+    return load_settings(
+        environ={},
+        overrides={
+            "data_dir": tmp_path,
+            "store": "https://es.example:9200",
+            "raw_store": "s3://bucket/raw",
+            "s3_region": "eu-west-3",
+            "es_prefix": "wired",
+            "es_username": "elastic",
+            "es_password": "pw",
+            "smtp_port": 2525,
+            "smtp_security": "tls",
+            "webhook_attempts": 7,
+            "alert_target_allowlist": "10.0.0.0/8",
+            "alert_max_age_s": 60.0,
+            "crawl_retry_times": 5,
+            "crawl_shard_count": 3,
+            "crawl_shard_index": 2,
+            "merge_every": 9,
+            "model_languages": "en, de",
+            "cluster_threshold": 0.31,
+            "topic_raw": "raw.v9",
+        },
+    )
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_a_config_carries_the_settings_of_its_field_names(name: str, settings: Settings) -> None:
+    config = BUILDERS[name](settings)
+    assert dataclasses.is_dataclass(config)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(config, dataclasses.fields(config)[0].name, None)
+    known = {f.name for f in dataclasses.fields(Settings)}
+    for field in dataclasses.fields(config):
+        if field.name in known:
+            assert getattr(config, field.name) == getattr(settings, field.name), f"{name}.{field.name}"
+
+
+def test_nested_configs_and_the_clustering_thresholds(settings: Settings) -> None:
+    alert = wiring.alert_config(settings)
+    assert alert.delivery == wiring.delivery_config(settings)
+    assert alert.delivery.channels == wiring.channel_config(settings)
+    assert (alert.delivery.webhook_attempts, alert.delivery.channels.smtp_port) == (7, 2525)
+    assign = wiring.assign_config(settings)
+    assert assign.cluster == wiring.cluster_params(settings)
+    assert (assign.cluster.threshold, assign.merge_every, assign.topic_raw) == (0.31, 9, "raw.v9")
+    assert wiring.crawl_config(settings).crawl_shard_index == 2
+    assert wiring.elastic_config(settings).es_prefix == "wired"
+
+
+def test_settings_slice_names_a_field_the_settings_lack(settings: Settings) -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Unknown:
+        no_such_setting: int
+
+    with pytest.raises(AttributeError, match="no_such_setting"):
+        wiring.settings_slice(Unknown, settings)
