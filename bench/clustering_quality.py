@@ -52,7 +52,7 @@ from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
 from bench.report import write_section as write_doc_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings, load_settings
-from sednaya_monitor.wiring import make_assign_stage, make_embedder
+from sednaya_monitor.wiring import calibrated, make_assign_stage, make_embedder
 from stream.anchors import AnchorExtractor
 from stream.article import Article
 from stream.assign_stage import model_languages
@@ -72,9 +72,6 @@ TFIDF_THRESHOLDS = [round(0.10 + 0.05 * i, 2) for i in range(12)]  # 0.10 ... 0.
 WINDOWS = [0, 300, 1000, 2000]  # body characters after the title (BASIL)
 NEUS_WINDOWS = [0, 1000]  # title only, title + the whole lead (NeuS leads are at most 655 characters)
 ANCHOR_GRID = (0.0, 0.1)  # same-language anchor bonus weights tried in the NeuS calibration
-# all-MiniLM-L6-v2's own thresholds (raw cosines), calibrated in round 1 on the same NeuS grid: the
-# shipped defaults are centred cosines for the multilingual default model and mean nothing for it.
-RAW_MODEL_SETTINGS: dict[str, float] = {"cluster_threshold": 0.7, "merge_threshold": 0.8}
 
 
 @dataclass(frozen=True)
@@ -789,12 +786,10 @@ def main() -> None:
         parser.error(f"--only {args.only!r}: unknown part(s) {', '.join(unknown)} (known: {', '.join(PARTS)})")
     print(f"reading the shared benchmark data in {args.data} (used in place, not copied)")
     defaults = load_settings(environ={})
-    base = defaults.replace(model_name=args.model or defaults.model_name)
+    # the model's own calibrated thresholds (wiring.calibrated): all-MiniLM-L6-v2 gets round 1's raw-cosine ones
+    base = calibrated(defaults.replace(model_name=args.model or defaults.model_name))
     embedder = CachedEmbedder(make_embedder(base), base.model_name, args.cache)
     grid = Grid.for_model(MULTILINGUAL in model_languages(base.model_languages, embedder))
-    if not grid.centred:
-        # An English-only model compares raw cosines: the shipped (centred) thresholds mean nothing for it.
-        base = base.replace(**RAW_MODEL_SETTINGS)
     results_file = args.cache.with_name("clustering_quality.json")
     saved = load_results(results_file).get(base.model_name, {})
     chosen = base

@@ -36,7 +36,7 @@ from bench.clustering_quality import bcubed
 from bench.report import write_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings, load_settings
-from sednaya_monitor.wiring import make_assign_stage, make_embedder
+from sednaya_monitor.wiring import calibrated, make_assign_stage, make_embedder
 from stream.article import Article
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
@@ -226,7 +226,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--defaults-only", action="store_true", help="skip the calibration grid")
     args = parser.parse_args()
-    base = load_settings(environ={}, overrides={"model_name": args.model} if args.model else {})
+    # the model's calibrated thresholds (wiring.calibrated): the grid starts from them and the table shows them
+    base = calibrated(load_settings(environ={}, overrides={"model_name": args.model} if args.model else {}))
     grid, related_grid = grids(base.model_name)
     section = SECTION if not args.model else f"{SECTION} ({base.model_name})"
     records = stream(load(args.data))

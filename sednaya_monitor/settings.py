@@ -71,11 +71,13 @@ class Settings:
     model_threads: int = 1
     embed_batch_size: int = 32  # texts per model.encode call
     cluster_window_days: int = 7  # look-back window of publication time for candidate stories
+    # The six cosine thresholds below are empty by default: each model has its own scale, and they take the
+    # values the model was calibrated with (MODEL_CALIBRATIONS in sednaya_monitor/wiring.py, chosen on half A
+    # of the multilingual tuning set: docs/clustering.md); a value set here wins.
     # Centred cosine (the topic's mean vector and the article's language offset taken away) to a story to
-    # join it; with cluster_warmup_threshold, merge_threshold and related_threshold chosen on half A of the
-    # multilingual tuning set (docs/clustering.md).
-    cluster_threshold: float = 0.3
-    cluster_warmup_threshold: float = 0.65  # raw cosine used while the topic's mean is not known yet
+    # join it (the default model: 0.3).
+    cluster_threshold: float | None = None
+    cluster_warmup_threshold: float | None = None  # raw cosine used while the topic's mean is not known yet
     date_gate_days: float = 7.0  # a dated article joins no story whose dated articles are further away
     # added to the similarity of a dated article and a story with a dated article the same day, falling to 0
     # at date_gate_days + 1 days. Off: on dated general news it merges the day's different stories
@@ -83,8 +85,8 @@ class Settings:
     # centred cosine of a new story's first article to a recent article of another story (not both dated
     # more than date_gate_days apart) at which the new story is "related" to it: one story for alerting
     # (docs/alerts.md); > 1: off
-    related_threshold: float = 0.25
-    related_warmup_threshold: float = 0.55  # the same, raw cosine, while the topic's mean is not known yet
+    related_threshold: float | None = None
+    related_warmup_threshold: float | None = None  # the same, raw cosine, while the topic's mean is not known yet
     # lowers related_threshold for two dated articles published the same day, falling to 0 at date_gate_days + 1
     related_date_bonus: float = 0.0
     duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
@@ -94,8 +96,8 @@ class Settings:
     model_languages: str = "auto"  # languages the model reads, comma-separated; "*" = all; auto = from the model
     follow_up_min_anchors: float = 1.0  # shared dates/figures/entities needed to join a dormant story
     novelty_override: float = 0.95  # cosine above which a new kind of development still joins the story
-    merge_threshold: float = 0.35  # centred centroid cosine at which two active stories are merged
-    merge_warmup_threshold: float = 0.8  # raw centroid cosine for merges while the topic's mean is unknown
+    merge_threshold: float | None = None  # centred centroid cosine at which two active stories are merged
+    merge_warmup_threshold: float | None = None  # raw centroid cosine for merges while the topic's mean is unknown
     merge_every: int = 50  # articles clustered between two merge passes over the active stories
 
     # --- ingest and the data-directory lock (issue 18) ---------------------------------------------
@@ -251,12 +253,12 @@ class Settings:
             "related_date_bonus",
         ):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if value is not None and not 0.0 <= value <= 1.0:
                 raise SettingsError(f"setting {name!r}={value!r}: must be between 0 and 1")
 
         for name in ("related_threshold", "related_warmup_threshold"):
             value = getattr(self, name)
-            if value <= 0.0:
+            if value is not None and value <= 0.0:
                 raise SettingsError(f"setting {name!r}={value!r}: must be above 0 (above 1 turns it off)")
 
     @property

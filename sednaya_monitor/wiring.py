@@ -6,7 +6,7 @@ plus one registration line here. Stages receive ready collaborators.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,6 +24,7 @@ from stream.assign_stage import AssignConfig, AssignStage
 from stream.bus import Bus
 from stream.clustering import ClusterParams
 from stream.embedding import Embedder
+from stream.errors import SettingsError
 from stream.metrics import Metrics
 from stream.story_state import STATE_FILE, StoryState
 
@@ -43,12 +44,46 @@ def settings_slice(config_type: type[Config], settings: Settings, **computed: An
     return config_type(**{n: getattr(settings, n) for n in names if n not in computed}, **computed)
 
 
+# The cosine thresholds each model was calibrated with: a cosine means something only for one model (e5's raw
+# cosines sit at 0.78-0.93, USE's spread over 0.2-0.9). Chosen on half A of the multilingual tuning set by
+# `python -m bench.multilingual_stories [--model NAME]` (docs/clustering.md); all-MiniLM-L6-v2's are round
+# 1's NeuS calibration (raw cosines: the English-only model is never centred, relates no stories).
+MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
+    "use-multilingual-v3": {
+        "cluster_threshold": 0.3,
+        "cluster_warmup_threshold": 0.65,
+        "merge_threshold": 0.35,
+        "merge_warmup_threshold": 0.8,
+        "related_threshold": 0.25,
+        "related_warmup_threshold": 0.55,
+    },
+    "multilingual-e5-small": {
+        "cluster_threshold": 0.25,
+        "cluster_warmup_threshold": 0.92,
+        "merge_threshold": 0.35,
+        "merge_warmup_threshold": 0.95,
+        "related_threshold": 0.2,
+        "related_warmup_threshold": 0.89,
+    },
+    "all-MiniLM-L6-v2": {
+        "cluster_threshold": 0.7,
+        "cluster_warmup_threshold": 0.7,
+        "merge_threshold": 0.8,
+        "merge_warmup_threshold": 0.8,
+        "related_threshold": 1.01,
+        "related_warmup_threshold": 1.01,
+    },
+}
+
+
 @dataclass(frozen=True, slots=True)
 class EmbedderKind:
-    """A registered embedder: how to build it, and its dimension without loading it."""
+    """A registered embedder: how to build it, its dimension without loading it, and the name of its
+    threshold calibration (``MODEL_CALIBRATIONS``)."""
 
     build: Callable[[Settings], Embedder]
     dim: int
+    calibration: str
 
 
 def _use(settings: Settings) -> Embedder:
@@ -71,11 +106,31 @@ def _sentence_transformers(settings: Settings) -> Embedder:
 
 # model_name -> embedder; any other name or path is a sentence-transformers model.
 EMBEDDERS: dict[str, EmbedderKind] = {
-    "use-multilingual-v3": EmbedderKind(build=_use, dim=512),
-    "multilingual-e5-small": EmbedderKind(build=_e5, dim=384),
-    "all-MiniLM-L6-v2": EmbedderKind(build=_sentence_transformers, dim=384),
-    "sentence-transformers/all-MiniLM-L6-v2": EmbedderKind(build=_sentence_transformers, dim=384),
+    "use-multilingual-v3": EmbedderKind(build=_use, dim=512, calibration="use-multilingual-v3"),
+    "multilingual-e5-small": EmbedderKind(build=_e5, dim=384, calibration="multilingual-e5-small"),
+    "all-MiniLM-L6-v2": EmbedderKind(build=_sentence_transformers, dim=384, calibration="all-MiniLM-L6-v2"),
+    "sentence-transformers/all-MiniLM-L6-v2": EmbedderKind(
+        build=_sentence_transformers, dim=384, calibration="all-MiniLM-L6-v2"
+    ),
 }
+UNKNOWN_MODEL_CALIBRATION = "all-MiniLM-L6-v2"  # another sentence-transformers model: raw cosines, English
+
+
+def calibrated(settings: Settings) -> Settings:
+    """``settings`` with each cosine threshold left empty set to the model's calibration
+    (``MODEL_CALIBRATIONS``; a sentence-transformers model the registry does not know gets
+    all-MiniLM-L6-v2's). Thresholds set in the configuration, the environment or a flag stay."""
+    kind = EMBEDDERS.get(settings.model_name)
+    calibration = MODEL_CALIBRATIONS[kind.calibration if kind is not None else UNKNOWN_MODEL_CALIBRATION]
+    missing = {name: value for name, value in calibration.items() if getattr(settings, name) is None}
+    return settings.replace(**missing) if missing else settings
+
+
+def _threshold(settings: Settings, name: str) -> float:
+    value = getattr(settings, name)
+    if not isinstance(value, float | int):  # calibrated() fills every one
+        raise SettingsError(f"setting {name!r} has no value and model {settings.model_name!r} no calibration")
+    return float(value)
 
 
 def make_embedder(settings: Settings) -> Embedder:
@@ -134,21 +189,23 @@ def make_cluster_state(settings: Settings) -> StoryState:
 
 
 def cluster_params(settings: Settings) -> ClusterParams:
-    """Clustering thresholds from the settings (the languages the model reads are resolved against
-    the embedder by the stage: ``stream.assign_stage.model_languages``)."""
+    """Clustering thresholds from the settings, those left empty from the model's calibration
+    (:func:`calibrated`); the languages the model reads are resolved against the embedder by the stage
+    (``stream.assign_stage.model_languages``)."""
+    settings = calibrated(settings)
     return ClusterParams(
-        threshold=settings.cluster_threshold,
-        warmup_threshold=settings.cluster_warmup_threshold,
+        threshold=_threshold(settings, "cluster_threshold"),
+        warmup_threshold=_threshold(settings, "cluster_warmup_threshold"),
         anchor_weight=settings.anchor_weight,
         cross_lingual_min_anchors=settings.cross_lingual_min_anchors,
         follow_up_min_anchors=settings.follow_up_min_anchors,
         novelty_override=settings.novelty_override,
-        merge_threshold=settings.merge_threshold,
-        warmup_merge_threshold=settings.merge_warmup_threshold,
+        merge_threshold=_threshold(settings, "merge_threshold"),
+        warmup_merge_threshold=_threshold(settings, "merge_warmup_threshold"),
         date_gate_days=settings.date_gate_days,
         date_bonus=settings.date_bonus,
-        related_threshold=settings.related_threshold,
-        related_warmup_threshold=settings.related_warmup_threshold,
+        related_threshold=_threshold(settings, "related_threshold"),
+        related_warmup_threshold=_threshold(settings, "related_warmup_threshold"),
         related_date_bonus=settings.related_date_bonus,
     )
 

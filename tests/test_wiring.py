@@ -84,3 +84,54 @@ def test_settings_slice_names_a_field_the_settings_lack(settings: Settings) -> N
 
     with pytest.raises(AttributeError, match="no_such_setting"):
         wiring.settings_slice(Unknown, settings)
+
+
+THRESHOLDS = (
+    "cluster_threshold",
+    "cluster_warmup_threshold",
+    "merge_threshold",
+    "merge_warmup_threshold",
+    "related_threshold",
+    "related_warmup_threshold",
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "calibration"),
+    [
+        ("use-multilingual-v3", "use-multilingual-v3"),
+        ("multilingual-e5-small", "multilingual-e5-small"),
+        ("all-MiniLM-L6-v2", "all-MiniLM-L6-v2"),
+        ("/models/some-other-sentence-transformer", "all-MiniLM-L6-v2"),  # unknown: MiniLM's raw cosines
+    ],
+)
+def test_thresholds_left_empty_come_from_the_models_calibration(model: str, calibration: str) -> None:
+    settings = load_settings(environ={}, overrides={"model_name": model})
+    assert all(getattr(settings, name) is None for name in THRESHOLDS)  # nothing set: the model decides
+    expected = wiring.MODEL_CALIBRATIONS[calibration]
+    params = wiring.cluster_params(settings)
+    assert (
+        params.threshold,
+        params.warmup_threshold,
+        params.merge_threshold,
+        params.warmup_merge_threshold,
+        params.related_threshold,
+        params.related_warmup_threshold,
+    ) == tuple(expected[name] for name in THRESHOLDS)
+    assert wiring.calibrated(settings).cluster_threshold == expected["cluster_threshold"]
+
+
+def test_a_threshold_set_by_the_operator_wins_over_the_calibration() -> None:
+    settings = load_settings(
+        environ={"SEDNAYA_MONITOR_MERGE_THRESHOLD": "0.5"},
+        overrides={"model_name": "multilingual-e5-small", "cluster_threshold": 0.4},
+    )
+    params = wiring.cluster_params(settings)
+    e5 = wiring.MODEL_CALIBRATIONS["multilingual-e5-small"]
+    assert (params.threshold, params.merge_threshold) == (0.4, 0.5)
+    assert params.warmup_threshold == e5["cluster_warmup_threshold"]  # the others stay the model's
+
+
+def test_every_registered_model_has_a_complete_calibration() -> None:
+    for name, kind in wiring.EMBEDDERS.items():
+        assert set(wiring.MODEL_CALIBRATIONS[kind.calibration]) == set(THRESHOLDS), name
