@@ -52,7 +52,7 @@ from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
 from bench.report import write_section as write_doc_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings, load_settings
-from sednaya_monitor.wiring import calibrated, make_assign_stage, make_embedder
+from sednaya_monitor.wiring import calibrated, make_assign_stage, make_embedder, threshold
 from stream.anchors import AnchorExtractor
 from stream.article import Article
 from stream.assign_stage import model_languages
@@ -303,14 +303,13 @@ def neus(
     # 2. at that threshold: the warm-up threshold (multilingual only) and the merge threshold. Ties keep
     # the shipped value (listed first).
     second: list[tuple[float, float, Score]] = []
-    warmups = [base.cluster_warmup_threshold] + [w for w in grid.warmups if w != base.cluster_warmup_threshold]
-    merges = [base.merge_threshold] + [
-        m for m in (round(best_t + step, 2) for step in grid.merges) if m != base.merge_threshold
-    ]
-    for warm in warmups if grid.centred else [base.cluster_warmup_threshold]:
+    base_warm, base_merge = threshold(base, "cluster_warmup_threshold"), threshold(base, "merge_threshold")
+    warmups = [base_warm] + [w for w in grid.warmups if w != base_warm]
+    merges = [base_merge] + [m for m in (round(best_t + step, 2) for step in grid.merges) if m != base_merge]
+    for warm in warmups if grid.centred else [base_warm]:
         for merge in merges:
             settings = chosen.replace(cluster_warmup_threshold=warm, merge_threshold=merge)
-            as_grid_1 = (warm, merge) == (base.cluster_warmup_threshold, base.merge_threshold)
+            as_grid_1 = (warm, merge) == (base_warm, base_merge)
             score = best if as_grid_1 else calib_f1(settings)
             second.append((warm, merge, score))
     best_warm, best_merge, best2 = max(second, key=lambda g: g[2].f1)

@@ -126,8 +126,9 @@ def calibrated(settings: Settings) -> Settings:
     return settings.replace(**missing) if missing else settings
 
 
-def _threshold(settings: Settings, name: str) -> float:
-    value = getattr(settings, name)
+def threshold(settings: Settings, name: str) -> float:
+    """The value of cosine threshold ``name``: the setting's, else the model's calibration."""
+    value = getattr(calibrated(settings), name)
     if not isinstance(value, float | int):  # calibrated() fills every one
         raise SettingsError(f"setting {name!r} has no value and model {settings.model_name!r} no calibration")
     return float(value)
@@ -194,18 +195,18 @@ def cluster_params(settings: Settings) -> ClusterParams:
     (``stream.assign_stage.model_languages``)."""
     settings = calibrated(settings)
     return ClusterParams(
-        threshold=_threshold(settings, "cluster_threshold"),
-        warmup_threshold=_threshold(settings, "cluster_warmup_threshold"),
+        threshold=threshold(settings, "cluster_threshold"),
+        warmup_threshold=threshold(settings, "cluster_warmup_threshold"),
         anchor_weight=settings.anchor_weight,
         cross_lingual_min_anchors=settings.cross_lingual_min_anchors,
         follow_up_min_anchors=settings.follow_up_min_anchors,
         novelty_override=settings.novelty_override,
-        merge_threshold=_threshold(settings, "merge_threshold"),
-        warmup_merge_threshold=_threshold(settings, "merge_warmup_threshold"),
+        merge_threshold=threshold(settings, "merge_threshold"),
+        warmup_merge_threshold=threshold(settings, "merge_warmup_threshold"),
         date_gate_days=settings.date_gate_days,
         date_bonus=settings.date_bonus,
-        related_threshold=_threshold(settings, "related_threshold"),
-        related_warmup_threshold=_threshold(settings, "related_warmup_threshold"),
+        related_threshold=threshold(settings, "related_threshold"),
+        related_warmup_threshold=threshold(settings, "related_warmup_threshold"),
         related_date_bonus=settings.related_date_bonus,
     )
 
