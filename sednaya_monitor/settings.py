@@ -71,9 +71,9 @@ class Settings:
     model_threads: int = 1
     embed_batch_size: int = 32  # texts per model.encode call
     cluster_window_days: int = 7  # look-back window of publication time for candidate stories
-    # The six cosine thresholds below are empty by default: each model has its own scale, and they take the
-    # values the model was calibrated with (MODEL_CALIBRATIONS in sednaya_monitor/wiring.py, chosen on half A
-    # of the multilingual tuning set: docs/clustering.md); a value set here wins.
+    # The cosine thresholds below (and related_date_bonus) are empty by default: each model has its own scale,
+    # and they take the values the model was calibrated with (MODEL_CALIBRATIONS in sednaya_monitor/wiring.py,
+    # chosen on half A of the multilingual tuning set: docs/clustering.md); a value set here wins.
     # Centred cosine (the topic's mean vector and the article's language offset taken away) to a story to
     # join it (the default model: 0.3).
     cluster_threshold: float | None = None
@@ -88,7 +88,7 @@ class Settings:
     related_threshold: float | None = None
     related_warmup_threshold: float | None = None  # the same, raw cosine, while the topic's mean is not known yet
     # lowers related_threshold for two dated articles published the same day, falling to 0 at date_gate_days + 1
-    related_date_bonus: float = 0.0
+    related_date_bonus: float | None = None
     duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
     duplicate_window_days: int = 30  # originals kept in the near-duplicate index (0 = all, memory grows)
     anchor_weight: float = 0.0  # score bonus for shared anchors, same language (no gain measured on NeuS)

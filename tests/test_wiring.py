@@ -93,6 +93,7 @@ THRESHOLDS = (
     "merge_warmup_threshold",
     "related_threshold",
     "related_warmup_threshold",
+    "related_date_bonus",
 )
 
 
@@ -117,6 +118,7 @@ def test_thresholds_left_empty_come_from_the_models_calibration(model: str, cali
         params.warmup_merge_threshold,
         params.related_threshold,
         params.related_warmup_threshold,
+        params.related_date_bonus,
     ) == tuple(expected[name] for name in THRESHOLDS)
     assert wiring.calibrated(settings).cluster_threshold == expected["cluster_threshold"]
 
