@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from stream.anchors import AnchorExtractor, event_kinds
 from stream.article import Article, now_utc, parse_time
+from stream.article_records import decode_articles
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record
 from stream.clustering import MULTILINGUAL, ArticleFeatures, ClusterParams, assign, merge_pairs, related_story
 from stream.embed_text import embed_text
@@ -125,19 +126,11 @@ class AssignStage:
         if self.bus is None:
             raise RuntimeError("AssignStage.handle needs a bus (pass bus= to the constructor)")
         self.publish_outbox()
-        outcomes: list[BaseException | None] = []
-        pending: list[_Pending] = []
-        for record in records:
-            try:
-                article = Article.from_json(record.value)
-            except ContractError as exc:
-                outcomes.append(ContractError(f"{self.config.topic_raw} offset {record.offset}: {exc}"))
-                continue
-            if article.id != record.key:
-                outcomes.append(ContractError(f"article {article.id}: record key {record.key!r} is not the article id"))
-                continue
-            outcomes.append(None)
-            pending.append(_Pending(article=article, entered_at=_entered(record.headers), headers=record.headers))
+        outcomes, taken = decode_articles(records)
+        pending = [
+            _Pending(article=article, entered_at=_entered(record.headers), headers=record.headers)
+            for article, record in taken
+        ]
         if pending:
             self._run(pending, publish=True)
         self.publish_outbox()

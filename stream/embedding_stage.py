@@ -20,11 +20,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from stream.article import Article
+from stream.article_records import decode_articles
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
-from stream.errors import ContractError
 from stream.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -60,19 +59,7 @@ class EmbeddingStage:
         self.embedder = embedder
 
     def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
-        outcomes: list[BaseException | None] = []
-        taken: list[tuple[Article, Record]] = []
-        for record in records:
-            try:
-                article = Article.from_json(record.value)
-            except ContractError as exc:
-                outcomes.append(ContractError(f"{record.topic} offset {record.offset}: {exc}"))
-                continue
-            if article.id != record.key:
-                outcomes.append(ContractError(f"article {article.id}: record key {record.key!r} is not the article id"))
-                continue
-            outcomes.append(None)
-            taken.append((article, record))
+        outcomes, taken = decode_articles(records)
         to_embed = [article for article, _ in taken if article.embedding is None]
         vectors = self.embedder.embed([embed_text(a.title, a.text) for a in to_embed]) if to_embed else None
         if vectors is not None and vectors.shape[0] != len(to_embed):
