@@ -22,6 +22,7 @@ from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings
 from sednaya_monitor.topology import GROUP_INDEX, StageParts
 from stream.article import Article, iso_utc, now_utc
+from stream.assign_stage import AssignStage
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus
 from stream.worker import Handler, StageWorker
 
@@ -160,7 +161,19 @@ class Pipeline:
                 if taken and on_progress is not None and worker.group == GROUP_INDEX:
                     on_progress(taken)
             idle = idle + 1 if moved == 0 else 0
+            if idle >= idle_needed and self._end_of_input():
+                idle = 0  # what was held went out: drain it too
         return self.summary()
+
+    def _end_of_input(self) -> int:
+        """Tell the stages that hold something back until their input ends (the warm-up hold of
+        ``AssignStage``) that it has; returns how many records they published."""
+        released = 0
+        for worker in self.workers:
+            handler = topology.unwrap(worker.handler)
+            if isinstance(handler, AssignStage):
+                released += len(handler.end_of_input())
+        return released
 
     def summary(self) -> RunSummary:
         def value(name: str, **labels: str) -> int:

@@ -89,6 +89,12 @@ class Settings:
     related_warmup_threshold: float | None = None  # the same, raw cosine, while the topic's mean is not known yet
     # lowers related_threshold for two dated articles published the same day, falling to 0 at date_gate_days + 1
     related_date_bonus: float | None = None
+    # The story events of the warm-up (the first articles, before the topic's mean is known, when one event's
+    # first reports in several languages open several stories) are held back and released once the mean is
+    # known, the warm-up's stories read again in the centred space so that each event alerts once; at most
+    # this many seconds of wall-clock time, and never past the end of an ingest or crawl round; 0: never held
+    # (docs/clustering.md, "The warm-up hold")
+    warmup_hold_s: float = 600.0
     duplicate_threshold: float = 0.8  # MinHash Jaccard above which an article is a near-duplicate
     duplicate_window_days: int = 30  # originals kept in the near-duplicate index (0 = all, memory grows)
     anchor_weight: float = 0.0  # score bonus for shared anchors, same language (no gain measured on NeuS)
@@ -256,6 +262,8 @@ class Settings:
             if value is not None and not 0.0 <= value <= 1.0:
                 raise SettingsError(f"setting {name!r}={value!r}: must be between 0 and 1")
 
+        if self.warmup_hold_s < 0:
+            raise SettingsError(f"setting 'warmup_hold_s'={self.warmup_hold_s!r}: must be 0 (off) or more seconds")
         for name in ("related_threshold", "related_warmup_threshold"):
             value = getattr(self, name)
             if value is not None and value <= 0.0:

@@ -15,12 +15,24 @@ Every ``merge_every`` clustered articles, active stories that converged are merg
 by article id, events to ``topic_story_events`` keyed by story id. Decisions, stories and
 the records to publish are committed together (``stream.story_state``), then published and flushed:
 a crash anywhere loses nothing and changes no decision.
+
+**The warm-up hold.** Until the story state knows the centre of the topic (its warm-up), stories are
+opened on raw cosines, and one event's first reports in several languages open several stories, each
+a "new story" alert. With a multilingual model and ``warmup_hold_s`` > 0 the story events of the
+warm-up are held back (table ``held_events``, durable with the batch) while the articles flow on. When
+the centre becomes known the warm-up's stories are read again in the centred space
+(``stream.clustering.warmup_links``): each ``created`` event of a story that links to an older one
+gets that story as ``related_story`` (one story for alerting, docs/alerts.md), and the held events go
+out in their order, before anything newer. They also go out as they are after ``warmup_hold_s`` of
+wall-clock time (:meth:`AssignStage.on_idle`, or the next batch) and when the input is drained
+(:meth:`AssignStage.end_of_input`: the end of an ``ingest`` or of a crawl round).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +44,15 @@ from stream.anchors import AnchorExtractor, event_kinds
 from stream.article import Article, now_utc, parse_time
 from stream.article_records import decode_articles
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record
-from stream.clustering import MULTILINGUAL, ArticleFeatures, ClusterParams, assign, merge_pairs, related_story
+from stream.clustering import (
+    MULTILINGUAL,
+    ArticleFeatures,
+    ClusterParams,
+    assign,
+    merge_pairs,
+    related_story,
+    warmup_links,
+)
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
 from stream.errors import ContractError
@@ -76,6 +96,7 @@ class AssignConfig:
     model_languages: str  # "auto", "*" or comma-separated: resolved against the embedder
     merge_every: int
     cluster: ClusterParams  # its ``model_languages`` is replaced by the resolved ones
+    warmup_hold_s: float = 0.0  # hold the warm-up's story events at most this long (0: never hold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +115,7 @@ class AssignStage:
         embedder: the model (``sednaya_monitor.wiring.make_embedder`` builds the configured one).
         state: the story state (``sednaya_monitor.wiring.make_story_state``: ``<data_dir>/stories.sqlite3``).
         bus: where :meth:`handle` publishes (required for ``handle``, not for ``process``).
+        clock: wall-clock seconds, for the warm-up hold's time limit (tests pass their own).
     """
 
     name = STAGE
@@ -106,8 +128,10 @@ class AssignStage:
         embedder: Embedder,
         state: StoryState,
         bus: Bus | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self.clock = clock
         self.metrics = metrics
         self.embedder = embedder
         self.state = state
@@ -118,6 +142,13 @@ class AssignStage:
         self.topic_names = frozenset("name:" + fold(word) for name in topic.names for word in name.split())
         self.params = replace(config.cluster, model_languages=model_languages(config.model_languages, embedder))
         self._model_checked = False
+        # Holding is worth it only where the warm-up can be read again: a multilingual model (centred
+        # cosines) with related stories on.
+        self.holds = (
+            config.warmup_hold_s > 0
+            and MULTILINGUAL in self.params.model_languages
+            and self.params.related_threshold <= 1.0
+        )
 
     # --- Handler -----------------------------------------------------------------------------------
 
@@ -126,6 +157,7 @@ class AssignStage:
         if self.bus is None:
             raise RuntimeError("AssignStage.handle needs a bus (pass bus= to the constructor)")
         self.publish_outbox()
+        self.on_idle()  # held events past their time limit go out before this batch's
         outcomes, taken = decode_articles(records)
         pending = [
             _Pending(article=article, entered_at=_entered(record.headers), headers=record.headers)
@@ -193,25 +225,100 @@ class AssignStage:
                 out.append(self._enrich(article, emb, previous))
                 statuses.append("replayed")
                 continue
+            warm = self.holds and self.state.center() is None
             decision, new_events = self._decide_one(article, vector, item.entered_at)
             enriched = self._enrich(article, emb, decision)
             out.append(enriched)
-            events.extend(new_events)
             statuses.append(decision.status)
             if publish:
                 self._queue_article(enriched, item.headers)
-                for event in new_events:
-                    self._queue_event(event)
+            self._emit(new_events, events, publish=publish, hold=warm)
+            if warm and self.state.center() is not None:
+                self._release(events, publish=publish, why="warm-up over")  # before anything newer
             if decision.role != "duplicate":
                 self.state.since_merge += 1
                 if self.state.since_merge >= self.config.merge_every:
                     self.state.since_merge = 0
                     merged = self._merge_pass(article, item.entered_at)
-                    events.extend(merged)
-                    if publish:
-                        for event in merged:
-                            self._queue_event(event)
+                    self._emit(merged, events, publish=publish, hold=self.holds and self.state.center() is None)
         return out, events, statuses
+
+    # --- the warm-up hold (module docstring) -------------------------------------------------------
+
+    def _emit(self, new: Sequence[StoryEvent], out: list[StoryEvent], *, publish: bool, hold: bool) -> None:
+        """Hand ``new`` on (returned, and queued when publishing), or hold it back during the warm-up."""
+        for event in new:
+            if hold:
+                held = replace(event, extra={**event.extra, "warm_up": "held"})
+                self.state.hold_event(event.story.id, held.to_bytes(), self.clock())
+                continue
+            out.append(event)
+            if publish:
+                self._queue_event(event)
+
+    def _release(self, out: list[StoryEvent], *, publish: bool, why: str) -> int:
+        """Hand on every held event, in order; with the centre known, a ``created`` event of a warm-up
+        story that links to an older one (``warmup_links``) names it as ``related_story``."""
+        held = self.state.held_events()
+        if not held:
+            return 0
+        events = [StoryEvent.from_bytes(h.value) for h in held]
+        links: dict[str, str] = {}
+        if self.state.center() is not None:
+            stories, vectors, days = self.state.warmup_rows(e.story.id for e in events if e.kind == "created")
+            links = warmup_links(stories, vectors, days, self.params)
+        related = 0
+        for original in events:
+            event = original
+            older = links.get(self.state.resolve(event.story.id))
+            if event.kind == "created" and older is not None and not event.extra.get("related_story"):
+                event = replace(event, extra={**event.extra, "related_story": older})
+                related += 1
+            out.append(event)
+            if publish:
+                self._queue_event(event)
+        self.state.drop_held(held[-1].seq)
+        logger.info(
+            "warm-up story events released",
+            extra={
+                "stage": STAGE,
+                "why": why,
+                "events": len(events),
+                "related": related,
+                "held_s": round(self.clock() - held[0].held_at, 1),
+            },
+        )
+        return len(events)
+
+    def release_held(self, why: str) -> list[StoryEvent]:
+        """Release what is held now (committed, and published when the stage has a bus); the events."""
+        events: list[StoryEvent] = []
+        try:
+            self._release(events, publish=self.bus is not None, why=why)
+            self.state.commit()
+        except BaseException:
+            self.state.rollback()
+            raise
+        for event in events:
+            self.metrics.stories.labels(kind=event.kind).inc()
+        if self.bus is not None:
+            self.publish_outbox()
+        return events
+
+    def on_idle(self) -> list[StoryEvent]:
+        """Release the held events once the oldest was held ``warmup_hold_s`` ago (or holding was turned
+        off since); called before each batch and by the worker when a poll finds nothing."""
+        oldest = self.state.oldest_held_at()
+        if oldest is None or (self.holds and self.clock() - oldest < self.config.warmup_hold_s):
+            return []
+        return self.release_held("time limit")
+
+    def end_of_input(self) -> list[StoryEvent]:
+        """The input is drained for now (an ``ingest`` or a crawl round ended): nothing more is coming to
+        end the warm-up, so what is held goes out as it is."""
+        if self.state.oldest_held_at() is None:
+            return []
+        return self.release_held("end of input")
 
     def _embed(self, articles: Sequence[Article]) -> NDArray[np.float32]:
         """One L2-normalised row per article: the vector it arrived with (distributed mode: the

@@ -99,6 +99,14 @@ class ChangelogClusterStage:
             keyed = [dataclasses.replace(r, key=r.headers.get(H_ARTICLE_ID, r.key)) for r in records]
             return self.stage.handle(keyed)
 
+    def on_idle(self) -> object:
+        """The assigner's idle work (the warm-up hold's time limit) on a current state; the worker calls
+        it only while this replica owns the input partition."""
+        with self._lock:
+            if self.catch_up():
+                self.takeovers += 1
+            return self.stage.on_idle()
+
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -75,7 +75,8 @@ class SharedStateClusterStage:
             raise StoryStateError(f"story state {str(self.state_path)!r}: data_version unreadable: {exc}") from exc
         return int(row[0])
 
-    def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
+    def _current(self) -> AssignStage:
+        """The assigner, rebuilt when another process wrote the state since our last batch."""
         now = self._data_version()
         if now != self._seen:
             logger.info(
@@ -85,11 +86,23 @@ class SharedStateClusterStage:
             self.stage.close()
             self.stage = self._named(self._make_stage())
             self.rebuilds += 1
+        return self.stage
+
+    def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
+        stage = self._current()
         keyed = [dataclasses.replace(r, key=r.headers.get(H_ARTICLE_ID, r.key)) for r in records]
         try:
-            return self.stage.handle(keyed)
+            return stage.handle(keyed)
         finally:
             # Our own commits change data_version too: remember the value they left.
+            self._seen = self._data_version()
+
+    def on_idle(self) -> object:
+        """The assigner's idle work (the warm-up hold's time limit), on current caches."""
+        stage = self._current()
+        try:
+            return stage.on_idle()
+        finally:
             self._seen = self._data_version()
 
     def close(self) -> None:

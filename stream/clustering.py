@@ -441,15 +441,64 @@ def related_story(
     if MULTILINGUAL not in params.model_languages:
         return None
     threshold = params.related_threshold if centred else params.related_warmup_threshold
-    day = article.at.toordinal()
+    day = article.at.toordinal() if article.dated else None
     for near in neighbours:
-        needed = threshold
-        if article.dated and near.day is not None:
-            gap = abs(near.day - day)
-            if gap > params.date_gate_days:
-                continue
-            if centred:
-                needed -= params.related_date_bonus * max(0.0, 1.0 - gap / (params.date_gate_days + 1.0))
-        if near.similarity >= needed:
+        needed = _related_needed(threshold, day, near.day, params, centred=centred)
+        if needed is not None and near.similarity >= needed:
             return near.story_id
     return None
+
+
+def _related_needed(
+    threshold: float, day: int | None, other: int | None, params: ClusterParams, *, centred: bool
+) -> float | None:
+    """The cosine two articles published on ``day`` and ``other`` (None: undated) need to relate: None when
+    both are dated more than ``date_gate_days`` apart, lowered by ``related_date_bonus`` (centred cosines)
+    for the same day and fading out at the gate."""
+    if day is None or other is None:
+        return threshold
+    gap = abs(other - day)
+    if gap > params.date_gate_days:
+        return None
+    if not centred:
+        return threshold
+    return threshold - params.related_date_bonus * max(0.0, 1.0 - gap / (params.date_gate_days + 1.0))
+
+
+def warmup_links(
+    stories: Sequence[str], vectors: NDArray[np.float32], days: Sequence[int | None], params: ClusterParams
+) -> dict[str, str]:
+    """Which stories of the warm-up are probably about one event, judged once the centre is known.
+
+    During the warm-up stories are opened on raw cosines, where two reports of one event in two languages
+    and two events of one topic look alike, so one event's first reports open several stories. When the
+    warm-up ends the stage reads them again: ``vectors`` are the warm-up's original articles (unit rows,
+    *centred*, oldest first), ``stories[i]`` the story of row ``i`` and ``days[i]`` its publication day
+    (None: undated). Two articles of different stories link under the rule of :func:`related_story`
+    (``related_threshold``, the date gate and ``related_date_bonus``), and links chain (single link).
+
+    Returns ``{story: the oldest story of its group}`` for every story that links to an older one (the
+    oldest is the story of the group's first row): for alerting these count as one story, as a new
+    story's ``related_story`` does. Empty when related stories are off or the model is English-only.
+    """
+    if MULTILINGUAL not in params.model_languages or params.related_threshold > 1.0 or len(stories) < 2:
+        return {}
+    sims = vectors @ vectors.T
+    root: dict[str, str] = {}
+
+    def find(story: str) -> str:
+        while root.get(story, story) != story:
+            story = root[story]
+        return story
+
+    first_row = {story: row for row, story in reversed(list(enumerate(stories)))}
+    for a in range(len(stories)):
+        for b in range(a):
+            ra, rb = find(stories[a]), find(stories[b])
+            if ra == rb:
+                continue
+            needed = _related_needed(params.related_threshold, days[a], days[b], params, centred=True)
+            if needed is not None and sims[a, b] >= needed:
+                older, younger = (ra, rb) if first_row[ra] < first_row[rb] else (rb, ra)
+                root[younger] = older
+    return {story: find(story) for story in first_row if find(story) != story}

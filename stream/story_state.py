@@ -14,6 +14,8 @@ same answer (the bus is at-least-once):
   and deleted once the bus acknowledged them (nothing is lost between a commit and a crash);
 - ``recent_articles``: the vectors of the last ``RECENT_ARTICLES`` originals with their story and
   publication day, for the related story of a new one (``stream.clustering.related_story``);
+- ``held_events``: the story events of the warm-up the stage holds back until the centre is known
+  (``stream.assign_stage``, "The warm-up hold");
 - ``center`` (table ``vectors``): the running mean of recent article vectors that clustering centres
   cosines on, ``lang:<code>`` the running mean of each language's articles (the language offsets
   :meth:`StoryState.neutral` takes away), and ``anchor_seen``: how many recent articles carry each
@@ -140,6 +142,9 @@ CREATE TABLE IF NOT EXISTS recent_articles (
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
     headers TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS held_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, held_at REAL NOT NULL, story_id TEXT NOT NULL, value BLOB NOT NULL
 );
 """
 
@@ -384,6 +389,17 @@ class StoredDecision:
     role: str  # first | duplicate | follow_up
     status: str  # first | duplicate | follow_up | clustered
     duplicate_of: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEvent:
+    """A story event of the warm-up kept back (``held_events``): ``value`` is the event as it will be
+    published, ``held_at`` the wall-clock time (Unix seconds) it was held."""
+
+    seq: int
+    held_at: float
+    story_id: str
+    value: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -639,6 +655,42 @@ class StoryState:
             if len(out) >= RELATED_NEIGHBOURS:
                 break
         return out
+
+    def warmup_rows(self, story_ids: Iterable[str]) -> tuple[list[str], NDArray[np.float32], list[int | None]]:
+        """The recent original articles of ``story_ids`` (resolved through merges), oldest first: their
+        stories, their vectors centred on the now known centre (unit rows) and their publication days
+        (None: undated), for :func:`stream.clustering.warmup_links`. Empty while the centre is unknown."""
+        center = self.center()
+        wanted = {self.resolve(s) for s in story_ids}
+        recent = self._recent_articles()
+        rows = [i for i, story in enumerate(recent.stories) if self.resolve(story) in wanted]
+        if center is None or not rows or recent.matrix.shape[1] != center.shape[0]:
+            return [], np.zeros((0, 0), dtype=np.float32), []
+        diffs = recent.matrix[rows] - center
+        vectors = (diffs / np.maximum(np.linalg.norm(diffs, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return [self.resolve(recent.stories[i]) for i in rows], vectors, [recent.days[i] for i in rows]
+
+    # --- story events held during the warm-up ----------------------------------------------------------
+
+    def hold_event(self, story_id: str, value: bytes, held_at: float) -> None:
+        """Keep a story event back, with the batch (written in its transaction, durable with it)."""
+        self._db.execute(
+            "INSERT INTO held_events (held_at, story_id, value) VALUES (?, ?, ?)", (held_at, story_id, value)
+        )
+
+    def held_events(self) -> list[HeldEvent]:
+        """The events held back, in the order they were held."""
+        rows = self._db.execute("SELECT seq, held_at, story_id, value FROM held_events ORDER BY seq").fetchall()
+        return [HeldEvent(seq=int(r[0]), held_at=float(r[1]), story_id=str(r[2]), value=bytes(r[3])) for r in rows]
+
+    def oldest_held_at(self) -> float | None:
+        """When the oldest held event was held (None: nothing is held)."""
+        row = self._db.execute("SELECT MIN(held_at) FROM held_events").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def drop_held(self, up_to_seq: int) -> None:
+        """Forget the held events up to ``up_to_seq`` (released: they are in the outbox), with the batch."""
+        self._db.execute("DELETE FROM held_events WHERE seq <= ?", (up_to_seq,))
 
     # --- decisions ---------------------------------------------------------------------------------
 

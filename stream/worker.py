@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from stream.bus import Bus, Consumer, Record
 from stream.errors import ContractError, UnavailableError
@@ -43,6 +43,13 @@ class Handler(Protocol):
     name: str
 
     def handle(self, records: Sequence[Record]) -> Sequence[BaseException | None]: ...
+
+
+@runtime_checkable
+class IdleAware(Protocol):
+    """A stage with work of its own to do when its input is quiet (a time limit to check)."""
+
+    def on_idle(self) -> object: ...
 
 
 def is_permanent(error: BaseException) -> bool:
@@ -86,6 +93,16 @@ class StageWorker:
         """Process one batch; returns how many records were taken (0 when the topic is drained)."""
         records = self.consumer.poll(self.batch_size, timeout_s)
         if not records:
+            # only a member that owns partitions: a standby replica must not act on a state it does not own
+            owns = getattr(self.consumer, "assignment", None)
+            if isinstance(self.handler, IdleAware) and (owns is None or owns()):
+                try:
+                    self.handler.on_idle()
+                except Exception as exc:  # noqa: BLE001  # its work is durable: the next poll or batch retries it
+                    logger.warning(
+                        "idle work failed",
+                        extra={"stage": self.handler.name, "error": f"{type(exc).__name__}: {exc}"},
+                    )
             self._report_lag()
             return 0
         self.metrics.bus_records.labels(topic=self.topic, op="consumed").inc(len(records))

@@ -59,6 +59,8 @@ DIST_SETTINGS: dict[str, str] = {
     "kafka_max_poll_interval_ms": "20000",  # > one batch of embeddings on a loaded machine
     "batch_size": "16",
     "max_attempts": "3",
+    # most tests watch a few fixture articles and the alerts each causes at once (tests/conftest.py NO_HOLD)
+    "warmup_hold_s": "0",
 }
 
 

@@ -22,10 +22,11 @@ from stream.embedding import Embedder
 from stream.embedding_stage import H_ARTICLE_ID
 from stream.errors import StoryStateError
 from stream.state_changelog import Change, ChangeCapture, ChangelogStoryState
+from stream.story import StoryEvent
 from stream.story_state import STATE_FILE, StoredDecision, StoryState
 from tests.broker_fixtures import Broker, kafka_test_overrides, unique_name
 from tests.distributed_fixtures import fixture_articles
-from tests.test_split_embed_stage import decisions, embedded_records
+from tests.test_split_embed_stage import decisions, embedded_records, read_all
 
 
 @pytest.fixture
@@ -257,3 +258,26 @@ def test_a_commit_cut_short_by_a_crash_is_never_applied_half(kafka_settings: Set
     assert [logged.change.key for logged in alive.read(0)][-1] == '["stories", "s3"]'
     dead.close()
     alive.close()
+
+
+def test_warm_up_events_held_by_a_dead_owner_are_released_by_the_replica_that_takes_over(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus
+) -> None:
+    """The warm-up hold (stream.assign_stage) keeps its events in the state: the changelog carries them, and
+    the replica that takes over releases them when their time limit passes, on an idle poll."""
+    assert kafka_settings.warmup_hold_s > 0  # as shipped
+    records = embedded_records(kafka_settings, bus, embedder, fixture_articles()[:4])
+    active = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    assert active.handle(records) == [None] * len(records)
+    assert len(active.state.held_events()) == len(records)  # a fresh state: the warm-up
+    assert read_all(bus, kafka_settings.topic_story_events) == []
+    assert len(read_all(bus, kafka_settings.topic_clustered)) == len(records)  # the articles went on
+    # the active one dies; a standby on another directory owns the input now, an hour later
+    standby = cluster_stage(kafka_settings, embedder, bus, "cluster-b")
+    standby.stage.clock = lambda: time.time() + 3600.0
+    standby.on_idle()
+    assert standby.state.held_events() == []
+    events = [StoryEvent.from_bytes(r.value) for r in read_all(bus, kafka_settings.topic_story_events)]
+    assert [e.article_id for e in events] == [r.headers[H_ARTICLE_ID] for r in records]
+    assert all(e.extra.get("warm_up") == "held" for e in events)
+    standby.close()
