@@ -105,6 +105,11 @@ class PrometheusMetrics:
             "Story events the alert stage holds until their article is indexed (the index stage lags).",
             registry=reg,
         )
+        self.story_events_held = Gauge(
+            "sednaya_story_events_held",
+            "Story events the clustering stage holds back during the warm-up of a fresh story state.",
+            registry=reg,
+        )
         self.info = Info("sednaya", "Build and model information.", registry=reg)
         self.store_write_seconds = Histogram(
             "sednaya_store_write_duration_seconds",

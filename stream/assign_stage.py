@@ -204,6 +204,8 @@ class AssignStage:
             self.metrics.articles.labels(stage=self.name, status=status).inc()  # "cluster" when split
         for event in events:
             self.metrics.stories.labels(kind=event.kind).inc()
+        if self.holds:
+            self.metrics.story_events_held.set(self.state.held_count())
         return out, events
 
     def _decide(
@@ -301,6 +303,7 @@ class AssignStage:
             raise
         for event in events:
             self.metrics.stories.labels(kind=event.kind).inc()
+        self.metrics.story_events_held.set(self.state.held_count())
         if self.bus is not None:
             self.publish_outbox()
         return events

@@ -118,3 +118,7 @@ class Metrics(Protocol):
     @property
     def alert_waiting(self) -> GaugeChild:
         """Story events the alert stage holds until their article is indexed (no labels)."""
+
+    @property
+    def story_events_held(self) -> GaugeChild:
+        """Story events the clustering stage holds during the warm-up (no labels; stream.assign_stage)."""

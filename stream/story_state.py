@@ -683,6 +683,10 @@ class StoryState:
         rows = self._db.execute("SELECT seq, held_at, story_id, value FROM held_events ORDER BY seq").fetchall()
         return [HeldEvent(seq=int(r[0]), held_at=float(r[1]), story_id=str(r[2]), value=bytes(r[3])) for r in rows]
 
+    def held_count(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM held_events").fetchone()
+        return int(row[0]) if row else 0
+
     def oldest_held_at(self) -> float | None:
         """When the oldest held event was held (None: nothing is held)."""
         row = self._db.execute("SELECT MIN(held_at) FROM held_events").fetchone()

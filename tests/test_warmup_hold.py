@@ -276,8 +276,11 @@ def test_the_stage_worker_releases_at_the_time_limit_when_its_input_is_quiet(
     assert story_events.poll(10, 0.0) == []  # held
     assert worker.run_once(0.0) == 0  # quiet input, limit not reached
     assert story_events.poll(10, 0.0) == []
+    held = stage.metrics.registry.get_sample_value("sednaya_story_events_held")  # type: ignore[attr-defined]
+    assert held == 3
     clock.now += HOLD_S
     assert worker.run_once(0.0) == 0  # quiet input, limit reached: released
+    assert stage.metrics.registry.get_sample_value("sednaya_story_events_held") == 0  # type: ignore[attr-defined]
     got = [StoryEvent.from_bytes(r.value) for r in story_events.poll(10, 0.0)]
     assert [e.kind for e in got] == ["created"] * 3
     story_events.close()
