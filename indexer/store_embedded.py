@@ -41,7 +41,6 @@ import math
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -116,11 +115,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     + _FTS_SCHEMA
     + ";"
 )
-# Every (term, row, column, offset) of the index. Asked ``term = ? LIMIT 1``, it stops at a term's first occurrence;
-# the 'row' table would count each term's rows and occurrences first (12 ms for the name variants of "Sednaya"
-# at 50,000 articles, against 0.3 ms).
-_VOCAB = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.articles_terms USING fts5vocab(main, articles_fts, 'instance')"
-_HAS_TERM = "SELECT 1 FROM temp.articles_terms WHERE term = ? LIMIT 1"
+# Whether a word form (a token) occurs in the word-form (exact) columns: the MATCH stops at its first row. A term
+# only in the other columns is read to its end (0.5 ms for "detainees" at 50,000 articles); an absent one, 0.01 ms.
+_HAS_TERM = "SELECT 1 FROM articles_fts WHERE articles_fts MATCH ? LIMIT 1"
+_WORD_COLUMNS = "{title_stems body_stems}"
+_EXACT_COLUMNS = "{title body}"
 
 _FILTER_COLUMNS = {"lang": "a.lang", "source": "a.source", "story": "a.story_id"}
 _FACET_COLUMNS = {"lang": "lang", "source": "source", "source_type": "source_type", "story": "story_id"}
@@ -130,13 +129,25 @@ def _fts_phrase(toks: Sequence[str]) -> str:
     return '"' + " ".join(toks) + '"'  # tokens are letters/digits only: no quote to escape
 
 
-def fts_expression(leaf: Term | Phrase, lang: str | None = None, present: AbstractSet[str] | None = None) -> str:
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """What the index holds of a query: ``forms``, the word forms of its words found in the word-form
+    columns (``title_stems``/``body_stems``), and ``tokens``, the tokens of its phrases found in the exact
+    columns (``title``/``body``). A form found only in the exact columns (``detainees``: the English
+    form is ``detaine``) can match no word, so it is left out of the MATCH like an absent one."""
+
+    forms: frozenset[str]
+    tokens: frozenset[str]
+
+
+def fts_expression(leaf: Term | Phrase, lang: str | None = None, present: Vocabulary | None = None) -> str:
     """The FTS5 MATCH expression of one word or phrase (column filter by field).
 
     A phrase: its exact tokens, adjacent. A word: for each token, one of its query forms
     (``indexer.analysis.query_forms``, for ``lang`` or for every language of its script) among the
-    article's word forms. ``present``: the tokens the index holds, when known; forms outside it are left
-    out (they can match nothing), which keeps a query of many name variants and forms small.
+    article's word forms. ``present``: what the index holds, when known; forms outside ``present.forms``
+    are left out (they can match nothing), which keeps a query of many name variants and forms small.
+    Leaving them out changes no score: a phrase without a row adds exactly 0.0 to BM25's sum.
     """
     toks = tokens(leaf.text)
     title = leaf.field == "title"
@@ -148,12 +159,12 @@ def fts_expression(leaf: Term | Phrase, lang: str | None = None, present: Abstra
     for tok in toks:
         forms = query_forms(tok, lang)
         if present is not None:
-            forms = tuple(f for f in forms if f in present) or forms[:1]  # none indexed: one that matches nothing
+            forms = tuple(f for f in forms if f in present.forms) or forms[:1]  # none indexed: one that matches nothing
         parts.append(f"{form_columns} : (" + " OR ".join(_fts_phrase([f]) for f in forms) + ")")
     return "(" + " AND ".join(parts) + ")"
 
 
-def fts_query(node: Node, lang: str | None = None, present: AbstractSet[str] | None = None) -> str | None:
+def fts_query(node: Node, lang: str | None = None, present: Vocabulary | None = None) -> str | None:
     """One FTS5 MATCH expression for a text-only query (words, phrases, AND, OR, NOT under an AND with
     a positive part), or None when the query needs SQL (field filters, a NOT alone, everything)."""
     if isinstance(node, Term | Phrase):
@@ -175,9 +186,7 @@ def fts_query(node: Node, lang: str | None = None, present: AbstractSet[str] | N
     return None
 
 
-def split_for_fts(
-    node: Node, lang: str | None = None, present: AbstractSet[str] | None = None
-) -> tuple[str | None, Node]:
+def split_for_fts(node: Node, lang: str | None = None, present: Vocabulary | None = None) -> tuple[str | None, Node]:
     """``(FTS5 expression, rest)``: the text part of the query as one MATCH (which also ranks), and
     what SQL must still check (``MatchAll()`` when nothing). ``(None, node)`` when no text part drives."""
     whole = fts_query(node, lang, present)
@@ -194,14 +203,14 @@ def split_for_fts(
     return expression, remaining
 
 
-def prune(node: Node, present: AbstractSet[str], lang: str | None = None) -> Node | None:
+def prune(node: Node, present: Vocabulary, lang: str | None = None) -> Node | None:
     """``node`` without the words and phrases the index cannot match (a token, or every form of it,
     absent from its vocabulary), simplified; None when nothing can match. Same answers, smaller MATCH."""
     if isinstance(node, Term):
-        ok = all(any(f in present for f in query_forms(tok, lang)) for tok in tokens(node.text))
+        ok = all(any(f in present.forms for f in query_forms(tok, lang)) for tok in tokens(node.text))
         return node if ok else None
     if isinstance(node, Phrase):
-        return node if all(tok in present for tok in tokens(node.text)) else None
+        return node if all(tok in present.tokens for tok in tokens(node.text)) else None
     if isinstance(node, Not):
         inner = prune(node.item, present, lang)
         if inner is None:
@@ -224,7 +233,7 @@ def prune(node: Node, present: AbstractSet[str], lang: str | None = None) -> Nod
     return node
 
 
-def _compile(node: Node, params: list[Any], lang: str | None = None, present: AbstractSet[str] | None = None) -> str:
+def _compile(node: Node, params: list[Any], lang: str | None = None, present: Vocabulary | None = None) -> str:
     """Boolean SQL over the ``articles a`` row for ``node``; appends bound values to ``params``."""
     if isinstance(node, MatchAll):
         return "1"
@@ -302,7 +311,7 @@ class _Plan:
     text_only: str | None
 
     @classmethod
-    def of(cls, node: Node | None, request: SearchRequest, lang: str | None, present: AbstractSet[str]) -> _Plan:
+    def of(cls, node: Node | None, request: SearchRequest, lang: str | None, present: Vocabulary) -> _Plan:
         """``node``: the query pruned to what the index can match (None: nothing can)."""
         if node is None:
             node = Not(MatchAll())
@@ -413,7 +422,6 @@ class EmbeddedStore:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 conn.executescript(_SCHEMA)
-                conn.execute(_VOCAB)
             except sqlite3.Error as exc:
                 raise StoreError(f"embedded store {self.path}: cannot open: {exc}") from exc
             self._check_layout(conn)
@@ -478,7 +486,6 @@ class EmbeddedStore:
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
             )
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute(_VOCAB)
         except sqlite3.Error as exc:
             raise StoreError(f"embedded store {self.path}: cannot open a read connection: {exc}") from exc
         return conn
@@ -924,26 +931,31 @@ class EmbeddedStore:
         return {str(sid): self._story(doc, centroid) for sid, doc, centroid in rows}
 
     @staticmethod
-    def _present(conn: sqlite3.Connection, node: Node, lang: str | None) -> frozenset[str]:
-        """The query forms of the query's words, and the tokens of its phrases, that the index holds
-        (``fts5vocab``: one lookup per form, each stopping at the form's first occurrence), in this snapshot."""
-        wanted: set[str] = set()
+    def _present(conn: sqlite3.Connection, node: Node, lang: str | None) -> Vocabulary:
+        """The query forms of the query's words found in the word-form columns, and the tokens of its
+        phrases found in the exact columns (one MATCH per form, each stopping at its first row), in this
+        snapshot."""
+        forms: set[str] = set()
+        toks: set[str] = set()
 
         def walk(n: Node) -> None:
             if isinstance(n, Term):
-                wanted.update(f for tok in tokens(n.text) for f in query_forms(tok, lang))
+                forms.update(f for tok in tokens(n.text) for f in query_forms(tok, lang))
             elif isinstance(n, Phrase):
-                wanted.update(tokens(n.text))
+                toks.update(tokens(n.text))
             elif isinstance(n, And | Or):
                 for item in n.items:
                     walk(item)
             elif isinstance(n, Not):
                 walk(n.item)
 
+        def held(columns: str, terms: set[str]) -> frozenset[str]:
+            return frozenset(
+                t for t in terms if conn.execute(_HAS_TERM, (f"{columns} : {_fts_phrase([t])}",)).fetchone() is not None
+            )
+
         walk(node)
-        if not wanted:
-            return frozenset()
-        return frozenset(t for t in wanted if conn.execute(_HAS_TERM, (t,)).fetchone() is not None)
+        return Vocabulary(forms=held(_WORD_COLUMNS, forms), tokens=held(_EXACT_COLUMNS, toks))
 
     def day_lang_counts(self, request: SearchRequest) -> list[tuple[str, str, int]]:
         """Articles matching ``request`` (query and filters) per ``(day, lang)``, in one read.

@@ -25,10 +25,13 @@ from indexer.analysis import form, query_forms
 from indexer.documents import DAY_FACET_SIZE, FACET_SIZE
 from indexer.facet_columns import FacetColumns
 from indexer.highlight import _ORIGINAL_TOKEN, _spans
-from indexer.query import tokens
+from indexer.names import NameGroups, expand
+from indexer.query import parse, tokens
 from indexer.store import SearchRequest
-from indexer.store_embedded import RANKED_READ, EmbeddedStore
+from indexer.store_embedded import _BM25_WEIGHTS, RANKED_READ, EmbeddedStore, fts_query
+from sednaya_monitor.settings import load_settings
 from stream.article import Article
+from stream.topic import load_topic
 from tests.store_fixtures import make_article
 
 LANGS = ["en", "fr", "de", "ar"]
@@ -161,6 +164,47 @@ def test_a_word_rewritten_away_is_no_longer_in_the_vocabulary(embedded_store: Em
     for query in ["zzqx OR prison", "prison -zzqx", "prison NOT (zzqx AND report)"]:
         result = embedded_store.search(SearchRequest(query=query, size=50))
         assert [h.article.id for h in result.hits] == [h.article.id for h in prison.hits], query
+
+
+def test_forms_left_out_of_the_match_change_no_id_and_no_score(tmp_path: Path) -> None:
+    # the MATCH keeps only the forms the index holds in the columns they are searched in ("detainees" is an
+    # exact token of English texts, their word form is "detaine"): every score must equal BM25 over the
+    # whole expression, nothing left out, ties by id
+    names = NameGroups.from_topic(load_topic(load_settings(environ={}).topic_file))
+    store = EmbeddedStore(tmp_path / "store.sqlite3", names=names)
+    rng = random.Random(5)
+    words = {
+        "en": ["detainees", "prison", "Sednaya", "Saydnaya", "released", "families", "torture", "court"],
+        "fr": ["détenus", "prison", "Saydnaya", "Sednaïa", "libérés", "familles", "torture", "tribunal"],
+        "ar": ["صيدنايا", "سجن", "والسجن", "المعتقلين", "تعذيب"],
+    }
+    articles = []
+    for i in range(300):
+        lang = rng.choice(["en", "en", "fr", "ar"])
+        title = " ".join(rng.choices(words[lang][:3], k=3))  # the other words only in texts
+        text = " ".join(rng.choices(words[lang], k=rng.randint(3, 30))) + "."
+        articles.append(make_article(url=f"https://outlet.example/{i}", lang=lang, title=title, text=text))
+    store.write_articles(articles)
+    conn = sqlite3.connect(store.path)
+    id_of = dict(conn.execute("SELECT rowid, id FROM articles").fetchall())
+    queries = ["detainees", "Sednaya", "Sednaya -torture", '"detainees" OR released', "detainee AND NOT court"]
+    queries += ['Saydnaya "prison court"', "title:detainees", "families OR zzzq", "سجن", "détenus -tribunal"]
+    with conn:
+        for query in queries:
+            whole = fts_query(expand(parse(query), names)[0])
+            assert whole is not None, query
+            rows = conn.execute(
+                "SELECT rowid, -bm25(articles_fts, ?, ?, ?, ?) AS s FROM articles_fts WHERE articles_fts MATCH ?",
+                [*_BM25_WEIGHTS, whole],
+            ).fetchall()
+            expected = sorted(((id_of[r], s) for r, s in rows), key=lambda p: (-p[1], p[0]))
+            for request in (SearchRequest(query=query, size=1000), SearchRequest(query=query, size=7)):
+                found = store.search(request)
+                assert found.total == len(expected), query
+                assert [(h.article.id, h.score) for h in found.hits] == expected[: request.size], query
+    assert "detainees" not in store._present(store._reader(), parse("detainees"), None).forms
+    conn.close()
+    store.close()
 
 
 def test_first_ranked_page_equals_the_filtered_path_with_ties(embedded_store: EmbeddedStore) -> None:
