@@ -826,31 +826,41 @@ class EmbeddedStore:
             present = self._present(conn, node, lang)
             plan = _Plan.of(prune(node, present, lang), request, lang, present)
             if request.by_story:
-                if plan.text_only is not None and request.sort == "relevance":
-                    # the FTS5 index alone lists and scores the rows (relevance needs no time: 0 stands in)
-                    sql, params = f"SELECT rid, score, 0 FROM ({_RANKED})", [*_BM25_WEIGHTS, plan.text_only]
+                # (rowid, score[, time]) of every matching row, split into columns by zip (in C, no Python
+                # step per row); relevance needs no time
+                if request.sort == "relevance" and plan.text_only is not None:  # from the FTS5 index alone
+                    sql, params = f"SELECT rid, score FROM ({_RANKED})", [*_BM25_WEIGHTS, plan.text_only]
+                elif request.sort == "relevance":
+                    sql, params = (
+                        f"SELECT a.rowid, {plan.score} FROM {plan.scored} WHERE {plan.where}",
+                        plan.scored_params,
+                    )
                 else:
                     sql = f"SELECT a.rowid, {plan.score}, a.sort_ts FROM {plan.scored} WHERE {plan.where}"
                     params = plan.scored_params
                 found = conn.execute(sql, params).fetchall()
+                split = list(zip(*found, strict=True))
                 total = len(found)
-                matched = np.fromiter((r[0] for r in found), np.int64, total)
+                matched = np.array(split[0] if found else (), dtype=np.int64)
                 columns, positions = self._columns_at(matched)
                 if request.facets:
                     facets = columns.facets(positions)
-                keys = (
-                    np.fromiter((r[2] for r in found), np.int64, total)
-                    if request.sort == "date"
-                    else np.fromiter((r[1] for r in found), np.float64, total)
-                )
+                if request.sort == "date":
+                    keys = np.array(split[2] if found else (), dtype=np.int64)
+                else:
+                    keys = np.array(split[1] if found else (), dtype=np.float64)
                 pages = columns.story_groups(positions, keys, size, self._cursor(request))
+                best = [found[p.index] for p in pages]
                 docs = dict(
                     conn.execute(
                         "SELECT rowid, doc FROM article_docs WHERE rowid IN (SELECT value FROM json_each(?))",
-                        (json.dumps([found[p.index][0] for p in pages]),),
+                        (json.dumps([row[0] for row in best]),),
                     ).fetchall()
                 )
-                rows = [(p.article_id, docs[found[p.index][0]], *found[p.index][1:]) for p in pages]
+                rows = [
+                    (p.article_id, docs[row[0]], row[1], row[2] if len(row) > 2 else 0)
+                    for p, row in zip(pages, best, strict=True)
+                ]
                 groups_meta = [(p.story_id, p.article_count, p.languages) for p in pages]
                 story_docs = self._stories_by_id(conn, [p.story_id for p in pages])
             else:
