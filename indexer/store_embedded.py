@@ -59,7 +59,7 @@ from indexer.documents import (
 )
 from indexer.errors import StoreError
 from indexer.facet_columns import SELECT_SQL as COLUMNS_SQL
-from indexer.facet_columns import FacetColumns, Rowids
+from indexer.facet_columns import FacetColumns, Rowids, StoryPage
 from indexer.highlight import highlights, matched_terms
 from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, positive_leaves, tokens
@@ -830,7 +830,16 @@ class EmbeddedStore:
         with _transaction(conn, "DEFERRED"):  # one snapshot for the vocabulary, count, facets and page
             present = self._present(conn, node, lang)
             plan = _Plan.of(prune(node, present, lang), request, lang, present)
-            if request.by_story:
+            grouped = None
+            first_groups = request.by_story and request.sort == "relevance" and request.search_after is None
+            if first_groups and plan.text_only is not None:  # the first page of groups by relevance: the best rows
+                grouped = self._ranked_groups(conn, plan.text_only, size)
+            if grouped is not None:
+                found, matched, columns, positions, pages = grouped
+                total = len(matched)
+                if request.facets:
+                    facets = columns.facets(positions)
+            elif request.by_story:
                 # (rowid, score[, time]) of every matching row, its columns read by ``itemgetter`` in C (no Python
                 # step per row); relevance needs no time
                 if request.sort == "relevance" and plan.text_only is not None:  # from the FTS5 index alone
@@ -854,6 +863,7 @@ class EmbeddedStore:
                 else:
                     keys = np.fromiter(map(itemgetter(1), found), np.float64, total)
                 pages = columns.story_groups(positions, keys, size, self._cursor(request))
+            if request.by_story:
                 best = [found[p.index] for p in pages]
                 docs = dict(
                     conn.execute(
@@ -933,6 +943,38 @@ class EmbeddedStore:
         ).fetchall()
         ranked = sorted(rows, key=lambda r: (-scores[r[0]], r[1]))[:size]
         return [(article_id, doc, scores[rid], sort_ts) for rid, article_id, sort_ts, doc in ranked]
+
+    def _ranked_groups(
+        self, conn: sqlite3.Connection, expression: str, size: int
+    ) -> tuple[list[Any], Rowids, FacetColumns, npt.NDArray[np.intp], list[StoryPage]] | None:
+        """The first page of story groups by relevance of a query the FTS5 index alone answers, ranking
+        only the best rows: every matching rowid without a score (the total, counts, languages, facets),
+        then the best ``RANKED_READ * size`` rows by score. Every row scoring above the lowest score read
+        has been read, so each story with such a row has its best row among them, ties by id; when they
+        give ``size`` stories, those are the page (a story without such a row comes after all of them).
+
+        Returns ``(rows read, every matching rowid, columns, their positions, page)``; None when the rows
+        read give fewer stories (the caller ranks every row).
+        """
+        if size == 0:
+            return None
+        matched = _rowids(conn, "SELECT group_concat(rowid) FROM articles_fts WHERE articles_fts MATCH ?", [expression])
+        read = max(RANKED_READ * size, 200)
+        best: list[Any] = conn.execute(
+            f"SELECT rid, score FROM ({_RANKED}) ORDER BY score DESC LIMIT ?", [*_BM25_WEIGHTS, expression, read]
+        ).fetchall()
+        complete = len(best) < read  # every matching row was read
+        if not complete:
+            best = [r for r in best if r[1] > best[-1][1]]  # rows tied with the last one read may go on beyond it
+        columns, positions = self._columns_at(matched)
+        candidates = columns.positions(np.fromiter(map(itemgetter(0), best), np.int64, len(best)))
+        if candidates is None:  # pragma: no cover - the rows read are among the matching rows
+            return None
+        keys = np.fromiter(map(itemgetter(1), best), np.float64, len(best))
+        pages = columns.story_groups(candidates, keys, size, every=positions)
+        if len(pages) < size and not complete:
+            return None
+        return best, matched, columns, positions, pages
 
     def _stories_by_id(self, conn: sqlite3.Connection, story_ids: Sequence[str]) -> dict[str, Story]:
         """The stored stories of ``story_ids`` (one query, in the search's snapshot)."""

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from hypothesis import given
@@ -226,7 +227,13 @@ def test_first_ranked_page_equals_the_filtered_path_with_ties(embedded_store: Em
 def test_story_groups_equal_a_brute_force_grouping(embedded_store: EmbeddedStore) -> None:
     embedded_store.write_articles(corpus(400))
     # from the FTS5 index alone, and through the SQL path (a filter every article passes)
-    for sort, since in [("relevance", None), ("date", None), ("relevance", EARLY), ("date", EARLY)]:
+    sorts: list[tuple[Literal["relevance", "date"], datetime | None]] = [
+        ("relevance", None),
+        ("date", None),
+        ("relevance", EARLY),
+        ("date", EARLY),
+    ]
+    for sort, since in sorts:
         request = SearchRequest(query="prison OR amnesty", by_story=True, sort=sort, size=7, since=since)
         every = embedded_store.search(SearchRequest(query="prison OR amnesty", sort=sort, size=1000))
         best: dict[str, tuple[object, str]] = {}
@@ -253,6 +260,33 @@ def test_story_groups_equal_a_brute_force_grouping(embedded_store: EmbeddedStore
                 break
             request = dataclasses.replace(request, search_after=result.next_after)
         assert seen == expected
+
+
+def test_first_page_of_story_groups_equals_the_sql_path_with_ties(embedded_store: EmbeddedStore) -> None:
+    # the first page of groups ranks only the best rows: equal scores beyond the rows read (identical texts in
+    # a few stories) must send it to the full ranking, and counts and languages cover every matching row
+    tied = [
+        make_article(
+            text="Crematorium report on the prison cells.", title="Same", lang=LANGS[i % 4], story_id=f"tie-{i % 3}"
+        )
+        for i in range(RANKED_READ * 60)
+    ]
+    # largest ids first (SQLite keeps the first rowids of a tie): the rows read are not those with the smallest ids
+    embedded_store.write_articles(sorted(tied, key=lambda a: a.id, reverse=True) + corpus(400))
+    for query in ["crematorium", "crematorium OR amnesty", "amnesty", "prison OR court", "cells -families", "report"]:
+        for size in (1, 5, 20, 60):
+            for facets in (False, True):
+                fast = embedded_store.search(SearchRequest(query=query, by_story=True, size=size, facets=facets))
+                slow = embedded_store.search(
+                    SearchRequest(query=query, by_story=True, size=size, facets=facets, since=EARLY)
+                )
+                shape = [
+                    (g.story_id, g.best.article.id, g.best.score, g.article_count, g.languages) for g in fast.groups
+                ]
+                assert shape == [
+                    (g.story_id, g.best.article.id, g.best.score, g.article_count, g.languages) for g in slow.groups
+                ], (query, size)
+                assert (fast.total, fast.next_after, fast.facets) == (slow.total, slow.next_after, slow.facets)
 
 
 def test_reads_run_beside_a_write_transaction_and_on_threads(embedded_store: EmbeddedStore) -> None:
