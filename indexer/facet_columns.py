@@ -123,12 +123,15 @@ class FacetColumns:
         keys: npt.NDArray[np.float64] | npt.NDArray[np.int64],
         size: int,
         after: tuple[float | int, str] | None = None,
+        every: npt.NDArray[np.intp] | None = None,
     ) -> list[StoryPage]:
         """The matching rows grouped by story: for each story, its best row (highest key, then smallest id),
         groups in the order of their best rows, after the cursor ``(key, id)``, at most ``size``.
 
         ``positions``: the matching rows; ``keys``: their sort keys (score or time), in the same order.
-        Rows without a story are left out.
+        ``every``: when ``positions`` holds only the rows that can be best rows (the caller has proven the
+        page's groups are among them), the positions of every matching row, which the counts and languages
+        are taken over. Rows without a story are left out.
         """
         story, lang = self.columns["story"], self.columns["lang"]
         codes = story.codes[positions]
@@ -145,11 +148,16 @@ class FacetColumns:
             later = (best_keys < after[0]) | ((best_keys == after[0]) & (best_ranks >= after_rank))
             firsts, best_keys, best_ranks = firsts[later], best_keys[later], best_ranks[later]
         page = firsts[np.lexsort((best_ranks, -best_keys))][:size]
-        counts = np.bincount(codes, minlength=len(story.values))
         indexes = np.flatnonzero(with_story)
-        shown = np.isin(codes, codes[page])  # the rows of the page's stories, then their (story, language) pairs
+        page_codes = codes[page]
+        all_codes, all_where = codes, where
+        if every is not None:
+            all_codes = story.codes[every]
+            all_where = every
+        counts = np.bincount(all_codes, minlength=len(story.values) + 1)
+        shown = np.isin(all_codes, page_codes)  # the rows of the page's stories, then their (story, language) pairs
         width = len(lang.values) + 1
-        pairs = np.unique(codes[shown].astype(np.int64) * width + lang.codes[where[shown]])
+        pairs = np.unique(all_codes[shown].astype(np.int64) * width + lang.codes[all_where[shown]])
         languages: dict[int, list[str]] = {}
         for pair in pairs.tolist():
             languages.setdefault(pair // width, []).append(lang.values[pair % width])

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from hypothesis import given
@@ -25,10 +26,13 @@ from indexer.analysis import form, query_forms
 from indexer.documents import DAY_FACET_SIZE, FACET_SIZE
 from indexer.facet_columns import FacetColumns
 from indexer.highlight import _ORIGINAL_TOKEN, _spans
-from indexer.query import tokens
+from indexer.names import NameGroups, expand
+from indexer.query import parse, tokens
 from indexer.store import SearchRequest
-from indexer.store_embedded import RANKED_READ, EmbeddedStore
+from indexer.store_embedded import _BM25_WEIGHTS, RANKED_READ, EmbeddedStore, fts_query
+from sednaya_monitor.settings import load_settings
 from stream.article import Article
+from stream.topic import load_topic
 from tests.store_fixtures import make_article
 
 LANGS = ["en", "fr", "de", "ar"]
@@ -163,6 +167,47 @@ def test_a_word_rewritten_away_is_no_longer_in_the_vocabulary(embedded_store: Em
         assert [h.article.id for h in result.hits] == [h.article.id for h in prison.hits], query
 
 
+def test_forms_left_out_of_the_match_change_no_id_and_no_score(tmp_path: Path) -> None:
+    # the MATCH keeps only the forms the index holds in the columns they are searched in ("detainees" is an
+    # exact token of English texts, their word form is "detaine"): every score must equal BM25 over the
+    # whole expression, nothing left out, ties by id
+    names = NameGroups.from_topic(load_topic(load_settings(environ={}).topic_file))
+    store = EmbeddedStore(tmp_path / "store.sqlite3", names=names)
+    rng = random.Random(5)
+    words = {
+        "en": ["detainees", "prison", "Sednaya", "Saydnaya", "released", "families", "torture", "court"],
+        "fr": ["détenus", "prison", "Saydnaya", "Sednaïa", "libérés", "familles", "torture", "tribunal"],
+        "ar": ["صيدنايا", "سجن", "والسجن", "المعتقلين", "تعذيب"],
+    }
+    articles = []
+    for i in range(300):
+        lang = rng.choice(["en", "en", "fr", "ar"])
+        title = " ".join(rng.choices(words[lang][:3], k=3))  # the other words only in texts
+        text = " ".join(rng.choices(words[lang], k=rng.randint(3, 30))) + "."
+        articles.append(make_article(url=f"https://outlet.example/{i}", lang=lang, title=title, text=text))
+    store.write_articles(articles)
+    conn = sqlite3.connect(store.path)
+    id_of = dict(conn.execute("SELECT rowid, id FROM articles").fetchall())
+    queries = ["detainees", "Sednaya", "Sednaya -torture", '"detainees" OR released', "detainee AND NOT court"]
+    queries += ['Saydnaya "prison court"', "title:detainees", "families OR zzzq", "سجن", "détenus -tribunal"]
+    with conn:
+        for query in queries:
+            whole = fts_query(expand(parse(query), names)[0])
+            assert whole is not None, query
+            rows = conn.execute(
+                "SELECT rowid, -bm25(articles_fts, ?, ?, ?, ?) AS s FROM articles_fts WHERE articles_fts MATCH ?",
+                [*_BM25_WEIGHTS, whole],
+            ).fetchall()
+            expected = sorted(((id_of[r], s) for r, s in rows), key=lambda p: (-p[1], p[0]))
+            for request in (SearchRequest(query=query, size=1000), SearchRequest(query=query, size=7)):
+                found = store.search(request)
+                assert found.total == len(expected), query
+                assert [(h.article.id, h.score) for h in found.hits] == expected[: request.size], query
+    assert "detainees" not in store._present(store._reader(), parse("detainees"), None).forms
+    conn.close()
+    store.close()
+
+
 def test_first_ranked_page_equals_the_filtered_path_with_ties(embedded_store: EmbeddedStore) -> None:
     # identical texts score the same: the page is decided by id, within and beyond the rows read
     same = [make_article(text="Amnesty report on the prison cells.", title="Same") for _ in range(12)]
@@ -181,8 +226,15 @@ def test_first_ranked_page_equals_the_filtered_path_with_ties(embedded_store: Em
 
 def test_story_groups_equal_a_brute_force_grouping(embedded_store: EmbeddedStore) -> None:
     embedded_store.write_articles(corpus(400))
-    for sort in ("relevance", "date"):
-        request = SearchRequest(query="prison OR amnesty", by_story=True, sort=sort, size=7)
+    # from the FTS5 index alone, and through the SQL path (a filter every article passes)
+    sorts: list[tuple[Literal["relevance", "date"], datetime | None]] = [
+        ("relevance", None),
+        ("date", None),
+        ("relevance", EARLY),
+        ("date", EARLY),
+    ]
+    for sort, since in sorts:
+        request = SearchRequest(query="prison OR amnesty", by_story=True, sort=sort, size=7, since=since)
         every = embedded_store.search(SearchRequest(query="prison OR amnesty", sort=sort, size=1000))
         best: dict[str, tuple[object, str]] = {}
         members: dict[str, list[Article]] = {}
@@ -208,6 +260,33 @@ def test_story_groups_equal_a_brute_force_grouping(embedded_store: EmbeddedStore
                 break
             request = dataclasses.replace(request, search_after=result.next_after)
         assert seen == expected
+
+
+def test_first_page_of_story_groups_equals_the_sql_path_with_ties(embedded_store: EmbeddedStore) -> None:
+    # the first page of groups ranks only the best rows: equal scores beyond the rows read (identical texts in
+    # a few stories) must send it to the full ranking, and counts and languages cover every matching row
+    tied = [
+        make_article(
+            text="Crematorium report on the prison cells.", title="Same", lang=LANGS[i % 4], story_id=f"tie-{i % 3}"
+        )
+        for i in range(RANKED_READ * 60)
+    ]
+    # largest ids first (SQLite keeps the first rowids of a tie): the rows read are not those with the smallest ids
+    embedded_store.write_articles(sorted(tied, key=lambda a: a.id, reverse=True) + corpus(400))
+    for query in ["crematorium", "crematorium OR amnesty", "amnesty", "prison OR court", "cells -families", "report"]:
+        for size in (1, 5, 20, 60):
+            for facets in (False, True):
+                fast = embedded_store.search(SearchRequest(query=query, by_story=True, size=size, facets=facets))
+                slow = embedded_store.search(
+                    SearchRequest(query=query, by_story=True, size=size, facets=facets, since=EARLY)
+                )
+                shape = [
+                    (g.story_id, g.best.article.id, g.best.score, g.article_count, g.languages) for g in fast.groups
+                ]
+                assert shape == [
+                    (g.story_id, g.best.article.id, g.best.score, g.article_count, g.languages) for g in slow.groups
+                ], (query, size)
+                assert (fast.total, fast.next_after, fast.facets) == (slow.total, slow.next_after, slow.facets)
 
 
 def test_reads_run_beside_a_write_transaction_and_on_threads(embedded_store: EmbeddedStore) -> None:
