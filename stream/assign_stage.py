@@ -294,15 +294,7 @@ class AssignStage:
 
     def release_held(self, why: str) -> list[StoryEvent]:
         """Release what is held now (committed, and published when the stage has a bus); the events."""
-        events: list[StoryEvent] = []
-        try:
-            self._release(events, publish=self.bus is not None, why=why)
-            self.state.commit()
-        except BaseException:
-            self.state.rollback()
-            raise
-        for event in events:
-            self.metrics.stories.labels(kind=event.kind).inc()
+        events = self._batch(lambda out: self._release(out, publish=self.bus is not None, why=why))
         self.metrics.story_events_held.set(self.state.held_count())
         if self.bus is not None:
             self.publish_outbox()
@@ -473,11 +465,21 @@ class AssignStage:
 
     def merge_now(self, trigger: Article) -> list[StoryEvent]:
         """Run a merge pass at once (tools, tests); commits; returns the ``merged`` events."""
-        try:
-            events = self._merge_pass(trigger, None)
+
+        def merge(out: list[StoryEvent]) -> None:
+            out.extend(self._merge_pass(trigger, None))
             if self.bus is not None:
-                for event in events:
+                for event in out:
                     self._queue_event(event)
+
+        return self._batch(merge)
+
+    def _batch(self, work: Callable[[list[StoryEvent]], object]) -> list[StoryEvent]:
+        """Run ``work`` (it appends the story events it makes) as one batch of the state: committed, or
+        rolled back when it fails; the events are counted once committed."""
+        events: list[StoryEvent] = []
+        try:
+            work(events)
             self.state.commit()
         except BaseException:
             self.state.rollback()

@@ -9,11 +9,14 @@ unrelated local news.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from stream.article import Article, parse_time
 from stream.canonical_url import id_for_url
 from stream.text import content_hash
+
+VECTOR_T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
 CREMATORIUM = (
     "Washington, 15 May 2017. The US State Department said on Monday that the Syrian government built a "
@@ -58,6 +61,31 @@ def make_article(
         fetched_at=when,
         content_sha256=content_hash(text),
         relevance=None,
+    )
+
+
+def vector_article(n: int, lang: str, vector: Iterable[float], *, start: datetime = VECTOR_T0) -> Article:
+    """Undated article number ``n`` in ``lang`` that brings its own embedding (hand-built vectors: the
+    stage never calls its model), discovered ``n`` minutes after ``start``."""
+    seen = start + timedelta(minutes=n)
+    return Article(
+        id=f"a{n:04d}",
+        url=f"https://example.org/{lang}/{n}",
+        canonical_url=f"https://example.org/{lang}/{n}",
+        source=f"outlet{n % 17}",
+        channel="import",
+        backfill=False,
+        lang=lang,
+        title=f"report {n}",
+        text=f"report number {n} in {lang}",
+        authors=(),
+        published=None,
+        date_source="none",
+        discovered_at=seen,
+        fetched_at=seen,
+        content_sha256=f"{n:064x}",
+        relevance=None,
+        embedding=tuple(float(x) for x in vector),
     )
 
 

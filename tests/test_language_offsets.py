@@ -10,7 +10,7 @@ that the offset is known: each is an event direction plus a language direction p
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,37 +24,26 @@ from stream.article import Article
 from stream.assign_stage import AssignStage
 from stream.embedding_use import UniversalSentenceEncoder
 from stream.story_state import StoryState
+from tests.story_corpus import vector_article
+from tests.vector_space import DIM, EVENTS, unit
+from tests.vector_space import Space as VectorSpace
 
-DIM = 64
-EVENTS = 8
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 RNG_SEED = 7
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v)).astype(np.float32)
+_unit = unit
 
 
-class Space:
-    """Event directions and two strong language directions ("xx" and "yy") in one space."""
-
-    def __init__(self) -> None:
-        rng = np.random.default_rng(RNG_SEED)
-        basis = np.linalg.qr(rng.normal(size=(DIM, DIM)))[0].astype(np.float32)
-        self.events = basis[:EVENTS]
-        self.langs = {"xx": basis[EVENTS] * 1.2, "yy": basis[EVENTS + 1] * 1.2}
-        self.rng = rng
-
-    def vector(self, event: int, lang: str) -> np.ndarray:
-        noise = self.rng.normal(scale=0.05, size=DIM).astype(np.float32)
-        return _unit(self.events[event] + self.langs[lang] + noise)
+def new_space() -> VectorSpace:  # the strong language directions these tests are about
+    return VectorSpace(seed=RNG_SEED, lang_scale=1.2, noise=0.05)
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(_unit(a), _unit(b)))
 
 
-def _fill(state: StoryState, space: Space, per_event: int = 4) -> None:
+def _fill(state: StoryState, space: VectorSpace, per_event: int = 4) -> None:
     for _ in range(per_event):
         for event in range(EVENTS):
             for lang in ("xx", "yy"):
@@ -62,7 +51,7 @@ def _fill(state: StoryState, space: Space, per_event: int = 4) -> None:
 
 
 def test_an_article_is_matched_without_its_languages_offset(tmp_path: Path) -> None:
-    space = Space()
+    space = new_space()
     state = StoryState(tmp_path / "state.sqlite3")
     try:
         _fill(state, space)
@@ -93,7 +82,7 @@ def test_an_article_is_matched_without_its_languages_offset(tmp_path: Path) -> N
 
 
 def test_the_language_means_are_durable_and_an_uncommitted_batch_leaves_them(tmp_path: Path) -> None:
-    space = Space()
+    space = new_space()
     path = tmp_path / "state.sqlite3"
     probe = space.vector(3, "yy")
     state = StoryState(path)
@@ -116,7 +105,7 @@ def test_the_language_means_are_durable_and_an_uncommitted_batch_leaves_them(tmp
 
 
 def test_a_language_with_few_articles_gets_a_shrunk_offset(tmp_path: Path) -> None:
-    space = Space()
+    space = new_space()
     state = StoryState(tmp_path / "state.sqlite3")
     try:
         for event in range(EVENTS):  # many "xx" articles set the centre
@@ -146,30 +135,11 @@ def stage(settings: Settings, embedder: UniversalSentenceEncoder, tmp_path: Path
 
 
 def _article(n: int, lang: str, vector: np.ndarray) -> Article:
-    seen = T0 + timedelta(minutes=n)
-    return Article(
-        id=f"a{n:04d}",
-        url=f"https://example.org/{lang}/{n}",
-        canonical_url=f"https://example.org/{lang}/{n}",
-        source=f"outlet{n % 17}",
-        channel="import",
-        backfill=False,
-        lang=lang,
-        title=f"report {n}",
-        text=f"report number {n} in {lang}",
-        authors=(),
-        published=None,
-        date_source="none",
-        discovered_at=seen,
-        fetched_at=seen,
-        content_sha256=f"{n:064x}",
-        relevance=None,
-        embedding=tuple(float(x) for x in vector),
-    )
+    return vector_article(n, lang, vector, start=T0)
 
 
 def test_the_stage_puts_one_event_in_two_languages_in_one_story(stage: AssignStage) -> None:
-    space = Space()
+    space = new_space()
     history = [
         _article(i, ("xx", "yy")[i % 2], space.vector(1 + (i // 2) % (EVENTS - 1), ("xx", "yy")[i % 2]))
         for i in range(60)

@@ -15,7 +15,7 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,27 +35,18 @@ from stream.errors import ContractError
 from stream.story import StoryEvent
 from stream.worker import StageWorker
 from tests import story_corpus as corpus
+from tests.vector_space import DIM, EVENTS, unit
+from tests.vector_space import Space as VectorSpace
 
-DIM = 64
-EVENTS = 8
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 HOLD_S = 600.0
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v)).astype(np.float32)
+_unit = unit
 
 
-class Space:
-    def __init__(self, seed: int = 11) -> None:
-        rng = np.random.default_rng(seed)
-        basis = np.linalg.qr(rng.normal(size=(DIM, DIM)))[0].astype(np.float32)
-        self.events = basis[:EVENTS]
-        self.langs = {"xx": basis[EVENTS] * 0.8, "yy": basis[EVENTS + 1] * 0.8}
-        self.rng = rng
-
-    def vector(self, event: int, lang: str) -> np.ndarray:
-        return _unit(self.events[event] + self.langs[lang] + self.rng.normal(scale=0.02, size=DIM))
+def new_space() -> VectorSpace:  # language directions at 0.8 of an event's (module docstring)
+    return VectorSpace(seed=11, lang_scale=0.8, noise=0.02)
 
 
 class Clock:
@@ -68,27 +59,8 @@ class Clock:
         return self.now
 
 
-def _article(n: int, lang: str, vector: np.ndarray, *, dim: int = DIM) -> Article:
-    seen = T0 + timedelta(minutes=n)
-    return Article(
-        id=f"a{n:04d}",
-        url=f"https://example.org/{lang}/{n}",
-        canonical_url=f"https://example.org/{lang}/{n}",
-        source=f"outlet{n % 17}",
-        channel="import",
-        backfill=False,
-        lang=lang,
-        title=f"report {n}",
-        text=f"report number {n} in {lang}",
-        authors=(),
-        published=None,
-        date_source="none",
-        discovered_at=seen,
-        fetched_at=seen,
-        content_sha256=f"{n:064x}",
-        relevance=None,
-        embedding=tuple(float(x) for x in vector[:dim]),
-    )
+def _article(n: int, lang: str, vector: np.ndarray) -> Article:
+    return corpus.vector_article(n, lang, vector, start=T0)
 
 
 @pytest.fixture
@@ -117,7 +89,7 @@ def make(
             stage.state.close()
 
 
-def _stream(space: Space) -> list[Article]:
+def _stream(space: VectorSpace) -> list[Article]:
     """Event 0 in xx then in yy, then events 1..7 in both languages: 16 articles, 9 stories' worth, and
     more of the same until the centre is known (20 articles of at least 3 stories)."""
     order = [(0, "xx"), (0, "yy")] + [(e, lang) for e in range(1, EVENTS) for lang in ("xx", "yy")]
@@ -133,7 +105,7 @@ def test_the_warm_ups_events_wait_for_the_centre_then_one_event_in_two_languages
     make: Callable[..., AssignStage],
 ) -> None:
     stage = make()
-    articles = _stream(Space())
+    articles = _stream(new_space())
     released: list[StoryEvent] = []
     stories: dict[str, str] = {}
     held = 0
@@ -174,7 +146,7 @@ def test_without_the_hold_the_second_language_opens_a_story_alerted_on_its_own(
     make: Callable[..., AssignStage],
 ) -> None:
     stage = make(warmup_hold_s=0.0)
-    articles = _stream(Space())
+    articles = _stream(new_space())
     out, events = stage.process(articles[:2])
     assert [e.kind for e in events] == ["created", "created"]  # out at once, in the warm-up
     assert out[0].story_id != out[1].story_id
@@ -184,7 +156,7 @@ def test_without_the_hold_the_second_language_opens_a_story_alerted_on_its_own(
 def test_held_events_survive_a_restart_and_go_out_at_the_end_of_the_input(
     make: Callable[..., AssignStage],
 ) -> None:
-    articles = _stream(Space())
+    articles = _stream(new_space())
     first = make()
     out, events = first.process(articles[:5])
     assert events == [] and len(first.state.held_events()) == 5
@@ -200,7 +172,7 @@ def test_held_events_survive_a_restart_and_go_out_at_the_end_of_the_input(
 
 def test_the_time_limit_releases_what_is_held(make: Callable[..., AssignStage], clock: Clock) -> None:
     stage = make()
-    articles = _stream(Space())
+    articles = _stream(new_space())
     stage.process(articles[:3])
     clock.now += HOLD_S - 1
     assert stage.on_idle() == []
@@ -214,8 +186,8 @@ def test_the_time_limit_releases_what_is_held(make: Callable[..., AssignStage], 
 
 def test_a_failed_batch_holds_nothing(make: Callable[..., AssignStage]) -> None:
     stage = make()
-    articles = _stream(Space())
-    broken = _article(99, "xx", Space().vector(3, "xx"), dim=DIM - 1)  # a vector of the wrong length
+    articles = _stream(new_space())
+    broken = _article(99, "xx", new_space().vector(3, "xx")[: DIM - 1])  # a vector of the wrong length
     with pytest.raises(ContractError):
         stage.process([articles[0], broken])
     assert stage.state.held_events() == []
@@ -268,7 +240,7 @@ def test_the_stage_worker_releases_at_the_time_limit_when_its_input_is_quiet(
     settings = stage.config
     bus.ensure_topics([settings.topic_raw, settings.topic_clustered, settings.topic_story_events])
     worker = StageWorker(bus, settings.topic_raw, "embed", stage, metrics=PrometheusMetrics(CollectorRegistry()))
-    for article in _stream(Space())[:3]:
+    for article in _stream(new_space())[:3]:
         bus.publish(settings.topic_raw, article.id, article.to_bytes(with_embedding=True))
     bus.flush()
     assert worker.run_once(0.0) == 3
