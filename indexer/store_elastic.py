@@ -177,7 +177,9 @@ def to_dsl(node: Node, lang: str | None = None) -> dict[str, Any]:
         return {"bool": {"must_not": [to_dsl(node.item, lang)]}}
     if isinstance(node, And):
         return {"bool": {"must": [to_dsl(item, lang) for item in node.items]}}
-    return {"bool": {"should": [to_dsl(item, lang) for item in node.items], "minimum_should_match": 1}}
+    # alternatives that analyse alike once, as in the embedded store (indexer.store_embedded.fts_query)
+    should = list({json.dumps(c, sort_keys=True): c for c in (to_dsl(item, lang) for item in node.items)}.values())
+    return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
 def _request_filters(request: SearchRequest) -> list[dict[str, Any]]:

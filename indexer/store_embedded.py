@@ -172,7 +172,11 @@ def fts_query(node: Node, lang: str | None = None, present: Vocabulary | None = 
         return fts_expression(node, lang, present)
     if isinstance(node, Or):
         parts = [fts_query(item, lang, present) for item in node.items]
-        return None if any(p is None for p in parts) else "(" + " OR ".join(str(p) for p in parts) + ")"
+        if any(p is None for p in parts):
+            return None
+        # Alternatives that analyse alike once (a name group's spellings that stem to one form: Sednaya,
+        # Sednaja, Sednaia): each copy would add its BM25 again and rank that spelling's articles higher.
+        return "(" + " OR ".join(dict.fromkeys(str(p) for p in parts)) + ")"
     if isinstance(node, And):
         positive: list[str] = []
         negative: list[str] = []

@@ -27,9 +27,10 @@ from indexer.documents import DAY_FACET_SIZE, FACET_SIZE
 from indexer.facet_columns import FacetColumns
 from indexer.highlight import _ORIGINAL_TOKEN, _spans
 from indexer.names import NameGroups, expand
-from indexer.query import parse, tokens
+from indexer.query import Or, Term, parse, tokens
 from indexer.store import SearchRequest
-from indexer.store_embedded import _BM25_WEIGHTS, RANKED_READ, EmbeddedStore, fts_query
+from indexer.store_elastic import to_dsl
+from indexer.store_embedded import _BM25_WEIGHTS, RANKED_READ, EmbeddedStore, Vocabulary, fts_query
 from sednaya_monitor.settings import load_settings
 from stream.article import Article
 from stream.topic import load_topic
@@ -342,3 +343,23 @@ def test_highlight_spans_are_the_marked_words_of_the_text(text: str) -> None:
         if any(t in wanted or form(t, "en") in forms for t in tokens(m.group(0)))
     ]
     assert _spans(text, wanted, forms, "en") == expected
+
+
+def test_alternatives_that_analyse_alike_count_once(embedded_store: EmbeddedStore) -> None:
+    # A name group's spellings can reach the index as one form (the vocabulary check keeps only the forms
+    # present): counted once, an article with that form scores as one with any other single spelling, and
+    # the Elasticsearch translation asks once too.
+    present = Vocabulary(forms=frozenset({"sedna"}), tokens=frozenset())
+    spellings = Or((Term("Sednaja"), Term("Sednaia"), Term("Sednaya")))
+    expression = fts_query(spellings, None, present)
+    assert expression is not None and expression.count('"sedna"') == 1, expression
+    assert len(to_dsl(Or((Term("prison"), Term("prison"), Term("cells"))))["bool"]["should"]) == 2
+    embedded_store.write_articles(
+        [
+            make_article(url="https://a.example/1", title="Report", text="Sednaya prison"),
+            make_article(url="https://a.example/2", title="Report", text="cells prison"),
+        ]
+    )
+    twice = embedded_store.search(SearchRequest(query="prison OR prison"))
+    once = embedded_store.search(SearchRequest(query="prison"))
+    assert [(h.article.id, h.score) for h in twice.hits] == [(h.article.id, h.score) for h in once.hits]
