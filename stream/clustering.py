@@ -483,22 +483,27 @@ def warmup_links(
     """
     if MULTILINGUAL not in params.model_languages or params.related_threshold > 1.0 or len(stories) < 2:
         return {}
-    sims = vectors @ vectors.T
-    root: dict[str, str] = {}
+    first_row = {story: row for row, story in reversed(list(enumerate(stories)))}
+    story_of = np.array([first_row[s] for s in stories])  # each row's story, by the story's first row
+    dated = np.array([d is not None for d in days])
+    day = np.array([d if d is not None else 0 for d in days], dtype=np.float64)
+    root: dict[int, int] = {}
 
-    def find(story: str) -> str:
+    def find(story: int) -> int:
         while root.get(story, story) != story:
             story = root[story]
         return story
 
-    first_row = {story: row for row, story in reversed(list(enumerate(stories)))}
-    for a in range(len(stories)):
-        for b in range(a):
-            ra, rb = find(stories[a]), find(stories[b])
-            if ra == rb:
-                continue
-            needed = _related_needed(params.related_threshold, days[a], days[b], params, centred=True)
-            if needed is not None and sims[a, b] >= needed:
-                older, younger = (ra, rb) if first_row[ra] < first_row[rb] else (rb, ra)
-                root[younger] = older
-    return {story: find(story) for story in first_row if find(story) != story}
+    # row by row against the rows before it (memory linear in the rows: a long warm-up may hold thousands)
+    for a in range(1, len(stories)):
+        sims = vectors[:a] @ vectors[a]
+        gap = np.abs(day[:a] - day[a])
+        both = dated[:a] & dated[a]
+        fade = np.clip(1.0 - gap / (params.date_gate_days + 1.0), 0.0, None)
+        needed = params.related_threshold - np.where(both, params.related_date_bonus * fade, 0.0)
+        linked = (sims >= needed) & ~(both & (gap > params.date_gate_days)) & (story_of[:a] != story_of[a])
+        for b in np.flatnonzero(linked).tolist():
+            ra, rb = find(int(story_of[a])), find(int(story_of[b]))
+            if ra != rb:
+                root[max(ra, rb)] = min(ra, rb)  # the story seen first is the group's
+    return {stories[row]: stories[find(row)] for row in first_row.values() if find(row) != row}
