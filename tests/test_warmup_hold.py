@@ -258,3 +258,45 @@ def test_the_stage_worker_releases_at_the_time_limit_when_its_input_is_quiet(
     story_events.close()
     worker.close()
     bus.close()
+
+
+def test_on_one_narrow_topic_the_review_relates_only_reports_of_one_event(
+    settings: Settings, embedder: UniversalSentenceEncoder, tmp_path: Path
+) -> None:
+    """The project's own Sednaya fixtures, real model, publication order, the hold as shipped: the warm-up
+    ends within them, and its review (centred cosines on one narrow topic) never relates the archive work
+    of the same week and place to the search for cells, nor texts that share only the prison's name and
+    "Assad" to either: the safety side of tests above (it fails when the review relates everything)."""
+    from tests import multilingual_corpus as mc
+    from tests.distributed_fixtures import fixture_articles
+
+    langs = ("en", "ar", "fr", "de", "tr", "ru")
+    cells = [mc.cells(lang) for lang in langs]
+    files = [mc.files(lang) for lang in ("en", "fr")]
+    apart = [mc.exhibition(), mc.sanctions_debate()]
+    others = [corpus.crematorium_original(), *corpus.crematorium_copies(), corpus.syrian_denial()]
+    others += [corpus.anniversary_piece(), corpus.commander_arrest(), corpus.turk_visit_en(), corpus.turk_visit_ar()]
+    others += [corpus.unrelated_regatta(), corpus.unrelated_arabic(), *fixture_articles()]
+    unique = {a.id: a for a in [*cells, *files, *apart, *others]}
+    articles = sorted(unique.values(), key=lambda a: (a.published or a.discovered_at, a.id))
+    shipped = settings.replace(data_dir=tmp_path, warmup_hold_s=Settings().warmup_hold_s)
+    stage = make_assign_stage(shipped, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
+    try:
+        out, events = stage.process(articles)
+        events += stage.end_of_input()
+        assert stage.state.center() is not None  # the warm-up ended within the stream
+        story = {a.id: a.story_id for a in out}
+        created = _created(events)
+        assert any(e.extra.get("warm_up") == "held" for e in created.values())
+
+        def group(story_id: str) -> str:
+            return created[story_id].extra.get("related_story") or story_id
+
+        cells_group = {group(story[a.id] or "") for a in cells}
+        assert len(cells_group) == 1, "one event in six languages: one story for alerting"
+        files_group = {group(story[a.id] or "") for a in files}
+        assert files_group.isdisjoint(cells_group), "another event of the same week and place"
+        for article in apart:
+            assert group(story[article.id] or "") not in cells_group | files_group, article.title
+    finally:
+        stage.close()
