@@ -81,7 +81,8 @@ class MinHash:
 
     def update_batch(self, values: Iterable[bytes]) -> None:
         """Add ``values`` (byte strings) to the set."""
-        digests = b"".join(hashlib.sha1(v, usedforsecurity=False).digest()[:4] for v in values)
+        sha1 = hashlib.sha1
+        digests = b"".join([sha1(v, usedforsecurity=False).digest()[:4] for v in values])
         if not digests:
             return
         hv = _fmix32(np.frombuffer(digests, dtype="<u4").astype(np.uint32)).reshape(-1, 1)
@@ -160,7 +161,11 @@ class MinHashLSH:
             self.remove(key)
         self._keys[key] = bands
         for band, table in zip(bands, self._tables, strict=True):
-            table.setdefault(band, set()).add(key)
+            bucket = table.get(band)
+            if bucket is None:
+                table[band] = {key}
+            else:
+                bucket.add(key)
 
     def remove(self, key: Hashable) -> None:
         """Forget ``key``; raises ``KeyError`` if it is not indexed."""
