@@ -60,10 +60,7 @@ def l2_normalise(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     # the story state normalises one row at a time, several times per article
     norms = np.sqrt(np.add.reduce(vectors * vectors, axis=1, keepdims=True))
     big = norms > NORM_EPSILON
-    if big.all():
-        out: NDArray[np.float32] = vectors / norms
-    else:
-        out = np.where(big, vectors / np.maximum(norms, NORM_EPSILON), vectors)
+    out = vectors / norms if big.all() else np.where(big, vectors / np.maximum(norms, NORM_EPSILON), vectors)
     return out.astype(np.float32, copy=False)
 
 
