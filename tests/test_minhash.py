@@ -4,6 +4,8 @@ comparing): the same signatures, the same banding parameters, the same LSH candi
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -87,3 +89,14 @@ def test_bad_values_are_refused_with_what_was_wrong() -> None:
         MinHashLSH(0.5, 128).query(MinHash(64, 1))
     with pytest.raises(ValueError, match=r"LSH threshold 1.5 must be in \[0, 1\]"):
         MinHashLSH(1.5)
+
+
+def test_the_stage_processes_import_neither_datasketch_nor_scipy() -> None:
+    """The point of stream/minhash.py: datasketch's package imports scipy (~52 MB resident per process)."""
+    code = (
+        "import sys, sednaya_monitor.cli, sednaya_monitor.cli.commands_stages, stream.assign_stage, "
+        "stream.story_state, stream.near_duplicate, stream.cluster_changelog; "
+        "print(sorted(m for m in ('datasketch', 'scipy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
