@@ -75,7 +75,7 @@ PARTS: tuple[tuple[str, str], ...] = (
     ("stream/story_state.py", "story state"),
     ("stream/clustering.py", "clustering"),
     ("stream/near_duplicate.py", "near-duplicates (MinHash)"),
-    ("datasketch", "near-duplicates (MinHash)"),
+    ("stream/minhash.py", "near-duplicates (MinHash)"),
     ("stream/anchors.py", "anchors"),
     ("stream/text.py", "text folding"),
     ("indexer/", "alerting"),

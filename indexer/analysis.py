@@ -110,6 +110,11 @@ def arabic_light_stem(token: str) -> str:
     return word
 
 
+# The stems of the Arabic words indexed lately: an article repeats its words and a story's articles share
+# most of theirs (Snowball stems the other languages in C, a list at a time).
+_cached_arabic_stem = functools.lru_cache(maxsize=65536)(arabic_light_stem)
+
+
 @functools.lru_cache(maxsize=65536)  # highlights ask for the form of every token of every hit shown
 def form(token: str, lang: str) -> str:
     """The word form of a folded token in an article of language ``lang`` (see the module doc)."""
@@ -128,7 +133,7 @@ def document_forms(toks: Sequence[str], lang: str) -> list[str]:
     if wanted is None:
         return list(toks)
     if lang == ARABIC:
-        return [arabic_light_stem(t) if script(t) == wanted else t for t in toks]
+        return [_cached_arabic_stem(t) if script(t) == wanted else t for t in toks]
     inside = [i for i, t in enumerate(toks) if script(t) == wanted]
     out = list(toks)
     for i, stemmed in zip(inside, _stemmer(lang).stemWords([toks[i] for i in inside]), strict=True):

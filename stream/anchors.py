@@ -170,9 +170,10 @@ EVENT_TERMS: Mapping[str, tuple[str, ...]] = {
     ),
     "sanctions": ("sanction", "sanktion", "yaptirim", "عقوبات"),
 }
+_EVENT_LITERALS = {kind: tuple(fold(t).strip() for t in terms) for kind, terms in EVENT_TERMS.items()}
 _EVENT_PATTERNS = {  # one look-behind before the alternatives: mid-word positions fail at once (14x faster)
-    kind: re.compile(r"(?<!\w)(?:" + "|".join(re.escape(fold(t).strip()) for t in terms) + ")")
-    for kind, terms in EVENT_TERMS.items()
+    kind: re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in literals) + ")")
+    for kind, literals in _EVENT_LITERALS.items()
 }
 LEAD_CHARS = 300  # event kinds are read from the title and the start of the text only
 
@@ -199,6 +200,10 @@ def parse_figure(digits: str) -> int | None:
 class _EntityPattern:
     key: str
     pattern: re.Pattern[str]
+    literals: tuple[str, ...]  # the pattern matches only where one of these occurs: a substring test first
+
+    def search(self, folded: str) -> bool:
+        return any(v in folded for v in self.literals) and self.pattern.search(folded) is not None
 
 
 class AnchorExtractor:
@@ -219,7 +224,9 @@ class AnchorExtractor:
                     (_ARABIC_PREFIXES + re.escape(v)) if re.search("[\u0600-\u06ff]", v) else re.escape(v)
                     for v in variants
                 )
-                entities.append(_EntityPattern(key=key, pattern=re.compile(rf"(?<!\w)(?:{alts})(?!\w)")))
+                entities.append(
+                    _EntityPattern(key=key, pattern=re.compile(rf"(?<!\w)(?:{alts})(?!\w)"), literals=tuple(variants))
+                )
         self.topic_numbers = frozenset(numbers)
         self.entities = tuple(entities)
 
@@ -251,7 +258,7 @@ class AnchorExtractor:
             if value in self.topic_numbers or (value >= MIN_FIGURE and value not in YEAR_RANGE):
                 out.add(f"num:{value}")
         for entity in self.entities:
-            if entity.pattern.search(folded):
+            if entity.search(folded):
                 out.add(f"ent:{entity.key}")
         out.update(_names(text))
         return frozenset(out)
@@ -286,5 +293,10 @@ def event_kinds(title: str, text: str) -> frozenset[str]:
     """Kinds of development (``denial``, ``arrest``, ``trial``, ``release``, ``exhumation``, ``sanctions``)
     named in ``title`` and the first ``LEAD_CHARS`` of ``text``."""
     head = fold(f"{title}\n{text[:LEAD_CHARS]}")
-    return frozenset(kind for kind, pattern in _EVENT_PATTERNS.items() if pattern.search(head))
+    return frozenset(
+        kind
+        for kind, pattern in _EVENT_PATTERNS.items()
+        # a match needs one of the terms as a substring: that C-speed test first skips most regex scans
+        if any(t in head for t in _EVENT_LITERALS[kind]) and pattern.search(head)
+    )
 

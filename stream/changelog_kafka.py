@@ -48,6 +48,12 @@ READ_TIMEOUT_S = 120.0  # a replay that cannot reach the end in this time fails 
 READ_POLL_MS = 50  # > FETCH_MAX_WAIT_MS + a round trip: an empty poll returns only when this runs out
 FETCH_MAX_WAIT_MS = 20  # an empty fetch returns at once: catching up before each batch costs one round trip
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # a story row holds two vectors per language: well under this
+# ``append`` sends a batch's changes and flushes: records wait (linger) only until that flush, so they
+# travel as a few record batches of up to BATCH_BYTES (before compression: well under a broker's 1 MB
+# message limit) instead of one produce request, gzip stream and CRC per row (kafka-python's defaults,
+# linger 0 and 16 KB, hold one or two ~8 KB story rows).
+LINGER_UNTIL_FLUSH_MS = 1000
+BATCH_BYTES = 512 * 1024
 
 
 class KafkaChangelog:
@@ -106,7 +112,8 @@ class KafkaChangelog:
                     retry_backoff_ms=PRODUCER_RETRY_BACKOFF_MS,
                     max_in_flight_requests_per_connection=PRODUCER_MAX_IN_FLIGHT,
                     compression_type=COMPRESSION,
-                    linger_ms=0,
+                    linger_ms=LINGER_UNTIL_FLUSH_MS,
+                    batch_size=BATCH_BYTES,
                     max_request_size=MAX_RECORD_BYTES,
                     delivery_timeout_ms=PRODUCER_DELIVERY_TIMEOUT_MS,
                     max_block_ms=PRODUCER_MAX_BLOCK_MS,

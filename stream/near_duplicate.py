@@ -5,7 +5,8 @@ Three levels, cheapest first:
 1. the same canonical URL gives the same article id upstream (stream/canonical_url.py), and the
    stage's decision map answers a repeated id with its first decision;
 2. the same ``content_sha256`` (hash of the folded, whitespace-normalised text) is an exact copy;
-3. shingled MinHash with an LSH index (datasketch ``MinHash`` + ``MinHashLSH``) finds syndicated
+3. shingled MinHash with an LSH index (``stream/minhash.py``: ``MinHash`` + ``MinHashLSH``, signatures
+   bit-identical to datasketch's ``affine32`` scheme) finds syndicated
    copies with small edits: word 3-gram shingles of the folded title and text, Jaccard estimated
    from ``NUM_PERM`` permutations, a copy when the estimate reaches ``threshold``
    (``settings.duplicate_threshold``).
@@ -32,8 +33,8 @@ from datetime import datetime
 from typing import Literal
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
+from stream.minhash import MinHash, MinHashLSH
 from stream.text import fold
 
 NUM_PERM = 128  # permutations: Jaccard estimate std-error ~ sqrt(J(1-J)/128) ~ 0.035 at J=0.8
@@ -42,7 +43,6 @@ MIN_TOKENS = 12  # texts shorter than this (titles only) are matched by exact ha
 LSH_MARGIN = 0.25  # banding threshold below the decision threshold (fewer false negatives)
 LSH_FLOOR = 0.3  # lowest banding threshold (below it every text is a candidate of every other)
 MINHASH_SEED = 1  # fixed: signatures persisted by one run must compare with the next run's
-MINHASH_SCHEME = "affine32"  # datasketch 2.x hashing scheme, pinned for the same reason
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 MatchKind = Literal["hash", "minhash"]
@@ -156,8 +156,8 @@ def signature(text: str) -> MinHash | None:
     grams = shingles(text)
     if not grams:
         return None
-    mh = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME, permutations=_permutations())
-    mh.update_batch(list(grams))
+    mh = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED)
+    mh.update_batch(grams)
     return mh
 
 
@@ -171,24 +171,7 @@ def signature_from_bytes(raw: bytes) -> MinHash:
     values = np.frombuffer(raw, dtype="<u8")
     if values.shape != (NUM_PERM,):
         raise ValueError(f"MinHash signature has {values.shape[0]} values, expected {NUM_PERM}")
-    return MinHash(
-        num_perm=NUM_PERM,
-        seed=MINHASH_SEED,
-        hashvalues=values.astype(np.uint64),
-        scheme=MINHASH_SCHEME,
-        permutations=_permutations(),
-    )
-
-
-_PERMUTATIONS: list[object] = []
-
-
-def _permutations() -> object:
-    """The permutation parameters of ``(NUM_PERM, MINHASH_SEED, MINHASH_SCHEME)``, drawn once per process
-    (datasketch draws them from the seed for every new MinHash otherwise; the values are the same)."""
-    if not _PERMUTATIONS:
-        _PERMUTATIONS.append(MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME).permutations)
-    return _PERMUTATIONS[0]
+    return MinHash(seed=MINHASH_SEED, hashvalues=values)
 
 
 def hashable(text: str) -> bool:
@@ -241,7 +224,7 @@ class NearDuplicateIndex:
         best: tuple[float, str] | None = None
         for key in self._lsh.query(mh):
             candidate = str(key)
-            sim = float(mh.jaccard(self._signatures[candidate]))
+            sim = mh.jaccard(self._signatures[candidate])
             if sim >= self.threshold and (best is None or sim > best[0] or (sim == best[0] and candidate < best[1])):
                 best = (sim, candidate)
         if best is None:
@@ -257,7 +240,7 @@ class NearDuplicateIndex:
         self._hash_of[article_id] = content_sha256 or ""
         if mh is not None:
             self._signatures[article_id] = mh
-            self._lsh.insert(article_id, mh, check_duplication=False)
+            self._lsh.insert(article_id, mh)
         self._order.append((at, article_id))
         if self._newest is None or at > self._newest:
             self._newest = at

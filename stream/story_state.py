@@ -598,7 +598,7 @@ class StoryState:
 
     def add_original(self, article_id: str, sha: str | None, signature: object, at: datetime) -> None:
         """Record an original (first copy) for near-duplicate matching; ``signature`` is a MinHash or None."""
-        from datasketch import MinHash
+        from stream.minhash import MinHash
 
         mh = signature if isinstance(signature, MinHash) else None
         self.duplicates.add(article_id, sha, mh, at)
