@@ -1,6 +1,6 @@
 """Alert latency: from an article's entry on the bus to the webhook receiving its alert.
 
-Embedded default (SQLite bus and store in a temporary data directory, the bundled all-MiniLM-L6-v2 model),
+Embedded default (SQLite bus and store in a temporary data directory, the default model),
 100 watchlists (10 of them match the articles), every watchlist with a webhook to a loopback receiver.
 New-story articles go in two ways:
 
@@ -204,6 +204,7 @@ def run(trickle: int, burst: int) -> dict[str, Any]:
         pipeline.drain()
         stage.wait_idle(120)
         results["startup_s"] = time.perf_counter() - started
+        results["model"] = settings.model_name
         mark = len(receiver.arrivals)
         for i in range(1, trickle + 1):  # in publication order, as a crawl finds them
             pipeline.publish([_article(i)])
@@ -246,7 +247,7 @@ def main() -> None:
         )
     intro = (
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m bench.alert_latency` on the embedded default "
-        f"(SQLite bus and store, all-MiniLM-L6-v2 on CPU), {WATCHLISTS} watchlists of which {MATCHING} match every "
+        f"(SQLite bus and store, {r['model']} on CPU), {WATCHLISTS} watchlists of which {MATCHING} match every "
         f"article, each with a webhook to a loopback receiver (so a matching article gives "
         f"{MATCHING} deliveries). Every article is a distinct event, published {SPACING_DAYS} days after the "
         "previous one, so each opens a new story. Latency = receiver arrival minus the article's `entered_at` "
@@ -254,7 +255,9 @@ def main() -> None:
         f"topic): embedding, clustering, indexing, {WATCHLISTS} watchlist queries, ledger write and the HTTP POST. "
         "`trickle` sends one article at a time (steady state); `burst` sends them all at once, so later articles "
         f"also wait for the embedding of earlier ones. Stories created: {r['stories_created']}; start-up "
-        f"(model load + first article) {r['startup_s']:.1f} s, not counted."
+        f"(model load + first article) {r['startup_s']:.1f} s, not counted. The state starts fresh: the warm-up "
+        "hold (`warmup_hold_s`) keeps the story events of its first 20 articles, each released when its drain "
+        "ends (one article per drain in `trickle`), and the burst comes after the warm-up."
     )
     lines = [
         intro,

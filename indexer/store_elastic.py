@@ -177,9 +177,23 @@ def to_dsl(node: Node, lang: str | None = None) -> dict[str, Any]:
         return {"bool": {"must_not": [to_dsl(node.item, lang)]}}
     if isinstance(node, And):
         return {"bool": {"must": [to_dsl(item, lang) for item in node.items]}}
-    # alternatives that analyse alike once, as in the embedded store (indexer.store_embedded.fts_query)
-    should = list({json.dumps(c, sort_keys=True): c for c in (to_dsl(item, lang) for item in node.items)}.values())
-    return {"bool": {"should": should, "minimum_should_match": 1}}
+    # As in the embedded store (indexer.store_embedded.fts_query): one-token words of one field (a name
+    # group's spellings) are one match over the union of their forms, each form once, and alternatives that
+    # come out alike are asked once: each copy would add its score again.
+    clauses: list[dict[str, Any]] = []
+    words: dict[str, list[str]] = {}
+    for item in node.items:
+        if isinstance(item, Term) and len(toks := tokens(item.text)) == 1:
+            words.setdefault(item.field, []).append(toks[0])
+        else:
+            clauses.append(to_dsl(item, lang))
+    for field, toks in words.items():
+        forms = dict.fromkeys(f for tok in toks for f in query_forms(tok, lang))
+        bases = ("title",) if field == "title" else ("title", "text")
+        fields = _fields(bases, "_stems")
+        clauses.append({"multi_match": {"query": " ".join(forms), "fields": fields, "operator": "or"}})
+    should = list({json.dumps(c, sort_keys=True): c for c in clauses}.values())
+    return should[0] if len(should) == 1 else {"bool": {"should": should, "minimum_should_match": 1}}
 
 
 def _request_filters(request: SearchRequest) -> list[dict[str, Any]]:
