@@ -6,6 +6,7 @@ Each test runs three times (``bus_env`` is parametrised) on fresh topics and gro
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ from stream.bus import (
 from stream.errors import BusError
 from stream.worker import StageWorker
 from tests.broker_fixtures import BusEnv, describe_group, unique_name
+
+logger = logging.getLogger(__name__)
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -198,6 +201,7 @@ def test_lag_counts_uncommitted_records(bus_env: BusEnv) -> None:
 
 @pytest.mark.isolated
 @pytest.mark.fresh_broker
+@pytest.mark.timeout(300)  # up to three attempts at the rebalance on tansu (below)
 def test_two_members_of_a_group_split_the_partitions(bus_env: BusEnv) -> None:
     if bus_env.kind == "embedded":
         pytest.skip("embedded bus: one partition per topic, one member per group by design (DESIGN.md)")
@@ -209,21 +213,37 @@ def test_two_members_of_a_group_split_the_partitions(bus_env: BusEnv) -> None:
     from stream.bus_kafka import KafkaGroupConsumer
 
     a = bus.consumer(topic, group)
-    b = bus.consumer(topic, group)
-    assert isinstance(a, KafkaGroupConsumer) and isinstance(b, KafkaGroupConsumer)
-    deadline = time.monotonic() + JOIN_S
-    while time.monotonic() < deadline and not (a.assignment() and b.assignment()):
-        assert a.poll(10, 0.2) == [] and b.poll(10, 0.2) == []
-    if not (a.assignment() and b.assignment()):
+    assert isinstance(a, KafkaGroupConsumer)
+    # tansu 0.6 now and then never completes a two-member rebalance (the members rejoin generation 1 over and
+    # over; seen in CI, as in tests/test_bus_kafka.py): a stuck second member leaves and a fresh one joins,
+    # at most three attempts. The group holds no records yet, so nothing else changes.
+    joined = False
+    b: KafkaGroupConsumer
+    attempts = 3 if bus_env.kind == "tansu" else 1
+    for attempt in range(attempts):
+        made = bus.consumer(topic, group)
+        assert isinstance(made, KafkaGroupConsumer)
+        b = made
+        deadline = time.monotonic() + JOIN_S
+        while time.monotonic() < deadline and not (a.assignment() and b.assignment()):
+            assert a.poll(10, 0.2) == [] and b.poll(10, 0.2) == []
+        if a.assignment() and b.assignment():
+            joined = True
+            break
         state = describe_group(bus_env.broker, group)
+        logger.warning("group %s did not split in %.0f s, attempt %d (%s)", group, JOIN_S, attempt + 1, state)
+        if attempt < attempts - 1:
+            b.close()
+    if not joined:
+        held = f"partitions a={a.assignment()} b={b.assignment()}"
         a.close()
         b.close()
         if bus_env.kind == "noida":
             pytest.skip(
                 f"noida-db 0.2.2 never completes the rebalance when a second member joins "
-                f"(after {JOIN_S:.0f} s: {state}, partitions a={a.assignment()} b={b.assignment()})"
+                f"(after {JOIN_S:.0f} s: {state}, {held})"
             )
-        pytest.fail(f"{bus_env.kind}: group {group} did not split in {JOIN_S:.0f} s ({state})")
+        pytest.fail(f"{bus_env.kind}: group {group} did not split in {JOIN_S:.0f} s, {attempts} times ({state})")
     assert set(a.assignment()).isdisjoint(b.assignment())
     assert sorted(a.assignment() + b.assignment()) == [0, 1, 2]
 
