@@ -22,9 +22,8 @@ from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings
 from sednaya_monitor.topology import GROUP_INDEX, StageParts
 from stream.article import Article, iso_utc, now_utc
-from stream.assign_stage import AssignStage
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus
-from stream.worker import Handler, StageWorker
+from stream.worker import EndOfInputAware, Handler, StageWorker
 
 if TYPE_CHECKING:
     from stream.embedding import Embedder
@@ -166,12 +165,12 @@ class Pipeline:
         return self.summary()
 
     def _end_of_input(self) -> int:
-        """Tell the stages that hold something back until their input ends (the warm-up hold of
-        ``AssignStage``) that it has; returns how many records they published."""
+        """Tell the stages that hold something back until their input ends (``EndOfInputAware``: the
+        warm-up hold of story assignment) that it has; returns how many records they published."""
         released = 0
         for worker in self.workers:
             handler = topology.unwrap(worker.handler)
-            if isinstance(handler, AssignStage):
+            if isinstance(handler, EndOfInputAware):
                 released += len(handler.end_of_input())
         return released
 

@@ -26,6 +26,7 @@ from stream.assign_stage import AssignStage
 from stream.bus import Record
 from stream.embedding_stage import H_ARTICLE_ID
 from stream.state_changelog import ChangelogStoryState
+from stream.story import StoryEvent
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,13 @@ class ChangelogClusterStage:
             if self.catch_up():
                 self.takeovers += 1
             return self.stage.on_idle()
+
+    def end_of_input(self) -> list[StoryEvent]:
+        """The assigner's end of a finite run, on a current state (what the warm-up hold still holds goes out)."""
+        with self._lock:
+            if self.catch_up():
+                self.takeovers += 1
+            return self.stage.end_of_input()
 
     def close(self) -> None:
         self._stop.set()

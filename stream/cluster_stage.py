@@ -27,6 +27,7 @@ from stream.assign_stage import AssignStage
 from stream.bus import Record
 from stream.embedding_stage import H_ARTICLE_ID
 from stream.errors import StoryStateError
+from stream.story import StoryEvent
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,14 @@ class SharedStateClusterStage:
         stage = self._current()
         try:
             return stage.on_idle()
+        finally:
+            self._seen = self._data_version()
+
+    def end_of_input(self) -> list[StoryEvent]:
+        """The assigner's end of a finite run (what the warm-up hold still holds goes out)."""
+        stage = self._current()
+        try:
+            return stage.end_of_input()
         finally:
             self._seen = self._data_version()
 

@@ -438,31 +438,40 @@ def related_story(
     cosines (the warm-up), held to ``related_warmup_threshold`` with no date bonus. Only with a
     multilingual model: an English-only model's cosine says nothing across languages.
     """
-    if MULTILINGUAL not in params.model_languages:
+    if MULTILINGUAL not in params.model_languages or not neighbours:
         return None
     threshold = params.related_threshold if centred else params.related_warmup_threshold
     day = article.at.toordinal() if article.dated else None
-    for near in neighbours:
-        needed = _related_needed(threshold, day, near.day, params, centred=centred)
-        if needed is not None and near.similarity >= needed:
-            return near.story_id
-    return None
+    days = np.array([n.day if n.day is not None else 0 for n in neighbours], dtype=np.float64)
+    dated = np.array([n.day is not None for n in neighbours])
+    needed = related_needed(threshold, day, days, dated, params, centred=centred)
+    sims = np.array([n.similarity for n in neighbours], dtype=np.float64)
+    hits = np.flatnonzero(sims >= needed)
+    return neighbours[int(hits[0])].story_id if hits.size else None
 
 
-def _related_needed(
-    threshold: float, day: int | None, other: int | None, params: ClusterParams, *, centred: bool
-) -> float | None:
-    """The cosine two articles published on ``day`` and ``other`` (None: undated) need to relate: None when
-    both are dated more than ``date_gate_days`` apart, lowered by ``related_date_bonus`` (centred cosines)
-    for the same day and fading out at the gate."""
-    if day is None or other is None:
-        return threshold
-    gap = abs(other - day)
-    if gap > params.date_gate_days:
-        return None
-    if not centred:
-        return threshold
-    return threshold - params.related_date_bonus * max(0.0, 1.0 - gap / (params.date_gate_days + 1.0))
+def related_needed(
+    threshold: float,
+    day: int | None,
+    days: NDArray[np.float64],
+    dated: NDArray[np.bool_],
+    params: ClusterParams,
+    *,
+    centred: bool,
+) -> NDArray[np.float64]:
+    """The cosine an article published on ``day`` (None: undated) needs to relate to each of the articles
+    published on ``days`` (``dated[i]`` False: undated, ``days[i]`` ignored): ``inf`` where both are dated
+    more than ``date_gate_days`` apart; for centred cosines lowered by ``related_date_bonus`` when both are
+    dated, by the full bonus the same day and fading out at ``date_gate_days + 1`` days. The one date rule of
+    :func:`related_story` and :func:`warmup_links`."""
+    needed = np.full(days.shape, threshold, dtype=np.float64)
+    if day is None:
+        return needed
+    gap = np.abs(days - day)
+    if centred:
+        fade = np.clip(1.0 - gap / (params.date_gate_days + 1.0), 0.0, None)
+        needed = np.where(dated, threshold - params.related_date_bonus * fade, needed)
+    return np.where(dated & (gap > params.date_gate_days), np.inf, needed)
 
 
 def warmup_links(
@@ -497,11 +506,10 @@ def warmup_links(
     # row by row against the rows before it (memory linear in the rows: a long warm-up may hold thousands)
     for a in range(1, len(stories)):
         sims = vectors[:a] @ vectors[a]
-        gap = np.abs(day[:a] - day[a])
-        both = dated[:a] & dated[a]
-        fade = np.clip(1.0 - gap / (params.date_gate_days + 1.0), 0.0, None)
-        needed = params.related_threshold - np.where(both, params.related_date_bonus * fade, 0.0)
-        linked = (sims >= needed) & ~(both & (gap > params.date_gate_days)) & (story_of[:a] != story_of[a])
+        needed = related_needed(
+            params.related_threshold, int(day[a]) if dated[a] else None, day[:a], dated[:a], params, centred=True
+        )
+        linked = (sims >= needed) & (story_of[:a] != story_of[a])
         for b in np.flatnonzero(linked).tolist():
             ra, rb = find(int(story_of[a])), find(int(story_of[b]))
             if ra != rb:

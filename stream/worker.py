@@ -52,6 +52,14 @@ class IdleAware(Protocol):
     def on_idle(self) -> object: ...
 
 
+@runtime_checkable
+class EndOfInputAware(Protocol):
+    """A stage that holds records back until its input ends (the warm-up hold of story events): told when
+    a finite run (an ``ingest``, a crawl round) has drained its input; returns what it released."""
+
+    def end_of_input(self) -> Sequence[object]: ...
+
+
 def is_permanent(error: BaseException) -> bool:
     return isinstance(error, (PermanentError, ContractError))
 

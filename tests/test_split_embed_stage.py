@@ -22,6 +22,7 @@ from stream.embedding import Embedder, SentenceTransformerEmbedder
 from stream.embedding_stage import EMBEDDED_KEY, H_ARTICLE_ID, EmbeddingStage
 from stream.errors import ContractError
 from stream.story_state import STATE_FILE
+from stream.worker import EndOfInputAware
 from tests.distributed_fixtures import fixture_articles
 
 
@@ -144,4 +145,24 @@ def test_a_standby_rebuilds_its_caches_after_another_process_wrote_the_state(
     assert {i: d[0] for i, d in got.items()} == {i: d[0] for i, d in expected.items()}
     assert standby.handle(records[3:]) == [None] * (len(records) - 3)  # a redelivery: same answers, no rebuild
     assert standby.rebuilds == 1
+    standby.close()
+
+
+def test_the_end_of_input_reaches_the_held_events_another_process_wrote(
+    settings: Settings, bus: EmbeddedBus, embedder: SentenceTransformerEmbedder
+) -> None:
+    """The shared-state assigner is ``EndOfInputAware``: told that a finite run's input ended, it reads the
+    state another process wrote (its caches are stale) and releases the warm-up's held story events."""
+    held = settings.replace(warmup_hold_s=600.0)
+    records = embedded_records(held, bus, embedder, fixture_articles()[:3])
+    active = cluster_stage(held, bus, embedder)
+    standby = cluster_stage(held, bus, embedder)
+    assert isinstance(standby, EndOfInputAware)
+    assert active.handle(records) == [None] * len(records)
+    assert read_all(bus, held.topic_story_events) == []  # held: a fresh state's warm-up
+    active.close()
+    released = standby.end_of_input()
+    assert [e.article_id for e in released] == [r.headers[H_ARTICLE_ID] for r in records]
+    assert len(read_all(bus, held.topic_story_events)) == len(records)
+    assert standby.end_of_input() == []
     standby.close()

@@ -24,6 +24,7 @@ from stream.errors import StoryStateError
 from stream.state_changelog import Change, ChangeCapture, ChangelogStoryState
 from stream.story import StoryEvent
 from stream.story_state import STATE_FILE, StoredDecision, StoryState
+from stream.worker import EndOfInputAware
 from tests.broker_fixtures import Broker, kafka_test_overrides, unique_name
 from tests.distributed_fixtures import fixture_articles
 from tests.test_split_embed_stage import decisions, embedded_records, read_all
@@ -281,3 +282,23 @@ def test_warm_up_events_held_by_a_dead_owner_are_released_by_the_replica_that_ta
     assert [e.article_id for e in events] == [r.headers[H_ARTICLE_ID] for r in records]
     assert all(e.extra.get("warm_up") == "held" for e in events)
     standby.close()
+
+
+def test_the_end_of_a_finite_run_releases_held_events_through_the_changelog_stage(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus
+) -> None:
+    """``Pipeline.drain`` tells every ``EndOfInputAware`` stage that its input ended: the changelog-backed
+    assigner is one, and releases what the warm-up holds, on a current state, without waiting for the limit."""
+    records = embedded_records(kafka_settings, bus, embedder, fixture_articles()[:3])
+    stage = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    assert isinstance(stage, EndOfInputAware)
+    assert stage.handle(records) == [None] * len(records)
+    assert stage.on_idle() == []  # within the time limit: still held
+    assert len(stage.state.held_events()) == len(records)
+    released = stage.end_of_input()
+    assert [e.article_id for e in released] == [r.headers[H_ARTICLE_ID] for r in records]
+    assert stage.state.held_events() == []
+    published = [StoryEvent.from_bytes(r.value) for r in read_all(bus, kafka_settings.topic_story_events)]
+    assert [e.article_id for e in published] == [e.article_id for e in released]
+    assert stage.end_of_input() == []  # nothing twice
+    stage.close()
