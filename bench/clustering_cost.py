@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
 from bench.embedding_cache import DEFAULT_CACHE, CachedEmbedder
+from bench.proc_memory import memory_mb
 from bench.report import write_section as write_doc_section
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import load_settings
@@ -181,11 +182,13 @@ def run(data: Path, sample: int, total: int, per_day: int, base: int, cache: Pat
             vec = real[i]
         else:
             a, b = rng.integers(0, base, size=2)
-            mixed = real[a] + real[b] + rng.normal(0.0, NOISE, size=real.shape[1]).astype(np.float32)
+            noise = np.asarray(rng.normal(0.0, NOISE, size=real.shape[1]), dtype=np.float32)
+            mixed = real[a] + real[b] + noise
             vec = mixed / np.linalg.norm(mixed)
         supplied.append(article.replace(embedding=tuple(float(x) for x in vec)))
     timed = TimedEmbedder(model)
     blocks: list[dict[str, float]] = []
+    result["rss_before_mb"] = memory_mb()  # model, texts and supplied vectors loaded; no story state yet
     with tempfile.TemporaryDirectory() as tmp:
         stage = make_assign_stage(
             settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=timed
@@ -207,11 +210,14 @@ def run(data: Path, sample: int, total: int, per_day: int, base: int, cache: Pat
                     "rest_ms": 1000 * (elapsed - model_s) / len(block),
                     "active": active,
                     "stories": stage.state.story_count(),
+                    "rss_mb": memory_mb(),
                 }
             )
             print(f"  {blocks[-1]}", flush=True)
         stage.close()
     result["blocks"] = blocks
+    result["peak_mb"] = memory_mb(field="VmHWM")
+    result["model"] = settings.model_name
     return result
 
 
@@ -221,9 +227,9 @@ def report(r: dict[str, Any]) -> list[str]:
         (
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m bench.clustering_cost`, reading real "
             "news texts from the shared folder `../shared/datasets/news-clustering/` in place (NeuS, 2021 roundups, "
-            "BASIL, SemEval; recombined title/text pairs past the originals). all-MiniLM-L6-v2 on CPU (2 cores, "
-            f"shared), batches of {BATCH}, synthetic publication times {r['per_day']} articles a day (the 7-day "
-            "window holds ~7x that)."
+            "BASIL, SemEval; recombined title/text pairs past the originals). Model "
+            f"`{r['model']}` on CPU (2 cores, shared), batches of {BATCH}, synthetic publication times "
+            f"{r['per_day']} articles a day (the 7-day window holds ~7x that)."
         ),
         "",
         f"Same {n} texts, one run:",
@@ -243,14 +249,18 @@ def report(r: dict[str, Any]) -> list[str]:
         (
             f"Streaming {r['total']:,} articles through one stage (state growing), vectors supplied ({r['base']:,} "
             "real, the rest mixtures of two real ones plus noise): time per article in each block of 1,000 "
-            "(duplicates, anchors, candidates, scoring, merges, SQLite state)."
+            "(duplicates, anchors, candidates, scoring, merges, SQLite state), and the process's resident memory "
+            f"after each block (before the first: {r['rss_before_mb']:.0f} MB, the model, the texts and the "
+            "supplied vectors; what it gains is the story state's caches and SQLite's)."
         ),
         "",
-        "| articles streamed | ms/article | active stories in window | stories so far |",
-        "|---|---|---|---|",
+        "| articles streamed | ms/article | active stories in window | stories so far | resident MB |",
+        "|---|---|---|---|---|",
     ]
     for b in r["blocks"]:
-        lines.append(f"| {b['upto']:,} | {b['ms_per_article']:.2f} | {b['active']} | {b['stories']:,} |")
+        lines.append(
+            f"| {b['upto']:,} | {b['ms_per_article']:.2f} | {b['active']} | {b['stories']:,} | {b['rss_mb']:.0f} |"
+        )
     first, last = r["blocks"][0], r["blocks"][-1]
     lines += [
         "",
@@ -258,6 +268,13 @@ def report(r: dict[str, Any]) -> list[str]:
             f"Time per article: {first['rest_ms']:.2f} ms in the first 1k, {last['rest_ms']:.2f} ms in the "
             f"last (x{last['rest_ms'] / max(first['rest_ms'], 1e-9):.2f}) while the corpus grew "
             f"{last['upto'] / first['upto']:.0f}-fold: the candidate set is the window, not the corpus."
+        ),
+        "",
+        (
+            f"Memory: {r['rss_before_mb']:.0f} MB before the stream, {first['rss_mb']:.0f} MB after "
+            f"{first['upto']:,} articles, {last['rss_mb']:.0f} MB after {last['upto']:,} "
+            f"({last['rss_mb'] - first['rss_mb']:+.0f} MB for {last['upto'] - first['upto']:,} more articles and "
+            f"{last['stories'] - first['stories']:,} more stories); peak {r['peak_mb']:.0f} MB."
         ),
         "",
     ]

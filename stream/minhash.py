@@ -141,7 +141,9 @@ class MinHashLSH:
         self.bands, self.rows = optimal_bands(threshold, num_perm)
         if self.bands < 2:
             raise ValueError(f"LSH threshold {threshold!r} gives {self.bands} band; at least 2 are needed")
-        self._tables: list[dict[bytes, set[Hashable]]] = [{} for _ in range(self.bands)]
+        # A bucket is the one key it holds (most buckets: a set per band and key was ~40 % of the index's
+        # memory) or, from its second key on, a set of them.
+        self._tables: list[dict[bytes, Hashable | set[Hashable]]] = [{} for _ in range(self.bands)]
         self._keys: dict[Hashable, list[bytes]] = {}
 
     def __len__(self) -> int:
@@ -163,23 +165,32 @@ class MinHashLSH:
         for band, table in zip(bands, self._tables, strict=True):
             bucket = table.get(band)
             if bucket is None:
-                table[band] = {key}
-            else:
+                table[band] = key
+            elif isinstance(bucket, set):
                 bucket.add(key)
+            elif bucket != key:
+                table[band] = {bucket, key}
 
     def remove(self, key: Hashable) -> None:
         """Forget ``key``; raises ``KeyError`` if it is not indexed."""
         for band, table in zip(self._keys.pop(key), self._tables, strict=True):
             bucket = table[band]
-            bucket.discard(key)
-            if not bucket:
+            if not isinstance(bucket, set):
                 del table[band]
+                continue
+            bucket.discard(key)
+            if len(bucket) == 1:
+                table[band] = next(iter(bucket))
 
     def query(self, mh: MinHash) -> set[Hashable]:
         """Keys sharing at least one band with ``mh``."""
         out: set[Hashable] = set()
         for band, table in zip(self._band_keys(mh), self._tables, strict=True):
             bucket = table.get(band)
-            if bucket:
+            if bucket is None:
+                continue
+            if isinstance(bucket, set):
                 out |= bucket
+            else:
+                out.add(bucket)
         return out

@@ -87,6 +87,7 @@ DORMANT_POSTINGS = 32  # most recent stories read per anchor when looking for do
 MAX_DORMANT_CANDIDATES = 8  # dormant stories scored per article (those sharing the most anchors)
 CACHE_STORIES = 4096  # story records kept in memory (LRU); the rest are read back from SQLite
 MAX_SOURCES = 256  # distinct sources listed per story (the count stays exact)
+ANCHOR_CACHE_MAX = 50_000  # anchor counts kept in memory; past it, the half seen longest ago is dropped
 RECENT_ARTICLES = 5000  # original articles whose vectors are kept for related stories (single link)
 RELATED_NEIGHBOURS = 8  # nearest recent articles of other stories a new story is compared with
 
@@ -366,7 +367,8 @@ class _RecentArticles:
         if self._n == 0 and self._buf.shape[1:] != row.shape:
             self._buf = np.zeros((0, row.shape[0]), dtype=np.float32)
         if self._n == self._buf.shape[0]:
-            bigger = np.empty((max(64, 2 * self._n), self._buf.shape[1]), dtype=np.float32)
+            rows = min(max(64, 2 * self._n), RECENT_ARTICLES + RECENT_ARTICLES // 10 + 1)  # the most it holds
+            bigger = np.empty((rows, self._buf.shape[1]), dtype=np.float32)
             bigger[: self._n] = self._buf[: self._n]
             self._buf = bigger
         self._buf[self._n] = row
@@ -1125,6 +1127,11 @@ class StoryState:
                 [(anchor, count, at_n) for anchor, (count, at_n) in self._new_anchor_seen.items()],
             )
             self._new_anchor_seen = {}
+        if len(self._anchor_seen) > ANCHOR_CACHE_MAX:
+            # Everything in the cache is written now: keep the anchors seen most recently, re-read the others
+            # from the table when they come back (the cache grew with every anchor ever seen before).
+            keep = sorted(self._anchor_seen.items(), key=lambda item: item[1][1])[-ANCHOR_CACHE_MAX // 2 :]
+            self._anchor_seen = dict(keep)
 
     def _forget_pending(self) -> None:
         self._new_decisions = {}

@@ -80,6 +80,31 @@ def test_lsh_candidates_match_and_removal_forgets() -> None:
         assert ours.query(mh) == set(reference.query(_reference(grams)))
 
 
+
+def test_lsh_buckets_shared_by_several_keys_shrink_back_and_leave_nothing_behind() -> None:
+    """A bucket holds one key until a second arrives (memory: most buckets have one); removals in any order
+    keep the candidates right and leave no empty bucket behind."""
+    grams = {bytes([i]) * 3 for i in range(40)}
+    same = MinHash(NUM_PERM, MINHASH_SEED)
+    same.update_batch(grams)
+    other = MinHash(NUM_PERM, MINHASH_SEED)
+    other.update_batch({b"x" + g for g in grams})
+    lsh = MinHashLSH(0.8, NUM_PERM)
+    for key in ("a", "b", "c"):
+        lsh.insert(key, same)  # every band shared by the three
+    lsh.insert("d", other)
+    lsh.insert("a", same)  # indexed again: still one entry
+    assert lsh.query(same) == {"a", "b", "c"}
+    lsh.remove("b")
+    assert lsh.query(same) == {"a", "c"}
+    lsh.remove("a")
+    assert lsh.query(same) == {"c"}
+    assert lsh.query(other) == {"d"}
+    lsh.remove("c")
+    lsh.remove("d")
+    assert lsh.query(same) == set() and len(lsh) == 0
+    assert all(not table for table in lsh._tables)
+
 def test_bad_values_are_refused_with_what_was_wrong() -> None:
     with pytest.raises(ValueError, match="uint32 range"):
         MinHash(hashvalues=np.array([1 << 33], dtype=np.uint64))
