@@ -63,6 +63,9 @@ class TimedEmbedder:
 
     def __init__(self, inner: Embedder) -> None:
         self.inner = inner
+        # ``model_languages = "auto"`` reads this flag: without it the stage would run the default
+        # multilingual model as an English-only one (raw cosines, other thresholds, other stories)
+        self.multilingual = bool(getattr(inner, "multilingual", False))
         self.seconds = 0.0
         self.texts = 0
 

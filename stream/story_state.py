@@ -288,6 +288,7 @@ class _ContentIndex:
         self._rows: OrderedDict[str, int] = OrderedDict()
         self._free: list[int] = []
         self._matrix = np.zeros((0, 0), dtype=np.float32)
+        self._used = np.zeros(0, dtype=bool)  # rows holding a story (the others are free, zero)
 
     def put(self, story_id: str, mean: NDArray[np.float32]) -> None:
         row = self._rows.get(story_id)
@@ -295,9 +296,11 @@ class _ContentIndex:
             if len(self._rows) >= CONTENT_STORIES:
                 _, old_row = self._rows.popitem(last=False)
                 self._ids[old_row] = None
+                self._used[old_row] = False
                 self._free.append(old_row)
             row = self._free.pop() if self._free else self._grow(mean.shape[0])
             self._ids[row] = story_id
+            self._used[row] = True
         self._rows[story_id] = row
         self._rows.move_to_end(story_id)
         self._matrix[row] = _unit(mean)
@@ -308,6 +311,9 @@ class _ContentIndex:
         if n:
             bigger[:n] = self._matrix
         self._matrix = bigger
+        used = np.zeros(bigger.shape[0], dtype=bool)
+        used[:n] = self._used
+        self._used = used
         self._ids.extend([None] * (bigger.shape[0] - n))
         self._free.extend(range(bigger.shape[0] - 1, n, -1))
         return n
@@ -317,13 +323,15 @@ class _ContentIndex:
         if row is not None:
             self._ids[row] = None
             self._matrix[row] = 0.0
+            self._used[row] = False
             self._free.append(row)
 
     def nearest(self, vector: NDArray[np.float32], k: int) -> list[str]:
         if not self._rows or self._matrix.shape[1] != vector.shape[0]:
             return []
-        sims = self._matrix @ vector
-        want = k + len(self._free)  # enough rows to hold k stories past the free (zero) rows
+        # free rows rank last: the k best rows are the k best stories (free rows used to be ranked too)
+        sims = np.where(self._used, self._matrix @ vector, -np.inf)
+        want = min(k, len(self._rows))
         n = sims.shape[0]
         cut = np.partition(sims, n - want)[n - want] if want < n else None
         if cut is not None and np.isfinite(cut):
@@ -355,12 +363,24 @@ class _RecentArticles:
         self.stories = [r[2] for r in rows]
         self.days: list[int | None] = [r[3] for r in rows]
         self._buf = np.stack([_vec(r[4]) for r in rows]) if rows else np.zeros((0, 0), dtype=np.float32)
+        self._sq = np.einsum("ij,ij->i", self._buf, self._buf)  # squared norms of the rows, same buffer layout
         self._n = len(rows)
 
     @property
     def matrix(self) -> NDArray[np.float32]:
         """One row per recent article, oldest first (a view of the buffer)."""
         return self._buf[: self._n]
+
+    def centred_cosines(self, vector: NDArray[np.float32], center: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Cosine of ``vector - center`` with each row minus ``center``, without building the centred matrix
+        (two matrix-vector products: ``|m - c|^2 = |m|^2 - 2 m.c + |c|^2``; it was a 10 MB copy per call)."""
+        matrix = self.matrix
+        unit = _unit(np.asarray(vector, dtype=np.float32) - center)
+        sq = self._sq[: self._n] - 2.0 * (matrix @ center) + float(center @ center)
+        out: NDArray[np.float32] = ((matrix @ unit - float(center @ unit)) / np.sqrt(np.maximum(sq, 1e-24))).astype(
+            np.float32, copy=False
+        )
+        return out
 
     def add(self, seq: int, article_id: str, story_id: str, day: int | None, vector: NDArray[np.float32]) -> None:
         row = np.asarray(vector, dtype=np.float32)
@@ -371,7 +391,11 @@ class _RecentArticles:
             bigger = np.empty((rows, self._buf.shape[1]), dtype=np.float32)
             bigger[: self._n] = self._buf[: self._n]
             self._buf = bigger
+            sq = np.empty(rows, dtype=np.float32)
+            sq[: self._n] = self._sq[: self._n]
+            self._sq = sq
         self._buf[self._n] = row
+        self._sq[self._n] = row @ row
         self._n += 1
         self.seqs.append(seq)
         self.articles.append(article_id)
@@ -381,6 +405,7 @@ class _RecentArticles:
             cut = len(self.seqs) - RECENT_ARTICLES
             del self.seqs[:cut], self.articles[:cut], self.stories[:cut], self.days[:cut]
             self._buf[: self._n - cut] = self._buf[cut : self._n].copy()
+            self._sq[: self._n - cut] = self._sq[cut : self._n].copy()
             self._n -= cut
 
 
@@ -643,9 +668,7 @@ class StoryState:
         if center is None:
             sims = recent.matrix @ _unit(np.asarray(vector, dtype=np.float32))  # rows are unit vectors
         else:
-            diffs = recent.matrix - center
-            norms = np.maximum(np.linalg.norm(diffs, axis=1), 1e-12)
-            sims = (diffs @ _unit(np.asarray(vector, dtype=np.float32) - center)) / norms
+            sims = recent.centred_cosines(vector, center)
         out: list[Neighbour] = []
         seen = {exclude}
         for row in np.argsort(-sims, kind="stable"):
