@@ -327,28 +327,30 @@ class _ContentIndex:
             self._free.append(row)
 
     def nearest(self, vector: NDArray[np.float32], k: int) -> list[str]:
-        if not self._rows or self._matrix.shape[1] != vector.shape[0]:
-            return []
+        """The ``k`` stories closest to ``vector`` (a unit vector), closest first; ties keep row order."""
+        return self.nearest_many(vector[None, :], k)[0]
+
+    def nearest_many(self, vectors: NDArray[np.float32], k: int) -> list[list[str]]:
+        """:meth:`nearest` for each row of ``vectors``, from one matrix product (a merge pass asks for the
+        neighbours of every story that took an article since the last one)."""
+        if not self._rows or self._matrix.shape[1] != vectors.shape[1]:
+            return [[] for _ in range(vectors.shape[0])]
         # free rows rank last: the k best rows are the k best stories (free rows used to be ranked too)
-        sims = np.where(self._used, self._matrix @ vector, -np.inf)
+        all_sims = np.where(self._used[:, None], self._matrix @ vectors.T, -np.inf)
         want = min(k, len(self._rows))
-        n = sims.shape[0]
-        cut = np.partition(sims, n - want)[n - want] if want < n else None
-        if cut is not None and np.isfinite(cut):
-            # the first ``want`` rows of a stable sort by similarity, without sorting them all: every row
-            # at or above the want-th best value, in row order, stable-sorted (ties keep row order)
-            rows = np.flatnonzero(sims >= cut)
-            top = rows[np.argsort(-sims[rows], kind="stable")][:want]
-        else:
-            top = np.argsort(-sims, kind="stable")[:want]
-        out: list[str] = []
-        for row in top:
-            story_id = self._ids[int(row)]
-            if story_id is not None:
-                out.append(story_id)
-                if len(out) >= k:
-                    break
-        return out
+        n = all_sims.shape[0]
+        found: list[list[str]] = []
+        for sims in all_sims.T:
+            cut = np.partition(sims, n - want)[n - want] if want < n else None
+            if cut is not None and np.isfinite(cut):
+                # the first ``want`` rows of a stable sort by similarity, without sorting them all: every
+                # row at or above the want-th best value, in row order, stable-sorted (ties keep row order)
+                rows = np.flatnonzero(sims >= cut)
+                top = rows[np.argsort(-sims[rows], kind="stable")][:want]
+            else:
+                top = np.argsort(-sims, kind="stable")[:want]
+            found.append([story_id for row in top if (story_id := self._ids[int(row)]) is not None][:k])
+        return found
 
 
 class _RecentArticles:
@@ -1070,13 +1072,13 @@ class StoryState:
         those (whatever their time: an undated story and a dated one of one event meet here).
         Forgets the touched list (durably, with the batch)."""
         ids = dict.fromkeys(self.active_ids(at))
-        index = self._content_index()
-        for story_id in self._touched:
-            record = self.get(story_id)
-            if record is None or record.merged_into is not None:
-                continue
-            ids[story_id] = None
-            ids.update(dict.fromkeys(index.nearest(_unit(record.mean()), CONTENT_CANDIDATES)))
+        touched = [(sid, r) for sid in self._touched if (r := self.get(sid)) is not None and r.merged_into is None]
+        if touched:
+            means = np.stack([_unit(r.mean()) for _, r in touched])
+            nearest = self._content_index().nearest_many(means, CONTENT_CANDIDATES)
+            for (story_id, _), near in zip(touched, nearest, strict=True):
+                ids[story_id] = None
+                ids.update(dict.fromkeys(near))
         self._touched = []
         out = []
         for story_id in ids:
