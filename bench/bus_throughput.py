@@ -2,9 +2,9 @@
 
 Buses: the embedded SQLite log, Kafka (kafka-python ``KafkaBus``) on tansu and on noida-db's Kafka
 side, the brokers started on free loopback ports as in the tests. Produce = publish every record and
-flush every ``FLUSH_EVERY`` (acknowledged, ``acks=all``, gzip). Consume = one member of a new group
-polling batches of ``BATCH`` and committing after each, timed from the first record (the group join
-is reported apart). Rewrites the ``## bus_throughput`` section of docs/benchmarks.md.
+flush every ``FLUSH_EVERY`` (acknowledged, ``acks=all``, ``stream.bus_kafka.COMPRESSION``). Consume = one
+member of a new group polling batches of ``BATCH`` and committing after each, timed from the first record
+(the group join is reported apart). Rewrites the ``## bus_throughput`` section of docs/benchmarks.md.
 
     python -m bench.bus_throughput [--records 5000]
 """
@@ -26,6 +26,7 @@ from sednaya_monitor import wiring
 from sednaya_monitor.settings import load_settings
 from stream.article import Article
 from stream.bus import H_SCHEMA, Bus
+from stream.bus_kafka import COMPRESSION
 from tests.broker_fixtures import Broker, make_noida, make_tansu, unique_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,8 +185,9 @@ def write_section(results: dict[str, dict[str, float]]) -> None:
             f"Measured {when} by `python -m bench.bus_throughput --records {int(meta['records'])}`: "
             f"{int(meta['records'])} article records of {meta['mean_bytes']:.0f} bytes (JSON, keyed by id) per bus, "
             "all buses in one run. Produce: publish + flush every "
-            f"{FLUSH_EVERY} (Kafka: acks=all, idempotent, gzip, 3 partitions). Consume: one member of a new group, "
-            f"poll {BATCH} + commit per batch, timed from the first record; the group join before it is shown apart. "
+            f"{FLUSH_EVERY} (Kafka: acks=all, idempotent, {COMPRESSION}, 3 partitions). Consume: one member of a new "
+            f"group, poll {BATCH} + commit per batch, timed from the first record; the group join before it is shown "
+            "apart. "
             "tansu runs on its memory:// engine; noida-db 0.2.2 and the embedded log write to disk."
         ),
         "",

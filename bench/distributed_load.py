@@ -4,10 +4,12 @@ and where the model or the store becomes the limit.
 Each run is a fresh deployment (its own tansu broker, index prefix and data directories) on one
 noida-db Elasticsearch-API server, with ``sednaya-monitor index`` and N ``sednaya-monitor embed``
 replicas as separate processes, each on its own data directory (the story state is mirrored to its
-changelog topic; failover time and the state's cost per article: ``bench.distributed_state``). A burst of
-generated articles is published to the raw topic at once; the clock stops when the store holds every
-one. Every second the lag gauges of each process's ``/metrics`` are sampled. Per-record stage costs come
-from ``sednaya_stage_duration_seconds`` (the worker observes batch time / batch size).
+changelog topic; failover time and the state's cost per article: ``bench.distributed_state``). Once every
+process has loaded its model and its consumer groups have settled (each member logged its partitions), a
+burst of generated articles is published to the raw topic at once; the clock stops when the store holds
+every one (asked every ``DONE_POLL_S``). Every second the lag gauges of each process's ``/metrics`` are
+sampled. Per-record stage costs come from ``sednaya_stage_duration_seconds`` (the worker observes batch
+time / batch size).
 
 A third run feeds the index stage alone (pre-clustered articles straight onto ``articles.clustered``)
 to find the store's own ceiling. Usage: ``python -m bench.distributed_load [--articles 300]``.
@@ -16,6 +18,7 @@ to find the store's own ceiling. Usage: ``python -m bench.distributed_load [--ar
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import tempfile
@@ -35,6 +38,7 @@ from tests.ports import free_port
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "distributed_load"
 SAMPLE_EVERY_S = 1.0  # lag sampling period
+DONE_POLL_S = 0.2  # how often the store is asked whether it holds every article: the end-to-end figure's resolution
 RUN_TIMEOUT_S = 900.0  # a run that has not indexed everything by then is reported as failed
 SETTLE_TIMEOUT_S = 120.0  # replicas joining their groups
 VECTOR_DIMS = 512  # the default model (use-multilingual-v3), for the index-only run's synthetic vectors
@@ -104,11 +108,29 @@ def _pids(deployment: Deployment, index: StageProcess, embeds: list[StageProcess
     return out
 
 
-def _holds(process: StageProcess, topic: str) -> bool:
-    return any(
-        name == "sednaya_bus_consumer_lag_records" and ("topic", topic) in labels
-        for (name, labels) in process.metrics()
-    )
+def _assignment(process: StageProcess, group: str) -> list[int]:
+    """The partitions the process's member of ``group`` was last assigned since its last start (its
+    ``partitions assigned`` log line; [] before its first assignment)."""
+    text = process.log_text()
+    latest: list[int] = []
+    for line in text[text.rfind("=== start ") :].splitlines():
+        if '"partitions assigned"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("group") == group:
+            latest = [int(p) for p in entry.get("partitions", [])]
+    return latest
+
+
+def _settled(processes: list[StageProcess], group: str, partitions: int) -> bool:
+    """Every process of ``group`` holds partitions and together they hold each partition once: the group
+    has joined and finished rebalancing. (The lag gauges are no sign of it: each process's lag exporter
+    reports every group's lag from the broker before its own workers have loaded the model and joined.)"""
+    held = [_assignment(p, group) for p in processes]
+    return all(held) and sorted(x for h in held for x in h) == list(range(partitions))
 
 
 def _count(deployment: Deployment) -> int:
@@ -131,7 +153,12 @@ def run_pipeline(es: ElasticServer, root: Path, replicas: int, n: int, extra: di
             deployment.settings.topic_clustered,
         )
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while not all(_holds(p, raw) for p in embeds) or not _holds(index, clustered):
+        partitions = deployment.settings.kafka_partitions
+        while not (
+            _settled(embeds, GROUP_EMBED, partitions)
+            and _settled(embeds, GROUP_CLUSTER, partitions)
+            and _settled([index], GROUP_INDEX, partitions)
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{replicas} replicas did not all get raw partitions:\n{deployment.logs()}")
             time.sleep(0.5)
@@ -144,22 +171,25 @@ def run_pipeline(es: ElasticServer, root: Path, replicas: int, n: int, extra: di
         published_s = time.monotonic() - start
         series: list[tuple[float, float, float, float, int]] = []
         done_at = None
+        next_sample = 0.0
         while time.monotonic() - start < RUN_TIMEOUT_S:
             indexed = _count(deployment)
             at = time.monotonic() - start
-            lag_raw = sum(_gauge(p, raw, GROUP_EMBED) for p in embeds)
-            lag_cluster = sum(_gauge(p, embedded, GROUP_CLUSTER) for p in embeds)
-            lag_index = _gauge(index, clustered, GROUP_INDEX)
-            series.append((at, lag_raw, lag_cluster, lag_index, indexed))
-            print(
-                f"  {replicas} replica(s) t={at:5.1f}s lag raw={lag_raw:4.0f} embedded={lag_cluster:4.0f} "
-                f"clustered={lag_index:4.0f} indexed={indexed}",
-                flush=True,
-            )
+            if at >= next_sample or indexed >= n:
+                next_sample = at + SAMPLE_EVERY_S
+                lag_raw = sum(_gauge(p, raw, GROUP_EMBED) for p in embeds)
+                lag_cluster = sum(_gauge(p, embedded, GROUP_CLUSTER) for p in embeds)
+                lag_index = _gauge(index, clustered, GROUP_INDEX)
+                series.append((at, lag_raw, lag_cluster, lag_index, indexed))
+                print(
+                    f"  {replicas} replica(s) t={at:5.1f}s lag raw={lag_raw:4.0f} embedded={lag_cluster:4.0f} "
+                    f"clustered={lag_index:4.0f} indexed={indexed}",
+                    flush=True,
+                )
             if indexed >= n:
                 done_at = at
                 break
-            time.sleep(SAMPLE_EVERY_S)
+            time.sleep(DONE_POLL_S)
         if done_at is None:
             raise RuntimeError(f"{replicas} replicas: not every article indexed in {RUN_TIMEOUT_S}s")
         cpu_ms = {name: 1000 * (cpu_seconds(pid) - cpu_before[name]) / n for name, pid in pids.items()}
@@ -191,7 +221,7 @@ def run_index_only(es: ElasticServer, root: Path, n: int, extra: dict[str, str])
         index.wait_serving()
         clustered = deployment.settings.topic_clustered
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while not _holds(index, clustered):
+        while not _settled([index], GROUP_INDEX, deployment.settings.kafka_partitions):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"index got no partitions:\n{deployment.logs()}")
             time.sleep(0.5)
@@ -218,7 +248,7 @@ def run_index_only(es: ElasticServer, root: Path, n: int, extra: dict[str, str])
             if _count(deployment) >= n:
                 done_at = time.monotonic() - start
                 break
-            time.sleep(0.5)
+            time.sleep(DONE_POLL_S)
         if done_at is None:
             raise RuntimeError(f"index-only: not every article indexed in {RUN_TIMEOUT_S}s")
         return {
@@ -267,10 +297,11 @@ def write_section(
             f"Measured {when} by `python -m bench.distributed_load --articles {n}`: a fresh tansu broker (memory "
             "engine, 3 partitions per topic) per run, one noida-db 0.2.2 Elasticsearch-API server, `sednaya-monitor "
             "index` and N `sednaya-monitor embed` replicas as separate processes on this 2-core machine "
-            f"(default model `{model}` on CPU; settings {tuned}). A burst of generated articles is published at once; "
-            "end to end = publish until the store holds every article. Stage cost = mean seconds per record of "
-            "each worker (`sednaya_stage_duration_seconds`): `embed` is the vector worker (the model), `cluster` "
-            "story assignment, `index` the bulk write to the store."
+            f"(default model `{model}` on CPU; settings {tuned}). Once every process has loaded its model and its "
+            "consumer groups have settled, a burst of generated articles is published at once; end to end = publish "
+            f"until the store holds every article (asked every {DONE_POLL_S} s). Stage cost = mean seconds per "
+            "record of each worker (`sednaya_stage_duration_seconds`): `embed` is the vector worker (the model), "
+            "`cluster` story assignment, `index` the bulk write to the store."
         ),
         "",
         (

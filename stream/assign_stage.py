@@ -300,11 +300,16 @@ class AssignStage:
             self.publish_outbox()
         return events
 
+    def hold_expired(self) -> bool:
+        """Events are held and the oldest was held ``warmup_hold_s`` ago (or holding was turned off since):
+        :meth:`on_idle` releases them. Asks the state's in-memory count, not SQLite."""
+        oldest = self.state.oldest_held_at()
+        return oldest is not None and (not self.holds or self.clock() - oldest >= self.config.warmup_hold_s)
+
     def on_idle(self) -> list[StoryEvent]:
         """Release the held events once the oldest was held ``warmup_hold_s`` ago (or holding was turned
         off since); called before each batch and by the worker when a poll finds nothing."""
-        oldest = self.state.oldest_held_at()
-        if oldest is None or (self.holds and self.clock() - oldest < self.config.warmup_hold_s):
+        if not self.hold_expired():
             return []
         return self.release_held("time limit")
 

@@ -3,8 +3,8 @@
 - Topics are named by the caller (the settings' ``topic_raw``, ``topic_clustered``, ...), each with
   a ``<topic>.dlq`` twin, created with ``KafkaConfig.partitions`` partitions when missing. Records are keyed
   by article id, so the default partitioner keeps every record of one article in one partition, in order.
-- Producer: ``acks=all``, idempotent, retries with backoff, bounded in-flight requests, gzip (pure
-  Python, no native codec needed). ``flush`` waits for every acknowledgement and raises ``BusError``
+- Producer: ``acks=all``, idempotent, retries with backoff, bounded in-flight requests, lz4 record
+  batches (``COMPRESSION``). ``flush`` waits for every acknowledgement and raises ``BusError``
   naming each record the brokers refused; failures are never dropped silently and are counted.
 - Consumers: one Kafka consumer group per stage, ``enable_auto_commit=False``; ``commit`` commits the
   offsets after the records ``poll`` returned (the worker calls it once the effects are durable).
@@ -68,10 +68,19 @@ logger = logging.getLogger(__name__)
 
 H_REPLAYED_OF = "dlq.replayed_of"  # marker record in a dlq topic: the id of the letter it resolves
 DLQ_HEADER_PREFIX = "dlq."  # headers the bus adds on dead-lettering; stripped on replay
-COMPRESSION = "gzip"  # in kafka-python's standard library codecs; snappy/lz4/zstd need native packages
+# lz4 (kafka-python[lz4]): kafka-python's gzip is hard-wired to level 9, 1.35 ms per 11.6 KB embedded article
+# (ratio 0.43); lz4 0.07 ms (ratio 0.70). The embed process compressed each article twice on the bus and ~29 KB
+# of changelog rows: gzip was its largest cost beside the model (docs/benchmarks.md, "distributed_load").
+# Consumers need the lz4 package to read these batches: upgrade them first.
+COMPRESSION = "lz4"
 PRODUCER_RETRY_BACKOFF_MS = 200  # first retry delay of a failed produce request (kafka-python backs off)
 PRODUCER_MAX_IN_FLIGHT = 5  # the idempotent producer keeps per-partition order with at most 5 in flight
 PRODUCER_LINGER_MS = 5  # wait this long to fill a batch: fewer requests at a few ms of latency
+# Record batch size per partition (before compression). kafka-python's default, 16 KB, holds one embedded article
+# (~12 KB with its vector): a batch, a CRC, a compressed stream and a wake-up of the sender thread per article.
+# bench.distributed_load, 2 replicas, back to back: 16 KB 97 articles/s, 12.9 ms CPU per article (all processes);
+# 64 KB 107-110, 9.7-10.3 ms; 256 KB 108-112, 9.8-9.9 ms but embed peaks of up to 308 MB (64 KB: 291-296).
+PRODUCER_BATCH_BYTES = 64 * 1024
 PRODUCER_DELIVERY_TIMEOUT_MS = 120_000  # give up on a record (and report it) after retrying this long
 PRODUCER_MAX_BLOCK_MS = 30_000  # send() waits this long for metadata of an unknown topic
 ADMIN_TIMEOUT_MS = 30_000  # create/list topics
@@ -511,6 +520,7 @@ class KafkaBus:
                         max_in_flight_requests_per_connection=PRODUCER_MAX_IN_FLIGHT,
                         compression_type=COMPRESSION,
                         linger_ms=PRODUCER_LINGER_MS,
+                        batch_size=PRODUCER_BATCH_BYTES,
                         delivery_timeout_ms=PRODUCER_DELIVERY_TIMEOUT_MS,
                         max_block_ms=PRODUCER_MAX_BLOCK_MS,
                         allow_auto_create_topics=False,

@@ -50,7 +50,7 @@ FETCH_MAX_WAIT_MS = 20  # an empty fetch returns at once: catching up before eac
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # a story row holds two vectors per language: well under this
 # ``append`` sends a batch's changes and flushes: records wait (linger) only until that flush, so they
 # travel as a few record batches of up to BATCH_BYTES (before compression: well under a broker's 1 MB
-# message limit) instead of one produce request, gzip stream and CRC per row (kafka-python's defaults,
+# message limit) instead of one produce request, compressed stream and CRC per row (kafka-python's defaults,
 # linger 0 and 16 KB, hold one or two ~8 KB story rows).
 LINGER_UNTIL_FLUSH_MS = 1000
 BATCH_BYTES = 512 * 1024

@@ -102,8 +102,12 @@ class ChangelogClusterStage:
 
     def on_idle(self) -> object:
         """The assigner's idle work (the warm-up hold's time limit) on a current state; the worker calls
-        it only while this replica owns the input partition."""
+        it on every empty poll while this replica owns the input partition. The changelog is read only when
+        the local copy holds events past their limit: held events of a dead owner reach the local copy with
+        the standby catch-up (every ``standby_catch_up_s``) or before the next batch."""
         with self._lock:
+            if not self.stage.hold_expired():
+                return []
             if self.catch_up():
                 self.takeovers += 1
             return self.stage.on_idle()

@@ -85,7 +85,7 @@ MAX_STORY_ANCHORS = 96  # anchors a story is matched by: its most frequent ones 
 MAX_ANCHOR_DF = 200  # an anchor in more stories than this is not specific: not used to find dormant stories
 DORMANT_POSTINGS = 32  # most recent stories read per anchor when looking for dormant stories
 MAX_DORMANT_CANDIDATES = 8  # dormant stories scored per article (those sharing the most anchors)
-CACHE_STORIES = 2048  # story records kept in memory (LRU); the rest are read back from SQLite (4096: +20 MB at 4,000 stories)
+CACHE_STORIES = 2048  # story records kept in memory (LRU), the rest read back from SQLite (4096: +20 MB)
 MAX_SOURCES = 256  # distinct sources listed per story (the count stays exact)
 ANCHOR_CACHE_MAX = 50_000  # anchor counts kept in memory; past it, the half seen longest ago is dropped
 RECENT_ARTICLES = 5000  # original articles whose vectors are kept for related stories (single link)
@@ -512,6 +512,9 @@ class StoryState:
         self._anchor_seen: dict[str, tuple[float, int]] = {}
         self._content: _ContentIndex | None = None
         self._recent: _RecentArticles | None = None
+        self._held_n = 0  # held events (held_events rows), kept in step by hold_event/drop_held
+        self._held_oldest: float | None = None  # MIN(held_at) of them
+        self._count_held()
 
     def _meta(self, key: str, default: str) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -704,24 +707,33 @@ class StoryState:
         self._db.execute(
             "INSERT INTO held_events (held_at, story_id, value) VALUES (?, ?, ?)", (held_at, story_id, value)
         )
+        self._held_n += 1
+        self._held_oldest = held_at if self._held_oldest is None else min(self._held_oldest, held_at)
 
     def held_events(self) -> list[HeldEvent]:
         """The events held back, in the order they were held."""
         rows = self._db.execute("SELECT seq, held_at, story_id, value FROM held_events ORDER BY seq").fetchall()
         return [HeldEvent(seq=int(r[0]), held_at=float(r[1]), story_id=str(r[2]), value=bytes(r[3])) for r in rows]
 
+    def _count_held(self) -> None:
+        """Read how many events are held and the oldest one's time from the table (at a (re)load and after a
+        release); :meth:`hold_event` keeps both up to date in between, so the stage asks each batch for free."""
+        count, oldest = self._db.execute("SELECT COUNT(*), MIN(held_at) FROM held_events").fetchone()
+        self._held_n = int(count)
+        self._held_oldest = None if oldest is None else float(oldest)
+
     def held_count(self) -> int:
-        row = self._db.execute("SELECT COUNT(*) FROM held_events").fetchone()
-        return int(row[0]) if row else 0
+        """How many story events are held back (the open batch's included)."""
+        return self._held_n
 
     def oldest_held_at(self) -> float | None:
-        """When the oldest held event was held (None: nothing is held)."""
-        row = self._db.execute("SELECT MIN(held_at) FROM held_events").fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        """When the oldest held event was held (None: nothing is held; the open batch's included)."""
+        return self._held_oldest
 
     def drop_held(self, up_to_seq: int) -> None:
         """Forget the held events up to ``up_to_seq`` (released: they are in the outbox), with the batch."""
         self._db.execute("DELETE FROM held_events WHERE seq <= ?", (up_to_seq,))
+        self._count_held()
 
     # --- decisions ---------------------------------------------------------------------------------
 

@@ -302,3 +302,30 @@ def test_the_end_of_a_finite_run_releases_held_events_through_the_changelog_stag
     assert [e.article_id for e in published] == [e.article_id for e in released]
     assert stage.end_of_input() == []  # nothing twice
     stage.close()
+
+
+def test_an_idle_poll_reads_the_changelog_only_when_held_events_are_due(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus
+) -> None:
+    """The worker calls ``on_idle`` on every empty poll: with nothing held, or nothing held past the warm-up
+    hold's limit, it answers from the local copy without asking the broker; past the limit it catches up first."""
+    records = embedded_records(kafka_settings, bus, embedder, fixture_articles()[:4])
+    stage = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    reads: list[int] = []
+    real_read = stage.state.changelog.read
+
+    def counted_read(start: int) -> Iterator[Any]:
+        reads.append(start)
+        return real_read(start)
+
+    stage.state.changelog.read = counted_read  # type: ignore[method-assign]
+    assert stage.on_idle() == [] and reads == []  # nothing held
+    assert stage.handle(records) == [None] * len(records)
+    assert len(stage.state.held_events()) == len(records)  # a fresh state: the warm-up
+    reads.clear()
+    assert stage.on_idle() == [] and reads == []  # held, within the limit
+    stage.stage.clock = lambda: time.time() + 3600.0
+    released = stage.on_idle()
+    assert reads and isinstance(released, list) and len(released) == len(records)
+    assert stage.state.held_events() == [] and stage.state.held_count() == 0
+    stage.close()

@@ -300,3 +300,32 @@ def test_on_one_narrow_topic_the_review_relates_only_reports_of_one_event(
             assert group(story[article.id] or "") not in cells_group | files_group, article.title
     finally:
         stage.close()
+
+
+def test_the_held_count_and_the_oldest_time_follow_the_table(make: Callable[..., AssignStage], clock: Clock) -> None:
+    """The stage asks both before and after every batch: they are kept in memory, and stay equal to the
+    table through holds, a failed batch, a restart and a release."""
+
+    def check(stage: AssignStage, count: int, oldest: float | None) -> None:
+        held = stage.state.held_events()
+        assert len(held) == count and (min(h.held_at for h in held) if held else None) == oldest
+        assert (stage.state.held_count(), stage.state.oldest_held_at()) == (count, oldest)
+
+    articles = _stream(new_space())
+    first = make()
+    check(first, 0, None)
+    start = clock.now
+    first.process(articles[:3])
+    check(first, 3, start)
+    clock.now += 5
+    first.process(articles[3:4])
+    check(first, 4, start)
+    broken = _article(99, "xx", new_space().vector(3, "xx")[: DIM - 1])  # a vector of the wrong length
+    with pytest.raises(ContractError):
+        first.process([articles[4], broken])  # held one, then failed: rolled back
+    check(first, 4, start)
+    first.state.close()
+    second = make()  # a new process on the same data directory
+    check(second, 4, start)
+    assert len(second.end_of_input()) == 4
+    check(second, 0, None)
