@@ -289,6 +289,7 @@ class _ContentIndex:
         self._free: list[int] = []
         self._matrix = np.zeros((0, 0), dtype=np.float32)
         self._used = np.zeros(0, dtype=bool)  # rows holding a story (the others are free, zero)
+        self._high = 0  # rows past this were never used: lookups leave them out (the buffer grows by doubling)
 
     def put(self, story_id: str, mean: NDArray[np.float32]) -> None:
         row = self._rows.get(story_id)
@@ -301,6 +302,7 @@ class _ContentIndex:
             row = self._free.pop() if self._free else self._grow(mean.shape[0])
             self._ids[row] = story_id
             self._used[row] = True
+            self._high = max(self._high, row + 1)
         self._rows[story_id] = row
         self._rows.move_to_end(story_id)
         self._matrix[row] = _unit(mean)
@@ -336,7 +338,8 @@ class _ContentIndex:
         if not self._rows or self._matrix.shape[1] != vectors.shape[1]:
             return [[] for _ in range(vectors.shape[0])]
         # free rows rank last: the k best rows are the k best stories (free rows used to be ranked too)
-        all_sims = np.where(self._used[:, None], self._matrix @ vectors.T, -np.inf)
+        high = self._high
+        all_sims = np.where(self._used[:high, None], self._matrix[:high] @ vectors.T, -np.inf)
         want = min(k, len(self._rows))
         n = all_sims.shape[0]
         found: list[list[str]] = []
