@@ -141,6 +141,7 @@ class AssignStage:
         # The topic's own names are in every article: never evidence that two are about one event.
         self.topic_names = frozenset("name:" + fold(word) for name in topic.names for word in name.split())
         self.params = replace(config.cluster, model_languages=model_languages(config.model_languages, embedder))
+        self.state.per_language = MULTILINGUAL not in self.params.model_languages  # story_state: per_language
         self._model_checked = False
         # Holding is worth it only where the warm-up can be read again: a multilingual model (centred
         # cosines) with related stories on.

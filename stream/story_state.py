@@ -488,6 +488,10 @@ class StoryState:
         except sqlite3.Error as exc:
             raise StoryStateError(f"story state {str(self.path)!r} cannot be opened: {exc}") from exc
         self._cache: OrderedDict[str, StoryRecord] = OrderedDict()
+        # Per-language vector sums of each story (``story_langs``) serve an English-only model, which trusts
+        # cosine within one language only; a multilingual model compares story means, so the stage turns
+        # them off: less memory per cached story, one query less per story read, fewer changelog rows.
+        self.per_language = True
         # Writes no read of the open batch needs from SQLite, held until commit (one executemany each):
         self._new_decisions: dict[str, tuple[StoredDecision, float]] = {}  # read back by decision()
         self._new_signatures: list[tuple[str, str, bytes | None, float]] = []
@@ -801,10 +805,11 @@ class StoryState:
             dated_last=None if row[15] is None else _dt(row[15]),
             dated_days=json_codec.loads_any(row[16]) if row[16] else [],
         )
-        for lang, raw, count in self._db.execute(
-            "SELECT lang, vec_sum, vec_count FROM story_langs WHERE story_id = ?", (story_id,)
-        ):
-            record.lang_sums[lang] = (_vec(raw), count)
+        if self.per_language:
+            for lang, raw, count in self._db.execute(
+                "SELECT lang, vec_sum, vec_count FROM story_langs WHERE story_id = ?", (story_id,)
+            ):
+                record.lang_sums[lang] = (_vec(raw), count)
         self._remember(record)
         return record
 
@@ -843,8 +848,8 @@ class StoryState:
             kinds=kinds,
             vec_sum=np.array(vector, dtype=np.float32),
             vec_count=1,
-            lang_sums={lang: (np.array(vector, dtype=np.float32), 1)},
-            _langs_changed={lang},
+            lang_sums={lang: (np.array(vector, dtype=np.float32), 1)} if self.per_language else {},
+            _langs_changed={lang} if self.per_language else set(),
         )
         record.add_date(at, dated=dated)
         self._touch(record.id)
@@ -879,10 +884,11 @@ class StoryState:
             self._touch(record.id)
             record.vec_sum = record.vec_sum + vector
             record.vec_count += 1
-            lang_sum, lang_count = record.lang_sums.get(lang, (np.zeros_like(vector), 0))
-            record.lang_sums[lang] = (lang_sum + vector, lang_count + 1)
-            record._langs_changed.add(lang)
-            record._lang_units.pop(lang, None)
+            if self.per_language:
+                lang_sum, lang_count = record.lang_sums.get(lang, (np.zeros_like(vector), 0))
+                record.lang_sums[lang] = (lang_sum + vector, lang_count + 1)
+                record._langs_changed.add(lang)
+                record._lang_units.pop(lang, None)
             new = [a for a in anchors if a not in record.anchors]
             record.anchors.update(anchors)
             self._index_anchors(record.id, new)

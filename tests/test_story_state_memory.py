@@ -1,0 +1,77 @@
+"""What the story state keeps in memory, bounded or left out where the model does not need it: the cache of
+anchor counts behind rarity (it used to keep every anchor ever seen, which grows for as long as a stage
+runs; bounding it changes no rarity), and per-language story vectors, which only an English-only model
+reads."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from sednaya_monitor.prometheus_metrics import PrometheusMetrics
+from sednaya_monitor.settings import Settings
+from sednaya_monitor.wiring import make_assign_stage
+from stream import story_state
+from stream.embedding_use import UniversalSentenceEncoder
+from stream.story_state import StoryState
+from tests.story_corpus import vector_article
+from tests.vector_space import Space
+
+DIM = 8
+
+
+def _stream(state: StoryState, seed: int) -> list[str]:
+    """300 articles, each with a few common anchors and a few of a long tail, committed in batches of 10."""
+    rng = random.Random(seed)
+    vector = np.ones(DIM, dtype=np.float32) / np.sqrt(DIM)
+    seen: list[str] = []
+    for i in range(300):
+        anchors = [f"ent:common-{rng.randint(0, 4)}", f"num:{rng.randint(100, 100_000)}", f"date:2024-12-{i % 28 + 1}"]
+        state.observe(vector, anchors, "en")
+        seen.extend(anchors)
+        if i % 10 == 9:
+            state.commit()
+    state.commit()
+    return seen
+
+
+def test_a_bounded_anchor_cache_gives_the_same_rarity_and_stays_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unbounded = StoryState(tmp_path / "unbounded.sqlite3")
+    anchors = _stream(unbounded, seed=3)
+    expected = {a: unbounded.rarity(a) for a in anchors}
+    assert len(unbounded._anchor_seen) > 200  # the long tail is in memory without a bound
+    unbounded.close()
+
+    monkeypatch.setattr(story_state, "ANCHOR_CACHE_MAX", 40)
+    bounded = StoryState(tmp_path / "bounded.sqlite3")
+    assert _stream(bounded, seed=3) == anchors
+    assert len(bounded._anchor_seen) <= 40 + 3 * 10  # the bound, plus at most one batch's new anchors
+    assert {a: bounded.rarity(a) for a in anchors} == expected
+    bounded.close()
+
+
+@pytest.mark.parametrize(("model_languages", "per_language"), [("auto", False), ("en", True)])
+def test_per_language_story_vectors_are_kept_only_for_a_model_that_reads_languages_apart(
+    settings: Settings, embedder: UniversalSentenceEncoder, tmp_path: Path, model_languages: str, per_language: bool
+) -> None:
+    """The default model is multilingual (``auto`` reads it): stories are compared by their means, so no
+    per-language sums are kept or written; an English-only reading keeps them (it compares within a language)."""
+    chosen = settings.replace(data_dir=tmp_path, model_languages=model_languages)
+    stage = make_assign_stage(chosen, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
+    space = Space(seed=2, lang_scale=0.8, noise=0.1)
+    langs = ["xx", "yy", "xx", "yy", "yy", "xx"] * 2
+    articles = [vector_article(n, lang, space.vector(n % 3, lang)) for n, lang in enumerate(langs)]
+    out, _ = stage.process(articles)
+    assert stage.state.per_language is per_language
+    rows = stage.state._db.execute("SELECT COUNT(*) FROM story_langs").fetchone()[0]
+    assert (rows > 0) is per_language
+    for story_id in {a.story_id for a in out if a.story_id}:
+        record = stage.state.get(story_id)
+        assert record is not None and bool(record.lang_sums) is per_language
+    stage.close()
