@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from sednaya_monitor.cli.app_context import AppContext, Flags, apply_logging, settings_from_flags
+from sednaya_monitor.malloc_arenas import limit_malloc_arenas
 from stream.errors import SednayaError
 
 
@@ -71,6 +72,7 @@ def _register() -> None:
 
 def main() -> None:
     """Console-script entry point: maps domain errors to exit code 1 with their message."""
+    limit_malloc_arenas()  # before any thread starts (sednaya_monitor/malloc_arenas.py)
     _register()
     try:
         code = cli.main(standalone_mode=False)  # returns ctx.exit(N)'s code when a command sets one
