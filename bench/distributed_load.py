@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.proc_memory import memory_mb
 from bench.report import write_section as write_doc_section
 from sednaya_monitor.settings import load_settings
 from sednaya_monitor.topology import GROUP_CLUSTER, GROUP_EMBED, GROUP_INDEX
@@ -68,16 +69,7 @@ def _stage_cost(processes: list[StageProcess]) -> dict[str, float]:
 
 def peak_rss_mb(process: StageProcess) -> float:
     """The process's peak resident set size (``VmHWM`` of /proc/<pid>/status) in MB; 0 when unreadable."""
-    if process.proc is None:
-        return 0.0
-    try:
-        status = Path(f"/proc/{process.proc.pid}/status").read_text(encoding="ascii")
-    except OSError:
-        return 0.0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return 0.0 if process.proc is None else memory_mb(process.proc.pid, "VmHWM")
 
 
 def cpu_seconds(pid: int | None) -> float:
