@@ -77,8 +77,8 @@ def test_sigkill_of_the_assigner_on_its_own_directory_the_standby_takes_over_fro
     dirs = {Path(p.argv[p.argv.index("--data-dir") + 1]) for p in deployment.processes}
     assert len(dirs) == len(deployment.processes), "a data directory is shared"
 
-    articles = fixture_articles() + generated_articles(96, seed=41)
-    ids = set(deployment.publish(articles))
+    generated = generated_articles(96, seed=41)
+    ids = set(deployment.publish(fixture_articles() + generated[:48]))
     wait_for(
         "an assigner to be mid-stream",
         lambda: any(assigned(p) >= 16 for p in assigners),
@@ -88,8 +88,9 @@ def test_sigkill_of_the_assigner_on_its_own_directory_the_standby_takes_over_fro
     active = max(assigners, key=assigned)
     standby = next(p for p in assigners if p is not active)
     active.kill()
-    done_at_kill = len({a.id for a in deployment.indexed() if a.id in ids})
-    assert done_at_kill < len(ids), "the stream was over before the kill: nothing was tested"
+    # The rest of the stream comes after the kill: an assigner fast enough to finish the first part before
+    # it dies (as CI saw) must not leave the standby with nothing to take over.
+    ids |= set(deployment.publish(generated[48:]))
 
     docs = deployment.wait_indexed(ids, INDEX_TIMEOUT_S + 120)
     assert_exactly_once(docs, ids)
