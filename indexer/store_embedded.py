@@ -172,31 +172,30 @@ def _word_forms(leaf: Term, lang: str | None, present: Vocabulary | None) -> tup
     return forms if present is None else tuple(f for f in forms if f in present.forms)
 
 
-def _one_word_alternatives(items: Sequence[Node], lang: str | None, present: Vocabulary | None) -> list[str]:
+def _one_word_alternatives(
+    items: Sequence[Node], lang: str | None, present: Vocabulary | None
+) -> tuple[list[str], set[int]]:
     """OR-ed one-token words of one field (a name group's spellings: Sednaya, Sednaja, Saydnaya...) as one
     word-form match over the union of their forms, each form once: spellings that stem alike would
-    otherwise each add the shared form's BM25 again and rank that spelling's articles higher."""
-    parts: list[str] = []
-    for field in dict.fromkeys(i.field for i in items if isinstance(i, Term)):
-        words = [i for i in items if isinstance(i, Term) and i.field == field and len(tokens(i.text)) == 1]
-        if len(words) < 2:
-            continue
-        forms = dict.fromkeys(f for w in words for f in _word_forms(w, lang, present))
-        if not forms:  # none indexed: one form that matches nothing
-            forms = dict.fromkeys(query_forms(tokens(words[0].text)[0], lang)[:1])
-        columns = "title_stems" if field == "title" else "{title_stems body_stems}"
-        parts.append(f"({columns} : (" + " OR ".join(_fts_phrase([f]) for f in forms) + "))")
-    return parts
-
-
-def _merged_words(items: Sequence[Node]) -> set[int]:
-    """Indexes of ``items`` that :func:`_one_word_alternatives` folds (one-token words of a field that
-    has two or more of them)."""
-    by_field: dict[str, list[int]] = {}
+    otherwise each add the shared form's BM25 again and rank that spelling's articles higher. Returns the
+    matches and the indexes of the ``items`` they stand for (fields with two or more such words)."""
+    by_field: dict[str, dict[int, Term]] = {}
     for n, item in enumerate(items):
         if isinstance(item, Term) and len(tokens(item.text)) == 1:
-            by_field.setdefault(item.field, []).append(n)
-    return {n for group in by_field.values() if len(group) >= 2 for n in group}
+            by_field.setdefault(item.field, {})[n] = item
+    parts: list[str] = []
+    folded: set[int] = set()
+    for field, words in by_field.items():
+        if len(words) < 2:
+            continue
+        forms = dict.fromkeys(f for w in words.values() for f in _word_forms(w, lang, present))
+        if not forms:  # none indexed: one form that matches nothing
+            first = next(iter(words.values()))
+            forms = dict.fromkeys(query_forms(tokens(first.text)[0], lang)[:1])
+        columns = "title_stems" if field == "title" else "{title_stems body_stems}"
+        parts.append(f"({columns} : (" + " OR ".join(_fts_phrase([f]) for f in forms) + "))")
+        folded.update(words)
+    return parts, folded
 
 
 def fts_query(node: Node, lang: str | None = None, present: Vocabulary | None = None) -> str | None:
@@ -205,12 +204,12 @@ def fts_query(node: Node, lang: str | None = None, present: Vocabulary | None = 
     if isinstance(node, Term | Phrase):
         return fts_expression(node, lang, present)
     if isinstance(node, Or):
-        folded = _merged_words(node.items)
+        words, folded = _one_word_alternatives(node.items, lang, present)
         parts = [fts_query(item, lang, present) for n, item in enumerate(node.items) if n not in folded]
         if any(p is None for p in parts):
             return None
         # alternatives that come out alike are asked once (each copy would add its BM25 again)
-        merged = [*_one_word_alternatives(node.items, lang, present), *(str(p) for p in parts)]
+        merged = [*words, *(str(p) for p in parts)]
         return "(" + " OR ".join(dict.fromkeys(merged)) + ")"
     if isinstance(node, And):
         positive: list[str] = []

@@ -93,10 +93,14 @@ class ChangelogClusterStage:
             )
         return applied
 
+    def _take_over(self) -> None:
+        """Apply what another replica appended (held by ``_lock``): the state this replica then acts on."""
+        if self.catch_up():
+            self.takeovers += 1
+
     def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
         with self._lock:
-            if self.catch_up():
-                self.takeovers += 1
+            self._take_over()
             keyed = [dataclasses.replace(r, key=r.headers.get(H_ARTICLE_ID, r.key)) for r in records]
             return self.stage.handle(keyed)
 
@@ -108,15 +112,13 @@ class ChangelogClusterStage:
         with self._lock:
             if not self.stage.hold_expired():
                 return []
-            if self.catch_up():
-                self.takeovers += 1
+            self._take_over()
             return self.stage.on_idle()
 
     def end_of_input(self) -> list[StoryEvent]:
         """The assigner's end of a finite run, on a current state (what the warm-up hold still holds goes out)."""
         with self._lock:
-            if self.catch_up():
-                self.takeovers += 1
+            self._take_over()
             return self.stage.end_of_input()
 
     def close(self) -> None:

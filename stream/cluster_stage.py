@@ -17,10 +17,11 @@ Across hosts the state would move to a shared database or to the search store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from stream.assign_stage import AssignStage
@@ -89,30 +90,30 @@ class SharedStateClusterStage:
             self.rebuilds += 1
         return self.stage
 
-    def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
+    @contextlib.contextmanager
+    def _on_current(self) -> Iterator[AssignStage]:
+        """The assigner on current caches; afterwards the data_version our own commits left is remembered
+        (they change it too)."""
         stage = self._current()
-        keyed = [dataclasses.replace(r, key=r.headers.get(H_ARTICLE_ID, r.key)) for r in records]
         try:
-            return stage.handle(keyed)
+            yield stage
         finally:
-            # Our own commits change data_version too: remember the value they left.
             self._seen = self._data_version()
+
+    def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
+        keyed = [dataclasses.replace(r, key=r.headers.get(H_ARTICLE_ID, r.key)) for r in records]
+        with self._on_current() as stage:
+            return stage.handle(keyed)
 
     def on_idle(self) -> object:
         """The assigner's idle work (the warm-up hold's time limit), on current caches."""
-        stage = self._current()
-        try:
+        with self._on_current() as stage:
             return stage.on_idle()
-        finally:
-            self._seen = self._data_version()
 
     def end_of_input(self) -> list[StoryEvent]:
         """The assigner's end of a finite run (what the warm-up hold still holds goes out)."""
-        stage = self._current()
-        try:
+        with self._on_current() as stage:
             return stage.end_of_input()
-        finally:
-            self._seen = self._data_version()
 
     def close(self) -> None:
         self.stage.close()
