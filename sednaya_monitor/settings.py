@@ -89,6 +89,10 @@ class Settings:
     related_warmup_threshold: float | None = None  # the same, raw cosine, while the topic's mean is not known yet
     # lowers related_threshold for two dated articles published the same day, falling to 0 at date_gate_days + 1
     related_date_bonus: float | None = None
+    # a new story whose first article falls short of related_threshold by less than this (centred cosine) is
+    # "unconfirmed": it may be one more language or facet of the older story, so an instant watchlist hears
+    # of it on its second report, not its first (docs/alerts.md, "Unconfirmed stories"); 0: off
+    unconfirmed_margin: float | None = None
     # The story events of the warm-up (the first articles, before the topic's mean is known, when one event's
     # first reports in several languages open several stories) are held back and released once the mean is
     # known, the warm-up's stories read again in the centred space so that each event alerts once; at most
@@ -257,6 +261,7 @@ class Settings:
             "duplicate_threshold",
             "date_bonus",
             "related_date_bonus",
+            "unconfirmed_margin",
         ):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:

@@ -58,6 +58,7 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "related_threshold": 0.25,
         "related_warmup_threshold": 1.01,
         "related_date_bonus": 0.05,
+        "unconfirmed_margin": 0.1,
     },
     "multilingual-e5-small": {
         "cluster_threshold": 0.25,
@@ -67,6 +68,7 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "related_threshold": 0.35,  # with the warm-up hold (0.2 before it: 13/15 events alerted)
         "related_warmup_threshold": 1.01,
         "related_date_bonus": 0.0,
+        "unconfirmed_margin": 0.0,  # not calibrated for this model: off
     },
     "all-MiniLM-L6-v2": {
         "cluster_threshold": 0.7,
@@ -76,6 +78,7 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "related_threshold": 1.01,
         "related_warmup_threshold": 1.01,
         "related_date_bonus": 0.0,
+        "unconfirmed_margin": 0.0,
     },
 }
 
@@ -212,6 +215,7 @@ def cluster_params(settings: Settings) -> ClusterParams:
         related_threshold=threshold(settings, "related_threshold"),
         related_warmup_threshold=threshold(settings, "related_warmup_threshold"),
         related_date_bonus=threshold(settings, "related_date_bonus"),
+        unconfirmed_margin=threshold(settings, "unconfirmed_margin"),
     )
 
 

@@ -21,8 +21,9 @@ opened on raw cosines, and one event's first reports in several languages open s
 a "new story" alert. With a multilingual model and ``warmup_hold_s`` > 0 the story events of the
 warm-up are held back (table ``held_events``, durable with the batch) while the articles flow on. When
 the centre becomes known the warm-up's stories are read again in the centred space
-(``stream.clustering.warmup_links``): each ``created`` event of a story that links to an older one
-gets that story as ``related_story`` (one story for alerting, docs/alerts.md), and the held events go
+(``stream.clustering.warmup_review``): each ``created`` event of a story that links to an older one
+gets that story as ``related_story`` (one story for alerting, docs/alerts.md), one of a story that
+nearly does gets it as ``near_story`` (unconfirmed: it alerts on its second report), and the held events go
 out in their order, before anything newer. They also go out as they are after ``warmup_hold_s`` of
 wall-clock time (:meth:`AssignStage.on_idle`, or the next batch) and when the input is drained
 (:meth:`AssignStage.end_of_input`: the end of an ``ingest`` or of a crawl round).
@@ -48,10 +49,11 @@ from stream.clustering import (
     MULTILINGUAL,
     ArticleFeatures,
     ClusterParams,
+    WarmupReview,
     assign,
     merge_pairs,
-    related_story,
-    warmup_links,
+    relate,
+    warmup_review,
 )
 from stream.embed_text import embed_text
 from stream.embedding import Embedder
@@ -261,22 +263,27 @@ class AssignStage:
 
     def _release(self, out: list[StoryEvent], *, publish: bool, why: str) -> int:
         """Hand on every held event, in order; with the centre known, a ``created`` event of a warm-up
-        story that links to an older one (``warmup_links``) names it as ``related_story``."""
+        story that links to an older one (``warmup_review``) names it as ``related_story``, one of a story
+        that nearly does as ``near_story``."""
         held = self.state.held_events()
         if not held:
             return 0
         events = [StoryEvent.from_bytes(h.value) for h in held]
-        links: dict[str, str] = {}
+        review = WarmupReview(links={}, near={})
         if self.state.center() is not None:
             stories, vectors, days = self.state.warmup_rows(e.story.id for e in events if e.kind == "created")
-            links = warmup_links(stories, vectors, days, self.params)
-        related = 0
+            review = warmup_review(stories, vectors, days, self.params)
+        related = unconfirmed = 0
         for original in events:
             event = original
-            older = links.get(self.state.resolve(event.story.id))
-            if event.kind == "created" and older is not None and not event.extra.get("related_story"):
-                event = replace(event, extra={**event.extra, "related_story": older})
-                related += 1
+            story = self.state.resolve(event.story.id)
+            if event.kind == "created" and not event.extra.get("related_story"):
+                if story in review.links:
+                    event = replace(event, extra={**event.extra, "related_story": review.links[story]})
+                    related += 1
+                elif story in review.near:
+                    event = replace(event, extra={**event.extra, "near_story": review.near[story]})
+                    unconfirmed += 1
             out.append(event)
             if publish:
                 self._queue_event(event)
@@ -288,6 +295,7 @@ class AssignStage:
                 "why": why,
                 "events": len(events),
                 "related": related,
+                "unconfirmed": unconfirmed,
                 "held_s": round(self.clock() - held[0].held_at, 1),
             },
         )
@@ -390,9 +398,11 @@ class AssignStage:
         if verdict.action == "new" or verdict.story_id is None:
             if min(self.params.related_threshold, self.params.related_warmup_threshold) <= 1.0:
                 centred = self.state.center() is not None
-                related = related_story(features, self.state.neighbours(vector), self.params, centred=centred)
-                if related is not None:
-                    extra["related_story"] = related
+                relation = relate(features, self.state.neighbours(vector), self.params, centred=centred)
+                if relation.related is not None:
+                    extra["related_story"] = relation.related
+                elif relation.near is not None:
+                    extra["near_story"] = relation.near  # unconfirmed: alerts on its second report
             record = self.state.create(
                 first_article_id=article.id,
                 title=article.title,

@@ -75,6 +75,9 @@ class ClusterParams:
     related_threshold: float = 1.01  # above 1: no related stories
     related_warmup_threshold: float = 1.01  # raw cosine, while the centre is unknown
     related_date_bonus: float = 0.0  # lowers related_threshold for two dated articles the same day
+    # a new story whose first article falls short of the related rule by less than this (centred cosine) is
+    # *unconfirmed*: it nearly reports an older story; 0: off (see :func:`relate`)
+    unconfirmed_margin: float = 0.0
     model_languages: frozenset[str] = frozenset({"en"})
 
 
@@ -419,10 +422,25 @@ def should_merge(
     return bool(merge_pairs([a, b], params, center=center))
 
 
-def related_story(
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """What a new story's first article is to the older stories around it (:func:`relate`).
+
+    ``related``: the older story it probably reports too (one story for alerting), else None. ``near``:
+    when nothing is related, the older story it *nearly* relates to (its best neighbour falls short of the
+    related rule by less than ``unconfirmed_margin``): the new story may be a new event or one more
+    facet or language of that one, and the alert stage waits for a second report before it alerts
+    (docs/alerts.md, "Unconfirmed stories")."""
+
+    related: str | None = None
+    near: str | None = None
+
+
+def relate(
     article: ArticleFeatures, neighbours: Sequence[Neighbour], params: ClusterParams, *, centred: bool = True
-) -> str | None:
-    """The story an article that opens a new one is probably about too, for alerting, or None.
+) -> Relation:
+    """The :class:`Relation` of a new story's first article to its ``neighbours`` (recent original articles
+    of older stories, most similar first).
 
     Story assignment compares an article with story *means*, strictly, so that one story does not
     swallow neighbouring events; the cost is that one event's coverage can open two or three stories
@@ -434,20 +452,26 @@ def related_story(
     within ``date_gate_days`` of each other, and then their dates are evidence too: the threshold is
     lowered by ``related_date_bonus`` for the same day, falling linearly to nothing at
     ``date_gate_days + 1`` days (the shape of ``date_bonus``, which moves stories; this one only
-    alerts). ``neighbours`` come most similar first; ``centred`` False: their similarities are raw
-    cosines (the warm-up), held to ``related_warmup_threshold`` with no date bonus. Only with a
-    multilingual model: an English-only model's cosine says nothing across languages.
+    alerts). ``centred`` False: the similarities are raw cosines (the warm-up), held to
+    ``related_warmup_threshold`` with no date bonus and no *near* story (a raw cosine's shortfall
+    means nothing). Only with a multilingual model: an English-only model's cosine says nothing across
+    languages.
     """
     if MULTILINGUAL not in params.model_languages or not neighbours:
-        return None
+        return Relation()
     threshold = params.related_threshold if centred else params.related_warmup_threshold
     day = article.at.toordinal() if article.dated else None
     days = np.array([n.day if n.day is not None else 0 for n in neighbours], dtype=np.float64)
     dated = np.array([n.day is not None for n in neighbours])
     needed = related_needed(threshold, day, days, dated, params, centred=centred)
-    sims = np.array([n.similarity for n in neighbours], dtype=np.float64)
-    hits = np.flatnonzero(sims >= needed)
-    return neighbours[int(hits[0])].story_id if hits.size else None
+    margins = np.array([n.similarity for n in neighbours], dtype=np.float64) - needed
+    hits = np.flatnonzero(margins >= 0.0)
+    if hits.size:
+        return Relation(related=neighbours[int(hits[0])].story_id)
+    best = int(np.argmax(margins))
+    if centred and params.unconfirmed_margin > 0.0 and margins[best] >= -params.unconfirmed_margin:
+        return Relation(near=neighbours[best].story_id)
+    return Relation()
 
 
 def related_needed(
@@ -463,7 +487,7 @@ def related_needed(
     published on ``days`` (``dated[i]`` False: undated, ``days[i]`` ignored): ``inf`` where both are dated
     more than ``date_gate_days`` apart; for centred cosines lowered by ``related_date_bonus`` when both are
     dated, by the full bonus the same day and fading out at ``date_gate_days + 1`` days. The one date rule of
-    :func:`related_story` and :func:`warmup_links`."""
+    :func:`relate` and :func:`warmup_review`."""
     needed = np.full(days.shape, threshold, dtype=np.float64)
     if day is None:
         return needed
@@ -474,29 +498,40 @@ def related_needed(
     return np.where(dated & (gap > params.date_gate_days), np.inf, needed)
 
 
-def warmup_links(
+@dataclass(frozen=True, slots=True)
+class WarmupReview:
+    """What :func:`warmup_review` found: ``links`` ``{story: the oldest story of its group}`` for every
+    warm-up story that links to an older one, ``near`` ``{story: the older story it nearly relates to}``
+    for a story that links to none and whose first article nearly relates (:class:`Relation`)."""
+
+    links: dict[str, str]
+    near: dict[str, str]
+
+
+def warmup_review(
     stories: Sequence[str], vectors: NDArray[np.float32], days: Sequence[int | None], params: ClusterParams
-) -> dict[str, str]:
+) -> WarmupReview:
     """Which stories of the warm-up are probably about one event, judged once the centre is known.
 
     During the warm-up stories are opened on raw cosines, where two reports of one event in two languages
     and two events of one topic look alike, so one event's first reports open several stories. When the
     warm-up ends the stage reads them again: ``vectors`` are the warm-up's original articles (unit rows,
     *centred*, oldest first), ``stories[i]`` the story of row ``i`` and ``days[i]`` its publication day
-    (None: undated). Two articles of different stories link under the rule of :func:`related_story`
-    (``related_threshold``, the date gate and ``related_date_bonus``), and links chain (single link).
+    (None: undated). Two articles of different stories link under the rule of :func:`relate`
+    (``related_threshold``, the date gate and ``related_date_bonus``), and links chain (single link); a
+    story that links to none is *near* the older story its first article falls short of by less than
+    ``unconfirmed_margin``, as a new story after the warm-up is.
 
-    Returns ``{story: the oldest story of its group}`` for every story that links to an older one (the
-    oldest is the story of the group's first row): for alerting these count as one story, as a new
-    story's ``related_story`` does. Empty when related stories are off or the model is English-only.
+    Empty when related stories are off or the model is English-only.
     """
     if MULTILINGUAL not in params.model_languages or params.related_threshold > 1.0 or len(stories) < 2:
-        return {}
+        return WarmupReview(links={}, near={})
     first_row = {story: row for row, story in reversed(list(enumerate(stories)))}
     story_of = np.array([first_row[s] for s in stories])  # each row's story, by the story's first row
     dated = np.array([d is not None for d in days])
     day = np.array([d if d is not None else 0 for d in days], dtype=np.float64)
     root: dict[int, int] = {}
+    nearest: dict[int, int] = {}  # a story's first row -> the first row of the story it nearly relates to
 
     def find(story: int) -> int:
         while root.get(story, story) != story:
@@ -509,9 +544,16 @@ def warmup_links(
         needed = related_needed(
             params.related_threshold, int(day[a]) if dated[a] else None, day[:a], dated[:a], params, centred=True
         )
-        linked = (sims >= needed) & (story_of[:a] != story_of[a])
-        for b in np.flatnonzero(linked).tolist():
+        other = story_of[:a] != story_of[a]
+        margins = np.where(other, sims - needed, -np.inf)
+        for b in np.flatnonzero(margins >= 0.0).tolist():
             ra, rb = find(int(story_of[a])), find(int(story_of[b]))
             if ra != rb:
                 root[max(ra, rb)] = min(ra, rb)  # the story seen first is the group's
-    return {stories[row]: stories[find(row)] for row in first_row.values() if find(row) != row}
+        best = int(np.argmax(margins))
+        if story_of[a] == a and params.unconfirmed_margin > 0.0 and -params.unconfirmed_margin <= margins[best] < 0.0:
+            nearest[a] = int(story_of[best])
+    links = {stories[row]: stories[find(row)] for row in first_row.values() if find(row) != row}
+    near = {stories[a]: stories[find(b)] for a, b in nearest.items() if find(a) == a and find(b) != a}
+    return WarmupReview(links=links, near=near)
+

@@ -696,7 +696,7 @@ class StoryState:
     def warmup_rows(self, story_ids: Iterable[str]) -> tuple[list[str], NDArray[np.float32], list[int | None]]:
         """The recent original articles of ``story_ids`` (resolved through merges), oldest first: their
         stories, their vectors centred on the now known centre (unit rows) and their publication days
-        (None: undated), for :func:`stream.clustering.warmup_links`. Empty while the centre is unknown."""
+        (None: undated), for :func:`stream.clustering.warmup_review`. Empty while the centre is unknown."""
         center = self.center()
         wanted = {self.resolve(s) for s in story_ids}
         recent = self._recent_articles()

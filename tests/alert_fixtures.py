@@ -334,6 +334,7 @@ def make_event(
     merged_ids: tuple[str, ...] = (),
     languages: tuple[str, ...] | None = None,
     related_story: str | None = None,
+    near_story: str | None = None,
 ) -> Any:
     """A ``StoryEvent`` of ``kind`` caused by ``article`` (an ``Article``) on story ``story_id``; the story
     began at ``first_seen`` (default: the article's publication)."""
@@ -359,7 +360,10 @@ def make_event(
         backfill=backfill,
         entered_at=entered_at or at,
         merged_ids=merged_ids,
-        extra={"related_story": related_story} if related_story else {},
+        extra={
+            **({"related_story": related_story} if related_story else {}),
+            **({"near_story": near_story} if near_story else {}),
+        },
     )
 
 

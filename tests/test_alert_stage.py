@@ -22,6 +22,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from indexer.alerting.alert_stage import AlertStage
+from indexer.alerting.alerts import group_digest
 from indexer.alerting.atom import render_atom
 from indexer.alerting.ledger import AlertLedger
 from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
@@ -613,6 +614,51 @@ def test_a_new_story_related_to_an_alerted_one_fires_no_second_alert(
     assert stage.ledger.story_group("facet") == {"older", "facet"}
     stage.close()
 
+
+@pytest.mark.timeout(60)
+def test_an_unconfirmed_story_alerts_on_its_second_report_and_waits_in_the_digest_until_then(
+    settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, webhook: WebhookReceiver
+) -> None:
+    # "near" only nearly relates to "older" (the clustering stage could not tell a new event from one more
+    # language of the older one): no instant alert on its first report, one on its second; "alone" never
+    # gets a second report and stays an unconfirmed entry of the instant watchlist's digest.
+    older = _sednaya_article(0, story_id="older")
+    near = _sednaya_article(1, story_id="near", source="other-paper")
+    second = _sednaya_article(2, story_id="near", source="third-paper")
+    third = _sednaya_article(3, story_id="near", source="fourth-paper")
+    alone = _sednaya_article(4, story_id="alone", source="fifth-paper")
+    _stored(store, older, near, second, third, alone)
+    stage = _stage(settings_factory(), store, metrics)
+    stage.repository.add(Watchlist(name="now", query="Sednaya", webhooks=(webhook.url,)))
+    stage.repository.add(Watchlist(name="daily", query="Sednaya", mode="digest"))
+    events = [
+        make_event("created", older, story_id="older"),
+        make_event("created", near, story_id="near", near_story="older"),
+        make_event("created", alone, story_id="alone", near_story="older"),
+    ]
+    assert stage.handle(_records(events)) == [None] * 3
+    assert stage.wait_idle(30)
+    time.sleep(0.3)
+    assert [d.json()["story"]["id"] for d in webhook.delivered] == ["older"]
+    assert stage.ledger.alerted_article("now", "near") is None  # still new to the watchlist
+    assert stage.ledger.alerted_article("daily", "near") == near.id  # a digest watchlist: told as usual
+    later = [
+        make_event("updated", second, story_id="near", first_article_id=near.id),
+        make_event("updated", third, story_id="near", first_article_id=near.id),
+    ]
+    assert stage.handle(_records(later)) == [None] * 2
+    assert stage.wait_idle(30)
+    time.sleep(0.3)
+    fired = [d.json() for d in webhook.delivered]
+    assert [(f["story"]["id"], f["article"]["id"]) for f in fired] == [("older", older.id), ("near", second.id)]
+    assert stage.ledger.alerted_article("now", "near") == second.id
+    now = datetime.now(UTC)
+    digest = stage.ledger.open_digest("now", period_start=now - timedelta(hours=1), period_end=now, targets=())
+    assert digest is not None
+    groups = {g.story_id: g for g in group_digest(digest.entries)}
+    assert groups["alone"].unconfirmed and not groups["alone"].new
+    assert [a.role for a in groups["near"].entries] == ["unconfirmed", "follow_up"]  # the third: a follow-up
+    stage.close()
 
 
 @pytest.mark.timeout(60)

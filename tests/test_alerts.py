@@ -12,15 +12,19 @@ from indexer.alerting.alerts import (
     Alert,
     build_alert,
     decide,
+    digest_body,
+    digest_marker,
     group_digest,
     is_fresh,
     matched_terms,
+    near_story_of,
     query_article_id,
     related_story_of,
     slack_body,
     story_link,
     webhook_body,
 )
+from indexer.alerting.channels.email import render_digest_email
 from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist, require
 from indexer.errors import WatchlistError
 from tests.alert_fixtures import make_event
@@ -72,6 +76,27 @@ def test_a_new_story_related_to_an_alerted_one_is_a_follow_up_not_a_second_alert
     # related to a story this watchlist never alerted on: a new story like any other
     assert decide(related, WL, matched=True, already_alerted=False, fresh=True).action == "instant"
     assert related_story_of(make_event("updated", make_article(), story_id="s2")) is None
+
+
+def test_an_unconfirmed_new_story_waits_for_its_second_report_on_an_instant_watchlist() -> None:
+    """A new story that only nearly relates to an older one (``near_story``) is a digest entry marked
+    unconfirmed for an instant watchlist; its next event alerts if the story is still new to it."""
+    near = make_event("created", make_article(), story_id="s2", near_story="s1")
+    assert near_story_of(near) == "s1"
+    verdict = decide(near, WL, matched=True, already_alerted=False, fresh=True)
+    assert (verdict.action, verdict.reason, verdict.role) == ("digest", "unconfirmed", "unconfirmed")
+    second = make_event("updated", make_article(), story_id="s2")
+    assert near_story_of(second) is None
+    assert decide(second, WL, matched=True, already_alerted=False, fresh=True).action == "instant"
+    # what decides before the wait is unchanged: no match, older coverage, an alerted group, a backfill
+    assert decide(near, WL, matched=False, already_alerted=False, fresh=True).reason == "no_match"
+    assert decide(near, WL, matched=True, already_alerted=False, fresh=False).reason == "older_coverage"
+    assert decide(near, WL, matched=True, already_alerted=True, fresh=True).reason == "already_alerted"
+    # a digest watchlist is told as usual: its digest is the wait
+    assert decide(near, DIGEST_WL, matched=True, already_alerted=False, fresh=True).reason == "digest_mode"
+    # related wins over near (the clustering stage sets one; a hand-made event with both is related)
+    both = make_event("created", make_article(), story_id="s3", related_story="s1", near_story="s1")
+    assert decide(both, WL, matched=True, already_alerted=False, fresh=True).action == "instant"
 
 
 def test_a_matching_article_joining_a_story_not_yet_alerted_fires_instantly() -> None:
@@ -175,6 +200,33 @@ def test_group_digest_groups_by_story_with_source_counts() -> None:
     assert groups[0].source_counts == (("b", 2), ("a", 1))
     assert groups[1].source_counts == (("a", 1), ("c", 1))
     assert [e.source for e in groups[0].entries] == ["a", "b", "b"]
+
+
+def test_a_digest_lists_unconfirmed_stories_after_new_ones_and_says_so() -> None:
+    def entry(story: str, role: str, minute: int) -> Alert:
+        article = make_article()
+        return Alert.from_dict(
+            {
+                "watchlist": "w", "story_id": story, "story_title": f"title {story}",
+                "event_kind": "updated" if role == "follow_up" else "created", "article_id": article.id,
+                "title": article.title, "source": article.source, "lang": "en", "url": article.url,
+                "published": None, "link": f"http://h/stories/{story}",
+                "at": f"2024-12-09T10:{minute:02d}:00Z", "role": role,
+            }
+        )  # fmt: skip
+
+    groups = group_digest([entry("old", "follow_up", 1), entry("maybe", "unconfirmed", 2), entry("new", "new", 3)])
+    assert [(g.story_id, digest_marker(g)) for g in groups] == [
+        ("new", "NEW"),
+        ("maybe", "UNCONFIRMED"),
+        ("old", "UPDATED"),
+    ]
+    assert groups[1].entries[0].role == "unconfirmed"  # the role survives the ledger's dict round trip
+    body = digest_body("w", groups, digest_id="d1", period="p")
+    assert [s["unconfirmed"] for s in body["stories"]] == [False, True, False]
+    subject, plain, _ = render_digest_email("w", groups, period="p")
+    assert subject == "[w] daily digest: 1 new, 1 updated stories, 1 unconfirmed"
+    assert "UNCONFIRMED: title maybe" in plain
 
 
 @pytest.mark.parametrize(

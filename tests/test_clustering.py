@@ -31,8 +31,9 @@ from stream.clustering import (
     Candidate,
     ClusterParams,
     Neighbour,
+    Relation,
     assign,
-    related_story,
+    relate,
     should_merge,
 )
 from stream.embedding import SentenceTransformerEmbedder
@@ -172,33 +173,60 @@ def test_a_new_story_close_to_an_article_of_another_is_related_unless_their_date
     dated_apart = Neighbour(story_id="apart", similarity=0.6, day=T0.toordinal() - 30)
     far = Neighbour(story_id="far", similarity=0.2, day=None)
     undated = replace(_article(_unit(1, 0)), dated=False)
-    assert related_story(undated, [dated_apart, near, far], params) == "apart"  # time unknown: closest wins
+    assert relate(undated, [dated_apart, near, far], params).related == "apart"  # time unknown: closest wins
     dated = _article(_unit(1, 0))
-    assert related_story(dated, [dated_near, near, far], params) == "dated"  # 3 days apart: within the gate
+    assert relate(dated, [dated_near, near, far], params).related == "dated"  # 3 days apart: within the gate
     # a month apart: time tells them apart, the next closest (undated) relates
-    assert related_story(dated, [dated_apart, near, far], params) == "older"
-    assert related_story(dated, [dated_apart, far], params) is None
-    assert related_story(undated, [far], params) is None
-    assert related_story(undated, [near], ClusterParams(model_languages=frozenset({"*"}))) is None  # off by default
-    assert related_story(undated, [near], replace(params, model_languages=frozenset({"en"}))) is None  # English-only
+    assert relate(dated, [dated_apart, near, far], params).related == "older"
+    assert relate(dated, [dated_apart, far], params).related is None
+    assert relate(undated, [far], params).related is None
+    assert relate(undated, [near], ClusterParams(model_languages=frozenset({"*"}))).related is None  # off by default
+    english = replace(params, model_languages=frozenset({"en"}))
+    assert relate(undated, [near], english).related is None  # English-only
 
 
 def test_related_stories_in_the_warm_up_and_with_dates_as_evidence() -> None:
     params = ClusterParams(related_threshold=0.3, related_warmup_threshold=0.6, model_languages=frozenset({"*"}))
     dated = _article(_unit(1, 0))
     raw = Neighbour(story_id="raw", similarity=0.55, day=None)
-    assert related_story(dated, [raw], params) == "raw"  # centred cosine 0.55 >= 0.3
-    assert related_story(dated, [raw], params, centred=False) is None  # raw cosine 0.55 < 0.6 (warm-up)
-    assert related_story(dated, [replace(raw, similarity=0.65)], params, centred=False) == "raw"
+    assert relate(dated, [raw], params).related == "raw"  # centred cosine 0.55 >= 0.3
+    assert relate(dated, [raw], params, centred=False).related is None  # raw cosine 0.55 < 0.6 (warm-up)
+    assert relate(dated, [replace(raw, similarity=0.65)], params, centred=False).related == "raw"
     # Two dated articles: the same day lowers the bar by related_date_bonus, fading out at the gate.
     bonus = replace(params, related_date_bonus=0.1)
     same_day = Neighbour(story_id="same-day", similarity=0.22, day=T0.toordinal())
     week = Neighbour(story_id="week", similarity=0.22, day=T0.toordinal() + 6)
-    assert related_story(dated, [same_day], params) is None
-    assert related_story(dated, [same_day], bonus) == "same-day"  # 0.22 >= 0.3 - 0.1
-    assert related_story(dated, [week], bonus) is None  # 0.22 < 0.3 - 0.1 * (1 - 6 / 8)
-    assert related_story(replace(dated, dated=False), [same_day], bonus) is None  # undated: no date evidence
-    assert related_story(dated, [same_day], bonus, centred=False) is None  # raw cosines get no bonus
+    assert relate(dated, [same_day], params).related is None
+    assert relate(dated, [same_day], bonus).related == "same-day"  # 0.22 >= 0.3 - 0.1
+    assert relate(dated, [week], bonus).related is None  # 0.22 < 0.3 - 0.1 * (1 - 6 / 8)
+    assert relate(replace(dated, dated=False), [same_day], bonus).related is None  # undated: no date evidence
+    assert relate(dated, [same_day], bonus, centred=False).related is None  # raw cosines get no bonus
+
+
+def test_a_new_story_that_falls_just_short_of_the_related_rule_is_near_the_older_one() -> None:
+    """Within ``unconfirmed_margin`` below what the related rule needs, the best neighbour's story is
+    *near* (an unconfirmed new story); further below, or related, or off, it is not."""
+    params = ClusterParams(related_threshold=0.3, unconfirmed_margin=0.1, model_languages=frozenset({"*"}))
+    undated = replace(_article(_unit(1, 0)), dated=False)
+    short = Neighbour(story_id="short", similarity=0.25, day=None)  # 0.05 short
+    shorter = Neighbour(story_id="shorter", similarity=0.22, day=None)  # 0.08 short
+    far = Neighbour(story_id="far", similarity=0.15, day=None)  # 0.15 short
+    related = Neighbour(story_id="related", similarity=0.31, day=None)
+    assert relate(undated, [short, shorter, far], params) == Relation(near="short")
+    assert relate(undated, [far, shorter], params) == Relation(near="shorter")  # the best margin, not the first
+    assert relate(undated, [far], params) == Relation()
+    assert relate(undated, [short, related], params) == Relation(related="related")  # related wins
+    assert relate(undated, [short], replace(params, unconfirmed_margin=0.0)) == Relation()  # off
+    assert relate(undated, [short], params, centred=False) == Relation()  # a raw cosine's shortfall says nothing
+    # the related rule's date gate counts: a dated neighbour past it is never near, one within it is judged
+    # with the same-day bonus (0.25 needs 0.3 - 0.1: related; 0.17 is 0.03 short of it: near)
+    dated = _article(_unit(1, 0))
+    apart = Neighbour(story_id="apart", similarity=0.29, day=T0.toordinal() - 30)
+    assert relate(dated, [apart], params) == Relation()
+    bonus = replace(params, related_date_bonus=0.1)
+    same_day = Neighbour(story_id="same-day", similarity=0.17, day=T0.toordinal())
+    assert relate(dated, [same_day], bonus) == Relation(near="same-day")
+    assert relate(dated, [replace(same_day, similarity=0.25)], bonus) == Relation(related="same-day")
 
 
 def test_converged_stories_merge_unless_their_developments_differ() -> None:

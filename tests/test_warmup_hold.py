@@ -29,7 +29,7 @@ from sednaya_monitor.wiring import make_assign_stage
 from stream.article import Article
 from stream.assign_stage import AssignStage
 from stream.bus_embedded import EmbeddedBus
-from stream.clustering import MULTILINGUAL, ClusterParams, warmup_links
+from stream.clustering import MULTILINGUAL, ClusterParams, warmup_review
 from stream.embedding_use import UniversalSentenceEncoder
 from stream.errors import ContractError
 from stream.story import StoryEvent
@@ -204,13 +204,32 @@ def test_warmup_links_follow_the_related_rule() -> None:
     e = _unit(u[1] + 0.3 * u[2])  # 0.60 with b, 0 with a
     rows = np.stack([a, c, b, e, a])
     days: list[int | None] = [100, 100, 101, None, 200]
-    links = warmup_links(["A", "C", "B", "E", "D"], rows, days, params)
+    links = warmup_review(["A", "C", "B", "E", "D"], rows, days, params).links
     # B relates to A; E to B and through it to A (undated: no date gate); C to nothing; D is A's twin but
     # published 100 days later: past the date gate
     assert links == {"B": "A", "E": "A"}
-    assert warmup_links(["A", "B"], rows[[0, 2]], [100, 100], replace(params, related_threshold=1.01)) == {}
+    assert warmup_review(["A", "B"], rows[[0, 2]], [100, 100], replace(params, related_threshold=1.01)).links == {}
     english = replace(params, model_languages=frozenset({"en"}))
-    assert warmup_links(["A", "B"], rows[[0, 2]], [100, 100], english) == {}
+    assert warmup_review(["A", "B"], rows[[0, 2]], [100, 100], english).links == {}
+
+
+def test_warmup_review_finds_the_stories_that_only_nearly_relate() -> None:
+    """A warm-up story that links to none is *near* the group of the older story its first article falls
+    short of by less than ``unconfirmed_margin``; a story that links through a later article is not."""
+    params = ClusterParams(related_threshold=0.25, unconfirmed_margin=0.1, model_languages=frozenset({MULTILINGUAL}))
+    u = np.linalg.qr(np.random.default_rng(5).normal(size=(DIM, DIM)))[0].astype(np.float32)
+    a = u[0]
+    b = _unit(u[0] + 0.8 * u[1])  # 0.78 with a: B links to A
+    n = _unit(0.3 * u[1] + u[2])  # 0.18 with b, 0 with a: 0.07 short of b, near B's group (A)
+    m = _unit(0.2 * u[0] + u[3])  # 0.2 with a: near, but M's second article links it to A
+    m2 = _unit(u[0] + 0.5 * u[3])
+    f = u[4]  # nothing
+    rows = np.stack([a, b, n, m, f, m2])
+    review = warmup_review(["A", "B", "N", "M", "F", "M"], rows, [None] * 6, params)
+    assert review.links == {"B": "A", "M": "A"}
+    assert review.near == {"N": "A"}
+    off = replace(params, unconfirmed_margin=0.0)
+    assert warmup_review(["A", "B", "N", "M", "F", "M"], rows, [None] * 6, off).near == {}
 
 
 def test_an_ingest_with_the_hold_as_shipped_loses_no_story_event(settings: Settings, tmp_path: Path) -> None:

@@ -19,7 +19,12 @@ time a story it has not alerted on (nor on a story merged with it) gets a matchi
 * a ``created`` event whose new story is *related* to an older one (``related_story``: the clustering
   stage kept them apart but the new story's first article is close to an article of the older one
   and time cannot tell them apart) joins the older story's group in the ledger like a merge: a
-  follow-up in the digest if the watchlist alerted on the older story, never a second instant alert.
+  follow-up in the digest if the watchlist alerted on the older story, never a second instant alert;
+* a ``created`` event whose new story only *nearly* relates to an older one (``near_story``: it may be a
+  new event, or one more language or facet of that one) is **unconfirmed**: an ``instant`` watchlist gets
+  a digest entry marked unconfirmed, and its instant alert comes with the story's second report (an
+  ``updated`` event: one more article joined, or a copy), if the story is still new to the watchlist
+  then. A ``digest`` watchlist is told as usual (its digest is the wait).
 
 The payloads (webhook JSON, Slack message, digest groups) are built here too, from an :class:`Alert`.
 """
@@ -40,7 +45,8 @@ from stream.story import Story, StoryEvent
 from stream.text import fold
 
 Action = Literal["instant", "digest", "skip"]
-Role = Literal["new", "follow_up", "older"]  # what an alert or digest entry is to its watchlist
+# what an alert or digest entry is to its watchlist; "unconfirmed": a new story waiting for its second report
+Role = Literal["new", "follow_up", "older", "unconfirmed"]
 PAYLOAD_TYPE = "sednaya.alert"  # "type" of the webhook body: receivers can tell alerts from digests
 DIGEST_TYPE = "sednaya.digest"
 SLACK_TEXT_LIMIT = 3000  # Slack rejects section blocks with more than 3000 characters of text
@@ -50,8 +56,8 @@ _MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.IGNORECASE | re.DOTALL)
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Verdict:
     action: Action
-    reason: str  # bounded: new_story, digest_mode, follow_up, older_coverage, merged, backfill, no_match,
-    # already_alerted
+    reason: str  # bounded: new_story, digest_mode, follow_up, older_coverage, unconfirmed, merged, backfill,
+    # no_match, already_alerted
 
     @property
     def role(self) -> Role:
@@ -60,6 +66,8 @@ class Verdict:
             return "follow_up"
         if self.reason == "older_coverage":
             return "older"
+        if self.reason == "unconfirmed":
+            return "unconfirmed"
         return "new"
 
 
@@ -78,6 +86,14 @@ def related_story_of(event: StoryEvent) -> str | None:
     if event.kind != "created":
         return None
     return event.extra.get("related_story") or None
+
+
+def near_story_of(event: StoryEvent) -> str | None:
+    """For a ``created`` event, the older story the new one only *nearly* relates to (``extra["near_story"]``,
+    ``stream.clustering.relate``): the new story is unconfirmed and alerts on its second report."""
+    if event.kind != "created":
+        return None
+    return event.extra.get("near_story") or None
 
 
 def screen(event: StoryEvent) -> Verdict | None:
@@ -120,6 +136,8 @@ def decide(
     if not fresh:
         return Verdict(action="digest", reason="older_coverage")
     if watchlist.mode == "instant":
+        if near_story_of(event) is not None and related_story_of(event) is None:
+            return Verdict(action="digest", reason="unconfirmed")  # the alert waits for a second report
         return Verdict(action="instant", reason="new_story")
     return Verdict(action="digest", reason="digest_mode")
 
@@ -146,7 +164,8 @@ class Alert:
     source_count: int = 1
     languages: tuple[str, ...] = ()
     role: Role | None = None  # new (the alert, or a new story of a digest), follow_up, older (older
-    # coverage); None = from the event: new for created, follow_up for updated
+    # coverage), unconfirmed (a new story waiting for its second report); None = from the event: new for
+    # created, follow_up for updated
 
     def __post_init__(self) -> None:
         if self.role is None:
@@ -201,7 +220,7 @@ class Alert:
 
 def _role(value: Any) -> Role | None:
     """``role`` of a stored alert; None (from the event kind) for rows written before roles existed."""
-    roles: dict[str, Role] = {"new": "new", "follow_up": "follow_up", "older": "older"}
+    roles: dict[str, Role] = {"new": "new", "follow_up": "follow_up", "older": "older", "unconfirmed": "unconfirmed"}
     return roles.get(value) if isinstance(value, str) else None
 
 
@@ -337,10 +356,13 @@ class DigestStory:
     entries: tuple[Alert, ...]
     source_counts: tuple[tuple[str, int], ...]  # (source, articles), most first, then by name
     languages: tuple[str, ...]
+    # every entry is an unconfirmed new story (its instant alert waits for a second report)
+    unconfirmed: bool = False
 
 
 def group_digest(entries: Sequence[Alert]) -> list[DigestStory]:
-    """Group digest entries by story: new stories first, then updated ones, then older coverage; within
+    """Group digest entries by story: new stories first, then unconfirmed ones, then updated ones, then older
+    coverage; within
     each, by most entries, then oldest first."""
     by_story: dict[str, list[Alert]] = {}
     for entry in entries:
@@ -352,6 +374,7 @@ def group_digest(entries: Sequence[Alert]) -> list[DigestStory]:
         titled = next((a for a in items if a.event_kind == "created"), items[0])
         new = any(a.role == "new" for a in items)
         older = all(a.role == "older" for a in items)
+        unconfirmed = all(a.role == "unconfirmed" for a in items)
         groups.append(
             DigestStory(
                 story_id=story_id,
@@ -359,12 +382,15 @@ def group_digest(entries: Sequence[Alert]) -> list[DigestStory]:
                 link=items[0].link,
                 new=new,
                 older=older,
+                unconfirmed=unconfirmed,
                 entries=tuple(items),
                 source_counts=tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
                 languages=tuple(sorted({a.lang for a in items})),
             )
         )
-    groups.sort(key=lambda g: (not g.new, g.older, -len(g.entries), utc(g.entries[0].at), g.story_id))
+    groups.sort(
+        key=lambda g: (not g.new, not g.unconfirmed, g.older, -len(g.entries), utc(g.entries[0].at), g.story_id)
+    )
     return groups
 
 
@@ -384,6 +410,7 @@ def digest_body(watchlist: str, groups: Sequence[DigestStory], *, digest_id: str
                 "link": g.link,
                 "new": g.new,
                 "older": g.older,
+                "unconfirmed": g.unconfirmed,
                 "sources": dict(g.source_counts),
                 "languages": list(g.languages),
                 "articles": [
@@ -417,7 +444,9 @@ def slack_digest_body(watchlist: str, groups: Sequence[DigestStory], *, period: 
 
 
 def digest_marker(group: DigestStory) -> str:
-    """``NEW``, ``UPDATED`` or ``OLDER COVERAGE``: how a digest lists a story."""
+    """``NEW``, ``UNCONFIRMED``, ``UPDATED`` or ``OLDER COVERAGE``: how a digest lists a story."""
     if group.new:
         return "NEW"
+    if group.unconfirmed:
+        return "UNCONFIRMED"
     return "OLDER COVERAGE" if group.older else "UPDATED"

@@ -144,8 +144,12 @@ def render_digest_email(
     ``period`` is shown in the body ("2024-12-09 10:00 UTC to ..."), ``every`` (hourly/daily) in the subject.
     """
     new = sum(1 for g in groups if g.new)
+    unconfirmed = sum(1 for g in groups if g.unconfirmed and not g.new)
     older = sum(1 for g in groups if g.older and not g.new)
-    subject = f"[{watchlist}] {every} digest: {new} new, {len(groups) - new - older} updated stories"
+    updated = len(groups) - new - unconfirmed - older
+    subject = f"[{watchlist}] {every} digest: {new} new, {updated} updated stories"
+    if unconfirmed:
+        subject += f", {unconfirmed} unconfirmed"
     if older:
         subject += f", {older} with older coverage"
     lines = [f"Digest for watchlist {watchlist} ({period})", ""]
