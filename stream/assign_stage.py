@@ -398,7 +398,9 @@ class AssignStage:
         if verdict.action == "new" or verdict.story_id is None:
             if min(self.params.related_threshold, self.params.related_warmup_threshold) <= 1.0:
                 centred = self.state.center() is not None
-                relation = relate(features, self.state.neighbours(vector), self.params, centred=centred)
+                day = at.toordinal() if dated else None
+                neighbours = self.state.neighbours(vector, day=day, gate_days=self.params.date_gate_days)
+                relation = relate(features, neighbours, self.params, centred=centred)
                 if relation.related is not None:
                     extra["related_story"] = relation.related
                 elif relation.near is not None:

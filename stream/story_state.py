@@ -669,10 +669,15 @@ class StoryState:
         if seq % (RECENT_ARTICLES // 10) == 0:
             self._db.execute("DELETE FROM recent_articles WHERE seq <= ?", (seq - RECENT_ARTICLES,))
 
-    def neighbours(self, vector: NDArray[np.float32], *, exclude: str = "") -> list[Neighbour]:
+    def neighbours(
+        self, vector: NDArray[np.float32], *, exclude: str = "", day: int | None = None, gate_days: float = math.inf
+    ) -> list[Neighbour]:
         """The recent original articles most similar to ``vector`` (centred cosine; raw cosine while the
         centre is unknown, the warm-up), at most one per story (its most similar article), stories
-        resolved through merges, ``exclude`` left out."""
+        resolved through merges, ``exclude`` left out. For an article published on ``day`` (None: undated),
+        articles dated more than ``gate_days`` from it are left out *before* the nearest are chosen (the
+        date gate of ``stream.clustering.related_needed``): on a topic that spans years, articles of other
+        events that time already rules out would otherwise fill the few places and hide the same week's."""
         center = self.center()
         recent = self._recent_articles()
         if recent.matrix.size == 0 or recent.matrix.shape[1] != vector.shape[0]:
@@ -681,9 +686,14 @@ class StoryState:
             sims = recent.matrix @ _unit(np.asarray(vector, dtype=np.float32))  # rows are unit vectors
         else:
             sims = recent.centred_cosines(vector, center)
+        if day is not None and math.isfinite(gate_days):
+            days = np.fromiter((day if d is None else d for d in recent.days), dtype=np.float64, count=len(sims))
+            sims = np.where(np.abs(days - day) > gate_days, -np.inf, sims)
         out: list[Neighbour] = []
         seen = {exclude}
         for row in np.argsort(-sims, kind="stable"):
+            if sims[row] == -np.inf:
+                break  # the rest are ruled out by time
             story_id = self.resolve(recent.stories[int(row)])
             if story_id in seen:
                 continue

@@ -621,3 +621,21 @@ def test_thresholds_and_model_languages_come_from_the_settings(
         assert (stage.state.path.name, stage.state.path.parent) == (STATE_FILE, settings.data_dir)
     finally:
         stage.close()
+
+
+def test_related_neighbours_leave_out_articles_time_rules_out_before_choosing_the_nearest(tmp_path: Path) -> None:
+    """Eight places for the nearest recent articles: articles of other events dated years away must not
+    fill them and hide the same week's report, which the related rule would judge."""
+    state = StoryState(tmp_path / STATE_FILE, window_days=7)
+    day = T0.toordinal()
+    for n in range(10):  # very similar, but published a year or more before
+        state.remember_article(f"old{n}", f"old-story-{n}", _unit(1, 0.01 * n), day - 400 - n)
+    state.remember_article("same-week", "same-week-story", _unit(1, 0.6), day - 2)
+    state.remember_article("undated", "undated-story", _unit(1, 0.7), None)
+    vector = _unit(1, 0)
+    everything = [n.story_id for n in state.neighbours(vector)]
+    assert "same-week-story" not in everything and len(everything) == 8  # crowded out
+    gated = [n.story_id for n in state.neighbours(vector, day=day, gate_days=7.0)]
+    assert gated == ["same-week-story", "undated-story"]  # nothing dated beyond the gate, undated kept
+    assert [n.story_id for n in state.neighbours(vector, day=None, gate_days=7.0)][:1] == ["old-story-0"]
+    state.close()
