@@ -362,8 +362,7 @@ class DigestStory:
 
 def group_digest(entries: Sequence[Alert]) -> list[DigestStory]:
     """Group digest entries by story: new stories first, then unconfirmed ones, then updated ones, then older
-    coverage; within
-    each, by most entries, then oldest first."""
+    coverage; within each, by most entries, then oldest first."""
     by_story: dict[str, list[Alert]] = {}
     for entry in entries:
         by_story.setdefault(entry.story_id, []).append(entry)
