@@ -68,7 +68,7 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "related_threshold": 0.35,  # with the warm-up hold (0.2 before it: 13/15 events alerted)
         "related_warmup_threshold": 1.01,
         "related_date_bonus": 0.0,
-        "unconfirmed_margin": 0.0,  # not calibrated for this model: off
+        "unconfirmed_margin": 0.15,
     },
     "all-MiniLM-L6-v2": {
         "cluster_threshold": 0.7,
