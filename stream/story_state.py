@@ -414,6 +414,67 @@ class _RecentArticles:
             self._n -= cut
 
 
+class _ActiveSpans:
+    """The ``[first_seen, last_seen]`` span of every live story in arrays, for :meth:`StoryState.active_ids`
+    without a SQL range scan per article (it read ~300 rows per article from the ``last_seen`` index).
+
+    Answers in the order of that scan, ``last_seen`` then ``rowid``: ``seq`` stands for the rowid (read
+    from the table when built, then one past the largest for each new story, as SQLite allocates them),
+    so candidates, and any tie among them, come in the same order as before."""
+
+    def __init__(self, rows: list[tuple[int, str, float, float]]) -> None:
+        self._next_seq = 0
+        self._fill(rows)
+
+    def _fill(self, rows: list[tuple[int, str, float, float]]) -> None:
+        self._ids: list[str] = []
+        self._at: dict[str, int] = {}
+        size = max(64, 2 * len(rows))
+        self._first = np.full(size, np.inf)
+        self._last = np.full(size, -np.inf)
+        self._seq = np.zeros(size, dtype=np.int64)
+        self._dead = 0
+        for seq, story_id, first, last in sorted(rows):
+            self._append(story_id, first, last, seq)
+
+    def _append(self, story_id: str, first: float, last: float, seq: int) -> None:
+        n = len(self._ids)
+        if n == self._first.shape[0]:
+            self._first = np.concatenate([self._first, np.full(n, np.inf)])
+            self._last = np.concatenate([self._last, np.full(n, -np.inf)])
+            self._seq = np.concatenate([self._seq, np.zeros(n, dtype=np.int64)])
+        self._ids.append(story_id)
+        self._at[story_id] = n
+        self._first[n], self._last[n], self._seq[n] = first, last, seq
+        self._next_seq = max(self._next_seq, seq + 1)
+
+    def put(self, story_id: str, first: float, last: float) -> None:
+        row = self._at.get(story_id)
+        if row is None:
+            self._append(story_id, first, last, self._next_seq)
+        else:
+            self._first[row], self._last[row] = first, last
+
+    def drop(self, story_id: str) -> None:
+        row = self._at.pop(story_id, None)
+        if row is None:
+            return
+        self._first[row], self._last[row] = np.inf, -np.inf  # matches no window
+        self._dead += 1
+        if self._dead > len(self._at):  # mostly merged-away rows: compact, keeping the order
+            keep = sorted(self._at.values())
+            rows = [(int(self._seq[r]), self._ids[r], float(self._first[r]), float(self._last[r])) for r in keep]
+            self._fill(rows)
+
+    def overlapping(self, low: float, high: float) -> list[str]:
+        """Ids of the stories with ``last >= low`` and ``first <= high``, by ``last`` then ``seq``."""
+        n = len(self._ids)
+        rows = np.flatnonzero((self._last[:n] >= low) & (self._first[:n] <= high))
+        rows = rows[np.lexsort((self._seq[rows], self._last[rows]))]
+        ids = self._ids
+        return [ids[r] for r in rows.tolist()]
+
+
 @dataclass(frozen=True, slots=True)
 class StoredDecision:
     article_id: str
@@ -518,6 +579,7 @@ class StoryState:
         self._touched: list[str] = json.loads(self._meta("touched", "[]"))
         self._anchor_seen: dict[str, tuple[float, int]] = {}
         self._content: _ContentIndex | None = None
+        self._spans: _ActiveSpans | None = None
         self._recent: _RecentArticles | None = None
         self._held_n = 0  # held events (held_events rows), kept in step by hold_event/drop_held
         self._held_oldest: float | None = None  # MIN(held_at) of them
@@ -995,13 +1057,16 @@ class StoryState:
         """Live stories whose ``[first_seen - W, last_seen + W]`` holds ``at``."""
         t = _ts(at)
         w = self.window.total_seconds()
-        return [
-            row[0]
-            for row in self._db.execute(
-                "SELECT id FROM stories WHERE last_seen >= ? AND first_seen <= ? AND merged_into IS NULL",
-                (t - w, t + w),
+        return self._active_spans().overlapping(t - w, t + w)
+
+    def _active_spans(self) -> _ActiveSpans:
+        if self._spans is None:
+            self._spans = _ActiveSpans(
+                self._db.execute(
+                    "SELECT rowid, id, first_seen, last_seen FROM stories WHERE merged_into IS NULL"
+                ).fetchall()
             )
-        ]
+        return self._spans
 
     def candidates(
         self,
@@ -1076,6 +1141,11 @@ class StoryState:
         return self._content
 
     def _content_update(self, record: StoryRecord) -> None:
+        if self._spans is not None:
+            if record.merged_into is not None:
+                self._spans.drop(record.id)
+            else:
+                self._spans.put(record.id, _ts(record.first_seen), _ts(record.last_seen))
         if self._content is None:
             return
         if record.merged_into is not None:
