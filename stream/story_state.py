@@ -42,7 +42,7 @@ import math
 import sqlite3
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -210,7 +210,8 @@ class StoryRecord:
     dated_first: datetime | None = None  # publication dates of its dated articles (None: none dated)
     dated_last: datetime | None = None
     dated_days: list[int] = field(default_factory=list)  # distinct publication days (ordinals), sorted
-    _candidate: Candidate | None = None
+    _candidate: Candidate | None = None  # None: the story changed since it was last built (to_candidate)
+    _candidate_dormant: Candidate | None = None  # the same with dormant=True, built from _candidate
     _langs_changed: set[str] = field(default_factory=set)  # lang_sums to write at the next save
     _lang_units: dict[str, NDArray[np.float32]] = field(default_factory=dict)  # unit lang_sums, by language
 
@@ -258,7 +259,11 @@ class StoryRecord:
         return {lang: self._lang_units[lang] for lang in self.lang_sums}
 
     def to_candidate(self, *, dormant: bool) -> Candidate:
-        if self._candidate is None or self._candidate.dormant != dormant:
+        """The story as clustering sees it, built once per change of the story (``_candidate`` = None marks
+        a change) and kept in both forms: a story is active for one article and found by content only
+        (dormant) for the next one, and rebuilding it on every flip cost ~15 builds per article."""
+        if self._candidate is None:
+            self._candidate_dormant = None
             top = frozenset(a for a, _ in self.anchors.most_common(MAX_STORY_ANCHORS))
             self._candidate = Candidate(
                 story_id=self.id,
@@ -272,9 +277,13 @@ class StoryRecord:
                 first_seen=self.first_seen,
                 last_seen=self.last_seen,
                 article_count=self.article_count,
-                dormant=dormant,
+                dormant=False,
             )
-        return self._candidate
+        if not dormant:
+            return self._candidate
+        if self._candidate_dormant is None:
+            self._candidate_dormant = replace(self._candidate, dormant=True)
+        return self._candidate_dormant
 
 
 class _ContentIndex:
