@@ -44,6 +44,7 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
+from elasticsearch.serializer import OrjsonSerializer
 
 from indexer.analysis import document_forms, query_forms
 from indexer.documents import DAY_FACET_SIZE, FACET_SIZE, epoch_micros, sort_time, source_country_of, source_type_of
@@ -263,7 +264,14 @@ def es_client_options(config: ElasticConfig) -> dict[str, Any]:
     else none. TLS (an ``https://`` store): the certificate is verified (``es_verify_certs``, on by
     default) against ``es_ca_certs`` when given, else the system CAs.
     """
-    options: dict[str, Any] = {"request_timeout": config.es_timeout_s, "retry_on_timeout": True, "max_retries": 2}
+    options: dict[str, Any] = {
+        "request_timeout": config.es_timeout_s,
+        "retry_on_timeout": True,
+        "max_retries": 2,
+        # orjson for request and response bodies: the standard library's encoder was ~18 % of the index
+        # process's samples (every bulk action carries a 512-float vector; docs/benchmarks.md, issue 23)
+        "serializer": OrjsonSerializer(),
+    }
     if config.es_api_key:
         options["api_key"] = config.es_api_key
     elif config.es_username:

@@ -393,26 +393,18 @@ def merge_pairs(
     found: list[tuple[float, int, int]] = []
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         a, b = stories[i], stories[j]
-        if not _compatible(a, b, params):
+        if a.story_id == b.story_id or (a.kinds != b.kinds and a.languages & b.languages):
             continue
+        # days apart of their nearest dated articles (inf when either has none): both dated and further apart
+        # than the date gate, they are not the same event (computed once for the gate and the bonus)
         gap = min((_gap(day, b.dated_days) for day in a.dated_days), default=float("inf"))
+        if a.dated_days and b.dated_days and gap > params.date_gate_days:
+            continue
         sim = float(sims[i, j]) + (_bonus(gap, params) if bonus else 0.0)
         if sim >= limit:
             found.append((sim, i, j))
     found.sort(key=lambda f: -f[0])  # stable: equal similarities keep index order
     return [(i, j) for _, i, j in found]
-
-
-def _dated_together(a: Candidate, b: Candidate, params: ClusterParams) -> bool:
-    return any(_near(day, b.dated_days, params.date_gate_days) for day in a.dated_days) if b.dated_days else False
-
-
-def _compatible(a: Candidate, b: Candidate, params: ClusterParams) -> bool:
-    if a.story_id == b.story_id or (a.kinds != b.kinds and a.languages & b.languages):
-        return False
-    if not a.dated_days or not b.dated_days:
-        return True
-    return _dated_together(a, b, params)
 
 
 def should_merge(

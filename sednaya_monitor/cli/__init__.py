@@ -7,6 +7,7 @@ and only here: usage errors exit 2 (click), domain errors exit 1 with the messag
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -18,8 +19,47 @@ from sednaya_monitor.cli.app_context import AppContext, Flags, apply_logging, se
 from sednaya_monitor.malloc_arenas import limit_malloc_arenas
 from stream.errors import SednayaError
 
+# The module that registers each command on ``cli`` (importing it adds the command). A process imports only
+# the module of the command it runs: the crawl commands bring Scrapy, Twisted and trafilatura, ``serve``
+# FastAPI, ~50 MB resident that an ``embed`` or ``index`` process never uses (docs/benchmarks.md,
+# "distributed_load"). tests/test_cli_commands.py checks the map against every registered command.
+COMMAND_MODULES = {
+    "alert": "commands_stages",
+    "crawl": "commands_crawl",
+    "demo": "commands_crawl",
+    "dlq": "commands_dlq",
+    "embed": "commands_stages",
+    "export": "commands_core",
+    "index": "commands_stages",
+    "ingest": "commands_core",
+    "lag": "commands_ops",
+    "offsets": "commands_ops",
+    "redrive": "commands_ops",
+    "run": "commands_core",
+    "search": "commands_core",
+    "serve": "commands_serve",
+    "sources": "commands_crawl",
+    "stories": "commands_core",
+    "watch": "commands_watch",
+}
 
-@click.group()
+
+class LazyGroup(click.Group):
+    """A group whose commands are registered when asked for (``COMMAND_MODULES``); listing them (help)
+    registers them all."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if cmd_name not in self.commands and module is not None:
+            importlib.import_module(f"{__name__}.{module}")
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _register()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=LazyGroup)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
@@ -58,22 +98,14 @@ def cli(
 
 
 def _register() -> None:
-    # Each command group lives in its own module; importing registers it on ``cli``.
-    from sednaya_monitor.cli import (
-        commands_core,  # noqa: F401
-        commands_crawl,  # noqa: F401
-        commands_dlq,  # noqa: F401
-        commands_ops,  # noqa: F401
-        commands_serve,  # noqa: F401
-        commands_stages,  # noqa: F401
-        commands_watch,  # noqa: F401
-    )
+    """Register every command (each command group lives in its own module; importing registers it)."""
+    for module in sorted(set(COMMAND_MODULES.values())):
+        importlib.import_module(f"{__name__}.{module}")
 
 
 def main() -> None:
     """Console-script entry point: maps domain errors to exit code 1 with their message."""
     limit_malloc_arenas()  # before any thread starts (sednaya_monitor/malloc_arenas.py)
-    _register()
     try:
         code = cli.main(standalone_mode=False)  # returns ctx.exit(N)'s code when a command sets one
     except click.exceptions.Abort:
