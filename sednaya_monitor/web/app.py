@@ -463,7 +463,8 @@ def create_app(
 
         def render() -> bytes:
             sp = params.search_params(_multi(request))
-            result = web.search(sp.request)
+            # the page shows each hit's highlights; "why it matched" only where a hit has none (``explain``)
+            result = web.search(dataclasses.replace(sp.request, explain=False))
             volume = web.volume(sp.request) if sp.after is None else None
             return pages.render_search(sp, result, options, volume=volume, default_size=models.DEFAULT_PAGE_SIZE)
 
