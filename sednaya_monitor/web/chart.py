@@ -156,7 +156,7 @@ def volume_svg(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articl
         per_lang = counts.get(d)
         if not per_lang:
             continue
-        x = f"{MARGIN_LEFT + i * step + (step - bar_w) / 2:.1f}"
+        bar_x = f"{MARGIN_LEFT + i * step + (step - bar_w) / 2:.1f}"
         y = float(MARGIN_TOP + plot_h)
         iso = d.isoformat()
         for lang in langs:
@@ -168,7 +168,7 @@ def volume_svg(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articl
             name, fill = shown[lang]
             parts.append(
                 f'<rect class="bar" data-day="{iso}" data-lang="{name}" data-count="{n}" '
-                f'x="{x}" y="{y:.1f}" width="{width}" height="{h:.1f}" fill="{fill}">'
+                f'x="{bar_x}" y="{y:.1f}" width="{width}" height="{h:.1f}" fill="{fill}">'
                 f"<title>{iso} {name}: {n}</title></rect>"
             )
     label_every = max(1, len(days) // 8)
