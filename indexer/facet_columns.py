@@ -181,6 +181,11 @@ class FacetColumns:
         width = len(lang.values) + 1
         pairs = day.codes[positions].astype(np.int64) * width + lang.codes[positions]
         counts = np.bincount(pairs, minlength=(len(day.values) + 1) * width)
+        present = np.flatnonzero(counts)
+        # whole arrays to Python ints at once (``tolist``), then plain indexing: no numpy scalar per row
+        days, langs = np.divmod(present, width)
+        day_values, lang_values = day.values, lang.values
         return [
-            (day.values[int(k) // width], lang.values[int(k) % width], int(counts[k])) for k in np.flatnonzero(counts)
+            (day_values[d], lang_values[k], n)
+            for d, k, n in zip(days.tolist(), langs.tolist(), counts[present].tolist(), strict=True)
         ]

@@ -35,6 +35,9 @@ class SearchRequest:
     facets: bool = False
     highlight: bool = False
     by_story: bool = False  # group hits by story (one group per story, best article first)
+    # Hit.matched_terms ("why it matched") for every hit; False: only for hits without highlights (the search
+    # page shows the highlights and falls back to the matched terms only where there are none)
+    explain: bool = True
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

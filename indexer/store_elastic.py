@@ -799,7 +799,7 @@ class ElasticStore:
             # test stand-in) gives the cursor's own hit again: never repeat it.
             cursor = tuple(request.search_after)
             page = [h for h in page if tuple(str(v) for v in h["sort"]) != cursor][:size]
-        hits = [self._hit(h, leaves, highlight=request.highlight) for h in page]
+        hits = [self._hit(h, leaves, highlight=request.highlight, explain=request.explain) for h in page]
         next_after = None
         if page and len(page) == size:
             next_after = tuple(str(v) for v in page[-1]["sort"])
@@ -920,7 +920,7 @@ class ElasticStore:
         rows: list[tuple[tuple[Any, ...], str, Hit, int, tuple[str, ...]]] = []
         for bucket in raw.get("aggregations", {}).get("by_story", {}).get("buckets", []):
             best = bucket["best"]["hits"]["hits"][0]
-            hit = self._hit(best, leaves, highlight=request.highlight)
+            hit = self._hit(best, leaves, highlight=request.highlight, explain=request.explain)
             if request.sort == "date":
                 millis = int(best["sort"][0]) if best.get("sort") else _epoch_millis(best["_source"]["sort_date"])
                 key: tuple[Any, ...] = (-millis, best["_source"]["id"])
@@ -956,13 +956,16 @@ class ElasticStore:
             total=total, hits=[g.best for g in groups], facets=facets, next_after=next_after, groups=groups
         )
 
-    def _hit(self, raw: Mapping[str, Any], leaves: Sequence[Term | Phrase], *, highlight: bool = False) -> Hit:
+    def _hit(
+        self, raw: Mapping[str, Any], leaves: Sequence[Term | Phrase], *, highlight: bool = False, explain: bool = True
+    ) -> Hit:
         """A hit; highlights are computed from the article as on the embedded store (``indexer.highlight``),
-        so both stores mark the same word forms."""
+        so both stores mark the same word forms. ``explain`` as ``SearchRequest.explain``."""
         article = self._article(raw["_source"])
+        marked = highlights(article, leaves) if highlight else {}
         return Hit(
             article=article,
             score=float(raw.get("_score") or 0.0),
-            highlights=highlights(article, leaves) if highlight else {},
-            matched_terms=matched_terms(article, leaves),
+            highlights=marked,
+            matched_terms=matched_terms(article, leaves) if explain or not marked else (),
         )

@@ -307,7 +307,14 @@ def _rowids(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Rowids
 def _matching_key(request: SearchRequest) -> SearchRequest:
     """What decides which rows a request matches (its query and filters; not sort, page or output)."""
     return dataclasses.replace(
-        request, sort="relevance", size=0, search_after=None, facets=False, highlight=False, by_story=False
+        request,
+        sort="relevance",
+        size=0,
+        search_after=None,
+        facets=False,
+        highlight=False,
+        by_story=False,
+        explain=True,
     )
 
 
@@ -1108,11 +1115,12 @@ class EmbeddedStore:
     @staticmethod
     def _hit(doc: str, score: float, request: SearchRequest, leaves: Sequence[Term | Phrase]) -> Hit:
         article = Article.from_json(doc)
+        marked = highlights(article, leaves) if request.highlight else {}
         return Hit(
             article=article,
             score=score,
-            highlights=highlights(article, leaves) if request.highlight else {},
-            matched_terms=matched_terms(article, leaves),
+            highlights=marked,
+            matched_terms=matched_terms(article, leaves) if request.explain or not marked else (),
         )
 
 

@@ -287,7 +287,7 @@ def wrong_type(key: str, expected: str, value: Any) -> str:
 
 _NUMBER_TYPES = frozenset({int, float})  # exact types: bool is an int subclass and not a number here
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # JSON's \ud800-\udfff escapes
-_SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")  # the same in text, or one as such
+_SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")  # the same in text
 
 
 def may_hold_surrogate(raw: str | bytes) -> bool:
@@ -295,7 +295,11 @@ def may_hold_surrogate(raw: str | bytes) -> bool:
     escape (UTF-8 bytes cannot encode one), or, in a ``str``, a surrogate written as such. A cheap
     scan that lets :meth:`Article.from_json` skip walking every decoded string (and embedding value)."""
     if isinstance(raw, str):
-        return _SURROGATE_ESCAPE_TEXT.search(raw) is not None
+        # two plain scans, each skipped when it cannot match (no "\\u"; ASCII only), instead of one regex
+        # alternation tried at every character (a few times faster on a stored article)
+        if "\\u" in raw and _SURROGATE_ESCAPE_TEXT.search(raw) is not None:
+            return True
+        return not raw.isascii() and LONE_SURROGATE.search(raw) is not None
     return _SURROGATE_ESCAPE.search(raw) is not None
 
 

@@ -465,6 +465,22 @@ def test_matched_terms_say_why(loaded: SearchStore) -> None:
     assert by_key == {"en1": ("crematorium", "military prison"), "en2": ("crematorium", "military prison")}
 
 
+def test_explain_false_leaves_matched_terms_to_hits_without_highlights(loaded: SearchStore) -> None:
+    """``explain=False`` (the search page): the same hits, scores and highlights; "why it matched" only for
+    hits without a highlight (with none asked, every hit), as with ``explain``."""
+    query = 'crematorium OR "military prison" OR hoax NOT weather'
+    full = q(loaded, query, highlight=True)
+    lean = q(loaded, query, highlight=True, explain=False)
+    assert len(full.hits) == 2
+    assert all(h.highlights and h.matched_terms for h in full.hits)
+    assert [(h.article.id, h.score, h.highlights) for h in lean.hits] == [
+        (h.article.id, h.score, h.highlights) for h in full.hits
+    ]
+    assert [h.matched_terms for h in lean.hits] == [(), ()]
+    plain = q(loaded, query, explain=False)  # no highlights asked: every hit says why it matched
+    assert [h.matched_terms for h in plain.hits] == [h.matched_terms for h in full.hits]
+
+
 def test_highlights_mark_terms_in_the_original_text(contract_store: SearchStore) -> None:
     article = make_article(
         title="Report on Saydnaya & the <b>prison</b>",

@@ -198,15 +198,20 @@ class Web:
         for _day, lang, n in rows:
             totals[lang] += n
         top = set(sorted(totals, key=lambda x: (-totals[x], x))[:CHART_LANGS])
-        out: dict[date, dict[str, int]] = defaultdict(dict)
-        for key, lang, n in rows:
-            try:
-                day = date.fromisoformat(key[:10])
-            except ValueError:
-                continue
-            shown = lang if lang in top else "other"
-            out[day][shown] = out[day].get(shown, 0) + n
-        return dict(out)
+        out: dict[date, dict[str, int]] = {}
+        last_key: str | None = None
+        slot: dict[str, int] | None = None
+        for key, lang, n in rows:  # rows come day by day: each day's key is parsed once, not once per language
+            if key != last_key:
+                last_key = key
+                try:
+                    slot = out.setdefault(date.fromisoformat(key[:10]), {})
+                except ValueError:
+                    slot = None
+            if slot is not None:
+                shown = lang if lang in top else "other"
+                slot[shown] = slot.get(shown, 0) + n
+        return out
 
     def has_raw(self, sha: str) -> bool:
         """Whether the crawlers kept the page of content hash ``sha`` (``crawlers.raw_store`` layout)."""
@@ -458,7 +463,8 @@ def create_app(
 
         def render() -> bytes:
             sp = params.search_params(_multi(request))
-            result = web.search(sp.request)
+            # the page shows each hit's highlights; "why it matched" only where a hit has none (``explain``)
+            result = web.search(dataclasses.replace(sp.request, explain=False))
             volume = web.volume(sp.request) if sp.after is None else None
             return pages.render_search(sp, result, options, volume=volume, default_size=models.DEFAULT_PAGE_SIZE)
 

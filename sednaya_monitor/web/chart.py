@@ -113,16 +113,16 @@ def volume_svg(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articl
     Bars are days; a span longer than MAX_BARS days is drawn by week, longer still by month (the
     title says which). Each bar segment carries ``data-day``/``data-lang``/``data-count`` and a tooltip.
     """
-    raw = {d: {k: v for k, v in langs.items() if v > 0} for d, langs in volume.items()}
-    raw = {d: langs for d, langs in raw.items() if langs}
-    if not raw:
+    drawn = [d for d, langs in volume.items() if any(n > 0 for n in langs.values())]  # days with a bar
+    if not drawn:
         return '<p class="muted">No dated articles to chart.</p>'
-    unit, days = bins(min(raw), max(raw))
+    unit, days = bins(min(drawn), max(drawn))
     counts: dict[date, dict[str, int]] = {}
-    for d, per_lang in raw.items():
-        slot = counts.setdefault(bin_of(d, unit), {})
-        for lang, n in per_lang.items():
-            slot[lang] = slot.get(lang, 0) + n
+    for d in drawn:  # into the bars' bins in one pass (no filtered copy of the input first)
+        slot = counts.setdefault(d if unit == "day" else bin_of(d, unit), {})
+        for lang, n in volume[d].items():
+            if n > 0:
+                slot[lang] = slot.get(lang, 0) + n
     if unit != "day":
         per = f"{unit.split('-')[0]} years" if unit.endswith("-year") else unit
         title = title.replace("per day", f"per {per}")
@@ -151,10 +151,13 @@ def volume_svg(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articl
         f'<text x="{MARGIN_LEFT - 6}" y="{MARGIN_TOP + plot_h}" font-size="10" text-anchor="end">0</text>',
     ]
     shown = {lang: (esc(lang), colour(lang, langs)) for lang in langs}  # once per language, not per bar
+    width = f"{bar_w:.1f}"  # the same for every bar, and x for every segment of a bar: formatted once
     for i, d in enumerate(days):
-        x = MARGIN_LEFT + i * step + (step - bar_w) / 2
+        per_lang = counts.get(d)
+        if not per_lang:
+            continue
+        bar_x = f"{MARGIN_LEFT + i * step + (step - bar_w) / 2:.1f}"
         y = float(MARGIN_TOP + plot_h)
-        per_lang = counts.get(d, {})
         iso = d.isoformat()
         for lang in langs:
             n = per_lang.get(lang, 0)
@@ -165,7 +168,7 @@ def volume_svg(volume: Mapping[date, Mapping[str, int]], *, title: str = "Articl
             name, fill = shown[lang]
             parts.append(
                 f'<rect class="bar" data-day="{iso}" data-lang="{name}" data-count="{n}" '
-                f'x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{fill}">'
+                f'x="{bar_x}" y="{y:.1f}" width="{width}" height="{h:.1f}" fill="{fill}">'
                 f"<title>{iso} {name}: {n}</title></rect>"
             )
     label_every = max(1, len(days) // 8)

@@ -20,6 +20,7 @@ from urllib.parse import urlencode, urlsplit
 
 from markupsafe import Markup, escape
 
+from stream.article import Article
 from stream.text import clean_text, fold
 
 RTL_LANGS = frozenset({"ar", "fa", "ur", "he", "ps", "ku", "yi"})  # scripts written right to left
@@ -177,6 +178,15 @@ def time_tag(value: datetime | None) -> Markup:
     if value is None:
         return Markup('<span class="muted">date unknown</span>')
     return Markup(f'<time datetime="{esc(value.isoformat())}">{esc(fmt_time(value))}</time>')  # noqa: S704
+
+
+def article_line(a: Article) -> Markup:
+    """The meta line of an article (time, language badge, source): a function, not a template macro, as the
+    result lists call it once per article (a Jinja2 macro call costs several times the markup it builds)."""
+    return Markup(  # noqa: S704  # escaped parts
+        f'<span class="meta">{time_tag(a.published or a.fetched_at)} · {badge(a.lang)} '
+        f'<span class="source">{esc(a.source)}</span></span>'
+    )
 
 
 def url_for(path: str, params: Mapping[str, str | None]) -> Markup:

@@ -9,6 +9,7 @@ returns a complete page (bytes, UTF-8).
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from indexer.alerting.watchlists import Watchlist
 from indexer.store import Hit, SearchResult, StoryGroup
 from sednaya_monitor.web.chart import plausible, volume_svg
 from sednaya_monitor.web.html import (
+    article_line,
     badge,
     badges,
     dir_attrs,
@@ -125,6 +127,24 @@ def _finalize(value: Any) -> Any:
     return esc(value)
 
 
+def select_box(name: str, label: str, options: Sequence[tuple[str, int]], current: str | None) -> Markup:
+    """A filter drop-down (``<label>`` around a ``<select>``), ``current`` selected; built in Python and kept:
+    the options change at most every ``OPTIONS_TTL_S`` and every search page shows the same three."""
+    return _select_box(name, label, tuple((str(v), int(n)) for v, n in options), current)
+
+
+@functools.lru_cache(maxsize=256)
+def _select_box(name: str, label: str, options: tuple[tuple[str, int], ...], current: str | None) -> Markup:
+    items = "".join(
+        f'<option value="{esc(value)}"{" selected" if value == current else ""}>{esc(value)}'
+        f"{f' ({esc(count)})' if count else ''}</option>"
+        for value, count in options
+    )
+    return Markup(  # noqa: S704  # escaped parts
+        f'<label>{esc(label)}<select name="{esc(name)}"><option value="">any</option>{items}</select></label>'
+    )
+
+
 ENV = Environment(
     loader=PackageLoader("sednaya_monitor.web", "templates"),
     autoescape=select_autoescape(["html", "xml"], default_for_string=True),
@@ -135,6 +155,7 @@ ENV = Environment(
 )
 ENV.filters["qpath"] = lambda value: quote(str(value), safe="")
 ENV.globals.update(
+    article_line=article_line,
     badge=badge,
     badges=badges,
     dir_attrs=dir_attrs,
@@ -142,6 +163,7 @@ ENV.globals.update(
     link=link,
     plain_snippet=plain_snippet,
     plural=plural,
+    select_box=select_box,
     time_tag=time_tag,
     url_for=url_for,
 )
