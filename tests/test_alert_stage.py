@@ -22,7 +22,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from indexer.alerting.alert_stage import AlertStage
-from indexer.alerting.alerts import group_digest
 from indexer.alerting.atom import render_atom
 from indexer.alerting.ledger import AlertLedger
 from indexer.alerting.watchlists import SqliteWatchlistRepository, Watchlist
@@ -652,12 +651,19 @@ def test_an_unconfirmed_story_alerts_on_its_second_report_and_waits_in_the_diges
     fired = [d.json() for d in webhook.delivered]
     assert [(f["story"]["id"], f["article"]["id"]) for f in fired] == [("older", older.id), ("near", second.id)]
     assert stage.ledger.alerted_article("now", "near") == second.id
-    now = datetime.now(UTC)
-    digest = stage.ledger.open_digest("now", period_start=now - timedelta(hours=1), period_end=now, targets=())
-    assert digest is not None
-    groups = {g.story_id: g for g in group_digest(digest.entries)}
-    assert groups["alone"].unconfirmed and not groups["alone"].new
-    assert [a.role for a in groups["near"].entries] == ["unconfirmed", "follow_up"]  # the third: a follow-up
+    # the instant watchlist's digest: "alone" is still unconfirmed; "near" was confirmed and alerted since,
+    # so its first report is listed as what it now is, a report of a story the watchlist was alerted on
+    assert stage.send_digests(force=True) == 2
+    assert stage.wait_idle(30)
+    time.sleep(0.3)
+    digests = [d.json() for d in webhook.delivered if d.json()["type"] == "sednaya.digest"]
+    assert len(digests) == 1
+    stories = {s["id"]: s for s in digests[0]["stories"]}
+    assert stories["alone"]["unconfirmed"] and not stories["alone"]["new"]
+    assert [a["role"] for a in stories["alone"]["articles"]] == ["unconfirmed"]
+    assert not stories["near"]["unconfirmed"]
+    assert [a["role"] for a in stories["near"]["articles"]] == ["follow_up", "follow_up"]
+    assert [s["id"] for s in digests[0]["stories"]] == ["alone", "near"]  # unconfirmed before updated
     stage.close()
 
 

@@ -470,7 +470,7 @@ class AlertStage:
                 period = f"{_day(digest.period_start)} to {_day(digest.period_end)}"
                 attempts = self.deliverer.send_digest(
                     wl,
-                    group_digest(self._merged_entries(digest.entries)),
+                    group_digest(self._digest_entries(wl.name, digest.entries)),
                     digest_id=digest.digest_id,
                     period=period,
                     target=item.target,
@@ -490,13 +490,19 @@ class AlertStage:
             latency = (now_utc() - utc(entered_at)).total_seconds()
             self.metrics.alert_latency.labels(channel=channel).observe(max(0.0, latency))
 
-    def _merged_entries(self, entries: Sequence[Alert]) -> list[Alert]:
-        """Digest entries with the story of each replaced by its merge survivor: one event, one digest story."""
+    def _digest_entries(self, watchlist: str, entries: Sequence[Alert]) -> list[Alert]:
+        """Digest entries as they stand when the digest is sent: the story of each replaced by its merge
+        survivor (one event, one digest story), and an unconfirmed story's first report a follow-up once
+        the watchlist has been alerted on the story (its second report came: it is no longer unconfirmed)."""
         out: list[Alert] = []
         for entry in entries:
             survivor = self.ledger.survivor(entry.story_id)
-            link = story_link(self.config.public_url, survivor)
-            out.append(entry if survivor == entry.story_id else replace(entry, story_id=survivor, link=link))
+            current = entry
+            if survivor != entry.story_id:
+                current = replace(current, story_id=survivor, link=story_link(self.config.public_url, survivor))
+            if entry.role == "unconfirmed" and self.ledger.has_alert(watchlist, survivor):
+                current = replace(current, role="follow_up")
+            out.append(current)
         return out
 
     def wait_idle(self, timeout_s: float | None = None) -> bool:
