@@ -94,6 +94,7 @@ THRESHOLDS = (
     "related_threshold",
     "related_warmup_threshold",
     "related_date_bonus",
+    "unconfirmed_margin",
 )
 
 
@@ -119,6 +120,7 @@ def test_thresholds_left_empty_come_from_the_models_calibration(model: str, cali
         params.related_threshold,
         params.related_warmup_threshold,
         params.related_date_bonus,
+        params.unconfirmed_margin,
     ) == tuple(expected[name] for name in THRESHOLDS)
     assert wiring.calibrated(settings).cluster_threshold == expected["cluster_threshold"]
 
