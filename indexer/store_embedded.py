@@ -65,6 +65,7 @@ from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, positive_leaves, tokens
 from indexer.store import Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
 from stream.article import Article
+from stream.sqlite_wal import connect_wal
 from stream.story import Story
 
 logger = logging.getLogger(__name__)
@@ -465,10 +466,7 @@ class EmbeddedStore:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                conn = sqlite3.connect(
-                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
-                )
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn = connect_wal(self.path, timeout_s=BUSY_TIMEOUT_MS / 1000)  # serve's workers: at once
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 conn.executescript(_SCHEMA)

@@ -511,6 +511,57 @@ def test_serve_stops_cleanly_on_a_signal(
         requests.get(base + "/healthz", timeout=5)
 
 
+def _established_per_process(pids: list[int], port: int) -> dict[int, int]:
+    """How many established TCP connections to local ``port`` each of ``pids`` holds (/proc, Linux)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+                inodes.add(fields[9])
+    counts: dict[int, int] = {}
+    for pid in pids:
+        links = [Path(f"/proc/{pid}/fd/{fd.name}").readlink() for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        counts[pid] = sum(str(link) in {f"socket:[{i}]" for i in inodes} for link in links)
+    return counts
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT: the workers share one socket")
+def test_serve_workers_share_keep_alive_connections_evenly(web_settings: Settings, web_store: EmbeddedStore) -> None:
+    """``serve --workers 2`` says where it serves only once both workers listen, each on a socket of its own:
+    20 keep-alive connections opened at once land on both (one shared socket gave 20/0, 16/4, 14/6)."""
+    web_store.close()
+    cmd = [sys.executable, "-c", "from sednaya_monitor.cli import main; main()",
+           "--data-dir", str(web_settings.data_dir), "serve", "--port", "0", "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fixed argv
+    sessions = [requests.Session() for _ in range(20)]
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("serving on http://127.0.0.1:"), line
+        base = line.split()[2].rstrip("/")
+        for session in sessions:  # no wait for /healthz: the banner comes once every worker listens
+            assert session.get(base + "/api/stories", timeout=10).status_code == 200
+        workers = [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        counts = _established_per_process(workers, int(base.rsplit(":", 1)[1]))
+        assert len(workers) == 2 and sum(counts.values()) == 20, counts
+        # the kernel hashes connections over the two sockets: fewer than 2 of 20 on one has odds of 4e-5
+        assert min(counts.values()) >= 2, counts
+    finally:
+        for session in sessions:
+            session.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_demo_stops_cleanly_on_ctrl_c_once_it_serves(tmp_path: Path) -> None:

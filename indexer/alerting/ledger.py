@@ -39,6 +39,7 @@ from typing import Literal
 from indexer.alerting.alerts import Alert
 from stream.article import iso_utc, now_utc, parse_time
 from stream.bus import Record
+from stream.sqlite_wal import connect_wal
 
 DeliveryKind = Literal["alert", "digest"]
 Status = Literal["pending", "sent", "failed"]
@@ -163,8 +164,7 @@ class AlertLedger:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(self.path, timeout_s=30.0)  # serve's workers open it at the same moment
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from indexer.errors import QuerySyntaxError, WatchlistError
 from indexer.query import parse
 from stream.article import iso_utc, now_utc, parse_time
+from stream.sqlite_wal import connect_wal
 
 logger = logging.getLogger(__name__)
 
@@ -205,8 +206,7 @@ class SqliteWatchlistRepository:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(self.path, timeout_s=30.0)  # serve's workers open it at the same moment
         self._db.executescript(_SCHEMA)
 
     @classmethod

@@ -9,7 +9,7 @@ from sednaya_monitor import wiring
 from sednaya_monitor.cli import cli
 from sednaya_monitor.cli.app_context import AppContext, pipeline_options
 from sednaya_monitor.web import make_server, serve_until_signalled
-from sednaya_monitor.web.server import bind, serve_forked
+from sednaya_monitor.web.server import reserve, serve_forked
 
 SERVE_FLAGS = {"serve_port": "--port", "serve_host": "--host", "serve_workers": "--workers"}  # setting -> flag
 
@@ -34,17 +34,17 @@ def serve(
     settings = app.settings
     count = settings.serve_workers
     if count > 1:  # the parent only binds and supervises: no store is opened before the fork
-        sock = bind(settings.serve_host, settings.serve_port)
+        sock = reserve(settings.serve_host, settings.serve_port)
         name = sock.getsockname()
         url = f"http://{'[' + name[0] + ']' if ':' in name[0] else name[0]}:{name[1]}"
-        click.echo(f"serving on {url}/ (API: {url}/api/openapi.json, {count} workers); Ctrl-C stops")
 
         def open_store() -> SearchStore:
             store = wiring.make_store(settings)
             store.ensure_ready()
             return store
 
-        serve_forked(settings, sock, count, click.echo, open_store)
+        banner = f"serving on {url}/ (API: {url}/api/openapi.json, {count} workers); Ctrl-C stops"
+        serve_forked(settings, sock, count, click.echo, open_store, banner=banner)
         return
     server = make_server(settings, app.reading_store(), app.metrics)
     click.echo(f"serving on {server.url}/ (API: {server.url}/api/openapi.json); Ctrl-C stops")
