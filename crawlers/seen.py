@@ -13,13 +13,13 @@ SQLite in WAL mode, autocommit: every mark is durable when the call returns.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Self
 
 from stream.article import now_utc, parse_time
+from stream.sqlite_wal import connect_wal
 
 STATE_FILE = Path("crawl") / "state.sqlite3"
 
@@ -81,8 +81,7 @@ class SeenStore:
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / STATE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(self.path, timeout_s=30.0)  # crawl shards may open it at the same moment
         self._db.executescript(_SCHEMA)
 
     def __enter__(self) -> Self:

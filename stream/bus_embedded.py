@@ -40,6 +40,7 @@ from stream.bus import (
     Record,
 )
 from stream.errors import BusError
+from stream.sqlite_wal import connect_wal
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,7 @@ CREATE INDEX IF NOT EXISTS dead_letters_topic ON dead_letters(topic, replayed, i
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn = connect_wal(path, timeout_s=BUSY_TIMEOUT_MS / 1000)  # the stage processes open it at the same moment
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn

@@ -4,6 +4,8 @@ Switching a database to WAL (``PRAGMA journal_mode=WAL``) needs a lock that SQLi
 two processes open a new file together (``serve --workers 2`` forks workers that each open the watchlists,
 the alert ledger and the store at once), one of them gets "database is locked" at once, whatever the busy
 timeout. :func:`connect_wal` tries the switch again until the timeout instead.
+Every SQLite file that more than one process opens goes through it: the embedded bus, the store, the
+watchlists, the alert ledger, the crawl state (the story state has one owner).
 """
 
 from __future__ import annotations
