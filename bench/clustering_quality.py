@@ -268,18 +268,24 @@ def title_key(title: str) -> str:
 # --- benchmarks -----------------------------------------------------------------------------------------
 
 
+def neus_splits(data: Path) -> dict[str, list[dict[str, Any]]]:
+    """The NeuS records by split (``train``, ``val``, ``test``), each in the bench's seeded order; the
+    calibration part is ``val`` + the first train records."""
+    rng = random.Random(SEED)
+    by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in load(data, "allsides_neus_undated.jsonl.gz"):
+        by_split[rec["split"]].append(rec)
+    for split in by_split.values():
+        rng.shuffle(split)
+    return by_split
+
+
 def neus(
     data: Path, embedder: Embedder, base: Settings, grid: Grid, train_n: int, out: list[str], summary: dict[str, float]
 ) -> tuple[Settings, float]:
     """Calibrate on val + ``train_n`` train articles, report on test; returns the chosen settings and
     the TF-IDF baseline's threshold. ``base``: the settings as shipped for this model."""
-    recs = load(data, "allsides_neus_undated.jsonl.gz")
-    rng = random.Random(SEED)
-    by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in recs:
-        by_split[rec["split"]].append(rec)
-    for split in by_split.values():
-        rng.shuffle(split)
+    by_split = neus_splits(data)
     calib = by_split["val"] + by_split["train"][:train_n]
     test = by_split["test"]
 
@@ -395,6 +401,19 @@ def neus(
     return chosen, tf_best[0]
 
 
+BASIL = "basil_triplets.jsonl.gz"
+ROUNDUPS = "allsides_roundups_2021.jsonl.gz"
+
+
+def dated_set(
+    data: Path, name: str, embedder: Embedder, body_chars: int = BODY_WINDOW_CHARS
+) -> tuple[list[dict[str, Any]], list[Article]]:
+    """A dated set (the roundups, BASIL) in date order and its articles, embedded with ``body_chars``."""
+    recs = stream_order(load(data, name), key=lambda r: r["published"][:10])
+    vecs = embedder.embed([embed_text(r["title"] or "", r["text"], body_chars=body_chars) for r in recs])
+    return recs, [to_article(r, i, date_only(r["published"]), vecs[i]) for i, r in enumerate(recs)]
+
+
 def roundups(
     data: Path,
     embedder: Embedder,
@@ -405,9 +424,7 @@ def roundups(
     out: list[str],
     summary: dict[str, float],
 ) -> None:
-    recs = stream_order(load(data, "allsides_roundups_2021.jsonl.gz"), key=lambda r: r["published"][:10])
-    vecs = embedder.embed([embed_text(r["title"], r["text"]) for r in recs])
-    arts = [to_article(r, i, date_only(r["published"]), vecs[i]) for i, r in enumerate(recs)]
+    recs, arts = dated_set(data, "allsides_roundups_2021.jsonl.gz", embedder)
     gold = [r["story"] for r in recs]
     pred, elapsed = run_stage(arts, settings, embedder)
     calibrated = Score.of(gold, pred)
@@ -460,13 +477,12 @@ def basil(
     out: list[str],
     summary: dict[str, float],
 ) -> None:
-    recs = stream_order(load(data, "basil_triplets.jsonl.gz"), key=lambda r: r["published"][:10])
-    gold = [r["story"] for r in recs]
     rows = []
     shipped_score: Score | None = None
+    gold: list[str] = []
     for w in WINDOWS:
-        vecs = embedder.embed([embed_text(r["title"] or "", r["text"], body_chars=w) for r in recs])
-        arts = [to_article(r, i, date_only(r["published"]), vecs[i]) for i, r in enumerate(recs)]
+        recs, arts = dated_set(data, BASIL, embedder, w)
+        gold = [r["story"] for r in recs]
         rows.append((w, Score.of(gold, run_stage(arts, settings, embedder)[0])))
         if w == BODY_WINDOW_CHARS:
             shipped_score = Score.of(gold, run_stage(arts, shipped, embedder)[0])

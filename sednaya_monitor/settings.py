@@ -93,6 +93,11 @@ class Settings:
     # "unconfirmed": it may be one more language or facet of the older story, so an instant watchlist hears
     # of it on its second report, not its first (docs/alerts.md, "Unconfirmed stories"); 0: off
     unconfirmed_margin: float | None = None
+    # centred cosine added to cluster_threshold (merge_threshold) when the article and the story (both stories)
+    # are all in one language: one event's reports in one language sit closer together in a multilingual
+    # model's space than its reports in two languages (docs/clustering.md, "One language, a higher bar")
+    same_language_margin: float | None = None
+    same_language_merge_margin: float | None = None
     # The story events of the warm-up (the first articles, before the topic's mean is known, when one event's
     # first reports in several languages open several stories) are held back and released once the mean is
     # known, the warm-up's stories read again in the centred space so that each event alerts once; at most
@@ -262,6 +267,8 @@ class Settings:
             "date_bonus",
             "related_date_bonus",
             "unconfirmed_margin",
+            "same_language_margin",
+            "same_language_merge_margin",
         ):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:

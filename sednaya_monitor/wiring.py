@@ -48,7 +48,8 @@ def settings_slice(config_type: type[Config], settings: Settings, **computed: An
 # cosines sit at 0.78-0.93, USE's spread over 0.2-0.9). Chosen on half A of the multilingual tuning set by
 # `python -m bench.multilingual_stories [--model NAME]`, raw-cosine (warm-up) values only above what two
 # different events of one narrow topic reach (docs/clustering.md); all-MiniLM-L6-v2's are round 1's NeuS
-# calibration (raw cosines: the English-only model is never centred, relates no stories).
+# calibration (raw cosines: the English-only model is never centred, relates no stories). The one-language
+# margins are chosen by `python -m bench.language_margin` (half A of the multilingual set first, then NeuS).
 MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
     "use-multilingual-v3": {
         "cluster_threshold": 0.3,
@@ -59,6 +60,8 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "related_warmup_threshold": 1.01,
         "related_date_bonus": 0.05,
         "unconfirmed_margin": 0.1,
+        "same_language_margin": 0.15,
+        "same_language_merge_margin": 0.4,
     },
     "multilingual-e5-small": {
         "cluster_threshold": 0.25,
@@ -69,6 +72,8 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "related_warmup_threshold": 1.01,
         "related_date_bonus": 0.0,
         "unconfirmed_margin": 0.15,
+        "same_language_margin": 0.0,
+        "same_language_merge_margin": 0.0,
     },
     "all-MiniLM-L6-v2": {
         "cluster_threshold": 0.7,
@@ -79,6 +84,8 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "related_warmup_threshold": 1.01,
         "related_date_bonus": 0.0,
         "unconfirmed_margin": 0.0,
+        "same_language_margin": 0.0,
+        "same_language_merge_margin": 0.0,
     },
 }
 
@@ -216,6 +223,8 @@ def cluster_params(settings: Settings) -> ClusterParams:
         related_warmup_threshold=threshold(settings, "related_warmup_threshold"),
         related_date_bonus=threshold(settings, "related_date_bonus"),
         unconfirmed_margin=threshold(settings, "unconfirmed_margin"),
+        same_language_margin=threshold(settings, "same_language_margin"),
+        same_language_merge_margin=threshold(settings, "same_language_merge_margin"),
     )
 
 

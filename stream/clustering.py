@@ -30,7 +30,12 @@ and figures. A dormant story (last seen before the window) is eligible only with
 ``follow_up_min_anchors`` of shared specific anchors: an anniversary piece re-telling it joins it as a
 ``follow_up`` instead of opening a story that alerts would fire on.
 
-The best eligible score at or above ``threshold`` wins (ties: the older story); otherwise ``new``.
+The best eligible score at or above ``threshold`` wins (ties: the older story); otherwise ``new``. With
+centred cosines, a story whose articles are all in the article's language needs ``threshold +
+same_language_margin`` (and two stories all in one language ``merge_threshold + same_language_merge_margin``
+to merge): reports of one event in one language sit closer together in the model's space than its reports
+in two languages (docs/clustering.md, "One language, a higher bar"), and the best candidate is the one
+furthest above what it needs.
 """
 
 from __future__ import annotations
@@ -78,6 +83,11 @@ class ClusterParams:
     # a new story whose first article falls short of the related rule by less than this (centred cosine) is
     # *unconfirmed*: it nearly reports an older story; 0: off (see :func:`relate`)
     unconfirmed_margin: float = 0.0
+    # added to ``threshold`` (``merge_threshold``) when the article and the story (both stories) are all in one
+    # language: the model puts one event's reports in one language closer together than across languages, so
+    # one threshold is too loose for the first or too strict for the second (centred cosines only; 0: off)
+    same_language_margin: float = 0.0
+    same_language_merge_margin: float = 0.0
     model_languages: frozenset[str] = frozenset({"en"})
 
 
@@ -311,6 +321,22 @@ def _threshold(params: ClusterParams, center: NDArray[np.float32] | None) -> flo
     return params.threshold
 
 
+def one_language(lang: str, languages: frozenset[str]) -> bool:
+    """Whether ``languages`` (a story's) is exactly ``lang``, a determined language."""
+    return lang != UNDETERMINED_LANG and len(languages) == 1 and lang in languages
+
+
+def join_needed(
+    article: ArticleFeatures, cand: Candidate, params: ClusterParams, center: NDArray[np.float32] | None
+) -> float:
+    """The score ``article`` needs to join ``cand``: the threshold, raised by ``same_language_margin`` for a
+    story all in the article's language when cosines are centred."""
+    needed = _threshold(params, center)
+    if _centred(params, center) and one_language(article.lang, cand.languages):
+        needed += params.same_language_margin
+    return needed
+
+
 def assign(
     article: ArticleFeatures,
     candidates: Sequence[Candidate],
@@ -331,18 +357,20 @@ def assign(
     floor = threshold - params.anchor_weight - (params.date_bonus if _centred(params, center) else 0.0)
     reads = reads_language(article.lang, params)
     multilingual = MULTILINGUAL in params.model_languages
-    best: tuple[Scored, Candidate] | None = None
+    best: tuple[float, Scored, Candidate] | None = None
     for cand, cos in zip(candidates, all_cos, strict=True):
         if cos < floor and reads and (multilingual or _same_language(article.lang, cand.languages)):
             continue  # trusted cosine, too low: cannot reach the threshold
         scored = score_candidate(article, cand, params, center=center, rarity=rarity, cos=float(cos))
-        if not scored.eligible or scored.score < threshold:
+        needed = join_needed(article, cand, params, center)
+        if not scored.eligible or scored.score < needed:
             continue
-        if best is None or _better(scored, cand, best[0], best[1]):
-            best = (scored, cand)
+        excess = scored.score - needed
+        if best is None or _better(excess, cand, best[0], best[2]):
+            best = (excess, scored, cand)
     if best is None:
         return Decision(action="new", story_id=None, score=0.0, similarity=0.0, reason="no story above threshold")
-    scored, cand = best
+    _, scored, cand = best
     return Decision(
         action="follow_up" if cand.dormant else "join",
         story_id=cand.story_id,
@@ -357,9 +385,10 @@ def _same_language(lang: str, languages: frozenset[str]) -> bool:
     return lang == UNDETERMINED_LANG or not languages or lang in languages or languages == {UNDETERMINED_LANG}
 
 
-def _better(a: Scored, ca: Candidate, b: Scored, cb: Candidate) -> bool:
-    if a.score != b.score:
-        return a.score > b.score
+def _better(a: float, ca: Candidate, b: float, cb: Candidate) -> bool:
+    """Whether ``ca``, ``a`` above what it needs, beats ``cb``, ``b`` above (ties: the older story)."""
+    if a != b:
+        return a > b
     return (ca.first_seen, ca.story_id) < (cb.first_seen, cb.story_id)
 
 
@@ -377,7 +406,8 @@ def merge_pairs(
     stories: Sequence[Candidate], params: ClusterParams, *, center: NDArray[np.float32] | None = None
 ) -> list[tuple[int, int]]:
     """Index pairs ``(i, j)``, ``i < j``, of ``stories`` that should merge, most similar first: their
-    (centred) centroids at least the merge threshold apart, the same kinds of development (when they
+    (centred) centroids at least the merge threshold apart (plus ``same_language_merge_margin`` for two
+    centred stories all in one language), the same kinds of development (when they
     share a language: kind cues are per-language word lists), and
     publication dates within the date gate of each other.
 
@@ -386,8 +416,10 @@ def merge_pairs(
     if len(stories) < 2:
         return []
     cents, limit = _merge_vectors(stories, params, center)
-    # the date bonus is a quantity of the centred space (raw cosines of one topic all sit high)
-    bonus = params.date_bonus if _centred(params, center) and all(s.mean is not None for s in stories) else 0.0
+    # the date bonus and the one-language margin are quantities of the centred space (raw cosines of one
+    # topic all sit high)
+    centred = _centred(params, center) and all(s.mean is not None for s in stories)
+    bonus = params.date_bonus if centred else 0.0
     sims = np.triu(cents @ cents.T, k=1)
     rows, cols = np.nonzero(sims >= limit - bonus)
     found: list[tuple[float, int, int]] = []
@@ -401,7 +433,10 @@ def merge_pairs(
         if a.dated_days and b.dated_days and gap > params.date_gate_days:
             continue
         sim = float(sims[i, j]) + (_bonus(gap, params) if bonus else 0.0)
-        if sim >= limit:
+        needed = limit
+        if centred and len(a.languages) == 1 and a.languages == b.languages and UNDETERMINED_LANG not in a.languages:
+            needed += params.same_language_merge_margin  # both all in one language: a higher bar
+        if sim >= needed:
             found.append((sim, i, j))
     found.sort(key=lambda f: -f[0])  # stable: equal similarities keep index order
     return [(i, j) for _, i, j in found]

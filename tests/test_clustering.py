@@ -166,6 +166,42 @@ def test_stories_published_the_same_days_merge_at_a_lower_similarity() -> None:
     assert not should_merge(a_dated, b_dated, params)  # raw (no centre): no bonus
 
 
+def test_a_story_all_in_the_articles_language_needs_the_one_language_margin_more() -> None:
+    """One event's reports in one language sit closer together than across languages, so with centred
+    cosines a story all in the article's language needs ``threshold + same_language_margin``; a story with
+    another language (or none of the article's) needs the threshold; raw cosines (warm-up) get no margin."""
+    params = ClusterParams(threshold=0.3, same_language_margin=0.15, model_languages=frozenset({"*"}))
+    centre = np.zeros(2, dtype=np.float32)
+    english = replace(_story("en", _unit(1, 2)), mean=_unit(1, 2))  # cos 0.447 with the article
+    article = _article(_unit(1, 0))
+    assert assign(article, [english], params, center=centre).action == "new"  # 0.447 < 0.3 + 0.15
+    assert assign(article, [english], replace(params, same_language_margin=0.0), center=centre).action == "join"
+    arabic = replace(english, story_id="ar", languages=frozenset({"ar"}))
+    assert assign(article, [arabic], params, center=centre).action == "join"  # another language: 0.3
+    mixed = replace(english, story_id="mixed", languages=frozenset({"en", "ar"}))
+    assert assign(article, [mixed], params, center=centre).action == "join"
+    undetermined = replace(article, lang="und")
+    unknown_story = replace(english, languages=frozenset({"und"}))
+    assert assign(undetermined, [unknown_story], params, center=centre).action == "join"
+    # the best candidate is the one furthest above what it needs: 0.447 - 0.3 beats 0.49 - 0.45
+    closer_english = replace(_story("en2", _unit(1, 1.78)), mean=_unit(1, 1.78))  # cos 0.490
+    decision = assign(article, [closer_english, arabic], params, center=centre)
+    assert decision.story_id == "ar"
+    warm = ClusterParams(warmup_threshold=0.4, same_language_margin=0.15, model_languages=frozenset({"*"}))
+    assert assign(article, [english], warm).action == "join"  # no centre: raw cosine, no margin
+
+
+def test_two_stories_all_in_one_language_merge_at_the_one_language_margin_more() -> None:
+    params = ClusterParams(merge_threshold=0.7, same_language_merge_margin=0.2, model_languages=frozenset({"*"}))
+    centre = np.zeros(2, dtype=np.float32)
+    a = replace(_story("a", _unit(1, 0)), mean=_unit(1, 0))
+    b = replace(_story("b", _unit(1, 0.9)), mean=_unit(1, 0.9))  # cos 0.74
+    assert not should_merge(a, b, params, center=centre)  # both English: needs 0.9
+    assert should_merge(a, replace(b, languages=frozenset({"ar"})), params, center=centre)
+    assert should_merge(a, replace(b, languages=frozenset({"en", "ar"})), params, center=centre)
+    assert should_merge(a, b, replace(params, same_language_merge_margin=0.0), center=centre)
+
+
 def test_a_new_story_close_to_an_article_of_another_is_related_unless_their_dates_are_apart() -> None:
     params = ClusterParams(related_threshold=0.3, model_languages=frozenset({"*"}))
     near = Neighbour(story_id="older", similarity=0.4, day=None)

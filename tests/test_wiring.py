@@ -95,6 +95,8 @@ THRESHOLDS = (
     "related_warmup_threshold",
     "related_date_bonus",
     "unconfirmed_margin",
+    "same_language_margin",
+    "same_language_merge_margin",
 )
 
 
@@ -121,6 +123,8 @@ def test_thresholds_left_empty_come_from_the_models_calibration(model: str, cali
         params.related_warmup_threshold,
         params.related_date_bonus,
         params.unconfirmed_margin,
+        params.same_language_margin,
+        params.same_language_merge_margin,
     ) == tuple(expected[name] for name in THRESHOLDS)
     assert wiring.calibrated(settings).cluster_threshold == expected["cluster_threshold"]
 
