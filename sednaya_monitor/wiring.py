@@ -72,8 +72,8 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "related_warmup_threshold": 1.01,
         "related_date_bonus": 0.0,
         "unconfirmed_margin": 0.15,
-        "same_language_margin": 0.0,
-        "same_language_merge_margin": 0.0,
+        "same_language_margin": 0.2,
+        "same_language_merge_margin": 0.4,
     },
     "all-MiniLM-L6-v2": {
         "cluster_threshold": 0.7,
