@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from stream import json_codec
 from stream.errors import StoryStateError
 from stream.story_state import StoryState
 
@@ -216,9 +218,9 @@ class ChangeCapture:
         if row is None:
             return None
         names = [d[0] for d in cursor.description]
-        return json.dumps(
-            {n: _encode(v) for n, v in zip(names, row, strict=True)}, ensure_ascii=False, separators=(",", ":")
-        ).encode("utf-8")
+        # orjson (json_codec) unless a REAL is infinite (orjson would write null; the standard library keeps it)
+        finite = all(math.isfinite(v) for v in row if isinstance(v, float))
+        return json_codec.dumps({n: _encode(v) for n, v in zip(names, row, strict=True)}, finite=finite)
 
     def shipped(self, up_to_seq: int) -> None:
         self.db.execute(f"DELETE FROM {CHANGES_TABLE} WHERE seq <= ?", (up_to_seq,))
@@ -248,7 +250,7 @@ class ChangeCapture:
         self.db.execute(f"DELETE FROM {_quote(table.name)} WHERE {where}", key)
         if change.value is None:
             return
-        row = {n: _decode(v) for n, v in json.loads(change.value).items()}
+        row = {n: _decode(v) for n, v in json_codec.loads(change.value).items()}
         unknown = [n for n in row if n != "_rowid" and n not in table.columns]
         if unknown:
             raise StoryStateError(
