@@ -4,13 +4,25 @@ An :class:`Article` is what every stage passes on: crawlers build it, the embedd
 ``duplicate_of``/``story_id``/``story_role`` (and the vector), the indexer stores it. On the wire it is
 JSON with a ``schema`` field; never pickle. Adding an optional field with a default keeps old readers
 working; renaming or removing a field is a new version (a new schema file and a new golden JSON).
+
+**The embedding's two forms.** ``embedding`` is a JSON array of numbers, or (the compact form the
+pipeline's own hops write: ``articles.embedded``, ``articles.clustered``, the story state's outbox) a
+string: the base64 of the vector's little-endian IEEE-754 float32 values (2.7 KB for 512 dimensions
+against ~10 KB of decimal text, and no float parsing). Readers take either and get the same floats: the
+compact form is written only when every value is a float32 exactly (what a model returns), else the
+array is. A reader built before the compact form refuses it loudly (``ContractError``: "must be a list
+of numbers"), never drops the vector: upgrade the readers of those topics before their writers.
 """
 
 from __future__ import annotations
 
+import array
+import base64
+import binascii
 import dataclasses
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeGuard
@@ -71,8 +83,9 @@ class Article:
         """A copy with ``changes`` applied (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self, *, with_embedding: bool = False) -> dict[str, Any]:
-        """JSON-ready dict. The embedding is left out unless ``with_embedding``."""
+    def to_dict(self, *, with_embedding: bool = False, compact: bool = False) -> dict[str, Any]:
+        """JSON-ready dict. The embedding is left out unless ``with_embedding``; ``compact``: as base64 of
+        float32 values when they are float32 exactly (module docstring), else as the array."""
         out: dict[str, Any] = {
             "schema": self.schema,
             "id": self.id,
@@ -100,14 +113,18 @@ class Article:
         if self.extra:
             out["extra"] = dict(self.extra)
         if with_embedding and self.embedding is not None:
-            out["embedding"] = list(self.embedding)
+            packed = embedding_f32(self.embedding) if compact else None
+            out["embedding"] = list(self.embedding) if packed is None else packed
         return out
 
-    def to_json(self, *, with_embedding: bool = False) -> str:
-        return json_codec.dumps_text(self.to_dict(with_embedding=with_embedding), finite=self._finite(with_embedding))
+    def to_json(self, *, with_embedding: bool = False, compact: bool = False) -> str:
+        data = self.to_dict(with_embedding=with_embedding, compact=compact)
+        return json_codec.dumps_text(data, finite=self._finite(isinstance(data.get("embedding"), list)))
 
-    def to_bytes(self, *, with_embedding: bool = False) -> bytes:
-        return json_codec.dumps(self.to_dict(with_embedding=with_embedding), finite=self._finite(with_embedding))
+    def to_bytes(self, *, with_embedding: bool = False, compact: bool = False) -> bytes:
+        """UTF-8 JSON; ``compact``: the embedding in its compact form (module docstring) where exact."""
+        data = self.to_dict(with_embedding=with_embedding, compact=compact)
+        return json_codec.dumps(data, finite=self._finite(isinstance(data.get("embedding"), list)))
 
     def _finite(self, with_embedding: bool) -> bool:
         """Whether every float to encode is finite (else the standard library writes NaN/Infinity)."""
@@ -151,12 +168,14 @@ class Article:
             relevance = Relevance(score=float(score), terms=tuple(_str_list(terms, where, "relevance.terms")))
         embedding_raw = data.get("embedding")
         embedding: tuple[float, ...] | None = None
-        if embedding_raw is not None:
+        if isinstance(embedding_raw, str):
+            embedding = embedding_from_f32(embedding_raw, where)
+        elif embedding_raw is not None:
             if not isinstance(embedding_raw, list) or not (
                 set(map(type, embedding_raw)) <= _NUMBER_TYPES  # decoded JSON: exact types, checked fast
                 or all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in embedding_raw)
             ):
-                raise ContractError(f"{where}: field 'embedding' must be a list of numbers")
+                raise ContractError(f"{where}: field 'embedding' must be a list of numbers or a base64 string")
             embedding = tuple(map(float, embedding_raw))
         channel = _req_str(data, "channel", where)
         if channel not in CHANNELS:
@@ -216,6 +235,35 @@ class Article:
         except RecursionError as exc:
             raise ContractError("article is not valid JSON: nested too deep") from exc
         return cls.from_dict(data, check_text=may_hold_surrogate(raw))
+
+
+def embedding_f32(values: tuple[float, ...]) -> str | None:
+    """The compact form of an embedding: base64 of its little-endian float32 values; None when a value is
+    not a float32 exactly (the array form keeps it as it is)."""
+    try:
+        packed = array.array("f", values)
+    except OverflowError:  # beyond float32's range
+        return None
+    if packed.tolist() != list(values):
+        return None  # rounded (or NaN, which equals nothing: the array form writes it as before)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode("ascii")
+
+
+def embedding_from_f32(text: str, where: str = "article") -> tuple[float, ...]:
+    """The floats of an embedding's compact form; ``ContractError`` naming the field when it is not one."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ContractError(f"{where}: field 'embedding': not base64 of float32 values: {exc}") from exc
+    if len(raw) % 4:
+        raise ContractError(f"{where}: field 'embedding': {len(raw)} bytes, not a whole number of float32 values")
+    packed = array.array("f")
+    packed.frombytes(raw)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return tuple(packed.tolist())
 
 
 def utc(value: datetime) -> datetime:

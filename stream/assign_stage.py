@@ -539,7 +539,7 @@ class AssignStage:
         out_headers = {k: headers[k] for k in (H_SCHEMA, H_ENTERED_AT) if k in headers}
         out_headers.setdefault(H_SCHEMA, str(article.schema))
         self.state.outbox_add(
-            self.config.topic_clustered, article.id, article.to_bytes(with_embedding=True), out_headers
+            self.config.topic_clustered, article.id, article.to_bytes(with_embedding=True, compact=True), out_headers
         )
 
     def _queue_event(self, event: StoryEvent) -> None:

@@ -3,9 +3,9 @@
 ``ChangelogClusterStage`` (group ``cluster`` on ``settings.topic_embedded``, one partition in use, so one
 replica assigns while the others stand by) wraps the ordinary ``stream.assign_stage.AssignStage`` on a
 ``stream.state_changelog.ChangelogStoryState``: every committed write of the state is appended to the
-compacted changelog topic (``settings.topic_story_changelog``) before the outbox is published and the
-input committed, and before each batch the handler brings its own SQLite copy (in its own
-``--data-dir``) up to the changelog's end. A standby on another host, with an empty data directory or a
+compacted changelog topic (``settings.topic_story_changelog``) once the batch's outbox (kept local) is
+published, and before the input is committed; before each batch the handler brings its own SQLite copy
+(in its own ``--data-dir``) up to the changelog's end. A standby on another host, with an empty data directory or a
 stale one, thus takes over from what it reads from the broker; decisions stay keyed by article id, so a
 record redone after a SIGKILL gets the answer the dead owner committed, or the one it would have given.
 

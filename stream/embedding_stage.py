@@ -74,7 +74,8 @@ class EmbeddingStage:
             headers = {k: record.headers[k] for k in (H_SCHEMA, H_ENTERED_AT) if k in record.headers}
             headers.setdefault(H_SCHEMA, str(article.schema))
             headers[H_ARTICLE_ID] = article.id
-            self.bus.publish(self.out_topic, EMBEDDED_KEY, article.to_bytes(with_embedding=True), headers)
+            value = article.to_bytes(with_embedding=True, compact=True)  # the vector as float32 bytes
+            self.bus.publish(self.out_topic, EMBEDDED_KEY, value, headers)
         if taken:
             self.bus.flush()
             self.metrics.articles.labels(stage=STAGE, status="embedded").inc(len(taken))

@@ -11,11 +11,26 @@ base64, the rowid kept so a replica's scans run in the same order) or a tombston
 is gone. A table or column added to the schema later rides along with no change here; a primary key must
 be text or numbers (SQLite's ``json_array`` refuses BLOBs: such a write fails loudly).
 
+**Local tables.** Tables named in ``local`` (the story state's ``outbox``) are not captured: they stay on
+the owner's disk and their rows never travel (the outbox held the clustered article with its vector and
+each story event, then their tombstones: most of the changelog's bytes and a second append per batch).
+
 **Order of effects.** The owner commits its batch locally (decisions, stories and outbox in one
-transaction, with the ``_changes`` notes), appends the changed rows to the changelog and waits for the
-acknowledgement, deletes the notes, and only then publishes the outbox and commits its input offsets.
-A crash before the acknowledgement leaves the notes (shipped by the next commit of the same process) and
-the input uncommitted (redone, with the same decisions, by whoever owns the partition next).
+transaction, with the ``_changes`` notes), publishes the outbox and waits for the bus's acknowledgement,
+deletes the outbox rows, then appends the changed rows to the changelog and waits for that
+acknowledgement, deletes the notes, and only then commits its input offsets. The changelog never holds a
+decision whose records were not published: nothing is shipped while the local outbox holds a row
+(:meth:`ChangelogStoryState._ship`). A crash before the bus's acknowledgement leaves the outbox (the same
+process publishes it when it comes back) and the input uncommitted: whoever owns the partition next, on a
+state without the batch, decides it again with the same decisions and publishes them. A crash after the
+publish and before the changelog's acknowledgement publishes the batch's records twice (the next owner
+redoes it): at least once, as a crash between the publish and the acknowledgement of the outbox's
+tombstones did when the outbox travelled in the changelog. A copy that diverged (below) empties its local
+tables too: what they held was redone by another owner.
+
+**Older changelogs.** Records of a local table written by a version that captured it (``["outbox", seq]``)
+are still applied on replay (an outbox an older owner left unpublished is published by the new one) and
+tombstoned by the next append once the local table no longer holds them, so compaction drops them.
 
 **Restore.** A process keeps in ``_changelog_local`` the changelog offset its store is current to
 (the checkpoint). Before its first batch and before every batch (:meth:`ChangelogStoryState.catch_up`)
@@ -37,6 +52,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
@@ -44,6 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from stream import json_codec
 from stream.errors import StoryStateError
 from stream.story_state import StoryState
 
@@ -53,6 +70,7 @@ CHANGES_TABLE = "_changes"  # local notes of changed keys, shipped after each co
 LOCAL_TABLE = "_changelog_local"  # the checkpoint: changelog offset this store is current to
 TRIGGER_PREFIX = "_cdc_"
 _BLOB = "$b64"  # a BLOB value in the JSON row
+LOCAL_TABLES = ("outbox",)  # the story state's tables that stay on the owner's disk (module docstring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,17 +131,22 @@ class _Table:
 class ChangeCapture:
     """Triggers, notes and replay on one SQLite connection (module docstring)."""
 
-    def __init__(self, db: sqlite3.Connection, *, where: str) -> None:
+    def __init__(self, db: sqlite3.Connection, *, where: str, local: Sequence[str] = ()) -> None:
         self.db = db
         self.where = where  # the store's name in error messages
+        self.legacy: set[str] = set()  # changelog keys of local tables' rows read from an older changelog
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} "
             "(seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, key TEXT NOT NULL)"
         )
         db.execute(f"CREATE TABLE IF NOT EXISTS {LOCAL_TABLE} (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self.tables = {t.name: t for t in self._read_tables()}
+        found = {t.name: t for t in self._read_tables()}
+        self.local = {name: table for name, table in found.items() if name in set(local)}  # never captured
+        self.tables = {name: table for name, table in found.items() if name not in self.local}
         for table in self.tables.values():
             self._install(table)
+        for table in self.local.values():
+            self._uninstall(table)  # an older version captured it
         if self._local("installed") is None:
             # Rows written before the triggers existed (the schema's own, or a whole state kept on a shared
             # file before): noted once, so they reach the changelog when it is still empty (a seed).
@@ -174,6 +197,11 @@ class ChangeCapture:
             )
         return out
 
+    def _uninstall(self, table: _Table) -> None:
+        for event in ("insert", "update", "delete"):
+            self.db.execute(f"DROP TRIGGER IF EXISTS {_quote(f'{TRIGGER_PREFIX}{table.name}_{event}')}")
+        self.db.execute(f"DELETE FROM {CHANGES_TABLE} WHERE tbl = ?", (table.name,))
+
     def _install(self, table: _Table) -> None:
         def keyed(row: str) -> str:
             return "json_array(" + ", ".join(f"{row}.{_quote(c)}" for c in table.key) + ")"
@@ -203,7 +231,9 @@ class ChangeCapture:
         last = 0
         for tbl, key, _first, seq in notes:
             last = max(last, int(seq))
-            table = self.tables[tbl]
+            table = self.tables.get(tbl)
+            if table is None:
+                continue  # a local table's note (made by the replay of an older changelog): not shipped
             values = json.loads(key)
             changes.append(Change(key=json.dumps([tbl, *values], ensure_ascii=False), value=self._row(table, values)))
         return changes, last
@@ -216,9 +246,9 @@ class ChangeCapture:
         if row is None:
             return None
         names = [d[0] for d in cursor.description]
-        return json.dumps(
-            {n: _encode(v) for n, v in zip(names, row, strict=True)}, ensure_ascii=False, separators=(",", ":")
-        ).encode("utf-8")
+        # orjson (json_codec) unless a REAL is infinite (orjson would write null; the standard library keeps it)
+        finite = all(math.isfinite(v) for v in row if isinstance(v, float))
+        return json_codec.dumps({n: _encode(v) for n, v in zip(names, row, strict=True)}, finite=finite)
 
     def shipped(self, up_to_seq: int) -> None:
         self.db.execute(f"DELETE FROM {CHANGES_TABLE} WHERE seq <= ?", (up_to_seq,))
@@ -239,6 +269,12 @@ class ChangeCapture:
         except (ValueError, TypeError) as exc:
             raise StoryStateError(f"{self.where}: changelog key {change.key!r} is not [table, *key]") from exc
         table = self.tables.get(tbl)
+        if table is None and tbl in self.local:
+            table = self.local[tbl]  # written by an older version: applied, tombstoned once gone locally
+            if change.value is None:
+                self.legacy.discard(change.key)
+            else:
+                self.legacy.add(change.key)
         if table is None:
             raise StoryStateError(
                 f"{self.where}: changelog record for table {tbl!r}, which this version does not have "
@@ -248,7 +284,7 @@ class ChangeCapture:
         self.db.execute(f"DELETE FROM {_quote(table.name)} WHERE {where}", key)
         if change.value is None:
             return
-        row = {n: _decode(v) for n, v in json.loads(change.value).items()}
+        row = {n: _decode(v) for n, v in json_codec.loads(change.value).items()}
         unknown = [n for n in row if n != "_rowid" and n not in table.columns]
         if unknown:
             raise StoryStateError(
@@ -270,8 +306,9 @@ class ChangeCapture:
         self.db.execute(f"DELETE FROM {CHANGES_TABLE} WHERE seq > ?", (seq,))
 
     def wipe(self) -> None:
-        """Empty every captured table and every note (before a replay from the beginning)."""
-        for table in self.tables.values():
+        """Empty every captured and local table and every note (before a replay from the beginning)."""
+        self.legacy.clear()
+        for table in (*self.tables.values(), *self.local.values()):
             self.db.execute(f"DELETE FROM {_quote(table.name)}")
         self.db.execute(f"DELETE FROM {CHANGES_TABLE}")
         self.set_checkpoint(0)
@@ -303,7 +340,7 @@ class ChangelogStoryState(StoryState):
         )
         self.changelog = changelog
         try:
-            self.capture = ChangeCapture(self._db, where=f"story state {str(self.path)!r}")
+            self.capture = ChangeCapture(self._db, where=f"story state {str(self.path)!r}", local=LOCAL_TABLES)
         except sqlite3.Error as exc:
             raise StoryStateError(f"story state {str(self.path)!r}: cannot install change capture: {exc}") from exc
         self.restored = 0  # records of other writers applied, since start
@@ -313,14 +350,20 @@ class ChangelogStoryState(StoryState):
 
     def commit(self) -> None:
         super().commit()
-        self._ship()
+        self._ship()  # at once when the batch has nothing to publish; else after the publish (outbox_done)
 
     def outbox_done(self, up_to_seq: int) -> None:
         super().outbox_done(up_to_seq)
         self._ship()
 
     def _ship(self) -> None:
+        """Append the noted rows, unless the outbox still holds records to publish (module docstring, "Order
+        of effects"): the changelog never tells another replica of a decision whose records are not out."""
+        if self._new_outbox or self._db.execute("SELECT 1 FROM outbox LIMIT 1").fetchone() is not None:
+            return
         changes, last = self.capture.pending()
+        gone = sorted(self.capture.legacy)  # an older version's outbox rows, published and deleted since
+        changes.extend(Change(key=key, value=None) for key in gone)
         if not changes:
             return
         span = self.changelog.append(changes)  # UnavailableError: the notes stay, the next commit ships them
@@ -329,6 +372,7 @@ class ChangelogStoryState(StoryState):
             # past them (and the next catch-up does not read our own records back)
             self.capture.set_checkpoint(span[1])
         self.capture.shipped(last)
+        self.capture.legacy.difference_update(gone)
 
     # --- restoring ----------------------------------------------------------------------------------
 

@@ -378,12 +378,20 @@ class _RecentArticles:
         self.days: list[int | None] = [r[3] for r in rows]
         self._buf = np.stack([_vec(r[4]) for r in rows]) if rows else np.zeros((0, 0), dtype=np.float32)
         self._sq = np.einsum("ij,ij->i", self._buf, self._buf)  # squared norms of the rows, same buffer layout
+        # the days as floats (NaN: undated), same buffer layout: the date gate reads them without a Python loop
+        self._days = np.array([math.nan if d is None else d for d in self.days], dtype=np.float64)
         self._n = len(rows)
 
     @property
     def matrix(self) -> NDArray[np.float32]:
         """One row per recent article, oldest first (a view of the buffer)."""
         return self._buf[: self._n]
+
+    def day_values(self, undated: float) -> NDArray[np.float64]:
+        """Each row's publication day as a float, ``undated`` for an undated article."""
+        days = self._days[: self._n]
+        out: NDArray[np.float64] = np.where(np.isnan(days), undated, days)
+        return out
 
     def centred_cosines(self, vector: NDArray[np.float32], center: NDArray[np.float32]) -> NDArray[np.float32]:
         """Cosine of ``vector - center`` with each row minus ``center``, without building the centred matrix
@@ -408,8 +416,12 @@ class _RecentArticles:
             sq = np.empty(rows, dtype=np.float32)
             sq[: self._n] = self._sq[: self._n]
             self._sq = sq
+            days = np.empty(rows, dtype=np.float64)
+            days[: self._n] = self._days[: self._n]
+            self._days = days
         self._buf[self._n] = row
         self._sq[self._n] = row @ row
+        self._days[self._n] = math.nan if day is None else day
         self._n += 1
         self.seqs.append(seq)
         self.articles.append(article_id)
@@ -420,6 +432,7 @@ class _RecentArticles:
             del self.seqs[:cut], self.articles[:cut], self.stories[:cut], self.days[:cut]
             self._buf[: self._n - cut] = self._buf[cut : self._n].copy()
             self._sq[: self._n - cut] = self._sq[cut : self._n].copy()
+            self._days[: self._n - cut] = self._days[cut : self._n].copy()
             self._n -= cut
 
 
@@ -758,7 +771,7 @@ class StoryState:
         else:
             sims = recent.centred_cosines(vector, center)
         if day is not None and math.isfinite(gate_days):
-            days = np.fromiter((day if d is None else d for d in recent.days), dtype=np.float64, count=len(sims))
+            days = recent.day_values(float(day))  # an undated article is never ruled out by time
             sims = np.where(np.abs(days - day) > gate_days, -np.inf, sims)
         out: list[Neighbour] = []
         seen = {exclude}

@@ -1,7 +1,10 @@
 """The article contract v1: JSON Schema, round trip, golden record, errors naming the field."""
 
+import base64
 import json
+import math
 import re
+import struct
 from pathlib import Path
 
 import jsonschema
@@ -117,3 +120,45 @@ def test_story_event_round_trip() -> None:
     )
     event = StoryEvent(kind="created", story=story, article_id="a" * 32, at=story.first_seen, backfill=True)
     assert StoryEvent.from_bytes(event.to_bytes()) == event
+
+
+def test_compact_embedding_reads_back_as_the_same_floats() -> None:
+    """The compact form (base64 of little-endian float32) decodes to exactly the floats the array form
+    gives, and both forms validate against the schema."""
+    golden = Article.from_dict(json.loads(GOLDEN.read_text(encoding="utf-8")))
+    values = tuple(float(struct.unpack("<f", struct.pack("<f", x))[0]) for x in (0.1, -0.25, 3.0e-8, 1.0, -0.0))
+    article = golden.replace(embedding=values)
+    compact = article.to_dict(with_embedding=True, compact=True)
+    assert isinstance(compact["embedding"], str)
+    assert base64.b64decode(compact["embedding"]) == struct.pack("<5f", *values)
+    jsonschema.validate(compact, SCHEMA)
+    jsonschema.validate(article.to_dict(with_embedding=True), SCHEMA)
+    for raw in (
+        article.to_bytes(with_embedding=True, compact=True),
+        article.to_json(with_embedding=True, compact=True),
+    ):
+        back = Article.from_json(raw)
+        assert back == article
+        assert back.embedding is not None and [math.copysign(1, x) for x in back.embedding][-1] == -1.0
+    assert Article.from_json(article.to_bytes(with_embedding=True)) == article  # the array form as before
+
+
+def test_floats_that_are_not_float32_stay_an_array() -> None:
+    """No rounding: a vector that float32 cannot hold exactly (or a NaN) is written as the array."""
+    golden = Article.from_dict(json.loads(GOLDEN.read_text(encoding="utf-8")))
+    for values in ((0.1, 0.5), (0.5, float("nan")), (1e300,)):
+        data = golden.replace(embedding=values).to_dict(with_embedding=True, compact=True)
+        assert isinstance(data["embedding"], list) and len(data["embedding"]) == len(values)
+    exact = golden.replace(embedding=(0.1, 0.5))
+    assert Article.from_json(exact.to_bytes(with_embedding=True, compact=True)).embedding == (0.1, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("not base64!", "not base64 of float32 values"), ("AAAAAAA=", "5 bytes, not a whole number")],
+)
+def test_a_bad_compact_embedding_is_a_contract_error_naming_the_field(value: str, message: str) -> None:
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    data["embedding"] = value
+    with pytest.raises(ContractError, match=f"field 'embedding': {message}"):
+        Article.from_dict(data)

@@ -3,6 +3,8 @@ replay into an empty data directory, and a standby on another directory taking o
 
 from __future__ import annotations
 
+import base64
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.wiring import kafka_config, make_assign_stage
 from stream.article import Article
 from stream.bus_embedded import EmbeddedBus
-from stream.changelog_kafka import H_WRITER, KafkaChangelog
+from stream.changelog_kafka import H_WRITER, MARKER_PREFIX, KafkaChangelog
 from stream.cluster_changelog import ChangelogClusterStage
 from stream.embedding import Embedder
 from stream.embedding_stage import H_ARTICLE_ID
@@ -329,3 +331,102 @@ def test_an_idle_poll_reads_the_changelog_only_when_held_events_are_due(
     assert reads and isinstance(released, list) and len(released) == len(records)
     assert stage.state.held_events() == [] and stage.state.held_count() == 0
     stage.close()
+
+
+def logged_keys(settings: Settings) -> list[tuple[str, bytes | None]]:
+    """Every record of the settings' changelog (end markers included), as (key, value), in order."""
+    reader = KafkaChangelog(kafka_config(settings), settings.topic_story_changelog)
+    out = [(logged.change.key, logged.change.value) for logged in reader._read_raw(0)]
+    reader.close()
+    return out
+
+
+def test_the_outbox_stays_local_and_each_batch_is_one_append(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus
+) -> None:
+    """The outbox (the clustered articles with their vectors, the story events) is published from the owner's
+    disk and never travels in the changelog: no outbox row nor its tombstone, one append (one end marker) per
+    batch; a replica rebuilt from the changelog still holds every table but the outbox, which is empty."""
+    records = embedded_records(kafka_settings, bus, embedder, fixture_articles())
+    active = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    markers: list[int] = []
+    for batch in (records[:2], records[2:4], records[4:]):
+        assert active.handle(batch) == [None] * len(batch)
+        markers.append(sum(key.startswith(MARKER_PREFIX) for key, _ in logged_keys(kafka_settings)))
+    assert markers[1] - markers[0] == 1 and markers[2] - markers[1] == 1  # the first: the model's name too
+    assert not [key for key, _ in logged_keys(kafka_settings) if key.startswith('["outbox"')]
+    assert len(read_all(bus, kafka_settings.topic_clustered)) == len(records)
+    replica = cluster_stage(kafka_settings, embedder, bus, "cluster-b")
+    assert dump(replica.state._db) == dump(active.state._db)
+    assert dump(replica.state._db)["outbox"] == []
+    for stage in (active, replica):
+        stage.close()
+
+
+def test_a_batch_not_yet_published_is_not_in_the_changelog_and_is_redone_by_the_next_owner(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus, tmp_path: Path
+) -> None:
+    """The crash window between the local commit and the publish: the changelog holds nothing of the batch
+    (nothing is shipped while the outbox holds a row); the next owner decides it again, the same way, and
+    publishes it once; the dead owner restarted on its old directory drops its unpublished outbox."""
+    articles = fixture_articles()
+    reference = make_assign_stage(
+        kafka_settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder
+    )
+    enriched, _events = reference.process(articles)
+    reference.close()
+    expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}
+
+    records = embedded_records(kafka_settings, bus, embedder, articles)
+    first = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    assert first.handle(records[:3]) == [None] * 3
+    logged_before = logged_keys(kafka_settings)
+    # The next batch decided and committed locally, then the process dies before publishing its outbox.
+    first.stage.publish_outbox = lambda: 0  # type: ignore[method-assign]  # the crash: the publish never runs
+    assert first.handle(records[3:]) == [None] * (len(records) - 3)
+    assert first.state.outbox() and first.state.capture.has_pending()
+    assert logged_keys(kafka_settings) == logged_before  # nothing of the unpublished batch travelled
+    first.state._db.close()  # killed: nothing shipped at exit
+
+    second = cluster_stage(kafka_settings, embedder, bus, "cluster-b")
+    assert second.handle(records[3:]) == [None] * (len(records) - 3)
+    assert decisions(bus, kafka_settings) == expected
+    clustered = [r.key for r in read_all(bus, kafka_settings.topic_clustered)]
+    assert sorted(clustered) == sorted(expected)  # each article published once
+    restarted = cluster_stage(kafka_settings, embedder, bus, "cluster-a")  # the old directory, a new process
+    assert restarted.state.full_restores == 1
+    assert restarted.state.outbox() == []  # the dead owner's unpublished records: redone by the second owner
+    assert dump(restarted.state._db) == dump(second.state._db)
+    for stage in (second, restarted):
+        stage.close()
+
+
+def test_outbox_rows_of_an_older_changelog_are_published_then_tombstoned(
+    kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus
+) -> None:
+    """A changelog written by a version that shipped the outbox: a row its owner never published is applied
+    to the new owner's local outbox, published by it, and tombstoned in the changelog (compaction drops it)."""
+    article = fixture_articles()[0]
+    older = KafkaChangelog(kafka_config(kafka_settings), kafka_settings.topic_story_changelog)
+    value = article.to_bytes()
+    row = {
+        "seq": 7,
+        "topic": kafka_settings.topic_clustered,
+        "key": article.id,
+        "value": {"$b64": base64.b64encode(value).decode("ascii")},
+        "headers": '{"schema": "1"}',
+    }
+    older.append([Change(key='["outbox", 7]', value=json.dumps(row).encode())])
+    older.close()
+
+    stage = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
+    assert [r.seq for r in stage.state.outbox()] == [7]
+    assert stage.handle([]) == []
+    published = read_all(bus, kafka_settings.topic_clustered)
+    assert [(r.key, r.value, r.headers.get("schema")) for r in published] == [(article.id, value, "1")]
+    assert stage.state.outbox() == []
+    assert [v for k, v in logged_keys(kafka_settings) if k == '["outbox", 7]'][-1] is None  # the tombstone
+    stage.close()
+    again = cluster_stage(kafka_settings, embedder, bus, "cluster-b")  # a replay from the start: nothing left
+    assert again.state.outbox() == []
+    again.close()
