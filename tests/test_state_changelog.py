@@ -128,6 +128,16 @@ def cluster_stage(settings: Settings, embedder: Embedder, bus: EmbeddedBus, name
     return ChangelogClusterStage(make_assign_stage(own, PrometheusMetrics(), embedder=embedder, bus=bus, state=state))
 
 
+def reference_decisions(
+    settings: Settings, embedder: Embedder, articles: list[Article]
+) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """What one plain assign stage decides for ``articles`` (story, role, duplicate_of by article id)."""
+    reference = make_assign_stage(settings, PrometheusMetrics(), embedder=embedder)
+    enriched, _events = reference.process(articles)
+    reference.close()
+    return {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}
+
+
 @pytest.fixture
 def bus(kafka_settings: Settings, tmp_path: Path) -> Iterator[EmbeddedBus]:
     """Where the replicas read and publish (the input and output topics; not the state)."""
@@ -141,12 +151,7 @@ def test_a_standby_on_an_empty_directory_takes_over_mid_stream(
     kafka_settings: Settings, embedder: Embedder, bus: EmbeddedBus, tmp_path: Path
 ) -> None:
     articles: list[Article] = fixture_articles()
-    reference = make_assign_stage(
-        kafka_settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder
-    )
-    enriched, _events = reference.process(articles)
-    reference.close()
-    expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}
+    expected = reference_decisions(kafka_settings.replace(data_dir=tmp_path / "one"), embedder, articles)
 
     records = embedded_records(kafka_settings, bus, embedder, articles)
     active = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
@@ -370,12 +375,7 @@ def test_a_batch_not_yet_published_is_not_in_the_changelog_and_is_redone_by_the_
     (nothing is shipped while the outbox holds a row); the next owner decides it again, the same way, and
     publishes it once; the dead owner restarted on its old directory drops its unpublished outbox."""
     articles = fixture_articles()
-    reference = make_assign_stage(
-        kafka_settings.replace(data_dir=tmp_path / "one"), PrometheusMetrics(), embedder=embedder
-    )
-    enriched, _events = reference.process(articles)
-    reference.close()
-    expected = {a.id: (a.story_id, a.story_role, a.duplicate_of) for a in enriched}
+    expected = reference_decisions(kafka_settings.replace(data_dir=tmp_path / "one"), embedder, articles)
 
     records = embedded_records(kafka_settings, bus, embedder, articles)
     first = cluster_stage(kafka_settings, embedder, bus, "cluster-a")
