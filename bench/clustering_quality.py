@@ -109,6 +109,11 @@ def describe(settings: Settings, centred: bool) -> str:
         f"threshold {settings.cluster_threshold}, warm-up {settings.cluster_warmup_threshold}, "
         f"merge {settings.merge_threshold} (centred), merge warm-up {settings.merge_warmup_threshold}"
         + (f", anchor weight {settings.anchor_weight}" if settings.anchor_weight else "")
+        + (
+            f", one-language margins {settings.same_language_margin} / {settings.same_language_merge_margin}"
+            if settings.same_language_margin or settings.same_language_merge_margin
+            else ""
+        )
     )
 
 
