@@ -321,9 +321,17 @@ def _threshold(params: ClusterParams, center: NDArray[np.float32] | None) -> flo
     return params.threshold
 
 
+def single_language(languages: frozenset[str]) -> str | None:
+    """The one determined language of ``languages`` (a story's), None when it has several or none."""
+    if len(languages) != 1:
+        return None
+    (lang,) = languages
+    return None if lang == UNDETERMINED_LANG else lang
+
+
 def one_language(lang: str, languages: frozenset[str]) -> bool:
     """Whether ``languages`` (a story's) is exactly ``lang``, a determined language."""
-    return lang != UNDETERMINED_LANG and len(languages) == 1 and lang in languages
+    return single_language(languages) == lang
 
 
 def join_needed(
@@ -434,7 +442,8 @@ def merge_pairs(
             continue
         sim = float(sims[i, j]) + (_bonus(gap, params) if bonus else 0.0)
         needed = limit
-        if centred and len(a.languages) == 1 and a.languages == b.languages and UNDETERMINED_LANG not in a.languages:
+        lang = single_language(a.languages)
+        if centred and lang is not None and one_language(lang, b.languages):
             needed += params.same_language_merge_margin  # both all in one language: a higher bar
         if sim >= needed:
             found.append((sim, i, j))
