@@ -285,6 +285,12 @@ def neus_splits(data: Path) -> dict[str, list[dict[str, Any]]]:
     return by_split
 
 
+def neus_articles(records: list[dict[str, Any]], embedder: Embedder, window: int = BODY_WINDOW_CHARS) -> list[Article]:
+    """NeuS records as undated articles with their vectors (title + ``window`` characters of the lead)."""
+    vecs = embedder.embed([embed_text(r["title"] or "", r["text"] or "", body_chars=window) for r in records])
+    return [to_article(r, i, NO_DATE, vecs[i], dated=False) for i, r in enumerate(records)]
+
+
 def neus(
     data: Path, embedder: Embedder, base: Settings, grid: Grid, train_n: int, out: list[str], summary: dict[str, float]
 ) -> tuple[Settings, float]:
@@ -295,8 +301,7 @@ def neus(
     test = by_split["test"]
 
     def embedded(records: list[dict[str, Any]], window: int = BODY_WINDOW_CHARS) -> list[Article]:
-        vecs = embedder.embed([embed_text(r["title"] or "", r["text"] or "", body_chars=window) for r in records])
-        return [to_article(r, i, NO_DATE, vecs[i], dated=False) for i, r in enumerate(records)]
+        return neus_articles(records, embedder, window)
 
     calib_articles = embedded(calib)
     gold_calib = [r["story"] for r in calib]

@@ -35,7 +35,6 @@ from bench.report import write_section
 from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.wiring import calibrated, make_embedder
 from stream.article import Article
-from stream.embed_text import embed_text
 from stream.embedding import Embedder
 
 SECTION = "language_margin"
@@ -56,9 +55,8 @@ class MultilingualSet:
     @classmethod
     def load(cls, data: Path, embedder: Embedder) -> MultilingualSet:
         records = ms.stream(ms.load(data))
-        vectors = embedder.embed([embed_text(r["title"] or "", r["text"]) for r in records])
-        articles = [ms.to_article(r, i, v) for i, (r, v) in enumerate(zip(records, vectors, strict=True))]
-        part_a = {i for i, r in enumerate(records) if ms.half(ms.gold_of(r).removeprefix("irrelevant:")) == "A"}
+        articles = ms.embedded_articles(records, embedder)
+        part_a = ms.calibration_half(records)
         dated = [i for i, r in enumerate(records) if r["published"]]
         return cls(records, articles, part_a, set(range(len(records))) - part_a, dated)
 
@@ -94,9 +92,7 @@ def calibration(
 
 
 def embedded_neus(records: list[dict[str, Any]], embedder: Embedder) -> tuple[list[str], list[Article]]:
-    vecs = embedder.embed([embed_text(r["title"] or "", r["text"] or "") for r in records])
-    articles = [cq.to_article(r, i, cq.NO_DATE, vecs[i], dated=False) for i, r in enumerate(records)]
-    return [r["story"] for r in records], articles
+    return [r["story"] for r in records], cq.neus_articles(records, embedder)
 
 
 def main() -> None:

@@ -143,6 +143,17 @@ def gold_of(rec: dict[str, Any]) -> str:
     return rec["event"] if rec["event"] != "irrelevant" else "irrelevant:" + rec["url"]
 
 
+def embedded_articles(records: list[dict[str, Any]], embedder: Embedder) -> list[Article]:
+    """The records as articles with their vectors (title and text window embedded as the stage does)."""
+    vectors = embedder.embed([embed_text(r["title"] or "", r["text"]) for r in records])
+    return [to_article(r, i, v) for i, (r, v) in enumerate(zip(records, vectors, strict=True))]
+
+
+def calibration_half(records: list[dict[str, Any]]) -> set[int]:
+    """Indices of the records of half A (the calibration half: events by slug, irrelevant records by URL)."""
+    return {i for i, r in enumerate(records) if half(gold_of(r).removeprefix("irrelevant:")) == "A"}
+
+
 def run(articles: list[Article], settings: Settings, embedder: Embedder) -> tuple[list[str], list[StoryEvent]]:
     """The final story of each article (after merges) and the story events, in order."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -305,10 +316,9 @@ def main() -> None:
     records = stream(load(args.data))
     embedder = make_embedder(base)
     start = time.perf_counter()
-    vectors = embedder.embed([embed_text(r["title"] or "", r["text"]) for r in records])
+    articles = embedded_articles(records, embedder)
     encode_s = time.perf_counter() - start
-    articles = [to_article(r, i, v) for i, (r, v) in enumerate(zip(records, vectors, strict=True))]
-    part_a = {i for i, r in enumerate(records) if half(r["event"] if r["event"] != "irrelevant" else r["url"]) == "A"}
+    part_a = calibration_half(records)
     part_b = set(range(len(records))) - part_a
     trials = []
     for values in [] if args.defaults_only else itertools.product(*grid.values()):
