@@ -70,7 +70,7 @@ PARTS: tuple[tuple[str, str], ...] = (
     ("stream/story.py", "JSON / contract"),
     ("/json/", "JSON / contract"),
     ("indexer/store_embedded.py", "store writes (SQLite + FTS5)"),
-    ("indexer/analysis.py", "store writes (SQLite + FTS5)"),
+    ("stream/word_forms.py", "store writes (SQLite + FTS5)"),
     ("indexer/index_stage.py", "index stage"),
     ("stream/story_state.py", "story state"),
     ("stream/clustering.py", "clustering"),

@@ -244,7 +244,6 @@ def measure(
     }
 
 
-
 def _wait(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -384,7 +383,7 @@ def main() -> None:
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by {command}: {args.articles} generated articles "
             f"(80-word texts in en/fr/de/tr/ar, stories of 10, no embeddings) written with `write_articles` in "
             f"batches of {BATCH}, then the query mix below run one query at a time, {args.rounds} times on the "
-            "embedded store (SQLite FTS5, temporary file), with word forms (`indexer.analysis`) and the name groups "
+            "embedded store (SQLite FTS5, temporary file), with word forms (`stream.word_forms`) and the name groups "
             "of `stream/topics/sednaya.toml` (`indexer.names`: `Sednaya` also searches its 20 other spellings)"
             + (
                 ""

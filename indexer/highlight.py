@@ -1,7 +1,7 @@
 """Highlights and "why it matched", computed from the original text and the query's positive terms.
 
-Matching is on folded tokens (``indexer.query.tokens``): case, Latin diacritics and Arabic variants
-do not matter, and a word also marks its word forms in the article's language (``indexer.analysis``),
+Matching is on folded tokens (``stream.word_forms.tokens``): case, Latin diacritics and Arabic variants
+do not matter, and a word also marks its word forms in the article's language (``stream.word_forms``),
 exactly as in the stores. Fragments are HTML: the original text escaped, matched tokens wrapped in
 ``<mark>``.
 """
@@ -13,9 +13,9 @@ import html
 import re
 from collections.abc import Sequence
 
-from indexer.analysis import form, query_forms
-from indexer.query import Phrase, Term, tokens
+from indexer.query import Phrase, Term
 from stream.article import Article
+from stream.word_forms import form, query_forms, tokens
 
 FRAGMENT_CHARS = 160  # characters of context per text fragment (about two lines on the page)
 MAX_FRAGMENTS = 3  # fragments of the text per hit
@@ -35,7 +35,7 @@ def query_tokens(terms: Terms) -> frozenset[str]:
 
 
 def _word_forms(terms: Terms) -> frozenset[str]:
-    """Query forms (``indexer.analysis.query_forms``) of the tokens of the words among ``terms``."""
+    """Query forms (``stream.word_forms.query_forms``) of the tokens of the words among ``terms``."""
     return frozenset(
         f
         for term in terms
@@ -140,7 +140,7 @@ def matched_terms(article: Article, leaves: Sequence[Term | Phrase]) -> tuple[st
     """Texts of the positive leaves that occur in the article, without repeats.
 
     A word needs, for each of its tokens, one of its query forms among the article's word forms in the
-    field(s) it names (``indexer.analysis``, as the stores); a phrase its tokens adjacent, in order, within one field.
+    field(s) it names (``stream.word_forms``, as the stores); a phrase its tokens adjacent, in order, within one field.
     """
     title = tokens(article.title)
     fields = [title, tokens(article.text)]

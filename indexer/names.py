@@ -5,7 +5,7 @@ The groups come from the topic file (``stream.topic``): the subject's own names 
 here lists a name: another topic file gives other groups.
 
 A query word (or a run of adjacent words, ``Bashar al-Assad``) whose folded tokens
-(``indexer.query.tokens``: case, diacritics, Arabic variants folded) equal a variant of a group is
+(``stream.word_forms.tokens``: case, diacritics, Arabic variants folded) equal a variant of a group is
 replaced by ``OR`` of the words as typed and every other variant of the group (a one-token variant as a
 word, so it keeps its word forms; a longer one as a phrase). A quoted word or phrase, or ``exact:``, is
 never expanded. :func:`expand` returns the new query and what it added, for "also searched: ..."
@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from indexer.query import And, Node, Not, Or, Phrase, Term, TextField, tokens
+from indexer.query import And, Node, Not, Or, Phrase, Term, TextField
 from stream.topic import Topic
+from stream.word_forms import tokens
 
 
 @dataclass(frozen=True, slots=True)

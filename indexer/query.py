@@ -14,7 +14,7 @@ written: no word forms, no name variants; the same as quoting it), ``lang``, ``s
 A ``-`` at the start of a word, phrase, field or parenthesis (``Sednaya -monastery``) negates it; a
 hyphen inside a word (``al-Assad``) is part of the word.
 
-Meaning of the leaves (both stores, see ``indexer.analysis`` and ``indexer.names``): a WORD matches its
+Meaning of the leaves (both stores, see ``stream.word_forms`` and ``indexer.names``): a WORD matches its
 folded tokens or their word forms in the document's language, and, when it spells a name of the topic's
 name groups, every variant of that name; a "PHRASE" (or ``exact:``) matches its folded tokens exactly,
 adjacent and in order.
@@ -35,6 +35,7 @@ from typing import Literal, TypeAlias
 
 from indexer.errors import QuerySyntaxError
 from stream.text import fold
+from stream.word_forms import TOKEN_RE
 
 TextField = Literal["any", "title"]  # "any" = title or text
 FilterField = Literal["lang", "source", "story"]
@@ -45,7 +46,6 @@ OPERATORS: frozenset[str] = frozenset({"AND", "OR", "NOT"})
 MAX_QUERY_LENGTH = 4096  # characters; longer input is a paste accident, not a query
 MAX_DEPTH = 64  # nesting of parentheses/NOT; deeper input would exhaust the recursive parser
 
-_TOKEN_RE = re.compile(r"[^\W_]+")  # a searchable token: a run of letters/digits (any script)
 _FIELD_RE = re.compile(r"^([A-Za-z_]+):(.*)$", re.DOTALL)
 
 
@@ -111,11 +111,6 @@ class _Tok:
     def op(self) -> str:
         """The operator of an ``op`` token (``-`` is ``NOT``)."""
         return "NOT" if self.text == "-" else self.text
-
-
-def tokens(text: str) -> list[str]:
-    """Folded searchable tokens of ``text`` (case, diacritics and Arabic variants folded)."""
-    return _TOKEN_RE.findall(fold(text))
 
 
 def _lex(query: str) -> list[_Tok]:
@@ -184,7 +179,7 @@ def _read_phrase(query: str, start: int) -> tuple[str, int]:
     if end < 0:
         raise QuerySyntaxError(query, start, query[start:], "unterminated phrase (missing closing '\"')")
     text = query[start + 1 : end]
-    if not _TOKEN_RE.search(fold(text)):
+    if not TOKEN_RE.search(fold(text)):
         raise QuerySyntaxError(query, start, query[start : end + 1], "empty phrase")
     return text, end + 1
 
@@ -256,18 +251,18 @@ class _Parser:
     def primary(self, after: _Tok | None) -> Node:
         tok = self.take()
         if tok.kind == "word":
-            if not _TOKEN_RE.search(fold(tok.value)):
+            if not TOKEN_RE.search(fold(tok.value)):
                 raise self.fail(tok, "a word needs at least one letter or digit")
             return Term(tok.value)
         if tok.kind == "phrase":
             return Phrase(tok.value)
         if tok.kind == "field":
             if tok.field == "title":
-                if not _TOKEN_RE.search(fold(tok.value)):
+                if not TOKEN_RE.search(fold(tok.value)):
                     raise self.fail(tok, "a word needs at least one letter or digit")
                 return Phrase(tok.value, "title") if tok.quoted else Term(tok.value, "title")
             if tok.field == "exact":
-                if not _TOKEN_RE.search(fold(tok.value)):
+                if not TOKEN_RE.search(fold(tok.value)):
                     raise self.fail(tok, "a word needs at least one letter or digit")
                 return Phrase(tok.value)  # as written: exact tokens, no word forms, no name variants
             return FieldFilter(tok.field, tok.value)  # type: ignore[arg-type]  # checked against FILTER_FIELDS

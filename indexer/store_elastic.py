@@ -13,9 +13,9 @@ Layout (names use ``ElasticConfig.es_prefix``, default ``sednaya``):
 - ``<p>-articles-000001`` behind the write alias ``<p>-articles`` (ILM rolls it over); reads and
   writes go through the alias. ``<p>-stories``: one document per story.
 
-Text: ``title_folded``/``text_folded`` hold the exact tokens (``indexer.query.tokens``, folded) and
+Text: ``title_folded``/``text_folded`` hold the exact tokens (``stream.word_forms.tokens``, folded) and
 ``title_stems``/``text_stems`` their word forms in the document's language
-(``indexer.analysis.document_forms``), both computed in Python and indexed by a whitespace analyzer, so
+(``stream.word_forms.document_forms``), both computed in Python and indexed by a whitespace analyzer, so
 words, word forms and phrases mean what they mean on the embedded store (the server analyses nothing
 itself). ``title``/``text`` keep their analysed sub-fields for Kibana; searches do not use them. The query
 AST becomes bool/multi_match/match_phrase/term DSL (never ``query_string``).
@@ -46,15 +46,15 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
 from elasticsearch.serializer import OrjsonSerializer
 
-from indexer.analysis import document_forms, query_forms
 from indexer.documents import DAY_FACET_SIZE, FACET_SIZE, epoch_micros, sort_time, source_country_of, source_type_of
 from indexer.errors import StoreError
 from indexer.highlight import highlights, matched_terms
 from indexer.names import NO_NAMES, NameGroups, expand
-from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves, tokens
+from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves
 from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
 from stream.article import Article, iso_utc, parse_time, utc
 from stream.story import Story
+from stream.word_forms import document_forms, query_forms, tokens
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _leaf_query(leaf: Term | Phrase, lang: str | None = None) -> dict[str, Any]:
     """One word or phrase on the application-analysed fields (the embedded store's FTS5 columns).
 
     A phrase: its exact tokens adjacent (``*_folded``), in the title or in the text. A word: for each of
-    its tokens, one of its query forms (``indexer.analysis.query_forms`` for ``lang`` or for every
+    its tokens, one of its query forms (``stream.word_forms.query_forms`` for ``lang`` or for every
     language of the token's script) among the word forms (``*_stems``) of the title or the text.
     """
     toks = tokens(leaf.text)

@@ -8,9 +8,9 @@ Tables:
 - ``article_docs``: by the same rowid, the article JSON (without the embedding) and the embedding as
   a float32 blob.
 - ``articles_fts``: FTS5 keyed by the articles rowid over the exact tokens of the title and text
-  (``indexer.query.tokens``: case, Latin diacritics and Arabic variants folded, so ``صيدنايا`` finds
+  (``stream.word_forms.tokens``: case, Latin diacritics and Arabic variants folded, so ``صيدنايا`` finds
   ``صيدنايا`` and ``SAYDNAYA`` finds ``Saydnaya``), for phrases, and over their word forms
-  (``title_stems``/``body_stems``, ``indexer.analysis.document_forms``: ``detaine`` for "detainees" in
+  (``title_stems``/``body_stems``, ``stream.word_forms.document_forms``: ``detaine`` for "detainees" in
   an English article), for words. Both are computed in Python, as for Elasticsearch (FTS5 only splits
   the space-joined tokens).
 - ``stories``: story JSON, first/last seen, ``merged_into`` and the centroid (float32 blob).
@@ -50,7 +50,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from indexer.analysis import document_forms, query_forms
 from indexer.documents import (
     day_of,
     epoch_micros,
@@ -62,11 +61,12 @@ from indexer.facet_columns import SELECT_SQL as COLUMNS_SQL
 from indexer.facet_columns import FacetColumns, Rowids, StoryPage
 from indexer.highlight import highlights, matched_terms
 from indexer.names import NO_NAMES, NameGroups, expand
-from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, positive_leaves, tokens
+from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, positive_leaves
 from indexer.store import Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
 from stream.article import Article
 from stream.sqlite_wal import connect_wal
 from stream.story import Story
+from stream.word_forms import document_forms, query_forms, tokens
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def fts_expression(leaf: Term | Phrase, lang: str | None = None, present: Vocabu
     """The FTS5 MATCH expression of one word or phrase (column filter by field).
 
     A phrase: its exact tokens, adjacent. A word: for each token, one of its query forms
-    (``indexer.analysis.query_forms``, for ``lang`` or for every language of its script) among the
+    (``stream.word_forms.query_forms``, for ``lang`` or for every language of its script) among the
     article's word forms. ``present``: what the index holds, when known; forms outside ``present.forms``
     are left out (they can match nothing), which keeps a query of many name variants and forms small.
     Leaving them out changes no score: a phrase without a row adds exactly 0.0 to BM25's sum.

@@ -19,16 +19,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.analysis import document_forms, query_forms
 from indexer.errors import QuerySyntaxError
 from indexer.names import NameGroups
-from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, to_query, tokens
+from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, to_query
 from indexer.store import SearchRequest, SearchResult, SearchStore
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.wiring import elastic_config
 from stream.article import Article
 from stream.story import Story
 from stream.topic import load_topic
+from stream.word_forms import document_forms, query_forms, tokens
 from tests.store_fixtures import NoidaServer, elastic_settings, make_article
 
 pytestmark = pytest.mark.timeout(120)
@@ -281,7 +281,7 @@ def _reference(node: Node, article: Article) -> bool:
 
     A phrase: its tokens adjacent in one field. A word: for each token, one of its query forms (as
     written, or reduced in each language of its script) among the article's word forms in the field(s)
-    (its tokens reduced in the article's language): ``indexer.analysis``.
+    (its tokens reduced in the article's language): ``stream.word_forms``.
     """
     if isinstance(node, MatchAll):
         return True
@@ -503,7 +503,7 @@ def test_highlights_follow_arabic_normalisation(loaded: SearchStore) -> None:
     assert hit.highlights["title"] == ["محرقة في سجن <mark>صيدنايا</mark>"]
 
 
-# --- word forms (indexer.analysis): the same stems on both stores ------------------------------------
+# --- word forms (stream.word_forms): the same stems on both stores ------------------------------------
 
 # Written for these tests, one or two forms of a word per article, in six languages and four scripts.
 MORPH: dict[str, Article] = {

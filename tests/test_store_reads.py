@@ -22,18 +22,18 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.analysis import form, query_forms
 from indexer.documents import DAY_FACET_SIZE, FACET_SIZE
 from indexer.facet_columns import FacetColumns
 from indexer.highlight import _ORIGINAL_TOKEN, _spans
 from indexer.names import NameGroups, expand
-from indexer.query import Or, Phrase, Term, parse, tokens
+from indexer.query import Or, Phrase, Term, parse
 from indexer.store import SearchRequest
 from indexer.store_elastic import to_dsl
 from indexer.store_embedded import _BM25_WEIGHTS, RANKED_READ, EmbeddedStore, Vocabulary, fts_query
 from sednaya_monitor.settings import load_settings
 from stream.article import Article
 from stream.topic import load_topic
+from stream.word_forms import form, query_forms, tokens
 from tests.store_fixtures import make_article
 
 LANGS = ["en", "fr", "de", "ar"]

@@ -1,6 +1,7 @@
-"""Per-language word forms, computed once in Python for both search stores.
+"""Tokens and per-language word forms, computed once in Python for both search stores and for the
+same-language word evidence of story clustering (``stream.word_evidence``).
 
-A document is indexed twice: its *exact* tokens (``indexer.query.tokens``: folded, Arabic-normalised,
+A document is indexed twice: its *exact* tokens (``stream.word_forms.tokens``: folded, Arabic-normalised,
 in order, for phrases) and its *word forms*: each exact token reduced by the analysis of the document's
 language (:func:`document_forms`; "detainees" in an English article becomes ``detaine``). A token
 written in a script the language does not use (a Latin name in an Arabic article, digits) is its own
@@ -24,10 +25,15 @@ quoted phrase matches the exact tokens only.
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from collections.abc import Sequence
 
 import Stemmer
+
+from stream.text import fold
+
+TOKEN_RE = re.compile(r"[^\W_]+")  # a searchable token: a run of letters/digits (any script)
 
 # ISO 639-1 code -> Snowball algorithm name (the languages whose documents get stems).
 SNOWBALL: dict[str, str] = {
@@ -69,6 +75,11 @@ _AR_PREFIXES = ("وال", "بال", "كال", "فال", "لل", "ال")  # longe
 _AR_SUFFIXES = ("ها", "ان", "ات", "ون", "ين", "يه", "ه", "ي")  # ة is ه after normalisation
 _AR_CLITIC = "بكلف"  # one-letter prepositions/particles, stripped when a 3-letter stem remains
 _AR_MIN = 3  # letters a stem keeps at least
+
+
+def tokens(text: str) -> list[str]:
+    """Folded searchable tokens of ``text`` (case, diacritics and Arabic variants folded)."""
+    return TOKEN_RE.findall(fold(text))
 
 
 @functools.cache
