@@ -19,8 +19,8 @@ from indexer.query import (
     parse,
     positive_terms,
     to_query,
-    tokens,
 )
+from stream.word_forms import tokens
 
 
 @pytest.mark.parametrize(
