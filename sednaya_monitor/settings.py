@@ -98,6 +98,10 @@ class Settings:
     # model's space than its reports in two languages (docs/clustering.md, "One language, a higher bar")
     same_language_margin: float | None = None
     same_language_merge_margin: float | None = None
+    # weight of the same-language word evidence added to the centred cosine: the TF-IDF cosine of the article's
+    # words with a story's recent articles in its language, rarity counted over the recent articles
+    # (stream.word_evidence; docs/clustering.md, "Same-language word evidence"); 0: off
+    word_evidence_weight: float | None = None
     # The story events of the warm-up (the first articles, before the topic's mean is known, when one event's
     # first reports in several languages open several stories) are held back and released once the mean is
     # known, the warm-up's stories read again in the centred space so that each event alerts once; at most
@@ -269,6 +273,7 @@ class Settings:
             "unconfirmed_margin",
             "same_language_margin",
             "same_language_merge_margin",
+            "word_evidence_weight",
         ):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:

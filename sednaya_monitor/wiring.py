@@ -62,6 +62,7 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "unconfirmed_margin": 0.1,
         "same_language_margin": 0.15,
         "same_language_merge_margin": 0.4,
+        "word_evidence_weight": 0.0,
     },
     "multilingual-e5-small": {
         "cluster_threshold": 0.25,
@@ -74,6 +75,7 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "unconfirmed_margin": 0.15,
         "same_language_margin": 0.2,
         "same_language_merge_margin": 0.4,
+        "word_evidence_weight": 0.0,
     },
     "all-MiniLM-L6-v2": {
         "cluster_threshold": 0.7,
@@ -86,6 +88,7 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "unconfirmed_margin": 0.0,
         "same_language_margin": 0.0,
         "same_language_merge_margin": 0.0,
+        "word_evidence_weight": 0.0,
     },
 }
 
@@ -225,6 +228,7 @@ def cluster_params(settings: Settings) -> ClusterParams:
         unconfirmed_margin=threshold(settings, "unconfirmed_margin"),
         same_language_margin=threshold(settings, "same_language_margin"),
         same_language_merge_margin=threshold(settings, "same_language_merge_margin"),
+        word_evidence_weight=threshold(settings, "word_evidence_weight"),
     )
 
 

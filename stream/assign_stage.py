@@ -64,6 +64,7 @@ from stream.story import StoryEvent
 from stream.story_state import StoredDecision, StoryRecord, StoryState
 from stream.text import fold
 from stream.topic import load_topic
+from stream.word_evidence import article_terms
 
 logger = logging.getLogger(__name__)
 
@@ -385,12 +386,17 @@ class AssignStage:
         features = ArticleFeatures(
             id=article.id, vector=vector, anchors=anchors, kinds=kinds, lang=article.lang, at=at, dated=dated
         )
+        # the article's words, for the same-language word evidence (only when it is weighed at all)
+        terms = (
+            article_terms(article.title, article.text, article.lang) if self.params.word_evidence_weight > 0 else None
+        )
         verdict = assign(
             features,
             self.state.candidates(at, anchors, vector=vector, dated=dated),
             self.params,
             center=self.state.center(),
             rarity=self.state.rarity,
+            words=None if terms is None else self.state.word_evidence(terms, article.lang),
         )
         self.state.add_original(article.id, sha, mh, at)
         self.state.observe(model_vector, anchors, article.lang)
@@ -432,7 +438,9 @@ class AssignStage:
                 article_id=article.id, story_id=record.id, role="follow_up", status=status, duplicate_of=None
             )
             kind = "updated"
-        self.state.remember_article(article.id, record.id, vector, at.toordinal() if dated else None)
+        self.state.remember_article(
+            article.id, record.id, vector, at.toordinal() if dated else None, lang=article.lang, terms=terms
+        )
         self.state.record_decision(decision, at)
         logger.debug(
             "clustered",

@@ -18,7 +18,9 @@ Scoring a candidate story for an article:
   dated articles were all published more than ``date_gate_days`` away (undated articles pass: their
   time is unknown); a story further back in time is dormant and only a follow-up can reach it (below);
 - same language, read by the model (``model_languages``; ``*`` for a multilingual model, which also
-  makes every language pair comparable): ``score = cos + anchor_weight * min(1, shared / ANCHOR_SATURATION)``;
+  makes every language pair comparable): ``score = cos + anchor_weight * min(1, shared / ANCHOR_SATURATION)``,
+  plus, on centred cosines, ``word_evidence_weight * words``: the TF-IDF cosine of the article's words with the
+  story's recent articles in the article's language (``stream.word_evidence``; 0 for a story with none);
 - otherwise (another language, or a language an English-only model does not read, where cosine
   says nothing: unrelated Arabic texts score ~0.9 with all-MiniLM-L6-v2) only anchors link: eligible
   when ``shared >= cross_lingual_min_anchors``, ``score = threshold * shared / cross_lingual_min_anchors``.
@@ -88,6 +90,7 @@ class ClusterParams:
     # one threshold is too loose for the first or too strict for the second (centred cosines only; 0: off)
     same_language_margin: float = 0.0
     same_language_merge_margin: float = 0.0
+    word_evidence_weight: float = 0.0
     model_languages: frozenset[str] = frozenset({"en"})
 
 
@@ -161,6 +164,7 @@ class Neighbour:
 
 
 Rarity = Callable[[str], float]  # anchor -> 0..1, how rare it is among recent articles
+WordEvidence = Callable[[Candidate], float]  # candidate -> 0..1, the article's words shared with it (same language)
 
 
 def _no_rarity(anchor: str) -> float:
@@ -263,8 +267,11 @@ def score_candidate(
     center: NDArray[np.float32] | None = None,
     rarity: Rarity | None = None,
     cos: float | None = None,
+    words: float = 0.0,
 ) -> Scored:
-    """Score and eligibility of ``cand`` for ``article`` (see the module docstring)."""
+    """Score and eligibility of ``cand`` for ``article`` (see the module docstring); ``words``: the
+    same-language word evidence (``stream.word_evidence``), weighed by ``word_evidence_weight`` on centred
+    cosines."""
     same_lang = _same_language(article.lang, cand.languages)
     if cos is None:
         cos = float(cosines(article, [cand], params, center)[0])
@@ -274,6 +281,8 @@ def score_candidate(
     if trusted:
         score = cos + params.anchor_weight * min(1.0, shared / ANCHOR_SATURATION)
         eligible, reason = True, "similar"
+        if words > 0 and _centred(params, center):
+            score += params.word_evidence_weight * words
         bonus = date_bonus(article, cand, params) if _centred(params, center) else 0.0
         if bonus > 0:
             score += bonus
@@ -352,24 +361,32 @@ def assign(
     *,
     center: NDArray[np.float32] | None = None,
     rarity: Rarity | None = None,
+    words: WordEvidence | None = None,
 ) -> Decision:
     """The story ``article`` belongs to among ``candidates``, or ``new``.
 
     Cosines are computed in one matrix product; candidates the model reads whose cosine cannot reach
-    the threshold even with the full anchor bonus are skipped without further scoring.
+    the threshold even with the full anchor and word bonuses are skipped without further scoring.
+    ``words`` gives the same-language word evidence of a candidate (asked only of candidates with an
+    article in the article's language, on centred cosines, when ``word_evidence_weight`` is set).
     """
     if not candidates:
         return Decision(action="new", story_id=None, score=0.0, similarity=0.0, reason="no candidate story")
     all_cos = cosines(article, candidates, params, center)
     threshold = _threshold(params, center)
-    floor = threshold - params.anchor_weight - (params.date_bonus if _centred(params, center) else 0.0)
+    centred = _centred(params, center)
+    with_words = words is not None and centred and params.word_evidence_weight > 0
+    floor = threshold - params.anchor_weight
+    if centred:
+        floor -= params.date_bonus + (params.word_evidence_weight if with_words else 0.0)
     reads = reads_language(article.lang, params)
     multilingual = MULTILINGUAL in params.model_languages
     best: tuple[float, Scored, Candidate] | None = None
     for cand, cos in zip(candidates, all_cos, strict=True):
         if cos < floor and reads and (multilingual or _same_language(article.lang, cand.languages)):
             continue  # trusted cosine, too low: cannot reach the threshold
-        scored = score_candidate(article, cand, params, center=center, rarity=rarity, cos=float(cos))
+        evidence = words(cand) if with_words and words is not None and article.lang in cand.languages else 0.0
+        scored = score_candidate(article, cand, params, center=center, rarity=rarity, cos=float(cos), words=evidence)
         needed = join_needed(article, cand, params, center)
         if not scored.eligible or scored.score < needed:
             continue

@@ -41,7 +41,7 @@ import json
 import math
 import sqlite3
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,9 +56,10 @@ from stream.embedding import l2_normalise
 from stream.errors import StoryStateError
 from stream.near_duplicate import NearDuplicateIndex, signature_bytes, signature_from_bytes
 from stream.story import Story
+from stream.word_evidence import Terms, TermWindow
 
 STATE_FILE = "stories.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 2: the dated range of each story; 3: the language and terms of recent articles
 CENTER_WINDOW = 500  # articles the running mean vector is averaged over (an EMA of that span)
 # Articles before the running mean is used to centre cosines (before: raw cosines, the warm-up). The mean of
 # 20 articles of the tuning set is within cosine 0.95 of the mean of all 297 (5: 0.87). A shorter warm-up
@@ -138,7 +139,7 @@ CREATE TABLE IF NOT EXISTS anchor_seen (anchor TEXT PRIMARY KEY, count REAL NOT 
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS recent_articles (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, article_id TEXT NOT NULL UNIQUE, story_id TEXT NOT NULL, day INTEGER,
-    vec BLOB NOT NULL
+    vec BLOB NOT NULL, lang TEXT, terms TEXT
 );
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
@@ -560,10 +561,14 @@ class StoryState:
             if row is None:
                 self._db.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 self._db.commit()
-            elif row[0] == "1":  # v1 -> v2: the dated range of each story (NULL: unknown, as undated)
-                self._db.execute("ALTER TABLE stories ADD COLUMN dated_first REAL")
-                self._db.execute("ALTER TABLE stories ADD COLUMN dated_last REAL")
-                self._db.execute("ALTER TABLE stories ADD COLUMN dated_days TEXT")
+            elif row[0] in {"1", "2"}:
+                if row[0] == "1":  # v1 -> v2: the dated range of each story (NULL: unknown, as undated)
+                    self._db.execute("ALTER TABLE stories ADD COLUMN dated_first REAL")
+                    self._db.execute("ALTER TABLE stories ADD COLUMN dated_last REAL")
+                    self._db.execute("ALTER TABLE stories ADD COLUMN dated_days TEXT")
+                # v2 -> v3: the language and terms of recent articles (NULL: none, outside the word evidence)
+                self._db.execute("ALTER TABLE recent_articles ADD COLUMN lang TEXT")
+                self._db.execute("ALTER TABLE recent_articles ADD COLUMN terms TEXT")
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
                 self._db.commit()
             elif row[0] != str(SCHEMA_VERSION):
@@ -603,6 +608,7 @@ class StoryState:
         self._content: _ContentIndex | None = None
         self._spans: _ActiveSpans | None = None
         self._recent: _RecentArticles | None = None
+        self._words: TermWindow | None = None
         self._held_n = 0  # held events (held_events rows), kept in step by hold_event/drop_held
         self._held_oldest: float | None = None  # MIN(held_at) of them
         self._count_held()
@@ -739,19 +745,60 @@ class StoryState:
             self._recent = _RecentArticles(rows[::-1])
         return self._recent
 
-    def remember_article(self, article_id: str, story_id: str, vector: NDArray[np.float32], day: int | None) -> None:
-        """Keep an original article's vector, story and publication day (None: undated) among the recent."""
+    def remember_article(
+        self,
+        article_id: str,
+        story_id: str,
+        vector: NDArray[np.float32],
+        day: int | None,
+        *,
+        lang: str = UNDETERMINED_LANG,
+        terms: Terms | None = None,
+    ) -> None:
+        """Keep an original article's vector, story and publication day (None: undated) among the recent;
+        with its ``terms`` (``stream.word_evidence.article_terms``), it also counts in the word evidence."""
         recent = self._recent_articles()
+        words = self._word_window() if terms is not None else None
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO recent_articles (article_id, story_id, day, vec) VALUES (?, ?, ?, ?)",
-            (article_id, story_id, day, _vec_bytes(np.asarray(vector, dtype=np.float32))),
+            "INSERT OR IGNORE INTO recent_articles (article_id, story_id, day, vec, lang, terms) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                article_id,
+                story_id,
+                day,
+                _vec_bytes(np.asarray(vector, dtype=np.float32)),
+                lang,
+                None if terms is None else json_codec.dumps_text(dict(terms)),
+            ),
         )
         if not cur.rowcount:
             return
         seq = int(cur.lastrowid or 0)
         recent.add(seq, article_id, story_id, day, vector)
+        if words is not None and terms is not None:
+            words.add(story_id, lang, terms)
         if seq % (RECENT_ARTICLES // 10) == 0:
             self._db.execute("DELETE FROM recent_articles WHERE seq <= ?", (seq - RECENT_ARTICLES,))
+
+    def _word_window(self) -> TermWindow:
+        """The word evidence's window: the terms of the last ``RECENT_ARTICLES`` recent articles that have
+        them, read back in order (so a restarted or replaying process counts what the live one did)."""
+        if self._words is None:
+            rows = self._db.execute(
+                "SELECT story_id, lang, terms FROM recent_articles WHERE terms IS NOT NULL ORDER BY seq DESC LIMIT ?",
+                (RECENT_ARTICLES,),
+            ).fetchall()
+            self._words = TermWindow(RECENT_ARTICLES, self.resolve)
+            for story_id, lang, terms in reversed(rows):
+                self._words.add(story_id, lang or UNDETERMINED_LANG, json_codec.loads_any(terms))
+        return self._words
+
+    def word_evidence(self, terms: Terms, lang: str) -> Callable[[Candidate], float]:
+        """The same-language word evidence of an article with ``terms`` in ``lang`` against a candidate
+        story (``stream.word_evidence``), weighed against the window as it stands."""
+        words = self._word_window()
+        article = words.vector(terms, lang)
+        return lambda cand: words.similarity(article, cand.story_id)
 
     def neighbours(
         self, vector: NDArray[np.float32], *, exclude: str = "", day: int | None = None, gate_days: float = math.inf
@@ -1018,6 +1065,8 @@ class StoryState:
             for day in absorbed.dated_days:
                 survivor.add_date(datetime.fromordinal(day).replace(tzinfo=UTC), dated=True)
         absorbed.merged_into = survivor.id
+        if self._words is not None:
+            self._words.merge(absorbed.id, survivor.id)
         # Every article of the absorbed story now answers with the survivor (a replay included).
         self._write_decisions()
         self._db.execute("UPDATE decisions SET story_id = ? WHERE story_id = ?", (survivor.id, absorbed.id))

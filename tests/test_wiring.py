@@ -97,6 +97,7 @@ THRESHOLDS = (
     "unconfirmed_margin",
     "same_language_margin",
     "same_language_merge_margin",
+    "word_evidence_weight",
 )
 
 
@@ -125,6 +126,7 @@ def test_thresholds_left_empty_come_from_the_models_calibration(model: str, cali
         params.unconfirmed_margin,
         params.same_language_margin,
         params.same_language_merge_margin,
+        params.word_evidence_weight,
     ) == tuple(expected[name] for name in THRESHOLDS)
     assert wiring.calibrated(settings).cluster_threshold == expected["cluster_threshold"]
 

@@ -1,0 +1,136 @@
+"""Same-language word evidence for story clustering: the words an article shares with a story's recent
+articles in its own language, each weighted by how rare it is among the recent articles (a TF-IDF cosine
+over a sliding window).
+
+Why beside the model's cosine: reports of one story in one language share the story's own words (a
+name, a place, an unusual noun), which a sentence embedding of a whole text dilutes; on English news with
+many stories a day (NeuS) a TF-IDF cosine alone separates same-story pairs better than the multilingual
+model does (docs/clustering.md). Across languages words say nothing, so the evidence is only computed
+against a story's articles in the article's language.
+
+- **Terms**: the folded tokens of the title and the first ``TEXT_CHARS`` characters of the text, reduced
+  to their word forms in the article's language (``stream.word_forms``: the analysis search uses), without
+  tokens shorter than ``MIN_TERM_CHARS`` and bare numbers (the anchors weigh figures and dates).
+- **Rarity** is counted over a window, the last ``size`` original articles: ``idf = log((N + 1) / (df + 1))``
+  with ``df`` the articles of the window holding the term. A word that every article of the topic has (the
+  prison's name in all its spellings, "Assad", "prison") weighs about nothing; a story's own names weigh
+  most. The window slides by whole articles, so a state rebuilt from its last ``size`` articles holds
+  exactly the counts of the live one.
+- **Weights**: ``(1 + log tf) * idf``; a story's term frequency in a language is the sum over its articles
+  of that language in the window. The cosine is summed with ``math.fsum``: exact, so it does not depend on
+  the order terms were counted in (a replica that rebuilt its window decides as the live one did).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from stream.word_forms import document_forms, tokens
+
+TEXT_CHARS = 2000  # characters of an article's text read for its terms (with the title)
+MIN_TERM_CHARS = 3  # shorter word forms are mostly function words and initials
+
+Terms = Mapping[str, int]  # term -> occurrences in one article
+
+
+def article_terms(title: str, text: str, lang: str) -> dict[str, int]:
+    """The terms of an article (see the module docstring), with their counts."""
+    forms = document_forms(tokens(f"{title}\n{text[:TEXT_CHARS]}"), lang)
+    return dict(Counter(f for f in forms if len(f) >= MIN_TERM_CHARS and not f.isdigit()))
+
+
+def _tf(count: int) -> float:
+    return 1.0 + math.log(count)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    story_id: str
+    lang: str
+    terms: Terms
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleVector:
+    """An article's TF-IDF weights against the window as it stands, and their norm."""
+
+    lang: str
+    weights: dict[str, float]
+    norm: float
+
+
+class TermWindow:
+    """Document frequencies over the last ``size`` articles, and each story's term counts per language.
+
+    ``resolve`` maps a story id to the story that absorbed it (itself when live): an article leaving the
+    window is taken from the story it belongs to now. Call :meth:`merge` when two stories merge.
+    """
+
+    def __init__(self, size: int, resolve: Callable[[str], str]) -> None:
+        if size < 1:
+            raise ValueError(f"term window size {size} must be at least 1")
+        self.size = size
+        self._resolve = resolve
+        self._entries: deque[_Entry] = deque()
+        self._df: Counter[str] = Counter()
+        self._stories: dict[tuple[str, str], Counter[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, story_id: str, lang: str, terms: Terms) -> None:
+        """Count an original article of ``story_id`` (the oldest article leaves once ``size`` are held)."""
+        self._entries.append(_Entry(story_id, lang, dict(terms)))
+        self._df.update(terms.keys())
+        self._stories.setdefault((self._resolve(story_id), lang), Counter()).update(terms)
+        while len(self._entries) > self.size:
+            self._drop(self._entries.popleft())
+
+    def _drop(self, entry: _Entry) -> None:
+        self._df.subtract(entry.terms.keys())
+        for term in entry.terms:
+            if self._df[term] <= 0:
+                del self._df[term]
+        key = (self._resolve(entry.story_id), entry.lang)
+        story = self._stories.get(key)
+        if story is None:
+            return
+        story.subtract(entry.terms)
+        for term in entry.terms:
+            if story[term] <= 0:
+                del story[term]
+        if not story:
+            del self._stories[key]
+
+    def merge(self, absorbed: str, survivor: str) -> None:
+        """``absorbed`` now belongs to ``survivor``: its term counts move there."""
+        for key in [k for k in self._stories if k[0] == absorbed]:
+            self._stories.setdefault((survivor, key[1]), Counter()).update(self._stories.pop(key))
+
+    def idf(self, term: str) -> float:
+        return math.log((len(self._entries) + 1) / (self._df.get(term, 0) + 1))
+
+    def vector(self, terms: Terms, lang: str) -> ArticleVector:
+        """``terms`` weighed against the window as it stands (before the article itself is added)."""
+        weights = {t: _tf(c) * self.idf(t) for t, c in terms.items() if c > 0}
+        return ArticleVector(lang, weights, math.sqrt(math.fsum(w * w for w in weights.values())))
+
+    def similarity(self, article: ArticleVector, story_id: str) -> float:
+        """TF-IDF cosine of ``article`` with ``story_id``'s articles in the article's language in the
+        window (0 when it has none there, or either side has no weight)."""
+        story = self._stories.get((story_id, article.lang))
+        if not story or article.norm == 0.0:
+            return 0.0
+        idf = {t: self.idf(t) for t in story}
+        norm = math.sqrt(math.fsum((_tf(c) * idf[t]) ** 2 for t, c in story.items()))
+        if norm == 0.0:
+            return 0.0
+        dot = math.fsum(w * _tf(story[t]) * idf[t] for t, w in article.weights.items() if t in story)
+        return dot / (article.norm * norm)
+
+    def stories(self) -> Iterable[tuple[str, str]]:
+        """The (story, language) pairs that have terms in the window."""
+        return self._stories.keys()
