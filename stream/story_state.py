@@ -758,7 +758,8 @@ class StoryState:
         """Keep an original article's vector, story and publication day (None: undated) among the recent;
         with its ``terms`` (``stream.word_evidence.article_terms``), it also counts in the word evidence."""
         recent = self._recent_articles()
-        words = self._word_window() if terms is not None else None
+        # the window is read back from the table when first needed: without terms and before that, no need
+        words = self._word_window() if terms is not None or self._words is not None else None
         cur = self._db.execute(
             "INSERT OR IGNORE INTO recent_articles (article_id, story_id, day, vec, lang, terms) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -775,22 +776,23 @@ class StoryState:
             return
         seq = int(cur.lastrowid or 0)
         recent.add(seq, article_id, story_id, day, vector)
-        if words is not None and terms is not None:
+        if words is not None:
             words.add(story_id, lang, terms)
         if seq % (RECENT_ARTICLES // 10) == 0:
             self._db.execute("DELETE FROM recent_articles WHERE seq <= ?", (seq - RECENT_ARTICLES,))
 
     def _word_window(self) -> TermWindow:
-        """The word evidence's window: the terms of the last ``RECENT_ARTICLES`` recent articles that have
-        them, read back in order (so a restarted or replaying process counts what the live one did)."""
+        """The word evidence's window: the terms of the last ``RECENT_ARTICLES`` recent articles (those
+        remembered without terms hold their places), read back in order, so a restarted or replaying
+        process counts what the live one did (the table keeps at least that many rows)."""
         if self._words is None:
             rows = self._db.execute(
-                "SELECT story_id, lang, terms FROM recent_articles WHERE terms IS NOT NULL ORDER BY seq DESC LIMIT ?",
-                (RECENT_ARTICLES,),
+                "SELECT story_id, lang, terms FROM recent_articles ORDER BY seq DESC LIMIT ?", (RECENT_ARTICLES,)
             ).fetchall()
             self._words = TermWindow(RECENT_ARTICLES, self.resolve)
             for story_id, lang, terms in reversed(rows):
-                self._words.add(story_id, lang or UNDETERMINED_LANG, json_codec.loads_any(terms))
+                known = None if terms is None else json_codec.loads_any(terms)
+                self._words.add(story_id, lang or UNDETERMINED_LANG, known)
         return self._words
 
     def word_evidence(self, terms: Terms, lang: str) -> Callable[[Candidate], float]:

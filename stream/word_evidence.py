@@ -12,7 +12,8 @@ against a story's articles in the article's language.
   to their word forms in the article's language (``stream.word_forms``: the analysis search uses), without
   tokens shorter than ``MIN_TERM_CHARS`` and bare numbers (the anchors weigh figures and dates).
 - **Rarity** is counted over a window, the last ``size`` original articles: ``idf = log((N + 1) / (df + 1))``
-  with ``df`` the articles of the window holding the term. A word that every article of the topic has (the
+  with ``N`` the articles of the window that have terms and ``df`` those holding the term (an article
+  remembered while the evidence was off has none, and holds its place). A word that every article of the topic has (the
   prison's name in all its spellings, "Assad", "prison") weighs about nothing; a story's own names weigh
   most. The window slides by whole articles, so a state rebuilt from its last ``size`` articles holds
   exactly the counts of the live one.
@@ -50,7 +51,7 @@ def _tf(count: int) -> float:
 class _Entry:
     story_id: str
     lang: str
-    terms: Terms
+    terms: Terms | None  # None: an article without terms (it holds its place in the window, counts in nothing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +76,29 @@ class TermWindow:
         self.size = size
         self._resolve = resolve
         self._entries: deque[_Entry] = deque()
+        self._documents = 0  # entries with terms: the N of the IDF
         self._df: Counter[str] = Counter()
         self._stories: dict[tuple[str, str], Counter[str]] = {}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """Articles with terms in the window."""
+        return self._documents
 
-    def add(self, story_id: str, lang: str, terms: Terms) -> None:
-        """Count an original article of ``story_id`` (the oldest article leaves once ``size`` are held)."""
-        self._entries.append(_Entry(story_id, lang, dict(terms)))
-        self._df.update(terms.keys())
-        self._stories.setdefault((self._resolve(story_id), lang), Counter()).update(terms)
+    def add(self, story_id: str, lang: str, terms: Terms | None) -> None:
+        """Count an original article of ``story_id`` (the oldest article leaves once ``size`` are held);
+        ``terms`` None: an article without terms, which only takes its place in the window."""
+        self._entries.append(_Entry(story_id, lang, None if terms is None else dict(terms)))
+        if terms is not None:
+            self._documents += 1
+            self._df.update(terms.keys())
+            self._stories.setdefault((self._resolve(story_id), lang), Counter()).update(terms)
         while len(self._entries) > self.size:
             self._drop(self._entries.popleft())
 
     def _drop(self, entry: _Entry) -> None:
+        if entry.terms is None:
+            return
+        self._documents -= 1
         self._df.subtract(entry.terms.keys())
         for term in entry.terms:
             if self._df[term] <= 0:
@@ -111,7 +120,7 @@ class TermWindow:
             self._stories.setdefault((survivor, key[1]), Counter()).update(self._stories.pop(key))
 
     def idf(self, term: str) -> float:
-        return math.log((len(self._entries) + 1) / (self._df.get(term, 0) + 1))
+        return math.log((self._documents + 1) / (self._df.get(term, 0) + 1))
 
     def vector(self, terms: Terms, lang: str) -> ArticleVector:
         """``terms`` weighed against the window as it stands (before the article itself is added)."""

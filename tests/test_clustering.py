@@ -675,3 +675,36 @@ def test_related_neighbours_leave_out_articles_time_rules_out_before_choosing_th
     assert gated == ["same-week-story", "undated-story"]  # nothing dated beyond the gate, undated kept
     assert [n.story_id for n in state.neighbours(vector, day=None, gate_days=7.0)][:1] == ["old-story-0"]
     state.close()
+
+
+def test_words_shared_with_a_storys_articles_in_the_same_language_add_to_the_centred_cosine() -> None:
+    """``word_evidence_weight`` times the same-language word evidence (``stream.word_evidence``) is added to
+    a candidate's centred cosine; it is asked only of stories with an article in the article's language, and
+    not at all on raw cosines (warm-up) or with the weight at 0."""
+    params = ClusterParams(
+        threshold=0.3, same_language_margin=0.15, word_evidence_weight=0.2, model_languages=frozenset({"*"})
+    )
+    centre = np.zeros(2, dtype=np.float32)
+    english = replace(_story("en", _unit(1, 2)), mean=_unit(1, 2))  # cos 0.447, needs 0.45
+    twin = replace(english, story_id="en-twin")  # the same cosine, no words in common
+    arabic = replace(english, story_id="ar", languages=frozenset({"ar"}))
+    article = _article(_unit(1, 0))
+    shared = {"en": 0.5, "en-twin": 0.0}
+    asked: list[str] = []
+
+    def words(cand: Candidate) -> float:
+        asked.append(cand.story_id)
+        return shared[cand.story_id]
+
+    assert assign(article, [english], params, center=centre).action == "new"  # no evidence given
+    decision = assign(article, [twin, english], params, center=centre, words=words)
+    assert (decision.action, decision.story_id) == ("join", "en")  # 0.547 clears 0.45; the twin 0.447 does not
+    assert decision.score == pytest.approx(0.447 + 0.1, abs=1e-3)
+    assert assign(article, [arabic], params, center=centre, words=words).story_id == "ar"  # on its cosine
+    assert "ar" not in asked  # a story with no article in English has no words to compare with
+    assert assign(article, [twin], params, center=centre, words=words).action == "new"
+    asked.clear()
+    off = replace(params, word_evidence_weight=0.0)
+    assert assign(article, [english], off, center=centre, words=words).action == "new" and not asked
+    warm = replace(params, warmup_threshold=0.5)
+    assert assign(article, [english], warm, words=words).action == "new" and not asked  # raw cosines

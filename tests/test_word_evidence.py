@@ -1,0 +1,131 @@
+"""Same-language word evidence: an article's terms, their rarity over a sliding window of recent articles,
+and the TF-IDF cosine with a story's articles in the article's language; kept by the story state so that a
+reopened (or replaying) state weighs words exactly as the live one did."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream import story_state
+from stream.clustering import Candidate
+from stream.story_state import StoryState
+from stream.word_evidence import TermWindow, article_terms
+
+VEC = np.full(4, 0.5, dtype=np.float32)  # every recent article's vector (the word evidence does not read it)
+
+
+def _same(story_id: str) -> str:
+    return story_id
+
+
+def test_terms_are_word_forms_in_the_articles_language_without_numbers_or_short_tokens() -> None:
+    terms = article_terms("Detainees released", "The detainees were released on 8 December 2024 by HTS.", "en")
+    assert terms["detaine"] == 2 and terms["releas"] == 2  # English stems, title and text counted
+    assert "2024" not in terms and "8" not in terms and "on" not in terms  # numbers and short tokens left out
+    assert "the" in terms  # a common word stays: its rarity, not a list, makes it weigh nothing
+    assert article_terms("Détenus", "", "fr") == article_terms("DETENUS", "", "fr")  # folded
+    arabic = article_terms("المعتقلين", "والمعتقلين في السجن", "ar")
+    assert arabic[max(arabic, key=arabic.__getitem__)] == 2  # the same light stem with and without و ال
+
+
+def test_a_word_every_recent_article_has_weighs_nothing_and_a_storys_own_name_weighs_most() -> None:
+    window = TermWindow(100, _same)
+    window.add("s1", "en", {"prison": 1, "saydnaya": 1, "crematorium": 1, "caesar": 1})
+    window.add("s2", "en", {"prison": 1, "saydnaya": 1, "amnesty": 1, "report": 1})
+    window.add("s3", "en", {"prison": 1, "saydnaya": 1, "trial": 1, "koblenz": 1})
+    assert window.idf("prison") == pytest.approx(0.0)
+    assert window.idf("crematorium") > window.idf("prison")
+    common = window.vector({"prison": 1, "saydnaya": 1}, "en")
+    assert window.similarity(common, "s1") == 0.0  # shares only what every article has
+    specific = window.vector({"prison": 1, "crematorium": 1, "caesar": 1}, "en")
+    assert window.similarity(specific, "s1") > 0.9
+    assert window.similarity(specific, "s2") == 0.0
+    assert window.similarity(window.vector({"crematorium": 1}, "ar"), "s1") == 0.0  # no Arabic article in s1
+
+
+def test_the_window_slides_by_whole_articles_and_merges_move_a_storys_words() -> None:
+    window = TermWindow(2, _same)
+    window.add("old", "en", {"chemical": 2})
+    window.add("a", "en", {"evacuation": 1})
+    window.add("b", "en", {"evacuation": 1, "convoy": 1})  # "old" leaves the window
+    assert len(window) == 2 and window.idf("chemical") == pytest.approx(np.log(3))  # no article has it now
+    assert window.similarity(window.vector({"chemical": 1, "convoy": 1}, "en"), "old") == 0.0
+    merged = {"b": "a"}
+    window = TermWindow(10, lambda s: merged.get(s, s))
+    window.add("a", "en", {"evacuation": 1})
+    window.add("b", "en", {"convoy": 1})
+    window.add("c", "en", {"ceasefire": 1})
+    window.merge("b", "a")
+    convoy = window.vector({"convoy": 1}, "en")
+    assert window.similarity(convoy, "a") > 0.5 and window.similarity(convoy, "b") == 0.0
+
+
+def test_the_cosine_does_not_depend_on_the_order_words_were_counted_in() -> None:
+    articles = [
+        ("s1", {"alpha": 3, "beta": 1, "gamma": 2}),
+        ("s1", {"delta": 1, "alpha": 1}),
+        ("s2", {"beta": 2, "epsilon": 1}),
+        ("s1", {"gamma": 1, "zeta": 4, "eta": 1}),
+    ]
+    forward, backward = TermWindow(10, _same), TermWindow(10, _same)
+    for story, terms in articles:
+        forward.add(story, "en", terms)
+    for story, terms in reversed(articles):
+        backward.add(story, "en", dict(reversed(list(terms.items()))))
+    query = {"alpha": 1, "zeta": 2, "beta": 1}
+    assert forward.similarity(forward.vector(query, "en"), "s1") == backward.similarity(
+        backward.vector(query, "en"), "s1"
+    )
+
+
+def _remember(state: StoryState, n: int, story: str, terms: dict[str, int], lang: str = "en") -> None:
+    state.remember_article(f"a{n}", story, VEC, None, lang=lang, terms=terms)
+
+
+def test_a_reopened_state_weighs_words_exactly_as_the_live_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(story_state, "RECENT_ARTICLES", 20)  # the window: the last 20 articles with terms
+    path = tmp_path / "stories.sqlite3"
+    state = StoryState(path)
+    words = ["siege", "convoy", "evacuation", "ceasefire", "bus", "corridor"]
+    for n in range(45):  # rows are trimmed every 2 articles, the window slides by each one
+        _remember(state, n, f"s{n % 3}", {words[n % 7 % 6]: 1 + n % 2, words[(n + 1) % 5]: 1, "aleppo": 1})
+    # remembered while the evidence is off: holds its place in the window, counts in nothing
+    state.remember_article("no-terms", "s9", VEC, None)
+    state.commit()
+    query = {"convoy": 1, "evacuation": 2, "aleppo": 1}
+    live = [state.word_evidence(query, "en")(_cand(s)) for s in ("s0", "s1", "s2")]
+    assert len(state._word_window()) == 19 and len(set(live)) == 3 and all(v > 0 for v in live)
+    state.close()
+    reopened = StoryState(path)
+    assert [reopened.word_evidence(query, "en")(_cand(s)) for s in ("s0", "s1", "s2")] == live
+    reopened.close()
+
+
+def test_a_schema_2_state_gains_the_columns_of_the_word_evidence(tmp_path: Path) -> None:
+    path = tmp_path / "stories.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(story_state._SCHEMA.replace(", lang TEXT, terms TEXT", ""))
+    db.execute("INSERT INTO meta (key, value) VALUES ('schema', '2')")
+    db.execute(
+        "INSERT INTO recent_articles (article_id, story_id, day, vec) VALUES ('old', 's0', NULL, ?)",
+        (np.ones(4, dtype="<f4").tobytes(),),
+    )
+    db.commit()
+    db.close()
+    state = StoryState(path)
+    _remember(state, 1, "s1", {"convoy": 1})
+    _remember(state, 2, "s2", {"ceasefire": 1})
+    state.commit()
+    assert state.word_evidence({"convoy": 1}, "en")(_cand("s1")) == pytest.approx(1.0)
+    assert state._meta("schema", "") == str(story_state.SCHEMA_VERSION) == "3"
+    state.close()
+
+
+def _cand(story_id: str) -> Candidate:
+    at = datetime(2024, 12, 8, tzinfo=UTC)
+    return Candidate(story_id=story_id, centroid=np.ones(4, dtype=np.float32), first_seen=at, last_seen=at)
