@@ -1,18 +1,20 @@
-"""The one-language margins (`same_language_margin`, `same_language_merge_margin`), chosen on two calibration
-parts at once and reported on the held-out parts.
+"""The one-language margins (`same_language_margin`, `same_language_merge_margin`) and the weight of the
+same-language word evidence (`word_evidence_weight`), chosen together on two calibration parts and reported
+on the held-out parts.
 
 Why two parts: a multilingual model puts one event's reports in one language closer together than its reports
 in two languages (on the multilingual tuning set, centred with the language offsets: median cosine of
 same-event pairs 0.43 in one language, 0.28 across languages; different-event pairs the same in both), so
 one threshold is too loose for one-language stories or too strict for cross-language ones. The Syria set
 alone cannot show the cost of a loose one-language threshold (15 events years apart, a few reports each in
-one language); English news with many stories a day can (NeuS). So the margins are chosen on two calibration
-parts, the service's own kind of stream first: among the margins that keep the B³ F1 of half A of the
-multilingual set (`bench.multilingual_stories`' calibration half) within `TOLERANCE` of its best, the best
-B³ F1 on the NeuS calibration part (val + 400 train articles, `bench.clustering_quality`'s); every other
-setting as shipped for the model; ties: the smaller margins. Held out: half B and the whole multilingual
-set, its dated records streamed alone, NeuS test, the 2021 roundups and BASIL, all with the settings as
-shipped.
+one language); English news with many stories a day can (NeuS). The word evidence (a TF-IDF cosine with a
+story's articles in the article's language, `stream.word_evidence`) adds to one-language comparisons too, so
+it is chosen with the margins. Rule, the service's own kind of stream first: among the settings that keep the
+B³ F1 of half A of the multilingual set (`bench.multilingual_stories`' calibration half) within `TOLERANCE`
+of its best, the best B³ F1 on the NeuS calibration part (val + 400 train articles,
+`bench.clustering_quality`'s); every other setting as shipped for the model; ties: the smaller values. Held
+out: half B and the whole multilingual set, its dated records streamed alone, NeuS test, the 2021 roundups
+and BASIL, all with the settings as shipped.
 
 Reads ../shared/datasets in place (never copied); vectors come from the bench's embedding cache.
 `python -m bench.language_margin [--model NAME] [--no-write]`
@@ -38,8 +40,10 @@ from stream.article import Article
 from stream.embedding import Embedder
 
 SECTION = "language_margin"
-MARGINS = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25]
-MERGE_MARGINS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+MARGINS = [0.0, 0.1, 0.15, 0.2, 0.25, 0.3]
+MERGE_MARGINS = [0.2, 0.3, 0.4, 0.5]
+WORD_WEIGHTS = [0.0, 0.1, 0.2, 0.3]
+KEYS = ("word_evidence_weight", "same_language_margin", "same_language_merge_margin")
 TOLERANCE = 0.01  # B³ F1 of the multilingual half A the margins may cost (the service's own kind of stream)
 NEUS_TRAIN = 400  # train articles added to NeuS val, as bench.clustering_quality calibrates
 
@@ -76,6 +80,11 @@ class Scored:
     neus_test: float
     roundups: float
     basil: float
+
+
+def label(values: tuple[float, ...]) -> str:
+    """Setting values in ``KEYS`` order, as the tables show them."""
+    return " / ".join(f"{v:g}" for v in values)
 
 
 def f1(gold: list[str], articles: list[Article], settings: Settings, embedder: Embedder) -> float:
@@ -115,14 +124,14 @@ def main() -> None:
         held[name] = ([r["story"] for r in recs], arts)
 
     sweep = []
-    for rank, (join, merge) in enumerate(itertools.product(MARGINS, MERGE_MARGINS)):
-        settings = base.replace(same_language_margin=join, same_language_merge_margin=merge)
+    for rank, values in enumerate(itertools.product(WORD_WEIGHTS, MARGINS, MERGE_MARGINS)):
+        settings = base.replace(**dict(zip(KEYS, values, strict=True)))
         syria_a, neus_a = calibration(ml, neus_calib, settings, embedder)
-        sweep.append((syria_a, neus_a, -rank, join, merge))
-        print(f"margins {join} / {merge}: F1 Syria A {syria_a:.3f}, NeuS calibration {neus_a:.3f}", flush=True)
+        sweep.append((syria_a, neus_a, -rank, values))
+        print(f"{label(values)}: F1 Syria A {syria_a:.3f}, NeuS calibration {neus_a:.3f}", flush=True)
     floor = max(t[0] for t in sweep) - TOLERANCE
     best = max((t for t in sweep if t[0] >= floor), key=lambda t: (t[1], t[2]))
-    chosen = {"same_language_margin": best[3], "same_language_merge_margin": best[4]}
+    chosen = dict(zip(KEYS, best[3], strict=True))
 
     def held_out(settings: Settings) -> Scored:
         pred, events = ms.run(ml.articles, settings, embedder)
@@ -145,21 +154,25 @@ def main() -> None:
         )
 
     shipped = {k: getattr(base, k) for k in chosen}
-    variants = {"off (0 / 0)": {"same_language_margin": 0.0, "same_language_merge_margin": 0.0}, "chosen": chosen}
+    variants = {
+        "all off": dict.fromkeys(KEYS, 0.0),
+        "margins, no words": {**chosen, "word_evidence_weight": 0.0},
+        "chosen": chosen,
+    }
     if shipped != chosen:
         variants["as shipped"] = shipped
     rows = []
-    for name, values in variants.items():
-        s = held_out(base.replace(**values))
+    for name, setting in variants.items():
+        s = held_out(base.replace(**setting))
         rows.append(
-            f"| {name}: {values['same_language_margin']} / {values['same_language_merge_margin']} | {s.a:.3f} "
+            f"| {name}: {label(tuple(setting[k] for k in KEYS))} | {s.a:.3f} "
             f"| {s.neus_calib:.3f} | **{s.b:.3f}** | {s.whole:.3f} | {s.dated:.3f} "
             f"| {s.alerts_b.per_event:.2f} ({s.alerts_b.hit}/{s.alerts_b.events}) "
             f"| {s.alerts_whole.per_event:.2f} ({s.alerts_whole.hit}/{s.alerts_whole.events}) "
             f"| {s.alerts_dated.per_event:.2f} ({s.alerts_dated.hit}/{s.alerts_dated.events}) "
             f"| **{s.neus_test:.3f}** | **{s.roundups:.3f}** | {s.basil:.3f} |"
         )
-    grid = {(j, m): (sa, na) for sa, na, _, j, m in sweep}
+    grid = {values: (sa, na) for sa, na, _, values in sweep}
     lines = [
         (
             f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench.language_margin` (reads ../shared in "
@@ -169,31 +182,34 @@ def main() -> None:
         "",
         (
             "`same_language_margin` is added to `cluster_threshold` when an article meets a story all in its own "
-            "language, `same_language_merge_margin` to `merge_threshold` when two stories are all in one language "
-            "(centred cosines only). Chosen on two calibration parts, the service's own kind of stream first: among "
-            f"the margins that keep the B³ F1 of half A of the multilingual set within {TOLERANCE} of its best, the "
-            "best B³ F1 on NeuS val + 400 train articles (ties: the smaller margins). "
-            f"**Chosen: {chosen['same_language_margin']} / {chosen['same_language_merge_margin']}** "
-            f"(Syria A {best[0]:.3f}, NeuS calibration {best[1]:.3f}); shipped for this model: "
-            f"{shipped['same_language_margin']} / {shipped['same_language_merge_margin']}."
+            "language, `same_language_merge_margin` to `merge_threshold` when two stories are all in one language, "
+            "and `word_evidence_weight` times the TF-IDF cosine of the article's words with a story's articles in its "
+            "language to the cosine (centred cosines only). Chosen on two calibration parts, the service's own kind "
+            f"of stream first: among the settings that keep the B³ F1 of half A of the multilingual set within "
+            f"{TOLERANCE} of its best, the best B³ F1 on NeuS val + 400 train articles (ties: the smaller values). "
+            f"**Chosen (words / join / merge): {label(best[3])}** (Syria A {best[0]:.3f}, NeuS calibration "
+            f"{best[1]:.3f}); shipped for this model: {label(tuple(shipped[k] for k in KEYS))}."
         ),
         "",
         (
-            "| margins (join / merge) | Syria A (calib.) | NeuS calib. | Syria B | Syria whole | Syria dated "
+            "| words / join / merge | Syria A (calib.) | NeuS calib. | Syria B | Syria whole | Syria dated "
             "| alerts per alerted event, B | whole | dated | NeuS test | 2021 roundups | BASIL |"
         ),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         (
-            "Calibration grid (B³ F1, Syria half A / NeuS calibration part; rows: `same_language_margin`, "
-            "columns: `same_language_merge_margin`):"
+            "Calibration grid (B³ F1, Syria half A / NeuS calibration part; rows: `word_evidence_weight` / "
+            "`same_language_margin`, columns: `same_language_merge_margin`):"
         ),
         "",
-        "| join \\ merge | " + " | ".join(str(m) for m in MERGE_MARGINS) + " |",
+        "| words / join \\ merge | " + " | ".join(str(m) for m in MERGE_MARGINS) + " |",
         "|---|" + "---|" * len(MERGE_MARGINS),
         *(
-            f"| {j} | " + " | ".join(f"{grid[(j, m)][0]:.3f} / {grid[(j, m)][1]:.3f}" for m in MERGE_MARGINS) + " |"
+            f"| {w} / {j} | "
+            + " | ".join(f"{grid[(w, j, m)][0]:.3f} / {grid[(w, j, m)][1]:.3f}" for m in MERGE_MARGINS)
+            + " |"
+            for w in WORD_WEIGHTS
             for j in MARGINS
         ),
     ]

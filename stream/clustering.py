@@ -373,22 +373,30 @@ def assign(
     if not candidates:
         return Decision(action="new", story_id=None, score=0.0, similarity=0.0, reason="no candidate story")
     all_cos = cosines(article, candidates, params, center)
-    threshold = _threshold(params, center)
     centred = _centred(params, center)
-    with_words = words is not None and centred and params.word_evidence_weight > 0
-    floor = threshold - params.anchor_weight
-    if centred:
-        floor -= params.date_bonus + (params.word_evidence_weight if with_words else 0.0)
+    weight = params.word_evidence_weight if words is not None and centred else 0.0
+    bonuses = params.anchor_weight + (params.date_bonus + weight if centred else 0.0)  # the most they add
     reads = reads_language(article.lang, params)
     multilingual = MULTILINGUAL in params.model_languages
     best: tuple[float, Scored, Candidate] | None = None
+    threshold = _threshold(params, center)  # the least any story needs
     for cand, cos in zip(candidates, all_cos, strict=True):
-        if cos < floor and reads and (multilingual or _same_language(article.lang, cand.languages)):
+        trusted = reads and (multilingual or _same_language(article.lang, cand.languages))
+        if trusted and cos + bonuses < threshold:
             continue  # trusted cosine, too low: cannot reach the threshold
-        evidence = words(cand) if with_words and words is not None and article.lang in cand.languages else 0.0
-        scored = score_candidate(article, cand, params, center=center, rarity=rarity, cos=float(cos), words=evidence)
         needed = join_needed(article, cand, params, center)
-        if not scored.eligible or scored.score < needed:
+        if trusted and cos + bonuses < needed:
+            continue  # nor what this story needs
+        scored = score_candidate(article, cand, params, center=center, rarity=rarity, cos=float(cos))
+        if not scored.eligible:
+            continue
+        if weight > 0 and words is not None and article.lang in cand.languages and scored.score + weight >= needed:
+            evidence = words(cand)  # asked only where it can decide (the costly part: a pass over the story's words)
+            if evidence > 0:
+                scored = score_candidate(
+                    article, cand, params, center=center, rarity=rarity, cos=float(cos), words=evidence
+                )
+        if scored.score < needed:
             continue
         excess = scored.score - needed
         if best is None or _better(excess, cand, best[0], best[2]):

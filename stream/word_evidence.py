@@ -79,6 +79,7 @@ class TermWindow:
         self._documents = 0  # entries with terms: the N of the IDF
         self._df: Counter[str] = Counter()
         self._stories: dict[tuple[str, str], Counter[str]] = {}
+        self._idf: dict[str, float] = {}  # IDF of the terms asked since the window last changed
 
     def __len__(self) -> int:
         """Articles with terms in the window."""
@@ -88,6 +89,7 @@ class TermWindow:
         """Count an original article of ``story_id`` (the oldest article leaves once ``size`` are held);
         ``terms`` None: an article without terms, which only takes its place in the window."""
         self._entries.append(_Entry(story_id, lang, None if terms is None else dict(terms)))
+        self._idf.clear()
         if terms is not None:
             self._documents += 1
             self._df.update(terms.keys())
@@ -120,7 +122,10 @@ class TermWindow:
             self._stories.setdefault((survivor, key[1]), Counter()).update(self._stories.pop(key))
 
     def idf(self, term: str) -> float:
-        return math.log((self._documents + 1) / (self._df.get(term, 0) + 1))
+        value = self._idf.get(term)
+        if value is None:
+            value = self._idf[term] = math.log((self._documents + 1) / (self._df.get(term, 0) + 1))
+        return value
 
     def vector(self, terms: Terms, lang: str) -> ArticleVector:
         """``terms`` weighed against the window as it stands (before the article itself is added)."""
@@ -133,11 +138,12 @@ class TermWindow:
         story = self._stories.get((story_id, article.lang))
         if not story or article.norm == 0.0:
             return 0.0
-        idf = {t: self.idf(t) for t in story}
-        norm = math.sqrt(math.fsum((_tf(c) * idf[t]) ** 2 for t, c in story.items()))
+        idf = self.idf
+        weights = {t: (1.0 + math.log(c)) * idf(t) for t, c in story.items()}
+        norm = math.sqrt(math.fsum(w * w for w in weights.values()))
         if norm == 0.0:
             return 0.0
-        dot = math.fsum(w * _tf(story[t]) * idf[t] for t, w in article.weights.items() if t in story)
+        dot = math.fsum(w * weights[t] for t, w in article.weights.items() if t in weights)
         return dot / (article.norm * norm)
 
     def stories(self) -> Iterable[tuple[str, str]]:
