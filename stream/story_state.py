@@ -90,6 +90,7 @@ MAX_SOURCES = 256  # distinct sources listed per story (the count stays exact)
 ANCHOR_CACHE_MAX = 50_000  # anchor counts kept in memory; past it, the half seen longest ago is dropped
 RECENT_ARTICLES = 5000  # original articles whose vectors are kept for related stories (single link)
 RELATED_NEIGHBOURS = 8  # nearest recent articles of other stories a new story is compared with
+NEIGHBOUR_ROWS = 64  # recent articles sorted first when looking for them (all are, when these hold too few stories)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -497,6 +498,22 @@ class _ActiveSpans:
         return [ids[r] for r in rows.tolist()]
 
 
+def _descending(values: NDArray[np.float32], first: int) -> Iterator[int]:
+    """The row indices of ``values`` in the order of ``np.argsort(-values, kind="stable")`` (largest first, ties
+    in row order), sorting only the ``first`` largest (and their ties) unless the caller reads past them: one
+    partition instead of a full sort when, as for related-story neighbours, a few rows are enough."""
+    n = values.shape[0]
+    if first >= n or np.isnan(values).any():
+        yield from np.argsort(-values, kind="stable").tolist()
+        return
+    cut = np.partition(values, n - first)[n - first]
+    # every row at or above the first-th largest value (ties included) comes first in the full order, in the
+    # order a stable sort gives them: the full order's prefix
+    rows = np.flatnonzero(values >= cut)
+    yield from rows[np.argsort(-values[rows], kind="stable")].tolist()
+    yield from np.argsort(-values, kind="stable")[rows.shape[0] :].tolist()
+
+
 @dataclass(frozen=True, slots=True)
 class StoredDecision:
     article_id: str
@@ -775,7 +792,7 @@ class StoryState:
             sims = np.where(np.abs(days - day) > gate_days, -np.inf, sims)
         out: list[Neighbour] = []
         seen = {exclude}
-        for row in np.argsort(-sims, kind="stable"):
+        for row in _descending(sims, NEIGHBOUR_ROWS):
             if sims[row] == -np.inf:
                 break  # the rest are ruled out by time
             story_id = self.resolve(recent.stories[int(row)])
@@ -1121,8 +1138,10 @@ class StoryState:
                 out.append(record.to_candidate(dormant=False))
         if vector is not None:
             for story_id in self._content_index().nearest(vector, CONTENT_CANDIDATES):
+                if story_id in active:
+                    continue  # already a candidate
                 record = self.get(story_id)
-                if story_id not in active and record is not None and record.merged_into is None:
+                if record is not None and record.merged_into is None:
                     active.add(story_id)
                     # A story dated outside a dated article's window is dormant (a follow-up needs shared
                     # specific anchors); with an undated article or an undated story, time says nothing.
