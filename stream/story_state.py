@@ -85,7 +85,11 @@ MAX_STORY_ANCHORS = 96  # anchors a story is matched by: its most frequent ones 
 MAX_ANCHOR_DF = 200  # an anchor in more stories than this is not specific: not used to find dormant stories
 DORMANT_POSTINGS = 32  # most recent stories read per anchor when looking for dormant stories
 MAX_DORMANT_CANDIDATES = 8  # dormant stories scored per article (those sharing the most anchors)
-CACHE_STORIES = 2048  # story records kept in memory (LRU), the rest read back from SQLite (4096: +20 MB)
+# Story records kept in memory (LRU), the rest read back from SQLite (~55 us per miss: the row, then its candidate
+# rebuilt). A cached story with its candidate is ~11-13 KB (512 dims, 28 anchors): 4096 is ~50 MB when full. 2048
+# thrashed on a stream whose articles' windows together hold more live stories than that (an archive ingested out
+# of date order; bench.distributed_load's dates cycle through a year): ~15 misses per article, ~0.9 ms.
+CACHE_STORIES = 4096
 MAX_SOURCES = 256  # distinct sources listed per story (the count stays exact)
 ANCHOR_CACHE_MAX = 50_000  # anchor counts kept in memory; past it, the half seen longest ago is dropped
 RECENT_ARTICLES = 5000  # original articles whose vectors are kept for related stories (single link)
@@ -217,7 +221,12 @@ class StoryRecord:
     _lang_units: dict[str, NDArray[np.float32]] = field(default_factory=dict)  # unit lang_sums, by language
 
     def mean(self) -> NDArray[np.float32]:
-        """Plain mean of the article vectors (not normalised; clustering centres it)."""
+        """Plain mean of the article vectors (not normalised; clustering centres it). For a story of one vector
+        it is ``vec_sum`` itself (dividing by 1 is exact), shared rather than copied: most stories have one
+        article, and a cached story holds its mean in its candidate. Neither is ever changed in place
+        (``add_article`` and ``merge`` assign a new sum)."""
+        if self.vec_count <= 1 and self.vec_sum.dtype == np.float32:
+            return self.vec_sum
         out: NDArray[np.float32] = (self.vec_sum / max(1, self.vec_count)).astype(np.float32)
         return out
 
