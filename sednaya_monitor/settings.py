@@ -63,7 +63,7 @@ class Settings:
     # Bus record batch per partition, before compression: kafka-python's 16 KB held one embedded article per batch;
     # 64 KB was as fast as 256 KB at lower memory peaks (docs/benchmarks.md, round 3).
     kafka_batch_bytes: int = 64 * 1024
-    kafka_fetch_min_bytes: int = 1  # a consumer fetch waits for this much data (or kafka_fetch_max_wait_ms)
+    kafka_fetch_min_bytes: int = 1  # a stage's group-consumer fetch waits for this much data (or the wait below)
     kafka_fetch_max_wait_ms: int = 500  # kafka-python's default
     kafka_max_partition_fetch_bytes: int = 1024 * 1024  # per partition and fetch (kafka-python's default)
 
