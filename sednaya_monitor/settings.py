@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from stream.errors import SettingsError
 
 ENV_PREFIX = "SEDNAYA_MONITOR_"
+KAFKA_COMPRESSIONS = ("lz4", "gzip", "none")  # kafka_compression: codecs whose packages the install brings
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")  # kafka-python's security_protocol
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 URL_SETTINGS: dict[str, set[str]] = {"bus": {"kafka"}, "store": {"http", "https"}}  # setting -> URL schemes
@@ -54,6 +55,17 @@ class Settings:
     kafka_client_id: str = "sednaya-monitor"
     kafka_max_poll_interval_ms: int = 300_000  # lower in tests so a dead consumer leaves the group fast
     kafka_session_timeout_ms: int = 10_000
+    # Client tuning, measured with bench.distributed_load (docs/benchmarks.md, "distributed pipeline cost (round 6)").
+    # Compression of every produced batch (bus and changelog): "lz4" (kafka-python's gzip is level 9: 1.35 ms per
+    # embedded article, lz4 0.07), "gzip" or "none"; consumers need the codec's package: upgrade them first.
+    kafka_compression: str = "lz4"
+    kafka_linger_ms: int = 5  # the bus producer waits this long to fill a batch (the changelog's waits for its flush)
+    # Bus record batch per partition, before compression: kafka-python's 16 KB held one embedded article per batch;
+    # 64 KB was as fast as 256 KB at lower memory peaks (docs/benchmarks.md, round 3).
+    kafka_batch_bytes: int = 64 * 1024
+    kafka_fetch_min_bytes: int = 1  # a stage's group-consumer fetch waits for this much data (or the wait below)
+    kafka_fetch_max_wait_ms: int = 500  # kafka-python's default
+    kafka_max_partition_fetch_bytes: int = 1024 * 1024  # per partition and fetch (kafka-python's default)
 
     # --- Elasticsearch (distributed store) ----------------------------------------------------------
     es_prefix: str = "sednaya"  # index/alias/template name prefix
@@ -219,12 +231,23 @@ class Settings:
             "batch_size",
             "kafka_partitions",
             "kafka_replication",
+            "kafka_batch_bytes",
+            "kafka_fetch_min_bytes",
+            "kafka_max_partition_fetch_bytes",
             "embed_batch_size",
             "ingest_max_line_bytes",
             "serve_workers",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be at least 1")
+        if self.kafka_compression not in KAFKA_COMPRESSIONS:
+            raise SettingsError(
+                f"setting 'kafka_compression'={self.kafka_compression!r}: "
+                f"expected one of {', '.join(KAFKA_COMPRESSIONS)}"
+            )
+        for name in ("kafka_linger_ms", "kafka_fetch_max_wait_ms"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be 0 or more")
         if self.model_threads < 0:
             raise SettingsError(f"setting 'model_threads'={self.model_threads!r}: must be 0 (the cores) or more")
         if self.serve_cache_entries < 0:

@@ -4,7 +4,8 @@
   a ``<topic>.dlq`` twin, created with ``KafkaConfig.partitions`` partitions when missing. Records are keyed
   by article id, so the default partitioner keeps every record of one article in one partition, in order.
 - Producer: ``acks=all``, idempotent, retries with backoff, bounded in-flight requests, lz4 record
-  batches (``COMPRESSION``). ``flush`` waits for every acknowledgement and raises ``BusError``
+  batches (``KafkaConfig.compression``, default ``COMPRESSION``; linger, batch and fetch sizes there
+  too). ``flush`` waits for every acknowledgement and raises ``BusError``
   naming each record the brokers refused; failures are never dropped silently and are counted.
 - Consumers: one Kafka consumer group per stage, ``enable_auto_commit=False``; ``commit`` commits the
   offsets after the records ``poll`` returned (the worker calls it once the effects are durable).
@@ -110,6 +111,13 @@ class KafkaConfig:
     sasl_password: str = ""
     ssl_cafile: str = ""
     ssl_check_hostname: bool = True
+    # client tuning (the settings ``kafka_compression`` ... ``kafka_max_partition_fetch_bytes``; defaults here)
+    compression: str | None = COMPRESSION  # None: uncompressed
+    linger_ms: int = PRODUCER_LINGER_MS
+    batch_bytes: int = PRODUCER_BATCH_BYTES
+    fetch_min_bytes: int = 1  # kafka-python's defaults
+    fetch_max_wait_ms: int = 500
+    max_partition_fetch_bytes: int = 1024 * 1024
 
     def dlq(self, topic: str) -> str:
         """The dead-letter twin of ``topic``."""
@@ -518,9 +526,9 @@ class KafkaBus:
                         enable_idempotence=True,
                         retry_backoff_ms=PRODUCER_RETRY_BACKOFF_MS,
                         max_in_flight_requests_per_connection=PRODUCER_MAX_IN_FLIGHT,
-                        compression_type=COMPRESSION,
-                        linger_ms=PRODUCER_LINGER_MS,
-                        batch_size=PRODUCER_BATCH_BYTES,
+                        compression_type=self.config.compression,
+                        linger_ms=self.config.linger_ms,
+                        batch_size=self.config.batch_bytes,
                         delivery_timeout_ms=PRODUCER_DELIVERY_TIMEOUT_MS,
                         max_block_ms=PRODUCER_MAX_BLOCK_MS,
                         allow_auto_create_topics=False,
@@ -783,6 +791,9 @@ class KafkaGroupConsumer:
                 max_poll_interval_ms=config.max_poll_interval_ms,
                 session_timeout_ms=session_ms,
                 heartbeat_interval_ms=max(100, session_ms // 3),  # Kafka's advice: a third of the session
+                fetch_min_bytes=config.fetch_min_bytes,
+                fetch_max_wait_ms=config.fetch_max_wait_ms,
+                max_partition_fetch_bytes=config.max_partition_fetch_bytes,
                 **kafka_security_options(config),
             )
             self._consumer.subscribe([topic], listener=_ForgetRevoked(self))

@@ -25,7 +25,6 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.bus_kafka import (
     ADMIN_TIMEOUT_MS,
-    COMPRESSION,
     PRODUCER_DELIVERY_TIMEOUT_MS,
     PRODUCER_MAX_BLOCK_MS,
     PRODUCER_MAX_IN_FLIGHT,
@@ -111,7 +110,7 @@ class KafkaChangelog:
                     enable_idempotence=True,
                     retry_backoff_ms=PRODUCER_RETRY_BACKOFF_MS,
                     max_in_flight_requests_per_connection=PRODUCER_MAX_IN_FLIGHT,
-                    compression_type=COMPRESSION,
+                    compression_type=self.config.compression,
                     linger_ms=LINGER_UNTIL_FLUSH_MS,
                     batch_size=BATCH_BYTES,
                     max_request_size=MAX_RECORD_BYTES,

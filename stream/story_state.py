@@ -86,11 +86,16 @@ MAX_STORY_ANCHORS = 96  # anchors a story is matched by: its most frequent ones 
 MAX_ANCHOR_DF = 200  # an anchor in more stories than this is not specific: not used to find dormant stories
 DORMANT_POSTINGS = 32  # most recent stories read per anchor when looking for dormant stories
 MAX_DORMANT_CANDIDATES = 8  # dormant stories scored per article (those sharing the most anchors)
-CACHE_STORIES = 2048  # story records kept in memory (LRU), the rest read back from SQLite (4096: +20 MB)
+# Story records kept in memory (LRU), the rest read back from SQLite (~55 us per miss: the row, then its candidate
+# rebuilt). A cached story with its candidate is ~11-13 KB (512 dims, 28 anchors): 4096 is ~50 MB when full. 2048
+# thrashed on a stream whose articles' windows together hold more live stories than that (an archive ingested out
+# of date order; bench.distributed_load's dates cycle through a year): ~15 misses per article, ~0.9 ms.
+CACHE_STORIES = 4096
 MAX_SOURCES = 256  # distinct sources listed per story (the count stays exact)
 ANCHOR_CACHE_MAX = 50_000  # anchor counts kept in memory; past it, the half seen longest ago is dropped
 RECENT_ARTICLES = 5000  # original articles whose vectors are kept for related stories (single link)
 RELATED_NEIGHBOURS = 8  # nearest recent articles of other stories a new story is compared with
+NEIGHBOUR_ROWS = 64  # recent articles sorted first when looking for them (all are, when these hold too few stories)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -217,7 +222,12 @@ class StoryRecord:
     _lang_units: dict[str, NDArray[np.float32]] = field(default_factory=dict)  # unit lang_sums, by language
 
     def mean(self) -> NDArray[np.float32]:
-        """Plain mean of the article vectors (not normalised; clustering centres it)."""
+        """Plain mean of the article vectors (not normalised; clustering centres it). For a story of one vector
+        it is ``vec_sum`` itself (dividing by 1 is exact), shared rather than copied: most stories have one
+        article, and a cached story holds its mean in its candidate. Neither is ever changed in place
+        (``add_article`` and ``merge`` assign a new sum)."""
+        if self.vec_count <= 1 and self.vec_sum.dtype == np.float32:
+            return self.vec_sum
         out: NDArray[np.float32] = (self.vec_sum / max(1, self.vec_count)).astype(np.float32)
         return out
 
@@ -496,6 +506,22 @@ class _ActiveSpans:
         rows = rows[np.lexsort((self._seq[rows], self._last[rows]))]
         ids = self._ids
         return [ids[r] for r in rows.tolist()]
+
+
+def _descending(values: NDArray[np.float32], first: int) -> Iterator[int]:
+    """The row indices of ``values`` in the order of ``np.argsort(-values, kind="stable")`` (largest first, ties
+    in row order), sorting only the ``first`` largest (and their ties) unless the caller reads past them: one
+    partition instead of a full sort when, as for related-story neighbours, a few rows are enough."""
+    n = values.shape[0]
+    if first >= n or np.isnan(values).any():
+        yield from np.argsort(-values, kind="stable").tolist()
+        return
+    cut = np.partition(values, n - first)[n - first]
+    # every row at or above the first-th largest value (ties included) comes first in the full order, in the
+    # order a stable sort gives them: the full order's prefix
+    rows = np.flatnonzero(values >= cut)
+    yield from rows[np.argsort(-values[rows], kind="stable")].tolist()
+    yield from np.argsort(-values, kind="stable")[rows.shape[0] :].tolist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -824,7 +850,7 @@ class StoryState:
             sims = np.where(np.abs(days - day) > gate_days, -np.inf, sims)
         out: list[Neighbour] = []
         seen = {exclude}
-        for row in np.argsort(-sims, kind="stable"):
+        for row in _descending(sims, NEIGHBOUR_ROWS):
             if sims[row] == -np.inf:
                 break  # the rest are ruled out by time
             story_id = self.resolve(recent.stories[int(row)])
@@ -1172,8 +1198,10 @@ class StoryState:
                 out.append(record.to_candidate(dormant=False))
         if vector is not None:
             for story_id in self._content_index().nearest(vector, CONTENT_CANDIDATES):
+                if story_id in active:
+                    continue  # already a candidate
                 record = self.get(story_id)
-                if story_id not in active and record is not None and record.merged_into is None:
+                if record is not None and record.merged_into is None:
                     active.add(story_id)
                     # A story dated outside a dated article's window is dormant (a follow-up needs shared
                     # specific anchors); with an undated article or an undated story, time says nothing.

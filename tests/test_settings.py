@@ -84,6 +84,23 @@ def test_kafka_bootstrap_list() -> None:
     assert s.kafka_bootstrap() == ["k1:9092", "k2:9093"]
 
 
+def test_kafka_client_knobs_reach_the_clients_config() -> None:
+    from sednaya_monitor.wiring import kafka_config
+
+    config = kafka_config(
+        load_settings(
+            environ={"SEDNAYA_MONITOR_KAFKA_COMPRESSION": "none", "SEDNAYA_MONITOR_KAFKA_LINGER_MS": "20"},
+            overrides={"bus": "kafka://k1:9092", "kafka_fetch_min_bytes": "4096"},
+        )
+    )
+    assert (config.compression, config.linger_ms, config.fetch_min_bytes) == (None, 20, 4096)
+    assert kafka_config(Settings(bus="kafka://k1:9092")).compression == "lz4"
+    with pytest.raises(SettingsError, match=r"'kafka_compression'='zstd': expected one of lz4, gzip, none"):
+        Settings(kafka_compression="zstd")
+    with pytest.raises(SettingsError, match=r"'kafka_linger_ms'=-1: must be 0 or more"):
+        Settings(kafka_linger_ms=-1)
+
+
 def test_topic_file_has_every_script() -> None:
     topic = load_topic(Settings().topic_file)
     assert {"latin", "arabic", "cyrillic", "hebrew"} <= set(topic.names_by_script)
