@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from stream.word_forms import document_forms, tokens
@@ -145,7 +145,3 @@ class TermWindow:
             return 0.0
         dot = math.fsum(w * weights[t] for t, w in article.weights.items() if t in weights)
         return dot / (article.norm * norm)
-
-    def stories(self) -> Iterable[tuple[str, str]]:
-        """The (story, language) pairs that have terms in the window."""
-        return self._stories.keys()
