@@ -91,9 +91,10 @@ class Settings:
     cluster_threshold: float | None = None
     cluster_warmup_threshold: float | None = None  # raw cosine used while the topic's mean is not known yet
     date_gate_days: float = 7.0  # a dated article joins no story whose dated articles are further away
-    # added to the similarity of a dated article and a story with a dated article the same day, falling to 0
-    # at date_gate_days + 1 days. Off: on dated general news it merges the day's different stories
-    date_bonus: float = 0.0
+    # centred cosine added to the similarity of a dated article and a story with a dated article the same day,
+    # falling to 0 at date_gate_days + 1 days; across languages only (not for a story all in the article's
+    # language, nor to merge two stories all in one language: one language's news has many stories a day)
+    date_bonus: float | None = None
     # centred cosine of a new story's first article to a recent article of another story (not both dated
     # more than date_gate_days apart) at which the new story is "related" to it: one story for alerting
     # (docs/alerts.md); > 1: off

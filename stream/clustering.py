@@ -17,6 +17,8 @@ Scoring a candidate story for an article:
 - the date gate: an article with a publication date is not eligible to *join* an active story whose
   dated articles were all published more than ``date_gate_days`` away (undated articles pass: their
   time is unknown); a story further back in time is dormant and only a follow-up can reach it (below);
+  on centred cosines a story with dated articles of the same days in *other* languages scores
+  ``date_bonus`` more (:func:`date_bonus`);
 - same language, read by the model (``model_languages``; ``*`` for a multilingual model, which also
   makes every language pair comparable): ``score = cos + anchor_weight * min(1, shared / ANCHOR_SATURATION)``,
   plus, on centred cosines, ``word_evidence_weight * words``: the TF-IDF cosine of the article's words with the
@@ -238,8 +240,15 @@ def date_bonus(article: ArticleFeatures, cand: Candidate, params: ClusterParams)
     """What ``article``'s publication date adds to its similarity with ``cand``: ``date_bonus`` when a dated
     article of the story was published the same day, falling linearly to 0 at ``date_gate_days + 1``
     days away (evidence of its own that the two report one event, not only no evidence against);
-    0 when either has no date."""
-    if not article.dated or not cand.dated_days:
+    0 when either has no date.
+
+    Evidence across languages only: 0 for a story whose articles are all in the article's language (and
+    :func:`merge_pairs` adds none to two stories all in one language). Across languages the model's cosine
+    is weak (same-event pairs of the multilingual tuning set: median 0.28 across languages, 0.43 in one)
+    and a report of the same days says much; in one language the cosine and the words say it, and one
+    language's news has many stories a day (on the dated 2021 roundups a bonus for every pair folded the
+    day's stories together, docs/clustering.md)."""
+    if not article.dated or not cand.dated_days or one_language(article.lang, cand.languages):
         return 0.0
     return _bonus(_gap(article.at.toordinal(), cand.dated_days), params)
 
@@ -465,11 +474,11 @@ def merge_pairs(
         gap = min((_gap(day, b.dated_days) for day in a.dated_days), default=float("inf"))
         if a.dated_days and b.dated_days and gap > params.date_gate_days:
             continue
-        sim = float(sims[i, j]) + (_bonus(gap, params) if bonus else 0.0)
-        needed = limit
         lang = single_language(a.languages)
-        if centred and lang is not None and one_language(lang, b.languages):
-            needed += params.same_language_merge_margin  # both all in one language: a higher bar
+        one = centred and lang is not None and one_language(lang, b.languages)  # both all in one language
+        # the date bonus is evidence across languages only (see :func:`date_bonus`)
+        sim = float(sims[i, j]) + (_bonus(gap, params) if bonus and not one else 0.0)
+        needed = limit + (params.same_language_merge_margin if one else 0.0)  # one language: a higher bar
         if sim >= needed:
             found.append((sim, i, j))
     found.sort(key=lambda f: -f[0])  # stable: equal similarities keep index order

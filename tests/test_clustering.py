@@ -131,11 +131,14 @@ def test_other_languages_link_through_anchors_only() -> None:
     assert assign(_article(_unit(1, 0), lang="ar"), [story], multilingual).action == "join"
 
 
-def test_a_story_published_the_same_days_needs_less_similarity() -> None:
+def test_a_story_published_the_same_days_in_another_language_needs_less_similarity() -> None:
     # centred cosines (a multilingual model, the topic's centre known; here the origin) get the bonus
     params = ClusterParams(threshold=0.55, date_bonus=0.15, model_languages=frozenset({"*"}))
     centre = np.zeros(2, dtype=np.float32)
-    story = replace(_story("s", _unit(1, 2)), dated_days=(T0.toordinal(),), mean=_unit(1, 2))  # cos 0.45
+    french = replace(
+        _story("s", _unit(1, 2), langs=frozenset({"fr"})), dated_days=(T0.toordinal(),), mean=_unit(1, 2)
+    )  # cos 0.45 with the English article below
+    story = french
     same_day = _article(_unit(1, 0))
     decision = assign(same_day, [story], params, center=centre)
     assert decision.action == "join"
@@ -151,12 +154,18 @@ def test_a_story_published_the_same_days_needs_less_similarity() -> None:
     # raw cosines (warm-up: no centre yet) sit high for any two texts of one topic: no bonus there
     warm = ClusterParams(warmup_threshold=0.55, date_bonus=0.15, model_languages=frozenset({"*"}))
     assert assign(same_day, [story], warm).action == "new"
+    # in one language the cosine and the words speak, and one language's news has many stories a day: a
+    # story all in the article's language gets no bonus; one with the article's language and another does
+    english = replace(french, languages=frozenset({"en"}))
+    assert assign(same_day, [english], params, center=centre).action == "new"
+    both = replace(french, languages=frozenset({"en", "fr"}))
+    assert assign(same_day, [both], params, center=centre).score == pytest.approx(0.447 + 0.15, abs=1e-3)
 
 
 def test_stories_published_the_same_days_merge_at_a_lower_similarity() -> None:
     params = ClusterParams(merge_threshold=0.8, date_bonus=0.15, model_languages=frozenset({"*"}))
     centre = np.zeros(2, dtype=np.float32)
-    a = replace(_story("a", _unit(1, 0)), mean=_unit(1, 0))
+    a = replace(_story("a", _unit(1, 0), langs=frozenset({"ar"})), mean=_unit(1, 0))
     b = replace(_story("b", _unit(1, 0.9)), mean=_unit(1, 0.9))  # cos 0.74
     assert not should_merge(a, b, params, center=centre)
     day = T0.toordinal()
@@ -164,6 +173,9 @@ def test_stories_published_the_same_days_merge_at_a_lower_similarity() -> None:
     assert should_merge(a_dated, b_dated, params, center=centre)
     assert not should_merge(a_dated, replace(b, dated_days=(day + 30,)), params, center=centre)
     assert not should_merge(a_dated, b_dated, params)  # raw (no centre): no bonus
+    # two stories all in one language: no bonus (nor with the one-language merge margin at 0)
+    english = replace(b_dated, languages=frozenset({"en"}))
+    assert not should_merge(replace(a_dated, languages=frozenset({"en"})), english, params, center=centre)
 
 
 def test_a_story_all_in_the_articles_language_needs_the_one_language_margin_more() -> None:
