@@ -272,8 +272,8 @@ class AssignStage:
         events = [StoryEvent.from_bytes(h.value) for h in held]
         review = WarmupReview(links={}, near={})
         if self.state.center() is not None:
-            stories, vectors, days = self.state.warmup_rows(e.story.id for e in events if e.kind == "created")
-            review = warmup_review(stories, vectors, days, self.params)
+            rows = self.state.warmup_rows(e.story.id for e in events if e.kind == "created")
+            review = warmup_review(rows, self.params)
         related = unconfirmed = 0
         for original in events:
             event = original

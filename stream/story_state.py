@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 
 from stream import json_codec
 from stream.anchors import SPECIFIC_KINDS, anchor_kind, anchor_weight
-from stream.clustering import UNDETERMINED_LANG, Candidate, Neighbour
+from stream.clustering import UNDETERMINED_LANG, Candidate, Neighbour, WarmupRows
 from stream.embedding import l2_normalise
 from stream.errors import StoryStateError
 from stream.near_duplicate import NearDuplicateIndex, signature_bytes, signature_from_bytes
@@ -382,11 +382,12 @@ class _RecentArticles:
     The vectors live in a buffer with spare rows (doubled when full): adding one is a row copy, not a copy
     of the whole matrix (at 5,000 articles that was 10 MB copied per article)."""
 
-    def __init__(self, rows: list[tuple[int, str, str, int | None, bytes]]) -> None:
+    def __init__(self, rows: list[tuple[int, str, str, int | None, bytes, str | None]]) -> None:
         self.seqs = [r[0] for r in rows]
         self.articles = [r[1] for r in rows]
         self.stories = [r[2] for r in rows]
         self.days: list[int | None] = [r[3] for r in rows]
+        self.langs = [r[5] or UNDETERMINED_LANG for r in rows]  # a row of schema 1 or 2 has none
         self._buf = np.stack([_vec(r[4]) for r in rows]) if rows else np.zeros((0, 0), dtype=np.float32)
         self._sq = np.einsum("ij,ij->i", self._buf, self._buf)  # squared norms of the rows, same buffer layout
         # the days as floats (NaN: undated), same buffer layout: the date gate reads them without a Python loop
@@ -415,7 +416,9 @@ class _RecentArticles:
         )
         return out
 
-    def add(self, seq: int, article_id: str, story_id: str, day: int | None, vector: NDArray[np.float32]) -> None:
+    def add(
+        self, seq: int, article_id: str, story_id: str, day: int | None, vector: NDArray[np.float32], lang: str
+    ) -> None:
         row = np.asarray(vector, dtype=np.float32)
         if self._n == 0 and self._buf.shape[1:] != row.shape:
             self._buf = np.zeros((0, row.shape[0]), dtype=np.float32)
@@ -438,9 +441,10 @@ class _RecentArticles:
         self.articles.append(article_id)
         self.stories.append(story_id)
         self.days.append(day)
+        self.langs.append(lang)
         if len(self.seqs) > RECENT_ARTICLES + RECENT_ARTICLES // 10:  # trim in steps, not per article
             cut = len(self.seqs) - RECENT_ARTICLES
-            del self.seqs[:cut], self.articles[:cut], self.stories[:cut], self.days[:cut]
+            del self.seqs[:cut], self.articles[:cut], self.stories[:cut], self.days[:cut], self.langs[:cut]
             self._buf[: self._n - cut] = self._buf[cut : self._n].copy()
             self._sq[: self._n - cut] = self._sq[cut : self._n].copy()
             self._days[: self._n - cut] = self._days[cut : self._n].copy()
@@ -765,7 +769,7 @@ class StoryState:
     def _recent_articles(self) -> _RecentArticles:
         if self._recent is None:
             rows = self._db.execute(
-                "SELECT seq, article_id, story_id, day, vec FROM recent_articles ORDER BY seq DESC LIMIT ?",
+                "SELECT seq, article_id, story_id, day, vec, lang FROM recent_articles ORDER BY seq DESC LIMIT ?",
                 (RECENT_ARTICLES,),
             ).fetchall()
             self._recent = _RecentArticles(rows[::-1])
@@ -801,7 +805,7 @@ class StoryState:
         if not cur.rowcount:
             return
         seq = int(cur.lastrowid or 0)
-        recent.add(seq, article_id, story_id, day, vector)
+        recent.add(seq, article_id, story_id, day, vector, lang)
         if words is not None:
             words.add(story_id, lang, terms)
         if seq % (RECENT_ARTICLES // 10) == 0:
@@ -857,24 +861,37 @@ class StoryState:
             if story_id in seen:
                 continue
             seen.add(story_id)
-            out.append(Neighbour(story_id=story_id, similarity=float(sims[row]), day=recent.days[int(row)]))
+            out.append(
+                Neighbour(
+                    story_id=story_id,
+                    similarity=float(sims[row]),
+                    day=recent.days[int(row)],
+                    lang=recent.langs[int(row)],
+                )
+            )
             if len(out) >= RELATED_NEIGHBOURS:
                 break
         return out
 
-    def warmup_rows(self, story_ids: Iterable[str]) -> tuple[list[str], NDArray[np.float32], list[int | None]]:
+    def warmup_rows(self, story_ids: Iterable[str]) -> WarmupRows:
         """The recent original articles of ``story_ids`` (resolved through merges), oldest first: their
-        stories, their vectors centred on the now known centre (unit rows) and their publication days
-        (None: undated), for :func:`stream.clustering.warmup_review`. Empty while the centre is unknown."""
+        stories, their vectors centred on the now known centre (unit rows), their publication days
+        (None: undated) and languages, for :func:`stream.clustering.warmup_review`. Empty while the centre
+        is unknown."""
         center = self.center()
         wanted = {self.resolve(s) for s in story_ids}
         recent = self._recent_articles()
         rows = [i for i, story in enumerate(recent.stories) if self.resolve(story) in wanted]
         if center is None or not rows or recent.matrix.shape[1] != center.shape[0]:
-            return [], np.zeros((0, 0), dtype=np.float32), []
+            return WarmupRows(stories=[], vectors=np.zeros((0, 0), dtype=np.float32), days=[], langs=[])
         diffs = recent.matrix[rows] - center
         vectors = (diffs / np.maximum(np.linalg.norm(diffs, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-        return [self.resolve(recent.stories[i]) for i in rows], vectors, [recent.days[i] for i in rows]
+        return WarmupRows(
+            stories=[self.resolve(recent.stories[i]) for i in rows],
+            vectors=vectors,
+            days=[recent.days[i] for i in rows],
+            langs=[recent.langs[i] for i in rows],
+        )
 
     # --- story events held during the warm-up ----------------------------------------------------------
 

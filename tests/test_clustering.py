@@ -27,6 +27,7 @@ from stream.assign_stage import AssignStage
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
 from stream.clustering import (
+    UNDETERMINED_LANG,
     ArticleFeatures,
     Candidate,
     ClusterParams,
@@ -249,6 +250,31 @@ def test_related_stories_in_the_warm_up_and_with_dates_as_evidence() -> None:
     assert relate(dated, [week], bonus).related is None  # 0.22 < 0.3 - 0.1 * (1 - 6 / 8)
     assert relate(replace(dated, dated=False), [same_day], bonus).related is None  # undated: no date evidence
     assert relate(dated, [same_day], bonus, centred=False).related is None  # raw cosines get no bonus
+
+
+def test_an_article_in_the_new_storys_language_needs_the_one_language_margin_more_to_relate() -> None:
+    """One language's reports sit closer together and its news holds many stories a day: a neighbour in the
+    article's language relates at ``related_threshold + same_language_margin`` and gets no date bonus; one in
+    another language (or an undetermined one) relates at the threshold, lowered by the date bonus."""
+    params = ClusterParams(
+        related_threshold=0.3,
+        same_language_margin=0.2,
+        related_date_bonus=0.1,
+        unconfirmed_margin=0.1,
+        model_languages=frozenset({"*"}),
+    )
+    english = _article(_unit(1, 0))  # dated T0
+    day = T0.toordinal()
+    assert relate(english, [Neighbour(story_id="fr", similarity=0.35, day=None, lang="fr")], params).related == "fr"
+    same = Neighbour(story_id="en", similarity=0.42, day=None, lang="en")
+    assert relate(english, [same], params) == Relation(near="en")  # 0.08 short of 0.5: near, not related
+    assert relate(english, [replace(same, similarity=0.5)], params).related == "en"
+    # the same day: across languages 0.22 >= 0.3 - 0.1 relates; in one language 0.45 < 0.5 still does not
+    assert relate(english, [Neighbour(story_id="ar", similarity=0.22, day=day, lang="ar")], params).related == "ar"
+    assert relate(english, [replace(same, similarity=0.45, day=day)], params) == Relation(near="en")
+    undetermined = replace(english, lang=UNDETERMINED_LANG)
+    assert relate(undetermined, [replace(same, lang=UNDETERMINED_LANG)], params).related == "en"  # never one language
+    assert relate(english, [same], params, centred=False).related is None  # raw: the warm-up threshold (off)
 
 
 def test_a_new_story_that_falls_just_short_of_the_related_rule_is_near_the_older_one() -> None:

@@ -77,20 +77,31 @@ def test_per_language_story_vectors_are_kept_only_for_a_model_that_reads_languag
     stage.close()
 
 
-def test_recent_articles_keep_their_days_as_floats_through_growth_and_trims() -> None:
+def test_recent_articles_keep_their_days_and_languages_through_growth_and_trims() -> None:
     """The date gate of ``neighbours`` reads the days from an array kept beside the vectors (NaN: undated);
     through the buffer's growth and the trims it must say what the list of days says."""
     rng = np.random.default_rng(5)
     rows = [
-        (i, f"a{i}", f"s{i}", None if i % 3 else 739_000 + i, rng.standard_normal(8).astype(np.float32).tobytes())
+        (
+            i,
+            f"a{i}",
+            f"s{i}",
+            None if i % 3 else 739_000 + i,
+            rng.standard_normal(8).astype(np.float32).tobytes(),
+            None if i % 2 else "fr",  # a row of schema 1 or 2 has no language
+        )
         for i in range(5)
     ]
     recent = story_state._RecentArticles(rows)
     for i in range(5, story_state.RECENT_ARTICLES + story_state.RECENT_ARTICLES // 5):
         day = None if i % 4 == 0 else 739_000 + (i % 97)
-        recent.add(i, f"a{i}", f"s{i}", day, rng.standard_normal(8).astype(np.float32))
+        recent.add(i, f"a{i}", f"s{i}", day, rng.standard_normal(8).astype(np.float32), "de" if i % 2 else "ar")
         if i % 1500 == 0 or i == story_state.RECENT_ARTICLES + story_state.RECENT_ARTICLES // 10 + 1:
             expected = [-1.0 if d is None else float(d) for d in recent.days]
             assert recent.day_values(-1.0).tolist() == expected
+            assert len(recent.langs) == len(recent.stories)  # the languages are trimmed with the rest
     assert len(recent.days) < story_state.RECENT_ARTICLES + story_state.RECENT_ARTICLES // 10 + 1  # trimmed
+    assert [recent.langs[k] for k in (-2, -1)] == [
+        "de" if int(recent.articles[k][1:]) % 2 else "ar" for k in (-2, -1)
+    ]  # each row keeps its own language
     assert recent.day_values(7.0).tolist() == [7.0 if d is None else float(d) for d in recent.days]

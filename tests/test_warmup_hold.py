@@ -29,7 +29,7 @@ from sednaya_monitor.wiring import make_assign_stage
 from stream.article import Article
 from stream.assign_stage import AssignStage
 from stream.bus_embedded import EmbeddedBus
-from stream.clustering import MULTILINGUAL, ClusterParams, warmup_review
+from stream.clustering import MULTILINGUAL, UNDETERMINED_LANG, ClusterParams, WarmupRows, warmup_review
 from stream.embedding_use import UniversalSentenceEncoder
 from stream.errors import ContractError
 from stream.story import StoryEvent
@@ -204,13 +204,20 @@ def test_warmup_links_follow_the_related_rule() -> None:
     e = _unit(u[1] + 0.3 * u[2])  # 0.60 with b, 0 with a
     rows = np.stack([a, c, b, e, a])
     days: list[int | None] = [100, 100, 101, None, 200]
-    links = warmup_review(["A", "C", "B", "E", "D"], rows, days, params).links
+    links = warmup_review(_rows(["A", "C", "B", "E", "D"], rows, days), params).links
     # B relates to A; E to B and through it to A (undated: no date gate); C to nothing; D is A's twin but
     # published 100 days later: past the date gate
     assert links == {"B": "A", "E": "A"}
-    assert warmup_review(["A", "B"], rows[[0, 2]], [100, 100], replace(params, related_threshold=1.01)).links == {}
+    pair = _rows(["A", "B"], rows[[0, 2]], [100, 100])
+    assert warmup_review(pair, replace(params, related_threshold=1.01)).links == {}
     english = replace(params, model_languages=frozenset({"en"}))
-    assert warmup_review(["A", "B"], rows[[0, 2]], [100, 100], english).links == {}
+    assert warmup_review(pair, english).links == {}
+    # two articles in one language need the one-language margin more (0.78 < 0.25 + 0.6), and get no date bonus
+    one_language = replace(pair, langs=["fr", "fr"])
+    assert warmup_review(one_language, replace(params, same_language_margin=0.6)).links == {}
+    assert warmup_review(replace(pair, langs=["fr", "de"]), replace(params, same_language_margin=0.6)).links == {
+        "B": "A"
+    }
 
 
 def test_warmup_review_finds_the_stories_that_only_nearly_relate() -> None:
@@ -225,11 +232,16 @@ def test_warmup_review_finds_the_stories_that_only_nearly_relate() -> None:
     m2 = _unit(u[0] + 0.5 * u[3])
     f = u[4]  # nothing
     rows = np.stack([a, b, n, m, f, m2])
-    review = warmup_review(["A", "B", "N", "M", "F", "M"], rows, [None] * 6, params)
+    review = warmup_review(_rows(["A", "B", "N", "M", "F", "M"], rows, [None] * 6), params)
     assert review.links == {"B": "A", "M": "A"}
     assert review.near == {"N": "A"}
     off = replace(params, unconfirmed_margin=0.0)
-    assert warmup_review(["A", "B", "N", "M", "F", "M"], rows, [None] * 6, off).near == {}
+    assert warmup_review(_rows(["A", "B", "N", "M", "F", "M"], rows, [None] * 6), off).near == {}
+
+
+def _rows(stories: list[str], vectors: np.ndarray, days: list[int | None]) -> WarmupRows:
+    """Warm-up rows of articles in undetermined languages (no one-language margin between them)."""
+    return WarmupRows(stories=stories, vectors=vectors, days=days, langs=[UNDETERMINED_LANG] * len(stories))
 
 
 def test_an_ingest_with_the_hold_as_shipped_loses_no_story_event(settings: Settings, tmp_path: Path) -> None:
