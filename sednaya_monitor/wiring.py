@@ -62,9 +62,9 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "date_bonus": 0.2,
         "related_date_bonus": 0.1,
         "unconfirmed_margin": 0.1,
-        "same_language_margin": 0.2,
+        "same_language_margin": 0.25,
         "same_language_merge_margin": 0.4,
-        "word_evidence_weight": 0.2,
+        "word_evidence_weight": 0.3,
     },
     "multilingual-e5-small": {
         "cluster_threshold": 0.25,
