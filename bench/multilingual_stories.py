@@ -367,6 +367,11 @@ def main() -> None:
     parser.add_argument("--model", default="")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--defaults-only", action="store_true", help="skip the calibration grid")
+    parser.add_argument(
+        "--keep-thresholds",
+        action="store_true",
+        help="keep the model's thresholds (skip their grid), choose the date bonus and the alerting settings",
+    )
     args = parser.parse_args()
     # the model's calibrated thresholds (wiring.calibrated): the grid starts from them and the table shows them
     base = calibrated(load_settings(environ={}, overrides={"model_name": args.model} if args.model else {}))
@@ -380,7 +385,7 @@ def main() -> None:
     part_a = calibration_half(records)
     part_b = set(range(len(records))) - part_a
     trials = []
-    for values in [] if args.defaults_only else itertools.product(*grid.values()):
+    for values in [] if args.defaults_only or args.keep_thresholds else itertools.product(*grid.values()):
         overrides = dict(zip(grid, values, strict=True))
         settings = base.replace(**overrides)
         pred, _ = run(articles, settings, embedder)
