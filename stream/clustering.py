@@ -534,7 +534,7 @@ def relate(
     day = article.at.toordinal() if article.dated else None
     days = np.array([n.day if n.day is not None else 0 for n in neighbours], dtype=np.float64)
     dated = np.array([n.day is not None for n in neighbours])
-    same = np.array([_one_pair_language(article.lang, n.lang) for n in neighbours])
+    same = _in_language(article.lang, [n.lang for n in neighbours])
     needed = related_needed(threshold, day, days, dated, params, centred=centred, same_language=same)
     margins = np.array([n.similarity for n in neighbours], dtype=np.float64) - needed
     hits = np.flatnonzero(margins >= 0.0)
@@ -578,9 +578,12 @@ def related_needed(
     return np.where(dated & (gap > params.date_gate_days), np.inf, needed)
 
 
-def _one_pair_language(lang: str, other: str) -> bool:
-    """Whether two articles are in one determined language."""
-    return lang == other and lang != UNDETERMINED_LANG
+def _in_language(lang: str, langs: Sequence[str] | NDArray[np.str_]) -> NDArray[np.bool_]:
+    """Which of ``langs`` is ``lang``, a determined language (all False for an undetermined one)."""
+    if lang == UNDETERMINED_LANG:
+        return np.zeros(len(langs), dtype=bool)
+    same: NDArray[np.bool_] = np.asarray(langs) == lang
+    return same
 
 
 @dataclass(frozen=True, slots=True)
@@ -617,7 +620,8 @@ def warmup_review(rows: WarmupRows, params: ClusterParams) -> WarmupReview:
 
     Empty when related stories are off or the model is English-only.
     """
-    stories, vectors, days, langs = rows.stories, rows.vectors, rows.days, rows.langs
+    stories, vectors, days = rows.stories, rows.vectors, rows.days
+    langs = np.array(rows.langs)
     if MULTILINGUAL not in params.model_languages or params.related_threshold > 1.0 or len(stories) < 2:
         return WarmupReview(links={}, near={})
     first_row = {story: row for row, story in reversed(list(enumerate(stories)))}
@@ -635,7 +639,7 @@ def warmup_review(rows: WarmupRows, params: ClusterParams) -> WarmupReview:
     # row by row against the rows before it (memory linear in the rows: a long warm-up may hold thousands)
     for a in range(1, len(stories)):
         sims = vectors[:a] @ vectors[a]
-        same = np.array([_one_pair_language(langs[a], lang) for lang in langs[:a]], dtype=bool)
+        same = _in_language(str(langs[a]), langs[:a])
         needed = related_needed(
             params.related_threshold,
             int(day[a]) if dated[a] else None,
