@@ -110,6 +110,13 @@ class PrometheusMetrics:
             "Story events the clustering stage holds back during the warm-up of a fresh story state.",
             registry=reg,
         )
+        self.model_seconds = Counter(
+            "sednaya_model_cpu_seconds",
+            "CPU seconds of the thread that calls the embedding model, inside its embed calls (the model's "
+            "BLAS threads are not counted; one by default, model_threads).",
+            ["model"],
+            registry=reg,
+        )
         self.info = Info("sednaya", "Build and model information.", registry=reg)
         self.store_write_seconds = Histogram(
             "sednaya_store_write_duration_seconds",

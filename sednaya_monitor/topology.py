@@ -68,7 +68,7 @@ class StageParts:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = wiring.make_embedder(self.settings)
+            self._embedder = wiring.make_embedder(self.settings, self.metrics)
         return self._embedder
 
     @property

@@ -155,12 +155,18 @@ def threshold(settings: Settings, name: str) -> float:
     return float(value)
 
 
-def make_embedder(settings: Settings) -> Embedder:
+def make_embedder(settings: Settings, metrics: Metrics | None = None) -> Embedder:
     """The embedder ``settings.model_name`` names (built, loaded on first use). Caps the process's BLAS
-    threads first (:func:`limit_blas_threads`): the process that embeds also clusters."""
+    threads first (:func:`limit_blas_threads`): the process that embeds also clusters. With ``metrics``,
+    the model's CPU time is counted (``stream.metered_embedder``, ``sednaya_model_cpu_seconds_total``)."""
     limit_blas_threads(settings)
     kind = EMBEDDERS.get(settings.model_name)
-    return kind.build(settings) if kind is not None else _sentence_transformers(settings)
+    embedder = kind.build(settings) if kind is not None else _sentence_transformers(settings)
+    if metrics is None:
+        return embedder
+    from stream.metered_embedder import MeteredEmbedder
+
+    return MeteredEmbedder(embedder, metrics.model_seconds, settings.model_name)
 
 
 def limit_blas_threads(settings: Settings) -> None:

@@ -122,3 +122,8 @@ class Metrics(Protocol):
     @property
     def story_events_held(self) -> GaugeChild:
         """Story events the clustering stage holds during the warm-up (no labels; stream.assign_stage)."""
+
+    @property
+    def model_seconds(self) -> Counter:
+        """CPU seconds of the thread that calls the model, inside its ``embed`` calls: ``model``
+        (``stream.metered_embedder``)."""

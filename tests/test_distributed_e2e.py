@@ -95,6 +95,7 @@ def test_every_article_is_indexed_exactly_once_with_its_story(single: Deployment
     RESULTS["single"] = partition
     embed = next(p for p in single.processes if p.name == "embed")
     assert embed.sample("sednaya_articles_total", stage="embed", status="embedded") == len(articles)
+    assert embed.sample("sednaya_model_cpu_seconds_total", model="use-multilingual-v3") > 0  # the model's CPU
     # Story documents arrive through stories.events (index-stories group).
     wait_for(
         "the crematorium story in the store",

@@ -193,7 +193,7 @@ class AppContext:
     def embedder(self) -> Embedder:
         """The model of the settings (loaded on its first use, not here)."""
         if self._embedder is None:
-            self._embedder = wiring.make_embedder(self.settings)
+            self._embedder = wiring.make_embedder(self.settings, self.metrics)
         return self._embedder
 
     def close(self) -> None:
