@@ -305,7 +305,7 @@ class Settings:
 
         if self.warmup_hold_s < 0:
             raise SettingsError(f"setting 'warmup_hold_s'={self.warmup_hold_s!r}: must be 0 (off) or more seconds")
-        for name in ("related_threshold", "related_warmup_threshold"):
+        for name in ("related_threshold", "related_warmup_threshold", "merge_threshold", "merge_warmup_threshold"):
             value = getattr(self, name)
             if value is not None and value <= 0.0:
                 raise SettingsError(f"setting {name!r}={value!r}: must be above 0 (above 1 turns it off)")

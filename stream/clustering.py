@@ -459,6 +459,8 @@ def merge_pairs(
     if len(stories) < 2:
         return []
     cents, limit = _merge_vectors(stories, params, center)
+    if limit > 1.0:
+        return []  # above 1: merging off, whatever the date bonus would add
     # the date bonus and the one-language margin are quantities of the centred space (raw cosines of one
     # topic all sit high)
     centred = _centred(params, center) and all(s.mean is not None for s in stories)
@@ -528,9 +530,9 @@ def relate(
     means nothing). Only with a multilingual model: an English-only model's cosine says nothing across
     languages.
     """
-    if MULTILINGUAL not in params.model_languages or not neighbours:
-        return Relation()
     threshold = params.related_threshold if centred else params.related_warmup_threshold
+    if MULTILINGUAL not in params.model_languages or not neighbours or threshold > 1.0:
+        return Relation()  # above 1: off, whatever the date bonus would lower it by
     day = article.at.toordinal() if article.dated else None
     days = np.array([n.day if n.day is not None else 0 for n in neighbours], dtype=np.float64)
     dated = np.array([n.day is not None for n in neighbours])

@@ -174,6 +174,10 @@ def test_stories_published_the_same_days_merge_at_a_lower_similarity() -> None:
     assert should_merge(a_dated, b_dated, params, center=centre)
     assert not should_merge(a_dated, replace(b, dated_days=(day + 30,)), params, center=centre)
     assert not should_merge(a_dated, b_dated, params)  # raw (no centre): no bonus
+    # a threshold above 1 turns merging off, even for identical stories that the bonus would lift past it
+    same = replace(b_dated, centroid=a.centroid, mean=a.mean, dated_days=(day,))
+    assert should_merge(a_dated, same, replace(params, merge_threshold=1.0), center=centre)  # 1.0 + 0.15 bonus
+    assert not should_merge(a_dated, same, replace(params, merge_threshold=1.01), center=centre)
     # two stories all in one language: no bonus (nor with the one-language merge margin at 0)
     english = replace(b_dated, languages=frozenset({"en"}))
     assert not should_merge(replace(a_dated, languages=frozenset({"en"})), english, params, center=centre)
@@ -250,6 +254,12 @@ def test_related_stories_in_the_warm_up_and_with_dates_as_evidence() -> None:
     assert relate(dated, [week], bonus).related is None  # 0.22 < 0.3 - 0.1 * (1 - 6 / 8)
     assert relate(replace(dated, dated=False), [same_day], bonus).related is None  # undated: no date evidence
     assert relate(dated, [same_day], bonus, centred=False).related is None  # raw cosines get no bonus
+    # a threshold above 1 turns the rule off: not lowered below 1 by the bonus, no near story either
+    identical = replace(same_day, similarity=1.0)
+    off = replace(bonus, related_threshold=1.01, unconfirmed_margin=0.1)
+    assert relate(dated, [identical], replace(off, related_threshold=1.0)).related == "same-day"
+    assert relate(dated, [identical], off) == Relation()
+    assert relate(dated, [identical], replace(off, related_warmup_threshold=1.01), centred=False) == Relation()
 
 
 def test_an_article_in_the_new_storys_language_needs_the_one_language_margin_more_to_relate() -> None:

@@ -133,3 +133,14 @@ def test_fold_equates_spelling_variants(a: str, b: str) -> None:
     assert fold(a) == fold(b)
     assert fold(fold(a)) == fold(a)
     assert normalize_arabic(normalize_arabic(a)) == normalize_arabic(a)
+
+
+@pytest.mark.parametrize(
+    "name", ["related_threshold", "related_warmup_threshold", "merge_threshold", "merge_warmup_threshold"]
+)
+def test_a_link_threshold_at_or_below_zero_is_refused_and_above_one_turns_it_off(name: str) -> None:
+    with pytest.raises(SettingsError, match=rf"^SEDNAYA_MONITOR_{name.upper()}: setting {name!r}=0.0: must be above 0"):
+        load_settings(environ={f"SEDNAYA_MONITOR_{name.upper()}": "0"})
+    with pytest.raises(SettingsError, match=rf"setting {name!r}=-0.2: must be above 0"):
+        load_settings(environ={}, overrides={name: -0.2})
+    assert getattr(load_settings(environ={}, overrides={name: 1.01}), name) == 1.01
