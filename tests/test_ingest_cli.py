@@ -25,7 +25,7 @@ from sednaya_monitor.ingest_run import IngestRun
 from sednaya_monitor.pipeline import Pipeline
 from sednaya_monitor.settings import Settings
 from stream.bus_embedded import EmbeddedBus
-from stream.embedding import SentenceTransformerEmbedder
+from stream.embedding_use import UniversalSentenceEncoder
 from stream.errors import InputError
 from stream.ingest import IngestError, read_jsonl
 from tests import story_corpus
@@ -34,8 +34,8 @@ RAW_TOPIC = Settings().topic_raw
 
 
 @pytest.fixture(autouse=True)
-def session_model(monkeypatch: pytest.MonkeyPatch, embedder: SentenceTransformerEmbedder) -> None:
-    monkeypatch.setattr(wiring, "make_embedder", lambda settings: embedder)
+def session_model(monkeypatch: pytest.MonkeyPatch, embedder: UniversalSentenceEncoder) -> None:
+    monkeypatch.setattr(wiring, "make_embedder", lambda settings, metrics=None: embedder)
 
 
 def run_cli(data_dir: Path, *args: str) -> Result:
@@ -247,7 +247,7 @@ class FailingFile(io.BytesIO):
 
 
 def test_a_read_failure_names_the_file_and_keeps_what_was_read(
-    settings: Settings, embedder: SentenceTransformerEmbedder
+    settings: Settings, embedder: UniversalSentenceEncoder
 ) -> None:
     lines = corpus_lines()
     source = FailingFile(("\n".join(lines) + "\n").encode(), good_reads=3)
@@ -264,9 +264,7 @@ def test_a_read_failure_names_the_file_and_keeps_what_was_read(
         pipeline.close()
 
 
-def test_run_summary_follow_ups_match_the_roles_stored(
-    settings: Settings, embedder: SentenceTransformerEmbedder
-) -> None:
+def test_run_summary_follow_ups_match_the_roles_stored(settings: Settings, embedder: UniversalSentenceEncoder) -> None:
     articles = [a for a in read_jsonl(corpus_lines()) if not isinstance(a, IngestError)]
     pipeline = Pipeline(settings, embedder=embedder)
     try:

@@ -43,7 +43,8 @@ def test_the_composition_root_counts_the_models_cpu_time_when_given_metrics(tmp_
     spent = time.thread_time() - start
     counted = _model_seconds(metrics, settings.model_name) - loaded
     assert vectors.shape == (60, 512) and vectors.dtype == np.float32
-    assert 0 < counted <= spent  # this thread's CPU inside the call, never more than the call took
+    # this thread's CPU inside the inner call: all but the wrapper's own few microseconds of the outer call
+    assert 0.9 * spent <= counted <= spent
     np.testing.assert_allclose(vectors[:3], embedder.inner.embed(TEXTS), atol=1e-6)  # the vectors are the model's
 
 
