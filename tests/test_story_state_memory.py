@@ -16,6 +16,7 @@ from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import make_assign_stage
 from stream import story_state
+from stream.clustering import UNDETERMINED_LANG
 from stream.embedding_use import UniversalSentenceEncoder
 from stream.story_state import StoryState
 from tests.story_corpus import vector_article
@@ -93,12 +94,18 @@ def test_recent_articles_keep_their_days_and_languages_through_growth_and_trims(
         for i in range(5)
     ]
     recent = story_state._RecentArticles(rows)
+    # what was added, kept apart from the structure under test: (article, day, language) in order
+    added: list[tuple[str, int | None, str | None]] = [(r[1], r[3], r[5]) for r in rows]
     for i in range(5, story_state.RECENT_ARTICLES + story_state.RECENT_ARTICLES // 5):
         day = None if i % 4 == 0 else 739_000 + (i % 97)
-        recent.add(i, f"a{i}", f"s{i}", day, rng.standard_normal(8).astype(np.float32), "de" if i % 2 else "ar")
+        lang = "de" if i % 2 else "ar"
+        recent.add(i, f"a{i}", f"s{i}", day, rng.standard_normal(8).astype(np.float32), lang)
+        added.append((f"a{i}", day, lang))
         if i % 1500 == 0 or i == story_state.RECENT_ARTICLES + story_state.RECENT_ARTICLES // 10 + 1:
-            expected = [-1.0 if d is None else float(d) for d in recent.days]
-            assert recent.day_values(-1.0).tolist() == expected
+            kept = added[-len(recent.articles) :]  # the newest rows survive a trim
+            assert list(recent.articles) == [a for a, _, _ in kept]
+            assert recent.day_values(-1.0).tolist() == [-1.0 if d is None else float(d) for _, d, _ in kept]
+            assert list(recent.langs) == [lang or UNDETERMINED_LANG for _, _, lang in kept]  # none: undetermined
             assert len(recent.langs) == len(recent.stories)  # the languages are trimmed with the rest
     assert len(recent.days) < story_state.RECENT_ARTICLES + story_state.RECENT_ARTICLES // 10 + 1  # trimmed
     assert [recent.langs[k] for k in (-2, -1)] == [

@@ -133,6 +133,24 @@ def test_thresholds_left_empty_come_from_the_models_calibration(model: str, cali
     assert wiring.calibrated(settings).cluster_threshold == expected["cluster_threshold"]
 
 
+def test_the_default_model_ships_the_calibration_the_docs_state() -> None:
+    """The values chosen by the benches and written in docs/clustering.md (a recalibration changes both)."""
+    params = wiring.cluster_params(load_settings(environ={}))
+    assert (params.threshold, params.warmup_threshold, params.merge_threshold, params.warmup_merge_threshold) == (
+        0.3,
+        0.7,
+        0.35,
+        0.8,
+    )
+    assert (params.related_threshold, params.related_warmup_threshold, params.related_date_bonus) == (0.25, 1.01, 0.1)
+    assert (params.date_bonus, params.unconfirmed_margin) == (0.2, 0.1)
+    assert (params.same_language_margin, params.same_language_merge_margin, params.word_evidence_weight) == (
+        0.25,
+        0.4,
+        0.3,
+    )
+
+
 def test_a_threshold_set_by_the_operator_wins_over_the_calibration() -> None:
     settings = load_settings(
         environ={"SEDNAYA_MONITOR_MERGE_THRESHOLD": "0.5"},
