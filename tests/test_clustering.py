@@ -447,6 +447,61 @@ def test_an_english_only_sentence_transformers_model_links_languages_through_anc
             stage.close()
 
 
+def test_where_only_anchors_link_languages_the_topics_name_and_a_common_entity_link_nothing(
+    settings_factory: Callable[..., Settings], minilm: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """all-MiniLM-L6-v2 reads English only, so an Arabic or a French report reaches an English story through
+    shared anchors alone. With the bar below one name's or entity's weight (0.5, times its rarity: about 0.36
+    for an anchor one recent article has): a report sharing only the prison's name (a name of the topic)
+    links nothing, and one sharing only Assad links while Assad is rare in the window and not once most
+    recent articles carry him."""
+    day = datetime(2024, 12, 11, 14, tzinfo=UTC)
+    english = make_article(
+        url="https://policy.example/2024/12/11/sanctions",
+        title="Lawmakers split over lifting sanctions",
+        text=(
+            "Members of parliament argued on Wednesday about easing sanctions now that Bashar al-Assad has left "
+            "the country; opponents cited Sednaya as a reminder of what the security services did."
+        ),
+        published=day,
+    )
+    arabic = make_article(  # shares Assad only
+        url="https://arts.example/ar/2024/12/11/maarid",
+        lang="ar",
+        title="معرض صور في برلين",
+        text="افتتح معرض في برلين يعرض صور رجال نجوا من السجون، وقالت المصورة إن الأسد لا يُذكر في أي تعليق.",
+        published=day,
+    )
+    french = make_article(  # shares the prison's name only
+        url="https://arts.example/fr/2024/12/11/portraits",
+        lang="fr",
+        title="Portraits d'anciens détenus",
+        text="Une galerie expose des portraits d'hommes qui ont survécu à Sednaya, chacun avec un objet gardé.",
+        published=day,
+    )
+    for assad_common, assad_links in ((False, True), (True, False)):
+        stage = make_assign_stage(
+            settings_factory(
+                model_name="all-MiniLM-L6-v2",
+                cluster_threshold=0.7,
+                cross_lingual_min_anchors=0.3,
+                data_dir=tmp_path / str(assad_common),
+            ),
+            PrometheusMetrics(CollectorRegistry()),
+            embedder=minilm,
+        )
+        try:
+            assert "name:sednaya" in stage.anchors.extract(english.text) & stage.anchors.extract(french.text)
+            if assad_common:  # thirty recent articles name him
+                for i in range(30):
+                    stage.state.observe(minilm.embed([f"report {i}"])[0], {"ent:bashar-al-assad"}, "en")
+            en, ar, fr = stage.process([english, arabic, french])[0]
+            assert (ar.story_id == en.story_id) is assad_links, assad_common
+            assert fr.story_id != en.story_id and fr.story_role == "first"  # the topic's name is no evidence
+        finally:
+            stage.close()
+
+
 def test_a_restart_continues_the_same_stories(settings: Settings, embedder: SentenceTransformerEmbedder) -> None:
     first_run = make_assign_stage(settings, PrometheusMetrics(CollectorRegistry()), embedder=embedder)
     (original,), _ = first_run.process([corpus.crematorium_original()])

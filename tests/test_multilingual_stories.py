@@ -63,6 +63,9 @@ def test_two_events_of_one_week_at_one_place_are_two_stories(stage: AssignStage)
 
 
 def test_two_texts_sharing_only_the_prisons_name_and_assad_are_not_linked(stage: AssignStage) -> None:
+    """The default model's behaviour (their cosine is low); the mechanism, names of the topic and common
+    entities weighing nothing where anchors alone link, is tested on the anchors' path:
+    tests/test_clustering.py::test_where_only_anchors_link_languages_the_topics_name_and_a_common_entity_link_nothing."""
     out, _ = stage.process([corpus.exhibition(), corpus.sanctions_debate()])
     assert out[0].story_id != out[1].story_id
     assert [a.story_role for a in out] == ["first", "first"]
