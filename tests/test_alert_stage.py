@@ -125,7 +125,10 @@ def test_new_story_with_five_syndicated_copies_alerts_once(
     # the same events again (a bus redelivery) fire nothing more
     assert stage.handle(_records(events)) == [None] * 6
     assert stage.wait_idle(30)
-    time.sleep(0.2)
+    # the ledger holds nothing more to send (a late duplicate would need a pending delivery) ...
+    assert stage.ledger.pending() == [] and stage.ledger.delivery_counts("sednaya")["sent"] == 1
+    assert stage.ledger.count_alerts("sednaya") == 1
+    time.sleep(0.2)  # ... and the receiver got nothing more meanwhile
     assert len(webhook.delivered) == 1
     stage.close()
 
@@ -188,6 +191,7 @@ def test_two_new_stories_in_two_languages_alert_once_each(
     assert sorted(d.json()["article"]["lang"] for d in delivered) == ["ar", "en"]
     ar_body = next(d.json() for d in delivered if d.json()["article"]["lang"] == "ar")
     assert ar_body["matched_terms"] == ["صيدنايا"]
+    assert stage.ledger.pending() == [] and stage.ledger.delivery_counts("both")["sent"] == 2  # nothing left
     time.sleep(0.2)
     assert len(webhook.delivered) == 2
     stage.close()
