@@ -177,7 +177,7 @@ class SentenceTransformerEmbedder:
         model = self.model
         try:
             if self.backend != "torch":
-                raw = model.encode(list(texts), self.batch_size)
+                raw = model.encode(list(texts))  # its own run size (stream.embedding_onnx.TEXTS_PER_RUN)
             else:
                 raw = model.encode(
                     list(texts),
