@@ -18,7 +18,7 @@ articles with each backend's vectors. Per article, the story decision is compare
 Also: cosine of each backend's vectors to torch's, the final partitions' agreement (ARI) and B-cubed F1
 against the gold stories. The int8 export quantises activations per batch (dynamic quantisation), so a
 vector depends slightly on its batch-mates; the figures are for batches of ``--batch`` texts.
-Rewrites the ``## onnx_backend`` section of docs/benchmarks.md.
+Rewrites the ``## onnx_backend`` section of docs/benchmarks.md (``## onnx_backend (threads=N)`` for N > 1).
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def main() -> None:
         lines = report(runs, models, settings, loads, args)
     print("\n".join(lines))
     if not args.no_write:
-        write_section(SECTION, lines)
+        write_section(SECTION if args.threads == 1 else f"{SECTION} (threads={args.threads})", lines)
 
 
 def report(
