@@ -85,9 +85,6 @@ _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n\"“”«»]\s*)$")
 _ARABIC_PREFIXES = "(?:و|ف|ب|ل|ك)?"  # clitic conjunctions and prepositions written onto the noun
 
 # Event kinds of a headline (folded terms; matched as word prefixes in the title and first sentence).
-# Words in English, French, German, Turkish and Arabic (EVENT_LANGUAGES): an article in another language
-# shows no kind, which says nothing about its development.
-EVENT_LANGUAGES: frozenset[str] = frozenset({"en", "fr", "de", "tr", "ar"})
 EVENT_TERMS: Mapping[str, tuple[str, ...]] = {
     "denial": (
         "deny",

@@ -53,7 +53,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from stream.anchors import EVENT_LANGUAGES, anchor_kind, anchor_weight
+from stream.anchors import anchor_kind, anchor_weight
 
 ANCHOR_SATURATION = 2.0  # shared anchor weight at which the anchor bonus is full (a date and a figure)
 UNDETERMINED_LANG = "und"  # an undetermined language is treated as the story's own
@@ -269,15 +269,6 @@ def _near(day: int, days: Sequence[int], gate: float) -> bool:
     return _gap(day, days) <= gate
 
 
-def kinds_comparable(lang: str, languages: frozenset[str]) -> bool:
-    """Whether a story read in ``languages`` can show that an article in ``lang`` reports a new kind of
-    development: one of them is the article's language, or both the article's language and one of the
-    story's have words in the event lexicon (``stream.anchors.EVENT_LANGUAGES``). On the multilingual tuning
-    set, comparing across the lexicon's languages keeps a Caesar Act sanctions report out of a missile-strike
-    story (half B B³ F1 0.817 -> 0.827; docs/clustering.md)."""
-    return lang in languages or (lang in EVENT_LANGUAGES and not EVENT_LANGUAGES.isdisjoint(languages))
-
-
 def score_candidate(
     article: ArticleFeatures,
     cand: Candidate,
@@ -315,10 +306,9 @@ def score_candidate(
     gated = None if cand.dormant else date_gate(article, cand, params)  # a dormant story is a follow-up's
     if eligible and gated is not None:
         eligible, reason = False, gated
-    # Kind cues are word lists per language: a story may lack a kind only because none of its languages has
-    # the words, so a development is new only against a story read in the article's language or, when the
-    # lexicon has words for the article's language, in another language it has words for.
-    new_kinds = article.kinds - cand.kinds if kinds_comparable(article.lang, cand.languages) else frozenset()
+    # Kind cues are word lists per language: a story with no article in this language may just lack
+    # the words, so only a story read in the article's language can show a development is new.
+    new_kinds = article.kinds - cand.kinds if article.lang in cand.languages else frozenset()
     if eligible and new_kinds and cos < params.novelty_override:
         eligible, reason = False, "new development: " + ",".join(sorted(new_kinds))
     if eligible and cand.dormant:

@@ -34,7 +34,6 @@ from stream.clustering import (
     Neighbour,
     Relation,
     assign,
-    kinds_comparable,
     relate,
     should_merge,
 )
@@ -112,20 +111,6 @@ def test_a_new_kind_of_development_opens_a_story_despite_high_similarity() -> No
     assert decision.action == "new"
     same_kind = _story("denials", _unit(1, 0.6), kinds=frozenset({"denial"}))
     assert assign(denial, [story, same_kind], PARAMS).story_id == "denials"
-
-
-def test_a_new_kind_of_development_is_read_across_the_languages_the_lexicon_has_words_for() -> None:
-    """A sanctions report does not join a missile-strike story told in another language the event lexicon
-    reads (its articles would have named the sanctions); a story told only in a language the lexicon has no
-    words for (Russian) cannot show it, and an article in such a language shows no kind at all."""
-    multilingual = replace(PARAMS, model_languages=frozenset({"*"}))
-    sanctions = _article(_unit(1, 0), kinds=frozenset({"sanctions"}), lang="en")
-    for langs, joins in ((frozenset({"fr"}), False), (frozenset({"ar", "ru"}), False), (frozenset({"ru"}), True)):
-        strike = _story("strike", _unit(1, 0.5), langs=langs)  # cos 0.89
-        assert (assign(sanctions, [strike], multilingual).action == "join") is joins, langs
-    in_russian = replace(sanctions, lang="ru")  # a kind it could not have shown: nothing to compare
-    assert assign(in_russian, [_story("strike", _unit(1, 0.5), langs=frozenset({"fr"}))], multilingual).action == "join"
-    assert kinds_comparable("de", frozenset({"tr"})) and not kinds_comparable("uk", frozenset({"en"}))
 
 
 def test_a_dormant_story_needs_shared_specific_anchors() -> None:
