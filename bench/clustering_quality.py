@@ -212,8 +212,11 @@ class Score:
 # --- systems --------------------------------------------------------------------------------------------
 
 
-def run_stage(articles: list[Article], settings: Settings, embedder: Embedder) -> tuple[list[str], float]:
-    """Story ids the embed stage gives ``articles`` streamed in order (fresh state); and seconds taken."""
+def stage_story_ids(
+    articles: list[Article], settings: Settings, embedder: Embedder
+) -> tuple[list[str], list[str], float]:
+    """The embed stage on ``articles`` streamed in order (fresh state, batches of 64): the story id each
+    article got when it was assigned, its final story (merges resolved), and the seconds taken."""
     with tempfile.TemporaryDirectory() as tmp:
         stage = make_assign_stage(
             settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=embedder
@@ -228,6 +231,12 @@ def run_stage(articles: list[Article], settings: Settings, embedder: Embedder) -
             resolved = [stage.state.resolve(s) for s in out]
         finally:
             stage.close()
+    return out, resolved, elapsed
+
+
+def run_stage(articles: list[Article], settings: Settings, embedder: Embedder) -> tuple[list[str], float]:
+    """Story ids the embed stage gives ``articles`` streamed in order (fresh state); and seconds taken."""
+    _, resolved, elapsed = stage_story_ids(articles, settings, embedder)
     return resolved, elapsed
 
 

@@ -16,8 +16,8 @@ articles with each backend's vectors. Per article, the story decision is compare
   the headline figure (target >= 99 %). A divergence can cascade: later articles then meet other stories.
 
 Also: cosine of each backend's vectors to torch's, the final partitions' agreement (ARI) and B-cubed F1
-against the gold stories. The int8 export quantises activations per batch (dynamic quantisation), so a
-vector depends slightly on its batch-mates; the figures are for batches of ``--batch`` texts.
+against the gold stories. ONNX Runtime runs one text at a time (``stream.embedding_onnx.TEXTS_PER_RUN``),
+so an int8 vector depends on its own text only; ``--batch`` is torch's batch size.
 Rewrites the ``## onnx_backend`` section of docs/benchmarks.md (``## onnx_backend (threads=N)`` for N > 1).
 """
 
@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from prometheus_client import CollectorRegistry
 from sklearn.metrics import adjusted_rand_score
 
 from bench.clustering_quality import (
@@ -45,14 +44,14 @@ from bench.clustering_quality import (
     date_only,
     load,
     neus_splits,
+    stage_story_ids,
     stream_order,
     to_article,
 )
 from bench.clustering_quality import bcubed as bcubed_prf
 from bench.report import write_section
-from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings, load_settings
-from sednaya_monitor.wiring import calibrated, limit_blas_threads, make_assign_stage
+from sednaya_monitor.wiring import calibrated, limit_blas_threads
 from stream.article import Article
 from stream.embed_text import embed_text
 from stream.embedding import SentenceTransformerEmbedder, resolve_model
@@ -93,18 +92,7 @@ def sets(data: Path) -> list[tuple[str, list[dict[str, Any]], bool]]:
 def stage_decisions(articles: list[Article], settings: Settings, embedder: Any) -> tuple[list[str], list[str]]:
     """The story id each article got when it was assigned, and its final story (merges resolved): the embed
     stage's own code, as ``bench.clustering_quality.run_stage`` runs it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        stage = make_assign_stage(
-            settings.replace(data_dir=Path(tmp)), PrometheusMetrics(CollectorRegistry()), embedder=embedder
-        )
-        try:
-            assigned: list[str] = []
-            for i in range(0, len(articles), 64):
-                done, _ = stage.process(articles[i : i + 64])
-                assigned.extend(a.story_id or "" for a in done)
-            final = [stage.state.resolve(s) for s in assigned]
-        finally:
-            stage.close()
+    assigned, final, _ = stage_story_ids(articles, settings, embedder)
     return assigned, final
 
 
