@@ -100,6 +100,10 @@ class Settings:
     # falling to 0 at date_gate_days + 1 days; across languages only (not for a story all in the article's
     # language, nor to merge two stories all in one language: one language's news has many stories a day)
     date_bonus: float | None = None
+    # stories dated near an article (each counted by the date bonus's fade) up to which date_bonus is whole;
+    # beyond, it is divided by their sum: a day many stories share is weaker evidence of one event (a busy
+    # week of one place's news; docs/clustering.md, "Dates shared by many stories"); 0: always whole
+    date_bonus_stories: float = 1.5
     # centred cosine of a new story's first article to a recent article of another story (not both dated
     # more than date_gate_days apart) at which the new story is "related" to it: one story for alerting
     # (docs/alerts.md); > 1: off
@@ -255,7 +259,7 @@ class Settings:
                 f"setting 'kafka_compression'={self.kafka_compression!r}: "
                 f"expected one of {', '.join(KAFKA_COMPRESSIONS)}"
             )
-        for name in ("kafka_linger_ms", "kafka_fetch_max_wait_ms"):
+        for name in ("kafka_linger_ms", "kafka_fetch_max_wait_ms", "date_bonus_stories"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be 0 or more")
         if self.model_threads < 0:

@@ -244,6 +244,7 @@ def cluster_params(settings: Settings) -> ClusterParams:
         warmup_merge_threshold=threshold(settings, "merge_warmup_threshold"),
         date_gate_days=settings.date_gate_days,
         date_bonus=threshold(settings, "date_bonus"),
+        date_bonus_stories=settings.date_bonus_stories,
         related_threshold=threshold(settings, "related_threshold"),
         related_warmup_threshold=threshold(settings, "related_warmup_threshold"),
         related_date_bonus=threshold(settings, "related_date_bonus"),

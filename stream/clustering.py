@@ -18,7 +18,8 @@ Scoring a candidate story for an article:
   dated articles were all published more than ``date_gate_days`` away (undated articles pass: their
   time is unknown); a story further back in time is dormant and only a follow-up can reach it (below);
   on centred cosines a story with dated articles of the same days in *other* languages scores
-  ``date_bonus`` more (:func:`date_bonus`);
+  ``date_bonus`` more (:func:`date_bonus`), shared out when many stories are dated those days
+  (:func:`date_share`);
 - same language, read by the model (``model_languages``; ``*`` for a multilingual model, which also
   makes every language pair comparable): ``score = cos + anchor_weight * min(1, shared / ANCHOR_SATURATION)``,
   plus, on centred cosines, ``word_evidence_weight * words``: the TF-IDF cosine of the article's words with the
@@ -81,6 +82,9 @@ class ClusterParams:
     warmup_merge_threshold: float = 0.8
     date_gate_days: float = 7.0
     date_bonus: float = 0.0
+    # stories dated near an article (each weighted by the date bonus's fade) up to which the bonus is whole;
+    # beyond, it is divided by their sum: a day many stories share says less (see :func:`date_share`; 0: whole)
+    date_bonus_stories: float = 0.0
     related_threshold: float = 1.01  # above 1: no related stories
     related_warmup_threshold: float = 1.01  # raw cosine, while the centre is unknown
     related_date_bonus: float = 0.0  # lowers related_threshold for two dated articles the same day
@@ -237,7 +241,7 @@ def date_gate(article: ArticleFeatures, cand: Candidate, params: ClusterParams) 
     return f"published more than {params.date_gate_days:g} days from the story's dated articles"
 
 
-def date_bonus(article: ArticleFeatures, cand: Candidate, params: ClusterParams) -> float:
+def date_bonus(article: ArticleFeatures, cand: Candidate, params: ClusterParams, share: float = 1.0) -> float:
     """What ``article``'s publication date adds to its similarity with ``cand``: ``date_bonus`` when a dated
     article of the story was published the same day, falling linearly to 0 at ``date_gate_days + 1``
     days away (evidence of its own that the two report one event, not only no evidence against);
@@ -248,10 +252,28 @@ def date_bonus(article: ArticleFeatures, cand: Candidate, params: ClusterParams)
     is weak (same-event pairs of the multilingual tuning set: median 0.28 across languages, 0.43 in one)
     and a report of the same days says much; in one language the cosine and the words say it, and one
     language's news has many stories a day (on the dated 2021 roundups a bonus for every pair folded the
-    day's stories together, docs/clustering.md)."""
+    day's stories together, docs/clustering.md). ``share``: the part of the bonus those days are worth
+    (:func:`date_share`)."""
     if not article.dated or not cand.dated_days or one_language(article.lang, cand.languages):
         return 0.0
-    return _bonus(_gap(article.at.toordinal(), cand.dated_days), params)
+    return share * _bonus(_gap(article.at.toordinal(), cand.dated_days), params)
+
+
+def date_share(day: int, stories: Sequence[Candidate], params: ClusterParams) -> float:
+    """The part of the date bonus a publication on ``day`` is worth among ``stories`` (the active stories
+    around it): 1 while the stories dated near it, each counted by the bonus's fade (1 the same day,
+    0 at ``date_gate_days + 1`` days), add up to at most ``date_bonus_stories``; beyond, that number
+    divided by their sum. A date is evidence of one event in proportion to how few stories share it:
+    on a topic whose events lie weeks apart an article's days hold about one story, its own, while in a
+    busy week of one place's news (the days after a prison is opened) several developments share the
+    same days, and a whole bonus for each joined different developments reported in two languages
+    (docs/clustering.md, "Dates shared by many stories"). Dormant stories are not counted (they lie
+    outside the window). ``date_bonus_stories`` 0: always 1."""
+    if params.date_bonus_stories <= 0.0:
+        return 1.0
+    span = params.date_gate_days + 1.0
+    near = sum(max(0.0, 1.0 - _gap(day, s.dated_days) / span) for s in stories if s.dated_days and not s.dormant)
+    return 1.0 if near <= params.date_bonus_stories else params.date_bonus_stories / near
 
 
 def _bonus(gap: float, params: ClusterParams) -> float:
@@ -278,10 +300,11 @@ def score_candidate(
     rarity: Rarity | None = None,
     cos: float | None = None,
     words: float = 0.0,
+    share: float = 1.0,
 ) -> Scored:
     """Score and eligibility of ``cand`` for ``article`` (see the module docstring); ``words``: the
     same-language word evidence (``stream.word_evidence``), weighed by ``word_evidence_weight`` on centred
-    cosines."""
+    cosines; ``share``: the part of the date bonus the article's days are worth (:func:`date_share`)."""
     same_lang = _same_language(article.lang, cand.languages)
     if cos is None:
         cos = float(cosines(article, [cand], params, center)[0])
@@ -293,7 +316,7 @@ def score_candidate(
         eligible, reason = True, "similar"
         if words > 0 and _centred(params, center):
             score += params.word_evidence_weight * words
-        bonus = date_bonus(article, cand, params) if _centred(params, center) else 0.0
+        bonus = date_bonus(article, cand, params, share) if _centred(params, center) else 0.0
         if bonus > 0:
             score += bonus
             reason = "similar, published the same days"
@@ -384,6 +407,7 @@ def assign(
         return Decision(action="new", story_id=None, score=0.0, similarity=0.0, reason="no candidate story")
     all_cos = cosines(article, candidates, params, center)
     centred = _centred(params, center)
+    share = date_share(article.at.toordinal(), candidates, params) if centred and article.dated else 1.0
     weight = params.word_evidence_weight if words is not None and centred else 0.0
     bonuses = params.anchor_weight + (params.date_bonus + weight if centred else 0.0)  # the most they add
     reads = reads_language(article.lang, params)
@@ -397,14 +421,14 @@ def assign(
         needed = join_needed(article, cand, params, center)
         if trusted and cos + bonuses < needed:
             continue  # nor what this story needs
-        scored = score_candidate(article, cand, params, center=center, rarity=rarity, cos=float(cos))
+        scored = score_candidate(article, cand, params, center=center, rarity=rarity, cos=float(cos), share=share)
         if not scored.eligible:
             continue
         if weight > 0 and words is not None and article.lang in cand.languages and scored.score + weight >= needed:
             evidence = words(cand)  # asked only where it can decide (the costly part: a pass over the story's words)
             if evidence > 0:
                 scored = score_candidate(
-                    article, cand, params, center=center, rarity=rarity, cos=float(cos), words=evidence
+                    article, cand, params, center=center, rarity=rarity, cos=float(cos), words=evidence, share=share
                 )
         if scored.score < needed:
             continue
@@ -479,7 +503,9 @@ def merge_pairs(
             continue
         lang = single_language(a.languages)
         one = centred and lang is not None and one_language(lang, b.languages)  # both all in one language
-        # the date bonus is evidence across languages only (see :func:`date_bonus`)
+        # the date bonus is evidence across languages only (see :func:`date_bonus`), and whole here: at a merge
+        # pass the stories dated near a story are mostly its event's other languages, not yet merged, which
+        # :func:`date_share` would count as rivals (sharing it here too cost the dated tuning records F1)
         sim = float(sims[i, j]) + (_bonus(gap, params) if bonus and not one else 0.0)
         needed = limit + (params.same_language_merge_margin if one else 0.0)  # one language: a higher bar
         if sim >= needed:

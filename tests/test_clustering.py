@@ -34,6 +34,7 @@ from stream.clustering import (
     Neighbour,
     Relation,
     assign,
+    date_share,
     relate,
     should_merge,
 )
@@ -161,6 +162,40 @@ def test_a_story_published_the_same_days_in_another_language_needs_less_similari
     assert assign(same_day, [english], params, center=centre).action == "new"
     both = replace(french, languages=frozenset({"en", "fr"}))
     assert assign(same_day, [both], params, center=centre).score == pytest.approx(0.447 + 0.15, abs=1e-3)
+
+
+def test_a_day_many_stories_share_adds_less() -> None:
+    # A busy week of one place's news: several developments are dated the same days, so a shared day says
+    # less about which of them an article reports. Up to date_bonus_stories stories (each counted by the
+    # bonus's fade) the bonus is whole; beyond, it is divided by their sum.
+    params = ClusterParams(threshold=0.55, date_bonus=0.15, date_bonus_stories=1.5, model_languages=frozenset({"*"}))
+    centre = np.zeros(2, dtype=np.float32)
+    day = T0.toordinal()
+    french = replace(_story("fr", _unit(1, 2), langs=frozenset({"fr"})), dated_days=(day,), mean=_unit(1, 2))
+    article = _article(_unit(1, 0))  # cos 0.447 with the French story: it needs the bonus to join
+    assert date_share(day, [french], params) == 1.0
+    decision = assign(article, [french], params, center=centre)
+    assert (decision.action, decision.score) == ("join", pytest.approx(0.447 + 0.15, abs=1e-3))
+
+    # three other stories of the same day, in the article's own language and orthogonal to it: four in all
+    rivals = [replace(_story(f"en{i}", _unit(0, 1)), dated_days=(day,), mean=_unit(0, 1)) for i in range(3)]
+    assert date_share(day, [french, *rivals], params) == pytest.approx(1.5 / 4)
+    decision = assign(article, [french, *rivals], params, center=centre)
+    assert decision.action == "new"  # 0.447 + 0.15 * 0.375 < 0.55
+    # the share is the article's day's: a rival dated four days away counts half (the fade at 4 of 8 days)
+    far = [replace(r, dated_days=(day + 4,)) for r in rivals]
+    assert date_share(day, [french, *far], params) == pytest.approx(1.5 / 2.5)
+    # stories outside the window (dormant), undated ones and a setting of 0 do not share anything out
+    dormant = [replace(r, dormant=True) for r in rivals]
+    undated = [replace(r, dated_days=()) for r in rivals]
+    for others in (dormant, undated):
+        assert date_share(day, [french, *others], params) == 1.0
+        assert assign(article, [french, *others], params, center=centre).action == "join"
+    whole = replace(params, date_bonus_stories=0.0)
+    assert date_share(day, [french, *rivals], whole) == 1.0
+    assert assign(article, [french, *rivals], whole, center=centre).story_id == "fr"
+    # an undated article gets no bonus at all, shared or not
+    assert assign(replace(article, dated=False), [french, *rivals], params, center=centre).action == "new"
 
 
 def test_stories_published_the_same_days_merge_at_a_lower_similarity() -> None:
