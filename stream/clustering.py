@@ -269,10 +269,15 @@ def date_share(day: int, stories: Sequence[Candidate], params: ClusterParams) ->
     same days, and a whole bonus for each joined different developments reported in two languages
     (docs/clustering.md, "Dates shared by many stories"). Dormant stories are not counted (they lie
     outside the window). ``date_bonus_stories`` 0: always 1."""
-    if params.date_bonus_stories <= 0.0:
+    if params.date_bonus_stories <= 0.0 or params.date_bonus <= 0.0:
         return 1.0
     span = params.date_gate_days + 1.0
-    near = sum(max(0.0, 1.0 - _gap(day, s.dated_days) / span) for s in stories if s.dated_days and not s.dormant)
+    near = 0.0
+    for story in stories:
+        days = story.dated_days
+        if story.dormant or not days or days[0] - day >= span or day - days[-1] >= span:
+            continue  # no dated article near (its dated range ends a fade's span away or more)
+        near += max(0.0, 1.0 - _gap(day, days) / span)
     return 1.0 if near <= params.date_bonus_stories else params.date_bonus_stories / near
 
 
@@ -284,6 +289,13 @@ def _gap(day: int, days: Sequence[int]) -> float:
     """Days from ``day`` to the nearest of the sorted ``days`` (inf when empty)."""
     at = bisect.bisect_left(days, day)
     return min((abs(days[i] - day) for i in (at - 1, at) if 0 <= i < len(days)), default=float("inf"))
+
+
+def _days_apart(days: Sequence[int], others: Sequence[int]) -> float:
+    """Days between the nearest of two sorted day lists (inf when either is empty)."""
+    if len(days) > len(others):
+        days, others = others, days
+    return min((_gap(day, others) for day in days), default=float("inf")) if others else float("inf")
 
 
 def _near(day: int, days: Sequence[int], gate: float) -> bool:
@@ -490,7 +502,16 @@ def merge_pairs(
     centred = _centred(params, center) and all(s.mean is not None for s in stories)
     bonus = params.date_bonus if centred else 0.0
     sims = np.triu(cents @ cents.T, k=1)
-    rows, cols = np.nonzero(sims >= limit - bonus)
+    # both stories all in one (the same, determined) language: a higher bar and no date bonus. Read per story
+    # once, then for every pair at once: a pass over a few hundred stories has tens of thousands of pairs
+    # within reach of a bonus, and only the pairs that can still merge are looked at one by one.
+    index: dict[str, int] = {}
+    langs = [single_language(s.languages) if centred else None for s in stories]
+    codes = np.array([-1 if lang is None else index.setdefault(lang, len(index)) for lang in langs], dtype=np.int64)
+    one = (codes[:, None] == codes[None, :]) & (codes[:, None] != -1)
+    needed = np.where(one, limit + params.same_language_merge_margin, limit)
+    most = np.where(one, 0.0, bonus)  # the most the date bonus can add
+    rows, cols = np.nonzero(np.triu(sims + most >= needed, k=1))
     found: list[tuple[float, int, int]] = []
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         a, b = stories[i], stories[j]
@@ -498,17 +519,14 @@ def merge_pairs(
             continue
         # days apart of their nearest dated articles (inf when either has none): both dated and further apart
         # than the date gate, they are not the same event (computed once for the gate and the bonus)
-        gap = min((_gap(day, b.dated_days) for day in a.dated_days), default=float("inf"))
+        gap = _days_apart(a.dated_days, b.dated_days)
         if a.dated_days and b.dated_days and gap > params.date_gate_days:
             continue
-        lang = single_language(a.languages)
-        one = centred and lang is not None and one_language(lang, b.languages)  # both all in one language
         # the date bonus is evidence across languages only (see :func:`date_bonus`), and whole here: at a merge
         # pass the stories dated near a story are mostly its event's other languages, not yet merged, which
         # :func:`date_share` would count as rivals (sharing it here too cost the dated tuning records F1)
-        sim = float(sims[i, j]) + (_bonus(gap, params) if bonus and not one else 0.0)
-        needed = limit + (params.same_language_merge_margin if one else 0.0)  # one language: a higher bar
-        if sim >= needed:
+        sim = float(sims[i, j]) + (_bonus(gap, params) if most[i, j] else 0.0)
+        if sim >= needed[i, j]:
             found.append((sim, i, j))
     found.sort(key=lambda f: -f[0])  # stable: equal similarities keep index order
     return [(i, j) for _, i, j in found]
