@@ -35,6 +35,7 @@ from stream.clustering import (
     Relation,
     assign,
     date_share,
+    merge_pairs,
     relate,
     should_merge,
 )
@@ -252,6 +253,63 @@ def test_two_stories_all_in_one_language_merge_at_the_one_language_margin_more()
     assert should_merge(a, replace(b, languages=frozenset({"ar"})), params, center=centre)
     assert should_merge(a, replace(b, languages=frozenset({"en", "ar"})), params, center=centre)
     assert should_merge(a, b, replace(params, same_language_merge_margin=0.0), center=centre)
+
+
+def test_a_merge_pass_over_many_stories_finds_exactly_the_pairs_the_rule_names() -> None:
+    # merge_pairs decides for every pair at once where it can; the rule, pair by pair, is the reference:
+    # centred cosine of the means + the date bonus (across languages only) >= the merge threshold (+ the
+    # one-language margin for two stories all in one language), the same kinds where they share a language,
+    # and no two dated stories further apart than the date gate.
+    params = ClusterParams(
+        merge_threshold=0.35,
+        same_language_merge_margin=0.3,
+        date_bonus=0.2,
+        date_gate_days=7.0,
+        model_languages=frozenset({"*"}),
+    )
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=8)
+    centre = np.zeros(8, dtype=np.float32)
+    day = T0.toordinal()
+    languages = [frozenset({"en"}), frozenset({"ar"}), frozenset({"en", "fr"}), frozenset({UNDETERMINED_LANG})]
+    stories = []
+    for n in range(60):
+        mean = (0.5 * base + rng.normal(size=8)).astype(np.float32)
+        mean /= np.linalg.norm(mean)
+        days = tuple(sorted({int(day + d) for d in rng.integers(0, 40, size=int(rng.integers(0, 4)))}))
+        stories.append(
+            replace(
+                _story(
+                    f"s{n}", mean, langs=languages[n % 4], kinds=frozenset({"trial"}) if n % 7 == 0 else frozenset()
+                ),
+                mean=mean,
+                dated_days=days,
+            )
+        )
+
+    def reference(a: Candidate, b: Candidate) -> float | None:
+        if a.kinds != b.kinds and a.languages & b.languages:
+            return None
+        gaps = [abs(x - y) for x in a.dated_days for y in b.dated_days]
+        if gaps and min(gaps) > params.date_gate_days:
+            return None
+        one = len(a.languages) == 1 and a.languages == b.languages and UNDETERMINED_LANG not in a.languages
+        sim = float(np.dot(a.mean, b.mean))  # type: ignore[arg-type]
+        if not one and gaps:
+            sim += params.date_bonus * max(0.0, 1.0 - min(gaps) / (params.date_gate_days + 1.0))
+        needed = params.merge_threshold + (params.same_language_merge_margin if one else 0.0)
+        return sim if sim >= needed - 1e-6 else None
+
+    expected = {
+        (i, j)
+        for i in range(len(stories))
+        for j in range(i + 1, len(stories))
+        if reference(stories[i], stories[j]) is not None
+    }
+    found = merge_pairs(stories, params, center=centre)
+    assert set(found) == expected
+    assert len(expected) > 10  # the draw holds pairs of every kind: some merge, most do not
+    assert len(expected) < len(stories) * (len(stories) - 1) // 4
 
 
 def test_a_new_story_close_to_an_article_of_another_is_related_unless_their_dates_are_apart() -> None:
