@@ -176,7 +176,8 @@ def test_a_day_many_stories_share_adds_less() -> None:
     article = _article(_unit(1, 0))  # cos 0.447 with the French story: it needs the bonus to join
     assert date_share(day, [french], params) == 1.0
     decision = assign(article, [french], params, center=centre)
-    assert (decision.action, decision.score) == ("join", pytest.approx(0.447 + 0.15, abs=1e-3))
+    assert decision.action == "join"
+    assert decision.score == pytest.approx(0.447 + 0.15, abs=1e-3)
 
     # three other stories of the same day, in the article's own language and orthogonal to it: four in all
     rivals = [replace(_story(f"en{i}", _unit(0, 1)), dated_days=(day,), mean=_unit(0, 1)) for i in range(3)]
