@@ -270,7 +270,7 @@ def date_share(day: int, stories: Sequence[Candidate], params: ClusterParams) ->
     (docs/clustering.md, "Dates shared by many stories"). Dormant stories are not counted (they lie
     outside the window). ``date_bonus_stories`` 0: always 1."""
     if params.date_bonus_stories <= 0.0 or params.date_bonus <= 0.0:
-        return 1.0
+        return 1.0  # nothing to share
     span = params.date_gate_days + 1.0
     near = 0.0
     for story in stories:
