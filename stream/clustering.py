@@ -419,7 +419,7 @@ def assign(
         return Decision(action="new", story_id=None, score=0.0, similarity=0.0, reason="no candidate story")
     all_cos = cosines(article, candidates, params, center)
     centred = _centred(params, center)
-    share = date_share(article.at.toordinal(), candidates, params) if centred and article.dated else 1.0
+    share: float | None = None  # of the date bonus (date_share), counted when a candidate could get one
     weight = params.word_evidence_weight if words is not None and centred else 0.0
     bonuses = params.anchor_weight + (params.date_bonus + weight if centred else 0.0)  # the most they add
     reads = reads_language(article.lang, params)
@@ -433,14 +433,26 @@ def assign(
         needed = join_needed(article, cand, params, center)
         if trusted and cos + bonuses < needed:
             continue  # nor what this story needs
-        scored = score_candidate(article, cand, params, center=center, rarity=rarity, cos=float(cos), share=share)
+        if share is None and cand.dated_days and not one_language(article.lang, cand.languages):
+            # the first candidate a date bonus can reach (a story dated in another language): count the day's stories
+            share = date_share(article.at.toordinal(), candidates, params) if centred and article.dated else 1.0
+        scored = score_candidate(
+            article, cand, params, center=center, rarity=rarity, cos=float(cos), share=1.0 if share is None else share
+        )
         if not scored.eligible:
             continue
         if weight > 0 and words is not None and article.lang in cand.languages and scored.score + weight >= needed:
             evidence = words(cand)  # asked only where it can decide (the costly part: a pass over the story's words)
             if evidence > 0:
                 scored = score_candidate(
-                    article, cand, params, center=center, rarity=rarity, cos=float(cos), words=evidence, share=share
+                    article,
+                    cand,
+                    params,
+                    center=center,
+                    rarity=rarity,
+                    cos=float(cos),
+                    words=evidence,
+                    share=1.0 if share is None else share,
                 )
         if scored.score < needed:
             continue
