@@ -111,6 +111,11 @@ class Settings:
     related_warmup_threshold: float | None = None  # the same, raw cosine, while the topic's mean is not known yet
     # lowers related_threshold for two dated articles published the same day, falling to 0 at date_gate_days + 1
     related_date_bonus: float | None = None
+    # original articles of the older story up to which related_date_bonus is whole; beyond, it is multiplied by
+    # this number / theirs: the related rule takes the older story's most similar article, and the best of
+    # more articles of another event is higher by chance (docs/clustering.md, "The related rule and big
+    # stories"); 0: always whole
+    related_date_bonus_articles: float = 2.0
     # a new story whose first article falls short of related_threshold by less than this (centred cosine) is
     # "unconfirmed": it may be one more language or facet of the older story, so an instant watchlist hears
     # of it on its second report, not its first (docs/alerts.md, "Unconfirmed stories"); 0: off
@@ -259,7 +264,7 @@ class Settings:
                 f"setting 'kafka_compression'={self.kafka_compression!r}: "
                 f"expected one of {', '.join(KAFKA_COMPRESSIONS)}"
             )
-        for name in ("kafka_linger_ms", "kafka_fetch_max_wait_ms", "date_bonus_stories"):
+        for name in ("kafka_linger_ms", "kafka_fetch_max_wait_ms", "date_bonus_stories", "related_date_bonus_articles"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be 0 or more")
         if self.model_threads < 0:

@@ -248,6 +248,7 @@ def cluster_params(settings: Settings) -> ClusterParams:
         related_threshold=threshold(settings, "related_threshold"),
         related_warmup_threshold=threshold(settings, "related_warmup_threshold"),
         related_date_bonus=threshold(settings, "related_date_bonus"),
+        related_date_bonus_articles=settings.related_date_bonus_articles,
         unconfirmed_margin=threshold(settings, "unconfirmed_margin"),
         same_language_margin=threshold(settings, "same_language_margin"),
         same_language_merge_margin=threshold(settings, "same_language_merge_margin"),

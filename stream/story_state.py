@@ -861,12 +861,14 @@ class StoryState:
             if story_id in seen:
                 continue
             seen.add(story_id)
+            record = self.get(story_id)
             out.append(
                 Neighbour(
                     story_id=story_id,
                     similarity=float(sims[row]),
                     day=recent.days[int(row)],
                     lang=recent.langs[int(row)],
+                    originals=record.vec_count if record is not None else 1,
                 )
             )
             if len(out) >= RELATED_NEIGHBOURS:

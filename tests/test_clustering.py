@@ -856,6 +856,50 @@ def test_thresholds_and_model_languages_come_from_the_settings(
         stage.close()
 
 
+def test_the_same_day_bonus_of_the_related_rule_shrinks_for_big_older_stories() -> None:
+    # The rule takes an older story's most similar article, and the best of many articles of another event
+    # is high by chance: beyond related_date_bonus_articles originals the bonus is multiplied by that / theirs.
+    params = ClusterParams(
+        related_threshold=0.3,
+        related_date_bonus=0.1,
+        related_date_bonus_articles=2.0,
+        model_languages=frozenset({"*"}),
+    )
+    dated = _article(_unit(1, 0))
+    small = Neighbour(story_id="small", similarity=0.22, day=T0.toordinal(), lang="fr", originals=2)
+    assert relate(dated, [small], params).related == "small"  # 0.22 >= 0.3 - 0.1
+    big = replace(small, story_id="big", originals=40)
+    assert relate(dated, [big], params).related is None  # 0.22 < 0.3 - 0.1 * 2 / 40
+    assert relate(dated, [replace(big, similarity=0.296)], params).related == "big"  # 0.296 >= 0.295
+    four = replace(small, story_id="four", originals=4)
+    assert relate(dated, [replace(four, similarity=0.245)], params).related is None  # needs 0.3 - 0.05
+    assert relate(dated, [replace(four, similarity=0.251)], params).related == "four"
+    # with the setting at 0 the bonus is whole whatever the size; without a date there is none to shrink
+    assert relate(dated, [big], replace(params, related_date_bonus_articles=0.0)).related == "big"
+    assert relate(replace(dated, dated=False), [small], params).related is None
+
+
+def test_related_neighbours_name_how_many_original_articles_their_story_has(tmp_path: Path) -> None:
+    state = StoryState(tmp_path / STATE_FILE, window_days=7)
+    record = state.create(
+        first_article_id="a0",
+        title="t",
+        at=T0,
+        source="s",
+        lang="fr",
+        vector=_unit(1, 0.2),
+        anchors=(),
+        kinds=frozenset(),
+    )
+    state.remember_article("a0", record.id, _unit(1, 0.2), T0.toordinal())
+    for n in range(1, 5):  # three more originals and one copy (no vector: it does not count)
+        vector = _unit(1, 0.2 + 0.01 * n) if n < 4 else None
+        state.add_article(record, at=T0, source=f"s{n}", lang="fr", vector=vector)
+    [neighbour] = state.neighbours(_unit(1, 0))
+    assert (neighbour.story_id, neighbour.originals) == (record.id, 4)
+    state.close()
+
+
 def test_related_neighbours_leave_out_articles_time_rules_out_before_choosing_the_nearest(tmp_path: Path) -> None:
     """Eight places for the nearest recent articles: articles of other events dated years away must not
     fill them and hide the same week's report, which the related rule would judge."""
