@@ -435,12 +435,18 @@ def assign(
         trusted = reads and (multilingual or _same_language(article.lang, cand.languages))
         if trusted and cos + bonuses < threshold:
             continue  # trusted cosine, too low: cannot reach the threshold
+        # what this story can add at most: word evidence only with an article in the article's language, a date
+        # bonus only for a dated article and a story dated in another language (centred cosines both)
+        dates = centred and article.dated and bool(cand.dated_days) and not one_language(article.lang, cand.languages)
+        most = params.anchor_weight + (weight if article.lang in cand.languages else 0.0)
+        most += params.date_bonus if dates else 0.0
+        if trusted and cos + most < threshold:
+            continue  # nor with what this story can add
         needed = join_needed(article, cand, params, center)
-        if trusted and cos + bonuses < needed:
+        if trusted and cos + most < needed:
             continue  # nor what this story needs
-        if share is None and cand.dated_days and not one_language(article.lang, cand.languages):
-            # the first candidate a date bonus can reach (a story dated in another language): count the day's stories
-            share = date_share(article.at.toordinal(), candidates, params) if centred and article.dated else 1.0
+        if share is None and dates:
+            share = date_share(article.at.toordinal(), candidates, params)  # the first it can matter for
         scored = score_candidate(
             article, cand, params, center=center, rarity=rarity, cos=float(cos), share=1.0 if share is None else share
         )
