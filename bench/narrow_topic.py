@@ -23,7 +23,8 @@ whole however many stories share the days (``date_bonus_stories`` 0), no date bo
 dates moved years apart (so no other development shares the week). Also the centred cosines of the
 developments' reports to the warm-up's texts, the figure the thresholds are compared with.
 
-Rewrites the ``## narrow_topic`` section of docs/benchmarks.md (``--no-write``: print only).
+Rewrites the ``## narrow_topic`` section of docs/benchmarks.md (``## narrow_topic (<model>)`` with ``--model``;
+``--no-write``: print only).
 """
 
 from __future__ import annotations
@@ -199,9 +200,10 @@ VARIANTS: dict[str, dict[str, float]] = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="", help="a model name of the registry (default: the shipped default)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md as it is")
     args = parser.parse_args(argv)
-    base = calibrated(load_settings(environ={}))
+    base = calibrated(load_settings(environ={}, overrides={"model_name": args.model} if args.model else {}))
     embedder = make_embedder(base)
     own_dates = embedded(warmup_texts(base), embedder)
     spread_dates = spread(own_dates)
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     print("\n".join(lines))
     if not args.no_write:
-        write_section("narrow_topic", lines)
+        write_section("narrow_topic" + (f" ({base.model_name})" if args.model else ""), lines)
 
 
 if __name__ == "__main__":
