@@ -8,6 +8,7 @@ Bad values fail at start-up naming the variable and the value.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -264,9 +265,15 @@ class Settings:
                 f"setting 'kafka_compression'={self.kafka_compression!r}: "
                 f"expected one of {', '.join(KAFKA_COMPRESSIONS)}"
             )
-        for name in ("kafka_linger_ms", "kafka_fetch_max_wait_ms", "date_bonus_stories", "related_date_bonus_articles"):
+        for name in ("kafka_linger_ms", "kafka_fetch_max_wait_ms"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"setting {name!r}={getattr(self, name)!r}: must be 0 or more")
+        for name in ("date_bonus_stories", "related_date_bonus_articles"):
+            # a count of stories (articles) that includes the article's own story (the older story's own
+            # article): below 1 it would cut every bonus
+            value = getattr(self, name)
+            if not (value == 0 or 1 <= value < math.inf):
+                raise SettingsError(f"setting {name!r}={value!r}: must be 0 (off) or a number of at least 1")
         if self.model_threads < 0:
             raise SettingsError(f"setting 'model_threads'={self.model_threads!r}: must be 0 (the cores) or more")
         if self.serve_cache_entries < 0:

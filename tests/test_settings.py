@@ -101,6 +101,16 @@ def test_kafka_client_knobs_reach_the_clients_config() -> None:
         Settings(kafka_linger_ms=-1)
 
 
+@pytest.mark.parametrize("name", ["date_bonus_stories", "related_date_bonus_articles"])
+def test_the_counts_that_share_out_date_bonuses_are_0_or_at_least_1(name: str) -> None:
+    # the article's own story (the older story's own article) counts 1: below it every bonus would be cut
+    for bad in ("0.5", "-1", "nan", "inf"):
+        with pytest.raises(SettingsError, match=rf"SEDNAYA_MONITOR_{name.upper()}: setting '{name}'=.*at least 1"):
+            load_settings(environ={f"SEDNAYA_MONITOR_{name.upper()}": bad})
+    for good in ("0", "1", "2.5"):
+        assert getattr(load_settings(environ={f"SEDNAYA_MONITOR_{name.upper()}": good}), name) == float(good)
+
+
 def test_topic_file_has_every_script() -> None:
     topic = load_topic(Settings().topic_file)
     assert {"latin", "arabic", "cyrillic", "hebrew"} <= set(topic.names_by_script)

@@ -48,6 +48,8 @@ def settings(tmp_path: Path) -> Settings:
             "merge_every": 9,
             "model_languages": "en, de",
             "cluster_threshold": 0.31,
+            "date_bonus_stories": 3.5,
+            "related_date_bonus_articles": 6.0,
             "topic_raw": "raw.v9",
         },
     )
@@ -73,6 +75,7 @@ def test_nested_configs_and_the_clustering_thresholds(settings: Settings) -> Non
     assign = wiring.assign_config(settings)
     assert assign.cluster == wiring.cluster_params(settings)
     assert (assign.cluster.threshold, assign.merge_every, assign.topic_raw) == (0.31, 9, "raw.v9")
+    assert (assign.cluster.date_bonus_stories, assign.cluster.related_date_bonus_articles) == (3.5, 6.0)
     assert wiring.crawl_config(settings).crawl_shard_index == 2
     assert wiring.elastic_config(settings).es_prefix == "wired"
 
