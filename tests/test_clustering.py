@@ -35,8 +35,10 @@ from stream.clustering import (
     Relation,
     assign,
     date_share,
+    join_needed,
     merge_pairs,
     relate,
+    score_candidate,
     should_merge,
 )
 from stream.embedding import SentenceTransformerEmbedder
@@ -311,6 +313,63 @@ def test_a_merge_pass_over_many_stories_finds_exactly_the_pairs_the_rule_names()
     assert set(found) == expected
     assert len(expected) > 10  # the draw holds pairs of every kind: some merge, most do not
     assert len(expected) < len(stories) * (len(stories) - 1) // 4
+
+
+def test_assign_skips_only_candidates_that_could_not_have_won() -> None:
+    # assign skips a candidate when its cosine plus the most that story can add (anchors, word evidence for a
+    # story in the article's language, a date bonus across languages) stays below what it needs; scoring every
+    # candidate with everything it gets must choose the same story, on random articles and stories.
+    params = ClusterParams(
+        threshold=0.3,
+        same_language_margin=0.25,
+        anchor_weight=0.05,
+        word_evidence_weight=0.3,
+        date_bonus=0.2,
+        date_bonus_stories=1.5,
+        model_languages=frozenset({"*"}),
+    )
+    rng = np.random.default_rng(11)
+    centre = np.zeros(6, dtype=np.float32)
+    languages = [frozenset({"en"}), frozenset({"ar"}), frozenset({"en", "fr"}), frozenset({"de", "ar"})]
+    day = T0.toordinal()
+
+    def unit() -> NDArray[np.float32]:
+        v = rng.normal(size=6).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    decided = set()
+    for trial in range(150):
+        stories = []
+        for n in range(int(rng.integers(1, 12))):
+            mean = unit()
+            days = tuple(sorted({int(day + d) for d in rng.integers(-9, 9, size=int(rng.integers(0, 3)))}))
+            anchors = frozenset(f"date:2017-05-{d:02d}" for d in rng.integers(1, 6, size=int(rng.integers(0, 3))))
+            story = _story(f"s{n}", mean, langs=languages[int(rng.integers(0, 4))], anchors=anchors)
+            stories.append(replace(story, mean=mean, dated_days=days))
+        article = replace(
+            _article(unit(), anchors=frozenset({"date:2017-05-01", "date:2017-05-02"})),
+            lang=["en", "ar", "fr"][trial % 3],
+            dated=trial % 4 != 0,
+        )
+        evidence = {s.story_id: float(rng.uniform(0, 1)) for s in stories}
+
+        def words(cand: Candidate, evidence: dict[str, float] = evidence) -> float:
+            return evidence[cand.story_id]
+
+        decision = assign(article, stories, params, center=centre, words=words)
+        share = date_share(article.at.toordinal(), stories, params) if article.dated else 1.0
+        best = None
+        for cand in stories:
+            in_lang = article.lang in cand.languages
+            scored = score_candidate(
+                article, cand, params, center=centre, words=evidence[cand.story_id] if in_lang else 0.0, share=share
+            )
+            excess = scored.score - join_needed(article, cand, params, centre)
+            if scored.eligible and excess >= 0 and (best is None or excess > best[0]):
+                best = (excess, cand.story_id)
+        assert decision.story_id == (None if best is None else best[1]), f"trial {trial}"
+        decided.add(decision.action)
+    assert decided == {"new", "join"}  # the draw holds both outcomes
 
 
 def test_a_new_story_close_to_an_article_of_another_is_related_unless_their_dates_are_apart() -> None:
