@@ -65,7 +65,9 @@ WEBS = (ROOT / "tests" / "sites", ROOT / "crawlers" / "demo_site" / "sites")
 # web's robots-disallowed draft (a repeated sentence, not coverage).
 LEFT_OUT = ("cells", "white-helmets-search", "archive", "arsivi", "families-search", "wp/__p=48", "leaked-draft")
 LANGS = ("en", "ar", "fr", "de", "tr", "ru")
-UNDATED_AT = "2024-11-01T00:00:00+00:00"  # a fixture page without a date: before the week
+# a fixture page without a date is streamed undated, as the service would (published None); its discovery time,
+# the time an undated article is placed at, is put before the week
+UNDATED_DISCOVERED = "2024-11-01T00:00:00+00:00"
 ORDERS = {
     "cells x6, then archive x2": [("cells", lang) for lang in LANGS] + [("archive", "en"), ("archive", "fr")],
     "interleaved": [
@@ -111,11 +113,14 @@ def warmup_texts(settings: Settings) -> list[Article]:
             if not relevance.is_relevant(relevance.score(title, text)):
                 continue
             seen.add(text[:300])
-            published = page_text.published.isoformat() if page_text.published else UNDATED_AT
-            out.append(make_article(url, title, text, published, lang=page_text.lang))
+            published = page_text.published.isoformat() if page_text.published else UNDATED_DISCOVERED
+            article = make_article(url, title, text, published, lang=page_text.lang)
+            if page_text.published is None:
+                article = article.replace(published=None, date_source="none")
+            out.append(article)
     out += [sc.crematorium_original(), sc.syrian_denial(), sc.anniversary_piece(), sc.commander_arrest()]
     out += [sc.turk_visit_en(), sc.turk_visit_ar(), mc.exhibition(), mc.sanctions_debate()]
-    return sorted(out, key=lambda a: a.published or datetime.min.replace(tzinfo=UTC))
+    return sorted(out, key=lambda a: a.published or a.discovered_at)
 
 
 def embedded(articles: Sequence[Article], embedder: Embedder) -> list[Article]:
@@ -124,9 +129,14 @@ def embedded(articles: Sequence[Article], embedder: Embedder) -> list[Article]:
 
 
 def spread(articles: Sequence[Article]) -> list[Article]:
-    """The same texts dated 97 days apart from 2017: no other development in the developments' week."""
+    """The same texts dated 97 days apart from 2017 (the undated ones too): no other development in the
+    developments' week."""
     start = datetime(2017, 1, 1, tzinfo=UTC)
-    return [a.replace(published=start + timedelta(days=97 * i)) for i, a in enumerate(articles)]
+    out = []
+    for i, article in enumerate(articles):
+        at = start + timedelta(days=97 * i)
+        out.append(article.replace(published=at, date_source="meta", discovered_at=at, fetched_at=at))
+    return out
 
 
 def run(
@@ -160,11 +170,11 @@ def run(
 
 
 def _heard(story_id: str, warm_story: set[str], created: dict[str, StoryEvent]) -> str:
-    if story_id in warm_story:
-        return "folded into a warm-up story"
+    """What an instant watchlist hears of the story ``story_id`` (after merges): from its ``created`` event
+    among the developments' events when it has one, else it is a story of the warm-up (or nothing)."""
     event = created.get(story_id)
     if event is None:
-        return "folded (no created event)"
+        return "folded into a warm-up story" if story_id in warm_story else "folded (no created event)"
     if event.extra.get("related_story"):
         return "related: no alert"
     if event.extra.get("near_story"):
@@ -186,9 +196,13 @@ def _nearest(stage: AssignStage, warm: Sequence[Article], reports: Sequence[Arti
     for report in reports:
         sims = warm_vectors @ unit(report)
         top = np.argsort(-sims)[:2]
-        near = ", ".join(f"{sims[j]:.2f} ({warm[j].lang}, {warm[j].published:%d %b %Y})" for j in top)
+        near = ", ".join(f"{sims[j]:.2f} ({warm[j].lang}, {_day(warm[j])})" for j in top)
         lines.append(f"| {report.url.split('/')[-1]} {report.lang} | {near} |")
     return lines
+
+
+def _day(article: Article) -> str:
+    return "undated" if article.published is None else f"{article.published:%d %b %Y}"
 
 
 VARIANTS: dict[str, dict[str, float]] = {
@@ -237,8 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     lines += [
         "",
         (
-            "Centred cosines (the topic's centre and the language offsets learnt in the warm-up with its own "
-            "dates) of each report to its two nearest warm-up texts, none of which is about the cells or the archive:"
+            "Centred cosines (the topic's centre and the language offsets as the story state holds them after the "
+            "run with the warm-up's own dates and the shipped settings, the reports included) of each report to "
+            "its two nearest warm-up texts, none of which is about the cells or the archive:"
         ),
         "",
         "| report | nearest warm-up texts |",
