@@ -165,9 +165,9 @@ class Decision:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Neighbour:
     """A recent original article of another story, by (centred) cosine with the article; ``day`` its
-    publication day (date ordinal), None when undated; ``lang`` its language; ``originals`` how many original
-    articles its story has had in all (the article is the most similar of those still among the recent ones
-    and within the date gate: for a long-running story the count overstates how many competed)."""
+    publication day (date ordinal), None when undated; ``lang`` its language; ``originals`` how many of its
+    story's recent original articles (through merges) time did not rule out: the article is the most similar
+    of those."""
 
     story_id: str
     similarity: float
@@ -645,10 +645,10 @@ def related_needed(
     grows 6 % → 33 %, while the bonus adds less and less for the same event (the best of sixteen of its
     articles reaches 0.25 in 94 % of cases without it). So with ``originals[i]`` (the original articles of
     each older story) above ``related_date_bonus_articles``, the bonus is multiplied by that number /
-    ``originals[i]`` (docs/clustering.md, "The related rule and big stories"); the count is the story's
-    originals in all, which for a long-running story overstates how many competed: its bonus shrinks more
-    than needed (more alerts, never fewer). The one rule of :func:`relate` and :func:`warmup_review`;
-    the warm-up review passes no counts (its stories are a few articles each) and keeps the bonus whole."""
+    ``originals[i]`` (docs/clustering.md, "The related rule and big stories"): the older story's recent
+    original articles that the date gate lets compete, of which the neighbour is the best. The one rule of
+    :func:`relate` and :func:`warmup_review`; the warm-up review passes no counts (its stories are a few
+    articles each) and keeps the bonus whole."""
     needed = np.full(days.shape, threshold, dtype=np.float64)
     same = np.zeros(days.shape, dtype=bool) if same_language is None else same_language
     if centred:

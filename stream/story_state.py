@@ -382,7 +382,9 @@ class _RecentArticles:
     The vectors live in a buffer with spare rows (doubled when full): adding one is a row copy, not a copy
     of the whole matrix (at 5,000 articles that was 10 MB copied per article)."""
 
-    def __init__(self, rows: list[tuple[int, str, str, int | None, bytes, str | None]]) -> None:
+    def __init__(
+        self, rows: list[tuple[int, str, str, int | None, bytes, str | None]], resolve: Callable[[str], str]
+    ) -> None:
         self.seqs = [r[0] for r in rows]
         self.articles = [r[1] for r in rows]
         self.stories = [r[2] for r in rows]
@@ -392,7 +394,32 @@ class _RecentArticles:
         self._sq = np.einsum("ij,ij->i", self._buf, self._buf)  # squared norms of the rows, same buffer layout
         # the days as floats (NaN: undated), same buffer layout: the date gate reads them without a Python loop
         self._days = np.array([math.nan if d is None else d for d in self.days], dtype=np.float64)
+        # each row's story (through merges) as a number, same buffer layout: how many of a story's articles are
+        # among the recent ones is counted without a Python loop (relabelled when stories merge)
+        self._code: dict[str, int] = {}
+        live = {story: resolve(story) for story in dict.fromkeys(self.stories)}
+        self._codes = np.array([self._code_of(live[story]) for story in self.stories], dtype=np.int64)
         self._n = len(rows)
+
+    def _code_of(self, story_id: str) -> int:
+        return self._code.setdefault(story_id, len(self._code))
+
+    def count(self, story_id: str, rows: NDArray[np.bool_]) -> int:
+        """How many of the rows marked in ``rows`` (one flag per row) are articles of the live story
+        ``story_id`` (its own and those of the stories merged into it)."""
+        code = self._code.get(story_id)
+        return 0 if code is None else int(np.count_nonzero(rows & (self._codes[: self._n] == code)))
+
+    def relabel(self, absorbed: str, survivor: str) -> None:
+        """``absorbed`` was merged into ``survivor``: its rows count for the survivor from now on."""
+        code = self._code.pop(absorbed, None)
+        if code is None:
+            return
+        if survivor not in self._code:
+            self._code[survivor] = code  # the survivor had no recent article: its rows keep the number
+            return
+        codes = self._codes[: self._n]
+        codes[codes == code] = self._code[survivor]
 
     @property
     def matrix(self) -> NDArray[np.float32]:
@@ -433,9 +460,13 @@ class _RecentArticles:
             days = np.empty(rows, dtype=np.float64)
             days[: self._n] = self._days[: self._n]
             self._days = days
+            codes = np.empty(rows, dtype=np.int64)
+            codes[: self._n] = self._codes[: self._n]
+            self._codes = codes
         self._buf[self._n] = row
         self._sq[self._n] = row @ row
         self._days[self._n] = math.nan if day is None else day
+        self._codes[self._n] = self._code_of(story_id)
         self._n += 1
         self.seqs.append(seq)
         self.articles.append(article_id)
@@ -448,6 +479,7 @@ class _RecentArticles:
             self._buf[: self._n - cut] = self._buf[cut : self._n].copy()
             self._sq[: self._n - cut] = self._sq[cut : self._n].copy()
             self._days[: self._n - cut] = self._days[cut : self._n].copy()
+            self._codes[: self._n - cut] = self._codes[cut : self._n].copy()
             self._n -= cut
 
 
@@ -772,7 +804,7 @@ class StoryState:
                 "SELECT seq, article_id, story_id, day, vec, lang FROM recent_articles ORDER BY seq DESC LIMIT ?",
                 (RECENT_ARTICLES,),
             ).fetchall()
-            self._recent = _RecentArticles(rows[::-1])
+            self._recent = _RecentArticles(rows[::-1], self.resolve)
         return self._recent
 
     def remember_article(
@@ -854,6 +886,7 @@ class StoryState:
             sims = np.where(np.abs(days - day) > gate_days, -np.inf, sims)
         out: list[Neighbour] = []
         seen = {exclude}
+        competing = sims > -np.inf  # the rows time does not rule out: a story's best is the best of these
         for row in _descending(sims, NEIGHBOUR_ROWS):
             if sims[row] == -np.inf:
                 break  # the rest are ruled out by time
@@ -861,14 +894,13 @@ class StoryState:
             if story_id in seen:
                 continue
             seen.add(story_id)
-            record = self.get(story_id)
             out.append(
                 Neighbour(
                     story_id=story_id,
                     similarity=float(sims[row]),
                     day=recent.days[int(row)],
                     lang=recent.langs[int(row)],
-                    originals=record.vec_count if record is not None else 1,
+                    originals=max(1, recent.count(story_id, competing)),
                 )
             )
             if len(out) >= RELATED_NEIGHBOURS:
@@ -1114,6 +1146,8 @@ class StoryState:
         absorbed.merged_into = survivor.id
         if self._words is not None:
             self._words.merge(absorbed.id, survivor.id)
+        if self._recent is not None:
+            self._recent.relabel(absorbed.id, survivor.id)
         # Every article of the absorbed story now answers with the survivor (a replay included).
         self._write_decisions()
         self._db.execute("UPDATE decisions SET story_id = ? WHERE story_id = ?", (survivor.id, absorbed.id))

@@ -43,7 +43,7 @@ from stream.clustering import (
 )
 from stream.embedding import SentenceTransformerEmbedder
 from stream.story import StoryEvent
-from stream.story_state import STATE_FILE, StoryState
+from stream.story_state import STATE_FILE, StoryRecord, StoryState
 from stream.topic import load_topic
 from stream.worker import StageWorker
 from tests import story_corpus as corpus
@@ -938,25 +938,50 @@ def test_the_same_day_bonus_of_the_related_rule_shrinks_for_big_older_stories() 
     assert relate(replace(dated, dated=False), [small], params).related is None
 
 
-def test_related_neighbours_name_how_many_original_articles_their_story_has(tmp_path: Path) -> None:
+def test_related_neighbours_count_the_articles_of_their_story_that_competed(tmp_path: Path) -> None:
+    # A neighbour is its story's most similar recent article; ``originals`` counts the story's recent original
+    # articles that time does not rule out (the ones that article was the best of), through merges.
     state = StoryState(tmp_path / STATE_FILE, window_days=7)
-    record = state.create(
-        first_article_id="a0",
-        title="t",
-        at=T0,
-        source="s",
-        lang="fr",
-        vector=_unit(1, 0.2),
-        anchors=(),
-        kinds=frozenset(),
-    )
-    state.remember_article("a0", record.id, _unit(1, 0.2), T0.toordinal())
-    for n in range(1, 5):  # three more originals and one copy (no vector: it does not count)
-        vector = _unit(1, 0.2 + 0.01 * n) if n < 4 else None
-        state.add_article(record, at=T0, source=f"s{n}", lang="fr", vector=vector)
-    [neighbour] = state.neighbours(_unit(1, 0))
-    assert (neighbour.story_id, neighbour.originals) == (record.id, 4)
+    day = T0.toordinal()
+
+    def story(first: str, vector: NDArray[np.float32]) -> StoryRecord:
+        return state.create(
+            first_article_id=first,
+            title="t",
+            at=T0,
+            source="s",
+            lang="fr",
+            vector=vector,
+            anchors=(),
+            kinds=frozenset(),
+        )
+
+    big = story("b0", _unit(1, 0.2))
+    for n in range(4):  # four recent originals the same week
+        state.remember_article(f"b{n}", big.id, _unit(1, 0.2 + 0.01 * n), day - n)
+    for n in range(3):  # three more a year before: the date gate rules them out for a dated article
+        state.remember_article(f"old{n}", big.id, _unit(1, 0.3), day - 400)
+    [neighbour] = state.neighbours(_unit(1, 0), day=day, gate_days=7.0)
+    assert (neighbour.story_id, neighbour.originals) == (big.id, 4)
+    [undated] = state.neighbours(_unit(1, 0), day=None, gate_days=7.0)  # an undated article: time rules out none
+    assert undated.originals == 7
+    # a story merged into it brings its recent articles along
+    small = story("s0", _unit(1, 0.25))
+    state.remember_article("s0", small.id, _unit(1, 0.25), day)
+    state.remember_article("s1", small.id, _unit(1, 0.26), day)
+    assert {n.story_id: n.originals for n in state.neighbours(_unit(1, 0), day=day, gate_days=7.0)} == {
+        big.id: 4,
+        small.id: 2,
+    }
+    state.merge(big, small)
+    [merged] = state.neighbours(_unit(1, 0), day=day, gate_days=7.0)
+    assert (merged.story_id, merged.originals) == (big.id, 6)
     state.close()
+    # read back from the table (a restart): the merge is followed there too
+    again = StoryState(tmp_path / STATE_FILE, window_days=7)
+    [reread] = again.neighbours(_unit(1, 0), day=day, gate_days=7.0)
+    assert (reread.story_id, reread.originals) == (big.id, 6)
+    again.close()
 
 
 def test_related_neighbours_leave_out_articles_time_rules_out_before_choosing_the_nearest(tmp_path: Path) -> None:

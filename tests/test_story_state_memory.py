@@ -93,7 +93,7 @@ def test_recent_articles_keep_their_days_and_languages_through_growth_and_trims(
         )
         for i in range(5)
     ]
-    recent = story_state._RecentArticles(rows)
+    recent = story_state._RecentArticles(rows, lambda story: story)  # no story merged
     # what was added, kept apart from the structure under test: (article, day, language) in order
     added: list[tuple[str, int | None, str | None]] = [(r[1], r[3], r[5]) for r in rows]
     for i in range(5, story_state.RECENT_ARTICLES + story_state.RECENT_ARTICLES // 5):
@@ -107,6 +107,11 @@ def test_recent_articles_keep_their_days_and_languages_through_growth_and_trims(
             assert recent.day_values(-1.0).tolist() == [-1.0 if d is None else float(d) for _, d, _ in kept]
             assert list(recent.langs) == [lang or UNDETERMINED_LANG for _, _, lang in kept]  # none: undetermined
             assert len(recent.langs) == len(recent.stories)  # the languages are trimmed with the rest
+            every = np.ones(len(recent.stories), dtype=bool)
+            newest, oldest = recent.stories[-1], recent.stories[0]
+            assert (recent.count(newest, every), recent.count(oldest, every)) == (1, 1)  # one article each
+            if len(recent.stories) < len(added):
+                assert recent.count("s0", every) == 0  # trimmed away with its row
     assert len(recent.days) < story_state.RECENT_ARTICLES + story_state.RECENT_ARTICLES // 10 + 1  # trimmed
     assert [recent.langs[k] for k in (-2, -1)] == [
         "de" if int(recent.articles[k][1:]) % 2 else "ar" for k in (-2, -1)
