@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from stream.embed_backends import EMBED_BACKENDS
 from stream.errors import SettingsError
 
 ENV_PREFIX = "SEDNAYA_MONITOR_"
-EMBED_BACKENDS = ("torch", "onnx", "onnx-int8")  # embed_backend (stream.embedding.EMBED_BACKENDS)
 KAFKA_COMPRESSIONS = ("lz4", "gzip", "none")  # kafka_compression: codecs whose packages the install brings
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")  # kafka-python's security_protocol
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

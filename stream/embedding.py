@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from stream.embed_backends import EMBED_BACKENDS
 from stream.errors import EmbeddingError
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_MODELS = frozenset({DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"})  # served from the package
 NORM_EPSILON = 1e-12  # rows with a smaller norm (empty text) stay zero instead of dividing by ~0
-EMBED_BACKENDS = ("torch", "onnx", "onnx-int8")  # settings.embed_backend
 
 
 class Embedder(Protocol):

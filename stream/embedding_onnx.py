@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from stream.embed_backends import ONNX_BACKENDS
 from stream.errors import EmbeddingError
 
 logger = logging.getLogger(__name__)
 
-ONNX_BACKENDS = ("onnx", "onnx-int8")
 FLOAT_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
 META_FILE = "export.json"
