@@ -417,7 +417,8 @@ def assign(
     """The story ``article`` belongs to among ``candidates``, or ``new``.
 
     Cosines are computed in one matrix product; candidates the model reads whose cosine cannot reach
-    the threshold even with the full anchor and word bonuses are skipped without further scoring.
+    what they need even with all that story can add (anchors, word evidence, a date bonus) are skipped
+    without further scoring.
     ``words`` gives the same-language word evidence of a candidate (asked only of candidates with an
     article in the article's language, on centred cosines, when ``word_evidence_weight`` is set).
     """
@@ -427,22 +428,19 @@ def assign(
     centred = _centred(params, center)
     share: float | None = None  # of the date bonus (date_share), counted when a candidate could get one
     weight = params.word_evidence_weight if words is not None and centred else 0.0
-    bonuses = params.anchor_weight + (params.date_bonus + weight if centred else 0.0)  # the most they add
     reads = reads_language(article.lang, params)
     multilingual = MULTILINGUAL in params.model_languages
     best: tuple[float, Scored, Candidate] | None = None
     threshold = _threshold(params, center)  # the least any story needs
     for cand, cos in zip(candidates, all_cos, strict=True):
         trusted = reads and (multilingual or _same_language(article.lang, cand.languages))
-        if trusted and cos + bonuses < threshold:
-            continue  # trusted cosine, too low: cannot reach the threshold
         # what this story can add at most: word evidence only with an article in the article's language, a date
         # bonus only for a dated article and a story dated in another language (centred cosines both)
         dates = centred and article.dated and bool(cand.dated_days) and not one_language(article.lang, cand.languages)
         most = params.anchor_weight + (weight if article.lang in cand.languages else 0.0)
         most += params.date_bonus if dates else 0.0
         if trusted and cos + most < threshold:
-            continue  # nor with what this story can add
+            continue  # trusted cosine, too low to reach the threshold even with all this story can add
         needed = join_needed(article, cand, params, center)
         if trusted and cos + most < needed:
             continue  # nor what this story needs
