@@ -314,6 +314,7 @@ class Settings:
         if self.es_password and not self.es_username:
             raise SettingsError("setting 'es_password' is set but 'es_username' is empty")
         for name in (
+            "anchor_weight",  # every weight and margin is at least 0: the candidate bounds of clustering add them up
             "cluster_threshold",
             "cluster_warmup_threshold",
             "duplicate_threshold",

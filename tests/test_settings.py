@@ -101,6 +101,16 @@ def test_kafka_client_knobs_reach_the_clients_config() -> None:
         Settings(kafka_linger_ms=-1)
 
 
+@pytest.mark.parametrize("name", ["anchor_weight", "date_bonus", "word_evidence_weight", "same_language_margin"])
+def test_the_weights_and_margins_of_clustering_are_between_0_and_1(name: str) -> None:
+    # clustering bounds what a story can still add by summing them (stream.clustering.assign, Reach): a negative
+    # weight would make that bound too low and skip a story that could win
+    for bad in ("-0.1", "nan", "1.5"):
+        with pytest.raises(SettingsError, match=rf"setting '{name}'=.*must be between 0 and 1"):
+            load_settings(environ={f"SEDNAYA_MONITOR_{name.upper()}": bad})
+    assert getattr(load_settings(environ={f"SEDNAYA_MONITOR_{name.upper()}": "0.2"}), name) == 0.2
+
+
 @pytest.mark.parametrize("name", ["date_bonus_stories", "related_date_bonus_articles"])
 def test_the_counts_that_share_out_date_bonuses_are_0_or_at_least_1(name: str) -> None:
     # the article's own story (the older story's own article) counts 1: below it every bonus would be cut
