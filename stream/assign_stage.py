@@ -51,7 +51,9 @@ from stream.clustering import (
     ClusterParams,
     WarmupReview,
     assign,
+    days_share,
     merge_pairs,
+    reach,
     relate,
     warmup_review,
 )
@@ -390,13 +392,17 @@ class AssignStage:
         terms = (
             article_terms(article.title, article.text, article.lang) if self.params.word_evidence_weight > 0 else None
         )
+        center = self.state.center()
+        # stories surely too far to be chosen are not built as candidates (they still share the date bonus)
+        within = reach(features, self.params, center, words=terms is not None)
         verdict = assign(
             features,
-            self.state.candidates(at, anchors, vector=vector, dated=dated),
+            self.state.candidates(at, anchors, vector=vector, dated=dated, reach=within),
             self.params,
-            center=self.state.center(),
+            center=center,
             rarity=self.state.rarity,
             words=None if terms is None else self.state.word_evidence(terms, article.lang),
+            share_of=None if within is None else lambda day: days_share(day, self.state.active_days(at), self.params),
         )
         self.state.add_original(article.id, sha, mh, at)
         self.state.observe(model_vector, anchors, article.lang)

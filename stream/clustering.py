@@ -46,7 +46,7 @@ furthest above what it needs.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -275,13 +275,19 @@ def date_share(day: int, stories: Sequence[Candidate], params: ClusterParams) ->
     same days, and a whole bonus for each joined different developments reported in two languages
     (docs/clustering.md, "Dates shared by many stories"). Dormant stories are not counted (they lie
     outside the window). ``date_bonus_stories`` 0: always 1."""
+    return days_share(day, [story.dated_days for story in stories if not story.dormant], params)
+
+
+def days_share(day: int, dated_days: Iterable[Sequence[int]], params: ClusterParams) -> float:
+    """:func:`date_share` from the publication days of the active stories (each sorted; empty: none
+    dated), in their order: what ``stream.story_state`` gives when it leaves stories out of the
+    candidates (:class:`Reach`) that still count here."""
     if params.date_bonus_stories <= 0.0 or params.date_bonus <= 0.0:
         return 1.0  # nothing to share
     span = params.date_gate_days + 1.0
     near = 0.0
-    for story in stories:
-        days = story.dated_days
-        if story.dormant or not days or days[0] - day >= span or day - days[-1] >= span:
+    for days in dated_days:
+        if not days or days[0] - day >= span or day - days[-1] >= span:
             continue  # no dated article near (its dated range ends a fade's span away or more)
         near += max(0.0, 1.0 - _gap(day, days) / span)
     return 1.0 if near <= params.date_bonus_stories else params.date_bonus_stories / near
@@ -381,6 +387,72 @@ def _threshold(params: ClusterParams, center: NDArray[np.float32] | None) -> flo
     return params.threshold
 
 
+REACH_SLACK = 5e-3  # below what a story needs by more than this: out of reach (Reach's rounding is < 2e-3)
+REACH_MIN_DISTANCE = 0.2  # nearer the centre than this, a story's centred cosine is too sensitive to be bounded
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """The per-candidate bound of :func:`assign` for one article, for many stories at once: a story is out
+    of reach when its centred cosine plus all it could add (anchors; word evidence if it has an article in
+    the article's language; a date bonus if both are dated and it is not all in the article's language)
+    falls short of the least it needs (the threshold; with ``same_language_margin`` more for a story all in
+    the article's language) by more than ``REACH_SLACK``. :func:`assign` skips such a story unscored, so
+    ``stream.story_state`` does not even build it as a candidate: in a busy window hundreds of stories are
+    active around an article, nearly all of them far, and building and scoring each one set the cost of an
+    article. The store computes their cosines at once from unit means and norms (float32 matrix-vector
+    products), not as :func:`cosines` does: the two differ by rounding, under 2e-3 in the worst case for a
+    story whose mean lies at least ``REACH_MIN_DISTANCE`` from the centre (nearer ones are always kept), so
+    the decision is the same (``tests/test_clustering.py`` checks it on random story sets)."""
+
+    center: NDArray[np.float32]
+    lang: str
+    dated: bool
+    threshold: float
+    anchor_weight: float
+    word_weight: float  # 0 when no word evidence is weighed for this article
+    date_bonus: float
+    same_language_margin: float
+
+    def out(
+        self,
+        cos: NDArray[np.float64],
+        has_lang: NDArray[np.bool_],
+        one_lang: NDArray[np.bool_],
+        dated: NDArray[np.bool_],
+    ) -> NDArray[np.bool_]:
+        """Which stories are out of reach, from their centred cosines, whether each has an article in the
+        article's language, is all in it (a determined language), and has a dated article."""
+        most = self.anchor_weight + np.where(has_lang, self.word_weight, 0.0)
+        if self.dated:
+            most = most + np.where(dated & ~one_lang, self.date_bonus, 0.0)
+        needed = self.threshold + np.where(one_lang, self.same_language_margin, 0.0)
+        out: NDArray[np.bool_] = cos + most < needed - REACH_SLACK
+        return out
+
+
+def reach(
+    article: ArticleFeatures, params: ClusterParams, center: NDArray[np.float32] | None, *, words: bool
+) -> Reach | None:
+    """The :class:`Reach` of ``article``'s candidates (``words``: word evidence is weighed for it), or None
+    when :func:`assign` may choose a story whatever its cosine: before the centre is known (raw cosines),
+    or with a model that does not read every language (its cosine is not trusted across languages).
+    Negative weights count as nothing, a negative margin as none: the bound only widens."""
+    if not _centred(params, center):
+        return None
+    assert center is not None
+    return Reach(
+        center=center,
+        lang=article.lang,
+        dated=article.dated,
+        threshold=_threshold(params, center),
+        anchor_weight=max(0.0, params.anchor_weight),
+        word_weight=max(0.0, params.word_evidence_weight) if words else 0.0,
+        date_bonus=max(0.0, params.date_bonus),
+        same_language_margin=max(0.0, params.same_language_margin),
+    )
+
+
 def single_language(languages: frozenset[str]) -> str | None:
     """The one determined language of ``languages`` (a story's), None when it has several or none."""
     if len(languages) != 1:
@@ -413,6 +485,7 @@ def assign(
     center: NDArray[np.float32] | None = None,
     rarity: Rarity | None = None,
     words: WordEvidence | None = None,
+    share_of: Callable[[int], float] | None = None,
 ) -> Decision:
     """The story ``article`` belongs to among ``candidates``, or ``new``.
 
@@ -421,6 +494,8 @@ def assign(
     without further scoring.
     ``words`` gives the same-language word evidence of a candidate (asked only of candidates with an
     article in the article's language, on centred cosines, when ``word_evidence_weight`` is set).
+    ``share_of`` gives the :func:`date_share` of a day among all the active stories when ``candidates``
+    leaves some out (:class:`Reach`); by default it is counted over ``candidates``.
     """
     if not candidates:
         return Decision(action="new", story_id=None, score=0.0, similarity=0.0, reason="no candidate story")
@@ -445,7 +520,8 @@ def assign(
         if trusted and cos + most < needed:
             continue  # nor what this story needs
         if share is None and dates:
-            share = date_share(article.at.toordinal(), candidates, params)  # the first it can matter for
+            day = article.at.toordinal()  # the first candidate it can matter for
+            share = share_of(day) if share_of is not None else date_share(day, candidates, params)
         scored = score_candidate(
             article, cand, params, center=center, rarity=rarity, cos=float(cos), share=1.0 if share is None else share
         )

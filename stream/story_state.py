@@ -41,7 +41,7 @@ import json
 import math
 import sqlite3
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 
 from stream import json_codec
 from stream.anchors import SPECIFIC_KINDS, anchor_kind, anchor_weight
-from stream.clustering import UNDETERMINED_LANG, Candidate, Neighbour, WarmupRows
+from stream.clustering import REACH_MIN_DISTANCE, UNDETERMINED_LANG, Candidate, Neighbour, Reach, WarmupRows
 from stream.embedding import l2_normalise
 from stream.errors import StoryStateError
 from stream.near_duplicate import NearDuplicateIndex, signature_bytes, signature_from_bytes
@@ -82,6 +82,7 @@ RARITY_HALF_LIFE = 2000.0  # articles after which an anchor's count in the rarit
 MAX_DATED_DAYS = 366  # distinct publication days kept per story for the date gate
 CONTENT_CANDIDATES = 12  # stories found by content alone (undated articles, undated stories)
 CONTENT_STORIES = 20000  # live stories kept in the in-memory content index (the most recent ones)
+LANG_BITS = 63  # languages the content index tells apart for the candidate bound (int64 masks, sign bit unused)
 MAX_STORY_ANCHORS = 96  # anchors a story is matched by: its most frequent ones (bounds matching cost)
 MAX_ANCHOR_DF = 200  # an anchor in more stories than this is not specific: not used to find dormant stories
 DORMANT_POSTINGS = 32  # most recent stories read per anchor when looking for dormant stories
@@ -308,10 +309,18 @@ class _ContentIndex:
         self._rows: OrderedDict[str, int] = OrderedDict()
         self._free: list[int] = []
         self._matrix = np.zeros((0, 0), dtype=np.float32)
+        self._norms = np.zeros(0, dtype=np.float64)  # each row's mean before it was made a unit vector
+        # what the candidate bound reads of each story (stream.clustering.Reach): its languages, one bit each
+        # (the last bit: any language past the others), and whether it has a dated article
+        self._lang_bits: dict[str, int] = {}
+        self._langs = np.zeros(0, dtype=np.int64)
+        self._dated = np.zeros(0, dtype=bool)
         self._used = np.zeros(0, dtype=bool)  # rows holding a story (the others are free, zero)
         self._high = 0  # rows past this were never used: lookups leave them out (the buffer grows by doubling)
 
-    def put(self, story_id: str, mean: NDArray[np.float32]) -> None:
+    def put(
+        self, story_id: str, mean: NDArray[np.float32], languages: Iterable[str] = (), *, dated: bool = False
+    ) -> None:
         row = self._rows.get(story_id)
         if row is None:
             if len(self._rows) >= CONTENT_STORIES:
@@ -326,6 +335,22 @@ class _ContentIndex:
         self._rows[story_id] = row
         self._rows.move_to_end(story_id)
         self._matrix[row] = _unit(mean)
+        self._norms[row] = math.sqrt(float(np.dot(mean, mean)))
+        self._langs[row] = self._mask(languages)
+        self._dated[row] = dated
+
+    def _bit(self, lang: str) -> int:
+        bit = self._lang_bits.get(lang)
+        if bit is None:
+            bit = min(len(self._lang_bits), LANG_BITS - 1)  # the last bit is shared by every later language
+            self._lang_bits[lang] = bit
+        return bit
+
+    def _mask(self, languages: Iterable[str]) -> int:
+        mask = 0
+        for lang in languages:
+            mask |= 1 << self._bit(lang)
+        return mask
 
     def _grow(self, dim: int) -> int:
         n = self._matrix.shape[0]
@@ -336,6 +361,15 @@ class _ContentIndex:
         used = np.zeros(bigger.shape[0], dtype=bool)
         used[:n] = self._used
         self._used = used
+        norms = np.zeros(bigger.shape[0], dtype=np.float64)
+        norms[:n] = self._norms
+        self._norms = norms
+        langs = np.zeros(bigger.shape[0], dtype=np.int64)
+        langs[:n] = self._langs
+        self._langs = langs
+        dated = np.zeros(bigger.shape[0], dtype=bool)
+        dated[:n] = self._dated
+        self._dated = dated
         self._ids.extend([None] * (bigger.shape[0] - n))
         self._free.extend(range(bigger.shape[0] - 1, n, -1))
         return n
@@ -345,8 +379,44 @@ class _ContentIndex:
         if row is not None:
             self._ids[row] = None
             self._matrix[row] = 0.0
+            self._norms[row] = 0.0
             self._used[row] = False
             self._free.append(row)
+
+    def out_of_reach(self, story_ids: Sequence[str], vector: NDArray[np.float32], reach: Reach) -> NDArray[np.bool_]:
+        """Which of ``story_ids`` are out of ``reach`` of an article with ``vector`` (``stream.clustering.Reach``).
+        Their cosines, centred on ``reach.center``, from ``mean = norm * unit``: ``(mean - c) . u = norm
+        (unit . u) - c . u`` and ``|mean - c|^2 = norm^2 - 2 norm (unit . c) + |c|^2``, two matrix-vector
+        products over those stories' rows instead of centring each mean. A story this index does not hold,
+        or whose mean lies within ``REACH_MIN_DISTANCE`` of the centre, is never out."""
+        rows = np.fromiter((self._rows.get(s, -1) for s in story_ids), dtype=np.intp, count=len(story_ids))
+        out = np.zeros(len(story_ids), dtype=bool)
+        held = np.flatnonzero(rows >= 0)
+        if not held.size or self._matrix.shape[1] != vector.shape[0]:
+            return out
+        at = rows[held]
+        units = self._matrix[at]
+        norms = self._norms[at]
+        center = np.asarray(reach.center, dtype=np.float32)
+        unit = _unit(np.asarray(vector, dtype=np.float32) - center)
+        along = (units @ unit).astype(np.float64)
+        toward = (units @ center).astype(np.float64)
+        square = norms * norms - 2.0 * norms * toward + float(np.dot(center, center))
+        far = square >= REACH_MIN_DISTANCE * REACH_MIN_DISTANCE
+        cos = (norms * along - float(np.dot(center, unit))) / np.sqrt(np.where(far, square, 1.0))
+        langs = self._langs[at]
+        bit = self._lang_bits.get(reach.lang)
+        if bit is None:  # a language no story here has: in none of them, all in it for none
+            has_lang = np.zeros(at.shape, dtype=bool)
+            one_lang = has_lang
+        elif bit == LANG_BITS - 1:  # shared by several languages: perhaps in it, never surely all in it
+            has_lang = (langs & (1 << bit)) != 0
+            one_lang = np.zeros(at.shape, dtype=bool)
+        else:
+            has_lang = (langs & (1 << bit)) != 0
+            one_lang = langs == (1 << bit) if reach.lang != UNDETERMINED_LANG else np.zeros(at.shape, dtype=bool)
+        out[held[far & reach.out(cos, has_lang, one_lang, self._dated[at])]] = True
+        return out
 
     def nearest(self, vector: NDArray[np.float32], k: int) -> list[str]:
         """The ``k`` stories closest to ``vector`` (a unit vector), closest first; ties keep row order."""
@@ -1237,14 +1307,26 @@ class StoryState:
         *,
         vector: NDArray[np.float32] | None = None,
         dated: bool = True,
+        reach: Reach | None = None,
     ) -> list[Candidate]:
         """Active stories around ``at``, the ``CONTENT_CANDIDATES`` stories closest to ``vector`` whatever
         their time (an undated article's time is only its discovery; the date gate of
         ``stream.clustering`` keeps a dated article away from stories dated elsewhere), and the
-        dormant stories sharing the most specific anchors."""
+        dormant stories sharing the most specific anchors.
+
+        With ``reach`` (and ``vector``), the active stories whose centred cosine is surely below its floor
+        are left out: ``stream.clustering.assign`` would skip them (``stream.clustering.Reach``). In a
+        busy window, hundreds of stories are active around an article and nearly all of them are far;
+        building and scoring each one set the cost of an article. They still count in the date bonus's
+        share (:meth:`active_days`)."""
         out: list[Candidate] = []
         active = set()
-        for story_id in self.active_ids(at):
+        ids = self.active_ids(at)
+        far = None if reach is None or vector is None else self._content_index().out_of_reach(ids, vector, reach)
+        for i, story_id in enumerate(ids):
+            if far is not None and far[i]:
+                active.add(story_id)  # not a candidate by content or by anchors either, as before
+                continue
             record = self.get(story_id)
             if record is not None:
                 active.add(story_id)
@@ -1264,6 +1346,11 @@ class StoryState:
             if record is not None and record.merged_into is None:
                 out.append(record.to_candidate(dormant=True))
         return out
+
+    def active_days(self, at: datetime) -> list[list[int]]:
+        """The publication days (sorted; empty: none dated) of each active story around ``at``, in the
+        order of :meth:`candidates`: what ``stream.clustering.days_share`` counts."""
+        return [record.dated_days for story_id in self.active_ids(at) if (record := self.get(story_id)) is not None]
 
     def _dormant_ids(self, at: datetime, anchors: frozenset[str], exclude: set[str]) -> list[str]:
         specific = [a for a in anchors if anchor_kind(a) in SPECIFIC_KINDS]
@@ -1295,12 +1382,13 @@ class StoryState:
         if self._content is None:
             index = _ContentIndex()
             rows = self._db.execute(
-                "SELECT id, vec_sum, vec_count FROM stories WHERE merged_into IS NULL "
+                "SELECT id, vec_sum, vec_count, languages, dated_days FROM stories WHERE merged_into IS NULL "
                 "ORDER BY last_seen DESC, id LIMIT ?",
                 (CONTENT_STORIES,),
             ).fetchall()
-            for story_id, raw, count in reversed(rows):
-                index.put(story_id, _vec(raw) / max(1, count))
+            for story_id, raw, count, languages, days in reversed(rows):
+                dated = bool(json_codec.loads_any(days)) if days else False
+                index.put(story_id, _vec(raw) / max(1, count), json_codec.loads_any(languages), dated=dated)
             self._content = index
         return self._content
 
@@ -1315,7 +1403,7 @@ class StoryState:
         if record.merged_into is not None:
             self._content.drop(record.id)
         else:
-            self._content.put(record.id, record.mean())
+            self._content.put(record.id, record.mean(), record.languages, dated=bool(record.dated_days))
 
     def _touch(self, story_id: str) -> None:
         if story_id not in self._touched:

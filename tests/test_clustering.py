@@ -27,16 +27,22 @@ from stream.assign_stage import AssignStage
 from stream.bus import H_ENTERED_AT, H_SCHEMA, Record
 from stream.bus_embedded import EmbeddedBus
 from stream.clustering import (
+    REACH_MIN_DISTANCE,
+    REACH_SLACK,
     UNDETERMINED_LANG,
     ArticleFeatures,
     Candidate,
     ClusterParams,
     Neighbour,
+    Reach,
     Relation,
     assign,
+    cosines,
     date_share,
+    days_share,
     join_needed,
     merge_pairs,
+    reach,
     relate,
     score_candidate,
     should_merge,
@@ -370,6 +376,178 @@ def test_assign_skips_only_candidates_that_could_not_have_won() -> None:
         assert decision.story_id == (None if best is None else best[1]), f"trial {trial}"
         decided.add(decision.action)
     assert decided == {"new", "join"}  # the draw holds both outcomes
+
+
+def test_stories_out_of_reach_are_left_out_and_the_decision_stays(tmp_path: Path) -> None:
+    # The store leaves out the active stories whose centred cosine plus all they could add stays below what they
+    # need (Reach), computed at once from unit means and norms. On random story sets in a real store (its content
+    # index built from the file, then kept up to date), assign must decide exactly as over every candidate, the
+    # date bonus's share must still count the stories left out, and a story whose mean is near the centre (where
+    # that arithmetic is too sensitive) is never left out.
+    shared = ClusterParams(
+        threshold=0.5,
+        same_language_margin=0.25,
+        anchor_weight=0.05,
+        word_evidence_weight=0.3,
+        date_bonus=0.2,
+        date_bonus_stories=1.5,
+        model_languages=frozenset({"*"}),
+    )
+    whole = replace(shared, date_bonus_stories=0.0)  # the date bonus undivided: where its bound matters most
+    rng = np.random.default_rng(23)
+    dim = 24
+
+    def unit() -> NDArray[np.float32]:
+        v = rng.normal(size=dim).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    centre = (0.3 * unit()).astype(np.float32)
+    state = StoryState(tmp_path / STATE_FILE, window_days=7)
+    languages = ["en", "ar", "fr", UNDETERMINED_LANG]
+    means: dict[str, NDArray[np.float32]] = {}
+
+    def add_stories(n: int) -> None:
+        for _ in range(n):
+            at = T0 + timedelta(hours=float(rng.uniform(-72, 72)))
+            near_centre = rng.uniform() < 0.05
+            vector = (centre + 0.01 * unit()).astype(np.float32) if near_centre else unit()
+            record = state.create(
+                first_article_id=f"a{len(means)}",
+                title="t",
+                at=at,
+                source="s",
+                lang=languages[int(rng.integers(0, 4))],
+                vector=vector,
+                anchors=(),
+                kinds=frozenset(),
+                dated=bool(rng.uniform() < 0.6),
+            )
+            if rng.uniform() < 0.4:  # a second article, often in another language
+                state.add_article(
+                    record,
+                    at=at + timedelta(hours=5),
+                    source="s2",
+                    lang=languages[int(rng.integers(0, 4))],
+                    vector=unit() if not near_centre else vector,
+                    dated=bool(rng.uniform() < 0.5),
+                )
+            means[record.id] = record.mean()
+
+    add_stories(120)
+    state.candidates(T0, frozenset(), vector=unit(), dated=True)  # the content index, read from the file
+    add_stories(120)  # ... and these through the index as they are written
+    left_out = kept_near_centre = 0
+    actions = set()
+    trials = 400
+    for trial in range(trials):
+        params = whole if trial % 2 else shared
+        story_ids = list(means)
+        target = means[story_ids[int(rng.integers(0, len(story_ids)))]]
+        # near a story, at a random distance: often just about what it needs, where the bound matters
+        vector = unit() if trial % 4 == 0 else (target + float(rng.uniform(0.3, 1.6)) * unit()).astype(np.float32)
+        vector = vector / np.linalg.norm(vector)
+        at = T0 + timedelta(hours=float(rng.uniform(-48, 48)))
+        article = ArticleFeatures(
+            id=f"x{trial}",
+            vector=vector,
+            anchors=frozenset(),
+            kinds=frozenset(),
+            lang=languages[trial % 4],
+            at=at,
+            dated=trial % 3 != 0,
+        )
+        evidence = {sid: float(rng.uniform(0, 1)) if rng.uniform() < 0.1 else 0.0 for sid in story_ids}
+
+        def words(cand: Candidate, evidence: dict[str, float] = evidence) -> float:
+            return evidence[cand.story_id]
+
+        every = state.candidates(at, frozenset(), vector=vector, dated=article.dated)
+        bound = reach(article, params, centre, words=True)
+        assert bound is not None
+        some = state.candidates(at, frozenset(), vector=vector, dated=article.dated, reach=bound)
+        ids = [c.story_id for c in some]
+        assert ids == [c.story_id for c in every if c.story_id in set(ids)]  # a subset, in the same order
+        left_out += len(every) - len(some)
+        near = [c.story_id for c in every if np.linalg.norm(means[c.story_id] - centre) < 0.1]
+        assert set(near) <= set(ids)
+        kept_near_centre += len(near)
+        day = at.toordinal()
+        assert days_share(day, state.active_days(at), params) == date_share(day, every, params)
+
+        def share_of(d: int, at: datetime = at, params: ClusterParams = params) -> float:
+            return days_share(d, state.active_days(at), params)
+
+        full = assign(article, every, params, center=centre, words=words)
+        part = assign(article, some, params, center=centre, words=words, share_of=share_of)
+        assert (part.action, part.story_id) == (full.action, full.story_id), f"trial {trial}"
+        assert part.score == pytest.approx(full.score, abs=1e-6)  # one matrix product fewer rows: last-bit rounding
+        actions.add(full.action)
+    assert actions == {"new", "join"}  # the draw holds both outcomes
+    assert left_out > trials * 50 and kept_near_centre > 0  # most of the window is left out; the near ones are not
+    state.close()
+
+
+def test_a_story_is_out_of_reach_only_below_what_it_needs_by_more_than_the_slack(tmp_path: Path) -> None:
+    # The store's cosines (unit means and norms) are not computed as assign's are: a story is left out only when
+    # it lies below what it needs by more than REACH_SLACK, measured with assign's own cosine; a story whose mean
+    # is near the centre is never left out.
+    params = ClusterParams(threshold=0.5, model_languages=frozenset({"*"}))
+    rng = np.random.default_rng(29)
+
+    def unit() -> NDArray[np.float32]:
+        v = rng.normal(size=24).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    centre = (0.4 * unit()).astype(np.float32)
+    state = StoryState(tmp_path / STATE_FILE, window_days=7)
+    records = []
+    for n in range(40):
+        vector = (centre + 0.05 * unit()).astype(np.float32) if n % 10 == 0 else unit()
+        record = state.create(
+            first_article_id=f"a{n}",
+            title="t",
+            at=T0,
+            source="s",
+            lang="en",
+            vector=vector,
+            anchors=(),
+            kinds=frozenset(),
+        )
+        for extra in range(n % 3):  # means of one, two and three articles (near the centre: all near it)
+            more = (centre + 0.05 * unit()).astype(np.float32) if n % 10 == 0 else unit()
+            state.add_article(record, at=T0, source=f"s{extra}", lang="fr", vector=more)
+        records.append(record)
+    article = ArticleFeatures(
+        id="x", vector=unit(), anchors=frozenset(), kinds=frozenset(), lang="tr", at=T0, dated=False
+    )
+
+    def bar(threshold: float) -> Reach:
+        return Reach(
+            center=centre,
+            lang="tr",
+            dated=False,
+            threshold=threshold,
+            anchor_weight=0.0,
+            word_weight=0.0,
+            date_bonus=0.0,
+            same_language_margin=0.0,
+        )
+
+    def kept(story_id: str, threshold: float) -> bool:
+        found = state.candidates(T0, frozenset(), vector=article.vector, dated=False, reach=bar(threshold))
+        return story_id in {c.story_id for c in found}
+
+    near_centre = 0
+    for record in records:
+        cos = float(cosines(article, [record.to_candidate(dormant=False)], params, centre)[0])
+        assert kept(record.id, cos + 0.9 * REACH_SLACK)
+        if np.linalg.norm(record.mean() - centre) < REACH_MIN_DISTANCE:
+            near_centre += 1
+            assert kept(record.id, cos + 10.0)
+        else:
+            assert not kept(record.id, cos + 1.1 * REACH_SLACK)
+    assert near_centre == 4
+    state.close()
 
 
 def test_a_new_story_close_to_an_article_of_another_is_related_unless_their_dates_are_apart() -> None:
