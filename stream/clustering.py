@@ -46,6 +46,7 @@ furthest above what it needs.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -387,6 +388,7 @@ def _threshold(params: ClusterParams, center: NDArray[np.float32] | None) -> flo
     return params.threshold
 
 
+BOUND_SLACK = 1e-9  # more than the rounding of a bound's sum: a story within it of the best is scored
 REACH_SLACK = 5e-3  # below what a story needs by more than this: out of reach (Reach's rounding is < 2e-3)
 REACH_MIN_DISTANCE = 0.2  # nearer the centre than this, a story's centred cosine is too sensitive to be bounded
 
@@ -491,7 +493,10 @@ def assign(
 
     Cosines are computed in one matrix product; candidates the model reads whose cosine cannot reach
     what they need even with all that story can add (anchors, word evidence, a date bonus) are skipped
-    without further scoring.
+    without further scoring. The others are scored most promising first (by that most), and scoring stops
+    once the best so far lies further above what it needs than the next one could: the best is the same in
+    any order (ties go to the older story), so the decision is too, with fewer stories scored and less word
+    evidence asked.
     ``words`` gives the same-language word evidence of a candidate (asked only of candidates with an
     article in the article's language, on centred cosines, when ``word_evidence_weight`` is set).
     ``share_of`` gives the :func:`date_share` of a day among all the active stories when ``candidates``
@@ -507,7 +512,9 @@ def assign(
     multilingual = MULTILINGUAL in params.model_languages
     best: tuple[float, Scored, Candidate] | None = None
     threshold = _threshold(params, center)  # the least any story needs
-    for cand, cos in zip(candidates, all_cos, strict=True):
+    # (the most it can be above what it needs, its place, the story, its cosine, what it needs, a date bonus?)
+    open_: list[tuple[float, int, Candidate, float, float, bool]] = []
+    for place, (cand, cos) in enumerate(zip(candidates, all_cos, strict=True)):
         trusted = reads and (multilingual or _same_language(article.lang, cand.languages))
         # what this story can add at most: word evidence only with an article in the article's language, a date
         # bonus only for a dated article and a story dated in another language (centred cosines both)
@@ -519,15 +526,29 @@ def assign(
         needed = join_needed(article, cand, params, center)
         if trusted and cos + most < needed:
             continue  # nor what this story needs
+        open_.append((float(cos) + most - needed if trusted else math.inf, place, cand, float(cos), needed, dates))
+    # The most promising first: once the best so far is further above what it needs than a story could be, that
+    # story cannot win, nor can any after it (a story the model does not read is not bounded: it comes first).
+    open_.sort(key=lambda item: (-item[0], item[1]))
+    for bound, _, cand, cos, needed, dates in open_:
+        if best is not None and bound < best[0] - BOUND_SLACK:
+            break
         if share is None and dates:
             day = article.at.toordinal()  # the first candidate it can matter for
             share = share_of(day) if share_of is not None else date_share(day, candidates, params)
         scored = score_candidate(
-            article, cand, params, center=center, rarity=rarity, cos=float(cos), share=1.0 if share is None else share
+            article, cand, params, center=center, rarity=rarity, cos=cos, share=1.0 if share is None else share
         )
         if not scored.eligible:
             continue
-        if weight > 0 and words is not None and article.lang in cand.languages and scored.score + weight >= needed:
+        lifted = scored.score + weight - needed  # the most word evidence could put it above what it needs
+        if (
+            weight > 0
+            and words is not None
+            and article.lang in cand.languages
+            and lifted >= 0.0
+            and (best is None or lifted >= best[0] - BOUND_SLACK)
+        ):
             evidence = words(cand)  # asked only where it can decide (the costly part: a pass over the story's words)
             if evidence > 0:
                 scored = score_candidate(
@@ -536,7 +557,7 @@ def assign(
                     params,
                     center=center,
                     rarity=rarity,
-                    cos=float(cos),
+                    cos=cos,
                     words=evidence,
                     share=1.0 if share is None else share,
                 )
