@@ -1314,8 +1314,8 @@ class StoryState:
         ``stream.clustering`` keeps a dated article away from stories dated elsewhere), and the
         dormant stories sharing the most specific anchors.
 
-        With ``reach`` (and ``vector``), the active stories whose centred cosine is surely below its floor
-        are left out: ``stream.clustering.assign`` would skip them (``stream.clustering.Reach``). In a
+        With ``reach`` (and ``vector``), the active stories out of its reach are left out:
+        ``stream.clustering.assign`` would skip them unscored (``stream.clustering.Reach``). In a
         busy window, hundreds of stories are active around an article and nearly all of them are far;
         building and scoring each one set the cost of an article. They still count in the date bonus's
         share (:meth:`active_days`)."""
