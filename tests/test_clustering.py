@@ -321,20 +321,24 @@ def test_a_merge_pass_over_many_stories_finds_exactly_the_pairs_the_rule_names()
     assert len(expected) < len(stories) * (len(stories) - 1) // 4
 
 
+# every bonus and margin a candidate's bound adds up, multilingual (the bound tests below)
+BOUNDED = ClusterParams(
+    threshold=0.3,
+    same_language_margin=0.25,
+    anchor_weight=0.05,
+    word_evidence_weight=0.3,
+    date_bonus=0.2,
+    date_bonus_stories=1.5,
+    model_languages=frozenset({"*"}),
+)
+
+
 def test_assign_skips_only_candidates_that_could_not_have_won() -> None:
     # assign skips a candidate when its cosine plus the most that story can add (anchors, word evidence for a
     # story in the article's language, a date bonus across languages) stays below what it needs, scores the rest
     # most promising first and stops (or asks no word evidence) once the best so far is out of their reach;
     # scoring every candidate with everything it gets must choose the same story, on random articles and stories.
-    params = ClusterParams(
-        threshold=0.3,
-        same_language_margin=0.25,
-        anchor_weight=0.05,
-        word_evidence_weight=0.3,
-        date_bonus=0.2,
-        date_bonus_stories=1.5,
-        model_languages=frozenset({"*"}),
-    )
+    params = BOUNDED
     rng = np.random.default_rng(11)
     centre = np.zeros(6, dtype=np.float32)
     languages = [frozenset({"en"}), frozenset({"ar"}), frozenset({"en", "fr"}), frozenset({"de", "ar"})]
@@ -385,15 +389,7 @@ def test_stories_out_of_reach_are_left_out_and_the_decision_stays(tmp_path: Path
     # index built from the file, then kept up to date), assign must decide exactly as over every candidate, the
     # date bonus's share must still count the stories left out, and a story whose mean is near the centre (where
     # that arithmetic is too sensitive) is never left out.
-    shared = ClusterParams(
-        threshold=0.5,
-        same_language_margin=0.25,
-        anchor_weight=0.05,
-        word_evidence_weight=0.3,
-        date_bonus=0.2,
-        date_bonus_stories=1.5,
-        model_languages=frozenset({"*"}),
-    )
+    shared = replace(BOUNDED, threshold=0.5)
     whole = replace(shared, date_bonus_stories=0.0)  # the date bonus undivided: where its bound matters most
     rng = np.random.default_rng(23)
     dim = 24
