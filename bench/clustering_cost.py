@@ -278,8 +278,10 @@ def report(r: dict[str, Any]) -> list[str]:
             f"(x{last['cpu_ms'] / max(first['cpu_ms'], 1e-9):.2f}) while the corpus grew "
             f"{last['upto'] / first['upto']:.0f}-fold and the stories so far "
             f"{last['stories'] / first['stories']:.0f}-fold, "
-            f"with {first['active']} -> {last['active']} active stories around an article (each is scored: the "
-            "window's size sets most of the cost; the content index of every story, the rest)."
+            f"with {first['active']} -> {last['active']} active stories around an article (those out of reach are "
+            "left out unscored, `stream.clustering.Reach`; what grows with the state is one matrix product over "
+            "every story of the content index, up to 20,000, beside the product over the 5,000 recent articles "
+            "and the merge passes)."
         ),
         "",
         (
