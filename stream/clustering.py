@@ -512,6 +512,8 @@ def assign(
     multilingual = MULTILINGUAL in params.model_languages
     best: tuple[float, Scored, Candidate] | None = None
     threshold = _threshold(params, center)  # the least any story needs
+    # each part of what a story can add at most (a negative weight adds nothing: its bound is 0)
+    anchors_most, words_most, dates_most = max(0.0, params.anchor_weight), max(0.0, weight), max(0.0, params.date_bonus)
     # (the most it can be above what it needs, its place, the story, its cosine, what it needs, a date bonus?)
     open_: list[tuple[float, int, Candidate, float, float, bool]] = []
     for place, (cand, cos) in enumerate(zip(candidates, all_cos, strict=True)):
@@ -519,8 +521,8 @@ def assign(
         # what this story can add at most: word evidence only with an article in the article's language, a date
         # bonus only for a dated article and a story dated in another language (centred cosines both)
         dates = centred and article.dated and bool(cand.dated_days) and not one_language(article.lang, cand.languages)
-        most = params.anchor_weight + (weight if article.lang in cand.languages else 0.0)
-        most += params.date_bonus if dates else 0.0
+        most = anchors_most + (words_most if article.lang in cand.languages else 0.0)
+        most += dates_most if dates else 0.0
         if trusted and cos + most < threshold:
             continue  # trusted cosine, too low to reach the threshold even with all this story can add
         needed = join_needed(article, cand, params, center)

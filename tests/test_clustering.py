@@ -7,6 +7,7 @@ a UN visit reported in English and Arabic, and unrelated news.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -333,6 +334,45 @@ BOUNDED = ClusterParams(
 )
 
 
+def _at_cosine(cos: float) -> NDArray[np.float32]:
+    """A unit vector at cosine ``cos`` from (1, 0)."""
+    return np.array([cos, math.sqrt(1.0 - cos * cos)], dtype=np.float32)
+
+
+def test_the_early_stop_keeps_ties_to_the_older_story_and_asks_word_evidence_that_can_win() -> None:
+    # assign scores the most promising candidates first and stops when the best is out of the others' reach:
+    # two stories alike in everything go to the older one whatever their order, and a story that only word
+    # evidence can lift just past the best is still asked for it
+    centre = np.zeros(2, dtype=np.float32)
+    article = _article(_at_cosine(1.0))
+    older = replace(_story("older", _at_cosine(0.6)), mean=_at_cosine(0.6), first_seen=T0 - timedelta(days=1))
+    newer = replace(_story("newer", _at_cosine(0.6)), mean=_at_cosine(0.6))
+    exact = replace(BOUNDED, anchor_weight=0.0)  # nothing to add: each one's bound is what it scores
+    for order in ([older, newer], [newer, older]):
+        assert assign(article, order, exact, center=centre).story_id == "older"
+    # "far" has no word evidence and is 0.2 above what it needs; "lifted" only reaches 0.205 with all of its
+    # word evidence (both have an article in the article's language and another, so they need the threshold)
+    both = frozenset({"en", "fr"})
+    far = replace(_story("far", _at_cosine(0.5), langs=both), mean=_at_cosine(0.5))
+    lifted = replace(_story("lifted", _at_cosine(0.205), langs=both), mean=_at_cosine(0.205))
+    evidence = {"far": 0.0, "lifted": 1.0}
+    decision = assign(article, [far, lifted], BOUNDED, center=centre, words=lambda c: evidence[c.story_id])
+    assert decision.story_id == "lifted"
+    assert decision.score == pytest.approx(0.505, abs=1e-6)
+
+
+def test_a_negative_weight_adds_nothing_to_a_candidates_bound() -> None:
+    # settings refuse negative weights; built directly, a negative anchor weight still must not let the bound
+    # skip (or stop before) a story that wins: "y" shares no anchor, "x" loses 0.1 for sharing two
+    params = ClusterParams(threshold=0.3, anchor_weight=-0.1, model_languages=frozenset({"*"}))
+    anchors = frozenset({"date:2017-05-15", "num:50"})
+    x = replace(_story("x", _at_cosine(0.8), anchors=anchors), mean=_at_cosine(0.8))
+    y = replace(_story("y", _at_cosine(0.75)), mean=_at_cosine(0.75))
+    decision = assign(_article(_at_cosine(1.0), anchors=anchors), [x, y], params, center=np.zeros(2, dtype=np.float32))
+    assert decision.story_id == "y"
+    assert decision.score == pytest.approx(0.75, abs=1e-6)
+
+
 def test_assign_skips_only_candidates_that_could_not_have_won() -> None:
     # assign skips a candidate when its cosine plus the most that story can add (anchors, word evidence for a
     # story in the article's language, a date bonus across languages) stays below what it needs, scores the rest
@@ -405,9 +445,12 @@ def test_stories_out_of_reach_are_left_out_and_the_decision_stays(tmp_path: Path
 
     def add_stories(n: int) -> None:
         for _ in range(n):
-            at = T0 + timedelta(hours=float(rng.uniform(-72, 72)))
+            # a tenth a month away (outside the window: found by content alone, dormant when dated)
+            at = T0 + timedelta(hours=float(rng.uniform(-72, 72)) + (720.0 if rng.uniform() < 0.1 else 0.0))
             near_centre = rng.uniform() < 0.05
             vector = (centre + 0.01 * unit()).astype(np.float32) if near_centre else unit()
+            if rng.uniform() < 0.1:  # about the distance from the centre below which nothing is left out
+                vector = (centre + float(rng.uniform(0.19, 0.25)) * unit()).astype(np.float32)
             record = state.create(
                 first_article_id=f"a{len(means)}",
                 title="t",
@@ -544,6 +587,42 @@ def test_a_story_is_out_of_reach_only_below_what_it_needs_by_more_than_the_slack
         else:
             assert not kept(record.id, cos + 1.1 * REACH_SLACK)
     assert near_centre == 4
+    state.close()
+
+
+def test_past_the_languages_the_index_tells_apart_no_story_is_taken_for_all_in_the_articles(tmp_path: Path) -> None:
+    # the content index keeps a story's languages as bits; the languages past the last bit share it, so a
+    # story there may hold the article's language but is never surely all in it (no same-language margin)
+    rng = np.random.default_rng(31)
+    state = StoryState(tmp_path / STATE_FILE, window_days=7)
+    state.candidates(T0, frozenset(), vector=np.ones(24, dtype=np.float32), dated=False)  # the index, empty: it
+    # then takes the stories (and gives their languages bits) in the order they are written
+    records = {}
+    for n in range(66):  # 66 languages: the last four share the last bit
+        v = rng.normal(size=24).astype(np.float32)
+        records[n] = state.create(
+            first_article_id=f"a{n}",
+            title="t",
+            at=T0,
+            source="s",
+            lang=f"l{n:02d}",
+            vector=v / np.linalg.norm(v),
+            anchors=(),
+            kinds=frozenset(),
+        )
+    centre = np.zeros(24, dtype=np.float32)
+    v = rng.normal(size=24).astype(np.float32)
+    vector = v / np.linalg.norm(v)
+    params = replace(BOUNDED, same_language_margin=0.5)
+    for lang, story, margin in (("l03", 3, True), ("l64", 65, False), ("l64", 64, False)):
+        article = ArticleFeatures(
+            id="x", vector=vector, anchors=frozenset(), kinds=frozenset(), lang=lang, at=T0, dated=False
+        )
+        cos = float(cosines(article, [records[story].to_candidate(dormant=False)], params, centre)[0])
+        # with no word evidence and no date: out of reach only if the margin is added
+        bound = replace(cast(Reach, reach(article, params, centre, words=False)), threshold=cos + 0.5 * REACH_SLACK)
+        found = {c.story_id for c in state.candidates(T0, frozenset(), vector=vector, dated=False, reach=bound)}
+        assert (records[story].id not in found) == margin, (lang, story)
     state.close()
 
 
