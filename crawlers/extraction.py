@@ -14,7 +14,10 @@ they downloaded and what the feed or sitemap said about the link.
   two wins. trafilatura's own fallbacks (its readability port and jusText) run inside both passes.
 - The floor is by script (:func:`min_text_chars`): Arabic writes the same news in fewer characters.
 - ``published``/``date_source``: the first of JSON-LD (``datePublished`` of an Article), meta tags
-  (``article:published_time``...), the feed entry, the sitemap entry, a date in the URL; else ``none``.
+  (``article:published_time``...), the feed entry, the sitemap entry, a date in the URL, a date the page
+  shows in an element labelled as its date (:func:`labelled_date`: ``<time>``, ``class="post-date"``...;
+  source ``meta``, the page's own markup, like the ``<time itemprop="datePublished">`` read with the meta
+  tags); else ``none``.
 - ``lang``: detected from the body (``stream.language``, lingua, offline); the page's ``<html lang>`` is
   only a hint, used when the detector is not confident.
 - Rejections raise :class:`ExtractionError` with a counted ``reason``: ``not_html``, ``bad_encoding``,
@@ -27,7 +30,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -38,6 +41,7 @@ import trafilatura
 from w3lib.encoding import html_body_declared_encoding, html_to_unicode, http_content_type_encoding, resolve_encoding
 
 from crawlers.errors import ExtractionError
+from stream.anchors import YEAR_RANGE, dates_in
 from stream.article import DateSource, parse_time
 from stream.language import detect_language
 from stream.text import content_hash, fold, normalize_whitespace
@@ -85,6 +89,24 @@ META_DATE_KEYS = (
     "article.published",
     "cxenseparse:recs:publishtime",
 )
+# A date the page shows in an element it labels as one, for templates without a date in their markup (a
+# legacy <font class="date">, a hand-made <span class="post-date">): the label is the element's tag
+# (<time>) or a word of its class, id or itemprop. A label that also names another time (an update, a
+# comment, a copyright) does not count.
+_DATE_WORDS = frozenset(
+    {"date", "datum", "time", "timestamp", "datetime", "pubdate", "postdate", "publishdate", "published", "publish",
+     "publication", "posted", "dateline", "byline", "fecha", "tarih"}
+)  # fmt: skip
+_OTHER_TIME_WORDS = frozenset(
+    {"modified", "modify", "updated", "update", "edited", "lastmod", "copyright", "comment", "comments", "reply",
+     "birth", "expires", "expiry", "deadline", "reading", "weather", "event", "events"}
+)  # fmt: skip
+_NOT_ARTICLE = frozenset({"nav", "aside", "footer", "form", "select", "script", "style", "noscript", "template"})
+_ARTICLE_REGION = '//article | //main | //*[@itemprop="articleBody"] | //*[@role="main"]'
+MAX_DATE_LABEL_CHARS = 80  # a date label's text; longer is a paragraph that happens to mention a date
+# Numeric dates a label may show: year first (2024/12/14, 2024.12.14) or last (14.12.2024, 14/12/2024).
+_NUMERIC_YEAR_FIRST = re.compile(r"(?<!\d)(\d{4})[./](\d{1,2})[./](\d{1,2})(?!\d)")
+_NUMERIC_YEAR_LAST = re.compile(r"(?<!\d)(\d{1,2})([./])(\d{1,2})[./](\d{4})(?!\d)")
 _URL_DATE = re.compile(r"/((?:19|20)\d{2})[/-](0?[1-9]|1[0-2])[/-](0?[1-9]|[12]\d|3[01])(?:/|-|$)")
 _URL_DATE_COMPACT = re.compile(r"/((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])/")
 
@@ -203,6 +225,72 @@ def _published(
     if when is not None:
         return when, "url"
     return None, "none"
+
+
+def labelled_date(tree: lxml.html.HtmlElement, lang: str, *, now: datetime | None = None) -> datetime | None:
+    """The date the page shows in an element labelled as a date (see ``_DATE_LABEL``), at 00:00 UTC: the
+    first such element of the article's region (``<article>``, ``<main>``...), else of the rest of the page
+    outside navigation, asides and footers, whose ``datetime``/``content`` attribute or short text holds a
+    date; None when none does. A date after ``now`` (a day's slack) is not a publication date.
+    ``lang`` (the page's language) reads ``d/m/y`` against ``m/d/y``: month first only in English, and an
+    English date whose order its numbers leave open is not read."""
+    latest = (now or datetime.now(UTC)).date().toordinal() + 1
+    regions = tree.xpath(_ARTICLE_REGION)
+    for root in [*regions[:1], tree]:
+        for element in root.iter():
+            if not isinstance(element.tag, str) or not _is_date_label(element):
+                continue
+            when = _date_of_label(element, lang)
+            if when is not None and when.year in YEAR_RANGE and when.toordinal() <= latest:
+                return datetime(when.year, when.month, when.day, tzinfo=UTC)
+    return None
+
+
+def _is_date_label(element: lxml.html.HtmlElement) -> bool:
+    words = _label_words(" ".join(element.get(key) or "" for key in ("class", "id", "itemprop")))
+    if not (element.tag == "time" or words & _DATE_WORDS) or words & _OTHER_TIME_WORDS:
+        return False
+    return not any(isinstance(up.tag, str) and up.tag in _NOT_ARTICLE for up in element.iterancestors())
+
+
+def _label_words(label: str) -> set[str]:
+    """``"entry-date published"``, ``"datePublished"``, ``"post__date"`` -> their lower-case words."""
+    return set(re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", label).lower())) - {""}
+
+
+def _date_of_label(element: lxml.html.HtmlElement, lang: str) -> date | None:
+    for key in ("datetime", "content"):
+        value = element.get(key)
+        when = parse_date(value) if value else None
+        if when is not None:
+            return when.date()
+    text = normalize_whitespace(element.text_content())
+    if not text or len(text) > MAX_DATE_LABEL_CHARS:
+        return None
+    written = dates_in(text)
+    return written[0] if written else _numeric_date(text, lang)
+
+
+def _numeric_date(text: str, lang: str) -> date | None:
+    """The first numeric date of a date label (see ``labelled_date`` for the order of day and month)."""
+    found = _NUMERIC_YEAR_FIRST.search(text)
+    if found is not None:
+        year, month, day = int(found[1]), int(found[2]), int(found[3])
+    else:
+        found = _NUMERIC_YEAR_LAST.search(text)
+        if found is None:
+            return None
+        first, second, year = int(found[1]), int(found[3]), int(found[4])
+        if found[2] == "/" and lang == "en":  # 12/14/2024; 05/06/2024 could be either
+            if first <= 12 and second <= 12 and first != second:
+                return None
+            month, day = (first, second) if first <= 12 else (second, first)
+        else:  # day first: 14.12.2024, 14/12/2024
+            day, month = first, second
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
 
 
 def _is_listing(tree: lxml.html.HtmlElement, url: str) -> str | None:
@@ -332,7 +420,12 @@ def extract(
     authors: tuple[str, ...] = ()
     if doc is not None and doc.author:
         authors = tuple(a.strip() for a in re.split(r";|\|", doc.author) if a.strip())
+    hint = _hint(tree.get("lang") or tree.get("xml:lang"))
+    lang = detect_language(text, hint)
     published, date_source = _published(tree, url, hinted_published, hinted_date_source)
+    if published is None:  # trafilatura pruned ``tree``: the labels are read from a fresh one
+        published = labelled_date(_parse(html, url), lang)
+        date_source = "none" if published is None else "meta"
     canonical = None
     for link in tree.xpath('//link[@href][contains(concat(" ", normalize-space(@rel), " "), " canonical ")]'):
         href = (link.get("href") or "").strip()
@@ -342,14 +435,13 @@ def extract(
             if urlsplit(absolute).scheme in {"http", "https"} and urlsplit(absolute).path not in ("", "/"):
                 canonical = absolute
                 break
-    hint = _hint(tree.get("lang") or tree.get("xml:lang"))
     return Extracted(
         title=title,
         text=text,
         authors=authors,
         published=published,
         date_source=date_source,
-        lang=detect_language(text, hint),
+        lang=lang,
         lang_hint=hint,
         canonical=canonical,
         content_sha256=content_hash(text),

@@ -17,8 +17,9 @@ repeats the names and figures of. Pure functions, no I/O.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from stream.text import fold
@@ -235,13 +236,10 @@ class AnchorExtractor:
         folded = fold(text)
         out: set[str] = set()
         date_spans: list[tuple[int, int]] = []
-        for pattern in _DATE_PATTERNS:
-            for m in pattern.finditer(folded):
-                date = _date_key(m.group("year"), m.group("month"), m.group("day"))
-                if date is not None:
-                    out.add(date)
-                    out.add("month:" + date[5:12])
-                    date_spans.append(m.span())
+        for span, date in _date_matches(folded):
+            out.add(date)
+            out.add("month:" + date[5:12])
+            date_spans.append(span)
         for m in _MONTH_YEAR.finditer(folded):
             month = _MONTHS.get(m.group("month"))
             year = parse_figure(m.group("year"))
@@ -262,6 +260,27 @@ class AnchorExtractor:
                 out.add(f"ent:{entity.key}")
         out.update(_names(text))
         return frozenset(out)
+
+
+def _date_matches(folded: str) -> Iterator[tuple[tuple[int, int], str]]:
+    """Each full date written in the folded text: its span and its ``date:YYYY-MM-DD`` anchor."""
+    for pattern in _DATE_PATTERNS:
+        for m in pattern.finditer(folded):
+            date = _date_key(m.group("year"), m.group("month"), m.group("day"))
+            if date is not None:
+                yield m.span(), date
+
+
+def dates_in(text: str) -> list[dt.date]:
+    """The full dates (day, month and year) written in ``text``, in the order they appear: the grammar of the
+    ``date:`` anchors ("15 May 2017", "May 15, 2017", "15 أيار/مايو 2017", "2017-05-15"...)."""
+    out: list[dt.date] = []
+    for _, key in sorted(_date_matches(fold(text))):
+        try:
+            out.append(dt.date.fromisoformat(key[len("date:") :]))
+        except ValueError:  # 31 February: the grammar checks each part, not the calendar
+            continue
+    return out
 
 
 def _date_key(year: str, month: str, day: str) -> str | None:

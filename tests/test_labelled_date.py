@@ -1,0 +1,133 @@
+"""A page's date read from an element it labels as a date, when its markup, feed, sitemap and URL say
+nothing (crawlers.extraction.labelled_date), and the date grammar it shares with the anchors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import UTC, datetime
+
+import lxml.html
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crawlers.extraction import extract, labelled_date
+from stream.anchors import dates_in
+
+NOW = datetime(2025, 3, 1, tzinfo=UTC)
+
+# Written for these tests: a short report on a hand-made template, long enough for the extractor's floor.
+BODY = (
+    "<p>Families gathered again outside the prison gates on Saturday, holding photographs of relatives who "
+    "disappeared inside the detention complex years ago and asking the new authorities for the records.</p>"
+    "<p>Volunteers said they had copied several hundred pages of registers found in an office near the "
+    "entrance and would hand them to the commission that is collecting testimony from former detainees.</p>"
+)
+
+
+def _tree(body: str) -> lxml.html.HtmlElement:
+    return lxml.html.document_fromstring(f"<html><body>{body}</body></html>")
+
+
+def _date(body: str, lang: str = "en") -> dt.date | None:
+    found = labelled_date(_tree(body), lang, now=NOW)
+    return None if found is None else found.date()
+
+
+@pytest.mark.parametrize(
+    ("label", "lang", "expected"),
+    [
+        ('<font class="date">2024/12/14</font>', "ar", dt.date(2024, 12, 14)),  # a legacy table template
+        ('<span class="post-date">14 décembre 2024</span>', "fr", dt.date(2024, 12, 14)),
+        ('<div class="news_date">Veröffentlicht: 14.12.2024, 10:12 Uhr</div>', "de", dt.date(2024, 12, 14)),
+        ('<span class="tarih">14 Aralık 2024</span>', "tr", dt.date(2024, 12, 14)),
+        ('<span class="article-date">١٤ كانون الأول ٢٠٢٤</span>', "ar", dt.date(2024, 12, 14)),
+        ('<p class="byline">By a staff reporter, December 14, 2024</p>', "en", dt.date(2024, 12, 14)),
+        ('<span id="pubDate">14/12/2024</span>', "en", dt.date(2024, 12, 14)),  # day first: 14 is no month
+        ('<span id="pubDate">12/14/2024</span>', "en", dt.date(2024, 12, 14)),  # month first in English
+        ('<span id="pubDate">05/06/2024</span>', "fr", dt.date(2024, 6, 5)),  # day first outside English
+        ('<span class="meta-time" datetime="2024-12-14T23:30:00-05:00">Saturday</span>', "en", dt.date(2024, 12, 15)),
+        ('<time datetime="2024-12-14">last Saturday</time>', "en", dt.date(2024, 12, 14)),  # a <time> needs no class
+        ('<div itemprop="datePublished" content="2024-12-14T08:00:00Z"></div>', "en", dt.date(2024, 12, 14)),
+    ],
+)
+def test_a_date_label_gives_the_date_it_shows(label: str, lang: str, expected: dt.date) -> None:
+    assert _date(f"<article><h1>Registers found</h1>{label}{BODY}</article>", lang) == expected
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        '<span id="pubDate">05/06/2024</span>',  # English: 5 June or 6 May, the numbers do not say
+        '<span class="date-modified">2024-12-20</span>',  # an update, not the publication
+        '<span class="updated">20 December 2024</span>',
+        '<span class="comment-date">2024-12-20</span>',
+        '<span class="copyright">© 2024-12-20</span>',
+        '<span class="candidate">2024-12-20</span>',  # "date" inside another word is no label
+        '<span class="date">in 2025-06-01 the hearings resume</span>',  # after the crawl: not a publication
+        '<span class="date">31.02.2024</span>',  # no such day
+        '<span class="date">' + "The hearing that opened on 14 December 2024 lasted into the night. " * 2 + "</span>",
+        "<p>On 15 May 2017 the State Department showed satellite images of the prison.</p>",  # a date in the text
+    ],
+)
+def test_what_is_not_a_publication_date_is_not_read(label: str) -> None:
+    assert _date(f"<article><h1>Registers found</h1>{label}{BODY}</article>") is None
+
+
+def test_the_article_region_comes_before_the_page_around_it() -> None:
+    page = (
+        '<div class="sidebar"><span class="date">2017-05-15</span> <a href="/old">An older report</a></div>'
+        '<article><header><span class="date">2024-12-14</span></header>' + BODY + "</article>"
+    )
+    assert _date(page) == dt.date(2024, 12, 14)
+
+
+def test_navigation_asides_and_footers_are_not_the_page_s_date() -> None:
+    around = (
+        '<nav><span class="date">2024-12-01</span></nav>'
+        '<aside><time datetime="2024-12-02">Most read</time></aside>'
+        '<footer><span class="date">2024-12-03</span></footer>'
+    )
+    assert _date(around + BODY) is None
+    assert _date(around + '<div><span class="date">2024-12-14</span></div>' + BODY) == dt.date(2024, 12, 14)
+
+
+def test_extract_reads_a_label_only_when_markup_feed_and_url_say_nothing() -> None:
+    page = (
+        '<html lang="en"><head><title>Registers found</title></head><body><article><h1>Registers found</h1>'
+        f'<span class="date">14 December 2024</span>{BODY}</article></body></html>'
+    )
+    labelled = extract(page, url="https://example.test/news.php?id=7")
+    assert (labelled.published, labelled.date_source) == (datetime(2024, 12, 14, tzinfo=UTC), "meta")
+    from_feed = extract(
+        page,
+        url="https://example.test/news.php?id=7",
+        hinted_published=datetime(2024, 12, 13, 18, 0, tzinfo=UTC),
+        hinted_date_source="feed",
+    )
+    assert (from_feed.published, from_feed.date_source) == (datetime(2024, 12, 13, 18, 0, tzinfo=UTC), "feed")
+    from_url = extract(page, url="https://example.test/2024/12/12/registers.html")
+    assert (from_url.published, from_url.date_source) == (datetime(2024, 12, 12, tzinfo=UTC), "url")
+    unlabelled = extract(page.replace('class="date"', 'class="lead"'), url="https://example.test/news.php?id=7")
+    assert (unlabelled.published, unlabelled.date_source) == (None, "none")
+
+
+def test_dates_in_reads_the_anchor_grammar_in_order_and_skips_impossible_days() -> None:
+    text = "Published 2024-12-14. The report of 15 May 2017 and the hearing of 30 février 2024, then March 3, 2025."
+    assert dates_in(text) == [dt.date(2024, 12, 14), dt.date(2017, 5, 15), dt.date(2025, 3, 3)]
+
+
+XML_TEXT = st.characters(blacklist_categories=("Cs", "Cc"))  # what an element's text can hold
+DATE_LIKE = st.sampled_from([*"0123456789٠١٢٣٤٥./-, ", "May ", "décembre ", "Aralık ", "أيار ", "2024", "31"])
+
+
+@given(st.one_of(st.text(XML_TEXT, max_size=120), st.lists(DATE_LIKE, max_size=12).map("".join)))
+def test_labelled_date_never_raises_on_any_label_text(text: str) -> None:
+    span = lxml.html.Element("span", {"class": "date"})
+    span.text = text
+    body = lxml.html.Element("body")
+    body.append(span)
+    root = lxml.html.Element("html")
+    root.append(body)
+    found = labelled_date(root, "en", now=NOW)
+    assert found is None or (found.tzinfo is UTC and found <= NOW + dt.timedelta(days=1))
