@@ -46,22 +46,34 @@ SPECIFIC_KINDS = frozenset({"date", "num", "ent"})
 
 _MONTHS: dict[str, int] = {}
 for _num, _month_names in enumerate(
-    [
-        ("january", "jan", "janvier", "januar", "ocak", "يناير", "كانون الثاني"),
-        ("february", "feb", "fevrier", "februar", "subat", "فبراير", "شباط"),
-        ("march", "mar", "mars", "marz", "mart", "مارس", "اذار"),
-        ("april", "apr", "avril", "nisan", "ابريل", "نيسان"),
-        ("may", "mai", "mayis", "مايو", "ايار"),
-        ("june", "jun", "juin", "juni", "haziran", "يونيو", "حزيران"),
-        ("july", "jul", "juillet", "juli", "temmuz", "يوليو", "تموز"),
-        ("august", "aug", "aout", "agustos", "اغسطس", "اب"),
-        ("september", "sep", "sept", "septembre", "eylul", "سبتمبر", "ايلول"),
-        ("october", "oct", "octobre", "oktober", "ekim", "اكتوبر", "تشرين الاول"),
-        ("november", "nov", "novembre", "kasim", "نوفمبر", "تشرين الثاني"),
-        ("december", "dec", "decembre", "dezember", "aralik", "ديسمبر", "كانون الاول"),
+    [  # en, fr, de, tr, ar (Egyptian and Levantine), then ru, uk, es, it, pl, pt (ru/uk/pl: the genitive of dates)
+        ("january", "jan", "janvier", "januar", "ocak", "يناير", "كانون الثاني",
+         "января", "січня", "enero", "gennaio", "stycznia", "janeiro"),
+        ("february", "feb", "fevrier", "februar", "subat", "فبراير", "شباط",
+         "февраля", "лютого", "febrero", "febbraio", "lutego", "fevereiro"),
+        ("march", "mar", "mars", "marz", "mart", "مارس", "اذار",
+         "марта", "березня", "marzo", "marca", "marco"),
+        ("april", "apr", "avril", "nisan", "ابريل", "نيسان",
+         "апреля", "квітня", "abril", "aprile", "kwietnia"),
+        ("may", "mai", "mayis", "مايو", "ايار",
+         "мая", "травня", "mayo", "maggio", "maja", "maio"),
+        ("june", "jun", "juin", "juni", "haziran", "يونيو", "حزيران",
+         "июня", "червня", "junio", "giugno", "czerwca", "junho"),
+        ("july", "jul", "juillet", "juli", "temmuz", "يوليو", "تموز",
+         "июля", "липня", "julio", "luglio", "lipca", "julho"),
+        ("august", "aug", "aout", "agustos", "اغسطس", "اب",
+         "августа", "серпня", "agosto", "sierpnia"),
+        ("september", "sep", "sept", "septembre", "eylul", "سبتمبر", "ايلول",
+         "сентября", "вересня", "septiembre", "settembre", "wrzesnia", "setembro"),
+        ("october", "oct", "octobre", "oktober", "ekim", "اكتوبر", "تشرين الاول",
+         "октября", "жовтня", "octubre", "ottobre", "pazdziernika", "outubro"),
+        ("november", "nov", "novembre", "kasim", "نوفمبر", "تشرين الثاني",
+         "ноября", "листопада", "noviembre", "listopada", "novembro"),
+        ("december", "dec", "decembre", "dezember", "aralik", "ديسمبر", "كانون الاول",
+         "декабря", "грудня", "diciembre", "dicembre", "grudnia", "dezembro"),
     ],
     start=1,
-):
+):  # fmt: skip
     for _name in _month_names:
         _MONTHS[fold(_name)] = _num
 
@@ -71,7 +83,7 @@ _MONTH = rf"(?P<month>{_MONTH_ALT})(?:\s*/\s*(?:{_MONTH_ALT}))?"
 _DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th|er|\.)?"
 _YEAR = r"(?P<year>\d{4})"
 _DATE_PATTERNS = (
-    re.compile(rf"(?<!\w){_DAY}\s+(?:de\s+)?{_MONTH}\.?,?\s+{_YEAR}(?!\w)"),
+    re.compile(rf"(?<!\w){_DAY}\s+(?:de\s+)?{_MONTH}\.?,?\s+(?:de\s+)?{_YEAR}(?!\w)"),  # es/pt: "4 de abril de 2017"
     re.compile(rf"(?<!\w){_MONTH}\.?\s+{_DAY},?\s+{_YEAR}(?!\w)"),
     re.compile(r"(?<!\w)(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?!\w)"),
 )

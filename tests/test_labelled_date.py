@@ -121,6 +121,22 @@ XML_TEXT = st.characters(blacklist_categories=("Cs", "Cc"))  # what an element's
 DATE_LIKE = st.sampled_from([*"0123456789٠١٢٣٤٥./-, ", "May ", "décembre ", "Aralık ", "أيار ", "2024", "31"])
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "В докладе от 7 февраля 2017 года",  # ru
+        "у доповіді від 7 лютого 2017 року",  # uk
+        "el informe del 7 de febrero de 2017",  # es
+        "il rapporto del 7 febbraio 2017",  # it
+        "raport z 7 lutego 2017 r.",  # pl
+        "o relatório de 7 de fevereiro de 2017",  # pt
+        "التقرير الصادر في 7 شباط/فبراير 2017",  # ar, both month names
+    ],
+)
+def test_dates_in_reads_the_topic_s_languages(text: str) -> None:
+    assert dates_in(text) == [dt.date(2017, 2, 7)]
+
+
 @given(st.one_of(st.text(XML_TEXT, max_size=120), st.lists(DATE_LIKE, max_size=12).map("".join)))
 def test_labelled_date_never_raises_on_any_label_text(text: str) -> None:
     span = lxml.html.Element("span", {"class": "date"})
