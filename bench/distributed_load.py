@@ -62,6 +62,13 @@ WORKLOADS = {
     "generated": "the test factory's generated articles",
     "syria": "real excerpts, pass after pass with new ids: bench.pipeline_cost's articles",
 }
+TOGETHER, APART = "together", "apart"
+TOPOLOGIES = {  # where story assignment runs
+    TOGETHER: "each embed replica embeds and stands by to assign (`sednaya-monitor embed`, the default): one "
+    "replica assigns, in the process that holds the model",
+    APART: "vector replicas (`embed --no-cluster`) and one story assigner in a process of its own "
+    "(`embed --no-vectors`): each stage its own process",
+}
 VECTOR_DIMS = 512  # the default model (use-multilingual-v3), for the index-only run's synthetic vectors
 
 
@@ -78,8 +85,17 @@ def model_cpu_ms(settings: Settings, articles: list[Article], batch: int) -> flo
 
 
 def ours_ms(run: dict[str, Any]) -> float:
-    """CPU per article of our processes (embed replicas + index)."""
-    return float(sum(ms for name, ms in run["cpu_ms"].items() if name == "index" or name.startswith("embed-")))
+    """CPU per article of our processes (embed replicas, the assigner when it runs apart, index)."""
+    return float(
+        sum(ms for name, ms in run["cpu_ms"].items() if name in ("index", "assign") or name.startswith("embed-"))
+    )
+
+
+def run_label(run: dict[str, Any]) -> str:
+    """``1 embed replica(s)`` (each replica embeds and stands by to assign) or ``1 vector replica(s) + assigner``."""
+    if run.get("topology", TOGETHER) == TOGETHER:
+        return f"{run['replicas']} embed replica(s)"
+    return f"{run['replicas']} vector replica(s) + assigner"
 
 
 def pipeline_ms(run: dict[str, Any], model_ms: float | None = None) -> float:
@@ -138,11 +154,16 @@ def cpu_seconds(pid: int | None) -> float:
     return own + sum(cpu_seconds(child) for child in children)
 
 
-def _pids(deployment: Deployment, index: StageProcess, embeds: list[StageProcess]) -> dict[str, int | None]:
-    """The processes whose CPU time the run charges to its articles."""
+def _pids(
+    deployment: Deployment, index: StageProcess, embeds: list[StageProcess], assigners: list[StageProcess]
+) -> dict[str, int | None]:
+    """The processes whose CPU time the run charges to its articles (``assigners``: story assigners in
+    processes of their own, none when the embed replicas assign)."""
     out: dict[str, int | None] = {"index": index.proc.pid if index.proc else None}
     for i, p in enumerate(embeds):
         out[f"embed-{i}"] = p.proc.pid if p.proc else None
+    for p in assigners:
+        out["assign"] = p.proc.pid if p.proc else None
     out["broker (tansu)"] = deployment.broker.proc.pid if deployment.broker.proc else None
     out["store (noida-db)"] = deployment.elastic.proc.pid if deployment.elastic.proc else None
     return out
@@ -192,14 +213,27 @@ def workload_articles(workload: str, n: int) -> list[Article]:
 
 
 def run_pipeline(
-    es: ElasticServer, root: Path, replicas: int, articles: list[Article], extra: dict[str, str]
+    es: ElasticServer,
+    root: Path,
+    replicas: int,
+    articles: list[Article],
+    extra: dict[str, str],
+    *,
+    topology: str = TOGETHER,
 ) -> dict[str, Any]:
+    """One run (``topology``: see ``TOPOLOGIES``)."""
     n = len(articles)
-    deployment = new_deployment(es, root / f"replicas-{replicas}", **extra)
+    deployment = new_deployment(es, root / f"{topology}-{replicas}", **extra)
     try:
         index = deployment.stage("index")
-        embeds = [deployment.stage("embed") for _ in range(replicas)]  # each on its own data directory
-        for process in (index, *embeds):
+        if topology == TOGETHER:  # each embed replica on its own data directory, each standing by to assign
+            embeds = [deployment.stage("embed") for _ in range(replicas)]
+            assigners = embeds
+        else:
+            embeds = [deployment.stage("embed", extra=["--no-cluster"]) for _ in range(replicas)]
+            assigners = [deployment.stage("embed", extra=["--no-vectors"])]
+        ours = [index, *embeds, *([] if assigners is embeds else assigners)]
+        for process in ours:
             process.wait_serving()
         raw, embedded, clustered = (
             deployment.settings.topic_raw,
@@ -210,14 +244,14 @@ def run_pipeline(
         partitions = deployment.settings.kafka_partitions
         while not (
             _settled(embeds, GROUP_EMBED, partitions)
-            and _settled(embeds, GROUP_CLUSTER, partitions)
+            and _settled(assigners, GROUP_CLUSTER, partitions)
             and _settled([index], GROUP_INDEX, partitions)
         ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{replicas} replicas did not all get raw partitions:\n{deployment.logs()}")
             time.sleep(0.5)
         load_before = os.getloadavg()[0]
-        pids = _pids(deployment, index, embeds)
+        pids = _pids(deployment, index, embeds, [] if assigners is embeds else assigners)
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         model_before = sum(_model_seconds(p) for p in embeds)
         start = time.monotonic()
@@ -232,7 +266,7 @@ def run_pipeline(
             if at >= next_sample or indexed >= n:
                 next_sample = at + SAMPLE_EVERY_S
                 lag_raw = sum(_gauge(p, raw, GROUP_EMBED) for p in embeds)
-                lag_cluster = sum(_gauge(p, embedded, GROUP_CLUSTER) for p in embeds)
+                lag_cluster = sum(_gauge(p, embedded, GROUP_CLUSTER) for p in assigners)
                 lag_index = _gauge(index, clustered, GROUP_INDEX)
                 series.append((at, lag_raw, lag_cluster, lag_index, indexed))
                 print(
@@ -250,17 +284,20 @@ def run_pipeline(
         model_ms = 1000 * (sum(_model_seconds(p) for p in embeds) - model_before) / n
         embedded_by = [p.sample("sednaya_articles_total", stage="embed", status="embedded") for p in embeds]
         rss = {"index": peak_rss_mb(index), **{f"embed-{i}": peak_rss_mb(p) for i, p in enumerate(embeds)}}
+        if assigners is not embeds:
+            rss["assign"] = peak_rss_mb(assigners[0])
         return {
             "load": (load_before, os.getloadavg()[0]),
             "rss": rss,
             "replicas": replicas,
+            "topology": topology,
             "articles": n,
             "seconds": done_at,
             "per_s": n / done_at,
             "publish_s": published_s,
             "series": series,
             "embedded_by": embedded_by,
-            "cost": _stage_cost([index, *embeds]),
+            "cost": _stage_cost(ours),
             "cpu_ms": cpu_ms,
             "model_ms": model_ms,
         }
@@ -366,7 +403,13 @@ def write_section(
             f"consumer groups have settled, {what} is published at once; end to end = publish "
             f"until the store holds every article (asked every {DONE_POLL_S} s). Stage cost = mean seconds per "
             "record of each worker (`sednaya_stage_duration_seconds`): `embed` is the vector worker (the model), "
-            "`cluster` story assignment, `index` the bulk write to the store."
+            "`cluster` story assignment, `index` the bulk write to the store. Topologies: "
+            + "; ".join(
+                f"{name}: {what}"
+                for name, what in TOPOLOGIES.items()
+                if any(r.get("topology", TOGETHER) == name for r in runs)
+            )
+            + "."
         ),
         "",
         (
@@ -378,7 +421,7 @@ def write_section(
     for r in runs:
         cost = r["cost"]
         lines.append(
-            f"| {r['replicas']} embed replica(s) | {r['articles']} | {r['seconds']:.1f} | {r['per_s']:.1f} | "
+            f"| {run_label(r)} | {r['articles']} | {r['seconds']:.1f} | {r['per_s']:.1f} | "
             f"{' / '.join(str(int(x)) for x in r['embedded_by'])} | {1000 * cost.get('embed', 0):.1f} | "
             f"{1000 * cost.get('cluster', 0):.1f} | {1000 * cost.get('index', 0):.1f} | "
             f"{r['load'][0]:.1f} → {r['load'][1]:.1f} |"
@@ -400,7 +443,7 @@ def write_section(
     ]
     for r in runs:
         for name, mb in r["rss"].items():
-            lines.append(f"| {r['replicas']} embed replica(s) | `{name}` | {mb:.0f} |")
+            lines.append(f"| {run_label(r)} | `{name}` | {mb:.0f} |")
     for name, mb in index_only["rss"].items():
         lines.append(f"| index stage alone | `{name}` | {mb:.0f} |")
     lines += [
@@ -416,15 +459,16 @@ def write_section(
     ]
     for r in runs:
         for name, ms in r["cpu_ms"].items():
-            lines.append(f"| {r['replicas']} embed replica(s) | `{name}` | {ms:.2f} |")
-        lines.append(f"| {r['replicas']} embed replica(s) | all | {sum(r['cpu_ms'].values()):.2f} |")
+            lines.append(f"| {run_label(r)} | `{name}` | {ms:.2f} |")
+        lines.append(f"| {run_label(r)} | all | {sum(r['cpu_ms'].values()):.2f} |")
     lines += [
         "",
         (
             "**Pipeline cost beside the model** (target ≤ 3 ms per article): the CPU per article of our processes "
-            "(embed replicas + index) minus the model's own CPU, counted inside the embed processes during the "
-            "run (`sednaya_model_cpu_seconds_total`: the thread time of the model's `embed` calls, one BLAS "
-            "thread). Beside it, the same with the model measured apart, in the bench process before the runs "
+            "(embed replicas, the assigner when apart, index) minus the model's own CPU, counted inside the embed "
+            "processes during the run (`sednaya_model_cpu_seconds_total`: the thread time of the model's `embed` "
+            "calls, one BLAS thread). Beside it, the same with the model measured apart, in the bench process "
+            "before the runs "
             f"({model_ms:.2f} ms per article on the same texts: same embedder, batch size and one BLAS thread as "
             "a stage; before session 11 the only figure, it moves with the load of that moment):"
         ),
@@ -437,18 +481,19 @@ def write_section(
     ]
     for r in runs:
         lines.append(
-            f"| {r['replicas']} embed replica(s) | {ours_ms(r):.2f} | {r['model_ms']:.2f} | **{pipeline_ms(r):.2f}** "
+            f"| {run_label(r)} | {ours_ms(r):.2f} | {r['model_ms']:.2f} | **{pipeline_ms(r):.2f}** "
             f"| {model_ms:.2f} | {pipeline_ms(r, model_ms):.2f} |"
         )
     for r in runs:
         lines += [
             "",
-            f"Consumer lag over time, {r['replicas']} embed replica(s) (records, from the `/metrics` gauges):",
+            f"Consumer lag over time, {run_label(r)} (records, from the `/metrics` gauges):",
             "",
         ]
         lines += _lag_lines(r)
-    one = next((r for r in runs if r["replicas"] == 1), None)
-    two = next((r for r in runs if r["replicas"] == 2), None)
+    together = [r for r in runs if r.get("topology", TOGETHER) == TOGETHER]
+    one = next((r for r in together if r["replicas"] == 1), None)
+    two = next((r for r in together if r["replicas"] == 2), None)
     lines += ["", "Reading:", ""]
     if one is not None and two is not None:
         lines.append(
@@ -471,6 +516,19 @@ def write_section(
             "this store stand-in). Wall-clock stage costs include waiting for a core on this loaded machine; the "
             "lag table shows which topic carries the backlog."
         )
+    for r in runs:
+        if r.get("topology") != APART:
+            continue
+        same = next((t for t in together if t["replicas"] == r["replicas"]), None)
+        if same is not None:
+            lines.append(
+                f"- Story assignment in a process of its own ({run_label(r)}) against the same replicas assigning "
+                f"beside the model, in this run: pipeline beside the model {pipeline_ms(r):.2f} against "
+                f"{pipeline_ms(same):.2f} ms per article, end to end {r['per_s']:.1f} against {same['per_s']:.1f} "
+                "articles/s. Apart, the assigner does not share an interpreter, a GIL and the caches with the model "
+                "and runs on the other core; it is what the design's distributed mode means (each stage its own "
+                "process), and the topology to deploy for throughput."
+            )
     lines += [
         (
             "- What would scale it on a real cluster: more partitions of `articles.raw` and embed replicas on "
@@ -505,8 +563,17 @@ def main() -> None:
         default="generated",
         help="what the pipeline runs publish (module docstring); syria reads ../shared in place",
     )
+    parser.add_argument(
+        "--topologies",
+        default=f"{TOGETHER},{APART}",
+        help=f"comma-separated, where story assignment runs: {', '.join(TOPOLOGIES)} (module docstring)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print, do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
+    topologies = [t for t in args.topologies.split(",") if t]
+    unknown = sorted(set(topologies) - set(TOPOLOGIES))
+    if unknown:
+        parser.error(f"--topologies: unknown {unknown}; known: {sorted(TOPOLOGIES)}")
     extra = dict(item.split("=", 1) for item in args.set)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="dist-load-") as tmp:
@@ -520,9 +587,9 @@ def main() -> None:
             model_ms = model_cpu_ms(settings, articles, batch)
             print(f"== the model alone: {model_ms:.2f} ms CPU per article (batches of {batch})", flush=True)
             runs = []
-            for replicas in (int(x) for x in args.replicas.split(",")):
-                print(f"== {replicas} embed replica(s), {len(articles)} articles ({args.workload})", flush=True)
-                result = run_pipeline(es, root, replicas, articles, extra)
+            for replicas, topology in [(int(x), t) for x in args.replicas.split(",") for t in topologies]:
+                print(f"== {replicas} replica(s), {topology}, {len(articles)} articles ({args.workload})", flush=True)
+                result = run_pipeline(es, root, replicas, articles, extra, topology=topology)
                 print(f"   {result['per_s']:.1f} articles/s end to end ({result['seconds']:.1f} s)", flush=True)
                 print(
                     f"   pipeline cost beside the model: {pipeline_ms(result):.2f} ms CPU per article (the model "
