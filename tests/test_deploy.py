@@ -91,6 +91,7 @@ def test_every_stage_is_scraped() -> None:
     config = yaml.safe_load((PROM / "prometheus.yml").read_text(encoding="utf-8"))
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     assert set(STAGES) <= jobs, f"missing scrape jobs: {set(STAGES) - jobs}"
+    assert "assign" in jobs, "the story assigner's service (docker-compose.yml) is scraped too"
 
 
 def test_issue_alerts_exist() -> None:
@@ -336,8 +337,13 @@ def test_docker_compose_config_passes_with_the_example_environment() -> None:
         service = services[stage]
         assert service["command"][0] == stage, service["command"]
         assert "healthcheck" in service, stage
-        if stage in {"embed", "index", "alert"}:
+        if stage in {"index", "alert"}:
             assert service["command"][1:] == ["--bus", "kafka://kafka:9092", "--store", "http://elasticsearch:9200"]
+    # the embed stage split in two services: the vectors, and story assignment in a process of its own
+    bus_and_store = ["--bus", "kafka://kafka:9092", "--store", "http://elasticsearch:9200"]
+    assert services["embed"]["command"] == ["embed", *bus_and_store, "--no-cluster"]
+    assert services["assign"]["command"] == ["embed", *bus_and_store, "--no-vectors"]
+    assert "healthcheck" in services["assign"]
     assert services["crawl"]["command"] == ["crawl", "--follow", "--bus", "kafka://kafka:9092"]
     for name in ("kafka", "elasticsearch", "kibana", "prometheus", "alertmanager", "grafana"):
         assert "healthcheck" in services[name], name
@@ -366,7 +372,7 @@ def test_docker_compose_config_is_valid_without_an_env_file(tmp_path: Path) -> N
     services = yaml.safe_load(done.stdout)["services"]
     es = services["elasticsearch"]["environment"]
     assert es["xpack.security.enabled"] == "true" and es["ELASTIC_PASSWORD"] == "change-me-elastic"
-    for stage in ("embed", "index", "alert", "serve"):
+    for stage in ("embed", "assign", "index", "alert", "serve"):
         env = services[stage]["environment"]
         assert env["SEDNAYA_MONITOR_ES_USERNAME"] == "elastic", stage
         assert env["SEDNAYA_MONITOR_ES_PASSWORD"] == es["ELASTIC_PASSWORD"], stage
