@@ -30,7 +30,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -90,19 +90,27 @@ META_DATE_KEYS = (
     "cxenseparse:recs:publishtime",
 )
 # A date the page shows in an element it labels as one, for templates without a date in their markup (a
-# legacy <font class="date">, a hand-made <span class="post-date">): the label is the element's tag
-# (<time>) or a word of its class, id or itemprop. A label that also names another time (an update, a
-# comment, a copyright) does not count.
+# legacy <font class="date">, a hand-made <span class="post-date">): a word of the element's class, id or
+# itemprop, or a <time> that is not inside running text. A label that also names another time (an update, a
+# comment, today's date in a site's top bar) does not count, nor one inside a part of the page that is not
+# the article (navigation, related links, comments...).
 _DATE_WORDS = frozenset(
     {"date", "datum", "time", "timestamp", "datetime", "pubdate", "postdate", "publishdate", "published", "publish",
      "publication", "posted", "dateline", "byline", "fecha", "tarih"}
 )  # fmt: skip
 _OTHER_TIME_WORDS = frozenset(
-    {"modified", "modify", "updated", "update", "edited", "lastmod", "copyright", "comment", "comments", "reply",
-     "birth", "expires", "expiry", "deadline", "reading", "weather", "event", "events"}
+    {"modified", "modify", "updated", "update", "edited", "lastmod", "revised", "revision", "copyright", "comment",
+     "comments", "reply", "birth", "expires", "expiry", "deadline", "reading", "weather", "event", "events", "today",
+     "current", "clock", "print"}
+)  # fmt: skip
+_NOT_ARTICLE_WORDS = frozenset(
+    {"related", "comment", "comments", "teaser", "teasers", "widget", "sidebar", "trending", "popular", "recommended",
+     "masthead", "topbar", "ticker", "breadcrumb", "breadcrumbs", "share", "newsletter", "promo"}
 )  # fmt: skip
 _NOT_ARTICLE = frozenset({"nav", "aside", "footer", "form", "select", "script", "style", "noscript", "template"})
-_ARTICLE_REGION = '//article | //main | //*[@itemprop="articleBody"] | //*[@role="main"]'
+_SITE_HEADER_WORDS = frozenset({"header", "masthead", "topbar", "top", "banner"})  # without the headline: the site's
+_RUNNING_TEXT = frozenset({"p", "li", "blockquote", "q", "cite", "figcaption", "dd", "td"})  # a <time> in these: prose
+MAX_LABEL_DISTANCE = 40  # elements between the headline and its date label, in document order
 MAX_DATE_LABEL_CHARS = 80  # a date label's text; longer is a paragraph that happens to mention a date
 # Numeric dates a label may show: year first (2024/12/14, 2024.12.14) or last (14.12.2024, 14/12/2024).
 _NUMERIC_YEAR_FIRST = re.compile(r"(?<!\d)(\d{4})[./](\d{1,2})[./](\d{1,2})(?!\d)")
@@ -142,10 +150,12 @@ def parse_date(value: str) -> datetime | None:
         return parse_time(text)
     except ValueError:
         pass
+    except OverflowError:  # 9999-12-31T23:59-23:59: past the range of datetime once in UTC
+        return None
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(\.\d+)?[+-]\d{4}", text):
         try:
             return parse_time(text[:-2] + ":" + text[-2:])
-        except ValueError:
+        except (ValueError, OverflowError):
             return None
     try:
         parsed = parsedate_to_datetime(text)
@@ -153,7 +163,10 @@ def parse_date(value: str) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def date_from_url(url: str) -> datetime | None:
@@ -227,48 +240,91 @@ def _published(
     return None, "none"
 
 
-def labelled_date(tree: lxml.html.HtmlElement, lang: str, *, now: datetime | None = None) -> datetime | None:
-    """The date the page shows in an element labelled as a date (see ``_DATE_LABEL``), at 00:00 UTC: the
-    first such element of the article's region (``<article>``, ``<main>``...), else of the rest of the page
-    outside navigation, asides and footers, whose ``datetime``/``content`` attribute or short text holds a
-    date; None when none does. A date after ``now`` (a day's slack) is not a publication date.
-    ``lang`` (the page's language) reads ``d/m/y`` against ``m/d/y``: month first only in English, and an
-    English date whose order its numbers leave open is not read."""
-    latest = (now or datetime.now(UTC)).date().toordinal() + 1
-    regions = tree.xpath(_ARTICLE_REGION)
-    for root in [*regions[:1], tree]:
-        for element in root.iter():
-            if not isinstance(element.tag, str) or not _is_date_label(element):
-                continue
-            when = _date_of_label(element, lang)
-            if when is not None and when.year in YEAR_RANGE and when.toordinal() <= latest:
-                return datetime(when.year, when.month, when.day, tzinfo=UTC)
+def labelled_date(
+    tree: lxml.html.HtmlElement, lang: str, title: str = "", *, now: datetime | None = None
+) -> datetime | None:
+    """The date the page shows in an element labelled as a date (see ``_DATE_WORDS``), nearest its headline:
+    the headline is the element whose text is ``title`` (an ``<h1>`` or ``<h2>`` first), else the first
+    ``<h1>``; the label is the nearest one before or after it in document order, at most
+    ``MAX_LABEL_DISTANCE`` elements away, outside navigation, asides, footers, related links, comments and a
+    site header that does not hold the headline (a site's top bar, a teaser list or a comment carries other
+    dates). None without a headline or such a label.
+
+    The date is the element's ``datetime``/``content`` attribute (the instant it gives, in UTC), else its
+    text when it is short (``MAX_DATE_LABEL_CHARS``: a label, not a paragraph that mentions a date) at 00:00
+    UTC. ``lang`` (the page's language) reads ``d/m/y`` against ``m/d/y``: month first only in English, and an
+    English date whose order its numbers leave open is not read. A date after ``now`` (a day's slack) is no
+    publication date."""
+    headline = _headline(tree, title)
+    if headline is None:
+        return None
+    order = {element: i for i, element in enumerate(tree.iter())}
+    at = order[headline]
+    around = set(headline.iterancestors())
+    latest = (now or datetime.now(UTC)) + timedelta(days=1)
+    labels = sorted(
+        (abs(i - at), i, element)
+        for element, i in order.items()
+        if abs(i - at) <= MAX_LABEL_DISTANCE and isinstance(element.tag, str) and _is_date_label(element, around)
+    )
+    for _, _, element in labels:
+        when = _date_of_label(element, lang)
+        if when is not None and when.year in YEAR_RANGE and when <= latest:
+            return when
     return None
 
 
-def _is_date_label(element: lxml.html.HtmlElement) -> bool:
-    words = _label_words(" ".join(element.get(key) or "" for key in ("class", "id", "itemprop")))
-    if not (element.tag == "time" or words & _DATE_WORDS) or words & _OTHER_TIME_WORDS:
+def _headline(tree: lxml.html.HtmlElement, title: str) -> lxml.html.HtmlElement | None:
+    """The element whose text is ``title`` (``<h1>``, ``<h2>``, then any in the body), else the first ``<h1>``."""
+    wanted = normalize_whitespace(title)
+    body = tree.find("body")
+    if wanted and body is not None:
+        for tags in (("h1", "h2"), ()):
+            for element in body.iter(*tags):
+                if isinstance(element.tag, str) and normalize_whitespace(element.text_content()) == wanted:
+                    return element
+    return next((h for h in tree.iter("h1") if normalize_whitespace(h.text_content())), None)
+
+
+def _is_date_label(element: lxml.html.HtmlElement, around_headline: set[lxml.html.HtmlElement]) -> bool:
+    words = _label_words(element)
+    if words & _OTHER_TIME_WORDS:
         return False
-    return not any(isinstance(up.tag, str) and up.tag in _NOT_ARTICLE for up in element.iterancestors())
+    if not words & _DATE_WORDS:
+        if element.tag != "time" or element.get("datetime") is None:
+            return False
+        if any(isinstance(up.tag, str) and up.tag in _RUNNING_TEXT for up in element.iterancestors()):
+            return False  # "on <time datetime=2017-05-15>15 May 2017</time> the State Department..."
+    for up in element.iterancestors():
+        if not isinstance(up.tag, str):
+            continue
+        words = _label_words(up)
+        if up.tag in _NOT_ARTICLE or words & _NOT_ARTICLE_WORDS:
+            return False
+        if (up.tag == "header" or words & _SITE_HEADER_WORDS) and up not in around_headline:
+            return False  # the site's header (today's date in its top bar), not the article's
+    return True
 
 
-def _label_words(label: str) -> set[str]:
-    """``"entry-date published"``, ``"datePublished"``, ``"post__date"`` -> their lower-case words."""
+def _label_words(element: lxml.html.HtmlElement) -> set[str]:
+    """The lower-case words of the element's class, id and itemprop: ``"entry-date published"``,
+    ``"datePublished"``, ``"post__date"`` -> ``{"entry", "date", "published", "post"}``."""
+    label = " ".join(element.get(key) or "" for key in ("class", "id", "itemprop"))
     return set(re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", label).lower())) - {""}
 
 
-def _date_of_label(element: lxml.html.HtmlElement, lang: str) -> date | None:
+def _date_of_label(element: lxml.html.HtmlElement, lang: str) -> datetime | None:
     for key in ("datetime", "content"):
         value = element.get(key)
         when = parse_date(value) if value else None
         if when is not None:
-            return when.date()
+            return when
     text = normalize_whitespace(element.text_content())
     if not text or len(text) > MAX_DATE_LABEL_CHARS:
         return None
     written = dates_in(text)
-    return written[0] if written else _numeric_date(text, lang)
+    day = written[0] if written else _numeric_date(text, lang)
+    return None if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _numeric_date(text: str, lang: str) -> date | None:
@@ -424,7 +480,7 @@ def extract(
     lang = detect_language(text, hint)
     published, date_source = _published(tree, url, hinted_published, hinted_date_source)
     if published is None:  # trafilatura pruned ``tree``: the labels are read from a fresh one
-        published = labelled_date(_parse(html, url), lang)
+        published = labelled_date(_parse(html, url), lang, title)
         date_source = "none" if published is None else "meta"
     canonical = None
     for link in tree.xpath('//link[@href][contains(concat(" ", normalize-space(@rel), " "), " canonical ")]'):

@@ -6,7 +6,8 @@ dates (15 May 2017 / 15 أيار 2017 / 2017-05-15), and the people and bodies o
 their Latin and Arabic spellings. :class:`AnchorExtractor` turns a text into a set of such keys:
 
 - ``num:<int>``   figures of at least ``MIN_FIGURE`` (not years) and the topic's anchor numbers;
-- ``date:<yyyy-mm-dd>`` and ``month:<yyyy-mm>``  dates in en/fr/de/tr/ar month names or ISO form;
+- ``date:<yyyy-mm-dd>`` and ``month:<yyyy-mm>``  dates in en/fr/de/tr/ar/ru/uk/es/it/pl/pt month names or
+  ISO form;
 - ``ent:<key>``   an entity group of the topic file, whichever spelling matched;
 - ``name:<word>`` capitalised Latin-script words (proper names shared by Latin-script languages).
 
@@ -68,7 +69,7 @@ for _num, _month_names in enumerate(
         ("october", "oct", "octobre", "oktober", "ekim", "اكتوبر", "تشرين الاول",
          "октября", "жовтня", "octubre", "ottobre", "pazdziernika", "outubro"),
         ("november", "nov", "novembre", "kasim", "نوفمبر", "تشرين الثاني",
-         "ноября", "листопада", "noviembre", "listopada", "novembro"),
+         "ноября", "листопада", "noviembre", "novembro"),  # not Polish "listopada": October in Croatian
         ("december", "dec", "decembre", "dezember", "aralik", "ديسمبر", "كانون الاول",
          "декабря", "грудня", "diciembre", "dicembre", "grudnia", "dezembro"),
     ],
@@ -77,17 +78,28 @@ for _num, _month_names in enumerate(
     for _name in _month_names:
         _MONTHS[fold(_name)] = _num
 
-# Arabic dates often give both month names: "15 أيار/مايو 2017".
-_MONTH_ALT = "|".join(sorted((re.escape(m) for m in _MONTHS), key=len, reverse=True))
-_MONTH = rf"(?P<month>{_MONTH_ALT})(?:\s*/\s*(?:{_MONTH_ALT}))?"
+# Month names that are also words or given names elsewhere ("marco" = frame, "marca" = brand, County Mayo, Maja):
+# read only after a day ("15 marca 2019"), never as "Mayo 2019" or "Marco 12, 2024".
+_WORD_MONTHS = frozenset({"marco", "marca", "mayo", "maja"})
+
+
+def _month_group(names: list[str]) -> str:
+    """A month name, or two joined by a slash (Arabic dates often give both: "15 أيار/مايو 2017")."""
+    alt = "|".join(sorted((re.escape(m) for m in names), key=len, reverse=True))
+    return rf"(?P<month>{alt})(?:\s*/\s*(?:{alt}))?"
+
+
+_MONTH = _month_group(list(_MONTHS))
+_PLAIN_MONTH = _month_group([m for m in _MONTHS if m not in _WORD_MONTHS])
 _DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th|er|\.)?"
 _YEAR = r"(?P<year>\d{4})"
+_DE = r"(?:de\s+)?"  # es/pt: "4 de abril de 2017"
 _DATE_PATTERNS = (
-    re.compile(rf"(?<!\w){_DAY}\s+(?:de\s+)?{_MONTH}\.?,?\s+(?:de\s+)?{_YEAR}(?!\w)"),  # es/pt: "4 de abril de 2017"
-    re.compile(rf"(?<!\w){_MONTH}\.?\s+{_DAY},?\s+{_YEAR}(?!\w)"),
+    re.compile(rf"(?<!\w){_DAY}\s+{_DE}{_MONTH}\.?,?\s+{_DE}{_YEAR}(?!\w)"),
+    re.compile(rf"(?<!\w){_PLAIN_MONTH}\.?\s+{_DAY},?\s+{_YEAR}(?!\w)"),
     re.compile(r"(?<!\w)(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?!\w)"),
 )
-_MONTH_YEAR = re.compile(rf"(?<!\w){_MONTH}\.?,?\s+{_YEAR}(?!\w)")
+_MONTH_YEAR = re.compile(rf"(?<!\w){_PLAIN_MONTH}\.?,?\s+{_DE}{_YEAR}(?!\w)")
 # 13,000 / 13.000 / 13 000 / ١٣٬٠٠٠ / 17723, optionally "13 thousand" / "13 ألف".
 _NUMBER = re.compile(
     r"(?<![\w.,])(\d{1,3}(?:[,.\u066c\u202f\u00a0 ]\d{3})+|\d+)(?:\s+(thousand|الف|الاف|million|مليون))?"

@@ -11,8 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crawlers.extraction import extract, labelled_date
-from stream.anchors import dates_in
+from crawlers.extraction import MAX_LABEL_DISTANCE, extract, labelled_date
+from sednaya_monitor.settings import Settings
+from stream.anchors import AnchorExtractor, dates_in
+from stream.topic import load_topic
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -74,22 +76,93 @@ def test_what_is_not_a_publication_date_is_not_read(label: str) -> None:
     assert _date(f"<article><h1>Registers found</h1>{label}{BODY}</article>") is None
 
 
-def test_the_article_region_comes_before_the_page_around_it() -> None:
-    page = (
-        '<div class="sidebar"><span class="date">2017-05-15</span> <a href="/old">An older report</a></div>'
-        '<article><header><span class="date">2024-12-14</span></header>' + BODY + "</article>"
+HEADLINE = "<h1>Registers found</h1>"
+
+
+def test_the_label_nearest_the_headline_is_the_page_s_date() -> None:
+    teasers = (
+        '<div class="list">'
+        + "".join(
+            f'<div class="item"><a href="/n{i}">Older report {i}</a> <span class="date">2017-05-{i + 10}</span></div>'
+            for i in range(5)
+        )
+        + "</div>"
     )
+    page = f'{teasers}<div id="content">{HEADLINE}<span class="date">2024-12-14</span>{BODY}</div>'
     assert _date(page) == dt.date(2024, 12, 14)
+    above = f'{teasers}<div id="content"><span class="date">14.12.2024</span>{HEADLINE}{BODY}</div>'
+    assert _date(above, "de") == dt.date(2024, 12, 14)  # a kicker date above the headline
 
 
-def test_navigation_asides_and_footers_are_not_the_page_s_date() -> None:
-    around = (
-        '<nav><span class="date">2024-12-01</span></nav>'
-        '<aside><time datetime="2024-12-02">Most read</time></aside>'
-        '<footer><span class="date">2024-12-03</span></footer>'
+@pytest.mark.parametrize(
+    "around",
+    [
+        '<nav><span class="date">2024-12-01</span></nav>',
+        '<aside><time datetime="2024-12-02">Most read</time></aside>',
+        '<div id="header"><span class="date">Sunday, 2 March 2025</span></div>',  # today, in the site's top bar
+        '<header><time datetime="2025-03-01">Today</time></header>',
+        '<td class="top"><span class="date">2025/03/01</span></td>',
+        '<div class="trending"><article><time datetime="2017-05-15">An older report</time></article></div>',
+    ],
+)
+def test_dates_of_the_site_around_the_article_are_not_its_date(around: str) -> None:
+    assert _date(f"{around}{HEADLINE}{BODY}") is None
+    assert _date(f'{around}{HEADLINE}<span class="date">2024-12-14</span>{BODY}') == dt.date(2024, 12, 14)
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        '<div class="related"><span class="date">2017-05-15</span> <a href="/old">An older report</a></div>',
+        '<section id="comments"><div class="c"><span class="date">2025-02-28</span> A reader wrote.</div></section>',
+        '<footer><span class="date">2025-01-01</span></footer>',
+    ],
+)
+def test_related_links_comments_and_footers_below_the_article_are_not_its_date(after: str) -> None:
+    assert _date(f"<main>{HEADLINE}{BODY}{after}</main>") is None
+
+
+def test_a_label_far_from_the_headline_is_not_its_date() -> None:
+    paragraphs = "".join(f"<p>Paragraph {i} of the testimony.</p>" for i in range(MAX_LABEL_DISTANCE))
+    assert _date(f'{HEADLINE}{paragraphs}<span class="date">2024-12-14</span>') is None
+    assert _date(
+        f'{HEADLINE}{paragraphs[: -len("<p>Paragraph 39 of the testimony.</p>")]}<span class="date">2024-12-14</span>'
+    ) == dt.date(2024, 12, 14)
+
+
+def test_an_article_header_holding_the_headline_holds_its_date() -> None:
+    page = f'<article><header class="entry-header">{HEADLINE}<span class="posted-on">14 Aralık 2024</span></header>'
+    assert _date(page + BODY + "</article>", "tr") == dt.date(2024, 12, 14)
+
+
+def test_a_time_in_running_text_is_a_date_the_article_mentions() -> None:
+    prose = '<p>On <time datetime="2017-05-15">15 May 2017</time> the State Department showed the images.</p>'
+    assert _date(HEADLINE + prose + BODY) is None
+    assert _date(HEADLINE + '<time datetime="2024-12-14">Saturday</time>' + prose + BODY) == dt.date(2024, 12, 14)
+
+
+def test_a_label_s_timestamp_keeps_its_instant() -> None:
+    label = '<time class="published" datetime="2024-12-14T01:30:00+03:00">14 December</time>'
+    found = labelled_date(_tree(HEADLINE + label + BODY), "en", now=NOW)
+    assert found == datetime(2024, 12, 13, 22, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00", "not a date"])
+def test_an_unreadable_or_out_of_range_attribute_is_no_date(value: str) -> None:
+    label = f'<time class="published" datetime="{value}">?</time>'
+    assert labelled_date(_tree(HEADLINE + label + BODY), "en", now=NOW) is None
+    page = f"<html><head><title>Registers found</title></head><body>{HEADLINE}{label}{BODY}</body></html>"
+    assert extract(page, url="https://example.test/news.php?id=7").date_source == "none"
+
+
+def test_without_a_headline_the_title_s_element_is_the_headline() -> None:
+    legacy = (
+        '<table><tr><td class="top">Home | World</td></tr><tr><td class="main">'
+        '<font class="date">2024/12/14</font><br><font class="title"><b>Registers found</b></font>'
+        f"<font class=text>{BODY}</font></td></tr></table>"
     )
-    assert _date(around + BODY) is None
-    assert _date(around + '<div><span class="date">2024-12-14</span></div>' + BODY) == dt.date(2024, 12, 14)
+    assert labelled_date(_tree(legacy), "ar", "Registers found", now=NOW) == datetime(2024, 12, 14, tzinfo=UTC)
+    assert labelled_date(_tree(legacy), "ar", now=NOW) is None  # no headline at all: nothing to be near
 
 
 def test_extract_reads_a_label_only_when_markup_feed_and_url_say_nothing() -> None:
@@ -117,6 +190,22 @@ def test_dates_in_reads_the_anchor_grammar_in_order_and_skips_impossible_days() 
     assert dates_in(text) == [dt.date(2024, 12, 14), dt.date(2017, 5, 15), dt.date(2025, 3, 3)]
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["El Marco 2030 de la ONU", "Este acuerdo marca 2024 como", "County Mayo 2019", "Maja 2024", "Marco 12, 2024"],
+)
+def test_month_names_that_are_also_words_need_a_day_before_them(text: str) -> None:
+    extractor = AnchorExtractor(load_topic(Settings().topic_file))
+    assert not {a for a in extractor.extract(text) if a.startswith(("date:", "month:"))}
+    assert dates_in(text) == []
+
+
+def test_a_month_name_that_is_also_a_word_is_read_after_a_day() -> None:
+    extractor = AnchorExtractor(load_topic(Settings().topic_file))
+    assert {"date:2019-03-15", "month:2019-03"} <= extractor.extract("raport z 15 marca 2019 r.")
+    assert {"month:2017-02"} <= extractor.extract("el informe de febrero de 2017")
+
+
 XML_TEXT = st.characters(blacklist_categories=("Cs", "Cc"))  # what an element's text can hold
 DATE_LIKE = st.sampled_from([*"0123456789٠١٢٣٤٥./-, ", "May ", "décembre ", "Aralık ", "أيار ", "2024", "31"])
 
@@ -137,12 +226,22 @@ def test_dates_in_reads_the_topic_s_languages(text: str) -> None:
     assert dates_in(text) == [dt.date(2017, 2, 7)]
 
 
-@given(st.one_of(st.text(XML_TEXT, max_size=120), st.lists(DATE_LIKE, max_size=12).map("".join)))
-def test_labelled_date_never_raises_on_any_label_text(text: str) -> None:
-    span = lxml.html.Element("span", {"class": "date"})
+LABEL_TEXT = st.one_of(st.text(XML_TEXT, max_size=120), st.lists(DATE_LIKE, max_size=12).map("".join))
+ISO_LIKE = st.one_of(
+    st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+    st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?[+-][0-9]{2}:?[0-9]{2}\Z"),
+    st.text(XML_TEXT, max_size=40),
+)
+
+
+@given(LABEL_TEXT, ISO_LIKE, st.sampled_from(["datetime", "content", "title"]))
+def test_labelled_date_never_raises_on_any_label(text: str, attribute: str, key: str) -> None:
+    headline = lxml.html.Element("h1")
+    headline.text = "Registers found"
+    span = lxml.html.Element("time", {"class": "date", key: attribute})
     span.text = text
     body = lxml.html.Element("body")
-    body.append(span)
+    body.extend([headline, span])
     root = lxml.html.Element("html")
     root.append(body)
     found = labelled_date(root, "en", now=NOW)
