@@ -45,61 +45,63 @@ ANCHOR_WEIGHTS: Mapping[str, float] = {
 # Kinds specific enough to retrieve a dormant story by (story_state's anchor index).
 SPECIFIC_KINDS = frozenset({"date", "num", "ent"})
 
-_MONTHS: dict[str, int] = {}
-for _num, _month_names in enumerate(
-    [  # en, fr, de, tr, ar (Egyptian and Levantine), then ru, uk, es, it, pl, pt (ru/uk/pl: the genitive of dates)
-        ("january", "jan", "janvier", "januar", "ocak", "يناير", "كانون الثاني",
-         "января", "січня", "enero", "gennaio", "stycznia", "janeiro"),
-        ("february", "feb", "fevrier", "februar", "subat", "فبراير", "شباط",
-         "февраля", "лютого", "febrero", "febbraio", "lutego", "fevereiro"),
-        ("march", "mar", "mars", "marz", "mart", "مارس", "اذار",
-         "марта", "березня", "marzo", "marca", "marco"),
-        ("april", "apr", "avril", "nisan", "ابريل", "نيسان",
-         "апреля", "квітня", "abril", "aprile", "kwietnia"),
-        ("may", "mai", "mayis", "مايو", "ايار",
-         "мая", "травня", "mayo", "maggio", "maja", "maio"),
-        ("june", "jun", "juin", "juni", "haziran", "يونيو", "حزيران",
-         "июня", "червня", "junio", "giugno", "czerwca", "junho"),
-        ("july", "jul", "juillet", "juli", "temmuz", "يوليو", "تموز",
-         "июля", "липня", "julio", "luglio", "lipca", "julho"),
-        ("august", "aug", "aout", "agustos", "اغسطس", "اب",
-         "августа", "серпня", "agosto", "sierpnia"),
-        ("september", "sep", "sept", "septembre", "eylul", "سبتمبر", "ايلول",
-         "сентября", "вересня", "septiembre", "settembre", "wrzesnia", "setembro"),
-        ("october", "oct", "octobre", "oktober", "ekim", "اكتوبر", "تشرين الاول",
-         "октября", "жовтня", "octubre", "ottobre", "pazdziernika", "outubro"),
-        ("november", "nov", "novembre", "kasim", "نوفمبر", "تشرين الثاني",
-         "ноября", "листопада", "noviembre", "novembro"),  # not Polish "listopada": October in Croatian
-        ("december", "dec", "decembre", "dezember", "aralik", "ديسمبر", "كانون الاول",
-         "декабря", "грудня", "diciembre", "dicembre", "grudnia", "dezembro"),
-    ],
-    start=1,
-):  # fmt: skip
-    for _name in _month_names:
-        _MONTHS[fold(_name)] = _num
+# Month names by language, January first. en, fr, de, tr and ar (Egyptian and Levantine names) are read in
+# every order ("15 May 2017", "May 15, 2017", "May 2017"); es, it and pt after a day or before a year; the
+# genitives of ru, uk and pl ("15 февраля 2017"), and the names that are also words or given names ("marco" =
+# frame, "marca" = brand, County Mayo, Maja), only after a day.
+_EVERY_ORDER = [
+    ("january", "jan", "janvier", "januar", "ocak", "يناير", "كانون الثاني"),
+    ("february", "feb", "fevrier", "februar", "subat", "فبراير", "شباط"),
+    ("march", "mar", "mars", "marz", "mart", "مارس", "اذار"),
+    ("april", "apr", "avril", "nisan", "ابريل", "نيسان"),
+    ("may", "mai", "mayis", "مايو", "ايار"),
+    ("june", "jun", "juin", "juni", "haziran", "يونيو", "حزيران"),
+    ("july", "jul", "juillet", "juli", "temmuz", "يوليو", "تموز"),
+    ("august", "aug", "aout", "agustos", "اغسطس", "اب"),
+    ("september", "sep", "sept", "septembre", "eylul", "سبتمبر", "ايلول"),
+    ("october", "oct", "octobre", "oktober", "ekim", "اكتوبر", "تشرين الاول"),
+    ("november", "nov", "novembre", "kasim", "نوفمبر", "تشرين الثاني"),
+    ("december", "dec", "decembre", "dezember", "aralik", "ديسمبر", "كانون الاول"),
+]
+_BEFORE_A_YEAR = [  # es, it, pt
+    ("enero", "gennaio", "janeiro"), ("febrero", "febbraio", "fevereiro"), ("marzo",), ("abril", "aprile"),
+    ("maggio", "maio"), ("junio", "giugno", "junho"), ("julio", "luglio", "julho"), ("agosto",),
+    ("septiembre", "settembre", "setembro"), ("octubre", "ottobre", "outubro"), ("noviembre", "novembro"),
+    ("diciembre", "dicembre", "dezembro"),
+]  # fmt: skip
+_AFTER_A_DAY = [  # ru, uk, pl genitives; words elsewhere. Not Polish "listopada": October in Croatian.
+    ("января", "січня", "stycznia"), ("февраля", "лютого", "lutego"), ("марта", "березня", "marca", "marco"),
+    ("апреля", "квітня", "kwietnia"), ("мая", "травня", "mayo", "maja"), ("июня", "червня", "czerwca"),
+    ("июля", "липня", "lipca"), ("августа", "серпня", "sierpnia"), ("сентября", "вересня", "wrzesnia"),
+    ("октября", "жовтня", "pazdziernika"), ("ноября", "листопада"), ("декабря", "грудня", "grudnia"),
+]  # fmt: skip
+_MONTHS: dict[str, int] = {
+    fold(name): number
+    for table in (_EVERY_ORDER, _BEFORE_A_YEAR, _AFTER_A_DAY)
+    for number, names in enumerate(table, start=1)
+    for name in names
+}
 
-# Month names that are also words or given names elsewhere ("marco" = frame, "marca" = brand, County Mayo, Maja):
-# read only after a day ("15 marca 2019"), never as "Mayo 2019" or "Marco 12, 2024".
-_WORD_MONTHS = frozenset({"marco", "marca", "mayo", "maja"})
 
-
-def _month_group(names: list[str]) -> str:
-    """A month name, or two joined by a slash (Arabic dates often give both: "15 أيار/مايو 2017")."""
-    alt = "|".join(sorted((re.escape(m) for m in names), key=len, reverse=True))
+def _month_group(*tables: list[tuple[str, ...]]) -> str:
+    """A month name of ``tables``, or two joined by a slash (Arabic dates often give both: "15 أيار/مايو 2017")."""
+    alt = "|".join(
+        sorted({re.escape(fold(n)) for table in tables for names in table for n in names}, key=lambda m: (-len(m), m))
+    )
     return rf"(?P<month>{alt})(?:\s*/\s*(?:{alt}))?"
 
 
-_MONTH = _month_group(list(_MONTHS))
-_PLAIN_MONTH = _month_group([m for m in _MONTHS if m not in _WORD_MONTHS])
 _DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th|er|\.)?"
 _YEAR = r"(?P<year>\d{4})"
 _DE = r"(?:de\s+)?"  # es/pt: "4 de abril de 2017"
 _DATE_PATTERNS = (
-    re.compile(rf"(?<!\w){_DAY}\s+{_DE}{_MONTH}\.?,?\s+{_DE}{_YEAR}(?!\w)"),
-    re.compile(rf"(?<!\w){_PLAIN_MONTH}\.?\s+{_DAY},?\s+{_YEAR}(?!\w)"),
+    re.compile(
+        rf"(?<!\w){_DAY}\s+{_DE}{_month_group(_EVERY_ORDER, _BEFORE_A_YEAR, _AFTER_A_DAY)}\.?,?\s+{_DE}{_YEAR}(?!\w)"
+    ),
+    re.compile(rf"(?<!\w){_month_group(_EVERY_ORDER)}\.?\s+{_DAY},?\s+{_YEAR}(?!\w)"),
     re.compile(r"(?<!\w)(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?!\w)"),
 )
-_MONTH_YEAR = re.compile(rf"(?<!\w){_PLAIN_MONTH}\.?,?\s+{_DE}{_YEAR}(?!\w)")
+_MONTH_YEAR = re.compile(rf"(?<!\w){_month_group(_EVERY_ORDER, _BEFORE_A_YEAR)}\.?,?\s+{_DE}{_YEAR}(?!\w)")
 # 13,000 / 13.000 / 13 000 / ١٣٬٠٠٠ / 17723, optionally "13 thousand" / "13 ألف".
 _NUMBER = re.compile(
     r"(?<![\w.,])(\d{1,3}(?:[,.\u066c\u202f\u00a0 ]\d{3})+|\d+)(?:\s+(thousand|الف|الاف|million|مليون))?"
@@ -342,4 +344,3 @@ def event_kinds(title: str, text: str) -> frozenset[str]:
         # a match needs one of the terms as a substring: that C-speed test first skips most regex scans
         if any(t in head for t in _EVENT_LITERALS[kind]) and pattern.search(head)
     )
-

@@ -200,6 +200,19 @@ def test_month_names_that_are_also_words_need_a_day_before_them(text: str) -> No
     assert dates_in(text) == []
 
 
+def test_each_month_name_means_one_month() -> None:
+    from stream import anchors
+    from stream.text import fold
+
+    meaning: dict[str, set[int]] = {}
+    for table in (anchors._EVERY_ORDER, anchors._BEFORE_A_YEAR, anchors._AFTER_A_DAY):
+        assert len(table) == 12
+        for number, names in enumerate(table, start=1):
+            for name in names:
+                meaning.setdefault(fold(name), set()).add(number)
+    assert {name: months for name, months in meaning.items() if len(months) > 1} == {}
+
+
 def test_a_month_name_that_is_also_a_word_is_read_after_a_day() -> None:
     extractor = AnchorExtractor(load_topic(Settings().topic_file))
     assert {"date:2019-03-15", "month:2019-03"} <= extractor.extract("raport z 15 marca 2019 r.")
