@@ -180,14 +180,8 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "embed-vectors", "embed", lambda s: s.topic_raw, GROUP_EMBED, _embedding, needs_embedder=True, one_process=False
     ),
-    StageSpec(
-        "cluster",
-        "embed",
-        lambda s: s.topic_embedded,
-        GROUP_CLUSTER,
-        _shared_state_assign,
-        needs_embedder=True,
-        one_process=False,
+    StageSpec(  # its records carry their vectors: the model loads only for one that does not (AssignStage._embed)
+        "cluster", "embed", lambda s: s.topic_embedded, GROUP_CLUSTER, _shared_state_assign, one_process=False
     ),
     StageSpec("index", "index", lambda s: s.topic_clustered, GROUP_INDEX, _index, store_guard=True),
     StageSpec(
