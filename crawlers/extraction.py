@@ -219,17 +219,18 @@ def _meta(tree: lxml.html.HtmlElement) -> dict[str, str]:
 
 
 def _published(
-    tree: lxml.html.HtmlElement, url: str, hinted: datetime | None, hinted_source: DateSource | None
+    tree: lxml.html.HtmlElement, url: str, hinted: datetime | None, hinted_source: DateSource | None, lang: str
 ) -> tuple[datetime | None, DateSource]:
     for obj in _jsonld_objects(tree):
         if _types(obj) & ARTICLE_TYPES and isinstance(obj.get("datePublished"), str):
-            when = parse_date(obj["datePublished"])
+            when = parse_date(obj["datePublished"]) or written_date(obj["datePublished"], lang)
             if when is not None:
                 return when, "jsonld"
     meta = _meta(tree)
     for key in META_DATE_KEYS:
         if key in meta:
-            when = parse_date(meta[key])
+            # ISO or RFC 822, else as people write it: <meta name="date" content="14.12.2024">
+            when = parse_date(meta[key]) or written_date(meta[key], lang)
             if when is not None:
                 return when, "meta"
     if hinted is not None and hinted_source is not None:
@@ -319,12 +320,21 @@ def _date_of_label(element: lxml.html.HtmlElement, lang: str) -> datetime | None
         when = parse_date(value) if value else None
         if when is not None:
             return when
-    text = normalize_whitespace(element.text_content())
+    return written_date(element.text_content(), lang)
+
+
+def written_date(text: str, lang: str) -> datetime | None:
+    """The first date of a short ``text`` as people write it, at 00:00 UTC: a day, a month name and a year in
+    the anchors' grammar (``stream.anchors.dates_in``), else numeric (:func:`_numeric_date`); None in a text
+    longer than ``MAX_DATE_LABEL_CHARS`` (a paragraph that mentions a date, not a date)."""
+    text = normalize_whitespace(text)
     if not text or len(text) > MAX_DATE_LABEL_CHARS:
         return None
     written = dates_in(text)
     day = written[0] if written else _numeric_date(text, lang)
-    return None if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC)
+    if day is None or day.year not in YEAR_RANGE:
+        return None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _numeric_date(text: str, lang: str) -> date | None:
@@ -478,7 +488,7 @@ def extract(
         authors = tuple(a.strip() for a in re.split(r";|\|", doc.author) if a.strip())
     hint = _hint(tree.get("lang") or tree.get("xml:lang"))
     lang = detect_language(text, hint)
-    published, date_source = _published(tree, url, hinted_published, hinted_date_source)
+    published, date_source = _published(tree, url, hinted_published, hinted_date_source, lang)
     if published is None:  # trafilatura pruned ``tree``: the labels are read from a fresh one
         published = labelled_date(_parse(html, url), lang, title)
         date_source = "none" if published is None else "meta"

@@ -185,6 +185,30 @@ def test_extract_reads_a_label_only_when_markup_feed_and_url_say_nothing() -> No
     assert (unlabelled.published, unlabelled.date_source) == (None, "none")
 
 
+@pytest.mark.parametrize(
+    ("head", "lang", "expected", "source"),
+    [
+        ('<meta name="date" content="14.12.2024">', "de", datetime(2024, 12, 14, tzinfo=UTC), "meta"),
+        ('<meta name="pubdate" content="2024/12/14">', "ar", datetime(2024, 12, 14, tzinfo=UTC), "meta"),
+        ('<meta property="article:published_time" content="December 14, 2024">', "en",
+         datetime(2024, 12, 14, tzinfo=UTC), "meta"),
+        ('<script type="application/ld+json">{"@type": "NewsArticle", "datePublished": "14 décembre 2024"}</script>',
+         "fr", datetime(2024, 12, 14, tzinfo=UTC), "jsonld"),
+        ('<meta name="date" content="2024-12-14T09:30:00+01:00">', "en", datetime(2024, 12, 14, 8, 30, tzinfo=UTC),
+         "meta"),
+        ('<meta name="date" content="05/06/2024">', "en", None, "none"),  # English: which is the month?
+        ('<meta name="date" content="14.12.0024">', "de", None, "none"),
+        ('<meta name="date" content="soon">', "en", None, "none"),
+    ],
+)  # fmt: skip
+def test_a_date_in_the_markup_is_read_as_people_write_it_too(
+    head: str, lang: str, expected: datetime | None, source: str
+) -> None:
+    page = f'<html lang="{lang}"><head><title>Registers found</title>{head}</head><body>{HEADLINE}{BODY}</body></html>'
+    found = extract(page, url="https://example.test/news.php?id=7")
+    assert (found.published, found.date_source) == (expected, source)
+
+
 def test_dates_in_reads_the_anchor_grammar_in_order_and_skips_impossible_days() -> None:
     text = "Published 2024-12-14. The report of 15 May 2017 and the hearing of 30 février 2024, then March 3, 2025."
     assert dates_in(text) == [dt.date(2024, 12, 14), dt.date(2017, 5, 15), dt.date(2025, 3, 3)]
