@@ -1,9 +1,10 @@
 """What ``sources check`` makes of one feed or sitemap answer (pure functions, no I/O).
 
-A URL is *verified* when it answers with a parseable document (RSS/Atom/RDF through feedparser, a
-sitemap or sitemap index through :func:`crawlers.spiders.sitemaps.parse_sitemap`, gzip or not) whose
-newest entry is at most ``max_age`` old. Otherwise the outcome says why: ``malformed_xml`` (not a feed
-or sitemap: an HTML error page, broken XML with nothing to recover), ``too_large``, ``empty`` (no
+A URL is *verified* when it answers with a parseable document (RSS/Atom/RDF through feedparser, a JSON
+Feed through :mod:`crawlers.json_feed`, a sitemap or sitemap index through
+:func:`crawlers.spiders.sitemaps.parse_sitemap`, gzip or not) whose newest entry is at most ``max_age``
+old. Otherwise the outcome says why: ``malformed_xml`` (not a feed or sitemap: an HTML error page, broken
+XML with nothing to recover), ``malformed_json`` (JSON that is no JSON Feed), ``too_large``, ``empty`` (no
 entry), ``undated`` (entries without any date, so recency cannot be told) or ``stale`` (the newest entry
 is older than ``max_age``: a feed the outlet stopped updating).
 """
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import feedparser
 
 from crawlers.errors import FeedError
+from crawlers.json_feed import is_json_feed, json_feed_entries
 from crawlers.spiders.feeds import entry_time, is_xml_error
 from crawlers.spiders.sitemaps import GZIP_MAGIC, gunzip, parse_sitemap
 
@@ -41,11 +43,15 @@ def read_listing(body: bytes, *, max_bytes: int) -> Listing:
     """Parse a feed or sitemap answer.
 
     Raises:
-        FeedError: ``malformed_xml`` when it is neither a feed nor a sitemap, ``too_large`` when its gzip
-            body inflates beyond ``max_bytes``.
+        FeedError: ``malformed_xml`` when it is neither a feed nor a sitemap, ``malformed_json`` for JSON that
+            is no JSON Feed, ``too_large`` when its gzip body inflates beyond ``max_bytes``.
     """
     if body[:2] == GZIP_MAGIC:
         body = gunzip(body, max_bytes)
+    if is_json_feed(body, None):
+        items = json_feed_entries(body, "<listing>")
+        stamps = [t for t in (entry_time(e) for e in items) if t is not None]
+        return Listing("feed", len(items), max(stamps) if stamps else None)
     if _looks_like_sitemap(body):
         kind, entries, _ = parse_sitemap(body)
         dated = [e.published for e in entries if e.published is not None]

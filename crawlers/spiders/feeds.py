@@ -1,8 +1,10 @@
-"""``feeds``: RSS 2.0, Atom and RDF feeds of the registry's sources (feedparser), newest entries first."""
+"""``feeds``: RSS 2.0, Atom and RDF feeds of the registry's sources (feedparser) and JSON Feeds
+(``crawlers.json_feed``), newest entries first."""
 
 from __future__ import annotations
 
 import calendar
+import logging
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +13,11 @@ import feedparser
 import scrapy
 from scrapy.http import Response
 
+from crawlers.errors import FeedError
+from crawlers.json_feed import is_json_feed, json_feed_entries
 from crawlers.spiders.base import BaseSpider
+
+logger = logging.getLogger(__name__)
 
 MAX_ENTRIES_PER_FEED = 200  # a feed longer than this is an archive dump; the newest are what matter
 
@@ -48,15 +54,26 @@ class FeedSpider(BaseSpider):
             return
         source_id: str = response.meta["source"]
         source = next(s for s in self.context.registry if s.id == source_id)
-        parsed = feedparser.parse(response.body)
-        broken = bool(parsed.get("bozo")) and is_xml_error(parsed.get("bozo_exception"))
-        if broken and not parsed.entries:
-            self.context.fetch(source_id, "malformed_xml", response.url)
-            return
-        # Salvaged entries of a broken feed are still crawled; the fetch is counted as malformed.
-        self.context.fetch(source_id, "malformed_xml" if broken else "ok", response.url)
+        content_type = (response.headers.get("Content-Type") or b"").decode("latin-1")
+        if is_json_feed(response.body, content_type):
+            try:
+                found: list[Any] = json_feed_entries(response.body, response.url)
+            except FeedError as exc:
+                logger.warning("feed not read", extra={"url": response.url, "source": source_id, "error": str(exc)})
+                self.context.fetch(source_id, exc.outcome, response.url)
+                return
+            self.context.fetch(source_id, "ok", response.url)
+        else:
+            parsed = feedparser.parse(response.body)
+            broken = bool(parsed.get("bozo")) and is_xml_error(parsed.get("bozo_exception"))
+            if broken and not parsed.entries:
+                self.context.fetch(source_id, "malformed_xml", response.url)
+                return
+            # Salvaged entries of a broken feed are still crawled; the fetch is counted as malformed.
+            self.context.fetch(source_id, "malformed_xml" if broken else "ok", response.url)
+            found = parsed.entries
         entries = sorted(
-            parsed.entries[: MAX_ENTRIES_PER_FEED * 2],
+            found[: MAX_ENTRIES_PER_FEED * 2],
             key=lambda e: entry_time(e) or datetime.min.replace(tzinfo=UTC),
             reverse=True,
         )[:MAX_ENTRIES_PER_FEED]
