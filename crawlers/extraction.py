@@ -282,7 +282,12 @@ def _headline(tree: lxml.html.HtmlElement, title: str) -> lxml.html.HtmlElement 
     if wanted and body is not None:
         for tags in (("h1", "h2"), ()):
             for element in body.iter(*tags):
-                if isinstance(element.tag, str) and normalize_whitespace(element.text_content()) == wanted:
+                # a headline holds a few inline elements at most: a container's whole text is not read
+                if (
+                    isinstance(element.tag, str)
+                    and len(element) <= 8
+                    and normalize_whitespace(element.text_content()) == wanted
+                ):
                     return element
     return next((h for h in tree.iter("h1") if normalize_whitespace(h.text_content())), None)
 
