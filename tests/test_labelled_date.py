@@ -69,7 +69,7 @@ def test_a_date_label_gives_the_date_it_shows(label: str, lang: str, expected: d
         '<span class="date">in 2025-06-01 the hearings resume</span>',  # after the crawl: not a publication
         '<span class="date">31.02.2024</span>',  # no such day
         '<span class="date">' + "The hearing that opened on 14 December 2024 lasted into the night. " * 2 + "</span>",
-        "<p>On 15 May 2017 the State Department showed satellite images of the prison.</p>",  # a date in the text
+        '<p class="lead">On <time datetime="2017-05-15">15 May 2017</time> the State Department spoke.</p>',
     ],
 )
 def test_what_is_not_a_publication_date_is_not_read(label: str) -> None:

@@ -8,10 +8,12 @@ both (a store that is down holds the batch uncommitted instead of dead-lettering
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from indexer.alerting.alert_stage import AlertStage
 from indexer.index_stage import IndexStage, StoryIndexStage
@@ -129,3 +131,44 @@ def test_a_store_that_goes_away_holds_the_one_process_batch_instead_of_dead_lett
     assert pipeline.summary().dead_letters == 0
     # uncommitted: the record is still there for the next run
     assert bus.consumer(settings.topic_clustered, topology.GROUP_INDEX).poll(10, 0.0)
+
+
+class CountingEmbedder:
+    """A real embedder whose ``embed`` calls are counted (a warm-up at start is one)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        self.calls += 1
+        return self.inner.embed(texts)
+
+
+@pytest.mark.parametrize(("group", "warmed"), [(topology.GROUP_CLUSTER, False), (topology.GROUP_EMBED, True)])
+def test_only_the_vector_worker_loads_the_model_before_joining(
+    settings: Settings,
+    embedder: Embedder,
+    bus_and_store: tuple[EmbeddedBus, EmbeddedStore],
+    group: str,
+    warmed: bool,
+) -> None:
+    """``embed --no-vectors`` (the story assigner alone) reads records that carry their vectors: it does not
+    load the model at start (a record without one loads it then); ``embed --no-cluster`` warms it up."""
+    bus, store = bus_and_store
+    counting = CountingEmbedder(embedder)
+    specs = [spec for spec in topology.stage_process("embed") if spec.group == group]
+    workers = stage_workers(
+        specs, StageParts(settings, PrometheusMetrics(), bus, store, counting), stop=threading.Event()
+    )
+    try:
+        assert counting.calls == (1 if warmed else 0)
+    finally:
+        for worker in workers:
+            close = getattr(worker.handler, "close", None)
+            if callable(close):
+                close()
