@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from crawlers import gdelt_api, google_news
@@ -92,13 +92,19 @@ def test_syndication_text_is_idempotent(text: str) -> None:
     assert syndication_text(once) == once, f"{text!r} -> {once!r}"
 
 
+JSON_FEED = '{"version": "https://jsonfeed.org/version/1", "items": [%s]}'
+
+
 @given(st.text(max_size=300))
+@example("{")
+@example(JSON_FEED % '{"url": "x", "date_published": "9999-12-31T23:59:59-23:59"}')  # past datetime's range
+@example(JSON_FEED % '{"url": "x", "date_published": "31.02.2024"}, 7')
 def test_prefilter_and_listing_reader_never_raise_other_errors(text: str) -> None:
     assert RELEVANCE.prefilter(text) in {None, "name", "context"}
     try:
         read_listing(text.encode("utf-8"), max_bytes=10_000)
     except FeedError as exc:
-        assert exc.outcome in {"malformed_xml", "too_large"}
+        assert exc.outcome in {"malformed_xml", "malformed_json", "too_large"}  # JSON: a JSON Feed or not
 
 
 @given(st.binary(max_size=200))
