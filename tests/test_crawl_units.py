@@ -441,3 +441,24 @@ def test_source_check_reads_feeds_and_sitemaps_and_judges_recency() -> None:
         with pytest.raises(FeedError) as info:
             read_listing(body, max_bytes=10_000)
         assert info.value.outcome == "malformed_xml"
+
+
+def test_a_feed_date_in_the_feed_s_own_language_is_read_as_people_write_it() -> None:
+    import feedparser
+
+    from crawlers.spiders.feeds import entry_time
+
+    rss = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+        "<item><title>a</title><link>http://a.test/1</link><pubDate>السبت، 14 ديسمبر 2024 - 10:00</pubDate></item>"
+        "<item><title>b</title><link>http://a.test/2</link><pubDate>14.12.2024 10:00</pubDate></item>"
+        "<item><title>c</title><link>http://a.test/3</link><pubDate>05/06/2024</pubDate></item>"
+        "<item><title>d</title><link>http://a.test/4</link><pubDate>Sat, 14 Dec 2024 10:00:00 +0100</pubDate></item>"
+        "</channel></rss>"
+    ).encode()
+    entries = feedparser.parse(rss).entries
+    assert [e.get("published_parsed") is None for e in entries] == [True, True, True, False]  # feedparser's own
+    midnight = datetime(2024, 12, 14, tzinfo=UTC)
+    assert [entry_time(e, "ar") for e in entries] == [midnight, midnight, datetime(2024, 6, 5, tzinfo=UTC),
+                                                      datetime(2024, 12, 14, 9, tzinfo=UTC)]  # fmt: skip
+    assert entry_time(entries[2], "en") is None  # 5 June or 6 May: English leaves it open

@@ -14,6 +14,7 @@ import scrapy
 from scrapy.http import Response
 
 from crawlers.errors import FeedError
+from crawlers.extraction import written_date
 from crawlers.json_feed import is_json_feed, json_feed_entries
 from crawlers.spiders.base import BaseSpider
 
@@ -22,13 +23,27 @@ logger = logging.getLogger(__name__)
 MAX_ENTRIES_PER_FEED = 200  # a feed longer than this is an archive dump; the newest are what matter
 
 
-def entry_time(entry: Any) -> datetime | None:
-    """The entry's published (else updated) time as aware UTC, or None."""
+def entry_time(entry: Any, lang: str = "") -> datetime | None:
+    """The entry's published (else updated) time as aware UTC, or None. A date feedparser could not read
+    (a feed that writes dates in its own language: "السبت، 14 ديسمبر 2024", "14.12.2024 10:00") is read as
+    people write dates (``crawlers.extraction.written_date``; ``lang``, the feed's language, orders a
+    numeric day and month), at 00:00 UTC."""
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(key)
+        value = _own(entry, key)
         if value:
             return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    for key in ("published", "updated", "created"):
+        text = _own(entry, key)
+        when = written_date(text, lang) if isinstance(text, str) else None
+        if when is not None:
+            return when
     return None
+
+
+def _own(entry: Any, key: str) -> Any:
+    """``entry[key]`` when the entry has it (a feedparser entry would otherwise answer ``updated`` with its
+    ``published``, with a deprecation warning)."""
+    return dict.get(entry, key) if isinstance(entry, dict) else entry.get(key)
 
 
 def is_xml_error(exc: object) -> bool:
@@ -74,7 +89,7 @@ class FeedSpider(BaseSpider):
             found = parsed.entries
         entries = sorted(
             found[: MAX_ENTRIES_PER_FEED * 2],
-            key=lambda e: entry_time(e) or datetime.min.replace(tzinfo=UTC),
+            key=lambda e: entry_time(e, source.lang) or datetime.min.replace(tzinfo=UTC),
             reverse=True,
         )[:MAX_ENTRIES_PER_FEED]
         for rank, entry in enumerate(entries):
@@ -91,7 +106,7 @@ class FeedSpider(BaseSpider):
                 response.urljoin(link),
                 source=source_id,
                 title=title or None,
-                published=entry_time(entry),
+                published=entry_time(entry, source.lang),
                 date_source="feed",
                 priority=-rank,
             )
