@@ -6,15 +6,15 @@ both the same way."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
+
+from w3lib.html import replace_tags
 
 from crawlers.errors import FeedError
 from crawlers.extraction import parse_date
 
 JSON_TYPES = frozenset({"application/feed+json", "application/json"})
 VERSION_PREFIX = "https://jsonfeed.org/version/"
-_TAGS = re.compile(r"<[^>]+>")
 
 
 def is_json_feed(body: bytes, content_type: str | None) -> bool:
@@ -50,7 +50,7 @@ def json_feed_entries(body: bytes, url: str) -> list[dict[str, Any]]:
             "title": _text(item.get("title")),
             "summary": _text(item.get("summary"))
             or _text(item.get("content_text"))
-            or _TAGS.sub(" ", _text(item.get("content_html"))).strip(),
+            or replace_tags(_text(item.get("content_html")), " ").strip(),
         }
         for field, key in (("date_published", "published_parsed"), ("date_modified", "updated_parsed")):
             when = parse_date(_text(item.get(field)))

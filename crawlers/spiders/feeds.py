@@ -87,12 +87,12 @@ class FeedSpider(BaseSpider):
             # Salvaged entries of a broken feed are still crawled; the fetch is counted as malformed.
             self.context.fetch(source_id, "malformed_xml" if broken else "ok", response.url)
             found = parsed.entries
-        entries = sorted(
-            found[: MAX_ENTRIES_PER_FEED * 2],
-            key=lambda e: entry_time(e, source.lang) or datetime.min.replace(tzinfo=UTC),
+        timed = sorted(  # each entry's time read once: the sort and the request's hint
+            ((entry_time(e, source.lang), e) for e in found[: MAX_ENTRIES_PER_FEED * 2]),
+            key=lambda pair: pair[0] or datetime.min.replace(tzinfo=UTC),
             reverse=True,
         )[:MAX_ENTRIES_PER_FEED]
-        for rank, entry in enumerate(entries):
+        for rank, (published, entry) in enumerate(timed):
             link = entry.get("link") or ""
             if not link:
                 continue
@@ -106,7 +106,7 @@ class FeedSpider(BaseSpider):
                 response.urljoin(link),
                 source=source_id,
                 title=title or None,
-                published=entry_time(entry, source.lang),
+                published=published,
                 date_source="feed",
                 priority=-rank,
             )
