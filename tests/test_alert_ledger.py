@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
+import pytest
 
 from indexer.alerting.alerts import Alert, build_alert
 from indexer.alerting.atom import feed_path, render_atom
@@ -71,6 +74,60 @@ def test_merge_groups_count_as_one_story_and_survive_reopening(data_dir: Path) -
     assert again.record_alert(_alert("later"), mode="instant", targets=()) is None  # no second alert
     assert again.story_group("absorbed") == {"absorbed", "survivor", "later"}
     assert not again.has_alert("other-watchlist", "survivor") and not again.has_alert(WL.name, "unrelated")
+    again.close()
+
+
+@pytest.mark.parametrize("merge_first", [False, True])
+def test_a_story_related_to_one_story_and_merged_into_another_keeps_both_links(
+    data_dir: Path, merge_first: bool
+) -> None:
+    # "facet" was created related to "older" (alerted), and later merged into "arabic" (which did not match):
+    # the group is all three, in either order of the two links, so "arabic" never alerts (it did, when the
+    # second link replaced the first)
+    ledger = AlertLedger.in_data_dir(data_dir)
+    assert ledger.record_alert(_alert("older"), mode="instant", targets=()) is not None
+    links = [("older", "related"), ("arabic", "merged")]
+    for survivor, kind in reversed(links) if merge_first else links:
+        assert ledger.record_merge(survivor, ["facet"], kind=kind) == 1  # type: ignore[arg-type]
+    assert ledger.story_group("arabic") == {"older", "facet", "arabic"}
+    assert ledger.has_alert(WL.name, "arabic")
+    assert ledger.record_alert(_alert("arabic"), mode="instant", targets=()) is None
+    assert ledger.record_merge("older", ["facet"], kind="related") == 0  # a redelivered created event
+    ledger.close()
+
+
+def test_survivor_is_one_story_for_a_chain_of_merges_and_related_links(data_dir: Path) -> None:
+    ledger = AlertLedger.in_data_dir(data_dir)
+    ledger.record_merge("a", ["b"], kind="related")  # b is about a
+    ledger.record_merge("b", ["c"])  # c merged into b
+    assert {story: ledger.survivor(story) for story in "abc"} == {"a": "a", "b": "a", "c": "a"}
+    # a merge folding the older story into the one related to it (its first article was dated earlier):
+    # the two links point at each other, and both stories answer the same survivor, the merge's
+    ledger.record_merge("y", ["x"], kind="related")
+    ledger.record_merge("y", ["x"])  # the same pair, merged after all: a merge
+    ledger.record_merge("q", ["p"], kind="related")  # p is about q
+    ledger.record_merge("p", ["q"])  # q merged into p
+    assert (ledger.survivor("x"), ledger.survivor("y")) == ("y", "y")
+    assert (ledger.survivor("p"), ledger.survivor("q")) == ("p", "p")
+    assert ledger.survivor("never-linked") == "never-linked"
+    ledger.close()
+
+
+def test_a_ledger_of_an_older_version_is_upgraded_with_its_merges(data_dir: Path) -> None:
+    path = data_dir / "alerts.sqlite3"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as db:  # the merges table as it was (one row per absorbed story)
+        db.execute("CREATE TABLE merges (absorbed TEXT PRIMARY KEY, survivor TEXT NOT NULL, at TEXT NOT NULL)")
+        db.execute("CREATE INDEX merges_by_survivor ON merges (survivor)")
+        db.execute("INSERT INTO merges VALUES ('absorbed', 'survivor', '2025-01-01T00:00:00Z')")
+        db.commit()
+    ledger = AlertLedger(path)
+    assert ledger.story_group("absorbed") == {"absorbed", "survivor"}
+    assert ledger.record_merge("older", ["absorbed"], kind="related") == 1  # a second link of the same story
+    assert ledger.story_group("survivor") == {"absorbed", "survivor", "older"}
+    ledger.close()
+    again = AlertLedger(path)  # opened again: nothing to upgrade, nothing lost
+    assert again.story_group("older") == {"absorbed", "survivor", "older"}
     again.close()
 
 

@@ -43,7 +43,11 @@ def _ledger(settings: Settings, tmp_path: Path, name: str) -> ElasticAlertLedger
 def _alert(story_id: str, url: str = "https://wire.example/a") -> Alert:
     article = make_article(url=url, story_id=story_id)
     return build_alert(
-        make_event("created", article, story_id=story_id), WL, article, matched_terms=("Sednaya",), public_url="http://h"
+        make_event("created", article, story_id=story_id),
+        WL,
+        article,
+        matched_terms=("Sednaya",),
+        public_url="http://h",
     )
 
 
@@ -243,3 +247,67 @@ def test_a_holder_restarted_on_its_directory_queues_and_resumes_its_claim(
     assert other.alerted_article(WL.name, "s-resume") == alert.article_id  # queued: nothing to take over
     for ledger in (again, other):
         ledger.close()
+
+
+def test_a_holder_killed_between_its_claim_and_its_rows_delivers_when_the_event_comes_again(
+    dist_settings: Settings, tmp_path: Path
+) -> None:
+    """The same process, restarted on its own directory (its holder id kept there), gets the redelivered
+    event: its own claim without local rows is its to deliver, not an alert already sent."""
+    alert = _alert("s-own")
+    first = _ledger(dist_settings, tmp_path, "alert-own")
+    assert first.claim(alert, mode="instant", targets=WL.targets) is not None  # ... and then SIGKILL
+    first.close()
+    again = _ledger(dist_settings, tmp_path, "alert-own")
+    assert again.pending() == []  # no rows were written: nothing to resume
+    assert again.alerted_article(WL.name, "s-own") is None  # the redelivered event is decided again
+    row = again.record_alert(alert, mode="instant", targets=WL.targets)
+    assert row is not None and [p.target for p in again.pending()] == list(WL.targets)
+    assert _claim_doc(again, "s-own")["state"] == "queued"
+    assert again.record_alert(alert, mode="instant", targets=WL.targets) is None  # and only once
+    other = _ledger(dist_settings, tmp_path, "alert-other")
+    assert other.alerted_article(WL.name, "s-own") == alert.article_id
+    for ledger in (again, other):
+        ledger.close()
+
+
+def test_a_dead_holders_claim_is_not_taken_over_by_an_event_that_delivers_nothing(
+    dist_settings: Settings, tmp_path: Path
+) -> None:
+    """A process sees the dead holder's claim through another story of the merge group and its event
+    delivers nothing (no match, not fresh): the claim stays for whoever delivers, here the process that
+    gets the claimed story's own event again."""
+    alert = _alert("s-claimed")
+    dead = _ledger(dist_settings, tmp_path, "alert-dead")
+    assert dead.claim(alert, mode="instant", targets=WL.targets) is not None
+    dead.close()
+    bystander = _ledger(dist_settings, tmp_path, "alert-bystander")
+    bystander.record_merge("s-claimed", ["s-merged"])
+    assert bystander.alerted_article(WL.name, "s-merged") is None  # decides, and its decision is to skip
+    assert _claim_doc(bystander, "s-claimed")["state"] == "claimed"
+    heir = _ledger(dist_settings, tmp_path, "alert-heir")
+    assert heir.alerted_article(WL.name, "s-claimed") is None
+    assert heir.record_alert(alert, mode="instant", targets=WL.targets) is not None
+    assert [p.target for p in heir.pending()] == list(WL.targets)
+    assert (_claim_doc(heir, "s-claimed")["state"], _claim_doc(heir, "s-claimed")["holder"]) == ("queued", heir.holder)
+    assert bystander.alerted_article(WL.name, "s-merged") == alert.article_id  # settled now
+    for ledger in (bystander, heir):
+        ledger.close()
+
+
+def test_a_related_link_and_a_merge_of_one_story_are_both_kept_in_the_store(
+    dist_settings: Settings, tmp_path: Path
+) -> None:
+    first = _ledger(dist_settings, tmp_path, "alert-1")
+    assert first.record_alert(_alert("s-older"), mode="instant", targets=WL.targets) is not None
+    assert first.record_merge("s-older", ["s-facet"], kind="related") == 1
+    assert first.record_merge("s-arabic", ["s-facet"]) == 1
+    first.close()
+    again = _ledger(dist_settings, tmp_path, "alert-2")  # another host: only the store's links
+    assert again.story_group("s-arabic") == {"s-older", "s-facet", "s-arabic"}
+    assert again.alerted_article(WL.name, "s-arabic") is not None
+    assert again.record_alert(_alert("s-arabic", "https://wire.example/ar"), mode="instant", targets=()) is None
+    assert again.survivor("s-facet") == "s-arabic"  # the merge first
+    assert again.record_merge("s-older", ["s-facet"], kind="related") == 1  # new to this directory ...
+    assert again.survivor("s-facet") == "s-arabic"  # ... and the store's merge stays a merge
+    again.close()

@@ -618,6 +618,94 @@ def test_a_new_story_related_to_an_alerted_one_fires_no_second_alert(
     stage.close()
 
 
+def _arabic_article(n: int, story_id: str) -> Article:
+    return make_article(
+        url=f"https://arabic-news.example/sednaya/{n}",
+        title="سجن صيدنايا: عائلات تبحث عن ذويها",
+        text="عائلات المعتقلين تبحث عن ذويها في سجن صيدنايا قرب دمشق.",
+        lang="ar",
+        source="arabic-news",
+        story_id=story_id,
+        published=PUBLISHED,
+    )
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("late_link", [False, True], ids=["in-order", "created-event-after-the-merge"])
+def test_a_story_related_to_one_story_and_merged_into_another_alerts_once(
+    settings_factory: SettingsFactory,
+    store: EmbeddedStore,
+    metrics: PrometheusMetrics,
+    webhook: WebhookReceiver,
+    late_link: bool,
+) -> None:
+    # "older" alerts an English-only watchlist; "facet" is created related to it; "arabic" (which the watchlist
+    # does not hear: its articles are Arabic) later absorbs "facet". One event: its English report on "arabic"
+    # is a follow-up. The facet's created event may also be handled after the merge (it waited for its
+    # article, or came again after a restart): the related link must not replace the merge, nor the other way.
+    older = _sednaya_article(0, story_id="older")
+    facet = _sednaya_article(1, story_id="facet", source="other-paper")
+    arabic = _arabic_article(2, "arabic")
+    english = _sednaya_article(3, story_id="arabic", source="third-paper")
+    _stored(store, older, facet, arabic, english)
+    stage = _stage(settings_factory(), store, metrics)
+    stage.repository.add(Watchlist(name="en", query="Sednaya", lang="en", webhooks=(webhook.url,)))
+    created_facet = make_event("created", facet, story_id="facet", related_story="older")
+    merged = make_event("merged", arabic, story_id="arabic", merged_ids=("facet",))
+    events = [make_event("created", older, story_id="older"), make_event("created", arabic, story_id="arabic")]
+    events += [merged, created_facet] if late_link else [created_facet, merged]
+    events.append(make_event("updated", english, story_id="arabic", first_article_id=arabic.id))
+    assert stage.handle(_records(events)) == [None] * 5
+    assert stage.wait_idle(30)
+    time.sleep(0.3)
+    assert [d.json()["story"]["id"] for d in webhook.delivered] == ["older"]
+    assert stage.ledger.story_group("arabic") == {"older", "facet", "arabic"}
+    assert stage.ledger.survivor("facet") == "arabic"  # the digest shows the group under the merge's survivor
+    stage.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("why", ["no watchlist yet", "backfill"])
+def test_a_related_link_counts_when_its_created_event_alerts_nobody(
+    settings_factory: SettingsFactory,
+    store: EmbeddedStore,
+    metrics: PrometheusMetrics,
+    webhook: WebhookReceiver,
+    why: str,
+) -> None:
+    # The two stories' created events decide no alert (no watchlist exists yet, or the stories come from a
+    # historical load); live reports of both come later, after a watchlist is added. One story for alerting:
+    # the first live report alerts, the other is a follow-up.
+    backfill = why == "backfill"
+    older = _sednaya_article(0, story_id="older", backfill=backfill)
+    facet = _sednaya_article(1, story_id="facet", source="other-paper", backfill=backfill)
+    live_older = _sednaya_article(2, story_id="older", source="third-paper")
+    live_facet = _sednaya_article(3, story_id="facet", source="fourth-paper")
+    _stored(store, older, facet, live_older, live_facet)
+    stage = _stage(settings_factory(), store, metrics)
+    watchlist = Watchlist(name="w", query="Sednaya", webhooks=(webhook.url,))
+    if backfill:
+        stage.repository.add(watchlist)
+    created = [
+        make_event("created", older, story_id="older", backfill=backfill),
+        make_event("created", facet, story_id="facet", related_story="older", backfill=backfill),
+    ]
+    assert stage.handle(_records(created)) == [None, None]
+    if not backfill:
+        stage.repository.add(watchlist)
+    live = [
+        make_event("updated", live_older, story_id="older", first_article_id=older.id, article_count=2),
+        make_event("updated", live_facet, story_id="facet", first_article_id=facet.id, article_count=2),
+    ]
+    assert stage.handle(_records(live)) == [None, None]
+    assert stage.wait_idle(30)
+    time.sleep(0.3)
+    assert [(d.json()["story"]["id"], d.json()["article"]["id"]) for d in webhook.delivered] == [
+        ("older", live_older.id)
+    ]
+    stage.close()
+
+
 @pytest.mark.timeout(60)
 def test_an_unconfirmed_story_alerts_on_its_second_report_and_waits_in_the_digest_until_then(
     settings_factory: SettingsFactory, store: EmbeddedStore, metrics: PrometheusMetrics, webhook: WebhookReceiver

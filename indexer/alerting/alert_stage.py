@@ -171,6 +171,7 @@ class AlertStage:
             try:
                 with self._process_lock:
                     if event.kind != "merged" and self.ledger.is_waiting(event.story.id):
+                        self._record_link(event)  # the group is whole while the event waits
                         status = self._park(record, event, query_article_id(event), behind=True)
                     else:
                         try:
@@ -211,6 +212,7 @@ class AlertStage:
                 extra={"stage": STAGE, "story_id": event.story.id, "merged": list(event.merged_ids), "new": added},
             )
             return "merged"
+        self._record_link(event)  # before anything else: a backfill, no watchlist yet, an article not indexed yet
         if watchlists is None:
             watchlists = self.repository.all()
         if screen(event) is not None:
@@ -224,10 +226,6 @@ class AlertStage:
                 f"story {event.story.id} ({event.kind}): article {article_id} is not in the store"
             )
         fresh = is_fresh(article, event.story, now=now_utc(), max_age_s=self.config.alert_max_age_s)
-        related = related_story_of(event)
-        if related is not None:
-            # a new story the clustering stage found probably about an older one: one story for alerting
-            self.ledger.record_merge(related, (event.story.id,))
         status = "no_match"
         for wl in watchlists:
             alerted = self.ledger.alerted_article(wl.name, event.story.id)
@@ -294,6 +292,15 @@ class AlertStage:
         self.metrics.alerts.labels(channel=channel, result="retried").inc()
 
     # --- events waiting for their article ----------------------------------------------------------
+
+    def _record_link(self, event: StoryEvent) -> None:
+        """A new story the clustering stage found probably about an older one (``related_story``) joins the
+        older story's merge group: one story for alerting. Recorded whatever else becomes of the event (a
+        backfill, no watchlist yet, an article not indexed yet, an event waiting behind another), so that a
+        later event of either story finds the group whole; recording it again changes nothing."""
+        related = related_story_of(event)
+        if related is not None:
+            self.ledger.record_merge(related, (event.story.id,), kind="related")
 
     def _park(self, record: Record, event: StoryEvent, article_id: str, *, behind: bool) -> str:
         self.ledger.park(record, story_id=event.story.id, article_id=article_id, next_try=time.time() + WAIT_FIRST_S)

@@ -16,9 +16,14 @@ before sending.
 
 Two more tables make the stage's decisions survive restarts:
 
-* ``merges``: ``absorbed -> survivor`` from ``merged`` story events. "Has this watchlist alerted on
-  this story?" is asked of the story's whole merge group, so a story that absorbed (or was absorbed
-  into) an alerted story never alerts a second time.
+* ``merges``: ``absorbed -> survivor`` links, one row per pair: ``merged`` from ``merged`` story events,
+  ``related`` from a new story's ``related_story`` (the clustering stage found it probably about an older
+  story). "Has this watchlist alerted on this story?" is asked of the story's whole merge group (every
+  story reachable through the links, either way), so a story that absorbed (or was absorbed into, or is
+  related to) an alerted story never alerts a second time. A story can have both kinds of link, to
+  different stories (related to A when it was created, merged into X later): each is kept (until
+  round 2, session 15, one row per absorbed story: the later link replaced the earlier and split the
+  group).
 * ``waiting``: story events whose article the index stage has not stored yet; the stage looks again
   with backoff and processes them when the article is there (``AlertStage`` module docstring).
 """
@@ -29,7 +34,7 @@ import base64
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +49,8 @@ from stream.sqlite_wal import connect_wal
 DeliveryKind = Literal["alert", "digest"]
 Status = Literal["pending", "sent", "failed"]
 STATUSES = ("pending", "sent", "failed")
+
+LinkKind = Literal["merged", "related"]  # a link of the merge groups (``merges``)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -86,9 +93,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (status);
 CREATE TABLE IF NOT EXISTS merges (
-    absorbed TEXT PRIMARY KEY,     -- a story folded into another (a ``merged`` story event)
+    absorbed TEXT NOT NULL,        -- a story folded into another (merged), or a new story related to an older one
     survivor TEXT NOT NULL,
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'merged',  -- merged | related
+    PRIMARY KEY (absorbed, survivor)
 );
 CREATE INDEX IF NOT EXISTS merges_by_survivor ON merges (survivor);
 CREATE TABLE IF NOT EXISTS waiting (
@@ -166,6 +175,8 @@ class AlertLedger:
         self._lock = threading.RLock()
         self._db = connect_wal(self.path, timeout_s=30.0)  # serve's workers open it at the same moment
         self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            _upgrade_merges(self._db)
         self._db.executescript(_SCHEMA)
 
     @classmethod
@@ -190,35 +201,34 @@ class AlertLedger:
         with self._lock:
             return _group(self._db, story_id)
 
-    def record_merge(self, survivor: str, absorbed: Sequence[str]) -> int:
-        """Remember that ``absorbed`` stories were folded into ``survivor``; returns how many were new."""
+    def record_merge(self, survivor: str, absorbed: Sequence[str], *, kind: LinkKind = "merged") -> int:
+        """Remember that ``absorbed`` stories were folded into ``survivor`` (``kind`` ``merged``), or that
+        a new story is related to the older ``survivor`` (``related``); returns how many links were new.
+        Links of other pairs stay: a story can be related to one story and merged into another."""
         now = iso_utc(now_utc())
         added = 0
         with self._tx() as db:
             for story_id in absorbed:
                 if story_id == survivor:
                     continue
-                known = db.execute(
-                    "SELECT 1 FROM merges WHERE absorbed = ? AND survivor = ?", (story_id, survivor)
-                ).fetchone()
-                if known is None:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO merges(absorbed, survivor, at, kind) VALUES (?, ?, ?, ?)",
+                    (story_id, survivor, now, kind),
+                )
+                if cur.rowcount == 0 and kind == "merged":  # a related link that a merge confirms
                     db.execute(
-                        "INSERT OR REPLACE INTO merges(absorbed, survivor, at) VALUES (?, ?, ?)",
-                        (story_id, survivor, now),
+                        "UPDATE merges SET kind = 'merged' WHERE absorbed = ? AND survivor = ?", (story_id, survivor)
                     )
-                    added += 1
+                added += cur.rowcount
         return added
 
     def survivor(self, story_id: str) -> str:
-        """The story ``story_id`` was merged into, following merges of merges (itself when never merged)."""
-        current, seen = story_id, {story_id}
+        """The story ``story_id``'s group is shown under (digests): the story it was merged into, following
+        merges of merges, and from there the older story it is related to, until a step leads back into
+        stories already passed. One answer for every story of a chain, also when a merge folded an older
+        story into the one related to it (a related link and a merge pointing at each other)."""
         with self._lock:
-            while True:
-                row = self._db.execute("SELECT survivor FROM merges WHERE absorbed = ?", (current,)).fetchone()
-                if row is None or row[0] in seen:
-                    return current
-                current = str(row[0])
-                seen.add(current)
+            return follow_links(lambda current: merge_links(self._db, current), story_id)
 
     def has_alert(self, watchlist: str, story_id: str) -> bool:
         """The watchlist has an alert (instant, or a digest-mode new story) on ``story_id``'s merge group."""
@@ -540,3 +550,64 @@ def _alert_in_group(db: sqlite3.Connection, watchlist: str, group: set[str]) -> 
         (watchlist, *sorted(group)),
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def merge_links(db: sqlite3.Connection, story_id: str) -> list[tuple[str, str]]:
+    """``(survivor, kind)`` of every link out of ``story_id``, merges first, then the oldest first."""
+    rows = db.execute(
+        "SELECT survivor, kind FROM merges WHERE absorbed = ? ORDER BY kind = 'related', at, survivor", (story_id,)
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def follow_links(links: Callable[[str], list[tuple[str, str]]], story_id: str) -> str:
+    """Follow ``merged`` links as far as they go, then one ``related`` link to a story that does not merge
+    back into the stories passed, and so on (see :meth:`AlertLedger.survivor`); ``links`` answers as
+    :func:`merge_links`."""
+    current, passed = story_id, {story_id}
+    while True:
+        out = links(current)
+        step = next((to for to, kind in out if kind == "merged" and to not in passed), None)
+        if step is None:
+            step = next((to for to, kind in out if kind == "related" and _merged_end(links, to) not in passed), None)
+        if step is None:
+            return current
+        current = step
+        passed.add(current)
+
+
+def _merged_end(links: Callable[[str], list[tuple[str, str]]], story_id: str) -> str:
+    """Where ``merged`` links from ``story_id`` end."""
+    current, seen = story_id, {story_id}
+    while True:
+        step = next((to for to, kind in links(current) if kind == "merged" and to not in seen), None)
+        if step is None:
+            return current
+        current = step
+        seen.add(current)
+
+
+def _upgrade_merges(db: sqlite3.Connection) -> None:
+    """A ledger written before round 2, session 15 keyed ``merges`` by the absorbed story alone: rebuild it
+    keyed by the pair, with a ``kind`` column (its rows are taken as merges: which were related links is
+    not known, and a group counts both alike)."""
+    columns = {str(r[1]) for r in db.execute("PRAGMA table_info(merges)").fetchall()}
+    if not columns or "kind" in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE merges RENAME TO merges_before_pairs")
+        db.execute("DROP INDEX IF EXISTS merges_by_survivor")
+        db.execute(
+            "CREATE TABLE merges (absorbed TEXT NOT NULL, survivor TEXT NOT NULL, at TEXT NOT NULL, "
+            "kind TEXT NOT NULL DEFAULT 'merged', PRIMARY KEY (absorbed, survivor))"
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO merges(absorbed, survivor, at, kind) "
+            "SELECT absorbed, survivor, at, 'merged' FROM merges_before_pairs"
+        )
+        db.execute("DROP TABLE merges_before_pairs")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -10,8 +10,11 @@ two facts that must hold across hosts and restarts from an empty data directory 
   that restarted from an empty directory) exactly one gets to deliver. Before creating, the ledger reads
   the claims of the story's whole merge group (``mget``, a real-time read), as the SQLite ledger checks the
   group: a story merged with an alerted one never alerts a second time.
-* ``<es_prefix>-alert-merges``: ``absorbed -> survivor`` from ``merged`` story events (``_id`` = absorbed
-  story id), written with ``refresh=wait_for`` so the next group look-up (a search by survivor) sees it.
+* ``<es_prefix>-alert-merges``: ``absorbed -> survivor`` links (``merged`` story events, and a new story's
+  ``related_story``: field ``kind``), one document per pair (``_id`` = ``<absorbed>><survivor>``; before
+  round 2, session 15 the absorbed story id alone, so a later link replaced an earlier one: such documents
+  are still read, as merges), written with ``refresh=wait_for`` so the next group look-up (a search by
+  either story) sees it.
 
 A claim found in the store (made by another process, or by this one before its data directory was lost)
 is copied into the local ``alerts`` table without delivery rows, so local look-ups and the Atom feed see
@@ -41,7 +44,7 @@ from typing import Any
 from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
 from indexer.alerting.alerts import Alert
-from indexer.alerting.ledger import AlertLedger, LedgerAlert, PendingDelivery
+from indexer.alerting.ledger import AlertLedger, LedgerAlert, LinkKind, PendingDelivery, follow_links, merge_links
 from indexer.errors import StoreError
 from indexer.store_elastic import ElasticConfig, es_client_options
 from stream.article import iso_utc, now_utc
@@ -66,7 +69,12 @@ _CLAIM_MAPPINGS: dict[str, Any] = {
 }
 _MERGE_MAPPINGS: dict[str, Any] = {
     "dynamic": False,
-    "properties": {"absorbed": {"type": "keyword"}, "survivor": {"type": "keyword"}, "at": {"type": "date"}},
+    "properties": {
+        "absorbed": {"type": "keyword"},
+        "survivor": {"type": "keyword"},
+        "kind": {"type": "keyword"},  # merged | related (absent in documents of older versions: merged)
+        "at": {"type": "date"},
+    },
 }
 
 
@@ -122,22 +130,39 @@ class ElasticAlertLedger(AlertLedger):
 
     # --- merge groups -------------------------------------------------------------------------------
 
-    def record_merge(self, survivor: str, absorbed: Sequence[str]) -> int:
+    def record_merge(self, survivor: str, absorbed: Sequence[str], *, kind: LinkKind = "merged") -> int:
         self._ensure()
-        added = super().record_merge(survivor, absorbed)
+        added = super().record_merge(survivor, absorbed, kind=kind)
         now = iso_utc(now_utc())
         for story_id in absorbed:
             if story_id == survivor:
                 continue
+            if kind == "related" and any(to == survivor for to, _ in self._store_links(story_id)):
+                continue  # known (a merge of the pair stays a merge)
             self._call(
-                f"record merge {story_id} -> {survivor}",
+                f"record {kind} link {story_id} -> {survivor}",
                 self.client.index,
                 index=self.merges,
-                id=story_id,
-                document={"absorbed": story_id, "survivor": survivor, "at": now},
+                id=f"{story_id}>{survivor}",
+                document={"absorbed": story_id, "survivor": survivor, "kind": kind, "at": now},
                 refresh="wait_for",
             )
         return added
+
+    def _store_links(self, story_id: str) -> list[tuple[str, str]]:
+        """``(survivor, kind)`` of the links out of ``story_id`` in the store, merges first, oldest first."""
+        result = self._call(
+            f"read links of {story_id}",
+            self.client.search,
+            index=self.merges,
+            size=MAX_GROUP,
+            query={"term": {"absorbed": story_id}},
+        )
+        found = [
+            (str(src.get("kind") or "merged"), str(src.get("at") or ""), str(src["survivor"]))
+            for src in (hit["_source"] for hit in result["hits"]["hits"])
+        ]
+        return [(to, kind) for kind, _, to in sorted(found, key=lambda f: (f[0] == "related", f[1], f[2]))]
 
     def _neighbours(self, frontier: Iterable[str]) -> set[str]:
         ids = sorted(set(frontier))
@@ -166,18 +191,17 @@ class ElasticAlertLedger(AlertLedger):
         return seen
 
     def survivor(self, story_id: str) -> str:
+        """:meth:`AlertLedger.survivor` over the links every alert stage wrote to the store and this
+        ledger's own."""
         self._ensure()
-        current, seen = story_id, {story_id}
-        while True:
-            try:
-                found = self._call(f"read merge of {current}", self.client.get, index=self.merges, id=current)
-            except NotFoundError:
-                return super().survivor(current) if current == story_id else current
-            nxt = str(found["_source"]["survivor"])
-            if nxt in seen:
-                return current
-            current = nxt
-            seen.add(current)
+
+        def links(current: str) -> list[tuple[str, str]]:
+            with self._lock:
+                local = merge_links(self._db, current)
+            merged = dict.fromkeys(self._store_links(current) + local)
+            return sorted(merged, key=lambda link: link[1] == "related")  # stable: merges first
+
+        return follow_links(links, story_id)
 
     # --- claims -------------------------------------------------------------------------------------
 
@@ -234,9 +258,14 @@ class ElasticAlertLedger(AlertLedger):
             )
 
     def alerted_article(self, watchlist: str, story_id: str) -> str | None:
-        """The article of the watchlist's alert on the story's merge group, or None. A claim another
-        holder left ``claimed`` (its process died before queueing it) is taken over here, and None is
-        returned: the caller decides again and :meth:`record_alert` writes the pending rows."""
+        """The article of the watchlist's alert on the story's merge group, or None. None also for a claim
+        in the store that is not settled: this ledger's own without its local rows (its process died
+        between the claim and the rows, and restarted on its directory), or another holder's left
+        ``claimed`` (its process may have died before queueing it). The caller then decides again, and
+        :meth:`record_alert`, asked only when the decision delivers, writes the rows or takes the claim
+        over; a decision that delivers nothing leaves the claim as it is, for the next event of the group.
+        (Taking a claim over here, before the decision, lost the alert when the event in hand did not
+        deliver: the claim was queued by a process with nothing to send, and every other process skipped.)"""
         local = super().alerted_article(watchlist, story_id)
         if local is not None:
             return local
@@ -245,13 +274,7 @@ class ElasticAlertLedger(AlertLedger):
         if not claims:
             return None
         claim = claims[0]
-        if claim.get("holder") == self.holder and claim.get("state") == "queued":
-            return None  # ours, taken over: record_alert writes its rows
-        if claim.get("state") == "claimed" and claim.get("holder") != self.holder and self._queue(claim):
-            logger.warning(
-                "alert claim of a process that died before queueing it taken over",
-                extra={"watchlist": watchlist, "story_id": claim["story_id"], "previous_holder": claim.get("holder")},
-            )
+        if claim.get("holder") == self.holder or claim.get("state") == "claimed":
             return None
         self._mirror(claim)
         return str(claim["article_id"])
@@ -259,8 +282,10 @@ class ElasticAlertLedger(AlertLedger):
     def record_alert(self, alert: Alert, *, mode: str, targets: Sequence[str]) -> int | None:
         """Claim the pair in the store (``op_type=create``), then write the local pending rows.
 
-        Returns None (nothing to deliver) when the watchlist already has a claim on the story's merge
-        group, here or in the store, or when another process's create won."""
+        When the story's merge group already has a claim: this ledger's own without local rows gets them
+        (and is queued, if it was left ``claimed``); another holder's left ``claimed`` is taken over with a
+        conditional write and its alert delivered from here; any other is copied locally and None returned
+        (nothing to deliver). None also when another process's create won."""
         self._ensure()
         if super().alerted_article(alert.watchlist, alert.story_id) is not None:
             return None
@@ -268,9 +293,18 @@ class ElasticAlertLedger(AlertLedger):
             existing = self._claims_in_group(alert.watchlist, self.story_group(alert.story_id))
             if existing:
                 claim = existing[0]
-                ours = claim.get("holder") == self.holder and claim.get("state") == "queued"
-                if ours and not self._has_local(claim["watchlist"], claim["story_id"]):  # taken over: deliver it
-                    return super().record_alert(Alert.from_dict(claim["payload"]), mode=mode, targets=targets)
+                if claim.get("holder") == self.holder and not self._has_local(claim["watchlist"], claim["story_id"]):
+                    return self._deliver_claim(claim, mode=mode, targets=targets)
+                if claim.get("holder") != self.holder and claim.get("state") == "claimed" and self._queue(claim):
+                    logger.warning(
+                        "alert claim of a process that died before queueing it taken over",
+                        extra={
+                            "watchlist": alert.watchlist,
+                            "story_id": claim["story_id"],
+                            "previous_holder": claim.get("holder"),
+                        },
+                    )
+                    return self._deliver_claim({**claim, "state": "queued"}, mode=mode, targets=targets)
                 self._mirror(claim)
                 return None
             created = self.claim(alert, mode=mode, targets=targets)
@@ -281,6 +315,14 @@ class ElasticAlertLedger(AlertLedger):
                 self._given_up(row, "taken over by another alert process before it was queued")
                 return None
             return row
+
+    def _deliver_claim(self, claim: dict[str, Any], *, mode: str, targets: Sequence[str]) -> int | None:
+        """Write the local rows of ``claim`` (this ledger holds it: its own, or taken over): the alert it
+        claimed, to the targets it names; queue it first if it is still ``claimed``."""
+        if claim.get("state") == "claimed" and not self._queue(claim):
+            return None  # another process took it over meanwhile: it delivers
+        claimed, kind = Alert.from_dict(claim["payload"]), str(claim.get("mode") or mode)
+        return super().record_alert(claimed, mode=kind, targets=claim.get("targets") or targets)
 
     def claim(self, alert: Alert, *, mode: str, targets: Sequence[str]) -> dict[str, Any] | None:
         """Create the ``claimed`` claim of ``alert`` (``PUT _create``); None when any process created it
