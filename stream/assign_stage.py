@@ -267,7 +267,9 @@ class AssignStage:
     def _release(self, out: list[StoryEvent], *, publish: bool, why: str) -> int:
         """Hand on every held event, in order; with the centre known, a ``created`` event of a warm-up
         story that links to an older one (``warmup_review``) names it as ``related_story``, one of a story
-        that nearly does as ``near_story``."""
+        that nearly does as ``near_story``. A story merged into another during the hold names the one it
+        was merged into, whatever the review says: its ``created`` event goes out before the ``merged``
+        one, and the alert stage must already count the two as one."""
         held = self.state.held_events()
         if not held:
             return 0
@@ -281,8 +283,9 @@ class AssignStage:
             event = original
             story = self.state.resolve(event.story.id)
             if event.kind == "created" and not event.extra.get("related_story"):
-                if story in review.links:
-                    event = replace(event, extra={**event.extra, "related_story": review.links[story]})
+                link = review.links.get(story) or (story if story != event.story.id else None)
+                if link is not None:
+                    event = replace(event, extra={**event.extra, "related_story": link})
                     related += 1
                 elif story in review.near:
                     event = replace(event, extra={**event.extra, "near_story": review.near[story]})
