@@ -196,16 +196,23 @@ class AlertCount:
     first_late: int  # events whose first alert was one of those (the wait's cost: late by one report)
 
 
-def alerts(
-    records: list[dict[str, Any]], articles: list[Article], events: list[StoryEvent], only: set[str] | None = None
-) -> AlertCount:
+@dataclass(frozen=True, slots=True)
+class AlertTally:
+    """Instant alerts by event (:func:`alert_tally`)."""
+
+    per_event: Counter[str]  # instant alerts counted for each event
+    second: Counter[str]  # of which came with a story's second report (the story was unconfirmed)
+    first_late: set[str]  # events whose first alert was one of those
+
+
+def alert_tally(records: list[dict[str, Any]], articles: list[Article], events: list[StoryEvent]) -> AlertTally:
     """What one instant watchlist matching every record gets, decided by the alert stage's own rule
     (``indexer.alerting.alerts.decide``, every article matching and fresh) over the ledger's merge groups:
     stories merged together, and a new story with the older one it is ``related_story`` to, count as one.
     An unconfirmed new story (``near_story``) alerts on its next event, if its group has not alerted by
     then. An alert counts for the event of the story's first article (since session 10; before, for the
     event of the article it came with, which put the delayed alert of an unconfirmed story on its second
-    report's event). Counts the events in ``only`` when given."""
+    report's event). ``bench.product_alerts`` checks this model against the alert stage itself."""
     event_of = {a.id: records[i]["event"] for i, a in enumerate(articles)}
     watchlist = Watchlist(name="bench", query="bench", mode="instant")
     parent: dict[str, str] = {}
@@ -216,9 +223,7 @@ def alerts(
         return story
 
     alerted: set[str] = set()
-    per_event: Counter[str] = Counter()
-    second: Counter[str] = Counter()
-    first_late: set[str] = set()
+    tally = AlertTally(per_event=Counter(), second=Counter(), first_late=set())
     opened_by: dict[str, str] = {}  # story -> the event of its first article
     for ev in events:
         links = list(ev.merged_ids) if ev.kind == "merged" else []
@@ -241,20 +246,28 @@ def alerts(
             # a story's alert counts for the event of the report that opened it, also when it came with a later
             # report (an unconfirmed story waits for its second one): the wait delays that story's alert
             event = opened_by.get(ev.story.id, event_of[ev.article_id])
-            if not per_event[event] and ev.kind == "updated":
-                first_late.add(event)
-            per_event[event] += 1
-            second[event] += ev.kind == "updated"
+            if not tally.per_event[event] and ev.kind == "updated":
+                tally.first_late.add(event)
+            tally.per_event[event] += 1
+            tally.second[event] += ev.kind == "updated"
+    return tally
+
+
+def alerts(
+    records: list[dict[str, Any]], articles: list[Article], events: list[StoryEvent], only: set[str] | None = None
+) -> AlertCount:
+    """:func:`alert_tally` summed: the events in ``only`` when given, else every event of the records."""
+    tally = alert_tally(records, articles, events)
     events_all = {r["event"] for r in records} - {"irrelevant"}
     if only is not None:
         events_all &= only
-    hit = [e for e in events_all if per_event[e]]
+    hit = [e for e in events_all if tally.per_event[e]]
     return AlertCount(
         hit=len(hit),
         events=len(events_all),
-        per_event=sum(per_event[e] for e in hit) / max(1, len(hit)),
-        second_report=sum(second[e] for e in events_all),
-        first_late=len(first_late & events_all),
+        per_event=sum(tally.per_event[e] for e in hit) / max(1, len(hit)),
+        second_report=sum(tally.second[e] for e in events_all),
+        first_late=len(tally.first_late & events_all),
     )
 
 
