@@ -11,12 +11,23 @@ Two handlers, each on its own topic and consumer group:
   survivor (``SearchStore.move_articles``). An article that reaches the store after its story was
   merged (the two topics are read by different groups) is written under the survivor: the index stage
   follows ``merged_into`` of the stories it writes articles for.
+
+Merges hold whatever order the records come in (story events are keyed by story, so on Kafka an absorbed
+story's events and the merge sit in different partitions, and a dead letter can be replayed any time):
+
+- a story once merged stays merged (the stores never clear ``merged_into``), and a merge of a story the
+  store has not seen yet writes it as merged (its own events fill it in later);
+- articles move to the end of the chain of merges (C into B, B into A: C's articles go to A, whichever
+  merge is handled first);
+- the index stage looks at ``merged_into`` again after it wrote a batch and moves what a merge handled
+  meanwhile, between its look-up and its write, did not (the two stages run in different processes).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from indexer.store import SearchStore
@@ -29,8 +40,30 @@ from stream.worker import PermanentError
 logger = logging.getLogger(__name__)
 
 
+COUNTED_RECORDS = 65_536  # records whose "indexed" was counted, remembered so that a batch redone is not
+
+
 class StoreWriteError(Exception):
     """The store did not take a document now; the worker retries it."""
+
+
+def survivors(store: SearchStore, story_ids: Iterable[str]) -> dict[str, str]:
+    """For each of ``story_ids`` that was merged away, the story at the end of its chain of merges (C into
+    B into A: A), as the store has them now; one store look-up per hop for them all
+    (``SearchStore.merged_into``), stopping on a cycle."""
+    current = {story_id: story_id for story_id in story_ids if story_id}
+    seen = {story_id: {story_id} for story_id in current}
+    frontier = set(current)
+    while frontier:
+        merged = store.merged_into(sorted(frontier))
+        frontier = set()
+        for story_id, at in current.items():
+            target = merged.get(at)
+            if target is not None and target not in seen[story_id]:
+                seen[story_id].add(target)
+                current[story_id] = target
+                frontier.add(target)
+    return {story_id: at for story_id, at in current.items() if at != story_id}
 
 
 class IndexStage:
@@ -39,6 +72,10 @@ class IndexStage:
     def __init__(self, store: SearchStore, metrics: Metrics) -> None:
         self.store = store
         self.metrics = metrics
+        # (topic, partition, offset) of the records counted "indexed": the worker redoes a whole batch when
+        # the store turns out to be down after part of it was written (``StoreGuard``), and a record is
+        # counted once
+        self._counted: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
     def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
         outcomes: list[BaseException | None] = [None] * len(records)
@@ -74,34 +111,41 @@ class IndexStage:
         self.metrics.store_writes.labels(kind="article", result="ok").inc(written)
         if failed:
             self.metrics.store_writes.labels(kind="article", result="error").inc(len(failed))
+        if written:
+            self._merged_meanwhile({a.story_id for k, a in articles.items() if k not in failed and a.story_id})
         for i, outcome in enumerate(outcomes):
             if outcome is None:
-                self.metrics.articles.labels(stage=self.name, status="indexed").inc()
-                logger.debug("article indexed", extra={"key": records[i].key, "stage": self.name})
+                self._count_indexed(records[i])
         return outcomes
 
-    def _follow_merges(self, articles: dict[str, Article]) -> dict[str, Article]:
-        """``articles`` with the story of each one that was merged away replaced by its survivor.
+    def _count_indexed(self, record: Record) -> None:
+        key = (record.topic, record.partition, record.offset)
+        if key in self._counted:
+            return  # counted when its batch was handled before (the batch is redone)
+        self._counted[key] = None
+        if len(self._counted) > COUNTED_RECORDS:
+            self._counted.popitem(last=False)
+        self.metrics.articles.labels(stage=self.name, status="indexed").inc()
+        logger.debug("article indexed", extra={"key": record.key, "stage": self.name})
 
-        One store lookup per hop for the whole batch (``SearchStore.merged_into``), not one per story."""
-        current = {a.story_id: a.story_id for a in articles.values() if a.story_id}
-        seen = {story_id: {story_id} for story_id in current}
-        frontier = set(current)
-        while frontier:
-            merged = self.store.merged_into(sorted(frontier))
-            frontier = set()
-            for story_id, at in current.items():
-                target = merged.get(at)
-                if target is not None and target not in seen[story_id]:
-                    seen[story_id].add(target)
-                    current[story_id] = target
-                    frontier.add(target)
-        survivor = {story_id: at for story_id, at in current.items() if at != story_id}
+    def _follow_merges(self, articles: dict[str, Article]) -> dict[str, Article]:
+        """``articles`` with the story of each one that was merged away replaced by its survivor."""
+        survivor = survivors(self.store, {a.story_id for a in articles.values() if a.story_id})
         if not survivor:
             return articles
         return {
             k: a.replace(story_id=survivor[a.story_id]) if a.story_id in survivor else a for k, a in articles.items()
         }
+
+    def _merged_meanwhile(self, story_ids: set[str]) -> None:
+        """Move the articles just written under a story that was merged since the look-up before the write
+        (the story stage's move ran before they were there)."""
+        for story_id, survivor in survivors(self.store, story_ids).items():
+            moved = self.store.move_articles([story_id], survivor)
+            logger.info(
+                "articles of a story merged during the write moved",
+                extra={"stage": self.name, "story_id": survivor, "from": story_id, "moved": moved},
+            )
 
 
 class StoryIndexStage:
@@ -130,16 +174,21 @@ class StoryIndexStage:
                 latest[story_id] = replace(latest[story_id], merged_into=survivor)
                 continue
             old = self.store.get_story(story_id)
-            if old is not None and old.merged_into != survivor:
+            if old is None:  # not seen yet (its events come later, or from another partition): held as merged
+                old = replace(latest[survivor], id=story_id, article_count=0, source_count=0, centroid=None)
+            if old.merged_into != survivor:
                 extra.append(replace(old, merged_into=survivor))
         stories = list(latest.values()) + extra
         if stories:
             with self.metrics.store_write_seconds.labels(kind="story").time():
                 self.store.write_stories(stories)
             self.metrics.store_writes.labels(kind="story", result="ok").inc(len(stories))
+        # every folded story's articles go to the end of its chain of merges, as the store has them now
+        # (this batch's merges written above): a merge of a merge handled first does not leave them halfway
+        final = survivors(self.store, folded)
         by_survivor: dict[str, list[str]] = {}
         for story_id, survivor in folded.items():
-            by_survivor.setdefault(survivor, []).append(story_id)
+            by_survivor.setdefault(final.get(story_id, survivor), []).append(story_id)
         for survivor, absorbed in by_survivor.items():
             moved = self.store.move_articles(absorbed, survivor)
             logger.info("articles moved to the surviving story", extra={"story_id": survivor, "moved": moved})

@@ -108,6 +108,11 @@ def story_document(story: Story) -> dict[str, Any]:
     return story.to_dict(with_centroid=True)
 
 
+def _kept_merge(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without a ``merged_into`` of None: a partial update must not clear a stored merge."""
+    return doc if doc.get("merged_into") else {k: v for k, v in doc.items() if k != "merged_into"}
+
+
 def item_failure(item: Mapping[str, Any]) -> WriteFailure:
     """A bulk response item (``{"index": {"_id", "status", "error"}}``) as a ``WriteFailure``.
 
@@ -594,6 +599,12 @@ class ElasticStore:
         sources = [s for s in dict.fromkeys(from_story_ids) if s != to_story_id]
         if not sources:
             return 0
+        # the scan is a search: it sees what the last refresh made visible, and an article indexed a moment
+        # ago (refresh=False, the index stage's setting) would keep the absorbed story for good
+        try:
+            self.client.indices.refresh(index=self.articles_alias)
+        except (ApiError, TransportError) as exc:
+            raise StoreError(f"elasticsearch {self.config.store}: refresh before moving articles: {exc}") from exc
         actions = [
             {"_op_type": "update", "_index": hit["_index"], "_id": hit["_id"], "doc": {"story_id": to_story_id}}
             for hit in self._scan(
@@ -609,13 +620,16 @@ class ElasticStore:
         return len(actions)
 
     def write_stories(self, stories: Sequence[Story]) -> None:
-        """Upsert story documents by id (``update`` with ``doc_as_upsert``).
+        """Upsert story documents by id (``update`` with ``doc_as_upsert``). A story once merged away stays
+        merged: a document without ``merged_into`` (a late event of the absorbed story) leaves the field out
+        of the partial update, so the stored survivor stays.
 
         Raises:
             StoreError: a story could not be written (the message names it and the reason).
         """
         actions = [
-            {"_op_type": "update", "_id": s.id, "doc": story_document(s), "doc_as_upsert": True} for s in stories
+            {"_op_type": "update", "_id": s.id, "doc": _kept_merge(story_document(s)), "doc_as_upsert": True}
+            for s in stories
         ]
         failures = self._bulk(actions, self.stories_index) if actions else []
         if failures:

@@ -674,7 +674,10 @@ class EmbeddedStore:
         conn.execute(_FTS_INSERT, (rowid, *_fts_row(article)))
 
     def write_stories(self, stories: Sequence[Story]) -> None:
-        """Upsert story documents (with their centroids) by id.
+        """Upsert story documents (with their centroids) by id. A story once merged away stays merged: a
+        later document of it without ``merged_into`` (an event of the absorbed story that reaches the store
+        after the merge: story events are keyed by story, so on Kafka the two sit in different partitions)
+        updates its fields and keeps the survivor.
 
         Raises:
             StoreError: SQLite failed (busy beyond ``BUSY_TIMEOUT_MS``, disk full); nothing was written.
@@ -688,8 +691,12 @@ class EmbeddedStore:
                         INSERT INTO stories (id, first_seen, last_seen, merged_into, doc, centroid)
                         VALUES (?, ?, ?, ?, ?, ?)
                         ON CONFLICT(id) DO UPDATE SET first_seen = excluded.first_seen,
-                            last_seen = excluded.last_seen, merged_into = excluded.merged_into,
-                            doc = excluded.doc, centroid = excluded.centroid
+                            last_seen = excluded.last_seen,
+                            merged_into = COALESCE(excluded.merged_into, stories.merged_into),
+                            doc = CASE WHEN excluded.merged_into IS NULL AND stories.merged_into IS NOT NULL
+                                THEN json_set(excluded.doc, '$.merged_into', stories.merged_into)
+                                ELSE excluded.doc END,
+                            centroid = excluded.centroid
                         """,
                         [
                             (
