@@ -26,21 +26,18 @@ story's events and the merge sit in different partitions, and a dead letter can 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from indexer.store import SearchStore
 from stream.article import Article
 from stream.bus import Record
+from stream.counted_records import CountedRecords
 from stream.metrics import Metrics
 from stream.story import Story, StoryEvent
 from stream.worker import PermanentError
 
 logger = logging.getLogger(__name__)
-
-
-COUNTED_RECORDS = 65_536  # records whose "indexed" was counted, remembered so that a batch redone is not
 
 
 class StoreWriteError(Exception):
@@ -72,10 +69,7 @@ class IndexStage:
     def __init__(self, store: SearchStore, metrics: Metrics) -> None:
         self.store = store
         self.metrics = metrics
-        # (topic, partition, offset) of the records counted "indexed": the worker redoes a whole batch when
-        # the store turns out to be down after part of it was written (``StoreGuard``), and a record is
-        # counted once
-        self._counted: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+        self._counted = CountedRecords()  # a batch redone after the store went down is not counted twice
 
     def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
         outcomes: list[BaseException | None] = [None] * len(records)
@@ -119,12 +113,8 @@ class IndexStage:
         return outcomes
 
     def _count_indexed(self, record: Record) -> None:
-        key = (record.topic, record.partition, record.offset)
-        if key in self._counted:
+        if not self._counted.first_time(record):
             return  # counted when its batch was handled before (the batch is redone)
-        self._counted[key] = None
-        if len(self._counted) > COUNTED_RECORDS:
-            self._counted.popitem(last=False)
         self.metrics.articles.labels(stage=self.name, status="indexed").inc()
         logger.debug("article indexed", extra={"key": record.key, "stage": self.name})
 

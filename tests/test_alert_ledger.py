@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -135,8 +136,9 @@ def test_waiting_events_survive_reopening_in_order(data_dir: Path) -> None:
     ledger = AlertLedger.in_data_dir(data_dir)
     record = Record(topic="t", key="k", value=b"\x00event", headers={"entered_at": "x"}, partition=2, offset=7)
     first = ledger.park(record, story_id="s", article_id="a1", next_try=100.0)
-    ledger.park(record, story_id="s", article_id="a2", next_try=50.0)  # due earlier, but behind a1
-    ledger.park(record, story_id="t", article_id="b1", next_try=50.0)
+    ledger.park(replace(record, offset=8), story_id="s", article_id="a2", next_try=50.0)  # due earlier, behind a1
+    ledger.park(replace(record, offset=9), story_id="t", article_id="b1", next_try=50.0)
+    assert ledger.park(record, story_id="s", article_id="a1", next_try=100.0) == first  # the same record again
     ledger.close()
     again = AlertLedger.in_data_dir(data_dir)
     assert [w.article_id for w in again.waiting()] == ["a1", "a2", "b1"]

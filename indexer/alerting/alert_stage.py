@@ -58,6 +58,7 @@ from indexer.errors import ArticleNotIndexedError, DeliveryError, QuerySyntaxErr
 from indexer.store import SearchRequest, SearchStore
 from stream.article import now_utc, utc
 from stream.bus import Bus, Record
+from stream.counted_records import CountedRecords
 from stream.errors import ContractError
 from stream.metrics import Metrics
 from stream.story import StoryEvent
@@ -126,9 +127,7 @@ class AlertStage:
         self._owns_stores = owns_stores
         self.repository = repository
         self.ledger = ledger
-        self.deliverer = (
-            deliverer if deliverer is not None else Deliverer(config.delivery, on_retry=self._count_retry)
-        )
+        self.deliverer = deliverer if deliverer is not None else Deliverer(config.delivery, on_retry=self._count_retry)
         self._executor = ThreadPoolExecutor(max_workers=DELIVERY_WORKERS, thread_name_prefix="alert-delivery")
         self._futures: set[Future[None]] = set()
         self._futures_lock = threading.Lock()
@@ -136,6 +135,7 @@ class AlertStage:
         self._on_health: HealthCallback | None = None
         self._health_reason: str | None = None  # last reported ("" = green)
         self._wake = threading.Event()
+        self._counted = CountedRecords()
         self._closed = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -185,9 +185,11 @@ class AlertStage:
                 )
                 out.append(exc)
                 continue
-            self.metrics.alert_events.labels(kind=event.kind).inc()  # taken (decided or parked), once
+            counted = self._counted.first_time(record)  # not again when the batch is redone (store down)
+            if counted:
+                self.metrics.alert_events.labels(kind=event.kind).inc()  # taken (decided or parked), once
             if status != "waiting":
-                if event.kind != "merged":  # one article per created/updated event; a merge is no article
+                if event.kind != "merged" and counted:  # one article per created/updated event; a merge is none
                     self.metrics.articles.labels(stage=STAGE, status=status).inc()
                 self._wake.set()  # the index stage moved: waiting events may be ready too
             out.append(None)

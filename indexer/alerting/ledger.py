@@ -435,7 +435,9 @@ class AlertLedger:
     # --- story events waiting for their article -----------------------------------------------------
 
     def park(self, record: Record, *, story_id: str, article_id: str, next_try: float) -> int:
-        """Keep ``record`` (a story event) until its article is indexed; returns its waiting id."""
+        """Keep ``record`` (a story event) until its article is indexed; returns its waiting id. A record
+        already waiting (the same topic, partition and offset: its batch handed again, or redelivered after
+        a restart) is not kept twice."""
         body = json.dumps(
             {
                 "topic": record.topic,
@@ -446,8 +448,15 @@ class AlertLedger:
                 "offset": record.offset,
             }
         )
-        with self._lock:
-            cur = self._db.execute(
+        with self._tx() as db:
+            known = db.execute(
+                "SELECT id FROM waiting WHERE json_extract(record, '$.topic') = ? "
+                "AND json_extract(record, '$.partition') = ? AND json_extract(record, '$.offset') = ?",
+                (record.topic, record.partition, record.offset),
+            ).fetchone()
+            if known is not None:
+                return int(known[0])
+            cur = db.execute(
                 "INSERT INTO waiting(story_id, article_id, record, since, next_try) VALUES (?, ?, ?, ?, ?)",
                 (story_id, article_id, body, iso_utc(now_utc()), next_try),
             )
