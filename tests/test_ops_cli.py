@@ -427,7 +427,9 @@ def test_offsets_reset_on_tansu(own_tansu: Broker, data_dir: Path, tmp_path: Pat
         assert code == 0, err
         rows = [line.split() for line in out.splitlines()[1:]]
         assert len(rows) == settings.kafka_partitions
-        assert sum(int(r[1]) for r in rows) == 6 and all(r[2] == "0" for r in rows), out  # current -> new
+        # current -> new; "-": a partition none of the six records went to has no committed offset (which
+        # partitions they go to depends on their ids, hence on the tests that ran before)
+        assert sum(int(r[1]) for r in rows if r[1] != "-") == 6 and all(r[2] == "0" for r in rows), out
         assert "6 records to process again, 0 skipped" in err and "dry run: nothing committed" in err
         assert lag() == 0  # nothing moved
 
