@@ -1,5 +1,10 @@
-"""JSON-lines import (`sednaya-monitor ingest`): one object per line, at least ``url``, ``title``,
+"""JSON-lines import (`sednaya-monitor ingest`): one object per line, at least ``url`` and a ``title`` or a
 ``text``; optional ``lang``, ``published``, ``source``, ``authors`` and ``schema`` (only ``1``).
+
+Fields are read as exporters write them (``stream.import_fields``): ``published`` as ISO 8601, RFC 2822, a
+Unix time or a written date; ``lang`` in any case, with a region, or as a three-letter code, and only as a
+hint when the text is in another script; ``authors`` null as none. A record with only a headline keeps it
+as its text; one with only a text takes its first line (at most ``DERIVED_TITLE_CHARS``) as its title.
 
 Input is read as bytes, one line at a time, so no line can stop the file: a line that is longer than
 the limit, not UTF-8, not JSON, not an object, nested too deep, holds an invalid code point (a lone
@@ -26,18 +31,20 @@ from stream.article import (
     is_supported_schema,
     json_type,
     now_utc,
-    parse_time,
     type_mismatch,
 )
 from stream.canonical_url import id_for_url
 from stream.errors import ContractError, UnsupportedSchemaError
+from stream.import_fields import language_hint, published_at, script_agrees
 from stream.language import detect_language
 from stream.text import content_hash, normalize_whitespace
 
 logger = logging.getLogger(__name__)
 
-REQUIRED = ("url", "title", "text")
-OPTIONAL_STRINGS = ("lang", "published", "source")
+REQUIRED = ("url",)
+CONTENT = ("title", "text")  # one of them at least
+OPTIONAL_STRINGS = ("lang", "source")
+DERIVED_TITLE_CHARS = 200  # a title taken from the first line of a record that has only a text
 MAX_LINE_BYTES = 8 * 1024 * 1024  # default line limit (settings.ingest_max_line_bytes): an article is ~100 KB
 MAX_JSON_DEPTH = 16  # an import record is an object of strings and one list; deeper is no article
 SKIP_CHUNK_BYTES = 64 * 1024  # how much of an over-long line is read at a time while skipping it
@@ -175,36 +182,30 @@ def article_from_record(data: Any, *, backfill: bool = False, now: datetime | No
         raise UnsupportedSchemaError(
             f"schema {data['schema']!r} is not supported (supported: {sorted(SUPPORTED_SCHEMAS)})", "schema"
         )
-    for key in REQUIRED:
-        value = data.get(key)
-        if value is not None and not isinstance(value, str):
-            raise ContractError(type_mismatch("string", value), key)
-        if value is None or not value.strip():
-            raise ContractError(f"required field {key!r} is missing or empty", key)
-    for key in OPTIONAL_STRINGS:
+    for key in (*REQUIRED, *CONTENT, *OPTIONAL_STRINGS):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise ContractError(type_mismatch("string", data[key]), key)
-    authors = data.get("authors", [])
+    for key in REQUIRED:
+        if not (data.get(key) or "").strip():
+            raise ContractError(f"required field {key!r} is missing or empty", key)
+    if not any((data.get(key) or "").strip() for key in CONTENT):
+        raise ContractError("fields 'title' and 'text' are both missing or empty: no article", "text")
+    authors = data.get("authors") or []
     if not isinstance(authors, list):
         raise ContractError(type_mismatch("array of strings", authors), "authors")
     for i, author in enumerate(authors):
-        if not isinstance(author, str):
+        if author is not None and not isinstance(author, str):
             raise ContractError(f"item {i}: {type_mismatch('string', author)}", "authors")
     try:
         ident, canonical = id_for_url(data["url"])
     except ContractError as exc:
         raise ContractError(str(exc), "url") from exc
-    published: datetime | None = None
-    if data.get("published"):
-        try:
-            published = parse_time(data["published"])
-        except ValueError as exc:
-            raise ContractError(str(exc), "published") from exc
-    title = normalize_whitespace(data["title"])
-    text = data["text"].strip()
-    lang = data.get("lang") or detect_language(f"{title}\n{text}")
-    if not (lang == "und" or (len(lang) == 2 and lang.isalpha() and lang.islower())):
-        raise ContractError(f"field 'lang' is {lang!r}, expected an ISO 639-1 code such as 'ar'", "lang")
+    try:
+        published = published_at(data.get("published"))
+    except (TypeError, ValueError) as exc:
+        raise ContractError(str(exc), "published") from exc
+    title, text = _content(data.get("title") or "", data.get("text") or "")
+    lang = article_language(title, text, data.get("lang"))
     stamp = now or now_utc()
     return Article(
         id=ident,
@@ -216,7 +217,7 @@ def article_from_record(data: Any, *, backfill: bool = False, now: datetime | No
         lang=lang,
         title=title,
         text=text,
-        authors=tuple(authors),
+        authors=tuple(a for a in authors if a and a.strip()),
         published=published,
         # An importer's date is the record's own publication date, as a feed entry gives it.
         date_source="feed" if published else "none",
@@ -225,6 +226,28 @@ def article_from_record(data: Any, *, backfill: bool = False, now: datetime | No
         content_sha256=content_hash(text),
         relevance=None,
     )
+
+
+def _content(title: str, text: str) -> tuple[str, str]:
+    """Title and text of a record that has at least one of them (the module docstring)."""
+    title, text = normalize_whitespace(title), text.strip()
+    if not text:
+        return title, title
+    if not title:
+        first = normalize_whitespace(text.split("\n", 1)[0])
+        title = first if len(first) <= DERIVED_TITLE_CHARS else first[:DERIVED_TITLE_CHARS].rsplit(" ", 1)[0] + " …"
+    return title, text
+
+
+def article_language(title: str, text: str, value: str | None) -> str:
+    """The language of an imported article: its ``lang`` field read as a hint (``import_fields``), trusted
+    when the text is written in that language's script, else what the text says (``detect_language``,
+    the hint winning only where detection is unsure), as the crawler reads a page's own ``lang``."""
+    hint = language_hint(value)
+    sample = f"{title}\n{text}"
+    if hint is not None and script_agrees(hint, sample):
+        return hint
+    return detect_language(sample, hint=hint)
 
 
 def read_jsonl(lines: Iterable[str | bytes], *, backfill: bool = False) -> Iterator[Article | IngestError]:

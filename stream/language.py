@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # ISO 639-1 codes of the languages coverage of the topic is expected in (TOPIC.md), plus neighbours
 # that are easily confused with them.
-LANGUAGES = ("ar", "en", "fr", "de", "tr", "ru", "uk", "he", "fa", "es", "it", "pl", "nl", "pt", "sl", "mk")
+LANGUAGES = ("ar", "en", "fr", "de", "tr", "ru", "uk", "he", "fa", "es", "it", "pl", "nl", "pt", "sl", "mk", "id")
 MIN_CHARS = 20  # below this, detection is a guess: the hint (or "und") wins
 MIN_CONFIDENCE = 0.5  # lingua confidence below which the hint is preferred
 
@@ -38,7 +38,7 @@ def _get_detector() -> LanguageDetector:
 def detect_language(text: str, hint: str | None = None) -> str:
     """ISO 639-1 code of ``text``; ``hint`` (e.g. the page's ``lang``) when the text is too short or
     detection is unsure; ``"und"`` when neither helps."""
-    hint_code = (hint or "").split("-")[0].strip().lower() or None
+    hint_code = (hint or "").replace("_", "-").split("-")[0].strip().lower() or None
     sample = without_lone_surrogates(text.strip()[:2000])  # lingua (Rust) needs valid Unicode
     if len(sample) < MIN_CHARS:
         return hint_code or "und"
@@ -47,6 +47,8 @@ def detect_language(text: str, hint: str | None = None) -> str:
     if not values:
         return hint_code or "und"
     best = values[0]
+    if best.value <= 0.0:  # none of the languages it knows (Chinese, Greek...): no guess
+        return hint_code or "und"
     code = best.language.iso_code_639_1.name.lower()
     if best.value < MIN_CONFIDENCE and hint_code:
         return hint_code

@@ -14,7 +14,7 @@ def test_malformed_lines_name_line_and_field_and_the_rest_goes_through() -> None
     lines = [
         json.dumps({"url": "https://a.example/1", "title": "One", "text": "Sednaya prison story text", "lang": "en"}),
         "{broken json",
-        json.dumps({"url": "https://a.example/2", "text": "no title"}),
+        json.dumps({"url": "https://a.example/2", "text": "A text without its headline\nSecond line"}),
         json.dumps({"url": "not a url", "title": "x", "text": "y"}),
         "",
         json.dumps({"url": "https://a.example/3", "title": "Three", "text": "t", "published": "last week"}),
@@ -34,12 +34,12 @@ def test_malformed_lines_name_line_and_field_and_the_rest_goes_through() -> None
     good = [o for o in out if isinstance(o, Article)]
     assert [str(e).split(":")[0] for e in errors] == [
         "line 2",
-        "line 3, field 'title'",
         "line 4, field 'url'",
         "line 6, field 'published'",
     ]
     assert "not valid JSON" in str(errors[0])
-    assert [a.url for a in good] == ["https://a.example/1", "https://a.example/4?utm_source=x"]
+    assert [a.url for a in good] == ["https://a.example/1", "https://a.example/2", "https://a.example/4?utm_source=x"]
+    assert good[1].title == "A text without its headline"  # a record with only a text: its first line
     last = good[-1]
     assert last.canonical_url == "https://a.example/4" and last.source == "src" and last.channel == "import"
     assert last.published is not None and last.published.isoformat() == "2017-05-15T08:00:00+00:00"
@@ -100,13 +100,28 @@ VALID = {"url": "https://a.example/ok", "title": "Title", "text": "Some text abo
         ),
         (json.dumps({**VALID, "lang": 5}), "line 1, field 'lang': wrong type: expected string, got number", "contract"),
         (
-            json.dumps({**VALID, "authors": ["a", None]}),
-            "line 1, field 'authors': item 1: wrong type: expected string, got null",
+            json.dumps({**VALID, "authors": ["a", 5]}),
+            "line 1, field 'authors': item 1: wrong type: expected string, got number",
             "contract",
         ),
         (
-            json.dumps({**VALID, "text": "  "}),
-            "line 1, field 'text': required field 'text' is missing or empty",
+            json.dumps({**VALID, "title": "", "text": "  "}),
+            "line 1, field 'text': fields 'title' and 'text' are both missing or empty: no article",
+            "contract",
+        ),
+        (
+            json.dumps({**VALID, "published": "next Tuesday-ish"}),
+            "line 1, field 'published': 'next Tuesday-ish' is not a date",
+            "contract",
+        ),
+        (
+            json.dumps({**VALID, "published": "1024-05-01"}),
+            "line 1, field 'published': '1024-05-01' reads as 1024-05-01, outside 1900-2100",
+            "contract",
+        ),
+        (
+            json.dumps({**VALID, "published": ["2024-12-09"]}),
+            "line 1, field 'published': expected a date (string or Unix time), got array",
             "contract",
         ),
     ],
