@@ -52,6 +52,8 @@ NEGATIVE_WEIGHT = 0.75
 FULL_SCORE = 3.0  # name + 4 co-terms = 1.0
 _ARABIC = re.compile("[\u0600-\u06ff]")
 _ARABIC_PREFIX = "(?:[وف]?(?:[بلك]?ال|لل|[بلك])?)"  # conjunctions, prepositions and the article
+_HEBREW = re.compile("[\u0590-\u05ff]")
+_HEBREW_PREFIX = "(?:[ושכ]?[מהבלכ]?)"  # and, that, as; from, the, in, to, like ("בסיידנאיא": in Sednaya)
 PASSING_OTHER_MIN = 3  # mentions of other prisons that make a single mention of the name a passing one
 # (3, not 2: a Sednaya excerpt may name the prison a detainee came from twice)
 _WORD_END = r"(?![^\W_])"
@@ -69,7 +71,7 @@ def _body(term: str) -> str:
 
 
 def _pattern(term: str, *, whole_word: bool = False) -> re.Pattern[str]:
-    """Pattern of ``term`` on folded text: starts at a word start (Arabic: after an attached prefix);
+    """Pattern of ``term`` on folded text: starts at a word start (Arabic, Hebrew: after an attached prefix);
     ``whole_word`` also requires a word end, unless the term ends with ``*`` (then a suffix may follow)."""
     wildcard = term.endswith(_WILDCARD)
     folded = fold(term.removesuffix(_WILDCARD))
@@ -77,6 +79,8 @@ def _pattern(term: str, *, whole_word: bool = False) -> re.Pattern[str]:
     end = _WORD_END if whole_word and not wildcard else ""
     if _ARABIC.search(folded):
         return re.compile(r"(?<![^\W_])" + _ARABIC_PREFIX + body + end)
+    if _HEBREW.search(folded):
+        return re.compile(r"(?<![^\W_])" + _HEBREW_PREFIX + body + end)
     return re.compile(r"(?<![^\W_])" + body + end)
 
 
@@ -107,7 +111,7 @@ class RelevanceFilter:
 
     @cached_property
     def _names(self) -> tuple[_Term, ...]:
-        return _terms(self.topic.names)
+        return _terms(self.topic.matched_names)
 
     @cached_property
     def _strong(self) -> tuple[_Term, ...]:
@@ -137,7 +141,7 @@ class RelevanceFilter:
         topic = self.topic
         if not topic.institution_words:
             return None
-        names = "|".join(_body(fold(n)) for n in sorted(set(topic.names), key=len, reverse=True))
+        names = "|".join(_body(fold(n)) for n in sorted(set(topic.matched_names), key=len, reverse=True))
         words = "|".join(
             _body(fold(w.removesuffix(_WILDCARD))) for w in sorted(set(topic.institution_words), key=len, reverse=True)
         )
@@ -196,7 +200,8 @@ class RelevanceFilter:
             if place.literal in masked:
                 masked = place.pattern.sub(lambda m: " " * len(m.group(0)), masked)
         negative = _dedupe_folded(t.written for t in self._negative if t.search(masked))
-        passing = not strong and self._passing_mention(folded)
+        # a headline that names the prison is about it, however many other prisons the text lists
+        passing = not strong and self._passing_mention(folded) and not any(t.search(fold(title)) for t in self._names)
         institution = self._institution is not None and self._institution.search(masked) is not None
         counted = 0 if passing else min(len(coterms), MAX_COTERMS)
         named_strongly = strong or (institution and not passing)  # a passing "Sednaya prison" stays a passing one
@@ -209,7 +214,7 @@ class RelevanceFilter:
 
     def _passing_mention(self, folded: str) -> bool:
         """The name occurs once while other places of the kind (other prisons) occur at least
-        ``PASSING_OTHER_MIN`` times: the text is about those."""
+        ``PASSING_OTHER_MIN`` times: the text is about those (unless its headline names it: :meth:`score`)."""
         mentions = sum(t.count(folded) for t in self._names)
         if mentions != 1:
             return False

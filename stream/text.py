@@ -55,15 +55,23 @@ def normalize_arabic(text: str) -> str:
     return _ARABIC_DIACRITICS.sub("", text).translate(_ARABIC_MAP)
 
 
+# Characters that are not part of the words they sit in: a soft hyphen (German headlines break long words
+# with it: "Militär\u00adgefängnis"), zero-width space, joiner, word joiner and a stray BOM go; a zero-width
+# non-joiner (Persian writes compounds with it: "دسته\u200cجمعی") stands for the space others write.
+_WORD_BREAKS = str.maketrans({"\u00ad": None, "\u200b": None, "\u200d": None, "\u2060": None, "\ufeff": None,
+                            "\u200c": " "})  # fmt: skip
+
+
 @functools.lru_cache(maxsize=FOLD_CACHE)
 def fold(text: str) -> str:
-    """Case-, diacritic- and Arabic-variant-insensitive form of ``text`` for matching.
+    """Case-, diacritic- and Arabic-variant-insensitive form of ``text`` for matching, without the
+    invisible characters that break words apart (``_WORD_BREAKS``).
 
     Pure, and cached for the last ``FOLD_CACHE`` texts: the embed stage folds an article's text for its
     anchors and again for its near-duplicate shingles."""
     if text.isascii():  # every step below is the identity on ASCII but the case folding
         return text.lower()
-    text = normalize_arabic(unicodedata.normalize("NFKC", text)).casefold()
+    text = normalize_arabic(unicodedata.normalize("NFKC", text.translate(_WORD_BREAKS))).casefold()
     stripped = _COMBINING_BELOW_ARABIC.sub("", unicodedata.normalize("NFD", text))
     stripped = stripped.replace("ı", "i").replace("ß", "ss")
     return unicodedata.normalize("NFC", stripped)

@@ -20,7 +20,7 @@ class Topic:
     id: str
     title: str
     min_score: float
-    names: tuple[str, ...]  # every script, flattened
+    names: tuple[str, ...]  # every script, flattened (what the crawl's searches ask for)
     names_by_script: dict[str, tuple[str, ...]]
     strong: tuple[str, ...]
     coterms: dict[str, tuple[str, ...]]  # language -> terms
@@ -33,6 +33,14 @@ class Topic:
     institution_links: tuple[str, ...] = ()  # words that may join it to a name ("prison OF Sednaya")
     anchor_numbers: tuple[str, ...]
     anchor_groups: tuple[tuple[str, ...], ...]  # each group: one entity in its spellings
+    # the stems of declined forms ("Сайеднай" for "в Сайеднайе"): matched like names, never searched for
+    # (a search engine reads them as words of their own, and they would lengthen every query)
+    name_stems: tuple[str, ...] = ()
+
+    @property
+    def matched_names(self) -> tuple[str, ...]:
+        """What the relevance filter reads as the name: the variants and the stems of declined forms."""
+        return self.names + self.name_stems
 
     @property
     def all_coterms(self) -> tuple[str, ...]:
@@ -67,8 +75,11 @@ def load_topic(path: Path) -> Topic:
     if not isinstance(names_raw, dict):
         raise TopicError(f"topic file {str(path)!r}: 'names' must be a table of script = [variants]")
     strong = _strs(names_raw.get("strong", []), path, "names.strong")
+    stems = _strs(names_raw.get("stems", []), path, "names.stems")
     by_script = {
-        script: _strs(values, path, f"names.{script}") for script, values in names_raw.items() if script != "strong"
+        script: _strs(values, path, f"names.{script}")
+        for script, values in names_raw.items()
+        if script not in ("strong", "stems")
     }
     if not any(by_script.values()):
         raise TopicError(f"topic file {str(path)!r}: 'names' lists no name variant")
@@ -106,4 +117,5 @@ def load_topic(path: Path) -> Topic:
         institution_links=_strs(institution.get("links", []), path, "institution.links"),
         anchor_numbers=_strs(anchors.get("numbers", []), path, "anchors.numbers"),
         anchor_groups=tuple(groups),
+        name_stems=stems,
     )

@@ -147,6 +147,26 @@ def test_gdelt_query_and_url() -> None:
     assert "startdatetime=20241208000000" in url and "enddatetime=20241208010000" in url
 
 
+def test_gdelt_names_are_asked_in_groups_whose_urls_scrapy_sends() -> None:
+    """Scrapy drops a request longer than URLLENGTH_LIMIT (2083) without a word: the topic's names are
+    asked in as few groups as keep each URL within the limit, and every name is asked."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from stream.topic import load_topic
+
+    topic = load_topic(Path(__file__).resolve().parent.parent / "stream" / "topics" / "sednaya.toml")
+    names = [*topic.names, *topic.strong, *(f"Сайеднайя{i}" for i in range(40))]  # a topic with many more
+    start = datetime(2024, 12, 8, tzinfo=UTC)
+    queries = gdelt_api.build_queries(names, "https://api.gdeltproject.org/api/v2/doc/doc", 2083)
+    assert len(queries) > 1
+    urls = [gdelt_api.build_url("https://api.gdeltproject.org/api/v2/doc/doc", q, start, start) for q in queries]
+    assert all(len(u) <= 2083 for u in urls)
+    asked = {t for u in urls for t in parse_qs(urlsplit(u).query)["query"][0].strip("()").split(" OR ")}
+    assert asked == {f'"{n}"' for n in names if len(n) >= gdelt_api.MIN_TERM_CHARS}
+    two = gdelt_api.build_queries(["Sednaya", "Saydnaya"], "https://api.test/doc", 2083)
+    assert two == ['("Sednaya" OR "Saydnaya")']
+
+
 def test_gdelt_split_stops_at_fifteen_minutes() -> None:
     start = datetime(2024, 12, 8, tzinfo=UTC)
     halves = gdelt_api.split(start, start + timedelta(hours=1))

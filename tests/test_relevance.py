@@ -31,6 +31,21 @@ def relevance() -> RelevanceFilter:
         ("", "Saydnáya prisón detainées"),  # diacritic folding
         ("", "Сайеднайя: бывшие заключенные рассказали о тюрьмы"),
         ("Report", "The human slaughterhouse report was published today."),  # strong name alone
+        # Slavic declension replaces the name's last vowel; Hebrew attaches prepositions; invisible hyphens
+        ("", "Узники в Сайеднайе рассказали о пытках в тюрьме."),
+        ("", "Освобождение Сайеднайи: заключенные вышли на свободу."),
+        ("", "Колишні в'язні у Сайднайї розповіли про катування."),
+        ("", "Byli więźniowie z Sajdnai mówią o torturach w więzieniu w Sednai."),
+        ("", "אסירים לשעבר בסיידנאיא סיפרו על עינויים בכלא."),
+        ("Häft\u00adlinge in Sed\u00adnaya", "Hin\u00adrichtungen im Militär\u00adgefängnis bezeugt."),
+        # a headline naming the prison, a text listing the other prisons opened that day (not a passing mention)
+        (
+            "Detainees walk out of Sednaya",
+            (
+                "Fighters freed detainees from Sednaya prison and from Aleppo Central Prison, Hama Central "
+                "Prison and Homs Central Prison."
+            ),
+        ),
     ],
 )
 def test_prison_coverage_is_relevant(relevance: RelevanceFilter, title: str, text: str) -> None:
@@ -234,3 +249,20 @@ def test_an_institution_phrase_needs_the_words_joined(relevance: RelevanceFilter
     # a passing "Sednaya prison" in a piece about another prison stays a passing mention
     passing = relevance.score("", "Adra prison, Adra detainees, Adra guards, and once Sednaya prison.")
     assert "~passing" in passing.terms and not relevance.is_relevant(passing), passing
+
+
+def test_name_stems_are_matched_but_never_searched(tmp_path: Path) -> None:
+    """``[names] stems`` (declined forms) count as the name for the filter and stay out of the crawl's
+    searches (GDELT, Google News ask for ``names`` only)."""
+    path = tmp_path / "t.toml"
+    path.write_text(
+        'id = "t"\ntitle = "T"\n[names]\nlatin = ["Sednaya"]\ncyrillic = ["Седная"]\nstems = ["Седна"]\n'
+        '[coterms]\nru = ["тюрьм"]\n',
+        encoding="utf-8",
+    )
+    topic = load_topic(path)
+    assert topic.names == ("Sednaya", "Седная") and topic.name_stems == ("Седна",)
+    assert "stems" not in topic.names_by_script
+    assert RelevanceFilter(topic).score("", "в тюрьме в Седнае").score > 0
+    plain = load_topic(Path(__file__).resolve().parent.parent / "stream" / "topics" / "sednaya.toml")
+    assert not set(plain.name_stems) & set(plain.names)

@@ -18,6 +18,7 @@ from crawlers.spiders.base import BaseSpider, download_slot
 from stream.article import now_utc
 
 SOURCE_ID = "gdelt"  # metrics label of the API itself; articles are attributed to their outlet
+URL_LIMIT = 2083  # Scrapy's URLLENGTH_LIMIT default: a longer request is dropped (the names are asked in groups)
 
 
 class GdeltSpider(BaseSpider):
@@ -31,17 +32,21 @@ class GdeltSpider(BaseSpider):
         end = now_utc()
         config = self.context.config
         start = self.context.backfill_since or end - timedelta(hours=config.gdelt_lookback_hours)
-        yield self._slice_request(start, end)
+        settings = getattr(self, "settings", None)  # set when the crawler made the spider
+        limit = settings.getint("URLLENGTH_LIMIT", URL_LIMIT) if settings is not None else URL_LIMIT
+        names = self.context.topic.names + self.context.topic.strong
+        for query in gdelt_api.build_queries(names, config.gdelt_api_url, limit):
+            yield self._slice_request(start, end, query)
 
-    def _slice_request(self, start: datetime, end: datetime) -> scrapy.Request:
-        query = gdelt_api.build_query(self.context.topic.names + self.context.topic.strong)
+    def _slice_request(self, start: datetime, end: datetime, query: str) -> scrapy.Request:
         url = gdelt_api.build_url(self.context.config.gdelt_api_url, query, start, end)
+        meta = {"source": SOURCE_ID, "kind": "listing", "slice": (start, end), "query": query}
         return scrapy.Request(
             url,
             callback=self.parse_artlist,
             errback=self.on_error,
             dont_filter=True,
-            meta={"source": SOURCE_ID, "kind": "listing", "slice": (start, end), "download_slot": download_slot(url)},
+            meta={**meta, "download_slot": download_slot(url)},
         )
 
     def on_listing_failed(self, source: str, outcome: str) -> None:
@@ -75,7 +80,7 @@ class GdeltSpider(BaseSpider):
             halves = gdelt_api.split(start, end)
             if halves is not None:
                 for half_start, half_end in halves:
-                    yield self._slice_request(half_start, half_end)
+                    yield self._slice_request(half_start, half_end, response.meta["query"])
                 return
             self.context.degraded(SOURCE_ID, f"250 results in one 15-minute slice from {start.isoformat()}")
         for rank, item in enumerate(articles):
