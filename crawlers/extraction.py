@@ -218,25 +218,35 @@ def _meta(tree: lxml.html.HtmlElement) -> dict[str, str]:
     return out
 
 
+WEB_SINCE = datetime(1991, 1, 1, tzinfo=UTC)  # no news page was published before the web
+
+
+def plausible(when: datetime | None, *, now: datetime | None = None) -> bool:
+    """A publication date a page can have: not before the web, not after ``now`` (a day's slack for time
+    zones). ``1970-01-01`` (a Unix time of 0), ``0001-01-01`` or a date years ahead is a template's bug, and
+    the next source of a date is read instead."""
+    return when is not None and WEB_SINCE <= when <= (now or datetime.now(UTC)) + timedelta(days=1)
+
+
 def _published(
     tree: lxml.html.HtmlElement, url: str, hinted: datetime | None, hinted_source: DateSource | None, lang: str
 ) -> tuple[datetime | None, DateSource]:
     for obj in _jsonld_objects(tree):
         if _types(obj) & ARTICLE_TYPES and isinstance(obj.get("datePublished"), str):
             when = parse_date(obj["datePublished"]) or written_date(obj["datePublished"], lang)
-            if when is not None:
+            if plausible(when):
                 return when, "jsonld"
     meta = _meta(tree)
     for key in META_DATE_KEYS:
         if key in meta:
             # ISO or RFC 822, else as people write it: <meta name="date" content="14.12.2024">
             when = parse_date(meta[key]) or written_date(meta[key], lang)
-            if when is not None:
+            if plausible(when):
                 return when, "meta"
-    if hinted is not None and hinted_source is not None:
+    if plausible(hinted) and hinted_source is not None:
         return hinted, hinted_source
     when = date_from_url(url)
-    if when is not None:
+    if plausible(when):
         return when, "url"
     return None, "none"
 
@@ -441,6 +451,8 @@ def is_html(content_type: str | None, body_start: bytes) -> bool:
     if content_type:
         return content_type.split(";")[0].strip().lower() in HTML_TYPES
     head = body_start[:512].lstrip().lower()
+    if head.startswith(b"<?xml"):  # XHTML: an XML declaration, then the page (a feed has no <html>)
+        return b"<html" in head or b"<!doctype html" in head
     return head.startswith((b"<!doctype html", b"<html"))
 
 
@@ -498,12 +510,13 @@ def extract(
         published = labelled_date(_parse(html, url), lang, title)
         date_source = "none" if published is None else "meta"
     canonical = None
-    for link in tree.xpath('//link[@href][contains(concat(" ", normalize-space(@rel), " "), " canonical ")]'):
+    rel = 'translate(normalize-space(@rel), "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")'
+    base = next((b.strip() for b in tree.xpath("//base/@href") if b.strip()), "")
+    for link in tree.xpath(f'//link[@href][contains(concat(" ", {rel}, " "), " canonical ")]'):
         href = (link.get("href") or "").strip()
         if href:
-            absolute = urljoin(url, href)
-            # A canonical naming the site root is a template bug (every page would be one article).
-            if urlsplit(absolute).scheme in {"http", "https"} and urlsplit(absolute).path not in ("", "/"):
+            absolute = urljoin(urljoin(url, base), href)
+            if _usable_canonical(absolute, url):
                 canonical = absolute
                 break
     return Extracted(
@@ -519,10 +532,32 @@ def extract(
     )
 
 
+def _usable_canonical(canonical: str, url: str) -> bool:
+    """A canonical link a page may be filed under: http(s), and not the site root or a section above the
+    page (``/news/`` for ``/news/2024/story.html``): those are template bugs that would make every article
+    of the site one article."""
+    target, page = urlsplit(canonical), urlsplit(url)
+    if target.scheme not in {"http", "https"} or target.path in ("", "/"):
+        return False
+    if target.netloc.lower() != page.netloc.lower() or target.query:
+        return True
+    section = target.path.rstrip("/") + "/"
+    if not page.path.startswith(section):
+        return True
+    rest = page.path[len(section) :].strip("/").lower()
+    return rest in _PAGE_VARIANTS  # ``/story/amp`` filed under ``/story``: the same page
+
+
+_PAGE_VARIANTS = {"", "amp", "amp.html", "index.html", "index.php", "print", "mobile"}
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
+
+
 def _parse(html: str, url: str) -> lxml.html.HtmlElement:
-    """A fresh tree of ``html`` (trafilatura prunes the tree it is given, so each pass gets its own)."""
+    """A fresh tree of ``html`` (trafilatura prunes the tree it is given, so each pass gets its own). An
+    XHTML page's ``<?xml ... encoding=...?>`` declaration goes first: the text is decoded already, and lxml
+    refuses a decoded string that declares an encoding."""
     try:
-        return lxml.html.document_fromstring(html)
+        return lxml.html.document_fromstring(_XML_DECLARATION.sub("", html, count=1))
     except (lxml.etree.ParserError, ValueError) as exc:
         raise ExtractionError(url, "too_short", f"unparsable HTML: {exc}") from exc
 

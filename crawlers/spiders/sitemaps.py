@@ -71,11 +71,7 @@ def parse_sitemap(body: bytes) -> tuple[str, list[SitemapEntry], bool]:
     kind = _local(root.tag)
     entries: list[SitemapEntry] = []
     for node in root:
-        fields: dict[str, str] = {}
-        for child in node.iter():
-            name = _local(child.tag)
-            if name in {"loc", "lastmod", "publication_date", "title", "keywords"} and child.text:
-                fields.setdefault(name, child.text.strip())
+        fields = _entry_fields(node)
         if not fields.get("loc"):
             continue
         when = parse_date(fields.get("publication_date", "")) or parse_date(fields.get("lastmod", ""))
@@ -84,6 +80,28 @@ def parse_sitemap(body: bytes) -> tuple[str, list[SitemapEntry], bool]:
         raise FeedError("<sitemap>", "malformed_xml", "no entry could be recovered")
     entries.sort(key=lambda e: e.published or _EPOCH, reverse=True)
     return kind, entries, repaired
+
+
+_OWN = {"loc", "lastmod"}  # the entry's own fields: direct children of <url>/<sitemap>
+_NEWS = {"publication_date", "title", "keywords"}  # read from <news:news> only
+
+
+def _entry_fields(node: etree._Element) -> dict[str, str]:
+    """``loc``/``lastmod`` of a sitemap entry (its direct children) and ``publication_date``/``title``/
+    ``keywords`` of its ``<news:news>`` (Google News sitemaps): an ``<image:image>`` or ``<video:video>``
+    inside the entry has a ``<image:loc>``, ``<image:title>``, ``<video:publication_date>`` of its own,
+    which are not the article's (an image title as the entry's title failed the prefilter)."""
+    fields: dict[str, str] = {}
+    for child in node:
+        name = _local(child.tag)
+        if name in _OWN and child.text:
+            fields.setdefault(name, child.text.strip())
+        elif name == "news":
+            for part in child.iter():
+                field = _local(part.tag)
+                if field in _NEWS and part.text:
+                    fields.setdefault(field, part.text.strip())
+    return fields
 
 
 class SitemapSpider(BaseSpider):

@@ -1,0 +1,98 @@
+"""Pages, sitemaps and canonical links as sites unlike ours write them (crawlers.extraction,
+crawlers.spiders.sitemaps): an XHTML page with its XML declaration, image and video tags inside a news
+sitemap entry, a canonical link to a section page, a publication date no page can have."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from crawlers.errors import ExtractionError
+from crawlers.extraction import extract, is_html, plausible
+from crawlers.spiders.sitemaps import parse_sitemap
+
+BODY = (
+    "Former detainees returned to Sednaya prison on Tuesday to show investigators the cells where they "
+    "were held. They described hangings at night, beatings during transfers and the salt rooms where "
+    "bodies were kept. Families waited outside the gates with photographs of missing relatives, hoping "
+    "that the registers found in the administration building would say what happened to them."
+)
+
+
+def _page(head: str = "", *, declaration: str = "", url_canonical: str = "") -> str:
+    canonical = f'<link rel="Canonical" href="{url_canonical}">' if url_canonical else ""
+    return (
+        f'{declaration}<html lang="en"><head><title>Detainees guide investigators</title>{canonical}{head}'
+        "</head><body><article><h1>Detainees guide investigators through Sednaya</h1>"
+        + "".join(f"<p>{BODY}</p>" for _ in range(3))
+        + "</article></body></html>"
+    )
+
+
+def test_an_xhtml_page_with_its_xml_declaration_is_read() -> None:
+    declaration = (
+        '<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "x">\n'
+    )
+    page = _page(declaration=declaration)
+    found = extract(page, url="https://x.test/news/1.html", content_type="application/xhtml+xml")
+    assert found.title.startswith("Detainees guide investigators") and "salt rooms" in found.text
+    assert is_html(None, page.encode())  # no content type: the declaration, then a page
+    assert not is_html(None, b'<?xml version="1.0"?><rss version="2.0"><channel></channel></rss>')
+
+
+@pytest.mark.parametrize(
+    ("canonical", "kept"),
+    [
+        ("https://x.test/news/", None),  # the section the page sits in: a template bug
+        ("/news", None),
+        ("https://x.test/news/2024/detainees.html", "https://x.test/news/2024/detainees.html"),
+        ("https://x.test/news/2024/detainees", "https://x.test/news/2024/detainees"),  # its AMP variant's own
+        ("https://wire.test/story/77", "https://wire.test/story/77"),  # a syndicated copy's original
+    ],
+)
+def test_a_canonical_link_to_a_section_above_the_page_is_not_its_address(canonical: str, kept: str | None) -> None:
+    url = (
+        "https://x.test/news/2024/detainees/amp"
+        if kept == "https://x.test/news/2024/detainees"
+        else ("https://x.test/news/2024/detainees.html")
+    )
+    found = extract(_page(url_canonical=canonical), url=url)
+    assert found.canonical == kept  # rel="Canonical" read in any case
+
+
+@pytest.mark.parametrize("bad", ["1970-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "2091-05-10T08:00:00Z"])
+def test_a_publication_date_no_page_can_have_gives_way_to_the_next_source(bad: str) -> None:
+    head = f'<meta property="article:published_time" content="{bad}">'
+    found = extract(_page(head), url="https://x.test/2024/12/10/detainees.html")
+    assert (found.published, found.date_source) == (datetime(2024, 12, 10, tzinfo=UTC), "url")
+    assert not plausible(datetime(1970, 1, 1, tzinfo=UTC)) and plausible(datetime(2017, 5, 15, tzinfo=UTC))
+
+
+def test_image_and_video_tags_of_a_sitemap_entry_are_not_the_articles() -> None:
+    body = b"""<?xml version="1.0" encoding="UTF-8"?>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"
+        xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"
+        xmlns:image="http://www.google.com/schemas/sitemap-image/1.1"
+        xmlns:video="http://www.google.com/schemas/sitemap-video/1.1">
+ <url>
+  <image:image><image:loc>https://x.test/img/gate.jpg</image:loc><image:title>Photo: a gate</image:title></image:image>
+  <loc>https://x.test/news/families</loc>
+  <video:video><video:title>Clip</video:title><video:publication_date>2019-01-01</video:publication_date></video:video>
+  <news:news>
+   <news:publication><news:name>X</news:name><news:language>en</news:language></news:publication>
+   <news:publication_date>2024-12-09T10:00:00Z</news:publication_date>
+   <news:title>Families wait at the Sednaya gates</news:title>
+  </news:news>
+ </url>
+</urlset>"""
+    kind, (entry,), repaired = parse_sitemap(body)
+    assert (kind, repaired) == ("urlset", False)
+    assert entry.loc == "https://x.test/news/families"
+    assert entry.title == "Families wait at the Sednaya gates"
+    assert entry.published == datetime(2024, 12, 9, 10, tzinfo=UTC)
+
+
+def test_a_page_that_is_no_page_still_fails_clearly() -> None:
+    with pytest.raises(ExtractionError):
+        extract("<?xml version='1.0'?>", url="https://x.test/empty")
