@@ -87,9 +87,25 @@ _SAFE_PATH = "/:@!$&'()*+,;=-._~"
 _SAFE_QUERY = "/:@!$'()*+,;-._~?"
 
 
+# Tracking names that some old sites use as the page's own id ("news.php?cid=101", "view.asp?src=55"): they
+# are kept when nothing else in the query or the path tells the page apart (a script with no other parameter)
+AMBIGUOUS_PARAMS = frozenset({"cid", "src", "from", "sh", "share", "feed", "ref", "rss"})
+_SCRIPT_PATH = re.compile(r"(^/?$|\.(php\d?|aspx?|jsp|cfm|cgi|pl|py)$)", re.IGNORECASE)
+
+
 def _is_tracking(name: str) -> bool:
     lowered = name.lower()
     return lowered in TRACKING_PARAMS or lowered.startswith(TRACKING_PREFIXES)
+
+
+def _kept_params(query: str, path: str) -> list[tuple[str, str]]:
+    """The query's parameters without the tracking ones (sorted), keeping the ambiguous ones
+    (``AMBIGUOUS_PARAMS``) of a script path where they are all that tells one page from another."""
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k]
+    kept = [(k, v) for k, v in pairs if not _is_tracking(k)]
+    if not kept and _SCRIPT_PATH.search(path):
+        kept = [(k, v) for k, v in pairs if k.lower() in AMBIGUOUS_PARAMS]
+    return sorted(kept)
 
 
 def _norm_component(text: str, safe: str) -> str:
@@ -126,9 +142,7 @@ def canonical_url(url: str) -> str:
     if path.lower().endswith(".amp"):
         path = path[:-4]
     path = path.rstrip("/") or "/"
-    params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k and not _is_tracking(k)]
-    params.sort()
-    query = urlencode(params, quote_via=quote, safe=_SAFE_QUERY)
+    query = urlencode(_kept_params(parts.query, path), quote_via=quote, safe=_SAFE_QUERY)
     return urlunsplit((scheme, netloc, path, query, ""))
 
 
