@@ -429,7 +429,8 @@ def decode_html(body: bytes, content_type: str | None) -> tuple[str, str]:
     """``(encoding, text)`` of an HTML page: BOM, the HTTP charset, the page's ``<meta charset>`` /
     ``<meta http-equiv="Content-Type">``, else UTF-8 or a detected charset (w3lib's order, as Scrapy's).
     When the HTTP charset garbles the page (U+FFFD, or a Western single-byte server default) and the page
-    declares another charset that decodes it, the page wins.
+    declares another charset that decodes it, the page wins. When what is declared is wrong in the other
+    way (:func:`_declared_wrongly`), the bytes win.
     Never raises: undecodable bytes become U+FFFD (``extract`` rejects such pages as ``bad_encoding``)."""
     encoding, text = html_to_unicode(content_type, body, auto_detect_fun=_detect_charset)
     header = http_content_type_encoding(content_type) if content_type else None
@@ -443,7 +444,34 @@ def decode_html(body: bytes, content_type: str | None) -> tuple[str, str]:
                 return meta, body.decode(meta)
             except (UnicodeDecodeError, LookupError):
                 pass
-    return encoding, text
+    return _declared_wrongly(body, encoding, text, page_declares=declared is not None) or (encoding, text)
+
+
+def _declared_wrongly(body: bytes, encoding: str, text: str, *, page_declares: bool) -> tuple[str, str] | None:
+    """The page decoded by its bytes when what is declared cannot be its charset: declared single-byte but
+    the non-ASCII bytes are valid UTF-8 (a UTF-8 page with a template's old ``windows-1256`` or
+    ``iso-8859-1`` meta: read as declared it is garbled, with no U+FFFD to show it), or UTF-8 by the
+    server alone and the bytes are not (a windows-1256 page that declares nothing behind a server's
+    ``charset=utf-8``: the detected charset). A page whose own ``<meta>`` says UTF-8 as well is not second-
+    guessed: it stays ``bad_encoding`` (a guess over two wrong declarations could index mojibake). None
+    when the declaration holds."""
+    utf8 = resolve_encoding(encoding) == "utf-8"
+    if not utf8 and max(body, default=0) >= 0x80:
+        try:
+            return "utf-8", body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if utf8 and not page_declares and "\ufffd" in text:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            detected = _detect_charset(body)
+            if detected and resolve_encoding(detected) != "utf-8":
+                try:
+                    return detected, body.decode(detected)
+                except (UnicodeDecodeError, LookupError):
+                    return None
+    return None
 
 
 def is_html(content_type: str | None, body_start: bytes) -> bool:

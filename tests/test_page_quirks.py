@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from crawlers.errors import ExtractionError
-from crawlers.extraction import extract, is_html, plausible
+from crawlers.extraction import decode_html, extract, is_html, plausible
 from crawlers.spiders.sitemaps import parse_sitemap
 
 BODY = (
@@ -96,3 +96,22 @@ def test_image_and_video_tags_of_a_sitemap_entry_are_not_the_articles() -> None:
 def test_a_page_that_is_no_page_still_fails_clearly() -> None:
     with pytest.raises(ExtractionError):
         extract("<?xml version='1.0'?>", url="https://x.test/empty")
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "content_type", "meta"),
+    [
+        ("سجن صيدنايا: عائلات المعتقلين تبحث عن ذويها", "utf-8", "text/html", "windows-1256"),
+        ("Şam'ın kuzeyindeki Sednaya cezaevinde işkence", "utf-8", "text/html; charset=ISO-8859-1", ""),
+        ("Узники тюрьмы Сайеднайя рассказали о пытках", "utf-8", "text/html", "iso-8859-1"),
+        ("سجن صيدنايا: عائلات المعتقلين تبحث عن ذويها", "windows-1256", "text/html; charset=utf-8", ""),
+        ("Häftlinge im Militärgefängnis", "iso-8859-1", "text/html", "iso-8859-1"),  # declared right: kept
+    ],
+)
+def test_a_charset_declared_wrongly_gives_way_to_the_bytes(
+    text: str, encoding: str, content_type: str, meta: str
+) -> None:
+    head = f'<meta charset="{meta}">' if meta else ""
+    body = f"<html><head>{head}</head><body><p>{text}</p></body></html>".encode(encoding)
+    _, decoded = decode_html(body, content_type)
+    assert text in decoded and "\ufffd" not in decoded
