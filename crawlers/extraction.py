@@ -392,13 +392,29 @@ def _is_listing(tree: lxml.html.HtmlElement, url: str) -> str | None:
     teasers = len(body.xpath(".//article"))
     if teasers >= LISTING_MIN_TEASERS:
         return f"{teasers} <article> teasers"
-    links = body.xpath(".//a[@href]")
+    # the site's menus, header, footer and sidebar are on every page: the links that say "listing" are the rest
+    links = [a for a in body.xpath(".//a[@href]") if not any(_is_chrome(up) for up in a.iterancestors())]
     if len(links) >= LISTING_MIN_LINKS:
         link_chars = sum(len(normalize_whitespace(a.text_content())) for a in links)
-        all_chars = len(normalize_whitespace(body.text_content())) or 1
+        chrome = [e for e in body.iter() if _is_chrome(e) and not any(_is_chrome(up) for up in e.iterancestors())]
+        all_chars = len(normalize_whitespace(body.text_content()))
+        all_chars = max(1, all_chars - sum(len(normalize_whitespace(e.text_content())) for e in chrome))
         if link_chars / all_chars >= LISTING_LINK_TEXT_RATIO:
             return f"{len(links)} links, {link_chars * 100 // all_chars}% of the text"
     return None
+
+
+_CHROME_TAGS = frozenset({"nav", "header", "footer", "aside", "form", "select", "script", "style", "noscript"})
+_CHROME_WORDS = frozenset(
+    {"menu", "nav", "navbar", "navigation", "header", "footer", "masthead", "topbar", "breadcrumb", "breadcrumbs",
+     "sidebar", "widget", "social", "share", "newsletter"}
+)  # fmt: skip
+
+
+def _is_chrome(element: lxml.html.HtmlElement) -> bool:
+    """Part of the site's frame around the content (menus, header, footer, sidebar), by tag or by a word of
+    its class or id; teaser and related lists are not: on a section front they are the content."""
+    return isinstance(element.tag, str) and (element.tag in _CHROME_TAGS or bool(_label_words(element) & _CHROME_WORDS))
 
 
 _ARABIC_LETTER = re.compile("[\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff]")

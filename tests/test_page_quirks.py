@@ -115,3 +115,39 @@ def test_a_charset_declared_wrongly_gives_way_to_the_bytes(
     body = f"<html><head>{head}</head><body><p>{text}</p></body></html>".encode(encoding)
     _, decoded = decode_html(body, content_type)
     assert text in decoded and "\ufffd" not in decoded
+
+
+def _links(n: int, prefix: str) -> str:
+    return "".join(f'<a href="/{prefix}/{i}">{prefix} section {i}</a> ' for i in range(n))
+
+
+ARABIC_PARAGRAPHS = (
+    "<p>قال معتقلون سابقون في سجن صيدنايا إن الحراس كانوا ينقلون السجناء ليلا إلى المبنى الأحمر، وإن كثيرين "
+    "منهم لم يعودوا أبدا إلى زنازينهم بعد تلك الليالي الطويلة.</p>"
+    "<p>وطالبت عائلات المفقودين بفتح السجلات التي عثر عليها في مكاتب الإدارة، وبالسماح لفرق الطب الشرعي "
+    "بالوصول إلى المقابر الجماعية قرب الطريق المؤدي إلى السجن.</p>"
+)
+
+
+def test_a_short_article_in_an_old_template_full_of_menus_is_not_a_listing() -> None:
+    page = (
+        '<html lang="ar"><head><title>شهادات جديدة عن سجن صيدنايا</title></head><body>'
+        f'<div class="menu">{_links(16, "qism")}</div>'
+        f"<table><tr><td><h1>شهادات جديدة عن سجن صيدنايا</h1>{ARABIC_PARAGRAPHS}</td>"
+        f'<td><div class="box">الأكثر قراءة {_links(10, "khabar")}</div></td></tr></table>'
+        f'<div id="footer">{_links(16, "qism")}</div></body></html>'
+    )
+    found = extract(page, url="https://old.example/news.php?id=5")
+    assert "المبنى الأحمر" in found.text
+
+
+def test_a_section_front_is_still_a_listing() -> None:
+    teasers = "".join(
+        f'<div class="item"><a href="/news/{i}">Detainees from Sednaya give new testimony number {i}</a></div>'
+        for i in range(20)
+    )
+    menu = f'<div class="menu">{_links(8, "s")}</div>'
+    page = f"<html><head><title>News</title></head><body>{menu}{teasers}</body></html>"
+    with pytest.raises(ExtractionError) as caught:
+        extract(page, url="https://old.example/news/")
+    assert caught.value.reason == "listing_page"
