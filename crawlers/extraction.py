@@ -181,10 +181,24 @@ def date_from_url(url: str) -> datetime | None:
         return None
 
 
+_JSONLD_COMMENT = re.compile(r"^\s*<!--|-->\s*$")
+_TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+
+
+def _jsonld(text: str) -> Any:
+    """A JSON-LD block as sites write it: raw newlines inside strings (``strict=False``), an HTML comment
+    around it, trailing commas. Raises ``ValueError`` when none of that makes it JSON."""
+    text = _JSONLD_COMMENT.sub("", text)
+    try:
+        return json.loads(text, strict=False)
+    except ValueError:
+        return json.loads(_TRAILING_COMMA.sub(r"\1", text), strict=False)
+
+
 def _jsonld_objects(tree: lxml.html.HtmlElement) -> Iterator[dict[str, Any]]:
     for script in tree.xpath('//script[@type="application/ld+json"]'):
         try:
-            data = json.loads(script.text_content() or "")
+            data = _jsonld(script.text_content() or "")
         except ValueError:
             continue
         stack: list[Any] = [data]
@@ -232,8 +246,11 @@ def _published(
     tree: lxml.html.HtmlElement, url: str, hinted: datetime | None, hinted_source: DateSource | None, lang: str
 ) -> tuple[datetime | None, DateSource]:
     for obj in _jsonld_objects(tree):
-        if _types(obj) & ARTICLE_TYPES and isinstance(obj.get("datePublished"), str):
-            when = parse_date(obj["datePublished"]) or written_date(obj["datePublished"], lang)
+        published = obj.get("datePublished")
+        if isinstance(published, list):  # some sites list it: the first is the publication
+            published = next((p for p in published if isinstance(p, str)), None)
+        if _types(obj) & ARTICLE_TYPES and isinstance(published, str):
+            when = parse_date(published) or written_date(published, lang)
             if plausible(when):
                 return when, "jsonld"
     meta = _meta(tree)

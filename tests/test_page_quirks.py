@@ -151,3 +151,12 @@ def test_a_section_front_is_still_a_listing() -> None:
     with pytest.raises(ExtractionError) as caught:
         extract(page, url="https://old.example/news/")
     assert caught.value.reason == "listing_page"
+
+
+def test_json_ld_as_sites_write_it_still_dates_the_page() -> None:
+    block = (
+        '<script type="application/ld+json"><!--\n{"@type": "NewsArticle", "headline": "Detainees guide investigators",'
+        '\n "articleBody": "First line\nsecond line", "datePublished": ["2024-12-11T09:30:00Z"],}\n--></script>'
+    )
+    found = extract(_page(block), url="https://x.test/news/detainees")
+    assert (found.published, found.date_source) == (datetime(2024, 12, 11, 9, 30, tzinfo=UTC), "jsonld")
