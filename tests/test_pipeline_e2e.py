@@ -80,9 +80,9 @@ def test_malformed_lines_are_named_dead_lettered_and_the_rest_goes_through(tmp_p
     data_dir = tmp_path / "data"
     src = tmp_path / "mixed.jsonl"
     good = (FIXTURES / "crematorium.jsonl").read_text(encoding="utf-8").splitlines()
-    src.write_text("\n".join([good[0], '{"url": "https://x.example/1", "text": "no title"}', "{oops", good[-1]]) + "\n")
+    src.write_text("\n".join([good[0], '{"url": "https://x.example/1", "text": " "}', "{oops", good[-1]]) + "\n")
     proc = cli(data_dir, "ingest", str(src))
-    assert "line 2, field 'title': required field 'title' is missing or empty" in proc.stderr
+    assert "line 2, field 'text': fields 'title' and 'text' are both missing or empty" in proc.stderr
     assert "line 3: not valid JSON" in proc.stderr
     assert "indexed:       2" in proc.stdout and "dead letters:  2" in proc.stdout
     assert len(export_rows(data_dir)) == 2
