@@ -60,6 +60,7 @@ def normalize_arabic(text: str) -> str:
 # non-joiner (Persian writes compounds with it: "دسته\u200cجمعی") stands for the space others write.
 _WORD_BREAKS = str.maketrans({"\u00ad": None, "\u200b": None, "\u200d": None, "\u2060": None, "\ufeff": None,
                             "\u200c": " "})  # fmt: skip
+_WORD_BREAK = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")  # a C scan: most texts hold none
 
 
 @functools.lru_cache(maxsize=FOLD_CACHE)
@@ -71,7 +72,9 @@ def fold(text: str) -> str:
     anchors and again for its near-duplicate shingles."""
     if text.isascii():  # every step below is the identity on ASCII but the case folding
         return text.lower()
-    text = normalize_arabic(unicodedata.normalize("NFKC", text.translate(_WORD_BREAKS))).casefold()
+    if _WORD_BREAK.search(text) is not None:  # translate maps every character: only when there is one
+        text = text.translate(_WORD_BREAKS)
+    text = normalize_arabic(unicodedata.normalize("NFKC", text)).casefold()
     stripped = _COMBINING_BELOW_ARABIC.sub("", unicodedata.normalize("NFD", text))
     stripped = stripped.replace("ı", "i").replace("ß", "ss")
     return unicodedata.normalize("NFC", stripped)
