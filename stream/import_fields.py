@@ -10,6 +10,8 @@ own way. An article is too valuable to lose over the format of a field that can 
   at 00:00 UTC), then what python-dateutil reads of the rest (``2024-12-9``, ``2024-12-09T10:00:00 GMT``).
   A value none of them reads is an error naming it: a date guessed wrong would move the article in time.
   Dates before 1900 or after 2100 are errors (a Unix time in the wrong unit, a typo).
+- **title** and **text** as HTML (a CMS export, a feed's ``content:encoded``): tags go, block ends become
+  line breaks, entities are read (w3lib, Scrapy's own); plain text is left as it is.
 - **lang**: any case, a region or script part (``en-US``, ``ar_SY``, ``zh-Hant``), an ISO 639-2/3 code
   (``eng``, ``ara``, ``fre``/``fra``); the text decides in the end, the field is a hint
   (``stream.language.detect_language``), as a page's own ``lang`` is for the crawler.
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dateutil import parser as date_parser
+from w3lib.html import remove_tags, replace_entities
 
 from stream.anchors import dates_in
 from stream.article import json_type, parse_time, utc
@@ -146,3 +149,22 @@ def script_agrees(code: str, text: str) -> bool:
         return True
     expected = next((name for name, langs in _SCRIPT_LANGS.items() if code in langs), "latin")
     return expected == script
+
+
+_HTML_TAG = re.compile(
+    r"</?(?:p|br|div|span|a|b|i|u|em|strong|h[1-6]|ul|ol|li|blockquote|figure|figcaption|img|table|tr|td|th"
+    r"|section|article|header|footer|small|sup|sub|iframe|script|style)\b[^<>]*>",
+    re.IGNORECASE,
+)
+_BLOCK_END = re.compile(r"<\s*(?:br\s*/?|/(?:p|div|li|h[1-6]|blockquote|tr|section|article|figure))\s*>", re.IGNORECASE)
+_HIDDEN = re.compile(r"<(script|style)\b[^<>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+
+
+def plain_text(value: str) -> str:
+    """``value`` without HTML markup when it is HTML (a tag of prose markup in it), else as it is."""
+    if _HTML_TAG.search(value) is None:
+        return value
+    text = _BLOCK_END.sub("\n", _HIDDEN.sub(" ", value))
+    text = replace_entities(remove_tags(text))
+    return _BLANK_LINES.sub("\n\n", "\n".join(line.strip() for line in text.splitlines())).strip()

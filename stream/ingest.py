@@ -35,7 +35,7 @@ from stream.article import (
 )
 from stream.canonical_url import id_for_url
 from stream.errors import ContractError, UnsupportedSchemaError
-from stream.import_fields import language_hint, published_at, script_agrees
+from stream.import_fields import language_hint, plain_text, published_at, script_agrees
 from stream.language import detect_language
 from stream.text import clean_text, content_hash, normalize_whitespace
 
@@ -230,7 +230,7 @@ def article_from_record(data: Any, *, backfill: bool = False, now: datetime | No
 
 def _content(title: str, text: str) -> tuple[str, str]:
     """Title and text of a record that has at least one of them (the module docstring)."""
-    title, text = normalize_whitespace(clean_text(title)), clean_text(text).strip()
+    title, text = normalize_whitespace(clean_text(plain_text(title))), clean_text(plain_text(text)).strip()
     if not text:
         return title, title
     if not title:

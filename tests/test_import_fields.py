@@ -132,3 +132,18 @@ def test_an_ingested_record_keeps_what_its_exporter_wrote_in_its_own_way() -> No
 def test_the_date_an_importer_gives_is_an_error_only_when_it_is_no_date() -> None:
     (out,) = list(read_jsonl([json.dumps({"url": "https://a.example/x", "title": "t", "published": "soon"})]))
     assert isinstance(out, IngestError) and out.field == "published" and "'soon' is not a date" in str(out)
+
+
+def test_html_in_an_imported_record_is_read_as_its_text() -> None:
+    article = _one(
+        {
+            "url": "https://news.example/ar/9",
+            "title": "<b>شهادات</b> من سجن صيدنايا",
+            "text": f"<p>{ARABIC}</p><p>شهادة &amp; ثانية<br/>سطر</p><script>track();</script>",
+        }
+    )
+    assert article.title == "شهادات من سجن صيدنايا"
+    assert article.text == f"{ARABIC}\nشهادة & ثانية\nسطر"
+    assert article.lang == "ar"
+    plain = _one({"url": "https://news.example/en/9", "title": "Prices < costs", "text": "a < b and c > d"})
+    assert plain.text == "a < b and c > d"  # no markup: left as it is
