@@ -638,7 +638,8 @@ def _body(tree: lxml.html.HtmlElement, url: str, hinted_title: str | None, *, fa
     text = "" if doc is None else (doc.text or "")
     title = normalize_whitespace((doc.title if doc is not None else None) or hinted_title or "")
     html_title = normalize_whitespace(" ".join(tree.xpath("//title//text()")))
-    title = _best_title(title, html_title, hinted_title, text)
+    site = normalize_whitespace(" ".join(tree.xpath('//meta[@property="og:site_name"]/@content')))
+    title = _without_site_name(_best_title(title, html_title, hinted_title, text), site)
     return doc, _strip_title(text, title), title
 
 
@@ -683,7 +684,24 @@ def _best_title(page_title: str, html_title: str, hinted: str | None, text: str)
         longer = [p for p in parts if len(p) > len(page_title) and p in lines]
         if longer:
             return max(longer, key=len)
+        # a page without its headline in the text (no <h1>): a longer part of several words is the headline
+        # next to a site name ("Daily Courier - Families wait at the gates")
+        worded = [p for p in parts if len(p) > len(page_title) and len(p.split()) >= HEADLINE_MIN_WORDS]
+        if worded and len(page_title.split()) < HEADLINE_MIN_WORDS:
+            return max(worded, key=len)
     return page_title
+
+
+HEADLINE_MIN_WORDS = 3  # a <title> part this long can be a headline; a site's name is shorter
+
+
+def _without_site_name(title: str, site: str) -> str:
+    """``title`` without a part that is the page's ``og:site_name`` ("Headline | Daily Courier")."""
+    if not site:
+        return title
+    parts = [normalize_whitespace(p) for p in _TITLE_SEPARATORS.split(title)]
+    kept = [p for p in parts if fold(p) != fold(site)]
+    return title if len(kept) in (0, len(parts)) else " - ".join(kept)
 
 
 def _strip_title(text: str, title: str) -> str:

@@ -160,3 +160,35 @@ def test_json_ld_as_sites_write_it_still_dates_the_page() -> None:
     )
     found = extract(_page(block), url="https://x.test/news/detainees")
     assert (found.published, found.date_source) == (datetime(2024, 12, 11, 9, 30, tzinfo=UTC), "jsonld")
+
+
+def _titled(title: str, head: str = "") -> str:
+    return (
+        f'<html lang="en"><head><title>{title}</title>{head}</head><body><div class="content">'
+        + "".join(f"<p>{BODY}</p>" for _ in range(3))
+        + "</div></body></html>"
+    )
+
+
+OG_WITH_SUFFIX = (
+    '<meta property="og:title" content="Families wait at the Sednaya gates | Daily Courier">'
+    '<meta property="og:site_name" content="Daily Courier">'
+)
+
+
+@pytest.mark.parametrize(
+    ("title", "head"),
+    [
+        ("Daily Courier - Families wait at the Sednaya gates", ""),  # the site first, no <h1>
+        ("Families wait at the Sednaya gates | Daily Courier", ""),
+        ("Families wait at the Sednaya gates", OG_WITH_SUFFIX),
+    ],
+)
+def test_a_headline_beside_the_sites_name_is_the_title(title: str, head: str) -> None:
+    found = extract(_titled(title, head), url="https://courier.example/news/families")
+    assert found.title == "Families wait at the Sednaya gates"
+
+
+def test_a_short_title_stays_whole() -> None:
+    found = extract(_titled("Sednaya - Courier"), url="https://courier.example/news/short")
+    assert found.title in {"Sednaya - Courier", "Sednaya"}  # no part of three words to prefer
