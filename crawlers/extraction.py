@@ -410,10 +410,11 @@ def _is_listing(tree: lxml.html.HtmlElement, url: str) -> str | None:
     if teasers >= LISTING_MIN_TEASERS:
         return f"{teasers} <article> teasers"
     # the site's menus, header, footer and sidebar are on every page: the links that say "listing" are the rest
-    links = [a for a in body.xpath(".//a[@href]") if not any(_is_chrome(up) for up in a.iterancestors())]
+    frame = {e for e in body.iter() if _is_chrome(e)}
+    chrome = [e for e in frame if not any(up in frame for up in e.iterancestors())]  # the outermost parts
+    links = [a for a in body.xpath(".//a[@href]") if not any(up in frame for up in a.iterancestors())]
     if len(links) >= LISTING_MIN_LINKS:
         link_chars = sum(len(normalize_whitespace(a.text_content())) for a in links)
-        chrome = [e for e in body.iter() if _is_chrome(e) and not any(_is_chrome(up) for up in e.iterancestors())]
         all_chars = len(normalize_whitespace(body.text_content()))
         all_chars = max(1, all_chars - sum(len(normalize_whitespace(e.text_content())) for e in chrome))
         if link_chars / all_chars >= LISTING_LINK_TEXT_RATIO:

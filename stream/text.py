@@ -60,7 +60,7 @@ def normalize_arabic(text: str) -> str:
 # non-joiner (Persian writes compounds with it: "دسته\u200cجمعی") stands for the space others write.
 _WORD_BREAKS = str.maketrans({"\u00ad": None, "\u200b": None, "\u200d": None, "\u2060": None, "\ufeff": None,
                             "\u200c": " "})  # fmt: skip
-_WORD_BREAK = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")  # a C scan: most texts hold none
+_WORD_BREAK = re.compile("[" + "".join(map(chr, _WORD_BREAKS)) + "]")  # a C scan: most texts hold none
 
 
 @functools.lru_cache(maxsize=FOLD_CACHE)
