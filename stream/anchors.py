@@ -50,18 +50,18 @@ SPECIFIC_KINDS = frozenset({"date", "num", "ent"})
 # genitives of ru, uk and pl ("15 февраля 2017"), and the names that are also words or given names ("marco" =
 # frame, "marca" = brand, County Mayo, Maja), only after a day.
 _EVERY_ORDER = [
-    ("january", "jan", "janvier", "januar", "ocak", "يناير", "كانون الثاني"),
-    ("february", "feb", "fevrier", "februar", "subat", "فبراير", "شباط"),
+    ("january", "jan", "janvier", "janv", "januar", "ocak", "يناير", "كانون الثاني"),
+    ("february", "feb", "fevrier", "fevr", "februar", "subat", "فبراير", "شباط"),
     ("march", "mar", "mars", "marz", "mart", "مارس", "اذار"),
-    ("april", "apr", "avril", "nisan", "ابريل", "نيسان"),
+    ("april", "apr", "avril", "avr", "nisan", "ابريل", "نيسان"),
     ("may", "mai", "mayis", "مايو", "ايار"),
     ("june", "jun", "juin", "juni", "haziran", "يونيو", "حزيران"),
-    ("july", "jul", "juillet", "juli", "temmuz", "يوليو", "تموز"),
+    ("july", "jul", "juillet", "juil", "juli", "temmuz", "يوليو", "تموز"),
     ("august", "aug", "aout", "agustos", "اغسطس", "اب"),
     ("september", "sep", "sept", "septembre", "eylul", "سبتمبر", "ايلول"),
-    ("october", "oct", "octobre", "oktober", "ekim", "اكتوبر", "تشرين الاول"),
+    ("october", "oct", "okt", "octobre", "oktober", "ekim", "اكتوبر", "تشرين الاول"),
     ("november", "nov", "novembre", "kasim", "نوفمبر", "تشرين الثاني"),
-    ("december", "dec", "decembre", "dezember", "aralik", "ديسمبر", "كانون الاول"),
+    ("december", "dec", "dez", "decembre", "dezember", "aralik", "ديسمبر", "كانون الاول"),
 ]
 _BEFORE_A_YEAR = [  # es, it, pt
     ("enero", "gennaio", "janeiro"), ("febrero", "febbraio", "fevereiro"), ("marzo",), ("abril", "aprile"),
@@ -75,11 +75,16 @@ _AFTER_A_DAY = [  # ru, uk, pl genitives; words elsewhere. Not Polish "listopada
     ("июля", "липня", "lipca"), ("августа", "серпня", "sierpnia"), ("сентября", "вересня", "wrzesnia"),
     ("октября", "жовтня", "pazdziernika"), ("ноября", "листопада"), ("декабря", "грудня", "grudnia"),
 ]  # fmt: skip
+# The abbreviations newsrooms print in datelines ("10 дек. 2024", "10 лют. 2025", "10 Ara 2024"): ru, uk and tr,
+# only after a day (several are words: "лист" letter, "ara" between, "kas" muscle).
+_ABBREVIATED_AFTER_A_DAY = [
+    ("янв", "січ", "oca"), ("фев", "февр", "лют", "sub"), ("мар", "бер", "берез"), ("апр", "квіт", "nis"),
+    ("трав",), ("июн", "черв", "haz"), ("июл", "лип", "tem"), ("авг", "серп", "agu"),
+    ("сен", "сент", "вер", "eyl"), ("окт", "жовт", "eki"), ("ноя", "нояб", "лист", "kas"), ("дек", "груд", "ara"),
+]  # fmt: skip
+_AFTER_A_DAY_TABLES = (_EVERY_ORDER, _BEFORE_A_YEAR, _AFTER_A_DAY, _ABBREVIATED_AFTER_A_DAY)  # every month name
 _MONTHS: dict[str, int] = {
-    fold(name): number
-    for table in (_EVERY_ORDER, _BEFORE_A_YEAR, _AFTER_A_DAY)
-    for number, names in enumerate(table, start=1)
-    for name in names
+    fold(name): number for table in _AFTER_A_DAY_TABLES for number, names in enumerate(table, start=1) for name in names
 }
 
 
@@ -95,9 +100,7 @@ _DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th|er|\.)?"
 _YEAR = r"(?P<year>\d{4})"
 _DE = r"(?:de\s+)?"  # es/pt: "4 de abril de 2017"
 _DATE_PATTERNS = (
-    re.compile(
-        rf"(?<!\w){_DAY}\s+{_DE}{_month_group(_EVERY_ORDER, _BEFORE_A_YEAR, _AFTER_A_DAY)}\.?,?\s+{_DE}{_YEAR}(?!\w)"
-    ),
+    re.compile(rf"(?<!\w){_DAY}\s+{_DE}{_month_group(*_AFTER_A_DAY_TABLES)}\.?,?\s+{_DE}{_YEAR}(?!\w)"),
     re.compile(rf"(?<!\w){_month_group(_EVERY_ORDER)}\.?\s+{_DAY},?\s+{_YEAR}(?!\w)"),
     re.compile(r"(?<!\w)(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?!\w)"),
 )
