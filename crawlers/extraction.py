@@ -640,7 +640,7 @@ def _body(tree: lxml.html.HtmlElement, url: str, hinted_title: str | None, *, fa
     title = normalize_whitespace((doc.title if doc is not None else None) or hinted_title or "")
     html_title = normalize_whitespace(" ".join(tree.xpath("//title//text()")))
     site = normalize_whitespace(" ".join(tree.xpath('//meta[@property="og:site_name"]/@content')))
-    title = _without_site_name(_best_title(title, html_title, hinted_title, text), site)
+    title = _without_site_name(_best_title(title, html_title, hinted_title, text), site, url)
     return doc, _strip_title(text, title), title
 
 
@@ -696,13 +696,38 @@ def _best_title(page_title: str, html_title: str, hinted: str | None, text: str)
 HEADLINE_MIN_WORDS = 3  # a <title> part this long can be a headline; a site's name is shorter
 
 
-def _without_site_name(title: str, site: str) -> str:
-    """``title`` without a part that is the page's ``og:site_name`` ("Headline | Daily Courier")."""
-    if not site:
-        return title
+def _without_site_name(title: str, site: str, url: str) -> str:
+    """``title`` without a part that names the site: the page's ``og:site_name`` ("Headline | Daily Courier"),
+    or, written with spaces, the site's host name ("Headline | Daily Courier" on dailycourier.example,
+    "Headline :: Syria TV" on syria.tv)."""
+    names = _host_names(url)
+    if site:
+        names.add(_squashed(site))
     parts = [normalize_whitespace(p) for p in _TITLE_SEPARATORS.split(title)]
-    kept = [p for p in parts if fold(p) != fold(site)]
+    kept = [p for p in parts if len(p.split()) > SITE_NAME_MAX_WORDS or _squashed(p) not in names]
     return title if len(kept) in (0, len(parts)) else " - ".join(kept)
+
+
+SITE_NAME_MAX_WORDS = 4  # a longer title part is never taken for the site's name
+_NOT_A_NAME = re.compile(r"\W+")
+_HOST_PREFIXES = ("www", "m", "mobile", "amp")
+
+
+def _squashed(name: str) -> str:
+    return _NOT_A_NAME.sub("", fold(name)).replace("_", "")
+
+
+def _host_names(url: str) -> set[str]:
+    """How a site's name is written in its host, letters and digits only: each label but the last, and the
+    labels run together with and without it (``www.syria.tv``: ``syria``, ``syriatv``)."""
+    labels = (urlsplit(url).hostname or "").split(".")
+    while len(labels) > 2 and labels[0] in _HOST_PREFIXES:
+        labels = labels[1:]
+    if len(labels) < 2:
+        return set()
+    names = {label for label in labels[:-1] if len(label) >= 3}
+    names.update({"".join(labels[:-1]), "".join(labels)})
+    return {_squashed(name) for name in names if len(name) >= 3}
 
 
 def _strip_title(text: str, title: str) -> str:

@@ -189,6 +189,27 @@ def test_a_headline_beside_the_sites_name_is_the_title(title: str, head: str) ->
     assert found.title == "Families wait at the Sednaya gates"
 
 
+@pytest.mark.parametrize(
+    ("title", "head", "url"),
+    [  # the site named by its host: an og:title with the site's name and no og:site_name, a '::' separator
+        (
+            "Families wait at the Sednaya gates",
+            '<meta property="og:title" content="Families wait at the Sednaya gates | Daily Courier">',
+            "https://www.dailycourier.example/news/families",
+        ),
+        ("Families wait at the Sednaya gates :: Courier", "", "https://courier.example/news/families"),
+        ("Families wait at the Sednaya gates :: Syria TV", "", "https://m.syria.tv/news/families"),
+    ],
+)
+def test_a_title_part_naming_the_host_is_dropped(title: str, head: str, url: str) -> None:
+    assert extract(_titled(title, head), url=url).title == "Families wait at the Sednaya gates"
+
+
+def test_a_title_part_that_only_looks_like_the_host_stays() -> None:
+    found = extract(_titled("Syria frees the last prisoners :: Sednaya"), url="https://sednaya-archive.example/a")
+    assert found.title == "Syria frees the last prisoners :: Sednaya"  # 'sednaya' is not the host's name
+
+
 def test_a_short_title_stays_whole() -> None:
     found = extract(_titled("Sednaya - Courier"), url="https://courier.example/news/short")
     assert found.title in {"Sednaya - Courier", "Sednaya"}  # no part of three words to prefer
