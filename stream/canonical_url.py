@@ -84,7 +84,7 @@ TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "__hs", "itm_")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _AMP_SEGMENT = re.compile(r"(^|/)amp(/|$)", re.IGNORECASE)
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
-_SAFE_QUERY = "/:@!$'()*+,;-._~?"
+_SAFE_QUERY = "/:@!$'()*,;-._~?"  # not "+": a literal plus in a value stays %2B (a bare "+" is a space)
 
 
 # Tracking names that some old sites use as the page's own id ("news.php?cid=101", "view.asp?src=55"): they

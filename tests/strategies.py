@@ -13,7 +13,9 @@ from stream.text import content_hash
 _label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=10)
 _segment = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789-_.~%صيد é", min_size=0, max_size=12)
 _param = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8)
-_value = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 -/&=صي", max_size=8)
+_value = st.lists(st.sampled_from([*"abcdefghijklmnopqrstuvwxyz0123456789 -/&=+صي", "%2B", "%20"]), max_size=8).map(
+    "".join
+)
 
 
 @st.composite

@@ -1,3 +1,4 @@
+from collections import Counter
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -46,6 +47,14 @@ def test_scheme_and_host_lower_case_no_fragment_no_trailing_slash(url: str) -> N
 def test_same_article_same_id(a: str, b: str) -> None:
     assert canonical_url(a) == canonical_url(b)
     assert id_for_url(a)[0] == id_for_url(b)[0] == article_id(canonical_url(b))
+
+
+@given(urls())
+def test_query_values_keep_their_meaning(url: str) -> None:
+    """A literal plus (%2B) stays a plus and a bare '+' a space: the canonical URL asks the server the same."""
+    kept = Counter(parse_qsl(urlsplit(canonical_url(url)).query, keep_blank_values=True))
+    sent = Counter(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    assert not kept - sent, url
 
 
 def test_distinct_query_keeps_distinct_ids() -> None:
