@@ -3,6 +3,7 @@ sitemap indexes, gzip-compressed or not, newest first."""
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -15,9 +16,14 @@ from scrapy.http import Response
 from crawlers.errors import FeedError
 from crawlers.extraction import parse_date
 from crawlers.spiders.base import BaseSpider
+from stream.canonical_url import canonical_url
+from stream.errors import ContractError
+
+logger = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_CHILD_SITEMAPS = 20  # newest children of an index followed per poll (older ones hold older news)
+MAX_SITEMAP_DEPTH = 3  # indexes of indexes followed this deep (the protocol has one level; some sites nest two)
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
@@ -132,10 +138,7 @@ class SitemapSpider(BaseSpider):
             return
         self.context.fetch(source_id, "malformed_xml" if repaired else "ok", response.url)
         if kind == "sitemapindex":
-            for child in entries[:MAX_CHILD_SITEMAPS]:
-                yield self.conditional_request(
-                    response.urljoin(child.loc), source=source_id, callback=self.parse_sitemap
-                )
+            yield from self._children(response, source_id, entries)
             return
         for rank, entry in enumerate(entries[: self.context.config.crawl_sitemap_max_entries]):
             text = f"{entry.title}\n{entry.keywords}\n{entry.loc}"
@@ -151,3 +154,27 @@ class SitemapSpider(BaseSpider):
             )
             if request is not None:
                 yield request
+
+    def _children(self, response: Response, source_id: str, entries: list[SitemapEntry]) -> Iterator[scrapy.Request]:
+        """Requests for the newest ``MAX_CHILD_SITEMAPS`` children of a sitemap index, leaving out the indexes
+        on the way down to it (an index that lists itself, or two that list each other, would be asked
+        for again and again) and anything below ``MAX_SITEMAP_DEPTH``."""
+        trail: tuple[str, ...] = (*response.meta.get("sitemap_trail", ()), _key(response.url))
+        if len(trail) >= MAX_SITEMAP_DEPTH:
+            logger.info(
+                "sitemap index too deep: children not followed", extra={"url": response.url, "source": source_id}
+            )
+            return
+        for child in entries[:MAX_CHILD_SITEMAPS]:
+            url = response.urljoin(child.loc)
+            if _key(url) in trail:
+                continue
+            yield self.conditional_request(url, source=source_id, callback=self.parse_sitemap, sitemap_trail=trail)
+
+
+def _key(url: str) -> str:
+    """``url`` as the trail of sitemap indexes compares it (its canonical form when it has one)."""
+    try:
+        return canonical_url(url)
+    except ContractError:
+        return url
