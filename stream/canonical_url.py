@@ -88,7 +88,8 @@ _SAFE_QUERY = "/:@!$'()*,;-._~?"  # not "+": a literal plus in a value stays %2B
 
 
 # Tracking names that some old sites use as the page's own id ("news.php?cid=101", "view.asp?src=55"): they
-# are kept when nothing else in the query or the path tells the page apart (a script with no other parameter)
+# are kept when their value is a number (trackers write words: "rss", "home"), and on a script with no other
+# parameter whatever their value
 AMBIGUOUS_PARAMS = frozenset({"cid", "src", "from", "sh", "share", "feed", "ref", "rss"})
 _SCRIPT_PATH = re.compile(r"(^/?$|\.(php\d?|aspx?|jsp|cfm|cgi|pl|py)$)", re.IGNORECASE)
 
@@ -100,12 +101,14 @@ def _is_tracking(name: str) -> bool:
 
 def _kept_params(query: str, path: str) -> list[tuple[str, str]]:
     """The query's parameters without the tracking ones (sorted), keeping the ambiguous ones
-    (``AMBIGUOUS_PARAMS``) of a script path where they are all that tells one page from another."""
+    (``AMBIGUOUS_PARAMS``) that hold a number ("news.php?cid=101&lang=ar", "/article/show?cid=7"), and all of
+    them on a script path where they are all that tells one page from another."""
     pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k]
+    ambiguous = [(k, v) for k, v in pairs if k.lower() in AMBIGUOUS_PARAMS]
     kept = [(k, v) for k, v in pairs if not _is_tracking(k)]
     if not kept and _SCRIPT_PATH.search(path):
-        kept = [(k, v) for k, v in pairs if k.lower() in AMBIGUOUS_PARAMS]
-    return sorted(kept)
+        return sorted(ambiguous)
+    return sorted(kept + [(k, v) for k, v in ambiguous if v.isdigit()])
 
 
 def _norm_component(text: str, safe: str) -> str:
