@@ -43,6 +43,8 @@ from w3lib.encoding import html_body_declared_encoding, html_to_unicode, http_co
 from crawlers.errors import ExtractionError
 from stream.anchors import YEAR_RANGE, dates_in
 from stream.article import DateSource, parse_time
+from stream.canonical_url import canonical_url
+from stream.errors import ContractError
 from stream.language import detect_language
 from stream.text import content_hash, fold, normalize_whitespace
 
@@ -601,6 +603,8 @@ def _usable_canonical(canonical: str, url: str) -> bool:
     target, page = urlsplit(canonical), urlsplit(url)
     if target.scheme not in {"http", "https"} or target.path in ("", "/"):
         return False
+    if _drops_the_query(canonical, url):
+        return False
     if target.netloc.lower() != page.netloc.lower() or target.query:
         return True
     section = target.path.rstrip("/") + "/"
@@ -608,6 +612,17 @@ def _usable_canonical(canonical: str, url: str) -> bool:
         return True
     rest = page.path[len(section) :].strip("/").lower()
     return rest in _PAGE_VARIANTS  # ``/story/amp`` filed under ``/story``: the same page
+
+
+def _drops_the_query(canonical: str, url: str) -> bool:
+    """The canonical link is the page's own path without the query that tells this page apart
+    (``<link rel=canonical href="/news.php">`` on every ``news.php?id=N`` of an old template). One that
+    keeps part of it (``?id=5`` for ``?id=5&page=2``) is the page's first page, and usable."""
+    try:
+        target, page = urlsplit(canonical_url(canonical)), urlsplit(canonical_url(url))
+    except ContractError:
+        return False
+    return (target.netloc, target.path) == (page.netloc, page.path) and bool(page.query) and not target.query
 
 
 _PAGE_VARIANTS = {"", "amp", "amp.html", "index.html", "index.php", "print", "mobile"}

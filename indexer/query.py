@@ -20,7 +20,10 @@ name groups, every variant of that name; a "PHRASE" (or ``exact:``) matches its 
 adjacent and in order.
 A word containing ``:`` after letters is read as ``field:value``; quote it (``"10:30"``) to search it as text.
 
-Every node is a frozen dataclass. ``parse`` raises :class:`indexer.errors.QuerySyntaxError` naming the
+Every node is a frozen dataclass, and a parsed query is in a normal form: ``NOT NOT x`` is ``x``, and an
+AND (OR) holds no AND (OR) directly (``a AND (b AND c)`` is one AND of three), so the nesting a store has to
+run is the nesting of meaning; deeper than ``MAX_DEPTH`` levels is a syntax error. :func:`normalise` gives
+that form of any node. ``parse`` raises :class:`indexer.errors.QuerySyntaxError` naming the
 0-based position and the offending token. ``positive_terms`` gives the words and phrases a match can be
 "because of" (those not under an odd number of ``NOT``), for highlights and "why it matched".
 ``tokens`` is the one tokeniser of searchable text (fold, then runs of letters/digits) used wherever
@@ -44,7 +47,13 @@ FILTER_FIELDS: frozenset[str] = frozenset({"lang", "source", "story"})
 FIELDS: tuple[str, ...] = ("exact", "lang", "source", "story", "title")
 OPERATORS: frozenset[str] = frozenset({"AND", "OR", "NOT"})
 MAX_QUERY_LENGTH = 4096  # characters; longer input is a paste accident, not a query
-MAX_DEPTH = 64  # nesting of parentheses/NOT; deeper input would exhaust the recursive parser
+# Levels of AND/OR/NOT a query may nest (after ``NOT NOT x`` became ``x`` and ``a AND (b AND c)`` one AND), and
+# of parentheses and NOTs as written. Both stores must run whatever the parser accepts: Elasticsearch 8 refuses
+# queries nested deeper than 30 (``indices.query.bool.max_nested_depth``), and each level here is one bool
+# query, under the store's own bool around the query (1) and at most 4 below the deepest operator (a name
+# expanded to OR of variants, its AND of words, a word's bool over its tokens, the match). SQLite's parser stack
+# (100 entries: ``parser stack overflow`` at 36 nested NOTs) holds the embedded store's SQL of 20 levels.
+MAX_DEPTH = 20
 
 _FIELD_RE = re.compile(r"^([A-Za-z_]+):(.*)$", re.DOTALL)
 
@@ -189,7 +198,8 @@ class _Parser:
         self.query = query
         self.toks = _lex(query)
         self.i = 0
-        self.depth = 0
+        self.depth = 0  # parentheses and NOTs open at this point (the recursion of the parser)
+        self.levels: dict[int, tuple[Node, int]] = {}  # id -> (AND/OR/NOT node, its levels of operators)
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -215,12 +225,17 @@ class _Parser:
 
     def or_expr(self) -> Node:
         items = [self.and_expr()]
+        first_op: _Tok | None = None
         while self.peek().kind == "op" and self.peek().op == "OR":
             op = self.take()
+            first_op = first_op or op
             items.append(self.and_expr(after=op))
-        return items[0] if len(items) == 1 else Or(tuple(items))
+        if first_op is None:
+            return items[0]
+        return self._level(Or(_flat(Or, items)), first_op)
 
     def and_expr(self, after: _Tok | None = None) -> Node:
+        start = self.peek()
         items = [self.not_expr(after)]
         while True:
             tok = self.peek()
@@ -231,22 +246,36 @@ class _Parser:
                 items.append(self.not_expr())
             else:
                 break
-        return items[0] if len(items) == 1 else And(tuple(items))
+        return items[0] if len(items) == 1 else self._level(And(_flat(And, items)), start)
 
     def not_expr(self, after: _Tok | None = None) -> Node:
         tok = self.peek()
         if tok.kind == "op" and tok.op == "NOT":
             self.take()
             self._enter(tok)
-            node = Not(self.not_expr(tok))
+            inner = self.not_expr(tok)
             self.depth -= 1
-            return node
+            return inner.item if isinstance(inner, Not) else self._level(Not(inner), tok)  # NOT NOT x is x
         return self.primary(after)
+
+    def _levels(self, node: Node) -> int:
+        """Levels of AND/OR/NOT in ``node`` (0 for a leaf), as recorded when the parser built it."""
+        entry = self.levels.get(id(node))
+        return entry[1] if entry is not None and entry[0] is node else 0
+
+    def _level(self, node: And | Or | Not, tok: _Tok) -> Node:
+        """``node`` (just built, its operator at ``tok``), refused when it nests deeper than ``MAX_DEPTH``."""
+        items = (node.item,) if isinstance(node, Not) else node.items
+        levels = 1 + max(self._levels(item) for item in items)
+        if levels > MAX_DEPTH:
+            raise self.fail(tok, f"query nested deeper than {MAX_DEPTH} levels of AND/OR/NOT")
+        self.levels[id(node)] = (node, levels)  # the entry keeps the node alive: its id is not reused
+        return node
 
     def _enter(self, tok: _Tok) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self.fail(tok, f"query nested deeper than {MAX_DEPTH} levels")
+            raise self.fail(tok, f"query nested deeper than {MAX_DEPTH} levels of parentheses/NOT")
 
     def primary(self, after: _Tok | None) -> Node:
         tok = self.take()
@@ -298,6 +327,32 @@ def parse(query: str) -> Node:
             query[:40] + "...", MAX_QUERY_LENGTH, "", f"query longer than {MAX_QUERY_LENGTH} characters"
         )
     return _Parser(query).parse()
+
+
+def _flat(kind: type[And] | type[Or], items: list[Node]) -> tuple[Node, ...]:
+    """``items`` with the items of each ``kind`` node among them in its place (``a AND (b AND c)``: a, b, c)."""
+    out: list[Node] = []
+    for item in items:
+        if isinstance(item, kind):
+            out.extend(item.items)
+        else:
+            out.append(item)
+    return tuple(out)
+
+
+def normalise(node: Node) -> Node:
+    """``node`` in the form :func:`parse` gives: ``NOT NOT x`` as ``x``, no AND (OR) directly in an AND (OR).
+
+    Same meaning and same matches; ``parse(to_query(n)) == normalise(n)`` for any ``n``.
+    """
+    if isinstance(node, Not):
+        inner = normalise(node.item)
+        return inner.item if isinstance(inner, Not) else Not(inner)
+    if isinstance(node, And):
+        return And(_flat(And, [normalise(item) for item in node.items]))
+    if isinstance(node, Or):
+        return Or(_flat(Or, [normalise(item) for item in node.items]))
+    return node
 
 
 def positive_leaves(node: Node) -> tuple[Term | Phrase, ...]:

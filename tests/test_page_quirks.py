@@ -61,6 +61,25 @@ def test_a_canonical_link_to_a_section_above_the_page_is_not_its_address(canonic
     assert found.canonical == kept  # rel="Canonical" read in any case
 
 
+@pytest.mark.parametrize(
+    ("url", "canonical", "kept"),
+    [
+        ("https://x.test/news.php?id=1187", "/news.php", None),  # the script without the page's id: a template bug
+        (
+            "https://x.test/news.php?id=1187",
+            "https://www.x.test/news.php?id=1187",
+            "https://www.x.test/news.php?id=1187",
+        ),
+        ("https://x.test/news.php?id=1187&page=2", "/news.php?id=1187", "https://x.test/news.php?id=1187"),  # page 1
+        ("https://x.test/story.html?from=rss", "/story.html", "https://x.test/story.html"),  # tracking dropped
+    ],
+)
+def test_a_canonical_link_without_the_query_that_names_the_page_is_not_its_address(
+    url: str, canonical: str, kept: str | None
+) -> None:
+    assert extract(_page(url_canonical=canonical), url=url).canonical == kept
+
+
 @pytest.mark.parametrize("bad", ["1970-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "2091-05-10T08:00:00Z"])
 def test_a_publication_date_no_page_can_have_gives_way_to_the_next_source(bad: str) -> None:
     head = f'<meta property="article:published_time" content="{bad}">'
