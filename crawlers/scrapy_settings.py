@@ -16,6 +16,9 @@ PROJECT_NAME = "sednaya_monitor"
 AUTOTHROTTLE_MAX_DELAY_S = 60.0  # slowest pace AutoThrottle may fall back to for a struggling host
 AUTOTHROTTLE_TARGET = 1.0  # one request in flight per host on average: a monitor, not a mirror
 SEARCH_API_CONCURRENCY = 1  # GDELT and Google News: one request at a time
+# A <meta http-equiv="refresh"> is followed only this soon: news pages reload themselves every few minutes
+# ("90; url=<the page>"), and followed, that reload is a redirect loop that loses the article.
+METAREFRESH_MAXDELAY_S = 5
 
 
 def user_agent(config: CrawlConfig) -> str:
@@ -60,6 +63,7 @@ def scrapy_settings(config: CrawlConfig) -> dict[str, Any]:
         "RETRY_ENABLED": config.crawl_retry_times > 0,
         "RETRY_TIMES": config.crawl_retry_times,
         "REDIRECT_MAX_TIMES": 10,
+        "METAREFRESH_MAXDELAY": METAREFRESH_MAXDELAY_S,
         "HTTPCACHE_ENABLED": config.crawl_http_cache,
         "HTTPCACHE_DIR": str((config.data_dir / "crawl" / "httpcache").resolve()),
         "HTTPCACHE_IGNORE_HTTP_CODES": [403, 429, 500, 502, 503, 504],
