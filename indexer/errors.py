@@ -26,6 +26,17 @@ class StoreError(SednayaError):
     """The search store could not be reached or refused an operation as a whole (not per document)."""
 
 
+class QueryRefusedError(StoreError):
+    """The search store refused a search for its query (Elasticsearch answered 400: a query beyond one of the
+    server's limits), not because it failed: the caller's input is at fault, like a ``QuerySyntaxError``.
+    The message names the query and the server's reason."""
+
+    def __init__(self, query: str, reason: str) -> None:
+        self.query = query
+        self.reason = reason
+        super().__init__(f"query {query!r} refused by the search store: {reason}")
+
+
 class WatchlistError(SednayaError, ValueError):
     """A watchlist is invalid or unknown (the message names the watchlist and the field)."""
 

@@ -329,7 +329,7 @@ def parse(query: str) -> Node:
     return _Parser(query).parse()
 
 
-def _flat(kind: type[And] | type[Or], items: list[Node]) -> tuple[Node, ...]:
+def _flat(kind: type[And | Or], items: list[Node]) -> tuple[Node, ...]:
     """``items`` with the items of each ``kind`` node among them in its place (``a AND (b AND c)``: a, b, c)."""
     out: list[Node] = []
     for item in items:

@@ -47,7 +47,7 @@ from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
 from elasticsearch.serializer import OrjsonSerializer
 
 from indexer.documents import DAY_FACET_SIZE, FACET_SIZE, epoch_micros, sort_time, source_country_of, source_type_of
-from indexer.errors import StoreError
+from indexer.errors import QueryRefusedError, StoreError
 from indexer.highlight import highlights, matched_terms
 from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves
@@ -799,10 +799,7 @@ class ElasticStore:
         if request.by_story:
             body["size"] = 0
             body["aggs"] = {**body.get("aggs", {}), **self._story_aggs(sort, request)}
-        try:
-            raw = self._search(self.articles_alias, **body)
-        except ApiError as exc:
-            raise StoreError(f"search {request.query!r} refused: {exc}") from exc
+        raw = self._search_articles(request, body)
         total = int(raw["hits"]["total"]["value"])
         facets = self._facets(raw.get("aggregations", {})) if request.facets else {}
         if request.by_story:
@@ -818,6 +815,20 @@ class ElasticStore:
         if page and len(page) == size:
             next_after = tuple(str(v) for v in page[-1]["sort"])
         return SearchResult(total=total, hits=hits, facets=facets, next_after=next_after, expanded=expanded)
+
+    def _search_articles(self, request: SearchRequest, body: dict[str, Any]) -> dict[str, Any]:
+        """The answer to a search of ``request`` (its ``body``) on the articles.
+
+        Raises:
+            QueryRefusedError: the server refused the query (400: beyond one of its limits).
+            StoreError: the server failed or refused otherwise.
+        """
+        try:
+            return self._search(self.articles_alias, **body)
+        except ApiError as exc:
+            if exc.status_code == 400:
+                raise QueryRefusedError(request.query, str(exc)) from exc
+            raise StoreError(f"search {request.query!r} refused: {exc}") from exc
 
     def day_lang_counts(self, request: SearchRequest) -> list[tuple[str, str, int]]:
         """Articles matching ``request`` per ``(day, lang)`` (terms on lang, daily histogram under it), one search."""
@@ -841,10 +852,7 @@ class ElasticStore:
                 }
             },
         }
-        try:
-            raw = self._search(self.articles_alias, **body)
-        except ApiError as exc:
-            raise StoreError(f"search {request.query!r} refused: {exc}") from exc
+        raw = self._search_articles(request, body)
         out: list[tuple[str, str, int]] = []
         for lang in raw.get("aggregations", {}).get("by_lang", {}).get("buckets", []):
             for day in lang.get("by_day", {}).get("buckets", []):

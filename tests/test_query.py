@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexer.errors import QuerySyntaxError
 from indexer.query import (
+    MAX_DEPTH,
     And,
     FieldFilter,
     MatchAll,
@@ -16,6 +19,7 @@ from indexer.query import (
     Or,
     Phrase,
     Term,
+    normalise,
     parse,
     positive_terms,
     to_query,
@@ -36,7 +40,12 @@ from stream.word_forms import tokens
         ("a AND (b OR c)", And((Term("a"), Or((Term("b"), Term("c")))))),
         ("NOT a", Not(Term("a"))),
         ("a NOT b", And((Term("a"), Not(Term("b"))))),
-        ("NOT NOT a", Not(Not(Term("a")))),
+        ("NOT NOT a", Term("a")),  # the normal form: NOT NOT x is x
+        ("NOT NOT NOT a", Not(Term("a"))),
+        ("-(-a) b", And((Term("a"), Term("b")))),
+        ("a AND (b AND (c d))", And((Term("a"), Term("b"), Term("c"), Term("d")))),  # one AND, not three
+        ("(a OR b) OR (c OR d)", Or((Term("a"), Term("b"), Term("c"), Term("d")))),
+        ("a (b OR c) OR d", Or((And((Term("a"), Or((Term("b"), Term("c"))))), Term("d")))),  # kinds alternate
         ("title:prison", Term("prison", "title")),
         ('Title:"red prison"', Phrase("red prison", "title")),
         ("lang:ar", FieldFilter("lang", "ar")),
@@ -103,6 +112,45 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
         parse("(" * 500 + "a" + ")" * 500)
 
 
+def _levels(node: Node) -> int:
+    if isinstance(node, Not):
+        return 1 + _levels(node.item)
+    if isinstance(node, And | Or):
+        return 1 + max(_levels(item) for item in node.items)
+    return 0
+
+
+@pytest.mark.parametrize(
+    ("nest", "reached"),
+    [
+        (lambda inner: f"NOT {inner}", 1),  # NOTs that cancel out nest nothing; 20 NOTs as written are refused
+        (lambda inner: f"(x ({inner}))", 1),  # ANDs in ANDs are one AND
+        (lambda inner: f"NOT (x OR {inner})", MAX_DEPTH - 1),
+        (lambda inner: f"x OR y ({inner})", MAX_DEPTH - 1),
+        (lambda inner: f"x -(y OR {inner})", MAX_DEPTH - 2),
+    ],
+    ids=["NOT", "(x (...))", "NOT (x OR ...)", "x OR y (...)", "x -(y OR ...)"],
+)
+def test_the_parser_accepts_only_what_the_stores_can_nest(nest: Callable[[str], str], reached: int) -> None:
+    """Nesting a shape until the parser refuses: the last query accepted nests at most MAX_DEPTH levels of
+    AND/OR/NOT, and the refusal names the query and a position in it."""
+    query, accepted = "prison", 0
+    for _ in range(200):
+        deeper = nest(query)
+        try:
+            node = parse(deeper)
+        except QuerySyntaxError as err:
+            assert "nested deeper than 20 levels" in str(err), err
+            assert repr(deeper) in str(err)
+            assert deeper[err.position :].startswith(err.token)
+            break
+        assert _levels(node) <= MAX_DEPTH, deeper
+        query, accepted = deeper, max(accepted, _levels(node))
+    else:
+        pytest.fail(f"{query!r} nests without end")
+    assert accepted >= reached  # the shape reached the limit it is meant to reach
+
+
 def test_positive_terms_leave_out_negated_and_filters() -> None:
     node = parse('crematorium "mass graves" NOT (hoax OR NOT amnesty) lang:ar title:Saydnaya crematorium')
     assert positive_terms(node) == ("crematorium", "mass graves", "amnesty", "Saydnaya")
@@ -144,7 +192,8 @@ def _nodes() -> st.SearchStrategy[Node]:
 @given(_nodes())
 def test_to_query_round_trips(node: Node) -> None:
     text = to_query(node)
-    assert parse(text) == node, text
+    assert parse(text) == normalise(node), text
+    assert parse(to_query(normalise(node))) == normalise(node), text
 
 
 @settings(max_examples=300, deadline=None)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import feedparser
@@ -20,15 +21,17 @@ from openapi_spec_validator import validate
 
 from indexer.alerting.alerts import Alert
 from indexer.alerting.ledger import AlertLedger
-from indexer.store import SearchStore
+from indexer.store import SearchRequest, SearchStore
 from indexer.store_embedded import EmbeddedStore
 from sednaya_monitor.pipeline import Pipeline
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings, load_settings
 from sednaya_monitor.web import RunningServer, make_server, serve_in_thread
+from sednaya_monitor.wiring import elastic_config
 from stream.article import Article
 from stream.embedding import SentenceTransformerEmbedder
 from stream.ingest import read_jsonl
+from tests.store_fixtures import NoidaServer, elastic_settings
 from tests.web_fixtures import API_TOKEN, HOSTILE_SOURCE, HOSTILE_TEXT, HOSTILE_TITLE, RAW_HTML, NewsWeb
 
 TIMEOUT = 30  # seconds per HTTP request; the server answers in milliseconds, a loaded CI box slower
@@ -176,6 +179,8 @@ def test_api_search_pages_with_a_cursor(web_server: RunningServer, web_news: New
         ({"after": "not-a-cursor"}, "parameter 'after'"),
         ({"after": "WyJ4Il0", "sort": "date"}, "parameter 'after'"),  # ["x"]: valid token, wrong shape
         ({"view": "table"}, "parameter 'view'='table'"),
+        ({"q": "NOT " * 36 + "prison"}, "nested deeper than 20 levels"),  # was a 500 (SQLite's parser stack)
+        ({"q": "x -(y OR " * 12 + "prison" + ")" * 12}, "nested deeper than 20 levels of AND/OR/NOT"),
     ],
 )
 def test_api_bad_requests_are_400_naming_the_input(
@@ -638,3 +643,41 @@ def test_pages_over_the_elasticsearch_adapter(
         bad = get(server, "/api/search", params={"q": "a OR"})
         assert bad.status_code == 400
         assert bad.json()["position"] == 4
+
+
+@pytest.mark.timeout(120)
+def test_a_query_the_elasticsearch_server_refuses_is_400_not_500(
+    settings_factory: Callable[..., Settings], noida_server: NoidaServer, tmp_path: Path, web_news: NewsWeb
+) -> None:
+    """A search the server refuses for its query (400: beyond one of its limits) is the user's input at fault:
+    the API and the page answer 400 naming the query, as for a syntax error. The client wraps the real one
+    and adds to each article search a clause the server does not know, so the refusal is the server's own."""
+    from elasticsearch import Elasticsearch
+
+    from indexer.errors import QueryRefusedError
+    from indexer.store_elastic import ElasticStore
+
+    class RefusedQueryClient(Elasticsearch):
+        def search(self, *args: Any, **kwargs: Any) -> Any:
+            if str(kwargs.get("index", "")).endswith("-articles") and "refuse" in json.dumps(kwargs.get("query")):
+                kwargs["query"] = {"bool": {"must": [kwargs["query"], {"no_such_query": {}}]}}
+            return super().search(*args, **kwargs)
+
+    config = elastic_config(elastic_settings(noida_server.url, tmp_path))
+    store = ElasticStore(config, refresh=True, client=RefusedQueryClient(noida_server.url))
+    store.ensure_ready()
+    try:
+        assert not store.write_articles(list(web_news.articles.values()))
+        with pytest.raises(QueryRefusedError, match="query 'refuse this' refused by the search store: "):
+            store.search(SearchRequest(query="refuse this"))
+        with serve_in_thread(settings_factory(), store, PrometheusMetrics(), port=0) as server:
+            api = get(server, "/api/search", params={"q": "refuse this"})
+            assert api.status_code == 400, api.text
+            assert api.json()["error"].startswith("query 'refuse this' refused by the search store: ")
+            page = get(server, "/", params={"q": "refuse this"})
+            assert page.status_code == 400
+            assert "refused by the search store" in page.text
+            assert get(server, "/api/search", params={"q": "crematorium"}).status_code == 200
+    finally:
+        store.wipe()
+        store.close()

@@ -305,7 +305,7 @@ def search(
     store: str | None,
 ) -> None:
     """Full-text search with the query language: words, "phrases", AND/OR/NOT, (), field:value."""
-    from indexer.errors import QuerySyntaxError
+    from indexer.errors import QueryRefusedError, QuerySyntaxError
 
     app = AppContext.of(ctx, bus=bus, store=store)
     request = SearchRequest(
@@ -321,7 +321,7 @@ def search(
     )
     try:
         result = app.reading_store().search(request)
-    except QuerySyntaxError as exc:
+    except (QuerySyntaxError, QueryRefusedError) as exc:
         raise click.BadParameter(str(exc), param_hint="'QUERY'") from exc
     if as_json:
         click.echo(json.dumps(_result_json(result), ensure_ascii=False, indent=2))

@@ -6,9 +6,9 @@ runs them in its worker threads; they share one store (the embedded store reads 
 connection per thread: no global lock), and repeated searches are answered from the
 :class:`~sednaya_monitor.web.answer_cache.AnswerCache` while the data is unchanged. Errors map to statuses
 in one place: :class:`HttpError` (4xx with its message), validation errors (400 naming the
-parameter or body field), ``QuerySyntaxError`` and ``WatchlistError`` (400 naming the position or
-field), anything else 500 (logged, no details leaked). API errors are JSON ``{"error", "status"}``,
-page errors an HTML page.
+parameter or body field), ``QuerySyntaxError``, ``QueryRefusedError`` (a query the store refuses) and
+``WatchlistError`` (400 naming the position, query or field), anything else 500 (logged, no details
+leaked). API errors are JSON ``{"error", "status"}``, page errors an HTML page.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from starlette.requests import ClientDisconnect
 
 from indexer.alerting.delivery import check_targets
 from indexer.alerting.watchlists import Watchlist, WatchlistRepository, new_secret
-from indexer.errors import QuerySyntaxError, WatchlistError
+from indexer.errors import QueryRefusedError, QuerySyntaxError, WatchlistError
 from indexer.query import parse as parse_query
 from indexer.store import Hit, SearchRequest, SearchResult, SearchStore, StoryGroup
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
@@ -159,7 +159,7 @@ class Web:
         becomes a 400 naming ``after``."""
         try:
             return self.answers.get(("search", request), lambda: self.store.search(request))
-        except QuerySyntaxError:
+        except (QuerySyntaxError, QueryRefusedError):
             raise
         except ValueError as exc:
             if request.search_after is None:
@@ -425,6 +425,10 @@ def create_app(
     def _query_error(request: Request, exc: QuerySyntaxError) -> Response:
         return error_response(request, 400, str(exc), extra={"position": exc.position, "token": exc.token})
 
+    @app.exception_handler(QueryRefusedError)
+    def _query_refused(request: Request, exc: QueryRefusedError) -> Response:
+        return error_response(request, 400, str(exc))
+
     @app.exception_handler(WatchlistError)
     def _watchlist_error(request: Request, exc: WatchlistError) -> Response:
         return error_response(request, 400, str(exc))
@@ -471,7 +475,7 @@ def create_app(
         try:
             shown = (tuple(options.langs), tuple(options.sources), tuple(options.source_types))
             page = web.answers.get(("page", request.url.query, shown), render)
-        except (BadRequest, QuerySyntaxError) as exc:
+        except (BadRequest, QuerySyntaxError, QueryRefusedError) as exc:
             message = exc.message if isinstance(exc, BadRequest) else str(exc)
             return html_response(pages.render_search(_lenient(request), None, options, error=message), 400)
         return html_response(page)
@@ -515,7 +519,7 @@ def create_app(
         try:
             sp = params.search_params(_multi(request))
             volume = web.volume(sp.request)
-        except (BadRequest, QuerySyntaxError) as exc:
+        except (BadRequest, QuerySyntaxError, QueryRefusedError) as exc:
             message = exc.message if isinstance(exc, BadRequest) else str(exc)
             return html_response(pages.render_timeline(_lenient(request), options, {}, {}, error=message), 400)
         stories = web.store.list_stories(since=sp.request.since, limit=CHART_STORIES)
