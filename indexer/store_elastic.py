@@ -775,11 +775,9 @@ class ElasticStore:
             QuerySyntaxError: ``request.query`` is malformed (names the position and token).
             StoreError: the server refused the search.
         """
-        node, expanded = expand(parse(request.query), self.names)
+        query, node, expanded = self._query(request)
         leaves = positive_leaves(node)
-        lang = request.lang.lower() if request.lang else None
         size = max(0, min(request.size, MAX_SIZE))
-        query = {"bool": {"must": [to_dsl(node, lang)], "filter": _request_filters(request)}}
         sort: list[Any] = (
             [{"sort_date": "desc"}, {"id": "asc"}] if request.sort == "date" else [{"_score": "desc"}, {"id": "asc"}]
         )
@@ -816,6 +814,13 @@ class ElasticStore:
             next_after = tuple(str(v) for v in page[-1]["sort"])
         return SearchResult(total=total, hits=hits, facets=facets, next_after=next_after, expanded=expanded)
 
+    def _query(self, request: SearchRequest) -> tuple[dict[str, Any], Node, dict[str, tuple[str, ...]]]:
+        """The query DSL of ``request`` (its query with names expanded, words analysed for its language filter,
+        and its filters), the expanded query and the expansion (``SearchResult.expanded``)."""
+        node, expanded = expand(parse(request.query), self.names)
+        lang = request.lang.lower() if request.lang else None
+        return {"bool": {"must": [to_dsl(node, lang)], "filter": _request_filters(request)}}, node, expanded
+
     def _search_articles(self, request: SearchRequest, body: dict[str, Any]) -> dict[str, Any]:
         """The answer to a search of ``request`` (its ``body``) on the articles.
 
@@ -831,10 +836,10 @@ class ElasticStore:
             raise StoreError(f"search {request.query!r} refused: {exc}") from exc
 
     def day_lang_counts(self, request: SearchRequest) -> list[tuple[str, str, int]]:
-        """Articles matching ``request`` per ``(day, lang)`` (terms on lang, daily histogram under it), one search."""
-        node = parse(request.query)
+        """Articles matching ``request`` per ``(day, lang)`` (terms on lang, daily histogram under it), one search:
+        the articles :meth:`search` finds for it (names expanded, words analysed for the language filter)."""
         body: dict[str, Any] = {
-            "query": {"bool": {"must": [to_dsl(node)], "filter": _request_filters(request)}},
+            "query": self._query(request)[0],
             "size": 0,
             "aggs": {
                 "by_lang": {

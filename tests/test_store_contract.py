@@ -1523,15 +1523,22 @@ def test_an_article_index_from_before_word_forms_gets_the_stem_fields(
         store.close()
 
 
+def _assert_day_lang_counts_match_the_facets(store: SearchStore, request: SearchRequest) -> None:
+    """``day_lang_counts`` (the search page's chart, one call) equals a day facet per language, and counts
+    every article the search finds."""
+    expected = []
+    result = store.search(dataclasses.replace(request, facets=True, size=1))
+    for lang, _n in result.facets["lang"]:
+        per_lang = store.search(dataclasses.replace(request, lang=lang, facets=True, size=1))
+        expected += [(day, lang, n) for day, n in per_lang.facets["day"]]
+    counts = store.day_lang_counts(request)  # type: ignore[attr-defined]
+    assert counts == sorted(expected), request
+    assert sum(n for _day, _lang, n in counts) == result.total, request
+
+
 def test_day_lang_counts_match_the_day_facet_of_each_language(loaded: SearchStore) -> None:
-    """``day_lang_counts`` (the search page's chart, one call) equals a day facet per language."""
     for query in ("", "Sednaya OR صيدنايا", "prison", "NOT prison"):
-        request = SearchRequest(query=query)
-        expected = []
-        for lang, _n in loaded.search(dataclasses.replace(request, facets=True, size=1)).facets["lang"]:
-            per_lang = loaded.search(dataclasses.replace(request, lang=lang, facets=True, size=1))
-            expected += [(day, lang, n) for day, n in per_lang.facets["day"]]
-        assert loaded.day_lang_counts(request) == sorted(expected), query  # type: ignore[attr-defined]
+        _assert_day_lang_counts_match_the_facets(loaded, SearchRequest(query=query))
     since = loaded.day_lang_counts(SearchRequest(since=_at("2024-01-01")))  # type: ignore[attr-defined]
     assert since and all(day >= "2024-01-01" for day, _lang, _n in since)
 
@@ -1549,3 +1556,15 @@ def test_merged_stories_of_a_story(contract_store: SearchStore) -> None:
     assert sorted(s.id for s in merged) == ["S4", "S5"]
     assert contract_store.merged_stories("S4") == []  # type: ignore[attr-defined]
 
+
+@pytest.mark.parametrize(
+    ("query", "lang"), [("Sednaya", None), ("Damascus", "de"), ("Volker Türk", None), ("NOT Sednaya", "en")]
+)
+def test_day_lang_counts_expand_names_as_the_search_does(
+    named_store: SearchStore, query: str, lang: str | None
+) -> None:
+    """The chart counts what the search finds: every spelling of a name, in the language asked for."""
+    _assert_day_lang_counts_match_the_facets(named_store, SearchRequest(query=query, lang=lang))
+    if query == "Sednaya":
+        counted = named_store.day_lang_counts(SearchRequest(query=query))  # type: ignore[attr-defined]
+        assert {lang: n for _day, lang, n in counted} == {"ar": 1, "de": 1, "en": 3, "fr": 1, "ru": 1}
