@@ -63,3 +63,21 @@ def test_a_query_nested_too_deep_is_a_usage_error_naming_it(harbour_dir: Path) -
     assert "nested deeper than 20 levels" in result.output
     assert "Traceback" not in result.output
     assert _days(_run(harbour_dir, "search", "NOT NOT ferries", "--json")) != []  # NOTs that cancel out
+
+
+def test_until_a_plain_date_includes_that_whole_day(harbour_dir: Path) -> None:
+    """``--until 2024-12-10`` keeps the bulletin published at 23:00 that day, as the search page does."""
+    found = _days(
+        _run(harbour_dir, "search", "--since", "2024-12-08", "--until", "2024-12-10", "--sort", "date", "--json")
+    )
+    assert found == [10, 9, 8]
+    at_noon = _run(harbour_dir, "search", "--until", "2024-12-10T12:00:00Z", "--sort", "date", "--json")
+    assert _days(at_noon)[0] == 9  # a date-time is the instant given
+    one_day = _run(harbour_dir, "search", "--since", "2024-12-10", "--until", "2024-12-10", "--json")
+    assert _days(one_day) == [10]
+
+
+def test_since_after_until_is_a_usage_error_naming_both(harbour_dir: Path) -> None:
+    result = _run(harbour_dir, "search", "ferries", "--since", "2024-12-11", "--until", "2024-12-10")
+    assert result.exit_code == 2, result.output
+    assert "Invalid value: '--since' '2024-12-11' is after '--until' '2024-12-10'" in result.output

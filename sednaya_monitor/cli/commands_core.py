@@ -8,7 +8,7 @@ import json
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, Any, BinaryIO
 
 import click
@@ -34,12 +34,29 @@ STAGE_IDLE_S = 0.5  # while crawling, how long the stage thread waits after drai
 
 
 def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """A date option as aware UTC: ``YYYY-MM-DD`` is the start of that day, or an ISO 8601 date-time."""
     if value is None:
         return None
+    ctx.meta[f"{__name__}.{param.name}"] = value  # as typed, for messages naming it (``_check_order``)
     try:
         return parse_time(value if "T" in value else value + "T00:00:00Z")
     except ValueError as exc:
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO 8601)") from exc
+
+
+def _until(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """An upper date bound: ``YYYY-MM-DD`` includes that whole day (as the search page's ``until``)."""
+    parsed = _date(ctx, param, value)
+    if parsed is None or value is None or "T" in value:
+        return parsed
+    return parsed + timedelta(days=1) - timedelta(microseconds=1)
+
+
+def _check_order(ctx: click.Context, since: datetime | None, until: datetime | None) -> None:
+    """Raises a usage error naming both options as typed when ``since`` is after ``until``."""
+    if since is not None and until is not None and since > until:
+        typed = [ctx.meta.get(f"{__name__}.{name}") for name in ("since", "until")]
+        raise click.UsageError(f"Invalid value: '--since' {typed[0]!r} is after '--until' {typed[1]!r}", ctx)
 
 
 def _app(ctx: click.Context) -> AppContext:
@@ -280,8 +297,8 @@ def stories(
 @click.argument("query", default="")
 @click.option("--lang")
 @click.option("--source")
-@click.option("--since", callback=_date)
-@click.option("--until", callback=_date)
+@click.option("--since", callback=_date, help="From DATE (YYYY-MM-DD: the start of that day, or ISO 8601).")
+@click.option("--until", callback=_until, help="Up to DATE; a plain YYYY-MM-DD includes that whole day.")
 @click.option("--story")
 @click.option("--by-story", is_flag=True, help="One line per story with its best article.")
 @click.option("--sort", type=click.Choice(["relevance", "date"]), default="relevance", show_default=True)
@@ -307,6 +324,7 @@ def search(
     """Full-text search with the query language: words, "phrases", AND/OR/NOT, (), field:value."""
     from indexer.errors import QueryRefusedError, QuerySyntaxError
 
+    _check_order(ctx, since, until)
     app = AppContext.of(ctx, bus=bus, store=store)
     request = SearchRequest(
         query=query,
