@@ -528,11 +528,14 @@ def extract(
     hinted_published: datetime | None = None,
     hinted_date_source: DateSource | None = None,
     hinted_title: str | None = None,
+    hinted_modified: datetime | None = None,
 ) -> Extracted:
     """Extract one article from the decoded page ``html`` served at ``url``.
 
     ``hinted_published``/``hinted_date_source`` (``feed`` or ``sitemap``) and ``hinted_title`` come from
-    the entry that led to the page and are used when the page itself says nothing.
+    the entry that led to the page and are used when the page's markup says nothing. ``hinted_modified``,
+    the entry's last-edit time (a sitemap's ``<lastmod>``, an Atom entry's ``<updated>``), comes last: after
+    the date in the URL and the date the page shows, since an edit can come years after the publication.
 
     Raises:
         ExtractionError: ``reason`` is ``not_html``, ``bad_encoding``, ``listing_page`` or ``too_short``.
@@ -573,6 +576,8 @@ def extract(
     if published is None:  # trafilatura pruned ``tree``: the labels are read from a fresh one
         published = labelled_date(_parse(html, url), lang, title)
         date_source = "none" if published is None else "meta"
+    if published is None and plausible(hinted_modified) and hinted_date_source is not None:
+        published, date_source = hinted_modified, hinted_date_source  # the listing's edit time: better than none
     canonical = None
     rel = 'translate(normalize-space(@rel), "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")'
     base = next((b.strip() for b in tree.xpath("//base/@href") if b.strip()), "")

@@ -54,7 +54,7 @@ def read_listing(body: bytes, *, max_bytes: int) -> Listing:
         return Listing("feed", len(items), max(stamps) if stamps else None)
     if _looks_like_sitemap(body):
         kind, entries, _ = parse_sitemap(body)
-        dated = [e.published for e in entries if e.published is not None]
+        dated = [t for t in (e.published or e.modified for e in entries) if t is not None]  # fresh by either
         return Listing(kind, len(entries), max(dated) if dated else None)
     parsed = feedparser.parse(body)
     version = str(parsed.get("version") or "")

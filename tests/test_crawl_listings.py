@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import feedparser
 import pytest
 import scrapy
 from scrapy.http import Request, Response, TextResponse, XmlResponse
 
 from crawlers.crawl_context import CrawlContext
+from crawlers.extraction import extract
 from crawlers.spiders.base import BaseSpider
-from crawlers.spiders.sitemaps import MAX_SITEMAP_DEPTH, SitemapSpider
+from crawlers.spiders.feeds import entry_times
+from crawlers.spiders.sitemaps import MAX_SITEMAP_DEPTH, SitemapSpider, parse_sitemap
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import crawl_config, make_raw_store
@@ -83,3 +87,65 @@ def test_a_sitemap_index_that_lists_itself_or_its_parent_is_not_asked_for_again(
     # and the month lists an index again: below MAX_SITEMAP_DEPTH, nothing more is followed
     assert MAX_SITEMAP_DEPTH == 3
     assert requests_of(spider.parse_sitemap(answer(grand[0], index(f"{SITE}/sitemap-other.xml")))) == []
+
+
+EDITED = datetime(2024, 12, 9, 7, 30, tzinfo=UTC)
+STORY = (
+    "<p>The State Department said on Monday that a building inside the Sednaya military prison compound had been"
+    " converted into a crematorium, citing satellite images and accounts gathered from former detainees.</p>"
+) * 3
+
+
+def _story_page(head: str = "", shown: str = "") -> str:
+    return (
+        f'<html lang="en"><head><title>Crematorium claim</title>{head}</head><body><article>'
+        f"<h1>US says Sednaya prison has a crematorium</h1>{shown}{STORY}</article></body></html>"
+    )
+
+
+def test_a_sitemap_s_lastmod_and_an_atom_updated_are_edit_times_not_publication_dates() -> None:
+    sitemap = (
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+        ' xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">'
+        f"<url><loc>{SITE}/2017/05/15/crematorium.html</loc><lastmod>2024-12-09T07:30:00Z</lastmod></url>"
+        f"<url><loc>{SITE}/a.html</loc><lastmod>2024-12-01</lastmod><news:news>"
+        "<news:publication_date>2024-11-30T10:00:00Z</news:publication_date><news:title>A</news:title>"
+        "</news:news></url></urlset>"
+    ).encode()
+    _, entries, _ = parse_sitemap(sitemap)
+    assert [(e.published, e.modified) for e in entries] == [
+        (None, EDITED),  # newest first, by publication else edit time
+        (datetime(2024, 11, 30, 10, tzinfo=UTC), datetime(2024, 12, 1, tzinfo=UTC)),
+    ]
+    atom = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+        b"<entry><title>a</title><link href='http://a.test/1'/><published>2017-05-15T09:00:00Z</published>"
+        b"<updated>2024-12-09T07:30:00Z</updated></entry>"
+        b"<entry><title>b</title><link href='http://a.test/2'/><updated>2024-12-09T07:30:00Z</updated></entry></feed>"
+    )
+    assert [entry_times(e) for e in feedparser.parse(atom).entries] == [
+        (datetime(2017, 5, 15, 9, tzinfo=UTC), EDITED),
+        (None, EDITED),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "expected"),
+    [
+        (f"{SITE}/2017/05/15/crematorium.html", "", (datetime(2017, 5, 15, tzinfo=UTC), "url")),
+        (
+            f"{SITE}/news/crematorium.html",
+            '<p class="date">15 May 2017</p>',
+            (datetime(2017, 5, 15, tzinfo=UTC), "meta"),
+        ),
+        (f"{SITE}/news/crematorium.html", "", (EDITED, "sitemap")),  # nothing better: the edit time
+    ],
+)
+def test_an_edit_time_dates_a_page_only_when_its_url_and_its_page_say_nothing(
+    url: str, shown: str, expected: tuple[datetime, str]
+) -> None:
+    found = extract(_story_page(shown=shown), url=url, hinted_modified=EDITED, hinted_date_source="sitemap")
+    assert (found.published, found.date_source) == expected
+    published = datetime(2017, 5, 16, tzinfo=UTC)  # a publication time from the listing still beats the URL
+    found = extract(_story_page(), url=url, hinted_published=published, hinted_date_source="sitemap")
+    assert (found.published, found.date_source) == (published, "sitemap")

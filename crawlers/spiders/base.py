@@ -157,8 +157,10 @@ class BaseSpider(scrapy.Spider):
         published: datetime | None = None,
         date_source: DateSource | None = None,
         priority: int = 0,
+        modified: datetime | None = None,
     ) -> scrapy.Request | None:
-        """A request for the article at ``url``, or None when it was already handled (or is not http)."""
+        """A request for the article at ``url``, or None when it was already handled (or is not http).
+        ``published``/``modified``: the publication and last-edit times the listing gives (``date_source``)."""
         try:
             _, canonical = id_for_url(url)
         except ContractError:
@@ -179,6 +181,7 @@ class BaseSpider(scrapy.Spider):
                 "link_canonical": canonical,
                 "hint_title": title,
                 "hint_published": published,
+                "hint_modified": modified,
                 "hint_date_source": date_source,
                 "discovered_at": now_utc(),
             },
@@ -230,6 +233,7 @@ class BaseSpider(scrapy.Spider):
                 content_type=content_type,
                 hinted_published=meta.get("hint_published"),
                 hinted_date_source=meta.get("hint_date_source"),
+                hinted_modified=meta.get("hint_modified"),
                 hinted_title=meta.get("hint_title"),
             )
         except ExtractionError as exc:

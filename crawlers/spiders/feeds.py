@@ -24,20 +24,28 @@ MAX_ENTRIES_PER_FEED = 200  # a feed longer than this is an archive dump; the ne
 
 
 def entry_time(entry: Any, lang: str = "") -> datetime | None:
-    """The entry's published (else updated) time as aware UTC, or None. A date feedparser could not read
-    (a feed that writes dates in its own language: "السبت، 14 ديسمبر 2024", "14.12.2024 10:00") is read as
-    people write dates (``crawlers.extraction.written_date``; ``lang``, the feed's language, orders a
-    numeric day and month), at 00:00 UTC."""
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = _own(entry, key)
-        if value:
-            return datetime.fromtimestamp(calendar.timegm(value), UTC)
-    for key in ("published", "updated", "created"):
-        text = _own(entry, key)
-        when = written_date(text, lang) if isinstance(text, str) else None
-        if when is not None:
-            return when
-    return None
+    """The entry's published (else updated) time as aware UTC, or None: what orders a feed's entries."""
+    published, updated = entry_times(entry, lang)
+    return published or updated
+
+
+def entry_times(entry: Any, lang: str = "") -> tuple[datetime | None, datetime | None]:
+    """``(published, updated)`` of the entry as aware UTC: ``published`` from its ``pubDate``/``published``
+    (else ``created``), ``updated`` from its ``updated`` (an edit time: Atom requires it, and it may be
+    years after the publication). A date feedparser could not read (a feed that writes dates in its own
+    language: "السبت، 14 ديسمبر 2024", "14.12.2024 10:00") is read as people write dates
+    (``crawlers.extraction.written_date``; ``lang``, the feed's language, orders a numeric day and month),
+    at 00:00 UTC."""
+    published = _time(entry, "published", lang) or _time(entry, "created", lang)
+    return published, _time(entry, "updated", lang)
+
+
+def _time(entry: Any, key: str, lang: str) -> datetime | None:
+    value = _own(entry, f"{key}_parsed")
+    if value:
+        return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    text = _own(entry, key)
+    return written_date(text, lang) if isinstance(text, str) else None
 
 
 def _own(entry: Any, key: str) -> Any:
@@ -87,12 +95,12 @@ class FeedSpider(BaseSpider):
             # Salvaged entries of a broken feed are still crawled; the fetch is counted as malformed.
             self.context.fetch(source_id, "malformed_xml" if broken else "ok", response.url)
             found = parsed.entries
-        timed = sorted(  # each entry's time read once: the sort and the request's hint
-            ((entry_time(e, source.lang), e) for e in found[: MAX_ENTRIES_PER_FEED * 2]),
-            key=lambda pair: pair[0] or datetime.min.replace(tzinfo=UTC),
+        timed = sorted(  # each entry's times read once: the sort and the request's hints
+            ((entry_times(e, source.lang), e) for e in found[: MAX_ENTRIES_PER_FEED * 2]),
+            key=lambda pair: pair[0][0] or pair[0][1] or datetime.min.replace(tzinfo=UTC),
             reverse=True,
         )[:MAX_ENTRIES_PER_FEED]
-        for rank, (published, entry) in enumerate(timed):
+        for rank, ((published, updated), entry) in enumerate(timed):
             link = entry.get("link") or ""
             if not link:
                 continue
@@ -107,6 +115,7 @@ class FeedSpider(BaseSpider):
                 source=source_id,
                 title=title or None,
                 published=published,
+                modified=updated,
                 date_source="feed",
                 priority=-rank,
             )

@@ -30,9 +30,10 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 @dataclass(frozen=True, slots=True)
 class SitemapEntry:
     loc: str
-    published: datetime | None
+    published: datetime | None  # <news:publication_date>
     title: str
     keywords: str
+    modified: datetime | None = None  # <lastmod>: when the page last changed, maybe years after it appeared
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
@@ -80,11 +81,18 @@ def parse_sitemap(body: bytes) -> tuple[str, list[SitemapEntry], bool]:
         fields = _entry_fields(node)
         if not fields.get("loc"):
             continue
-        when = parse_date(fields.get("publication_date", "")) or parse_date(fields.get("lastmod", ""))
-        entries.append(SitemapEntry(fields["loc"], when, fields.get("title", ""), fields.get("keywords", "")))
+        entries.append(
+            SitemapEntry(
+                fields["loc"],
+                parse_date(fields.get("publication_date", "")),
+                fields.get("title", ""),
+                fields.get("keywords", ""),
+                parse_date(fields.get("lastmod", "")),
+            )
+        )
     if not entries and repaired:
         raise FeedError("<sitemap>", "malformed_xml", "no entry could be recovered")
-    entries.sort(key=lambda e: e.published or _EPOCH, reverse=True)
+    entries.sort(key=lambda e: e.published or e.modified or _EPOCH, reverse=True)
     return kind, entries, repaired
 
 
@@ -149,7 +157,8 @@ class SitemapSpider(BaseSpider):
                 source=source_id,
                 title=entry.title or None,
                 published=entry.published,
-                date_source="sitemap" if entry.published else None,
+                modified=entry.modified,
+                date_source="sitemap" if entry.published or entry.modified else None,
                 priority=-rank,
             )
             if request is not None:
