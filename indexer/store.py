@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from indexer.query import Node, positive_leaves
 from stream.article import Article
 from stream.story import Story
 
@@ -38,6 +39,16 @@ class SearchRequest:
     # Hit.matched_terms ("why it matched") for every hit; False: only for hits without highlights (the search
     # page shows the highlights and falls back to the matched terms only where there are none)
     explain: bool = True
+
+
+def sort_order(request: SearchRequest, node: Node) -> SortOrder:
+    """The order a store gives ``request``'s results (``node``: its parsed query): ``request.sort``, but
+    ``"date"`` (newest first) for a relevance sort of a query without a word or phrase to rank by (the empty
+    query, filters alone, NOT alone): every match would score alike and come in id order, that is at random.
+    Both stores decide here, so they agree, and their cursors follow the order given."""
+    if request.sort == "relevance" and not positive_leaves(node):
+        return "date"
+    return request.sort
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -51,7 +51,7 @@ from indexer.errors import QueryRefusedError, StoreError
 from indexer.highlight import highlights, matched_terms
 from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves
-from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
+from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure, sort_order
 from stream.article import Article, iso_utc, parse_time, utc
 from stream.story import Story
 from stream.word_forms import document_forms, query_forms, tokens
@@ -776,6 +776,7 @@ class ElasticStore:
             StoreError: the server refused the search.
         """
         query, node, expanded = self._query(request)
+        request = dataclasses.replace(request, sort=sort_order(request, node))
         leaves = positive_leaves(node)
         size = max(0, min(request.size, MAX_SIZE))
         sort: list[Any] = (

@@ -62,7 +62,7 @@ from indexer.facet_columns import FacetColumns, Rowids, StoryPage
 from indexer.highlight import highlights, matched_terms
 from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Or, Phrase, Term, parse, positive_leaves
-from indexer.store import Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure
+from indexer.store import Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure, sort_order
 from stream.article import Article
 from stream.sqlite_wal import connect_wal
 from stream.story import Story
@@ -865,6 +865,7 @@ class EmbeddedStore:
             ValueError: ``request.search_after`` is not a cursor of this sort.
         """
         node, expanded = expand(parse(request.query), self.names)
+        request = dataclasses.replace(request, sort=sort_order(request, node))
         leaves = positive_leaves(node)
         lang = request.lang.lower() if request.lang else None
         size = max(0, min(request.size, MAX_SIZE))

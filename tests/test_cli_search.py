@@ -81,3 +81,12 @@ def test_since_after_until_is_a_usage_error_naming_both(harbour_dir: Path) -> No
     result = _run(harbour_dir, "search", "ferries", "--since", "2024-12-11", "--until", "2024-12-10")
     assert result.exit_code == 2, result.output
     assert "Invalid value: '--since' '2024-12-11' is after '--until' '2024-12-10'" in result.output
+
+
+@pytest.mark.parametrize("query", ["", "lang:en", "NOT regatta", "-regatta"])
+def test_a_search_without_words_is_newest_first(harbour_dir: Path, query: str) -> None:
+    """The default sort is relevance; with no word to rank by, it is the date order (it was id order)."""
+    found = _days(_run(harbour_dir, "search", "--json", "--", query))
+    assert found == [11, 10, 9, 8, 7, 6, 5]
+    by_story = _run(harbour_dir, "search", "--by-story", "--json", "--", query)
+    assert [g["story_id"] for g in json.loads(by_story.output)["groups"]] == [f"bulletin-{d}" for d in found]

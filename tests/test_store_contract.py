@@ -347,6 +347,37 @@ def test_sort_by_date_newest_first(loaded: SearchStore) -> None:
     assert ordered(result) == DATE_ORDER
 
 
+@pytest.mark.parametrize("query", ["", "lang:en", "NOT damascus", "-source:wire-a -lang:fa", "story:S2 OR story:S4"])
+def test_relevance_without_words_is_newest_first(loaded: SearchStore, query: str) -> None:
+    """Nothing to rank by (no word or phrase: everything, filters, NOT alone): every match scores alike, so
+    the relevance order is the date order, newest first, flat, by story and page by page (it was id order)."""
+    expected = [k for k in DATE_ORDER if _reference(parse(query), CORPUS[k])]
+    assert len(expected) >= 4
+    assert ordered(q(loaded, query)) == expected
+    assert [k for page in _pages(loaded, SearchRequest(query=query, size=2)) for k in page] == expected
+    groups = q(loaded, query, by_story=True).groups
+    firsts = list(dict.fromkeys(str(CORPUS[k].story_id) for k in expected))
+    assert [g.story_id for g in groups] == firsts
+    assert [KEY_OF[g.best.article.id] for g in groups] == [
+        next(k for k in expected if CORPUS[k].story_id == story) for story in firsts
+    ]
+    paged = _group_pages(loaded, SearchRequest(query=query, size=2, by_story=True))
+    assert [g for page in paged for g in page] == firsts
+
+
+def _group_pages(store: SearchStore, request: SearchRequest) -> list[list[str]]:
+    pages: list[list[str]] = []
+    for _ in range(20):
+        result = store.search(request)
+        if not result.groups:
+            break
+        pages.append([g.story_id for g in result.groups])
+        if result.next_after is None:
+            break
+        request = dataclasses.replace(request, search_after=result.next_after)
+    return pages
+
+
 def test_sort_by_relevance_puts_the_title_hit_first(loaded: SearchStore) -> None:
     result = q(loaded, "damascus")
     assert ordered(result)[0] == "en4"

@@ -126,6 +126,24 @@ def test_api_search_flat_with_facets_and_highlights(web_server: RunningServer, w
     assert "embedding" not in body["hits"][0]["article"]
 
 
+@pytest.mark.parametrize("q", ["", "lang:en", "NOT crematorium"])
+def test_api_and_page_show_a_search_without_words_newest_first(web_server: RunningServer, q: str) -> None:
+    """The default sort is relevance; with no word to rank by it is the date order (it was id order)."""
+    for view in ("flat", "stories"):
+        by_default = get(web_server, "/api/search", params={"q": q, "view": view}).json()
+        by_date = get(web_server, "/api/search", params={"q": q, "view": view, "sort": "date"}).json()
+        key = "hits" if view == "flat" else "groups"
+        assert len(by_default[key]) >= 2
+        assert by_default[key] == by_date[key]
+        if view == "flat":
+            published = [h["article"]["published"] or h["article"]["fetched_at"] for h in by_default["hits"]]
+            assert published == sorted(published, reverse=True)
+    page = get(web_server, "/", params={"q": q}).text
+    stories = [g["story_id"] for g in by_date["groups"]]
+    shown = sorted(stories, key=lambda sid: page.index(f'<a href="/stories/{sid}">'))
+    assert shown == stories
+
+
 def test_api_search_by_story_groups_articles(web_server: RunningServer) -> None:
     body = get(web_server, "/api/search", params={"q": "Sednaya OR صيدنايا", "view": "stories"}).json()
     groups = {g["story_id"]: g for g in body["groups"]}

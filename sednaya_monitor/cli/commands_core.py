@@ -301,7 +301,13 @@ def stories(
 @click.option("--until", callback=_until, help="Up to DATE; a plain YYYY-MM-DD includes that whole day.")
 @click.option("--story")
 @click.option("--by-story", is_flag=True, help="One line per story with its best article.")
-@click.option("--sort", type=click.Choice(["relevance", "date"]), default="relevance", show_default=True)
+@click.option(
+    "--sort",
+    type=click.Choice(["relevance", "date"]),
+    default="relevance",
+    show_default=True,
+    help="relevance: newest first when the query has no word or phrase to rank by (filters, NOT alone).",
+)
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pipeline_options

@@ -137,7 +137,10 @@ class SearchQuery(FilterQuery):
         max_length=MAX_QUERY_CHARS,
         description='Query in the query language: words, "phrases", AND/OR/NOT, ( ), title:/lang:/source:/story:',
     )
-    sort: Literal["relevance", "date"] = Field("relevance", description="Order of results")
+    sort: Literal["relevance", "date"] = Field(
+        "relevance",
+        description="Order of results (`relevance`: newest first when the query has no word or phrase to rank by)",
+    )
     view: Literal["flat", "stories"] | None = Field(
         None, description="`flat` articles (API default) or `stories` (grouped by story; page default)"
     )
