@@ -9,12 +9,14 @@ All methods run on the reactor thread.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from crawlers.crawl_config import CrawlConfig
 from crawlers.dead_letter import DeadLetterFile
@@ -51,6 +53,7 @@ class CrawlSummary:
     prefiltered: int = 0  # feed/sitemap entries not fetched: the prefilter found nothing on topic
     google_news_links: Counter[str] = field(default_factory=Counter)  # article ids decoded | opaque
     prefilter_kept: Counter[str] = field(default_factory=Counter)  # why entries were fetched (name, context...)
+    links_skipped: Counter[str] = field(default_factory=Counter)  # entries not fetched: no_link, bad_link, too_long
 
     @property
     def published(self) -> int:
@@ -72,6 +75,7 @@ class CrawlSummary:
             "skipped_seen": self.skipped_seen,
             "prefiltered": self.prefiltered,
             "prefilter_kept": dict(sorted(self.prefilter_kept.items())),
+            "links_skipped": dict(sorted(self.links_skipped.items())),
             "google_news_links": dict(sorted(self.google_news_links.items())),
             "articles": dict(sorted(self.articles.items())),
             "extraction": dict(sorted(self.extraction.items())),
@@ -94,6 +98,8 @@ class CrawlSummary:
         ]
         if self.prefilter_kept:
             out.append("  prefilter kept: " + ", ".join(f"{k}={v}" for k, v in sorted(self.prefilter_kept.items())))
+        if self.links_skipped:
+            out.append("  links skipped: " + ", ".join(f"{k}={v}" for k, v in sorted(self.links_skipped.items())))
         if self.google_news_links:
             out.append(
                 "  google news links: " + ", ".join(f"{k}={v}" for k, v in sorted(self.google_news_links.items()))
@@ -132,9 +138,7 @@ class CrawlContext:
         self.metrics = metrics
         self.registry = load_registry(config.sources_file)
         # This process's share of the sources (crawl_shard_index of crawl_shard_count; all by default).
-        self.sources = shard(
-            select(self.registry, source_ids), config.crawl_shard_index, config.crawl_shard_count
-        )
+        self.sources = shard(select(self.registry, source_ids), config.crawl_shard_index, config.crawl_shard_count)
         for source in self.sources:  # the staleness alert compares freshness with each source's interval
             interval = source.interval_s or config.follow_interval_s
             metrics.source_poll_interval.labels(source=source.id).set(interval)
@@ -190,16 +194,16 @@ class CrawlContext:
         return None
 
     def worth_fetching(self, source: Source, text: str, link: str, listing_url: str) -> bool:
-        """Whether a feed/sitemap entry of ``source`` (``text``: its title, summary, keywords and URL) is
-        fetched: always for sources with ``prefilter = false`` (``whole_source``) and entries of a declared
-        topic section (``section``); else when the topic prefilter keeps it (``name``, ``context``).
-        Counts the decision in the summary."""
+        """Whether a feed/sitemap entry of ``source`` (``text``: its title, summary and keywords; ``link``: its
+        URL) is fetched: always for sources with ``prefilter = false`` (``whole_source``) and entries of a
+        declared topic section (``section``); else when the topic prefilter keeps it (``name``, ``context``)
+        in the text or the link's words (:func:`link_words`). Counts the decision in the summary."""
         if not source.prefilter:
             reason: str | None = "whole_source"
         elif source.in_topic_section(link, listing_url):
             reason = "section"
         else:
-            reason = self.relevance.prefilter(text)
+            reason = self.relevance.prefilter(f"{text}\n{link_words(link)}")
         if reason is None:
             self.summary.prefiltered += 1
             return False
@@ -235,6 +239,11 @@ class CrawlContext:
         self.metrics.extraction.labels(reason=reason).inc()
         self.summary.extraction[reason] += 1
 
+    def link_skipped(self, reason: str, link: str, source: str) -> None:
+        """Count a listing entry whose link cannot be fetched (``no_link``, ``bad_link``, ``too_long``)."""
+        self.summary.links_skipped[reason] += 1
+        logger.info("link skipped", extra={"reason": reason, "url": link[:300], "source": source, "stage": "crawl"})
+
     def article(self, status: str) -> None:
         self.metrics.articles.labels(stage=CRAWL_STAGE, status=status).inc()
         self.summary.articles[status] += 1
@@ -248,3 +257,12 @@ class CrawlContext:
             if self._owns_bus:
                 self.bus.close()
         return self.summary
+
+
+def link_words(link: str) -> str:
+    """The words of a link as people read them: percent-escapes decoded (an Arabic or Cyrillic slug is
+    otherwise ``%D8%B3...``) and ``-``, ``_``, ``+`` and ``/`` as spaces (``mass-grave-found``)."""
+    return _LINK_BREAKS.sub(" ", unquote_plus(link))
+
+
+_LINK_BREAKS = re.compile(r"[-_+/]+")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import feedparser
 import pytest
@@ -15,7 +16,7 @@ from scrapy.http import Request, Response, TextResponse, XmlResponse
 from crawlers.crawl_context import CrawlContext
 from crawlers.extraction import extract
 from crawlers.spiders.base import BaseSpider
-from crawlers.spiders.feeds import entry_times
+from crawlers.spiders.feeds import FeedSpider, entry_times
 from crawlers.spiders.sitemaps import MAX_SITEMAP_DEPTH, SitemapSpider, parse_sitemap
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings
@@ -149,3 +150,62 @@ def test_an_edit_time_dates_a_page_only_when_its_url_and_its_page_say_nothing(
     published = datetime(2017, 5, 16, tzinfo=UTC)  # a publication time from the listing still beats the URL
     found = extract(_story_page(), url=url, hinted_published=published, hinted_date_source="sitemap")
     assert (found.published, found.date_source) == (published, "sitemap")
+
+
+def _rss(*items: str, encoding: str = "utf-8", declared: bool = True) -> bytes:
+    head = f'<?xml version="1.0" encoding="{encoding}"?>' if declared else '<?xml version="1.0"?>'
+    return (head + '<rss version="2.0"><channel><title>Daily</title>' + "".join(items) + "</channel></rss>").encode(
+        encoding
+    )
+
+
+def _item(title: str, link: str | None, summary: str = "") -> str:
+    at = "" if link is None else f"<link>{link}</link>"
+    return f"<item><title>{title}</title>{at}<description>{summary}</description></item>"
+
+
+def _feed_requests(context: CrawlContext, body: bytes, content_type: str = "application/rss+xml") -> list[Request]:
+    spider = FeedSpider(context=context)
+    request = listing(spider, f"{SITE}/feed.xml", "parse_feed")
+    response = XmlResponse(url=request.url, body=body, headers={"Content-Type": content_type}, request=request)
+    return requests_of(spider.parse_feed(response))
+
+
+def test_a_feed_s_charset_from_the_http_header_is_used_when_its_xml_declares_none(context: CrawlContext) -> None:
+    body = _rss(_item("سجن صيدنايا: شهادات المعتقلين", f"{SITE}/a.html"), encoding="windows-1256", declared=False)
+    found = _feed_requests(context, body, "application/rss+xml; charset=windows-1256")
+    assert [r.meta["hint_title"] for r in found] == ["سجن صيدنايا: شهادات المعتقلين"]
+
+
+def test_a_link_s_words_are_read_by_the_prefilter_decoded(context: CrawlContext) -> None:
+    slug = quote("سجن-صيدنايا-شهادات")  # the name only in the link, percent-encoded as feeds write it
+    cyrillic = quote("сирия-массовое-захоронение-крематорий")  # a region word and a co-term, in Russian
+    body = _rss(_item("Testimonies", f"{SITE}/news/{slug}"), _item("Report", f"{SITE}/world/{cyrillic}"))
+    found = _feed_requests(context, body)
+    assert len(found) == 2 and context.summary.prefiltered == 0
+    assert context.summary.prefilter_kept == {"name": 1, "context": 1}
+
+
+def test_an_entry_without_a_usable_link_is_counted_and_the_rest_of_the_feed_is_read(context: CrawlContext) -> None:
+    body = _rss(
+        _item("Sednaya prison: the first entry", "http://[daily.example/broken"),
+        _item("Sednaya prison: no link at all", None),
+        _item("Sednaya prison: a good entry", f"{SITE}/good.html"),
+    )
+    found = _feed_requests(context, body)
+    assert [r.url for r in found] == [f"{SITE}/good.html"]
+    assert context.summary.links_skipped == {"bad_link": 1, "no_link": 1}
+
+
+def test_a_link_longer_than_scrapy_takes_is_counted_not_dropped_in_silence(context: CrawlContext) -> None:
+    from scrapy.settings import Settings as ScrapySettings
+
+    from crawlers.scrapy_settings import scrapy_settings
+
+    spider = FeedSpider(context=context)
+    spider.settings = ScrapySettings(scrapy_settings(context.config))
+    limit = spider.settings.getint("URLLENGTH_LIMIT")
+    assert limit >= 8192  # a percent-encoded Arabic slug of a long headline passes 2083 characters
+    assert spider.article_request(f"{SITE}/news/{quote('صيدنايا-' * 300)}", source="daily") is None
+    assert context.summary.links_skipped == {"too_long": 1}
+    assert spider.article_request(f"{SITE}/news/{quote('صيدنايا-' * 40)}", source="daily") is not None

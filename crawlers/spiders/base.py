@@ -159,12 +159,17 @@ class BaseSpider(scrapy.Spider):
         priority: int = 0,
         modified: datetime | None = None,
     ) -> scrapy.Request | None:
-        """A request for the article at ``url``, or None when it was already handled (or is not http).
-        ``published``/``modified``: the publication and last-edit times the listing gives (``date_source``)."""
+        """A request for the article at ``url``, or None when it was already handled (or is not http, or too
+        long: counted). ``published``/``modified``: the publication and last-edit times the listing gives
+        (``date_source``)."""
         try:
             _, canonical = id_for_url(url)
         except ContractError:
-            logger.info("link skipped: not an http(s) URL", extra={"url": url, "source": source})
+            self.context.link_skipped("bad_link", url, source)
+            return None
+        settings = getattr(self, "settings", None)  # set when the crawler made the spider
+        if settings is not None and len(url) > settings.getint("URLLENGTH_LIMIT"):
+            self.context.link_skipped("too_long", url, source)  # Scrapy would drop it without a word
             return None
         if not self.context.claim(canonical):
             return None
@@ -186,6 +191,18 @@ class BaseSpider(scrapy.Spider):
                 "discovered_at": now_utc(),
             },
         )
+
+    def entry_url(self, response: Response, link: str, source: str) -> str | None:
+        """The absolute URL of a listing entry's ``link``, or None (counted) when it has none or it is not
+        a URL: one bad entry must not end the reading of the listing."""
+        if not link.strip():
+            self.context.link_skipped("no_link", response.url, source)
+            return None
+        try:
+            return response.urljoin(link.strip())
+        except ValueError:  # "http://[a.test/..."
+            self.context.link_skipped("bad_link", link, source)
+            return None
 
     def source_of_article(self, response: Response) -> str:
         """The source an article is attributed to (search spiders attribute by the final URL)."""

@@ -87,7 +87,7 @@ class FeedSpider(BaseSpider):
                 return
             self.context.fetch(source_id, "ok", response.url)
         else:
-            parsed = feedparser.parse(response.body)
+            parsed = feedparser.parse(response.body, response_headers={"content-type": content_type})
             broken = bool(parsed.get("bozo")) and is_xml_error(parsed.get("bozo_exception"))
             if broken and not parsed.entries:
                 self.context.fetch(source_id, "malformed_xml", response.url)
@@ -101,17 +101,15 @@ class FeedSpider(BaseSpider):
             reverse=True,
         )[:MAX_ENTRIES_PER_FEED]
         for rank, ((published, updated), entry) in enumerate(timed):
-            link = entry.get("link") or ""
-            if not link:
+            url = self.entry_url(response, str(entry.get("link") or ""), source_id)
+            if url is None:
                 continue
             title = str(entry.get("title") or "")
             summary = str(entry.get("summary") or "")
-            if not self.context.worth_fetching(
-                source, f"{title}\n{summary}\n{link}", response.urljoin(link), response.url
-            ):
+            if not self.context.worth_fetching(source, f"{title}\n{summary}", url, response.url):
                 continue
             request = self.article_request(
-                response.urljoin(link),
+                url,
                 source=source_id,
                 title=title or None,
                 published=published,

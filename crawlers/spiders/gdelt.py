@@ -18,7 +18,7 @@ from crawlers.spiders.base import BaseSpider, download_slot
 from stream.article import now_utc
 
 SOURCE_ID = "gdelt"  # metrics label of the API itself; articles are attributed to their outlet
-URL_LIMIT = 2083  # Scrapy's URLLENGTH_LIMIT default: a longer request is dropped (the names are asked in groups)
+URL_LIMIT = 2083  # the longest GDELT query URL asked (the web's old limit; the names are asked in groups)
 
 
 class GdeltSpider(BaseSpider):
@@ -33,7 +33,7 @@ class GdeltSpider(BaseSpider):
         config = self.context.config
         start = self.context.backfill_since or end - timedelta(hours=config.gdelt_lookback_hours)
         settings = getattr(self, "settings", None)  # set when the crawler made the spider
-        limit = settings.getint("URLLENGTH_LIMIT", URL_LIMIT) if settings is not None else URL_LIMIT
+        limit = min(settings.getint("URLLENGTH_LIMIT", URL_LIMIT), URL_LIMIT) if settings is not None else URL_LIMIT
         names = self.context.topic.names + self.context.topic.strong
         for query in gdelt_api.build_queries(names, config.gdelt_api_url, limit):
             yield self._slice_request(start, end, query)

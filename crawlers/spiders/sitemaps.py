@@ -149,11 +149,13 @@ class SitemapSpider(BaseSpider):
             yield from self._children(response, source_id, entries)
             return
         for rank, entry in enumerate(entries[: self.context.config.crawl_sitemap_max_entries]):
-            text = f"{entry.title}\n{entry.keywords}\n{entry.loc}"
-            if not self.context.worth_fetching(source, text, response.urljoin(entry.loc), response.url):
+            url = self.entry_url(response, entry.loc, source_id)
+            if url is None or not self.context.worth_fetching(
+                source, f"{entry.title}\n{entry.keywords}", url, response.url
+            ):
                 continue
             request = self.article_request(
-                response.urljoin(entry.loc),
+                url,
                 source=source_id,
                 title=entry.title or None,
                 published=entry.published,
@@ -175,8 +177,8 @@ class SitemapSpider(BaseSpider):
             )
             return
         for child in entries[:MAX_CHILD_SITEMAPS]:
-            url = response.urljoin(child.loc)
-            if _key(url) in trail:
+            url = self.entry_url(response, child.loc, source_id)
+            if url is None or _key(url) in trail:
                 continue
             yield self.conditional_request(url, source=source_id, callback=self.parse_sitemap, sitemap_trail=trail)
 
