@@ -46,13 +46,13 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
 from elasticsearch.serializer import OrjsonSerializer
 
-from indexer.documents import DAY_FACET_SIZE, FACET_SIZE, epoch_micros, sort_time, source_country_of, source_type_of
+from indexer.documents import DAY_FACET_SIZE, FACET_SIZE, sort_time, source_country_of, source_type_of
 from indexer.errors import QueryRefusedError, StoreError
 from indexer.highlight import highlights, matched_terms
 from indexer.names import NO_NAMES, NameGroups, expand
 from indexer.query import And, FieldFilter, MatchAll, Node, Not, Phrase, Term, parse, positive_leaves
 from indexer.store import FACETS, Hit, SearchRequest, SearchResult, StoryGroup, WriteFailure, sort_order
-from stream.article import Article, iso_utc, parse_time, utc
+from stream.article import Article, iso_utc, utc
 from stream.story import Story
 from stream.word_forms import document_forms, query_forms, tokens
 
@@ -67,7 +67,7 @@ BULK_BACKOFF_S = 0.5  # first wait between rounds, doubled each round
 BULK_CHUNK = 500  # documents per bulk request
 PAGE = 1000  # documents per page when iterating (search_after)
 MAX_SIZE = 1000  # largest page a search may ask for
-BY_STORY_MAX_STORIES = 1000  # stories considered for --by-story (the terms aggregation's size)
+GROUP_SCAN_ROWS = 500  # rows (story id and sort values only) read per step while grouping by story
 KNN_CANDIDATES = 100  # num_candidates of the kNN search (per shard), at least k
 TITLE_BOOST = 3.0  # a title hit weighs like this many text hits (the embedded store's BM25 weight)
 
@@ -79,11 +79,6 @@ _CONTRACT_FIELDS = (
     "published", "date_source", "discovered_at", "fetched_at", "content_sha256", "relevance", "embedding",
     "duplicate_of", "story_id", "story_role", "extra",
 )  # fmt: skip
-
-
-def _epoch_millis(iso: str) -> int:
-    """Milliseconds since the epoch of an ISO 8601 UTC time (Elasticsearch's date sort value)."""
-    return epoch_micros(parse_time(iso)) // 1000
 
 
 def article_document(article: Article) -> dict[str, Any]:
@@ -790,19 +785,16 @@ class ElasticStore:
             "track_scores": True,
             "source": {"excludes": ["embedding", *_INDEX_ONLY]},
         }
-        if request.search_after is not None and not request.by_story:
+        if request.by_story:
+            return dataclasses.replace(self._story_groups(request, query, sort, leaves, size), expanded=expanded)
+        if request.search_after is not None:
             body["search_after"] = self._after(request)
             body["size"] = size + 1  # room for the cursor's own hit, dropped below
         if request.facets:
             body["aggs"] = self._facet_aggs()
-        if request.by_story:
-            body["size"] = 0
-            body["aggs"] = {**body.get("aggs", {}), **self._story_aggs(sort, request)}
         raw = self._search_articles(request, body)
         total = int(raw["hits"]["total"]["value"])
         facets = self._facets(raw.get("aggregations", {})) if request.facets else {}
-        if request.by_story:
-            return dataclasses.replace(self._groups(raw, request, leaves, size, total, facets), expanded=expanded)
         page = raw["hits"]["hits"]
         if request.search_after is not None:
             # A server whose score comparison rounds differently from the sort value it returned (the
@@ -916,73 +908,156 @@ class ElasticStore:
                 out[name] = [(str(b["key"]), int(b["doc_count"])) for b in buckets]
         return out
 
-    @staticmethod
-    def _story_aggs(sort: list[Any], request: SearchRequest) -> dict[str, Any]:
-        return {
-            "by_story": {
-                "terms": {"field": "story_id", "size": BY_STORY_MAX_STORIES},
-                "aggs": {
-                    "best": {
-                        "top_hits": {
-                            "size": 1,
-                            "sort": sort,
-                            "track_scores": True,
-                            "_source": {"excludes": ["embedding", *_INDEX_ONLY]},
-                        }
-                    },
-                    "langs": {"terms": {"field": "lang", "size": 50}},
-                },
-            }
-        }
-
-    def _groups(
+    def _story_groups(
         self,
-        raw: Mapping[str, Any],
         request: SearchRequest,
+        query: dict[str, Any],
+        sort: list[Any],
         leaves: Sequence[Term | Phrase],
         size: int,
-        total: int,
-        facets: dict[str, list[tuple[str, int]]],
     ) -> SearchResult:
-        """Story groups ordered like their best hits, from the ``by_story`` aggregation."""
-        rows: list[tuple[tuple[Any, ...], str, Hit, int, tuple[str, ...]]] = []
-        for bucket in raw.get("aggregations", {}).get("by_story", {}).get("buckets", []):
-            best = bucket["best"]["hits"]["hits"][0]
-            hit = self._hit(best, leaves, highlight=request.highlight, explain=request.explain)
-            if request.sort == "date":
-                millis = int(best["sort"][0]) if best.get("sort") else _epoch_millis(best["_source"]["sort_date"])
-                key: tuple[Any, ...] = (-millis, best["_source"]["id"])
-                cursor = (str(millis), best["_source"]["id"])
+        """The matches grouped by story as the embedded store groups them: a story's best hit is its first in
+        the flat order (``sort``), stories come in the order of their best hits, after the cursor, at most
+        ``size``; ``article_count`` and ``languages`` over every match of the story; matches without a story
+        left out of the groups (not of ``total``).
+
+        Reads the flat order (story id and sort values only, ``GROUP_SCAN_ROWS`` at a time, ``search_after``)
+        until ``size`` stories have shown up, so any story can be reached, however many there are. After a
+        cursor, a story seen again may have had its best hit before it (on an earlier page): one aggregation
+        over the stories seen (their best hit, ``top_hits`` in the same order) keeps only those whose best hit
+        is the one read after the cursor. Then one aggregation counts the page's stories and their languages,
+        and one search reads the page's articles.
+        """
+        after: list[Any] | None = self._after(request) if request.search_after is not None else None
+        total = 0
+        facets: dict[str, list[tuple[str, int]]] = {}
+        page: list[tuple[str, Mapping[str, Any]]] = []  # (story id, its best row)
+        placed: set[str] = set()  # stories on this page or on an earlier one
+        read: set[str] = set()  # article ids read (a server may give the cursor's own row again)
+        cursor = after
+        first = True
+        while True:
+            body: dict[str, Any] = {
+                "query": query,
+                "sort": sort,
+                "size": GROUP_SCAN_ROWS if size else 0,
+                "track_scores": True,
+                "track_total_hits": first,
+                "source": ["story_id"],
+            }
+            if cursor is not None:
+                body["search_after"] = cursor
+            if first and request.facets:
+                body["aggs"] = self._facet_aggs()
+            raw = self._search_articles(request, body)
+            if first:
+                total = int(raw["hits"]["total"]["value"])
+                facets = self._facets(raw.get("aggregations", {})) if request.facets else {}
+                first = False
+            rows = raw["hits"]["hits"]
+            fresh = [r for r in rows if str(r["_id"]) not in read]
+            read.update(str(r["_id"]) for r in fresh)
+            seen: dict[str, Mapping[str, Any]] = {}  # story -> its first row in this step, in order
+            for row in fresh:
+                story_id = row.get("_source", {}).get("story_id")
+                if story_id and story_id not in placed and story_id not in seen:
+                    seen[story_id] = row
+            if after is not None and seen:
+                best = self._best_rows(request, query, sort, list(seen))
+                new = {sid for sid, row in seen.items() if best.get(sid) == str(row["_id"])}
             else:
-                score = float(best.get("_score") or 0.0)
-                key = (-score, best["_source"]["id"])
-                cursor = (repr(score), best["_source"]["id"])
-            langs = tuple(sorted(str(b["key"]) for b in bucket["langs"]["buckets"]))
-            rows.append((key, cursor[0], hit, int(bucket["doc_count"]), langs))
-        rows.sort(key=lambda r: r[0])
-        if request.search_after is not None:
-            after = self._after(request)
-            mark = (-after[0], after[1])
-            rows = [r for r in rows if r[0] > mark]
-        page = rows[:size]
-        stories = {r[2].article.story_id: self.get_story(r[2].article.story_id or "") for r in page}
-        groups = [
-            StoryGroup(
-                story_id=str(hit.article.story_id),
-                best=hit,
-                article_count=count,
-                languages=langs,
-                story=stories[hit.article.story_id],
+                new = set(seen)  # from the top, a story's first row in the flat order is its best
+            for story_id, row in seen.items():
+                if story_id in new and len(page) < size:
+                    page.append((story_id, row))
+                    placed.add(story_id)
+                elif story_id not in new:
+                    placed.add(story_id)  # its best hit was before the cursor
+            if len(page) >= size or len(rows) < GROUP_SCAN_ROWS or not fresh:
+                break
+            cursor = rows[-1]["sort"]
+        counts = self._story_counts(request, query, [sid for sid, _row in page])
+        docs = self._docs([str(row["_id"]) for _sid, row in page]) if page else {}
+        stories = self._stories([sid for sid, _row in page])
+        groups: list[StoryGroup] = []
+        for story_id, row in page:
+            if str(row["_id"]) not in docs:  # deleted since it was read
+                continue
+            hit = self._hit(
+                {"_source": docs[str(row["_id"])], "_score": row.get("_score")},
+                leaves,
+                highlight=request.highlight,
+                explain=request.explain,
             )
-            for _key, _c, hit, count, langs in page
-        ]
-        next_after = None
-        if page and len(page) == size:
-            last = page[-1]
-            next_after = (last[1], last[2].article.id)
+            count, langs = counts.get(story_id, (1, (hit.article.lang,)))
+            groups.append(
+                StoryGroup(
+                    story_id=story_id, best=hit, article_count=count, languages=langs, story=stories.get(story_id)
+                )
+            )
+        next_after = tuple(str(v) for v in page[-1][1]["sort"]) if page and len(page) == size else None
         return SearchResult(
             total=total, hits=[g.best for g in groups], facets=facets, next_after=next_after, groups=groups
         )
+
+    def _best_rows(
+        self, request: SearchRequest, query: dict[str, Any], sort: list[Any], story_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """The id of the best match (first in ``sort``) of each of ``story_ids``: one aggregation."""
+        body: dict[str, Any] = {
+            "query": {"bool": {"must": [query], "filter": [{"terms": {"story_id": list(story_ids)}}]}},
+            "size": 0,
+            "aggs": {
+                "by_story": {
+                    "terms": {"field": "story_id", "size": len(story_ids)},
+                    "aggs": {"best": {"top_hits": {"size": 1, "sort": sort, "track_scores": True, "_source": ["id"]}}},
+                }
+            },
+        }
+        buckets = self._search_articles(request, body).get("aggregations", {}).get("by_story", {}).get("buckets", [])
+        return {str(b["key"]): str(b["best"]["hits"]["hits"][0]["_id"]) for b in buckets if b["best"]["hits"]["hits"]}
+
+    def _story_counts(
+        self, request: SearchRequest, query: dict[str, Any], story_ids: Sequence[str]
+    ) -> dict[str, tuple[int, tuple[str, ...]]]:
+        """``(matches, their languages sorted)`` of each of ``story_ids``: one aggregation."""
+        if not story_ids:
+            return {}
+        body: dict[str, Any] = {
+            "query": {"bool": {"must": [query], "filter": [{"terms": {"story_id": list(story_ids)}}]}},
+            "size": 0,
+            "aggs": {
+                "by_story": {
+                    "terms": {"field": "story_id", "size": len(story_ids)},
+                    "aggs": {"langs": {"terms": {"field": "lang", "size": 200}}},
+                }
+            },
+        }
+        buckets = self._search_articles(request, body).get("aggregations", {}).get("by_story", {}).get("buckets", [])
+        return {
+            str(b["key"]): (int(b["doc_count"]), tuple(sorted(str(x["key"]) for x in b["langs"]["buckets"])))
+            for b in buckets
+        }
+
+    def _docs(self, article_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        """The ``_source`` (without embedding and index-only fields) of each of ``article_ids``: one search."""
+        hits = self._search(
+            self.articles_alias,
+            query={"terms": {"id": list(article_ids)}},
+            size=len(article_ids),
+            source={"excludes": ["embedding", *_INDEX_ONLY]},
+        )["hits"]["hits"]
+        return {str(h["_id"]): h["_source"] for h in hits}
+
+    def _stories(self, story_ids: Sequence[str]) -> dict[str, Story]:
+        """The stored stories of ``story_ids``: one ``_mget``."""
+        if not story_ids:
+            return {}
+        try:
+            docs = self.client.mget(index=self.stories_index, ids=list(story_ids)).body.get("docs", [])
+        except NotFoundError:
+            return {}
+        return {str(d["_id"]): Story.from_dict(d["_source"]) for d in docs if d.get("found")}
 
     def _hit(
         self, raw: Mapping[str, Any], leaves: Sequence[Term | Phrase], *, highlight: bool = False, explain: bool = True
