@@ -261,9 +261,14 @@ def test_second_run_fetches_only_what_is_new(run2: Run, run1: Run, fixture_web: 
         if h.at >= run2.started and ((site, h.path) in handled or (site, h.path.split("?")[0]) in handled)
     ]
     assert refetched == [], f"handled articles fetched again: {refetched}"
-    assert run2.summary["fetches"]["levant-ledger"].get("not_modified", 0) >= 1  # conditional GET of the feed
-    feed_hits = [h for h in fixture_web.server.hits_for("en", "/feed.rss") if h.at >= run2.started]
+    assert run2.summary["fetches"]["levant-ledger"].get("not_modified", 0) >= 1  # conditional GET of the sitemap
+    # a feed whose articles all ended for good is asked with its validators ...
+    feed_hits = [h for h in fixture_web.server.hits_for("fr", "/feed.atom") if h.at >= run2.started]
     assert feed_hits and "If-None-Match" in feed_hits[0].headers
+    # ... one that led to articles that failed (503, timeout, 429...) is read whole, and they are asked again
+    feed_hits = [h for h in fixture_web.server.hits_for("en", "/feed.rss") if h.at >= run2.started]
+    assert feed_hits and "If-None-Match" not in feed_hits[0].headers
+    assert run2.summary["articles"].get("failed", 0) >= 1
 
 
 @pytest.mark.timeout(60)

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import feedparser
 import pytest
 import scrapy
-from scrapy.http import Request, Response, TextResponse, XmlResponse
+from scrapy.http import HtmlResponse, Request, Response, TextResponse, XmlResponse
 
 from crawlers.crawl_context import CrawlContext
 from crawlers.extraction import extract
@@ -209,3 +209,46 @@ def test_a_link_longer_than_scrapy_takes_is_counted_not_dropped_in_silence(conte
     assert spider.article_request(f"{SITE}/news/{quote('صيدنايا-' * 300)}", source="daily") is None
     assert context.summary.links_skipped == {"too_long": 1}
     assert spider.article_request(f"{SITE}/news/{quote('صيدنايا-' * 40)}", source="daily") is not None
+
+
+def _read(request: Request, response: Response) -> list[object]:
+    """What Scrapy does with a listing's answer: its callback, with the request's keyword arguments."""
+    assert request.callback is not None
+    return list(request.callback(response, **request.cb_kwargs))
+
+
+def _page_answer(request: Request, status: int) -> Response:
+    body = _story_page().encode() if status == 200 else b"busy"
+    return HtmlResponse(url=request.url, body=body, status=status, request=request)
+
+
+@pytest.mark.parametrize("article_status", [503, 200])
+def test_a_listing_s_validators_are_kept_only_once_its_articles_ended_for_good(
+    context: CrawlContext, article_status: int
+) -> None:
+    spider = FeedSpider(context=context)
+    feed = f"{SITE}/feed.xml"
+    request = listing(spider, feed, "parse_feed")
+    body = _rss(_item("Sednaya prison: what the detainees said", f"{SITE}/news/testimony.html"))
+    headers = {"Content-Type": "application/rss+xml", "ETag": '"v1"'}
+    (article,) = requests_of(iter(_read(request, XmlResponse(url=feed, body=body, headers=headers, request=request))))
+    assert context.seen.validators(feed) == (None, None)  # the article is still on its way
+    list(spider.parse_article(_page_answer(article, article_status)))
+    if article_status == 503:  # failed: next run reads the feed whole and asks for the article again
+        assert context.seen.validators(feed) == (None, None)
+        assert listing(spider, feed, "parse_feed").headers.get("If-None-Match") is None
+    else:
+        assert context.seen.validators(feed) == ('"v1"', None)
+        assert listing(spider, feed, "parse_feed").headers.get("If-None-Match") == b'"v1"'
+
+
+def test_a_redirected_listing_keeps_its_validators_under_the_address_asked_for(context: CrawlContext) -> None:
+    spider = SitemapSpider(context=context)
+    request = listing(spider, f"{SITE}/sitemap.xml", "parse_sitemap")
+    moved = request.replace(url=f"{SITE}/sitemaps/news.xml")
+    moved.meta["redirect_urls"] = [request.url]
+    answer_ = XmlResponse(
+        url=moved.url, body=index(f"{SITE}/sitemaps/2024.xml").encode(), headers={"ETag": '"s1"'}, request=moved
+    )
+    _read(moved, answer_)  # an index: no article to wait for
+    assert context.seen.validators(f"{SITE}/sitemap.xml") == ('"s1"', None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +38,18 @@ PERMANENT_REJECTIONS = frozenset(
 )
 
 
+@dataclass
+class _Listing:
+    """A feed or sitemap read in this crawl whose validators wait for its articles: they are stored only once
+    every article it led to ended for good, so a 304 next time never hides an article that failed."""
+
+    etag: str | None
+    modified: str | None
+    outstanding: int = 0  # article requests it led to that have not ended
+    parsed: bool = False  # its callback has yielded everything
+    failed: bool = False  # an article it led to failed (HTTP error, timeout...): it is read whole next time
+
+
 class BaseSpider(scrapy.Spider):
     """Base of the project's spiders. Spider arguments (``scrapy crawl NAME -a ...``): ``sources``
     (comma-separated registry ids), ``follow`` (``1`` to keep polling each source on its interval)."""
@@ -58,6 +71,7 @@ class BaseSpider(scrapy.Spider):
         self.context = context if context is not None else CrawlContext.standalone(ids)
         self.follow = follow is True or str(follow).lower() in {"1", "true", "yes"}
         self._next_due: dict[str, float] = {}
+        self._listings: dict[str, _Listing] = {}  # listing URL -> what its validators wait for
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> BaseSpider:
@@ -102,7 +116,9 @@ class BaseSpider(scrapy.Spider):
 
     # --- helpers for listing requests (feeds, sitemaps, search) ---------------------------------------
     def conditional_request(self, url: str, *, source: str, callback: Any, **meta: Any) -> scrapy.Request:
-        """GET ``url`` with the stored ``ETag``/``Last-Modified`` validators (304 = nothing new)."""
+        """GET ``url`` with the stored ``ETag``/``Last-Modified`` validators (304 = nothing new); ``callback``
+        (a method of the spider) reads the answer, and the article requests it yields are followed to their
+        end before the answer's validators are stored (:class:`_Listing`)."""
         etag, modified = self.context.seen.validators(url)
         headers = {}
         if etag:
@@ -111,27 +127,56 @@ class BaseSpider(scrapy.Spider):
             headers["If-Modified-Since"] = modified
         return scrapy.Request(
             url,
-            callback=callback,
+            callback=self._read_listing,
+            cb_kwargs={"parse": callback.__name__},
             errback=self.on_error,
             headers=headers,
             dont_filter=True,
             meta={"source": source, "kind": "listing", "download_slot": download_slot(url), **meta},
         )
 
+    def _read_listing(self, response: Response, parse: str) -> Iterator[Any]:
+        key = listing_url(response)
+        for item in getattr(self, parse)(response):
+            state = self._listings.get(key)
+            if state is not None and isinstance(item, scrapy.Request) and item.meta.get("kind") == "article":
+                item.meta["listing"] = key
+                state.outstanding += 1
+            yield item
+        if key in self._listings:
+            self._listings[key].parsed = True
+            self._settle(key)
+
+    def _article_ended(self, meta: dict[str, Any], *, failed: bool) -> None:
+        """One article request led to by a listing ended; ``failed``: it will be tried again next run."""
+        key = meta.get("listing")
+        state = self._listings.get(key) if isinstance(key, str) else None
+        if state is None:
+            return
+        state.outstanding -= 1
+        state.failed = state.failed or failed
+        self._settle(key)  # type: ignore[arg-type]  # a str when state was found
+
+    def _settle(self, key: str) -> None:
+        state = self._listings[key]
+        if state.parsed and state.outstanding <= 0:
+            del self._listings[key]
+            if not state.failed:
+                self.context.seen.save_validators(key, state.etag, state.modified)
+
     def listing_ok(self, response: Response) -> bool:
         """Count the listing fetch's HTTP outcome unless it is 2xx (then the caller counts after parsing);
-        store validators. True when the body should be parsed."""
+        keep its validators until its articles have ended. True when the body should be parsed."""
         source = response.meta["source"]
         outcome = outcome_for_status(response.status)
         if outcome != "ok":
             self.context.fetch(source, outcome, response.url)
             self.on_listing_failed(source, outcome)
             return False
-        self.context.seen.save_validators(
-            response.request.url if response.request is not None else response.url,
-            _header(response, b"ETag"),
-            _header(response, b"Last-Modified"),
-        )
+        etag, modified = _header(response, b"ETag"), _header(response, b"Last-Modified")
+        if etag or modified:
+            state = self._listings.setdefault(listing_url(response), _Listing(etag, modified))
+            state.etag, state.modified, state.parsed = etag, modified, False
         return True
 
     def on_listing_failed(self, source: str, outcome: str) -> None:
@@ -144,6 +189,7 @@ class BaseSpider(scrapy.Spider):
         self.context.fetch(source, outcome, request.url)
         if request.meta.get("kind") == "article":
             self.context.article("failed")
+            self._article_ended(request.meta, failed=outcome != "robots_disallowed")  # the rest is tried again
         else:
             self.on_listing_failed(source, outcome)
 
@@ -226,8 +272,10 @@ class BaseSpider(scrapy.Spider):
         if outcome != "ok":
             self.context.fetch(source, outcome, response.url)
             self.context.article("failed")
+            self._article_ended(meta, failed=True)
             return
         rejected = yield from self._article(response, source, link_canonical)
+        self._article_ended(meta, failed=rejected is not None and rejected not in PERMANENT_REJECTIONS)
         # A page that cannot be decoded is a fetch outcome of its source too (the answer was unusable).
         self.context.fetch(source, "bad_encoding" if rejected == "bad_encoding" else "ok", response.url)
 
@@ -259,7 +307,7 @@ class BaseSpider(scrapy.Spider):
         except Exception as exc:  # a parser bug on one page must not stop the crawl; counted, logged, retried
             logger.exception("extraction failed", extra={"url": response.url, "source": source, "stage": "crawl"})
             self._reject(link_canonical, "extraction_failed", response.url, source, f"{type(exc).__name__}: {exc}")
-            return None
+            return "extraction_failed"
         try:
             ident, canonical = id_for_url(page.canonical or response.url)
         except ContractError:
@@ -316,6 +364,14 @@ def download_slot(url: str) -> str:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     return f"{host}:{parts.port}" if parts.port else host
+
+
+def listing_url(response: Response) -> str:
+    """The URL a listing was asked for (before any redirect): where its validators are kept."""
+    redirects = response.meta.get("redirect_urls")
+    if redirects:
+        return str(redirects[0])
+    return response.request.url if response.request is not None else response.url
 
 
 def _header(response: Response, name: bytes) -> str | None:
