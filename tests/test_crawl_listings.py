@@ -17,7 +17,7 @@ from crawlers.crawl_context import CrawlContext
 from crawlers.extraction import extract
 from crawlers.spiders.base import BaseSpider
 from crawlers.spiders.feeds import FeedSpider, entry_times
-from crawlers.spiders.sitemaps import MAX_SITEMAP_DEPTH, SitemapSpider, parse_sitemap
+from crawlers.spiders.sitemaps import MAX_CHILD_SITEMAPS, MAX_SITEMAP_DEPTH, SitemapSpider, parse_sitemap
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import crawl_config, make_raw_store
@@ -252,3 +252,23 @@ def test_a_redirected_listing_keeps_its_validators_under_the_address_asked_for(c
     )
     _read(moved, answer_)  # an index: no article to wait for
     assert context.seen.validators(f"{SITE}/sitemap.xml") == ('"s1"', None)
+
+
+def test_undated_children_of_a_sitemap_index_are_followed_newest_first_by_their_address(
+    context: CrawlContext,
+) -> None:
+    spider = SitemapSpider(context=context)
+    months = [f"{year}-{month:02d}" for year in (2022, 2023, 2024) for month in range(1, 13)]  # oldest first
+    root = listing(spider, f"{SITE}/sitemap.xml", "parse_sitemap")
+    followed = requests_of(spider.parse_sitemap(answer(root, index(*(f"{SITE}/sitemap-{m}.xml" for m in months)))))
+    assert len(followed) == MAX_CHILD_SITEMAPS
+    assert followed[0].url == f"{SITE}/sitemap-2024-12.xml" and f"{SITE}/sitemap-2022-01.xml" not in {
+        r.url for r in followed
+    }
+    numbered = [f"{SITE}/post-sitemap{n or ''}.xml" for n in range(30)]  # a WordPress site: the last is newest
+    followed = requests_of(spider.parse_sitemap(answer(root, index(*numbered))))
+    assert followed[0].url == f"{SITE}/post-sitemap29.xml" and f"{SITE}/post-sitemap.xml" not in {
+        r.url for r in followed
+    }
+    _, entries, _ = parse_sitemap(index(f"{SITE}/sitemap-2024-02-30.xml", f"{SITE}/sitemap-2023-12.xml").encode())
+    assert [e.loc.rsplit("/", 1)[1] for e in entries] == ["sitemap-2024-02-30.xml", "sitemap-2023-12.xml"]

@@ -3,11 +3,14 @@ sitemap indexes, gzip-compressed or not, newest first."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import scrapy
 from lxml import etree
@@ -92,8 +95,27 @@ def parse_sitemap(body: bytes) -> tuple[str, list[SitemapEntry], bool]:
         )
     if not entries and repaired:
         raise FeedError("<sitemap>", "malformed_xml", "no entry could be recovered")
-    entries.sort(key=lambda e: e.published or e.modified or _EPOCH, reverse=True)
+    entries.sort(key=_newest_first, reverse=True)
     return kind, entries, repaired
+
+
+_LOC_MONTH = re.compile(r"(?<!\d)((?:19|20)\d\d)(?:[-_/.]?(0[1-9]|1[0-2])(?:[-_/.]?(0[1-9]|[12]\d|3[01]))?)?(?!\d)")
+_LOC_NUMBER = re.compile(r"(\d+)(?=\D*$)")
+
+
+def _newest_first(entry: SitemapEntry) -> tuple[datetime, int]:
+    """The order of a sitemap's entries, newest first once reversed: by publication, else last edit, else a
+    year and month in the address (``sitemap-2024-12.xml``, ``/2024/12/``: archives are often listed oldest
+    first), then by the address's last number (``post-sitemap12.xml`` is newer than ``post-sitemap2.xml``)."""
+    when = entry.published or entry.modified
+    if when is None:
+        found = _LOC_MONTH.search(urlsplit(entry.loc).path)
+        if found:
+            with contextlib.suppress(ValueError):  # 2024-02-30: the month still orders it
+                when = datetime(int(found[1]), int(found[2] or 1), 1, tzinfo=UTC)
+                when = when.replace(day=int(found[3] or 1))
+    number = _LOC_NUMBER.search(urlsplit(entry.loc).path)
+    return when or _EPOCH, int(number[1][-9:]) if number else 0
 
 
 _OWN = {"loc", "lastmod"}  # the entry's own fields: direct children of <url>/<sitemap>
