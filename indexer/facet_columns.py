@@ -30,7 +30,7 @@ COLUMNS: dict[str, str] = {
     "story": "story_id",
     "day": "day",
 }
-SELECT_SQL = "SELECT rowid, " + ", ".join(COLUMNS.values()) + ", id FROM articles ORDER BY rowid"
+SELECT_SQL = "SELECT rowid, " + ", ".join(COLUMNS.values()) + ", id, sort_ts FROM articles ORDER BY rowid"
 
 Codes = npt.NDArray[np.int32]
 Rowids = npt.NDArray[np.int64]
@@ -59,14 +59,15 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class StoryPage:
-    """One story group of a page: its best row (``article_id``; ``index`` among the rows passed in),
-    how many rows of the story matched and their languages."""
+    """One story group of a page: its best row (``article_id``; ``index`` among the rows passed in; its sort
+    time), how many rows of the story matched and their languages."""
 
     story_id: str
     article_id: str
     index: int
     article_count: int
     languages: tuple[str, ...]
+    time: int  # the best row's sort time (epoch microseconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +79,11 @@ class FacetColumns:
     columns: dict[str, Column]
     ids: tuple[str, ...]  # the article ids, sorted
     id_rank: Codes  # per row: the place of its id in ``ids`` (id order without comparing strings)
+    times: Rowids  # per row: its sort time (epoch microseconds), relevance ties break by it
 
     @classmethod
     def of(cls, rows: Iterable[Sequence[object]], version: object) -> FacetColumns:
-        """From ``SELECT_SQL`` rows (rowid first, then the columns of ``COLUMNS`` in order, then the id)."""
+        """From ``SELECT_SQL`` rows (rowid first, then the columns of ``COLUMNS`` in order, the id, the sort time)."""
         listed = list(rows)
         rowids = np.fromiter((int(r[0]) for r in listed), dtype=np.int64, count=len(listed))  # type: ignore[call-overload]
         columns = {
@@ -89,10 +91,18 @@ class FacetColumns:
             for i, name in enumerate(COLUMNS)
         }
         ids = [str(r[len(COLUMNS) + 1]) for r in listed]
+        times = np.fromiter((int(r[len(COLUMNS) + 2]) for r in listed), dtype=np.int64, count=len(listed))  # type: ignore[call-overload]
         order = sorted(range(len(ids)), key=ids.__getitem__)
         id_rank = np.empty(len(ids), dtype=np.int32)
         id_rank[np.asarray(order, dtype=np.intp)] = np.arange(len(ids), dtype=np.int32)
-        return cls(version=version, rowids=rowids, columns=columns, ids=tuple(ids[i] for i in order), id_rank=id_rank)
+        return cls(
+            version=version,
+            rowids=rowids,
+            columns=columns,
+            ids=tuple(ids[i] for i in order),
+            id_rank=id_rank,
+            times=times,
+        )
 
     def positions(self, rowids: Rowids) -> npt.NDArray[np.intp] | None:
         """Where ``rowids`` are in the arrays; None when one of them is unknown (the arrays are older)."""
@@ -122,11 +132,12 @@ class FacetColumns:
         positions: npt.NDArray[np.intp],
         keys: npt.NDArray[np.float64] | npt.NDArray[np.int64],
         size: int,
-        after: tuple[float | int, str] | None = None,
+        after: tuple[float | int, int, str] | None = None,
         every: npt.NDArray[np.intp] | None = None,
     ) -> list[StoryPage]:
-        """The matching rows grouped by story: for each story, its best row (highest key, then smallest id),
-        groups in the order of their best rows, after the cursor ``(key, id)``, at most ``size``.
+        """The matching rows grouped by story: for each story, its best row (highest key, then newest, then
+        smallest id), groups in the order of their best rows, after the cursor ``(key, time, id)``, at most
+        ``size``.
 
         ``positions``: the matching rows; ``keys``: their sort keys (score or time), in the same order.
         ``every``: when ``positions`` holds only the rows that can be best rows (the caller has proven the
@@ -139,15 +150,23 @@ class FacetColumns:
         codes, keys, where = codes[with_story], keys[with_story], positions[with_story]
         if not len(codes):
             return []
-        ranks = self.id_rank[where]
-        order = np.lexsort((ranks, -keys, codes))  # per story: best key first, then smallest id
+        ranks, times = self.id_rank[where], self.times[where]
+        order = np.lexsort((ranks, -times, -keys, codes))  # per story: best key first, then newest, smallest id
         firsts = order[np.r_[True, codes[order][1:] != codes[order][:-1]]]
-        best_keys, best_ranks = keys[firsts], ranks[firsts]
+        best_keys, best_times, best_ranks = keys[firsts], times[firsts], ranks[firsts]
         if after is not None:
-            after_rank = bisect.bisect_right(self.ids, after[1])  # ids > the cursor's id have this rank or more
-            later = (best_keys < after[0]) | ((best_keys == after[0]) & (best_ranks >= after_rank))
-            firsts, best_keys, best_ranks = firsts[later], best_keys[later], best_ranks[later]
-        page = firsts[np.lexsort((best_ranks, -best_keys))][:size]
+            key, time, last_id = after
+            after_rank = bisect.bisect_right(self.ids, last_id)  # ids > the cursor's id have this rank or more
+            later = (best_keys < key) | (
+                (best_keys == key) & ((best_times < time) | ((best_times == time) & (best_ranks >= after_rank)))
+            )
+            firsts, best_keys, best_times, best_ranks = (
+                firsts[later],
+                best_keys[later],
+                best_times[later],
+                best_ranks[later],
+            )
+        page = firsts[np.lexsort((best_ranks, -best_times, -best_keys))][:size]
         indexes = np.flatnonzero(with_story)
         page_codes = codes[page]
         all_codes, all_where = codes, where
@@ -171,6 +190,7 @@ class FacetColumns:
                     index=int(indexes[i]),
                     article_count=int(counts[codes[i]]),
                     languages=langs,
+                    time=int(times[i]),
                 )
             )
         return out

@@ -774,9 +774,9 @@ class ElasticStore:
         request = dataclasses.replace(request, sort=sort_order(request, node))
         leaves = positive_leaves(node)
         size = max(0, min(request.size, MAX_SIZE))
-        sort: list[Any] = (
-            [{"sort_date": "desc"}, {"id": "asc"}] if request.sort == "date" else [{"_score": "desc"}, {"id": "asc"}]
-        )
+        sort: list[Any] = [{"sort_date": "desc"}, {"id": "asc"}]  # relevance ties break by date, newest first
+        if request.sort == "relevance":
+            sort = [{"_score": "desc"}, *sort]
         body: dict[str, Any] = {
             "query": query,
             "sort": sort,
@@ -870,13 +870,16 @@ class ElasticStore:
 
     @staticmethod
     def _after(request: SearchRequest) -> list[Any]:
+        """``search_after`` as sort values: ``[time, id]`` of a date sort, ``[score, time, id]`` of a relevance sort."""
         assert request.search_after is not None
         try:
-            raw_key, last_id = request.search_after
-            key: float | int = int(raw_key) if request.sort == "date" else float(raw_key)
+            if request.sort == "date":
+                raw_time, last_id = request.search_after
+                return [int(raw_time), last_id]
+            raw_score, raw_time, last_id = request.search_after
+            return [float(raw_score), int(raw_time), last_id]
         except ValueError as exc:
             raise ValueError(f"search_after {request.search_after!r} is not a cursor of a {request.sort} sort") from exc
-        return [key, last_id]
 
     @staticmethod
     def _facet_aggs() -> dict[str, Any]:

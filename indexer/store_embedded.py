@@ -19,11 +19,11 @@ Tables:
 The query AST (``indexer.query``) becomes a boolean SQL expression whose text leaves are
 ``rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)`` (so NOT, OR and field
 filters mix freely); relevance is BM25 over the OR of the positive terms (title weighted
-``TITLE_WEIGHT``), ties broken by id. A search reads one snapshot (one read transaction): the count
-(``COUNT(*)``, over the FTS5 index alone when no filter applies), then the page (SQLite keeps the best
-``size`` rows while it scans, and only their documents are read). Facets, story groups and the search
-page's chart count the matching rowids (one ``group_concat``) against the keyword columns held in
-memory (``indexer.facet_columns``), read again whenever any connection has committed
+``TITLE_WEIGHT``), ties broken by date (newest first), then id. A search reads one snapshot (one read
+transaction): the count (``COUNT(*)``, over the FTS5 index alone when no filter applies), then the page
+(SQLite keeps the best ``size`` rows while it scans, and only their documents are read). Facets, story
+groups and the search page's chart count the matching rowids (one ``group_concat``) against the keyword
+columns held in memory (``indexer.facet_columns``), read again whenever any connection has committed
 (``PRAGMA data_version``).
 One writer process and any number of readers may share the file (WAL, ``busy_timeout``, writes in
 ``BEGIN IMMEDIATE`` transactions). One ``EmbeddedStore`` may be shared by threads: writes go through
@@ -869,10 +869,7 @@ class EmbeddedStore:
         leaves = positive_leaves(node)
         lang = request.lang.lower() if request.lang else None
         size = max(0, min(request.size, MAX_SIZE))
-        if request.sort == "date":
-            order, key_column = "sort_ts DESC, id ASC", "sort_ts"
-        else:
-            order, key_column = "score DESC, id ASC", "score"
+        order = "sort_ts DESC, id ASC" if request.sort == "date" else "score DESC, sort_ts DESC, id ASC"
         conn = self._reader()
         facets: dict[str, list[tuple[str, int]]] = {}
         lists_rows = request.by_story or request.facets  # reads every matching rowid: kept for the chart
@@ -922,10 +919,7 @@ class EmbeddedStore:
                         (json.dumps([row[0] for row in best]),),
                     ).fetchall()
                 )
-                rows = [
-                    (p.article_id, docs[row[0]], row[1], row[2] if len(row) > 2 else 0)
-                    for p, row in zip(pages, best, strict=True)
-                ]
+                rows = [(p.article_id, docs[row[0]], row[1], p.time) for p, row in zip(pages, best, strict=True)]
                 groups_meta = [(p.story_id, p.article_count, p.languages) for p in pages]
                 story_docs = self._stories_by_id(conn, [p.story_id for p in pages])
             else:
@@ -940,7 +934,7 @@ class EmbeddedStore:
                 if plan.text_only is not None and request.sort == "relevance" and request.search_after is None:
                     found_page = self._ranked_page(conn, plan.text_only, size)
                 if found_page is None:
-                    cursor_sql, cursor_params = self._after(request, key_column)
+                    cursor_sql, cursor_params = self._after(request)
                     # the page first (SQLite keeps the best ``size`` rows while it scans), then its documents:
                     # joining every hit's document before the LIMIT would read them all
                     found_page = conn.execute(
@@ -957,9 +951,8 @@ class EmbeddedStore:
         hits = [self._hit(doc, float(sc), request, leaves) for _id, doc, sc, _ts in rows]
         next_after: tuple[str, ...] | None = None
         if rows and len(rows) == size:
-            last = rows[-1]
-            key = str(last[3]) if request.sort == "date" else repr(float(last[2]))
-            next_after = (key, last[0])
+            _id, _doc, score, time = rows[-1]
+            next_after = (str(time), _id) if request.sort == "date" else (repr(float(score)), str(time), _id)
         groups: list[StoryGroup] = []
         if request.by_story:
             groups = [
@@ -974,7 +967,7 @@ class EmbeddedStore:
     def _ranked_page(conn: sqlite3.Connection, expression: str, size: int) -> list[Any] | None:
         """The first page by relevance of a query the FTS5 index alone answers, without visiting the
         ``articles`` row of every match: the best ``RANKED_READ * size`` rowids by score, then the ids of those that
-        can be on the page (ties broken by id, as the full query). None when more rows tie with the last
+        can be on the page (ties broken by date, then id, as the full query). None when more rows tie with the last
         one of the page than were read (the caller runs the full query)."""
         if size == 0:
             return []
@@ -992,7 +985,7 @@ class EmbeddedStore:
             "WHERE a.rowid IN (SELECT value FROM json_each(?))",
             (json.dumps(list(scores)),),
         ).fetchall()
-        ranked = sorted(rows, key=lambda r: (-scores[r[0]], r[1]))[:size]
+        ranked = sorted(rows, key=lambda r: (-scores[r[0]], -r[2], r[1]))[:size]
         return [(article_id, doc, scores[rid], sort_ts) for rid, article_id, sort_ts, doc in ranked]
 
     def _ranked_groups(
@@ -1001,8 +994,8 @@ class EmbeddedStore:
         """The first page of story groups by relevance of a query the FTS5 index alone answers, ranking
         only the best rows: every matching rowid without a score (the total, counts, languages, facets),
         then the best ``RANKED_READ * size`` rows by score. Every row scoring above the lowest score read
-        has been read, so each story with such a row has its best row among them, ties by id; when they
-        give ``size`` stories, those are the page (a story without such a row comes after all of them).
+        has been read, so each story with such a row has its best row among them, ties by date and id; when
+        they give ``size`` stories, those are the page (a story without such a row comes after all of them).
 
         Returns ``(rows read, every matching rowid, columns, their positions, page)``; None when the rows
         read give fewer stories (the caller ranks every row).
@@ -1098,25 +1091,33 @@ class EmbeddedStore:
         return [self._story(doc, centroid) for doc, centroid in rows]
 
     @staticmethod
-    def _cursor(request: SearchRequest) -> tuple[float | int, str] | None:
-        """``search_after`` as ``(key, id)``: a time (date sort) or a score."""
+    def _cursor(request: SearchRequest) -> tuple[float | int, int, str] | None:
+        """``search_after`` as ``(key, time, id)``: a date sort's cursor is ``(time, id)`` (its key is the
+        time), a relevance sort's ``(score, time, id)`` (ties break by date, newest first)."""
         if request.search_after is None:
             return None
         try:
-            raw_key, last_id = request.search_after
-            key: float | int = int(raw_key) if request.sort == "date" else float(raw_key)
+            if request.sort == "date":
+                raw_time, last_id = request.search_after
+                return int(raw_time), int(raw_time), last_id
+            raw_score, raw_time, last_id = request.search_after
+            return float(raw_score), int(raw_time), last_id
         except ValueError as exc:
             raise ValueError(f"search_after {request.search_after!r} is not a cursor of a {request.sort} sort") from exc
-        return key, last_id
 
     @classmethod
-    def _after(cls, request: SearchRequest, key_column: str) -> tuple[str, list[Any]]:
+    def _after(cls, request: SearchRequest) -> tuple[str, list[Any]]:
         """SQL restricting rows to those after the ``search_after`` cursor (sort order)."""
         cursor = cls._cursor(request)
         if cursor is None:
             return "", []
-        key, last_id = cursor
-        return f" AND ({key_column} < ? OR ({key_column} = ? AND id > ?))", [key, key, last_id]
+        key, time, last_id = cursor
+        if request.sort == "date":
+            return " AND (sort_ts < ? OR (sort_ts = ? AND id > ?))", [time, time, last_id]
+        return (
+            " AND (score < ? OR (score = ? AND (sort_ts < ? OR (sort_ts = ? AND id > ?))))",
+            [key, key, time, time, last_id],
+        )
 
     @staticmethod
     def _hit(doc: str, score: float, request: SearchRequest, leaves: Sequence[Term | Phrase]) -> Hit:

@@ -365,6 +365,46 @@ def test_relevance_without_words_is_newest_first(loaded: SearchStore, query: str
     assert [g for page in paged for g in page] == firsts
 
 
+def test_relevance_ties_break_by_date_newest_first(contract_store: SearchStore) -> None:
+    """Reposts of one text score alike: the newest comes first (then the smallest id), flat, by story and
+    page by page; a better match still comes before them, however old."""
+    reposts = [
+        make_article(
+            url=f"https://reposts.example/{day}",
+            story_id=f"R{day}",
+            title="Vigil at the gates",
+            text="Families held a vigil at the gates.",
+            published=_at(f"2024-12-{day:02d}"),
+        )
+        for day in (3, 9, 1, 7, 5)
+    ]
+    twin = dataclasses.replace(reposts[1], id="0" * 32, url="https://reposts.example/twin", story_id="R9b")
+    better = make_article(
+        url="https://reposts.example/vigil",
+        story_id="RV",
+        title="Vigil, vigil at the gates",
+        text="A vigil at the gates, the third vigil.",
+        published=_at("2017-01-01"),
+    )
+    assert contract_store.write_articles([*reposts, twin, better]) == []
+    newest_first = sorted(reposts, key=lambda a: a.published or a.fetched_at, reverse=True)
+    expected = [better.id, twin.id, *(a.id for a in newest_first)]  # the twin: same time as the 9th, smaller id
+    flat = contract_store.search(SearchRequest(query="vigil gates", size=20))
+    assert [h.article.id for h in flat.hits] == expected
+    paged: list[str] = []
+    request = SearchRequest(query="vigil gates", size=2)
+    for _ in range(10):
+        result = contract_store.search(request)
+        paged += [h.article.id for h in result.hits]
+        if result.next_after is None:
+            break
+        request = dataclasses.replace(request, search_after=result.next_after)
+    assert paged == expected
+    stories = {a.id: a.story_id for a in [*reposts, twin, better]}
+    grouped = _group_pages(contract_store, SearchRequest(query="vigil gates", size=2, by_story=True))
+    assert [g for page in grouped for g in page] == [stories[i] for i in expected]
+
+
 def _group_pages(store: SearchStore, request: SearchRequest) -> list[list[str]]:
     pages: list[list[str]] = []
     for _ in range(20):

@@ -237,7 +237,7 @@ def test_story_groups_equal_a_brute_force_grouping(embedded_store: EmbeddedStore
     for sort, since in sorts:
         request = SearchRequest(query="prison OR amnesty", by_story=True, sort=sort, size=7, since=since)
         every = embedded_store.search(SearchRequest(query="prison OR amnesty", sort=sort, size=1000))
-        best: dict[str, tuple[object, str]] = {}
+        best: dict[str, tuple[object, object, str]] = {}
         members: dict[str, list[Article]] = {}
         for hit in every.hits:
             sid = hit.article.story_id
@@ -246,14 +246,15 @@ def test_story_groups_equal_a_brute_force_grouping(embedded_store: EmbeddedStore
             members.setdefault(sid, []).append(hit.article)
             key = hit.score if sort == "relevance" else hit.article.published
             if sid not in best:
-                best[sid] = (key, hit.article.id)  # hits come best first, ties by id
-        expected = sorted(best, key=lambda s: best[s][1])
+                best[sid] = (key, hit.article.published, hit.article.id)  # hits come best first
+        expected = sorted(best, key=lambda s: best[s][2])  # ties by date (newest first), then id
+        expected.sort(key=lambda s: best[s][1], reverse=True)  # type: ignore[arg-type,return-value]
         expected.sort(key=lambda s: best[s][0], reverse=True)  # type: ignore[arg-type,return-value]
         seen: list[str] = []
         while True:
             result = embedded_store.search(request)
             for group in result.groups:
-                assert group.best.article.id == best[group.story_id][1]
+                assert group.best.article.id == best[group.story_id][2]
                 assert group.article_count == len(members[group.story_id])
                 assert group.languages == tuple(sorted({a.lang for a in members[group.story_id]}))
             seen += [g.story_id for g in result.groups]
@@ -318,7 +319,10 @@ def test_reads_run_beside_a_write_transaction_and_on_threads(embedded_store: Emb
 
 
 def test_facet_columns_find_unknown_rowids() -> None:
-    rows = [(1, "en", "a", "wire", "s1", "2020-01-01", "x1"), (5, "ar", "b", "ngo", None, "2020-01-02", "x0")]
+    rows = [
+        (1, "en", "a", "wire", "s1", "2020-01-01", "x1", 1_577_880_000_000_000),
+        (5, "ar", "b", "ngo", None, "2020-01-02", "x0", 1_577_966_400_000_000),
+    ]
     columns = FacetColumns.of(rows, version=1)
     assert columns.positions(np.array([5, 1])) is not None
     assert columns.positions(np.array([2])) is None  # a row the columns do not know: read them again
