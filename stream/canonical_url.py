@@ -82,6 +82,7 @@ TRACKING_PARAMS = frozenset(
 )
 TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "__hs", "itm_")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_VARIANTS = ("amp.", "m.", "mobile.")
 _AMP_SEGMENT = re.compile(r"(^|/)amp(/|$)", re.IGNORECASE)
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
 _SAFE_QUERY = "/:@!$'()*,;-._~?"  # not "+": a literal plus in a value stays %2B (a bare "+" is a space)
@@ -132,8 +133,10 @@ def canonical_url(url: str) -> str:
         raise ContractError(f"{url!r} is not an absolute http(s) URL")
     host = parts.hostname.lower().rstrip(".")
     host = host.removeprefix("www.")
-    if host.startswith("amp.") and host.count(".") >= 2:
-        host = host[4:]
+    for variant in _HOST_VARIANTS:  # the same page for phones and for AMP: amp.site.com, m.site.com
+        if host.startswith(variant) and host.count(".") >= 2:
+            host = host[len(variant) :]
+            break
     if not host:
         raise ContractError(f"{url!r} has no host")
     netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"

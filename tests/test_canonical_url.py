@@ -40,6 +40,8 @@ def test_scheme_and_host_lower_case_no_fragment_no_trailing_slash(url: str) -> N
         ("https://example.com:443/news/story?b=2&a=1", "https://example.com/news/story?a=1&b=2"),
         ("https://example.com/news/story/amp", "https://example.com/news/story"),
         ("https://amp.example.com/news/story?amp=1", "https://example.com/news/story"),
+        ("https://m.example.com/news/story", "https://www.example.com/news/story"),
+        ("https://mobile.example.com/news/story", "https://example.com/news/story"),
         ("https://example.com/news/story?fbclid=abc&id=7", "https://example.com/news/story?id=7"),
     ],
 )
