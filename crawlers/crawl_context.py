@@ -32,7 +32,7 @@ from stream.topic import load_topic
 
 logger = logging.getLogger(__name__)
 
-SUCCESS_OUTCOMES = frozenset({"ok", "not_modified"})  # fetches that count as "the source answered"
+SUCCESS_OUTCOMES = frozenset({"ok", "not_modified", "html_page"})  # fetches that count as "the source answered"
 CRAWL_STAGE = "crawl"  # the ``stage`` label of sednaya_articles_total for this package
 
 

@@ -412,7 +412,7 @@ def _is_listing(tree: lxml.html.HtmlElement, url: str) -> str | None:
     if teasers >= LISTING_MIN_TEASERS:
         return f"{teasers} <article> teasers"
     # the site's menus, header, footer and sidebar are on every page: the links that say "listing" are the rest
-    frame = {e for e in body.iter() if _is_chrome(e)}
+    frame = {e for e in body.iter() if is_chrome(e)}
     chrome = [e for e in frame if not any(up in frame for up in e.iterancestors())]  # the outermost parts
     links = [a for a in body.xpath(".//a[@href]") if not any(up in frame for up in a.iterancestors())]
     if len(links) >= LISTING_MIN_LINKS:
@@ -431,7 +431,7 @@ _CHROME_WORDS = frozenset(
 )  # fmt: skip
 
 
-def _is_chrome(element: lxml.html.HtmlElement) -> bool:
+def is_chrome(element: lxml.html.HtmlElement) -> bool:
     """Part of the site's frame around the content (menus, header, footer, sidebar), by tag or by a word of
     its class or id; teaser and related lists are not: on a section front they are the content."""
     return isinstance(element.tag, str) and (element.tag in _CHROME_TAGS or bool(_label_words(element) & _CHROME_WORDS))

@@ -81,10 +81,10 @@ class Source:
     @property
     def hosts(self) -> frozenset[str]:
         """Hosts (``host[:port]``) of the home page, feeds and sitemaps (lower-case, ``www.`` dropped)."""
-        return frozenset(_host(u) for u in (self.home, *self.feeds, *self.sitemaps))
+        return frozenset(host_key(u) for u in (self.home, *self.feeds, *self.sitemaps))
 
 
-def _host(url: str) -> str:
+def host_key(url: str) -> str:
     """``host[:port]`` of ``url``, lower-case, ``www.`` dropped (the port only when not the default)."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower().removeprefix("www.")
@@ -262,14 +262,14 @@ def source_for_url(sources: Sequence[Source], url: str) -> str:
     A source matches when ``url``'s host is (a subdomain of) one of its hosts; among several (France 24
     Arabic and French share a host), the one whose home path is the longest prefix of ``url``'s path wins.
     """
-    host = _host(url)
+    host = host_key(url)
     path = urlsplit(url).path
     best: tuple[int, str] | None = None
     for source in sources:
         if not any(host == known or host.endswith("." + known) for known in source.hosts):
             continue
         home_path = urlsplit(source.home).path.rstrip("/")
-        if home_path and _host(source.home) == host and not (path == home_path or path.startswith(home_path + "/")):
+        if home_path and host_key(source.home) == host and not (path == home_path or path.startswith(home_path + "/")):
             score = 0  # same host, another section of it
         else:
             score = len(home_path) + 1

@@ -272,3 +272,63 @@ def test_undated_children_of_a_sitemap_index_are_followed_newest_first_by_their_
     }
     _, entries, _ = parse_sitemap(index(f"{SITE}/sitemap-2024-02-30.xml", f"{SITE}/sitemap-2023-12.xml").encode())
     assert [e.loc.rsplit("/", 1)[1] for e in entries] == ["sitemap-2024-02-30.xml", "sitemap-2023-12.xml"]
+
+
+SECTION_PAGE = f"""<!doctype html><html><head><title>Syria - Daily Example</title>
+<link rel="alternate" type="application/rss+xml" title="Syria" href="/syria/feed.xml">
+<link rel="stylesheet" href="/style.css"></head><body>
+<header><nav><a href="/2024/12/09/a-menu-link-to-sednaya-prison-coverage">Sednaya prison coverage</a></nav></header>
+<main><h1>Syria</h1><ul>
+<li><a href="/2024/12/10/families-search-sednaya-prison">Families search Sednaya prison for the missing</a></li>
+<li><a href="{SITE}/news/sednaya-prison-archive-opened-to-investigators.html">The archive is opened</a></li>
+<li><a href="/story.php?id=48213" title="Sednaya prison guards detained">&#160;</a></li>
+<li><a href="/sport/league-restarts-after-the-break">League restarts after the break</a></li>
+<li><a href="/tag/sednaya-prison">Sednaya prison</a> <a href="/about">About</a></li>
+<li><a href="https://elsewhere.example/2024/12/10/sednaya-prison-families">Sednaya prison families</a></li>
+</ul></main><footer><a href="/2024/01/01/sednaya-prison-in-the-footer">Sednaya prison footer</a></footer>
+</body></html>"""
+
+
+def test_a_feed_that_answers_a_web_page_is_read_through_its_feeds_and_its_article_links(
+    context: CrawlContext,
+) -> None:
+    spider = FeedSpider(context=context)
+    request = listing(spider, f"{SITE}/feed.xml", "parse_feed")
+    page = HtmlResponse(
+        url=f"{SITE}/syria/", body=SECTION_PAGE.encode(), headers={"Content-Type": "text/html"}, request=request
+    )
+    found = requests_of(iter(_read(request, page)))
+    assert [(r.url, r.meta["kind"]) for r in found] == [
+        (f"{SITE}/syria/feed.xml", "listing"),  # the feed it announces
+        (f"{SITE}/2024/12/10/families-search-sednaya-prison", "article"),
+        (f"{SITE}/news/sednaya-prison-archive-opened-to-investigators.html", "article"),  # its words name it
+        (f"{SITE}/story.php?id=48213", "article"),  # the title attribute names it
+    ]  # not the menu, the footer, a tag page, another site, or the league (the prefilter)
+    assert context.summary.fetches["daily"]["html_page"] == 1
+    assert context.summary.prefiltered == 1
+    # the announced feed, answering a page again, is not asked for feeds a second time
+    again = HtmlResponse(
+        url=found[0].url, body=SECTION_PAGE.encode(), headers={"Content-Type": "text/html"}, request=found[0]
+    )
+    assert [r.meta["kind"] for r in requests_of(iter(_read(found[0], again)))] == []  # links claimed already
+
+
+def test_a_source_the_registry_gives_only_a_home_page_is_read_from_it(settings: Settings, tmp_path: Path) -> None:
+    registry = tmp_path / "sources.toml"
+    registry.write_text(
+        REGISTRY.replace(f'feeds = ["{SITE}/feed.xml"]\nsitemaps = ["{SITE}/sitemap.xml"]\n', "")
+        + '\n[[source]]\nid = "reports"\nname = "R"\nhome = "https://reports.example/"\nlang = "en"\n'
+        'country = "GB"\ntype = "other"\nsearch_only = "PDF reports, no feed"\n',
+        encoding="utf-8",
+    )
+    bus = EmbeddedBus(settings.data_dir / "bus.sqlite3")
+    context = CrawlContext(
+        crawl_config(settings.replace(sources_file=registry)), bus, PrometheusMetrics(), raw=make_raw_store(settings)
+    )
+    try:
+        spider = FeedSpider(context=context)
+        assert [target for target, _ in spider.poll_targets()] == ["daily"]  # not the one that says why
+        assert [r.url for r in spider.requests_for("daily")] == [f"{SITE}/"]
+    finally:
+        context.close()
+        bus.close()

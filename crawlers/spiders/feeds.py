@@ -14,8 +14,10 @@ import scrapy
 from scrapy.http import Response
 
 from crawlers.errors import FeedError
-from crawlers.extraction import written_date
+from crawlers.extraction import decode_html, is_html, written_date
 from crawlers.json_feed import is_json_feed, json_feed_entries
+from crawlers.page_listing import alternate_feeds, article_links, parse_page
+from crawlers.registry import UNDECLARED_SEARCH_ONLY, Source
 from crawlers.spiders.base import BaseSpider
 
 logger = logging.getLogger(__name__)
@@ -65,11 +67,11 @@ class FeedSpider(BaseSpider):
 
     def poll_targets(self) -> Iterable[tuple[str, int]]:
         default = self.context.config.follow_interval_s
-        return [(s.id, s.interval_s or default) for s in self.context.sources if s.feeds]
+        return [(s.id, s.interval_s or default) for s in self.context.sources if s.feeds or _home_only(s)]
 
     def requests_for(self, target: str) -> Iterable[scrapy.Request]:
         source = next(s for s in self.context.sources if s.id == target)
-        for url in source.feeds:
+        for url in source.feeds or (source.home,):  # a source the registry gives no feed or sitemap: its home page
             yield self.conditional_request(url, source=source.id, callback=self.parse_feed)
 
     def parse_feed(self, response: Response) -> Iterator[scrapy.Request]:
@@ -78,6 +80,9 @@ class FeedSpider(BaseSpider):
         source_id: str = response.meta["source"]
         source = next(s for s in self.context.registry if s.id == source_id)
         content_type = (response.headers.get("Content-Type") or b"").decode("latin-1")
+        if is_html(content_type, response.body[:512]):
+            yield from self._read_page(response, source, content_type)
+            return
         if is_json_feed(response.body, content_type):
             try:
                 found: list[Any] = json_feed_entries(response.body, response.url)
@@ -119,3 +124,33 @@ class FeedSpider(BaseSpider):
             )
             if request is not None:
                 yield request
+
+    def _read_page(self, response: Response, source: Source, content_type: str) -> Iterator[scrapy.Request]:
+        """A "feed" that answers a web page (a feed moved, a section page, a home page): the feeds it announces
+        are read as feeds (once: a page reached that way is not asked for its feeds again), and its article
+        links are entries, their anchor text the headline the prefilter reads. Counted ``html_page``."""
+        tree = parse_page(decode_html(response.body, content_type)[1])
+        if tree is None:
+            self.context.fetch(source.id, "malformed_xml", response.url)
+            return
+        self.context.fetch(source.id, "html_page", response.url)
+        feeds = [] if response.meta.get("announced_by") else alternate_feeds(tree, response.url)
+        links = article_links(tree, response.url, source.hosts)
+        logger.info(
+            "page read as a listing",
+            extra={"url": response.url, "source": source.id, "feeds": feeds, "links": len(links)},
+        )
+        for url in feeds:
+            yield self.conditional_request(url, source=source.id, callback=self.parse_feed, announced_by=response.url)
+        for rank, link in enumerate(links):
+            if not self.context.worth_fetching(source, link.text, link.url, response.url):
+                continue
+            request = self.article_request(link.url, source=source.id, title=link.text or None, priority=-rank)
+            if request is not None:
+                yield request
+
+
+def _home_only(source: Source) -> bool:
+    """The registry gives the source no feed, no sitemap and no reason why (``UNDECLARED_SEARCH_ONLY``): its
+    home page is read as a listing (a source that says why it has none, ``search_only``, is left to search)."""
+    return not source.feeds and not source.sitemaps and source.search_only == UNDECLARED_SEARCH_ONLY
