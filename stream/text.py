@@ -2,8 +2,8 @@
 
 ``normalize_arabic`` folds the spelling variance that breaks exact matching in Arabic script: alef
 variants (أ إ آ ٱ → ا), ta marbuta (ة → ه), alef maqsura and Persian yeh (ى ی → ي), keheh (ک → ك),
-tatweel and diacritics (harakat, Quranic marks) removed. ``fold`` adds case and Latin-diacritic folding
-for matching in any script. Both are idempotent.
+tatweel and diacritics (harakat, Quranic marks) removed, Arabic-Indic and Persian digits read as 0-9.
+``fold`` adds case and Latin-diacritic folding for matching in any script. Both are idempotent.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ _ARABIC_MAP = str.maketrans(
         "ہ": "ه",
         "ھ": "ه",
         "ـ": None,  # tatweel
+        # Arabic-Indic and Persian digits are the digits: "٢٠١٧" is 2017 to a search, an anchor and a hash
+        **{chr(0x0660 + d): str(d) for d in range(10)},
+        **{chr(0x06F0 + d): str(d) for d in range(10)},
     }
 )
 _ARABIC_DIACRITICS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed]")
@@ -96,7 +99,6 @@ def content_hash(text: str) -> str:
 def without_lone_surrogates(text: str) -> str:
     """``text`` with each lone surrogate replaced by U+FFFD (for libraries that need valid Unicode)."""
     return LONE_SURROGATE.sub("\ufffd", text)
-    """Hex SHA-256 of the folded, whitespace-normalised text (same story text → same hash)."""
     return hashlib.sha256(normalize_whitespace(fold(text)).encode("utf-8")).hexdigest()
 
 
