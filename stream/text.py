@@ -46,8 +46,13 @@ FOLD_CACHE = 256  # texts whose folded form is kept (a few batches of titles, te
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str only lone surrogates match
 # The combining marks below U+0600 (Latin, Greek, Cyrillic, Hebrew diacritics) that ``fold`` strips: one
 # regex instead of a per-character test (the Arabic marks are ``normalize_arabic``'s business).
+# The breve of the Cyrillic short i stays: "й" is a letter of its own in Russian and Ukrainian, not "и" with
+# an accent, and the Snowball stemmer finds the endings "-ый", "-ой", "-ий" only with it ("военный" ->
+# "воен"; folded to "военныи" it stayed "военны", and one word had several forms).
 _COMBINING_BELOW_ARABIC = re.compile(
-    "[" + "".join(re.escape(chr(c)) for c in range(0x0600) if unicodedata.combining(chr(c))) + "]"
+    "(?<!\u0438)\u0306|["
+    + "".join(re.escape(chr(c)) for c in range(0x0600) if unicodedata.combining(chr(c)) and c != 0x0306)
+    + "]"
 )
 
 
