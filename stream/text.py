@@ -50,10 +50,10 @@ LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str only lone surr
 # an accent, and the Snowball stemmer finds the endings "-ый", "-ой", "-ий" only with it ("военный" ->
 # "воен"; folded to "военныи" it stayed "военны", and one word had several forms).
 _COMBINING_BELOW_ARABIC = re.compile(
-    "(?<!\u0438)\u0306|["
-    + "".join(re.escape(chr(c)) for c in range(0x0600) if unicodedata.combining(chr(c)) and c != 0x0306)
-    + "]"
+    "[" + "".join(re.escape(chr(c)) for c in range(0x0600) if unicodedata.combining(chr(c)) and c != 0x0306) + "]"
 )
+_BREVE = "\u0306"
+_BREVE_NOT_OF_SHORT_I = re.compile("(?<!\u0438)\u0306")  # a second, rarer pass: one class is a C scan
 
 
 def normalize_arabic(text: str) -> str:
@@ -84,6 +84,8 @@ def fold(text: str) -> str:
         text = text.translate(_WORD_BREAKS)
     text = normalize_arabic(unicodedata.normalize("NFKC", text)).casefold()
     stripped = _COMBINING_BELOW_ARABIC.sub("", unicodedata.normalize("NFD", text))
+    if _BREVE in stripped:  # й, and the breve of ğ and ă, which goes
+        stripped = _BREVE_NOT_OF_SHORT_I.sub("", stripped)
     stripped = stripped.replace("ı", "i").replace("ß", "ss")
     return unicodedata.normalize("NFC", stripped)
 
