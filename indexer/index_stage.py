@@ -6,11 +6,12 @@ Two handlers, each on its own topic and consumer group:
   a document the store refuses for good (a mapping rejection) is dead-lettered with the store's
   reason, a transient failure is retried by the worker. Writes are upserts by ``id``, so a redelivered
   record never makes a second document.
-- :class:`StoryIndexStage` (``stories.events`` → store stories): upserts the event's story; a
-  ``merged`` event also marks the folded stories with ``merged_into`` and moves their articles to the
-  survivor (``SearchStore.move_articles``). An article that reaches the store after its story was
-  merged (the two topics are read by different groups) is written under the survivor: the index stage
-  follows ``merged_into`` of the stories it writes articles for.
+- :class:`StoryIndexStage` (``stories.events`` → store stories): upserts the event's story unless the store
+  holds a newer snapshot of it (a larger ``article_count``: a replayed or redriven old event must not roll a
+  story back; ``SearchStore.write_stories``); a ``merged`` event also marks the folded stories with
+  ``merged_into`` and moves their articles to the survivor (``SearchStore.move_articles``). An article that
+  reaches the store after its story was merged (the two topics are read by different groups) is written
+  under the survivor: the index stage follows ``merged_into`` of the stories it writes articles for.
 
 Merges hold whatever order the records come in (story events are keyed by story, so on Kafka an absorbed
 story's events and the merge sit in different partitions, and a dead letter can be replayed any time):
@@ -155,7 +156,9 @@ class StoryIndexStage:
             except Exception as exc:  # noqa: BLE001  # any decode failure is this record's, not the batch's
                 outcomes[i] = PermanentError(f"record {record.topic}@{record.offset} key {record.key}: {exc}")
                 continue
-            latest[event.story.id] = event.story
+            held = latest.get(event.story.id)
+            if held is None or event.story.article_count >= held.article_count:  # a replayed old one comes late
+                latest[event.story.id] = event.story
             if event.kind == "merged":
                 folded.update(dict.fromkeys(event.merged_ids, event.story.id))
         extra: list[Story] = []
@@ -170,8 +173,13 @@ class StoryIndexStage:
                 extra.append(replace(old, merged_into=survivor))
         stories = list(latest.values()) + extra
         if stories:
-            with self.metrics.store_write_seconds.labels(kind="story").time():
-                self.store.write_stories(stories)
+            try:
+                with self.metrics.store_write_seconds.labels(kind="story").time():
+                    self.store.write_stories(stories)
+            except Exception:
+                # SednayaStoreWriteErrors sees it; the worker retries the batch, then dead-letters it
+                self.metrics.store_writes.labels(kind="story", result="error").inc(len(stories))
+                raise
             self.metrics.store_writes.labels(kind="story", result="ok").inc(len(stories))
         # every folded story's articles go to the end of its chain of merges, as the store has them now
         # (this batch's merges written above): a merge of a merge handled first does not leave them halfway

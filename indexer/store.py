@@ -96,7 +96,13 @@ class SearchStore(Protocol):
         """Upsert by ``id`` (idempotent); returns the articles that could not be written."""
 
     def write_stories(self, stories: Sequence[Story]) -> None:
-        """Upsert story documents by id."""
+        """Upsert story documents by id; a document replaces the stored one only when it is not older
+        (``article_count`` at least the stored one's). ``merged_into`` is never cleared: a document without
+        it keeps the stored one, an older document with it sets only that field.
+
+        Raises:
+            StoreError: a story could not be written (the message names it and the reason).
+        """
 
     def get_article(self, article_id: str) -> Article | None: ...
 

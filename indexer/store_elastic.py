@@ -103,6 +103,20 @@ def story_document(story: Story) -> dict[str, Any]:
     return story.to_dict(with_centroid=True)
 
 
+# The story write (one source for every story: Elasticsearch compiles it once; the document is a parameter).
+# Replace the stored story only with a snapshot that is not older (article_count only grows in the story
+# state); an older one may still set merged_into (never cleared: the document leaves it out when None).
+_STORY_WRITE = """
+if (ctx._source.article_count == null || params.doc.article_count >= ctx._source.article_count) {
+  ctx._source.putAll(params.doc);
+} else if (params.doc.merged_into != null && params.doc.merged_into != ctx._source.merged_into) {
+  ctx._source.merged_into = params.doc.merged_into;
+} else {
+  ctx.op = 'noop';
+}
+"""
+
+
 def _kept_merge(doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` without a ``merged_into`` of None: a partial update must not clear a stored merge."""
     return doc if doc.get("merged_into") else {k: v for k, v in doc.items() if k != "merged_into"}
@@ -615,16 +629,25 @@ class ElasticStore:
         return len(actions)
 
     def write_stories(self, stories: Sequence[Story]) -> None:
-        """Upsert story documents by id (``update`` with ``doc_as_upsert``). A story once merged away stays
-        merged: a document without ``merged_into`` (a late event of the absorbed story) leaves the field out
-        of the partial update, so the stored survivor stays.
+        """Upsert story documents by id (a scripted ``update`` with ``upsert``, ``_STORY_WRITE``). A document
+        replaces the stored one only when it is not older (``article_count`` at least the stored one's: it
+        only grows in the story state), so a replayed or redriven old event leaves the newer story as it is.
+        A story once merged away stays merged: a document without ``merged_into`` (a late event of the
+        absorbed story) leaves the field out, so the stored survivor stays; an older document with
+        ``merged_into`` sets only that.
 
         Raises:
             StoreError: a story could not be written (the message names it and the reason).
         """
         actions = [
-            {"_op_type": "update", "_id": s.id, "doc": _kept_merge(story_document(s)), "doc_as_upsert": True}
+            {
+                "_op_type": "update",
+                "_id": s.id,
+                "script": {"lang": "painless", "source": _STORY_WRITE, "params": {"doc": doc}},
+                "upsert": doc,
+            }
             for s in stories
+            for doc in [_kept_merge(story_document(s))]
         ]
         failures = self._bulk(actions, self.stories_index) if actions else []
         if failures:

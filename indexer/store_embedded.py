@@ -442,6 +442,13 @@ def _vector(blob: bytes | None) -> tuple[float, ...] | None:
     return tuple(np.frombuffer(blob, dtype=np.float32).tolist())  # float32 -> float, in C
 
 
+# A story write replaces the stored story only with a snapshot that is not older: article_count only grows in
+# the story state (each article and each merge adds to it), so it orders one story's snapshots.
+_NOT_OLDER = (
+    "json_extract(excluded.doc, '$.article_count') >= COALESCE(json_extract(stories.doc, '$.article_count'), 0)"
+)
+
+
 class EmbeddedStore:
     """SQLite FTS5 + vectors at ``path`` (created with its parent directory on first use)."""
 
@@ -674,10 +681,13 @@ class EmbeddedStore:
         conn.execute(_FTS_INSERT, (rowid, *_fts_row(article)))
 
     def write_stories(self, stories: Sequence[Story]) -> None:
-        """Upsert story documents (with their centroids) by id. A story once merged away stays merged: a
-        later document of it without ``merged_into`` (an event of the absorbed story that reaches the store
-        after the merge: story events are keyed by story, so on Kafka the two sit in different partitions)
-        updates its fields and keeps the survivor.
+        """Upsert story documents (with their centroids) by id. A document replaces the stored one only when
+        it is not older (``article_count`` at least the stored one's: it only grows in the story state), so a
+        replayed or redriven old event leaves the newer story as it is. A story once merged away stays
+        merged: a later document of it without ``merged_into`` (an event of the absorbed story that reaches
+        the store after the merge: story events are keyed by story, so on Kafka the two sit in different
+        partitions) updates its fields and keeps the survivor; an older document with ``merged_into`` sets
+        only that.
 
         Raises:
             StoreError: SQLite failed (busy beyond ``BUSY_TIMEOUT_MS``, disk full); nothing was written.
@@ -687,16 +697,18 @@ class EmbeddedStore:
             try:
                 with _transaction(conn, "IMMEDIATE"):
                     conn.executemany(
-                        """
+                        f"""
                         INSERT INTO stories (id, first_seen, last_seen, merged_into, doc, centroid)
                         VALUES (?, ?, ?, ?, ?, ?)
-                        ON CONFLICT(id) DO UPDATE SET first_seen = excluded.first_seen,
-                            last_seen = excluded.last_seen,
+                        ON CONFLICT(id) DO UPDATE SET
+                            first_seen = CASE WHEN {_NOT_OLDER} THEN excluded.first_seen ELSE stories.first_seen END,
+                            last_seen = CASE WHEN {_NOT_OLDER} THEN excluded.last_seen ELSE stories.last_seen END,
                             merged_into = COALESCE(excluded.merged_into, stories.merged_into),
-                            doc = CASE WHEN excluded.merged_into IS NULL AND stories.merged_into IS NOT NULL
-                                THEN json_set(excluded.doc, '$.merged_into', stories.merged_into)
-                                ELSE excluded.doc END,
-                            centroid = excluded.centroid
+                            doc = json_set(
+                                CASE WHEN {_NOT_OLDER} THEN excluded.doc ELSE stories.doc END,
+                                '$.merged_into', COALESCE(excluded.merged_into, stories.merged_into)
+                            ),
+                            centroid = CASE WHEN {_NOT_OLDER} THEN excluded.centroid ELSE stories.centroid END
                         """,
                         [
                             (

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from indexer.errors import StoreError
 from indexer.index_stage import IndexStage, StoryIndexStage
 from indexer.store import SearchStore
 from indexer.store_embedded import EmbeddedStore
@@ -184,3 +185,54 @@ def test_a_batch_handled_again_counts_its_articles_once(store: SearchStore) -> N
     indexed = metrics.registry.get_sample_value("sednaya_articles_total", {"stage": "index", "status": "indexed"})
     assert indexed == 3
     assert _visible(store).count_articles() == 3
+
+
+def test_a_replayed_or_redriven_old_event_does_not_roll_the_story_back(store: SearchStore) -> None:
+    """``dlq replay`` and ``redrive`` (docs/runbook.md) hand the story index stage events it handled long
+    ago: the stored story keeps its newest snapshot, whether the old event comes alone or in a batch."""
+    _, stories, _ = _stages(store)
+    assert stories.handle([_event("created", "A")]) == [None]
+    assert stories.handle([_event("updated", "A", count=n) for n in (2, 3, 4)]) == [None] * 3
+    assert stories.handle([_event("created", "A")]) == [None]  # replayed alone
+    assert stories.handle([_event("updated", "A", count=4), _event("updated", "A", count=2)]) == [None, None]
+    found = store.get_story("A")
+    assert found is not None and found.article_count == 4
+    assert [(s.id, s.article_count) for s in _visible(store).list_stories()] == [("A", 4)]
+    assert stories.handle([_event("updated", "A", count=5)]) == [None]  # a newer one still replaces it
+    found = store.get_story("A")
+    assert found is not None and found.article_count == 5
+
+
+def test_an_old_snapshot_that_marks_a_merge_sets_only_the_merge(store: SearchStore) -> None:
+    """A replayed old event of B handled in the batch of B's merge: B is merged, its fields stay newest."""
+    _, stories, _ = _stages(store)
+    assert stories.handle([_event("created", "A"), _event("created", "B")]) == [None, None]
+    assert stories.handle([_event("updated", "B", count=3)]) == [None]
+    assert stories.handle([_event("created", "B"), _event("merged", "A", ["B"], count=4)]) == [None, None]
+    assert store.merged_into(["B"]) == {"B": "A"}
+    found = store.get_story("B")
+    assert found is not None and found.merged_into == "A" and found.article_count == 3
+    assert [s.id for s in _visible(store).list_stories()] == ["A"]
+
+
+class _StoriesRefused:
+    """The real store, refusing story writes as Elasticsearch refuses a document its mapping rejects."""
+
+    def __init__(self, store: SearchStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def write_stories(self, stories: Sequence[Story]) -> None:
+        raise StoreError(f"story {stories[0].id!r}: not written (1 failed): status 400: mapper_parsing_exception")
+
+
+def test_a_refused_story_write_is_counted_as_a_store_error(store: SearchStore) -> None:
+    metrics = PrometheusMetrics()
+    stage = StoryIndexStage(_StoriesRefused(store), metrics)  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="story 'A': not written"):
+        stage.handle([_event("created", "A"), _event("created", "B")])
+    writes = metrics.registry.get_sample_value
+    assert writes("sednaya_store_writes_total", {"kind": "story", "result": "error"}) == 2
+    assert writes("sednaya_store_writes_total", {"kind": "story", "result": "ok"}) is None
