@@ -3,9 +3,10 @@ page registered as the feed) or when the registry gives only its home page.
 
 - :func:`alternate_feeds`: the feeds the page announces (``<link rel="alternate" type="application/rss+xml">``,
   Atom, JSON Feed), which the feed spider then reads as feeds;
-- :func:`article_links`: when it announces none, the links of the page that look like articles of the
-  same site (a date or a numeric id in the path, or a slug of several words), with their anchor text as
-  the headline the prefilter reads, in page order, without the site's menus, header and footer.
+- :func:`article_links`: the links of the page that look like articles of the same site (a date or a
+  numeric id in the path, or a slug of several words), with their anchor text as the headline the
+  prefilter reads (the longest of the page's links to it: a teaser's picture links with no text), in page
+  order, without the site's menus, header and footer.
 
 Pure functions of the page's text, no I/O.
 """
@@ -77,23 +78,23 @@ def article_links(tree: lxml.html.HtmlElement, base_url: str, hosts: frozenset[s
         return []
     frame = {e for e in body.iter() if is_chrome(e)}
     page = urlsplit(base_url)
-    seen: set[str] = set()
-    out: list[PageLink] = []
+    texts: dict[str, str] = {}  # url -> the longest anchor text of its links, in the order first met
     for anchor in body.xpath(".//a[@href]"):
         if any(up in frame for up in anchor.iterancestors()):
             continue
         url = _absolute(base_url, anchor.get("href") or "")
-        if not url or url in seen:
+        if not url:
+            continue
+        text = normalize_whitespace(anchor.text_content()) or normalize_whitespace(anchor.get("title") or "")
+        if url in texts:
+            texts[url] = max(texts[url], text, key=len)
             continue
         parts = urlsplit(url)
         if host_key(url) not in hosts or (parts.path, parts.query) == (page.path, page.query) or not _is_article(url):
             continue
-        seen.add(url)
-        text = normalize_whitespace(anchor.text_content()) or normalize_whitespace(anchor.get("title") or "")
-        out.append(PageLink(url, text))
-        if len(out) >= MAX_PAGE_LINKS:
-            break
-    return out
+        if len(texts) < MAX_PAGE_LINKS:
+            texts[url] = text
+    return [PageLink(url, text) for url, text in texts.items()]
 
 
 def _is_article(url: str) -> bool:

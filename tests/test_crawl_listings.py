@@ -280,6 +280,8 @@ SECTION_PAGE = f"""<!doctype html><html><head><title>Syria - Daily Example</titl
 <header><nav><a href="/2024/12/09/a-menu-link-to-sednaya-prison-coverage">Sednaya prison coverage</a></nav></header>
 <main><h1>Syria</h1><ul>
 <li><a href="/2024/12/10/families-search-sednaya-prison">Families search Sednaya prison for the missing</a></li>
+<li><a href="/2024/12/11/guards-held-at-the-border"><img src="/guards.jpg" alt=""></a>
+<a href="/2024/12/11/guards-held-at-the-border">Former Sednaya prison guards held at the border</a></li>
 <li><a href="{SITE}/news/sednaya-prison-archive-opened-to-investigators.html">The archive is opened</a></li>
 <li><a href="/story.php?id=48213" title="Sednaya prison guards detained">&#160;</a></li>
 <li><a href="/sport/league-restarts-after-the-break">League restarts after the break</a></li>
@@ -301,6 +303,7 @@ def test_a_feed_that_answers_a_web_page_is_read_through_its_feeds_and_its_articl
     assert [(r.url, r.meta["kind"]) for r in found] == [
         (f"{SITE}/syria/feed.xml", "listing"),  # the feed it announces
         (f"{SITE}/2024/12/10/families-search-sednaya-prison", "article"),
+        (f"{SITE}/2024/12/11/guards-held-at-the-border", "article"),  # its picture's link has no text; the next has
         (f"{SITE}/news/sednaya-prison-archive-opened-to-investigators.html", "article"),  # its words name it
         (f"{SITE}/story.php?id=48213", "article"),  # the title attribute names it
     ]  # not the menu, the footer, a tag page, another site, or the league (the prefilter)

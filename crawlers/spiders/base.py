@@ -38,6 +38,10 @@ PERMANENT_REJECTIONS = frozenset(
 )
 
 
+LASTING_FAILURES = frozenset({"robots_disallowed", "too_large"})  # what a next run would meet again: the
+# listing that led to them keeps its validators (other failures make it be read whole next run)
+
+
 @dataclass
 class _Listing:
     """A feed or sitemap read in this crawl whose validators wait for its articles: they are stored only once
@@ -189,7 +193,7 @@ class BaseSpider(scrapy.Spider):
         self.context.fetch(source, outcome, request.url)
         if request.meta.get("kind") == "article":
             self.context.article("failed")
-            self._article_ended(request.meta, failed=outcome != "robots_disallowed")  # the rest is tried again
+            self._article_ended(request.meta, failed=outcome not in LASTING_FAILURES)
         else:
             self.on_listing_failed(source, outcome)
 
