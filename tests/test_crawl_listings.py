@@ -186,6 +186,13 @@ def test_a_link_s_words_are_read_by_the_prefilter_decoded(context: CrawlContext)
     assert context.summary.prefilter_kept == {"name": 1, "context": 1}
 
 
+def test_a_feed_served_as_text_html_is_still_read_as_a_feed(context: CrawlContext) -> None:
+    body = _rss(_item("Sednaya prison: what the detainees said", f"{SITE}/news/testimony.html"))
+    found = _feed_requests(context, b"\xef\xbb\xbf" + body, "text/html; charset=utf-8")
+    assert [r.url for r in found] == [f"{SITE}/news/testimony.html"]
+    assert context.summary.fetches["daily"] == {"ok": 1}
+
+
 def test_an_entry_without_a_usable_link_is_counted_and_the_rest_of_the_feed_is_read(context: CrawlContext) -> None:
     body = _rss(
         _item("Sednaya prison: the first entry", "http://[daily.example/broken"),

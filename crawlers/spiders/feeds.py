@@ -80,7 +80,8 @@ class FeedSpider(BaseSpider):
         source_id: str = response.meta["source"]
         source = next(s for s in self.context.registry if s.id == source_id)
         content_type = (response.headers.get("Content-Type") or b"").decode("latin-1")
-        if is_html(content_type, response.body[:512]):
+        if is_html(None, response.body[:512].removeprefix(b"\xef\xbb\xbf")):  # the body, not the type: some
+            # servers send their RSS as text/html
             yield from self._read_page(response, source, content_type)
             return
         if is_json_feed(response.body, content_type):
