@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 from stream.anchors import AnchorExtractor, event_kinds
 from stream.article import Article, now_utc, parse_time
 from stream.article_records import decode_articles
-from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record
+from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record, UndeliveredError, dlq_reason
 from stream.clustering import (
     MULTILINGUAL,
     ArticleFeatures,
@@ -63,7 +63,7 @@ from stream.errors import ContractError
 from stream.metrics import Metrics
 from stream.near_duplicate import duplicate_text, hashable, signature
 from stream.story import StoryEvent
-from stream.story_state import StoredDecision, StoryRecord, StoryState
+from stream.story_state import OutboxRecord, StoredDecision, StoryRecord, StoryState
 from stream.text import fold
 from stream.topic import load_topic
 from stream.word_evidence import article_terms
@@ -175,16 +175,54 @@ class AssignStage:
         return outcomes
 
     def publish_outbox(self) -> int:
-        """Publish what committed batches left to publish, flush, then forget it; returns how many."""
+        """Publish what committed batches left to publish, flush, then forget it; returns how many.
+
+        A record the bus refuses for its size (an article whose clustered copy, with its embedding and story,
+        outgrew the broker's limit) would block the outbox forever: it is dead-lettered instead (to the dlq
+        twin of the topic it was for; stage ``embed``, offset -1: it never was on a topic) and the outbox
+        moves on. Any other failure leaves the outbox to be published again.
+
+        Raises:
+            BusError: the bus did not take the outbox (or the dead letters of its refused records).
+        """
         assert self.bus is not None
         records = self.state.outbox()
         if not records:
             return 0
         for rec in records:
             self.bus.publish(rec.topic, rec.key, rec.value, rec.headers)
-        self.bus.flush()
+        try:
+            self.bus.flush()
+        except UndeliveredError as exc:
+            if not exc.failures or not all(f.too_large for f in exc.failures):
+                raise
+            self._dead_letter_refused(records, exc)
         self.state.outbox_done(records[-1].seq)
         return len(records)
+
+    def _dead_letter_refused(self, records: Sequence[OutboxRecord], refused: UndeliveredError) -> None:
+        """Dead-letter the outbox ``records`` the bus refused as too large; counted once the letters are out."""
+        assert self.bus is not None
+        wanted = {(f.topic, f.key, f.value_bytes): f.error for f in refused.failures}
+        lettered = 0
+        for rec in records:
+            error = wanted.get((rec.topic, rec.key, len(rec.value)))
+            if error is None:
+                continue
+            logger.error(
+                "published record refused as too large: dead-lettered",
+                extra={"stage": STAGE, "topic": rec.topic, "key": rec.key, "value_bytes": len(rec.value)},
+            )
+            self.bus.dead_letter(
+                Record(topic=rec.topic, key=rec.key, value=rec.value, headers=rec.headers, partition=-1, offset=-1),
+                stage=STAGE,
+                error_class="MessageSizeTooLargeError",
+                reason=dlq_reason(f"{rec.topic} record of {len(rec.value)} bytes refused by the bus: {error}"),
+                attempts=1,
+            )
+            lettered += 1
+        self.bus.flush()
+        self.metrics.dead_letters.labels(stage=STAGE, reason="MessageSizeTooLargeError").inc(lettered)
 
     # --- plain API (benchmarks, tools) -------------------------------------------------------------
 

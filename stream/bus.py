@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from stream.errors import BusError
+
 # Header names, the same on both buses.
 H_SCHEMA = "schema"  # contract version of the value
 H_ENTERED_AT = "entered_at"  # ISO 8601 UTC time the article first entered the bus (alert latency)
@@ -25,6 +27,39 @@ H_ORIGINAL_PARTITION = "dlq.original_partition"
 H_ORIGINAL_OFFSET = "dlq.original_offset"
 H_ATTEMPTS = "dlq.attempts"
 H_DEAD_LETTERED_AT = "dlq.at"
+# A letter whose copy of the record was refused as too large carries no value, and says why here
+# (size and the broker's error); find the record by dlq.original_topic/partition/offset and its key.
+H_VALUE_DROPPED = "dlq.value_dropped"
+# Error text kept in a letter's dlq.error_message: a record just under the broker's size limit must still fit
+# with its headers (an exception may quote the whole record).
+DLQ_REASON_MAX_BYTES = 2048
+
+
+def dlq_reason(text: str) -> str:
+    """``text`` cut to at most ``DLQ_REASON_MAX_BYTES`` UTF-8 bytes (marked with a trailing ``...``)."""
+    raw = text.encode("utf-8")
+    if len(raw) <= DLQ_REASON_MAX_BYTES:
+        return text
+    return raw[: DLQ_REASON_MAX_BYTES - 3].decode("utf-8", "ignore") + "..."
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Undelivered:
+    """One record the bus did not deliver: where it was going, its size and the broker's error."""
+
+    topic: str
+    key: str
+    value_bytes: int
+    error: str
+    too_large: bool  # refused for its size: no retry will deliver it
+
+
+class UndeliveredError(BusError):
+    """``Bus.flush`` could not deliver records published by the calling thread; ``failures`` names each."""
+
+    def __init__(self, message: str, failures: Sequence[Undelivered]) -> None:
+        super().__init__(message)
+        self.failures = tuple(failures)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -81,7 +116,13 @@ class Bus(Protocol):
         """Queue a record; records with one key keep their order. Failures surface in ``flush``."""
 
     def flush(self, timeout_s: float | None = None) -> None:
-        """Block until every published record is acknowledged; raises ``BusError`` naming failures."""
+        """Block until every record this thread published is acknowledged.
+
+        Raises:
+            UndeliveredError: naming each of this thread's records that was not delivered (another thread's
+                failures are its own flush's to report).
+            BusError: the bus could not be reached or asked.
+        """
 
     def consumer(self, topic: str, group: str) -> Consumer:
         """Join ``group`` on ``topic``."""

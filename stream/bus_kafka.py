@@ -5,16 +5,19 @@
   by article id, so the default partitioner keeps every record of one article in one partition, in order.
 - Producer: ``acks=all``, idempotent, retries with backoff, bounded in-flight requests, lz4 record
   batches (``KafkaConfig.compression``, default ``COMPRESSION``; linger, batch and fetch sizes there
-  too). ``flush`` waits for every acknowledgement and raises ``BusError``
-  naming each record the brokers refused; failures are never dropped silently and are counted.
+  too). ``flush`` waits for the acknowledgement of every record the calling thread sent and raises
+  ``UndeliveredError`` naming each of them the brokers refused; failures are never dropped silently and are
+  counted. Threads sharing the bus each get their own records' failures, never another thread's.
 - Consumers: one Kafka consumer group per stage, ``enable_auto_commit=False``; ``commit`` commits the
   offsets after the records ``poll`` returned (the worker calls it once the effects are durable).
   A rebalance listener forgets the uncommitted positions of revoked partitions, so a commit after a
   rebalance never claims records the new owner will process; those records are redelivered
   (at-least-once), and a committed record is never handed out again. ``close`` leaves the group.
 - Dead letters: ``dead_letter`` produces the record to ``<topic>.dlq`` with the ``stream.bus.H_*``
-  headers. ``dead_letters`` reads the dlq topic from the replay group's committed offset; ``replay``
-  republishes letters, then writes a marker record (header ``dlq.replayed_of``) into the letter's dlq
+  headers (the error text cut to ``DLQ_REASON_MAX_BYTES``); a letter refused as too large (a record just
+  under the limit plus the headers) is sent again without its value, ``H_VALUE_DROPPED`` saying why (replay
+  leaves such letters listed). ``dead_letters`` reads the dlq topic from the replay group's committed offset;
+  ``replay`` republishes letters, then writes a marker record (header ``dlq.replayed_of``) into the letter's dlq
   partition and commits the replay group past every resolved prefix, so a replayed letter is not
   listed again (a crash between republish and marker replays it twice: at-least-once again).
 
@@ -30,7 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +43,7 @@ from kafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
     KafkaError,
+    MessageSizeTooLargeError,
     NoError,
     RebalanceInProgressError,
     TopicAlreadyExistsError,
@@ -57,9 +61,13 @@ from stream.bus import (
     H_ORIGINAL_PARTITION,
     H_ORIGINAL_TOPIC,
     H_STAGE,
+    H_VALUE_DROPPED,
     DeadLetter,
     GroupLag,
     Record,
+    Undelivered,
+    UndeliveredError,
+    dlq_reason,
 )
 from stream.errors import BusError, GroupActiveError
 from stream.metrics import Metrics
@@ -147,9 +155,26 @@ def kafka_security_options(config: KafkaConfig) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
+    """One record sent by a thread and not yet reported by its flush."""
+
     topic: str
     key: str
-    future: Any  # kafka.producer.future.FutureRecordMetadata (untyped library)
+    value_bytes: int
+    letter: Mapping[str, str] | None  # a dead letter: its dlq.* headers (to send it again without its value)
+    future: Any = None  # kafka.producer.future.FutureRecordMetadata (untyped library); None when send raised
+    error: BaseException | None = None  # send() refused it at once
+
+    def failure(self) -> BaseException | None:
+        if self.future is None:
+            return self.error
+        return self.future.exception if self.future.failed() else None
+
+
+@dataclass(slots=True)
+class _Sends:
+    """What one thread sent since its own last flush (``KafkaBus`` keeps one per thread)."""
+
+    pending: list[_Pending] = field(default_factory=list)
 
 
 class KafkaBus:
@@ -175,8 +200,9 @@ class KafkaBus:
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
         self._known_topics: set[str] = set()
-        self._pending: list[_Pending] = []
-        self._send_errors: list[tuple[str, str, BaseException]] = []
+        # Each thread's sends, reported by that thread's flush only: threads of one process share the bus
+        # (the index and index-stories workers), and one thread must never commit on another's failure.
+        self._local = threading.local()
 
     # --- topics -------------------------------------------------------------------------------------
     def ensure_topics(self, topics: Sequence[str]) -> None:
@@ -223,65 +249,126 @@ class KafkaBus:
     def publish(self, topic: str, key: str, value: bytes, headers: Mapping[str, str] | None = None) -> None:
         self._send(topic, key, value, headers or {}, partition=None)
 
-    def _send(self, topic: str, key: str, value: bytes, headers: Mapping[str, str], *, partition: int | None) -> None:
+    def _sends(self) -> _Sends:
+        """The calling thread's sends since its last flush."""
+        sends: _Sends | None = getattr(self._local, "sends", None)
+        if sends is None:
+            sends = _Sends()
+            self._local.sends = sends
+        return sends
+
+    def _send(
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        headers: Mapping[str, str],
+        *,
+        partition: int | None,
+        letter: Mapping[str, str] | None = None,
+    ) -> None:
         if topic not in self._known_topics:
             self.ensure_topics([topic.removesuffix(self.config.dlq_suffix)])
         wire_headers = [(name, str(text).encode("utf-8")) for name, text in headers.items()]
         producer = self._producer_client()
+        sends = self._sends()
         try:
             future = producer.send(
                 topic, key=key.encode("utf-8"), value=bytes(value), headers=wire_headers, partition=partition
             )
         except KafkaError as exc:
-            with self._lock:
-                self._send_errors.append((topic, key, exc))
+            sends.pending.append(_Pending(topic, key, len(value), letter, error=exc))
             return
-        with self._lock:
-            self._pending.append(_Pending(topic, key, future))
-            if len(self._pending) >= FUTURES_PRUNE_AT:
-                self._pending = [p for p in self._pending if not (p.future.is_done and p.future.succeeded())]
+        sends.pending.append(_Pending(topic, key, len(value), letter, future=future))
+        if len(sends.pending) >= FUTURES_PRUNE_AT:
+            sends.pending = [p for p in sends.pending if not (p.future is not None and p.future.succeeded())]
 
     def flush(self, timeout_s: float | None = None) -> None:
-        """Wait for every acknowledgement (``timeout_s`` None = up to the delivery timeout).
+        """Wait for the acknowledgement of every record the calling thread sent (``timeout_s`` None = up to
+        the delivery timeout). A dead letter refused as too large is sent again without its value (header
+        ``H_VALUE_DROPPED`` says why; its ``dlq.original_*`` headers and key find the record).
 
         Raises:
-            BusError: naming the topic, key and broker error of each record not acknowledged, or the
-                count still in flight when ``timeout_s`` ran out.
+            UndeliveredError: naming the topic, key and broker error of each of this thread's records not
+                acknowledged (another thread's failures are raised by that thread's flush).
+            BusError: ``timeout_s`` ran out (with the count of this thread's records still in flight).
         """
-        if self._producer is None:
+        failures = self._settle(timeout_s)
+        strip = [
+            (p, e) for p, e in failures if p.letter is not None and H_VALUE_DROPPED not in p.letter and _too_large(e)
+        ]
+        if strip:
+            for item, error in strip:
+                self._send_without_value(item, error)
+            stripped = {id(p) for p, _e in strip}
+            failures = [(p, e) for p, e in failures if id(p) not in stripped] + self._settle(timeout_s)
+        if not failures:
             return
+        with self._lock:
+            self.delivery_failures += len(failures)
+        if self.metrics is not None:
+            for item, _error in failures:
+                self.metrics.bus_records.labels(topic=item.topic, op="delivery_failed").inc()
+        shown = "; ".join(f"topic {p.topic!r} key {p.key!r}: {e!r}" for p, e in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        logger.error("records not delivered", extra={"count": len(failures), "first": shown})
+        raise UndeliveredError(
+            f"kafka {self.bootstrap}: {len(failures)} records not delivered: {shown}{more}",
+            [
+                Undelivered(topic=p.topic, key=p.key, value_bytes=p.value_bytes, error=repr(e), too_large=_too_large(e))
+                for p, e in failures
+            ],
+        )
+
+    def _settle(self, timeout_s: float | None) -> list[tuple[_Pending, BaseException]]:
+        """Flush the producer, count what the calling thread got delivered; its failed records."""
+        sends = self._sends()
+        if self._producer is None or not sends.pending:
+            return []
         try:
             self._producer.flush(timeout=timeout_s)
         except KafkaError as exc:
-            with self._lock:
-                waiting = sum(1 for p in self._pending if not p.future.is_done)
+            waiting = sum(1 for p in sends.pending if p.future is not None and not p.future.is_done)
             raise BusError(
                 f"kafka {self.bootstrap}: {waiting} records not acknowledged within {timeout_s}s: {exc!r}"
             ) from exc
-        with self._lock:
-            # records published by another thread meanwhile stay pending until their own flush
-            pending = [p for p in self._pending if p.future.is_done]
-            self._pending = [p for p in self._pending if not p.future.is_done]
-            failures = list(self._send_errors)
-            self._send_errors.clear()
+        done = [p for p in sends.pending if p.future is None or p.future.is_done]
+        sends.pending = [p for p in sends.pending if not (p.future is None or p.future.is_done)]
+        failures: list[tuple[_Pending, BaseException]] = []
         produced: dict[str, int] = {}
-        for item in pending:
-            if item.future.failed():
-                failures.append((item.topic, item.key, item.future.exception))
+        for item in done:
+            error = item.failure()
+            if error is not None:
+                failures.append((item, error))
             else:
                 produced[item.topic] = produced.get(item.topic, 0) + 1
         if self.metrics is not None:
             for topic, count in produced.items():
                 self.metrics.bus_records.labels(topic=topic, op="produced").inc(count)
-        if failures:
-            self.delivery_failures += len(failures)
-            if self.metrics is not None:
-                for topic, _key, _error in failures:
-                    self.metrics.bus_records.labels(topic=topic, op="delivery_failed").inc()
-            shown = "; ".join(f"topic {t!r} key {k!r}: {e!r}" for t, k, e in failures[:5])
-            more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
-            logger.error("records not delivered", extra={"count": len(failures), "first": shown})
-            raise BusError(f"kafka {self.bootstrap}: {len(failures)} records not delivered: {shown}{more}")
+        return failures
+
+    def _send_without_value(self, item: _Pending, error: BaseException) -> None:
+        """Send the dead letter ``item`` again with its dlq headers only and no value."""
+        assert item.letter is not None
+        headers = dict(item.letter)
+        headers[H_VALUE_DROPPED] = dlq_reason(
+            f"the letter's copy of the record ({item.value_bytes} bytes) was refused: {error!r}"
+        )
+        logger.warning(
+            "dead letter kept without its value",
+            extra={
+                "topic": item.topic,
+                "key": item.key,
+                "value_bytes": item.value_bytes,
+                "original_topic": headers.get(H_ORIGINAL_TOPIC),
+                "original_partition": headers.get(H_ORIGINAL_PARTITION),
+                "original_offset": headers.get(H_ORIGINAL_OFFSET),
+                "error": repr(error),
+            },
+        )
+        if self.metrics is not None:
+            self.metrics.bus_records.labels(topic=item.topic, op="value_dropped").inc()
+        self._send(item.topic, item.key, b"", headers, partition=None, letter=headers)
 
     # --- consuming ----------------------------------------------------------------------------------
     def consumer(self, topic: str, group: str) -> KafkaGroupConsumer:
@@ -290,21 +377,20 @@ class KafkaBus:
 
     # --- dead letters -------------------------------------------------------------------------------
     def dead_letter(self, record: Record, *, stage: str, error_class: str, reason: str, attempts: int) -> None:
-        """Produce ``record`` to ``<record.topic>.dlq`` with the ``H_*`` headers (sent on the next flush)."""
-        headers = dict(record.headers)
-        headers.update(
-            {
-                H_STAGE: stage,
-                H_ERROR_CLASS: error_class,
-                H_ERROR_MESSAGE: reason,
-                H_ORIGINAL_TOPIC: record.topic,
-                H_ORIGINAL_PARTITION: str(record.partition),
-                H_ORIGINAL_OFFSET: str(record.offset),
-                H_ATTEMPTS: str(attempts),
-                H_DEAD_LETTERED_AT: iso_utc(datetime.now(UTC)),
-            }
-        )
-        self._send(self.config.dlq(record.topic), record.key, record.value, headers, partition=None)
+        """Produce ``record`` to ``<record.topic>.dlq`` with the ``H_*`` headers (sent on the next flush; the
+        error text cut to ``DLQ_REASON_MAX_BYTES``; a copy refused as too large goes without its value)."""
+        letter = {
+            H_STAGE: stage,
+            H_ERROR_CLASS: error_class,
+            H_ERROR_MESSAGE: dlq_reason(reason),
+            H_ORIGINAL_TOPIC: record.topic,
+            H_ORIGINAL_PARTITION: str(record.partition),
+            H_ORIGINAL_OFFSET: str(record.offset),
+            H_ATTEMPTS: str(attempts),
+            H_DEAD_LETTERED_AT: iso_utc(datetime.now(UTC)),
+        }
+        headers = {**record.headers, **letter}
+        self._send(self.config.dlq(record.topic), record.key, record.value, headers, partition=None, letter=letter)
 
     def dead_letters(self, topic: str, limit: int = 100) -> list[DeadLetter]:
         """Letters of ``topic`` not yet replayed, oldest first per dlq partition (id ``"<partition>:<offset>"``)."""
@@ -329,6 +415,19 @@ class KafkaBus:
                 if unknown:
                     raise BusError(f"dead letters {sorted(unknown)} of topic {topic!r} not found (or already replayed)")
                 letters = [d for d in letters if d.id in wanted]
+                empty = [d.id for d in letters if H_VALUE_DROPPED in d.headers]
+                if empty:
+                    raise BusError(
+                        f"dead letters {empty} of topic {topic!r} were kept without their record (too large): "
+                        f"read it from the original topic at the letter's dlq.original_partition/offset"
+                    )
+            kept = [d for d in letters if H_VALUE_DROPPED not in d.headers]
+            if len(kept) < len(letters):
+                logger.warning(
+                    "dead letters without their record not replayed",
+                    extra={"topic": topic, "ids": [d.id for d in letters if H_VALUE_DROPPED in d.headers]},
+                )
+            letters = kept
             if not letters:
                 return 0
             for letter in letters:
@@ -735,6 +834,11 @@ def _exact_ends(consumer: KafkaConsumer, tps: Sequence[TopicPartition]) -> dict[
             extra={"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in waiting)},
         )
     return ends
+
+
+def _too_large(error: BaseException) -> bool:
+    """The broker (or the producer, before sending) refused the record for its size."""
+    return isinstance(error, MessageSizeTooLargeError)
 
 
 def _int(text: str | None) -> int:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from stream.bus import Bus, Consumer, Record
+from stream.bus import Bus, Consumer, Record, dlq_reason
 from stream.errors import ContractError, UnavailableError
 from stream.metrics import Metrics
 
@@ -126,6 +126,7 @@ class StageWorker:
             again = self._handle_available([records[i] for i in retry])
             for i, err in zip(retry, again, strict=True):
                 errors[i] = err
+        lettered: list[BaseException] = []
         for record, error in zip(records, errors, strict=True):
             if error is None:
                 continue
@@ -142,12 +143,18 @@ class StageWorker:
                 },
             )
             self.bus.dead_letter(
-                record, stage=self.handler.name, error_class=type(error).__name__, reason=str(error), attempts=tries
+                record,
+                stage=self.handler.name,
+                error_class=type(error).__name__,
+                reason=dlq_reason(str(error)),
+                attempts=tries,
             )
+            lettered.append(error)
+        self.bus.flush()
+        for error in lettered:  # counted once the letters are on the bus (a failed flush redoes the batch)
             self.metrics.bus_records.labels(topic=self.topic, op="dead_lettered").inc()
             self.metrics.dead_letters.labels(stage=self.handler.name, reason=type(error).__name__).inc()
             self.metrics.articles.labels(stage=self.handler.name, status="dead_lettered").inc()
-        self.bus.flush()
         self.consumer.commit()
         elapsed = time.perf_counter() - started
         self.metrics.stage_seconds.labels(stage=self.handler.name).observe(elapsed / len(records))

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import kafka_config
-from stream.bus import Record
+from stream.bus import DLQ_REASON_MAX_BYTES, H_SCHEMA, H_VALUE_DROPPED, Record, UndeliveredError
 from stream.bus_kafka import KafkaBus, KafkaGroupConsumer
 from stream.errors import BusError
-from stream.worker import StageWorker
+from stream.worker import PermanentError, StageWorker
 from tests.broker_fixtures import Broker, describe_group, kafka_test_overrides, unique_name
 
 pytestmark = [pytest.mark.timeout(180)]
@@ -22,6 +24,7 @@ pytestmark = [pytest.mark.timeout(180)]
 logger = logging.getLogger(__name__)
 
 TOO_BIG = 2 * 1024 * 1024  # over kafka-python's default max_request_size (1 MiB): refused before sending
+MAX_REQUEST_BYTES = 1024 * 1024  # kafka-python's default max_request_size, the producer's record size limit
 
 
 @pytest.fixture(params=["tansu", "noida"])
@@ -220,4 +223,204 @@ def test_rebalance_never_hands_a_committed_record_to_the_new_owner(broker: Broke
         revoked_in_hand = {(r.partition, r.offset) for r in a_pending if r.partition in moved}
         assert revoked_in_hand <= handed_to_b, "A's uncommitted records of moved partitions go to B"
     finally:
+        bus.close()
+
+
+def test_a_thread_flush_reports_only_the_records_that_thread_sent(broker: Broker, settings_factory: object) -> None:
+    """Stage threads of one process share the bus (index and index-stories workers): B's flush must not
+    take A's failure (B would retry its batch, and A, flushing clean, would commit a lost record)."""
+    bus, settings = make_bus(broker, settings_factory)
+    topic = settings.topic_raw
+    a_sent, b_flushed = threading.Event(), threading.Event()
+    outcome: dict[str, BaseException | None] = {}
+
+    def thread_a() -> None:
+        bus.publish(topic, "too-big", b"x" * TOO_BIG)
+        a_sent.set()
+        b_flushed.wait(60)
+        try:
+            bus.flush()
+            outcome["a"] = None
+        except BusError as exc:
+            outcome["a"] = exc
+
+    def thread_b() -> None:
+        a_sent.wait(60)
+        bus.publish(topic, "fine", b"ok")
+        try:
+            bus.flush()
+            outcome["b"] = None
+        except BusError as exc:
+            outcome["b"] = exc
+        finally:
+            b_flushed.set()
+
+    try:
+        bus.ensure_topics([topic])
+        threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(90)
+        assert outcome["b"] is None
+        failed = outcome["a"]
+        assert isinstance(failed, UndeliveredError), failed
+        assert [(f.topic, f.key, f.value_bytes, f.too_large) for f in failed.failures] == [
+            (topic, "too-big", TOO_BIG, True)
+        ]
+        assert "MessageSizeTooLarge" in failed.failures[0].error
+        consumer = bus.consumer(topic, unique_name("threads"))
+        got: list[Record] = []
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            got += consumer.poll(10, 0.5)
+        consumer.close()
+        assert [r.key for r in got] == ["fine"]
+    finally:
+        bus.close()
+
+
+class _Refuses:
+    """A stage that refuses every record for good, quoting ``quote`` bytes of it (as a decoder error may)."""
+
+    name = "refuses"
+
+    def __init__(self, quote: int) -> None:
+        self.quote = quote
+
+    def handle(self, records: Sequence[Record]) -> list[BaseException | None]:
+        return [PermanentError(f"not an article: {r.value[: self.quote]!r}") for r in records]
+
+
+def _largest_value_that_fits(key: str) -> int:
+    """A value size whose record (key, no headers) is 64 bytes under kafka-python's max_request_size."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    overhead = DefaultRecordBatchBuilder.estimate_size_in_bytes(key.encode(), b"", [])
+    return MAX_REQUEST_BYTES - overhead - 64
+
+
+def _run_until_taken(worker: StageWorker) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        taken = worker.run_once(0.5)
+        if taken:
+            return taken
+    return 0
+
+
+def test_a_dead_letter_too_large_for_the_broker_goes_without_its_value(
+    broker: Broker, settings_factory: object
+) -> None:
+    """A record just under the size limit fits its topic but not its dead-letter copy (the dlq.* headers):
+    the letter is kept without the value, naming where the record is, the batch is committed and the stage
+    goes on (it crashed, and crashed again on the same record after each restart)."""
+    metrics = PrometheusMetrics()
+    bus, settings = make_bus(broker, settings_factory, metrics)
+    topic = settings.topic_raw
+    size = _largest_value_that_fits("big")
+    try:
+        bus.ensure_topics([topic])
+        bus.publish(topic, "big", b"{" * size)
+        bus.flush()
+        worker = StageWorker(bus, topic, unique_name("refuses"), _Refuses(quote=size), metrics=metrics)
+        assert _run_until_taken(worker) == 1
+        assert sum(worker.consumer.lag().values()) == 0  # committed
+        worker.close()
+        counted = metrics.registry.get_sample_value(
+            "sednaya_dead_letters_total", {"stage": "refuses", "reason": "PermanentError"}
+        )
+        assert counted == 1
+        [letter] = bus.dead_letters(topic)
+        assert letter.value == b""
+        assert letter.key == "big" and letter.topic == topic and letter.stage == "refuses"
+        assert letter.partition >= 0 and letter.offset == 0
+        assert f"({size} bytes) was refused" in letter.headers[H_VALUE_DROPPED]
+        assert "MessageSizeTooLarge" in letter.headers[H_VALUE_DROPPED]
+        assert letter.reason.startswith("not an article: b'{{{") and len(letter.reason.encode()) <= DLQ_REASON_MAX_BYTES
+        with pytest.raises(BusError, match=r"kept without their record \(too large\)"):
+            bus.replay(topic, [letter.id])
+        assert bus.replay(topic) == 0  # nothing to republish: an empty value would only fail again
+    finally:
+        bus.close()
+
+
+def test_a_long_error_message_is_cut_so_the_letter_keeps_its_record(broker: Broker, settings_factory: object) -> None:
+    metrics = PrometheusMetrics()
+    bus, settings = make_bus(broker, settings_factory, metrics)
+    topic = settings.topic_raw
+    value = b"{" * 600_000
+    try:
+        bus.ensure_topics([topic])
+        bus.publish(topic, "k", value)
+        bus.flush()
+        worker = StageWorker(bus, topic, unique_name("refuses"), _Refuses(quote=len(value)), metrics=metrics)
+        assert _run_until_taken(worker) == 1  # the error quotes 600 KB: with the record, over the limit
+        worker.close()
+        [letter] = bus.dead_letters(topic)
+        assert letter.value == value and H_VALUE_DROPPED not in letter.headers
+        assert len(letter.reason.encode()) <= DLQ_REASON_MAX_BYTES and letter.reason.endswith("...")
+    finally:
+        bus.close()
+
+
+class _VectorsOnly:
+    """Articles bring their vectors (the split embed stage's); the model is never asked."""
+
+    multilingual = True
+    dim = 8
+
+    def embed(self, texts: Sequence[str]) -> object:
+        raise AssertionError(f"the model was asked for {len(texts)} vectors")
+
+
+def test_an_outbox_record_the_broker_refuses_as_too_large_is_dead_lettered_not_retried_forever(
+    broker: Broker, settings_factory: object
+) -> None:
+    """The story stage commits its decisions with their records (the outbox) before publishing them. One the
+    broker refuses for its size (a clustered copy that outgrew the limit) blocked every later batch."""
+    from sednaya_monitor.wiring import make_assign_stage
+    from tests.store_fixtures import make_article
+
+    metrics = PrometheusMetrics()
+    bus, settings = make_bus(broker, settings_factory, metrics)
+    stage = make_assign_stage(settings, metrics, embedder=_VectorsOnly(), bus=bus)  # type: ignore[arg-type]
+    refused = "a" * 32
+    try:
+        bus.ensure_topics(settings.topics)
+        stage.state.outbox_add(settings.topic_clustered, refused, b"{" * TOO_BIG, {H_SCHEMA: "1"})
+        stage.state.commit()  # a batch decided and committed; its clustered copy not yet published
+        rng = np.random.default_rng(7)
+        articles = []
+        for i in range(3):
+            vector = rng.normal(size=8)
+            article = make_article(title=f"Report {i}").replace(
+                embedding=tuple(float(x) for x in vector / np.linalg.norm(vector))
+            )
+            articles.append(article)
+            bus.publish(settings.topic_raw, article.id, article.to_bytes(with_embedding=True), {H_SCHEMA: "1"})
+        bus.flush()
+        worker = StageWorker(bus, settings.topic_raw, unique_name("embed"), stage, metrics=metrics, batch_size=1)
+        deadline = time.monotonic() + 60
+        taken = 0
+        while taken < 3 and time.monotonic() < deadline:
+            taken += worker.run_once(0.5)
+        assert taken == 3
+        worker.close()
+        assert stage.state.outbox() == []
+        assert (
+            metrics.registry.get_sample_value(
+                "sednaya_dead_letters_total", {"stage": "embed", "reason": "MessageSizeTooLargeError"}
+            )
+            == 1
+        )
+        assert bus.dead_letters(settings.topic_raw) == []  # the articles themselves went through
+        clustered = {r.key for r in bus.read_topic(settings.topic_clustered)}
+        assert clustered == {a.id for a in articles}
+        [letter] = bus.dead_letters(settings.topic_clustered)
+        assert (letter.key, letter.value, letter.stage, letter.offset) == (refused, b"", "embed", -1)
+        assert f"record of {TOO_BIG} bytes refused by the bus" in letter.reason
+        assert "MessageSizeTooLarge" in letter.headers[H_VALUE_DROPPED]
+    finally:
+        stage.close()
         bus.close()
