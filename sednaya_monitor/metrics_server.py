@@ -8,6 +8,13 @@ HEALTHCHECK and Kubernetes probes read it. The health state is mirrored in the `
 
 ``run`` once-off exits before Prometheus could scrape it, so when ``settings.pushgateway`` is set it
 pushes its final figures there (:func:`push_final`; :func:`serving_run` does both for a command).
+
+A port that cannot be bound (held by another process: the stage of the container a one-off command was
+``docker-compose exec``'d in, whose image sets ``SEDNAYA_MONITOR_METRICS_PORT``) raises
+:class:`MetricsBindError` naming the address and the setting. A long-running process (a stage, ``crawl
+--follow``, ``run --follow``) stops with it: a stage nobody can scrape or health-check must not look up.
+A one-off command (``ingest``, ``run``, ``crawl`` without ``--follow``) logs it once as a warning and goes on
+without serving: its figures still go to the Pushgateway when one is set.
 """
 
 from __future__ import annotations
@@ -26,11 +33,19 @@ from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings
+from stream.errors import SednayaError
 
 logger = logging.getLogger(__name__)
 
 PUSH_TIMEOUT_S = 10.0  # a Pushgateway that does not answer in 10 s must not hold the end of `run`
 PUSH_JOB = "sednaya-monitor-run"  # the `job` label of pushed figures (deploy/prometheus scrapes it so)
+
+PORT_SETTING = "metrics_port: SEDNAYA_MONITOR_METRICS_PORT or --metrics-port; 0 = not served"
+
+
+class MetricsBindError(SednayaError, OSError):
+    """The metrics server cannot bind its address; the message names host, port and the setting."""
+
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -114,7 +129,8 @@ class MetricsServer:
     """Serves ``/metrics`` and ``/healthz`` from a daemon thread until :meth:`stop`.
 
     ``port=0`` binds a free port (tests); :attr:`port` is the bound one after :meth:`start`.
-    Raises ``OSError`` from :meth:`start` naming host and port when the address cannot be bound.
+    Raises :class:`MetricsBindError` (an ``OSError``) from :meth:`start` naming host, port and the
+    setting when the address cannot be bound.
     """
 
     def __init__(
@@ -137,7 +153,10 @@ class MetricsServer:
                 handler_class=_QuietHandler,
             )
         except OSError as exc:
-            raise OSError(exc.errno, f"metrics server cannot bind {self.host}:{self._requested_port}: {exc}") from exc
+            raise MetricsBindError(
+                f"metrics server cannot bind {self.host}:{self._requested_port}: {exc.strerror or exc} "
+                f"(setting {PORT_SETTING})"
+            ) from exc
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True)
         self._thread.start()
@@ -179,11 +198,23 @@ def serve_metrics(settings: Settings, metrics: PrometheusMetrics, health: Health
 
 
 @contextmanager
-def serving_run(settings: Settings, metrics: PrometheusMetrics, *, push: bool = True) -> Iterator[MetricsServer | None]:
-    """For ``run``/``ingest``: serve ``/metrics`` while the block runs (``settings.metrics_port``; 0 = not
-    served, yields None), then push the final figures to ``settings.pushgateway`` when ``push`` and one
-    is configured, also when the block raised (the figures of a failed run matter most)."""
-    server = serve_metrics(settings, metrics)
+def serving_run(
+    settings: Settings, metrics: PrometheusMetrics, *, push: bool = True, one_off: bool = False
+) -> Iterator[MetricsServer | None]:
+    """For ``run``/``ingest``/``crawl``: serve ``/metrics`` while the block runs (``settings.metrics_port``;
+    0 = not served, yields None), then push the final figures to ``settings.pushgateway`` when ``push`` and
+    one is configured, also when the block raised (the figures of a failed run matter most).
+
+    ``one_off``: a command that ends by itself; a port it cannot bind is logged once as a warning and the
+    block runs without a server (yields None). Otherwise :class:`MetricsBindError` is raised.
+    """
+    try:
+        server = serve_metrics(settings, metrics)
+    except MetricsBindError as exc:
+        if not one_off:
+            raise
+        logger.warning("metrics not served, the command goes on without them: %s", exc)
+        server = None
     try:
         yield server
     finally:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -17,9 +20,18 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sednaya_monitor.metrics_server import PUSH_JOB, Health, MetricsServer, push_final, serve_metrics, serving_run
+from sednaya_monitor.metrics_server import (
+    PUSH_JOB,
+    Health,
+    MetricsBindError,
+    MetricsServer,
+    push_final,
+    serve_metrics,
+    serving_run,
+)
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics, set_build_info
 from sednaya_monitor.settings import Settings
+from stream.errors import SednayaError
 from tests.ports import free_port
 
 PROMTOOL = shutil.which("promtool")
@@ -182,7 +194,6 @@ def test_push_final_unreachable_gateway_warns_and_returns_false(caplog: pytest.L
     assert any(r.getMessage() == "pushgateway push failed" for r in caplog.records)
 
 
-
 @pytest.fixture
 def pushgateway(tmp_path: Path) -> Iterator[str]:
     """Debian's Pushgateway on a free loopback port; yields ``host:port``."""
@@ -257,3 +268,65 @@ def _ready(url: str) -> bool:
         return _get(url)[0] == 200
     except OSError:
         return False
+
+
+@pytest.mark.timeout(30)
+def test_a_one_off_command_goes_on_without_metrics_when_the_port_is_held(
+    server: MetricsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(metrics_port=server.port)
+    with (
+        caplog.at_level(logging.WARNING, logger="sednaya_monitor.metrics_server"),
+        serving_run(settings, PrometheusMetrics(), one_off=True) as taken,
+    ):
+        assert taken is None
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        f"metrics not served, the command goes on without them: metrics server cannot bind 127.0.0.1:{server.port}: "
+        "Address already in use (setting metrics_port: SEDNAYA_MONITOR_METRICS_PORT or --metrics-port; 0 = not served)"
+    )
+    assert _get(f"{server.url}/healthz")[0] == 200  # the holder keeps serving
+
+
+@pytest.mark.timeout(30)
+def test_a_long_running_process_stops_when_the_port_is_held(server: MetricsServer) -> None:
+    held = rf"cannot bind 127\.0\.0\.1:{server.port}: .*setting metrics_port"
+    settings = Settings(metrics_port=server.port)
+    with pytest.raises(MetricsBindError, match=held), serving_run(settings, PrometheusMetrics()):
+        pytest.fail("the block must not run without its metrics server")
+    assert issubclass(MetricsBindError, SednayaError)  # `main` prints it as one line, exit 1
+
+
+@pytest.mark.timeout(120)
+def test_crawl_in_a_stage_container_with_the_stage_port_held(server: MetricsServer, tmp_path: Path) -> None:
+    """`docker-compose exec crawl sednaya-monitor crawl`: the image's SEDNAYA_MONITOR_METRICS_PORT is the
+    stage's. A one-off crawl warns once and crawls; `crawl --follow` stops with one line, no traceback."""
+    closed = free_port()
+    registry = tmp_path / "sources.toml"
+    registry.write_text(
+        f'[[source]]\nid = "wing-news"\nname = "Wing News"\nhome = "http://127.0.0.1:{closed}/"\nlang = "en"\n'
+        f'country = "GB"\ntype = "other"\nfeeds = ["http://127.0.0.1:{closed}/feed.xml"]\nsitemaps = []\n'
+        "verified = true\n",
+        encoding="utf-8",
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SEDNAYA_MONITOR_")},
+        "SEDNAYA_MONITOR_METRICS_PORT": str(server.port),
+        "SEDNAYA_MONITOR_SOURCES_FILE": str(registry),
+        "SEDNAYA_MONITOR_DISCOVERY": "false",
+        "SEDNAYA_MONITOR_CRAWL_RETRY_TIMES": "0",
+    }
+    command = [sys.executable, "-c", "from sednaya_monitor.cli import main; main()", "--data-dir", str(tmp_path / "d")]
+    once = subprocess.run([*command, "crawl"], env=env, capture_output=True, text=True, timeout=100, check=False)
+    assert once.returncode == 0, once.stderr
+    assert "crawl: 0 article(s) published" in once.stdout and "wing-news: connection=1" in once.stdout
+    warned = [line for line in once.stderr.splitlines() if "metrics not served" in line]
+    assert len(warned) == 1 and f"cannot bind 127.0.0.1:{server.port}" in warned[0], once.stderr
+    follow = subprocess.run(
+        [*command, "crawl", "--follow"], env=env, capture_output=True, text=True, timeout=100, check=False
+    )
+    assert follow.returncode == 1 and "Traceback" not in follow.stderr, follow.stderr
+    assert follow.stderr.strip().splitlines()[-1] == (
+        f"Error: metrics server cannot bind 127.0.0.1:{server.port}: Address already in use "
+        "(setting metrics_port: SEDNAYA_MONITOR_METRICS_PORT or --metrics-port; 0 = not served)"
+    )

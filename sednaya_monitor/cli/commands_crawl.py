@@ -237,7 +237,8 @@ def crawl_command(
     """The crawl stage: fetch the sources, extract, filter by topic, publish to the raw topic.
 
     Serves /metrics and /healthz while it runs when a metrics port is set (``--metrics-port`` or
-    ``SEDNAYA_MONITOR_METRICS_PORT``); a one-off crawl pushes its final figures to the Pushgateway.
+    ``SEDNAYA_MONITOR_METRICS_PORT``); a one-off crawl pushes its final figures to the Pushgateway. With
+    --follow a port that cannot be bound stops the crawl; a one-off crawl warns and goes on without it.
     """
     app = AppContext.of(ctx, bus=bus_url, store=store_url, metrics_port=metrics_port)
     set_build_info(
@@ -247,7 +248,7 @@ def crawl_command(
         stage="crawl",
         bus=app.settings.bus.split("://")[0],
     )
-    with serving_run(app.settings, app.metrics, push=not follow):
+    with serving_run(app.settings, app.metrics, push=not follow, one_off=not follow):
         summary = crawl(
             crawl_config(app.settings),
             app.bus,
