@@ -4,7 +4,8 @@ Record: key = article id, value = the v1 JSON (``Article.to_bytes``), headers ``
 ``entered_at`` = ISO 8601 UTC time of publication (alert latency is measured from it). Each record is
 flushed before the article is marked seen, so a crash never loses an article (at worst the next run
 publishes it again, and every later stage is idempotent by id). An article the bus refuses goes to the
-crawl dead-letter file (``crawlers.dead_letter``) with the error, and is not marked seen.
+crawl dead-letter file (``crawlers.dead_letter``) with the error, and is not marked seen; ``sednaya-monitor
+dlq list`` lists that file and ``sednaya-monitor ingest FILE`` replays it.
 """
 
 from __future__ import annotations

@@ -43,6 +43,39 @@ class NotDeployedError(SednayaError):
     """A command that reads pipeline data would open an empty embedded bus or store (names the flag to pass)."""
 
 
+def topic_aliases(settings: Settings) -> dict[str, str]:
+    """The short names operators' commands take for the pipeline topics (``--topic raw`` ...)."""
+    return {
+        "raw": settings.topic_raw,
+        "embedded": settings.topic_embedded,
+        "clustered": settings.topic_clustered,
+        "events": settings.topic_story_events,
+    }
+
+
+def refuse_one_process_on_kafka(ctx: click.Context, settings: Settings, command: str) -> None:
+    """Refuse a command that runs every stage in its own process (``run``, ``ingest``, ``demo``) on a
+    distributed bus: it would join the deployment's consumer groups (taking partitions from the live stage
+    processes) and decide stories from a story state of its own, skipping the deployment's assigner.
+
+    Raises:
+        click.UsageError: the bus is distributed; the message names the setting and what to run instead.
+    """
+    if not settings.distributed_bus:
+        return
+    from sednaya_monitor.topology import one_process
+
+    groups = ", ".join(dict.fromkeys(spec.group for spec in one_process()))
+    raise click.UsageError(
+        f"`{command}` runs every stage in this process: on the bus {settings.bus!r} it would join the "
+        f"deployment's consumer groups ({groups}) and assign stories from a state of its own. With a Kafka bus "
+        "(setting bus: --bus, SEDNAYA_MONITOR_BUS or the settings file) run the distributed stages "
+        "(sednaya-monitor crawl --follow, embed, index, alert) and give them files with "
+        "`sednaya-monitor ingest --publish-only FILE`; or use --bus embedded for a one-process run.",
+        ctx,
+    )
+
+
 @dataclass(frozen=True)
 class Flags:
     """The group's flags, kept so a command's own flags are loaded together with them."""

@@ -9,24 +9,15 @@ import click
 
 from sednaya_monitor import redrive as redrive_mod
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.app_context import AppContext, pipeline_options
+from sednaya_monitor.cli.app_context import AppContext, pipeline_options, topic_aliases
 from sednaya_monitor.lag import read_lag
 from sednaya_monitor.topology import consumer_groups
 from stream.errors import GroupActiveError
 from stream.offset_reset import TARGET_FORMS, OffsetAdmin, ResetTargetError, parse_reset_target
 
-TOPIC_ALIASES = ("raw", "embedded", "clustered", "events")  # short names of the pipeline topics
-
 
 def _topic(app: AppContext, name: str) -> str:
-    settings = app.settings
-    aliases = {
-        "raw": settings.topic_raw,
-        "embedded": settings.topic_embedded,
-        "clustered": settings.topic_clustered,
-        "events": settings.topic_story_events,
-    }
-    return aliases.get(name, name)
+    return topic_aliases(app.settings).get(name, name)
 
 
 @cli.command()
