@@ -6,6 +6,12 @@ Unix time or a written date; ``lang`` in any case, with a region, or as a three-
 hint when the text is in another script; ``authors`` null as none. A record with only a headline keeps it
 as its text; one with only a text takes its first line (at most ``DERIVED_TITLE_CHARS``) as its title.
 
+A line of the crawl's dead-letter file (``crawlers.dead_letter``: an object with ``"stage": "crawl"``, a
+``kind`` and a ``payload``) is read as its letter: a ``kind = "article"`` letter's ``payload`` is the full v1
+article the bus refused, taken as it was crawled (its channel, dates and relevance kept); a letter of
+another kind (an unparsable search-API answer) holds no article and is refused naming its kind. So
+``sednaya-monitor ingest <data_dir>/crawl/dead-letters.jsonl`` replays the crawl's dead letters.
+
 Input is read as bytes, one line at a time, so no line can stop the file: a line that is longer than
 the limit, not UTF-8, not JSON, not an object, nested too deep, holds an invalid code point (a lone
 surrogate from a ``\\ud800`` escape) or breaks the contract becomes an :class:`IngestError` naming the
@@ -47,11 +53,14 @@ OPTIONAL_STRINGS = ("lang", "source")
 DERIVED_TITLE_CHARS = 200  # a title taken from the first line of a record that has only a text
 MAX_LINE_BYTES = 8 * 1024 * 1024  # default line limit (settings.ingest_max_line_bytes): an article is ~100 KB
 MAX_JSON_DEPTH = 16  # an import record is an object of strings and one list; deeper is no article
+CRAWL_LETTER_STAGE = "crawl"  # "stage" of a crawl dead-letter line (crawlers.dead_letter writes these keys)
+CRAWL_LETTER_ARTICLE = "article"  # its "kind" when "payload" holds a whole v1 article
 SKIP_CHUNK_BYTES = 64 * 1024  # how much of an over-long line is read at a time while skipping it
 UTF8_BOM = b"\xef\xbb\xbf"
 
 ErrorKind = Literal[
     "too_long",
+    "too_large",  # an article whose bus record would exceed the bus's largest record (sednaya_monitor.ingest_run)
     "not_utf8",
     "not_json",
     "too_deep",
@@ -160,12 +169,44 @@ def _parse_line(
             line.number, bad[0], f"invalid code point {bad[1]} (lone surrogate)", raw, "invalid_code_point"
         )
     try:
+        if is_crawl_letter(data):
+            return article_from_crawl_letter(data, backfill=backfill)
         return article_from_record(data, backfill=backfill, now=now)
     except UnsupportedSchemaError as exc:
         return IngestError(line.number, "schema", str(exc.args[0]), raw, "unsupported_schema")
     except ContractError as exc:
         field = exc.args[1] if len(exc.args) > 1 else None
         return IngestError(line.number, field, str(exc.args[0]), raw, "contract")
+
+
+def is_crawl_letter(data: dict[str, Any]) -> bool:
+    """Whether a decoded line is a crawl dead letter (``crawlers.dead_letter``), not an import record."""
+    return data.get("stage") == CRAWL_LETTER_STAGE and "kind" in data and "payload" in data
+
+
+def article_from_crawl_letter(data: dict[str, Any], *, backfill: bool = False) -> Article:
+    """The article a crawl dead letter holds: its ``payload`` decoded as a v1 article (``Article.from_dict``),
+    marked ``backfill`` when asked (never unmarked).
+
+    Raises:
+        ContractError: the letter is not of kind ``"article"`` (``args[1]`` is ``"kind"``), or its payload
+            breaks the contract (``args[1]`` is ``"payload"``).
+        UnsupportedSchemaError: the payload's ``schema`` is not a supported version.
+    """
+    kind = data.get("kind")
+    if kind != CRAWL_LETTER_ARTICLE:
+        raise ContractError(
+            f"crawl dead letter of kind {kind!r} holds no article "
+            f"(only {CRAWL_LETTER_ARTICLE!r} letters can be ingested)",
+            "kind",
+        )
+    try:
+        article = Article.from_dict(data["payload"])
+    except UnsupportedSchemaError:
+        raise
+    except ContractError as exc:
+        raise ContractError(f"crawl dead letter: {exc}", "payload") from exc
+    return article.replace(backfill=True) if backfill and not article.backfill else article
 
 
 def article_from_record(data: Any, *, backfill: bool = False, now: datetime | None = None) -> Article:

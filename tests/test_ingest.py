@@ -177,3 +177,44 @@ def test_article_from_record_refuses_an_unsupported_schema_itself() -> None:
     with pytest.raises(UnsupportedSchemaError, match=r"schema 2 is not supported \(supported: \[1\]\)"):
         article_from_record({**VALID, "schema": 2})
     assert article_from_record({**VALID, "schema": 1}).schema == 1
+
+
+def _crawl_letter(payload: object, kind: str = "article") -> str:
+    """A line as crawlers.dead_letter.DeadLetterFile writes it."""
+    return json.dumps(
+        {
+            "at": "2026-12-07T09:00:00+00:00",
+            "stage": "crawl",
+            "kind": kind,
+            "url": "https://wing.example.net/a",
+            "source": "wing",
+            "reason": "KafkaTimeoutError",
+            "error_class": "BusError",
+            "payload": payload,
+        }
+    )
+
+
+def test_a_crawl_dead_letter_line_is_the_article_it_holds() -> None:
+    from tests.store_fixtures import make_article
+
+    crawled = make_article(url="https://wing.example.net/a", channel="feed", date_source="jsonld")
+    (article,) = list(read_jsonl([_crawl_letter(crawled.to_dict())]))
+    assert article == crawled  # as crawled: channel, dates, relevance, id
+    (marked,) = list(read_jsonl([_crawl_letter(crawled.to_dict())], backfill=True))
+    assert isinstance(marked, Article) and marked.backfill and marked.replace(backfill=False) == crawled
+
+
+def test_a_crawl_dead_letter_without_an_article_is_refused_naming_why() -> None:
+    broken = {"schema": 1, "id": "abc", "url": "https://wing.example.net/a"}
+    assert _errors(_crawl_letter("{[", kind="search_response"), _crawl_letter(broken), _crawl_letter(7)) == [
+        (
+            "line 1, field 'kind': crawl dead letter of kind 'search_response' holds no article "
+            "(only 'article' letters can be ingested)"
+        ),
+        "line 2, field 'payload': crawl dead letter: article abc: field 'channel' is required (missing or null)",
+        "line 3, field 'payload': crawl dead letter: article must be a JSON object, got int",
+    ]
+    # an import record that merely has a "stage" field is still an import record
+    (article,) = list(read_jsonl([json.dumps({**VALID, "stage": "crawl"})]))
+    assert isinstance(article, Article) and article.channel == "import"

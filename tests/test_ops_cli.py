@@ -282,7 +282,7 @@ def test_ingest_publish_only_publishes_to_the_raw_topic_and_runs_no_stage(settin
     code, out, err = invoke("--data-dir", str(settings.data_dir), "ingest", "--publish-only", str(source))
     assert code == 0, err
     assert f"published 3 articles to {settings.topic_raw} on embedded" in out
-    assert "bad lines:     1" in out
+    assert "dead letters:  1" in out and "lines in:      4" in out
     bus = EmbeddedBus(settings.data_dir / "bus.sqlite3")
     try:
         assert len(list(bus.read_topic(settings.topic_raw))) == 3
@@ -291,6 +291,39 @@ def test_ingest_publish_only_publishes_to_the_raw_topic_and_runs_no_stage(settin
     finally:
         bus.close()
     assert not (settings.data_dir / "store.sqlite3").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [(["run"], "run"), (["ingest", "-"], "ingest"), (["run", "--follow"], "run"), (["demo", "--no-serve"], "demo")],
+)
+def test_one_process_commands_refuse_a_kafka_bus(argv: list[str], command: str, tmp_path: Path) -> None:
+    """`run`/`ingest`/`demo` would join the deployment's groups with a story state of their own: refused,
+    before the data directory is touched, naming the setting and what to run instead."""
+    data = tmp_path / "d"
+    code, _out, err = invoke("--data-dir", str(data), "--bus", "kafka://broker.invalid:9092", *argv)
+    assert code == 2, err
+    assert f"`{command}` runs every stage in this process: on the bus 'kafka://broker.invalid:9092'" in err
+    assert "consumer groups (embed, index, index-stories, alert)" in err
+    assert "setting bus: --bus, SEDNAYA_MONITOR_BUS" in err and "sednaya-monitor ingest --publish-only FILE" in err
+    assert not data.exists()
+
+
+def test_no_compose_service_runs_every_stage_in_one_process() -> None:
+    """The compose file starts no `run` or full `ingest` on its Kafka bus (they refuse it), and a one-off
+    command exec'd in a stage container has the Pushgateway to push its figures to."""
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).parents[1] / "docker-compose.yml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    for name, service in services.items():
+        command = [str(part) for part in service.get("command") or []]
+        if str(service.get("image", "")).startswith("${SEDNAYA_IMAGE"):
+            assert command[:1] != ["run"], name
+            assert command[:1] != ["ingest"] or "--publish-only" in command, name
+    assert "run-once" not in services
+    env = services["crawl"]["environment"]
+    assert env["SEDNAYA_MONITOR_PUSHGATEWAY"].endswith("pushgateway:9091}")
 
 
 def test_third_party_lines_lose_their_traceback_and_repeats_are_counted() -> None:

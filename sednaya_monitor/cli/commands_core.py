@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import sys
 import threading
@@ -16,19 +15,17 @@ import click
 from indexer.store import SearchRequest, SearchResult
 from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.app_context import AppContext, pipeline_options
+from sednaya_monitor.cli.app_context import AppContext, pipeline_options, refuse_one_process_on_kafka
 from sednaya_monitor.cli.locking import WAIT_FLAG, data_dir_locked, wait_option
-from sednaya_monitor.ingest_run import IngestRun, origin_key
+from sednaya_monitor.ingest_run import IngestRun, RawTopicPublisher
 from sednaya_monitor.metrics_server import serving_run
-from sednaya_monitor.pipeline import Pipeline, RunSummary, publish_article
+from sednaya_monitor.pipeline import Pipeline, RunSummary
 from sednaya_monitor.prometheus_metrics import set_build_info
 from sednaya_monitor.settings import Settings
 from sednaya_monitor.wiring import crawl_config, make_raw_store
 from stream.article import Article, parse_time
-from stream.bus import Record
-from stream.ingest import IngestError, read_jsonl
+from stream.ingest import IngestError
 
-PUBLISH_CHUNK = 500  # articles published per flush by `ingest --publish-only`
 EXPORT_FIELDS = ("id", "url", "source", "lang", "published", "story_id", "duplicate_of", "story_role")
 STAGE_IDLE_S = 0.5  # while crawling, how long the stage thread waits after draining the bus
 
@@ -101,57 +98,48 @@ def ingest(
     goes through; the exit code stays 0. The summary accounts for every line:
     in = indexed + already seen + dead letters (+ off-topic with --relevance). With --publish-only the
     articles are only published to the raw topic (of a running deployment: --bus kafka://...), and no
-    stage runs in this process.
+    stage runs in this process: in = published + dead letters (+ repeats in the input, off-topic); an
+    article too large for the bus is dead-lettered. Without it a Kafka bus is refused (the deployment's
+    stages do that work). A line of the crawl's dead-letter file is read as the article it holds.
     """
     app = AppContext.of(ctx, WAIT_FLAG, bus=bus, store=store, lock_wait_s=wait_s)
     if publish_only:
         _publish_only(app, source, relevance=relevance, backfill=backfill)
         return
-    if app.settings.distributed_bus:
-        click.echo(
-            f"note: ingest runs every stage in this process, as a member of the consumer groups on "
-            f"{app.settings.bus}; to feed a running deployment use --publish-only",
-            err=True,
-        )
-    with data_dir_locked(app), serving_run(app.settings, app.metrics):
+    refuse_one_process_on_kafka(ctx, app.settings, "ingest")
+    with data_dir_locked(app), serving_run(app.settings, app.metrics, one_off=True):
         _ingest(app, source, relevance=relevance, backfill=backfill)
 
 
 def _publish_only(app: AppContext, source: BinaryIO, *, relevance: bool, backfill: bool) -> None:
+    """Publish the articles of ``source`` to the raw topic, read and accounted as ``ingest`` reads them
+    (``IngestRun``: line limit, dead letters recorded once, records that would not fit the bus refused);
+    the counts are printed also when the bus or the input failed (then the error follows)."""
     settings = app.settings
     app.bus.ensure_topics(settings.topics)
     relevance_filter = _relevance_filter(settings) if relevance else None
-    published = bad = rejected = 0
-    for item in read_jsonl(source, backfill=backfill):
-        if isinstance(item, IngestError):
-            bad += 1
-            click.echo(f"{getattr(source, 'name', '-')}: {item}", err=True)
-            _dead_letter_line(app, item, source)
-            continue
-        article = item if relevance_filter is None else relevance_filter(item)
-        if article is None:
-            rejected += 1
-            continue
-        publish_article(app.bus, settings, article)
-        published += 1
-        if published % PUBLISH_CHUNK == 0:
-            app.bus.flush()
-    app.bus.flush()
-    click.echo(f"published {published} articles to {settings.topic_raw} on {settings.bus}")
-    if relevance:
-        click.echo(f"  off-topic:     {rejected}")
-    if bad:
-        click.echo(f"  bad lines:     {bad} (dead-lettered; see `sednaya-monitor dlq list`)")
 
+    def show(origin: str, error: IngestError) -> None:
+        click.echo(f"{origin}: {error}", err=True)
 
-def _dead_letter_line(app: AppContext, error: IngestError, source: BinaryIO) -> None:
-    settings = app.settings
-    origin, key_prefix = origin_key(source)
-    key = f"{key_prefix}:{error.line}:{hashlib.sha256(error.raw).hexdigest()[:16]}"
-    record = Record(topic=settings.topic_raw, key=key, value=error.raw, offset=-1)
-    app.bus.dead_letter(record, stage="ingest", error_class="IngestError", reason=f"{origin}: {error}", attempts=1)
-    app.metrics.dead_letters.labels(stage="ingest", reason=error.kind).inc()
-    app.metrics.articles.labels(stage="ingest", status="dead_lettered").inc()
+    run = IngestRun(
+        RawTopicPublisher(settings, app.metrics, app.bus), backfill=backfill, relevance=relevance_filter, on_error=show
+    )
+    done = False
+    try:
+        run.read(source)
+        done = True
+    finally:
+        report = run.report
+        where = f"{settings.topic_raw} on {settings.bus}"
+        if done:
+            click.echo(f"published {report.published} articles to {where}")
+        else:
+            click.echo(f"publishing to {where} stopped after {report.lines_in} lines (the error follows)")
+        for line in report.lines(relevance=relevance):
+            click.echo("  " + line)
+        if report.dead_letters:
+            click.echo(f"  {report.dead_letters} lines dead-lettered; see `sednaya-monitor dlq list`")
 
 
 def _ingest(app: AppContext, source: BinaryIO, *, relevance: bool, backfill: bool) -> None:
@@ -199,9 +187,13 @@ def _relevance_filter(settings: Settings) -> Callable[[Article], Article | None]
 @wait_option
 @click.pass_context
 def run(ctx: click.Context, follow: bool, backfill_since: datetime | None, wait_s: float | None) -> None:
-    """The main job: crawl the configured sources once (or keep polling) and run every stage."""
+    """The main job: crawl the configured sources once (or keep polling) and run every stage.
+
+    One process, the embedded bus: a Kafka bus is refused (run the distributed stages instead).
+    """
     app = AppContext.of(ctx, WAIT_FLAG, lock_wait_s=wait_s)
-    with data_dir_locked(app), serving_run(app.settings, app.metrics, push=not follow):
+    refuse_one_process_on_kafka(ctx, app.settings, "run")
+    with data_dir_locked(app), serving_run(app.settings, app.metrics, push=not follow, one_off=not follow):
         _run(app, follow=follow, backfill_since=backfill_since)
 
 

@@ -29,7 +29,7 @@ from crawlers.seen import SeenStore
 from crawlers.source_check import VERIFIED, read_listing, verdict
 from sednaya_monitor import __version__
 from sednaya_monitor.cli import cli
-from sednaya_monitor.cli.app_context import AppContext
+from sednaya_monitor.cli.app_context import AppContext, refuse_one_process_on_kafka
 from sednaya_monitor.cli.locking import WAIT_FLAG, data_dir_locked, wait_option
 from sednaya_monitor.metrics_server import serving_run
 from sednaya_monitor.prometheus_metrics import set_build_info
@@ -284,6 +284,7 @@ def demo(ctx: click.Context, port: int | None, no_serve: bool, wait_s: float | N
     from sednaya_monitor.pipeline import Pipeline
 
     app = AppContext.of(ctx, {**WAIT_FLAG, "serve_port": "--port"}, lock_wait_s=wait_s, serve_port=port)
+    refuse_one_process_on_kafka(ctx, app.settings, "demo")
     # The crawl and the pipeline write the data directory: held alone; the search page after is read-only.
     with data_dir_locked(app):
         with (
