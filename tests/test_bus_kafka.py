@@ -212,11 +212,23 @@ def test_rebalance_never_hands_a_committed_record_to_the_new_owner(broker: Broke
             if not batch and not got and len({r.key for r in in_hand_kept + a_after + b_got}) == len(ids):
                 break
         refused = a.refused_commits + b.refused_commits
+        settled = sorted(a.assignment()) + sorted(b.assignment())
         a.close()
         b.close()
         if broker.name == "noida" and refused:
             pytest.skip(f"noida-db 0.2.2 keeps rebalancing a two-member group ({refused} commits refused)")
-        assert {r.key for r in in_hand_kept + a_after + b_got} == set(ids), "nothing lost"
+        missing = sorted(set(ids) - {r.key for r in in_hand_kept + a_after + b_got})
+        if missing and sorted(settled) != list(range(bus.partitions(topic))):
+            # the tansu quirk above, met after the join: a member still waits for its partitions after 40 s
+            state = describe_group(broker, group)
+            pytest.skip(f"{broker.name}: the group never settled again (assigned {settled}; {state}); {missing}")
+        where = {r.key: r.partition for r in a_pending + a_after + b_got}
+        assert not missing, (
+            f"lost {missing} (partitions {sorted({where.get(k) for k in missing}, key=str)}); kept {sorted(kept)}, "
+            f"moved {sorted(moved)}, A in hand from {sorted({r.partition for r in a_pending})}, A after from "
+            f"{sorted({r.partition for r in a_after})}, B from {sorted({r.partition for r in b_got})}, "
+            f"refused commits {refused}"
+        )
         committed_by_a = {(r.partition, r.offset) for r in a_after}
         handed_to_b = {(r.partition, r.offset) for r in b_got}
         assert not committed_by_a & handed_to_b, "a record A committed was processed again by B"
