@@ -1030,18 +1030,21 @@ class ElasticStore:
         self, request: SearchRequest, query: dict[str, Any], sort: list[Any], story_ids: Sequence[str]
     ) -> dict[str, str]:
         """The id of the best match (first in ``sort``) of each of ``story_ids``: one aggregation."""
+        best = {"best": {"top_hits": {"size": 1, "sort": sort, "track_scores": True, "_source": ["id"]}}}
+        buckets = self._story_buckets(request, query, story_ids, best)
+        return {str(b["key"]): str(b["best"]["hits"]["hits"][0]["_id"]) for b in buckets if b["best"]["hits"]["hits"]}
+
+    def _story_buckets(
+        self, request: SearchRequest, query: dict[str, Any], story_ids: Sequence[str], aggs: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """One bucket of ``query``'s matches per story of ``story_ids``, with the sub-aggregations ``aggs``."""
         body: dict[str, Any] = {
             "query": {"bool": {"must": [query], "filter": [{"terms": {"story_id": list(story_ids)}}]}},
             "size": 0,
-            "aggs": {
-                "by_story": {
-                    "terms": {"field": "story_id", "size": len(story_ids)},
-                    "aggs": {"best": {"top_hits": {"size": 1, "sort": sort, "track_scores": True, "_source": ["id"]}}},
-                }
-            },
+            "aggs": {"by_story": {"terms": {"field": "story_id", "size": len(story_ids)}, "aggs": aggs}},
         }
         buckets = self._search_articles(request, body).get("aggregations", {}).get("by_story", {}).get("buckets", [])
-        return {str(b["key"]): str(b["best"]["hits"]["hits"][0]["_id"]) for b in buckets if b["best"]["hits"]["hits"]}
+        return list(buckets)
 
     def _story_counts(
         self, request: SearchRequest, query: dict[str, Any], story_ids: Sequence[str]
@@ -1049,17 +1052,7 @@ class ElasticStore:
         """``(matches, their languages sorted)`` of each of ``story_ids``: one aggregation."""
         if not story_ids:
             return {}
-        body: dict[str, Any] = {
-            "query": {"bool": {"must": [query], "filter": [{"terms": {"story_id": list(story_ids)}}]}},
-            "size": 0,
-            "aggs": {
-                "by_story": {
-                    "terms": {"field": "story_id", "size": len(story_ids)},
-                    "aggs": {"langs": {"terms": {"field": "lang", "size": 200}}},
-                }
-            },
-        }
-        buckets = self._search_articles(request, body).get("aggregations", {}).get("by_story", {}).get("buckets", [])
+        buckets = self._story_buckets(request, query, story_ids, {"langs": {"terms": {"field": "lang", "size": 200}}})
         return {
             str(b["key"]): (int(b["doc_count"]), tuple(sorted(str(x["key"]) for x in b["langs"]["buckets"])))
             for b in buckets

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from indexer.store import SearchStore
-from sednaya_monitor.pipeline import Pipeline, publish_article
+from sednaya_monitor.pipeline import Pipeline, publish_articles
 from sednaya_monitor.prometheus_metrics import PrometheusMetrics
 from sednaya_monitor.settings import Settings
 from stream.article import Article
@@ -102,12 +102,7 @@ class RawTopicPublisher:
         self.store: SearchStore | None = None
 
     def publish(self, articles: Iterable[Article]) -> int:
-        count = 0
-        for article in articles:
-            publish_article(self.bus, self.settings, article)
-            count += 1
-        self.bus.flush()
-        return count
+        return publish_articles(self.bus, self.settings, articles)
 
 
 @dataclass

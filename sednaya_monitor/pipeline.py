@@ -82,6 +82,16 @@ def publish_article(bus: Bus, settings: Settings, article: Article) -> None:
     )
 
 
+def publish_articles(bus: Bus, settings: Settings, articles: Iterable[Article]) -> int:
+    """Put ``articles`` on the raw topic (:func:`publish_article`) and flush; returns how many."""
+    count = 0
+    for article in articles:
+        publish_article(bus, settings, article)
+        count += 1
+    bus.flush()
+    return count
+
+
 class Pipeline:
     """Owns the bus, the store and one worker per stage."""
 
@@ -134,11 +144,7 @@ class Pipeline:
 
     def publish(self, articles: Iterable[Article]) -> int:
         """Publish ``articles`` to the raw topic and flush; returns how many."""
-        count = 0
-        for article in articles:
-            publish_article(self.bus, self.settings, article)
-            count += 1
-        self.bus.flush()
+        count = publish_articles(self.bus, self.settings, articles)
         self.published += count
         return count
 
