@@ -66,7 +66,7 @@ from indexer.store import Hit, SearchRequest, SearchResult, StoryGroup, WriteFai
 from stream.article import Article
 from stream.sqlite_wal import connect_wal
 from stream.story import Story
-from stream.word_forms import document_forms, query_forms, tokens
+from stream.word_forms import FORMS_VERSION, document_forms, query_forms, tokens
 
 logger = logging.getLogger(__name__)
 
@@ -486,11 +486,13 @@ class EmbeddedStore:
         return self._conn
 
     def _check_layout(self, conn: sqlite3.Connection) -> None:
-        """Refuse a file written with another table layout (rather than fail later on a missing column)."""
+        """Refuse a file written with another table layout (rather than fail later on a missing column); a text
+        index written with other folding rules (``FORMS_VERSION``) is rebuilt."""
         row = conn.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
         columns = {r[1] for r in conn.execute("PRAGMA table_info(articles)")}
         if row is not None and row[0] == "2" and "doc" not in columns:
             self._upgrade_from_2(conn)
+            self._check_forms(conn)
             return
         if (row is not None and row[0] != str(LAYOUT)) or "doc" in columns:
             found = row[0] if row else "1"
@@ -501,16 +503,33 @@ class EmbeddedStore:
             )
         if row is None:
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('layout', ?)", (str(LAYOUT),))
+        self._check_forms(conn)
 
-    def _upgrade_from_2(self, conn: sqlite3.Connection) -> None:
-        """Layout 2 (folded text, no stems) -> 3: rebuild the text index from the stored articles."""
-        logger.info("embedded store: rebuilding the text index with word forms (layout 2 -> 3)")
+    def _check_forms(self, conn: sqlite3.Connection) -> None:
+        """Rebuild the text index when it was written with other folding or word-form rules than this
+        version's (``stream.word_forms.FORMS_VERSION``): a query is folded by today's rules, and an article
+        indexed by older ones would not be found by the words that changed."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'forms'").fetchone()
+        if row is not None and row[0] == str(FORMS_VERSION):
+            return
+        if conn.execute("SELECT 1 FROM article_docs LIMIT 1").fetchone() is not None:
+            found = row[0] if row else "1"
+            logger.info("embedded store: rebuilding the text index (word forms %s -> %s)", found, FORMS_VERSION)
+            self._rebuild_text_index(conn)
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('forms', ?)", (str(FORMS_VERSION),))
+
+    def _rebuild_text_index(self, conn: sqlite3.Connection) -> None:
         with _transaction(conn, "IMMEDIATE"):
             conn.execute("DROP TABLE IF EXISTS articles_fts")
             conn.execute(_FTS_SCHEMA)
             for rowid, doc in conn.execute("SELECT rowid, doc FROM article_docs").fetchall():
                 conn.execute(_FTS_INSERT, (rowid, *_fts_row(Article.from_json(doc))))
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'layout'", (str(LAYOUT),))
+
+    def _upgrade_from_2(self, conn: sqlite3.Connection) -> None:
+        """Layout 2 (folded text, no stems) -> 3: rebuild the text index from the stored articles."""
+        logger.info("embedded store: rebuilding the text index with word forms (layout 2 -> 3)")
+        self._rebuild_text_index(conn)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'layout'", (str(LAYOUT),))
 
     def ensure_ready(self) -> None:
         """Create the file and tables (idempotent)."""

@@ -57,6 +57,10 @@ SNOWBALL: dict[str, str] = {
     "id": "indonesian",
     "el": "greek",
 }  # not Serbian: its Snowball stemmer answers in Latin script
+# The version of the rules that turn a text into its exact tokens and word forms (``stream.text.fold``
+# included): a store whose text index was written with other rules rebuilds it (the embedded store does, on
+# opening). 2: Arabic-Indic and Persian digits are 0-9, the Cyrillic short i stays a letter.
+FORMS_VERSION = 2
 ARABIC = "ar"
 LANGUAGES: frozenset[str] = frozenset({*SNOWBALL, ARABIC})  # languages with an analysis
 

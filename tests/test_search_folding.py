@@ -5,9 +5,13 @@ other cases ("военная" finds "военной тюрьме")."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 from indexer.store import SearchRequest, SearchStore
+from indexer.store_embedded import EmbeddedStore
 from stream.text import fold
-from stream.word_forms import document_forms, tokens
+from stream.word_forms import FORMS_VERSION, document_forms, tokens
 from tests.store_fixtures import make_article
 
 
@@ -51,3 +55,20 @@ def test_a_russian_word_is_found_in_its_other_cases(contract_store: SearchStore)
     for query in ("военная", "военный", "заключенный", "тюрьма"):
         found = contract_store.search(SearchRequest(query=query, lang="ru")).hits
         assert [h.article.id for h in found] == [report.id], query
+
+
+def test_an_embedded_store_indexed_by_older_folding_rules_rebuilds_its_text_index(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    store = EmbeddedStore(path)
+    report = make_article(lang="ar", title="تقرير عن سجن صيدنايا", text="أعدم آلاف المعتقلين بين ٢٠١١ و٢٠١٥ في السجن.")
+    assert store.write_articles([report]) == []
+    store.close()
+    with sqlite3.connect(path) as conn:  # as a store of the previous version left it: the digits unfolded
+        assert conn.execute("SELECT value FROM meta WHERE key = 'forms'").fetchone() == (str(FORMS_VERSION),)
+        conn.execute("UPDATE articles_fts SET body = replace(replace(body, '2011', '٢٠١١'), '2015', '٢٠١٥')")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'forms'")
+    reopened = EmbeddedStore(path)
+    assert [h.article.id for h in reopened.search(SearchRequest(query="2015")).hits] == [report.id]
+    reopened.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'forms'").fetchone() == (str(FORMS_VERSION),)
