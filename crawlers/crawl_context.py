@@ -219,6 +219,11 @@ class CrawlContext:
         self._claimed.add(canonical)
         return True
 
+    def release(self, canonical: str) -> None:
+        """Claim ``canonical`` no more in this crawl: its fetch failed, and a later poll of the listing that
+        led to it (``--follow``) asks for it again."""
+        self._claimed.discard(canonical)
+
     def fetch(self, source: str, outcome: str, url: str) -> None:
         """Count one fetch of ``source`` ending with ``outcome`` (``ok``, ``not_modified``, ``http_403``...)."""
         self.metrics.source_fetches.labels(source=source, outcome=outcome).inc()

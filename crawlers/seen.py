@@ -127,6 +127,10 @@ class SeenStore:
             (url, etag, last_modified, now_utc().isoformat()),
         )
 
+    def forget_validators(self, url: str) -> None:
+        """Send no validators for ``url`` any more (a listing read whole every time)."""
+        self._db.execute("DELETE FROM validators WHERE url = ?", (url,))
+
     def record_fetch(self, source: str, outcome: str, *, success: bool) -> None:
         """Remember the latest fetch outcome of ``source`` (and the time when it succeeded)."""
         now = now_utc().isoformat()

@@ -254,11 +254,62 @@ def test_a_redirected_listing_keeps_its_validators_under_the_address_asked_for(c
     request = listing(spider, f"{SITE}/sitemap.xml", "parse_sitemap")
     moved = request.replace(url=f"{SITE}/sitemaps/news.xml")
     moved.meta["redirect_urls"] = [request.url]
-    answer_ = XmlResponse(
-        url=moved.url, body=index(f"{SITE}/sitemaps/2024.xml").encode(), headers={"ETag": '"s1"'}, request=moved
-    )
-    _read(moved, answer_)  # an index: no article to wait for
+    answer_ = XmlResponse(url=moved.url, body=URLSET_OFF_TOPIC, headers={"ETag": '"s1"'}, request=moved)
+    assert _read(moved, answer_) == []  # its one entry is not fetched: nothing to wait for
     assert context.seen.validators(f"{SITE}/sitemap.xml") == ('"s1"', None)
+
+
+URLSET_OFF_TOPIC = (
+    b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+    b"<url><loc>https://daily.example/sport/league-restarts-after-the-break</loc></url></urlset>"
+)
+
+
+def test_a_sitemap_index_is_read_whole_every_time(context: CrawlContext) -> None:
+    """A 304 from an index would hide a child sitemap that changed while the index did not (a static index of
+    a daily news sitemap), and the child whose article failed: an index keeps no validators."""
+    spider = SitemapSpider(context=context)
+    context.seen.save_validators(f"{SITE}/sitemap.xml", '"old"', None)  # kept by an earlier version
+    request = listing(spider, f"{SITE}/sitemap.xml", "parse_sitemap")
+    assert request.headers.get("If-None-Match") == b'"old"'
+    found = _read(request, answer(request, index(f"{SITE}/sitemap-news.xml")))
+    assert [r.url for r in requests_of(iter(found))] == [f"{SITE}/sitemap-news.xml"]
+    assert context.seen.validators(f"{SITE}/sitemap.xml") == (None, None)
+    assert listing(spider, f"{SITE}/sitemap.xml", "parse_sitemap").headers.get("If-None-Match") is None
+
+
+def test_a_page_announcing_feeds_is_read_whole_every_time(context: CrawlContext) -> None:
+    spider = FeedSpider(context=context)
+    request = listing(spider, f"{SITE}/feed.xml", "parse_feed")
+    moved = (
+        b'<html><head><link rel="alternate" type="application/rss+xml" href="/rss/news.xml"></head><body>Moved</body>'
+    )
+    headers = {"Content-Type": "text/html", "ETag": '"p1"'}
+    found = _read(request, HtmlResponse(url=request.url, body=moved, headers=headers, request=request))
+    assert [r.url for r in requests_of(iter(found))] == [f"{SITE}/rss/news.xml"]
+    assert listing(spider, f"{SITE}/feed.xml", "parse_feed").headers.get("If-None-Match") is None
+
+
+def test_a_failed_article_is_asked_for_again_by_the_next_poll_of_a_follow_crawl(context: CrawlContext) -> None:
+    spider = FeedSpider(context=context)
+    body = _rss(_item("Sednaya prison: what the detainees said", f"{SITE}/news/testimony.html"))
+    headers = {"Content-Type": "application/rss+xml", "ETag": '"v1"'}
+    for poll in (1, 2):
+        request = listing(spider, f"{SITE}/feed.xml", "parse_feed")
+        found = requests_of(
+            iter(_read(request, XmlResponse(url=request.url, body=body, headers=headers, request=request)))
+        )
+        assert [r.url for r in found] == [f"{SITE}/news/testimony.html"], f"poll {poll}"
+        list(spider.parse_article(_page_answer(found[0], 503)))  # busy again
+    assert context.seen.validators(f"{SITE}/feed.xml") == (None, None)
+
+
+def test_an_error_page_answered_for_a_feed_is_not_a_success(context: CrawlContext) -> None:
+    spider = FeedSpider(context=context)
+    request = listing(spider, f"{SITE}/feed.xml", "parse_feed")
+    soft_404 = b"<!doctype html><html><body><h1>Page not found</h1><a href='/'>Home</a></body></html>"
+    _read(request, HtmlResponse(url=request.url, body=soft_404, headers={"Content-Type": "text/html"}, request=request))
+    assert context.summary.fetches["daily"] == {"not_a_feed": 1}
 
 
 def test_undated_children_of_a_sitemap_index_are_followed_newest_first_by_their_address(

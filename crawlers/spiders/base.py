@@ -52,6 +52,9 @@ class _Listing:
     outstanding: int = 0  # article requests it led to that have not ended
     parsed: bool = False  # its callback has yielded everything
     failed: bool = False  # an article it led to failed (HTTP error, timeout...): it is read whole next time
+    # it leads to other listings (a sitemap index, a page announcing feeds): read whole every time, since a
+    # 304 would hide a child that changed while it did not
+    parent_of_listings: bool = False
 
 
 class BaseSpider(scrapy.Spider):
@@ -143,9 +146,12 @@ class BaseSpider(scrapy.Spider):
         key = listing_url(response)
         for item in getattr(self, parse)(response):
             state = self._listings.get(key)
-            if state is not None and isinstance(item, scrapy.Request) and item.meta.get("kind") == "article":
-                item.meta["listing"] = key
-                state.outstanding += 1
+            if state is not None and isinstance(item, scrapy.Request):
+                if item.meta.get("kind") == "article":
+                    item.meta["listing"] = key
+                    state.outstanding += 1
+                elif item.meta.get("kind") == "listing":
+                    state.parent_of_listings = True
             yield item
         if key in self._listings:
             self._listings[key].parsed = True
@@ -155,6 +161,8 @@ class BaseSpider(scrapy.Spider):
         """One article request led to by a listing ended; ``failed``: it will be tried again next run."""
         key = meta.get("listing")
         state = self._listings.get(key) if isinstance(key, str) else None
+        if failed and isinstance(meta.get("link_canonical"), str):
+            self.context.release(meta["link_canonical"])  # a later poll of its listing asks for it again
         if state is None:
             return
         state.outstanding -= 1
@@ -165,7 +173,9 @@ class BaseSpider(scrapy.Spider):
         state = self._listings[key]
         if state.parsed and state.outstanding <= 0:
             del self._listings[key]
-            if not state.failed:
+            if state.parent_of_listings:
+                self.context.seen.forget_validators(key)
+            elif not state.failed:
                 self.context.seen.save_validators(key, state.etag, state.modified)
 
     def listing_ok(self, response: Response) -> bool:
@@ -178,9 +188,8 @@ class BaseSpider(scrapy.Spider):
             self.on_listing_failed(source, outcome)
             return False
         etag, modified = _header(response, b"ETag"), _header(response, b"Last-Modified")
-        if etag or modified:
-            state = self._listings.setdefault(listing_url(response), _Listing(etag, modified))
-            state.etag, state.modified, state.parsed = etag, modified, False
+        state = self._listings.setdefault(listing_url(response), _Listing(etag, modified))
+        state.etag, state.modified, state.parsed = etag, modified, False
         return True
 
     def on_listing_failed(self, source: str, outcome: str) -> None:

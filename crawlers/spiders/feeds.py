@@ -129,14 +129,15 @@ class FeedSpider(BaseSpider):
     def _read_page(self, response: Response, source: Source, content_type: str) -> Iterator[scrapy.Request]:
         """A "feed" that answers a web page (a feed moved, a section page, a home page): the feeds it announces
         are read as feeds (once: a page reached that way is not asked for its feeds again), and its article
-        links are entries, their anchor text the headline the prefilter reads. Counted ``html_page``."""
+        links are entries, their anchor text the headline the prefilter reads. Counted ``html_page``, or
+        ``not_a_feed`` when it offers neither (an error page answered with 200: the source did not answer)."""
         tree = parse_page(decode_html(response.body, content_type)[1])
         if tree is None:
             self.context.fetch(source.id, "malformed_xml", response.url)
             return
-        self.context.fetch(source.id, "html_page", response.url)
         feeds = [] if response.meta.get("announced_by") else alternate_feeds(tree, response.url)
         links = article_links(tree, response.url, source.hosts)
+        self.context.fetch(source.id, "html_page" if feeds or links else "not_a_feed", response.url)
         logger.info(
             "page read as a listing",
             extra={"url": response.url, "source": source.id, "feeds": feeds, "links": len(links)},
