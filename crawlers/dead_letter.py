@@ -8,8 +8,9 @@ bus itself failed. One JSON object per line with who/when/what/where.
 
 ``sednaya-monitor dlq list`` shows these letters after the bus's (topic column ``crawl-file``, id
 ``crawl:<line>``; ``dlq list --crawl`` shows only them); ``sednaya-monitor ingest FILE`` (``--publish-only``
-on a Kafka bus) replays the ``article`` letters. Replayed letters stay in the file: a second replay finds
-their articles already seen.
+on a Kafka bus) replays the ``article`` letters. Replayed letters stay in the file: a second replay
+publishes their articles again, which the stages answer as ``replayed`` (move the file aside after a
+replay).
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def dlq() -> None:
     "crawl_only",
     is_flag=True,
     help="Only the crawl's dead-letter file of --data-dir (listed after the bus's letters by default); "
-    "replay its articles with `sednaya-monitor ingest FILE`.",
+    "replay its articles with `sednaya-monitor ingest FILE` (`ingest --publish-only FILE` on a Kafka bus).",
 )
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1), help="Letters per topic.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
@@ -149,7 +149,8 @@ def list_letters(
 def replay(ctx: click.Context, topic: str | None, ids: tuple[str, ...], bus: str | None, store: str | None) -> None:
     """Re-publish dead letters to their topic (all, or --id ...); replayed letters leave the list.
 
-    The crawl's dead-letter file is replayed with `sednaya-monitor ingest FILE` instead.
+    The crawl's dead-letter file is replayed with `sednaya-monitor ingest FILE` instead (`--publish-only` on a
+    Kafka bus).
     """
     app = AppContext.of(ctx, bus=bus, store=store)
     if ids and topic is None:
@@ -157,7 +158,7 @@ def replay(ctx: click.Context, topic: str | None, ids: tuple[str, ...], bus: str
     if any(i.startswith("crawl:") for i in ids):
         raise click.UsageError(
             f"crawl:<line> letters are lines of {DeadLetterFile(app.settings.data_dir).path}: "
-            "replay them with `sednaya-monitor ingest FILE`"
+            "replay them with `sednaya-monitor ingest FILE` (`ingest --publish-only FILE` on a Kafka bus)"
         )
     for name in _topics(app, topic):
         count = app.reading_bus().replay(name, list(ids) if ids else None)
