@@ -681,14 +681,8 @@ class ElasticStore:
     def merged_into(self, story_ids: Sequence[str]) -> dict[str, str]:
         """``merged_into`` of each of ``story_ids`` that was merged away: one ``_mget`` (real-time, like
         :meth:`get_story`, so a merge written a moment ago is seen before the next refresh)."""
-        if not story_ids:
-            return {}
-        try:
-            docs = self.client.mget(index=self.stories_index, ids=list(story_ids)).body.get("docs", [])
-        except NotFoundError:
-            return {}
         out: dict[str, str] = {}
-        for doc in docs:
+        for doc in self._story_docs(story_ids):
             source = doc.get("_source") or {}
             if doc.get("found") and source.get("merged_into"):
                 out[str(doc["_id"])] = str(source["merged_into"])
@@ -1070,13 +1064,16 @@ class ElasticStore:
 
     def _stories(self, story_ids: Sequence[str]) -> dict[str, Story]:
         """The stored stories of ``story_ids``: one ``_mget``."""
+        return {str(d["_id"]): Story.from_dict(d["_source"]) for d in self._story_docs(story_ids) if d.get("found")}
+
+    def _story_docs(self, story_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The story documents of ``story_ids`` as ``_mget`` answers them (real-time), none when no index."""
         if not story_ids:
-            return {}
+            return []
         try:
-            docs = self.client.mget(index=self.stories_index, ids=list(story_ids)).body.get("docs", [])
+            return list(self.client.mget(index=self.stories_index, ids=list(story_ids)).body.get("docs", []))
         except NotFoundError:
-            return {}
-        return {str(d["_id"]): Story.from_dict(d["_source"]) for d in docs if d.get("found")}
+            return []
 
     def _hit(
         self, raw: Mapping[str, Any], leaves: Sequence[Term | Phrase], *, highlight: bool = False, explain: bool = True
