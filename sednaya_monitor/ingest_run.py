@@ -7,7 +7,7 @@ reason, or refused by a later stage), so that ``in = indexed + already seen + of
 With ``--publish-only`` (:class:`RawTopicPublisher`: no stage, no store) **published** takes the place of
 indexed, and a chunk whose flush the bus refused is **not confirmed** (publishing it again is harmless).
 
-A bus with a largest record (Kafka: ``KAFKA_MAX_RECORD_BYTES``) gets no article whose record would not fit
+A bus with a largest record (Kafka: ``stream.bus_kafka.MAX_RECORD_BYTES``) gets no article whose record would not fit
 with ``STAGE_HEADROOM_BYTES`` to spare for what the stages add to it: such a line is refused at ingest
 (``too_large``) instead of failing the publish, and a dead letter's copy of a line is cut to fit the bus.
 
@@ -46,9 +46,6 @@ H_ORIGIN = "ingest.origin"  # dead-letter headers: where the line came from
 H_LINE = "ingest.line"
 H_KIND = "ingest.kind"
 H_KEPT = "ingest.kept_bytes"  # set when the letter holds only the first N bytes of the line (cut to fit the bus)
-# kafka-python's max_request_size default, which stream.bus_kafka's producer keeps: a larger record is refused
-# at send (MessageSizeTooLargeError); a broker's default message.max.bytes (1 MiB + 12) is no smaller.
-KAFKA_MAX_RECORD_BYTES = 1024 * 1024
 # Kept free under the bus's largest record for what the stages add to an article (its vector on
 # articles.embedded: up to ~20 KB as a JSON list; the story fields on articles.clustered): an article that
 # fits the raw topic must fit theirs.
@@ -63,8 +60,13 @@ ARTICLE_HEADER_BYTES = 64  # schema + entered_at headers of a raw-topic record (
 
 
 def max_record_bytes(settings: Settings) -> int | None:
-    """The largest record the settings' bus takes, in bytes (None: no limit an article could reach)."""
-    return KAFKA_MAX_RECORD_BYTES if settings.distributed_bus else None
+    """The largest record the settings' bus takes, in bytes (None: no limit an article could reach): the Kafka
+    producer's (``stream.bus_kafka.MAX_RECORD_BYTES``)."""
+    if not settings.distributed_bus:
+        return None
+    from stream.bus_kafka import MAX_RECORD_BYTES  # the Kafka client only when the bus is Kafka
+
+    return MAX_RECORD_BYTES
 
 
 def record_bytes(article: Article) -> int:

@@ -92,6 +92,9 @@ PRODUCER_LINGER_MS = 5  # wait this long to fill a batch: fewer requests at a fe
 PRODUCER_BATCH_BYTES = 64 * 1024
 PRODUCER_DELIVERY_TIMEOUT_MS = 120_000  # give up on a record (and report it) after retrying this long
 PRODUCER_MAX_BLOCK_MS = 30_000  # send() waits this long for metadata of an unknown topic
+# The largest record the producer sends (kafka-python's max_request_size default, which a broker's default
+# message.max.bytes of 1 MiB + 12 does not undercut): a larger one is refused at send, MessageSizeTooLargeError.
+MAX_RECORD_BYTES = 1024 * 1024
 ADMIN_TIMEOUT_MS = 30_000  # create/list topics
 SCAN_TIMEOUT_S = 30.0  # a dead-letter scan that cannot reach the end of the dlq topic in this time fails
 SCAN_POLL_MS = 200  # poll slice while scanning a dlq topic
@@ -630,6 +633,7 @@ class KafkaBus:
                         batch_size=self.config.batch_bytes,
                         delivery_timeout_ms=PRODUCER_DELIVERY_TIMEOUT_MS,
                         max_block_ms=PRODUCER_MAX_BLOCK_MS,
+                        max_request_size=MAX_RECORD_BYTES,
                         allow_auto_create_topics=False,
                         **kafka_security_options(self.config),
                     )

@@ -20,7 +20,6 @@ from sednaya_monitor import wiring
 from sednaya_monitor.cli import _register, cli
 from sednaya_monitor.ingest_run import (
     DEAD_LETTER_HEADROOM_BYTES,
-    KAFKA_MAX_RECORD_BYTES,
     STAGE_HEADROOM_BYTES,
     IngestRun,
     RawTopicPublisher,
@@ -31,6 +30,7 @@ from sednaya_monitor.settings import Settings, load_settings
 from stream.article import Article
 from stream.bus import Bus, BusAdmin
 from stream.bus_embedded import EmbeddedBus
+from stream.bus_kafka import MAX_RECORD_BYTES as KAFKA_MAX_RECORD_BYTES
 from stream.errors import BusError, SednayaError
 from tests.broker_fixtures import Broker, kafka_test_overrides
 from tests.store_fixtures import make_article
