@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 from stream.anchors import AnchorExtractor, event_kinds
 from stream.article import Article, now_utc, parse_time
 from stream.article_records import decode_articles
-from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record, UndeliveredError, dlq_reason
+from stream.bus import H_ENTERED_AT, H_SCHEMA, Bus, Record, UndeliveredError
 from stream.clustering import (
     MULTILINGUAL,
     ArticleFeatures,
@@ -217,7 +217,7 @@ class AssignStage:
                 Record(topic=rec.topic, key=rec.key, value=rec.value, headers=rec.headers, partition=-1, offset=-1),
                 stage=STAGE,
                 error_class="MessageSizeTooLargeError",
-                reason=dlq_reason(f"{rec.topic} record of {len(rec.value)} bytes refused by the bus: {error}"),
+                reason=f"{rec.topic} record of {len(rec.value)} bytes refused by the bus: {error}",
                 attempts=1,
             )
             lettered += 1

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from stream.bus import Bus, Consumer, Record, dlq_reason
+from stream.bus import Bus, Consumer, Record
 from stream.errors import ContractError, UnavailableError
 from stream.metrics import Metrics
 
@@ -146,7 +146,7 @@ class StageWorker:
                 record,
                 stage=self.handler.name,
                 error_class=type(error).__name__,
-                reason=dlq_reason(str(error)),
+                reason=str(error),  # the Kafka bus cuts it to fit the letter (DLQ_REASON_MAX_BYTES)
                 attempts=tries,
             )
             lettered.append(error)
