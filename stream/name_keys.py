@@ -1,0 +1,121 @@
+"""Cross-script name keys: the names of an article written so that their spellings in other scripts and
+languages meet, for the name evidence of story clustering (``stream.word_evidence``).
+
+Across languages the words of two reports of one event differ, but the names of its places and people
+are mostly the same sounds: الرقة, Ракка, Raqqa and Rakka; دوما, Дума, Douma and Duma; خان شيخون, Хан-Шейхун,
+Khan Shaykhun and Han Şeyhun. A name's *key* is its consonant skeleton in Latin letters:
+
+- the word is transliterated to ASCII by ``anyascii`` (a maintained table of every script); an Arabic
+  word first loses its article (ال, also after a one-letter clitic: وال بال ...) and a final ة, which Latin
+  spellings do not write, and a word that may begin with a clitic (و ب ل ف ك) without the article has a key
+  with it and one without;
+- spellings of one sound become one letter (``sch``, ``sh``, ``ch``, ``ş`` -> s; ``kh`` -> h; ``th`` ->
+  t; ``q``, ``c`` -> k; ``tz``, ``ts`` -> z; ``ph`` -> f ...), vowels and the letters that are vowels
+  in one script and consonants in another (w, y) are dropped, and doubled letters are one.
+
+Which words are names: capitalised words in Latin, Cyrillic and Greek text; every word of an Arabic-script
+text (Arabic has no capitals): its common words are in every Arabic article of the topic, and the evidence
+weighs each key by its rarity among recent articles (``stream.word_evidence``), so they weigh about nothing,
+as do the topic's own names. A skeleton of fewer than ``MIN_KEY_CHARS`` letters is too common a sound to
+tell anything. The keys are coarse by design: two different names may share one (Douma and Dima), and the
+rarity weighting and the model's cosine beside them bound what such a collision can do.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import Counter
+
+from anyascii import anyascii
+
+KEY_PREFIX = "~"  # a term that is a name key (a searchable token never holds it: stream.word_forms.TOKEN_RE)
+MIN_KEY_CHARS = 2  # shorter skeletons ("m", "t") are too common a sound
+TEXT_CHARS = 2000  # characters of the text read (with the title), as for the word evidence
+
+# A word of letters, not inside a word or after an apostrophe; a name when its first letter is a capital.
+_WORD = re.compile(r"(?<![\w'’-])[^\W\d_]{3,}")
+_ARABIC_WORD = re.compile(r"[\u0620-\u064a\u0671-\u06d3]{3,}")
+_ARABIC_PREFIXES = ("وال", "بال", "فال", "كال", "لل", "ال")  # the article, with a clitic in front
+_ARABIC_CLITICS = "وبلفك"
+_ARABIC_MIN = 3  # letters a word keeps at least when its prefixes are taken away
+# Spellings of one sound in the transliterations of the languages of the news, longest first.
+_DIGRAPHS = (
+    ("tsch", "s"),
+    ("dsch", "j"),
+    ("sch", "s"),
+    ("sh", "s"),
+    ("ch", "s"),
+    ("kh", "h"),
+    ("zh", "j"),
+    ("dj", "j"),
+    ("dzh", "j"),
+    ("th", "t"),
+    ("dh", "d"),
+    ("gh", "g"),
+    ("ph", "f"),
+    ("tz", "z"),
+    ("ts", "z"),
+    ("ck", "k"),
+    ("q", "k"),
+    ("c", "k"),
+    ("x", "ks"),
+    ("v", "w"),
+)
+_DROPPED = frozenset("aeiouyw'`\"-")  # vowels, and w/y/' (vowel letters or glides in one script, consonants in others)
+
+
+def _skeleton(ascii_word: str) -> str:
+    word = ascii_word.lower()
+    for spelling, sound in _DIGRAPHS:
+        word = word.replace(spelling, sound)
+    out: list[str] = []
+    for ch in word:
+        if ch in _DROPPED or not ch.isalpha():
+            continue
+        if out and out[-1] == ch:
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+def _bare_arabic(word: str) -> str:
+    """An Arabic word without its article (and a clitic in front of it) and its final ة."""
+    for prefix in _ARABIC_PREFIXES:
+        if word.startswith(prefix) and len(word) - len(prefix) >= _ARABIC_MIN:
+            word = word[len(prefix) :]
+            break
+    return word[:-1] if word.endswith("ة") and len(word) >= _ARABIC_MIN else word
+
+
+@functools.lru_cache(maxsize=65536)  # a story's articles repeat their names
+def key(word: str, arabic: bool = False) -> str:
+    """The key of one word (``arabic``: a word of Arabic script, read without its article); '' when it is too
+    short to be one."""
+    skeleton = _skeleton(anyascii(_bare_arabic(word) if arabic else word))
+    return skeleton if len(skeleton) >= MIN_KEY_CHARS else ""
+
+
+@functools.lru_cache(maxsize=65536)
+def arabic_keys(word: str) -> tuple[str, ...]:
+    """The keys of an Arabic word: as written, and without a one-letter clitic in front (و ب ل ف ك: "and",
+    "in", "for"...) when one may be there. Both: a name may begin with the same letter (كوبلنز, فرنسا, بوتين)."""
+    keys = [key(word, arabic=True)]
+    if word[0] in _ARABIC_CLITICS and len(word) > _ARABIC_MIN and not word.startswith(_ARABIC_PREFIXES):
+        keys.append(key(word[1:], arabic=True))
+    return tuple(dict.fromkeys(k for k in keys if k))
+
+
+def name_keys(title: str, text: str) -> dict[str, int]:
+    """The name keys of an article, each with ``KEY_PREFIX`` in front, with their counts."""
+    body = f"{title}\n{text[:TEXT_CHARS]}"
+    keys: Counter[str] = Counter()
+    for match in _WORD.finditer(body):
+        word = match.group(0)
+        found = key(word) if word[0].isupper() else ""
+        if found:
+            keys[KEY_PREFIX + found] += 1
+    for match in _ARABIC_WORD.finditer(body):
+        for found in arabic_keys(match.group(0)):
+            keys[KEY_PREFIX + found] += 1
+    return dict(keys)

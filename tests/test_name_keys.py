@@ -1,0 +1,55 @@
+"""Cross-script name keys (stream.name_keys): one name's spellings in Latin, Cyrillic and Arabic script meet,
+common words of cased scripts are not names, and the keys are the terms the name evidence counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.name_keys import KEY_PREFIX, arabic_keys, key, name_keys
+
+
+@pytest.mark.parametrize(
+    ("spellings", "arabic"),
+    [
+        (("Raqqa", "Rakka", "Ракка", "Раккой"), "الرقة"),
+        (("Douma", "Duma", "Дума", "Думе"), "دوما"),
+        (("Ghouta", "Guta", "Гута"), "الغوطة"),
+        (("Koblenz", "Кобленц"), "كوبلنز"),
+        (("Shaykhun", "Cheikhoun", "Şeyhun", "Шейхун"), "شيخون"),
+    ],
+)
+def test_one_names_spellings_in_three_scripts_have_one_key(spellings: tuple[str, ...], arabic: str) -> None:
+    keys = {key(word) for word in spellings} | {key(arabic, arabic=True)}
+    assert len(keys) == 1 and "" not in keys, keys
+
+
+def test_an_arabic_word_loses_its_article_clitics_and_final_ta_marbuta() -> None:
+    bare = key("رقة", arabic=True)
+    assert bare and all(key(word, arabic=True) == bare for word in ("الرقة", "والرقة", "بالرقة", "للرقة"))
+    # a one-letter clitic without the article may also be the name's own first letter: both keys are kept
+    assert key("دوما", arabic=True) in arabic_keys("بدوما")
+    assert arabic_keys("كوبلنز")[0] == key("Koblenz")
+
+
+def test_different_names_have_different_keys() -> None:
+    names = ["Raqqa", "Douma", "Ghouta", "Koblenz", "Aleppo", "Idlib", "Latakia", "Damascus"]
+    assert len({key(name) for name in names}) == len(names)
+
+
+def test_names_are_capitalised_words_and_every_arabic_word_counts() -> None:
+    found = name_keys("Convoy reaches Rakka", "the convoy left at dawn; وصلت القافلة إلى الرقة")
+    assert found[KEY_PREFIX + key("Raqqa")] == 2  # the Latin and the Arabic spelling
+    assert KEY_PREFIX + key("Convoy") in found  # a capitalised word is taken for a name (rarity weighs it)
+    assert KEY_PREFIX + key("dawn") not in found  # a lower-case Latin word is not
+    assert KEY_PREFIX + key("القافلة", arabic=True) in found  # Arabic has no capitals: every word is read
+    assert all(k.startswith(KEY_PREFIX) for k in found)
+
+
+def test_skeletons_too_short_to_tell_anything_are_no_keys() -> None:
+    assert key("Aya") == "" and key("Ali") == ""  # one consonant or none: too common a sound
+    assert name_keys("", "Ali and Omar met Aya") == {KEY_PREFIX + key("Omar"): 1}
+
+
+def test_only_the_start_of_a_long_text_is_read() -> None:
+    late = "x " * 1500 + "Raqqa"
+    assert name_keys("", late) == {}
