@@ -59,6 +59,7 @@ INGEST_TIME = datetime(2026, 12, 6, tzinfo=UTC)  # discovery time of every recor
 # merged the day's different stories (F1 0.51 at 0, 0.40 at 0.1, 0.17 at 0.3).
 GRID = {
     "cluster_threshold": [0.2, 0.25, 0.3, 0.35],
+    "name_evidence_weight": [0.0, 0.5, 1.0],
     "merge_threshold": [0.3, 0.35, 0.4],
     "cluster_warmup_threshold": [0.7, 0.75],
 }

@@ -32,6 +32,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 SMTP_SECURITY = ("starttls", "tls", "none")  # values of Settings.smtp_security
 
 
+MAX_NAME_WEIGHT = 3.0  # the largest name_evidence_weight accepted
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     # --- where things live -------------------------------------------------------------------------
@@ -130,6 +133,11 @@ class Settings:
     # words with a story's recent articles in its language, rarity counted over the recent articles
     # (stream.word_evidence; docs/clustering.md, "Same-language word evidence"); 0: off
     word_evidence_weight: float | None = None
+    # weight of the name evidence across languages added to the centred cosine: the TF-IDF cosine of the
+    # article's name keys (its names as consonant skeletons, which meet across scripts: Raqqa, Ракка, الرقة)
+    # with those of a story's recent articles in other languages (stream.name_keys, stream.word_evidence;
+    # docs/clustering.md, "Name evidence across languages"); 0: off
+    name_evidence_weight: float | None = None
     # The story events of the warm-up (the first articles, before the topic's mean is known, when one event's
     # first reports in several languages open several stories) are held back and released once the mean is
     # known, the warm-up's stories read again in the centred space so that each event alerts once; at most
@@ -328,6 +336,10 @@ class Settings:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise SettingsError(f"setting {name!r}={value!r}: must be between 0 and 1")
+        # a name cosine is small (names are a few of an article's words): its weight may be above 1
+        if self.name_evidence_weight is not None and not 0.0 <= self.name_evidence_weight <= MAX_NAME_WEIGHT:
+            value = self.name_evidence_weight
+            raise SettingsError(f"setting 'name_evidence_weight'={value!r}: must be between 0 and {MAX_NAME_WEIGHT:g}")
 
         if self.warmup_hold_s < 0:
             raise SettingsError(f"setting 'warmup_hold_s'={self.warmup_hold_s!r}: must be 0 (off) or more seconds")

@@ -65,6 +65,7 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "same_language_margin": 0.25,
         "same_language_merge_margin": 0.4,
         "word_evidence_weight": 0.3,
+        "name_evidence_weight": 1.0,
     },
     "multilingual-e5-small": {
         "cluster_threshold": 0.25,
@@ -79,6 +80,7 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "same_language_margin": 0.2,
         "same_language_merge_margin": 0.4,
         "word_evidence_weight": 0.0,
+        "name_evidence_weight": 0.0,
     },
     "all-MiniLM-L6-v2": {
         "cluster_threshold": 0.7,
@@ -93,6 +95,7 @@ MODEL_CALIBRATIONS: dict[str, Mapping[str, float]] = {
         "same_language_margin": 0.0,
         "same_language_merge_margin": 0.0,
         "word_evidence_weight": 0.0,
+        "name_evidence_weight": 0.0,
     },
 }
 
@@ -253,6 +256,7 @@ def cluster_params(settings: Settings) -> ClusterParams:
         same_language_margin=threshold(settings, "same_language_margin"),
         same_language_merge_margin=threshold(settings, "same_language_merge_margin"),
         word_evidence_weight=threshold(settings, "word_evidence_weight"),
+        name_evidence_weight=threshold(settings, "name_evidence_weight"),
     )
 
 

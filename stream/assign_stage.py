@@ -61,6 +61,7 @@ from stream.embed_text import embed_text
 from stream.embedding import Embedder
 from stream.errors import ContractError
 from stream.metrics import Metrics
+from stream.name_keys import name_keys
 from stream.near_duplicate import duplicate_text, hashable, signature
 from stream.story import StoryEvent
 from stream.story_state import OutboxRecord, StoredDecision, StoryRecord, StoryState
@@ -392,6 +393,18 @@ class AssignStage:
             raise ContractError(f"articles {[a.id for a in articles]}: embeddings of different lengths in one batch")
         return np.stack(rows).astype(np.float32, copy=False)
 
+    def _terms(self, article: Article) -> dict[str, int] | None:
+        """The terms the story state keeps of an article: its words (``stream.word_evidence``) when the word
+        evidence is weighed, its name keys (``stream.name_keys``) when the name evidence is; None: neither."""
+        if self.params.word_evidence_weight <= 0 and self.params.name_evidence_weight <= 0:
+            return None
+        terms: dict[str, int] = {}
+        if self.params.word_evidence_weight > 0:
+            terms.update(article_terms(article.title, article.text, article.lang))
+        if self.params.name_evidence_weight > 0:
+            terms.update(name_keys(article.title, article.text))
+        return terms
+
     def _decide_one(
         self, article: Article, vector: NDArray[np.float32], entered_at: datetime | None
     ) -> tuple[StoredDecision, list[StoryEvent]]:
@@ -429,10 +442,9 @@ class AssignStage:
         features = ArticleFeatures(
             id=article.id, vector=vector, anchors=anchors, kinds=kinds, lang=article.lang, at=at, dated=dated
         )
-        # the article's words, for the same-language word evidence (only when it is weighed at all)
-        terms = (
-            article_terms(article.title, article.text, article.lang) if self.params.word_evidence_weight > 0 else None
-        )
+        # the article's words and name keys, for the word and name evidence (only when they are weighed at all)
+        terms = self._terms(article)
+        evidence = None if terms is None else self.state.evidence(terms, article.lang)
         center = self.state.center()
         # stories surely too far to be chosen are not built as candidates (they still share the date bonus)
         within = reach(features, self.params, center, words=terms is not None)
@@ -442,7 +454,8 @@ class AssignStage:
             self.params,
             center=center,
             rarity=self.state.rarity,
-            words=None if terms is None else self.state.word_evidence(terms, article.lang),
+            words=None if evidence is None else evidence[0],
+            names=None if evidence is None else evidence[1],
             share_of=None if within is None else lambda day: days_share(day, self.state.active_days(at), self.params),
         )
         self.state.add_original(article.id, sha, mh, at)

@@ -23,7 +23,10 @@ Scoring a candidate story for an article:
 - same language, read by the model (``model_languages``; ``*`` for a multilingual model, which also
   makes every language pair comparable): ``score = cos + anchor_weight * min(1, shared / ANCHOR_SATURATION)``,
   plus, on centred cosines, ``word_evidence_weight * words``: the TF-IDF cosine of the article's words with the
-  story's recent articles in the article's language (``stream.word_evidence``; 0 for a story with none);
+  story's recent articles in the article's language (``stream.word_evidence``; 0 for a story with none),
+  and ``name_evidence_weight * names``: the TF-IDF cosine of the article's name keys (its names as consonant
+  skeletons, which meet across scripts: ``stream.name_keys``) with those of the story's recent articles in
+  *other* languages, the evidence across languages that words cannot give;
 - otherwise (another language, or a language an English-only model does not read, where cosine
   says nothing: unrelated Arabic texts score ~0.9 with all-MiniLM-L6-v2) only anchors link: eligible
   when ``shared >= cross_lingual_min_anchors``, ``score = threshold * shared / cross_lingual_min_anchors``.
@@ -101,6 +104,9 @@ class ClusterParams:
     same_language_margin: float = 0.0
     same_language_merge_margin: float = 0.0
     word_evidence_weight: float = 0.0
+    # the name evidence across languages: the TF-IDF cosine of the article's name keys with those of the story's
+    # articles in other languages (stream.name_keys), added to centred cosines times this weight (0: off)
+    name_evidence_weight: float = 0.0
     model_languages: frozenset[str] = frozenset({"en"})
 
 
@@ -179,6 +185,8 @@ class Neighbour:
 
 Rarity = Callable[[str], float]  # anchor -> 0..1, how rare it is among recent articles
 WordEvidence = Callable[[Candidate], float]  # candidate -> 0..1, the article's words shared with it (same language)
+# candidate -> (same-language word evidence, name evidence across languages), each 0..1
+Evidence = Callable[[Candidate], tuple[float, float]]
 
 
 def _no_rarity(anchor: str) -> float:
@@ -325,11 +333,13 @@ def score_candidate(
     rarity: Rarity | None = None,
     cos: float | None = None,
     words: float = 0.0,
+    names: float = 0.0,
     share: float = 1.0,
 ) -> Scored:
     """Score and eligibility of ``cand`` for ``article`` (see the module docstring); ``words``: the
     same-language word evidence (``stream.word_evidence``), weighed by ``word_evidence_weight`` on centred
-    cosines; ``share``: the part of the date bonus the article's days are worth (:func:`date_share`)."""
+    cosines, ``names`` the name evidence across languages, by ``name_evidence_weight``; ``share``: the part
+    of the date bonus the article's days are worth (:func:`date_share`)."""
     same_lang = _same_language(article.lang, cand.languages)
     if cos is None:
         cos = float(cosines(article, [cand], params, center)[0])
@@ -341,6 +351,8 @@ def score_candidate(
         eligible, reason = True, "similar"
         if words > 0 and _centred(params, center):
             score += params.word_evidence_weight * words
+        if names > 0 and _centred(params, center):
+            score += params.name_evidence_weight * names
         bonus = date_bonus(article, cand, params, share) if _centred(params, center) else 0.0
         if bonus > 0:
             score += bonus
@@ -397,10 +409,10 @@ REACH_MIN_DISTANCE = 0.2  # nearer the centre than this, a story's centred cosin
 class Reach:
     """The per-candidate bound of :func:`assign` for one article, for many stories at once: a story is out
     of reach when its centred cosine plus all it could add (anchors; word evidence if it has an article in
-    the article's language; a date bonus if both are dated and it is not all in the article's language)
-    falls short of the least it needs (the threshold; with ``same_language_margin`` more for a story all in
-    the article's language) by more than ``REACH_SLACK``. :func:`assign` skips such a story unscored, so
-    ``stream.story_state`` does not even build it as a candidate: in a busy window hundreds of stories are
+    the article's language; name evidence and, if both are dated, a date bonus if it is not all in the
+    article's language) falls short of the least it needs (the threshold; with ``same_language_margin`` more
+    for a story all in the article's language) by more than ``REACH_SLACK``. :func:`assign` skips such a story
+    unscored, so ``stream.story_state`` does not even build it as a candidate: in a busy window hundreds of stories are
     active around an article, nearly all of them far, and building and scoring each one set the cost of an
     article. The store computes their cosines at once from unit means and norms (float32 matrix-vector
     products), not as :func:`cosines` does: the two differ by rounding, for unit article vectors and means of
@@ -414,6 +426,7 @@ class Reach:
     threshold: float
     anchor_weight: float
     word_weight: float  # 0 when no word evidence is weighed for this article
+    name_weight: float  # 0 when no name evidence is weighed for this article
     date_bonus: float
     same_language_margin: float
 
@@ -427,6 +440,7 @@ class Reach:
         """Which stories are out of reach, from their centred cosines, whether each has an article in the
         article's language, is all in it (a determined language), and has a dated article."""
         most = self.anchor_weight + np.where(has_lang, self.word_weight, 0.0)
+        most = most + np.where(one_lang, 0.0, self.name_weight)  # names only from a story's other languages
         if self.dated:
             most = most + np.where(dated & ~one_lang, self.date_bonus, 0.0)
         needed = self.threshold + np.where(one_lang, self.same_language_margin, 0.0)
@@ -451,6 +465,7 @@ def reach(
         threshold=_threshold(params, center),
         anchor_weight=max(0.0, params.anchor_weight),
         word_weight=max(0.0, params.word_evidence_weight) if words else 0.0,
+        name_weight=max(0.0, params.name_evidence_weight) if words else 0.0,
         date_bonus=max(0.0, params.date_bonus),
         same_language_margin=max(0.0, params.same_language_margin),
     )
@@ -488,6 +503,7 @@ def assign(
     center: NDArray[np.float32] | None = None,
     rarity: Rarity | None = None,
     words: WordEvidence | None = None,
+    names: WordEvidence | None = None,
     share_of: Callable[[int], float] | None = None,
 ) -> Decision:
     """The story ``article`` belongs to among ``candidates``, or ``new``.
@@ -499,7 +515,9 @@ def assign(
     any order (ties go to the older story), so the decision is too, with fewer stories scored and less word
     evidence asked.
     ``words`` gives the same-language word evidence of a candidate (asked only of candidates with an
-    article in the article's language, on centred cosines, when ``word_evidence_weight`` is set).
+    article in the article's language, on centred cosines, when ``word_evidence_weight`` is set), ``names`` the
+    name evidence across languages (asked only of candidates with an article in another language, when
+    ``name_evidence_weight`` is set).
     ``share_of`` gives the :func:`date_share` of a day among all the active stories when ``candidates``
     leaves some out (:class:`Reach`); by default it is counted over ``candidates``.
     """
@@ -509,12 +527,14 @@ def assign(
     centred = _centred(params, center)
     share: float | None = None  # of the date bonus (date_share), counted when a candidate could get one
     weight = params.word_evidence_weight if words is not None and centred else 0.0
+    name_weight = params.name_evidence_weight if names is not None and centred else 0.0
     reads = reads_language(article.lang, params)
     multilingual = MULTILINGUAL in params.model_languages
     best: tuple[float, Scored, Candidate] | None = None
     threshold = _threshold(params, center)  # the least any story needs
     # each part of what a story can add at most (a negative weight adds nothing: its bound is 0)
     anchors_most, words_most, dates_most = max(0.0, params.anchor_weight), max(0.0, weight), max(0.0, params.date_bonus)
+    names_most = max(0.0, name_weight)
     # (the most it can be above what it needs, its place, the story, its cosine, what it needs, a date bonus?)
     open_: list[tuple[float, int, Candidate, float, float, bool]] = []
     for place, (cand, cos) in enumerate(zip(candidates, all_cos, strict=True)):
@@ -523,6 +543,7 @@ def assign(
         # bonus only for a dated article and a story dated in another language (centred cosines both)
         dates = centred and article.dated and bool(cand.dated_days) and not one_language(article.lang, cand.languages)
         most = anchors_most + (words_most if article.lang in cand.languages else 0.0)
+        most += names_most if _other_language(article.lang, cand.languages) else 0.0
         most += dates_most if dates else 0.0
         if trusted and cos + most < threshold:
             continue  # trusted cosine, too low to reach the threshold even with all this story can add
@@ -544,16 +565,16 @@ def assign(
         )
         if not scored.eligible:
             continue
-        lifted = scored.score + weight - needed  # the most word evidence could put it above what it needs
-        if (
-            weight > 0
-            and words is not None
-            and article.lang in cand.languages
-            and lifted >= 0.0
-            and (best is None or lifted >= best[0] - BOUND_SLACK)
-        ):
-            evidence = words(cand)  # asked only where it can decide (the costly part: a pass over the story's words)
-            if evidence > 0:
+        # the evidence this story can get: words from its articles in the article's language, names from others
+        ask_words = weight > 0 and words is not None and article.lang in cand.languages
+        ask_names = name_weight > 0 and names is not None and _other_language(article.lang, cand.languages)
+        # the most the evidence could put it above what it needs
+        lifted = scored.score + (weight if ask_words else 0.0) + (name_weight if ask_names else 0.0) - needed
+        if (ask_words or ask_names) and lifted >= 0.0 and (best is None or lifted >= best[0] - BOUND_SLACK):
+            # asked only where it can decide (the costly part: a pass over the story's words)
+            found = words(cand) if ask_words and words is not None else 0.0
+            shared_names = names(cand) if ask_names and names is not None else 0.0
+            if found > 0 or shared_names > 0:
                 scored = score_candidate(
                     article,
                     cand,
@@ -561,7 +582,8 @@ def assign(
                     center=center,
                     rarity=rarity,
                     cos=cos,
-                    words=evidence,
+                    words=found,
+                    names=shared_names,
                     share=1.0 if share is None else share,
                 )
         if scored.score < needed:
@@ -580,6 +602,11 @@ def assign(
         reason=scored.reason,
         cross_lingual=scored.cross_lingual,
     )
+
+
+def _other_language(lang: str, languages: frozenset[str]) -> bool:
+    """Whether a story of ``languages`` has an article in a language other than ``lang``."""
+    return bool(languages) and not languages <= {lang}
 
 
 def _same_language(lang: str, languages: frozenset[str]) -> bool:

@@ -930,9 +930,18 @@ class StoryState:
     def word_evidence(self, terms: Terms, lang: str) -> Callable[[Candidate], float]:
         """The same-language word evidence of an article with ``terms`` in ``lang`` against a candidate
         story (``stream.word_evidence``), weighed against the window as it stands."""
+        return self.evidence(terms, lang)[0]
+
+    def evidence(self, terms: Terms, lang: str) -> tuple[Callable[[Candidate], float], Callable[[Candidate], float]]:
+        """The same-language word evidence and the name evidence across languages (``stream.name_keys``) of an
+        article with ``terms`` (its words and name keys) in ``lang`` against a candidate story, weighed against
+        the window as it stands."""
         words = self._word_window()
         article = words.vector(terms, lang)
-        return lambda cand: words.similarity(article, cand.story_id)
+        return (
+            lambda cand: words.similarity(article, cand.story_id),
+            lambda cand: words.name_similarity(article, cand.story_id),
+        )
 
     def neighbours(
         self, vector: NDArray[np.float32], *, exclude: str = "", day: int | None = None, gate_days: float = math.inf

@@ -20,6 +20,11 @@ against a story's articles in the article's language.
 - **Weights**: ``(1 + log tf) * idf``; a story's term frequency in a language is the sum over its articles
   of that language in the window. The cosine is summed with ``math.fsum``: exact, so it does not depend on
   the order terms were counted in (a replica that rebuilt its window decides as the live one did).
+- **Names across languages**: the terms may also hold an article's name keys (``stream.name_keys``, with
+  ``KEY_PREFIX`` in front: Raqqa, Ракка and الرقة are one key). They count in the window's document
+  frequencies like words, are kept per story and language apart from the words, and
+  :meth:`TermWindow.name_similarity` compares an article's keys with those of a story's articles in the
+  *other* languages, leaving out the keys of the topic (``MIN_NAME_IDF``).
 """
 
 from __future__ import annotations
@@ -27,14 +32,22 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar
 
+from stream.name_keys import KEY_PREFIX
 from stream.word_forms import document_forms, tokens
 
+# A name key held by more than about one in seven of the window's articles (idf = log((N+1)/(df+1)) below 2) is
+# a name of the topic (the country, its capital, its president, the big powers), not of one event: the name
+# evidence leaves it out on both sides, instead of weighing it a little (chosen on half A of the multilingual
+# tuning set among 0, 1.5, 2 and 2.5: docs/clustering.md, "Name evidence across languages").
+MIN_NAME_IDF = 2.0
 TEXT_CHARS = 2000  # characters of an article's text read for its terms (with the title)
 MIN_TERM_CHARS = 3  # shorter word forms are mostly function words and initials
 
 Terms = Mapping[str, int]  # term -> occurrences in one article
+_K = TypeVar("_K")
 
 
 def article_terms(title: str, text: str, lang: str) -> dict[str, int]:
@@ -61,6 +74,8 @@ class ArticleVector:
     lang: str
     weights: dict[str, float]
     norm: float
+    key_weights: dict[str, float] = field(default_factory=dict)  # its name keys' (stream.name_keys)
+    key_norm: float = 0.0
 
 
 class TermWindow:
@@ -78,7 +93,8 @@ class TermWindow:
         self._entries: deque[_Entry] = deque()
         self._documents = 0  # entries with terms: the N of the IDF
         self._df: Counter[str] = Counter()
-        self._stories: dict[tuple[str, str], Counter[str]] = {}
+        self._stories: dict[tuple[str, str], Counter[str]] = {}  # (story, language) -> its words' counts
+        self._keys: dict[str, dict[str, Counter[str]]] = {}  # story -> language -> its name keys' counts
         self._idf: dict[str, float] = {}  # IDF of the terms asked since the window last changed
 
     def __len__(self) -> int:
@@ -93,7 +109,12 @@ class TermWindow:
         if terms is not None:
             self._documents += 1
             self._df.update(terms.keys())
-            self._stories.setdefault((self._resolve(story_id), lang), Counter()).update(terms)
+            words, keys = _split(terms)
+            story = self._resolve(story_id)
+            if words:
+                self._stories.setdefault((story, lang), Counter()).update(words)
+            if keys:
+                self._keys.setdefault(story, {}).setdefault(lang, Counter()).update(keys)
         while len(self._entries) > self.size:
             self._drop(self._entries.popleft())
 
@@ -105,21 +126,21 @@ class TermWindow:
         for term in entry.terms:
             if self._df[term] <= 0:
                 del self._df[term]
-        key = (self._resolve(entry.story_id), entry.lang)
-        story = self._stories.get(key)
-        if story is None:
-            return
-        story.subtract(entry.terms)
-        for term in entry.terms:
-            if story[term] <= 0:
-                del story[term]
-        if not story:
-            del self._stories[key]
+        words, keys = _split(entry.terms)
+        story_id = self._resolve(entry.story_id)
+        _subtract(self._stories, (story_id, entry.lang), words)
+        by_lang = self._keys.get(story_id)
+        if by_lang is not None:
+            _subtract(by_lang, entry.lang, keys)
+            if not by_lang:
+                del self._keys[story_id]
 
     def merge(self, absorbed: str, survivor: str) -> None:
         """``absorbed`` now belongs to ``survivor``: its term counts move there."""
         for key in [k for k in self._stories if k[0] == absorbed]:
             self._stories.setdefault((survivor, key[1]), Counter()).update(self._stories.pop(key))
+        for lang, keys in self._keys.pop(absorbed, {}).items():
+            self._keys.setdefault(survivor, {}).setdefault(lang, Counter()).update(keys)
 
     def idf(self, term: str) -> float:
         value = self._idf.get(term)
@@ -129,8 +150,10 @@ class TermWindow:
 
     def vector(self, terms: Terms, lang: str) -> ArticleVector:
         """``terms`` weighed against the window as it stands (before the article itself is added)."""
-        weights = {t: _tf(c) * self.idf(t) for t, c in terms.items() if c > 0}
-        return ArticleVector(lang, weights, math.sqrt(math.fsum(w * w for w in weights.values())))
+        words, keys = _split(terms)
+        weights = {t: _tf(c) * self.idf(t) for t, c in words.items() if c > 0}
+        key_weights = {t: _tf(c) * self.idf(t) for t, c in keys.items() if c > 0 and self.idf(t) >= MIN_NAME_IDF}
+        return ArticleVector(lang, weights, _norm(weights), key_weights, _norm(key_weights))
 
     def similarity(self, article: ArticleVector, story_id: str) -> float:
         """TF-IDF cosine of ``article`` with ``story_id``'s articles in the article's language in the
@@ -138,10 +161,54 @@ class TermWindow:
         story = self._stories.get((story_id, article.lang))
         if not story or article.norm == 0.0:
             return 0.0
-        idf = self.idf
-        weights = {t: (1.0 + math.log(c)) * idf(t) for t, c in story.items()}
-        norm = math.sqrt(math.fsum(w * w for w in weights.values()))
-        if norm == 0.0:
+        return self._cosine(article.weights, article.norm, story)
+
+    def name_similarity(self, article: ArticleVector, story_id: str) -> float:
+        """TF-IDF cosine of ``article``'s name keys (``stream.name_keys``) with those of ``story_id``'s articles
+        in *other* languages in the window (0 when it has none there, or either side has no weight): the
+        evidence across languages that words cannot give (in the article's own language they do)."""
+        by_lang = self._keys.get(story_id)
+        if not by_lang or article.key_norm == 0.0:
             return 0.0
-        dot = math.fsum(w * weights[t] for t, w in article.weights.items() if t in weights)
-        return dot / (article.norm * norm)
+        others = [keys for lang, keys in by_lang.items() if lang != article.lang]
+        if not others:
+            return 0.0
+        story = others[0] if len(others) == 1 else sum(others, Counter())
+        return self._cosine(article.key_weights, article.key_norm, story, MIN_NAME_IDF)
+
+    def _cosine(
+        self, weights: Mapping[str, float], norm: float, story: Mapping[str, int], min_idf: float = 0.0
+    ) -> float:
+        """Cosine of an article's ``weights`` (of ``norm``) with ``story``'s term counts weighed as the article's
+        are (a term whose IDF is below ``min_idf``, one too common, is left out of the story's side as well)."""
+        idf = self.idf
+        theirs = {t: (1.0 + math.log(c)) * idf(t) for t, c in story.items() if min_idf <= 0.0 or idf(t) >= min_idf}
+        their_norm = _norm(theirs)
+        if their_norm == 0.0:
+            return 0.0
+        dot = math.fsum(w * theirs[t] for t, w in weights.items() if t in theirs)
+        return dot / (norm * their_norm)
+
+
+def _norm(weights: Mapping[str, float]) -> float:
+    return math.sqrt(math.fsum(w * w for w in weights.values()))
+
+
+def _split(terms: Terms) -> tuple[Terms, Terms]:
+    """``terms`` as (words, name keys): the keys are the terms with ``KEY_PREFIX`` in front."""
+    keys = {t: c for t, c in terms.items() if t.startswith(KEY_PREFIX)}
+    if not keys:
+        return terms, {}
+    return {t: c for t, c in terms.items() if not t.startswith(KEY_PREFIX)}, keys
+
+
+def _subtract(buckets: dict[_K, Counter[str]], bucket: _K, terms: Terms) -> None:
+    counts = buckets.get(bucket)
+    if counts is None or not terms:
+        return
+    counts.subtract(terms)
+    for term in terms:
+        if counts[term] <= 0:
+            del counts[term]
+    if not counts:
+        del buckets[bucket]

@@ -328,6 +328,7 @@ BOUNDED = ClusterParams(
     same_language_margin=0.25,
     anchor_weight=0.05,
     word_evidence_weight=0.3,
+    name_evidence_weight=0.4,
     date_bonus=0.2,
     date_bonus_stories=1.5,
     model_languages=frozenset({"*"}),
@@ -375,8 +376,8 @@ def test_a_negative_weight_adds_nothing_to_a_candidates_bound() -> None:
 
 def test_assign_skips_only_candidates_that_could_not_have_won() -> None:
     # assign skips a candidate when its cosine plus the most that story can add (anchors, word evidence for a
-    # story in the article's language, a date bonus across languages) stays below what it needs, scores the rest
-    # most promising first and stops (or asks no word evidence) once the best so far is out of their reach;
+    # story in the article's language, name evidence and a date bonus across languages) stays below what it needs,
+    # scores the rest most promising first and stops (or asks no evidence) once the best so far is out of reach;
     # scoring every candidate with everything it gets must choose the same story, on random articles and stories.
     params = BOUNDED
     rng = np.random.default_rng(11)
@@ -403,17 +404,28 @@ def test_assign_skips_only_candidates_that_could_not_have_won() -> None:
             dated=trial % 4 != 0,
         )
         evidence = {s.story_id: float(rng.uniform(0, 1)) for s in stories}
+        name_evidence = {s.story_id: float(rng.uniform(0, 0.5)) for s in stories}
 
         def words(cand: Candidate, evidence: dict[str, float] = evidence) -> float:
             return evidence[cand.story_id]
 
-        decision = assign(article, stories, params, center=centre, words=words)
+        def names(cand: Candidate, evidence: dict[str, float] = name_evidence) -> float:
+            return evidence[cand.story_id]
+
+        decision = assign(article, stories, params, center=centre, words=words, names=names)
         share = date_share(article.at.toordinal(), stories, params) if article.dated else 1.0
         best = None
         for cand in stories:
             in_lang = article.lang in cand.languages
+            other_lang = bool(cand.languages - {article.lang})
             scored = score_candidate(
-                article, cand, params, center=centre, words=evidence[cand.story_id] if in_lang else 0.0, share=share
+                article,
+                cand,
+                params,
+                center=centre,
+                words=evidence[cand.story_id] if in_lang else 0.0,
+                names=name_evidence[cand.story_id] if other_lang else 0.0,
+                share=share,
             )
             excess = scored.score - join_needed(article, cand, params, centre)
             if scored.eligible and excess >= 0 and (best is None or excess > best[0]):
@@ -497,8 +509,12 @@ def test_stories_out_of_reach_are_left_out_and_the_decision_stays(tmp_path: Path
             dated=trial % 3 != 0,
         )
         evidence = {sid: float(rng.uniform(0, 1)) if rng.uniform() < 0.1 else 0.0 for sid in story_ids}
+        name_evidence = {sid: float(rng.uniform(0, 1)) if rng.uniform() < 0.1 else 0.0 for sid in story_ids}
 
         def words(cand: Candidate, evidence: dict[str, float] = evidence) -> float:
+            return evidence[cand.story_id]
+
+        def names(cand: Candidate, evidence: dict[str, float] = name_evidence) -> float:
             return evidence[cand.story_id]
 
         every = state.candidates(at, frozenset(), vector=vector, dated=article.dated)
@@ -517,8 +533,8 @@ def test_stories_out_of_reach_are_left_out_and_the_decision_stays(tmp_path: Path
         def share_of(d: int, at: datetime = at, params: ClusterParams = params) -> float:
             return days_share(d, state.active_days(at), params)
 
-        full = assign(article, every, params, center=centre, words=words)
-        part = assign(article, some, params, center=centre, words=words, share_of=share_of)
+        full = assign(article, every, params, center=centre, words=words, names=names)
+        part = assign(article, some, params, center=centre, words=words, names=names, share_of=share_of)
         assert (part.action, part.story_id) == (full.action, full.story_id), f"trial {trial}"
         assert part.score == pytest.approx(full.score, abs=1e-6)  # one matrix product fewer rows: last-bit rounding
         actions.add(full.action)
@@ -569,6 +585,7 @@ def test_a_story_is_out_of_reach_only_below_what_it_needs_by_more_than_the_slack
             threshold=threshold,
             anchor_weight=0.0,
             word_weight=0.0,
+            name_weight=0.0,
             date_bonus=0.0,
             same_language_margin=0.0,
         )
@@ -1287,3 +1304,34 @@ def test_words_shared_with_a_storys_articles_in_the_same_language_add_to_the_cen
     assert assign(article, [english], off, center=centre, words=words).action == "new" and not asked
     warm = replace(params, warmup_threshold=0.5)
     assert assign(article, [english], warm, words=words).action == "new" and not asked  # raw cosines
+
+
+def test_names_shared_with_a_storys_articles_in_other_languages_add_to_the_centred_cosine() -> None:
+    """``name_evidence_weight`` times the name evidence (``stream.name_keys`` through ``stream.word_evidence``)
+    is added to a candidate's centred cosine; it is asked only of stories with an article in another language
+    than the article's, and not at all on raw cosines (warm-up) or with the weight at 0."""
+    params = ClusterParams(
+        threshold=0.3, same_language_margin=0.15, name_evidence_weight=1.0, model_languages=frozenset({"*"})
+    )
+    centre = np.zeros(2, dtype=np.float32)
+    arabic = replace(_story("ar", _unit(1, 3)), mean=_unit(1, 3), languages=frozenset({"ar"}))  # cos 0.316
+    far = replace(arabic, story_id="far", mean=_unit(1, 5), centroid=_unit(1, 5))  # cos 0.196
+    english = replace(arabic, story_id="en", languages=frozenset({"en"}))  # all in the article's language
+    article = _article(_unit(1, 0), lang="en")
+    shared = {"ar": 0.05, "far": 0.2, "en": 0.9}
+    asked: list[str] = []
+
+    def names(cand: Candidate) -> float:
+        asked.append(cand.story_id)
+        return shared[cand.story_id]
+
+    decision = assign(article, [arabic, far], params, center=centre, names=names)
+    # "far" shares more names: 0.196 + 0.2 = 0.396 beats 0.316 + 0.05 = 0.366
+    assert decision.story_id == "far" and decision.score == pytest.approx(0.396, abs=1e-3)
+    assert assign(article, [arabic, far], replace(params, name_evidence_weight=0.0), center=centre).story_id == "ar"
+    asked.clear()
+    assert assign(article, [english], params, center=centre, names=names).action == "new"  # needs 0.45
+    assert "en" not in asked  # no article in another language: no names to compare with
+    asked.clear()
+    warm = replace(params, warmup_threshold=0.25)
+    assert assign(article, [arabic, far], warm, names=names).story_id == "ar" and not asked  # raw cosines

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from sednaya_monitor.settings import Settings, load_settings
+from sednaya_monitor.settings import MAX_NAME_WEIGHT, Settings, load_settings
 from stream.errors import SettingsError, TopicError
 from stream.text import fold, normalize_arabic
 from stream.topic import load_topic
@@ -109,6 +109,14 @@ def test_the_weights_and_margins_of_clustering_are_between_0_and_1(name: str) ->
         with pytest.raises(SettingsError, match=rf"setting '{name}'=.*must be between 0 and 1"):
             load_settings(environ={f"SEDNAYA_MONITOR_{name.upper()}": bad})
     assert getattr(load_settings(environ={f"SEDNAYA_MONITOR_{name.upper()}": "0.2"}), name) == 0.2
+
+
+def test_the_name_evidence_weight_is_between_0_and_its_largest() -> None:
+    # a name cosine is small (names are a few of an article's words), so its weight may pass 1, up to a bound
+    for bad in ("-0.1", "nan", str(MAX_NAME_WEIGHT + 0.5)):
+        with pytest.raises(SettingsError, match=r"setting 'name_evidence_weight'=.*must be between 0 and 3"):
+            load_settings(environ={"SEDNAYA_MONITOR_NAME_EVIDENCE_WEIGHT": bad})
+    assert load_settings(environ={"SEDNAYA_MONITOR_NAME_EVIDENCE_WEIGHT": "1.5"}).name_evidence_weight == 1.5
 
 
 @pytest.mark.parametrize("name", ["date_bonus_stories", "related_date_bonus_articles"])

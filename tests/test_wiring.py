@@ -102,6 +102,7 @@ THRESHOLDS = (
     "same_language_margin",
     "same_language_merge_margin",
     "word_evidence_weight",
+    "name_evidence_weight",
 )
 
 
@@ -132,6 +133,7 @@ def test_thresholds_left_empty_come_from_the_models_calibration(model: str, cali
         params.same_language_margin,
         params.same_language_merge_margin,
         params.word_evidence_weight,
+        params.name_evidence_weight,
     ) == tuple(expected[name] for name in THRESHOLDS)
     assert wiring.calibrated(settings).cluster_threshold == expected["cluster_threshold"]
 
@@ -152,6 +154,7 @@ def test_the_default_model_ships_the_calibration_the_docs_state() -> None:
         0.4,
         0.3,
     )
+    assert params.name_evidence_weight == 1.0
 
 
 def test_a_threshold_set_by_the_operator_wins_over_the_calibration() -> None:

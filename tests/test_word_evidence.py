@@ -14,7 +14,7 @@ import pytest
 from stream import story_state
 from stream.clustering import Candidate
 from stream.story_state import StoryState
-from stream.word_evidence import TermWindow, article_terms
+from stream.word_evidence import MIN_NAME_IDF, TermWindow, article_terms
 
 VEC = np.full(4, 0.5, dtype=np.float32)  # every recent article's vector (the word evidence does not read it)
 
@@ -65,6 +65,55 @@ def test_the_window_slides_by_whole_articles_and_merges_move_a_storys_words() ->
     assert window.similarity(convoy, "a") > 0.5 and window.similarity(convoy, "b") == 0.0
 
 
+def _filler(window: TermWindow, n: int) -> None:
+    """``n`` articles of other stories with neither words nor names in common (the window's N grows)."""
+    for i in range(n):
+        window.add(f"other{i}", "en", {f"~k{i}": 1})
+
+
+def test_names_meet_a_storys_articles_in_other_languages_only_and_common_names_count_nothing() -> None:
+    # name keys (stream.name_keys) are terms with the key prefix; a story's keys are compared with an article's
+    # only over its articles in *other* languages (in its own language the words already say it), and a key that
+    # more than about one article in seven of the window holds is a name of the topic, left out on both sides
+    window = TermWindow(100, _same)
+    _filler(window, 20)
+    window.add("raqqa", "ar", {"~rk": 1, "~sr": 1, "capture": 1})  # "capture": a word, not a name
+    window.add("raqqa", "fr", {"~rk": 2, "~sdf": 1, "~sr": 1})
+    for i in range(4):  # "sr" (Syria) in many articles of other stories: 6 of 26 hold it
+        window.add(f"s{i}", "de", {"~sr": 1})
+    assert window.idf("~sr") < MIN_NAME_IDF < window.idf("~rk")
+    russian = window.vector({"~rk": 1, "~sr": 1}, "ru")
+    assert window.name_similarity(russian, "raqqa") > 0.8  # the story's names: "rk" three times, "sdf" once
+    assert window.name_similarity(russian, "raqqa") == window.name_similarity(window.vector({"~rk": 1}, "ru"), "raqqa")
+    assert window.similarity(russian, "raqqa") == 0.0  # names are not words: no Russian article in the story
+    french = window.vector({"~rk": 1}, "fr")
+    # against the Arabic article only: its "rk" ("sr" left out); the French article's "sdf" does not dilute it
+    assert window.name_similarity(french, "raqqa") == pytest.approx(1.0)
+    assert window.name_similarity(window.vector({"~sr": 1}, "ru"), "raqqa") == 0.0  # a common name is no evidence
+    assert window.name_similarity(window.vector({"capture": 1}, "ru"), "raqqa") == 0.0  # words do not cross
+    arabic_only = TermWindow(100, _same)
+    _filler(arabic_only, 20)
+    arabic_only.add("s", "ar", {"~rk": 1})
+    assert arabic_only.name_similarity(arabic_only.vector({"~rk": 1}, "ar"), "s") == 0.0  # its own language
+
+
+def test_names_leave_with_their_articles_and_move_with_a_merge() -> None:
+    merged: dict[str, str] = {}
+    window = TermWindow(30, lambda s: merged.get(s, s))
+    _filler(window, 20)
+    window.add("b", "ar", {"~dm": 1})
+    window.add("a", "en", {"~kblnz": 1})
+    query = window.vector({"~dm": 1}, "de")
+    assert window.name_similarity(query, "b") == pytest.approx(1.0) and window.name_similarity(query, "a") == 0.0
+    merged["b"] = "a"
+    window.merge("b", "a")
+    assert window.name_similarity(query, "a") > 0.5 and window.name_similarity(query, "b") == 0.0
+    for i in range(30):  # both leave the window: nothing of them is left anywhere
+        window.add(f"late{i}", "en", {"~zz": 1})
+    assert window.name_similarity(window.vector({"~dm": 1}, "de"), "a") == 0.0
+    assert not window._keys.get("a") and not window._keys.get("b")
+
+
 def test_the_cosine_does_not_depend_on_the_order_words_were_counted_in() -> None:
     articles = [
         ("s1", {"alpha": 3, "beta": 1, "gamma": 2}),
@@ -97,12 +146,22 @@ def test_a_reopened_state_weighs_words_exactly_as_the_live_one(tmp_path: Path, m
     # remembered while the evidence is off: holds its place in the window, counts in nothing
     state.remember_article("no-terms", "s9", VEC, None)
     state.commit()
-    query = {"convoy": 1, "evacuation": 2, "aleppo": 1}
-    live = [state.word_evidence(query, "en")(_cand(s)) for s in ("s0", "s1", "s2")]
-    assert len(state._word_window()) == 19 and len(set(live)) == 3 and all(v > 0 for v in live)
+    for n in range(45, 50):  # with name keys too, in other languages
+        _remember(state, n, f"s{n % 3}", {"convoy": 1, f"~k{n}": 1, "~dm": 1}, lang="ar")
+    state.commit()
+    query = {"convoy": 1, "evacuation": 2, "aleppo": 1, "~k45": 1, "~k46": 1}
+
+    def both(state: StoryState) -> list[tuple[float, float]]:
+        words, names = state.evidence(query, "en")
+        return [(words(_cand(s)), names(_cand(s))) for s in ("s0", "s1", "s2")]
+
+    live = both(state)
+    assert len(state._word_window()) == 19 and len(set(live)) == 3
+    assert all(w > 0 for w, _ in live) and [n > 0 for _, n in live] == [True, True, False]
+    assert [state.word_evidence(query, "en")(_cand(s)) for s in ("s0", "s1", "s2")] == [w for w, _ in live]
     state.close()
     reopened = StoryState(path)
-    assert [reopened.word_evidence(query, "en")(_cand(s)) for s in ("s0", "s1", "s2")] == live
+    assert both(reopened) == live
     reopened.close()
 
 
