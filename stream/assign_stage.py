@@ -447,15 +447,17 @@ class AssignStage:
         evidence = None if terms is None else self.state.evidence(terms, article.lang)
         center = self.state.center()
         # stories surely too far to be chosen are not built as candidates (they still share the date bonus)
-        within = reach(features, self.params, center, words=terms is not None)
+        name_bounds = None if evidence is None else evidence.name_bounds
+        within = reach(features, self.params, center, words=terms is not None, name_bounds=name_bounds)
         verdict = assign(
             features,
             self.state.candidates(at, anchors, vector=vector, dated=dated, reach=within),
             self.params,
             center=center,
             rarity=self.state.rarity,
-            words=None if evidence is None else evidence[0],
-            names=None if evidence is None else evidence[1],
+            words=None if evidence is None else evidence.words,
+            names=None if evidence is None else evidence.names,
+            name_bounds=name_bounds,
             share_of=None if within is None else lambda day: days_share(day, self.state.active_days(at), self.params),
         )
         self.state.add_original(article.id, sha, mh, at)

@@ -429,6 +429,9 @@ class Reach:
     name_weight: float  # 0 when no name evidence is weighed for this article
     date_bonus: float
     same_language_margin: float
+    # an upper bound of the name evidence of each story that holds one of the article's name keys (any other
+    # story's is 0: stream.word_evidence.TermWindow.name_bounds); None: up to 1 for any
+    name_bounds: Mapping[str, float] | None = None
 
     def out(
         self,
@@ -436,11 +439,18 @@ class Reach:
         has_lang: NDArray[np.bool_],
         one_lang: NDArray[np.bool_],
         dated: NDArray[np.bool_],
+        story_ids: Sequence[str] = (),
     ) -> NDArray[np.bool_]:
         """Which stories are out of reach, from their centred cosines, whether each has an article in the
-        article's language, is all in it (a determined language), and has a dated article."""
+        article's language, is all in it (a determined language), and has a dated article; ``story_ids``,
+        their ids, give each one's bound of name evidence (when ``name_bounds`` is known)."""
         most = self.anchor_weight + np.where(has_lang, self.word_weight, 0.0)
-        most = most + np.where(one_lang, 0.0, self.name_weight)  # names only from a story's other languages
+        if self.name_weight > 0:  # names only from a story's other languages, at most its bound
+            names = np.ones(cos.shape[0])
+            if self.name_bounds is not None:
+                bounds = self.name_bounds
+                names = np.fromiter((bounds.get(s, 0.0) for s in story_ids), dtype=np.float64, count=cos.shape[0])
+            most = most + np.where(one_lang, 0.0, self.name_weight * names)
         if self.dated:
             most = most + np.where(dated & ~one_lang, self.date_bonus, 0.0)
         needed = self.threshold + np.where(one_lang, self.same_language_margin, 0.0)
@@ -449,11 +459,17 @@ class Reach:
 
 
 def reach(
-    article: ArticleFeatures, params: ClusterParams, center: NDArray[np.float32] | None, *, words: bool
+    article: ArticleFeatures,
+    params: ClusterParams,
+    center: NDArray[np.float32] | None,
+    *,
+    words: bool,
+    name_bounds: Mapping[str, float] | None = None,
 ) -> Reach | None:
     """The :class:`Reach` of ``article``'s candidates (``words``: word evidence is weighed for it), or None
     when :func:`assign` may choose a story whatever its cosine: before the centre is known (raw cosines),
     or with a model that does not read every language (its cosine is not trusted across languages).
+    ``name_bounds``: an upper bound of each story's name evidence (a story not in it has none; None: up to 1).
     Negative weights count as nothing, a negative margin as none: the bound only widens."""
     if not _centred(params, center):
         return None
@@ -468,6 +484,7 @@ def reach(
         name_weight=max(0.0, params.name_evidence_weight) if words else 0.0,
         date_bonus=max(0.0, params.date_bonus),
         same_language_margin=max(0.0, params.same_language_margin),
+        name_bounds=name_bounds,
     )
 
 
@@ -504,6 +521,7 @@ def assign(
     rarity: Rarity | None = None,
     words: WordEvidence | None = None,
     names: WordEvidence | None = None,
+    name_bounds: Mapping[str, float] | None = None,
     share_of: Callable[[int], float] | None = None,
 ) -> Decision:
     """The story ``article`` belongs to among ``candidates``, or ``new``.
@@ -517,7 +535,8 @@ def assign(
     ``words`` gives the same-language word evidence of a candidate (asked only of candidates with an
     article in the article's language, on centred cosines, when ``word_evidence_weight`` is set), ``names`` the
     name evidence across languages (asked only of candidates with an article in another language, when
-    ``name_evidence_weight`` is set).
+    ``name_evidence_weight`` is set, and with ``name_bounds``, an upper bound of each story's name evidence, only
+    where that bound can decide; a story not in it has none).
     ``share_of`` gives the :func:`date_share` of a day among all the active stories when ``candidates``
     leaves some out (:class:`Reach`); by default it is counted over ``candidates``.
     """
@@ -543,7 +562,7 @@ def assign(
         # bonus only for a dated article and a story dated in another language (centred cosines both)
         dates = centred and article.dated and bool(cand.dated_days) and not one_language(article.lang, cand.languages)
         most = anchors_most + (words_most if article.lang in cand.languages else 0.0)
-        most += names_most if _other_language(article.lang, cand.languages) else 0.0
+        most += names_most * _name_bound(article, cand, name_bounds)
         most += dates_most if dates else 0.0
         if trusted and cos + most < threshold:
             continue  # trusted cosine, too low to reach the threshold even with all this story can add
@@ -567,9 +586,10 @@ def assign(
             continue
         # the evidence this story can get: words from its articles in the article's language, names from others
         ask_words = weight > 0 and words is not None and article.lang in cand.languages
-        ask_names = name_weight > 0 and names is not None and _other_language(article.lang, cand.languages)
+        name_most = name_weight * _name_bound(article, cand, name_bounds) if names is not None else 0.0
+        ask_names = name_most > 0
         # the most the evidence could put it above what it needs
-        lifted = scored.score + (weight if ask_words else 0.0) + (name_weight if ask_names else 0.0) - needed
+        lifted = scored.score + (weight if ask_words else 0.0) + name_most - needed
         if (ask_words or ask_names) and lifted >= 0.0 and (best is None or lifted >= best[0] - BOUND_SLACK):
             # asked only where it can decide (the costly part: a pass over the story's words)
             found = words(cand) if ask_words and words is not None else 0.0
@@ -602,6 +622,14 @@ def assign(
         reason=scored.reason,
         cross_lingual=scored.cross_lingual,
     )
+
+
+def _name_bound(article: ArticleFeatures, cand: Candidate, bounds: Mapping[str, float] | None) -> float:
+    """The most ``cand``'s name evidence can be for ``article``: 0 for a story with no article in another
+    language, else its bound in ``bounds`` (0 when not there; None: 1)."""
+    if not _other_language(article.lang, cand.languages):
+        return 0.0
+    return 1.0 if bounds is None else bounds.get(cand.story_id, 0.0)
 
 
 def _other_language(lang: str, languages: frozenset[str]) -> bool:

@@ -415,7 +415,8 @@ class _ContentIndex:
         else:
             has_lang = (langs & (1 << bit)) != 0
             one_lang = langs == (1 << bit) if reach.lang != UNDETERMINED_LANG else np.zeros(at.shape, dtype=bool)
-        out[held[far & reach.out(cos, has_lang, one_lang, self._dated[at])]] = True
+        ids = [story_ids[int(i)] for i in held] if reach.name_bounds is not None and reach.name_weight > 0 else ()
+        out[held[far & reach.out(cos, has_lang, one_lang, self._dated[at], ids)]] = True
         return out
 
     def nearest(self, vector: NDArray[np.float32], k: int) -> list[str]:
@@ -628,6 +629,17 @@ def _descending(values: NDArray[np.float32], first: int) -> Iterator[int]:
     rows = np.flatnonzero(values >= cut)
     yield from rows[np.argsort(-values[rows], kind="stable")].tolist()
     yield from np.argsort(-values, kind="stable")[rows.shape[0] :].tolist()
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What an article's words and names say about the candidate stories (``stream.word_evidence``): the
+    same-language word evidence, the name evidence across languages, and an upper bound of the name evidence of
+    each story that holds one of its name keys (any other story's is 0)."""
+
+    words: Callable[[Candidate], float]
+    names: Callable[[Candidate], float]
+    name_bounds: Mapping[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -930,17 +942,18 @@ class StoryState:
     def word_evidence(self, terms: Terms, lang: str) -> Callable[[Candidate], float]:
         """The same-language word evidence of an article with ``terms`` in ``lang`` against a candidate
         story (``stream.word_evidence``), weighed against the window as it stands."""
-        return self.evidence(terms, lang)[0]
+        return self.evidence(terms, lang).words
 
-    def evidence(self, terms: Terms, lang: str) -> tuple[Callable[[Candidate], float], Callable[[Candidate], float]]:
+    def evidence(self, terms: Terms, lang: str) -> Evidence:
         """The same-language word evidence and the name evidence across languages (``stream.name_keys``) of an
         article with ``terms`` (its words and name keys) in ``lang`` against a candidate story, weighed against
         the window as it stands."""
         words = self._word_window()
         article = words.vector(terms, lang)
-        return (
-            lambda cand: words.similarity(article, cand.story_id),
-            lambda cand: words.name_similarity(article, cand.story_id),
+        return Evidence(
+            words=lambda cand: words.similarity(article, cand.story_id),
+            names=lambda cand: words.name_similarity(article, cand.story_id),
+            name_bounds=words.name_bounds(article),
         )
 
     def neighbours(

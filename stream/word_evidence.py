@@ -43,6 +43,7 @@ from stream.word_forms import document_forms, tokens
 # evidence leaves it out on both sides, instead of weighing it a little (chosen on half A of the multilingual
 # tuning set among 0, 1.5, 2 and 2.5: docs/clustering.md, "Name evidence across languages").
 MIN_NAME_IDF = 2.0
+BOUND_SLACK = 1e-9  # added to a bound of the name cosine: more than the rounding of the two sums
 TEXT_CHARS = 2000  # characters of an article's text read for its terms (with the title)
 MIN_TERM_CHARS = 3  # shorter word forms are mostly function words and initials
 
@@ -95,7 +96,9 @@ class TermWindow:
         self._df: Counter[str] = Counter()
         self._stories: dict[tuple[str, str], Counter[str]] = {}  # (story, language) -> its words' counts
         self._keys: dict[str, dict[str, Counter[str]]] = {}  # story -> language -> its name keys' counts
+        self._holders: dict[str, Counter[str]] = {}  # name key -> story -> its count there (all languages)
         self._idf: dict[str, float] = {}  # IDF of the terms asked since the window last changed
+        self._idf_by_df: dict[int, float] = {}  # the same, by document frequency
 
     def __len__(self) -> int:
         """Articles with terms in the window."""
@@ -106,6 +109,7 @@ class TermWindow:
         ``terms`` None: an article without terms, which only takes its place in the window."""
         self._entries.append(_Entry(story_id, lang, None if terms is None else dict(terms)))
         self._idf.clear()
+        self._idf_by_df.clear()
         if terms is not None:
             self._documents += 1
             self._df.update(terms.keys())
@@ -115,6 +119,8 @@ class TermWindow:
                 self._stories.setdefault((story, lang), Counter()).update(words)
             if keys:
                 self._keys.setdefault(story, {}).setdefault(lang, Counter()).update(keys)
+                for key, count in keys.items():
+                    self._holders.setdefault(key, Counter())[story] += count
         while len(self._entries) > self.size:
             self._drop(self._entries.popleft())
 
@@ -134,13 +140,27 @@ class TermWindow:
             _subtract(by_lang, entry.lang, keys)
             if not by_lang:
                 del self._keys[story_id]
+        for key, count in keys.items():
+            holders = self._holders.get(key)
+            if holders is None:
+                continue
+            holders[story_id] -= count
+            if holders[story_id] <= 0:
+                del holders[story_id]
+            if not holders:
+                del self._holders[key]
 
     def merge(self, absorbed: str, survivor: str) -> None:
         """``absorbed`` now belongs to ``survivor``: its term counts move there."""
         for key in [k for k in self._stories if k[0] == absorbed]:
             self._stories.setdefault((survivor, key[1]), Counter()).update(self._stories.pop(key))
+        moved: set[str] = set()
         for lang, keys in self._keys.pop(absorbed, {}).items():
             self._keys.setdefault(survivor, {}).setdefault(lang, Counter()).update(keys)
+            moved.update(keys)
+        for name in moved:
+            holders = self._holders[name]
+            holders[survivor] += holders.pop(absorbed, 0)
 
     def idf(self, term: str) -> float:
         value = self._idf.get(term)
@@ -163,6 +183,21 @@ class TermWindow:
             return 0.0
         return self._cosine(article.weights, article.norm, story)
 
+    def name_bounds(self, article: ArticleVector) -> dict[str, float]:
+        """For each story that holds one of ``article``'s weighed name keys in the window (in any language), an
+        upper bound of its :meth:`name_similarity` with the article, from the article's side alone: by
+        Cauchy-Schwarz the cosine is at most the norm of the article's weights on the keys the story holds over
+        the article's whole norm (plus ``BOUND_SLACK`` for rounding). A story not in the result has none: 0.
+        Cheap (the article's keys times their holders), so that the costly cosine is asked only where it can
+        decide (``stream.clustering.assign``) and far stories are not even built (``Reach``)."""
+        if article.key_norm == 0.0:
+            return {}
+        shared: dict[str, float] = {}
+        for key, weight in article.key_weights.items():
+            for story in self._holders.get(key, ()):
+                shared[story] = shared.get(story, 0.0) + weight * weight
+        return {story: min(1.0, math.sqrt(mass) / article.key_norm + BOUND_SLACK) for story, mass in shared.items()}
+
     def name_similarity(self, article: ArticleVector, story_id: str) -> float:
         """TF-IDF cosine of ``article``'s name keys (``stream.name_keys``) with those of ``story_id``'s articles
         in *other* languages in the window (0 when it has none there, or either side has no weight): the
@@ -173,16 +208,35 @@ class TermWindow:
         others = [keys for lang, keys in by_lang.items() if lang != article.lang]
         if not others:
             return 0.0
-        story = others[0] if len(others) == 1 else sum(others, Counter())
-        return self._cosine(article.key_weights, article.key_norm, story, MIN_NAME_IDF)
+        story: Mapping[str, int] = others[0]
+        if len(others) > 1:
+            summed: dict[str, int] = {}
+            for counts in others:
+                for key, count in counts.items():
+                    summed[key] = summed.get(key, 0) + count
+            story = summed
+        # the story's side weighed as vector() weighs the article's (the same expressions, so the same floats);
+        # a story holds many keys (every word of its Arabic articles), so IDFs are looked up by frequency
+        df, by_df, floor = self._df, self._idf_by_df, MIN_NAME_IDF
+        theirs: dict[str, float] = {}
+        for key, count in story.items():
+            frequency = df[key]
+            value = by_df.get(frequency)
+            if value is None:
+                value = by_df[frequency] = math.log((self._documents + 1) / (frequency + 1))
+            if value >= floor:
+                theirs[key] = (1.0 + math.log(count)) * value
+        their_norm = _norm(theirs)
+        if their_norm == 0.0:
+            return 0.0
+        dot = math.fsum(w * theirs[t] for t, w in article.key_weights.items() if t in theirs)
+        return dot / (article.key_norm * their_norm)
 
-    def _cosine(
-        self, weights: Mapping[str, float], norm: float, story: Mapping[str, int], min_idf: float = 0.0
-    ) -> float:
+    def _cosine(self, weights: Mapping[str, float], norm: float, story: Mapping[str, int]) -> float:
         """Cosine of an article's ``weights`` (of ``norm``) with ``story``'s term counts weighed as the article's
-        are (a term whose IDF is below ``min_idf``, one too common, is left out of the story's side as well)."""
+        are."""
         idf = self.idf
-        theirs = {t: (1.0 + math.log(c)) * idf(t) for t, c in story.items() if min_idf <= 0.0 or idf(t) >= min_idf}
+        theirs = {t: (1.0 + math.log(c)) * idf(t) for t, c in story.items()}
         their_norm = _norm(theirs)
         if their_norm == 0.0:
             return 0.0

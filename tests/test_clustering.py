@@ -404,7 +404,14 @@ def test_assign_skips_only_candidates_that_could_not_have_won() -> None:
             dated=trial % 4 != 0,
         )
         evidence = {s.story_id: float(rng.uniform(0, 1)) for s in stories}
-        name_evidence = {s.story_id: float(rng.uniform(0, 0.5)) for s in stories}
+        # about half the stories hold none of the article's name keys: no name evidence, no bound; the others have
+        # a bound at or above their evidence (a story may hold a key and still share nothing weighed: 0)
+        name_evidence = {s.story_id: float(rng.uniform(0, 0.5)) if rng.uniform() < 0.5 else 0.0 for s in stories}
+        name_bounds = {
+            sid: min(1.0, v + float(rng.uniform(0, 0.3)))
+            for sid, v in name_evidence.items()
+            if v > 0 or rng.uniform() < 0.2
+        }
 
         def words(cand: Candidate, evidence: dict[str, float] = evidence) -> float:
             return evidence[cand.story_id]
@@ -412,7 +419,7 @@ def test_assign_skips_only_candidates_that_could_not_have_won() -> None:
         def names(cand: Candidate, evidence: dict[str, float] = name_evidence) -> float:
             return evidence[cand.story_id]
 
-        decision = assign(article, stories, params, center=centre, words=words, names=names)
+        decision = assign(article, stories, params, center=centre, words=words, names=names, name_bounds=name_bounds)
         share = date_share(article.at.toordinal(), stories, params) if article.dated else 1.0
         best = None
         for cand in stories:
@@ -510,6 +517,7 @@ def test_stories_out_of_reach_are_left_out_and_the_decision_stays(tmp_path: Path
         )
         evidence = {sid: float(rng.uniform(0, 1)) if rng.uniform() < 0.1 else 0.0 for sid in story_ids}
         name_evidence = {sid: float(rng.uniform(0, 1)) if rng.uniform() < 0.1 else 0.0 for sid in story_ids}
+        name_bounds = {sid: min(1.0, v * 1.5) for sid, v in name_evidence.items() if v > 0}  # those holding its keys
 
         def words(cand: Candidate, evidence: dict[str, float] = evidence) -> float:
             return evidence[cand.story_id]
@@ -518,7 +526,7 @@ def test_stories_out_of_reach_are_left_out_and_the_decision_stays(tmp_path: Path
             return evidence[cand.story_id]
 
         every = state.candidates(at, frozenset(), vector=vector, dated=article.dated)
-        bound = reach(article, params, centre, words=True)
+        bound = reach(article, params, centre, words=True, name_bounds=name_bounds)
         assert bound is not None
         some = state.candidates(at, frozenset(), vector=vector, dated=article.dated, reach=bound)
         ids = [c.story_id for c in some]
@@ -534,7 +542,9 @@ def test_stories_out_of_reach_are_left_out_and_the_decision_stays(tmp_path: Path
             return days_share(d, state.active_days(at), params)
 
         full = assign(article, every, params, center=centre, words=words, names=names)
-        part = assign(article, some, params, center=centre, words=words, names=names, share_of=share_of)
+        part = assign(
+            article, some, params, center=centre, words=words, names=names, name_bounds=name_bounds, share_of=share_of
+        )
         assert (part.action, part.story_id) == (full.action, full.story_id), f"trial {trial}"
         assert part.score == pytest.approx(full.score, abs=1e-6)  # one matrix product fewer rows: last-bit rounding
         actions.add(full.action)

@@ -105,13 +105,50 @@ def test_names_leave_with_their_articles_and_move_with_a_merge() -> None:
     window.add("a", "en", {"~kblnz": 1})
     query = window.vector({"~dm": 1}, "de")
     assert window.name_similarity(query, "b") == pytest.approx(1.0) and window.name_similarity(query, "a") == 0.0
+    assert window.name_bounds(query) == {"b": pytest.approx(1.0)}  # the only story whose names can count
     merged["b"] = "a"
     window.merge("b", "a")
     assert window.name_similarity(query, "a") > 0.5 and window.name_similarity(query, "b") == 0.0
+    assert set(window.name_bounds(query)) == {"a"} and window.name_bounds(query)["a"] >= window.name_similarity(
+        query, "a"
+    )
     for i in range(30):  # both leave the window: nothing of them is left anywhere
         window.add(f"late{i}", "en", {"~zz": 1})
     assert window.name_similarity(window.vector({"~dm": 1}, "de"), "a") == 0.0
     assert not window._keys.get("a") and not window._keys.get("b")
+    assert "~dm" not in window._holders and "~kblnz" not in window._holders
+
+
+def test_a_storys_name_bound_is_never_below_its_name_evidence() -> None:
+    # assign and the store's Reach skip a story when its bound cannot lift it: on random windows (merges, articles
+    # leaving), every story's name evidence is at most its bound, and a story without a bound has none
+    rng = np.random.default_rng(5)
+    merged: dict[str, str] = {}
+
+    def resolve(story: str) -> str:
+        while story in merged:
+            story = merged[story]
+        return story
+
+    window = TermWindow(60, resolve)
+    langs = ["ar", "en", "fr", "ru"]
+    checked = 0
+    for n in range(400):
+        keys = {f"~k{int(k)}": int(rng.integers(1, 3)) for k in rng.integers(0, 40, size=int(rng.integers(1, 6)))}
+        story = f"s{int(rng.integers(0, 25))}"
+        window.add(story, langs[n % 4], keys)
+        if rng.uniform() < 0.05:
+            a, b = resolve(f"s{int(rng.integers(0, 25))}"), resolve(f"s{int(rng.integers(0, 25))}")
+            if a != b:
+                merged[a] = b
+                window.merge(a, b)
+        query = window.vector({f"~k{int(k)}": 1 for k in rng.integers(0, 40, size=4)}, langs[int(rng.integers(0, 4))])
+        bounds = window.name_bounds(query)
+        for s in {resolve(f"s{i}") for i in range(25)}:
+            found = window.name_similarity(query, s)
+            assert found <= bounds.get(s, 0.0), (n, s, found, bounds.get(s))
+            checked += found > 0
+    assert checked > 100  # the draw holds many stories with name evidence
 
 
 def test_the_cosine_does_not_depend_on_the_order_words_were_counted_in() -> None:
@@ -152,8 +189,9 @@ def test_a_reopened_state_weighs_words_exactly_as_the_live_one(tmp_path: Path, m
     query = {"convoy": 1, "evacuation": 2, "aleppo": 1, "~k45": 1, "~k46": 1}
 
     def both(state: StoryState) -> list[tuple[float, float]]:
-        words, names = state.evidence(query, "en")
-        return [(words(_cand(s)), names(_cand(s))) for s in ("s0", "s1", "s2")]
+        found = state.evidence(query, "en")
+        assert set(found.name_bounds) == {"s0", "s1"}  # the stories holding k45 and k46
+        return [(found.words(_cand(s)), found.names(_cand(s))) for s in ("s0", "s1", "s2")]
 
     live = both(state)
     assert len(state._word_window()) == 19 and len(set(live)) == 3
