@@ -402,7 +402,7 @@ class AssignStage:
         if self.params.word_evidence_weight > 0:
             terms.update(article_terms(article.title, article.text, article.lang))
         if self.params.name_evidence_weight > 0:
-            terms.update(name_keys(article.title, article.text))
+            terms.update(name_keys(article.title, article.text, article.lang))
         return terms
 
     def _decide_one(

@@ -466,7 +466,8 @@ def reach(
     words: bool,
     name_bounds: Mapping[str, float] | None = None,
 ) -> Reach | None:
-    """The :class:`Reach` of ``article``'s candidates (``words``: word evidence is weighed for it), or None
+    """The :class:`Reach` of ``article``'s candidates (``words``: its terms are known, so the word and name
+    evidence are weighed for it as their weights say), or None
     when :func:`assign` may choose a story whatever its cosine: before the centre is known (raw cosines),
     or with a model that does not read every language (its cosine is not trusted across languages).
     ``name_bounds``: an upper bound of each story's name evidence (a story not in it has none; None: up to 1).
@@ -527,11 +528,11 @@ def assign(
     """The story ``article`` belongs to among ``candidates``, or ``new``.
 
     Cosines are computed in one matrix product; candidates the model reads whose cosine cannot reach
-    what they need even with all that story can add (anchors, word evidence, a date bonus) are skipped
-    without further scoring. The others are scored most promising first (by that most), and scoring stops
-    once the best so far lies further above what it needs than the next one could: the best is the same in
-    any order (ties go to the older story), so the decision is too, with fewer stories scored and less word
-    evidence asked.
+    what they need even with all that story can add (anchors, word evidence, name evidence up to its bound, a
+    date bonus) are skipped without further scoring. The others are scored most promising first (by that
+    most), and scoring stops once the best so far lies further above what it needs than the next one could:
+    the best is the same in any order (ties go to the older story), so the decision is too, with fewer stories
+    scored and less evidence asked.
     ``words`` gives the same-language word evidence of a candidate (asked only of candidates with an
     article in the article's language, on centred cosines, when ``word_evidence_weight`` is set), ``names`` the
     name evidence across languages (asked only of candidates with an article in another language, when

@@ -25,20 +25,26 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections import Counter
 
+import stopwordsiso
 from anyascii import anyascii
+
+from stream.text import strip_arabic_diacritics
 
 KEY_PREFIX = "~"  # a term that is a name key (a searchable token never holds it: stream.word_forms.TOKEN_RE)
 MIN_KEY_CHARS = 2  # shorter skeletons ("m", "t") are too common a sound
 TEXT_CHARS = 2000  # characters of the text read (with the title), as for the word evidence
 
-# A word of letters, not inside a word or after an apostrophe; a name when its first letter is a capital.
-_WORD = re.compile(r"(?<![\w'’-])[^\W\d_]{3,}")
+# A word of letters, not inside a word or after an apostrophe (after a hyphen: al-Raqqa, Хан-Шейхун); a name when
+# its first letter is a capital.
+_WORD = re.compile(r"(?<![\w'’])[^\W\d_]{3,}")
 _ARABIC_WORD = re.compile(r"[\u0620-\u064a\u0671-\u06d3]{3,}")
 _ARABIC_PREFIXES = ("وال", "بال", "فال", "كال", "لل", "ال")  # the article, with a clitic in front
 _ARABIC_CLITICS = "وبلفك"
-_ARABIC_MIN = 3  # letters a word keeps at least when its prefixes are taken away
+_ARABIC_MIN = 3  # letters a word keeps at least when its article is taken away (a final ة may go after)
+ARABIC = "ar"
 # Spellings of one sound in the transliterations of the languages of the news, longest first.
 _DIGRAPHS = (
     ("tsch", "s"),
@@ -106,16 +112,37 @@ def arabic_keys(word: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for k in keys if k))
 
 
-def name_keys(title: str, text: str) -> dict[str, int]:
-    """The name keys of an article, each with ``KEY_PREFIX`` in front, with their counts."""
-    body = f"{title}\n{text[:TEXT_CHARS]}"
+@functools.cache
+def stop_words(lang: str) -> frozenset[str]:
+    """The function words of ``lang`` (stopwords-iso, through ``stopwordsiso``; none for a language it lacks),
+    case-folded, Arabic ones without their diacritics."""
+    if not lang or not stopwordsiso.has_lang(lang):
+        return frozenset()
+    return frozenset(strip_arabic_diacritics(word.casefold()) for word in stopwordsiso.stopwords(lang))
+
+
+def name_keys(title: str, text: str, lang: str = "") -> dict[str, int]:
+    """The name keys of an article in ``lang``, each with ``KEY_PREFIX`` in front, with their counts.
+
+    The text is read in NFC and without Arabic diacritics (a decomposed "Ş", a shadda in الرقّة would split or
+    change a word). A capitalised word that is a function word of the article's language ("The", "Nach" at a
+    sentence's start) is no name, nor is an Arabic function word (قبل, كما, الذي): stopwords-iso's lists. Their
+    rarity would weigh most of them out, but not while few articles of the window are in their language."""
+    body = strip_arabic_diacritics(unicodedata.normalize("NFC", f"{title}\n{text[:TEXT_CHARS]}"))
     keys: Counter[str] = Counter()
+    common = stop_words(lang.lower())
     for match in _WORD.finditer(body):
         word = match.group(0)
-        found = key(word) if word[0].isupper() else ""
+        if not word[0].isupper() or word.casefold() in common:
+            continue
+        found = key(word)
         if found:
             keys[KEY_PREFIX + found] += 1
+    arabic_common = stop_words(ARABIC)
     for match in _ARABIC_WORD.finditer(body):
-        for found in arabic_keys(match.group(0)):
+        word = match.group(0)
+        if word in arabic_common or _bare_arabic(word) in arabic_common:
+            continue
+        for found in arabic_keys(word):
             keys[KEY_PREFIX + found] += 1
     return dict(keys)

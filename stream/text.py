@@ -56,6 +56,11 @@ _BREVE = "\u0306"
 _BREVE_NOT_OF_SHORT_I = re.compile("(?<!\u0438)\u0306")  # a second, rarer pass: one class is a C scan
 
 
+def strip_arabic_diacritics(text: str) -> str:
+    """``text`` without Arabic short-vowel marks, shadda and the like (its letters as they are)."""
+    return _ARABIC_DIACRITICS.sub("", text) if _ARABIC_BLOCK.search(text) is not None else text
+
+
 def normalize_arabic(text: str) -> str:
     """Arabic orthographic normalisation (no-op on text without Arabic letters)."""
     if _ARABIC_BLOCK.search(text) is None:  # every character it maps or strips is in U+0600-U+06FF

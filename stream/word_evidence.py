@@ -230,7 +230,7 @@ class TermWindow:
         if their_norm == 0.0:
             return 0.0
         dot = math.fsum(w * theirs[t] for t, w in article.key_weights.items() if t in theirs)
-        return dot / (article.key_norm * their_norm)
+        return min(1.0, dot / (article.key_norm * their_norm))  # a cosine, also where rounding passes 1
 
     def _cosine(self, weights: Mapping[str, float], norm: float, story: Mapping[str, int]) -> float:
         """Cosine of an article's ``weights`` (of ``norm``) with ``story``'s term counts weighed as the article's

@@ -3,6 +3,8 @@ common words of cased scripts are not names, and the keys are the terms the name
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from stream.name_keys import KEY_PREFIX, arabic_keys, key, name_keys
@@ -53,3 +55,25 @@ def test_skeletons_too_short_to_tell_anything_are_no_keys() -> None:
 def test_only_the_start_of_a_long_text_is_read() -> None:
     late = "x " * 1500 + "Raqqa"
     assert name_keys("", late) == {}
+
+
+def test_a_name_after_a_hyphen_is_read() -> None:
+    assert KEY_PREFIX + key("Raqqa") in name_keys("", "Clashes in al-Raqqa")
+    found = name_keys("", "Удар по Хан-Шейхуну")
+    assert KEY_PREFIX + key("Khan") in found and KEY_PREFIX + key("Shaykhun") in found
+
+
+def test_decomposed_letters_and_arabic_diacritics_do_not_change_a_key() -> None:
+    plain = name_keys("", "Han Şeyhun ve الرقة ودوما")
+    assert name_keys("", unicodedata.normalize("NFD", "Han Şeyhun ve الرقّة ودُومَا")) == plain
+
+
+def test_function_words_are_no_names_even_capitalised_or_arabic() -> None:
+    # a sentence's first word is capitalised; Arabic has no capitals: both lists come from stopwords-iso
+    assert name_keys("", "Nach dem Angriff auf Duma", "de") == {
+        KEY_PREFIX + key("Angriff"): 1,
+        KEY_PREFIX + key("Duma"): 1,
+    }
+    assert name_keys("", "Before Kabul", "en") == {KEY_PREFIX + key("Kabul"): 1}
+    assert name_keys("", "قبل الهجوم على دوما", "ar") == name_keys("", "الهجوم دوما", "ar")
+    assert KEY_PREFIX + key("قبل", arabic=True) not in name_keys("", "وقال قبل ذلك", "ar")
