@@ -61,6 +61,9 @@ def _tf(count: int) -> float:
     return 1.0 + math.log(count)
 
 
+_TF = [0.0] + [_tf(count) for count in range(1, 64)]  # the same values, looked up for small counts
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     story_id: str
@@ -99,6 +102,7 @@ class TermWindow:
         self._holders: dict[str, Counter[str]] = {}  # name key -> story -> its count there (all languages)
         self._idf: dict[str, float] = {}  # IDF of the terms asked since the window last changed
         self._idf_by_df: dict[int, float] = {}  # the same, by document frequency
+        self._most: int | None = None  # the largest document frequency of a name key that counts (_most_named)
 
     def __len__(self) -> int:
         """Articles with terms in the window."""
@@ -110,6 +114,7 @@ class TermWindow:
         self._entries.append(_Entry(story_id, lang, None if terms is None else dict(terms)))
         self._idf.clear()
         self._idf_by_df.clear()
+        self._most = None
         if terms is not None:
             self._documents += 1
             self._df.update(terms.keys())
@@ -172,7 +177,11 @@ class TermWindow:
         """``terms`` weighed against the window as it stands (before the article itself is added)."""
         words, keys = _split(terms)
         weights = {t: _tf(c) * self.idf(t) for t, c in words.items() if c > 0}
-        key_weights = {t: _tf(c) * self.idf(t) for t, c in keys.items() if c > 0 and self.idf(t) >= MIN_NAME_IDF}
+        key_weights: dict[str, float] = {}
+        for key, count in keys.items():
+            value = self.idf(key)
+            if count > 0 and value >= MIN_NAME_IDF:
+                key_weights[key] = _tf(count) * value
         return ArticleVector(lang, weights, _norm(weights), key_weights, _norm(key_weights))
 
     def similarity(self, article: ArticleVector, story_id: str) -> float:
@@ -198,6 +207,19 @@ class TermWindow:
                 shared[story] = shared.get(story, 0.0) + weight * weight
         return {story: min(1.0, math.sqrt(mass) / article.key_norm + BOUND_SLACK) for story, mass in shared.items()}
 
+    def _most_named(self) -> int:
+        """The largest document frequency whose IDF is at least ``MIN_NAME_IDF`` (the same expression as
+        :meth:`idf`, so the same keys pass), for the window as it stands."""
+        if self._most is None:
+            n = self._documents + 1
+            most = int(n * math.exp(-MIN_NAME_IDF))  # about; then exactly, by the expression itself
+            while most >= 0 and math.log(n / (most + 1)) < MIN_NAME_IDF:
+                most -= 1
+            while math.log(n / (most + 2)) >= MIN_NAME_IDF:
+                most += 1
+            self._most = most
+        return self._most
+
     def name_similarity(self, article: ArticleVector, story_id: str) -> float:
         """TF-IDF cosine of ``article``'s name keys (``stream.name_keys``) with those of ``story_id``'s articles
         in *other* languages in the window (0 when it has none there, or either side has no weight): the
@@ -217,15 +239,16 @@ class TermWindow:
             story = summed
         # the story's side weighed as vector() weighs the article's (the same expressions, so the same floats);
         # a story holds many keys (every word of its Arabic articles), so IDFs are looked up by frequency
-        df, by_df, floor = self._df, self._idf_by_df, MIN_NAME_IDF
+        df, by_df, most = self._df, self._idf_by_df, self._most_named()
         theirs: dict[str, float] = {}
         for key, count in story.items():
             frequency = df[key]
+            if frequency > most:
+                continue  # a name of the topic
             value = by_df.get(frequency)
             if value is None:
                 value = by_df[frequency] = math.log((self._documents + 1) / (frequency + 1))
-            if value >= floor:
-                theirs[key] = (1.0 + math.log(count)) * value
+            theirs[key] = (_TF[count] if count < len(_TF) else 1.0 + math.log(count)) * value
         their_norm = _norm(theirs)
         if their_norm == 0.0:
             return 0.0

@@ -4,6 +4,7 @@ reopened (or replaying) state weighs words exactly as the live one did."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -226,3 +227,13 @@ def test_a_schema_2_state_gains_the_columns_of_the_word_evidence(tmp_path: Path)
 def _cand(story_id: str) -> Candidate:
     at = datetime(2024, 12, 8, tzinfo=UTC)
     return Candidate(story_id=story_id, centroid=np.ones(4, dtype=np.float32), first_seen=at, last_seen=at)
+
+
+def test_the_frequency_bound_of_a_counted_name_is_the_idf_floor_exactly() -> None:
+    # the story's side skips a key by its document frequency (an integer test) instead of its IDF: the same keys
+    window = TermWindow(10, _same)
+    for documents in range(6000):
+        window._documents, window._most = documents, None
+        most = window._most_named()
+        for frequency in range(max(0, most - 2), most + 3):
+            assert (math.log((documents + 1) / (frequency + 1)) >= MIN_NAME_IDF) == (frequency <= most)
