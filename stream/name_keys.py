@@ -13,10 +13,11 @@ Khan Shaykhun and Han Şeyhun. A name's *key* is its consonant skeleton in Latin
   t; ``q``, ``c`` -> k; ``tz``, ``ts`` -> z; ``ph`` -> f ...), vowels and the letters that are vowels
   in one script and consonants in another (w, y) are dropped, and doubled letters are one.
 
-Which words are names: capitalised words in Latin, Cyrillic and Greek text; every word of an Arabic-script
-text (Arabic has no capitals): its common words are in every Arabic article of the topic, and the evidence
-weighs each key by its rarity among recent articles (``stream.word_evidence``), so they weigh about nothing,
-as do the topic's own names. A skeleton of fewer than ``MIN_KEY_CHARS`` letters is too common a sound to
+Which words are names: capitalised words in Latin, Cyrillic and Greek text (also after a hyphen: al-Raqqa);
+every word of an Arabic-script text (Arabic has no capitals); neither the function words of the article's
+language nor Arabic ones (stopwords-iso's lists, :func:`stop_words`). The evidence leaves out the keys most
+recent articles hold (``stream.word_evidence.MIN_NAME_IDF``): the topic's own names, and the common words
+of a language that holds much of the window. A skeleton of fewer than ``MIN_KEY_CHARS`` letters is too common a sound to
 tell anything. The keys are coarse by design: two different names may share one (Douma and Dima), and the
 rarity weighting and the model's cosine beside them bound what such a collision can do.
 """
