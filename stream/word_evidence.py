@@ -100,8 +100,7 @@ class TermWindow:
         self._stories: dict[tuple[str, str], Counter[str]] = {}  # (story, language) -> its words' counts
         self._keys: dict[str, dict[str, Counter[str]]] = {}  # story -> language -> its name keys' counts
         self._holders: dict[str, Counter[str]] = {}  # name key -> story -> its count there (all languages)
-        self._idf: dict[str, float] = {}  # IDF of the terms asked since the window last changed
-        self._idf_by_df: dict[int, float] = {}  # the same, by document frequency
+        self._idf_by_df: dict[int, float] = {}  # IDF by document frequency, asked since the window last changed
         self._most: int | None = None  # the largest document frequency of a name key that counts (_most_named)
 
     def __len__(self) -> int:
@@ -112,7 +111,6 @@ class TermWindow:
         """Count an original article of ``story_id`` (the oldest article leaves once ``size`` are held);
         ``terms`` None: an article without terms, which only takes its place in the window."""
         self._entries.append(_Entry(story_id, lang, None if terms is None else dict(terms)))
-        self._idf.clear()
         self._idf_by_df.clear()
         self._most = None
         if terms is not None:
@@ -168,10 +166,31 @@ class TermWindow:
             holders[survivor] += holders.pop(absorbed, 0)
 
     def idf(self, term: str) -> float:
-        value = self._idf.get(term)
+        return self._idf_of(self._df.get(term, 0))
+
+    def _idf_of(self, frequency: int) -> float:
+        """The IDF of a term held by ``frequency`` articles of the window as it stands (remembered by frequency
+        until the window changes: a story's terms share few frequencies)."""
+        value = self._idf_by_df.get(frequency)
         if value is None:
-            value = self._idf[term] = math.log((self._documents + 1) / (self._df.get(term, 0) + 1))
+            value = self._idf_by_df[frequency] = math.log((self._documents + 1) / (frequency + 1))
         return value
+
+    def _weighed(self, counts: Mapping[str, int], floor: int | None = None) -> dict[str, float]:
+        """``(1 + log tf) * idf`` of each term of ``counts`` (a story's summed counts), as :meth:`vector` weighs an
+        article's, by the same expressions (so the same floats); ``floor``: only terms held by at most that many
+        articles (the name keys that count, :meth:`_most_named`)."""
+        df, by_df, documents = self._df, self._idf_by_df, self._documents + 1
+        out: dict[str, float] = {}
+        for term, count in counts.items():
+            frequency = df.get(term, 0)
+            if floor is not None and frequency > floor:
+                continue
+            value = by_df.get(frequency)
+            if value is None:
+                value = by_df[frequency] = math.log(documents / (frequency + 1))
+            out[term] = (_TF[count] if count < len(_TF) else _tf(count)) * value
+        return out
 
     def vector(self, terms: Terms, lang: str) -> ArticleVector:
         """``terms`` weighed against the window as it stands (before the article itself is added)."""
@@ -237,18 +256,7 @@ class TermWindow:
                 for key, count in counts.items():
                     summed[key] = summed.get(key, 0) + count
             story = summed
-        # the story's side weighed as vector() weighs the article's (the same expressions, so the same floats);
-        # a story holds many keys (every word of its Arabic articles), so IDFs are looked up by frequency
-        df, by_df, most = self._df, self._idf_by_df, self._most_named()
-        theirs: dict[str, float] = {}
-        for key, count in story.items():
-            frequency = df[key]
-            if frequency > most:
-                continue  # a name of the topic
-            value = by_df.get(frequency)
-            if value is None:
-                value = by_df[frequency] = math.log((self._documents + 1) / (frequency + 1))
-            theirs[key] = (_TF[count] if count < len(_TF) else 1.0 + math.log(count)) * value
+        theirs = self._weighed(story, floor=self._most_named())  # the names of the topic left out
         their_norm = _norm(theirs)
         if their_norm == 0.0:
             return 0.0
@@ -258,8 +266,7 @@ class TermWindow:
     def _cosine(self, weights: Mapping[str, float], norm: float, story: Mapping[str, int]) -> float:
         """Cosine of an article's ``weights`` (of ``norm``) with ``story``'s term counts weighed as the article's
         are."""
-        idf = self.idf
-        theirs = {t: (1.0 + math.log(c)) * idf(t) for t, c in story.items()}
+        theirs = self._weighed(story)
         their_norm = _norm(theirs)
         if their_norm == 0.0:
             return 0.0
