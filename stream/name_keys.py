@@ -9,6 +9,9 @@ Khan Shaykhun and Han Şeyhun. A name's *key* is its consonant skeleton in Latin
   word first loses its article (ال, also after a one-letter clitic: وال بال ...) and a final ة, which Latin
   spellings do not write, and a word that may begin with a clitic (و ب ل ف ك) without the article has a key
   with it and one without;
+- a language that writes a sound its own way has it respelled first (German, Dutch and Polish ``ch`` and
+  Spanish ``j`` are the ``kh`` of خ; Turkish ``c`` is ``j``; Greek ``χ``, ``ντ``, ``μπ``): Chan Scheichun, Jan
+  Sheijun and Khan Shaykhun meet;
 - spellings of one sound become one letter (``sch``, ``sh``, ``ch``, ``ş`` -> s; ``kh`` -> h; ``th`` ->
   t; ``q``, ``c`` -> k; ``tz``, ``ts`` -> z; ``ph`` -> f ...), vowels and the letters that are vowels
   in one script and consonants in another (w, y) are dropped, and doubled letters are one.
@@ -69,6 +72,31 @@ _DIGRAPHS = (
     ("x", "ks"),
     ("v", "w"),
 )
+# Letters a language reads otherwise than the shared table above (which follows English and French), respelled
+# before transliteration, on the lower-cased word: German, Dutch and Polish "ch" (not German "sch") is the sound
+# of Arabic خ and Russian х, written "kh" elsewhere (Chan Scheichun / Khan Shaykhun / Хан-Шейхун); so is Spanish
+# "j" (Jan Sheijun); Turkish "c" is the sound of Arabic ج (Cerablus / Jarablus) and "ç" that of English "ch";
+# Italian "ch" is a k; Polish "sz" and "cz" are "sh" and "ch".
+_RESPELLINGS: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
+    "de": ((re.compile(r"(?<!s)ch"), "kh"),),
+    "nl": ((re.compile(r"(?<!s)ch"), "kh"),),
+    "pl": ((re.compile(r"ch"), "kh"), (re.compile(r"sz"), "sh"), (re.compile(r"cz"), "ch")),
+    "es": ((re.compile(r"j"), "kh"),),
+    "tr": ((re.compile(r"c"), "j"), (re.compile(r"ç"), "ch")),
+    "it": ((re.compile(r"ch"), "k"),),
+}
+# Greek, by its script whatever the article's language: χ is "kh" (anyascii writes "ch"), and the stops Greek
+# writes with two letters (ντ, μπ, γκ) are d, b, g at a word's start and nd, mb, ng inside it (Ντούμα / Douma).
+_GREEK = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff]")
+_GREEK_SPELLINGS = (
+    (re.compile(r"χ"), "kh"),
+    (re.compile(r"^ντ"), "d"),
+    (re.compile(r"^μπ"), "b"),
+    (re.compile(r"^γκ"), "g"),
+    (re.compile(r"ντ"), "nd"),
+    (re.compile(r"μπ"), "mb"),
+    (re.compile(r"γ[κγ]"), "ng"),
+)
 _DROPPED = frozenset("aeiouyw'`\"-")  # vowels, and w/y/' (vowel letters or glides in one script, consonants in others)
 
 
@@ -95,11 +123,23 @@ def _bare_arabic(word: str) -> str:
     return word[:-1] if word.endswith("ة") and len(word) >= _ARABIC_MIN else word
 
 
+def _respelled(word: str, lang: str) -> str:
+    """``word`` lower-cased, with the letters its language (``lang``) or its script gives a sound of their own
+    written as the transliterations of the other languages write that sound (:data:`_RESPELLINGS`)."""
+    word = word.lower()
+    for pattern, spelling in _RESPELLINGS.get(lang, ()):
+        word = pattern.sub(spelling, word)
+    if _GREEK.search(word):
+        for pattern, spelling in _GREEK_SPELLINGS:
+            word = pattern.sub(spelling, word)
+    return word
+
+
 @functools.lru_cache(maxsize=65536)  # a story's articles repeat their names
-def key(word: str, arabic: bool = False) -> str:
-    """The key of one word (``arabic``: a word of Arabic script, read without its article); '' when it is too
-    short to be one."""
-    skeleton = _skeleton(anyascii(_bare_arabic(word) if arabic else word))
+def key(word: str, arabic: bool = False, lang: str = "") -> str:
+    """The key of one word (``arabic``: a word of Arabic script, read without its article; ``lang``: the language
+    of a word in another script, whose spelling rules it follows); '' when it is too short to be one."""
+    skeleton = _skeleton(anyascii(_bare_arabic(word) if arabic else _respelled(word, lang)))
     return skeleton if len(skeleton) >= MIN_KEY_CHARS else ""
 
 
@@ -131,12 +171,13 @@ def name_keys(title: str, text: str, lang: str = "") -> dict[str, int]:
     rarity would weigh most of them out, but not while few articles of the window are in their language."""
     body = strip_arabic_diacritics(unicodedata.normalize("NFC", f"{title}\n{text[:TEXT_CHARS]}"))
     keys: Counter[str] = Counter()
-    common = stop_words(lang.lower())
+    lang = lang.lower()
+    common = stop_words(lang)
     for match in _WORD.finditer(body):
         word = match.group(0)
         if not word[0].isupper() or word.casefold() in common:
             continue
-        found = key(word)
+        found = key(word, lang=lang)
         if found:
             keys[KEY_PREFIX + found] += 1
     arabic_common = stop_words(ARABIC)

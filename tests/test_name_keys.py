@@ -25,6 +25,30 @@ def test_one_names_spellings_in_three_scripts_have_one_key(spellings: tuple[str,
     assert len(keys) == 1 and "" not in keys, keys
 
 
+@pytest.mark.parametrize(
+    ("spellings", "arabic"),
+    [
+        # (word, the language of the article it is in): German, Spanish and Greek write the sound of خ otherwise
+        ((("Khan", "en"), ("Chan", "de"), ("Jan", "es"), ("Han", "tr"), ("Хан", "ru"), ("Χαν", "el")), "خان"),
+        ((("Shaykhun", "en"), ("Scheichun", "de"), ("Sheijun", "es"), ("Şeyhun", "tr")), "شيخون"),
+        ((("Jarablus", "en"), ("Cerablus", "tr"), ("Джараблус", "ru")), "جرابلس"),
+        ((("Douma", "fr"), ("Ντούμα", "el"), ("Дума", "uk")), "دوما"),
+    ],
+)
+def test_a_language_that_spells_a_sound_its_own_way_meets_the_others(
+    spellings: tuple[tuple[str, str], ...], arabic: str
+) -> None:
+    keys = {key(word, lang=lang) for word, lang in spellings} | {key(arabic, arabic=True)}
+    assert len(keys) == 1 and "" not in keys, keys
+
+
+def test_respellings_follow_the_articles_language() -> None:
+    assert key("Chan", lang="de") != key("Chan", lang="en")  # German ch is kh, English ch is not
+    assert key("Tschetschenien", lang="de") == key("Chechnya", lang="en")  # German "tsch" is English "ch"
+    assert key("Raqqa", lang="de") == key("Raqqa")  # a spelling without the language's own letters is unchanged
+    assert name_keys("", "Angriff auf Chan Scheichun", "DE") == name_keys("", "Angriff auf Chan Scheichun", "de")
+
+
 def test_an_arabic_word_loses_its_article_clitics_and_final_ta_marbuta() -> None:
     bare = key("رقة", arabic=True)
     assert bare and all(key(word, arabic=True) == bare for word in ("الرقة", "والرقة", "بالرقة", "للرقة"))
