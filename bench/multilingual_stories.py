@@ -305,7 +305,8 @@ class Spread:
     def row(self, name: str, part: str) -> str:
         sd = statistics.stdev(self.f1) if len(self.f1) > 1 else 0.0
         f1 = f"**{statistics.mean(self.f1):.3f}** ± {sd:.3f} | {min(self.f1):.3f} – {max(self.f1):.3f}"
-        alerted = f"{min(self.hit)} / {self.events} | {statistics.mean(self.per_event):.2f} | {max(self.per_event):.2f}"
+        hit = f"{statistics.mean(self.hit):.2f} ({min(self.hit)}) / {self.events}"
+        alerted = f"{hit} | {statistics.mean(self.per_event):.2f} | {max(self.per_event):.2f}"
         return f"| {name} | {part} | {f1} | {alerted} |"
 
 
@@ -347,7 +348,7 @@ def spread_lines(orders: int, rows: list[str]) -> list[str]:
         ),
         "",
         (
-            "| thresholds | part | B³ F1 mean ± sd | min – max | events alerted (fewest) "
+            "| thresholds | part | B³ F1 mean ± sd | min – max | events alerted: mean (fewest) "
             "| alerts per alerted event (mean) | (most) |"
         ),
         "|---|---|---:|---:|---:|---:|---:|",

@@ -28,4 +28,4 @@ def test_spread_row_shows_the_mean_the_range_and_the_worst_order() -> None:
     spread = Spread(f1=[0.8, 0.9], hit=[15, 13], events=15, per_event=[1.2, 1.6])
     row = spread.row("defaults", "all")
     assert "**0.850** ± 0.071" in row and "0.800 – 0.900" in row
-    assert "| 13 / 15 | 1.40 | 1.60 |" in row
+    assert "| 14.00 (13) / 15 | 1.40 | 1.60 |" in row
