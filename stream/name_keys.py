@@ -85,16 +85,15 @@ _RESPELLINGS: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
     "tr": ((re.compile(r"c"), "j"), (re.compile(r"ç"), "ch")),
     "it": ((re.compile(r"ch"), "k"),),
 }
-# Greek, by its script whatever the article's language: χ is "kh" (anyascii writes "ch"), and the stops Greek
-# writes with two letters (ντ, μπ, γκ) are d, b, g at a word's start and nd, mb, ng inside it (Ντούμα / Douma).
+# Greek, by its script whatever the article's language: χ is "kh" (anyascii writes "ch"), and Greek writes the
+# d and b of a foreign name as ντ and μπ, anywhere in it (Ντούμα, Ιντλίμπ, Άσαντ: Douma, Idlib, Assad), and its g
+# as γκ at the start; γκ and γγ inside a word are ng.
 _GREEK = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff]")
 _GREEK_SPELLINGS = (
     (re.compile(r"χ"), "kh"),
-    (re.compile(r"^ντ"), "d"),
-    (re.compile(r"^μπ"), "b"),
+    (re.compile(r"ντ"), "d"),
+    (re.compile(r"μπ"), "b"),
     (re.compile(r"^γκ"), "g"),
-    (re.compile(r"ντ"), "nd"),
-    (re.compile(r"μπ"), "mb"),
     (re.compile(r"γ[κγ]"), "ng"),
 )
 _DROPPED = frozenset("aeiouyw'`\"-")  # vowels, and w/y/' (vowel letters or glides in one script, consonants in others)
@@ -138,7 +137,8 @@ def _respelled(word: str, lang: str) -> str:
 @functools.lru_cache(maxsize=65536)  # a story's articles repeat their names
 def key(word: str, arabic: bool = False, lang: str = "") -> str:
     """The key of one word (``arabic``: a word of Arabic script, read without its article; ``lang``: the language
-    of a word in another script, whose spelling rules it follows); '' when it is too short to be one."""
+    of the article a word of a cased script is in, whose spelling rules it follows, :data:`_RESPELLINGS`); ''
+    when it is too short to be one."""
     skeleton = _skeleton(anyascii(_bare_arabic(word) if arabic else _respelled(word, lang)))
     return skeleton if len(skeleton) >= MIN_KEY_CHARS else ""
 
@@ -173,11 +173,12 @@ def name_keys(title: str, text: str, lang: str = "") -> dict[str, int]:
     keys: Counter[str] = Counter()
     lang = lang.lower()
     common = stop_words(lang)
+    respelled = lang if lang in _RESPELLINGS else ""  # (one cache entry for a word of the other languages)
     for match in _WORD.finditer(body):
         word = match.group(0)
         if not word[0].isupper() or word.casefold() in common:
             continue
-        found = key(word, lang=lang)
+        found = key(word, lang=respelled)
         if found:
             keys[KEY_PREFIX + found] += 1
     arabic_common = stop_words(ARABIC)

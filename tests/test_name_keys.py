@@ -33,6 +33,8 @@ def test_one_names_spellings_in_three_scripts_have_one_key(spellings: tuple[str,
         ((("Shaykhun", "en"), ("Scheichun", "de"), ("Sheijun", "es"), ("Şeyhun", "tr")), "شيخون"),
         ((("Jarablus", "en"), ("Cerablus", "tr"), ("Джараблус", "ru")), "جرابلس"),
         ((("Douma", "fr"), ("Ντούμα", "el"), ("Дума", "uk")), "دوما"),
+        ((("Idlib", "en"), ("Ιντλίμπ", "el"), ("Идлиб", "ru")), "إدلب"),
+        ((("Chechnya", "en"), ("Czeczenia", "pl"), ("Tschetschenien", "de"), ("Чечня", "ru")), "الشيشان"),
     ],
 )
 def test_a_language_that_spells_a_sound_its_own_way_meets_the_others(
@@ -46,6 +48,7 @@ def test_respellings_follow_the_articles_language() -> None:
     assert key("Chan", lang="de") != key("Chan", lang="en")  # German ch is kh, English ch is not
     assert key("Tschetschenien", lang="de") == key("Chechnya", lang="en")  # German "tsch" is English "ch"
     assert key("Raqqa", lang="de") == key("Raqqa")  # a spelling without the language's own letters is unchanged
+    assert key("Çavuşoğlu", lang="tr") == key("Чавушоглу")  # Turkish ç is ch, not the j of its c
     assert name_keys("", "Angriff auf Chan Scheichun", "DE") == name_keys("", "Angriff auf Chan Scheichun", "de")
 
 
