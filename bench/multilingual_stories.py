@@ -146,7 +146,7 @@ def to_article(rec: dict[str, Any], index: int, vector: Sequence[float]) -> Arti
 
 
 def gold_of(rec: dict[str, Any]) -> str:
-    return rec["event"] if rec["event"] != "irrelevant" else "irrelevant:" + rec["url"]
+    return str(rec["event"]) if rec["event"] != "irrelevant" else f"irrelevant:{rec['url']}"
 
 
 def embedded_articles(records: list[dict[str, Any]], embedder: Embedder) -> list[Article]:
@@ -380,9 +380,12 @@ def pair_table(records: list[dict[str, Any]], pred: list[str]) -> list[str]:
             apart[key][1] += 1
     lines = ["| languages | same-event pairs in one story | different-event pairs kept apart |", "|---|---:|---:|"]
     for key in sorted(same, key=lambda k: -same[k][1])[:15]:
-        s, a = same[key], apart[key]
-        kept = a[0] / max(1, a[1])
-        lines.append(f"| {key[0]}–{key[1]} | {s[0]}/{s[1]} ({s[0] / s[1]:.2f}) | {a[0]}/{a[1]} ({kept:.2f}) |")
+        joined, kept_apart = same[key], apart[key]
+        kept = kept_apart[0] / max(1, kept_apart[1])
+        lines.append(
+            f"| {key[0]}–{key[1]} | {joined[0]}/{joined[1]} ({joined[0] / joined[1]:.2f}) "
+            f"| {kept_apart[0]}/{kept_apart[1]} ({kept:.2f}) |"
+        )
     return lines
 
 

@@ -18,8 +18,8 @@ def test_every_order_keeps_the_dated_records_in_date_order_and_moves_the_undated
     orders = [stream(records, seed=seed) for seed in ("", "order1", "order2")]
     for order in orders:
         assert sorted(r["url"] for r in order) == sorted(r["url"] for r in records)
-        dated = [r["published"] for r in order if r["published"]]
-        assert dated == sorted(dated)
+        days = [r["published"] for r in order if r["published"]]
+        assert days == sorted(days)
     places = [tuple(i for i, r in enumerate(order) if not r["published"]) for order in orders]
     assert len(set(places)) == 3  # the undated records sit elsewhere in each order
     # the README's order is the default: the records by the SHA-1 of their URL, the dated ones then by date
