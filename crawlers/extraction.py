@@ -38,7 +38,13 @@ from urllib.parse import urljoin, urlsplit
 import charset_normalizer
 import lxml.html
 import trafilatura
-from w3lib.encoding import html_body_declared_encoding, html_to_unicode, http_content_type_encoding, resolve_encoding
+from w3lib.encoding import (
+    html_body_declared_encoding,
+    http_content_type_encoding,
+    read_bom,
+    resolve_encoding,
+    to_unicode,
+)
 
 from crawlers.errors import ExtractionError
 from stream.anchors import YEAR_RANGE, dates_in
@@ -461,6 +467,21 @@ def _detect_charset(body: bytes) -> str | None:
     return "utf-8"
 
 
+def _html_to_unicode(content_type: str | None, body: bytes) -> tuple[str, str]:
+    """``(encoding, text)`` by w3lib's order, as Scrapy reads a response: the BOM, the HTTP charset, the page's
+    declaration, else :func:`_detect_charset` (UTF-8 last). w3lib 2.6 deprecated the detection hook of its
+    ``html_to_unicode`` (its own detector answers instead), so the order is written here with its parts."""
+    bom_encoding, bom = read_bom(body)
+    if bom_encoding is not None and bom is not None:
+        return bom_encoding, to_unicode(body[len(bom) :], bom_encoding)
+    encoding = http_content_type_encoding(content_type) or html_body_declared_encoding(body)
+    if encoding is None:
+        encoding = _detect_charset(body) or "utf-8"
+    elif encoding in {"utf-16", "utf-32"}:
+        encoding += "-be"
+    return encoding, to_unicode(body, encoding)
+
+
 def decode_html(body: bytes, content_type: str | None) -> tuple[str, str]:
     """``(encoding, text)`` of an HTML page: BOM, the HTTP charset, the page's ``<meta charset>`` /
     ``<meta http-equiv="Content-Type">``, else UTF-8 or a detected charset (w3lib's order, as Scrapy's).
@@ -468,7 +489,7 @@ def decode_html(body: bytes, content_type: str | None) -> tuple[str, str]:
     declares another charset that decodes it, the page wins. When what is declared is wrong in the other
     way (:func:`_declared_wrongly`), the bytes win.
     Never raises: undecodable bytes become U+FFFD (``extract`` rejects such pages as ``bad_encoding``)."""
-    encoding, text = html_to_unicode(content_type, body, auto_detect_fun=_detect_charset)
+    encoding, text = _html_to_unicode(content_type, body)
     header = http_content_type_encoding(content_type) if content_type else None
     declared = html_body_declared_encoding(body)
     if header and declared:
