@@ -149,49 +149,60 @@ def test_worker_exports_consumer_lag_per_partition(broker: Broker, settings_fact
 
 
 @pytest.mark.isolated
-@pytest.mark.timeout(300)  # up to three 40 s attempts at the rebalance on tansu (below)
+@pytest.mark.timeout(600)  # up to two groups of three 40 s attempts at the rebalance on tansu (below)
 def test_rebalance_never_hands_a_committed_record_to_the_new_owner(broker: Broker, settings_factory: object) -> None:
     """A holds uncommitted records when B joins: A's next commit covers only partitions A kept."""
     bus, settings = make_bus(broker, settings_factory)
     topic = settings.topic_raw
-    group = unique_name("rebalance")
     try:
         bus.ensure_topics([topic])
         ids = [f"id{i:03d}" for i in range(90)]
         for key in ids:
             bus.publish(topic, key, key.encode())
         bus.flush()
-        a = bus.consumer(topic, group)
-        first: list[Record] = []
-        deadline = time.monotonic() + 30
-        while not first and time.monotonic() < deadline:
-            first = a.poll(12, 0.5)  # in hand, not committed
-        assert first
-        a_pending = list(first)
-        b_got: list[Record] = []
         # tansu 0.6 now and then never completes a two-member rebalance: the members rejoin generation 1 over
-        # and over and the follower never gets its assignment (about one run in five here, seen in CI). The
-        # property is about A's commit after a completed rebalance, so a second member that is stuck leaves
-        # and a fresh one joins, at most twice.
+        # and over and the follower never gets its assignment (about one run in five here, seen in CI; once a
+        # group is stuck, a fresh second member often meets the same). The property is about A's commit after a
+        # completed rebalance, so a second member that is stuck leaves and a fresh one joins, at most twice, and
+        # then the whole scenario starts again in a new group, once.
         joined = False
-        for attempt in range(3 if broker.name == "tansu" else 1):
-            b = bus.consumer(topic, group)
-            deadline = time.monotonic() + 40
-            while time.monotonic() < deadline and not (a.assignment() and b.assignment()):
-                a_pending += a.poll(3, 0.2)  # the rebalance runs inside poll; revoked partitions are forgotten
-                b_got += b.poll(3, 0.2)
-            if a.assignment() and b.assignment():
-                joined = True
+        tries = 3 if broker.name == "tansu" else 1
+        for scenario in range(2 if broker.name == "tansu" else 1):
+            group = unique_name("rebalance")
+            a = bus.consumer(topic, group)
+            first: list[Record] = []
+            deadline = time.monotonic() + 30
+            while not first and time.monotonic() < deadline:
+                first = a.poll(12, 0.5)  # in hand, not committed
+            assert first
+            a_pending = list(first)
+            b_got: list[Record] = []
+            for attempt in range(tries):
+                b = bus.consumer(topic, group)
+                deadline = time.monotonic() + 40
+                while time.monotonic() < deadline and not (a.assignment() and b.assignment()):
+                    a_pending += a.poll(3, 0.2)  # the rebalance runs inside poll; revoked partitions are forgotten
+                    b_got += b.poll(3, 0.2)
+                if a.assignment() and b.assignment():
+                    joined = True
+                    break
+                state = describe_group(broker, group)
+                b.close()  # what it received uncommitted goes to the members that stay: not counted as B's
+                b_got = []
+                logger.warning(
+                    "group %s did not rebalance in 40 s, attempt %d of group %d (%s)",
+                    group,
+                    attempt + 1,
+                    scenario + 1,
+                    state,
+                )
+            if joined:
                 break
-            state = describe_group(broker, group)
-            b.close()  # what it received uncommitted goes to the members that stay: not counted as B's
-            b_got = []
-            logger.warning("group %s did not rebalance in 40 s, attempt %d (%s)", group, attempt + 1, state)
-        if not joined:
             a.close()
+        if not joined:
             if broker.name == "noida":
                 pytest.skip(f"noida-db 0.2.2 never completes the rebalance when a second member joins ({state})")
-            pytest.fail(f"group {group} did not rebalance in 40 s, {attempt + 1} times ({state})")
+            pytest.fail(f"no group rebalanced in 40 s, {tries} times in each of {scenario + 1} groups ({state})")
         a.commit()  # the commit A makes after its batch: must not claim partitions that moved to B
         moved = set(b.assignment())
         kept = set(a.assignment())
