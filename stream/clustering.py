@@ -185,8 +185,6 @@ class Neighbour:
 
 Rarity = Callable[[str], float]  # anchor -> 0..1, how rare it is among recent articles
 WordEvidence = Callable[[Candidate], float]  # candidate -> 0..1, the article's words shared with it (same language)
-# candidate -> (same-language word evidence, name evidence across languages), each 0..1
-Evidence = Callable[[Candidate], tuple[float, float]]
 
 
 def _no_rarity(anchor: str) -> float:
@@ -555,26 +553,30 @@ def assign(
     # each part of what a story can add at most (a negative weight adds nothing: its bound is 0)
     anchors_most, words_most, dates_most = max(0.0, params.anchor_weight), max(0.0, weight), max(0.0, params.date_bonus)
     names_most = max(0.0, name_weight)
-    # (the most it can be above what it needs, its place, the story, its cosine, what it needs, a date bonus?)
-    open_: list[tuple[float, int, Candidate, float, float, bool]] = []
+    # (the most it can be above what it needs, its place, the story, its cosine, what it needs, a date bonus?,
+    # the most its name evidence can add)
+    open_: list[tuple[float, int, Candidate, float, float, bool, float]] = []
     for place, (cand, cos) in enumerate(zip(candidates, all_cos, strict=True)):
         trusted = reads and (multilingual or _same_language(article.lang, cand.languages))
         # what this story can add at most: word evidence only with an article in the article's language, a date
         # bonus only for a dated article and a story dated in another language (centred cosines both)
         dates = centred and article.dated and bool(cand.dated_days) and not one_language(article.lang, cand.languages)
         most = anchors_most + (words_most if article.lang in cand.languages else 0.0)
-        most += names_most * _name_bound(article, cand, name_bounds)
+        name_most = names_most * _name_bound(article, cand, name_bounds)
+        most += name_most
         most += dates_most if dates else 0.0
         if trusted and cos + most < threshold:
             continue  # trusted cosine, too low to reach the threshold even with all this story can add
         needed = join_needed(article, cand, params, center)
         if trusted and cos + most < needed:
             continue  # nor what this story needs
-        open_.append((float(cos) + most - needed if trusted else math.inf, place, cand, float(cos), needed, dates))
+        open_.append(
+            (float(cos) + most - needed if trusted else math.inf, place, cand, float(cos), needed, dates, name_most)
+        )
     # The most promising first: once the best so far is further above what it needs than a story could be, that
     # story cannot win, nor can any after it (a story the model does not read is not bounded: it comes first).
     open_.sort(key=lambda item: (-item[0], item[1]))
-    for bound, _, cand, cos, needed, dates in open_:
+    for bound, _, cand, cos, needed, dates, name_most in open_:
         if best is not None and bound < best[0] - BOUND_SLACK:
             break
         if share is None and dates:
@@ -587,7 +589,6 @@ def assign(
             continue
         # the evidence this story can get: words from its articles in the article's language, names from others
         ask_words = weight > 0 and words is not None and article.lang in cand.languages
-        name_most = name_weight * _name_bound(article, cand, name_bounds) if names is not None else 0.0
         ask_names = name_most > 0
         # the most the evidence could put it above what it needs
         lifted = scored.score + (weight if ask_words else 0.0) + name_most - needed
@@ -902,4 +903,3 @@ def warmup_review(rows: WarmupRows, params: ClusterParams) -> WarmupReview:
     links = {stories[row]: stories[find(row)] for row in first_row.values() if find(row) != row}
     near = {stories[a]: stories[find(b)] for a, b in nearest.items() if find(a) == a and find(b) != a}
     return WarmupReview(links=links, near=near)
-

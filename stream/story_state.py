@@ -939,11 +939,6 @@ class StoryState:
                 self._words.add(story_id, lang or UNDETERMINED_LANG, known)
         return self._words
 
-    def word_evidence(self, terms: Terms, lang: str) -> Callable[[Candidate], float]:
-        """The same-language word evidence of an article with ``terms`` in ``lang`` against a candidate
-        story (``stream.word_evidence``), weighed against the window as it stands."""
-        return self.evidence(terms, lang).words
-
     def evidence(self, terms: Terms, lang: str) -> Evidence:
         """The same-language word evidence and the name evidence across languages (``stream.name_keys``) of an
         article with ``terms`` (its words and name keys) in ``lang`` against a candidate story, weighed against

@@ -215,7 +215,7 @@ def test_a_reopened_state_weighs_words_exactly_as_the_live_one(tmp_path: Path, m
     live = both(state)
     assert len(state._word_window()) == 19 and len(set(live)) == 3
     assert all(w > 0 for w, _ in live) and [n > 0 for _, n in live] == [True, True, False]
-    assert [state.word_evidence(query, "en")(_cand(s)) for s in ("s0", "s1", "s2")] == [w for w, _ in live]
+    assert [state.evidence(query, "en").words(_cand(s)) for s in ("s0", "s1", "s2")] == [w for w, _ in live]
     state.close()
     reopened = StoryState(path)
     assert both(reopened) == live
@@ -237,7 +237,7 @@ def test_a_schema_2_state_gains_the_columns_of_the_word_evidence(tmp_path: Path)
     _remember(state, 1, "s1", {"convoy": 1})
     _remember(state, 2, "s2", {"ceasefire": 1})
     state.commit()
-    assert state.word_evidence({"convoy": 1}, "en")(_cand("s1")) == pytest.approx(1.0)
+    assert state.evidence({"convoy": 1}, "en").words(_cand("s1")) == pytest.approx(1.0)
     assert state._meta("schema", "") == str(story_state.SCHEMA_VERSION) == "3"
     state.close()
 
