@@ -176,21 +176,31 @@ class TermWindow:
             value = self._idf_by_df[frequency] = math.log((self._documents + 1) / (frequency + 1))
         return value
 
-    def _weighed(self, counts: Mapping[str, int], floor: int | None = None) -> dict[str, float]:
-        """``(1 + log tf) * idf`` of each term of ``counts`` (a story's summed counts), as :meth:`vector` weighs an
-        article's, by the same expressions (so the same floats); ``floor``: only terms held by at most that many
-        articles (the name keys that count, :meth:`_most_named`)."""
-        df, by_df, documents = self._df, self._idf_by_df, self._documents + 1
-        out: dict[str, float] = {}
+    def _against(
+        self, weights: Mapping[str, float], counts: Mapping[str, int], floor: int | None = None
+    ) -> tuple[float, float]:
+        """The dot product of an article's ``weights`` with a story's summed ``counts`` weighed as :meth:`vector`
+        weighs an article's, ``(1 + log tf) * idf`` by the same expressions (so the same floats), and the norm of
+        the story's side; ``floor``: only terms held by at most that many articles (the name keys that count,
+        :meth:`_most_named`). One pass over the story's terms, both sums exact (``math.fsum``)."""
+        df, by_df, documents = self._df.get, self._idf_by_df, self._documents + 1
+        mine_of, tf_of, small = weights.get, _TF, len(_TF)
+        squares: list[float] = []
+        products: list[float] = []
+        square, product = squares.append, products.append
         for term, count in counts.items():
-            frequency = df.get(term, 0)
+            frequency = df(term, 0)
             if floor is not None and frequency > floor:
                 continue
             value = by_df.get(frequency)
             if value is None:
                 value = by_df[frequency] = math.log(documents / (frequency + 1))
-            out[term] = (_TF[count] if count < len(_TF) else _tf(count)) * value
-        return out
+            weight = (tf_of[count] if count < small else _tf(count)) * value
+            square(weight * weight)
+            mine = mine_of(term)
+            if mine is not None:
+                product(mine * weight)
+        return math.fsum(products), math.sqrt(math.fsum(squares))
 
     def vector(self, terms: Terms, lang: str) -> ArticleVector:
         """``terms`` weighed against the window as it stands (before the article itself is added)."""
@@ -256,21 +266,17 @@ class TermWindow:
                 for key, count in counts.items():
                     summed[key] = summed.get(key, 0) + count
             story = summed
-        theirs = self._weighed(story, floor=self._most_named())  # the names of the topic left out
-        their_norm = _norm(theirs)
+        dot, their_norm = self._against(article.key_weights, story, floor=self._most_named())  # topic names out
         if their_norm == 0.0:
             return 0.0
-        dot = math.fsum(w * theirs[t] for t, w in article.key_weights.items() if t in theirs)
         return min(1.0, dot / (article.key_norm * their_norm))  # a cosine, also where rounding passes 1
 
     def _cosine(self, weights: Mapping[str, float], norm: float, story: Mapping[str, int]) -> float:
         """Cosine of an article's ``weights`` (of ``norm``) with ``story``'s term counts weighed as the article's
         are."""
-        theirs = self._weighed(story)
-        their_norm = _norm(theirs)
+        dot, their_norm = self._against(weights, story)
         if their_norm == 0.0:
             return 0.0
-        dot = math.fsum(w * theirs[t] for t, w in weights.items() if t in theirs)
         return dot / (norm * their_norm)
 
 
