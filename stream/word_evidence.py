@@ -205,13 +205,27 @@ class TermWindow:
     def vector(self, terms: Terms, lang: str) -> ArticleVector:
         """``terms`` weighed against the window as it stands (before the article itself is added)."""
         words, keys = _split(terms)
-        weights = {t: _tf(c) * self.idf(t) for t, c in words.items() if c > 0}
-        key_weights: dict[str, float] = {}
-        for key, count in keys.items():
-            value = self.idf(key)
-            if count > 0 and value >= MIN_NAME_IDF:
-                key_weights[key] = _tf(count) * value
+        weights = self._weights(words)
+        key_weights = self._weights(keys, min_idf=MIN_NAME_IDF)
         return ArticleVector(lang, weights, _norm(weights), key_weights, _norm(key_weights))
+
+    def _weights(self, counts: Terms, min_idf: float | None = None) -> dict[str, float]:
+        """``(1 + log tf) * idf`` of each term of ``counts`` counted at least once (``min_idf``: and at least that
+        rare), by the expressions of :meth:`idf` and :func:`_tf` (so the same floats), in one loop."""
+        df, by_df, documents = self._df.get, self._idf_by_df, self._documents + 1
+        tf_of, small = _TF, len(_TF)
+        out: dict[str, float] = {}
+        for term, count in counts.items():
+            if count <= 0:
+                continue
+            frequency = df(term, 0)
+            value = by_df.get(frequency)
+            if value is None:
+                value = by_df[frequency] = math.log(documents / (frequency + 1))
+            if min_idf is not None and value < min_idf:
+                continue
+            out[term] = (tf_of[count] if count < small else _tf(count)) * value
+        return out
 
     def similarity(self, article: ArticleVector, story_id: str) -> float:
         """TF-IDF cosine of ``article`` with ``story_id``'s articles in the article's language in the
@@ -286,10 +300,11 @@ def _norm(weights: Mapping[str, float]) -> float:
 
 def _split(terms: Terms) -> tuple[Terms, Terms]:
     """``terms`` as (words, name keys): the keys are the terms with ``KEY_PREFIX`` in front."""
-    keys = {t: c for t, c in terms.items() if t.startswith(KEY_PREFIX)}
-    if not keys:
-        return terms, {}
-    return {t: c for t, c in terms.items() if not t.startswith(KEY_PREFIX)}, keys
+    words: dict[str, int] = {}
+    keys: dict[str, int] = {}
+    for term, count in terms.items():
+        (keys if term.startswith(KEY_PREFIX) else words)[term] = count
+    return (words, keys) if keys else (terms, keys)
 
 
 def _subtract(buckets: dict[_K, Counter[str]], bucket: _K, terms: Terms) -> None:
