@@ -166,11 +166,10 @@ class TermWindow:
             holders[survivor] += holders.pop(absorbed, 0)
 
     def idf(self, term: str) -> float:
-        return self._idf_of(self._df.get(term, 0))
-
-    def _idf_of(self, frequency: int) -> float:
-        """The IDF of a term held by ``frequency`` articles of the window as it stands (remembered by frequency
-        until the window changes: a story's terms share few frequencies)."""
+        """The IDF of ``term`` in the window as it stands (remembered by document frequency until the window
+        changes: a story's terms share few frequencies). :meth:`_weights` and :meth:`_against` compute it in
+        place by the same expression."""
+        frequency = self._df.get(term, 0)
         value = self._idf_by_df.get(frequency)
         if value is None:
             value = self._idf_by_df[frequency] = math.log((self._documents + 1) / (frequency + 1))

@@ -170,6 +170,39 @@ def test_a_storys_name_bound_is_never_below_its_name_evidence() -> None:
     assert checked > 100  # the draw holds many stories with name evidence
 
 
+def _word_cosine(window: TermWindow, terms: dict[str, int], lang: str, story: str) -> float:
+    """The word evidence by its definition: the TF-IDF cosine, ``(1 + log tf) * idf`` on both sides, of an article's
+    terms with the summed counts of the story's articles in the article's language."""
+    mine = {t: (1.0 + math.log(c)) * window.idf(t) for t, c in terms.items()}
+    counts = window._stories.get((story, lang), Counter())
+    theirs = {t: (1.0 + math.log(c)) * window.idf(t) for t, c in counts.items()}
+    norm, their_norm = (
+        math.sqrt(math.fsum(w * w for w in mine.values())),
+        math.sqrt(math.fsum(w * w for w in theirs.values())),
+    )
+    if not theirs or norm == 0.0 or their_norm == 0.0:
+        return 0.0
+    return math.fsum(w * theirs[t] for t, w in mine.items() if t in theirs) / (norm * their_norm)
+
+
+def test_the_word_evidence_is_its_plain_definition_on_random_windows() -> None:
+    # the window weighs and compares in one pass over a story's terms: the same floats as the definition
+    rng = np.random.default_rng(11)
+    window = TermWindow(50, _same)
+    checked = 0
+    for n in range(300):
+        words = {f"w{int(k)}": int(rng.integers(1, 80)) for k in rng.integers(0, 60, size=int(rng.integers(1, 9)))}
+        window.add(f"s{int(rng.integers(0, 15))}", ["en", "fr"][n % 2], words)
+        query = {f"w{int(k)}": int(rng.integers(1, 4)) for k in rng.integers(0, 60, size=5)}
+        lang = ["en", "fr"][int(rng.integers(0, 2))]
+        article = window.vector(query, lang)
+        for i in range(15):
+            found = window.similarity(article, f"s{i}")
+            assert found == _word_cosine(window, query, lang, f"s{i}"), (n, i)
+            checked += found > 0
+    assert checked > 500  # the draw holds many stories with shared words (and counts past the tf table, 64)
+
+
 def test_the_cosine_does_not_depend_on_the_order_words_were_counted_in() -> None:
     articles = [
         ("s1", {"alpha": 3, "beta": 1, "gamma": 2}),
