@@ -47,7 +47,6 @@ _WORD = re.compile(r"(?<![\w'’])[^\W\d_]{3,}")
 _ARABIC_WORD = re.compile(r"[\u0620-\u064a\u0671-\u06d3]{3,}")
 _ARABIC_PREFIXES = ("وال", "بال", "فال", "كال", "لل", "ال")  # the article, with a clitic in front
 _ARABIC_CLITICS = "وبلفك"
-_FOR_THE = "لل"  # ل + ال; before a word that begins with lam the three lams are written two (للاذقية: ل + اللاذقية)
 _ARABIC_MIN = 3  # letters a word keeps at least when its article is taken away (a final ة may go after)
 ARABIC = "ar"
 # Spellings of one sound in the transliterations of the languages of the news, longest first.
@@ -151,8 +150,6 @@ def arabic_keys(word: str) -> tuple[str, ...]:
     keys = [key(word, arabic=True)]
     if word[0] in _ARABIC_CLITICS and len(word) > _ARABIC_MIN and not word.startswith(_ARABIC_PREFIXES):
         keys.append(key(word[1:], arabic=True))
-    elif word.startswith(_FOR_THE) and len(word) > _ARABIC_MIN + 1:
-        keys.append(key(word[1:], arabic=True))  # "for the" before a name that begins with lam: one lam is the name's
     return tuple(dict.fromkeys(k for k in keys if k))
 
 

@@ -60,15 +60,6 @@ def test_an_arabic_word_loses_its_article_clitics_and_final_ta_marbuta() -> None
     assert arabic_keys("كوبلنز")[0] == key("Koblenz")
 
 
-def test_for_the_before_a_name_that_begins_with_lam_keeps_the_names_lam() -> None:
-    # ل ("to, for") before a name with the article is written لل (للرقة): the article goes, as above. Before a
-    # name that itself begins with lam, three lams are written two, and stripping "لل" would take the name's own.
-    assert key("Lebanon") in arabic_keys("للبنان")  # ل + لبنان (no article)
-    assert key("London") in arabic_keys("للندن")
-    assert key("اللاذقية", arabic=True) in arabic_keys("للاذقية")  # ل + اللاذقية
-    assert arabic_keys("للرقة")[0] == key("Raqqa")  # the article's reading stays first
-
-
 def test_different_names_have_different_keys() -> None:
     names = ["Raqqa", "Douma", "Ghouta", "Koblenz", "Aleppo", "Idlib", "Latakia", "Damascus"]
     assert len({key(name) for name in names}) == len(names)
