@@ -192,15 +192,22 @@ def test_the_word_evidence_is_its_plain_definition_on_random_windows() -> None:
     checked = 0
     for n in range(300):
         words = {f"w{int(k)}": int(rng.integers(1, 80)) for k in rng.integers(0, 60, size=int(rng.integers(1, 9)))}
+        words.update({f"~k{int(k)}": 1 for k in rng.integers(0, 8, size=2)})  # name keys most articles hold
         window.add(f"s{int(rng.integers(0, 15))}", ["en", "fr"][n % 2], words)
         query = {f"w{int(k)}": int(rng.integers(1, 4)) for k in rng.integers(0, 60, size=5)}
         lang = ["en", "fr"][int(rng.integers(0, 2))]
         article = window.vector(query, lang)
+        keys = {f"~k{int(k)}": int(rng.integers(0, 3)) for k in rng.integers(0, 60, size=5)}  # a count of 0 too
+        named = window.vector({**query, **keys}, lang)  # the name keys' weights: counted, at least MIN_NAME_IDF
+        plain = {t: (1.0 + math.log(c)) * window.idf(t) for t, c in keys.items() if c > 0}
+        assert named.key_weights == {t: w for t, w in plain.items() if window.idf(t) >= MIN_NAME_IDF}
+        assert named.weights == article.weights
         for i in range(15):
             found = window.similarity(article, f"s{i}")
             assert found == _word_cosine(window, query, lang, f"s{i}"), (n, i)
             checked += found > 0
     assert checked > 500  # the draw holds many stories with shared words (and counts past the tf table, 64)
+    assert window.idf("~k0") < MIN_NAME_IDF < window.idf("~k59")  # the floor kept some keys and left out others
 
 
 def test_the_cosine_does_not_depend_on_the_order_words_were_counted_in() -> None:
