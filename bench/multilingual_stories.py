@@ -536,9 +536,13 @@ def main() -> None:
             f"| {count.hit} / {count.events} | {count.per_event:.2f} | {count.second_report} ({count.first_late}) |"
         )
     spread_rows = []
+    spreads: dict[Settings, dict[str, Spread]] = {}  # the calibration may choose the defaults: streamed once
     if args.orders > 1:
         for name in ("defaults", "chosen on A"):
-            for part, spread in order_spread(records, articles, variants[name], embedder, args.orders).items():
+            settings = variants[name]
+            if settings not in spreads:
+                spreads[settings] = order_spread(records, articles, settings, embedder, args.orders)
+            for part, spread in spreads[settings].items():
                 spread_rows.append(spread.row(name, part))
     singletons = score(records, [r["url"] for r in records], set(range(len(records))))
     english = one_language_alerts(
