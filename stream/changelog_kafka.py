@@ -15,13 +15,14 @@ offset + 1, see ``stream.bus_kafka``).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from stream.bus_kafka import (
     ADMIN_TIMEOUT_MS,
@@ -44,6 +45,12 @@ H_WRITER = "changelog.writer"
 MARKER_PREFIX = "__end__:"
 TOPIC_CONFIGS = {"cleanup.policy": "compact"}  # the latest row per key survives; deletes are tombstones
 READ_TIMEOUT_S = 120.0  # a replay that cannot reach the end in this time fails (and is retried by the worker)
+END_OFFSET_TIMEOUT_S = 30.0  # asking the end offset fails after this long (kafka-python's request timeout)
+# ... asked again after waits of 0.5 s doubling up to 4 s, so that ``interrupt`` (a stopping process) is heard
+# within one wait, while a slow broker still gets waits as long as its answers take
+END_OFFSET_FIRST_WAIT_MS = 500
+END_OFFSET_MAX_WAIT_MS = 4000
+CLOSING_FLUSH_S = 5.0  # after ``interrupt`` an append waits this long for acknowledgements (not the delivery timeout)
 READ_POLL_MS = 50  # > FETCH_MAX_WAIT_MS + a round trip: an empty poll returns only when this runs out
 FETCH_MAX_WAIT_MS = 20  # an empty fetch returns at once: catching up before each batch costs one round trip
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # a story row holds two vectors per language: well under this
@@ -71,6 +78,7 @@ class KafkaChangelog:
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         self._position: int | None = None
+        self._interrupted = threading.Event()
         self._ensure_topic()
 
     def _ensure_topic(self) -> None:
@@ -141,7 +149,7 @@ class KafkaChangelog:
                 marker = (MARKER_PREFIX + self.writer).encode("utf-8")
                 sent = producer.send(self.topic, key=marker, value=b"1", headers=headers, partition=0)
                 futures.append(("marker", sent))
-            producer.flush()
+            producer.flush(timeout=CLOSING_FLUSH_S if self._interrupted.is_set() else None)
         except KafkaError as exc:
             raise UnavailableError(f"kafka {self.bootstrap}: changelog {self.topic!r}: append failed: {exc!r}") from exc
         failed = [(key, f.exception) for key, f in futures if f.failed()]
@@ -192,7 +200,7 @@ class KafkaChangelog:
     def _read_raw(self, start: int) -> Iterator[LoggedChange]:
         consumer = self._reader()
         try:
-            end = int(consumer.end_offsets([self.tp])[self.tp])
+            end = self._end_offset(consumer)
             if end <= start:
                 # Nothing after start: exact on Kafka; tansu answers the last batch's base offset + 1, which
                 # is at most start only when that batch ends before start too.
@@ -216,6 +224,7 @@ class KafkaChangelog:
                 if polled and position >= end and (high is None or position >= high):
                     self._position = position
                     return
+                self._check_interrupted()
                 if time.monotonic() > deadline:
                     raise UnavailableError(
                         f"kafka {self.bootstrap}: changelog {self.topic!r}: could not read from offset {start} "
@@ -225,10 +234,37 @@ class KafkaChangelog:
             self._position = None
             raise UnavailableError(f"kafka {self.bootstrap}: cannot read changelog {self.topic!r}: {exc!r}") from exc
 
+    def _end_offset(self, consumer: KafkaConsumer) -> int:
+        """The partition's end offset (ListOffsets), asked again after each wait (``END_OFFSET_FIRST_WAIT_MS``
+        doubling up to ``END_OFFSET_MAX_WAIT_MS``) until it comes, ``interrupt`` is called, or
+        ``END_OFFSET_TIMEOUT_S`` runs out (KafkaTimeoutError)."""
+        deadline = time.monotonic() + END_OFFSET_TIMEOUT_S
+        wait_ms = END_OFFSET_FIRST_WAIT_MS
+        while True:
+            self._check_interrupted()
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            try:
+                return int(consumer.end_offsets([self.tp], timeout_ms=max(1, min(wait_ms, left_ms)))[self.tp])
+            except KafkaTimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+            wait_ms = min(wait_ms * 2, END_OFFSET_MAX_WAIT_MS)
+
+    def _check_interrupted(self) -> None:
+        if self._interrupted.is_set():
+            self._position = None
+            raise UnavailableError(f"kafka {self.bootstrap}: changelog {self.topic!r}: read interrupted (stopping)")
+
+    def interrupt(self) -> None:
+        """The process is stopping: a read in progress (and every later one) raises ``UnavailableError``
+        within ``END_OFFSET_MAX_WAIT_MS``, and an append waits at most ``CLOSING_FLUSH_S`` for its
+        acknowledgements (a broker that is down does not hold a SIGTERM up for the delivery timeout)."""
+        self._interrupted.set()
+
     def close(self) -> None:
         try:
             if self._producer is not None:
-                self._producer.close()
+                self._producer.close(timeout=CLOSING_FLUSH_S if self._interrupted.is_set() else None)
         finally:
             if self._consumer is not None:
                 self._consumer.close(autocommit=False)

@@ -109,11 +109,15 @@ class ChangelogClusterStage:
         it on every empty poll while this replica owns the input partition. The changelog is read only when
         the local copy holds events past their limit: held events of a dead owner reach the local copy with
         the standby catch-up (every ``standby_catch_up_s``) or before the next batch."""
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return []  # the standby's catch-up holds the state (on a slow or dead broker, for a while): next poll
+        try:
             if not self.stage.hold_expired():
                 return []
             self._take_over()
             return self.stage.on_idle()
+        finally:
+            self._lock.release()
 
     def end_of_input(self) -> list[StoryEvent]:
         """The assigner's end of a finite run, on a current state (what the warm-up hold still holds goes out)."""
@@ -121,8 +125,15 @@ class ChangelogClusterStage:
             self._take_over()
             return self.stage.end_of_input()
 
-    def close(self) -> None:
+    def interrupt(self) -> None:
+        """The process is stopping (``stream.worker.Interruptible``): the standby stops, and a catch-up
+        waiting on a broker that is down (the standby's, or the one before a batch) gives up now instead of
+        at its timeout, so a SIGTERM is not held up by the lock or the request."""
         self._stop.set()
+        self.state.interrupt()
+
+    def close(self) -> None:
+        self.interrupt()
         if self._thread is not None:
             self._thread.join()
         with self._lock:

@@ -105,6 +105,11 @@ class Changelog(Protocol):
         asking the end offset, when ``start`` is the end)."""
         ...
 
+    def interrupt(self) -> None:
+        """The process is stopping: a read in progress and later ones end soon with ``UnavailableError``
+        (a broker that is down must not hold a shutdown), appends wait for their acknowledgements briefly."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -411,6 +416,10 @@ class ChangelogStoryState(StoryState):
         if self.capture.has_pending():
             self._ship()
         return len(foreign)
+
+    def interrupt(self) -> None:
+        """See ``Changelog.interrupt``: called from another thread when the process stops, before ``close``."""
+        self.changelog.interrupt()
 
     def close(self) -> None:
         try:

@@ -53,6 +53,15 @@ class IdleAware(Protocol):
 
 
 @runtime_checkable
+class Interruptible(Protocol):
+    """A stage whose batch can wait on a dependency for long (a broker's request timeout): told, from
+    another thread, that the process is stopping, it makes that wait end soon with ``UnavailableError``
+    (the batch then stays uncommitted and the worker stops)."""
+
+    def interrupt(self) -> None: ...
+
+
+@runtime_checkable
 class EndOfInputAware(Protocol):
     """A stage that holds records back until its input ends (the warm-up hold of story events): told when
     a finite run (an ``ingest``, a crawl round) has drained its input; returns what it released."""
@@ -238,6 +247,11 @@ class StageWorker:
             logger.info("stage stopped while its dependency was down", extra={"stage": self.handler.name})
         finally:
             self.close()
+
+    def interrupt(self) -> None:
+        """Called from another thread once ``stop`` is set: an ``Interruptible`` handler gives up its wait."""
+        if isinstance(self.handler, Interruptible):
+            self.handler.interrupt()
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -8,6 +8,7 @@ compares its stories with the single-replica run's.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -308,5 +309,31 @@ def test_two_embed_replicas_share_the_partitions_and_find_the_same_stories(
         # SIGTERM: the replica finishes its batch, commits, leaves its groups and exits 0.
         assert standby.terminate() == 0, standby.log_tail()
         assert "stopping" in standby.log_text()
+    finally:
+        deployment.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_sigterm_while_the_broker_is_down_stops_every_stage_within_the_grace(
+    dist_elastic: ElasticServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The broker dies, then the operator stops the stages. Each must exit 0 within the grace period
+    (``STOP_TIMEOUT_S``), not wait for a Kafka request timeout: the embed stage's story-state standby asks
+    the changelog's end offset every few seconds, and that request waited 30 s for the dead broker while
+    holding the state (measured before the fix: SIGKILLed after the 20 s grace; 28.6 s to exit without one)."""
+    deployment = new_deployment(dist_elastic, tmp_path_factory.mktemp("broker-down"))
+    try:
+        stages = [deployment.stage(name) for name in ("embed", "index", "alert")]
+        for stage in stages:
+            stage.wait_serving()
+        ids = deployment.publish(fixture_articles()[:4])
+        deployment.wait_indexed(ids, INDEX_TIMEOUT_S)
+        deployment.broker.stop()
+        time.sleep(3)  # the clients notice; the standby's next catch-up starts waiting on the dead broker
+        for stage in stages:
+            assert stage.proc is not None
+            stage.proc.send_signal(signal.SIGTERM)
+        for stage in stages:
+            assert stage.terminate() == 0, f"{stage.name} did not stop within the grace:\n{stage.log_tail()}"
     finally:
         deployment.close()

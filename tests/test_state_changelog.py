@@ -430,3 +430,47 @@ def test_outbox_rows_of_an_older_changelog_are_published_then_tombstoned(
     again = cluster_stage(kafka_settings, embedder, bus, "cluster-b")  # a replay from the start: nothing left
     assert again.state.outbox() == []
     again.close()
+
+
+def test_a_stop_is_not_held_up_by_a_catch_up_waiting_on_a_dead_broker(
+    embedder: Embedder, bus: EmbeddedBus, tmp_path: Path
+) -> None:
+    """With the broker gone, asking the changelog's end offset waits for kafka-python's request timeout
+    (30 s), and the standby's catch-up holds the state's lock meanwhile. A stopping process interrupts it:
+    the read ends with ``UnavailableError`` naming the topic, the idle poll does not queue behind the lock,
+    and ``close`` returns at once instead of after the timeout (a SIGTERM then outlasted a 20 s grace)."""
+    from stream.changelog_kafka import END_OFFSET_MAX_WAIT_MS, END_OFFSET_TIMEOUT_S
+    from stream.errors import UnavailableError
+    from tests.broker_fixtures import make_tansu
+
+    broker = make_tansu(tmp_path / "tansu")
+    broker.workdir.mkdir(parents=True)
+    broker.start()
+    try:
+        overrides = {**kafka_test_overrides(broker), "data_dir": tmp_path / "client", "topic_story_changelog": "c.v1"}
+        settings = load_settings(environ={}, overrides=overrides)
+        records = embedded_records(settings, bus, embedder, fixture_articles()[:2])
+        own = settings.replace(data_dir=tmp_path / "standby")
+        state = ChangelogStoryState(
+            own.data_dir / STATE_FILE, changelog=KafkaChangelog(kafka_config(own), own.topic_story_changelog)
+        )
+        standby = ChangelogClusterStage(
+            make_assign_stage(own, PrometheusMetrics(), embedder=embedder, bus=bus, state=state),
+            standby_catch_up_s=0.05,
+        )
+        assert standby.handle(records) == [None] * len(records)
+    finally:
+        broker.stop()
+    deadline = time.monotonic() + 10
+    while not standby._lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the standby's thread starts its next catch-up, which now waits on the dead broker
+    assert standby._lock.locked()
+    started = time.monotonic()
+    assert standby.on_idle() == []  # does not wait for the lock
+    assert time.monotonic() - started < 1.0
+    standby.interrupt()
+    with pytest.raises(UnavailableError, match=r"changelog 'c\.v1'.*interrupted"):
+        state.changelog.read(0).__next__()
+    standby.close()
+    took = time.monotonic() - started
+    assert took < END_OFFSET_MAX_WAIT_MS / 1000 + 5 < END_OFFSET_TIMEOUT_S, took

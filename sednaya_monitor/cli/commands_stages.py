@@ -219,9 +219,14 @@ def _loop(workers: list[StageWorker], stop: threading.Event) -> None:
     ]
     for thread in threads:
         thread.start()
+    interrupted = False
     while any(thread.is_alive() for thread in threads):
         for thread in threads:
             thread.join(JOIN_SLICE_S)  # short joins: the main thread keeps handling SIGTERM
+        if stop.is_set() and not interrupted:  # a batch waiting on a dead broker must not outlast the grace
+            interrupted = True
+            for worker in workers:
+                worker.interrupt()
     if failures:
         raise failures[0]
 
