@@ -28,6 +28,7 @@ ListOffsets and the high watermark of fetch responses.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -43,6 +44,7 @@ from kafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     NoError,
     RebalanceInProgressError,
@@ -69,7 +71,7 @@ from stream.bus import (
     UndeliveredError,
     dlq_reason,
 )
-from stream.errors import BusError, GroupActiveError
+from stream.errors import BusError, GroupActiveError, UnavailableError
 from stream.metrics import Metrics
 from stream.offset_reset import OffsetReset, ResetTarget, clamp
 
@@ -96,6 +98,7 @@ PRODUCER_MAX_BLOCK_MS = 30_000  # send() waits this long for metadata of an unkn
 # message.max.bytes of 1 MiB + 12 does not undercut): a larger one is refused at send, MessageSizeTooLargeError.
 MAX_RECORD_BYTES = 1024 * 1024
 ADMIN_TIMEOUT_MS = 30_000  # create/list topics
+FLUSH_SLICE_S = 0.5  # a flush waits in slices of this long, so that ``interrupt`` (a stopping process) is heard
 SCAN_TIMEOUT_S = 30.0  # a dead-letter scan that cannot reach the end of the dlq topic in this time fails
 SCAN_POLL_MS = 200  # poll slice while scanning a dlq topic
 FUTURES_PRUNE_AT = 10_000  # drop acknowledged futures when this many accumulate between flushes
@@ -206,6 +209,7 @@ class KafkaBus:
         # Each thread's sends, reported by that thread's flush only: threads of one process share the bus
         # (the index and index-stories workers), and one thread must never commit on another's failure.
         self._local = threading.local()
+        self._interrupted = threading.Event()
 
     # --- topics -------------------------------------------------------------------------------------
     def ensure_topics(self, topics: Sequence[str]) -> None:
@@ -295,6 +299,8 @@ class KafkaBus:
             UndeliveredError: naming the topic, key and broker error of each of this thread's records not
                 acknowledged (another thread's failures are raised by that thread's flush).
             BusError: ``timeout_s`` ran out (with the count of this thread's records still in flight).
+            UnavailableError: :meth:`interrupt` was called (the process is stopping) before the records were
+                acknowledged: the caller's input stays uncommitted, for the next member of its group.
         """
         failures = self._settle(timeout_s)
         strip = [
@@ -328,13 +334,24 @@ class KafkaBus:
         sends = self._sends()
         if self._producer is None or not sends.pending:
             return []
-        try:
-            self._producer.flush(timeout=timeout_s)
-        except KafkaError as exc:
-            waiting = sum(1 for p in sends.pending if p.future is not None and not p.future.is_done)
-            raise BusError(
-                f"kafka {self.bootstrap}: {waiting} records not acknowledged within {timeout_s}s: {exc!r}"
-            ) from exc
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            if self._interrupted.is_set():
+                raise UnavailableError(
+                    f"kafka {self.bootstrap}: {_waiting(sends)} records not acknowledged: the process is stopping"
+                )
+            left = FLUSH_SLICE_S if deadline is None else min(FLUSH_SLICE_S, max(0.0, deadline - time.monotonic()))
+            try:
+                self._producer.flush(timeout=left)
+                break
+            except KafkaTimeoutError as exc:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise BusError(
+                        f"kafka {self.bootstrap}: {_waiting(sends)} records not acknowledged within {timeout_s}s: "
+                        f"{exc!r}"
+                    ) from exc
+            except KafkaError as exc:
+                raise BusError(f"kafka {self.bootstrap}: {_waiting(sends)} records not acknowledged: {exc!r}") from exc
         done = [p for p in sends.pending if p.future is None or p.future.is_done]
         sends.pending = [p for p in sends.pending if not (p.future is None or p.future.is_done)]
         failures: list[tuple[_Pending, BaseException]] = []
@@ -671,18 +688,46 @@ class KafkaBus:
         except KafkaError as exc:
             raise BusError(f"kafka {self.bootstrap}: cannot connect a consumer: {exc!r}") from exc
 
+    def interrupt(self) -> None:
+        """The process is stopping (``stream.worker.Interruptible``): a flush waiting for acknowledgements
+        (a broker that is down: up to the delivery timeout) raises ``UnavailableError`` within
+        ``FLUSH_SLICE_S``, and :meth:`close` then leaves what is still in flight (its input was not committed)."""
+        self._interrupted.set()
+
     def close(self) -> None:
-        """Flush (raising ``BusError`` on undelivered records), then close every client."""
+        """Flush (raising ``BusError`` on undelivered records), then close every client. After
+        :meth:`interrupt`, records still unacknowledged are logged and dropped, not waited for."""
         try:
             self.flush()
+        except UnavailableError as exc:
+            if not self._interrupted.is_set():
+                raise
+            logger.warning("stopping with records in flight; their input is redone by the next member", extra={
+                "error": str(exc)
+            })
         finally:
             with self._lock:
                 if self._producer is not None:
-                    self._producer.close()
+                    close_producer(self._producer, stopping=self._interrupted.is_set())
                     self._producer = None
                 if self._admin is not None:
                     self._admin.close()
                     self._admin = None
+
+
+def close_producer(producer: KafkaProducer, *, stopping: bool) -> None:
+    """Close ``producer``: waiting for what is in flight, or, when the process is ``stopping``, not at all
+    (kafka-python's ``close(timeout=0)`` flushes first and raises ``KafkaTimeoutError`` before it force-closes
+    when records are in flight; its sender is a daemon thread, gone with the process, the records dropped)."""
+    if not stopping:
+        producer.close()
+        return
+    with contextlib.suppress(KafkaTimeoutError):
+        producer.close(timeout=0)
+
+
+def _waiting(sends: _Sends) -> int:
+    return sum(1 for p in sends.pending if p.future is not None and not p.future.is_done)
 
 
 class _DlqScan:

@@ -31,6 +31,7 @@ from stream.bus_kafka import (
     PRODUCER_MAX_IN_FLIGHT,
     PRODUCER_RETRY_BACKOFF_MS,
     KafkaConfig,
+    close_producer,
     kafka_security_options,
 )
 from stream.errors import UnavailableError
@@ -264,7 +265,9 @@ class KafkaChangelog:
     def close(self) -> None:
         try:
             if self._producer is not None:
-                self._producer.close(timeout=CLOSING_FLUSH_S if self._interrupted.is_set() else None)
+                # stopping: an append has waited CLOSING_FLUSH_S already; the records dropped are the ones of a
+                # commit without its end marker, never applied (see ``read``)
+                close_producer(self._producer, stopping=self._interrupted.is_set())
         finally:
             if self._consumer is not None:
                 self._consumer.close(autocommit=False)

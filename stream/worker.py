@@ -249,9 +249,11 @@ class StageWorker:
             self.close()
 
     def interrupt(self) -> None:
-        """Called from another thread once ``stop`` is set: an ``Interruptible`` handler gives up its wait."""
-        if isinstance(self.handler, Interruptible):
-            self.handler.interrupt()
+        """Called from another thread once ``stop`` is set: an ``Interruptible`` handler or bus gives up its
+        wait (the bus's flush of a batch's output, while the broker is down, waits up to its delivery timeout)."""
+        for part in (self.handler, self.bus):
+            if isinstance(part, Interruptible):
+                part.interrupt()
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -447,3 +447,46 @@ def test_an_outbox_record_the_broker_refuses_as_too_large_is_dead_lettered_not_r
     finally:
         stage.close()
         bus.close()
+
+
+def test_a_stopping_process_does_not_wait_on_a_dead_broker_for_its_records(
+    settings_factory: object, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The broker dies with a batch's output in flight: the worker's flush would wait up to the delivery
+    timeout (120 s), past any grace period. ``interrupt`` (the stage's SIGTERM) ends that wait within a slice
+    with ``UnavailableError``, so the worker leaves the batch uncommitted for the next member; ``close`` then
+    drops what is still in flight instead of waiting for it."""
+    from stream.bus_kafka import FLUSH_SLICE_S, PRODUCER_DELIVERY_TIMEOUT_MS
+    from stream.errors import UnavailableError
+    from tests.broker_fixtures import make_tansu
+
+    own = make_tansu(tmp_path_factory.mktemp("tansu-dies"))
+    own.workdir.mkdir(parents=True, exist_ok=True)
+    own.start()
+    try:
+        bus, settings = make_bus(own, settings_factory)
+        bus.publish(settings.topic_raw, "k0", b"delivered")
+        bus.flush()
+    finally:
+        own.stop()
+    raised: list[BaseException] = []
+
+    def flush() -> None:  # a flush waits for the records of its own thread
+        bus.publish(settings.topic_raw, "k1", b"in flight when the broker is gone")
+        try:
+            bus.flush()
+        except BaseException as exc:  # noqa: BLE001  # what the flush ended with is the assertion
+            raised.append(exc)
+
+    waiter = threading.Thread(target=flush)
+    waiter.start()
+    waiter.join(2.0)
+    assert waiter.is_alive(), f"the flush should still wait on the dead broker: {raised}"
+    started = time.monotonic()
+    bus.interrupt()
+    waiter.join(FLUSH_SLICE_S + 5)
+    assert not waiter.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], UnavailableError), raised
+    assert "1 records not acknowledged: the process is stopping" in str(raised[0])
+    bus.close()  # logs and drops the record in flight: no raise, no wait for the delivery timeout
+    assert time.monotonic() - started < FLUSH_SLICE_S + 10 < PRODUCER_DELIVERY_TIMEOUT_MS / 1000
