@@ -22,6 +22,8 @@ from stream.bus import Bus, BusAdmin, GroupLag
 
 logger = logging.getLogger(__name__)
 
+STOP_WAIT_S = 2.0  # how long stop() waits for a round in progress
+
 
 def read_lag(bus: Bus, settings: Settings) -> list[GroupLag]:
     """Every pipeline group's lag per partition (raises ``BusError`` when the broker cannot be asked)."""
@@ -82,9 +84,15 @@ class LagExporter:
             self.stop_event.wait(self.settings.lag_interval_s)
 
     def stop(self) -> None:
+        """Stop the thread; a round waiting on a broker that is down (admin requests of up to 30 s) is not
+        waited for beyond ``STOP_WAIT_S``: the thread is a daemon, its bus left to the process's exit (closing
+        it under the thread would wait as long), so a SIGTERM is not held up by telemetry."""
         self.stop_event.set()
         if self._thread is not None:
-            self._thread.join(timeout=15)
+            self._thread.join(timeout=STOP_WAIT_S)
+            if self._thread.is_alive():
+                logger.info("lag exporter still waiting on the broker: not waited for")
+                return
             self._thread = None
         if self._bus is not None:
             try:

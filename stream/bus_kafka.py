@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -98,6 +98,7 @@ PRODUCER_MAX_BLOCK_MS = 30_000  # send() waits this long for metadata of an unkn
 # message.max.bytes of 1 MiB + 12 does not undercut): a larger one is refused at send, MessageSizeTooLargeError.
 MAX_RECORD_BYTES = 1024 * 1024
 ADMIN_TIMEOUT_MS = 30_000  # create/list topics
+CONSUMER_CLOSE_TIMEOUT_MS = 5_000  # leaving a group: milliseconds on a live coordinator (a dead one: see close)
 FLUSH_SLICE_S = 0.5  # a flush waits in slices of this long, so that ``interrupt`` (a stopping process) is heard
 SCAN_TIMEOUT_S = 30.0  # a dead-letter scan that cannot reach the end of the dlq topic in this time fails
 SCAN_POLL_MS = 200  # poll slice while scanning a dlq topic
@@ -334,24 +335,18 @@ class KafkaBus:
         sends = self._sends()
         if self._producer is None or not sends.pending:
             return []
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            if self._interrupted.is_set():
-                raise UnavailableError(
-                    f"kafka {self.bootstrap}: {_waiting(sends)} records not acknowledged: the process is stopping"
-                )
-            left = FLUSH_SLICE_S if deadline is None else min(FLUSH_SLICE_S, max(0.0, deadline - time.monotonic()))
-            try:
-                self._producer.flush(timeout=left)
-                break
-            except KafkaTimeoutError as exc:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise BusError(
-                        f"kafka {self.bootstrap}: {_waiting(sends)} records not acknowledged within {timeout_s}s: "
-                        f"{exc!r}"
-                    ) from exc
-            except KafkaError as exc:
-                raise BusError(f"kafka {self.bootstrap}: {_waiting(sends)} records not acknowledged: {exc!r}") from exc
+        try:
+            ended = flush_in_slices(
+                self._producer, settled=lambda: _waiting(sends) == 0, interrupted=self._interrupted, timeout_s=timeout_s
+            )
+        except KafkaError as exc:
+            raise BusError(f"kafka {self.bootstrap}: {_waiting(sends)} records not acknowledged: {exc!r}") from exc
+        if ended == "interrupted":
+            raise UnavailableError(
+                f"kafka {self.bootstrap}: {_waiting(sends)} records not acknowledged: the process is stopping"
+            )
+        if ended == "timeout":
+            raise BusError(f"kafka {self.bootstrap}: {_waiting(sends)} records not acknowledged within {timeout_s}s")
         done = [p for p in sends.pending if p.future is None or p.future.is_done]
         sends.pending = [p for p in sends.pending if not (p.future is None or p.future.is_done)]
         failures: list[tuple[_Pending, BaseException]] = []
@@ -689,9 +684,10 @@ class KafkaBus:
             raise BusError(f"kafka {self.bootstrap}: cannot connect a consumer: {exc!r}") from exc
 
     def interrupt(self) -> None:
-        """The process is stopping (``stream.worker.Interruptible``): a flush waiting for acknowledgements
-        (a broker that is down: up to the delivery timeout) raises ``UnavailableError`` within
-        ``FLUSH_SLICE_S``, and :meth:`close` then leaves what is still in flight (its input was not committed)."""
+        """The process is stopping (``stream.worker.Interruptible``): a flush whose records are not acknowledged
+        within a slice (a broker that is down: up to the delivery timeout) raises ``UnavailableError``, and
+        :meth:`close` then does not wait for what is still in flight (its input was not committed). A broker that
+        answers still gets every batch in hand flushed and committed."""
         self._interrupted.set()
 
     def close(self) -> None:
@@ -715,10 +711,35 @@ class KafkaBus:
                     self._admin = None
 
 
+def flush_in_slices(
+    producer: KafkaProducer, *, settled: Callable[[], bool], interrupted: threading.Event, timeout_s: float | None
+) -> str:
+    """``producer.flush`` in ``FLUSH_SLICE_S`` slices until the caller's records are ``settled`` (acknowledged or
+    failed; the producer's flush also waits for other threads' records), ``interrupted`` is set while they are
+    not (the process is stopping and the broker does not answer), or ``timeout_s`` runs out (None: until the
+    records' own delivery timeout). Returns "done", "interrupted" or "timeout"; a failed flush raises
+    kafka-python's error. A broker that answers still gets every record flushed after an interrupt."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        left = FLUSH_SLICE_S if deadline is None else min(FLUSH_SLICE_S, max(0.0, deadline - time.monotonic()))
+        try:
+            producer.flush(timeout=left)
+            return "done"
+        except KafkaTimeoutError:
+            if settled():
+                return "done"
+            if interrupted.is_set():
+                return "interrupted"
+            if deadline is not None and time.monotonic() >= deadline:
+                return "timeout"
+
+
 def close_producer(producer: KafkaProducer, *, stopping: bool) -> None:
-    """Close ``producer``: waiting for what is in flight, or, when the process is ``stopping``, not at all
-    (kafka-python's ``close(timeout=0)`` flushes first and raises ``KafkaTimeoutError`` before it force-closes
-    when records are in flight; its sender is a daemon thread, gone with the process, the records dropped)."""
+    """Close ``producer``: waiting for what is in flight, or, when the process is ``stopping``, hardly at all.
+    kafka-python's ``close(timeout=0)`` flushes first and, with records in flight, raises ``KafkaTimeoutError``
+    before it force-closes; the producer's ``__del__`` then waits 1 s more. Its sender is a daemon thread that
+    goes on until the process exits, so records in flight may still land: records of input not yet committed,
+    which the next member redoes, as after a SIGKILL (the stages downstream are keyed by article id)."""
     if not stopping:
         producer.close()
         return
@@ -1061,8 +1082,10 @@ class KafkaGroupConsumer:
         return sorted(tp.partition for tp in self._consumer.assignment())
 
     def close(self) -> None:
-        """Leave the group without committing (uncommitted records go to the next member)."""
+        """Leave the group without committing (uncommitted records go to the next member). A coordinator that
+        does not answer is waited for ``CONSUMER_CLOSE_TIMEOUT_MS``, not kafka-python's request timeout (30 s):
+        the group drops the member after its session timeout anyway."""
         if self._closed:
             return
         self._closed = True
-        self._consumer.close(autocommit=False)
+        self._consumer.close(autocommit=False, timeout_ms=CONSUMER_CLOSE_TIMEOUT_MS)

@@ -32,6 +32,7 @@ from stream.bus_kafka import (
     PRODUCER_RETRY_BACKOFF_MS,
     KafkaConfig,
     close_producer,
+    flush_in_slices,
     kafka_security_options,
 )
 from stream.errors import UnavailableError
@@ -47,11 +48,11 @@ MARKER_PREFIX = "__end__:"
 TOPIC_CONFIGS = {"cleanup.policy": "compact"}  # the latest row per key survives; deletes are tombstones
 READ_TIMEOUT_S = 120.0  # a replay that cannot reach the end in this time fails (and is retried by the worker)
 END_OFFSET_TIMEOUT_S = 30.0  # asking the end offset fails after this long (kafka-python's request timeout)
-# ... asked again after waits of 0.5 s doubling up to 4 s, so that ``interrupt`` (a stopping process) is heard
-# within one wait, while a slow broker still gets waits as long as its answers take
+# ... asked again after waits of 0.5 s doubling up to 8 s, so that ``interrupt`` (a stopping process) is heard
+# within one wait, while a slow broker still gets waits as long as its answers take (a timed-out request is not
+# cancelled: a few stay outstanding on a broker that is down)
 END_OFFSET_FIRST_WAIT_MS = 500
-END_OFFSET_MAX_WAIT_MS = 4000
-CLOSING_FLUSH_S = 5.0  # after ``interrupt`` an append waits this long for acknowledgements (not the delivery timeout)
+END_OFFSET_MAX_WAIT_MS = 8000
 READ_POLL_MS = 50  # > FETCH_MAX_WAIT_MS + a round trip: an empty poll returns only when this runs out
 FETCH_MAX_WAIT_MS = 20  # an empty fetch returns at once: catching up before each batch costs one round trip
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # a story row holds two vectors per language: well under this
@@ -150,9 +151,20 @@ class KafkaChangelog:
                 marker = (MARKER_PREFIX + self.writer).encode("utf-8")
                 sent = producer.send(self.topic, key=marker, value=b"1", headers=headers, partition=0)
                 futures.append(("marker", sent))
-            producer.flush(timeout=CLOSING_FLUSH_S if self._interrupted.is_set() else None)
+            ended = flush_in_slices(
+                producer,
+                settled=lambda: all(f.is_done for _, f in futures),
+                interrupted=self._interrupted,
+                timeout_s=None,
+            )
         except KafkaError as exc:
             raise UnavailableError(f"kafka {self.bootstrap}: changelog {self.topic!r}: append failed: {exc!r}") from exc
+        if ended != "done":
+            waiting = sum(1 for _, f in futures if not f.is_done)
+            raise UnavailableError(
+                f"kafka {self.bootstrap}: changelog {self.topic!r}: {waiting} records not acknowledged: "
+                "the process is stopping"
+            )
         failed = [(key, f.exception) for key, f in futures if f.failed()]
         if failed:
             shown = "; ".join(f"key {k}: {e!r}" for k, e in failed[:3])
@@ -225,7 +237,8 @@ class KafkaChangelog:
                 if polled and position >= end and (high is None or position >= high):
                     self._position = position
                     return
-                self._check_interrupted()
+                if not batch:
+                    self._check_interrupted()  # nothing came: a stopping process does not wait for READ_TIMEOUT_S
                 if time.monotonic() > deadline:
                     raise UnavailableError(
                         f"kafka {self.bootstrap}: changelog {self.topic!r}: could not read from offset {start} "
@@ -237,18 +250,18 @@ class KafkaChangelog:
 
     def _end_offset(self, consumer: KafkaConsumer) -> int:
         """The partition's end offset (ListOffsets), asked again after each wait (``END_OFFSET_FIRST_WAIT_MS``
-        doubling up to ``END_OFFSET_MAX_WAIT_MS``) until it comes, ``interrupt`` is called, or
-        ``END_OFFSET_TIMEOUT_S`` runs out (KafkaTimeoutError)."""
+        doubling up to ``END_OFFSET_MAX_WAIT_MS``) until it comes, a wait runs out after ``interrupt`` was
+        called, or ``END_OFFSET_TIMEOUT_S`` runs out (KafkaTimeoutError)."""
         deadline = time.monotonic() + END_OFFSET_TIMEOUT_S
         wait_ms = END_OFFSET_FIRST_WAIT_MS
         while True:
-            self._check_interrupted()
             left_ms = int((deadline - time.monotonic()) * 1000)
             try:
                 return int(consumer.end_offsets([self.tp], timeout_ms=max(1, min(wait_ms, left_ms)))[self.tp])
             except KafkaTimeoutError:
                 if time.monotonic() >= deadline:
                     raise
+            self._check_interrupted()
             wait_ms = min(wait_ms * 2, END_OFFSET_MAX_WAIT_MS)
 
     def _check_interrupted(self) -> None:
@@ -257,16 +270,18 @@ class KafkaChangelog:
             raise UnavailableError(f"kafka {self.bootstrap}: changelog {self.topic!r}: read interrupted (stopping)")
 
     def interrupt(self) -> None:
-        """The process is stopping: a read in progress (and every later one) raises ``UnavailableError``
-        within ``END_OFFSET_MAX_WAIT_MS``, and an append waits at most ``CLOSING_FLUSH_S`` for its
-        acknowledgements (a broker that is down does not hold a SIGTERM up for the delivery timeout)."""
+        """The process is stopping: a read or an append the broker does not answer raises ``UnavailableError``
+        after its current wait (a read's at most ``END_OFFSET_MAX_WAIT_MS``, an append's ``FLUSH_SLICE_S``)
+        instead of at its timeout (an append's: the 120 s delivery timeout); a broker that answers is read
+        and written as before."""
         self._interrupted.set()
 
     def close(self) -> None:
         try:
             if self._producer is not None:
-                # stopping: an append has waited CLOSING_FLUSH_S already; the records dropped are the ones of a
-                # commit without its end marker, never applied (see ``read``)
+                # stopping: records still in flight may land later; with its end marker a commit is applied by
+                # the next owner (its decisions are keyed by article id: a redo gets the same answers), without
+                # it never (see ``read``)
                 close_producer(self._producer, stopping=self._interrupted.is_set())
         finally:
             if self._consumer is not None:

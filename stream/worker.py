@@ -159,7 +159,13 @@ class StageWorker:
                 attempts=tries,
             )
             lettered.append(error)
-        self.bus.flush()
+        try:
+            self.bus.flush()
+        except UnavailableError as exc:  # an interrupted flush (the process is stopping, the broker silent)
+            if self.stop.is_set():
+                stage = self.handler.name
+                raise StageStopped(f"stage {stage!r} stopped while its dead letters were unacknowledged") from exc
+            raise
         for error in lettered:  # counted once the letters are on the bus (a failed flush redoes the batch)
             self.metrics.bus_records.labels(topic=self.topic, op="dead_lettered").inc()
             self.metrics.dead_letters.labels(stage=self.handler.name, reason=type(error).__name__).inc()

@@ -455,7 +455,7 @@ def test_a_stopping_process_does_not_wait_on_a_dead_broker_for_its_records(
     """The broker dies with a batch's output in flight: the worker's flush would wait up to the delivery
     timeout (120 s), past any grace period. ``interrupt`` (the stage's SIGTERM) ends that wait within a slice
     with ``UnavailableError``, so the worker leaves the batch uncommitted for the next member; ``close`` then
-    drops what is still in flight instead of waiting for it."""
+    does not wait for what is still in flight. With a broker that answers, an interrupted flush still delivers."""
     from stream.bus_kafka import FLUSH_SLICE_S, PRODUCER_DELIVERY_TIMEOUT_MS
     from stream.errors import UnavailableError
     from tests.broker_fixtures import make_tansu
@@ -467,6 +467,13 @@ def test_a_stopping_process_does_not_wait_on_a_dead_broker_for_its_records(
         bus, settings = make_bus(own, settings_factory)
         bus.publish(settings.topic_raw, "k0", b"delivered")
         bus.flush()
+        # A broker that answers: after the interrupt the batch in hand is still flushed (and then committed).
+        live, _ = make_bus(own, settings_factory)
+        live.interrupt()
+        live.publish(settings.topic_raw, "k2", b"flushed although the process is stopping")
+        live.flush()
+        assert live.delivery_failures == 0
+        live.close()
     finally:
         own.stop()
     raised: list[BaseException] = []

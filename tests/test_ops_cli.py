@@ -169,6 +169,35 @@ def test_lag_from_the_embedded_log(settings: Settings, embedded_pipeline: tuple[
 
 
 @pytest.mark.timeout(120)
+def test_the_lag_exporter_does_not_hold_a_stop_up_while_the_broker_is_down(tmp_path: Path) -> None:
+    """Every stage process runs the exporter; with the broker gone a round waits on admin requests (up to
+    30 s), and ``stop`` joined it for 15 s and then closed its client for several more: a SIGTERM of an
+    index stage outlasted its 20 s grace. Now ``stop`` gives a round in progress ``STOP_WAIT_S``."""
+    from sednaya_monitor.lag import STOP_WAIT_S, LagExporter
+    from stream.bus_kafka import KafkaBus
+    from tests.broker_fixtures import make_tansu
+
+    broker = make_tansu(tmp_path / "tansu")
+    broker.workdir.mkdir(parents=True)
+    broker.start()
+    try:
+        overrides = {**kafka_test_overrides(broker), "data_dir": tmp_path / "data", "lag_interval_s": 0.2}
+        settings = load_settings(environ={}, overrides=overrides)
+        KafkaBus(kafka_config(settings)).ensure_topics(settings.topics)
+        exporter = LagExporter(settings, PrometheusMetrics(), lambda: KafkaBus(kafka_config(settings))).start()
+        deadline = time.monotonic() + 60
+        while exporter.rounds < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert exporter.rounds >= 1
+    finally:
+        broker.stop()
+    time.sleep(1.0)  # the next rounds now wait on the dead broker
+    started = time.monotonic()
+    exporter.stop()
+    assert time.monotonic() - started < STOP_WAIT_S + 2.0
+
+
+@pytest.mark.timeout(120)
 def test_lag_from_the_broker_grows_while_the_group_is_dead(tansu_broker: Broker, data_dir: Path) -> None:
     """The index group consumes, commits and dies; records keep coming: the broker-side lag grows."""
     from sednaya_monitor.lag import LagExporter

@@ -459,6 +459,13 @@ def test_a_stop_is_not_held_up_by_a_catch_up_waiting_on_a_dead_broker(
             standby_catch_up_s=0.05,
         )
         assert standby.handle(records) == [None] * len(records)
+        # A broker that answers: after an interrupt the changelog still appends and reads (the batch in hand
+        # of a graceful stop is finished, not abandoned).
+        live = KafkaChangelog(kafka_config(own), "c2.v1")
+        live.interrupt()
+        live.append([Change(key='["stories", "a"]', value=b"1")])
+        assert [r.change for r in live.read(0)] == [Change(key='["stories", "a"]', value=b"1")]
+        live.close()
     finally:
         broker.stop()
     deadline = time.monotonic() + 10
