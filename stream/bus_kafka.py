@@ -692,15 +692,15 @@ class KafkaBus:
 
     def close(self) -> None:
         """Flush (raising ``BusError`` on undelivered records), then close every client. After
-        :meth:`interrupt`, records still unacknowledged are logged and dropped, not waited for."""
+        :meth:`interrupt`, records a slice did not see acknowledged are logged and not waited for
+        (:func:`close_producer`)."""
         try:
             self.flush()
         except UnavailableError as exc:
             if not self._interrupted.is_set():
                 raise
-            logger.warning("stopping with records in flight; their input is redone by the next member", extra={
-                "error": str(exc)
-            })
+            message = "stopping with records in flight; their input is redone by the next member"
+            logger.warning(message, extra={"error": str(exc)})
         finally:
             with self._lock:
                 if self._producer is not None:

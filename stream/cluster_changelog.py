@@ -127,8 +127,8 @@ class ChangelogClusterStage:
 
     def interrupt(self) -> None:
         """The process is stopping (``stream.worker.Interruptible``): the standby stops, and a catch-up
-        waiting on a broker that is down (the standby's, or the one before a batch) gives up now instead of
-        at its timeout, so a SIGTERM is not held up by the lock or the request."""
+        waiting on a broker that does not answer (the standby's, or the one before a batch) gives up after its
+        current wait instead of at its timeout, so a SIGTERM is not held up by the lock or the request."""
         self._stop.set()
         self.state.interrupt()
 

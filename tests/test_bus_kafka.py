@@ -495,5 +495,5 @@ def test_a_stopping_process_does_not_wait_on_a_dead_broker_for_its_records(
     assert not waiter.is_alive()
     assert len(raised) == 1 and isinstance(raised[0], UnavailableError), raised
     assert "1 records not acknowledged: the process is stopping" in str(raised[0])
-    bus.close()  # logs and drops the record in flight: no raise, no wait for the delivery timeout
+    bus.close()  # logs the record in flight and does not wait for it: no raise, no delivery timeout
     assert time.monotonic() - started < FLUSH_SLICE_S + 10 < PRODUCER_DELIVERY_TIMEOUT_MS / 1000
