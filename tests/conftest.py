@@ -7,11 +7,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from sednaya_monitor.settings import ENV_PREFIX, Settings, load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# Hypothesis fails an example that takes over 200 ms: a timing check, which a busy moment of a shared 2-core
+# machine can trip. The properties here are about values; speed is measured by bench/. (A CI run of session 20
+# lost tests/test_strategies.py::test_articles_are_articles on a loaded machine, unreported: see the libcst
+# filter in pyproject.toml; it did not recur in 3,000 examples, nor under load, so the deadline is the likely
+# cause, not a proven one.)
+hypothesis_settings.register_profile("sednaya-monitor", deadline=None)
+hypothesis_settings.load_profile("sednaya-monitor")
 
 pytest_plugins: list[str] = [
     "tests.broker_fixtures",

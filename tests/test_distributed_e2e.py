@@ -321,7 +321,9 @@ def test_a_sigterm_while_the_broker_is_down_stops_every_stage_within_the_grace(
     (``STOP_TIMEOUT_S``), not wait for a Kafka request timeout: the embed stage's story-state standby asks
     the changelog's end offset every few seconds, and that request waited 30 s for the dead broker while
     holding the state (before the fix: SIGKILLed after the 20 s grace; 28.6 s to exit without one); every
-    process's lag exporter was waited for 15 s (an index stage outlasted the grace in one run of eight)."""
+    process's lag exporter was waited for 15 s (an index stage outlasted the grace in one run of eight). A
+    burst is in the pipeline when the broker goes, so batches are in hand (the bus's flush of their output
+    waited up to the 120 s delivery timeout)."""
     deployment = new_deployment(dist_elastic, tmp_path_factory.mktemp("broker-down"))
     try:
         stages = [deployment.stage(name) for name in ("embed", "index", "alert")]
@@ -329,8 +331,16 @@ def test_a_sigterm_while_the_broker_is_down_stops_every_stage_within_the_grace(
             stage.wait_serving()
         ids = deployment.publish(fixture_articles()[:4])
         deployment.wait_indexed(ids, INDEX_TIMEOUT_S)
+        embed = stages[0]
+        before = embed.sample("sednaya_articles_total", stage="embed", status="embedded")
+        deployment.publish(generated_articles(400, seed=71))  # batches in hand when the broker goes
+
+        def burst_started() -> bool:
+            return embed.sample("sednaya_articles_total", stage="embed", status="embedded") > before
+
+        wait_for("the embed stage to take the burst", burst_started, 60)
         deployment.broker.stop()
-        time.sleep(3)  # the clients notice; the standby's next catch-up starts waiting on the dead broker
+        time.sleep(3)  # the clients notice; flushes and the standby's catch-up now wait on the dead broker
         for stage in stages:
             assert stage.proc is not None
             stage.proc.send_signal(signal.SIGTERM)
