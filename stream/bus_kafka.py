@@ -72,6 +72,7 @@ from stream.bus import (
     dlq_reason,
 )
 from stream.errors import BusError, GroupActiveError, UnavailableError
+from stream.interruptible import call_interruptibly
 from stream.metrics import Metrics
 from stream.offset_reset import OffsetReset, ResetTarget, clamp
 
@@ -951,6 +952,7 @@ class KafkaGroupConsumer:
         self.group = group
         self.bootstrap = list(config.bootstrap)
         self._lock = threading.Lock()  # the rebalance listener runs on kafka-python's IO loop
+        self._interrupted = threading.Event()
         self._uncommitted: dict[TopicPartition, int] = {}  # next offset to commit per partition
         self._committed: dict[TopicPartition, int] = {}  # the group's committed offsets we know (for lag)
         session_ms = config.session_timeout_ms
@@ -1019,13 +1021,18 @@ class KafkaGroupConsumer:
 
         Raises:
             BusError: the coordinator could not be reached.
+            UnavailableError: :meth:`interrupt` was called and the coordinator did not answer within a slice.
         """
         with self._lock:
             offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._uncommitted.items()}
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets)
+            call_interruptibly(
+                lambda: self._consumer.commit(offsets),
+                self._interrupted,
+                what=f"kafka {self.bootstrap}: commit of group {self.group!r} on {self.topic!r}",
+            )
         except CommitFailedError as exc:
             self.refused_commits += 1
             logger.warning(
@@ -1080,6 +1087,11 @@ class KafkaGroupConsumer:
     def assignment(self) -> list[int]:
         """Partitions of ``topic`` this member holds now."""
         return sorted(tp.partition for tp in self._consumer.assignment())
+
+    def interrupt(self) -> None:
+        """The process is stopping (``stream.worker.Interruptible``): a commit the coordinator does not answer
+        (kafka-python waits 30 s) raises ``UnavailableError`` after a slice; its records go to the next member."""
+        self._interrupted.set()
 
     def close(self) -> None:
         """Leave the group without committing (uncommitted records go to the next member). A coordinator that

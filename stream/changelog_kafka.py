@@ -22,7 +22,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.bus_kafka import (
     ADMIN_TIMEOUT_MS,
@@ -36,6 +36,7 @@ from stream.bus_kafka import (
     kafka_security_options,
 )
 from stream.errors import UnavailableError
+from stream.interruptible import call_interruptibly
 from stream.state_changelog import Change, LoggedChange, new_writer_id
 
 logger = logging.getLogger(__name__)
@@ -47,12 +48,6 @@ H_WRITER = "changelog.writer"
 MARKER_PREFIX = "__end__:"
 TOPIC_CONFIGS = {"cleanup.policy": "compact"}  # the latest row per key survives; deletes are tombstones
 READ_TIMEOUT_S = 120.0  # a replay that cannot reach the end in this time fails (and is retried by the worker)
-END_OFFSET_TIMEOUT_S = 30.0  # asking the end offset fails after this long (kafka-python's request timeout)
-# ... asked again after waits of 0.5 s doubling up to 8 s, so that ``interrupt`` (a stopping process) is heard
-# within one wait, while a slow broker still gets waits as long as its answers take (a timed-out request is not
-# cancelled: a few stay outstanding on a broker that is down)
-END_OFFSET_FIRST_WAIT_MS = 500
-END_OFFSET_MAX_WAIT_MS = 8000
 READ_POLL_MS = 50  # > FETCH_MAX_WAIT_MS + a round trip: an empty poll returns only when this runs out
 FETCH_MAX_WAIT_MS = 20  # an empty fetch returns at once: catching up before each batch costs one round trip
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # a story row holds two vectors per language: well under this
@@ -249,20 +244,18 @@ class KafkaChangelog:
             raise UnavailableError(f"kafka {self.bootstrap}: cannot read changelog {self.topic!r}: {exc!r}") from exc
 
     def _end_offset(self, consumer: KafkaConsumer) -> int:
-        """The partition's end offset (ListOffsets), asked again after each wait (``END_OFFSET_FIRST_WAIT_MS``
-        doubling up to ``END_OFFSET_MAX_WAIT_MS``) until it comes, a wait runs out after ``interrupt`` was
-        called, or ``END_OFFSET_TIMEOUT_S`` runs out (KafkaTimeoutError)."""
-        deadline = time.monotonic() + END_OFFSET_TIMEOUT_S
-        wait_ms = END_OFFSET_FIRST_WAIT_MS
-        while True:
-            left_ms = int((deadline - time.monotonic()) * 1000)
-            try:
-                return int(consumer.end_offsets([self.tp], timeout_ms=max(1, min(wait_ms, left_ms)))[self.tp])
-            except KafkaTimeoutError:
-                if time.monotonic() >= deadline:
-                    raise
-            self._check_interrupted()
-            wait_ms = min(wait_ms * 2, END_OFFSET_MAX_WAIT_MS)
+        """The partition's end offset (ListOffsets: kafka-python's request timeout, 30 s, on a broker that is
+        gone), waited for in slices so that an ``interrupt`` is heard (``stream.interruptible``)."""
+        try:
+            offsets = call_interruptibly(
+                lambda: consumer.end_offsets([self.tp]),
+                self._interrupted,
+                what=f"kafka {self.bootstrap}: changelog {self.topic!r}: end offset",
+            )
+        except UnavailableError:
+            self._position = None
+            raise
+        return int(offsets[self.tp])
 
     def _check_interrupted(self) -> None:
         if self._interrupted.is_set():
@@ -271,9 +264,9 @@ class KafkaChangelog:
 
     def interrupt(self) -> None:
         """The process is stopping: a read or an append the broker does not answer raises ``UnavailableError``
-        after its current wait (a read's at most ``END_OFFSET_MAX_WAIT_MS``, an append's ``FLUSH_SLICE_S``)
-        instead of at its timeout (an append's: the 120 s delivery timeout); a broker that answers is read
-        and written as before."""
+        after its current slice (``stream.interruptible.WAIT_SLICE_S`` for the end offset, ``FLUSH_SLICE_S`` for an
+        append) instead of at its timeout (30 s; an append's: the 120 s delivery timeout); a broker that answers is
+        read and written as before."""
         self._interrupted.set()
 
     def close(self) -> None:

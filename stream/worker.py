@@ -10,10 +10,11 @@ is lost. Permanent errors (a record that breaks the contract) are dead-lettered 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from stream.bus import Bus, Consumer, Record
@@ -159,22 +160,29 @@ class StageWorker:
                 attempts=tries,
             )
             lettered.append(error)
-        try:
+        with self._stopping("its dead letters were unacknowledged"):
             self.bus.flush()
-        except UnavailableError as exc:  # an interrupted flush (the process is stopping, the broker silent)
-            if self.stop.is_set():
-                stage = self.handler.name
-                raise StageStopped(f"stage {stage!r} stopped while its dead letters were unacknowledged") from exc
-            raise
         for error in lettered:  # counted once the letters are on the bus (a failed flush redoes the batch)
             self.metrics.bus_records.labels(topic=self.topic, op="dead_lettered").inc()
             self.metrics.dead_letters.labels(stage=self.handler.name, reason=type(error).__name__).inc()
             self.metrics.articles.labels(stage=self.handler.name, status="dead_lettered").inc()
-        self.consumer.commit()
+        with self._stopping("its commit was unanswered"):
+            self.consumer.commit()
         elapsed = time.perf_counter() - started
         self.metrics.stage_seconds.labels(stage=self.handler.name).observe(elapsed / len(records))
         self._report_lag()
         return len(records)
+
+    @contextlib.contextmanager
+    def _stopping(self, while_: str) -> Iterator[None]:
+        """An ``UnavailableError`` of an interrupted wait (the process is stopping, the broker silent) ends the
+        worker as a stop does (``StageStopped``: nothing more is committed), not as a failure."""
+        try:
+            yield
+        except UnavailableError as exc:
+            if self.stop.is_set():
+                raise StageStopped(f"stage {self.handler.name!r} stopped while {while_}") from exc
+            raise
 
     def _handle_available(self, records: Sequence[Record]) -> list[BaseException | None]:
         """``_handle``, repeated with backoff while a dependency is unavailable (never dead-lettered).
@@ -255,9 +263,10 @@ class StageWorker:
             self.close()
 
     def interrupt(self) -> None:
-        """Called from another thread once ``stop`` is set: an ``Interruptible`` handler or bus gives up its
-        wait (the bus's flush of a batch's output, while the broker is down, waits up to its delivery timeout)."""
-        for part in (self.handler, self.bus):
+        """Called from another thread once ``stop`` is set: an ``Interruptible`` handler, bus or consumer gives up
+        its wait on a broker that is down (a flush of a batch's output: up to the 120 s delivery timeout; a commit
+        or the story state's catch-up: 30 s)."""
+        for part in (self.handler, self.bus, self._consumer):
             if isinstance(part, Interruptible):
                 part.interrupt()
 

@@ -455,7 +455,9 @@ def test_a_stopping_process_does_not_wait_on_a_dead_broker_for_its_records(
     """The broker dies with a batch's output in flight: the worker's flush would wait up to the delivery
     timeout (120 s), past any grace period. ``interrupt`` (the stage's SIGTERM) ends that wait within a slice
     with ``UnavailableError``, so the worker leaves the batch uncommitted for the next member; ``close`` then
-    does not wait for what is still in flight. With a broker that answers, an interrupted flush still delivers."""
+    does not wait for what is still in flight. With a broker that answers, an interrupted flush still delivers.
+    (The commit of a batch in hand waits the same way, through ``stream.interruptible``: tests/test_interruptible.py;
+    on a dead coordinator kafka-python soon drops the partitions as lost, which leaves nothing to commit.)"""
     from stream.bus_kafka import FLUSH_SLICE_S, PRODUCER_DELIVERY_TIMEOUT_MS
     from stream.errors import UnavailableError
     from tests.broker_fixtures import make_tansu
@@ -497,3 +499,4 @@ def test_a_stopping_process_does_not_wait_on_a_dead_broker_for_its_records(
     assert "1 records not acknowledged: the process is stopping" in str(raised[0])
     bus.close()  # logs the record in flight and does not wait for it: no raise, no delivery timeout
     assert time.monotonic() - started < FLUSH_SLICE_S + 10 < PRODUCER_DELIVERY_TIMEOUT_MS / 1000
+

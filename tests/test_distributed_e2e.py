@@ -9,6 +9,7 @@ compares its stories with the single-replica run's.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from stream.canonical_url import id_for_url
 from stream.errors import ContractError
 from tests.crawl_fixtures import FixtureWeb, crawl_json
 from tests.distributed_fixtures import (
+    STOP_TIMEOUT_S,
     Deployment,
     ElasticServer,
     StageProcess,
@@ -317,7 +319,7 @@ def test_two_embed_replicas_share_the_partitions_and_find_the_same_stories(
 def test_a_sigterm_while_the_broker_is_down_stops_every_stage_within_the_grace(
     dist_elastic: ElasticServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """The broker dies, then the operator stops the stages. Each must exit 0 within the grace period
+    """The broker dies, then the operator stops the stages. Each must exit within the grace period
     (``STOP_TIMEOUT_S``), not wait for a Kafka request timeout: the embed stage's story-state standby asks
     the changelog's end offset every few seconds, and that request waited 30 s for the dead broker while
     holding the state (before the fix: SIGKILLed after the 20 s grace; 28.6 s to exit without one); every
@@ -341,10 +343,24 @@ def test_a_sigterm_while_the_broker_is_down_stops_every_stage_within_the_grace(
         wait_for("the embed stage to take the burst", burst_started, 60)
         deployment.broker.stop()
         time.sleep(3)  # the clients notice; flushes and the standby's catch-up now wait on the dead broker
+        started = time.monotonic()
         for stage in stages:
             assert stage.proc is not None
             stage.proc.send_signal(signal.SIGTERM)
+        took: dict[str, tuple[int, float]] = {}
         for stage in stages:
-            assert stage.terminate() == 0, f"{stage.name} did not stop within the grace:\n{stage.log_tail()}"
+            assert stage.proc is not None
+            try:  # one SIGTERM only (a second one could land in the interpreter's exit, which restored SIG_DFL)
+                code = stage.proc.wait(max(0.0, started + STOP_TIMEOUT_S - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                stage.kill()
+                running = f"{stage.name} still running after the grace ({took}):\n{stage.log_tail()}"
+                raise AssertionError(running) from None
+            took[stage.name] = (code, round(time.monotonic() - started, 1))
+            # 0: stopped by the SIGTERM; a stage whose poll met the dead broker first exits 1 by design (a
+            # supervisor restarts it; docs/runbook.md, "Running without compose")
+            if code != 0:
+                assert code == 1 and "worker failed; stopping the stage" in stage.log_text(), (stage.name, took)
+        print(f"exit code, seconds from SIGTERM to exit: {took}")
     finally:
         deployment.close()
