@@ -85,15 +85,26 @@ class LagExporter:
 
     def stop(self) -> None:
         """Stop the thread; a round waiting on a broker that is down (admin requests of up to 30 s) is not
-        waited for beyond ``STOP_WAIT_S``: the thread is a daemon, its bus left to the process's exit (closing
-        it under the thread would wait as long), so a SIGTERM is not held up by telemetry."""
+        waited for beyond ``STOP_WAIT_S``: the thread is a daemon, and its client is closed by another daemon thread
+        once the round gives up, so a SIGTERM is not held up by telemetry."""
         self.stop_event.set()
         if self._thread is not None:
             self._thread.join(timeout=STOP_WAIT_S)
             if self._thread.is_alive():
                 logger.info("lag exporter still waiting on the broker: not waited for")
+                round_in_progress = self._thread
+
+                def close_after_round() -> None:  # its client is closed once the round gives up: none lingers
+                    round_in_progress.join()
+                    self._close_bus()
+
+                threading.Thread(target=close_after_round, name="lag-exporter-close", daemon=True).start()
+                self._thread = None
                 return
             self._thread = None
+        self._close_bus()
+
+    def _close_bus(self) -> None:
         if self._bus is not None:
             try:
                 self._bus.close()

@@ -28,7 +28,6 @@ ListOffsets and the high watermark of fetch responses.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -738,14 +737,19 @@ def flush_in_slices(
 def close_producer(producer: KafkaProducer, *, stopping: bool) -> None:
     """Close ``producer``: waiting for what is in flight, or, when the process is ``stopping``, hardly at all.
     kafka-python's ``close(timeout=0)`` flushes first and, with records in flight, raises ``KafkaTimeoutError``
-    before it force-closes; the producer's ``__del__`` then waits 1 s more. Its sender is a daemon thread that
-    goes on until the process exits, so records in flight may still land: records of input not yet committed,
+    before it force-closes (its sender is then force-closed here; the producer's ``__del__`` waits 1 s more).
+    Records already on the wire may still land: records of input not yet committed,
     which the next member redoes, as after a SIGKILL (the stages downstream are keyed by article id)."""
     if not stopping:
         producer.close()
         return
-    with contextlib.suppress(KafkaTimeoutError):
+    try:
         producer.close(timeout=0)
+    except KafkaTimeoutError:
+        # stop the sender thread too, which would otherwise retry the dead broker until the process ends
+        force_close = getattr(getattr(producer, "_sender", None), "force_close", None)
+        if callable(force_close):
+            force_close()
 
 
 def _waiting(sends: _Sends) -> int:
